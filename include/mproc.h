@@ -1,0 +1,11 @@
+/*
+ * mproc.h — the umbrella header: everything mproc offers. Include this, or the module headers in
+ * mproc/ one by one.
+ */
+#ifndef MPROC_H
+#define MPROC_H
+
+#include "mproc/core.h"
+#include "mproc/handle.h"
+
+#endif /* MPROC_H */

@@ -1,0 +1,152 @@
+/*
+ * mproc/core.h — version, error codes, per-thread error messages, timeouts, CPU counts, process ids,
+ * and the main guard.
+ *
+ * Conventions used by every mproc header (see docs/guide.md):
+ *   - Every call that can fail returns int: 0 on success or a negative MPROC_E* code. Results come
+ *     back through out-parameters.
+ *   - After a failure, mproc_last_error() gives a human-readable message for the calling thread
+ *     (what failed, the program or path involved, the OS error by name and number).
+ *   - Timeouts are milliseconds as int64_t: MPROC_INFINITE (-1) waits forever, 0 does not block.
+ *     Deadlines use the monotonic clock, so changing the wall clock never shortens or extends a wait.
+ *   - Strings are UTF-8, NUL-terminated. Binary payloads are (const void *, size_t).
+ *   - Memory that mproc allocates for the caller is released with mproc_free().
+ */
+#ifndef MPROC_CORE_H
+#define MPROC_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mproc/mproc_export.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- version ------------------------------------------------------------------------------- */
+
+#define MPROC_VERSION_MAJOR 0
+#define MPROC_VERSION_MINOR 1
+#define MPROC_VERSION_PATCH 0
+#define MPROC_VERSION_STRING "0.1.0"
+/* One comparable number: (major << 16) | (minor << 8) | patch. */
+#define MPROC_VERSION_NUMBER ((MPROC_VERSION_MAJOR << 16) | (MPROC_VERSION_MINOR << 8) | MPROC_VERSION_PATCH)
+
+/* The version of the library actually linked (compare with MPROC_VERSION_NUMBER to detect a
+ * header/library mismatch). Thread-safe. */
+MPROC_API unsigned mproc_version(void);
+/* The same as a string, e.g. "0.1.0". Static storage. Thread-safe. */
+MPROC_API const char *mproc_version_string(void);
+
+/* ---- errors --------------------------------------------------------------------------------- */
+
+/* Error codes. Every failing call returns one of these (always negative). The Python exception each
+ * one mirrors is named beside it. */
+typedef enum mproc_error {
+  MPROC_OK = 0,
+  MPROC_EINVAL = -1,          /* ValueError/TypeError: an argument is invalid (NULL, out of range) */
+  MPROC_ENOMEM = -2,          /* MemoryError: an allocation failed */
+  MPROC_ESYS = -3,            /* OSError: an OS call failed; the message names the OS error */
+  MPROC_ENOENT = -4,          /* FileNotFoundError: a program, path or name does not exist */
+  MPROC_EPERM = -5,           /* PermissionError: the OS refused access (not executable, ...) */
+  MPROC_ETIMEDOUT = -6,       /* TimeoutExpired / TimeoutError: the timeout expired */
+  MPROC_ECALLEDPROCESS = -7,  /* CalledProcessError: a checked program exited non-zero */
+  MPROC_EEOF = -8,            /* EOFError: the peer closed and all data has been read */
+  MPROC_EFULL = -9,           /* queue.Full */
+  MPROC_EEMPTY = -10,         /* queue.Empty */
+  MPROC_ECLOSED = -11,        /* ValueError: the object was closed */
+  MPROC_ESTATE = -12,         /* ValueError/AssertionError: the call does not fit the object's state */
+  MPROC_EMSGSIZE = -13,       /* BadMessageLength / a buffer too small for a message */
+  MPROC_EAUTH = -14,          /* AuthenticationError */
+  MPROC_EBROKEN = -15,        /* BrokenBarrierError / BrokenProcessPool */
+  MPROC_ENOTOWNER = -16,      /* RuntimeError: releasing a lock the caller does not own */
+  MPROC_EOWNERDEAD = -17,     /* a lock was acquired, but its previous holder died holding it */
+  MPROC_EWORKERDIED = -18,    /* a worker process died while running a task */
+  MPROC_ETASK = -19,          /* the task itself reported failure */
+  MPROC_ENOTSUP = -20,        /* NotImplementedError: not supported on this platform/build */
+  MPROC_EINTR = -21,          /* InterruptedError: reserved; mproc retries EINTR itself */
+  MPROC_EPIPE = -22,          /* BrokenPipeError: writing to a pipe whose reader has gone */
+  MPROC_ERROR_MIN_ = -22      /* the lowest code; not an error itself */
+} mproc_error;
+
+/* The symbolic name of an error code ("MPROC_ETIMEDOUT") followed by a short description, e.g.
+ * "MPROC_ETIMEDOUT: timed out". Unknown codes give "unknown mproc error". Static storage;
+ * thread-safe. */
+MPROC_API const char *mproc_strerror(int code);
+
+/* The message describing the last failure of an mproc call on the calling thread: what failed and
+ * why, with the OS error by name and number where one was involved, e.g.
+ *   "spawn 'nosuchprog': program not found (ENOENT, errno 2: No such file or directory)".
+ * Never NULL: "" when no call has failed on this thread. The pointer stays valid until the next
+ * mproc call on the same thread. A successful call does not clear it. Thread-safe (per thread). */
+MPROC_API const char *mproc_last_error(void);
+
+/* The OS error number behind the last failure on this thread (errno on POSIX, GetLastError() on
+ * Windows), or 0 if the last failure involved no OS call. Thread-safe (per thread). */
+MPROC_API int mproc_last_os_error(void);
+
+/* Forget the calling thread's last error message. Thread-safe (per thread). */
+MPROC_API void mproc_clear_error(void);
+
+/* ---- memory --------------------------------------------------------------------------------- */
+
+/* Release a buffer that mproc allocated for the caller (captured output, messages, ...).
+ * NULL is ignored. Thread-safe. */
+MPROC_API void mproc_free(void *p);
+
+/* ---- time ----------------------------------------------------------------------------------- */
+
+/* Wait forever. Every timeout parameter in mproc is int64_t milliseconds: this value (or any
+ * negative value) waits forever, 0 never blocks. */
+#define MPROC_INFINITE ((int64_t)-1)
+
+/* Monotonic clock in nanoseconds (arbitrary origin, never goes backwards, unaffected by wall-clock
+ * changes). The clock every mproc deadline uses. Thread-safe. */
+MPROC_API int64_t mproc_monotonic_ns(void);
+
+/* ---- system information --------------------------------------------------------------------- */
+
+/* Number of logical CPUs in the machine (os.cpu_count / multiprocessing.cpu_count). Always >= 1.
+ * Thread-safe. */
+MPROC_API int mproc_cpu_count(void);
+
+/* Number of logical CPUs this process may run on: its affinity mask (os.process_cpu_count in
+ * Python 3.13). Always >= 1 and <= mproc_cpu_count(). Pool uses it as its default size.
+ * Thread-safe. */
+MPROC_API int mproc_process_cpu_count(void);
+
+/* Process id of the calling process (os.getpid). Thread-safe. */
+MPROC_API int64_t mproc_getpid(void);
+
+/* Process id of the parent process (os.getppid). On Windows this is the id recorded when this process
+ * was created; that id may since have been reused if the parent has exited. Returns 0 if it cannot
+ * be determined. Thread-safe. */
+MPROC_API int64_t mproc_getppid(void);
+
+/* Absolute path of the running program's executable, UTF-8 (sys.executable for a C program).
+ * *path_out is allocated; release it with mproc_free(). Errors: MPROC_EINVAL (path_out NULL),
+ * MPROC_ENOMEM, MPROC_ESYS / MPROC_ENOTSUP (the OS cannot tell; the message says why).
+ * Thread-safe. */
+MPROC_API int mproc_self_exe(char **path_out);
+
+/* ---- the main guard ------------------------------------------------------------------------- */
+
+/* Call this as the first statement of main(), the C form of Python's
+ * `if __name__ == "__main__":`.
+ *
+ *   int main(int argc, char **argv) {
+ *     mproc_main_guard(argc, argv);   // never returns in an mproc child
+ *     ...
+ *   }
+ *
+ * In the program's ordinary run it returns 0 at once. In a child that mproc started by re-executing
+ * the program (the spawn start method) it runs the child's target and exits, so it never returns
+ * there. Thread-safe: but call it once, from main, before starting threads. */
+MPROC_API int mproc_main_guard(int argc, char **argv);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MPROC_CORE_H */

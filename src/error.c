@@ -1,0 +1,148 @@
+/* Error codes, names and the per-thread last-error message. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "pal.h"
+
+#define MPROC__MSG_MAX 1024
+
+static MPROC__TLS char t_msg[MPROC__MSG_MAX];
+static MPROC__TLS int t_oserr;
+
+static const char *const k_names[] = {
+    "MPROC_OK: success",
+    "MPROC_EINVAL: invalid argument",
+    "MPROC_ENOMEM: out of memory",
+    "MPROC_ESYS: operating system error",
+    "MPROC_ENOENT: no such file, program or name",
+    "MPROC_EPERM: permission denied",
+    "MPROC_ETIMEDOUT: timed out",
+    "MPROC_ECALLEDPROCESS: the program exited with a non-zero status",
+    "MPROC_EEOF: end of file: the peer closed",
+    "MPROC_EFULL: the queue is full",
+    "MPROC_EEMPTY: the queue is empty",
+    "MPROC_ECLOSED: the object is closed",
+    "MPROC_ESTATE: the call does not fit the object's state",
+    "MPROC_EMSGSIZE: message too long for the buffer or limit",
+    "MPROC_EAUTH: authentication failed",
+    "MPROC_EBROKEN: broken (barrier or pool)",
+    "MPROC_ENOTOWNER: the caller does not own the lock",
+    "MPROC_EOWNERDEAD: the previous owner died holding the lock",
+    "MPROC_EWORKERDIED: a worker process died",
+    "MPROC_ETASK: the task reported failure",
+    "MPROC_ENOTSUP: not supported on this platform",
+    "MPROC_EINTR: interrupted",
+    "MPROC_EPIPE: broken pipe: the reader has gone",
+};
+
+const char *mproc_strerror(int code) {
+  if (code > 0 || code < MPROC_ERROR_MIN_) return "unknown mproc error";
+  return k_names[-code];
+}
+
+const char *mproc_last_error(void) { return t_msg; }
+int mproc_last_os_error(void) { return t_oserr; }
+void mproc_clear_error(void) {
+  t_msg[0] = '\0';
+  t_oserr = 0;
+}
+
+static void set_msg(const char *fmt, va_list ap) {
+  int n = vsnprintf(t_msg, sizeof t_msg, fmt, ap);
+  if (n < 0) t_msg[0] = '\0';
+}
+
+int mproc__fail(int code, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  set_msg(fmt, ap);
+  va_end(ap);
+  t_oserr = 0;
+  return code;
+}
+
+int mproc__vfail_os(int code, int oserr, const char *fmt, va_list ap) {
+  set_msg(fmt, ap);
+  size_t used = strlen(t_msg);
+  if (used + 4 < sizeof t_msg) {
+    char desc[256];
+    mproc__pal_describe_os_error(oserr, desc, sizeof desc);
+    snprintf(t_msg + used, sizeof t_msg - used, " (%s)", desc);
+  }
+  t_oserr = oserr;
+  return code ? code : mproc__pal_map_os_error(oserr);
+}
+
+int mproc__fail_os(int code, int oserr, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int rc = mproc__vfail_os(code, oserr, fmt, ap);
+  va_end(ap);
+  return rc;
+}
+
+/* ---- buffers ------------------------------------------------------------------------------- */
+
+int mproc__buf_reserve(mproc__buf *b, size_t extra) {
+  if (b->cap - b->len > extra) return 0; /* keeps >= 1 spare byte for a NUL */
+  if (extra > SIZE_MAX / 2 - b->len) return mproc__fail(MPROC_ENOMEM, "buffer of %zu bytes too large", b->len);
+  size_t want = b->len + extra + 1;
+  size_t cap = b->cap ? b->cap : 256;
+  while (cap < want) cap *= 2;
+  char *p = (char *)realloc(b->data, cap);
+  if (!p) return mproc__fail(MPROC_ENOMEM, "out of memory growing a buffer to %zu bytes", cap);
+  b->data = p;
+  b->cap = cap;
+  return 0;
+}
+
+int mproc__buf_append(mproc__buf *b, const void *p, size_t n) {
+  int rc = mproc__buf_reserve(b, n);
+  if (rc) return rc;
+  if (n) memcpy(b->data + b->len, p, n);
+  b->len += n;
+  return 0;
+}
+
+int mproc__buf_terminate(mproc__buf *b) {
+  int rc = mproc__buf_reserve(b, 0);
+  if (rc) return rc;
+  b->data[b->len] = '\0';
+  return 0;
+}
+
+void mproc__buf_free(mproc__buf *b) {
+  free(b->data);
+  b->data = NULL;
+  b->len = b->cap = 0;
+}
+
+char *mproc__strdup(const char *s) {
+  if (!s) return NULL;
+  size_t n = strlen(s) + 1;
+  char *d = (char *)malloc(n);
+  if (!d) {
+    mproc__fail(MPROC_ENOMEM, "out of memory copying a string of %zu bytes", n);
+    return NULL;
+  }
+  memcpy(d, s, n);
+  return d;
+}
+
+/* ---- deadlines ----------------------------------------------------------------------------- */
+
+int64_t mproc__deadline_from_timeout(int64_t timeout_ms) {
+  if (timeout_ms < 0) return INT64_MAX;
+  int64_t now = mproc__pal_monotonic_ns();
+  if (timeout_ms > (INT64_MAX - now) / 1000000) return INT64_MAX;
+  return now + timeout_ms * 1000000;
+}
+
+int64_t mproc__ms_until(int64_t deadline_ns) {
+  if (deadline_ns == INT64_MAX) return -1;
+  int64_t left = deadline_ns - mproc__pal_monotonic_ns();
+  if (left <= 0) return 0;
+  return (left + 999999) / 1000000;
+}

@@ -1,0 +1,68 @@
+/*
+ * Internal helpers shared by the portable modules: error reporting and small utilities.
+ * Compiler differences (not OS differences) may be handled here; OS differences belong in pal.h.
+ */
+#ifndef MPROC_INTERNAL_H
+#define MPROC_INTERNAL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mproc/core.h"
+
+#if defined(_MSC_VER)
+#define MPROC__TLS __declspec(thread)
+#else
+#define MPROC__TLS _Thread_local
+#endif
+
+#if defined(__MINGW32__)
+/* built with __USE_MINGW_ANSI_STDIO=1: C99 printf (%zu, %lld) whatever the CRT */
+#define MPROC__PRINTF(f, a) __attribute__((format(gnu_printf, f, a)))
+#elif defined(__GNUC__) || defined(__clang__)
+#define MPROC__PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define MPROC__PRINTF(f, a)
+#endif
+
+#define MPROC__ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Record `code` with a formatted message as the calling thread's last error; returns `code`, so a
+ * failing path reads `return mproc__fail(MPROC_EINVAL, "popen: argv is empty");`. */
+int mproc__fail(int code, const char *fmt, ...) MPROC__PRINTF(2, 3);
+
+/* The same for a failed OS call: appends the OS error `oserr` (errno or GetLastError value) by name,
+ * number and text, and remembers it for mproc_last_os_error(). `code` 0 means: derive the mproc
+ * code from the OS error (ENOENT -> MPROC_ENOENT, EACCES -> MPROC_EPERM, ...). */
+int mproc__fail_os(int code, int oserr, const char *fmt, ...) MPROC__PRINTF(3, 4);
+int mproc__vfail_os(int code, int oserr, const char *fmt, va_list ap);
+
+/* Growable byte buffer used for captured output. */
+typedef struct mproc__buf {
+  char *data;
+  size_t len;
+  size_t cap;
+} mproc__buf;
+
+/* Make room for at least `extra` more bytes (keeps one spare byte for a NUL terminator).
+ * Returns 0 or MPROC_ENOMEM (with the message set). */
+int mproc__buf_reserve(mproc__buf *b, size_t extra);
+/* Append bytes; 0 or MPROC_ENOMEM. */
+int mproc__buf_append(mproc__buf *b, const void *p, size_t n);
+/* NUL-terminate without counting the NUL in len. Requires a prior successful reserve/append or
+ * allocates one byte. 0 or MPROC_ENOMEM. */
+int mproc__buf_terminate(mproc__buf *b);
+void mproc__buf_free(mproc__buf *b);
+
+/* strdup that reports MPROC_ENOMEM through the error machinery. NULL in gives NULL out, no error. */
+char *mproc__strdup(const char *s);
+
+/* Deadline helpers on the monotonic clock. A deadline of INT64_MAX means "never". */
+int64_t mproc__deadline_from_timeout(int64_t timeout_ms);
+/* Milliseconds left until `deadline` (0 if passed, -1 for "never"), rounded up so a wait never
+ * ends early. */
+int64_t mproc__ms_until(int64_t deadline_ns);
+
+#endif /* MPROC_INTERNAL_H */

@@ -1,0 +1,181 @@
+/* POSIX PAL: OS errors, clocks, CPU counts, identity, handle flags.
+ * Tested on Linux (glibc). The macOS/BSD branches are written to their documentation but untested. */
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
+#endif
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../pal.h"
+
+int mproc__pal_os_error(void) { return errno; }
+
+int mproc__pal_map_os_error(int e) {
+  switch (e) {
+    case ENOENT:
+    case ENOTDIR:
+    case ESRCH:
+      return MPROC_ENOENT;
+    case EACCES:
+    case EPERM:
+    case ENOEXEC:
+      return MPROC_EPERM;
+    case ENOMEM:
+      return MPROC_ENOMEM;
+    case EPIPE:
+      return MPROC_EPIPE;
+    case ETIMEDOUT:
+      return MPROC_ETIMEDOUT;
+    case EINVAL:
+    case EBADF:
+      return MPROC_EINVAL;
+    case EINTR:
+      return MPROC_EINTR;
+    default:
+      return MPROC_ESYS;
+  }
+}
+
+static const char *errno_name(int e) {
+  switch (e) {
+#define N(x) \
+  case x:    \
+    return #x;
+    N(EPERM) N(ENOENT) N(ESRCH) N(EINTR) N(EIO) N(ENXIO) N(E2BIG) N(ENOEXEC) N(EBADF) N(ECHILD)
+    N(EAGAIN) N(ENOMEM) N(EACCES) N(EFAULT) N(EBUSY) N(EEXIST) N(EXDEV) N(ENODEV) N(ENOTDIR)
+    N(EISDIR) N(EINVAL) N(ENFILE) N(EMFILE) N(ENOTTY) N(ETXTBSY) N(EFBIG) N(ENOSPC) N(ESPIPE)
+    N(EROFS) N(EMLINK) N(EPIPE) N(EDOM) N(ERANGE) N(EDEADLK) N(ENAMETOOLONG) N(ENOSYS)
+    N(ENOTEMPTY) N(ELOOP) N(ETIMEDOUT) N(ECONNREFUSED) N(ECONNRESET) N(EOVERFLOW) N(ENOTSUP)
+    N(ENOTSOCK) N(EMSGSIZE) N(EADDRINUSE) N(ECANCELED) N(EOWNERDEAD) N(ENOTRECOVERABLE)
+#undef N
+    default:
+      return "E?";
+  }
+}
+
+void mproc__pal_describe_os_error(int e, char *buf, size_t size) {
+  char text[160];
+  text[0] = '\0';
+#if defined(__GLIBC__) && defined(_GNU_SOURCE)
+  const char *t = strerror_r(e, text, sizeof text); /* GNU variant returns the string */
+  if (t != text) snprintf(text, sizeof text, "%s", t ? t : "");
+#else
+  if (strerror_r(e, text, sizeof text) != 0) text[0] = '\0';
+#endif
+  snprintf(buf, size, "%s, errno %d: %s", errno_name(e), e, text);
+}
+
+int64_t mproc__pal_monotonic_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int mproc__pal_cpu_count(void) {
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? (int)n : 1;
+}
+
+int mproc__pal_process_cpu_count(void) {
+#if defined(__linux__)
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) return CPU_COUNT(&set);
+  /* more than CPU_SETSIZE CPUs: fall back to the machine count */
+#endif
+  return mproc__pal_cpu_count(); /* macOS/BSD: no per-process affinity query (untested here) */
+}
+
+int64_t mproc__pal_getpid(void) { return (int64_t)getpid(); }
+int64_t mproc__pal_getppid(void) { return (int64_t)getppid(); }
+
+void mproc__pal_close(mproc_os_handle h) {
+  if (h < 0) return;
+  /* POSIX leaves the fd state unspecified after EINTR; on Linux it is always closed, so never retry. */
+  (void)close((int)h);
+}
+
+bool mproc__pal_handle_valid(mproc_os_handle h) {
+  return h >= 0 && h <= INT32_MAX && fcntl((int)h, F_GETFD) != -1;
+}
+
+int mproc__pal_set_cloexec(mproc_os_handle h, bool cloexec) {
+  int fd = (int)h;
+  int fl = fcntl(fd, F_GETFD);
+  if (fl == -1) return mproc__fail_os(0, errno, "fcntl(F_GETFD) on fd %d", fd);
+  int want = cloexec ? (fl | FD_CLOEXEC) : (fl & ~FD_CLOEXEC);
+  if (want != fl && fcntl(fd, F_SETFD, want) == -1)
+    return mproc__fail_os(0, errno, "fcntl(F_SETFD) on fd %d", fd);
+  return 0;
+}
+
+bool mproc__pal_get_cloexec(mproc_os_handle h) {
+  int fl = fcntl((int)h, F_GETFD);
+  return fl != -1 && (fl & FD_CLOEXEC);
+}
+
+int mproc__pal_handle_count(void) {
+  const char *dirs[] = {"/proc/self/fd", "/dev/fd"};
+  for (size_t i = 0; i < MPROC__ARRAY_LEN(dirs); ++i) {
+    DIR *d = opendir(dirs[i]);
+    if (!d) continue;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+      if (e->d_name[0] != '.') ++n;
+    closedir(d);
+    return n - 1; /* the directory's own fd */
+  }
+  return -1;
+}
+
+#if defined(__APPLE__)
+#include <mach-o/dyld.h>
+#endif
+#include <limits.h>
+#include <stdlib.h>
+
+int mproc__pal_self_exe(char **out) {
+#if defined(__linux__)
+  size_t cap = 256;
+  for (;;) {
+    char *buf = (char *)malloc(cap);
+    if (!buf) return mproc__fail(MPROC_ENOMEM, "out of memory reading /proc/self/exe");
+    ssize_t n = readlink("/proc/self/exe", buf, cap);
+    if (n < 0) {
+      int e = errno;
+      free(buf);
+      return mproc__fail_os(MPROC_ESYS, e, "readlink(/proc/self/exe)");
+    }
+    if ((size_t)n < cap) {
+      buf[n] = '\0';
+      *out = buf;
+      return 0;
+    }
+    free(buf);
+    cap *= 2;
+  }
+#elif defined(__APPLE__) /* untested here */
+  uint32_t size = 0;
+  _NSGetExecutablePath(NULL, &size);
+  char *raw = (char *)malloc(size + 1);
+  if (!raw) return mproc__fail(MPROC_ENOMEM, "out of memory");
+  if (_NSGetExecutablePath(raw, &size) != 0) {
+    free(raw);
+    return mproc__fail(MPROC_ESYS, "_NSGetExecutablePath failed");
+  }
+  char *real = realpath(raw, NULL);
+  free(raw);
+  if (!real) return mproc__fail_os(MPROC_ESYS, errno, "realpath of the executable");
+  *out = real;
+  return 0;
+#else
+  return mproc__fail(MPROC_ENOTSUP, "mproc_self_exe: not implemented on this OS");
+#endif
+}

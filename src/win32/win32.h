@@ -1,0 +1,24 @@
+/* Internal to the Windows PAL: <windows.h> and the UTF-8 <-> UTF-16 edge. */
+#ifndef MPROC_WIN32_H
+#define MPROC_WIN32_H
+
+#ifndef WIN32_LEAN_AND_MEAN
+#define WIN32_LEAN_AND_MEAN
+#endif
+#ifndef NOMINMAX
+#define NOMINMAX
+#endif
+#include <windows.h>
+
+#include "../pal.h"
+
+#define MPROC__H(h) ((HANDLE)(intptr_t)(h))
+#define MPROC__OSH(h) ((mproc_os_handle)(intptr_t)(h))
+
+/* UTF-8 -> newly malloc'ed UTF-16 (NUL-terminated). NULL in gives NULL out without error. On invalid
+ * UTF-8 returns NULL with MPROC_EINVAL set (naming `what`); on allocation failure MPROC_ENOMEM. */
+wchar_t *mproc__utf8_to_wide(const char *s, const char *what);
+/* UTF-16 (n units, or -1 for NUL-terminated) -> newly malloc'ed UTF-8. NULL + error on failure. */
+char *mproc__wide_to_utf8(const wchar_t *w, int n);
+
+#endif /* MPROC_WIN32_H */

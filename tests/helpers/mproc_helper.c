@@ -1,0 +1,276 @@
+/*
+ * mproc_helper: the child program the tests start. It runs a script given as arguments, word by word,
+ * so the same test runs on Linux and under Wine:
+ *
+ *   out N          write N bytes of the pattern 'a'..'z' repeated to stdout
+ *   err N          the same to stderr
+ *   print TEXT     write TEXT to stdout (no newline added)
+ *   eprint TEXT    write TEXT to stderr
+ *   echo           copy stdin to stdout until end of file
+ *   read K         read K bytes of stdin (or up to end of file) and discard them
+ *   count          read stdin to end of file, then print how many bytes it had, in decimal
+ *   exit C         exit with code C
+ *   sleep MS       sleep MS milliseconds
+ *   crash KIND     segv: write through a NULL pointer (an access violation on Windows); abort: abort()
+ *   cwd            print the current directory
+ *   env NAME       print the value of NAME, or <unset>
+ *   pid | ppid     print the process id / the parent's process id
+ *   fds            print the open fds, space separated (POSIX), or the handle count (Windows)
+ *   hasfd N        print "yes" if fd / handle value N is open in this process, else "no"
+ *   argv ...       print every following argument as "<length>:<bytes>\n", then stop
+ *   closeout       close stdout
+ *   grandchild MS  start a copy of this program that sleeps MS ms holding our stdout and stderr,
+ *                  print its pid, and do not wait for it
+ *
+ * Output is unbuffered (each command's output is complete when the next command starts). Exit status
+ * is 0 when the script ends, unless a command says otherwise.
+ */
+#ifdef _WIN32
+#define WIN32_LEAN_AND_MEAN
+#include <windows.h>
+#include <direct.h>
+#include <fcntl.h>
+#include <io.h>
+#else
+#define _POSIX_C_SOURCE 200809L
+#include <dirent.h>
+#include <fcntl.h>
+#include <time.h>
+#include <unistd.h>
+#endif
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void write_all(FILE *f, const char *p, size_t n) {
+  if (n && fwrite(p, 1, n, f) != n) exit(120);
+  fflush(f);
+}
+
+static void print_str(const char *s) { write_all(stdout, s, strlen(s)); }
+
+static void write_pattern(FILE *f, unsigned long long n) {
+  static char chunk[65536];
+  if (!chunk[0])
+    for (size_t i = 0; i < sizeof chunk; ++i) chunk[i] = (char)('a' + i % 26);
+  /* start each write at the right phase so the pattern runs on unbroken across writes */
+  unsigned long long done = 0;
+  while (done < n) {
+    size_t off = (size_t)(done % 26);
+    size_t len = sizeof chunk - 26;
+    if (len > n - done) len = (size_t)(n - done);
+    if (fwrite(chunk + off, 1, len, f) != len) exit(120);
+    done += len;
+  }
+  fflush(f);
+}
+
+static void sleep_ms(long ms) {
+#ifdef _WIN32
+  Sleep((DWORD)ms);
+#else
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0) {
+  }
+#endif
+}
+
+static unsigned long long read_stdin(unsigned long long limit, int echo) {
+  static char buf[65536];
+  unsigned long long total = 0;
+  while (total < limit) {
+    size_t want = sizeof buf;
+    if (want > limit - total) want = (size_t)(limit - total);
+    size_t n = fread(buf, 1, want, stdin);
+    if (n == 0) break;
+    if (echo) write_all(stdout, buf, n);
+    total += n;
+  }
+  return total;
+}
+
+static int has_fd(long long v) {
+#ifdef _WIN32
+  DWORD fl;
+  return GetHandleInformation((HANDLE)(intptr_t)v, &fl) != 0;
+#else
+  return fcntl((int)v, F_GETFD) != -1;
+#endif
+}
+
+static void list_fds(void) {
+#ifdef _WIN32
+  DWORD n = 0;
+  GetProcessHandleCount(GetCurrentProcess(), &n);
+  printf("%lu", (unsigned long)n);
+  fflush(stdout);
+#else
+  DIR *d = opendir("/proc/self/fd");
+  if (!d) d = opendir("/dev/fd");
+  if (!d) {
+    print_str("?");
+    return;
+  }
+  int self = dirfd(d), first = 1;
+  struct dirent *e;
+  char line[32];
+  while ((e = readdir(d)) != NULL) {
+    if (e->d_name[0] == '.' || atoi(e->d_name) == self) continue;
+    snprintf(line, sizeof line, first ? "%s" : " %s", e->d_name);
+    print_str(line);
+    first = 0;
+  }
+  closedir(d);
+#endif
+}
+
+#ifdef _WIN32
+#include <tlhelp32.h>
+static unsigned long parent_pid(unsigned long self) {
+  unsigned long parent = 0;
+  HANDLE snap = CreateToolhelp32Snapshot(TH32CS_SNAPPROCESS, 0);
+  PROCESSENTRY32W pe;
+  pe.dwSize = sizeof pe;
+  for (BOOL ok = Process32FirstW(snap, &pe); ok; ok = Process32NextW(snap, &pe))
+    if (pe.th32ProcessID == self) parent = pe.th32ParentProcessID;
+  CloseHandle(snap);
+  return parent;
+}
+#endif
+
+static void start_grandchild(const char *self, const char *ms) {
+#ifdef _WIN32
+  wchar_t exe[MAX_PATH * 2], cmd[MAX_PATH * 2 + 64];
+  GetModuleFileNameW(NULL, exe, MAX_PATH * 2);
+  swprintf(cmd, sizeof cmd / sizeof cmd[0], L"\"%ls\" sleep %hs", exe, ms);
+  STARTUPINFOW si;
+  PROCESS_INFORMATION pi;
+  ZeroMemory(&si, sizeof si);
+  si.cb = sizeof si;
+  si.dwFlags = STARTF_USESTDHANDLES;
+  si.hStdInput = GetStdHandle(STD_INPUT_HANDLE);
+  si.hStdOutput = GetStdHandle(STD_OUTPUT_HANDLE);
+  si.hStdError = GetStdHandle(STD_ERROR_HANDLE);
+  SetHandleInformation(si.hStdOutput, HANDLE_FLAG_INHERIT, HANDLE_FLAG_INHERIT);
+  SetHandleInformation(si.hStdError, HANDLE_FLAG_INHERIT, HANDLE_FLAG_INHERIT);
+  if (!CreateProcessW(exe, cmd, NULL, NULL, TRUE, 0, NULL, NULL, &si, &pi)) exit(121);
+  printf("%lu\n", (unsigned long)pi.dwProcessId);
+  fflush(stdout);
+  CloseHandle(pi.hThread);
+  CloseHandle(pi.hProcess);
+  (void)self;
+#else
+  pid_t pid = fork();
+  if (pid < 0) exit(121);
+  if (pid == 0) {
+    execl(self, self, "sleep", ms, (char *)NULL);
+    _exit(127);
+  }
+  printf("%ld\n", (long)pid);
+  fflush(stdout);
+#endif
+}
+
+int main(int argc, char **argv) {
+#ifdef _WIN32
+  _setmode(_fileno(stdin), _O_BINARY);
+  _setmode(_fileno(stdout), _O_BINARY);
+  _setmode(_fileno(stderr), _O_BINARY);
+  SetErrorMode(SEM_FAILCRITICALERRORS | SEM_NOGPFAULTERRORBOX);
+#endif
+  char line[4096];
+  for (int i = 1; i < argc; ++i) {
+    const char *c = argv[i];
+    const char *a = i + 1 < argc ? argv[i + 1] : NULL;
+#define NEED_ARG          \
+  do {                    \
+    if (!a) return 122;   \
+    ++i;                  \
+  } while (0)
+    if (!strcmp(c, "out")) {
+      NEED_ARG;
+      write_pattern(stdout, strtoull(a, NULL, 10));
+    } else if (!strcmp(c, "err")) {
+      NEED_ARG;
+      write_pattern(stderr, strtoull(a, NULL, 10));
+    } else if (!strcmp(c, "print")) {
+      NEED_ARG;
+      print_str(a);
+    } else if (!strcmp(c, "eprint")) {
+      NEED_ARG;
+      write_all(stderr, a, strlen(a));
+    } else if (!strcmp(c, "echo")) {
+      read_stdin(~0ULL, 1);
+    } else if (!strcmp(c, "read")) {
+      NEED_ARG;
+      read_stdin(strtoull(a, NULL, 10), 0);
+    } else if (!strcmp(c, "count")) {
+      snprintf(line, sizeof line, "%llu", read_stdin(~0ULL, 0));
+      print_str(line);
+    } else if (!strcmp(c, "exit")) {
+      NEED_ARG;
+      fflush(NULL);
+      exit(atoi(a));
+    } else if (!strcmp(c, "sleep")) {
+      NEED_ARG;
+      sleep_ms(atol(a));
+    } else if (!strcmp(c, "crash")) {
+      NEED_ARG;
+      fflush(NULL);
+      if (!strcmp(a, "abort")) abort();
+      volatile int *volatile p = NULL;
+      *p = 42;
+      return 123;
+    } else if (!strcmp(c, "cwd")) {
+#ifdef _WIN32
+      if (!_getcwd(line, sizeof line)) return 124;
+#else
+      if (!getcwd(line, sizeof line)) return 124;
+#endif
+      print_str(line);
+    } else if (!strcmp(c, "env")) {
+      NEED_ARG;
+      const char *v = getenv(a);
+      print_str(v ? v : "<unset>");
+    } else if (!strcmp(c, "pid") || !strcmp(c, "ppid")) {
+#ifdef _WIN32
+      unsigned long v = GetCurrentProcessId();
+      if (c[1] == 'p') v = parent_pid(v);
+#else
+      unsigned long v = (unsigned long)(c[1] == 'p' ? getppid() : getpid());
+#endif
+      snprintf(line, sizeof line, "%lu", v);
+      print_str(line);
+    } else if (!strcmp(c, "fds")) {
+      list_fds();
+    } else if (!strcmp(c, "hasfd")) {
+      NEED_ARG;
+      print_str(has_fd(strtoll(a, NULL, 0)) ? "yes" : "no");
+    } else if (!strcmp(c, "argv")) {
+      for (int k = i + 1; k < argc; ++k) {
+        snprintf(line, sizeof line, "%zu:", strlen(argv[k]));
+        print_str(line);
+        print_str(argv[k]);
+        print_str("\n");
+      }
+      break;
+    } else if (!strcmp(c, "closeout")) {
+      fflush(stdout);
+#ifdef _WIN32
+      CloseHandle(GetStdHandle(STD_OUTPUT_HANDLE));
+      _close(1);
+#else
+      close(1);
+#endif
+    } else if (!strcmp(c, "grandchild")) {
+      NEED_ARG;
+      start_grandchild(argv[0], a);
+    } else {
+      fprintf(stderr, "mproc_helper: unknown command '%s'\n", c);
+      return 125;
+    }
+#undef NEED_ARG
+  }
+  return 0;
+}

@@ -1,0 +1,70 @@
+// White-box tests of the platform abstraction layer and the internal helpers, linked against a static
+// build of the library sources.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <string>
+
+extern "C" {
+#include "internal.h"
+#include "pal.h"
+}
+#include "test_util.h"
+
+TEST(Pal, FailSetsMessageAndReturnsCode) {
+  EXPECT_EQ(mproc__fail(MPROC_ESTATE, "thing %d went %s", 7, "wrong"), MPROC_ESTATE);
+  EXPECT_STREQ(mproc_last_error(), "thing 7 went wrong");
+  EXPECT_EQ(mproc_last_os_error(), 0);
+}
+
+TEST(Pal, FailOsNamesTheOsErrorAndMapsIt) {
+  // ENOENT is 2 on POSIX; ERROR_FILE_NOT_FOUND is 2 on Windows: both mean "not found".
+  int rc = mproc__fail_os(0, 2, "open '%s'", "x.txt");
+  EXPECT_EQ(rc, MPROC_ENOENT);
+  std::string m = mproc_last_error();
+  EXPECT_EQ(m.rfind("open 'x.txt' (", 0), 0u) << m;
+  EXPECT_NE(m.find(mproc_test::kWindows ? "ERROR_FILE_NOT_FOUND, error 2:" : "ENOENT, errno 2:"), std::string::npos) << m;
+  EXPECT_EQ(mproc_last_os_error(), 2);
+  EXPECT_EQ(mproc__fail_os(MPROC_ESYS, 2, "x"), MPROC_ESYS);  // explicit code wins
+}
+
+TEST(Pal, LongMessagesAreTruncatedNotOverflowed) {
+  std::string big(5000, 'x');
+  mproc__fail_os(0, 2, "%s", big.c_str());
+  EXPECT_LT(strlen(mproc_last_error()), 1024u);
+}
+
+TEST(Pal, BufferGrowsAndTerminates) {
+  mproc__buf b = {nullptr, 0, 0};
+  for (int i = 0; i < 1000; ++i) ASSERT_EQ(mproc__buf_append(&b, "0123456789", 10), 0);
+  ASSERT_EQ(mproc__buf_terminate(&b), 0);
+  EXPECT_EQ(b.len, 10000u);
+  EXPECT_EQ(b.data[b.len], '\0');
+  EXPECT_EQ(std::string(b.data, 10), "0123456789");
+  mproc__buf_free(&b);
+  EXPECT_EQ(b.data, nullptr);
+  mproc__buf e = {nullptr, 0, 0};
+  ASSERT_EQ(mproc__buf_terminate(&e), 0);
+  EXPECT_STREQ(e.data, "");
+  mproc__buf_free(&e);
+}
+
+TEST(Pal, Deadlines) {
+  EXPECT_EQ(mproc__deadline_from_timeout(MPROC_INFINITE), INT64_MAX);
+  EXPECT_EQ(mproc__deadline_from_timeout(-5), INT64_MAX);
+  EXPECT_EQ(mproc__ms_until(INT64_MAX), -1);
+  int64_t d0 = mproc__deadline_from_timeout(0);
+  EXPECT_EQ(mproc__ms_until(d0), 0);
+  int64_t d = mproc__deadline_from_timeout(60000);
+  int64_t left = mproc__ms_until(d);
+  EXPECT_GT(left, 50000);
+  EXPECT_LE(left, 60000);
+  EXPECT_EQ(mproc__deadline_from_timeout(INT64_MAX), INT64_MAX);  // no overflow
+}
+
+TEST(Pal, HandleCountIsKnown) { EXPECT_GT(mproc__pal_handle_count(), 0); }
+
+TEST(Pal, CloseNoHandleIsHarmless) {
+  mproc__pal_close(MPROC_NO_HANDLE);
+  EXPECT_FALSE(mproc__pal_handle_valid(MPROC_NO_HANDLE));
+}
