@@ -7,5 +7,6 @@
 
 #include "mproc/core.h"
 #include "mproc/handle.h"
+#include "mproc/subprocess.h"
 
 #endif /* MPROC_H */

@@ -51,7 +51,93 @@ bool mproc__pal_handle_valid(mproc_os_handle h);
 int mproc__pal_set_cloexec(mproc_os_handle h, bool cloexec);
 /* Whether close-on-exec is set (true) or the handle would be inherited (false). */
 bool mproc__pal_get_cloexec(mproc_os_handle h);
+/* The parent's own standard stream (0 stdin, 1 stdout, 2 stderr) as a handle, or MPROC_NO_HANDLE. */
+mproc_os_handle mproc__pal_std_handle(int which);
 /* Count of this process's open fds / handles (for leak tests); -1 if unknown. */
 int mproc__pal_handle_count(void);
+
+/* ---- pipes, files, I/O (subprocess) ----------------------------------------------------------- */
+
+/* A pipe between the parent and one child stream. *parent_end is read by the parent when
+ * child_writes (the child's stdout/stderr), written otherwise (stdin). Both ends are created
+ * close-on-exec / non-inheritable; mproc__pal_spawn makes child_end the child's stream. On Windows the
+ * parent end is an overlapped named pipe with a unique name; the child end is synchronous. */
+int mproc__pal_pipe(bool child_writes, mproc_os_handle *parent_end, mproc_os_handle *child_end);
+
+/* Open the null device, or a file by UTF-8 path, for a child stream: for_write false opens for
+ * reading; true creates/truncates, or appends when append. Non-inheritable. Errors name the path. */
+int mproc__pal_open_devnull(bool for_write, mproc_os_handle *out);
+int mproc__pal_open_path(const char *path, bool for_write, bool append, mproc_os_handle *out);
+
+/* Blocking-with-deadline I/O on a parent pipe end created by mproc__pal_pipe (deadline_ns from
+ * mproc__deadline_from_timeout; INT64_MAX = no deadline). read: *n = 0 and 0 means end of file;
+ * MPROC_ETIMEDOUT if nothing arrived by the deadline. write: *n bytes went (may be short on
+ * timeout); MPROC_EPIPE if the reader has gone (never raises SIGPIPE); MPROC_ETIMEDOUT if none went.
+ * EINTR is retried. */
+int mproc__pal_read(mproc_os_handle h, void *buf, size_t cap, int64_t deadline_ns, size_t *n);
+int mproc__pal_write(mproc_os_handle h, const void *buf, size_t len, int64_t deadline_ns, size_t *n);
+
+/* The state of one communicate() exchange, kept by the caller across calls (for resuming after a
+ * timeout). A handle member that is MPROC_NO_HANDLE takes no part. */
+typedef struct mproc__comm {
+  mproc_os_handle in;  /* parent end of the child's stdin: write input[input_off..input_len), then close */
+  mproc_os_handle out; /* parent end of the child's stdout: read into out_buf until EOF, then close */
+  mproc_os_handle err; /* parent end of the child's stderr: read into err_buf until EOF, then close */
+  const char *input;
+  size_t input_len, input_off;
+  mproc__buf *out_buf, *err_buf; /* appended to; never NULL for a handle that takes part */
+} mproc__comm;
+
+/* Move data in all directions at once until every taking part handle is done, or the deadline.
+ * The PAL closes each handle when it is done with it (EOF read / all input written / the reader has
+ * gone: a broken stdin pipe is not an error, the rest of the input is dropped) and sets the member
+ * to MPROC_NO_HANDLE. Returns 0 when all three are MPROC_NO_HANDLE; MPROC_ETIMEDOUT at the deadline
+ * with the state consistent for a later call (no byte lost or repeated; before returning it moves
+ * whatever can move without blocking, so a deadline already past means "drain what is ready");
+ * MPROC_ENOMEM / MPROC_ESYS on failure. */
+int mproc__pal_communicate(mproc__comm *c, int64_t deadline_ns);
+
+/* ---- processes (subprocess) ---------------------------------------------------------------- */
+
+/* What to start. Strings UTF-8. Exactly one of argv and command is set (checked by the caller). */
+typedef struct mproc__spawn_req {
+  const char *const *argv;       /* argv[0] is looked up in PATH if it has no directory separator */
+  const char *command;           /* shell command: /bin/sh -c CMD; %COMSPEC% /c CMD */
+  const char *executable;        /* overrides the file to run (argv[0] still passed); with command: the shell */
+  const char *cwd;               /* or NULL */
+  const char *const *env;        /* NULL: the parent's environment */
+  const char *const *env_extra;  /* "N=V" set, "N" unset, applied on top (Windows: case-insensitive names) */
+  mproc_os_handle stdio[3];      /* what the child's stdin/stdout/stderr become; MPROC_NO_HANDLE = the
+                                    parent's own stream. The same handle may appear twice (stderr=STDOUT). */
+  bool inherit_fds;              /* close_fds=False */
+  const mproc_os_handle *pass_fds;
+  size_t pass_fds_count;
+  bool new_session, new_process_group;
+} mproc__spawn_req;
+
+/* A started child. */
+typedef struct mproc__child {
+  int64_t pid;
+  mproc_os_handle handle; /* POSIX: a pidfd when one was opened, else MPROC_NO_HANDLE; Windows: the
+                             process HANDLE */
+  bool reaped;
+  int returncode;         /* valid when reaped: exit status, or -signal (POSIX) / exit code (Windows) */
+} mproc__child;
+
+/* Start the child. Start failures (program not found / not executable, cwd missing, ...) are reported
+ * here, in the parent, with a message naming the program or path and the OS error; on failure
+ * nothing is left behind. The stdio handles are not closed (the caller closes its copies). */
+int mproc__pal_spawn(const mproc__spawn_req *req, mproc__child *child);
+
+/* Wait for the child to end, up to the deadline, without busy-polling where the OS allows; reaps it
+ * and sets reaped/returncode. A child already reaped returns 0 at once. MPROC_ETIMEDOUT if it still
+ * runs. */
+int mproc__pal_wait(mproc__child *child, int64_t deadline_ns);
+
+/* Send a signal (numbers as MPROC_SIG*; POSIX passes any number through). No-op on a reaped child. */
+int mproc__pal_signal(mproc__child *child, int sig);
+
+/* Release the OS resources of a child (pidfd / process handle). Does not wait or kill. */
+void mproc__pal_child_release(mproc__child *child);
 
 #endif /* MPROC_PAL_H */

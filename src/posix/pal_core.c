@@ -179,3 +179,5 @@ int mproc__pal_self_exe(char **out) {
   return mproc__fail(MPROC_ENOTSUP, "mproc_self_exe: not implemented on this OS");
 #endif
 }
+
+mproc_os_handle mproc__pal_std_handle(int which) { return (mproc_os_handle)which; }

@@ -218,3 +218,10 @@ int mproc__pal_self_exe(char **out) {
     cap *= 2;
   }
 }
+
+mproc_os_handle mproc__pal_std_handle(int which) {
+  static const DWORD ids[3] = {STD_INPUT_HANDLE, STD_OUTPUT_HANDLE, STD_ERROR_HANDLE};
+  if (which < 0 || which > 2) return MPROC_NO_HANDLE;
+  HANDLE h = GetStdHandle(ids[which]);
+  return (h == NULL || h == INVALID_HANDLE_VALUE) ? MPROC_NO_HANDLE : MPROC__OSH(h);
+}

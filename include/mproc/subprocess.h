@@ -1,0 +1,233 @@
+/*
+ * mproc/subprocess.h — start external programs, talk to them, collect their results.
+ * Python counterparts: subprocess.Popen, run, call, check_call, check_output, CompletedProcess,
+ * CalledProcessError, TimeoutExpired, PIPE, DEVNULL, STDOUT.
+ *
+ *   const char *argv[] = {"ls", "-l", NULL};
+ *   mproc_completed r;
+ *   int rc = mproc_run(&(mproc_popen_opts){.argv = argv, .capture_output = true}, MPROC_INFINITE, &r);
+ *   if (rc == 0) printf("exit %d, %zu bytes of output\n", r.returncode, r.stdout_len);
+ *   else fprintf(stderr, "%s\n", mproc_last_error());
+ *   mproc_completed_free(&r);
+ *
+ * Every call returns 0 or a negative MPROC_E* code and sets mproc_last_error() on failure.
+ */
+#ifndef MPROC_SUBPROCESS_H
+#define MPROC_SUBPROCESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mproc/core.h"
+#include "mproc/handle.h"
+#include "mproc/mproc_export.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* What one of the child's standard streams is connected to. */
+typedef enum mproc_stdio_mode {
+  MPROC_INHERIT = 0, /* None: the child shares the parent's stream (the default) */
+  MPROC_PIPE,        /* PIPE: a new pipe; the parent's end is read/written through the Popen */
+  MPROC_DEVNULL,     /* DEVNULL: the null device */
+  MPROC_HANDLE,      /* an existing fd / HANDLE of the parent (the *_handle field); the parent keeps it */
+  MPROC_PATH,        /* a file opened by path (the *_path field): stdin reads it; stdout/stderr create or
+                        truncate it, or append to it when *_append is set */
+  MPROC_STDOUT       /* STDOUT (stderr only): stderr goes wherever stdout goes */
+} mproc_stdio_mode;
+
+/* Options for starting a program. All-zero means the defaults; fill them with designated initializers.
+ * Strings are UTF-8 and only read during the call that takes the struct. */
+typedef struct mproc_popen_opts {
+  /* The program and its arguments, NULL-terminated. argv[0] names the program: a name without a
+   * directory separator is looked up in PATH (the PATH of `env`, if env replaces the environment,
+   * else the parent's), like Python's Popen. Exactly one of argv and command must be set. */
+  const char *const *argv;
+  /* A shell command instead of argv (Python's shell=True): run as /bin/sh -c COMMAND on POSIX and as
+   * %COMSPEC% /c COMMAND on Windows (cmd.exe if COMSPEC is unset). The command is passed unquoted. */
+  const char *command;
+  /* The program file to run instead of the one argv[0] names; argv[0] is still passed to the program
+   * as its argv[0] (Python's executable=). With command: the shell to use. */
+  const char *executable;
+  /* The child's working directory; NULL keeps the parent's. A relative program path in argv[0] is
+   * resolved relative to the PARENT's directory, as on both OSes' exec... calls. */
+  const char *cwd;
+  /* The child's whole environment, as NULL-terminated "NAME=VALUE" strings; NULL inherits the
+   * parent's. (Python's env=.) */
+  const char *const *env;
+  /* Changes applied on top of the environment the child would get (env, or the parent's):
+   * "NAME=VALUE" sets or replaces NAME, a bare "NAME" removes it. The documented way to extend the
+   * current environment: .env_extra = (const char *[]){"DEBUG=1", NULL}. On Windows names compare
+   * case-insensitively and the system variables Windows needs (SYSTEMROOT, ...) are kept. */
+  const char *const *env_extra;
+
+  mproc_stdio_mode stdin_mode, stdout_mode, stderr_mode;
+  mproc_os_handle stdin_handle, stdout_handle, stderr_handle; /* for MPROC_HANDLE */
+  const char *stdin_path, *stdout_path, *stderr_path;        /* for MPROC_PATH */
+  bool stdout_append, stderr_append;                         /* for MPROC_PATH */
+
+  /* Python's close_fds=False: let the child inherit every inheritable fd/handle of the parent. By
+   * default (false) the child gets only its three standard streams and pass_fds. */
+  bool inherit_fds;
+  /* Extra fds / handles the child inherits, with the same numbers / values (Python's pass_fds). On
+   * Windows they are inherited through the handle list and keep their values. */
+  const mproc_os_handle *pass_fds;
+  size_t pass_fds_count;
+
+  /* POSIX: the child calls setsid() (start_new_session=True). Windows: ignored (see
+   * new_process_group). */
+  bool new_session;
+  /* POSIX: the child becomes the leader of a new process group (process_group=0). Windows:
+   * CREATE_NEW_PROCESS_GROUP. */
+  bool new_process_group;
+
+  /* ---- used by mproc_run / call / check_call / check_output only ---- */
+  /* Bytes to send to the child's stdin, which then gets a pipe (stdin_mode must be INHERIT or PIPE).
+   * input_len 0 with input non-NULL sends nothing and closes stdin at once (Python's input=b""). */
+  const void *input;
+  size_t input_len;
+  /* Capture stdout and stderr (stdout_mode and stderr_mode become PIPE; they must be INHERIT). */
+  bool capture_output;
+  /* Fail with MPROC_ECALLEDPROCESS when the program exits non-zero (the result is still filled). */
+  bool check;
+} mproc_popen_opts;
+
+/* A running or finished child program. */
+typedef struct mproc_popen mproc_popen;
+
+/* Start a program (subprocess.Popen). On success *out is a new Popen; release it with
+ * mproc_popen_destroy. Start errors are reported here, in the parent, and leave nothing behind (no
+ * child, no zombie, no open fd or handle):
+ *   MPROC_EINVAL   bad options: NULL out/opts, neither or both of argv and command, an empty argv,
+ *                  MPROC_STDOUT for stdin/stdout, a stdio mode without its handle/path, a string that is
+ *                  not valid UTF-8 (Windows), an env entry without '='.
+ *   MPROC_ENOENT   the program, the cwd or a stdio path does not exist (the message names it).
+ *   MPROC_EPERM    the program is not executable / access denied (the message names it).
+ *   MPROC_ENOMEM, MPROC_ESYS   the OS refused (the message names the call and the OS error).
+ * Thread-safe: any number of threads may start programs at once; each child inherits only its own
+ * pipes. */
+MPROC_API int mproc_popen_create(mproc_popen **out, const mproc_popen_opts *opts);
+
+/* Release a Popen. If its child still runs, the child is killed (SIGKILL / TerminateProcess) and
+ * reaped first, so destroy never leaves a zombie or a leaked handle; call mproc_popen_wait first to
+ * let it finish instead. Pipe ends the Popen owns are closed. NULL is ignored. Not thread-safe with
+ * other calls on the same Popen. */
+MPROC_API void mproc_popen_destroy(mproc_popen *p);
+
+/* The child's process id (Popen.pid). */
+MPROC_API int64_t mproc_popen_pid(const mproc_popen *p);
+
+/* Whether the child has been reaped; if so and returncode is not NULL, stores Popen.returncode:
+ * the exit status, or -N when a signal N ended it (POSIX). On Windows: the process exit code as a
+ * 32-bit value (e.g. 0xC0000005 for an access violation gives (int)0xC0000005); terminate() and
+ * kill() make it 1, as in Python. */
+MPROC_API bool mproc_popen_returncode(const mproc_popen *p, int *returncode);
+
+/* Popen.wait(timeout): wait for the child to end, up to timeout_ms (MPROC_INFINITE waits forever,
+ * 0 only checks). On success stores the returncode (see mproc_popen_returncode). Errors:
+ * MPROC_ETIMEDOUT (still running; nothing changed), MPROC_EINVAL. Does not busy-poll.
+ * Waiting with pipes open can deadlock if the child fills a pipe: use mproc_popen_communicate. */
+MPROC_API int mproc_popen_wait(mproc_popen *p, int64_t timeout_ms, int *returncode);
+
+/* Popen.poll(): mproc_popen_wait with timeout 0. Returns 0 and the returncode if the child has ended,
+ * MPROC_ETIMEDOUT while it still runs. */
+MPROC_API int mproc_popen_poll(mproc_popen *p, int *returncode);
+
+/* Popen.communicate(input, timeout): send input to the child's stdin (if given), then close it; read
+ * stdout and stderr (those that are pipes) until end of file; then wait for the child. Never
+ * deadlocks, whatever the sizes and the order in which the child writes. A child that exits without
+ * reading its input does not kill the parent with SIGPIPE (the rest of the input is dropped).
+ *
+ * out_data/out_len and err_data/err_len receive the whole output of that stream (NUL-terminated for
+ * convenience, the NUL not counted; release with mproc_free); pass NULL for streams you don't want
+ * (the output is still read and discarded, so the child never blocks). A stream that is not a pipe
+ * gives NULL and 0.
+ *
+ * MPROC_ETIMEDOUT: the child is still running and keeps running; the output read so far stays inside
+ * the Popen, the out-parameters are set to NULL/0, and a later communicate returns all the output
+ * from the start, none lost and none repeated. The unsent rest of the input is kept too: pass NULL
+ * input on that later call (passing input again gives MPROC_ESTATE, as in Python).
+ * Other errors: MPROC_EINVAL, MPROC_ESTATE (input given but stdin is not a pipe, or input again after
+ * the first call), MPROC_ENOMEM, MPROC_ESYS. On success the Popen's returncode is set. */
+MPROC_API int mproc_popen_communicate(mproc_popen *p, const void *input, size_t input_len, int64_t timeout_ms,
+                                      char **out_data, size_t *out_len, char **err_data, size_t *err_len);
+
+/* Streaming access to the pipes (when the stream was MPROC_PIPE and communicate is not used).
+ * write: writes up to len bytes, waiting up to timeout_ms; *written says how many went (short on
+ * timeout). MPROC_EPIPE if the child closed its end; MPROC_ETIMEDOUT if nothing could be written.
+ * read: which is 1 (stdout) or 2 (stderr); reads up to cap bytes, waiting up to timeout_ms for at least
+ * one; *n = 0 with return 0 means end of file. MPROC_ETIMEDOUT if nothing arrived.
+ * close_stdin: closes the parent's end of the stdin pipe so the child sees end of file.
+ * MPROC_ESTATE if that stream is not a pipe (or was closed). */
+MPROC_API int mproc_popen_write(mproc_popen *p, const void *buf, size_t len, int64_t timeout_ms, size_t *written);
+MPROC_API int mproc_popen_read(mproc_popen *p, int which, void *buf, size_t cap, int64_t timeout_ms, size_t *n);
+MPROC_API int mproc_popen_close_stdin(mproc_popen *p);
+
+/* The parent's end of a pipe (which: 0 stdin, 1 stdout, 2 stderr), or MPROC_NO_HANDLE. Owned by the
+ * Popen. On Windows it is an overlapped named-pipe handle: use overlapped I/O on it. */
+MPROC_API mproc_os_handle mproc_popen_handle(const mproc_popen *p, int which);
+
+/* Signal numbers for mproc_popen_send_signal with the same meaning on every platform. */
+#define MPROC_SIGINT 2
+#define MPROC_SIGKILL 9
+#define MPROC_SIGTERM 15
+
+/* Popen.send_signal(sig). POSIX: kill(pid, sig) with any signal number. Windows: MPROC_SIGTERM and
+ * MPROC_SIGKILL end the process with TerminateProcess (exit code 1); other signals give
+ * MPROC_ENOTSUP. A child that has already been reaped is left alone (returns 0), so the call never
+ * signals a recycled pid. Errors: MPROC_EINVAL, MPROC_ENOTSUP, MPROC_ESYS. */
+MPROC_API int mproc_popen_send_signal(mproc_popen *p, int sig);
+/* Popen.terminate(): SIGTERM on POSIX, TerminateProcess on Windows. */
+MPROC_API int mproc_popen_terminate(mproc_popen *p);
+/* Popen.kill(): SIGKILL on POSIX, TerminateProcess on Windows. */
+MPROC_API int mproc_popen_kill(mproc_popen *p);
+
+/* ---- run and friends ----------------------------------------------------------------------- */
+
+/* subprocess.CompletedProcess. Zero it (or let mproc_run fill it) and release with
+ * mproc_completed_free. */
+typedef struct mproc_completed {
+  int64_t pid;
+  int returncode;    /* as mproc_popen_returncode */
+  bool timed_out;    /* the timeout expired and the child was killed */
+  char *stdout_data; /* captured stdout (NUL-terminated, NUL not counted) or NULL if not captured */
+  size_t stdout_len;
+  char *stderr_data; /* captured stderr or NULL (also NULL with stderr_mode MPROC_STDOUT) */
+  size_t stderr_len;
+} mproc_completed;
+
+/* subprocess.run(): start the program, feed opts->input, capture what opts asks, wait up to
+ * timeout_ms (MPROC_INFINITE: no timeout), and fill *result. One engine serves run, call,
+ * check_call and check_output.
+ * Returns 0, or:
+ *   MPROC_ETIMEDOUT        the timeout expired: the child was killed and reaped; result holds the
+ *                          output read until then (timed_out = true, returncode from the kill). A
+ *                          grandchild that keeps the pipes open cannot make this hang.
+ *   MPROC_ECALLEDPROCESS   opts->check and a non-zero returncode; result is complete.
+ *   any error of mproc_popen_create (nothing was started; result is zeroed), MPROC_EINVAL for
+ *   capture_output/input that conflict with the stdio modes.
+ * *result must be released with mproc_completed_free whatever the return value. */
+MPROC_API int mproc_run(const mproc_popen_opts *opts, int64_t timeout_ms, mproc_completed *result);
+
+/* subprocess.call(): run and store the returncode. Errors as mproc_run. */
+MPROC_API int mproc_call(const mproc_popen_opts *opts, int64_t timeout_ms, int *returncode);
+/* subprocess.check_call(): as call, but a non-zero returncode gives MPROC_ECALLEDPROCESS (the
+ * returncode is still stored). */
+MPROC_API int mproc_check_call(const mproc_popen_opts *opts, int64_t timeout_ms, int *returncode);
+/* subprocess.check_output(): run with stdout captured and check on; result->stdout_data is the output.
+ * stdout_mode must be INHERIT. Errors as mproc_run. */
+MPROC_API int mproc_check_output(const mproc_popen_opts *opts, int64_t timeout_ms, mproc_completed *result);
+
+/* CompletedProcess.check_returncode(): 0, or MPROC_ECALLEDPROCESS with a message naming the
+ * returncode. */
+MPROC_API int mproc_completed_check_returncode(const mproc_completed *result);
+/* Free the captured output and zero the struct. NULL is ignored. */
+MPROC_API void mproc_completed_free(mproc_completed *result);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MPROC_SUBPROCESS_H */

@@ -1,0 +1,260 @@
+/* POSIX PAL: pipes, files and the communicate pump (poll). */
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE /* pipe2, F_SETPIPE_SZ */
+#endif
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../pal.h"
+
+/* Bytes a read asks for at once; captured output grows geometrically around it. */
+#define READ_CHUNK (256 * 1024)
+
+static int set_nonblock(int fd) {
+  int fl = fcntl(fd, F_GETFL);
+  if (fl == -1 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) == -1) return mproc__fail_os(0, errno, "fcntl(O_NONBLOCK) on fd %d", fd);
+  return 0;
+}
+
+int mproc__pal_pipe(bool child_writes, mproc_os_handle *parent_end, mproc_os_handle *child_end) {
+  int fds[2];
+  *parent_end = *child_end = MPROC_NO_HANDLE;
+  /* O_CLOEXEC at creation: another thread's spawn can never inherit either end. */
+  if (pipe2(fds, O_CLOEXEC) == -1) return mproc__fail_os(0, errno, "pipe2");
+  int parent = child_writes ? fds[0] : fds[1];
+  int child = child_writes ? fds[1] : fds[0];
+  /* The parent's end never blocks: reads and writes wait in poll with a deadline. The child's end
+   * stays blocking, as programs expect. */
+  int rc = set_nonblock(parent);
+  if (rc) {
+    close(fds[0]);
+    close(fds[1]);
+    return rc;
+  }
+#ifdef F_SETPIPE_SZ
+  /* A larger pipe halves the context switches of a bulk capture; failure (a limit) is harmless. */
+  if (child_writes) (void)fcntl(parent, F_SETPIPE_SZ, 1024 * 1024);
+#endif
+  *parent_end = parent;
+  *child_end = child;
+  return 0;
+}
+
+static int open_cloexec(const char *path, int flags, mproc_os_handle *out, const char *what) {
+  int fd;
+  do fd = open(path, flags | O_CLOEXEC, 0666);
+  while (fd == -1 && errno == EINTR);
+  if (fd == -1) return mproc__fail_os(0, errno, "open %s '%s'", what, path);
+  *out = fd;
+  return 0;
+}
+
+int mproc__pal_open_devnull(bool for_write, mproc_os_handle *out) {
+  return open_cloexec("/dev/null", for_write ? O_WRONLY : O_RDONLY, out, "null device");
+}
+
+int mproc__pal_open_path(const char *path, bool for_write, bool append, mproc_os_handle *out) {
+  int flags = for_write ? (O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC)) : O_RDONLY;
+  return open_cloexec(path, flags, out, for_write ? "output file" : "input file");
+}
+
+/* Wait until fd is ready for `events` or the deadline. 0 ready, MPROC_ETIMEDOUT, or an error. */
+static int wait_fd(int fd, short events, int64_t deadline) {
+  for (;;) {
+    int64_t ms = mproc__ms_until(deadline);
+    struct pollfd pfd = {fd, events, 0};
+    int n = poll(&pfd, 1, ms > INT32_MAX ? INT32_MAX : (int)ms);
+    if (n > 0) return 0;
+    if (n == 0) {
+      if (ms == 0 || mproc__ms_until(deadline) == 0) return MPROC_ETIMEDOUT;
+      continue;
+    }
+    if (errno != EINTR) return mproc__fail_os(0, errno, "poll on fd %d", fd);
+  }
+}
+
+int mproc__pal_read(mproc_os_handle h, void *buf, size_t cap, int64_t deadline, size_t *n) {
+  int fd = (int)h;
+  *n = 0;
+  for (;;) {
+    ssize_t r = read(fd, buf, cap);
+    if (r >= 0) {
+      *n = (size_t)r;
+      return 0;
+    }
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) return mproc__fail_os(0, errno, "read from fd %d", fd);
+    int rc = wait_fd(fd, POLLIN, deadline);
+    if (rc == MPROC_ETIMEDOUT) return mproc__fail(rc, "read from fd %d: nothing arrived before the timeout", fd);
+    if (rc) return rc;
+  }
+}
+
+/* SIGPIPE guard: a write to a pipe whose reader has gone raises SIGPIPE, whose default action kills
+ * the process. A library must not change the process-wide disposition, so the signal is blocked in
+ * the calling thread for the duration, and a SIGPIPE our write caused is consumed before unblocking. */
+typedef struct sigpipe_guard {
+  sigset_t old;
+  bool was_pending;
+} sigpipe_guard;
+
+static void sigpipe_block(sigpipe_guard *g) {
+  sigset_t set, pending;
+  sigemptyset(&set);
+  sigaddset(&set, SIGPIPE);
+  sigemptyset(&pending);
+  sigpending(&pending);
+  g->was_pending = sigismember(&pending, SIGPIPE) == 1;
+  pthread_sigmask(SIG_BLOCK, &set, &g->old);
+}
+
+static void sigpipe_unblock(sigpipe_guard *g, bool got_epipe) {
+  if (got_epipe && !g->was_pending) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    struct timespec zero = {0, 0};
+    while (sigtimedwait(&set, NULL, &zero) == -1 && errno == EINTR) {
+    }
+  }
+  pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+}
+
+int mproc__pal_write(mproc_os_handle h, const void *buf, size_t len, int64_t deadline, size_t *n) {
+  int fd = (int)h;
+  int rc = 0;
+  bool epipe = false;
+  sigpipe_guard g;
+  *n = 0;
+  sigpipe_block(&g);
+  while (*n < len) {
+    ssize_t w = write(fd, (const char *)buf + *n, len - *n);
+    if (w >= 0) {
+      *n += (size_t)w;
+      continue;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EPIPE) {
+      epipe = true;
+      rc = mproc__fail_os(MPROC_EPIPE, EPIPE, "write to fd %d: the reader has gone", fd);
+      break;
+    }
+    if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      rc = mproc__fail_os(0, errno, "write to fd %d", fd);
+      break;
+    }
+    rc = wait_fd(fd, POLLOUT, deadline);
+    if (rc == MPROC_ETIMEDOUT) {
+      rc = *n ? 0 : mproc__fail(rc, "write to fd %d: no room before the timeout", fd);
+      break;
+    }
+    if (rc) break;
+  }
+  sigpipe_unblock(&g, epipe);
+  return rc;
+}
+
+/* Read what is ready from *h into b; at end of file close *h. 0, or an error. */
+static int pump_read(mproc_os_handle *h, mproc__buf *b) {
+  for (;;) {
+    int rc = mproc__buf_reserve(b, READ_CHUNK);
+    if (rc) return rc;
+    ssize_t r = read((int)*h, b->data + b->len, b->cap - b->len - 1);
+    if (r > 0) {
+      b->len += (size_t)r;
+      if ((size_t)r < READ_CHUNK / 2) return 0; /* likely drained: go back to poll */
+      continue;
+    }
+    if (r == 0) {
+      mproc__pal_close(*h);
+      *h = MPROC_NO_HANDLE;
+      return 0;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+    return mproc__fail_os(0, errno, "read from child pipe fd %d", (int)*h);
+  }
+}
+
+/* Write what fits of the input; when all is written or the reader has gone, close. */
+static int pump_write(mproc__comm *c, bool *epipe) {
+  while (c->input_off < c->input_len) {
+    size_t chunk = c->input_len - c->input_off;
+    if (chunk > 1024 * 1024) chunk = 1024 * 1024;
+    ssize_t w = write((int)c->in, c->input + c->input_off, chunk);
+    if (w > 0) {
+      c->input_off += (size_t)w;
+      continue;
+    }
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
+    if (w < 0 && errno == EPIPE) {
+      *epipe = true;
+      break; /* the child stopped reading: drop the rest, as Python does */
+    }
+    return mproc__fail_os(0, errno, "write to child stdin fd %d", (int)c->in);
+  }
+  mproc__pal_close(c->in);
+  c->in = MPROC_NO_HANDLE;
+  return 0;
+}
+
+int mproc__pal_communicate(mproc__comm *c, int64_t deadline) {
+  int rc = 0;
+  bool epipe = false;
+  sigpipe_guard g;
+  int drain_passes = 0;
+  sigpipe_block(&g);
+  for (;;) {
+    struct pollfd pfd[3];
+    mproc_os_handle *owner[3];
+    int n = 0;
+    if (c->in != MPROC_NO_HANDLE) {
+      pfd[n] = (struct pollfd){(int)c->in, POLLOUT, 0};
+      owner[n++] = &c->in;
+    }
+    if (c->out != MPROC_NO_HANDLE) {
+      pfd[n] = (struct pollfd){(int)c->out, POLLIN, 0};
+      owner[n++] = &c->out;
+    }
+    if (c->err != MPROC_NO_HANDLE) {
+      pfd[n] = (struct pollfd){(int)c->err, POLLIN, 0};
+      owner[n++] = &c->err;
+    }
+    if (n == 0) break;
+    int64_t ms = mproc__ms_until(deadline);
+    /* Past the deadline only what is ready moves, and only for a bounded number of passes, so a
+     * grandchild that writes without end cannot keep us here. */
+    if (ms == 0 && ++drain_passes > 64) {
+      rc = MPROC_ETIMEDOUT;
+      break;
+    }
+    int ready = poll(pfd, (nfds_t)n, ms > INT32_MAX ? INT32_MAX : (int)ms);
+    if (ready < 0) {
+      if (errno == EINTR) continue;
+      rc = mproc__fail_os(0, errno, "poll on child pipes");
+      break;
+    }
+    if (ready == 0) {
+      if (ms != 0 && mproc__ms_until(deadline) != 0) continue;
+      rc = MPROC_ETIMEDOUT;
+      break;
+    }
+    for (int i = 0; i < n && rc == 0; ++i) {
+      if (!pfd[i].revents) continue;
+      if (owner[i] == &c->in)
+        rc = pump_write(c, &epipe);
+      else
+        rc = pump_read(owner[i], owner[i] == &c->out ? c->out_buf : c->err_buf);
+    }
+    if (rc) break;
+  }
+  sigpipe_unblock(&g, epipe);
+  return rc;
+}

@@ -1,0 +1,464 @@
+/* POSIX PAL: starting, waiting for and signalling child programs.
+ *
+ * Engine choice (as libuv and CPython do):
+ *   - posix_spawn first. glibc implements it with clone(CLONE_VM | CLONE_VFORK), so its cost does not
+ *     grow with the parent's memory, and it reports exec failures (ENOENT, EACCES) as its return
+ *     value. glibc >= 2.34 has every file action we need (addchdir_np, addclosefrom_np).
+ *   - vfork + exec with an error pipe otherwise: pass_fds together with close_fds (closefrom would close
+ *     them), or a libc without those actions (macOS/BSD paths: written to their documentation,
+ *     untested here). The vfork child only calls async-signal-safe functions on memory prepared by the
+ *     parent.
+ * SIGCHLD is never touched: we wait for our own pids only (waitpid(pid), pidfd on Linux >= 5.3).
+ */
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE
+#endif
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#endif
+
+#include "../pal.h"
+
+extern char **environ;
+
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+#define HAVE_SPAWN_ACTIONS 1 /* posix_spawn_file_actions_addchdir_np + addclosefrom_np, SETSID */
+#else
+#define HAVE_SPAWN_ACTIONS 0
+#endif
+
+/* ---- environment ---------------------------------------------------------------------------- */
+
+static size_t name_len(const char *entry) {
+  const char *eq = strchr(entry, '=');
+  return eq ? (size_t)(eq - entry) : strlen(entry);
+}
+
+/* Build the child's environment: base (env or environ) with env_extra applied. *owned is the array
+ * to free (the strings are borrowed). When nothing changes, *envp is environ and *owned NULL. */
+static int build_env(const mproc__spawn_req *req, char ***envp, char ***owned) {
+  char **base = req->env ? (char **)req->env : environ;
+  *owned = NULL;
+  if (!req->env_extra) {
+    *envp = base;
+    return 0;
+  }
+  size_t nb = 0, ne = 0;
+  while (base && base[nb]) ++nb;
+  while (req->env_extra[ne]) ++ne;
+  char **out = (char **)malloc(sizeof(char *) * (nb + ne + 1));
+  if (!out) return mproc__fail(MPROC_ENOMEM, "spawn: out of memory building the environment");
+  size_t n = 0;
+  for (size_t i = 0; i < nb; ++i) {
+    size_t len = name_len(base[i]);
+    bool overridden = false;
+    for (size_t k = 0; k < ne && !overridden; ++k)
+      overridden = name_len(req->env_extra[k]) == len && strncmp(req->env_extra[k], base[i], len) == 0;
+    if (!overridden) out[n++] = base[i];
+  }
+  for (size_t k = 0; k < ne; ++k) {
+    if (!strchr(req->env_extra[k], '=')) continue; /* a bare NAME removes it */
+    bool dup = false;                               /* a later setting of the same name wins */
+    for (size_t j = k + 1; j < ne && !dup; ++j)
+      dup = name_len(req->env_extra[j]) == name_len(req->env_extra[k]) &&
+            strncmp(req->env_extra[j], req->env_extra[k], name_len(req->env_extra[k])) == 0;
+    if (!dup) out[n++] = (char *)req->env_extra[k];
+  }
+  out[n] = NULL;
+  *envp = out;
+  *owned = out;
+  return 0;
+}
+
+static const char *env_get(char **envp, const char *name) {
+  size_t len = strlen(name);
+  for (size_t i = 0; envp && envp[i]; ++i)
+    if (strncmp(envp[i], name, len) == 0 && envp[i][len] == '=') return envp[i] + len + 1;
+  return NULL;
+}
+
+/* ---- program lookup --------------------------------------------------------------------------- */
+
+/* Find `prog` as execvp would, in the PATH of the child's environment (as Python does). *path is
+ * malloc'ed. Errors name the program. */
+static int resolve_program(const char *prog, char **envp, char **path) {
+  *path = NULL;
+  if (strchr(prog, '/')) {
+    if (access(prog, X_OK) != 0) {
+      int e = errno;
+      return mproc__fail_os(0, e, "spawn '%s': %s", prog, e == ENOENT ? "program not found" : "cannot execute");
+    }
+    *path = mproc__strdup(prog);
+    return *path ? 0 : MPROC_ENOMEM;
+  }
+  const char *search = env_get(envp, "PATH");
+  if (!search) search = "/bin:/usr/bin";
+  size_t plen = strlen(prog);
+  int saw_eacces = 0;
+  for (const char *dir = search;;) {
+    const char *end = strchr(dir, ':');
+    size_t dlen = end ? (size_t)(end - dir) : strlen(dir);
+    char *cand = (char *)malloc(dlen + plen + 3);
+    if (!cand) return mproc__fail(MPROC_ENOMEM, "spawn: out of memory searching PATH");
+    if (dlen == 0) {
+      cand[0] = '.';
+      dlen = 1;
+    } else {
+      memcpy(cand, dir, dlen);
+    }
+    cand[dlen] = '/';
+    memcpy(cand + dlen + 1, prog, plen + 1);
+    struct stat st;
+    if (stat(cand, &st) == 0 && S_ISREG(st.st_mode)) {
+      if (access(cand, X_OK) == 0) {
+        *path = cand;
+        return 0;
+      }
+      saw_eacces = 1;
+    }
+    free(cand);
+    if (!end) break;
+    dir = end + 1;
+  }
+  if (saw_eacces) return mproc__fail_os(MPROC_EPERM, EACCES, "spawn '%s': found in PATH but not executable", prog);
+  return mproc__fail_os(MPROC_ENOENT, ENOENT, "spawn '%s': program not found in PATH", prog);
+}
+
+/* ---- shared preparation --------------------------------------------------------------------- */
+
+typedef struct spawn_plan {
+  char *path;          /* the file to execute */
+  char *const *argv;   /* what the program gets */
+  const char *sh_argv[4];
+  char **envp;
+  char **env_owned;
+  int stdio[3];        /* fds the child's 0/1/2 become, or -1 to keep the parent's; all >= 3 */
+  int dups[3];         /* fds we dup'ed here to get them out of the 0..2 range (to close) */
+  int *keep;           /* pass_fds sorted ascending (fallback engine) */
+  size_t nkeep;
+} spawn_plan;
+
+static void plan_free(spawn_plan *pl) {
+  free(pl->path);
+  free(pl->env_owned);
+  free(pl->keep);
+  for (int i = 0; i < 3; ++i)
+    if (pl->dups[i] >= 0) close(pl->dups[i]);
+}
+
+static int cmp_int(const void *a, const void *b) {
+  int x = *(const int *)a, y = *(const int *)b;
+  return (x > y) - (x < y);
+}
+
+static int plan_make(const mproc__spawn_req *req, spawn_plan *pl) {
+  memset(pl, 0, sizeof *pl);
+  for (int i = 0; i < 3; ++i) pl->stdio[i] = pl->dups[i] = -1;
+  int rc = build_env(req, &pl->envp, &pl->env_owned);
+  if (rc) return rc;
+  const char *prog;
+  if (req->command) {
+    prog = req->executable ? req->executable : "/bin/sh";
+    pl->sh_argv[0] = prog;
+    pl->sh_argv[1] = "-c";
+    pl->sh_argv[2] = req->command;
+    pl->sh_argv[3] = NULL;
+    pl->argv = (char *const *)pl->sh_argv;
+  } else {
+    prog = req->executable ? req->executable : req->argv[0];
+    pl->argv = (char *const *)req->argv;
+  }
+  rc = resolve_program(prog, pl->envp, &pl->path);
+  if (rc) return rc;
+  if (req->cwd) {
+    struct stat st;
+    if (stat(req->cwd, &st) != 0) return mproc__fail_os(0, errno, "spawn '%s': cwd '%s'", prog, req->cwd);
+    if (!S_ISDIR(st.st_mode)) return mproc__fail_os(MPROC_ENOENT, ENOTDIR, "spawn '%s': cwd '%s'", prog, req->cwd);
+  }
+  /* A stdio fd in 0..2 could be overwritten by an earlier dup2 in the child: move it up first. */
+  for (int i = 0; i < 3; ++i) {
+    int fd = req->stdio[i] == MPROC_NO_HANDLE ? -1 : (int)req->stdio[i];
+    if (fd >= 0 && fd < 3) {
+      for (int j = 0; j < i; ++j)
+        if ((int)req->stdio[j] == fd && pl->dups[j] >= 0) pl->stdio[i] = pl->dups[j];
+      if (pl->stdio[i] < 0) {
+        pl->dups[i] = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        if (pl->dups[i] < 0) return mproc__fail_os(0, errno, "spawn '%s': dup of fd %d", prog, fd);
+        pl->stdio[i] = pl->dups[i];
+      }
+    } else {
+      pl->stdio[i] = fd;
+    }
+  }
+  if (req->pass_fds_count) {
+    pl->keep = (int *)malloc(sizeof(int) * req->pass_fds_count);
+    if (!pl->keep) return mproc__fail(MPROC_ENOMEM, "spawn: out of memory");
+    for (size_t i = 0; i < req->pass_fds_count; ++i) pl->keep[i] = (int)req->pass_fds[i];
+    qsort(pl->keep, req->pass_fds_count, sizeof(int), cmp_int);
+    pl->nkeep = req->pass_fds_count;
+  }
+  return 0;
+}
+
+static int spawn_error(const mproc__spawn_req *req, const spawn_plan *pl, int e) {
+  const char *what = e == ENOENT ? "program not found" : e == EACCES ? "cannot execute" : "exec failed";
+  if (req->cwd && (e == ENOENT || e == ENOTDIR || e == EACCES))
+    return mproc__fail_os(0, e, "spawn '%s' in cwd '%s': %s", pl->path, req->cwd, what);
+  return mproc__fail_os(0, e, "spawn '%s': %s", pl->path, what);
+}
+
+/* ---- engine 1: posix_spawn ------------------------------------------------------------------ */
+
+#if HAVE_SPAWN_ACTIONS
+static int spawn_posix_spawn(const mproc__spawn_req *req, spawn_plan *pl, pid_t *pid) {
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t at;
+  int e = posix_spawn_file_actions_init(&fa);
+  if (e) return mproc__fail_os(0, e, "posix_spawn_file_actions_init");
+  e = posix_spawnattr_init(&at);
+  if (e) {
+    posix_spawn_file_actions_destroy(&fa);
+    return mproc__fail_os(0, e, "posix_spawnattr_init");
+  }
+  for (int i = 0; i < 3 && !e; ++i)
+    if (pl->stdio[i] >= 0) e = posix_spawn_file_actions_adddup2(&fa, pl->stdio[i], i);
+  /* dup2(fd, fd) clears close-on-exec in the child (glibc >= 2.29): how pass_fds survive exec when
+   * the rest of the fds stay as they are (inherit_fds). */
+  for (size_t i = 0; i < pl->nkeep && !e; ++i) e = posix_spawn_file_actions_adddup2(&fa, pl->keep[i], pl->keep[i]);
+  if (!e && !req->inherit_fds) e = posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+  if (!e && req->cwd) e = posix_spawn_file_actions_addchdir_np(&fa, req->cwd);
+  short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
+  sigset_t none, def;
+  sigemptyset(&none);
+  sigemptyset(&def);
+  sigaddset(&def, SIGPIPE); /* as Python's restore_signals: the ones commonly ignored by parents */
+  sigaddset(&def, SIGXFSZ);
+  if (!e) e = posix_spawnattr_setsigmask(&at, &none);
+  if (!e) e = posix_spawnattr_setsigdefault(&at, &def);
+  if (req->new_session) {
+    flags |= POSIX_SPAWN_SETSID;
+  } else if (req->new_process_group) {
+    flags |= POSIX_SPAWN_SETPGROUP;
+    if (!e) e = posix_spawnattr_setpgroup(&at, 0);
+  }
+  if (!e) e = posix_spawnattr_setflags(&at, flags);
+  if (e) {
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&at);
+    return mproc__fail_os(0, e, "spawn '%s': setting up posix_spawn", pl->path);
+  }
+  e = posix_spawn(pid, pl->path, &fa, &at, pl->argv, pl->envp);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&at);
+  return e ? spawn_error(req, pl, e) : 0;
+}
+#endif
+
+/* ---- engine 2: vfork + exec with an error pipe ------------------------------------------------- */
+
+static void close_from(int lo, int hi) { /* [lo, hi) ; hi < 0: to the end */
+#if defined(__linux__) && defined(SYS_close_range)
+  if (syscall(SYS_close_range, (unsigned)lo, hi < 0 ? ~0U : (unsigned)(hi - 1), 0) == 0) return;
+#endif
+  long max = sysconf(_SC_OPEN_MAX);
+  if (max < 0 || max > 65536) max = 65536;
+  for (int fd = lo; fd < (hi < 0 ? (int)max : hi); ++fd) close(fd);
+}
+
+/* Runs in the vfork child: async-signal-safe calls only, on memory the parent prepared. */
+static void child_exec(const mproc__spawn_req *req, const spawn_plan *pl, int errfd) {
+  int e = 0;
+  for (int s = 1; s < NSIG; ++s) { /* no parent handler may run in the child */
+    struct sigaction sa;
+    if (sigaction(s, NULL, &sa) == 0 && (sa.sa_handler != SIG_IGN || s == SIGPIPE || s == SIGXFSZ) &&
+        sa.sa_handler != SIG_DFL) {
+      sa.sa_handler = SIG_DFL;
+      sa.sa_flags = 0;
+      sigemptyset(&sa.sa_mask);
+      sigaction(s, &sa, NULL);
+    }
+  }
+  if (req->new_session && setsid() < 0) goto fail;
+  if (!req->new_session && req->new_process_group && setpgid(0, 0) < 0) goto fail;
+  for (int i = 0; i < 3; ++i)
+    if (pl->stdio[i] >= 0 && dup2(pl->stdio[i], i) < 0) goto fail;
+  for (size_t i = 0; i < pl->nkeep; ++i)
+    if (fcntl(pl->keep[i], F_SETFD, 0) < 0) goto fail;
+  if (req->cwd && chdir(req->cwd) < 0) goto fail;
+  if (!req->inherit_fds) {
+    int lo = 3;
+    for (size_t i = 0; i < pl->nkeep; ++i) {
+      if (pl->keep[i] < lo) continue;
+      if (pl->keep[i] == errfd) continue;
+      if (lo < pl->keep[i]) close_from(lo, pl->keep[i]);
+      lo = pl->keep[i] + 1;
+    }
+    /* keep errfd open (it is close-on-exec) to report an exec failure */
+    if (errfd >= lo) {
+      if (lo < errfd) close_from(lo, errfd);
+      lo = errfd + 1;
+    }
+    close_from(lo, -1);
+  }
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  execve(pl->path, pl->argv, pl->envp);
+fail:
+  e = errno;
+  (void)!write(errfd, &e, sizeof e);
+  _exit(127);
+}
+
+static int spawn_vfork(const mproc__spawn_req *req, spawn_plan *pl, pid_t *pid) {
+  int ep[2];
+  if (pipe2(ep, O_CLOEXEC) == -1) return mproc__fail_os(0, errno, "spawn '%s': pipe2", pl->path);
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old); /* no handler may run on the shared stack */
+  pid_t p = vfork();
+  if (p == 0) child_exec(req, pl, ep[1]);
+  int fork_errno = errno;
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  close(ep[1]);
+  if (p < 0) {
+    close(ep[0]);
+    return mproc__fail_os(0, fork_errno, "spawn '%s': vfork", pl->path);
+  }
+  int child_errno = 0;
+  ssize_t r;
+  do r = read(ep[0], &child_errno, sizeof child_errno);
+  while (r < 0 && errno == EINTR);
+  close(ep[0]);
+  if (r == (ssize_t)sizeof child_errno) {
+    while (waitpid(p, NULL, 0) < 0 && errno == EINTR) {
+    }
+    return spawn_error(req, pl, child_errno);
+  }
+  *pid = p;
+  return 0;
+}
+
+int mproc__pal_spawn(const mproc__spawn_req *req, mproc__child *child) {
+  memset(child, 0, sizeof *child);
+  child->handle = MPROC_NO_HANDLE;
+  spawn_plan pl;
+  int rc = plan_make(req, &pl);
+  pid_t pid = 0;
+  if (rc == 0) {
+#if HAVE_SPAWN_ACTIONS
+    if (!(pl.nkeep && !req->inherit_fds))
+      rc = spawn_posix_spawn(req, &pl, &pid);
+    else
+#endif
+      rc = spawn_vfork(req, &pl, &pid);
+  }
+  plan_free(&pl);
+  if (rc) return rc;
+  child->pid = pid;
+  return 0;
+}
+
+/* ---- waiting and signals -------------------------------------------------------------------- */
+
+static void set_status(mproc__child *c, int status) {
+  c->reaped = true;
+  if (WIFEXITED(status))
+    c->returncode = WEXITSTATUS(status);
+  else if (WIFSIGNALED(status))
+    c->returncode = -WTERMSIG(status);
+  else
+    c->returncode = status;
+}
+
+/* waitpid without blocking or blocking; 1 reaped, 0 still running, or an error. */
+static int reap(mproc__child *c, bool block) {
+  for (;;) {
+    int status = 0;
+    pid_t r = waitpid((pid_t)c->pid, &status, block ? 0 : WNOHANG);
+    if (r == (pid_t)c->pid) {
+      set_status(c, status);
+      return 1;
+    }
+    if (r == 0) return 0;
+    if (errno == EINTR) continue;
+    if (errno == ECHILD) { /* someone else reaped it (SIGCHLD set to SIG_IGN): as Python, 0 */
+      c->reaped = true;
+      c->returncode = 0;
+      return 1;
+    }
+    return mproc__fail_os(0, errno, "waitpid(%lld)", (long long)c->pid);
+  }
+}
+
+static void sleep_ms(int64_t ms) {
+  struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+int mproc__pal_wait(mproc__child *c, int64_t deadline) {
+  if (c->reaped) return 0;
+  if (deadline == INT64_MAX) {
+    int r = reap(c, true);
+    return r < 0 ? r : 0;
+  }
+  int r = reap(c, false);
+  if (r) return r < 0 ? r : 0;
+#if defined(__linux__) && defined(SYS_pidfd_open)
+  if (c->handle == MPROC_NO_HANDLE) {
+    long fd = syscall(SYS_pidfd_open, (pid_t)c->pid, 0);
+    if (fd >= 0) {
+      (void)fcntl((int)fd, F_SETFD, FD_CLOEXEC);
+      c->handle = (mproc_os_handle)fd;
+    }
+  }
+  if (c->handle != MPROC_NO_HANDLE) {
+    for (;;) {
+      int64_t ms = mproc__ms_until(deadline);
+      struct pollfd pfd = {(int)c->handle, POLLIN, 0};
+      int n = poll(&pfd, 1, ms > INT32_MAX ? INT32_MAX : (int)ms);
+      if (n < 0 && errno != EINTR) return mproc__fail_os(0, errno, "poll on pidfd of %lld", (long long)c->pid);
+      if (n > 0 || ms == 0) {
+        r = reap(c, false);
+        if (r) return r < 0 ? r : 0;
+        if (ms == 0 || mproc__ms_until(deadline) == 0) return MPROC_ETIMEDOUT;
+      }
+    }
+  }
+#endif
+  /* No pidfd (old kernel, macOS/BSD): poll waitpid with a growing sleep, capped so latency stays low. */
+  for (int64_t nap = 1;; nap = nap < 32 ? nap * 2 : 32) {
+    int64_t ms = mproc__ms_until(deadline);
+    if (ms == 0) return MPROC_ETIMEDOUT;
+    sleep_ms(ms < nap ? ms : nap);
+    r = reap(c, false);
+    if (r) return r < 0 ? r : 0;
+  }
+}
+
+int mproc__pal_signal(mproc__child *c, int sig) {
+  if (c->reaped) return 0; /* the pid may belong to someone else now */
+  /* Not yet reaped, so the pid is still ours (at worst a zombie): no recycled-pid race. */
+  if (kill((pid_t)c->pid, sig) != 0 && errno != ESRCH)
+    return mproc__fail_os(0, errno, "kill(%lld, %d)", (long long)c->pid, sig);
+  return 0;
+}
+
+void mproc__pal_child_release(mproc__child *c) {
+  mproc__pal_close(c->handle);
+  c->handle = MPROC_NO_HANDLE;
+}

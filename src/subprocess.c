@@ -1,0 +1,447 @@
+/* subprocess: Popen and the run/call/check_call/check_output engine. Portable: the OS work is in the
+ * PAL (pipes, spawn, wait, the communicate pump). */
+#include "mproc/subprocess.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "pal.h"
+
+struct mproc_popen {
+  mproc__child child;
+  mproc_os_handle pipes[3]; /* parent ends not yet handed to a communicate exchange */
+  char *name;               /* the program or command, for messages */
+  /* communicate() state, kept across a timeout */
+  bool comm_started;
+  mproc__comm comm;
+  mproc__buf out, err;
+  bool out_piped, err_piped;
+  char *input_copy; /* the unsent rest of the input, copied when a communicate timed out */
+};
+
+static const char *k_stream[3] = {"stdin", "stdout", "stderr"};
+
+/* ---- starting ------------------------------------------------------------------------------- */
+
+/* Resolve one stdio option to the handle the child gets. *opened tells whether we created it (and so
+ * must close our copy after the spawn); *parent_end receives our end of a pipe. */
+static int child_stream(int which, mproc_stdio_mode mode, mproc_os_handle handle, const char *path, bool append,
+                        mproc_os_handle *child, bool *opened, mproc_os_handle *parent_end) {
+  *child = MPROC_NO_HANDLE;
+  *opened = false;
+  *parent_end = MPROC_NO_HANDLE;
+  bool for_write = which != 0;
+  switch (mode) {
+    case MPROC_INHERIT:
+      return 0;
+    case MPROC_PIPE: {
+      int rc = mproc__pal_pipe(for_write, parent_end, child);
+      *opened = rc == 0;
+      return rc;
+    }
+    case MPROC_DEVNULL: {
+      int rc = mproc__pal_open_devnull(for_write, child);
+      *opened = rc == 0;
+      return rc;
+    }
+    case MPROC_HANDLE:
+      if (handle == MPROC_NO_HANDLE)
+        return mproc__fail(MPROC_EINVAL, "popen: %s_mode is MPROC_HANDLE but %s_handle is MPROC_NO_HANDLE",
+                           k_stream[which], k_stream[which]);
+      *child = handle;
+      return 0;
+    case MPROC_PATH: {
+      if (!path)
+        return mproc__fail(MPROC_EINVAL, "popen: %s_mode is MPROC_PATH but %s_path is NULL", k_stream[which],
+                           k_stream[which]);
+      int rc = mproc__pal_open_path(path, for_write, append, child);
+      *opened = rc == 0;
+      return rc;
+    }
+    case MPROC_STDOUT:
+      return mproc__fail(MPROC_EINVAL, "popen: MPROC_STDOUT is only valid for stderr_mode, not %s_mode",
+                         k_stream[which]);
+  }
+  return mproc__fail(MPROC_EINVAL, "popen: %s_mode %d is not an mproc_stdio_mode", k_stream[which], (int)mode);
+}
+
+static int check_opts(const mproc_popen_opts *o) {
+  if (!o) return mproc__fail(MPROC_EINVAL, "popen: opts is NULL");
+  if (!o->argv == !o->command)
+    return mproc__fail(MPROC_EINVAL, "popen: set exactly one of argv and command (argv %s, command %s)",
+                       o->argv ? "set" : "NULL", o->command ? "set" : "NULL");
+  if (o->argv && !o->argv[0]) return mproc__fail(MPROC_EINVAL, "popen: argv is empty (argv[0] is NULL)");
+  if (o->argv && !o->argv[0][0] && !o->executable)
+    return mproc__fail(MPROC_EINVAL, "popen: argv[0] is an empty string");
+  if (o->pass_fds_count && !o->pass_fds)
+    return mproc__fail(MPROC_EINVAL, "popen: pass_fds is NULL but pass_fds_count is %zu", o->pass_fds_count);
+  for (size_t i = 0; i < o->pass_fds_count; ++i)
+    if (o->pass_fds[i] == MPROC_NO_HANDLE) return mproc__fail(MPROC_EINVAL, "popen: pass_fds[%zu] is MPROC_NO_HANDLE", i);
+  if (o->env)
+    for (size_t i = 0; o->env[i]; ++i)
+      if (!strchr(o->env[i], '=') || o->env[i][0] == '=')
+        return mproc__fail(MPROC_EINVAL, "popen: env[%zu] \"%s\" is not NAME=VALUE", i, o->env[i]);
+  if (o->env_extra)
+    for (size_t i = 0; o->env_extra[i]; ++i)
+      if (!o->env_extra[i][0] || o->env_extra[i][0] == '=')
+        return mproc__fail(MPROC_EINVAL, "popen: env_extra[%zu] \"%s\" has no name", i, o->env_extra[i]);
+  return 0;
+}
+
+int mproc_popen_create(mproc_popen **out, const mproc_popen_opts *o) {
+  if (!out) return mproc__fail(MPROC_EINVAL, "popen: out is NULL");
+  *out = NULL;
+  int rc = check_opts(o);
+  if (rc) return rc;
+
+  mproc_popen *p = (mproc_popen *)calloc(1, sizeof *p);
+  if (!p) return mproc__fail(MPROC_ENOMEM, "popen: out of memory");
+  for (int i = 0; i < 3; ++i) p->pipes[i] = MPROC_NO_HANDLE;
+  p->comm.in = p->comm.out = p->comm.err = MPROC_NO_HANDLE;
+  p->child.handle = MPROC_NO_HANDLE;
+  p->name = mproc__strdup(o->argv ? o->argv[0] : o->command);
+  if (!p->name) {
+    free(p);
+    return MPROC_ENOMEM;
+  }
+
+  mproc_os_handle child[3] = {MPROC_NO_HANDLE, MPROC_NO_HANDLE, MPROC_NO_HANDLE};
+  bool opened[3] = {false, false, false};
+  const mproc_stdio_mode modes[3] = {o->stdin_mode, o->stdout_mode, o->stderr_mode};
+  const mproc_os_handle handles[3] = {o->stdin_handle, o->stdout_handle, o->stderr_handle};
+  const char *paths[3] = {o->stdin_path, o->stdout_path, o->stderr_path};
+  const bool appends[3] = {false, o->stdout_append, o->stderr_append};
+  for (int i = 0; i < 3 && rc == 0; ++i) {
+    if (i == 2 && modes[2] == MPROC_STDOUT) {
+      child[2] = child[1] != MPROC_NO_HANDLE ? child[1] : mproc__pal_std_handle(1);
+      continue;
+    }
+    rc = child_stream(i, modes[i], handles[i], paths[i], appends[i], &child[i], &opened[i], &p->pipes[i]);
+  }
+  if (rc == 0) {
+    mproc__spawn_req req = {o->argv, o->command, o->executable, o->cwd, o->env, o->env_extra,
+                            {child[0], child[1], child[2]}, o->inherit_fds, o->pass_fds, o->pass_fds_count,
+                            o->new_session, o->new_process_group};
+    rc = mproc__pal_spawn(&req, &p->child);
+  }
+  for (int i = 0; i < 3; ++i)
+    if (opened[i]) mproc__pal_close(child[i]);
+  if (rc) {
+    for (int i = 0; i < 3; ++i) mproc__pal_close(p->pipes[i]);
+    free(p->name);
+    free(p);
+    return rc;
+  }
+  p->out_piped = p->pipes[1] != MPROC_NO_HANDLE;
+  p->err_piped = p->pipes[2] != MPROC_NO_HANDLE;
+  *out = p;
+  return 0;
+}
+
+/* ---- state ---------------------------------------------------------------------------------- */
+
+int64_t mproc_popen_pid(const mproc_popen *p) { return p ? p->child.pid : 0; }
+
+bool mproc_popen_returncode(const mproc_popen *p, int *returncode) {
+  if (!p || !p->child.reaped) return false;
+  if (returncode) *returncode = p->child.returncode;
+  return true;
+}
+
+static int wait_until(mproc_popen *p, int64_t deadline, int *returncode) {
+  int rc = mproc__pal_wait(&p->child, deadline);
+  if (rc == MPROC_ETIMEDOUT) return mproc__fail(rc, "'%s' (pid %lld) is still running", p->name, (long long)p->child.pid);
+  if (rc) return rc;
+  if (returncode) *returncode = p->child.returncode;
+  return 0;
+}
+
+int mproc_popen_wait(mproc_popen *p, int64_t timeout_ms, int *returncode) {
+  if (!p) return mproc__fail(MPROC_EINVAL, "popen_wait: p is NULL");
+  return wait_until(p, mproc__deadline_from_timeout(timeout_ms), returncode);
+}
+
+int mproc_popen_poll(mproc_popen *p, int *returncode) { return mproc_popen_wait(p, 0, returncode); }
+
+mproc_os_handle mproc_popen_handle(const mproc_popen *p, int which) {
+  if (!p || which < 0 || which > 2) return MPROC_NO_HANDLE;
+  return p->pipes[which];
+}
+
+/* ---- signals -------------------------------------------------------------------------------- */
+
+int mproc_popen_send_signal(mproc_popen *p, int sig) {
+  if (!p) return mproc__fail(MPROC_EINVAL, "popen_send_signal: p is NULL");
+  if (sig <= 0) return mproc__fail(MPROC_EINVAL, "popen_send_signal: signal %d is not a signal number", sig);
+  return mproc__pal_signal(&p->child, sig);
+}
+int mproc_popen_terminate(mproc_popen *p) { return mproc_popen_send_signal(p, MPROC_SIGTERM); }
+int mproc_popen_kill(mproc_popen *p) { return mproc_popen_send_signal(p, MPROC_SIGKILL); }
+
+/* ---- streaming ------------------------------------------------------------------------------ */
+
+static int stream_handle(mproc_popen *p, int which, const char *call, mproc_os_handle *h) {
+  if (!p) return mproc__fail(MPROC_EINVAL, "%s: p is NULL", call);
+  if (which < 0 || which > 2) return mproc__fail(MPROC_EINVAL, "%s: stream %d is not 0, 1 or 2", call, which);
+  *h = p->pipes[which];
+  if (*h == MPROC_NO_HANDLE)
+    return mproc__fail(MPROC_ESTATE, "%s: %s of '%s' is not an open pipe%s", call, k_stream[which], p->name,
+                       p->comm_started ? " (communicate owns it)" : "");
+  return 0;
+}
+
+int mproc_popen_write(mproc_popen *p, const void *buf, size_t len, int64_t timeout_ms, size_t *written) {
+  mproc_os_handle h;
+  if (written) *written = 0;
+  int rc = stream_handle(p, 0, "popen_write", &h);
+  if (rc) return rc;
+  if (!buf && len) return mproc__fail(MPROC_EINVAL, "popen_write: buf is NULL");
+  size_t n = 0;
+  rc = mproc__pal_write(h, buf, len, mproc__deadline_from_timeout(timeout_ms), &n);
+  if (written) *written = n;
+  return rc;
+}
+
+int mproc_popen_read(mproc_popen *p, int which, void *buf, size_t cap, int64_t timeout_ms, size_t *n) {
+  mproc_os_handle h;
+  if (n) *n = 0;
+  if (p && which == 0) return mproc__fail(MPROC_EINVAL, "popen_read: stdin cannot be read");
+  int rc = stream_handle(p, which, "popen_read", &h);
+  if (rc) return rc;
+  if (!buf || !n || !cap) return mproc__fail(MPROC_EINVAL, "popen_read: buf, n and cap must be set");
+  return mproc__pal_read(h, buf, cap, mproc__deadline_from_timeout(timeout_ms), n);
+}
+
+int mproc_popen_close_stdin(mproc_popen *p) {
+  mproc_os_handle h;
+  int rc = stream_handle(p, 0, "popen_close_stdin", &h);
+  if (rc) return rc;
+  mproc__pal_close(h);
+  p->pipes[0] = MPROC_NO_HANDLE;
+  return 0;
+}
+
+/* ---- communicate ---------------------------------------------------------------------------- */
+
+static bool comm_done(const mproc__comm *c) {
+  return c->in == MPROC_NO_HANDLE && c->out == MPROC_NO_HANDLE && c->err == MPROC_NO_HANDLE;
+}
+
+static void comm_close_all(mproc__comm *c) {
+  mproc__pal_close(c->in);
+  mproc__pal_close(c->out);
+  mproc__pal_close(c->err);
+  c->in = c->out = c->err = MPROC_NO_HANDLE;
+}
+
+/* Hand a captured stream to the caller: an empty string for a pipe that gave nothing, NULL for a
+ * stream that was not a pipe. The Popen's buffer is emptied. */
+static int take_output(mproc__buf *b, bool piped, char **data, size_t *len) {
+  if (data) *data = NULL;
+  if (len) *len = 0;
+  if (!piped || !data) return 0;
+  int rc = mproc__buf_terminate(b);
+  if (rc) return rc;
+  *data = b->data;
+  if (len) *len = b->len;
+  b->data = NULL;
+  b->len = b->cap = 0;
+  return 0;
+}
+
+/* Keep the unsent rest of the caller's input inside the Popen, so the caller's buffer may go away. */
+static int keep_input(mproc_popen *p) {
+  mproc__comm *c = &p->comm;
+  if (c->in == MPROC_NO_HANDLE || !c->input || c->input == p->input_copy) return 0;
+  size_t rest = c->input_len - c->input_off;
+  char *copy = (char *)malloc(rest ? rest : 1);
+  if (!copy) return mproc__fail(MPROC_ENOMEM, "communicate: out of memory keeping %zu bytes of input", rest);
+  if (rest) memcpy(copy, c->input + c->input_off, rest);
+  p->input_copy = copy;
+  c->input = copy;
+  c->input_len = rest;
+  c->input_off = 0;
+  return 0;
+}
+
+static int comm_start(mproc_popen *p, const void *input, size_t input_len) {
+  if (p->comm_started) {
+    if (input)
+      return mproc__fail(MPROC_ESTATE, "communicate: cannot send input after starting communication with '%s'",
+                         p->name);
+    return 0;
+  }
+  if (input && p->pipes[0] == MPROC_NO_HANDLE)
+    return mproc__fail(MPROC_ESTATE, "communicate: input given but stdin of '%s' is not a pipe", p->name);
+  mproc__comm *c = &p->comm;
+  c->in = p->pipes[0];
+  c->out = p->pipes[1];
+  c->err = p->pipes[2];
+  p->pipes[0] = p->pipes[1] = p->pipes[2] = MPROC_NO_HANDLE;
+  c->input = (const char *)input;
+  c->input_len = input ? input_len : 0;
+  c->input_off = 0;
+  c->out_buf = &p->out;
+  c->err_buf = &p->err;
+  p->comm_started = true;
+  return 0;
+}
+
+/* Move data until the exchange is done and the child is reaped, or the deadline. */
+static int comm_run(mproc_popen *p, int64_t deadline) {
+  int rc = 0;
+  if (!comm_done(&p->comm)) {
+    rc = mproc__pal_communicate(&p->comm, deadline);
+    if (rc == MPROC_ETIMEDOUT) {
+      int krc = keep_input(p);
+      if (krc) return krc;
+      return mproc__fail(rc, "communicate with '%s' (pid %lld) timed out", p->name, (long long)p->child.pid);
+    }
+    if (rc) return rc;
+  }
+  return wait_until(p, deadline, NULL);
+}
+
+int mproc_popen_communicate(mproc_popen *p, const void *input, size_t input_len, int64_t timeout_ms, char **out_data,
+                            size_t *out_len, char **err_data, size_t *err_len) {
+  if (out_data) *out_data = NULL;
+  if (out_len) *out_len = 0;
+  if (err_data) *err_data = NULL;
+  if (err_len) *err_len = 0;
+  if (!p) return mproc__fail(MPROC_EINVAL, "communicate: p is NULL");
+  if (!input && input_len) return mproc__fail(MPROC_EINVAL, "communicate: input is NULL but input_len is %zu", input_len);
+  int64_t deadline = mproc__deadline_from_timeout(timeout_ms);
+  int rc = comm_start(p, input, input_len);
+  if (rc) return rc;
+  rc = comm_run(p, deadline);
+  if (rc) return rc;
+  rc = take_output(&p->out, p->out_piped, out_data, out_len);
+  if (rc == 0) rc = take_output(&p->err, p->err_piped, err_data, err_len);
+  if (rc && out_data && *out_data) {
+    mproc_free(*out_data);
+    *out_data = NULL;
+  }
+  mproc__buf_free(&p->out); /* output nobody asked for is dropped */
+  mproc__buf_free(&p->err);
+  return rc;
+}
+
+/* ---- destroy -------------------------------------------------------------------------------- */
+
+void mproc_popen_destroy(mproc_popen *p) {
+  if (!p) return;
+  for (int i = 0; i < 3; ++i) mproc__pal_close(p->pipes[i]);
+  comm_close_all(&p->comm);
+  if (!p->child.reaped && p->child.pid > 0) {
+    mproc__pal_signal(&p->child, MPROC_SIGKILL);
+    mproc__pal_wait(&p->child, INT64_MAX);
+  }
+  mproc__pal_child_release(&p->child);
+  mproc__buf_free(&p->out);
+  mproc__buf_free(&p->err);
+  free(p->input_copy);
+  free(p->name);
+  free(p);
+}
+
+/* ---- run and friends ------------------------------------------------------------------------ */
+
+static int fill_result(mproc_popen *p, mproc_completed *r) {
+  r->pid = p->child.pid;
+  r->returncode = p->child.returncode;
+  int rc = take_output(&p->out, p->out_piped, &r->stdout_data, &r->stdout_len);
+  if (rc == 0) rc = take_output(&p->err, p->err_piped, &r->stderr_data, &r->stderr_len);
+  return rc;
+}
+
+/* The one engine behind run, call, check_call and check_output. */
+static int run_engine(const mproc_popen_opts *opts, int64_t timeout_ms, mproc_completed *r, bool capture_stdout,
+                      bool check) {
+  if (!r) return mproc__fail(MPROC_EINVAL, "run: result is NULL");
+  memset(r, 0, sizeof *r);
+  if (!opts) return mproc__fail(MPROC_EINVAL, "run: opts is NULL");
+  int64_t deadline = mproc__deadline_from_timeout(timeout_ms);
+  mproc_popen_opts o = *opts;
+  if (o.input || o.input_len) {
+    if (!o.input) return mproc__fail(MPROC_EINVAL, "run: input is NULL but input_len is %zu", o.input_len);
+    if (o.stdin_mode != MPROC_INHERIT && o.stdin_mode != MPROC_PIPE)
+      return mproc__fail(MPROC_EINVAL, "run: input and stdin_mode may not both be set");
+    o.stdin_mode = MPROC_PIPE;
+  }
+  if (o.capture_output) {
+    if (o.stdout_mode != MPROC_INHERIT || o.stderr_mode != MPROC_INHERIT)
+      return mproc__fail(MPROC_EINVAL, "run: stdout_mode and stderr_mode may not be used with capture_output");
+    o.stdout_mode = o.stderr_mode = MPROC_PIPE;
+  }
+  if (capture_stdout) {
+    if (o.stdout_mode != MPROC_INHERIT && o.stdout_mode != MPROC_PIPE)
+      return mproc__fail(MPROC_EINVAL, "check_output: stdout_mode may not be set (stdout is captured)");
+    o.stdout_mode = MPROC_PIPE;
+  }
+  check = check || o.check;
+
+  mproc_popen *p;
+  int rc = mproc_popen_create(&p, &o);
+  if (rc) return rc;
+  rc = comm_start(p, o.input, o.input_len);
+  if (rc == 0) rc = comm_run(p, deadline);
+  if (rc == MPROC_ETIMEDOUT) {
+    /* Kill and reap, then keep whatever the child wrote before it died: a drain with a deadline that
+     * has passed moves only what is ready, so a grandchild holding the pipes cannot make this hang. */
+    mproc__pal_signal(&p->child, MPROC_SIGKILL);
+    mproc__pal_wait(&p->child, INT64_MAX);
+    if (!comm_done(&p->comm)) (void)mproc__pal_communicate(&p->comm, 0);
+    comm_close_all(&p->comm);
+    r->timed_out = true;
+    int frc = fill_result(p, r);
+    rc = frc ? frc
+             : mproc__fail(MPROC_ETIMEDOUT, "'%s' timed out after %lld ms and was killed", p->name,
+                           (long long)timeout_ms);
+  } else if (rc == 0) {
+    rc = fill_result(p, r);
+    if (rc == 0 && check && r->returncode != 0)
+      rc = mproc__fail(MPROC_ECALLEDPROCESS, "'%s' returned non-zero exit status %d", p->name, r->returncode);
+  }
+  mproc_popen_destroy(p);
+  return rc;
+}
+
+int mproc_run(const mproc_popen_opts *opts, int64_t timeout_ms, mproc_completed *result) {
+  return run_engine(opts, timeout_ms, result, false, false);
+}
+
+static int call_engine(const mproc_popen_opts *opts, int64_t timeout_ms, int *returncode, bool check) {
+  mproc_completed r;
+  int rc = run_engine(opts, timeout_ms, &r, false, check);
+  if (returncode) *returncode = r.returncode;
+  mproc_completed_free(&r);
+  return rc;
+}
+
+int mproc_call(const mproc_popen_opts *opts, int64_t timeout_ms, int *returncode) {
+  return call_engine(opts, timeout_ms, returncode, false);
+}
+
+int mproc_check_call(const mproc_popen_opts *opts, int64_t timeout_ms, int *returncode) {
+  return call_engine(opts, timeout_ms, returncode, true);
+}
+
+int mproc_check_output(const mproc_popen_opts *opts, int64_t timeout_ms, mproc_completed *result) {
+  return run_engine(opts, timeout_ms, result, true, true);
+}
+
+int mproc_completed_check_returncode(const mproc_completed *r) {
+  if (!r) return mproc__fail(MPROC_EINVAL, "check_returncode: result is NULL");
+  if (r->returncode != 0)
+    return mproc__fail(MPROC_ECALLEDPROCESS, "process %lld returned non-zero exit status %d", (long long)r->pid,
+                       r->returncode);
+  return 0;
+}
+
+void mproc_completed_free(mproc_completed *r) {
+  if (!r) return;
+  free(r->stdout_data);
+  free(r->stderr_data);
+  memset(r, 0, sizeof *r);
+}
