@@ -1,0 +1,95 @@
+/*
+ * bench.h — the shared machinery of mproc's benchmarks (bench/<area>.c), see bench/README.md.
+ *
+ * A benchmark binary measures one area three ways in one run, mproc beside the raw OS primitive
+ * ("c-raw") here and CPython in bench/py/<area>.py, and prints one line per result (DESIGN.md §6):
+ *
+ *   name=<area>.<variant> impl=<mproc|c-raw|python> value=<median> unit=<unit> min=<v> max=<v> reps=<R>
+ *
+ * with unit one of ns/op, us/op (lower is better), ops/s, GB/s, MB/s (higher is better).
+ * Lines starting with '#' are comments (notes, skipped variants); bench/report.py ignores them.
+ *
+ * Command line of every bench binary (parsed by bench_init):
+ *   --smoke        tiny iteration and repetition counts: proves the benchmark runs, measures nothing
+ *   --reps N       repetitions per result (default: the spec's, else 7)
+ *   --filter S     only the results whose name contains S
+ *
+ * POSIX only (the numbers that matter are measured on Linux; CPU pinning is Linux only and a no-op
+ * returning -1 elsewhere).
+ */
+#ifndef MPROC_BENCH_H
+#define MPROC_BENCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Parse the command line (see above). Exits with status 2 on an unknown argument. */
+void bench_init(int argc, char **argv);
+
+/* 1 under --smoke. */
+int bench_smoke(void);
+
+/* 1 if a result with this name should run (no --filter, or the name contains it). */
+int bench_wanted(const char *name);
+
+/* Monotonic clock, nanoseconds. */
+int64_t bench_now_ns(void);
+
+/* Write results here to keep the compiler from optimising measured work away. */
+extern volatile int64_t bench_sink;
+
+/* Runs the measured operation `iters` times. */
+typedef void (*bench_fn)(void *ctx, int64_t iters);
+
+typedef struct bench_spec {
+  const char *name;     /* "<area>.<variant>", e.g. "core.clock.monotonic" */
+  const char *impl;     /* "mproc" or "c-raw" */
+  const char *unit;     /* "ns/op", "us/op", "ops/s", "GB/s" or "MB/s" */
+  int64_t iters;        /* operations per repetition in a full run */
+  int64_t smoke_iters;  /* ... under --smoke (0: iters / 1000, at least 1) */
+  double bytes_per_op;  /* for GB/s and MB/s: bytes moved by one operation */
+  int reps;             /* repetitions (0: 7; --reps overrides; --smoke uses 2) */
+} bench_spec;
+
+/* Measure: one untimed warm-up call of fn(ctx, iters / 10 + 1), then `reps` timed calls of
+ * fn(ctx, iters); convert each to the unit, print the result line. Returns 0, 1 if filtered out,
+ * -1 on a bad spec (message on stderr). */
+int bench_run(const bench_spec *spec, bench_fn fn, void *ctx);
+
+/* For benchmarks that time themselves (e.g. a child reports its own figures): print the result line
+ * for `n` per-repetition values already in `unit`. Returns 0, -1 if n < 1. */
+int bench_report(const char *name, const char *impl, const char *unit, const double *values, int n);
+
+/* Statistics over n >= 1 values (the array is not modified). */
+void bench_stats(const double *values, int n, double *median, double *min, double *max);
+
+/* ---- CPU placement for two-process benchmarks ------------------------------------------------
+ * On a 2-vCPU VM a two-process round trip lands on one CPU (context switches) or on two (hypervisor
+ * wake-ups), and which one happens flips between runs (docs/performance-baseline.md). So every
+ * implementation of a two-process benchmark is pinned the same way, and both placements are
+ * measured: BENCH_SAME_CPU (parent and child on CPU 0), BENCH_CROSS_CPU (parent CPU 0, child CPU 1). */
+typedef enum bench_placement { BENCH_SAME_CPU = 0, BENCH_CROSS_CPU = 1 } bench_placement;
+
+/* "same-cpu" / "cross-cpu", for variant names such as "pingpong.1b.cross-cpu". */
+const char *bench_placement_name(bench_placement p);
+
+/* Number of CPUs this process may run on (its affinity mask at bench_init). */
+int bench_cpus(void);
+
+/* Pin the calling process (thread) to one CPU. Returns 0, or -1 if not possible (no such CPU,
+ * not Linux). */
+int bench_pin_cpu(int cpu);
+
+/* Pin the calling side of a two-process benchmark: side 0 = parent, 1 = child. Returns 0, or -1 if
+ * the placement is impossible here (cross-cpu with one CPU): skip the variant then. */
+int bench_pin_side(bench_placement p, int side);
+
+/* Restore the affinity the process had at bench_init. */
+void bench_unpin(void);
+
+/* Path of a program that lives beside this benchmark binary (e.g. "mproc_helper", the scripted
+ * child program of the tests, which bench/CMakeLists.txt builds into the same directory).
+ * Writes it to buf and returns 0; -1 if it does not fit or the own path is unknown. */
+int bench_sibling_path(const char *program, char *buf, size_t size);
+
+#endif /* MPROC_BENCH_H */

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Build the benchmarks (preset `release`: Release, MPROC_BUILD_BENCH=ON) and run them: for each area,
+# bench_<area> (mproc and the raw C primitive) and bench/py/<area>.py (CPython), in one run, then the
+# ratio table (bench/report.py). See bench/README.md.
+#
+#   bench/run.sh [--smoke] [--reps N] [--filter SUBSTRING] [--build-dir DIR] [AREA...]
+#
+#   --smoke       tiny counts, so CI proves every benchmark runs; the figures mean nothing
+#   --reps N      repetitions per result (default 7)
+#   --filter S    only results whose name contains S
+#   --build-dir   build here instead of build/release
+#   AREA...       the areas to run (default: every mproc_add_bench() of bench/CMakeLists.txt)
+#   PYTHON=...    the interpreter for the Python side (default: the real one behind python3, which
+#                 may be a slow pyenv shim)
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+opts=()
+areas=()
+build="$root/build/release"
+while (($#)); do
+  case "$1" in
+    --smoke) opts+=(--smoke) ;;
+    --reps | --filter) opts+=("$1" "${2:?$1 needs a value}"); shift ;;
+    --build-dir) build="$(realpath -m "${2:?--build-dir needs a value}")"; shift ;;
+    -h | --help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    -*) echo "bench/run.sh: unknown option $1" >&2; exit 2 ;;
+    *) areas+=("$1") ;;
+  esac
+  shift
+done
+
+known=($(sed -n 's/^[[:space:]]*mproc_add_bench(\([A-Za-z0-9_]*\)).*/\1/p' "$root/bench/CMakeLists.txt"))
+if ((${#areas[@]} == 0)); then areas=("${known[@]}"); fi
+for a in "${areas[@]}"; do
+  case " ${known[*]} " in *" $a "*) ;; *) echo "bench/run.sh: unknown area '$a' (known: ${known[*]})" >&2; exit 2 ;; esac
+done
+
+echo "# bench: building preset release in $build"
+(cd "$root" && cmake --preset release -B "$build" >/dev/null && cmake --build "$build" >/dev/null) || {
+  echo "bench/run.sh: the build failed; rerun: cmake --preset release -B $build && cmake --build $build" >&2
+  exit 1
+}
+bin="$build/bin"
+export MPROC_BENCH_BIN="$bin"
+
+py="${PYTHON:-}"
+if [[ -z "$py" ]] && command -v python3 >/dev/null 2>&1; then
+  py="$(python3 -c 'import sys; print(sys.executable)')"
+fi
+
+# The machine, for docs/PERFORMANCE.md: figures are comparable only within one run on one machine.
+cpu_model="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | head -n1)"
+echo "# machine: ${cpu_model:-unknown CPU}, $(nproc) CPUs, $(uname -sr), $(cc --version | head -n1)"
+echo "# python: ${py:-none} $([[ -n "$py" ]] && "$py" -c 'import platform; print(platform.python_version())')"
+echo "# mproc: $(git -C "$root" describe --always --dirty 2>/dev/null || echo unknown)${opts[*]:+, options: ${opts[*]}}"
+
+results="$(mktemp "${TMPDIR:-/tmp}/mproc-bench.XXXXXX")"
+trap 'rm -f "$results"' EXIT
+failed=()
+for a in "${areas[@]}"; do
+  echo "# ---- area $a"
+  if ! "$bin/bench_$a" "${opts[@]}" | tee -a "$results"; then failed+=("bench_$a"); fi
+  if [[ -f "$root/bench/py/$a.py" ]]; then
+    if [[ -z "$py" ]]; then
+      echo "# python3 not found: skipping bench/py/$a.py"
+    elif ! "$py" "$root/bench/py/$a.py" "${opts[@]}" | tee -a "$results"; then
+      failed+=("bench/py/$a.py")
+    fi
+  fi
+done
+
+echo
+if [[ -n "$py" ]]; then
+  "$py" "$root/bench/report.py" <"$results" || failed+=("bench/report.py")
+else
+  echo "# python3 not found: no ratio table"
+fi
+if ((${#failed[@]})); then
+  echo "bench/run.sh: failed: ${failed[*]}" >&2
+  exit 1
+fi
