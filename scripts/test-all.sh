@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The whole test suite, Linux and Windows: what CI runs (.ci/run = scripts/setup.sh + this).
+#
+#   scripts/test-all.sh [STAGE...]      default: every stage, in this order:
+#
+#   msvc          cmake/msvc-check.sh: clang-cl in MSVC mode, /W4 /WX, over the Windows sources + headers
+#   linux-asan    cmake --workflow --preset linux-asan    (Clang, ASan + UBSan)
+#   linux-tsan    cmake --workflow --preset linux-tsan    (Clang, TSan)
+#   mingw         cmake --workflow --preset mingw         (Windows x64 static, tests under wine)
+#   mingw-shared  cmake --workflow --preset mingw-shared  (Windows x64 DLL, tests under wine)
+#   consumer      tests/consumer/run.sh: install, then find_package + pkg-config consumers, 4 variants
+#   tour          examples/tour.sh: build and run every example on Linux
+#   tour-mingw    examples/tour.sh --windows: the same for Windows under wine
+#   bench         bench/run.sh --smoke: every benchmark runs (no timing is asserted)
+#   linux         cmake --workflow --preset linux         (GCC; last, so CTest's summary closes the output)
+#
+# Every stage runs even if an earlier one failed; the exit status is 1 if any failed. Wine runs in
+# $WINEPREFIX if set (CI sets a fresh one), else in a temporary prefix removed at exit.
+# Needs what scripts/setup.sh installs.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+all=(msvc linux-asan linux-tsan mingw mingw-shared consumer tour tour-mingw bench linux)
+stages=("$@")
+if ((${#stages[@]} == 0)); then stages=("${all[@]}"); fi
+for s in "${stages[@]}"; do
+  case " ${all[*]} " in *" $s "*) ;; *) echo "test-all: unknown stage '$s' (stages: ${all[*]})" >&2; exit 2 ;; esac
+done
+
+command_for() {
+  case "$1" in
+    msvc) echo cmake/msvc-check.sh ;;
+    consumer) echo tests/consumer/run.sh ;;
+    tour) echo examples/tour.sh ;;
+    tour-mingw) echo examples/tour.sh --windows ;;
+    bench) echo bench/run.sh --smoke ;;
+    *) echo cmake --workflow --preset "$1" ;;
+  esac
+}
+
+if [[ -z "${WINEPREFIX:-}" ]]; then
+  WINEPREFIX="$(mktemp -d "${TMPDIR:-/tmp}/mproc-wine.XXXXXX")"
+  export WINEPREFIX
+  trap 'wineserver -k >/dev/null 2>&1 || true; wineserver -w >/dev/null 2>&1 || true; rm -rf "$WINEPREFIX"' EXIT
+fi
+
+t0=$SECONDS
+failed=()
+summary=()
+i=0
+for s in "${stages[@]}"; do
+  i=$((i + 1))
+  read -r -a cmd <<<"$(command_for "$s")"
+  last=$((i == ${#stages[@]}))
+  if ((last && ${#summary[@]})); then
+    echo
+    echo "==== test-all: stages so far ($((SECONDS - t0)) s):"
+    printf '====   %s\n' "${summary[@]}"
+  fi
+  echo
+  echo "==== [$i/${#stages[@]}] $s: ${cmd[*]}   (t+$((SECONDS - t0)) s)"
+  st=$SECONDS
+  if "${cmd[@]}" </dev/null; then
+    result=ok
+  else
+    result=FAILED
+    failed+=("$s")
+  fi
+  summary+=("$(printf '%-13s %-6s %4d s' "$s" "$result" $((SECONDS - st)))")
+  # After the last stage print nothing when all passed: CTest's summary stays the closing lines.
+  if ((!last)); then
+    echo "==== [$i/${#stages[@]}] $s: $result in $((SECONDS - st)) s"
+  elif ((${#failed[@]})); then
+    echo
+    echo "==== test-all: $((SECONDS - t0)) s in all:"
+    printf '====   %s\n' "${summary[@]}"
+  fi
+done
+
+if ((${#failed[@]})); then
+  echo "==== test-all: FAILED stages: ${failed[*]}"
+  exit 1
+fi
