@@ -2,9 +2,24 @@
 #ifndef MPROC_TEST_UTIL_H
 #define MPROC_TEST_UTIL_H
 
+#include <cstdio>
 #include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
 
 #include "mproc.h"
+
+#ifdef _WIN32
+#ifndef WIN32_LEAN_AND_MEAN
+#define WIN32_LEAN_AND_MEAN
+#endif
+#include <windows.h>
+#else
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/types.h>
+#endif
 
 namespace mproc_test {
 
@@ -24,6 +39,81 @@ inline std::string helper_path() {
   mproc_free(self);
   size_t slash = s.find_last_of(kWindows ? "\\/" : "/");
   return s.substr(0, slash + 1) + (kWindows ? "mproc_helper.exe" : "mproc_helper");
+}
+
+// The address of a temporary, for passing option structs inline as C code does with compound
+// literals: mproc_run(ptr(mproc_popen_opts{.argv = argv}), ...). Valid for the full expression.
+template <class T>
+const T *ptr(const T &v) {
+  return &v;
+}
+
+// Expected byte i of the helper's "out N" / "err N" pattern.
+inline char pattern_at(size_t i) { return (char)('a' + i % 26); }
+
+// Whether `s` is exactly the helper's pattern of s.size() bytes; on failure says where it breaks.
+inline ::testing::AssertionResult is_pattern(const char *data, size_t len, size_t expect_len) {
+  if (len != expect_len) return ::testing::AssertionFailure() << "length " << len << ", expected " << expect_len;
+  for (size_t i = 0; i < len; ++i)
+    if (data[i] != pattern_at(i)) return ::testing::AssertionFailure() << "byte " << i << " is '" << data[i] << "'";
+  return ::testing::AssertionSuccess();
+}
+
+// Kill a process by pid (test cleanup of grandchildren the library does not own).
+inline void kill_pid(long long pid) {
+#ifdef _WIN32
+  HANDLE h = OpenProcess(PROCESS_TERMINATE, FALSE, (DWORD)pid);
+  if (h) {
+    TerminateProcess(h, 1);
+    CloseHandle(h);
+  }
+#else
+  kill((pid_t)pid, SIGKILL);
+#endif
+}
+
+// Number of open fds / handles of this process (leak checks).
+inline int open_handle_count() {
+#ifdef _WIN32
+  DWORD n = 0;
+  if (GetProcessHandleCount(GetCurrentProcess(), &n) && n > 0) return (int)n;
+  int count = 0;  // wine answers 0: probe the handle table
+  for (uintptr_t v = 4; v < 0x10000; v += 4) {
+    DWORD fl;
+    if (GetHandleInformation((HANDLE)v, &fl)) ++count;
+  }
+  return count;
+#else
+  int count = 0;
+  for (int fd = 0; fd < 4096; ++fd)
+    if (fcntl(fd, F_GETFD) != -1) ++count;
+  return count;
+#endif
+}
+
+// Run the helper with the given script and capture both streams. Fails the test on a start error.
+struct Captured {
+  int rc = 0;
+  int returncode = -1000;
+  std::string out, err;
+};
+
+inline Captured run_helper(std::vector<std::string> script, mproc_popen_opts opts = mproc_popen_opts{},
+                           int64_t timeout_ms = 60000) {
+  std::string helper = helper_path();
+  std::vector<const char *> argv{helper.c_str()};
+  for (auto &a : script) argv.push_back(a.c_str());
+  argv.push_back(nullptr);
+  opts.argv = argv.data();
+  if (opts.stdout_mode == MPROC_INHERIT && opts.stderr_mode == MPROC_INHERIT) opts.capture_output = true;
+  mproc_completed r;
+  Captured c;
+  c.rc = mproc_run(&opts, timeout_ms, &r);
+  c.returncode = r.returncode;
+  if (r.stdout_data) c.out.assign(r.stdout_data, r.stdout_len);
+  if (r.stderr_data) c.err.assign(r.stderr_data, r.stderr_len);
+  mproc_completed_free(&r);
+  return c;
 }
 
 }  // namespace mproc_test

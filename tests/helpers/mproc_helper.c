@@ -18,6 +18,9 @@
  *   fds            print the open fds, space separated (POSIX), or the handle count (Windows)
  *   hasfd N        print "yes" if fd / handle value N is open in this process, else "no"
  *   argv ...       print every following argument as "<length>:<bytes>\n", then stop
+ *   pgid | sid     print the process group id / session id (POSIX; 0 on Windows)
+ *   sigdisp N      print the disposition of signal N: "dfl", "ign" or "handler" (POSIX), and
+ *                  "+blocked" if it is blocked
  *   closeout       close stdout
  *   grandchild MS  start a copy of this program that sleeps MS ms holding our stdout and stderr,
  *                  print its pid, and do not wait for it
@@ -35,6 +38,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <time.h>
 #include <unistd.h>
 #endif
@@ -82,8 +86,13 @@ static unsigned long long read_stdin(unsigned long long limit, int echo) {
   while (total < limit) {
     size_t want = sizeof buf;
     if (want > limit - total) want = (size_t)(limit - total);
-    size_t n = fread(buf, 1, want, stdin);
-    if (n == 0) break;
+#ifdef _WIN32
+    int r = _read(0, buf, (unsigned)want);
+#else
+    ssize_t r = read(0, buf, want);
+#endif
+    if (r <= 0) break; /* raw reads: return what has arrived, don't wait to fill the buffer */
+    size_t n = (size_t)r;
     if (echo) write_all(stdout, buf, n);
     total += n;
   }
@@ -255,6 +264,25 @@ int main(int argc, char **argv) {
         print_str("\n");
       }
       break;
+    } else if (!strcmp(c, "pgid") || !strcmp(c, "sid")) {
+#ifdef _WIN32
+      print_str("0");
+#else
+      snprintf(line, sizeof line, "%ld", (long)(c[0] == 'p' ? getpgrp() : getsid(0)));
+      print_str(line);
+#endif
+    } else if (!strcmp(c, "sigdisp")) {
+      NEED_ARG;
+#ifdef _WIN32
+      print_str("dfl");
+#else
+      struct sigaction sa;
+      sigset_t mask;
+      sigaction(atoi(a), NULL, &sa);
+      sigprocmask(SIG_BLOCK, NULL, &mask);
+      print_str(sa.sa_handler == SIG_DFL ? "dfl" : sa.sa_handler == SIG_IGN ? "ign" : "handler");
+      if (sigismember(&mask, atoi(a)) == 1) print_str("+blocked");
+#endif
     } else if (!strcmp(c, "closeout")) {
       fflush(stdout);
 #ifdef _WIN32
