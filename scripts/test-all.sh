@@ -6,6 +6,7 @@
 #   msvc          cmake/msvc-check.sh: clang-cl in MSVC mode, /W4 /WX, over the Windows sources + headers
 #   linux-asan    cmake --workflow --preset linux-asan    (Clang, ASan + UBSan)
 #   linux-tsan    cmake --workflow --preset linux-tsan    (Clang, TSan)
+#   linux-shared  cmake --workflow --preset linux-shared  (GCC, libmproc.so)
 #   mingw         cmake --workflow --preset mingw         (Windows x64 static, tests under wine)
 #   mingw-shared  cmake --workflow --preset mingw-shared  (Windows x64 DLL, tests under wine)
 #   consumer      tests/consumer/run.sh: install, then find_package + pkg-config consumers, 4 variants
@@ -22,7 +23,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-all=(msvc linux-asan linux-tsan mingw mingw-shared consumer tour tour-mingw bench linux)
+all=(msvc linux-asan linux-tsan linux-shared mingw mingw-shared consumer tour tour-mingw bench linux)
 stages=("$@")
 if ((${#stages[@]} == 0)); then stages=("${all[@]}"); fi
 for s in "${stages[@]}"; do
