@@ -6,6 +6,7 @@
 #   scripts/setup.sh           everything: Linux build + tests + sanitizers, the Windows cross build
 #                              and wine to run it, python3 for the benchmarks
 #   scripts/setup.sh --linux   only the Linux part (no MinGW, no wine)
+#   scripts/setup.sh --check   only say what is missing (exit status 1 if anything is)
 #
 # What each package is for:
 #   build-essential cmake ninja-build  the native build (cmake >= 3.25 for `cmake --workflow`)
@@ -21,11 +22,14 @@
 set -euo pipefail
 
 linux_only=0
-case "${1:-}" in
-  "") ;;
-  --linux) linux_only=1 ;;
-  *) echo "usage: scripts/setup.sh [--linux]" >&2; exit 2 ;;
-esac
+check_only=0
+for arg in "$@"; do
+  case "$arg" in
+    --linux) linux_only=1 ;;
+    --check) check_only=1 ;;
+    *) echo "usage: scripts/setup.sh [--linux] [--check]" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 # want <package> <probe>...: the package is needed if any probe is missing (an absolute path is a
@@ -60,6 +64,12 @@ if ((!linux_only)); then
   want g++-mingw-w64-x86-64-posix x86_64-w64-mingw32-gcc-posix x86_64-w64-mingw32-g++-posix
   want wine wine wineserver
   want wine64 /usr/lib/wine/wine64
+fi
+
+if ((check_only)); then
+  if ((${#missing[@]})); then echo "setup: missing: ${missing[*]}"; exit 1; fi
+  echo "setup: everything is installed"
+  exit 0
 fi
 
 if ((${#missing[@]})); then
