@@ -7,6 +7,8 @@
 
 #include "mproc/core.h"
 #include "mproc/handle.h"
+#include "mproc/connection.h"
+#include "mproc/process.h"
 #include "mproc/subprocess.h"
 
 #endif /* MPROC_H */

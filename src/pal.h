@@ -121,8 +121,14 @@ typedef struct mproc__child {
   mproc_os_handle handle; /* POSIX: a pidfd when one was opened, else MPROC_NO_HANDLE; Windows: the
                              process HANDLE */
   bool reaped;
+  bool signal_exitcodes;  /* see MPROC__WIN_SIGNAL_EXIT_BASE */
   int returncode;         /* valid when reaped: exit status, or -signal (POSIX) / exit code (Windows) */
 } mproc__child;
+
+/* (Processes) Make mproc__pal_signal end a Windows child with exit code 0x10000 | sig, which
+ * mproc__pal_wait reports as -sig, so Process.exitcode is -15 / -9 after terminate / kill on every
+ * platform. Ignored on POSIX, where signals give -sig anyway. */
+#define MPROC__WIN_SIGNAL_EXIT_BASE 0x10000
 
 /* Start the child. Start failures (program not found / not executable, cwd missing, ...) are reported
  * here, in the parent, with a message naming the program or path and the OS error; on failure
@@ -139,5 +145,63 @@ int mproc__pal_signal(mproc__child *child, int sig);
 
 /* Release the OS resources of a child (pidfd / process handle). Does not wait or kill. */
 void mproc__pal_child_release(mproc__child *child);
+
+/* ---- connections (message pipes) ------------------------------------------------------------- */
+
+/* A connected pair. duplex: both ends read and write; else *a only reads and *b only writes. Both
+ * close-on-exec / non-inheritable. POSIX: socketpair(AF_UNIX, SOCK_STREAM). */
+int mproc__pal_conn_pair(bool duplex, mproc_os_handle *a, mproc_os_handle *b);
+/* Send all of p1[0..n1) then p2[0..n2) (either may be empty), waiting as long as it takes.
+ * MPROC_EPIPE if the peer has closed (never SIGPIPE); EINTR retried. */
+int mproc__pal_conn_send(mproc_os_handle h, const void *p1, size_t n1, const void *p2, size_t n2);
+/* Receive between 1 and cap bytes, waiting up to the deadline; *n = 0 with 0 means end of file;
+ * MPROC_ETIMEDOUT if nothing arrived. */
+int mproc__pal_conn_recv(mproc_os_handle h, void *buf, size_t cap, int64_t deadline_ns, size_t *n);
+
+/* Things mproc__pal_wait_ready can wait for. */
+typedef enum mproc__wait_kind {
+  MPROC__WAIT_CONN = 1,   /* a connection handle: readable (data or end of file) */
+  MPROC__WAIT_SENTINEL = 2 /* a process sentinel (mproc__pal_sentinel): the process has ended */
+} mproc__wait_kind;
+typedef struct mproc__wait_item {
+  mproc_os_handle h;
+  mproc__wait_kind kind;
+} mproc__wait_item;
+/* Wait until at least one item is ready or the deadline; sets ready[i]. 0 if any is ready,
+ * MPROC_ETIMEDOUT if none. */
+int mproc__pal_wait_ready(const mproc__wait_item *items, size_t n, int64_t deadline_ns, bool *ready);
+
+/* ---- processes running a function (process module) -------------------------------------------- */
+
+/* The handle that signals the end of a started child for mproc__pal_wait_ready(MPROC__WAIT_SENTINEL):
+ * POSIX: `boot` (the parent's end of the bootstrap connection, at EOF once the child has gone);
+ * Windows: the process handle child->handle. */
+mproc_os_handle mproc__pal_sentinel(const mproc__child *child, mproc_os_handle boot);
+
+/* fork(): 0 in both processes; *pid is the child's pid in the parent and 0 in the child.
+ * MPROC_ENOTSUP on Windows. The library's global lock is held across the fork so the child never
+ * inherits it locked. */
+int mproc__pal_fork(int64_t *pid);
+/* Whether fork exists here (false on Windows). */
+bool mproc__pal_fork_supported(void);
+/* End the calling process at once with `code`, running no atexit handler (_exit). */
+void mproc__pal_exit_now(int code);
+
+/* Locate a function for re-execution: append an opaque reference (module path, offset, identity of
+ * the binary) to out. MPROC_ENOENT if fn is not inside a module of this process. */
+int mproc__pal_fn_locate(void *fn, mproc__buf *out);
+/* In the re-executed child: find the function again. MPROC_ENOENT with a message if the module
+ * cannot be found or is not the same binary (changed on disk). */
+int mproc__pal_fn_resolve(const void *ref, size_t len, void **fn);
+
+/* Start a detached thread running fn(arg). 0 or an error. */
+int mproc__pal_thread_start(void (*fn)(void *), void *arg);
+
+/* The library's global lock, for its bookkeeping (lists of children, counters). Not recursive. */
+void mproc__pal_global_lock(void);
+void mproc__pal_global_unlock(void);
+
+/* Remove an environment variable of this process. */
+void mproc__pal_unsetenv(const char *name);
 
 #endif /* MPROC_PAL_H */

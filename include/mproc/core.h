@@ -105,6 +105,14 @@ MPROC_API void mproc_free(void *p);
  * changes). The clock every mproc deadline uses. Thread-safe. */
 MPROC_API int64_t mproc_monotonic_ns(void);
 
+/* ---- signals --------------------------------------------------------------------------------- */
+
+/* Signal numbers with the same meaning on every platform (the POSIX values), for
+ * mproc_popen_send_signal and for reading returncodes / exitcodes (-MPROC_SIGKILL after a kill). */
+#define MPROC_SIGINT 2
+#define MPROC_SIGKILL 9
+#define MPROC_SIGTERM 15
+
 /* ---- system information --------------------------------------------------------------------- */
 
 /* Number of logical CPUs in the machine (os.cpu_count / multiprocessing.cpu_count). Always >= 1.

@@ -169,11 +169,6 @@ MPROC_API int mproc_popen_close_stdin(mproc_popen *p);
  * Popen. On Windows it is an overlapped named-pipe handle: use overlapped I/O on it. */
 MPROC_API mproc_os_handle mproc_popen_handle(const mproc_popen *p, int which);
 
-/* Signal numbers for mproc_popen_send_signal with the same meaning on every platform. */
-#define MPROC_SIGINT 2
-#define MPROC_SIGKILL 9
-#define MPROC_SIGTERM 15
-
 /* Popen.send_signal(sig). POSIX: kill(pid, sig) with any signal number. Windows: MPROC_SIGTERM and
  * MPROC_SIGKILL end the process with TerminateProcess (exit code 1); other signals give
  * MPROC_ENOTSUP. A child that has already been reaped is left alone (returns 0), so the call never

@@ -1,0 +1,98 @@
+/*
+ * mproc/connection.h — message pipes between processes.
+ * Python counterparts: multiprocessing.Pipe, multiprocessing.connection.Connection,
+ * multiprocessing.connection.wait.
+ *
+ *   mproc_connection *a, *b;
+ *   mproc_pipe(true, &a, &b);
+ *   mproc_connection_send_bytes(a, "hi", 2, 0, MPROC_ALL);
+ *   char *msg; size_t len;
+ *   mproc_connection_recv_bytes(b, 0, MPROC_INFINITE, &msg, &len);   // "hi"
+ *   mproc_free(msg);
+ *
+ * A connection carries messages: every send_bytes arrives as one message of exactly that size
+ * (0 bytes up to SIZE_MAX on 64-bit systems), in order. Hand a connection to a child through the
+ * Process arguments (mproc_process_opts.connections); it works there under every start method.
+ * Connections are never inherited by accident: a program started with mproc_popen never gets one.
+ *
+ * Thread-safety: one thread may send while another receives on the same connection; two threads
+ * must not send (or receive) on the same connection at once.
+ */
+#ifndef MPROC_CONNECTION_H
+#define MPROC_CONNECTION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mproc/core.h"
+#include "mproc/handle.h"
+#include "mproc/mproc_export.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mproc_connection mproc_connection;
+
+/* For size arguments: everything from the offset to the end. */
+#define MPROC_ALL ((size_t)-1)
+
+/* multiprocessing.Pipe(duplex): two connected ends. duplex (Python's default) lets both ends send and
+ * receive; with duplex false, *a can only receive and *b can only send (as Python's r, w = Pipe(False)).
+ * POSIX: a Unix-domain socket pair; Windows: an overlapped named pipe with a unique name.
+ * Errors: MPROC_EINVAL, MPROC_ENOMEM, MPROC_ESYS. Thread-safe. */
+MPROC_API int mproc_pipe(bool duplex, mproc_connection **a, mproc_connection **b);
+
+/* Connection.send_bytes(buf, offset, size): send buf[offset .. offset+size) as one message (size
+ * MPROC_ALL: to the end of buf, whose length is buf_len). Blocks until the message is handed to the
+ * OS. Errors: MPROC_EINVAL (offset/size outside buf), MPROC_ESTATE (this end cannot send: a
+ * receive-only end), MPROC_ECLOSED (closed), MPROC_EPIPE (the peer has closed; never SIGPIPE),
+ * MPROC_ESYS. */
+MPROC_API int mproc_connection_send_bytes(mproc_connection *c, const void *buf, size_t buf_len, size_t offset,
+                                          size_t size);
+
+/* Connection.recv_bytes(maxlength): receive the next message into a new buffer (NUL-terminated for
+ * convenience, the NUL not counted; release with mproc_free). maxlength 0 means no limit. Waits up to
+ * timeout_ms for a message (MPROC_INFINITE: forever).
+ * Errors: MPROC_EEOF (the peer closed and every message has been received), MPROC_ETIMEDOUT (no
+ * message yet; nothing consumed), MPROC_EMSGSIZE (the next message is longer than maxlength: it is
+ * NOT consumed — the connection stays usable, and a later recv with a larger limit or
+ * recv_bytes_into with a large enough buffer gets it; mproc_last_error() says its size),
+ * MPROC_ESTATE (a send-only end), MPROC_ECLOSED, MPROC_ENOMEM, MPROC_ESYS. A connection whose peer
+ * sent a corrupt frame gives MPROC_ESYS and should be closed. */
+MPROC_API int mproc_connection_recv_bytes(mproc_connection *c, size_t maxlength, int64_t timeout_ms, char **data,
+                                          size_t *len);
+
+/* Connection.recv_bytes_into(buf): receive the next message into buf (cap bytes); *len is its size.
+ * If it does not fit: MPROC_EMSGSIZE with *len set to the size needed, and the message is not lost
+ * (receive it again with a big enough buffer). Other errors as recv_bytes. */
+MPROC_API int mproc_connection_recv_bytes_into(mproc_connection *c, void *buf, size_t cap, int64_t timeout_ms,
+                                               size_t *len);
+
+/* Connection.poll(timeout): 0 if a message (or end of file) is ready to be received, MPROC_ETIMEDOUT if
+ * not within timeout_ms (0: just check). Errors: MPROC_ESTATE (send-only end), MPROC_ECLOSED. */
+MPROC_API int mproc_connection_poll(mproc_connection *c, int64_t timeout_ms);
+
+/* Connection.close(): close this end (the peer then sees end of file). Further calls on it give
+ * MPROC_ECLOSED; closing twice is harmless. The object itself stays valid until
+ * mproc_connection_destroy. */
+MPROC_API int mproc_connection_close(mproc_connection *c);
+
+/* Close (if open) and free the object. NULL is ignored. */
+MPROC_API void mproc_connection_destroy(mproc_connection *c);
+
+/* Connection.closed / readable / writable. */
+MPROC_API bool mproc_connection_closed(const mproc_connection *c);
+MPROC_API bool mproc_connection_readable(const mproc_connection *c);
+MPROC_API bool mproc_connection_writable(const mproc_connection *c);
+
+/* Connection.fileno(): the native handle (a socket fd on POSIX; an overlapped pipe HANDLE on
+ * Windows), owned by the connection; MPROC_NO_HANDLE when closed. */
+MPROC_API mproc_os_handle mproc_connection_handle(const mproc_connection *c);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MPROC_CONNECTION_H */

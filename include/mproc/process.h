@@ -1,0 +1,191 @@
+/*
+ * mproc/process.h — run a C function in a child process.
+ * Python counterparts: multiprocessing.Process, current_process, parent_process, active_children,
+ * set_start_method / get_start_method / get_context, multiprocessing.connection.wait.
+ *
+ *   static int work(const mproc_args *a) { printf("child got %.*s\n", (int)a->size, (const char *)a->data); return 0; }
+ *
+ *   int main(int argc, char **argv) {
+ *     mproc_main_guard(argc, argv);            // first: a spawned child runs its target here and exits
+ *     mproc_process *p;
+ *     mproc_process_create(&p, &(mproc_process_opts){.target = work, .arg = "test", .arg_size = 4});
+ *     mproc_process_start(p);
+ *     mproc_process_join(p, MPROC_INFINITE);
+ *     mproc_process_destroy(p);
+ *   }
+ *
+ * START METHODS (see docs/guide.md, "The main guard and start methods"):
+ *   MPROC_START_SPAWN  (all platforms; the default everywhere) the child re-executes the program; the
+ *                      main guard receives the target, runs it and exits. Code before the guard runs in
+ *                      every child, like module-level code in Python. The target is found again from
+ *                      its module and offset, and the child checks it runs the same binary.
+ *   MPROC_START_FORK   (POSIX; MPROC_ENOTSUP on Windows) the child is a copy of the parent and runs the
+ *                      target at once. Fast, but unsafe if the parent has other threads holding locks.
+ *   MPROC_START_FORKSERVER  (POSIX) reserved: gives MPROC_ENOTSUP in this version.
+ * Why spawn is the default: a program behaves the same on every platform (nothing is inherited by
+ * accident, no fork-with-threads deadlocks), which is what a cross-platform program is tested for.
+ * Choose fork explicitly where its speed matters and the parent is single-threaded.
+ */
+#ifndef MPROC_PROCESS_H
+#define MPROC_PROCESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mproc/connection.h"
+#include "mproc/core.h"
+#include "mproc/handle.h"
+#include "mproc/mproc_export.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum mproc_start_method {
+  MPROC_START_DEFAULT = 0, /* the context's method, else the global one (mproc_set_start_method) */
+  MPROC_START_FORK,
+  MPROC_START_SPAWN,
+  MPROC_START_FORKSERVER
+} mproc_start_method;
+
+/* set_start_method(): the method used by processes that do not choose one. MPROC_START_DEFAULT resets
+ * it to the platform default (spawn). Errors: MPROC_ENOTSUP (fork or forkserver on Windows,
+ * forkserver in this version), MPROC_EINVAL. Not thread-safe with concurrent starts. */
+MPROC_API int mproc_set_start_method(mproc_start_method method);
+/* get_start_method(): the global method. */
+MPROC_API mproc_start_method mproc_get_start_method(void);
+/* "fork", "spawn", "forkserver" or "default". */
+MPROC_API const char *mproc_start_method_name(mproc_start_method method);
+
+/* get_context(method): a context binds a start method; processes created with .context use it.
+ * Contexts are static objects: never freed. Errors: as mproc_set_start_method. */
+typedef struct mproc_context mproc_context;
+MPROC_API int mproc_get_context(mproc_start_method method, const mproc_context **ctx);
+MPROC_API mproc_start_method mproc_context_start_method(const mproc_context *ctx);
+
+/* What the target receives in the child. `data`/`size` are the argument bytes given at create (a
+ * copy); `connections` are the connections handed to the child, in the order given, usable there
+ * (under fork they are the parent's objects; under spawn they are recreated). The structure and
+ * what it points to stay valid until the target returns. */
+typedef struct mproc_args {
+  const void *data;
+  size_t size;
+  mproc_connection *const *connections;
+  size_t connection_count;
+} mproc_args;
+
+/* The target: an ordinary function of the program. Its return value becomes the exit code
+ * (exitcode); calling exit(n) in it gives n. Under spawn it must live in the program's executable or
+ * in a shared library that the child can load from the same path. */
+typedef int (*mproc_target)(const mproc_args *args);
+
+typedef enum mproc_option {
+  MPROC_OPTION_DEFAULT = 0,
+  MPROC_OPTION_ON,
+  MPROC_OPTION_OFF
+} mproc_option;
+
+/* Options for a process. All-zero means the defaults. Read only during create. */
+typedef struct mproc_process_opts {
+  mproc_target target;                          /* required */
+  const void *arg;                              /* argument bytes, copied (may be NULL with size 0) */
+  size_t arg_size;
+  mproc_connection *const *connections;         /* connections handed to the child */
+  size_t connection_count;
+  const char *name;                             /* NULL: "Process-N" (N counts this process's children;
+                                                   "Process-1:2" for the 2nd child of Process-1) */
+  bool daemon;                                  /* terminated when the parent exits; may not have children */
+  mproc_start_method start_method;              /* DEFAULT: the context's, else the global method */
+  const mproc_context *context;                 /* NULL: no context */
+  /* Beyond Python: kill the child if the parent dies in any way (killed, crashed). DEFAULT: on for
+   * daemon children, off otherwise. The child watches the parent from a small thread of its own
+   * (blocked in a read; no polling). */
+  mproc_option kill_on_parent_death;
+} mproc_process_opts;
+
+typedef struct mproc_process mproc_process;
+
+/* Process(...): create a process object (not started). Errors: MPROC_EINVAL (NULL out/opts/target,
+ * arg NULL with arg_size > 0, a NULL connection), MPROC_ENOMEM. */
+MPROC_API int mproc_process_create(mproc_process **out, const mproc_process_opts *opts);
+
+/* Process.start(). Returns once the child runs: under spawn, once its main guard has received the
+ * target and found it. Errors: MPROC_ESTATE (started twice; a daemon starting a child; a spawned child
+ * whose main guard has not run yet — the missing-guard protection against fork bombs), MPROC_ENOTSUP
+ * (the method is not available here), MPROC_ENOENT (the target cannot be found again in the child:
+ * not in a module of this program, or the binary differs), MPROC_ECLOSED (a handed connection is
+ * closed), MPROC_ESYS / MPROC_ENOMEM. Under spawn, a program whose main does not call
+ * mproc_main_guard first makes start fail with MPROC_ESTATE once that child exits.
+ * Thread-safe with respect to other processes; one thread per process object. */
+MPROC_API int mproc_process_start(mproc_process *p);
+
+/* Process.join(timeout): wait for the child to end, up to timeout_ms. 0 when it has ended (its
+ * exitcode is then known), MPROC_ETIMEDOUT if still running, MPROC_ESTATE if not started. */
+MPROC_API int mproc_process_join(mproc_process *p, int64_t timeout_ms);
+
+/* Process.is_alive(): started and not yet ended (a finished child is reaped here). */
+MPROC_API bool mproc_process_is_alive(mproc_process *p);
+
+/* Process.terminate() / kill(): SIGTERM / SIGKILL on POSIX; TerminateProcess on Windows, which makes
+ * the exitcode -15 / -9 there too. No-op on a child that has ended; MPROC_ESTATE if not started. */
+MPROC_API int mproc_process_terminate(mproc_process *p);
+MPROC_API int mproc_process_kill(mproc_process *p);
+
+/* Process.close(): release the OS resources of an ended process. MPROC_ESTATE while it runs.
+ * Afterwards only the accessors work (pid, exitcode, name). */
+MPROC_API int mproc_process_close(mproc_process *p);
+
+/* Free the object. A child that still runs is not killed: it stays in the list of active children,
+ * is reaped by mproc_active_children and at exit (daemon children are terminated then, others
+ * joined), exactly as a Python Process object that goes out of scope. NULL is ignored. */
+MPROC_API void mproc_process_destroy(mproc_process *p);
+
+/* Process.pid (0 before start), exitcode (false while unknown: not started or still running; the
+ * target's return value, n after exit(n), -N after signal N), name, daemon, sentinel. */
+MPROC_API int64_t mproc_process_pid(const mproc_process *p);
+MPROC_API bool mproc_process_exitcode(const mproc_process *p, int *exitcode);
+MPROC_API const char *mproc_process_name(const mproc_process *p);
+MPROC_API int mproc_process_set_name(mproc_process *p, const char *name);
+MPROC_API bool mproc_process_daemon(const mproc_process *p);
+/* MPROC_ESTATE after start. */
+MPROC_API int mproc_process_set_daemon(mproc_process *p, bool daemon);
+/* A handle that becomes ready when the child ends (for mproc_wait or an OS wait): a socket on POSIX
+ * (readable at the child's end), the process HANDLE on Windows. MPROC_NO_HANDLE before start. */
+MPROC_API mproc_os_handle mproc_process_sentinel(const mproc_process *p);
+
+/* ---- this process ----------------------------------------------------------------------------- */
+
+/* current_process().name: "MainProcess", or the child's name inside a child. */
+MPROC_API const char *mproc_current_process_name(void);
+/* current_process().daemon */
+MPROC_API bool mproc_current_process_daemon(void);
+/* parent_process(): its pid and name inside an mproc child; 0 and NULL in the main process. */
+MPROC_API int64_t mproc_parent_process_pid(void);
+MPROC_API const char *mproc_parent_process_name(void);
+
+/* active_children(): the children this process started that still run (finished ones are reaped
+ * by this call). *list is allocated (release with mproc_free; NULL when *count is 0); the
+ * processes themselves stay owned by their creators. */
+MPROC_API int mproc_active_children(mproc_process ***list, size_t *count);
+
+/* ---- waiting on many ---------------------------------------------------------------------------- */
+
+/* One object for mproc_wait: set exactly one of connection and process. */
+typedef struct mproc_waitable {
+  mproc_connection *connection; /* ready: a message (or end of file) can be received */
+  mproc_process *process;       /* ready: the process has ended (its sentinel) */
+  bool ready;                   /* out */
+} mproc_waitable;
+
+/* multiprocessing.connection.wait(objects, timeout): wait until at least one object is ready, up to
+ * timeout_ms; sets each `ready`. 0 with *nready >= 1, or MPROC_ETIMEDOUT (none ready).
+ * Errors: MPROC_EINVAL (bad entries), MPROC_ECLOSED (a closed connection), MPROC_ESTATE (a process
+ * not started). */
+MPROC_API int mproc_wait(mproc_waitable *objects, size_t count, int64_t timeout_ms, size_t *nready);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MPROC_PROCESS_H */

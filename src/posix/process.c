@@ -1,0 +1,307 @@
+/* POSIX PAL: connections (Unix-domain socket pairs), waiting on many handles, fork, threads, the
+ * global lock, and finding a function again in a re-executed child (dladdr / dl_iterate_phdr).
+ * Linux is tested here; the macOS/BSD branches follow their documentation and are untested. */
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE /* dladdr, dl_iterate_phdr */
+#endif
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <link.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../pal.h"
+
+#ifndef MSG_NOSIGNAL
+#define MSG_NOSIGNAL 0 /* macOS: SO_NOSIGPIPE is set on the socket instead */
+#endif
+
+/* ---- connections ------------------------------------------------------------------------------- */
+
+int mproc__pal_conn_pair(bool duplex, mproc_os_handle *a, mproc_os_handle *b) {
+  int sv[2];
+  *a = *b = MPROC_NO_HANDLE;
+#ifdef SOCK_CLOEXEC
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1) return mproc__fail_os(0, errno, "socketpair");
+#else
+  if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == -1) return mproc__fail_os(0, errno, "socketpair");
+  fcntl(sv[0], F_SETFD, FD_CLOEXEC);
+  fcntl(sv[1], F_SETFD, FD_CLOEXEC);
+#endif
+#ifdef SO_NOSIGPIPE
+  int one = 1;
+  setsockopt(sv[0], SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
+  setsockopt(sv[1], SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
+#endif
+  /* Room for a 1 MiB message in flight each way: fewer wake-ups for bulk transfers. */
+  int sz = 1 << 20;
+  for (int i = 0; i < 2; ++i) {
+    setsockopt(sv[i], SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+    setsockopt(sv[i], SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
+  }
+  if (!duplex) {
+    shutdown(sv[0], SHUT_WR);
+    shutdown(sv[1], SHUT_RD);
+  }
+  *a = sv[0];
+  *b = sv[1];
+  return 0;
+}
+
+int mproc__pal_conn_send(mproc_os_handle h, const void *p1, size_t n1, const void *p2, size_t n2) {
+  struct iovec iov[2] = {{(void *)p1, n1}, {(void *)p2, n2}};
+  struct msghdr m;
+  memset(&m, 0, sizeof m);
+  m.msg_iov = iov;
+  m.msg_iovlen = 2;
+  while (iov[0].iov_len + iov[1].iov_len > 0) {
+    if (iov[0].iov_len == 0) {
+      m.msg_iov = &iov[1];
+      m.msg_iovlen = 1;
+    }
+    ssize_t w = sendmsg((int)h, &m, MSG_NOSIGNAL);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EPIPE || errno == ECONNRESET)
+        return mproc__fail_os(MPROC_EPIPE, errno, "send: the peer has closed the connection");
+      return mproc__fail_os(0, errno, "send on fd %d", (int)h);
+    }
+    size_t done = (size_t)w;
+    for (int i = 0; i < 2 && done; ++i) {
+      size_t k = done < iov[i].iov_len ? done : iov[i].iov_len;
+      iov[i].iov_base = (char *)iov[i].iov_base + k;
+      iov[i].iov_len -= k;
+      done -= k;
+    }
+  }
+  return 0;
+}
+
+static int poll_ms(int64_t deadline) {
+  int64_t ms = mproc__ms_until(deadline);
+  return ms > INT32_MAX ? INT32_MAX : (int)ms;
+}
+
+int mproc__pal_conn_recv(mproc_os_handle h, void *buf, size_t cap, int64_t deadline, size_t *n) {
+  *n = 0;
+  for (;;) {
+    if (deadline != INT64_MAX) {
+      struct pollfd pfd = {(int)h, POLLIN, 0};
+      int ms = poll_ms(deadline);
+      int r = poll(&pfd, 1, ms);
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        return mproc__fail_os(0, errno, "poll on fd %d", (int)h);
+      }
+      if (r == 0) {
+        if (ms == 0 || mproc__ms_until(deadline) == 0) return MPROC_ETIMEDOUT;
+        continue;
+      }
+    }
+    ssize_t r = recv((int)h, buf, cap, deadline == INT64_MAX ? 0 : MSG_DONTWAIT);
+    if (r >= 0) {
+      *n = (size_t)r;
+      return 0;
+    }
+    if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) continue;
+    if (errno == ECONNRESET) return 0; /* the peer died with unread data: end of file */
+    return mproc__fail_os(0, errno, "recv on fd %d", (int)h);
+  }
+}
+
+int mproc__pal_wait_ready(const mproc__wait_item *items, size_t n, int64_t deadline, bool *ready) {
+  struct pollfd small[16];
+  struct pollfd *pfd = n <= 16 ? small : (struct pollfd *)malloc(n * sizeof *pfd);
+  if (!pfd) return mproc__fail(MPROC_ENOMEM, "wait: out of memory");
+  for (size_t i = 0; i < n; ++i) pfd[i] = (struct pollfd){(int)items[i].h, POLLIN, 0};
+  int rc;
+  for (;;) {
+    int ms = poll_ms(deadline);
+    int r = poll(pfd, (nfds_t)n, ms);
+    if (r > 0) {
+      for (size_t i = 0; i < n; ++i) ready[i] = pfd[i].revents != 0;
+      rc = 0;
+      break;
+    }
+    if (r == 0 && (ms == 0 || mproc__ms_until(deadline) == 0)) {
+      rc = MPROC_ETIMEDOUT;
+      break;
+    }
+    if (r < 0 && errno != EINTR) {
+      rc = mproc__fail_os(0, errno, "poll on %zu handles", n);
+      break;
+    }
+  }
+  if (pfd != small) free(pfd);
+  return rc;
+}
+
+mproc_os_handle mproc__pal_sentinel(const mproc__child *child, mproc_os_handle boot) {
+  (void)child;
+  return boot;
+}
+
+/* ---- fork, exit, threads, lock, environment ------------------------------------------------------ */
+
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+void mproc__pal_global_lock(void) { pthread_mutex_lock(&g_lock); }
+void mproc__pal_global_unlock(void) { pthread_mutex_unlock(&g_lock); }
+
+bool mproc__pal_fork_supported(void) { return true; }
+
+int mproc__pal_fork(int64_t *pid) {
+  mproc__pal_global_lock(); /* never let the child inherit the lock held by another thread */
+  pid_t p = fork();
+  int e = errno;
+  mproc__pal_global_unlock();
+  if (p < 0) return mproc__fail_os(0, e, "fork");
+  *pid = p;
+  return 0;
+}
+
+void mproc__pal_exit_now(int code) { _exit(code); }
+
+typedef struct thread_start {
+  void (*fn)(void *);
+  void *arg;
+} thread_start;
+
+static void *thread_main(void *p) {
+  thread_start ts = *(thread_start *)p;
+  free(p);
+  ts.fn(ts.arg);
+  return NULL;
+}
+
+int mproc__pal_thread_start(void (*fn)(void *), void *arg) {
+  thread_start *ts = (thread_start *)malloc(sizeof *ts);
+  if (!ts) return mproc__fail(MPROC_ENOMEM, "thread: out of memory");
+  ts->fn = fn;
+  ts->arg = arg;
+  pthread_attr_t at;
+  pthread_attr_init(&at);
+  pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&at, 64 * 1024);
+  pthread_t t;
+  int e = pthread_create(&t, &at, thread_main, ts);
+  pthread_attr_destroy(&at);
+  if (e) {
+    free(ts);
+    return mproc__fail_os(0, e, "pthread_create");
+  }
+  return 0;
+}
+
+void mproc__pal_unsetenv(const char *name) { unsetenv(name); }
+
+/* ---- finding a function again in a re-executed child --------------------------------------------- */
+
+/* The address where the main executable's image starts (dladdr's dli_fbase for its functions). */
+static int main_image_cb(struct dl_phdr_info *info, size_t size, void *data) {
+  (void)size;
+  uintptr_t lo = UINTPTR_MAX;
+  for (int i = 0; i < info->dlpi_phnum; ++i)
+    if (info->dlpi_phdr[i].p_type == PT_LOAD && info->dlpi_phdr[i].p_vaddr < lo) lo = info->dlpi_phdr[i].p_vaddr;
+  long page = sysconf(_SC_PAGESIZE);
+  *(uintptr_t *)data = (info->dlpi_addr + lo) & ~(uintptr_t)(page - 1);
+  return 1; /* the first object reported is the main program */
+}
+
+static uintptr_t main_image_base(void) {
+  uintptr_t base = 0;
+  dl_iterate_phdr(main_image_cb, &base);
+  return base;
+}
+
+typedef struct find_lib {
+  const char *path;
+  uintptr_t base;
+} find_lib;
+
+static int lib_cb(struct dl_phdr_info *info, size_t size, void *data) {
+  (void)size;
+  find_lib *f = (find_lib *)data;
+  if (!info->dlpi_name || strcmp(info->dlpi_name, f->path) != 0) return 0;
+  uintptr_t lo = UINTPTR_MAX;
+  for (int i = 0; i < info->dlpi_phnum; ++i)
+    if (info->dlpi_phdr[i].p_type == PT_LOAD && info->dlpi_phdr[i].p_vaddr < lo) lo = info->dlpi_phdr[i].p_vaddr;
+  long page = sysconf(_SC_PAGESIZE);
+  f->base = (info->dlpi_addr + lo) & ~(uintptr_t)(page - 1);
+  return 1;
+}
+
+/* Identity of a module file: device, inode, size, modification time. */
+static int file_identity(const char *path, uint64_t id[4]) {
+  struct stat st;
+  if (stat(path, &st) != 0) return mproc__fail_os(MPROC_ENOENT, errno, "stat of module '%s'", path);
+  id[0] = (uint64_t)st.st_dev;
+  id[1] = (uint64_t)st.st_ino;
+  id[2] = (uint64_t)st.st_size;
+#if defined(__APPLE__)
+  id[3] = (uint64_t)st.st_mtimespec.tv_sec * 1000000000u + (uint64_t)st.st_mtimespec.tv_nsec;
+#else
+  id[3] = (uint64_t)st.st_mtim.tv_sec * 1000000000u + (uint64_t)st.st_mtim.tv_nsec;
+#endif
+  return 0;
+}
+
+static const char *exe_link(void) { return "/proc/self/exe"; }
+
+/* Reference layout: u64 is_main | u64 offset | u64 id[4] | path bytes (to the end). */
+int mproc__pal_fn_locate(void *fn, mproc__buf *out) {
+  Dl_info info;
+  if (!dladdr(fn, &info) || !info.dli_fbase)
+    return mproc__fail(MPROC_ENOENT, "target %p is not inside a module of this program: it cannot be found again "
+                                     "in a spawned child", fn);
+  uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+  uintptr_t base = (uintptr_t)info.dli_fbase & ~(page - 1);
+  bool is_main = base == main_image_base();
+  char resolved[PATH_MAX];
+  const char *path = is_main ? exe_link() : info.dli_fname;
+  if (!is_main && realpath(info.dli_fname, resolved)) path = resolved;
+  uint64_t hdr[6] = {is_main, (uint64_t)((uintptr_t)fn - base), 0, 0, 0, 0};
+  int rc = file_identity(path, hdr + 2);
+  if (rc) return rc;
+  rc = mproc__buf_append(out, hdr, sizeof hdr);
+  if (!rc && !is_main) rc = mproc__buf_append(out, path, strlen(path));
+  return rc;
+}
+
+int mproc__pal_fn_resolve(const void *ref, size_t len, void **fn) {
+  uint64_t hdr[6];
+  if (len < sizeof hdr) return mproc__fail(MPROC_EINVAL, "target reference is truncated");
+  memcpy(hdr, ref, sizeof hdr);
+  char path[PATH_MAX];
+  size_t plen = len - sizeof hdr;
+  if (plen >= sizeof path) return mproc__fail(MPROC_EINVAL, "target reference: module path too long");
+  memcpy(path, (const char *)ref + sizeof hdr, plen);
+  path[plen] = '\0';
+  uintptr_t base = 0;
+  const char *idpath = hdr[0] ? exe_link() : path;
+  if (hdr[0]) {
+    base = main_image_base();
+  } else {
+    if (!dlopen(path, RTLD_NOW | RTLD_NOLOAD) && !dlopen(path, RTLD_NOW))
+      return mproc__fail(MPROC_ENOENT, "cannot load module '%s' of the target: %s", path, dlerror());
+    find_lib f = {path, 0};
+    dl_iterate_phdr(lib_cb, &f);
+    if (!f.base) return mproc__fail(MPROC_ENOENT, "module '%s' of the target is not mapped", path);
+    base = f.base;
+  }
+  uint64_t id[4];
+  int rc = file_identity(idpath, id);
+  if (rc) return rc;
+  if (memcmp(id, hdr + 2, sizeof id) != 0)
+    return mproc__fail(MPROC_ENOENT, "the child runs a different binary than the parent ('%s' changed on disk?): "
+                                     "the target cannot be found again", hdr[0] ? "the executable" : path);
+  *fn = (void *)(base + (uintptr_t)hdr[1]);
+  return 0;
+}

@@ -1,0 +1,684 @@
+/* Processes that run a C function: start methods, the main guard (spawn bootstrap), the list of
+ * children, at-exit handling, and waiting on many objects. Portable: the OS work is in the PAL.
+ *
+ * A started child is linked to its parent by a "boot" connection (a socket pair / named pipe):
+ *   - under spawn the parent sends the bootstrap message over it (target reference, argument bytes,
+ *     name, handed connections) and the child's guard answers "ok" or an error once it has found the
+ *     target: start() returns only then, so start errors are reported in the parent;
+ *   - the parent's end is the sentinel on POSIX: it reaches end of file when the child has gone;
+ *   - the child's end tells the child that the parent has gone (kill_on_parent_death).
+ * Fork children close every boot end they inherited, so no child keeps another child's link open. */
+#include "mproc/process.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "connection_internal.h"
+#include "internal.h"
+#include "pal.h"
+
+#define SPAWN_FLAG "--mproc-spawn="
+#define SPAWN_ENV "MPROC_SPAWN_CHILD"
+#define BOOT_MAGIC 0x6D70726Fu /* "mpro" */
+#define BOOT_VERSION 1u
+#define EXIT_BOOT_FAILED 70 /* a spawned child that could not start its target */
+
+struct mproc_context {
+  mproc_start_method method;
+};
+static const mproc_context k_contexts[4] = {{MPROC_START_DEFAULT}, {MPROC_START_FORK}, {MPROC_START_SPAWN},
+                                            {MPROC_START_FORKSERVER}};
+
+struct mproc_process {
+  mproc_target target;
+  char *arg;
+  size_t arg_size;
+  mproc_connection **conns;
+  size_t nconns;
+  char *name;
+  char ident[64]; /* "1", "1:2": names this child's own children */
+  bool daemon;
+  mproc_start_method req_method;
+  const mproc_context *context;
+  bool kill_on_parent_death;
+  /* after start */
+  bool started, closed, detached;
+  mproc__child child;
+  mproc_connection *boot; /* the parent's end of the boot link */
+  struct mproc_process *next;
+};
+
+/* ---- this process's state ---------------------------------------------------------------------- */
+
+static mproc_start_method g_method = MPROC_START_SPAWN;
+static const char *g_name = "MainProcess";
+static char *g_name_owned;
+static char g_ident[64];        /* "" in the main process */
+static char *g_parent_name;     /* NULL in the main process */
+static int64_t g_parent_pid;    /* 0 in the main process */
+static bool g_daemon;
+static unsigned g_counter;      /* children created so far (for default names) */
+static mproc_process *g_children; /* started and not destroyed (reaped or not) */
+static bool g_atexit_registered;
+static bool g_guard_ran;
+static mproc_connection *g_parent_link; /* in a child: our end of the boot link */
+
+/* ---- start methods and contexts ---------------------------------------------------------------- */
+
+const char *mproc_start_method_name(mproc_start_method m) {
+  switch (m) {
+    case MPROC_START_DEFAULT:
+      return "default";
+    case MPROC_START_FORK:
+      return "fork";
+    case MPROC_START_SPAWN:
+      return "spawn";
+    case MPROC_START_FORKSERVER:
+      return "forkserver";
+  }
+  return "unknown";
+}
+
+static int method_available(mproc_start_method m) {
+  if (m < MPROC_START_DEFAULT || m > MPROC_START_FORKSERVER)
+    return mproc__fail(MPROC_EINVAL, "start method %d is not an mproc_start_method", (int)m);
+  if (m == MPROC_START_FORKSERVER)
+    return mproc__fail(MPROC_ENOTSUP, "the forkserver start method is not available in this version of mproc");
+  if (m == MPROC_START_FORK) {
+    int64_t pid;
+    (void)pid;
+    /* probe without forking: the PAL says ENOTSUP where fork does not exist */
+    if (!mproc__pal_fork_supported()) return mproc__fail(MPROC_ENOTSUP, "the fork start method does not exist on this OS");
+  }
+  return 0;
+}
+
+int mproc_set_start_method(mproc_start_method m) {
+  int rc = method_available(m);
+  if (rc) return rc;
+  g_method = m == MPROC_START_DEFAULT ? MPROC_START_SPAWN : m;
+  return 0;
+}
+
+mproc_start_method mproc_get_start_method(void) { return g_method; }
+
+int mproc_get_context(mproc_start_method m, const mproc_context **ctx) {
+  if (!ctx) return mproc__fail(MPROC_EINVAL, "get_context: ctx is NULL");
+  *ctx = NULL;
+  int rc = method_available(m);
+  if (rc) return rc;
+  *ctx = &k_contexts[m];
+  return 0;
+}
+
+mproc_start_method mproc_context_start_method(const mproc_context *ctx) {
+  return ctx ? ctx->method : MPROC_START_DEFAULT;
+}
+
+/* ---- the list of children ----------------------------------------------------------------------- */
+
+static void list_add(mproc_process *p) {
+  mproc__pal_global_lock();
+  p->next = g_children;
+  g_children = p;
+  mproc__pal_global_unlock();
+}
+
+static void list_remove(mproc_process *p) {
+  mproc__pal_global_lock();
+  for (mproc_process **pp = &g_children; *pp; pp = &(*pp)->next) {
+    if (*pp == p) {
+      *pp = p->next;
+      break;
+    }
+  }
+  mproc__pal_global_unlock();
+}
+
+static void free_process(mproc_process *p) {
+  mproc_connection_destroy(p->boot);
+  mproc__pal_child_release(&p->child);
+  free(p->arg);
+  free(p->conns);
+  free(p->name);
+  free(p);
+}
+
+/* Reap p if it has ended by the deadline. 0 (reaped), MPROC_ETIMEDOUT, or an error. */
+static int reap(mproc_process *p, int64_t deadline) {
+  if (p->child.reaped) return 0;
+  return mproc__pal_wait(&p->child, deadline);
+}
+
+/* At normal exit: terminate daemon children, then join every child (Python's _exit_function). */
+static void at_exit(void) {
+  mproc__pal_global_lock();
+  mproc_process *list = g_children;
+  mproc__pal_global_unlock();
+  for (mproc_process *p = list; p; p = p->next)
+    if (!p->child.reaped && p->daemon) mproc__pal_signal(&p->child, MPROC_SIGTERM);
+  for (mproc_process *p = list; p; p = p->next) reap(p, INT64_MAX);
+}
+
+/* ---- create and accessors ----------------------------------------------------------------------- */
+
+int mproc_process_create(mproc_process **out, const mproc_process_opts *o) {
+  if (!out) return mproc__fail(MPROC_EINVAL, "process_create: out is NULL");
+  *out = NULL;
+  if (!o) return mproc__fail(MPROC_EINVAL, "process_create: opts is NULL");
+  if (!o->target) return mproc__fail(MPROC_EINVAL, "process_create: target is NULL");
+  if (!o->arg && o->arg_size) return mproc__fail(MPROC_EINVAL, "process_create: arg is NULL but arg_size is %zu", o->arg_size);
+  if (o->connection_count && !o->connections)
+    return mproc__fail(MPROC_EINVAL, "process_create: connections is NULL but connection_count is %zu", o->connection_count);
+  for (size_t i = 0; i < o->connection_count; ++i)
+    if (!o->connections[i]) return mproc__fail(MPROC_EINVAL, "process_create: connections[%zu] is NULL", i);
+  if (o->start_method < MPROC_START_DEFAULT || o->start_method > MPROC_START_FORKSERVER)
+    return mproc__fail(MPROC_EINVAL, "process_create: start method %d is not an mproc_start_method", (int)o->start_method);
+
+  mproc_process *p = (mproc_process *)calloc(1, sizeof *p);
+  if (!p) return mproc__fail(MPROC_ENOMEM, "process_create: out of memory");
+  p->child.handle = MPROC_NO_HANDLE;
+  p->target = o->target;
+  p->daemon = o->daemon;
+  p->req_method = o->start_method;
+  p->context = o->context;
+  p->kill_on_parent_death = o->kill_on_parent_death == MPROC_OPTION_DEFAULT ? o->daemon
+                                                                            : o->kill_on_parent_death == MPROC_OPTION_ON;
+  p->arg = (char *)malloc(o->arg_size ? o->arg_size : 1);
+  p->conns = (mproc_connection **)calloc(o->connection_count ? o->connection_count : 1, sizeof *p->conns);
+  mproc__pal_global_lock();
+  unsigned n = ++g_counter;
+  mproc__pal_global_unlock();
+  if (snprintf(p->ident, sizeof p->ident, "%s%s%u", g_ident, g_ident[0] ? ":" : "", n) >= (int)sizeof p->ident)
+    snprintf(p->ident, sizeof p->ident, "%u", n); /* nested deeper than names can show */
+  char defname[96];
+  snprintf(defname, sizeof defname, "Process-%s", p->ident);
+  p->name = mproc__strdup(o->name ? o->name : defname);
+  if (!p->arg || !p->conns || !p->name) {
+    free_process(p);
+    return mproc__fail(MPROC_ENOMEM, "process_create: out of memory");
+  }
+  if (o->arg_size) memcpy(p->arg, o->arg, o->arg_size);
+  p->arg_size = o->arg_size;
+  for (size_t i = 0; i < o->connection_count; ++i) p->conns[i] = o->connections[i];
+  p->nconns = o->connection_count;
+  *out = p;
+  return 0;
+}
+
+int64_t mproc_process_pid(const mproc_process *p) { return p && p->started ? p->child.pid : 0; }
+
+bool mproc_process_exitcode(const mproc_process *p, int *exitcode) {
+  if (!p || !p->started || !p->child.reaped) return false;
+  if (exitcode) *exitcode = p->child.returncode;
+  return true;
+}
+
+const char *mproc_process_name(const mproc_process *p) { return p ? p->name : NULL; }
+
+int mproc_process_set_name(mproc_process *p, const char *name) {
+  if (!p || !name) return mproc__fail(MPROC_EINVAL, "process_set_name: p and name must be set");
+  char *n = mproc__strdup(name);
+  if (!n) return MPROC_ENOMEM;
+  free(p->name);
+  p->name = n;
+  return 0;
+}
+
+bool mproc_process_daemon(const mproc_process *p) { return p && p->daemon; }
+
+int mproc_process_set_daemon(mproc_process *p, bool daemon) {
+  if (!p) return mproc__fail(MPROC_EINVAL, "process_set_daemon: p is NULL");
+  if (p->started) return mproc__fail(MPROC_ESTATE, "process_set_daemon: '%s' has already been started", p->name);
+  p->daemon = daemon;
+  return 0;
+}
+
+mproc_os_handle mproc_process_sentinel(const mproc_process *p) {
+  if (!p || !p->started || p->closed) return MPROC_NO_HANDLE;
+  return mproc__pal_sentinel(&p->child, mproc_connection_handle(p->boot));
+}
+
+/* ---- bootstrap message --------------------------------------------------------------------------- */
+
+static int put(mproc__buf *b, const void *p, size_t n) { return mproc__buf_append(b, p, n); }
+static int put_u64(mproc__buf *b, uint64_t v) {
+  unsigned char x[8];
+  for (int i = 0; i < 8; ++i) x[i] = (unsigned char)(v >> (8 * i));
+  return put(b, x, 8);
+}
+static int put_bytes(mproc__buf *b, const void *p, size_t n) {
+  int rc = put_u64(b, n);
+  return rc ? rc : put(b, p, n);
+}
+static int put_str(mproc__buf *b, const char *s) { return put_bytes(b, s ? s : "", s ? strlen(s) : 0); }
+
+typedef struct reader {
+  const unsigned char *p;
+  size_t n, off;
+  bool bad;
+} reader;
+
+static uint64_t get_u64(reader *r) {
+  if (r->bad || r->n - r->off < 8) {
+    r->bad = true;
+    return 0;
+  }
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v |= (uint64_t)r->p[r->off + i] << (8 * i);
+  r->off += 8;
+  return v;
+}
+static const void *get_bytes(reader *r, size_t *len) {
+  uint64_t n = get_u64(r);
+  if (r->bad || n > r->n - r->off) {
+    r->bad = true;
+    *len = 0;
+    return NULL;
+  }
+  const void *p = r->p + r->off;
+  r->off += (size_t)n;
+  *len = (size_t)n;
+  return p;
+}
+/* a NUL-terminated copy; NULL on a bad message or no memory */
+static char *get_str(reader *r) {
+  size_t n;
+  const char *p = (const char *)get_bytes(r, &n);
+  if (r->bad) return NULL;
+  char *s = (char *)malloc(n + 1);
+  if (!s) {
+    r->bad = true;
+    return NULL;
+  }
+  memcpy(s, p, n);
+  s[n] = '\0';
+  return s;
+}
+
+static int boot_message(const mproc_process *p, mproc__buf *b) {
+  int rc = put_u64(b, ((uint64_t)BOOT_MAGIC << 32) | BOOT_VERSION);
+  mproc__buf ref = {NULL, 0, 0};
+  if (!rc) rc = mproc__pal_fn_locate((void *)p->target, &ref);
+  if (!rc) rc = put_bytes(b, ref.data, ref.len);
+  mproc__buf_free(&ref);
+  if (!rc) rc = put_bytes(b, p->arg, p->arg_size);
+  if (!rc) rc = put_str(b, p->name);
+  if (!rc) rc = put_str(b, p->ident);
+  if (!rc) rc = put_str(b, g_name);
+  if (!rc) rc = put_u64(b, (uint64_t)mproc__pal_getpid());
+  if (!rc) rc = put_u64(b, (uint64_t)p->daemon | (uint64_t)p->kill_on_parent_death << 1);
+  if (!rc) rc = put_u64(b, p->nconns);
+  for (size_t i = 0; i < p->nconns && !rc; ++i) {
+    const mproc_connection *c = p->conns[i];
+    rc = put_u64(b, (uint64_t)c->h);
+    if (!rc) rc = put_u64(b, (uint64_t)c->readable | (uint64_t)c->writable << 1);
+  }
+  return rc;
+}
+
+/* ---- the child side ------------------------------------------------------------------------------- */
+
+/* kill_on_parent_death: a small thread blocked on our end of the boot link; end of file there means
+ * the parent has gone, however it went. */
+static void parent_watch(void *arg) {
+  mproc_connection *link = (mproc_connection *)arg;
+  for (;;) {
+    if (mproc_connection_poll(link, MPROC_INFINITE) != 0) break;
+    char buf[64];
+    size_t n = 0;
+    int rc = mproc__pal_conn_recv(link->h, buf, sizeof buf, INT64_MAX, &n);
+    if (rc || n == 0) break; /* end of file (or the link broke): the parent is gone */
+  }
+  mproc__pal_exit_now(1);
+}
+
+static void set_identity(const char *name, const char *ident, const char *parent_name, int64_t parent_pid, bool daemon) {
+  free(g_name_owned);
+  g_name_owned = mproc__strdup(name);
+  g_name = g_name_owned ? g_name_owned : "Process";
+  snprintf(g_ident, sizeof g_ident, "%s", ident);
+  free(g_parent_name);
+  g_parent_name = mproc__strdup(parent_name);
+  g_parent_pid = parent_pid;
+  g_daemon = daemon;
+  g_counter = 0;
+}
+
+/* The end of a child: join its own children (daemons terminated), flush stdio, exit with `code`
+ * without running the parent's atexit handlers (fork). */
+static void child_finish_fork(int code) {
+  at_exit();
+  fflush(NULL);
+  mproc__pal_exit_now(code);
+}
+
+/* The guard in a spawned child: receive the bootstrap, find the target, acknowledge, run it, exit. */
+static void spawn_child_main(const char *flag) {
+  mproc__pal_unsetenv(SPAWN_ENV);
+  char *end = NULL;
+  long long hv = strtoll(flag + strlen(SPAWN_FLAG), &end, 10);
+  if (!end || *end) {
+    fprintf(stderr, "mproc: bad %s argument '%s'\n", SPAWN_FLAG, flag);
+    exit(EXIT_BOOT_FAILED);
+  }
+  mproc_connection *link = mproc__connection_wrap((mproc_os_handle)hv, true, true);
+  if (!link) exit(EXIT_BOOT_FAILED);
+  mproc__pal_set_cloexec(link->h, true);
+  char *msg = NULL;
+  size_t len = 0;
+  if (mproc_connection_recv_bytes(link, 0, MPROC_INFINITE, &msg, &len) != 0) {
+    fprintf(stderr, "mproc: spawned child could not receive its bootstrap: %s\n", mproc_last_error());
+    exit(EXIT_BOOT_FAILED);
+  }
+  reader r = {(const unsigned char *)msg, len, 0, false};
+  int rc = 0;
+  void *fn = NULL;
+  size_t reflen = 0, argsz = 0;
+  if (get_u64(&r) != (((uint64_t)BOOT_MAGIC << 32) | BOOT_VERSION)) r.bad = true;
+  const void *ref = get_bytes(&r, &reflen);
+  const void *arg = get_bytes(&r, &argsz);
+  char *name = get_str(&r), *ident = get_str(&r), *pname = get_str(&r);
+  int64_t ppid = (int64_t)get_u64(&r);
+  uint64_t flags = get_u64(&r);
+  uint64_t nconn = get_u64(&r);
+  if (!r.bad && nconn > (r.n - r.off) / 16) r.bad = true;
+  mproc_connection **conns = (mproc_connection **)calloc(nconn ? (size_t)nconn : 1, sizeof *conns);
+  for (uint64_t i = 0; i < nconn && !r.bad && conns; ++i) {
+    mproc_os_handle h = (mproc_os_handle)get_u64(&r);
+    uint64_t cf = get_u64(&r);
+    conns[i] = mproc__connection_wrap(h, cf & 1, (cf >> 1) & 1);
+    if (!conns[i]) r.bad = true;
+    else mproc__pal_set_cloexec(h, true);
+  }
+  if (r.bad || !conns)
+    rc = mproc__fail(MPROC_ESYS, "spawned child: the bootstrap message from the parent is malformed");
+  else
+    rc = mproc__pal_fn_resolve(ref, reflen, &fn);
+  if (rc) {
+    char reply[1100];
+    int n = snprintf(reply, sizeof reply, "E%d:%s", rc, mproc_last_error());
+    mproc_connection_send_bytes(link, reply, (size_t)n, 0, MPROC_ALL);
+    exit(EXIT_BOOT_FAILED);
+  }
+  set_identity(name, ident, pname, ppid, flags & 1);
+  free(name);
+  free(ident);
+  free(pname);
+  g_parent_link = link;
+  if (mproc_connection_send_bytes(link, "ok", 2, 0, MPROC_ALL) != 0) exit(EXIT_BOOT_FAILED);
+  if ((flags >> 1) & 1) mproc__pal_thread_start(parent_watch, link);
+  mproc_args args = {arg, argsz, conns, (size_t)nconn};
+  int code = ((mproc_target)fn)(&args);
+  fflush(NULL);
+  exit(code); /* atexit: this child's own children are joined (at_exit is registered if it had any) */
+}
+
+int mproc_main_guard(int argc, char **argv) {
+  g_guard_ran = true;
+  if (argc >= 2 && argv && argv[1] && strncmp(argv[1], SPAWN_FLAG, strlen(SPAWN_FLAG)) == 0) spawn_child_main(argv[1]);
+  return 0;
+}
+
+/* ---- start ------------------------------------------------------------------------------------- */
+
+static int start_fork(mproc_process *p, mproc_os_handle child_end) {
+  fflush(NULL); /* what the parent buffered must not be printed twice */
+  int64_t parent_pid = mproc__pal_getpid();
+  int64_t pid = 0;
+  int rc = mproc__pal_fork(&pid);
+  if (rc) return rc;
+  if (pid == 0) { /* the child */
+    /* close every link of our parent's other children, and our parent's own link to its parent */
+    for (mproc_process *q = g_children; q; q = q->next)
+      if (q->boot) mproc__pal_close(q->boot->h);
+    g_children = NULL;
+    if (g_parent_link) mproc__pal_close(g_parent_link->h);
+    mproc__pal_close(p->boot->h);
+    set_identity(p->name, p->ident, g_name, parent_pid, p->daemon);
+    g_parent_link = mproc__connection_wrap(child_end, true, true);
+    if (p->kill_on_parent_death && g_parent_link) mproc__pal_thread_start(parent_watch, g_parent_link);
+    mproc_args args = {p->arg, p->arg_size, p->conns, p->nconns};
+    child_finish_fork(p->target(&args));
+  }
+  p->child.pid = pid;
+  return 0;
+}
+
+static int start_spawn(mproc_process *p, mproc_os_handle child_end) {
+  mproc__buf msg = {NULL, 0, 0};
+  int rc = boot_message(p, &msg);
+  char *exe = NULL;
+  if (!rc) rc = mproc__pal_self_exe(&exe);
+  mproc_os_handle *pass = (mproc_os_handle *)calloc(p->nconns + 1, sizeof *pass);
+  if (!rc && !pass) rc = mproc__fail(MPROC_ENOMEM, "start: out of memory");
+  if (!rc) {
+    char flag[64];
+    snprintf(flag, sizeof flag, "%s%lld", SPAWN_FLAG, (long long)child_end);
+    const char *argv[] = {exe, flag, NULL};
+    const char *extra[] = {SPAWN_ENV "=1", NULL};
+    pass[0] = child_end;
+    for (size_t i = 0; i < p->nconns; ++i) pass[i + 1] = p->conns[i]->h;
+    mproc__spawn_req req = {argv,  NULL,  NULL,  NULL,         NULL, extra, {MPROC_NO_HANDLE, MPROC_NO_HANDLE, MPROC_NO_HANDLE},
+                            false, pass,  p->nconns + 1, false, false};
+    p->child.signal_exitcodes = true;
+    rc = mproc__pal_spawn(&req, &p->child);
+    p->child.signal_exitcodes = true;
+  }
+  free(pass);
+  free(exe);
+  mproc__pal_close(child_end);
+  if (!rc) rc = mproc_connection_send_bytes(p->boot, msg.data, msg.len, 0, MPROC_ALL);
+  mproc__buf_free(&msg);
+  if (rc) {
+    if (p->child.pid > 0) {
+      mproc__pal_signal(&p->child, MPROC_SIGKILL);
+      mproc__pal_wait(&p->child, INT64_MAX);
+    }
+    return rc;
+  }
+  /* Wait for the child's guard to answer: "ok", an error, or end of file (it died first). */
+  char *reply = NULL;
+  size_t rlen = 0;
+  rc = mproc_connection_recv_bytes(p->boot, 4096, MPROC_INFINITE, &reply, &rlen);
+  if (rc == 0 && rlen == 2 && memcmp(reply, "ok", 2) == 0) {
+    mproc_free(reply);
+    return 0;
+  }
+  mproc__pal_wait(&p->child, INT64_MAX);
+  if (rc == 0 && rlen > 1 && reply[0] == 'E') {
+    int code = atoi(reply + 1);
+    const char *colon = strchr(reply, ':');
+    rc = mproc__fail(code < 0 ? code : MPROC_ESYS, "start '%s': the spawned child could not run the target: %s", p->name,
+                     colon ? colon + 1 : reply);
+  } else {
+    rc = mproc__fail(MPROC_ESTATE,
+                     "start '%s': the spawned child exited (code %d) before running its target: does the program's "
+                     "main() call mproc_main_guard(argc, argv) first?",
+                     p->name, p->child.returncode);
+  }
+  mproc_free(reply);
+  return rc;
+}
+
+int mproc_process_start(mproc_process *p) {
+  if (!p) return mproc__fail(MPROC_EINVAL, "process_start: p is NULL");
+  if (p->started) return mproc__fail(MPROC_ESTATE, "process_start: '%s' can only be started once", p->name);
+  if (g_daemon) return mproc__fail(MPROC_ESTATE, "process_start: daemonic processes are not allowed to have children");
+  if (!g_guard_ran && getenv(SPAWN_ENV))
+    return mproc__fail(MPROC_ESTATE,
+                       "process_start: this process was spawned by mproc but its main() did not call "
+                       "mproc_main_guard(argc, argv) first; refusing to start '%s' (that would start children "
+                       "without end)",
+                       p->name);
+  mproc_start_method m = p->req_method;
+  if (m == MPROC_START_DEFAULT && p->context) m = p->context->method;
+  if (m == MPROC_START_DEFAULT) m = g_method;
+  int rc = method_available(m);
+  if (rc) return rc;
+  for (size_t i = 0; i < p->nconns; ++i)
+    if (p->conns[i]->h == MPROC_NO_HANDLE)
+      return mproc__fail(MPROC_ECLOSED, "process_start: connection %zu handed to '%s' is closed", i, p->name);
+
+  mproc_os_handle parent_end, child_end;
+  rc = mproc__pal_conn_pair(true, &parent_end, &child_end);
+  if (rc) return rc;
+  p->boot = mproc__connection_wrap(parent_end, true, true);
+  if (!p->boot) {
+    mproc__pal_close(parent_end);
+    mproc__pal_close(child_end);
+    return MPROC_ENOMEM;
+  }
+  if (!g_atexit_registered) {
+    g_atexit_registered = true;
+    atexit(at_exit);
+  }
+  rc = m == MPROC_START_FORK ? start_fork(p, child_end) : start_spawn(p, child_end);
+  if (m == MPROC_START_FORK) mproc__pal_close(child_end);
+  if (rc) {
+    mproc_connection_destroy(p->boot);
+    p->boot = NULL;
+    mproc__pal_child_release(&p->child);
+    memset(&p->child, 0, sizeof p->child);
+    p->child.handle = MPROC_NO_HANDLE;
+    return rc;
+  }
+  p->started = true;
+  list_add(p);
+  return 0;
+}
+
+/* ---- join, terminate, close ------------------------------------------------------------------- */
+
+int mproc_process_join(mproc_process *p, int64_t timeout_ms) {
+  if (!p) return mproc__fail(MPROC_EINVAL, "process_join: p is NULL");
+  if (!p->started) return mproc__fail(MPROC_ESTATE, "process_join: '%s' has not been started", p->name);
+  int rc = reap(p, mproc__deadline_from_timeout(timeout_ms));
+  if (rc == MPROC_ETIMEDOUT) return mproc__fail(rc, "process_join: '%s' is still running", p->name);
+  return rc;
+}
+
+bool mproc_process_is_alive(mproc_process *p) {
+  if (!p || !p->started || p->child.reaped) return false;
+  return reap(p, 0) == MPROC_ETIMEDOUT;
+}
+
+static int send_sig(mproc_process *p, int sig, const char *call) {
+  if (!p) return mproc__fail(MPROC_EINVAL, "%s: p is NULL", call);
+  if (!p->started) return mproc__fail(MPROC_ESTATE, "%s: '%s' has not been started", call, p->name);
+  p->child.signal_exitcodes = true;
+  return mproc__pal_signal(&p->child, sig);
+}
+
+int mproc_process_terminate(mproc_process *p) { return send_sig(p, MPROC_SIGTERM, "process_terminate"); }
+int mproc_process_kill(mproc_process *p) { return send_sig(p, MPROC_SIGKILL, "process_kill"); }
+
+int mproc_process_close(mproc_process *p) {
+  if (!p) return mproc__fail(MPROC_EINVAL, "process_close: p is NULL");
+  if (p->started && !p->child.reaped && reap(p, 0) != 0)
+    return mproc__fail(MPROC_ESTATE, "process_close: '%s' is still running", p->name);
+  if (p->started && !p->closed) list_remove(p);
+  mproc_connection_destroy(p->boot);
+  p->boot = NULL;
+  mproc__pal_child_release(&p->child);
+  p->closed = true;
+  return 0;
+}
+
+void mproc_process_destroy(mproc_process *p) {
+  if (!p) return;
+  if (p->started && !p->closed && !p->child.reaped && reap(p, 0) != 0) {
+    p->detached = true; /* still running: the list keeps it until it is reaped */
+    return;
+  }
+  if (p->started && !p->closed) list_remove(p);
+  free_process(p);
+}
+
+/* ---- this process, children, wait ---------------------------------------------------------------- */
+
+const char *mproc_current_process_name(void) { return g_name; }
+bool mproc_current_process_daemon(void) { return g_daemon; }
+int64_t mproc_parent_process_pid(void) { return g_parent_pid; }
+const char *mproc_parent_process_name(void) { return g_parent_name; }
+
+int mproc_active_children(mproc_process ***list, size_t *count) {
+  if (!list || !count) return mproc__fail(MPROC_EINVAL, "active_children: list and count must be set");
+  *list = NULL;
+  *count = 0;
+  mproc__pal_global_lock();
+  size_t n = 0;
+  for (mproc_process *p = g_children; p; p = p->next) ++n;
+  mproc_process **all = (mproc_process **)malloc((n ? n : 1) * sizeof *all);
+  n = 0;
+  if (all)
+    for (mproc_process *p = g_children; p; p = p->next) all[n++] = p;
+  mproc__pal_global_unlock();
+  if (!all) return mproc__fail(MPROC_ENOMEM, "active_children: out of memory");
+  size_t live = 0;
+  for (size_t i = 0; i < n; ++i) {
+    mproc_process *p = all[i];
+    if (reap(p, 0) == MPROC_ETIMEDOUT) {
+      all[live++] = p;
+    } else if (p->detached) { /* destroyed while running, now finished: release it */
+      list_remove(p);
+      free_process(p);
+    }
+  }
+  if (live == 0) {
+    free(all);
+    return 0;
+  }
+  *list = all;
+  *count = live;
+  return 0;
+}
+
+int mproc_wait(mproc_waitable *objs, size_t count, int64_t timeout_ms, size_t *nready) {
+  if (nready) *nready = 0;
+  if (!objs || count == 0) return mproc__fail(MPROC_EINVAL, "wait: no objects");
+  mproc__wait_item *items = (mproc__wait_item *)malloc(count * sizeof *items);
+  bool *ready = (bool *)calloc(count, sizeof *ready);
+  int rc = (!items || !ready) ? mproc__fail(MPROC_ENOMEM, "wait: out of memory") : 0;
+  size_t pre = 0; /* already ready without waiting: buffered messages, processes already reaped */
+  for (size_t i = 0; i < count && !rc; ++i) {
+    mproc_waitable *w = &objs[i];
+    w->ready = false;
+    if (!w->connection == !w->process) {
+      rc = mproc__fail(MPROC_EINVAL, "wait: objects[%zu] must set exactly one of connection and process", i);
+    } else if (w->connection) {
+      rc = mproc_connection_poll(w->connection, 0);
+      if (rc == 0) {
+        ready[i] = true;
+        ++pre;
+      } else if (rc == MPROC_ETIMEDOUT) {
+        rc = 0;
+      }
+      items[i].h = w->connection->h;
+      items[i].kind = MPROC__WAIT_CONN;
+    } else {
+      if (!w->process->started || w->process->closed)
+        rc = mproc__fail(MPROC_ESTATE, "wait: process '%s' is not started (or closed)", w->process->name);
+      else if (w->process->child.reaped && (ready[i] = true))
+        ++pre;
+      items[i].h = mproc_process_sentinel(w->process);
+      items[i].kind = MPROC__WAIT_SENTINEL;
+    }
+  }
+  if (!rc && !pre) rc = mproc__pal_wait_ready(items, count, mproc__deadline_from_timeout(timeout_ms), ready);
+  size_t n = 0;
+  for (size_t i = 0; i < count && !rc; ++i)
+    if (ready[i]) {
+      objs[i].ready = true;
+      ++n;
+      /* The sentinel closes as the child exits, a moment before the OS lets it be reaped: reap it
+       * now (a short wait), so join(0), is_alive and active_children agree with what wait said. */
+      if (objs[i].process) reap(objs[i].process, INT64_MAX);
+    }
+  free(items);
+  free(ready);
+  if (rc == MPROC_ETIMEDOUT) return mproc__fail(rc, "wait: nothing became ready within %lld ms", (long long)timeout_ms);
+  if (nready) *nready = n;
+  return rc;
+}

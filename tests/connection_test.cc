@@ -1,0 +1,220 @@
+// Connections (Pipe): message boundaries, EOF, size limits, poll, direction, errors — in one process.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "mproc.h"
+#include "test_util.h"
+
+namespace {
+
+struct PipePair {
+  mproc_connection *a = nullptr, *b = nullptr;
+  explicit PipePair(bool duplex = true) { EXPECT_EQ(mproc_pipe(duplex, &a, &b), 0) << mproc_last_error(); }
+  ~PipePair() {
+    mproc_connection_destroy(a);
+    mproc_connection_destroy(b);
+  }
+};
+
+std::vector<char> pattern(size_t n, unsigned seed) {
+  std::vector<char> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = (char)((i * 131 + seed) & 0xFF);
+  return v;
+}
+
+}  // namespace
+
+TEST(Connection, DuplexBothWays) {
+  PipePair p;
+  ASSERT_EQ(mproc_connection_send_bytes(p.a, "ping", 4, 0, MPROC_ALL), 0);
+  char *m = nullptr;
+  size_t n = 0;
+  ASSERT_EQ(mproc_connection_recv_bytes(p.b, 0, MPROC_INFINITE, &m, &n), 0);
+  EXPECT_EQ(std::string(m, n), "ping");
+  mproc_free(m);
+  ASSERT_EQ(mproc_connection_send_bytes(p.b, "pong", 4, 0, MPROC_ALL), 0);
+  ASSERT_EQ(mproc_connection_recv_bytes(p.a, 0, MPROC_INFINITE, &m, &n), 0);
+  EXPECT_EQ(std::string(m, n), "pong");
+  mproc_free(m);
+  EXPECT_TRUE(mproc_connection_readable(p.a) && mproc_connection_writable(p.a));
+  EXPECT_NE(mproc_connection_handle(p.a), MPROC_NO_HANDLE);
+}
+
+TEST(Connection, SimplexEndsRefuseTheWrongDirection) {
+  PipePair p(false);  // a receives, b sends
+  EXPECT_TRUE(mproc_connection_readable(p.a));
+  EXPECT_FALSE(mproc_connection_writable(p.a));
+  EXPECT_FALSE(mproc_connection_readable(p.b));
+  EXPECT_EQ(mproc_connection_send_bytes(p.a, "x", 1, 0, 1), MPROC_ESTATE);
+  EXPECT_NE(std::string(mproc_last_error()).find("receive-only"), std::string::npos) << mproc_last_error();
+  char *m = nullptr;
+  size_t n = 0;
+  EXPECT_EQ(mproc_connection_recv_bytes(p.b, 0, 0, &m, &n), MPROC_ESTATE);
+  EXPECT_EQ(mproc_connection_poll(p.b, 0), MPROC_ESTATE);
+  ASSERT_EQ(mproc_connection_send_bytes(p.b, "one-way", 7, 0, MPROC_ALL), 0);
+  ASSERT_EQ(mproc_connection_recv_bytes(p.a, 0, MPROC_INFINITE, &m, &n), 0);
+  EXPECT_EQ(std::string(m, n), "one-way");
+  mproc_free(m);
+}
+
+TEST(Connection, MessageBoundariesHoldForEverySize) {
+  PipePair p;
+  const size_t sizes[] = {0, 1, 2, 3, 4, 5, 100, 4095, 4096, 16384, 16385, 65535, 65536, 65537, 1000000, 0, 7};
+  std::thread sender([&] {
+    unsigned seed = 0;
+    for (size_t s : sizes) {
+      auto v = pattern(s, seed++);
+      ASSERT_EQ(mproc_connection_send_bytes(p.a, v.data(), v.size(), 0, MPROC_ALL), 0) << mproc_last_error();
+    }
+  });
+  unsigned seed = 0;
+  for (size_t s : sizes) {
+    char *m = nullptr;
+    size_t n = 99;
+    ASSERT_EQ(mproc_connection_recv_bytes(p.b, 0, MPROC_INFINITE, &m, &n), 0) << mproc_last_error();
+    ASSERT_EQ(n, s);
+    auto v = pattern(s, seed++);
+    EXPECT_EQ(memcmp(m, v.data(), s), 0) << "message of " << s << " bytes";
+    EXPECT_EQ(m[n], '\0');
+    mproc_free(m);
+  }
+  sender.join();
+}
+
+TEST(Connection, SixtyFourMebibyteMessage) {
+  PipePair p;
+  auto big = pattern(64u << 20, 9);
+  std::thread sender([&] { EXPECT_EQ(mproc_connection_send_bytes(p.a, big.data(), big.size(), 0, MPROC_ALL), 0); });
+  char *m = nullptr;
+  size_t n = 0;
+  ASSERT_EQ(mproc_connection_recv_bytes(p.b, 0, MPROC_INFINITE, &m, &n), 0) << mproc_last_error();
+  sender.join();
+  ASSERT_EQ(n, big.size());
+  EXPECT_EQ(memcmp(m, big.data(), n), 0);
+  mproc_free(m);
+}
+
+TEST(Connection, OffsetAndSize) {
+  PipePair p;
+  const char buf[] = "0123456789";
+  ASSERT_EQ(mproc_connection_send_bytes(p.a, buf, 10, 3, 4), 0);
+  ASSERT_EQ(mproc_connection_send_bytes(p.a, buf, 10, 8, MPROC_ALL), 0);
+  ASSERT_EQ(mproc_connection_send_bytes(p.a, buf, 10, 10, MPROC_ALL), 0);  // empty, at the end
+  EXPECT_EQ(mproc_connection_send_bytes(p.a, buf, 10, 11, 0), MPROC_EINVAL);
+  EXPECT_EQ(mproc_connection_send_bytes(p.a, buf, 10, 5, 6), MPROC_EINVAL);
+  EXPECT_EQ(mproc_connection_send_bytes(p.a, nullptr, 10, 0, 1), MPROC_EINVAL);
+  char *m = nullptr;
+  size_t n = 0;
+  ASSERT_EQ(mproc_connection_recv_bytes(p.b, 0, MPROC_INFINITE, &m, &n), 0);
+  EXPECT_EQ(std::string(m, n), "3456");
+  mproc_free(m);
+  ASSERT_EQ(mproc_connection_recv_bytes(p.b, 0, MPROC_INFINITE, &m, &n), 0);
+  EXPECT_EQ(std::string(m, n), "89");
+  mproc_free(m);
+  ASSERT_EQ(mproc_connection_recv_bytes(p.b, 0, MPROC_INFINITE, &m, &n), 0);
+  EXPECT_EQ(n, 0u);
+  mproc_free(m);
+}
+
+TEST(Connection, MaxlengthRefusesButKeepsTheMessage) {
+  PipePair p;
+  std::string msg(1000, 'q');
+  ASSERT_EQ(mproc_connection_send_bytes(p.a, msg.data(), msg.size(), 0, MPROC_ALL), 0);
+  char *m = nullptr;
+  size_t n = 0;
+  EXPECT_EQ(mproc_connection_recv_bytes(p.b, 999, MPROC_INFINITE, &m, &n), MPROC_EMSGSIZE);
+  EXPECT_EQ(m, nullptr);
+  EXPECT_NE(std::string(mproc_last_error()).find("1000"), std::string::npos) << mproc_last_error();
+  EXPECT_EQ(mproc_connection_poll(p.b, 0), 0);  // still there
+  ASSERT_EQ(mproc_connection_recv_bytes(p.b, 1000, MPROC_INFINITE, &m, &n), 0);
+  EXPECT_EQ(std::string(m, n), msg);
+  mproc_free(m);
+}
+
+TEST(Connection, RecvIntoTooSmallTellsTheSizeAndKeepsTheMessage) {
+  PipePair p;
+  ASSERT_EQ(mproc_connection_send_bytes(p.a, "hello world", 11, 0, MPROC_ALL), 0);
+  ASSERT_EQ(mproc_connection_send_bytes(p.a, "next", 4, 0, MPROC_ALL), 0);
+  char small[5];
+  size_t n = 0;
+  EXPECT_EQ(mproc_connection_recv_bytes_into(p.b, small, sizeof small, MPROC_INFINITE, &n), MPROC_EMSGSIZE);
+  EXPECT_EQ(n, 11u);
+  char big[32];
+  ASSERT_EQ(mproc_connection_recv_bytes_into(p.b, big, sizeof big, MPROC_INFINITE, &n), 0);
+  EXPECT_EQ(std::string(big, n), "hello world");
+  ASSERT_EQ(mproc_connection_recv_bytes_into(p.b, small, sizeof small, MPROC_INFINITE, &n), 0);
+  EXPECT_EQ(std::string(small, n), "next");
+}
+
+TEST(Connection, EndOfFileAfterPeerClosesAndDataIsDrained) {
+  PipePair p;
+  ASSERT_EQ(mproc_connection_send_bytes(p.a, "last", 4, 0, MPROC_ALL), 0);
+  ASSERT_EQ(mproc_connection_close(p.a), 0);
+  EXPECT_TRUE(mproc_connection_closed(p.a));
+  EXPECT_EQ(mproc_connection_close(p.a), 0);  // twice is harmless
+  EXPECT_EQ(mproc_connection_send_bytes(p.a, "x", 1, 0, 1), MPROC_ECLOSED);
+  char *m = nullptr;
+  size_t n = 0;
+  ASSERT_EQ(mproc_connection_recv_bytes(p.b, 0, MPROC_INFINITE, &m, &n), 0);
+  EXPECT_EQ(std::string(m, n), "last");
+  mproc_free(m);
+  EXPECT_EQ(mproc_connection_poll(p.b, 0), 0);  // EOF counts as ready
+  EXPECT_EQ(mproc_connection_recv_bytes(p.b, 0, MPROC_INFINITE, &m, &n), MPROC_EEOF);
+  EXPECT_EQ(mproc_connection_recv_bytes(p.b, 0, MPROC_INFINITE, &m, &n), MPROC_EEOF);
+}
+
+TEST(Connection, SendToAClosedPeerIsBrokenPipeNotASignal) {
+  PipePair p;
+  mproc_connection_close(p.b);
+  std::vector<char> v(1 << 20, 'x');
+  EXPECT_EQ(mproc_connection_send_bytes(p.a, v.data(), v.size(), 0, MPROC_ALL), MPROC_EPIPE);
+}
+
+TEST(Connection, PollAndRecvTimeout) {
+  PipePair p;
+  EXPECT_EQ(mproc_connection_poll(p.b, 0), MPROC_ETIMEDOUT);
+  EXPECT_EQ(mproc_connection_poll(p.b, 30), MPROC_ETIMEDOUT);
+  char *m = nullptr;
+  size_t n = 0;
+  EXPECT_EQ(mproc_connection_recv_bytes(p.b, 0, 20, &m, &n), MPROC_ETIMEDOUT);
+  ASSERT_EQ(mproc_connection_send_bytes(p.a, "late", 4, 0, MPROC_ALL), 0);
+  EXPECT_EQ(mproc_connection_poll(p.b, MPROC_INFINITE), 0);
+  ASSERT_EQ(mproc_connection_recv_bytes(p.b, 0, 0, &m, &n), 0);
+  EXPECT_EQ(std::string(m, n), "late");
+  mproc_free(m);
+}
+
+TEST(Connection, BadArguments) {
+  mproc_connection *a = nullptr;
+  EXPECT_EQ(mproc_pipe(true, &a, nullptr), MPROC_EINVAL);
+  EXPECT_EQ(mproc_connection_send_bytes(nullptr, "x", 1, 0, 1), MPROC_EINVAL);
+  EXPECT_EQ(mproc_connection_poll(nullptr, 0), MPROC_EINVAL);
+  PipePair p;
+  size_t n = 0;
+  EXPECT_EQ(mproc_connection_recv_bytes(p.b, 0, 0, nullptr, &n), MPROC_EINVAL);
+  EXPECT_TRUE(mproc_connection_closed(nullptr));
+  mproc_connection_destroy(nullptr);
+}
+
+TEST(Connection, WaitReportsReadyConnections) {
+  PipePair p1, p2, p3;
+  ASSERT_EQ(mproc_connection_send_bytes(p2.a, "x", 1, 0, 1), 0);
+  mproc_waitable w[3] = {{p1.b, nullptr, false}, {p2.b, nullptr, false}, {p3.b, nullptr, false}};
+  size_t nready = 0;
+  ASSERT_EQ(mproc_wait(w, 3, MPROC_INFINITE, &nready), 0);
+  EXPECT_EQ(nready, 1u);
+  EXPECT_FALSE(w[0].ready);
+  EXPECT_TRUE(w[1].ready);
+  EXPECT_FALSE(w[2].ready);
+  char *m = nullptr;
+  size_t n = 0;
+  ASSERT_EQ(mproc_connection_recv_bytes(p2.b, 0, 0, &m, &n), 0);
+  mproc_free(m);
+  EXPECT_EQ(mproc_wait(w, 3, 20, &nready), MPROC_ETIMEDOUT);
+  EXPECT_EQ(nready, 0u);
+  mproc_waitable bad[1] = {{nullptr, nullptr, false}};
+  EXPECT_EQ(mproc_wait(bad, 1, 0, &nready), MPROC_EINVAL);
+}
