@@ -1,0 +1,17 @@
+/* Internal to the Windows PAL: named-pipe pairs, shared by pipe.c (child stdio pipes, subprocess) and
+ * conn.c (connections, process module). Needs <windows.h>, unlike spawn.h. */
+#ifndef MPROC_WIN32_PIPE_H
+#define MPROC_WIN32_PIPE_H
+
+#include "win32.h"
+
+/* A connected pair of ends of a new named pipe: byte mode, one instance, a unique and unguessable name
+ * (\\.\pipe\mproc-<pid>-<serial>-<random>), FILE_FLAG_FIRST_PIPE_INSTANCE and PIPE_REJECT_REMOTE_CLIENTS.
+ * The server end is created with open_mode (PIPE_ACCESS_* plus FILE_FLAG_OVERLAPPED when wanted) and
+ * the buffer quotas out_size / in_size; the client end is opened with client_access and client_flags
+ * (FILE_FLAG_OVERLAPPED or 0), and it is checked to be the one connected. Both non-inheritable.
+ * 0 or an error; on failure nothing is left open. */
+int mproc__win32_pipe_pair(DWORD open_mode, DWORD out_size, DWORD in_size, DWORD client_access, DWORD client_flags,
+                           HANDLE *server, HANDLE *client);
+
+#endif /* MPROC_WIN32_PIPE_H */
