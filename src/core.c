@@ -31,13 +31,3 @@ int mproc_self_exe(char **path_out) {
   *path_out = NULL;
   return mproc__pal_self_exe(path_out);
 }
-
-#ifdef MPROC_WITHOUT_PROCESS
-/* Transitional: a build without the process module (Windows until its process PAL lands) has no
- * spawn bootstrap, so every run is an ordinary run. */
-int mproc_main_guard(int argc, char **argv) {
-  (void)argc;
-  (void)argv;
-  return 0;
-}
-#endif
