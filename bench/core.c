@@ -1,5 +1,5 @@
 /* Benchmark area "core": the cheapest calls of mproc/core.h beside the system call they wrap.
- * Python side: bench/py/core.py.
+ * Python side: bench/py/bench_core.py.
  *
  *   core.clock.monotonic  mproc_monotonic_ns()   vs clock_gettime(CLOCK_MONOTONIC)  vs time.monotonic_ns()
  *   core.getpid           mproc_getpid()         vs getpid()                        vs os.getpid()

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the benchmarks (preset `release`: Release, MPROC_BUILD_BENCH=ON) and run them: for each area,
-# bench_<area> (mproc and the raw C primitive) and bench/py/<area>.py (CPython), in one run, then the
+# bench_<area> (mproc and the raw C primitive) and bench/py/bench_<area>.py (CPython), in one run, then the
 # ratio table (bench/report.py). See bench/README.md.
 #
 #   bench/run.sh [--smoke] [--reps N] [--filter SUBSTRING] [--build-dir DIR] [AREA...]
@@ -61,11 +61,11 @@ failed=()
 for a in "${areas[@]}"; do
   echo "# ---- area $a"
   if ! "$bin/bench_$a" "${opts[@]}" | tee -a "$results"; then failed+=("bench_$a"); fi
-  if [[ -f "$root/bench/py/$a.py" ]]; then
+  if [[ -f "$root/bench/py/bench_$a.py" ]]; then
     if [[ -z "$py" ]]; then
-      echo "# python3 not found: skipping bench/py/$a.py"
-    elif ! "$py" "$root/bench/py/$a.py" "${opts[@]}" | tee -a "$results"; then
-      failed+=("bench/py/$a.py")
+      echo "# python3 not found: skipping bench/py/bench_$a.py"
+    elif ! "$py" "$root/bench/py/bench_$a.py" "${opts[@]}" | tee -a "$results"; then
+      failed+=("bench/py/bench_$a.py")
     fi
   fi
 done

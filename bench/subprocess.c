@@ -1,5 +1,5 @@
 /* Benchmark area "subprocess": starting programs and capturing their output, mproc beside the raw
- * POSIX calls and CPython's subprocess (bench/py/subprocess.py).
+ * POSIX calls and CPython's subprocess (bench/py/bench_subprocess.py).
  *
  *   subprocess.spawn.true          start /bin/true and reap it          mproc_call  | posix_spawn + waitpid
  *   subprocess.spawn.true.rss1g    the same from a parent holding 1 GiB of touched memory

@@ -1,12 +1,7 @@
 """Benchmark area "subprocess", Python side (see bench/subprocess.c)."""
-import sys
+import subprocess
 
-# This file is named like the stdlib module it measures: look the module up without our directory.
-_here = sys.path.pop(0)
-import subprocess  # noqa: E402
-
-sys.path.insert(0, _here)
-import benchlib  # noqa: E402
+import benchlib
 
 
 def spawn_true(iters):

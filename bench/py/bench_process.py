@@ -1,0 +1,92 @@
+"""Benchmark area "process", Python side (see bench/process.c)."""
+import multiprocessing as mp
+
+import benchlib
+
+MSG_1M = 1 << 20
+
+
+def noop():
+    pass
+
+
+def starter(ctx):
+    def run(iters):
+        for _ in range(iters):
+            p = ctx.Process(target=noop)
+            p.start()
+            p.join()
+    return run
+
+
+def echo_child(conn, cross):
+    benchlib.pin_side(cross, 1)
+    buf = bytearray(8)
+    try:
+        while True:  # an empty message ends it (the fork child holds the parent's end too)
+            n = conn.recv_bytes_into(buf)
+            if n == 0:
+                break
+            conn.send_bytes(buf, 0, n)
+    except EOFError:
+        pass
+
+
+def sink_child(conn, cross):
+    benchlib.pin_side(cross, 1)
+    buf = bytearray(MSG_1M)
+    try:
+        while True:
+            n = conn.recv_bytes_into(buf)
+            if n == 0:
+                break
+            if n == 1:
+                conn.send_bytes(b"k")
+    except EOFError:
+        pass
+
+
+def pair(b, what, cross, iters, unit, bytes_per_op=0.0):
+    name = "process.%s.%s" % (what, benchlib.placement_name(cross))
+    if not b.wanted(name):
+        return
+    if not benchlib.pin_side(cross, 0):
+        print("# %s: skipped, needs two CPUs" % name)
+        return
+    ctx = mp.get_context("fork")
+    mine, theirs = ctx.Pipe()
+    bw = what != "pingpong.conn"
+    p = ctx.Process(target=sink_child if bw else echo_child, args=(theirs, cross))
+    p.start()
+    payload = bytes(MSG_1M)
+    small = bytearray(8)
+
+    def pingpong(n):
+        for _ in range(n):
+            mine.send_bytes(b"x")
+            mine.recv_bytes_into(small)
+
+    def bulk(n):
+        for _ in range(n):
+            mine.send_bytes(payload)
+        mine.send_bytes(b"e")
+        mine.recv_bytes_into(small)
+
+    b.run(name, unit, bulk if bw else pingpong, iters=iters, smoke_iters=4 if bw else 100, bytes_per_op=bytes_per_op)
+    mine.send_bytes(b"")
+    p.join()
+    mine.close()
+    benchlib.unpin()
+
+
+def main():
+    b = benchlib.Bench()
+    for method, iters in (("fork", 300), ("spawn", 20), ("forkserver", 100)):
+        b.run("process.child." + method, "us/op", starter(mp.get_context(method)), iters=iters, smoke_iters=2)
+    for cross in (False, True):
+        pair(b, "pingpong.conn", cross, 20000, "us/op")
+        pair(b, "bw.conn.1m", cross, 2000, "GB/s", float(MSG_1M))
+
+
+if __name__ == "__main__":
+    main()
