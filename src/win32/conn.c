@@ -134,17 +134,17 @@ typedef struct zero_read {
 
 static char g_zero_buf; /* never written: a zero-byte read moves nothing */
 
-/* Start one. true if the connection is ready now (data waiting, end of file, or an error that a
- * receive will report); otherwise the read is pending (zr->pending) or no event could be made. */
-static bool zero_read_start(HANDLE h, zero_read *zr) {
+/* Start one: 1 if the connection is ready now (data waiting, end of file, or an error that the receive
+ * will report), 0 if the read is pending, or an error (no event could be made). */
+static int zero_read_start(HANDLE h, zero_read *zr) {
   memset(&zr->ov, 0, sizeof zr->ov);
   zr->pending = false;
   zr->ov.hEvent = CreateEventW(NULL, TRUE, FALSE, NULL);
-  if (!zr->ov.hEvent) return true; /* cannot wait: say ready, the receive then decides */
-  if (ReadFile(h, &g_zero_buf, 0, NULL, &zr->ov)) return true;
-  if (GetLastError() != ERROR_IO_PENDING) return true;
+  if (!zr->ov.hEvent) return mproc__fail_os(0, (int)GetLastError(), "wait: CreateEventW");
+  if (ReadFile(h, &g_zero_buf, 0, NULL, &zr->ov)) return 1;
+  if (GetLastError() != ERROR_IO_PENDING) return 1;
   zr->pending = true;
-  return false;
+  return 0;
 }
 
 /* Finish one (cancelling it if it still waits): whether it saw the connection ready. */
@@ -173,23 +173,22 @@ int mproc__pal_wait_ready(const mproc__wait_item *items, size_t n, int64_t deadl
   for (;;) {
     size_t nh = 0;
     bool any = false;
+    rc = 0;
     for (size_t i = 0; i < n; ++i) {
       ready[i] = false;
       HANDLE h = MPROC__H(items[i].h);
       if (items[i].kind == MPROC__WAIT_CONN) {
-        if (zero_read_start(h, &zr[i])) {
-          ready[i] = any = true;
-        } else if (zr[i].pending) {
-          hs[nh++] = zr[i].ov.hEvent;
-        }
+        int st = rc ? 0 : zero_read_start(h, &zr[i]);
+        if (st < 0) rc = st;
+        if (st > 0) ready[i] = any = true;
+        if (zr[i].pending) hs[nh++] = zr[i].ov.hEvent;
       } else {
         bool dup = false; /* WaitForMultipleObjects refuses a handle listed twice */
         for (size_t j = 0; j < nh && !dup; ++j) dup = hs[j] == h;
         if (!dup) hs[nh++] = h;
       }
     }
-    rc = 0;
-    if (!any && nh > 0) rc = wait_many(hs, nh, deadline_ns);
+    if (!rc && !any && nh > 0) rc = wait_many(hs, nh, deadline_ns);
     /* Whatever ended the wait, look at everything: several may be ready. Every zero read ends here. */
     for (size_t i = 0; i < n; ++i) {
       HANDLE h = MPROC__H(items[i].h);
@@ -200,6 +199,7 @@ int mproc__pal_wait_ready(const mproc__wait_item *items, size_t n, int64_t deadl
       }
       any = any || ready[i];
     }
+    if (rc < 0 && rc != MPROC_ETIMEDOUT) break; /* an error: reported even if something is ready */
     if (any) {
       rc = 0;
       break;

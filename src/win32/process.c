@@ -15,6 +15,12 @@
  *     flags), read from the modules as mapped in each process. This catches what the file check cannot:
  *     a file replaced after the parent had mapped the old one (both processes would then stat the new
  *     file). Fields the loader may rewrite (ImageBase) are left out.
+ *
+ * Kill on parent death needs nothing here: the child's watchdog thread (src/process.c) waits on its end
+ * of the boot connection, and when the parent dies, however it dies, the system closes the parent's
+ * end and the child's pending read fails with ERROR_BROKEN_PIPE (end of file). No job object: a
+ * kill-on-close job would also kill the children that must outlive their parent (not daemons, or
+ * kill_on_parent_death off), and a job cannot be left again by the ones that should.
  */
 #include <process.h> /* _beginthreadex */
 #include <stdlib.h>
