@@ -121,7 +121,7 @@ static int fill(mproc_connection *c, int64_t deadline) {
 static int next_header(mproc_connection *c, int64_t deadline) {
   while (!c->have_len) {
     size_t avail = c->rlen - c->rpos;
-    const unsigned char *p = (const unsigned char *)c->rbuf + c->rpos;
+    const unsigned char *p = c->rbuf ? (const unsigned char *)c->rbuf + c->rpos : NULL; /* NULL: avail is 0 */
     if (avail >= 4) {
       uint64_t len = (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 | (uint64_t)p[3] << 24;
       if (len != 0xFFFFFFFFu) {

@@ -77,7 +77,9 @@ TEST(Connection, MessageBoundariesHoldForEverySize) {
     ASSERT_EQ(mproc_connection_recv_bytes(p.b, 0, MPROC_INFINITE, &m, &n), 0) << mproc_last_error();
     ASSERT_EQ(n, s);
     auto v = pattern(s, seed++);
-    EXPECT_EQ(memcmp(m, v.data(), s), 0) << "message of " << s << " bytes";
+    if (s) {
+      EXPECT_EQ(memcmp(m, v.data(), s), 0) << "message of " << s << " bytes";
+    }
     EXPECT_EQ(m[n], '\0');
     mproc_free(m);
   }

@@ -518,6 +518,9 @@ TEST_P(ProcessTest, HandedConnectionMustBeOpen) {
   mproc_process *p = nullptr;
   ASSERT_EQ(mproc_process_create(&p, &o), 0);
   EXPECT_EQ(mproc_process_start(p), MPROC_ECLOSED);
+  mproc_process_destroy(p);
+  mproc_connection_destroy(a);
+  mproc_connection_destroy(b);
 }
 
 TEST(ProcessSpawn, TargetOutsideAnyModuleFailsInTheParent) {
