@@ -469,7 +469,12 @@ static int start_spawn(mproc_process *p, mproc_os_handle child_end) {
   free(pass);
   free(exe);
   mproc__pal_close(child_end);
-  if (!rc) rc = mproc_connection_send_bytes(p->boot, msg.data, msg.len, 0, MPROC_ALL);
+  if (!rc) {
+    rc = mproc_connection_send_bytes(p->boot, msg.data, msg.len, 0, MPROC_ALL);
+    /* EPIPE: the child is already gone (a main() without the guard can exit first). Let the answer
+     * below report that, with the child's exit code, instead of a bare broken pipe. */
+    if (rc == MPROC_EPIPE) rc = 0;
+  }
   mproc__buf_free(&msg);
   if (rc) {
     if (p->child.pid > 0) {
