@@ -4,8 +4,10 @@
 // again (and refusing a different binary), unsetenv, threads. Built and run only on Windows (wine here).
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <thread>
@@ -51,6 +53,8 @@ std::string recv_all(mproc_os_handle h, size_t want) {
 }
 
 int exe_function(int x) { return x + 1; }
+
+int target_returns_0(const mproc_args *) { return 0; }
 
 }  // namespace
 
@@ -254,6 +258,64 @@ TEST(Win32Fn, OutsideAnyModuleAndMissingDll) {
   void *fn = nullptr;
   EXPECT_EQ(mproc__pal_fn_resolve(missing.data(), missing.size(), &fn), MPROC_ENOENT);
   EXPECT_NE(std::string(mproc_last_error()).find("cannot load module"), std::string::npos) << mproc_last_error();
+}
+
+// End to end: the executable is replaced on disk while the parent runs, so the spawned child is another
+// program. A copy of this test binary renames itself and puts another mproc test program (with the main
+// guard) in its place, then starts a process (the inner test below). Both processes stat the same new
+// file, so only the image identity can tell: the start must fail in the parent with "different binary".
+TEST(Win32Spawn, ReplacedExecutableIsRefused) {
+  namespace fs = std::filesystem;
+  char *self = nullptr;
+  ASSERT_EQ(mproc_self_exe(&self), 0);
+  fs::path me(self);
+  mproc_free(self);
+  fs::path other = me.parent_path() / "mproc_pal_tests.exe";  // white-box: static, needs no DLL
+  ASSERT_TRUE(fs::exists(other)) << other;
+  fs::path dir = fs::temp_directory_path() / ("mproc-replaced-" + std::to_string(mproc_getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  fs::path copy = dir / "replaced.exe";
+  fs::copy_file(me, copy);
+  std::string c = copy.string(), o = other.string();
+  const char *argv[] = {c.c_str(), "--gtest_filter=Win32Spawn.DISABLED_ReplacedExecutableInner",
+                        "--gtest_also_run_disabled_tests", nullptr};
+  const char *env[] = {nullptr, nullptr};
+  std::string envvar = "MPROC_W32_REPLACE_WITH=" + o;
+  env[0] = envvar.c_str();
+  mproc_completed r{};
+  mproc_popen_opts opts{};
+  opts.argv = argv;
+  opts.env_extra = env;
+  opts.capture_output = true;
+  ASSERT_EQ(mproc_run(&opts, 120000, &r), 0) << mproc_last_error();
+  std::string out = r.stdout_data ? r.stdout_data : "";
+  EXPECT_EQ(r.returncode, 0) << out;
+  EXPECT_NE(out.find("[  PASSED  ] 1 test"), std::string::npos) << out;
+  mproc_completed_free(&r);
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+}
+
+TEST(Win32Spawn, DISABLED_ReplacedExecutableInner) {
+  namespace fs = std::filesystem;
+  const char *with = getenv("MPROC_W32_REPLACE_WITH");
+  ASSERT_NE(with, nullptr) << "run by Win32Spawn.ReplacedExecutableIsRefused";
+  char *self = nullptr;
+  ASSERT_EQ(mproc_self_exe(&self), 0);
+  fs::path me(self);
+  mproc_free(self);
+  fs::rename(me, fs::path(me).replace_filename("replaced-old.exe"));  // a running executable can be renamed
+  fs::copy_file(with, me);
+  mproc_process *p = nullptr;
+  mproc_process_opts o{};
+  o.target = target_returns_0;
+  ASSERT_EQ(mproc_process_create(&p, &o), 0);
+  EXPECT_EQ(mproc_process_start(p), MPROC_ENOENT);
+  std::string msg = mproc_last_error();
+  std::printf("inner: start said: %s\n", msg.c_str());
+  EXPECT_NE(msg.find("different binary"), std::string::npos) << msg;
+  mproc_process_destroy(p);
 }
 
 // ---- the rest --------------------------------------------------------------------------------------
