@@ -1,0 +1,760 @@
+/*
+ * Windows PAL: starting, waiting for and ending child programs (subprocess).
+ *
+ * CreateProcessW with everything converted to UTF-16 at this edge: the program path, the command line,
+ * the environment block (CREATE_UNICODE_ENVIRONMENT) and the cwd.
+ *
+ * Handle inheritance. The child gets exactly its three stdio handles and pass_fds, even when other
+ * threads start programs at the same moment: STARTUPINFOEXW with PROC_THREAD_ATTRIBUTE_HANDLE_LIST and
+ * bInheritHandles = TRUE. Every listed handle must be inheritable, and the PAL's handles are not (so that
+ * no other CreateProcess picks them up). For stdio we give the child inheritable *duplicates*, made just
+ * before CreateProcessW and closed just after, rather than flipping HANDLE_FLAG_INHERIT on the caller's
+ * handles:
+ *   - two of our spawns that share a handle (the parent's own stdout, or one MPROC_HANDLE given to two
+ *     Popens) never disturb each other: with flag flipping, one thread clearing the flag between the
+ *     other's set and its CreateProcessW makes that CreateProcessW fail (listed handle not inheritable);
+ *   - the caller's handles keep their flags, and the child's stdout and stderr are one handle when they
+ *     are one handle in the parent (listed once: a duplicate entry makes CreateProcessW fail).
+ * The race neither choice can close: while the duplicates exist (microseconds), a CreateProcess elsewhere
+ * in this process with bInheritHandles = TRUE and *no* handle list (another library, or our own
+ * inherit_fds = true) inherits them too, and a pipe end held by that unrelated child delays end of file
+ * on our pipe until it exits. A user-mode library cannot prevent that (Python and libuv have the same
+ * window); we keep the window as short as possible and never widen it to the caller's handles.
+ * pass_fds must keep their values in the child, so those handles themselves are made inheritable for the
+ * duration and their flags restored after; a process-wide lock serialises that step between spawns that
+ * pass handles (they could share one), and nobody else waits on it.
+ * inherit_fds (close_fds=False): no list, every inheritable handle of the parent goes to the child.
+ * A stdio slot of MPROC_NO_HANDLE gives the child (a duplicate of) the parent's GetStdHandle value, if
+ * it has one. Windows 7 console pseudo-handles (value & 3 == 3) cannot be listed and are left out of the
+ * list, as CPython does: the console gives them to a console child anyway.
+ *
+ * The environment block is sorted case-insensitively by name as Windows requires (CompareStringOrdinal),
+ * names compare case-insensitively when env_extra is applied, and a replaced environment keeps the
+ * system variables Windows programs need (see k_required_vars).
+ *
+ * Program lookup (as libuv's search_path, written anew): a name without a directory separator is looked
+ * for in the PATH of the child's environment (the same rule as the POSIX backend; the parent's system
+ * directories when PATH is unset), not in the current directory; a name with no extension gets ".com"
+ * then ".exe" appended (the two kinds CreateProcessW runs); with an extension the name is tried as it is
+ * first. The file found is passed to CreateProcessW as lpApplicationName, so Windows does no search of its
+ * own. The shell of `command` is %ComSpec% (the parent's), else <system dir>\cmd.exe, run as
+ * `SHELL /c "COMMAND"` exactly as CPython does: cmd.exe strips the outer quotes and keeps the rest.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mproc/subprocess.h"
+#include "spawn.h"
+#include "win32.h"
+
+#ifndef ERROR_ELEVATION_REQUIRED /* winerror.h of the SDK has it; mingw-w64's does not */
+#define ERROR_ELEVATION_REQUIRED 740L
+#endif
+
+/* ---- command line --------------------------------------------------------------------------- */
+
+/* An ordinary argument needs quotes when it is empty or holds whitespace (any control character too,
+ * which costs nothing and is safe with every parser) or a '"'. */
+static bool needs_quotes(const wchar_t *a) {
+  if (!*a) return true;
+  for (; *a; ++a)
+    if (*a <= L' ' || *a == L'"') return true;
+  return false;
+}
+
+static wchar_t *put_backslashes(wchar_t *o, size_t n) {
+  while (n--) *o++ = L'\\';
+  return o;
+}
+
+/* argv[1..]: CommandLineToArgvW and the Microsoft C runtime read 2n backslashes before a '"' as n
+ * backslashes and a quote that opens or closes, 2n+1 backslashes before a '"' as n backslashes and a
+ * literal '"', and backslashes anywhere else literally. So inside quotes: a '"' becomes \" with the
+ * backslashes before it doubled, and the backslashes before the closing quote are doubled. */
+static wchar_t *quote_arg(wchar_t *o, const wchar_t *a) {
+  if (!needs_quotes(a)) {
+    size_t n = wcslen(a);
+    memcpy(o, a, n * sizeof(wchar_t));
+    return o + n;
+  }
+  *o++ = L'"';
+  for (;;) {
+    size_t bs = 0;
+    while (*a == L'\\') {
+      ++a;
+      ++bs;
+    }
+    if (*a == L'\0') {
+      o = put_backslashes(o, 2 * bs);
+      break;
+    }
+    if (*a == L'"') {
+      o = put_backslashes(o, 2 * bs + 1);
+      *o++ = *a++;
+    } else {
+      o = put_backslashes(o, bs);
+      *o++ = *a++;
+    }
+  }
+  *o++ = L'"';
+  return o;
+}
+
+/* argv[0] is split by other rules: up to the first whitespace, or from a leading '"' to the next '"',
+ * with no backslash escapes at all. So it is quoted whole when needed, and a '"' in it is impossible. */
+static wchar_t *quote_program(wchar_t *o, const wchar_t *a) {
+  bool q = !*a;
+  for (const wchar_t *p = a; *p; ++p) q = q || *p <= L' ';
+  size_t n = wcslen(a);
+  if (q) *o++ = L'"';
+  memcpy(o, a, n * sizeof(wchar_t));
+  o += n;
+  if (q) *o++ = L'"';
+  return o;
+}
+
+int mproc__win32_quote_args(const wchar_t *const *argv, wchar_t **out) {
+  *out = NULL;
+  if (!argv || !argv[0]) return mproc__fail(MPROC_EINVAL, "command line: argv is empty");
+  if (wcschr(argv[0], L'"'))
+    return mproc__fail(MPROC_EINVAL, "command line: argv[0] contains '\"', which Windows cannot pass in a program name");
+  size_t size = 1; /* worst case per argument: every character escaped, two quotes, a space */
+  for (size_t i = 0; argv[i]; ++i) size += 2 * wcslen(argv[i]) + 3;
+  wchar_t *buf = (wchar_t *)malloc(size * sizeof(wchar_t));
+  if (!buf) return mproc__fail(MPROC_ENOMEM, "command line: out of memory");
+  wchar_t *o = quote_program(buf, argv[0]);
+  for (size_t i = 1; argv[i]; ++i) {
+    *o++ = L' ';
+    o = quote_arg(o, argv[i]);
+  }
+  *o = L'\0';
+  *out = buf;
+  return 0;
+}
+
+/* ---- UTF-8 -> UTF-16 with the right error code ----------------------------------------------------- */
+
+static int to_wide(const char *s, const char *what, wchar_t **out) {
+  *out = mproc__utf8_to_wide(s, what);
+  if (*out || !s) return 0;
+  return MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, s, -1, NULL, 0) > 0 ? MPROC_ENOMEM : MPROC_EINVAL;
+}
+
+/* ---- environment block ---------------------------------------------------------------------- */
+
+/* Copied from the parent into a replaced environment unless it sets them: without SYSTEMROOT winsock,
+ * the crypto API and many DLLs fail to load; without TEMP/TMP temporary files land in the Windows
+ * directory. Identity and PATH are left out on purpose: a replaced environment means replaced. */
+static const wchar_t *const k_required_vars[] = {L"SYSTEMDRIVE", L"SYSTEMROOT", L"TEMP", L"TMP", L"WINDIR"};
+
+typedef struct env_list {
+  wchar_t **v;
+  size_t n, cap;
+} env_list;
+
+/* Length of the name of NAME=VALUE (or of a bare NAME). A leading '=' belongs to the name: the hidden
+ * per-drive entries "=C:=C:\dir" that cmd.exe keeps. */
+static size_t env_name_len(const wchar_t *e) {
+  const wchar_t *eq = e[0] ? wcschr(e + 1, L'=') : NULL;
+  return eq ? (size_t)(eq - e) : wcslen(e);
+}
+
+static int env_name_cmp(const wchar_t *a, size_t na, const wchar_t *b, size_t nb) {
+  return CompareStringOrdinal(a, (int)na, b, (int)nb, TRUE) - CSTR_EQUAL; /* <0, 0, >0 */
+}
+
+static int env_sort_cmp(const void *x, const void *y) {
+  const wchar_t *a = *(const wchar_t *const *)x, *b = *(const wchar_t *const *)y;
+  return env_name_cmp(a, env_name_len(a), b, env_name_len(b));
+}
+
+static void env_free(env_list *l) {
+  for (size_t i = 0; i < l->n; ++i) free(l->v[i]);
+  free(l->v);
+  l->v = NULL;
+  l->n = l->cap = 0;
+}
+
+/* Take ownership of `entry`: NAME=VALUE replaces any NAME (case-insensitively), a bare NAME removes it. */
+static int env_set(env_list *l, wchar_t *entry) {
+  size_t nl = env_name_len(entry);
+  for (size_t i = 0; i < l->n;) {
+    if (env_name_cmp(l->v[i], env_name_len(l->v[i]), entry, nl) == 0) {
+      free(l->v[i]);
+      l->v[i] = l->v[--l->n];
+    } else {
+      ++i;
+    }
+  }
+  if (!entry[nl]) { /* no '=': a removal */
+    free(entry);
+    return 0;
+  }
+  if (l->n == l->cap) {
+    size_t cap = l->cap ? 2 * l->cap : 64;
+    wchar_t **v = (wchar_t **)realloc(l->v, cap * sizeof *v);
+    if (!v) {
+      free(entry);
+      return mproc__fail(MPROC_ENOMEM, "spawn: out of memory building the environment");
+    }
+    l->v = v;
+    l->cap = cap;
+  }
+  l->v[l->n++] = entry;
+  return 0;
+}
+
+static bool env_has(const env_list *l, const wchar_t *name) {
+  for (size_t i = 0; i < l->n; ++i)
+    if (env_name_cmp(l->v[i], env_name_len(l->v[i]), name, wcslen(name)) == 0) return true;
+  return false;
+}
+
+static wchar_t *wdup(const wchar_t *s, size_t n) {
+  wchar_t *d = (wchar_t *)malloc((n + 1) * sizeof(wchar_t));
+  if (!d) {
+    mproc__fail(MPROC_ENOMEM, "spawn: out of memory");
+    return NULL;
+  }
+  memcpy(d, s, n * sizeof(wchar_t));
+  d[n] = L'\0';
+  return d;
+}
+
+/* Add NAME=<the parent's value> when the parent has NAME. */
+static int env_copy_from_parent(env_list *l, const wchar_t *name) {
+  DWORD need = GetEnvironmentVariableW(name, NULL, 0);
+  if (need == 0) return 0; /* not set in the parent */
+  size_t nl = wcslen(name);
+  wchar_t *e = (wchar_t *)malloc((nl + 1 + need) * sizeof(wchar_t));
+  if (!e) return mproc__fail(MPROC_ENOMEM, "spawn: out of memory building the environment");
+  memcpy(e, name, nl * sizeof(wchar_t));
+  e[nl] = L'=';
+  DWORD got = GetEnvironmentVariableW(name, e + nl + 1, need);
+  if (got == 0 || got >= need) { /* changed under us, or gone: leave it out */
+    free(e);
+    return 0;
+  }
+  return env_set(l, e);
+}
+
+static int env_add_utf8(env_list *l, const char *entry, const char *list, size_t i, bool need_value) {
+  const char *eq = entry[0] ? strchr(entry + 1, '=') : NULL;
+  if (!entry[0] || entry[0] == '=' || (need_value && !eq))
+    return mproc__fail(MPROC_EINVAL, "spawn: %s[%zu] \"%s\" is not %s", list, i, entry, need_value ? "NAME=VALUE" : "NAME[=VALUE]");
+  wchar_t *w;
+  int rc = to_wide(entry, "an environment entry", &w);
+  return rc ? rc : env_set(l, w);
+}
+
+int mproc__win32_env_block(const char *const *env, const char *const *env_extra, wchar_t **out) {
+  *out = NULL;
+  if (!env && !env_extra) return 0;
+  env_list l = {NULL, 0, 0};
+  int rc = 0;
+  if (env) {
+    for (size_t i = 0; env[i] && rc == 0; ++i) rc = env_add_utf8(&l, env[i], "env", i, true);
+    for (size_t i = 0; i < MPROC__ARRAY_LEN(k_required_vars) && rc == 0; ++i)
+      if (!env_has(&l, k_required_vars[i])) rc = env_copy_from_parent(&l, k_required_vars[i]);
+  } else {
+    wchar_t *block = GetEnvironmentStringsW();
+    if (!block) return mproc__fail_os(0, (int)GetLastError(), "GetEnvironmentStringsW");
+    for (const wchar_t *e = block; *e && rc == 0; e += wcslen(e) + 1) {
+      wchar_t *d = wdup(e, wcslen(e));
+      rc = d ? env_set(&l, d) : MPROC_ENOMEM;
+    }
+    FreeEnvironmentStringsW(block);
+  }
+  for (size_t i = 0; env_extra && env_extra[i] && rc == 0; ++i) rc = env_add_utf8(&l, env_extra[i], "env_extra", i, false);
+  if (rc) {
+    env_free(&l);
+    return rc;
+  }
+  qsort(l.v, l.n, sizeof *l.v, env_sort_cmp);
+  size_t total = 2; /* the final NUL, and room for an empty block's two */
+  for (size_t i = 0; i < l.n; ++i) total += wcslen(l.v[i]) + 1;
+  wchar_t *block = (wchar_t *)malloc(total * sizeof(wchar_t));
+  if (!block) {
+    env_free(&l);
+    return mproc__fail(MPROC_ENOMEM, "spawn: out of memory building the environment");
+  }
+  wchar_t *o = block;
+  for (size_t i = 0; i < l.n; ++i) {
+    size_t n = wcslen(l.v[i]) + 1;
+    memcpy(o, l.v[i], n * sizeof(wchar_t));
+    o += n;
+  }
+  *o++ = L'\0';
+  if (l.n == 0) *o = L'\0'; /* an empty block is two NULs */
+  env_free(&l);
+  *out = block;
+  return 0;
+}
+
+const wchar_t *mproc__win32_env_find(const wchar_t *block, const wchar_t *name) {
+  size_t nl = wcslen(name);
+  for (const wchar_t *e = block; e && *e; e += wcslen(e) + 1) {
+    size_t el = env_name_len(e);
+    if (e[el] == L'=' && env_name_cmp(e, el, name, nl) == 0) return e + el + 1;
+  }
+  return NULL;
+}
+
+/* ---- program lookup ------------------------------------------------------------------------ */
+
+static bool is_file(const wchar_t *p) {
+  DWORD a = GetFileAttributesW(p);
+  return a != INVALID_FILE_ATTRIBUTES && !(a & FILE_ATTRIBUTE_DIRECTORY);
+}
+
+static const wchar_t *base_name(const wchar_t *p) {
+  const wchar_t *b = p;
+  for (; *p; ++p)
+    if (*p == L'\\' || *p == L'/' || *p == L':') b = p + 1;
+  return b;
+}
+
+static bool has_extension(const wchar_t *p) {
+  const wchar_t *dot = wcsrchr(base_name(p), L'.');
+  return dot && dot[1];
+}
+
+/* An absolute copy of p (relative paths are the parent's, as CreateProcessW would read them). */
+static wchar_t *full_path(const wchar_t *p) {
+  DWORD need = GetFullPathNameW(p, 0, NULL, NULL);
+  wchar_t *f = need ? (wchar_t *)malloc(need * sizeof(wchar_t)) : NULL;
+  if (f) {
+    DWORD got = GetFullPathNameW(p, need, f, NULL);
+    if (got > 0 && got < need) return f;
+    free(f);
+  }
+  return wdup(p, wcslen(p));
+}
+
+/* Look for dir\name as it is (when it has an extension), then with ".com" and ".exe" appended. dir may
+ * be empty (name is then used as given). *found is a malloc'ed absolute path, or NULL. */
+static int try_dir(const wchar_t *dir, size_t dlen, const wchar_t *name, wchar_t **found) {
+  static const wchar_t *const exts[] = {L"", L".com", L".exe"};
+  *found = NULL;
+  size_t nl = wcslen(name), k = 0;
+  wchar_t *cand = (wchar_t *)malloc((dlen + nl + 6) * sizeof(wchar_t));
+  if (!cand) return mproc__fail(MPROC_ENOMEM, "spawn: out of memory searching for the program");
+  if (dlen) {
+    memcpy(cand, dir, dlen * sizeof(wchar_t));
+    k = dlen;
+    if (!wcschr(L"\\/:", dir[dlen - 1])) cand[k++] = L'\\';
+  }
+  memcpy(cand + k, name, nl * sizeof(wchar_t));
+  k += nl;
+  for (size_t i = has_extension(name) ? 0 : 1; i < MPROC__ARRAY_LEN(exts); ++i) {
+    memcpy(cand + k, exts[i], (wcslen(exts[i]) + 1) * sizeof(wchar_t));
+    if (is_file(cand)) {
+      *found = full_path(cand);
+      free(cand);
+      return *found ? 0 : MPROC_ENOMEM;
+    }
+  }
+  free(cand);
+  return 0;
+}
+
+/* Find the file to run for `prog` (wprog is its UTF-16 form; prog names it in messages). `path` is the
+ * PATH to search, or NULL when PATH is unset. *found is malloc'ed. */
+static int find_program(const char *prog, const wchar_t *wprog, const wchar_t *path, wchar_t **found) {
+  *found = NULL;
+  int rc;
+  if (*wprog && base_name(wprog) != wprog) { /* has a directory part: no search */
+    rc = try_dir(L"", 0, wprog, found);
+    if (rc || *found) return rc;
+    return mproc__fail_os(MPROC_ENOENT, ERROR_FILE_NOT_FOUND, "spawn '%s': program not found%s", prog,
+                          has_extension(wprog) ? "" : " (also tried .com and .exe)");
+  }
+  if (*wprog && path) {
+    for (const wchar_t *d = path; *d;) {
+      const wchar_t *end = d;
+      if (*d == L'"') { /* a quoted entry may hold ';' */
+        const wchar_t *close = wcschr(d + 1, L'"');
+        end = close ? close : d + wcslen(d);
+      }
+      end = wcschr(end, L';');
+      if (!end) end = d + wcslen(d);
+      const wchar_t *s = d;
+      size_t len = (size_t)(end - d);
+      if (len && *s == L'"') {
+        ++s;
+        --len;
+      }
+      if (len && s[len - 1] == L'"') --len;
+      if (len) {
+        rc = try_dir(s, len, wprog, found);
+        if (rc || *found) return rc;
+      }
+      d = *end ? end + 1 : end;
+    }
+  } else if (*wprog) { /* no PATH at all: the system directories, where CreateProcessW would look */
+    wchar_t dir[MAX_PATH + 1];
+    UINT n = GetSystemDirectoryW(dir, MAX_PATH);
+    if (n > 0 && n < MAX_PATH && (rc = try_dir(dir, n, wprog, found)) != 0) return rc;
+    if (*found) return 0;
+    n = GetWindowsDirectoryW(dir, MAX_PATH);
+    if (n > 0 && n < MAX_PATH && (rc = try_dir(dir, n, wprog, found)) != 0) return rc;
+    if (*found) return 0;
+  }
+  return mproc__fail_os(MPROC_ENOENT, ERROR_FILE_NOT_FOUND, "spawn '%s': program not found in PATH", prog);
+}
+
+/* ---- the plan: everything CreateProcessW needs, built before anything is handed out ----------- */
+
+typedef struct plan {
+  const char *prog;   /* what the user named, for messages */
+  wchar_t *app;       /* lpApplicationName: the file to run */
+  wchar_t *cmdline;   /* lpCommandLine */
+  wchar_t *env;       /* lpEnvironment, or NULL to inherit */
+  wchar_t *cwd;       /* lpCurrentDirectory, or NULL */
+} plan;
+
+static void plan_free(plan *pl) {
+  free(pl->app);
+  free(pl->cmdline);
+  free(pl->env);
+  free(pl->cwd);
+}
+
+/* The PATH to search: the child's, whether inherited or built (as the POSIX backend does). *owned is
+ * what to free. */
+static const wchar_t *search_path(const plan *pl, wchar_t **owned) {
+  *owned = NULL;
+  if (pl->env) return mproc__win32_env_find(pl->env, L"PATH");
+  DWORD need = GetEnvironmentVariableW(L"PATH", NULL, 0);
+  if (need == 0) return NULL;
+  *owned = (wchar_t *)malloc(need * sizeof(wchar_t));
+  if (*owned && GetEnvironmentVariableW(L"PATH", *owned, need) < need) return *owned;
+  free(*owned);
+  *owned = NULL;
+  return NULL;
+}
+
+static int plan_argv(const mproc__spawn_req *req, plan *pl) {
+  size_t argc = 0;
+  while (req->argv[argc]) ++argc;
+  wchar_t **wargv = (wchar_t **)calloc(argc + 1, sizeof(wchar_t *));
+  if (!wargv) return mproc__fail(MPROC_ENOMEM, "spawn: out of memory");
+  int rc = 0;
+  for (size_t i = 0; i < argc && rc == 0; ++i) rc = to_wide(req->argv[i], "an argv string", &wargv[i]);
+  wchar_t *wexe = NULL;
+  if (rc == 0 && req->executable) rc = to_wide(req->executable, "executable", &wexe);
+  if (rc == 0) rc = mproc__win32_quote_args((const wchar_t *const *)wargv, &pl->cmdline);
+  if (rc == 0) {
+    wchar_t *owned;
+    const wchar_t *path = search_path(pl, &owned);
+    rc = find_program(pl->prog, wexe ? wexe : wargv[0], path, &pl->app);
+    free(owned);
+  }
+  free(wexe);
+  for (size_t i = 0; i < argc; ++i) free(wargv[i]);
+  free(wargv);
+  return rc;
+}
+
+static int plan_shell(const mproc__spawn_req *req, plan *pl) {
+  /* The shell: executable, else %ComSpec% (the parent's), else <system dir>\cmd.exe. A name without a
+   * directory is looked up like any program (CreateProcessW would take it relative to the cwd). */
+  const char *shown = req->executable ? req->executable : "%ComSpec%";
+  wchar_t *shell = NULL;
+  int rc = 0;
+  if (req->executable) {
+    rc = to_wide(req->executable, "executable", &shell);
+  } else {
+    DWORD need = GetEnvironmentVariableW(L"ComSpec", NULL, 0);
+    if (need > 1 && (shell = (wchar_t *)malloc(need * sizeof(wchar_t))) != NULL) {
+      DWORD got = GetEnvironmentVariableW(L"ComSpec", shell, need);
+      if (got == 0 || got >= need) shell[0] = L'\0'; /* changed under us: use the default */
+    }
+    if (!shell || !shell[0]) {
+      wchar_t dir[MAX_PATH + 16];
+      UINT n = GetSystemDirectoryW(dir, MAX_PATH);
+      if (n == 0 || n >= MAX_PATH) {
+        free(shell);
+        return mproc__fail_os(0, (int)GetLastError(), "spawn: GetSystemDirectoryW");
+      }
+      memcpy(dir + n, L"\\cmd.exe", sizeof L"\\cmd.exe");
+      free(shell);
+      shell = wdup(dir, wcslen(dir));
+      shown = "cmd.exe";
+    }
+    if (!shell) rc = MPROC_ENOMEM;
+  }
+  if (rc) return rc;
+  if (base_name(shell) == shell) {
+    wchar_t *owned;
+    const wchar_t *path = search_path(pl, &owned);
+    rc = find_program(shown, shell, path, &pl->app);
+    free(owned);
+    free(shell);
+  } else {
+    pl->app = shell;
+  }
+  if (rc) return rc;
+  if (wcschr(pl->app, L'"')) return mproc__fail(MPROC_EINVAL, "spawn: the shell path contains '\"'");
+  wchar_t *wcmd = NULL;
+  rc = to_wide(req->command, "command", &wcmd);
+  if (rc) return rc;
+  /* SHELL /c "COMMAND", as CPython: the shell quoted as a program name, the command as given. */
+  size_t na = wcslen(pl->app), nc = wcslen(wcmd);
+  pl->cmdline = (wchar_t *)malloc((na + nc + 16) * sizeof(wchar_t));
+  if (!pl->cmdline) {
+    free(wcmd);
+    return mproc__fail(MPROC_ENOMEM, "spawn: out of memory");
+  }
+  wchar_t *o = quote_program(pl->cmdline, pl->app);
+  memcpy(o, L" /c \"", 5 * sizeof(wchar_t));
+  memcpy(o + 5, wcmd, nc * sizeof(wchar_t));
+  o[5 + nc] = L'"';
+  o[6 + nc] = L'\0';
+  free(wcmd);
+  return 0;
+}
+
+static int plan_make(const mproc__spawn_req *req, plan *pl) {
+  memset(pl, 0, sizeof *pl);
+  pl->prog = req->command ? req->command : req->executable ? req->executable : req->argv[0];
+  int rc = mproc__win32_env_block(req->env, req->env_extra, &pl->env);
+  if (rc == 0) rc = req->command ? plan_shell(req, pl) : plan_argv(req, pl);
+  if (rc == 0 && wcslen(pl->cmdline) >= 32767)
+    rc = mproc__fail(MPROC_EINVAL, "spawn '%s': the command line is %zu UTF-16 units long; Windows allows 32766",
+                     pl->prog, wcslen(pl->cmdline));
+  if (rc == 0 && req->cwd) {
+    rc = to_wide(req->cwd, "cwd", &pl->cwd);
+    DWORD a = rc ? 0 : GetFileAttributesW(pl->cwd);
+    if (rc == 0 && a == INVALID_FILE_ATTRIBUTES)
+      rc = mproc__fail_os(0, (int)GetLastError(), "spawn '%s': cwd '%s'", pl->prog, req->cwd);
+    else if (rc == 0 && !(a & FILE_ATTRIBUTE_DIRECTORY))
+      rc = mproc__fail_os(MPROC_ENOENT, ERROR_DIRECTORY, "spawn '%s': cwd '%s' is not a directory", pl->prog, req->cwd);
+    if (rc == 0) { /* lpCurrentDirectory wants a full path; a relative one is the parent's */
+      wchar_t *full = full_path(pl->cwd);
+      free(pl->cwd);
+      pl->cwd = full;
+      if (!full) rc = MPROC_ENOMEM;
+    }
+  }
+  if (rc) plan_free(pl);
+  return rc;
+}
+
+/* ---- handles for the child ------------------------------------------------------------------ */
+
+static SRWLOCK g_pass_lock = SRWLOCK_INIT;
+
+typedef struct handles {
+  HANDLE std[3];    /* what the child's stdin/stdout/stderr become (NULL: none) */
+  HANDLE copies[3]; /* inheritable duplicates made for it, to close after CreateProcessW */
+  HANDLE *list;     /* PROC_THREAD_ATTRIBUTE_HANDLE_LIST, each handle once */
+  size_t nlist;
+  HANDLE *restore; /* pass_fds we made inheritable, to make non-inheritable again */
+  size_t nrestore;
+  bool locked;
+} handles;
+
+/* Windows 7 console pseudo-handles: not real kernel handles, they cannot go in a handle list. */
+static bool is_console_pseudo(HANDLE h) { return ((uintptr_t)h & 3) == 3 && GetFileType(h) == FILE_TYPE_CHAR; }
+
+static void list_add(handles *hs, HANDLE h) {
+  if (is_console_pseudo(h)) return;
+  for (size_t i = 0; i < hs->nlist; ++i)
+    if (hs->list[i] == h) return;
+  hs->list[hs->nlist++] = h;
+}
+
+static void handles_release(handles *hs) {
+  for (size_t i = 0; i < hs->nrestore; ++i) SetHandleInformation(hs->restore[i], HANDLE_FLAG_INHERIT, 0);
+  if (hs->locked) ReleaseSRWLockExclusive(&g_pass_lock);
+  for (int i = 0; i < 3; ++i)
+    if (hs->copies[i]) CloseHandle(hs->copies[i]);
+  free(hs->list);
+  free(hs->restore);
+  memset(hs, 0, sizeof *hs);
+}
+
+static int handles_make(const mproc__spawn_req *req, const char *prog, handles *hs) {
+  static const DWORD std_ids[3] = {STD_INPUT_HANDLE, STD_OUTPUT_HANDLE, STD_ERROR_HANDLE};
+  static const char *const names[3] = {"stdin", "stdout", "stderr"};
+  memset(hs, 0, sizeof *hs);
+  hs->list = (HANDLE *)malloc((3 + req->pass_fds_count) * sizeof(HANDLE));
+  hs->restore = (HANDLE *)malloc((req->pass_fds_count + 1) * sizeof(HANDLE));
+  if (!hs->list || !hs->restore) {
+    handles_release(hs);
+    return mproc__fail(MPROC_ENOMEM, "spawn: out of memory");
+  }
+  HANDLE src[3];
+  for (int i = 0; i < 3; ++i) {
+    bool given = req->stdio[i] != MPROC_NO_HANDLE;
+    src[i] = given ? MPROC__H(req->stdio[i]) : GetStdHandle(std_ids[i]);
+    if (src[i] == NULL || src[i] == INVALID_HANDLE_VALUE) continue; /* the parent has none: nor does the child */
+    for (int j = 0; j < i && !hs->std[i]; ++j)
+      if (src[j] == src[i]) hs->std[i] = hs->std[j]; /* one handle in the parent, one in the child */
+    if (hs->std[i]) continue;
+    if (!DuplicateHandle(GetCurrentProcess(), src[i], GetCurrentProcess(), &hs->copies[i], 0, TRUE,
+                         DUPLICATE_SAME_ACCESS)) {
+      DWORD e = GetLastError();
+      hs->copies[i] = NULL;
+      if (!given) continue; /* a parent stream we cannot pass on: the child goes without */
+      handles_release(hs);
+      return mproc__fail_os(MPROC_EINVAL, (int)e, "spawn '%s': %s handle %p", prog, names[i], (void *)src[i]);
+    }
+    hs->std[i] = hs->copies[i];
+    list_add(hs, hs->copies[i]);
+  }
+  if (req->pass_fds_count) {
+    AcquireSRWLockExclusive(&g_pass_lock);
+    hs->locked = true;
+  }
+  for (size_t i = 0; i < req->pass_fds_count; ++i) {
+    HANDLE h = MPROC__H(req->pass_fds[i]);
+    DWORD flags = 0;
+    if (!GetHandleInformation(h, &flags)) {
+      DWORD e = GetLastError();
+      handles_release(hs);
+      return mproc__fail_os(MPROC_EINVAL, (int)e, "spawn '%s': pass_fds[%zu] (%p) is not an open handle", prog, i, (void *)h);
+    }
+    if (!(flags & HANDLE_FLAG_INHERIT)) {
+      if (!SetHandleInformation(h, HANDLE_FLAG_INHERIT, HANDLE_FLAG_INHERIT)) {
+        DWORD e = GetLastError();
+        handles_release(hs);
+        return mproc__fail_os(0, (int)e, "spawn '%s': making pass_fds[%zu] (%p) inheritable", prog, i, (void *)h);
+      }
+      hs->restore[hs->nrestore++] = h;
+    }
+    list_add(hs, h);
+  }
+  return 0;
+}
+
+/* ---- spawn, wait, signal ------------------------------------------------------------------------ */
+
+static int create_process(const mproc__spawn_req *req, plan *pl, handles *hs, PROCESS_INFORMATION *pi) {
+  STARTUPINFOEXW si;
+  memset(&si, 0, sizeof si);
+  si.StartupInfo.cb = sizeof si.StartupInfo;
+  si.StartupInfo.dwFlags = STARTF_USESTDHANDLES;
+  si.StartupInfo.hStdInput = hs->std[0];
+  si.StartupInfo.hStdOutput = hs->std[1];
+  si.StartupInfo.hStdError = hs->std[2];
+  DWORD flags = CREATE_UNICODE_ENVIRONMENT | (req->new_process_group ? CREATE_NEW_PROCESS_GROUP : 0);
+  BOOL inherit = req->inherit_fds || hs->nlist > 0;
+  int rc = 0;
+  bool have_attrs = false;
+  if (!req->inherit_fds && hs->nlist > 0) {
+    SIZE_T size = 0;
+    InitializeProcThreadAttributeList(NULL, 1, 0, &size);
+    si.lpAttributeList = (LPPROC_THREAD_ATTRIBUTE_LIST)malloc(size);
+    if (!si.lpAttributeList) return mproc__fail(MPROC_ENOMEM, "spawn: out of memory");
+    if (!InitializeProcThreadAttributeList(si.lpAttributeList, 1, 0, &size)) {
+      rc = mproc__fail_os(0, (int)GetLastError(), "spawn '%s': InitializeProcThreadAttributeList", pl->prog);
+    } else {
+      have_attrs = true;
+      if (!UpdateProcThreadAttribute(si.lpAttributeList, 0, PROC_THREAD_ATTRIBUTE_HANDLE_LIST, hs->list,
+                                     hs->nlist * sizeof(HANDLE), NULL, NULL))
+        rc = mproc__fail_os(0, (int)GetLastError(), "spawn '%s': UpdateProcThreadAttribute(HANDLE_LIST)", pl->prog);
+    }
+    si.StartupInfo.cb = sizeof si;
+    flags |= EXTENDED_STARTUPINFO_PRESENT;
+  }
+  if (rc == 0 && !CreateProcessW(pl->app, pl->cmdline, NULL, NULL, inherit, flags, pl->env, pl->cwd, &si.StartupInfo, pi)) {
+    DWORD e = GetLastError();
+    char *app = mproc__wide_to_utf8(pl->app, -1);
+    if (e == ERROR_DIRECTORY && req->cwd)
+      rc = mproc__fail_os(MPROC_ENOENT, (int)e, "spawn '%s': cwd '%s'", pl->prog, req->cwd);
+    else
+      rc = mproc__fail_os(e == ERROR_ELEVATION_REQUIRED ? MPROC_EPERM : 0, (int)e, "spawn '%s': CreateProcessW '%s'",
+                          pl->prog, app ? app : "?");
+    free(app);
+  }
+  if (have_attrs) DeleteProcThreadAttributeList(si.lpAttributeList);
+  free(si.lpAttributeList);
+  return rc;
+}
+
+int mproc__pal_spawn(const mproc__spawn_req *req, mproc__child *child) {
+  memset(child, 0, sizeof *child);
+  child->handle = MPROC_NO_HANDLE;
+  if (!req->command && (!req->argv || !req->argv[0])) return mproc__fail(MPROC_EINVAL, "spawn: argv is empty");
+  plan pl;
+  int rc = plan_make(req, &pl);
+  if (rc) return rc;
+  handles hs;
+  rc = handles_make(req, pl.prog, &hs);
+  if (rc == 0) {
+    PROCESS_INFORMATION pi;
+    rc = create_process(req, &pl, &hs, &pi);
+    handles_release(&hs); /* the child has its own now: close our inheritable copies at once */
+    if (rc == 0) {
+      CloseHandle(pi.hThread);
+      child->pid = (int64_t)pi.dwProcessId;
+      child->handle = MPROC__OSH(pi.hProcess);
+    }
+  }
+  plan_free(&pl);
+  return rc;
+}
+
+/* MPROC_NO_HANDLE is INVALID_HANDLE_VALUE, which is also the pseudo-handle of the current process:
+ * never wait on it or terminate it. */
+static int check_child(const mproc__child *c) {
+  if (c->handle == MPROC_NO_HANDLE || c->handle == 0)
+    return mproc__fail(MPROC_EINVAL, "process %lld: no process handle (not started, or released)", (long long)c->pid);
+  return 0;
+}
+
+int mproc__pal_wait(mproc__child *c, int64_t deadline_ns) {
+  if (c->reaped) return 0;
+  int rc = check_child(c);
+  if (rc) return rc;
+  HANDLE h = MPROC__H(c->handle);
+  for (;;) {
+    DWORD w = WaitForSingleObject(h, (DWORD)mproc__win32_wait_ms(deadline_ns));
+    if (w == WAIT_OBJECT_0) break;
+    if (w == WAIT_TIMEOUT) {
+      if (mproc__ms_until(deadline_ns) != 0) continue; /* a wait capped below the deadline */
+      return mproc__fail(MPROC_ETIMEDOUT, "process %lld is still running", (long long)c->pid);
+    }
+    return mproc__fail_os(0, (int)GetLastError(), "WaitForSingleObject on process %lld", (long long)c->pid);
+  }
+  DWORD code = 0;
+  if (!GetExitCodeProcess(h, &code))
+    return mproc__fail_os(0, (int)GetLastError(), "GetExitCodeProcess of process %lld", (long long)c->pid);
+  c->reaped = true;
+  c->returncode = (int)code;
+  /* (process module, see MPROC__WIN_SIGNAL_EXIT_BASE in pal.h) the exit code mproc__pal_signal gives is
+   * reported as -sig, so Process.exitcode is -15 / -9 after terminate / kill, as on POSIX. */
+  if (c->signal_exitcodes && (code & ~(DWORD)0xFFFF) == MPROC__WIN_SIGNAL_EXIT_BASE && (code & 0xFFFF) >= 1 &&
+      (code & 0xFFFF) <= 64)
+    c->returncode = -(int)(code & 0xFFFF);
+  return 0;
+}
+
+int mproc__pal_signal(mproc__child *c, int sig) {
+  if (c->reaped) return 0;
+  if (sig != MPROC_SIGTERM && sig != MPROC_SIGKILL)
+    return mproc__fail(MPROC_ENOTSUP,
+                       "signal %d: Windows has no signals; only MPROC_SIGTERM and MPROC_SIGKILL (TerminateProcess) "
+                       "are supported",
+                       sig);
+  int rc = check_child(c);
+  if (rc) return rc;
+  HANDLE h = MPROC__H(c->handle);
+  /* exit code 1 as CPython's Popen.terminate(); the process module asks for 0x10000 | sig (pal.h) */
+  UINT exit_code = c->signal_exitcodes ? (UINT)(MPROC__WIN_SIGNAL_EXIT_BASE | sig) : 1;
+  if (!TerminateProcess(h, exit_code)) {
+    DWORD e = GetLastError();
+    /* ERROR_ACCESS_DENIED once the process has exited (not yet reaped by us): nothing to do */
+    if (e == ERROR_ACCESS_DENIED && WaitForSingleObject(h, 0) == WAIT_OBJECT_0) return 0;
+    return mproc__fail_os(0, (int)e, "TerminateProcess(process %lld)", (long long)c->pid);
+  }
+  return 0;
+}
+
+void mproc__pal_child_release(mproc__child *c) {
+  if (c->handle != MPROC_NO_HANDLE && c->handle != 0) CloseHandle(MPROC__H(c->handle));
+  c->handle = MPROC_NO_HANDLE;
+}
