@@ -188,6 +188,26 @@ TEST(Win32Conn, WaitOverMoreThanSixtyFourObjects) {
   mproc__pal_child_release(&child);
 }
 
+TEST(Win32Conn, WaitOnAnInvalidHandleIsAnErrorNotAHang) {
+  for (size_t count : {2u, 100u}) {
+    std::vector<std::unique_ptr<Pair>> pairs;
+    std::vector<mproc__wait_item> items;
+    for (size_t i = 0; i + 1 < count; ++i) {
+      pairs.push_back(std::make_unique<Pair>());
+      items.push_back({pairs.back()->b, MPROC__WAIT_CONN});
+    }
+    // a value far above any handle this process has (a closed handle's value would soon be reused)
+    HANDLE bogus = (HANDLE)(intptr_t)0x0FFFFFF0;
+    ASSERT_FALSE(mproc__pal_handle_valid((mproc_os_handle)(intptr_t)bogus));
+    items.push_back({(mproc_os_handle)(intptr_t)bogus, MPROC__WAIT_SENTINEL});
+    std::unique_ptr<bool[]> ready(new bool[items.size()]);
+    int rc = mproc__pal_wait_ready(items.data(), items.size(), INT64_MAX, ready.get());
+    EXPECT_NE(rc, 0) << count;
+    EXPECT_NE(rc, MPROC_ETIMEDOUT) << count;
+    EXPECT_NE(std::string(mproc_last_error()).find("WaitForMultipleObjects"), std::string::npos) << mproc_last_error();
+  }
+}
+
 TEST(Win32Conn, NoHandleLeaks) {
   int before = -1;
   for (int i = 0; i < 41; ++i) {

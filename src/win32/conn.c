@@ -86,11 +86,12 @@ static int wait_some(const HANDLE *hs, DWORD n, int64_t deadline_ns) {
 typedef struct waiter {
   HANDLE hs[MAXIMUM_WAIT_OBJECTS];
   DWORD n;
+  DWORD err; /* set when its wait failed */
 } waiter;
 
 static DWORD WINAPI waiter_main(LPVOID p) {
   waiter *w = (waiter *)p;
-  WaitForMultipleObjects(w->n, w->hs, FALSE, INFINITE); /* a failure ends the thread too: the caller rescans */
+  if (WaitForMultipleObjects(w->n, w->hs, FALSE, INFINITE) == WAIT_FAILED) w->err = GetLastError();
   return 0;
 }
 
@@ -106,7 +107,8 @@ static int wait_many(const HANDLE *hs, size_t n, int64_t deadline_ns) {
   HANDLE threads[MAXIMUM_WAIT_OBJECTS];
   HANDLE stop = CreateEventW(NULL, TRUE, FALSE, NULL);
   int rc = 0;
-  if (!ws || !stop) rc = ws ? mproc__fail_os(0, (int)GetLastError(), "wait: CreateEventW") : mproc__fail(MPROC_ENOMEM, "wait: out of memory");
+  if (!stop) rc = mproc__fail_os(0, (int)GetLastError(), "wait: CreateEventW");
+  if (!ws) rc = mproc__fail(MPROC_ENOMEM, "wait: out of memory");
   DWORD nt = 0;
   for (size_t g = 0; g < groups && rc == 0; ++g) {
     size_t first = g * GROUP, k = n - first < GROUP ? n - first : GROUP;
@@ -120,7 +122,11 @@ static int wait_many(const HANDLE *hs, size_t n, int64_t deadline_ns) {
   if (rc == 0) rc = wait_some(threads, nt, deadline_ns);
   if (stop) SetEvent(stop);
   if (nt) WaitForMultipleObjects(nt, threads, TRUE, INFINITE);
-  for (DWORD i = 0; i < nt; ++i) CloseHandle(threads[i]);
+  for (DWORD i = 0; i < nt; ++i) {
+    CloseHandle(threads[i]);
+    if (rc == 0 && ws[i].err) /* else a thread that failed at once would make the caller spin */
+      rc = mproc__fail_os(0, (int)ws[i].err, "wait: WaitForMultipleObjects on %lu handles", (unsigned long)ws[i].n);
+  }
   if (stop) CloseHandle(stop);
   free(ws);
   return rc;
