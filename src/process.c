@@ -53,16 +53,15 @@ struct mproc_process {
 
 static mproc_start_method g_method = MPROC_START_SPAWN;
 static const char *g_name = "MainProcess";
-static char *g_name_owned;
 static char g_ident[64];        /* "" in the main process */
-static char *g_parent_name;     /* NULL in the main process */
+static const char *g_parent_name; /* NULL in the main process */
 static int64_t g_parent_pid;    /* 0 in the main process */
 static bool g_daemon;
 static unsigned g_counter;      /* children created so far (for default names) */
 static mproc_process *g_children; /* started and not destroyed (reaped or not) */
 static bool g_atexit_registered;
 static bool g_guard_ran;
-static mproc_connection *g_parent_link; /* in a child: our end of the boot link */
+static mproc_os_handle g_parent_link = MPROC_NO_HANDLE; /* in a child: our end of the boot link */
 
 /* ---- start methods and contexts ---------------------------------------------------------------- */
 
@@ -153,6 +152,7 @@ static int reap(mproc_process *p, int64_t deadline) {
 
 /* At normal exit: terminate daemon children, then join every child (Python's _exit_function). */
 static void at_exit(void) {
+  if (!g_children) return; /* nothing started: not even the lock (a fork child's usual case) */
   mproc__pal_global_lock();
   mproc_process *list = g_children;
   mproc__pal_global_unlock();
@@ -334,13 +334,14 @@ static void parent_watch(void *arg) {
   mproc__pal_exit_now(1);
 }
 
+/* Who this process is. The strings must outlive the process: under fork they are the parent's
+ * objects (the child's copy of them never changes), under spawn they are the bootstrap's, kept.
+ * Nothing is allocated here, so a fork child writes as few pages as it can (each written page is a
+ * copy-on-write fault, the bulk of the cost of starting a fork child). */
 static void set_identity(const char *name, const char *ident, const char *parent_name, int64_t parent_pid, bool daemon) {
-  free(g_name_owned);
-  g_name_owned = mproc__strdup(name);
-  g_name = g_name_owned ? g_name_owned : "Process";
+  g_name = name;
   snprintf(g_ident, sizeof g_ident, "%s", ident);
-  free(g_parent_name);
-  g_parent_name = mproc__strdup(parent_name);
+  g_parent_name = parent_name;
   g_parent_pid = parent_pid;
   g_daemon = daemon;
   g_counter = 0;
@@ -402,11 +403,9 @@ static void spawn_child_main(const char *flag) {
     mproc_connection_send_bytes(link, reply, (size_t)n, 0, MPROC_ALL);
     exit(EXIT_BOOT_FAILED);
   }
-  set_identity(name, ident, pname, ppid, flags & 1);
-  free(name);
+  set_identity(name ? name : "Process", ident ? ident : "", pname, ppid, flags & 1); /* kept for life */
   free(ident);
-  free(pname);
-  g_parent_link = link;
+  g_parent_link = link->h;
   if (mproc_connection_send_bytes(link, "ok", 2, 0, MPROC_ALL) != 0) exit(EXIT_BOOT_FAILED);
   if ((flags >> 1) & 1) mproc__pal_thread_start(parent_watch, link);
   mproc_args args = {arg, argsz, conns, (size_t)nconn};
@@ -434,11 +433,14 @@ static int start_fork(mproc_process *p, mproc_os_handle child_end) {
     for (mproc_process *q = g_children; q; q = q->next)
       if (q->boot) mproc__pal_close(q->boot->h);
     g_children = NULL;
-    if (g_parent_link) mproc__pal_close(g_parent_link->h);
+    mproc__pal_close(g_parent_link);
     mproc__pal_close(p->boot->h);
     set_identity(p->name, p->ident, g_name, parent_pid, p->daemon);
-    g_parent_link = mproc__connection_wrap(child_end, true, true);
-    if (p->kill_on_parent_death && g_parent_link) mproc__pal_thread_start(parent_watch, g_parent_link);
+    g_parent_link = child_end;
+    if (p->kill_on_parent_death) {
+      mproc_connection *link = mproc__connection_wrap(child_end, true, true);
+      if (link) mproc__pal_thread_start(parent_watch, link);
+    }
     mproc_args args = {p->arg, p->arg_size, p->conns, p->nconns};
     child_finish_fork(p->target(&args));
   }
