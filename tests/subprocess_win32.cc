@@ -36,14 +36,6 @@ namespace {
 
 // ---- helpers -------------------------------------------------------------------------------------
 
-[[maybe_unused]] std::wstring widen(const std::string &s) {
-  if (s.empty()) return std::wstring();
-  int n = MultiByteToWideChar(CP_UTF8, 0, s.data(), (int)s.size(), nullptr, 0);
-  std::wstring w((size_t)n, L'\0');
-  MultiByteToWideChar(CP_UTF8, 0, s.data(), (int)s.size(), &w[0], n);
-  return w;
-}
-
 std::string narrow(const std::wstring &w) {
   if (w.empty()) return std::string();
   int n = WideCharToMultiByte(CP_UTF8, 0, w.data(), (int)w.size(), nullptr, 0, nullptr, nullptr);
@@ -53,7 +45,7 @@ std::string narrow(const std::wstring &w) {
 }
 
 // Whether we run under wine (for its documented deviations only).
-[[maybe_unused]] bool under_wine() {
+bool under_wine() {
   HMODULE ntdll = GetModuleHandleW(L"ntdll.dll");
   return ntdll && GetProcAddress(ntdll, "wine_get_version") != nullptr;
 }
@@ -325,6 +317,39 @@ TEST(Win32Pipe, EndsAreNotInheritableAndNamesAreUnique) {
   ASSERT_TRUE(GetNamedPipeInfo((HANDLE)p2, &flags, &out_size, &in_size, nullptr));
   EXPECT_EQ(out_size, (DWORD)MPROC__WIN32_PIPE_OUT_BUFFER);
   for (mproc_os_handle h : {p1, c1, p2, c2}) mproc__pal_close(h);
+}
+
+TEST(Win32Pipe, NobodyElseCanOpenOrServeTheName) {
+  mproc_os_handle parent, child;
+  ASSERT_EQ(mproc__pal_pipe(true, &parent, &child), 0);
+  alignas(8) char info[1024];
+  ASSERT_TRUE(GetFileInformationByHandleEx((HANDLE)parent, FileNameInfo, info, sizeof info)) << GetLastError();
+  const FILE_NAME_INFO *fni = (const FILE_NAME_INFO *)info;
+  std::wstring name = L"\\\\.\\pipe" + std::wstring(fni->FileName, fni->FileNameLength / sizeof(wchar_t));
+  EXPECT_NE(name.find(L"mproc-" + std::to_wstring(GetCurrentProcessId()) + L"-"), std::wstring::npos) << narrow(name);
+  // a second client: the one instance is taken (ours is connected)
+  HANDLE c2 = CreateFileW(name.c_str(), GENERIC_READ, 0, nullptr, OPEN_EXISTING, 0, nullptr);
+  EXPECT_EQ(c2, INVALID_HANDLE_VALUE);
+  if (c2 != INVALID_HANDLE_VALUE) CloseHandle(c2);
+  EXPECT_EQ(GetLastError(), (DWORD)ERROR_PIPE_BUSY);
+  // a second server instance: refused (nMaxInstances = 1)
+  HANDLE s2 = CreateNamedPipeW(name.c_str(), PIPE_ACCESS_INBOUND, PIPE_TYPE_BYTE, 1, 0, 0, 0, nullptr);
+  EXPECT_EQ(s2, INVALID_HANDLE_VALUE);
+  if (s2 != INVALID_HANDLE_VALUE) CloseHandle(s2);
+  mproc__pal_close(parent);
+  mproc__pal_close(child);
+  // The squatting defence proper: a name someone else created first is refused to us. Wine 8 does not
+  // enforce FILE_FLAG_FIRST_PIPE_INSTANCE (docs/windows-and-packaging.md section 2), so only Windows checks it.
+  if (under_wine()) GTEST_SKIP() << "wine does not enforce FILE_FLAG_FIRST_PIPE_INSTANCE";
+  std::wstring squat = L"\\\\.\\pipe\\mproc-squat-test-" + std::to_wstring(GetCurrentProcessId());
+  HANDLE theirs = CreateNamedPipeW(squat.c_str(), PIPE_ACCESS_DUPLEX, PIPE_TYPE_BYTE, PIPE_UNLIMITED_INSTANCES, 0, 0, 0, nullptr);
+  ASSERT_NE(theirs, INVALID_HANDLE_VALUE);
+  HANDLE ours = CreateNamedPipeW(squat.c_str(), PIPE_ACCESS_DUPLEX | FILE_FLAG_FIRST_PIPE_INSTANCE, PIPE_TYPE_BYTE,
+                                 PIPE_UNLIMITED_INSTANCES, 0, 0, 0, nullptr);
+  EXPECT_EQ(ours, INVALID_HANDLE_VALUE);
+  EXPECT_EQ(GetLastError(), (DWORD)ERROR_ACCESS_DENIED);
+  if (ours != INVALID_HANDLE_VALUE) CloseHandle(ours);
+  CloseHandle(theirs);
 }
 
 TEST(Win32Pipe, ReadTimesOutThenGetsDataThenEndOfFile) {
