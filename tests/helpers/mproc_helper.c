@@ -11,7 +11,11 @@
  *   count          read stdin to end of file, then print how many bytes it had, in decimal
  *   exit C         exit with code C
  *   sleep MS       sleep MS milliseconds
- *   crash KIND     segv: write through a NULL pointer (an access violation on Windows); abort: abort()
+ *   crash KIND     segv: write through a NULL pointer (an access violation on Windows); abort: abort();
+ *                  segv-unhandled: as segv, but on Windows without the helper's own exception filter,
+ *                  so the system's unhandled-exception path runs (the test runner's self-test). With
+ *                  segv the filter ends the process with the exception code itself, which is what the
+ *                  OS would report, minus wine's "Unhandled page fault" banner on the shared stderr.
  *   cwd            print the current directory
  *   env NAME       print the value of NAME, or <unset>
  *   pid | ppid     print the process id / the parent's process id
@@ -135,6 +139,11 @@ static void list_fds(void) {
 }
 
 #ifdef _WIN32
+static LONG WINAPI exit_with_exception_code(EXCEPTION_POINTERS *info) {
+  TerminateProcess(GetCurrentProcess(), info->ExceptionRecord->ExceptionCode);
+  return EXCEPTION_CONTINUE_SEARCH;
+}
+
 #include <tlhelp32.h>
 static unsigned long parent_pid(unsigned long self) {
   unsigned long parent = 0;
@@ -228,6 +237,9 @@ int main(int argc, char **argv) {
       NEED_ARG;
       fflush(NULL);
       if (!strcmp(a, "abort")) abort();
+#ifdef _WIN32
+      if (strcmp(a, "segv-unhandled") != 0) SetUnhandledExceptionFilter(exit_with_exception_code);
+#endif
       volatile int *volatile p = NULL;
       *p = 42;
       return 123;
