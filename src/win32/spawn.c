@@ -660,8 +660,18 @@ static int create_process(const mproc__spawn_req *req, plan *pl, handles *hs, PR
     si.StartupInfo.cb = sizeof si;
     flags |= EXTENDED_STARTUPINFO_PRESENT;
   }
-  if (rc == 0 && !CreateProcessW(pl->app, pl->cmdline, NULL, NULL, inherit, flags, pl->env, pl->cwd, &si.StartupInfo, pi)) {
-    DWORD e = GetLastError();
+  BOOL ok = FALSE;
+  DWORD e = 0;
+  /* One retry on ERROR_INTERNAL_ERROR: wine 8 reports it when the new process dies in its loader before
+   * finishing initialisation, so no code of the program ran. Seen in about 1 of 4000 concurrent spawns,
+   * with plain CreateProcessW too (no handle list, no inheritance). On Windows it would be a genuine
+   * internal failure, which a second try reports again. */
+  for (int attempt = 0; rc == 0 && attempt < 2 && !ok; ++attempt) {
+    ok = CreateProcessW(pl->app, pl->cmdline, NULL, NULL, inherit, flags, pl->env, pl->cwd, &si.StartupInfo, pi);
+    e = ok ? 0 : GetLastError();
+    if (e != ERROR_INTERNAL_ERROR) break;
+  }
+  if (rc == 0 && !ok) {
     char *app = mproc__wide_to_utf8(pl->app, -1);
     if (e == ERROR_DIRECTORY && req->cwd)
       rc = mproc__fail_os(MPROC_ENOENT, (int)e, "spawn '%s': cwd '%s'", pl->prog, req->cwd);
