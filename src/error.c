@@ -6,10 +6,10 @@
 #include "internal.h"
 #include "pal.h"
 
-#define MPROC__MSG_MAX 1024
-
-static MPROC__TLS char t_msg[MPROC__MSG_MAX];
-static MPROC__TLS int t_oserr;
+/* The calling thread's error state lives in the PAL (native TLS on POSIX; fiber-local storage freed at
+ * thread exit on Windows, so no TLS emulation library is needed there). */
+#define t_msg (mproc__pal_thread_state()->msg)
+#define t_oserr (mproc__pal_thread_state()->oserr)
 
 static const char *const k_names[] = {
     "MPROC_OK: success",

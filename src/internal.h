@@ -12,12 +12,6 @@
 
 #include "mproc/core.h"
 
-#if defined(_MSC_VER)
-#define MPROC__TLS __declspec(thread)
-#else
-#define MPROC__TLS _Thread_local
-#endif
-
 #if defined(__MINGW32__)
 /* built with __USE_MINGW_ANSI_STDIO=1: C99 printf (%zu, %lld) whatever the CRT */
 #define MPROC__PRINTF(f, a) __attribute__((format(gnu_printf, f, a)))
@@ -28,6 +22,12 @@
 #endif
 
 #define MPROC__ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Per-thread error state (see mproc__pal_thread_state). */
+typedef struct mproc__thread_state {
+  char msg[1024];
+  int oserr;
+} mproc__thread_state;
 
 /* Record `code` with a formatted message as the calling thread's last error; returns `code`, so a
  * failing path reads `return mproc__fail(MPROC_EINVAL, "popen: argv is empty");`. */

@@ -30,6 +30,11 @@ int mproc__pal_map_os_error(int oserr);
 /* Describe an OS error as "<NAME>, <errno|error> <N>: <text>" into buf (always NUL-terminated). */
 void mproc__pal_describe_os_error(int oserr, char *buf, size_t size);
 
+/* The calling thread's error state: never NULL (if a thread's own state cannot be allocated, a shared
+ * fallback is returned, so messages may mix between threads only when memory has run out). Released
+ * when the thread exits. */
+mproc__thread_state *mproc__pal_thread_state(void);
+
 /* ---- time, system, identity ------------------------------------------------------------------ */
 
 int64_t mproc__pal_monotonic_ns(void);
@@ -193,6 +198,29 @@ int mproc__pal_fn_locate(void *fn, mproc__buf *out);
 /* In the re-executed child: find the function again. MPROC_ENOENT with a message if the module
  * cannot be found or is not the same binary (changed on disk). */
 int mproc__pal_fn_resolve(const void *ref, size_t len, void **fn);
+
+/* ---- the fork server (only where fork exists: src/posix/forkserver.c; src/pal_nofork.c elsewhere) --- */
+
+/* At most this many descriptors go with one message. */
+#define MPROC__PAL_MAX_FDS 64
+/* Send buf[0..len) (len >= 1) on a connection handle with fds attached (SCM_RIGHTS): the peer
+ * receives copies of them. MPROC_EPIPE if the peer has closed; MPROC_ENOTSUP without fork. */
+int mproc__pal_conn_send_fds(mproc_os_handle h, const void *buf, size_t len, const mproc_os_handle *fds, size_t nfds);
+/* Receive 1..cap bytes (blocking; *n = 0 is end of file) and the descriptors that came with them
+ * (close-on-exec; beyond maxfds they are closed). */
+int mproc__pal_conn_recv_fds(mproc_os_handle h, void *buf, size_t cap, size_t *n, mproc_os_handle *fds, size_t maxfds,
+                             size_t *nfds);
+/* In a forked child of the server: run the request (msg is malloc'ed; boot is the child's end of its
+ * boot link; fds the other descriptors sent with it). Never returns. */
+typedef void (*mproc__fs_child_fn)(mproc_os_handle boot, char *msg, size_t len, const mproc_os_handle *fds, size_t nfds);
+/* In the server: a child has ended with `code` (exit status, or -signal); write it on `boot` (the
+ * server's copy of that child's boot end) and close it. */
+typedef void (*mproc__fs_status_fn)(mproc_os_handle boot, int code);
+/* The fork server's loop on its control socket `ctl`; never returns. Protocol on ctl: the server
+ * first sends its pid (8 bytes, little-endian); each request is a u64 length and that many bytes,
+ * with the child's boot end and the handed descriptors attached; the reply is the child's pid
+ * (8 bytes; negative: -errno, the fork failed). The server exits at end of file on ctl. */
+void mproc__pal_forkserver_serve(mproc_os_handle ctl, mproc__fs_child_fn child_fn, mproc__fs_status_fn status_fn);
 
 /* Start a detached thread running fn(arg). 0 or an error. */
 int mproc__pal_thread_start(void (*fn)(void *), void *arg);

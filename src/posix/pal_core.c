@@ -181,3 +181,8 @@ int mproc__pal_self_exe(char **out) {
 }
 
 mproc_os_handle mproc__pal_std_handle(int which) { return (mproc_os_handle)which; }
+
+mproc__thread_state *mproc__pal_thread_state(void) {
+  static _Thread_local mproc__thread_state state; /* native TLS: no allocation, nothing to free */
+  return &state;
+}

@@ -225,3 +225,42 @@ mproc_os_handle mproc__pal_std_handle(int which) {
   HANDLE h = GetStdHandle(ids[which]);
   return (h == NULL || h == INVALID_HANDLE_VALUE) ? MPROC_NO_HANDLE : MPROC__OSH(h);
 }
+
+/* Per-thread error state in fiber-local storage, allocated on a thread's first use and freed by the FLS
+ * callback when the thread exits. MinGW's GCC has no native TLS (it emulates _Thread_local through
+ * libgcc and winpthread), and a static mproc must not make its users ship libwinpthread. The module is
+ * pinned once the callback is registered, so a DLL build can never be unloaded under a live callback. */
+static DWORD g_fls = FLS_OUT_OF_INDEXES;
+static INIT_ONCE g_fls_once = INIT_ONCE_STATIC_INIT;
+static mproc__thread_state g_fallback_state;
+
+static void WINAPI free_thread_state(void *p) { free(p); }
+
+static BOOL CALLBACK init_fls(PINIT_ONCE once, PVOID param, PVOID *ctx) {
+  (void)once;
+  (void)param;
+  (void)ctx;
+  g_fls = FlsAlloc(free_thread_state);
+  HMODULE self;
+  GetModuleHandleExW(GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS | GET_MODULE_HANDLE_EX_FLAG_PIN,
+                     (LPCWSTR)(void *)&free_thread_state, &self);
+  return TRUE;
+}
+
+mproc__thread_state *mproc__pal_thread_state(void) {
+  DWORD saved = GetLastError(); /* callers read GetLastError() around this: leave it untouched */
+  InitOnceExecuteOnce(&g_fls_once, init_fls, NULL, NULL);
+  mproc__thread_state *st = NULL;
+  if (g_fls != FLS_OUT_OF_INDEXES) {
+    st = (mproc__thread_state *)FlsGetValue(g_fls);
+    if (!st) {
+      st = (mproc__thread_state *)calloc(1, sizeof *st);
+      if (st && !FlsSetValue(g_fls, st)) {
+        free(st);
+        st = NULL;
+      }
+    }
+  }
+  SetLastError(saved);
+  return st ? st : &g_fallback_state;
+}

@@ -105,6 +105,12 @@ check_linkage() {
     deps="$(readelf -d "$exe" | sed -n 's/^.*(NEEDED).*\[\(.*\)\]$/\1/p')" || return 1
   fi
   echo "imports: $(echo $deps)"
+  if is_mingw "$v"; then
+    # mproc needs only the OS and the C runtime: no libwinpthread, libgcc or libstdc++ DLL
+    local extra
+    extra="$(grep -Eiv '^(KERNEL32|msvcrt|libmproc)\.dll$' <<<"$deps" || true)"
+    [[ -z "$extra" ]] || { echo "unexpected DLL imports: $(echo $extra)"; return 1; }
+  fi
   if is_shared "$v"; then
     grep -Eq '^libmproc\.(so\.0|dll)$' <<<"$deps" || { echo "expected an import of libmproc"; return 1; }
   else
@@ -159,10 +165,8 @@ pkgconfig_consumer() {
   echo "pkg-config ${pc[*]} mproc: $flags"
   mkdir -p "$dir" || return 1
   local exe="$dir/consumer-pc$(exe_suffix "$v")"
+  # No -static here: a plain link must need nothing beyond the OS and its C runtime (check_linkage).
   local link=()
-  # MinGW's posix-thread gcc implements mproc's thread-local storage with emutls, which imports
-  # libwinpthread-1.dll unless linked -static (the same flag the project's toolchain file uses).
-  if [[ "$v" == mingw-static ]]; then link+=(-static); fi
   # shellcheck disable=SC2086  # flags is a word list
   "$(cc_for "$v")" -std=c11 -Wall -Wextra -Werror "$here/main.c" $flags "${link[@]}" -o "$exe" || return 1
   check_linkage "$v" "$exe" || return 1
