@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -183,7 +184,8 @@ TEST(Run, CrashIsReportedInReturncode) {
 TEST(Run, TimeoutKillsReapsAndKeepsOutput) {
   Argv a({"out", "1000", "sleep", "60000"});
   mproc_completed r;
-  int rc = mproc_run(ptr(mproc_popen_opts{.argv = a.get(), .capture_output = true}), 300, &r);
+  // 3 s: room for a loaded machine (or wine) to start the child and let it write before the timeout
+  int rc = mproc_run(ptr(mproc_popen_opts{.argv = a.get(), .capture_output = true}), 3000, &r);
   EXPECT_EQ(rc, MPROC_ETIMEDOUT);
   EXPECT_NE(std::string(mproc_last_error()).find("timed out"), std::string::npos) << mproc_last_error();
   EXPECT_TRUE(r.timed_out);
@@ -727,16 +729,23 @@ TEST(Leak, HandleCountIsStableOverManyRuns) {
 TEST(Threads, ConcurrentSpawnsKeepTheirOwnPipes) {
   constexpr int kThreads = 4, kEach = 8;
   std::atomic<int> failures{0};
+  std::mutex mu;
+  std::string why;
   std::vector<std::thread> ts;
   for (int t = 0; t < kThreads; ++t) {
-    ts.emplace_back([t, &failures] {
+    ts.emplace_back([t, &failures, &mu, &why] {
       for (int i = 0; i < kEach; ++i) {
         std::string tag = std::to_string(t) + "-" + std::to_string(i);
         Captured c = run_helper({"print", tag, "echo"}, mproc_popen_opts{});
-        if (c.rc != 0 || c.out != tag) failures++;
+        if (c.rc != 0 || c.out != tag) {
+          failures++;
+          std::lock_guard<std::mutex> lock(mu);
+          why = "rc " + std::to_string(c.rc) + " (" + (c.rc ? mproc_last_error() : "") + "), returncode " +
+                std::to_string(c.returncode) + ", out '" + c.out + "', err '" + c.err + "', expected '" + tag + "'";
+        }
       }
     });
   }
   for (auto &th : ts) th.join();
-  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(failures.load(), 0) << "last failure: " << why;
 }

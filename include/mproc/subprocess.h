@@ -42,14 +42,18 @@ typedef enum mproc_stdio_mode {
  * Strings are UTF-8 and only read during the call that takes the struct. */
 typedef struct mproc_popen_opts {
   /* The program and its arguments, NULL-terminated. argv[0] names the program: a name without a
-   * directory separator is looked up in PATH (the PATH of `env`, if env replaces the environment,
-   * else the parent's), like Python's Popen. Exactly one of argv and command must be set. */
+   * directory separator is looked up in the PATH of the environment the child will get (env and
+   * env_extra applied; the parent's otherwise), like Python's Popen; with no PATH at all, the system
+   * directories (/bin:/usr/bin; Windows' system directories). On Windows ".exe" is tried for a name
+   * without an extension, and — unlike CreateProcess — neither the cwd nor the parent's own directory
+   * is searched; a '"' in argv[0] gives MPROC_EINVAL (Windows cannot represent it). Exactly one of argv
+   * and command must be set. */
   const char *const *argv;
   /* A shell command instead of argv (Python's shell=True): run as /bin/sh -c COMMAND on POSIX and as
    * %COMSPEC% /c COMMAND on Windows (cmd.exe if COMSPEC is unset). The command is passed unquoted. */
   const char *command;
-  /* The program file to run instead of the one argv[0] names; argv[0] is still passed to the program
-   * as its argv[0] (Python's executable=). With command: the shell to use. */
+  /* The program file to run instead of the one argv[0] names (looked up in PATH the same way); argv[0]
+   * is still passed to the program as its argv[0] (Python's executable=). With command: the shell. */
   const char *executable;
   /* The child's working directory; NULL keeps the parent's. A relative program path in argv[0] is
    * resolved relative to the PARENT's directory, as on both OSes' exec... calls. */
@@ -156,7 +160,8 @@ MPROC_API int mproc_popen_communicate(mproc_popen *p, const void *input, size_t 
 
 /* Streaming access to the pipes (when the stream was MPROC_PIPE and communicate is not used).
  * write: writes up to len bytes, waiting up to timeout_ms; *written says how many went (short on
- * timeout). MPROC_EPIPE if the child closed its end; MPROC_ETIMEDOUT if nothing could be written.
+ * timeout). MPROC_EPIPE if the child closed its end (*written still counts what went before);
+ * MPROC_ETIMEDOUT if nothing could be written.
  * read: which is 1 (stdout) or 2 (stderr); reads up to cap bytes, waiting up to timeout_ms for at least
  * one; *n = 0 with return 0 means end of file. MPROC_ETIMEDOUT if nothing arrived.
  * close_stdin: closes the parent's end of the stdin pipe so the child sees end of file.
