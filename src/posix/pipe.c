@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "../pal.h"
+#include "posix.h"
 
 /* Bytes a read asks for at once; captured output grows geometrically around it. */
 #define READ_CHUNK (256 * 1024)
@@ -26,7 +27,7 @@ int mproc__pal_pipe(bool child_writes, mproc_os_handle *parent_end, mproc_os_han
   int fds[2];
   *parent_end = *child_end = MPROC_NO_HANDLE;
   /* O_CLOEXEC at creation: another thread's spawn can never inherit either end. */
-  if (pipe2(fds, O_CLOEXEC) == -1) return mproc__fail_os(0, errno, "pipe2");
+  if (mproc__posix_pipe_cloexec(fds) == -1) return mproc__fail_os(0, errno, "pipe2");
   int parent = child_writes ? fds[0] : fds[1];
   int child = child_writes ? fds[1] : fds[0];
   /* The parent's end never blocks: reads and writes wait in poll with a deadline. The child's end

@@ -32,6 +32,7 @@
 #endif
 
 #include "../pal.h"
+#include "posix.h"
 
 extern char **environ;
 
@@ -326,7 +327,7 @@ fail:
 
 static int spawn_vfork(const mproc__spawn_req *req, spawn_plan *pl, pid_t *pid) {
   int ep[2];
-  if (pipe2(ep, O_CLOEXEC) == -1) return mproc__fail_os(0, errno, "spawn '%s': pipe2", pl->path);
+  if (mproc__posix_pipe_cloexec(ep) == -1) return mproc__fail_os(0, errno, "spawn '%s': pipe2", pl->path);
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old); /* no handler may run on the shared stack */
