@@ -7,7 +7,13 @@
  *     target: start() returns only then, so start errors are reported in the parent;
  *   - the parent's end is the sentinel on POSIX: it reaches end of file when the child has gone;
  *   - the child's end tells the child that the parent has gone (kill_on_parent_death).
- * Fork children close every boot end they inherited, so no child keeps another child's link open. */
+ * Fork children close every boot end they inherited, so no child keeps another child's link open.
+ *
+ * Under forkserver a server process (this program re-executed; its guard serves) forks the child on
+ * request: the parent sends it the spawn bootstrap message with the child's boot end and the handed
+ * connections attached, and the child answers "ok<pid>" on the boot link as under spawn. The server
+ * is the OS parent, so it reaps the child and writes "X<exitcode>" on the boot link (reap() reads it:
+ * the one place that learns that a child ended, either way). */
 #include "mproc/process.h"
 
 #include <stdio.h>
@@ -19,6 +25,7 @@
 #include "pal.h"
 
 #define SPAWN_FLAG "--mproc-spawn="
+#define FORKSERVER_FLAG "--mproc-forkserver="
 #define SPAWN_ENV "MPROC_SPAWN_CHILD"
 #define BOOT_MAGIC 0x6D70726Fu /* "mpro" */
 #define BOOT_VERSION 1u
@@ -46,6 +53,7 @@ struct mproc_process {
   bool started, closed, detached;
   mproc__child child;
   mproc_connection *boot; /* the parent's end of the boot link */
+  bool via_server;        /* forkserver: the server is the OS parent; the exit status comes on `boot` */
   struct mproc_process *next;
 };
 
@@ -62,6 +70,9 @@ static mproc_process *g_children; /* started and not destroyed (reaped or not) *
 static bool g_atexit_registered;
 static bool g_guard_ran;
 static mproc_os_handle g_parent_link = MPROC_NO_HANDLE; /* in a child: our end of the boot link */
+/* The fork server this process uses (under the global lock): our end of its control socket. */
+static mproc_os_handle g_fs_ctl = MPROC_NO_HANDLE;
+static mproc__child g_fs_child = {0, MPROC_NO_HANDLE, false, false, 0};
 
 /* ---- start methods and contexts ---------------------------------------------------------------- */
 
@@ -82,14 +93,9 @@ const char *mproc_start_method_name(mproc_start_method m) {
 static int method_available(mproc_start_method m) {
   if (m < MPROC_START_DEFAULT || m > MPROC_START_FORKSERVER)
     return mproc__fail(MPROC_EINVAL, "start method %d is not an mproc_start_method", (int)m);
-  if (m == MPROC_START_FORKSERVER)
-    return mproc__fail(MPROC_ENOTSUP, "the forkserver start method is not available in this version of mproc");
-  if (m == MPROC_START_FORK) {
-    int64_t pid;
-    (void)pid;
-    /* probe without forking: the PAL says ENOTSUP where fork does not exist */
-    if (!mproc__pal_fork_supported()) return mproc__fail(MPROC_ENOTSUP, "the fork start method does not exist on this OS");
-  }
+  /* probe without forking: the PAL says ENOTSUP where fork does not exist */
+  if ((m == MPROC_START_FORK || m == MPROC_START_FORKSERVER) && !mproc__pal_fork_supported())
+    return mproc__fail(MPROC_ENOTSUP, "the %s start method does not exist on this OS", mproc_start_method_name(m));
   return 0;
 }
 
@@ -144,10 +150,33 @@ static void free_process(mproc_process *p) {
   free(p);
 }
 
-/* Reap p if it has ended by the deadline. 0 (reaped), MPROC_ETIMEDOUT, or an error. */
+/* A forkserver child's end: the server writes "X<code>" on the boot link once it has reaped it. End
+ * of file without it means the server died first: the code is unknown, 255 (as CPython). */
+static int server_child_status(mproc_process *p, int64_t deadline) {
+  int64_t timeout = deadline == INT64_MAX ? MPROC_INFINITE : mproc__ms_until(deadline);
+  char *msg = NULL;
+  size_t len = 0;
+  int rc = mproc_connection_recv_bytes(p->boot, 64, timeout, &msg, &len);
+  if (rc == MPROC_ETIMEDOUT) return rc;
+  p->child.returncode = rc == 0 && len > 1 && msg[0] == 'X' ? atoi(msg + 1) : 255;
+  p->child.reaped = true;
+  mproc_free(msg);
+  return 0;
+}
+
+/* Reap p if it has ended by the deadline. 0 (reaped), MPROC_ETIMEDOUT, or an error. The one place
+ * that learns that a child ended: its OS parent (us) waits for it, or its fork server tells us. */
 static int reap(mproc_process *p, int64_t deadline) {
   if (p->child.reaped) return 0;
+  if (p->via_server) return server_child_status(p, deadline);
   return mproc__pal_wait(&p->child, deadline);
+}
+
+/* Signal p unless it is known to have ended (a forkserver child: check for its status first, since
+ * the server may have reaped it already and the pid may be reused). */
+static int signal_child(mproc_process *p, int sig) {
+  if (p->via_server) reap(p, 0);
+  return mproc__pal_signal(&p->child, sig);
 }
 
 /* At normal exit: terminate daemon children, then join every child (Python's _exit_function). */
@@ -157,7 +186,7 @@ static void at_exit(void) {
   mproc_process *list = g_children;
   mproc__pal_global_unlock();
   for (mproc_process *p = list; p; p = p->next)
-    if (!p->child.reaped && p->daemon) mproc__pal_signal(&p->child, MPROC_SIGTERM);
+    if (!p->child.reaped && p->daemon) signal_child(p, MPROC_SIGTERM);
   for (mproc_process *p = list; p; p = p->next) reap(p, INT64_MAX);
 }
 
@@ -355,24 +384,10 @@ static void child_finish_fork(int code) {
   mproc__pal_exit_now(code);
 }
 
-/* The guard in a spawned child: receive the bootstrap, find the target, acknowledge, run it, exit. */
-static void spawn_child_main(const char *flag) {
-  mproc__pal_unsetenv(SPAWN_ENV);
-  char *end = NULL;
-  long long hv = strtoll(flag + strlen(SPAWN_FLAG), &end, 10);
-  if (!end || *end) {
-    fprintf(stderr, "mproc: bad %s argument '%s'\n", SPAWN_FLAG, flag);
-    exit(EXIT_BOOT_FAILED);
-  }
-  mproc_connection *link = mproc__connection_wrap((mproc_os_handle)hv, true, true);
-  if (!link) exit(EXIT_BOOT_FAILED);
-  mproc__pal_set_cloexec(link->h, true);
-  char *msg = NULL;
-  size_t len = 0;
-  if (mproc_connection_recv_bytes(link, 0, MPROC_INFINITE, &msg, &len) != 0) {
-    fprintf(stderr, "mproc: spawned child could not receive its bootstrap: %s\n", mproc_last_error());
-    exit(EXIT_BOOT_FAILED);
-  }
+/* Run a child from its bootstrap message: find the target, acknowledge on the boot link ("ok" or an
+ * error), run it, end. `fds` NULL (spawn): the handed connections are the descriptor numbers in the
+ * message; else (forkserver) they are fds[i], received with the request. Never returns. */
+static void boot_run(mproc_connection *link, const char *msg, size_t len, const mproc_os_handle *fds, size_t nfds) {
   reader r = {(const unsigned char *)msg, len, 0, false};
   int rc = 0;
   void *fn = NULL;
@@ -385,38 +400,103 @@ static void spawn_child_main(const char *flag) {
   uint64_t flags = get_u64(&r);
   uint64_t nconn = get_u64(&r);
   if (!r.bad && nconn > (r.n - r.off) / 16) r.bad = true;
+  if (!r.bad && fds && nconn != nfds) r.bad = true;
   mproc_connection **conns = (mproc_connection **)calloc(nconn ? (size_t)nconn : 1, sizeof *conns);
   for (uint64_t i = 0; i < nconn && !r.bad && conns; ++i) {
     mproc_os_handle h = (mproc_os_handle)get_u64(&r);
     uint64_t cf = get_u64(&r);
+    if (fds) h = fds[i];
     conns[i] = mproc__connection_wrap(h, cf & 1, (cf >> 1) & 1);
     if (!conns[i]) r.bad = true;
     else mproc__pal_set_cloexec(h, true);
   }
   if (r.bad || !conns)
-    rc = mproc__fail(MPROC_ESYS, "spawned child: the bootstrap message from the parent is malformed");
+    rc = mproc__fail(MPROC_ESYS, "child: the bootstrap message from the parent is malformed");
   else
     rc = mproc__pal_fn_resolve(ref, reflen, &fn);
   if (rc) {
     char reply[1100];
     int n = snprintf(reply, sizeof reply, "E%d:%s", rc, mproc_last_error());
     mproc_connection_send_bytes(link, reply, (size_t)n, 0, MPROC_ALL);
+    fflush(NULL);
+    if (fds) mproc__pal_exit_now(EXIT_BOOT_FAILED);
     exit(EXIT_BOOT_FAILED);
   }
   set_identity(name ? name : "Process", ident ? ident : "", pname, ppid, flags & 1); /* kept for life */
   free(ident);
   g_parent_link = link->h;
-  if (mproc_connection_send_bytes(link, "ok", 2, 0, MPROC_ALL) != 0) exit(EXIT_BOOT_FAILED);
+  char ok[32] = "ok"; /* a forkserver child adds its pid: its parent may not have it from the server */
+  if (fds) snprintf(ok, sizeof ok, "ok%lld", (long long)mproc__pal_getpid());
+  if (mproc_connection_send_bytes(link, ok, strlen(ok), 0, MPROC_ALL) != 0) {
+    if (fds) mproc__pal_exit_now(EXIT_BOOT_FAILED);
+    exit(EXIT_BOOT_FAILED);
+  }
   if ((flags >> 1) & 1) mproc__pal_thread_start(parent_watch, link);
   mproc_args args = {arg, argsz, conns, (size_t)nconn};
   int code = ((mproc_target)fn)(&args);
+  if (fds) child_finish_fork(code); /* a fork of the server: the server's atexit handlers are not ours */
   fflush(NULL);
   exit(code); /* atexit: this child's own children are joined (at_exit is registered if it had any) */
+}
+
+/* The handle in a "--mproc-...=<handle>" argument of a re-executed child or server. */
+static mproc_os_handle flag_handle(const char *flag, const char *prefix) {
+  mproc__pal_unsetenv(SPAWN_ENV);
+  char *end = NULL;
+  long long hv = strtoll(flag + strlen(prefix), &end, 10);
+  if (!end || *end) {
+    fprintf(stderr, "mproc: bad %s argument '%s'\n", prefix, flag);
+    exit(EXIT_BOOT_FAILED);
+  }
+  return (mproc_os_handle)hv;
+}
+
+/* The guard in a spawned child: receive the bootstrap, then boot_run. */
+static void spawn_child_main(const char *flag) {
+  mproc_connection *link = mproc__connection_wrap(flag_handle(flag, SPAWN_FLAG), true, true);
+  if (!link) exit(EXIT_BOOT_FAILED);
+  mproc__pal_set_cloexec(link->h, true);
+  char *msg = NULL;
+  size_t len = 0;
+  if (mproc_connection_recv_bytes(link, 0, MPROC_INFINITE, &msg, &len) != 0) {
+    fprintf(stderr, "mproc: spawned child could not receive its bootstrap: %s\n", mproc_last_error());
+    exit(EXIT_BOOT_FAILED);
+  }
+  boot_run(link, msg, len, NULL, 0);
+}
+
+/* ---- the fork server (its side) ------------------------------------------------------------------ */
+
+/* In a child forked by the server. */
+static void server_child(mproc_os_handle boot, char *msg, size_t len, const mproc_os_handle *fds, size_t nfds) {
+  mproc_connection *link = mproc__connection_wrap(boot, true, true);
+  if (!link) mproc__pal_exit_now(EXIT_BOOT_FAILED);
+  boot_run(link, msg, len, fds, nfds);
+}
+
+/* In the server: a child ended; tell its parent on the boot link. */
+static void server_status(mproc_os_handle boot, int code) {
+  char buf[32];
+  int n = snprintf(buf, sizeof buf, "X%d", code);
+  mproc_connection *c = mproc__connection_wrap(boot, true, true);
+  if (!c) {
+    mproc__pal_close(boot);
+    return;
+  }
+  mproc_connection_send_bytes(c, buf, (size_t)n, 0, MPROC_ALL); /* the parent may have gone: no matter */
+  mproc_connection_destroy(c);
+}
+
+static void forkserver_main(const char *flag) {
+  mproc__pal_forkserver_serve(flag_handle(flag, FORKSERVER_FLAG), server_child, server_status);
+  mproc__pal_exit_now(EXIT_BOOT_FAILED);
 }
 
 int mproc_main_guard(int argc, char **argv) {
   g_guard_ran = true;
   if (argc >= 2 && argv && argv[1] && strncmp(argv[1], SPAWN_FLAG, strlen(SPAWN_FLAG)) == 0) spawn_child_main(argv[1]);
+  if (argc >= 2 && argv && argv[1] && strncmp(argv[1], FORKSERVER_FLAG, strlen(FORKSERVER_FLAG)) == 0)
+    forkserver_main(argv[1]);
   return 0;
 }
 
@@ -435,6 +515,11 @@ static int start_fork(mproc_process *p, mproc_os_handle child_end) {
     g_children = NULL;
     mproc__pal_close(g_parent_link);
     mproc__pal_close(p->boot->h);
+    if (g_fs_ctl != MPROC_NO_HANDLE) { /* our fork server is not the child's */
+      mproc__pal_close(g_fs_ctl);
+      g_fs_ctl = MPROC_NO_HANDLE;
+      mproc__pal_child_release(&g_fs_child);
+    }
     set_identity(p->name, p->ident, g_name, parent_pid, p->daemon);
     g_parent_link = child_end;
     if (p->kill_on_parent_death) {
@@ -509,6 +594,179 @@ static int start_spawn(mproc_process *p, mproc_os_handle child_end) {
   return rc;
 }
 
+/* ---- start: forkserver ----------------------------------------------------------------------- */
+
+static bool recv_all(mproc_os_handle h, void *buf, size_t n) {
+  for (size_t got = 0, k = 0; got < n; got += k)
+    if (mproc__pal_conn_recv(h, (char *)buf + got, n - got, INT64_MAX, &k) != 0 || k == 0) return false;
+  return true;
+}
+
+static bool recv_i64(mproc_os_handle h, int64_t *v) {
+  unsigned char b[8];
+  if (!recv_all(h, b, 8)) return false;
+  uint64_t u = 0;
+  for (int i = 0; i < 8; ++i) u |= (uint64_t)b[i] << (8 * i);
+  *v = (int64_t)u;
+  return true;
+}
+
+/* Forget a dead (or broken) server; reap it. Under the global lock. */
+static void server_drop(void) {
+  mproc__pal_close(g_fs_ctl);
+  g_fs_ctl = MPROC_NO_HANDLE;
+  if (g_fs_child.pid > 0) {
+    mproc__pal_signal(&g_fs_child, MPROC_SIGKILL);
+    mproc__pal_wait(&g_fs_child, INT64_MAX);
+  }
+  mproc__pal_child_release(&g_fs_child);
+  memset(&g_fs_child, 0, sizeof g_fs_child);
+  g_fs_child.handle = MPROC_NO_HANDLE;
+}
+
+/* Start the fork server: this program re-executed with FORKSERVER_FLAG; its guard says hello (its
+ * pid) on the control socket. Under the global lock. */
+static int server_start(void) {
+  mproc_os_handle mine, theirs;
+  int rc = mproc__pal_conn_pair(true, &mine, &theirs);
+  if (rc) return rc;
+  char *exe = NULL;
+  rc = mproc__pal_self_exe(&exe);
+  if (!rc) {
+    char flag[64];
+    snprintf(flag, sizeof flag, "%s%lld", FORKSERVER_FLAG, (long long)theirs);
+    const char *argv[] = {exe, flag, NULL};
+    const char *extra[] = {SPAWN_ENV "=1", NULL};
+    mproc__spawn_req req = {argv,  NULL,    NULL, NULL,  NULL, extra, {MPROC_NO_HANDLE, MPROC_NO_HANDLE, MPROC_NO_HANDLE},
+                            false, &theirs, 1,    false, false};
+    memset(&g_fs_child, 0, sizeof g_fs_child);
+    g_fs_child.handle = MPROC_NO_HANDLE;
+    rc = mproc__pal_spawn(&req, &g_fs_child);
+  }
+  free(exe);
+  mproc__pal_close(theirs);
+  if (rc) {
+    mproc__pal_close(mine);
+    return rc;
+  }
+  g_fs_ctl = mine;
+  int64_t hello = 0;
+  if (!recv_i64(mine, &hello) || hello != g_fs_child.pid) {
+    server_drop();
+    return mproc__fail(MPROC_ESTATE,
+                       "start: the fork server exited before serving: does the program's main() call "
+                       "mproc_main_guard(argc, argv) first?");
+  }
+  return 0;
+}
+
+/* One request to the server (started if needed; restarted once if it had died): the child's pid.
+ * *lost: the server died after the request reached it (it may have forked the child or not). */
+static int server_request(const mproc_process *p, const mproc__buf *req, const mproc_os_handle *fds, size_t nfds,
+                          int64_t *pid, bool *lost) {
+  *lost = false;
+  int rc = 0;
+  mproc__pal_global_lock();
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    if (g_fs_ctl == MPROC_NO_HANDLE && (rc = server_start()) != 0) break;
+    rc = mproc__pal_conn_send_fds(g_fs_ctl, req->data, req->len, fds, nfds);
+    if (rc == MPROC_EPIPE) { /* the server has died since the last start: nothing was delivered */
+      server_drop();
+      continue;
+    }
+    if (rc) break;
+    if (!recv_i64(g_fs_ctl, pid)) {
+      server_drop();
+      *lost = true;
+      rc = mproc__fail(MPROC_ESYS, "start '%s': the fork server died while starting it", p->name);
+    } else if (*pid <= 0) {
+      rc = mproc__fail(MPROC_ESYS, "start '%s': the fork server could not fork (errno %lld)", p->name, (long long)-*pid);
+    }
+    break;
+  }
+  mproc__pal_global_unlock();
+  return rc;
+}
+
+/* Receive one framed message without reading ahead (the exit status may follow it on the link and
+ * must stay there, so that the sentinel becomes readable when it arrives). */
+static int recv_one_frame(mproc_os_handle h, char *buf, size_t cap, size_t *len) {
+  unsigned char hdr[4];
+  if (!recv_all(h, hdr, 4)) return MPROC_EPIPE;
+  uint32_t n = (uint32_t)hdr[0] | (uint32_t)hdr[1] << 8 | (uint32_t)hdr[2] << 16 | (uint32_t)hdr[3] << 24;
+  if (n >= cap || !recv_all(h, buf, n)) return MPROC_EPIPE;
+  buf[n] = '\0';
+  *len = n;
+  return 0;
+}
+
+static int start_forkserver(mproc_process *p, mproc_os_handle child_end) {
+  if (p->nconns + 1 > MPROC__PAL_MAX_FDS) {
+    mproc__pal_close(child_end);
+    return mproc__fail(MPROC_EINVAL, "start '%s': at most %d connections can be handed to a forkserver child", p->name,
+                       MPROC__PAL_MAX_FDS - 1);
+  }
+  mproc__buf msg = {NULL, 0, 0};
+  int rc = put_u64(&msg, 0); /* the length, set below */
+  if (!rc) rc = boot_message(p, &msg);
+  if (!rc) {
+    uint64_t body = msg.len - 8;
+    for (int i = 0; i < 8; ++i) ((unsigned char *)msg.data)[i] = (unsigned char)(body >> (8 * i));
+  }
+  mproc_os_handle fds[MPROC__PAL_MAX_FDS];
+  for (size_t i = 0; i < p->nconns; ++i) fds[i + 1] = p->conns[i]->h;
+  char reply[1200];
+  size_t rlen = 0;
+  bool have_reply = false;
+  int64_t pid = 0;
+  for (int attempt = 0; !rc; ++attempt) {
+    bool lost = false;
+    fds[0] = child_end;
+    rc = server_request(p, &msg, fds, p->nconns + 1, &pid, &lost);
+    mproc__pal_close(child_end);
+    child_end = MPROC_NO_HANDLE;
+    if (rc == 0 || !lost) break;
+    /* The server died after the request reached it. If it forked the child, the child answers on the
+     * boot link (with its pid); end of file there means no process has the child's end. */
+    if (recv_one_frame(p->boot->h, reply, sizeof reply, &rlen) == 0) {
+      have_reply = true;
+      rc = 0;
+      break;
+    }
+    if (attempt) break;
+    mproc_os_handle parent_end;
+    if ((rc = mproc__pal_conn_pair(true, &parent_end, &child_end)) != 0) break;
+    mproc_connection *boot = mproc__connection_wrap(parent_end, true, true);
+    if (!boot) {
+      mproc__pal_close(parent_end);
+      rc = MPROC_ENOMEM;
+      break;
+    }
+    mproc_connection_destroy(p->boot);
+    p->boot = boot;
+  }
+  mproc__buf_free(&msg);
+  mproc__pal_close(child_end);
+  if (rc) return rc;
+  p->child.pid = pid;
+  p->via_server = true;
+  /* the child's answer, as under spawn */
+  if (!have_reply) rc = recv_one_frame(p->boot->h, reply, sizeof reply, &rlen);
+  if (rc == 0 && rlen >= 2 && memcmp(reply, "ok", 2) == 0) {
+    p->child.pid = atoll(reply + 2);
+    return 0;
+  }
+  reap(p, INT64_MAX);
+  if (rc == 0 && rlen > 1 && reply[0] == 'E') {
+    int code = atoi(reply + 1);
+    const char *colon = strchr(reply, ':');
+    return mproc__fail(code < 0 ? code : MPROC_ESYS, "start '%s': the forkserver child could not run the target: %s",
+                       p->name, colon ? colon + 1 : reply);
+  }
+  return mproc__fail(MPROC_ESYS, "start '%s': the forkserver child ended (code %d) before running its target", p->name,
+                     p->child.returncode);
+}
+
 int mproc_process_start(mproc_process *p) {
   if (!p) return mproc__fail(MPROC_EINVAL, "process_start: p is NULL");
   if (p->started) return mproc__fail(MPROC_ESTATE, "process_start: '%s' can only be started once", p->name);
@@ -541,7 +799,9 @@ int mproc_process_start(mproc_process *p) {
     g_atexit_registered = true;
     atexit(at_exit);
   }
-  rc = m == MPROC_START_FORK ? start_fork(p, child_end) : start_spawn(p, child_end);
+  rc = m == MPROC_START_FORK         ? start_fork(p, child_end)
+       : m == MPROC_START_FORKSERVER ? start_forkserver(p, child_end)
+                                     : start_spawn(p, child_end);
   if (m == MPROC_START_FORK) mproc__pal_close(child_end);
   if (rc) {
     mproc_connection_destroy(p->boot);
@@ -549,6 +809,7 @@ int mproc_process_start(mproc_process *p) {
     mproc__pal_child_release(&p->child);
     memset(&p->child, 0, sizeof p->child);
     p->child.handle = MPROC_NO_HANDLE;
+    p->via_server = false;
     return rc;
   }
   p->started = true;
@@ -575,7 +836,7 @@ static int send_sig(mproc_process *p, int sig, const char *call) {
   if (!p) return mproc__fail(MPROC_EINVAL, "%s: p is NULL", call);
   if (!p->started) return mproc__fail(MPROC_ESTATE, "%s: '%s' has not been started", call, p->name);
   p->child.signal_exitcodes = true;
-  return mproc__pal_signal(&p->child, sig);
+  return signal_child(p, sig);
 }
 
 int mproc_process_terminate(mproc_process *p) { return send_sig(p, MPROC_SIGTERM, "process_terminate"); }

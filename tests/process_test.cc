@@ -14,6 +14,11 @@
 #include "mproc.h"
 #include "test_util.h"
 
+#ifndef _WIN32
+#include <signal.h>
+#include <unistd.h>
+#endif
+
 using mproc_test::kWindows;
 using mproc_test::ptr;
 namespace fs = std::filesystem;
@@ -199,7 +204,7 @@ class ProcessTest : public ::testing::TestWithParam<mproc_start_method> {
 
 std::vector<mproc_start_method> methods() {
   if (kWindows) return {MPROC_START_SPAWN};
-  return {MPROC_START_FORK, MPROC_START_SPAWN};
+  return {MPROC_START_FORK, MPROC_START_SPAWN, MPROC_START_FORKSERVER};
 }
 
 }  // namespace
@@ -538,7 +543,7 @@ TEST(ProcessSpawn, TargetOutsideAnyModuleFailsInTheParent) {
 
 TEST(ProcessMethods, AvailabilityAndContexts) {
   EXPECT_EQ(mproc_get_start_method(), MPROC_START_SPAWN);  // the documented default
-  EXPECT_EQ(mproc_set_start_method(MPROC_START_FORKSERVER), MPROC_ENOTSUP);
+  EXPECT_EQ(mproc_set_start_method(MPROC_START_FORKSERVER), kWindows ? MPROC_ENOTSUP : 0);
   EXPECT_EQ(mproc_set_start_method((mproc_start_method)99), MPROC_EINVAL);
   EXPECT_EQ(mproc_set_start_method(MPROC_START_FORK), kWindows ? MPROC_ENOTSUP : 0);
   EXPECT_EQ(mproc_set_start_method(MPROC_START_DEFAULT), 0);
@@ -559,6 +564,92 @@ TEST(ProcessMethods, AvailabilityAndContexts) {
   EXPECT_EQ(code, 5);
   mproc_process_destroy(p);
 }
+
+#ifndef _WIN32
+// ---- forkserver (POSIX) ----
+
+// The OS parent (the fork server), then the logical parent as mproc reports it (as CPython: the
+// process that created the Process object), then waits for "go" on the same connection.
+int t_report_parents(const mproc_args *a) {
+  send_str(a->connections[0], std::to_string((long long)getppid()) + "|" + std::to_string(mproc_parent_process_pid()) +
+                                  "|" + mproc_parent_process_name());
+  return recv_str(a->connections[0]) == "go" ? 4 : 5;
+}
+
+struct Reported {
+  long long os_parent = 0;
+  std::string logical;
+};
+
+// Start a forkserver child running t_report_parents; *p and *a are its process and our connection end.
+Reported start_reporter(mproc_process **p, mproc_connection **a) {
+  mproc_connection *b = nullptr;
+  EXPECT_EQ(mproc_pipe(true, a, &b), 0);
+  mproc_connection *conns[] = {b};
+  EXPECT_EQ(mproc_process_create(p, ptr(mproc_process_opts{.target = t_report_parents, .connections = conns,
+                                                           .connection_count = 1,
+                                                           .start_method = MPROC_START_FORKSERVER})),
+            0);
+  int rc = mproc_process_start(*p);
+  EXPECT_EQ(rc, 0) << mproc_last_error();
+  mproc_connection_destroy(b);
+  if (rc) return {};
+  std::string got = recv_str(*a);
+  size_t bar = got.find('|');
+  return {atoll(got.substr(0, bar).c_str()), got.substr(bar + 1)};
+}
+
+int finish_reporter(mproc_process *p, mproc_connection *a) {
+  send_str(a, "go");
+  EXPECT_EQ(mproc_process_join(p, MPROC_INFINITE), 0);
+  int code = -1;
+  EXPECT_TRUE(mproc_process_exitcode(p, &code));
+  mproc_process_destroy(p);
+  mproc_connection_destroy(a);
+  return code;
+}
+
+TEST(ProcessForkserver, OneServerServesManyAndIsReplacedWhenItDies) {
+  const std::string logical = std::to_string(mproc_getpid()) + "|MainProcess";
+  mproc_process *p1, *p2;
+  mproc_connection *a1, *a2;
+  Reported r1 = start_reporter(&p1, &a1);
+  Reported r2 = start_reporter(&p2, &a2);
+  // both children were forked by one server, a process of its own; mproc's parent is the creator
+  EXPECT_EQ(r1.os_parent, r2.os_parent);
+  EXPECT_NE(r1.os_parent, (long long)mproc_getpid());
+  EXPECT_GT(r1.os_parent, 1);
+  EXPECT_EQ(r1.logical, logical);
+  EXPECT_EQ(r2.logical, logical);
+  EXPECT_EQ(finish_reporter(p1, a1), 4);
+
+  // The server dies while p2 runs: p2 goes on; its exit status is unknown then (255, as CPython).
+  ASSERT_EQ(kill((pid_t)r1.os_parent, SIGKILL), 0);
+  EXPECT_TRUE(mproc_process_is_alive(p2));
+  EXPECT_EQ(finish_reporter(p2, a2), 255);
+
+  // The next start starts a new server.
+  mproc_process *p3;
+  mproc_connection *a3;
+  Reported r3 = start_reporter(&p3, &a3);
+  EXPECT_NE(r3.os_parent, r1.os_parent);
+  EXPECT_GT(r3.os_parent, 1);
+  EXPECT_EQ(r3.logical, logical);
+  EXPECT_EQ(finish_reporter(p3, a3), 4);
+}
+
+TEST(ProcessForkserver, ServerKilledBetweenStartsIsReplaced) {
+  mproc_process *p;
+  mproc_connection *a;
+  Reported r1 = start_reporter(&p, &a);
+  EXPECT_EQ(finish_reporter(p, a), 4);
+  ASSERT_EQ(kill((pid_t)r1.os_parent, SIGKILL), 0);
+  // however far the server's death has gone by now, this start succeeds on a new server
+  Reported r2 = start_reporter(&p, &a);
+  EXPECT_NE(r2.os_parent, r1.os_parent);
+  EXPECT_EQ(finish_reporter(p, a), 4);
+}
+#endif
 
 TEST(ProcessSpawn, ForgottenGuardIsAClearErrorNotAForkBomb) {
   std::string helper = mproc_test::helper_path();

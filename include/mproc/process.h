@@ -21,7 +21,13 @@
  *                      its module and offset, and the child checks it runs the same binary.
  *   MPROC_START_FORK   (POSIX; MPROC_ENOTSUP on Windows) the child is a copy of the parent and runs the
  *                      target at once. Fast, but unsafe if the parent has other threads holding locks.
- *   MPROC_START_FORKSERVER  (POSIX) reserved: gives MPROC_ENOTSUP in this version.
+ *   MPROC_START_FORKSERVER  (POSIX; MPROC_ENOTSUP on Windows) a fork server, started on first use as a
+ *                      clean re-executed copy of the program (its main guard serves and never returns),
+ *                      forks each child on request: fork speed, without forking this (possibly
+ *                      multi-threaded) process. The child sees the server's memory (what the program set
+ *                      up before the guard), the argument bytes and the connections handed to it, like
+ *                      a spawned child. If the server dies, the next start starts a new one; a child
+ *                      whose server died before it ended gets exitcode 255 (as CPython).
  * Why spawn is the default: a program behaves the same on every platform (nothing is inherited by
  * accident, no fork-with-threads deadlocks), which is what a cross-platform program is tested for.
  * Choose fork explicitly where its speed matters and the parent is single-threaded.
@@ -50,8 +56,8 @@ typedef enum mproc_start_method {
 } mproc_start_method;
 
 /* set_start_method(): the method used by processes that do not choose one. MPROC_START_DEFAULT resets
- * it to the platform default (spawn). Errors: MPROC_ENOTSUP (fork or forkserver on Windows,
- * forkserver in this version), MPROC_EINVAL. Not thread-safe with concurrent starts. */
+ * it to the platform default (spawn). Errors: MPROC_ENOTSUP (fork or forkserver on Windows),
+ * MPROC_EINVAL. Not thread-safe with concurrent starts. */
 MPROC_API int mproc_set_start_method(mproc_start_method method);
 /* get_start_method(): the global method. */
 MPROC_API mproc_start_method mproc_get_start_method(void);
@@ -66,8 +72,8 @@ MPROC_API mproc_start_method mproc_context_start_method(const mproc_context *ctx
 
 /* What the target receives in the child. `data`/`size` are the argument bytes given at create (a
  * copy); `connections` are the connections handed to the child, in the order given, usable there
- * (under fork they are the parent's objects; under spawn they are recreated). The structure and
- * what it points to stay valid until the target returns. */
+ * (under fork they are the parent's objects; under spawn and forkserver they are recreated). The
+ * structure and what it points to stay valid until the target returns. */
 typedef struct mproc_args {
   const void *data;
   size_t size;
@@ -111,12 +117,14 @@ typedef struct mproc_process mproc_process;
 MPROC_API int mproc_process_create(mproc_process **out, const mproc_process_opts *opts);
 
 /* Process.start(). Returns once the child runs: under spawn, once its main guard has received the
- * target and found it. Errors: MPROC_ESTATE (started twice; a daemon starting a child; a spawned child
- * whose main guard has not run yet — the missing-guard protection against fork bombs), MPROC_ENOTSUP
- * (the method is not available here), MPROC_ENOENT (the target cannot be found again in the child:
- * not in a module of this program, or the binary differs), MPROC_ECLOSED (a handed connection is
- * closed), MPROC_ESYS / MPROC_ENOMEM. Under spawn, a program whose main does not call
- * mproc_main_guard first makes start fail with MPROC_ESTATE once that child exits.
+ * target and found it; under forkserver, once the child the server forked has found it. Errors:
+ * MPROC_ESTATE (started twice; a daemon starting a child; a spawned child whose main guard has not
+ * run yet — the missing-guard protection against fork bombs), MPROC_ENOTSUP (the method is not
+ * available here), MPROC_ENOENT (the target cannot be found again in the child: not in a module of
+ * this program, or the binary differs), MPROC_ECLOSED (a handed connection is closed), MPROC_EINVAL
+ * (forkserver: more than 63 handed connections), MPROC_ESYS / MPROC_ENOMEM. Under spawn and
+ * forkserver, a program whose main does not call mproc_main_guard first makes start fail with
+ * MPROC_ESTATE once that child (the server) exits.
  * Thread-safe with respect to other processes; one thread per process object. */
 MPROC_API int mproc_process_start(mproc_process *p);
 
@@ -160,7 +168,9 @@ MPROC_API mproc_os_handle mproc_process_sentinel(const mproc_process *p);
 MPROC_API const char *mproc_current_process_name(void);
 /* current_process().daemon */
 MPROC_API bool mproc_current_process_daemon(void);
-/* parent_process(): its pid and name inside an mproc child; 0 and NULL in the main process. */
+/* parent_process(): its pid and name inside an mproc child; 0 and NULL in the main process. Under
+ * forkserver this is the process that started the child (as CPython), not the server, which is the
+ * child's parent for the OS (getppid). */
 MPROC_API int64_t mproc_parent_process_pid(void);
 MPROC_API const char *mproc_parent_process_name(void);
 
