@@ -82,10 +82,14 @@ int t_interleaved(const mproc_args *a) {
 }
 
 // Starts a grandchild that reports its identity through the connection we were handed.
+// The argument, if any, is one byte: the start method for the grandchild (under forkserver the child
+// starts a fork server of its own).
 int t_start_grandchild(const mproc_args *a) {
   mproc_process *g = nullptr;
+  auto method = a->size ? (mproc_start_method)((const char *)a->data)[0] : MPROC_START_DEFAULT;
   if (mproc_process_create(&g, ptr(mproc_process_opts{.target = t_echo_identity, .arg = "g", .arg_size = 1,
-                                                       .connections = a->connections, .connection_count = 1})) != 0)
+                                                       .connections = a->connections, .connection_count = 1,
+                                                       .start_method = method})) != 0)
     return 10;
   int rc = mproc_process_start(g);
   if (rc != 0) {
@@ -321,7 +325,8 @@ TEST_P(ProcessTest, NamesPidsAndParentInTheChild) {
 
 TEST_P(ProcessTest, GrandchildIsNamedAfterItsParent) {
   mproc_connection *a = nullptr;
-  mproc_process *p = start_linked(t_start_grandchild, &a);
+  const char method = (char)GetParam();  // the grandchild is started the same way
+  mproc_process *p = start_linked(t_start_grandchild, &a, mproc_process_opts{.arg = &method, .arg_size = 1});
   ASSERT_NE(p, nullptr);
   std::string child = mproc_process_name(p);
   std::string got = recv_str(a);
