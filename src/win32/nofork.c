@@ -1,6 +1,6 @@
-/* The fork server's PAL functions where fork does not exist (Windows): the portable code reaches
+/* Windows PAL: the fork server's functions, which need fork: the portable code reaches
  * them only after mproc__pal_fork_supported() said true, so these only report MPROC_ENOTSUP. */
-#include "pal.h"
+#include "../pal.h"
 
 int mproc__pal_conn_send_fds(mproc_os_handle h, const void *buf, size_t len, const mproc_os_handle *fds, size_t nfds) {
   (void)h;
