@@ -128,6 +128,7 @@ typedef struct mproc__child {
   bool reaped;
   bool signal_exitcodes;  /* see MPROC__WIN_SIGNAL_EXIT_BASE */
   int returncode;         /* valid when reaped: exit status, or -signal (POSIX) / exit code (Windows) */
+  void *job;              /* Windows: the child's kill-on-close job object (mproc__pal_child_bind), or NULL */
 } mproc__child;
 
 /* (Processes) Make mproc__pal_signal end a Windows child with exit code 0x10000 | sig, which
@@ -191,6 +192,24 @@ int mproc__pal_fork(int64_t *pid);
 bool mproc__pal_fork_supported(void);
 /* End the calling process at once with `code`, running no atexit handler (_exit). */
 void mproc__pal_exit_now(int code);
+
+/* Kill on parent death, the operating system's part. The portable part, which works everywhere and
+ * for every start method, is the child's watchdog thread blocked on its end of the boot link
+ * (src/process.c); these add the kernel's own mechanism where it exists and is right:
+ *   - mproc__pal_child_bind, in the parent once a spawned child runs: Windows puts the child in a
+ *     kill-on-close job object of its own (held in child->job, closed by mproc__pal_child_release),
+ *     so the system kills it when the parent's last handle goes, however the parent ends. Child
+ *     processes of the child are not put in it (silent breakaway), as PR_SET_PDEATHSIG applies to the
+ *     child alone. Best effort (the watchdog remains); POSIX: nothing.
+ *   - mproc__pal_die_with_parent, in the child before its target runs: Linux sets PR_SET_PDEATHSIG
+ *     (SIGKILL), then ends at once if parent_pid is no longer its parent (it died before the call).
+ *     Only when by_main_thread: the kernel sends the signal when the *thread* that created the child
+ *     ends, so a child started from another thread would die with that thread. Elsewhere: nothing.
+ *   - mproc__pal_is_main_thread: whether the calling thread is the process's initial thread (Linux;
+ *     false where it cannot be told). */
+void mproc__pal_child_bind(mproc__child *child);
+void mproc__pal_die_with_parent(int64_t parent_pid, bool by_main_thread);
+bool mproc__pal_is_main_thread(void);
 
 /* Locate a function for re-execution: append an opaque reference (module path, offset, identity of
  * the binary) to out. MPROC_ENOENT if fn is not inside a module of this process. */

@@ -72,7 +72,7 @@ static bool g_guard_ran;
 static mproc_os_handle g_parent_link = MPROC_NO_HANDLE; /* in a child: our end of the boot link */
 /* The fork server this process uses (under the global lock): our end of its control socket. */
 static mproc_os_handle g_fs_ctl = MPROC_NO_HANDLE;
-static mproc__child g_fs_child = {0, MPROC_NO_HANDLE, false, false, 0};
+static mproc__child g_fs_child = {0, MPROC_NO_HANDLE, false, false, 0, NULL};
 
 /* ---- start methods and contexts ---------------------------------------------------------------- */
 
@@ -337,7 +337,10 @@ static int boot_message(const mproc_process *p, mproc__buf *b) {
   if (!rc) rc = put_str(b, p->ident);
   if (!rc) rc = put_str(b, g_name);
   if (!rc) rc = put_u64(b, (uint64_t)mproc__pal_getpid());
-  if (!rc) rc = put_u64(b, (uint64_t)p->daemon | (uint64_t)p->kill_on_parent_death << 1);
+  /* flags: daemon, kill_on_parent_death, started from the main thread (mproc__pal_die_with_parent) */
+  if (!rc)
+    rc = put_u64(b, (uint64_t)p->daemon | (uint64_t)p->kill_on_parent_death << 1 |
+                        (uint64_t)mproc__pal_is_main_thread() << 2);
   if (!rc) rc = put_u64(b, p->nconns);
   for (size_t i = 0; i < p->nconns && !rc; ++i) {
     const mproc_connection *c = p->conns[i];
@@ -422,6 +425,8 @@ static void boot_run(mproc_connection *link, const char *msg, size_t len, const 
     if (fds) mproc__pal_exit_now(EXIT_BOOT_FAILED);
     exit(EXIT_BOOT_FAILED);
   }
+  if ((flags >> 1) & 1) /* a forkserver child's OS parent is the server, whose one thread forked it */
+    mproc__pal_die_with_parent(fds ? mproc__pal_getppid() : ppid, fds ? true : (flags >> 2) & 1);
   set_identity(name ? name : "Process", ident ? ident : "", pname, ppid, flags & 1); /* kept for life */
   free(ident);
   g_parent_link = link->h;
@@ -505,6 +510,7 @@ int mproc_main_guard(int argc, char **argv) {
 static int start_fork(mproc_process *p, mproc_os_handle child_end) {
   fflush(NULL); /* what the parent buffered must not be printed twice */
   int64_t parent_pid = mproc__pal_getpid();
+  bool main_thread = p->kill_on_parent_death && mproc__pal_is_main_thread();
   int64_t pid = 0;
   int rc = mproc__pal_fork(&pid);
   if (rc) return rc;
@@ -523,6 +529,7 @@ static int start_fork(mproc_process *p, mproc_os_handle child_end) {
     set_identity(p->name, p->ident, g_name, parent_pid, p->daemon);
     g_parent_link = child_end;
     if (p->kill_on_parent_death) {
+      mproc__pal_die_with_parent(parent_pid, main_thread);
       mproc_connection *link = mproc__connection_wrap(child_end, true, true);
       if (link) mproc__pal_thread_start(parent_watch, link);
     }
@@ -552,6 +559,8 @@ static int start_spawn(mproc_process *p, mproc_os_handle child_end) {
     p->child.signal_exitcodes = true;
     rc = mproc__pal_spawn(&req, &p->child);
     p->child.signal_exitcodes = true;
+    /* before the bootstrap goes: the child cannot run its target outside the job */
+    if (!rc && p->kill_on_parent_death) mproc__pal_child_bind(&p->child);
   }
   free(pass);
   free(exe);

@@ -4,6 +4,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <thread>
+
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 
 #include "mproc.h"
 #include "test_util.h"
@@ -38,7 +43,53 @@ std::string slurp(FILE *f) {
   return s;
 }
 
+#ifdef __linux__
+int t_report_pdeathsig(const mproc_args *a) {
+  (void)a;
+  int sig = -1;
+  if (prctl(PR_GET_PDEATHSIG, &sig) != 0) return 100;
+  return sig;
+}
+
+// The exit code of a child running t_report_pdeathsig: the parent-death signal it was given.
+int pdeathsig_of_child(mproc_start_method m, mproc_option kill) {
+  mproc_process *p = nullptr;
+  if (mproc_process_create(&p, ptr(mproc_process_opts{.target = t_report_pdeathsig, .start_method = m,
+                                                      .kill_on_parent_death = kill})) != 0)
+    return -1000;
+  int code = -1001;
+  if (mproc_process_start(p) != 0 || mproc_process_join(p, MPROC_INFINITE) != 0 || !mproc_process_exitcode(p, &code))
+    code = -1002;
+  mproc_process_destroy(p);
+  return code;
+}
+#endif
+
 }  // namespace
+
+#ifdef __linux__
+// Kill on parent death uses the kernel's PR_SET_PDEATHSIG where it is right (beside the watchdog
+// thread, which the hard-kill test in process_test.cc covers): children started from the main thread.
+TEST(ProcessLinux, KillOnParentDeathSetsPdeathsigFromTheMainThread) {
+  for (mproc_start_method m : {MPROC_START_FORK, MPROC_START_SPAWN, MPROC_START_FORKSERVER}) {
+    SCOPED_TRACE(m);
+    EXPECT_EQ(pdeathsig_of_child(m, MPROC_OPTION_ON), SIGKILL);
+    EXPECT_EQ(pdeathsig_of_child(m, MPROC_OPTION_OFF), 0);
+  }
+}
+
+// The kernel sends the signal when the *thread* that created the child ends: a child started from a
+// short-lived thread must not get it (it would die with that thread); the watchdog alone guards it.
+// Under forkserver the server's single thread forks the child, so the signal is always right there.
+TEST(ProcessLinux, NoPdeathsigForChildrenStartedFromOtherThreads) {
+  for (mproc_start_method m : {MPROC_START_FORK, MPROC_START_SPAWN, MPROC_START_FORKSERVER}) {
+    SCOPED_TRACE(m);
+    int code = -1;
+    std::thread([&] { code = pdeathsig_of_child(m, MPROC_OPTION_ON); }).join();
+    EXPECT_EQ(code, m == MPROC_START_FORKSERVER ? SIGKILL : 0);
+  }
+}
+#endif
 
 TEST(ProcessFork, StdioBufferedBeforeStartIsNotWrittenTwice) {
   g_file = tmpfile();

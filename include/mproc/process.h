@@ -105,8 +105,12 @@ typedef struct mproc_process_opts {
   mproc_start_method start_method;              /* DEFAULT: the context's, else the global method */
   const mproc_context *context;                 /* NULL: no context */
   /* Beyond Python: kill the child if the parent dies in any way (killed, crashed). DEFAULT: on for
-   * daemon children, off otherwise. The child watches the parent from a small thread of its own
-   * (blocked in a read; no polling). */
+   * daemon children, off otherwise. Everywhere and under every start method the child watches the
+   * parent from a small thread of its own (blocked in a read on its boot link; no polling). The
+   * kernel's mechanisms are added where they are right: on Linux PR_SET_PDEATHSIG(SIGKILL), with a
+   * re-check of the parent, for children started from the main thread (the kernel ties the signal to
+   * the creating *thread*, so a child started from another thread would die with that thread; under
+   * forkserver the server's own thread creates it). */
   mproc_option kill_on_parent_death;
 } mproc_process_opts;
 

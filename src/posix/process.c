@@ -14,9 +14,14 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#endif
 
 #include "../pal.h"
 
@@ -168,6 +173,29 @@ int mproc__pal_fork(int64_t *pid) {
 }
 
 void mproc__pal_exit_now(int code) { _exit(code); }
+
+/* ---- kill on parent death (the kernel's part; see pal.h) ------------------------------------------ */
+
+void mproc__pal_child_bind(mproc__child *child) { (void)child; }
+
+bool mproc__pal_is_main_thread(void) {
+#ifdef __linux__
+  return (pid_t)syscall(SYS_gettid) == getpid();
+#else
+  return false;
+#endif
+}
+
+void mproc__pal_die_with_parent(int64_t parent_pid, bool by_main_thread) {
+#ifdef __linux__
+  if (!by_main_thread || prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) return; /* the watchdog alone */
+  /* The parent may have died before the prctl: then we have been re-parented and no signal comes. */
+  if ((int64_t)getppid() != parent_pid) _exit(1);
+#else
+  (void)parent_pid;
+  (void)by_main_thread;
+#endif
+}
 
 typedef struct thread_start {
   void (*fn)(void *);

@@ -49,6 +49,15 @@ void mproc__pal_exit_now(int code) {
   ExitProcess((UINT)code); /* not reached */
 }
 
+/* ---- kill on parent death (the system's part; see pal.h) ------------------------------------------ */
+
+void mproc__pal_child_bind(mproc__child *child) { (void)child; }
+void mproc__pal_die_with_parent(int64_t parent_pid, bool by_main_thread) {
+  (void)parent_pid;
+  (void)by_main_thread;
+}
+bool mproc__pal_is_main_thread(void) { return false; } /* not needed here: no thread-bound mechanism */
+
 typedef struct thread_start {
   void (*fn)(void *);
   void *arg;
