@@ -1,4 +1,5 @@
-/* Connections: length-prefixed messages over a PAL byte stream (socket pair / named pipe).
+/* Connections: length-prefixed messages over PAL byte streams (POSIX: a pipe each way; a socket pair
+ * for boot links; Windows: a named pipe).
  *
  * Frame: a 4-byte little-endian length, then the payload. Lengths of 0xFFFFFFFF or more are sent as
  * 0xFFFFFFFF followed by an 8-byte little-endian length (as CPython does), so messages of any size keep
@@ -14,33 +15,38 @@
 #define RBUF_SIZE (64 * 1024)
 #define SMALL_SEND (16 * 1024)
 
-static mproc_connection *conn_new(mproc_os_handle h, bool readable, bool writable) {
+void mproc__conn_end_close(mproc__conn_end *e) {
+  if (e->wr != e->rd) mproc__pal_close(e->wr);
+  mproc__pal_close(e->rd);
+  e->rd = e->wr = MPROC_NO_HANDLE;
+}
+
+mproc_connection *mproc__connection_wrap(mproc_os_handle rd, mproc_os_handle wr) {
   mproc_connection *c = (mproc_connection *)calloc(1, sizeof *c);
   if (!c) {
     mproc__fail(MPROC_ENOMEM, "connection: out of memory");
     return NULL;
   }
-  c->h = h;
-  c->readable = readable;
-  c->writable = writable;
+  c->rd = rd;
+  c->wr = wr;
+  c->readable = rd != MPROC_NO_HANDLE;
+  c->writable = wr != MPROC_NO_HANDLE;
   return c;
-}
-
-mproc_connection *mproc__connection_wrap(mproc_os_handle h, bool readable, bool writable) {
-  return conn_new(h, readable, writable);
 }
 
 int mproc_pipe(bool duplex, mproc_connection **a, mproc_connection **b) {
   if (!a || !b) return mproc__fail(MPROC_EINVAL, "pipe: a and b must not be NULL");
   *a = *b = NULL;
-  mproc_os_handle ha, hb;
-  int rc = mproc__pal_conn_pair(duplex, &ha, &hb);
+  mproc__conn_end ea, eb;
+  int rc = mproc__pal_conn_ends(duplex, &ea, &eb);
   if (rc) return rc;
-  *a = conn_new(ha, true, duplex);
-  *b = conn_new(hb, duplex, true);
+  *a = mproc__connection_wrap(ea.rd, ea.wr);
+  *b = mproc__connection_wrap(eb.rd, eb.wr);
   if (!*a || !*b) {
-    mproc_connection_destroy(*a);
-    mproc_connection_destroy(*b);
+    if (*a) mproc_connection_destroy(*a);
+    else mproc__conn_end_close(&ea);
+    if (*b) mproc_connection_destroy(*b);
+    else mproc__conn_end_close(&eb);
     *a = *b = NULL;
     return MPROC_ENOMEM;
   }
@@ -49,7 +55,7 @@ int mproc_pipe(bool duplex, mproc_connection **a, mproc_connection **b) {
 
 static int usable(const mproc_connection *c, bool want_read, const char *call) {
   if (!c) return mproc__fail(MPROC_EINVAL, "%s: connection is NULL", call);
-  if (c->h == MPROC_NO_HANDLE) return mproc__fail(MPROC_ECLOSED, "%s: the connection is closed", call);
+  if (mproc_connection_closed(c)) return mproc__fail(MPROC_ECLOSED, "%s: the connection is closed", call);
   if (want_read && !c->readable)
     return mproc__fail(MPROC_ESTATE, "%s: this end of the pipe is send-only (Pipe(duplex=false))", call);
   if (!want_read && !c->writable)
@@ -83,9 +89,13 @@ int mproc_connection_send_bytes(mproc_connection *c, const void *buf, size_t buf
   const char *payload = size ? (const char *)buf + offset : NULL;
   if (size <= SMALL_SEND) { /* one contiguous write: one system call, one wake-up of the reader */
     if (size) memcpy(small + hl, payload, size);
-    return mproc__pal_conn_send(c->h, small, hl + size, NULL, 0);
+    return mproc__pal_conn_send(c->wr, small, hl + size, NULL, 0);
   }
-  return mproc__pal_conn_send(c->h, small, hl, payload, size);
+  if (!c->grown) {
+    c->grown = true;
+    mproc__pal_conn_grow(c->wr);
+  }
+  return mproc__pal_conn_send(c->wr, small, hl, payload, size);
 }
 
 /* ---- receiving ---------------------------------------------------------------------------- */
@@ -108,7 +118,7 @@ static int fill(mproc_connection *c, int64_t deadline) {
     c->rpos = 0;
   }
   size_t n = 0;
-  int rc = mproc__pal_conn_recv(c->h, c->rbuf + c->rlen, c->rcap - c->rlen, deadline, &n);
+  int rc = mproc__pal_conn_recv(c->rd, c->rbuf + c->rlen, c->rcap - c->rlen, deadline, &n);
   if (rc) return rc;
   if (n == 0)
     c->eof = true;
@@ -160,7 +170,7 @@ static int read_payload(mproc_connection *c, char *dst) {
   size_t done = take;
   while (done < need) { /* the rest straight into the destination: no double copy of large messages */
     size_t n = 0;
-    int rc = mproc__pal_conn_recv(c->h, dst + done, (size_t)(need - done), INT64_MAX, &n);
+    int rc = mproc__pal_conn_recv(c->rd, dst + done, (size_t)(need - done), INT64_MAX, &n);
     if (rc) return rc;
     if (n == 0) {
       c->eof = true;
@@ -224,7 +234,7 @@ int mproc_connection_poll(mproc_connection *c, int64_t timeout_ms) {
   int rc = usable(c, true, "poll");
   if (rc) return rc;
   if (mproc__connection_buffered(c)) return 0;
-  mproc__wait_item it = {c->h, MPROC__WAIT_CONN};
+  mproc__wait_item it = {c->rd, MPROC__WAIT_CONN};
   bool ready = false;
   rc = mproc__pal_wait_ready(&it, 1, mproc__deadline_from_timeout(timeout_ms), &ready);
   if (rc == MPROC_ETIMEDOUT) return mproc__fail(rc, "poll: nothing to receive within %lld ms", (long long)timeout_ms);
@@ -235,8 +245,9 @@ int mproc_connection_poll(mproc_connection *c, int64_t timeout_ms) {
 
 int mproc_connection_close(mproc_connection *c) {
   if (!c) return mproc__fail(MPROC_EINVAL, "close: connection is NULL");
-  mproc__pal_close(c->h);
-  c->h = MPROC_NO_HANDLE;
+  mproc__conn_end e = {c->rd, c->wr};
+  mproc__conn_end_close(&e);
+  c->rd = c->wr = MPROC_NO_HANDLE;
   free(c->rbuf);
   c->rbuf = NULL;
   c->rpos = c->rlen = c->rcap = 0;
@@ -249,7 +260,12 @@ void mproc_connection_destroy(mproc_connection *c) {
   free(c);
 }
 
-bool mproc_connection_closed(const mproc_connection *c) { return !c || c->h == MPROC_NO_HANDLE; }
+bool mproc_connection_closed(const mproc_connection *c) {
+  return !c || (c->rd == MPROC_NO_HANDLE && c->wr == MPROC_NO_HANDLE);
+}
 bool mproc_connection_readable(const mproc_connection *c) { return c && c->readable; }
 bool mproc_connection_writable(const mproc_connection *c) { return c && c->writable; }
-mproc_os_handle mproc_connection_handle(const mproc_connection *c) { return c ? c->h : MPROC_NO_HANDLE; }
+mproc_os_handle mproc_connection_handle(const mproc_connection *c) {
+  return !c ? MPROC_NO_HANDLE : c->rd != MPROC_NO_HANDLE ? c->rd : c->wr;
+}
+mproc_os_handle mproc_connection_send_handle(const mproc_connection *c) { return c ? c->wr : MPROC_NO_HANDLE; }

@@ -6,8 +6,12 @@
 #include "pal.h"
 
 struct mproc_connection {
-  mproc_os_handle h;
+  /* The handle messages arrive on and the one they leave on: the same handle when one does both (a
+   * socket pair's end; a Windows pipe), two when each direction has a pipe of its own (POSIX Pipe()),
+   * MPROC_NO_HANDLE for a direction the end lacks or once closed. */
+  mproc_os_handle rd, wr;
   bool readable, writable;
+  bool grown; /* mproc__pal_conn_grow was called for wr */
   /* receive side: bytes read ahead of the current message */
   char *rbuf;
   size_t rpos, rlen, rcap;
@@ -16,8 +20,12 @@ struct mproc_connection {
   uint64_t msg_len;  /* ... and this is its length (kept when a receive is refused for its size) */
 };
 
-/* Wrap an existing handle (a connection end received by a spawned child). NULL with an error set. */
-mproc_connection *mproc__connection_wrap(mproc_os_handle h, bool readable, bool writable);
+/* Wrap existing handles (see rd / wr above; rd == wr for a single-handle end such as a boot link).
+ * NULL with an error set. */
+mproc_connection *mproc__connection_wrap(mproc_os_handle rd, mproc_os_handle wr);
+
+/* Close both handles of an end (once when they are the same), leaving MPROC_NO_HANDLE. */
+void mproc__conn_end_close(mproc__conn_end *e);
 
 /* Whether a receive would not block: buffered bytes or end of file already seen. */
 bool mproc__connection_buffered(const mproc_connection *c);

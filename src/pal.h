@@ -154,12 +154,30 @@ void mproc__pal_child_release(mproc__child *child);
 
 /* ---- connections (message pipes) ------------------------------------------------------------- */
 
-/* A connected pair. duplex: both ends read and write; else *a only reads and *b only writes. Both
- * close-on-exec / non-inheritable. POSIX: socketpair(AF_UNIX, SOCK_STREAM). */
+/* One end of a Pipe(): the handle it receives on and the one it sends on; the same handle when one
+ * does both, MPROC_NO_HANDLE for a direction the end lacks. */
+typedef struct mproc__conn_end {
+  mproc_os_handle rd, wr;
+} mproc__conn_end;
+/* The two ends of a Pipe(duplex). duplex: both ends receive and send; else a only receives and b only
+ * sends. All handles close-on-exec / non-inheritable, blocking.
+ * POSIX: pipes, one each way for duplex (rd != wr): a one-byte round trip over pipes costs about half
+ * of one over a Unix socket pair on Linux, and no descriptor passing is needed on them.
+ * Windows: the overlapped named pipe of mproc__pal_conn_pair (rd == wr). */
+int mproc__pal_conn_ends(bool duplex, mproc__conn_end *a, mproc__conn_end *b);
+/* A connected pair with one handle for both directions on each side: boot links and the fork server's
+ * control link (descriptors travel over it with mproc__pal_conn_send_fds). duplex: both ends read and
+ * write; else *a only reads and *b only writes. Close-on-exec / non-inheritable.
+ * POSIX: socketpair(AF_UNIX, SOCK_STREAM); Windows: an overlapped named pipe. */
 int mproc__pal_conn_pair(bool duplex, mproc_os_handle *a, mproc_os_handle *b);
-/* Send all of p1[0..n1) then p2[0..n2) (either may be empty), waiting as long as it takes.
- * MPROC_EPIPE if the peer has closed (never SIGPIPE); EINTR retried. */
+/* Send all of p1[0..n1) then p2[0..n2) (either may be empty) on a handle of either kind above,
+ * waiting as long as it takes. MPROC_EPIPE if the peer has closed (never SIGPIPE); EINTR retried. */
 int mproc__pal_conn_send(mproc_os_handle h, const void *p1, size_t n1, const void *p2, size_t n2);
+/* A large message is about to be sent on h (the first on its connection): POSIX grows a pipe to
+ * 1 MiB (F_SETPIPE_SZ, Linux) so that bulk transfers take a sixteenth of the wake-ups; only the
+ * connections that carry large messages pay for the memory. Best effort. Windows: nothing (the
+ * pipe's buffer is set at creation). */
+void mproc__pal_conn_grow(mproc_os_handle h);
 /* Receive between 1 and cap bytes, waiting up to the deadline; *n = 0 with 0 means end of file;
  * MPROC_ETIMEDOUT if nothing arrived. */
 int mproc__pal_conn_recv(mproc_os_handle h, void *buf, size_t cap, int64_t deadline_ns, size_t *n);
@@ -220,8 +238,8 @@ int mproc__pal_fn_resolve(const void *ref, size_t len, void **fn);
 
 /* ---- the fork server (only where fork exists: src/posix/forkserver.c; src/pal_nofork.c elsewhere) --- */
 
-/* At most this many descriptors go with one message. */
-#define MPROC__PAL_MAX_FDS 64
+/* At most this many descriptors go with one message (Linux's SCM_MAX_FD). */
+#define MPROC__PAL_MAX_FDS 253
 /* Send buf[0..len) (len >= 1) on a connection handle with fds attached (SCM_RIGHTS): the peer
  * receives copies of them. MPROC_EPIPE if the peer has closed; MPROC_ENOTSUP without fork. */
 int mproc__pal_conn_send_fds(mproc_os_handle h, const void *buf, size_t len, const mproc_os_handle *fds, size_t nfds);

@@ -28,7 +28,7 @@
 #define FORKSERVER_FLAG "--mproc-forkserver="
 #define SPAWN_ENV "MPROC_SPAWN_CHILD"
 #define BOOT_MAGIC 0x6D70726Fu /* "mpro" */
-#define BOOT_VERSION 1u
+#define BOOT_VERSION 2u
 #define EXIT_BOOT_FAILED 70 /* a spawned child that could not start its target */
 
 struct mproc_context {
@@ -343,11 +343,27 @@ static int boot_message(const mproc_process *p, mproc__buf *b) {
                         (uint64_t)mproc__pal_is_main_thread() << 2);
   if (!rc) rc = put_u64(b, p->nconns);
   for (size_t i = 0; i < p->nconns && !rc; ++i) {
-    const mproc_connection *c = p->conns[i];
-    rc = put_u64(b, (uint64_t)c->h);
-    if (!rc) rc = put_u64(b, (uint64_t)c->readable | (uint64_t)c->writable << 1);
+    rc = put_u64(b, (uint64_t)p->conns[i]->rd);
+    if (!rc) rc = put_u64(b, (uint64_t)p->conns[i]->wr);
   }
   return rc;
+}
+
+/* The distinct handles of the connections handed to p, in order (each one's rd, then its wr when it is
+ * another handle): what a spawned child must be given, and what goes to the fork server. out NULL:
+ * only count them. */
+static size_t handed_handles(const mproc_process *p, mproc_os_handle *out) {
+  size_t n = 0;
+  for (size_t i = 0; i < p->nconns; ++i) {
+    const mproc_connection *c = p->conns[i];
+    mproc_os_handle h[2] = {c->rd, c->wr != c->rd ? c->wr : MPROC_NO_HANDLE};
+    for (int k = 0; k < 2; ++k)
+      if (h[k] != MPROC_NO_HANDLE) {
+        if (out) out[n] = h[k];
+        ++n;
+      }
+  }
+  return n;
 }
 
 /* ---- the child side ------------------------------------------------------------------------------- */
@@ -360,7 +376,7 @@ static void parent_watch(void *arg) {
     if (mproc_connection_poll(link, MPROC_INFINITE) != 0) break;
     char buf[64];
     size_t n = 0;
-    int rc = mproc__pal_conn_recv(link->h, buf, sizeof buf, INT64_MAX, &n);
+    int rc = mproc__pal_conn_recv(link->rd, buf, sizeof buf, INT64_MAX, &n);
     if (rc || n == 0) break; /* end of file (or the link broke): the parent is gone */
   }
   mproc__pal_exit_now(1);
@@ -403,16 +419,24 @@ static void boot_run(mproc_connection *link, const char *msg, size_t len, const 
   uint64_t flags = get_u64(&r);
   uint64_t nconn = get_u64(&r);
   if (!r.bad && nconn > (r.n - r.off) / 16) r.bad = true;
-  if (!r.bad && fds && nconn != nfds) r.bad = true;
   mproc_connection **conns = (mproc_connection **)calloc(nconn ? (size_t)nconn : 1, sizeof *conns);
+  size_t used = 0; /* forkserver: the descriptors came in the order of handed_handles() */
   for (uint64_t i = 0; i < nconn && !r.bad && conns; ++i) {
-    mproc_os_handle h = (mproc_os_handle)get_u64(&r);
-    uint64_t cf = get_u64(&r);
-    if (fds) h = fds[i];
-    conns[i] = mproc__connection_wrap(h, cf & 1, (cf >> 1) & 1);
-    if (!conns[i]) r.bad = true;
-    else mproc__pal_set_cloexec(h, true);
+    mproc_os_handle rd = (mproc_os_handle)get_u64(&r), wr = (mproc_os_handle)get_u64(&r);
+    if (fds) {
+      bool one = rd == wr;
+      if (rd != MPROC_NO_HANDLE) rd = used < nfds ? fds[used++] : MPROC_NO_HANDLE;
+      if (wr != MPROC_NO_HANDLE) wr = one ? rd : used < nfds ? fds[used++] : MPROC_NO_HANDLE;
+    }
+    conns[i] = mproc__connection_wrap(rd, wr);
+    if (!conns[i] || mproc_connection_closed(conns[i])) {
+      r.bad = true;
+      continue;
+    }
+    mproc__pal_set_cloexec(rd, true);
+    if (wr != rd) mproc__pal_set_cloexec(wr, true);
   }
+  if (!r.bad && fds && used != nfds) r.bad = true;
   if (r.bad || !conns)
     rc = mproc__fail(MPROC_ESYS, "child: the bootstrap message from the parent is malformed");
   else
@@ -429,7 +453,7 @@ static void boot_run(mproc_connection *link, const char *msg, size_t len, const 
     mproc__pal_die_with_parent(fds ? mproc__pal_getppid() : ppid, fds ? true : (flags >> 2) & 1);
   set_identity(name ? name : "Process", ident ? ident : "", pname, ppid, flags & 1); /* kept for life */
   free(ident);
-  g_parent_link = link->h;
+  g_parent_link = link->rd;
   char ok[32] = "ok"; /* a forkserver child adds its pid: its parent may not have it from the server */
   if (fds) snprintf(ok, sizeof ok, "ok%lld", (long long)mproc__pal_getpid());
   if (mproc_connection_send_bytes(link, ok, strlen(ok), 0, MPROC_ALL) != 0) {
@@ -458,9 +482,10 @@ static mproc_os_handle flag_handle(const char *flag, const char *prefix) {
 
 /* The guard in a spawned child: receive the bootstrap, then boot_run. */
 static void spawn_child_main(const char *flag) {
-  mproc_connection *link = mproc__connection_wrap(flag_handle(flag, SPAWN_FLAG), true, true);
+  mproc_os_handle h = flag_handle(flag, SPAWN_FLAG);
+  mproc_connection *link = mproc__connection_wrap(h, h);
   if (!link) exit(EXIT_BOOT_FAILED);
-  mproc__pal_set_cloexec(link->h, true);
+  mproc__pal_set_cloexec(h, true);
   char *msg = NULL;
   size_t len = 0;
   if (mproc_connection_recv_bytes(link, 0, MPROC_INFINITE, &msg, &len) != 0) {
@@ -474,7 +499,7 @@ static void spawn_child_main(const char *flag) {
 
 /* In a child forked by the server. */
 static void server_child(mproc_os_handle boot, char *msg, size_t len, const mproc_os_handle *fds, size_t nfds) {
-  mproc_connection *link = mproc__connection_wrap(boot, true, true);
+  mproc_connection *link = mproc__connection_wrap(boot, boot);
   if (!link) mproc__pal_exit_now(EXIT_BOOT_FAILED);
   boot_run(link, msg, len, fds, nfds);
 }
@@ -483,7 +508,7 @@ static void server_child(mproc_os_handle boot, char *msg, size_t len, const mpro
 static void server_status(mproc_os_handle boot, int code) {
   char buf[32];
   int n = snprintf(buf, sizeof buf, "X%d", code);
-  mproc_connection *c = mproc__connection_wrap(boot, true, true);
+  mproc_connection *c = mproc__connection_wrap(boot, boot);
   if (!c) {
     mproc__pal_close(boot);
     return;
@@ -517,10 +542,10 @@ static int start_fork(mproc_process *p, mproc_os_handle child_end) {
   if (pid == 0) { /* the child */
     /* close every link of our parent's other children, and our parent's own link to its parent */
     for (mproc_process *q = g_children; q; q = q->next)
-      if (q->boot) mproc__pal_close(q->boot->h);
+      if (q->boot) mproc__pal_close(q->boot->rd); /* links: one handle */
     g_children = NULL;
     mproc__pal_close(g_parent_link);
-    mproc__pal_close(p->boot->h);
+    mproc__pal_close(p->boot->rd);
     if (g_fs_ctl != MPROC_NO_HANDLE) { /* our fork server is not the child's */
       mproc__pal_close(g_fs_ctl);
       g_fs_ctl = MPROC_NO_HANDLE;
@@ -530,7 +555,7 @@ static int start_fork(mproc_process *p, mproc_os_handle child_end) {
     g_parent_link = child_end;
     if (p->kill_on_parent_death) {
       mproc__pal_die_with_parent(parent_pid, main_thread);
-      mproc_connection *link = mproc__connection_wrap(child_end, true, true);
+      mproc_connection *link = mproc__connection_wrap(child_end, child_end);
       if (link) mproc__pal_thread_start(parent_watch, link);
     }
     mproc_args args = {p->arg, p->arg_size, p->conns, p->nconns};
@@ -545,7 +570,7 @@ static int start_spawn(mproc_process *p, mproc_os_handle child_end) {
   int rc = boot_message(p, &msg);
   char *exe = NULL;
   if (!rc) rc = mproc__pal_self_exe(&exe);
-  mproc_os_handle *pass = (mproc_os_handle *)calloc(p->nconns + 1, sizeof *pass);
+  mproc_os_handle *pass = (mproc_os_handle *)calloc(2 * p->nconns + 1, sizeof *pass);
   if (!rc && !pass) rc = mproc__fail(MPROC_ENOMEM, "start: out of memory");
   if (!rc) {
     char flag[64];
@@ -553,9 +578,9 @@ static int start_spawn(mproc_process *p, mproc_os_handle child_end) {
     const char *argv[] = {exe, flag, NULL};
     const char *extra[] = {SPAWN_ENV "=1", NULL};
     pass[0] = child_end;
-    for (size_t i = 0; i < p->nconns; ++i) pass[i + 1] = p->conns[i]->h;
-    mproc__spawn_req req = {argv,  NULL,  NULL,  NULL,         NULL, extra, {MPROC_NO_HANDLE, MPROC_NO_HANDLE, MPROC_NO_HANDLE},
-                            false, pass,  p->nconns + 1, false, false};
+    size_t npass = 1 + handed_handles(p, pass + 1);
+    mproc__spawn_req req = {argv,  NULL, NULL,  NULL,  NULL, extra, {MPROC_NO_HANDLE, MPROC_NO_HANDLE, MPROC_NO_HANDLE},
+                            false, pass, npass, false, false};
     p->child.signal_exitcodes = true;
     rc = mproc__pal_spawn(&req, &p->child);
     p->child.signal_exitcodes = true;
@@ -710,11 +735,16 @@ static int recv_one_frame(mproc_os_handle h, char *buf, size_t cap, size_t *len)
 }
 
 static int start_forkserver(mproc_process *p, mproc_os_handle child_end) {
-  if (p->nconns + 1 > MPROC__PAL_MAX_FDS) {
+  mproc_os_handle fds[MPROC__PAL_MAX_FDS];
+  size_t need = handed_handles(p, NULL);
+  if (need + 1 > MPROC__PAL_MAX_FDS) {
     mproc__pal_close(child_end);
-    return mproc__fail(MPROC_EINVAL, "start '%s': at most %d connections can be handed to a forkserver child", p->name,
-                       MPROC__PAL_MAX_FDS - 1);
+    return mproc__fail(MPROC_EINVAL,
+                       "start '%s': the handed connections need %zu descriptors, a forkserver child can be given "
+                       "at most %d (a duplex connection takes two on POSIX)",
+                       p->name, need, MPROC__PAL_MAX_FDS - 1);
   }
+  size_t nfds = 1 + handed_handles(p, fds + 1);
   mproc__buf msg = {NULL, 0, 0};
   int rc = put_u64(&msg, 0); /* the length, set below */
   if (!rc) rc = boot_message(p, &msg);
@@ -722,8 +752,6 @@ static int start_forkserver(mproc_process *p, mproc_os_handle child_end) {
     uint64_t body = msg.len - 8;
     for (int i = 0; i < 8; ++i) ((unsigned char *)msg.data)[i] = (unsigned char)(body >> (8 * i));
   }
-  mproc_os_handle fds[MPROC__PAL_MAX_FDS];
-  for (size_t i = 0; i < p->nconns; ++i) fds[i + 1] = p->conns[i]->h;
   char reply[1200];
   size_t rlen = 0;
   bool have_reply = false;
@@ -731,13 +759,13 @@ static int start_forkserver(mproc_process *p, mproc_os_handle child_end) {
   for (int attempt = 0; !rc; ++attempt) {
     bool lost = false;
     fds[0] = child_end;
-    rc = server_request(p, &msg, fds, p->nconns + 1, &pid, &lost);
+    rc = server_request(p, &msg, fds, nfds, &pid, &lost);
     mproc__pal_close(child_end);
     child_end = MPROC_NO_HANDLE;
     if (rc == 0 || !lost) break;
     /* The server died after the request reached it. If it forked the child, the child answers on the
      * boot link (with its pid); end of file there means no process has the child's end. */
-    if (recv_one_frame(p->boot->h, reply, sizeof reply, &rlen) == 0) {
+    if (recv_one_frame(p->boot->rd, reply, sizeof reply, &rlen) == 0) {
       have_reply = true;
       rc = 0;
       break;
@@ -745,7 +773,7 @@ static int start_forkserver(mproc_process *p, mproc_os_handle child_end) {
     if (attempt) break;
     mproc_os_handle parent_end;
     if ((rc = mproc__pal_conn_pair(true, &parent_end, &child_end)) != 0) break;
-    mproc_connection *boot = mproc__connection_wrap(parent_end, true, true);
+    mproc_connection *boot = mproc__connection_wrap(parent_end, parent_end);
     if (!boot) {
       mproc__pal_close(parent_end);
       rc = MPROC_ENOMEM;
@@ -760,7 +788,7 @@ static int start_forkserver(mproc_process *p, mproc_os_handle child_end) {
   p->child.pid = pid;
   p->via_server = true;
   /* the child's answer, as under spawn */
-  if (!have_reply) rc = recv_one_frame(p->boot->h, reply, sizeof reply, &rlen);
+  if (!have_reply) rc = recv_one_frame(p->boot->rd, reply, sizeof reply, &rlen);
   if (rc == 0 && rlen >= 2 && memcmp(reply, "ok", 2) == 0) {
     p->child.pid = atoll(reply + 2);
     return 0;
@@ -792,13 +820,13 @@ int mproc_process_start(mproc_process *p) {
   int rc = method_available(m);
   if (rc) return rc;
   for (size_t i = 0; i < p->nconns; ++i)
-    if (p->conns[i]->h == MPROC_NO_HANDLE)
+    if (mproc_connection_closed(p->conns[i]))
       return mproc__fail(MPROC_ECLOSED, "process_start: connection %zu handed to '%s' is closed", i, p->name);
 
   mproc_os_handle parent_end, child_end;
   rc = mproc__pal_conn_pair(true, &parent_end, &child_end);
   if (rc) return rc;
-  p->boot = mproc__connection_wrap(parent_end, true, true);
+  p->boot = mproc__connection_wrap(parent_end, parent_end);
   if (!p->boot) {
     mproc__pal_close(parent_end);
     mproc__pal_close(child_end);
@@ -932,7 +960,7 @@ int mproc_wait(mproc_waitable *objs, size_t count, int64_t timeout_ms, size_t *n
       } else if (rc == MPROC_ETIMEDOUT) {
         rc = 0;
       }
-      items[i].h = w->connection->h;
+      items[i].h = w->connection->rd;
       items[i].kind = MPROC__WAIT_CONN;
     } else {
       if (!w->process->started || w->process->closed)

@@ -8,6 +8,12 @@
 #include "mproc.h"
 #include "test_util.h"
 
+#ifndef _WIN32
+#include <pthread.h>
+#include <signal.h>
+#include <time.h>
+#endif
+
 namespace {
 
 struct PipePair {
@@ -41,6 +47,20 @@ TEST(Connection, DuplexBothWays) {
   mproc_free(m);
   EXPECT_TRUE(mproc_connection_readable(p.a) && mproc_connection_writable(p.a));
   EXPECT_NE(mproc_connection_handle(p.a), MPROC_NO_HANDLE);
+  EXPECT_NE(mproc_connection_send_handle(p.a), MPROC_NO_HANDLE);
+  // POSIX: a pipe each way; Windows: one named pipe serves both directions
+  EXPECT_EQ(mproc_connection_handle(p.a) == mproc_connection_send_handle(p.a), mproc_test::kWindows);
+  mproc_connection_close(p.a);
+  EXPECT_EQ(mproc_connection_handle(p.a), MPROC_NO_HANDLE);
+  EXPECT_EQ(mproc_connection_send_handle(p.a), MPROC_NO_HANDLE);
+}
+
+TEST(Connection, HandlesOfOneWayEnds) {
+  PipePair p(false);  // a receives, b sends
+  EXPECT_NE(mproc_connection_handle(p.a), MPROC_NO_HANDLE);
+  EXPECT_EQ(mproc_connection_send_handle(p.a), MPROC_NO_HANDLE);
+  EXPECT_NE(mproc_connection_handle(p.b), MPROC_NO_HANDLE);  // a send-only end: its send handle
+  EXPECT_EQ(mproc_connection_send_handle(p.b), mproc_connection_handle(p.b));
 }
 
 TEST(Connection, SimplexEndsRefuseTheWrongDirection) {
@@ -173,7 +193,42 @@ TEST(Connection, SendToAClosedPeerIsBrokenPipeNotASignal) {
   mproc_connection_close(p.b);
   std::vector<char> v(1 << 20, 'x');
   EXPECT_EQ(mproc_connection_send_bytes(p.a, v.data(), v.size(), 0, MPROC_ALL), MPROC_EPIPE);
+  EXPECT_EQ(mproc_connection_send_bytes(p.a, "x", 1, 0, 1), MPROC_EPIPE);
+#ifndef _WIN32
+  // The SIGPIPE the write raised was consumed and the thread's mask is as it was: nothing pending,
+  // nothing left blocked (the process-wide disposition was never touched: this test would die).
+  sigset_t pending, mask;
+  sigemptyset(&pending);
+  sigpending(&pending);
+  EXPECT_FALSE(sigismember(&pending, SIGPIPE));
+  pthread_sigmask(SIG_SETMASK, nullptr, &mask);
+  EXPECT_FALSE(sigismember(&mask, SIGPIPE));
+#endif
 }
+
+#ifndef _WIN32
+// A thread that blocks SIGPIPE itself keeps its mask, and the signal stays pending as its own write
+// would leave it.
+TEST(Connection, SendToAClosedPeerWithSigpipeAlreadyBlocked) {
+  PipePair p;
+  mproc_connection_close(p.b);
+  sigset_t set, old;
+  sigemptyset(&set);
+  sigaddset(&set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &set, &old);
+  EXPECT_EQ(mproc_connection_send_bytes(p.a, "x", 1, 0, 1), MPROC_EPIPE);
+  sigset_t mask, pending;
+  pthread_sigmask(SIG_SETMASK, nullptr, &mask);
+  EXPECT_TRUE(sigismember(&mask, SIGPIPE));
+  sigemptyset(&pending);
+  sigpending(&pending);
+  EXPECT_TRUE(sigismember(&pending, SIGPIPE));
+  struct timespec zero = {0, 0};
+  while (sigtimedwait(&set, nullptr, &zero) == SIGPIPE) {
+  }
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+}
+#endif
 
 TEST(Connection, PollAndRecvTimeout) {
   PipePair p;

@@ -154,6 +154,22 @@ int t_exit_with_children(const mproc_args *a) {
   return 0;
 }
 
+// Every kind of connection end at once: each duplex end echoes one message back ("echo:" + it), the
+// receive-only end's message is sent back on the send-only end.
+int t_echo_on_every_end(const mproc_args *a) {
+  std::string one_way;
+  for (size_t i = 0; i < a->connection_count; ++i) {
+    mproc_connection *c = a->connections[i];
+    if (mproc_connection_readable(c) && mproc_connection_writable(c))
+      send_str(c, "echo:" + recv_str(c));
+    else if (mproc_connection_readable(c))
+      one_way = recv_str(c);
+  }
+  for (size_t i = 0; i < a->connection_count; ++i)
+    if (!mproc_connection_readable(a->connections[i])) send_str(a->connections[i], "back:" + one_way);
+  return 0;
+}
+
 class ProcessTest : public ::testing::TestWithParam<mproc_start_method> {
  protected:
   mproc_process_opts opts(mproc_target t) {
@@ -533,6 +549,42 @@ TEST_P(ProcessTest, HandedConnectionMustBeOpen) {
   mproc_connection_destroy(b);
 }
 
+// A hundred duplex connections, a receive-only and a send-only end, handed at once (under forkserver
+// their descriptors all travel with one request: 203 of them on POSIX).
+TEST_P(ProcessTest, HundredDuplexAndOneWayConnectionsAllWorkInTheChild) {
+  const size_t kDuplex = 100;
+  std::vector<mproc_connection *> mine, theirs;
+  for (size_t i = 0; i < kDuplex; ++i) {
+    mproc_connection *a, *b;
+    ASSERT_EQ(mproc_pipe(true, &a, &b), 0) << mproc_last_error();
+    mine.push_back(a);
+    theirs.push_back(b);
+  }
+  mproc_connection *to_child_r, *to_child_w, *from_child_r, *from_child_w;
+  ASSERT_EQ(mproc_pipe(false, &to_child_r, &to_child_w), 0);
+  ASSERT_EQ(mproc_pipe(false, &from_child_r, &from_child_w), 0);
+  theirs.push_back(to_child_r);
+  theirs.push_back(from_child_w);
+  auto o = opts(t_echo_on_every_end);
+  o.connections = theirs.data();
+  o.connection_count = theirs.size();
+  mproc_process *p = start(o);
+  ASSERT_NE(p, nullptr);
+  for (auto *c : theirs) mproc_connection_close(c);  // the child has its own copies now
+  for (size_t i = 0; i < kDuplex; ++i) send_str(mine[i], std::to_string(i));
+  send_str(to_child_w, "one way");
+  for (size_t i = 0; i < kDuplex; ++i) EXPECT_EQ(recv_str(mine[i]), "echo:" + std::to_string(i));
+  EXPECT_EQ(recv_str(from_child_r), "back:one way");
+  EXPECT_EQ(mproc_process_join(p, MPROC_INFINITE), 0);
+  int code = -1;
+  EXPECT_TRUE(mproc_process_exitcode(p, &code));
+  EXPECT_EQ(code, 0);
+  mproc_process_destroy(p);
+  for (auto *c : mine) mproc_connection_destroy(c);
+  for (auto *c : theirs) mproc_connection_destroy(c);
+  for (auto *c : {to_child_w, from_child_r}) mproc_connection_destroy(c);
+}
+
 TEST(ProcessSpawn, TargetOutsideAnyModuleFailsInTheParent) {
   // A pointer into heap memory is not a function of any module: it cannot be found again.
   std::vector<char> fake(64);
@@ -612,6 +664,28 @@ int finish_reporter(mproc_process *p, mproc_connection *a) {
   mproc_process_destroy(p);
   mproc_connection_destroy(a);
   return code;
+}
+
+// One request carries at most 253 descriptors (Linux's SCM_MAX_FD): the boot link's and two per
+// duplex connection. Over that, start says so in the parent.
+TEST(ProcessForkserver, TooManyDescriptorsForOneRequestIsAnError) {
+  std::vector<mproc_connection *> mine, theirs;
+  for (int i = 0; i < 127; ++i) {  // 254 descriptors + the boot link's
+    mproc_connection *a, *b;
+    ASSERT_EQ(mproc_pipe(true, &a, &b), 0) << mproc_last_error();
+    mine.push_back(a);
+    theirs.push_back(b);
+  }
+  mproc_process *p = nullptr;
+  ASSERT_EQ(mproc_process_create(&p, ptr(mproc_process_opts{.target = t_report_parents, .connections = theirs.data(),
+                                                           .connection_count = theirs.size(),
+                                                           .start_method = MPROC_START_FORKSERVER})),
+            0);
+  EXPECT_EQ(mproc_process_start(p), MPROC_EINVAL);
+  EXPECT_NE(std::string(mproc_last_error()).find("254 descriptors"), std::string::npos) << mproc_last_error();
+  mproc_process_destroy(p);
+  for (auto *c : mine) mproc_connection_destroy(c);
+  for (auto *c : theirs) mproc_connection_destroy(c);
 }
 
 TEST(ProcessForkserver, OneServerServesManyAndIsReplacedWhenItDies) {

@@ -87,9 +87,16 @@ MPROC_API bool mproc_connection_closed(const mproc_connection *c);
 MPROC_API bool mproc_connection_readable(const mproc_connection *c);
 MPROC_API bool mproc_connection_writable(const mproc_connection *c);
 
-/* Connection.fileno(): the native handle (a socket fd on POSIX; an overlapped pipe HANDLE on
- * Windows), owned by the connection; MPROC_NO_HANDLE when closed. */
+/* Connection.fileno(): the native handle messages arrive on, the one to wait on for readability
+ * (a send-only end: the handle it sends on). Owned by the connection; MPROC_NO_HANDLE when closed.
+ * POSIX: a pipe's read end (a duplex connection is two pipes, one each way, as a round trip over
+ * pipes costs about half of one over a Unix socket pair); Windows: an overlapped named-pipe HANDLE
+ * that serves both directions. */
 MPROC_API mproc_os_handle mproc_connection_handle(const mproc_connection *c);
+/* The native handle messages leave on: on POSIX the write end of the other pipe of a duplex
+ * connection; on Windows the same handle as mproc_connection_handle. MPROC_NO_HANDLE for a
+ * receive-only end or when closed. */
+MPROC_API mproc_os_handle mproc_connection_send_handle(const mproc_connection *c);
 
 #ifdef __cplusplus
 }

@@ -97,26 +97,18 @@ int mproc__pal_read(mproc_os_handle h, void *buf, size_t cap, int64_t deadline, 
   }
 }
 
-/* SIGPIPE guard: a write to a pipe whose reader has gone raises SIGPIPE, whose default action kills
- * the process. A library must not change the process-wide disposition, so the signal is blocked in
- * the calling thread for the duration, and a SIGPIPE our write caused is consumed before unblocking. */
-typedef struct sigpipe_guard {
-  sigset_t old;
-  bool was_pending;
-} sigpipe_guard;
-
-static void sigpipe_block(sigpipe_guard *g) {
-  sigset_t set, pending;
+void mproc__posix_sigpipe_block(mproc__sigpipe_guard *g) {
+  sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGPIPE);
-  sigemptyset(&pending);
-  sigpending(&pending);
-  g->was_pending = sigismember(&pending, SIGPIPE) == 1;
   pthread_sigmask(SIG_BLOCK, &set, &g->old);
+  g->was_blocked = sigismember(&g->old, SIGPIPE) == 1;
 }
 
-static void sigpipe_unblock(sigpipe_guard *g, bool got_epipe) {
-  if (got_epipe && !g->was_pending) {
+void mproc__posix_sigpipe_unblock(mproc__sigpipe_guard *g, bool got_epipe) {
+  if (g->was_blocked) return; /* the mask is as it was */
+  if (got_epipe) {
+    /* Ours: it was not pending before (an unblocked SIGPIPE would have been delivered already). */
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGPIPE);
@@ -131,9 +123,9 @@ int mproc__pal_write(mproc_os_handle h, const void *buf, size_t len, int64_t dea
   int fd = (int)h;
   int rc = 0;
   bool epipe = false;
-  sigpipe_guard g;
+  mproc__sigpipe_guard g;
   *n = 0;
-  sigpipe_block(&g);
+  mproc__posix_sigpipe_block(&g);
   while (*n < len) {
     ssize_t w = write(fd, (const char *)buf + *n, len - *n);
     if (w >= 0) {
@@ -157,7 +149,7 @@ int mproc__pal_write(mproc_os_handle h, const void *buf, size_t len, int64_t dea
     }
     if (rc) break;
   }
-  sigpipe_unblock(&g, epipe);
+  mproc__posix_sigpipe_unblock(&g, epipe);
   return rc;
 }
 
@@ -209,9 +201,9 @@ static int pump_write(mproc__comm *c, bool *epipe) {
 int mproc__pal_communicate(mproc__comm *c, int64_t deadline) {
   int rc = 0;
   bool epipe = false;
-  sigpipe_guard g;
+  mproc__sigpipe_guard g;
   int drain_passes = 0;
-  sigpipe_block(&g);
+  mproc__posix_sigpipe_block(&g);
   for (;;) {
     struct pollfd pfd[3];
     mproc_os_handle *owner[3];
@@ -256,6 +248,6 @@ int mproc__pal_communicate(mproc__comm *c, int64_t deadline) {
     }
     if (rc) break;
   }
-  sigpipe_unblock(&g, epipe);
+  mproc__posix_sigpipe_unblock(&g, epipe);
   return rc;
 }

@@ -3,7 +3,21 @@
 #define MPROC_POSIX_H
 
 #include <fcntl.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <unistd.h>
+
+/* SIGPIPE guard: a write to a pipe whose reader has gone raises SIGPIPE, whose default action kills
+ * the process. A library must not change the process-wide disposition, so the signal is blocked in
+ * the calling thread around the write, and a SIGPIPE our write caused is consumed before the mask is
+ * restored. Nothing is done when the thread already blocks it (the signal then stays pending, as the
+ * thread's own write would leave it). Two system calls when it has to block, one otherwise. */
+typedef struct mproc__sigpipe_guard {
+  sigset_t old;
+  bool was_blocked;
+} mproc__sigpipe_guard;
+void mproc__posix_sigpipe_block(mproc__sigpipe_guard *g);
+void mproc__posix_sigpipe_unblock(mproc__sigpipe_guard *g, bool got_epipe);
 
 /* A pipe whose ends are close-on-exec from the start. Where pipe2 exists (Linux, the BSDs) that is
  * atomic, so no other thread's fork+exec can inherit the ends; macOS has no pipe2, so there the flags

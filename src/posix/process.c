@@ -1,4 +1,4 @@
-/* POSIX PAL: connections (Unix-domain socket pairs), waiting on many handles, fork, threads, the
+/* POSIX PAL: connections (pipes for Pipe(), Unix-domain socket pairs for links), waiting on many handles, fork, threads, the
  * global lock, and finding a function again in a re-executed child (dladdr / dl_iterate_phdr).
  * Linux is tested here; the macOS/BSD branches follow their documentation and are untested. */
 #if defined(__linux__) && !defined(_GNU_SOURCE)
@@ -17,6 +17,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #ifdef __linux__
 #include <sys/prctl.h>
@@ -24,10 +25,7 @@
 #endif
 
 #include "../pal.h"
-
-#ifndef MSG_NOSIGNAL
-#define MSG_NOSIGNAL 0 /* macOS: SO_NOSIGPIPE is set on the socket instead */
-#endif
+#include "posix.h"
 
 /* ---- connections ------------------------------------------------------------------------------- */
 
@@ -46,12 +44,6 @@ int mproc__pal_conn_pair(bool duplex, mproc_os_handle *a, mproc_os_handle *b) {
   setsockopt(sv[0], SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
   setsockopt(sv[1], SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
 #endif
-  /* Room for a 1 MiB message in flight each way: fewer wake-ups for bulk transfers. */
-  int sz = 1 << 20;
-  for (int i = 0; i < 2; ++i) {
-    setsockopt(sv[i], SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
-    setsockopt(sv[i], SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
-  }
   if (!duplex) {
     shutdown(sv[0], SHUT_WR);
     shutdown(sv[1], SHUT_RD);
@@ -61,33 +53,73 @@ int mproc__pal_conn_pair(bool duplex, mproc_os_handle *a, mproc_os_handle *b) {
   return 0;
 }
 
-int mproc__pal_conn_send(mproc_os_handle h, const void *p1, size_t n1, const void *p2, size_t n2) {
-  struct iovec iov[2] = {{(void *)p1, n1}, {(void *)p2, n2}};
-  struct msghdr m;
-  memset(&m, 0, sizeof m);
-  m.msg_iov = iov;
-  m.msg_iovlen = 2;
-  while (iov[0].iov_len + iov[1].iov_len > 0) {
-    if (iov[0].iov_len == 0) {
-      m.msg_iov = &iov[1];
-      m.msg_iovlen = 1;
+int mproc__pal_conn_ends(bool duplex, mproc__conn_end *a, mproc__conn_end *b) {
+  int p1[2], p2[2] = {-1, -1};
+  a->rd = a->wr = b->rd = b->wr = MPROC_NO_HANDLE;
+  if (mproc__posix_pipe_cloexec(p1) == -1 || (duplex && mproc__posix_pipe_cloexec(p2) == -1)) {
+    int e = errno;
+    if (duplex && p2[0] == -1) {
+      close(p1[0]);
+      close(p1[1]);
     }
-    ssize_t w = sendmsg((int)h, &m, MSG_NOSIGNAL);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EPIPE || errno == ECONNRESET)
-        return mproc__fail_os(MPROC_EPIPE, errno, "send: the peer has closed the connection");
-      return mproc__fail_os(0, errno, "send on fd %d", (int)h);
-    }
-    size_t done = (size_t)w;
-    for (int i = 0; i < 2 && done; ++i) {
-      size_t k = done < iov[i].iov_len ? done : iov[i].iov_len;
-      iov[i].iov_base = (char *)iov[i].iov_base + k;
-      iov[i].iov_len -= k;
-      done -= k;
-    }
+    return mproc__fail_os(0, e, "pipe2");
+  }
+  a->rd = p1[0]; /* b -> a */
+  b->wr = p1[1];
+  if (duplex) { /* a -> b */
+    b->rd = p2[0];
+    a->wr = p2[1];
   }
   return 0;
+}
+
+void mproc__pal_conn_grow(mproc_os_handle h) {
+#ifdef F_SETPIPE_SZ
+  (void)fcntl((int)h, F_SETPIPE_SZ, 1024 * 1024); /* EINVAL on a socket, EPERM over the user's limit */
+#else
+  (void)h;
+#endif
+}
+
+/* Pipes and sockets alike (a socket-only send would spare the SIGPIPE guard's two system calls, but
+ * boot links carry a few messages per child). */
+int mproc__pal_conn_send(mproc_os_handle h, const void *p1, size_t n1, const void *p2, size_t n2) {
+  struct iovec iov[2] = {{(void *)p1, n1}, {(void *)p2, n2}};
+  struct iovec *v = iov;
+  int nv = 2, rc = 0;
+  bool epipe = false;
+  mproc__sigpipe_guard g;
+  mproc__posix_sigpipe_block(&g);
+  for (;;) {
+    while (nv && v->iov_len == 0) {
+      ++v;
+      --nv;
+    }
+    if (!nv) break;
+    ssize_t w = writev((int)h, v, nv);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EPIPE || errno == ECONNRESET) {
+        epipe = errno == EPIPE;
+        rc = mproc__fail_os(MPROC_EPIPE, errno, "send: the peer has closed the connection");
+      } else {
+        rc = mproc__fail_os(0, errno, "send on fd %d", (int)h);
+      }
+      break;
+    }
+    for (size_t done = (size_t)w; done;) {
+      size_t k = done < v->iov_len ? done : v->iov_len;
+      v->iov_base = (char *)v->iov_base + k;
+      v->iov_len -= k;
+      done -= k;
+      if (v->iov_len == 0 && done) {
+        ++v;
+        --nv;
+      }
+    }
+  }
+  mproc__posix_sigpipe_unblock(&g, epipe);
+  return rc;
 }
 
 static int poll_ms(int64_t deadline) {
@@ -111,14 +143,17 @@ int mproc__pal_conn_recv(mproc_os_handle h, void *buf, size_t cap, int64_t deadl
         continue;
       }
     }
-    ssize_t r = recv((int)h, buf, cap, deadline == INT64_MAX ? 0 : MSG_DONTWAIT);
+    /* A blocking read: after poll said readable it returns at once (one reader per end), and with no
+     * deadline it sleeps in the kernel (a non-blocking read that fails first, then poll, costs a
+     * system call more per message). */
+    ssize_t r = read((int)h, buf, cap);
     if (r >= 0) {
       *n = (size_t)r;
       return 0;
     }
     if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) continue;
     if (errno == ECONNRESET) return 0; /* the peer died with unread data: end of file */
-    return mproc__fail_os(0, errno, "recv on fd %d", (int)h);
+    return mproc__fail_os(0, errno, "read from fd %d", (int)h);
   }
 }
 

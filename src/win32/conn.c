@@ -50,6 +50,19 @@ int mproc__pal_conn_pair(bool duplex, mproc_os_handle *a, mproc_os_handle *b) {
   return 0;
 }
 
+int mproc__pal_conn_ends(bool duplex, mproc__conn_end *a, mproc__conn_end *b) {
+  mproc_os_handle ha, hb;
+  int rc = mproc__pal_conn_pair(duplex, &ha, &hb);
+  /* one handle serves both directions of an end; a one-way pipe's a only reads, b only writes */
+  a->rd = ha;
+  a->wr = duplex ? ha : MPROC_NO_HANDLE;
+  b->rd = duplex ? hb : MPROC_NO_HANDLE;
+  b->wr = hb;
+  return rc;
+}
+
+void mproc__pal_conn_grow(mproc_os_handle h) { (void)h; }
+
 int mproc__pal_conn_send(mproc_os_handle h, const void *p1, size_t n1, const void *p2, size_t n2) {
   size_t n = 0;
   int rc = mproc__pal_write(h, p1, n1, INT64_MAX, &n);
