@@ -1,10 +1,13 @@
-/* Connections: length-prefixed messages over PAL byte streams (POSIX: a pipe each way; a socket pair
- * for boot links; Windows: a named pipe).
+/* Connections: length-prefixed messages over PAL byte streams (POSIX Pipe(): a pipe each way plus a
+ * socket pair for bulk; boot links: a socket pair; Windows: a named pipe). See mproc__conn_end.
  *
- * Frame: a 4-byte little-endian length, then the payload. Lengths of 0xFFFFFFFF or more are sent as
+ * Frame: a 4-byte little-endian length, then the payload. Lengths of 0xFFFFFFFE or more are sent as
  * 0xFFFFFFFF followed by an 8-byte little-endian length (as CPython does), so messages of any size keep
- * their boundaries. The receive side reads ahead into a buffer, so a small message costs one system
- * call on each side; large payloads are read straight into the caller's memory. */
+ * their boundaries. A message of BULK_MIN bytes or more on a connection with a bulk handle is sent as
+ * 0xFFFFFFFE and the 8-byte length on wr, and its payload on the bulk handle: the header first, so a
+ * receiver waiting on rd wakes and reads the payload while the sender is still writing it. The receive
+ * side reads ahead into a buffer, so a small message costs one system call on each side; large
+ * payloads are read straight into the caller's memory. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,23 +17,33 @@
 
 #define RBUF_SIZE (64 * 1024)
 #define SMALL_SEND (16 * 1024)
+#define BULK_MIN (48 * 1024) /* pipes win below 32 KiB, the socket pair above 64 KiB (see pal.h) */
+#define LEN_BULK 0xFFFFFFFEu
+#define LEN_LONG 0xFFFFFFFFu
 
 void mproc__conn_end_close(mproc__conn_end *e) {
+  if (e->bulk != e->rd && e->bulk != e->wr) mproc__pal_close(e->bulk);
   if (e->wr != e->rd) mproc__pal_close(e->wr);
   mproc__pal_close(e->rd);
-  e->rd = e->wr = MPROC_NO_HANDLE;
+  e->rd = e->wr = e->bulk = MPROC_NO_HANDLE;
 }
 
-mproc_connection *mproc__connection_wrap(mproc_os_handle rd, mproc_os_handle wr) {
+mproc__conn_end mproc__conn_end_link(mproc_os_handle h) {
+  mproc__conn_end e = {h, h, MPROC_NO_HANDLE};
+  return e;
+}
+
+mproc_connection *mproc__connection_wrap(mproc__conn_end e) {
   mproc_connection *c = (mproc_connection *)calloc(1, sizeof *c);
   if (!c) {
     mproc__fail(MPROC_ENOMEM, "connection: out of memory");
     return NULL;
   }
-  c->rd = rd;
-  c->wr = wr;
-  c->readable = rd != MPROC_NO_HANDLE;
-  c->writable = wr != MPROC_NO_HANDLE;
+  c->rd = e.rd;
+  c->wr = e.wr;
+  c->bulk = e.bulk;
+  c->readable = e.rd != MPROC_NO_HANDLE;
+  c->writable = e.wr != MPROC_NO_HANDLE;
   return c;
 }
 
@@ -40,8 +53,8 @@ int mproc_pipe(bool duplex, mproc_connection **a, mproc_connection **b) {
   mproc__conn_end ea, eb;
   int rc = mproc__pal_conn_ends(duplex, &ea, &eb);
   if (rc) return rc;
-  *a = mproc__connection_wrap(ea.rd, ea.wr);
-  *b = mproc__connection_wrap(eb.rd, eb.wr);
+  *a = mproc__connection_wrap(ea);
+  *b = mproc__connection_wrap(eb);
   if (!*a || !*b) {
     if (*a) mproc_connection_destroy(*a);
     else mproc__conn_end_close(&ea);
@@ -65,12 +78,13 @@ static int usable(const mproc_connection *c, bool want_read, const char *call) {
 
 /* ---- sending ------------------------------------------------------------------------------ */
 
-static size_t put_header(unsigned char *h, uint64_t len) {
-  if (len < 0xFFFFFFFFu) {
+static size_t put_header(unsigned char *h, uint64_t len, bool bulk) {
+  if (len < LEN_BULK && !bulk) {
     for (int i = 0; i < 4; ++i) h[i] = (unsigned char)(len >> (8 * i));
     return 4;
   }
-  memset(h, 0xFF, 4);
+  uint32_t mark = bulk ? LEN_BULK : LEN_LONG;
+  for (int i = 0; i < 4; ++i) h[i] = (unsigned char)(mark >> (8 * i));
   for (int i = 0; i < 8; ++i) h[4 + i] = (unsigned char)(len >> (8 * i));
   return 12;
 }
@@ -85,22 +99,23 @@ int mproc_connection_send_bytes(mproc_connection *c, const void *buf, size_t buf
     return mproc__fail(MPROC_EINVAL, "send_bytes: offset %zu + size %zu is past the buffer (%zu bytes)", offset, size,
                        buf_len);
   unsigned char small[12 + SMALL_SEND];
-  size_t hl = put_header(small, size);
+  bool bulk = size >= BULK_MIN && c->bulk != MPROC_NO_HANDLE;
+  size_t hl = put_header(small, size, bulk);
   const char *payload = size ? (const char *)buf + offset : NULL;
   if (size <= SMALL_SEND) { /* one contiguous write: one system call, one wake-up of the reader */
     if (size) memcpy(small + hl, payload, size);
     return mproc__pal_conn_send(c->wr, small, hl + size, NULL, 0);
   }
-  if (!c->grown) {
-    c->grown = true;
-    mproc__pal_conn_grow(c->wr);
-  }
-  return mproc__pal_conn_send(c->wr, small, hl, payload, size);
+  if (!bulk) return mproc__pal_conn_send(c->wr, small, hl, payload, size);
+  rc = mproc__pal_conn_send(c->wr, small, hl, NULL, 0);
+  return rc ? rc : mproc__pal_conn_send(c->bulk, payload, size, NULL, 0);
 }
 
 /* ---- receiving ---------------------------------------------------------------------------- */
 
-bool mproc__connection_buffered(const mproc_connection *c) { return c->rlen > c->rpos || c->eof; }
+/* A header already parsed counts: its message was refused for its size and waits (a bulk payload is not
+ * on rd at all). */
+bool mproc__connection_buffered(const mproc_connection *c) { return c->have_len || c->rlen > c->rpos || c->eof; }
 
 /* Read more bytes into the read-ahead buffer. 0 (maybe with eof set), MPROC_ETIMEDOUT, or an error. */
 static int fill(mproc_connection *c, int64_t deadline) {
@@ -134,13 +149,17 @@ static int next_header(mproc_connection *c, int64_t deadline) {
     const unsigned char *p = c->rbuf ? (const unsigned char *)c->rbuf + c->rpos : NULL; /* NULL: avail is 0 */
     if (avail >= 4) {
       uint64_t len = (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 | (uint64_t)p[3] << 24;
-      if (len != 0xFFFFFFFFu) {
+      if (len < LEN_BULK) {
         c->rpos += 4;
         c->msg_len = len;
+        c->msg_bulk = false;
         c->have_len = true;
         break;
       }
       if (avail >= 12) {
+        c->msg_bulk = len == LEN_BULK;
+        if (c->msg_bulk && c->bulk == MPROC_NO_HANDLE)
+          return mproc__fail(MPROC_ESYS, "recv: a bulk message came on a connection without a bulk handle");
         len = 0;
         for (int i = 0; i < 8; ++i) len |= (uint64_t)p[4 + i] << (8 * i);
         c->rpos += 12;
@@ -163,17 +182,18 @@ static int next_header(mproc_connection *c, int64_t deadline) {
 /* Copy the current message's payload (msg_len bytes) into dst, then forget the header. */
 static int read_payload(mproc_connection *c, char *dst) {
   uint64_t need = c->msg_len;
-  size_t have = c->rlen - c->rpos;
+  size_t have = c->msg_bulk ? 0 : c->rlen - c->rpos; /* a bulk payload is all on the bulk handle */
   size_t take = have < need ? have : (size_t)need;
+  mproc_os_handle from = c->msg_bulk ? c->bulk : c->rd;
   if (take) memcpy(dst, c->rbuf + c->rpos, take);
   c->rpos += take;
   size_t done = take;
   while (done < need) { /* the rest straight into the destination: no double copy of large messages */
     size_t n = 0;
-    int rc = mproc__pal_conn_recv(c->rd, dst + done, (size_t)(need - done), INT64_MAX, &n);
+    int rc = mproc__pal_conn_recv(from, dst + done, (size_t)(need - done), INT64_MAX, &n);
     if (rc) return rc;
     if (n == 0) {
-      c->eof = true;
+      c->eof = c->eof || !c->msg_bulk;
       c->have_len = false;
       return mproc__fail(MPROC_ESYS, "recv: the peer closed in the middle of a %llu-byte message",
                          (unsigned long long)need);
@@ -245,9 +265,9 @@ int mproc_connection_poll(mproc_connection *c, int64_t timeout_ms) {
 
 int mproc_connection_close(mproc_connection *c) {
   if (!c) return mproc__fail(MPROC_EINVAL, "close: connection is NULL");
-  mproc__conn_end e = {c->rd, c->wr};
+  mproc__conn_end e = {c->rd, c->wr, c->bulk};
   mproc__conn_end_close(&e);
-  c->rd = c->wr = MPROC_NO_HANDLE;
+  c->rd = c->wr = c->bulk = MPROC_NO_HANDLE;
   free(c->rbuf);
   c->rbuf = NULL;
   c->rpos = c->rlen = c->rcap = 0;

@@ -8,26 +8,28 @@
 struct mproc_connection {
   /* The handle messages arrive on and the one they leave on: the same handle when one does both (a
    * socket pair's end; a Windows pipe), two when each direction has a pipe of its own (POSIX Pipe()),
-   * MPROC_NO_HANDLE for a direction the end lacks or once closed. */
-  mproc_os_handle rd, wr;
+   * MPROC_NO_HANDLE for a direction the end lacks or once closed. bulk: where the payloads of large
+   * messages go and come (see mproc__conn_end), or MPROC_NO_HANDLE. */
+  mproc_os_handle rd, wr, bulk;
   bool readable, writable;
-  bool grown; /* mproc__pal_conn_grow was called for wr */
   /* receive side: bytes read ahead of the current message */
   char *rbuf;
   size_t rpos, rlen, rcap;
   bool eof;          /* the peer closed: no more bytes after rbuf */
   bool have_len;     /* the next message's header has been parsed ... */
   uint64_t msg_len;  /* ... and this is its length (kept when a receive is refused for its size) */
+  bool msg_bulk;     /* ... and its payload comes on `bulk` */
 };
 
-/* Wrap existing handles (see rd / wr above; rd == wr for a single-handle end such as a boot link).
- * NULL with an error set. */
-mproc_connection *mproc__connection_wrap(mproc_os_handle rd, mproc_os_handle wr);
+/* Wrap existing handles (see above). NULL with an error set. */
+mproc_connection *mproc__connection_wrap(mproc__conn_end e);
+/* The end of a single-handle link (boot links): h both ways, no bulk handle. */
+mproc__conn_end mproc__conn_end_link(mproc_os_handle h);
 
-/* Close both handles of an end (once when they are the same), leaving MPROC_NO_HANDLE. */
+/* Close the handles of an end (each once), leaving MPROC_NO_HANDLE. */
 void mproc__conn_end_close(mproc__conn_end *e);
 
-/* Whether a receive would not block: buffered bytes or end of file already seen. */
+/* Whether a receive would not block: a message already announced, buffered bytes, or end of file. */
 bool mproc__connection_buffered(const mproc_connection *c);
 
 #endif

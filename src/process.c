@@ -345,23 +345,31 @@ static int boot_message(const mproc_process *p, mproc__buf *b) {
   for (size_t i = 0; i < p->nconns && !rc; ++i) {
     rc = put_u64(b, (uint64_t)p->conns[i]->rd);
     if (!rc) rc = put_u64(b, (uint64_t)p->conns[i]->wr);
+    if (!rc) rc = put_u64(b, (uint64_t)p->conns[i]->bulk);
   }
   return rc;
 }
 
-/* The distinct handles of the connections handed to p, in order (each one's rd, then its wr when it is
- * another handle): what a spawned child must be given, and what goes to the fork server. out NULL:
- * only count them. */
+/* The handles of connection end e in the order they are handed over: rd, then wr and bulk unless they
+ * are none or repeat an earlier one (a single-handle end). Their number. */
+static size_t end_handles(mproc__conn_end e, mproc_os_handle out[3]) {
+  mproc_os_handle h[3] = {e.rd, e.wr, e.bulk};
+  size_t n = 0;
+  for (int k = 0; k < 3; ++k)
+    if (h[k] != MPROC_NO_HANDLE && (k < 1 || h[k] != h[0]) && (k < 2 || h[k] != h[1])) out[n++] = h[k];
+  return n;
+}
+
+/* The handles of the connections handed to p, in order: what a spawned child must be given, and what
+ * goes to the fork server. out NULL: only count them. */
 static size_t handed_handles(const mproc_process *p, mproc_os_handle *out) {
   size_t n = 0;
   for (size_t i = 0; i < p->nconns; ++i) {
     const mproc_connection *c = p->conns[i];
-    mproc_os_handle h[2] = {c->rd, c->wr != c->rd ? c->wr : MPROC_NO_HANDLE};
-    for (int k = 0; k < 2; ++k)
-      if (h[k] != MPROC_NO_HANDLE) {
-        if (out) out[n] = h[k];
-        ++n;
-      }
+    mproc_os_handle h[3];
+    size_t k = end_handles((mproc__conn_end){c->rd, c->wr, c->bulk}, h);
+    if (out) memcpy(out + n, h, k * sizeof *h);
+    n += k;
   }
   return n;
 }
@@ -418,23 +426,37 @@ static void boot_run(mproc_connection *link, const char *msg, size_t len, const 
   int64_t ppid = (int64_t)get_u64(&r);
   uint64_t flags = get_u64(&r);
   uint64_t nconn = get_u64(&r);
-  if (!r.bad && nconn > (r.n - r.off) / 16) r.bad = true;
+  if (!r.bad && nconn > (r.n - r.off) / 24) r.bad = true;
   mproc_connection **conns = (mproc_connection **)calloc(nconn ? (size_t)nconn : 1, sizeof *conns);
   size_t used = 0; /* forkserver: the descriptors came in the order of handed_handles() */
   for (uint64_t i = 0; i < nconn && !r.bad && conns; ++i) {
-    mproc_os_handle rd = (mproc_os_handle)get_u64(&r), wr = (mproc_os_handle)get_u64(&r);
-    if (fds) {
-      bool one = rd == wr;
-      if (rd != MPROC_NO_HANDLE) rd = used < nfds ? fds[used++] : MPROC_NO_HANDLE;
-      if (wr != MPROC_NO_HANDLE) wr = one ? rd : used < nfds ? fds[used++] : MPROC_NO_HANDLE;
+    mproc__conn_end e;
+    e.rd = (mproc_os_handle)get_u64(&r);
+    e.wr = (mproc_os_handle)get_u64(&r);
+    e.bulk = (mproc_os_handle)get_u64(&r);
+    mproc_os_handle h[3];
+    size_t k = end_handles(e, h);
+    if (fds) { /* the parent's numbers tell which handles repeat; the received ones replace them */
+      if (used + k > nfds) {
+        r.bad = true;
+        continue;
+      }
+      mproc_os_handle *f[3] = {&e.rd, &e.wr, &e.bulk};
+      for (int j = 0; j < 3; ++j)
+        for (size_t m = 0; m < k; ++m)
+          if (*f[j] == h[m] && *f[j] != MPROC_NO_HANDLE) {
+            *f[j] = fds[used + m];
+            break;
+          }
+      k = end_handles(e, h);
+      used += k;
     }
-    conns[i] = mproc__connection_wrap(rd, wr);
+    conns[i] = mproc__connection_wrap(e);
     if (!conns[i] || mproc_connection_closed(conns[i])) {
       r.bad = true;
       continue;
     }
-    mproc__pal_set_cloexec(rd, true);
-    if (wr != rd) mproc__pal_set_cloexec(wr, true);
+    for (size_t m = 0; m < k; ++m) mproc__pal_set_cloexec(h[m], true);
   }
   if (!r.bad && fds && used != nfds) r.bad = true;
   if (r.bad || !conns)
@@ -483,7 +505,7 @@ static mproc_os_handle flag_handle(const char *flag, const char *prefix) {
 /* The guard in a spawned child: receive the bootstrap, then boot_run. */
 static void spawn_child_main(const char *flag) {
   mproc_os_handle h = flag_handle(flag, SPAWN_FLAG);
-  mproc_connection *link = mproc__connection_wrap(h, h);
+  mproc_connection *link = mproc__connection_wrap(mproc__conn_end_link(h));
   if (!link) exit(EXIT_BOOT_FAILED);
   mproc__pal_set_cloexec(h, true);
   char *msg = NULL;
@@ -499,7 +521,7 @@ static void spawn_child_main(const char *flag) {
 
 /* In a child forked by the server. */
 static void server_child(mproc_os_handle boot, char *msg, size_t len, const mproc_os_handle *fds, size_t nfds) {
-  mproc_connection *link = mproc__connection_wrap(boot, boot);
+  mproc_connection *link = mproc__connection_wrap(mproc__conn_end_link(boot));
   if (!link) mproc__pal_exit_now(EXIT_BOOT_FAILED);
   boot_run(link, msg, len, fds, nfds);
 }
@@ -508,7 +530,7 @@ static void server_child(mproc_os_handle boot, char *msg, size_t len, const mpro
 static void server_status(mproc_os_handle boot, int code) {
   char buf[32];
   int n = snprintf(buf, sizeof buf, "X%d", code);
-  mproc_connection *c = mproc__connection_wrap(boot, boot);
+  mproc_connection *c = mproc__connection_wrap(mproc__conn_end_link(boot));
   if (!c) {
     mproc__pal_close(boot);
     return;
@@ -555,7 +577,7 @@ static int start_fork(mproc_process *p, mproc_os_handle child_end) {
     g_parent_link = child_end;
     if (p->kill_on_parent_death) {
       mproc__pal_die_with_parent(parent_pid, main_thread);
-      mproc_connection *link = mproc__connection_wrap(child_end, child_end);
+      mproc_connection *link = mproc__connection_wrap(mproc__conn_end_link(child_end));
       if (link) mproc__pal_thread_start(parent_watch, link);
     }
     mproc_args args = {p->arg, p->arg_size, p->conns, p->nconns};
@@ -570,7 +592,7 @@ static int start_spawn(mproc_process *p, mproc_os_handle child_end) {
   int rc = boot_message(p, &msg);
   char *exe = NULL;
   if (!rc) rc = mproc__pal_self_exe(&exe);
-  mproc_os_handle *pass = (mproc_os_handle *)calloc(2 * p->nconns + 1, sizeof *pass);
+  mproc_os_handle *pass = (mproc_os_handle *)calloc(1 + handed_handles(p, NULL), sizeof *pass);
   if (!rc && !pass) rc = mproc__fail(MPROC_ENOMEM, "start: out of memory");
   if (!rc) {
     char flag[64];
@@ -741,7 +763,7 @@ static int start_forkserver(mproc_process *p, mproc_os_handle child_end) {
     mproc__pal_close(child_end);
     return mproc__fail(MPROC_EINVAL,
                        "start '%s': the handed connections need %zu descriptors, a forkserver child can be given "
-                       "at most %d (a duplex connection takes two on POSIX)",
+                       "at most %d (a duplex connection end has three on POSIX)",
                        p->name, need, MPROC__PAL_MAX_FDS - 1);
   }
   size_t nfds = 1 + handed_handles(p, fds + 1);
@@ -773,7 +795,7 @@ static int start_forkserver(mproc_process *p, mproc_os_handle child_end) {
     if (attempt) break;
     mproc_os_handle parent_end;
     if ((rc = mproc__pal_conn_pair(true, &parent_end, &child_end)) != 0) break;
-    mproc_connection *boot = mproc__connection_wrap(parent_end, parent_end);
+    mproc_connection *boot = mproc__connection_wrap(mproc__conn_end_link(parent_end));
     if (!boot) {
       mproc__pal_close(parent_end);
       rc = MPROC_ENOMEM;
@@ -826,7 +848,7 @@ int mproc_process_start(mproc_process *p) {
   mproc_os_handle parent_end, child_end;
   rc = mproc__pal_conn_pair(true, &parent_end, &child_end);
   if (rc) return rc;
-  p->boot = mproc__connection_wrap(parent_end, parent_end);
+  p->boot = mproc__connection_wrap(mproc__conn_end_link(parent_end));
   if (!p->boot) {
     mproc__pal_close(parent_end);
     mproc__pal_close(child_end);

@@ -89,9 +89,12 @@ MPROC_API bool mproc_connection_writable(const mproc_connection *c);
 
 /* Connection.fileno(): the native handle messages arrive on, the one to wait on for readability
  * (a send-only end: the handle it sends on). Owned by the connection; MPROC_NO_HANDLE when closed.
- * POSIX: a pipe's read end (a duplex connection is two pipes, one each way, as a round trip over
- * pipes costs about half of one over a Unix socket pair); Windows: an overlapped named-pipe HANDLE
- * that serves both directions. */
+ * Windows: an overlapped named-pipe HANDLE that serves both directions and every message size.
+ * POSIX: a pipe's read end. A connection end there holds more than one descriptor: a pipe each way
+ * (a small message's round trip over pipes costs about half of one over a Unix socket pair) and one
+ * end of a socket pair that carries the payloads of messages of 48 KiB or more (moved several times
+ * faster than through a pipe), so a duplex end takes three descriptors and a one-way end two. The
+ * header of every message still arrives on this handle, so it is the one to wait on. */
 MPROC_API mproc_os_handle mproc_connection_handle(const mproc_connection *c);
 /* The native handle messages leave on: on POSIX the write end of the other pipe of a duplex
  * connection; on Windows the same handle as mproc_connection_handle. MPROC_NO_HANDLE for a

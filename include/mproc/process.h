@@ -127,7 +127,7 @@ MPROC_API int mproc_process_create(mproc_process **out, const mproc_process_opts
  * available here), MPROC_ENOENT (the target cannot be found again in the child: not in a module of
  * this program, or the binary differs), MPROC_ECLOSED (a handed connection is closed), MPROC_EINVAL
  * (forkserver: the handed connections need more than 252 descriptors; on POSIX a duplex connection
- * takes two), MPROC_ESYS / MPROC_ENOMEM. Under spawn and
+ * end has three, see mproc_connection_handle), MPROC_ESYS / MPROC_ENOMEM. Under spawn and
  * forkserver, a program whose main does not call mproc_main_guard first makes start fail with
  * MPROC_ESTATE once that child (the server) exits.
  * Thread-safe with respect to other processes; one thread per process object. */

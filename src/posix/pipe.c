@@ -8,7 +8,9 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "../pal.h"
@@ -119,22 +121,51 @@ void mproc__posix_sigpipe_unblock(mproc__sigpipe_guard *g, bool got_epipe) {
   pthread_sigmask(SIG_SETMASK, &g->old, NULL);
 }
 
+#ifndef RWF_NOSIGNAL
+#define RWF_NOSIGNAL 0x00000100 /* <linux/fs.h> of Linux 6.18; older headers lack it */
+#endif
+
+/* Whether pwritev2(RWF_NOSIGNAL) works here: 0 not known yet, 1 yes, -1 no (or forced off). */
+static _Atomic int g_nosignal;
+
+void mproc__posix_force_sigpipe_guard(bool force) { atomic_store(&g_nosignal, force ? -1 : 0); }
+
+ssize_t mproc__posix_writev_nosigpipe(int fd, const struct iovec *iov, int n) {
+#ifdef __linux__
+  int known = atomic_load_explicit(&g_nosignal, memory_order_relaxed);
+  if (known >= 0) {
+    ssize_t w = pwritev2(fd, iov, n, -1, RWF_NOSIGNAL); /* offset -1: the current position, as writev */
+    if (w >= 0 || (errno != EOPNOTSUPP && errno != ENOSYS)) {
+      if (!known) atomic_store_explicit(&g_nosignal, 1, memory_order_relaxed);
+      return w;
+    }
+    /* An older kernel does not know the flag. Once it has worked, this is a file without the vector
+     * write the flag needs (not a pipe or socket): the guard for this call only. */
+    if (!known) atomic_store_explicit(&g_nosignal, -1, memory_order_relaxed);
+  }
+#endif
+  mproc__sigpipe_guard g;
+  mproc__posix_sigpipe_block(&g);
+  ssize_t w = writev(fd, iov, n);
+  int e = errno;
+  mproc__posix_sigpipe_unblock(&g, w < 0 && e == EPIPE);
+  errno = e;
+  return w;
+}
+
 int mproc__pal_write(mproc_os_handle h, const void *buf, size_t len, int64_t deadline, size_t *n) {
   int fd = (int)h;
   int rc = 0;
-  bool epipe = false;
-  mproc__sigpipe_guard g;
   *n = 0;
-  mproc__posix_sigpipe_block(&g);
   while (*n < len) {
-    ssize_t w = write(fd, (const char *)buf + *n, len - *n);
+    struct iovec iov = {(char *)buf + *n, len - *n};
+    ssize_t w = mproc__posix_writev_nosigpipe(fd, &iov, 1);
     if (w >= 0) {
       *n += (size_t)w;
       continue;
     }
     if (errno == EINTR) continue;
     if (errno == EPIPE) {
-      epipe = true;
       rc = mproc__fail_os(MPROC_EPIPE, EPIPE, "write to fd %d: the reader has gone", fd);
       break;
     }
@@ -149,7 +180,6 @@ int mproc__pal_write(mproc_os_handle h, const void *buf, size_t len, int64_t dea
     }
     if (rc) break;
   }
-  mproc__posix_sigpipe_unblock(&g, epipe);
   return rc;
 }
 

@@ -19,6 +19,14 @@ typedef struct mproc__sigpipe_guard {
 void mproc__posix_sigpipe_block(mproc__sigpipe_guard *g);
 void mproc__posix_sigpipe_unblock(mproc__sigpipe_guard *g, bool got_epipe);
 
+struct iovec;
+/* writev that never raises SIGPIPE (a reader that has gone gives -1 with EPIPE): one system call,
+ * pwritev2 with RWF_NOSIGNAL, where the kernel has it (Linux 6.18 and later; learnt on the first call),
+ * else writev inside the guard above (three). Errors as writev's, EINTR included. */
+ssize_t mproc__posix_writev_nosigpipe(int fd, const struct iovec *iov, int n);
+/* White-box tests: use the guard even where RWF_NOSIGNAL works (true), or find out again (false). */
+void mproc__posix_force_sigpipe_guard(bool force);
+
 /* A pipe whose ends are close-on-exec from the start. Where pipe2 exists (Linux, the BSDs) that is
  * atomic, so no other thread's fork+exec can inherit the ends; macOS has no pipe2, so there the flags
  * are set right after creation (a short window; untested here). */

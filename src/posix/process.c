@@ -54,15 +54,18 @@ int mproc__pal_conn_pair(bool duplex, mproc_os_handle *a, mproc_os_handle *b) {
 }
 
 int mproc__pal_conn_ends(bool duplex, mproc__conn_end *a, mproc__conn_end *b) {
-  int p1[2], p2[2] = {-1, -1};
-  a->rd = a->wr = b->rd = b->wr = MPROC_NO_HANDLE;
-  if (mproc__posix_pipe_cloexec(p1) == -1 || (duplex && mproc__posix_pipe_cloexec(p2) == -1)) {
-    int e = errno;
-    if (duplex && p2[0] == -1) {
-      close(p1[0]);
-      close(p1[1]);
-    }
-    return mproc__fail_os(0, e, "pipe2");
+  int p1[2] = {-1, -1}, p2[2] = {-1, -1};
+  a->rd = a->wr = a->bulk = b->rd = b->wr = b->bulk = MPROC_NO_HANDLE;
+  int rc = 0;
+  if (mproc__posix_pipe_cloexec(p1) == -1 || (duplex && mproc__posix_pipe_cloexec(p2) == -1))
+    rc = mproc__fail_os(0, errno, "pipe2");
+  else
+    rc = mproc__pal_conn_pair(duplex, &a->bulk, &b->bulk); /* one-way: a's end only reads */
+  if (rc) {
+    int fds[] = {p1[0], p1[1], p2[0], p2[1]};
+    for (size_t i = 0; i < 4; ++i)
+      if (fds[i] != -1) close(fds[i]);
+    return rc;
   }
   a->rd = p1[0]; /* b -> a */
   b->wr = p1[1];
@@ -73,39 +76,22 @@ int mproc__pal_conn_ends(bool duplex, mproc__conn_end *a, mproc__conn_end *b) {
   return 0;
 }
 
-void mproc__pal_conn_grow(mproc_os_handle h) {
-#ifdef F_SETPIPE_SZ
-  (void)fcntl((int)h, F_SETPIPE_SZ, 1024 * 1024); /* EINVAL on a socket, EPERM over the user's limit */
-#else
-  (void)h;
-#endif
-}
-
-/* Pipes and sockets alike (a socket-only send would spare the SIGPIPE guard's two system calls, but
- * boot links carry a few messages per child). */
 int mproc__pal_conn_send(mproc_os_handle h, const void *p1, size_t n1, const void *p2, size_t n2) {
   struct iovec iov[2] = {{(void *)p1, n1}, {(void *)p2, n2}};
   struct iovec *v = iov;
-  int nv = 2, rc = 0;
-  bool epipe = false;
-  mproc__sigpipe_guard g;
-  mproc__posix_sigpipe_block(&g);
+  int nv = 2;
   for (;;) {
     while (nv && v->iov_len == 0) {
       ++v;
       --nv;
     }
-    if (!nv) break;
-    ssize_t w = writev((int)h, v, nv);
+    if (!nv) return 0;
+    ssize_t w = mproc__posix_writev_nosigpipe((int)h, v, nv);
     if (w < 0) {
       if (errno == EINTR) continue;
-      if (errno == EPIPE || errno == ECONNRESET) {
-        epipe = errno == EPIPE;
-        rc = mproc__fail_os(MPROC_EPIPE, errno, "send: the peer has closed the connection");
-      } else {
-        rc = mproc__fail_os(0, errno, "send on fd %d", (int)h);
-      }
-      break;
+      if (errno == EPIPE || errno == ECONNRESET)
+        return mproc__fail_os(MPROC_EPIPE, errno, "send: the peer has closed the connection");
+      return mproc__fail_os(0, errno, "send on fd %d", (int)h);
     }
     for (size_t done = (size_t)w; done;) {
       size_t k = done < v->iov_len ? done : v->iov_len;
@@ -118,8 +104,6 @@ int mproc__pal_conn_send(mproc_os_handle h, const void *p1, size_t n1, const voi
       }
     }
   }
-  mproc__posix_sigpipe_unblock(&g, epipe);
-  return rc;
 }
 
 static int poll_ms(int64_t deadline) {

@@ -58,10 +58,9 @@ int mproc__pal_conn_ends(bool duplex, mproc__conn_end *a, mproc__conn_end *b) {
   a->wr = duplex ? ha : MPROC_NO_HANDLE;
   b->rd = duplex ? hb : MPROC_NO_HANDLE;
   b->wr = hb;
+  a->bulk = b->bulk = MPROC_NO_HANDLE; /* one pipe serves messages of every size */
   return rc;
 }
-
-void mproc__pal_conn_grow(mproc_os_handle h) { (void)h; }
 
 int mproc__pal_conn_send(mproc_os_handle h, const void *p1, size_t n1, const void *p2, size_t n2) {
   size_t n = 0;
