@@ -61,7 +61,7 @@ struct mproc_process {
 
 static mproc_start_method g_method = MPROC_START_SPAWN;
 static const char *g_name = "MainProcess";
-static char g_ident[64];        /* "" in the main process */
+static const char *g_ident = ""; /* "" in the main process */
 static const char *g_parent_name; /* NULL in the main process */
 static int64_t g_parent_pid;    /* 0 in the main process */
 static bool g_daemon;
@@ -144,10 +144,26 @@ static void list_remove(mproc_process *p) {
 static void free_process(mproc_process *p) {
   mproc_connection_destroy(p->boot);
   mproc__pal_child_release(&p->child);
-  free(p->arg);
-  free(p->conns);
   free(p->name);
-  free(p);
+  free(p); /* with its connection list and argument bytes */
+}
+
+/* ident = "<our ident>:<n>" ("<n>" in the main process, or when nested deeper than ident can show).
+ * Not snprintf: its deep stack would be more pages written (see free_process). */
+static void set_ident(char *ident, size_t cap, unsigned n) {
+  char num[16];
+  size_t k = sizeof num;
+  num[--k] = '\0';
+  do num[--k] = (char)('0' + n % 10);
+  while ((n /= 10) != 0);
+  size_t nlen = sizeof num - 1 - k, plen = strlen(g_ident);
+  size_t at = 0;
+  if (plen && plen + 1 + nlen < cap) {
+    memcpy(ident, g_ident, plen);
+    ident[plen] = ':';
+    at = plen + 1;
+  }
+  memcpy(ident + at, num + k, nlen + 1);
 }
 
 /* A forkserver child's end: the server writes "X<code>" on the boot link once it has reaped it. End
@@ -205,8 +221,14 @@ int mproc_process_create(mproc_process **out, const mproc_process_opts *o) {
   if (o->start_method < MPROC_START_DEFAULT || o->start_method > MPROC_START_FORKSERVER)
     return mproc__fail(MPROC_EINVAL, "process_create: start method %d is not an mproc_start_method", (int)o->start_method);
 
-  mproc_process *p = (mproc_process *)calloc(1, sizeof *p);
+  /* One block: the object, the connection list, the argument bytes (fewer pages written per start: after
+   * a fork each one the parent writes is a copy-on-write fault). */
+  if (o->connection_count > (SIZE_MAX - sizeof(mproc_process) - o->arg_size) / sizeof(mproc_connection *))
+    return mproc__fail(MPROC_ENOMEM, "process_create: out of memory");
+  mproc_process *p = (mproc_process *)calloc(1, sizeof *p + o->connection_count * sizeof *p->conns + o->arg_size);
   if (!p) return mproc__fail(MPROC_ENOMEM, "process_create: out of memory");
+  p->conns = (mproc_connection **)(void *)(p + 1);
+  p->arg = (char *)(p->conns + o->connection_count);
   p->child.handle = MPROC_NO_HANDLE;
   p->target = o->target;
   p->daemon = o->daemon;
@@ -214,17 +236,14 @@ int mproc_process_create(mproc_process **out, const mproc_process_opts *o) {
   p->context = o->context;
   p->kill_on_parent_death = o->kill_on_parent_death == MPROC_OPTION_DEFAULT ? o->daemon
                                                                             : o->kill_on_parent_death == MPROC_OPTION_ON;
-  p->arg = (char *)malloc(o->arg_size ? o->arg_size : 1);
-  p->conns = (mproc_connection **)calloc(o->connection_count ? o->connection_count : 1, sizeof *p->conns);
   mproc__pal_global_lock();
   unsigned n = ++g_counter;
   mproc__pal_global_unlock();
-  if (snprintf(p->ident, sizeof p->ident, "%s%s%u", g_ident, g_ident[0] ? ":" : "", n) >= (int)sizeof p->ident)
-    snprintf(p->ident, sizeof p->ident, "%u", n); /* nested deeper than names can show */
-  char defname[96];
-  snprintf(defname, sizeof defname, "Process-%s", p->ident);
+  set_ident(p->ident, sizeof p->ident, n);
+  char defname[96] = "Process-";
+  memcpy(defname + 8, p->ident, strlen(p->ident) + 1);
   p->name = mproc__strdup(o->name ? o->name : defname);
-  if (!p->arg || !p->conns || !p->name) {
+  if (!p->name) {
     free_process(p);
     return mproc__fail(MPROC_ENOMEM, "process_create: out of memory");
   }
@@ -392,11 +411,12 @@ static void parent_watch(void *arg) {
 
 /* Who this process is. The strings must outlive the process: under fork they are the parent's
  * objects (the child's copy of them never changes), under spawn they are the bootstrap's, kept.
- * Nothing is allocated here, so a fork child writes as few pages as it can (each written page is a
- * copy-on-write fault, the bulk of the cost of starting a fork child). */
+ * Nothing is allocated or formatted here, so a fork child touches as few pages as it can: each page
+ * it writes is a copy-on-write fault, and each code page it runs first is a fault too (fork does not
+ * copy the page tables of file mappings), the bulk of the cost of starting a fork child. */
 static void set_identity(const char *name, const char *ident, const char *parent_name, int64_t parent_pid, bool daemon) {
   g_name = name;
-  snprintf(g_ident, sizeof g_ident, "%s", ident);
+  g_ident = ident;
   g_parent_name = parent_name;
   g_parent_pid = parent_pid;
   g_daemon = daemon;
@@ -474,7 +494,6 @@ static void boot_run(mproc_connection *link, const char *msg, size_t len, const 
   if ((flags >> 1) & 1) /* a forkserver child's OS parent is the server, whose one thread forked it */
     mproc__pal_die_with_parent(fds ? mproc__pal_getppid() : ppid, fds ? true : (flags >> 2) & 1);
   set_identity(name ? name : "Process", ident ? ident : "", pname, ppid, flags & 1); /* kept for life */
-  free(ident);
   g_parent_link = link->rd;
   char ok[32] = "ok"; /* a forkserver child adds its pid: its parent may not have it from the server */
   if (fds) snprintf(ok, sizeof ok, "ok%lld", (long long)mproc__pal_getpid());

@@ -184,9 +184,20 @@ bool mproc__pal_fork_supported(void) { return true; }
 int mproc__pal_fork(int64_t *pid) {
   mproc__pal_global_lock(); /* never let the child inherit the lock held by another thread */
   pid_t p = fork();
-  int e = errno;
+  if (p == 0) {
+    /* The child is single-threaded and the lock is ours: a fresh one is the same as unlocking, and a
+     * store touches no code page the child would otherwise fault in (see set_identity). */
+    static const pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+    g_lock = fresh;
+    *pid = 0;
+    return 0;
+  }
+  if (p < 0) {
+    int e = errno;
+    mproc__pal_global_unlock();
+    return mproc__fail_os(0, e, "fork");
+  }
   mproc__pal_global_unlock();
-  if (p < 0) return mproc__fail_os(0, e, "fork");
   *pid = p;
   return 0;
 }
