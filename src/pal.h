@@ -197,9 +197,16 @@ int mproc__pal_wait_ready(const mproc__wait_item *items, size_t n, int64_t deadl
 /* ---- processes running a function (process module) -------------------------------------------- */
 
 /* The handle that signals the end of a started child for mproc__pal_wait_ready(MPROC__WAIT_SENTINEL):
- * POSIX: `boot` (the parent's end of the bootstrap connection, at EOF once the child has gone);
+ * POSIX: `boot` (the parent's end of the bootstrap connection, at EOF once the child has gone), or
+ * for a fork child started without one, the pidfd of mproc__pal_fork_sentinel (child->handle);
  * Windows: the process handle child->handle. */
 mproc_os_handle mproc__pal_sentinel(const mproc__child *child, mproc_os_handle boot);
+/* A fork child needs no boot link (a socket pair and three closes, several microseconds of a start)
+ * when the system gives a sentinel of its own: Linux 5.3+, a pidfd (probed once). Then
+ * mproc__pal_fork_sentinel opens it into child->handle right after the fork, while the child cannot
+ * have been reaped (its pid is still ours). Elsewhere false (Windows: there is no fork). */
+bool mproc__pal_fork_sentinel_supported(void);
+int mproc__pal_fork_sentinel(mproc__child *child);
 
 /* fork(): 0 in both processes; *pid is the child's pid in the parent and 0 in the child.
  * MPROC_ENOTSUP on Windows. The library's global lock is held across the fork so the child never

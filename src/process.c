@@ -581,12 +581,15 @@ static int start_fork(mproc_process *p, mproc_os_handle child_end) {
   int rc = mproc__pal_fork(&pid);
   if (rc) return rc;
   if (pid == 0) { /* the child */
-    /* close every link of our parent's other children, and our parent's own link to its parent */
-    for (mproc_process *q = g_children; q; q = q->next)
+    /* close every link (and pidfd) of our parent's other children, and our parent's own link to its
+     * parent */
+    for (mproc_process *q = g_children; q; q = q->next) {
       if (q->boot) mproc__pal_close(q->boot->rd); /* links: one handle */
+      mproc__pal_child_release(&q->child);
+    }
     g_children = NULL;
     mproc__pal_close(g_parent_link);
-    mproc__pal_close(p->boot->rd);
+    if (p->boot) mproc__pal_close(p->boot->rd);
     if (g_fs_ctl != MPROC_NO_HANDLE) { /* our fork server is not the child's */
       mproc__pal_close(g_fs_ctl);
       g_fs_ctl = MPROC_NO_HANDLE;
@@ -603,6 +606,11 @@ static int start_fork(mproc_process *p, mproc_os_handle child_end) {
     child_finish_fork(p->target(&args));
   }
   p->child.pid = pid;
+  if (!p->boot && (rc = mproc__pal_fork_sentinel(&p->child)) != 0) { /* out of descriptors: undo */
+    mproc__pal_signal(&p->child, MPROC_SIGKILL);
+    mproc__pal_wait(&p->child, INT64_MAX);
+    return rc;
+  }
   return 0;
 }
 
@@ -864,14 +872,19 @@ int mproc_process_start(mproc_process *p) {
     if (mproc_connection_closed(p->conns[i]))
       return mproc__fail(MPROC_ECLOSED, "process_start: connection %zu handed to '%s' is closed", i, p->name);
 
-  mproc_os_handle parent_end, child_end;
-  rc = mproc__pal_conn_pair(true, &parent_end, &child_end);
-  if (rc) return rc;
-  p->boot = mproc__connection_wrap(mproc__conn_end_link(parent_end));
-  if (!p->boot) {
-    mproc__pal_close(parent_end);
-    mproc__pal_close(child_end);
-    return MPROC_ENOMEM;
+  /* A fork child needs its boot link only to watch for its parent's death; its sentinel can be the
+   * system's own where there is one (mproc__pal_fork_sentinel). */
+  bool link = m != MPROC_START_FORK || p->kill_on_parent_death || !mproc__pal_fork_sentinel_supported();
+  mproc_os_handle parent_end = MPROC_NO_HANDLE, child_end = MPROC_NO_HANDLE;
+  if (link) {
+    rc = mproc__pal_conn_pair(true, &parent_end, &child_end);
+    if (rc) return rc;
+    p->boot = mproc__connection_wrap(mproc__conn_end_link(parent_end));
+    if (!p->boot) {
+      mproc__pal_close(parent_end);
+      mproc__pal_close(child_end);
+      return MPROC_ENOMEM;
+    }
   }
   if (!g_atexit_registered) {
     g_atexit_registered = true;
