@@ -1,7 +1,8 @@
 // White-box tests of the Windows PAL for connections and the process module (src/win32/conn.c,
 // src/win32/process.c): overlapped connection ends, the zero-byte-read wait, waits over more than
 // MAXIMUM_WAIT_OBJECTS objects, no lost bytes on a timed-out receive, handle leaks, finding a target
-// again (and refusing a different binary), unsetenv, threads. Built and run only on Windows (wine here).
+// again (and refusing a different binary), unsetenv, threads, and the kill-on-close job object of
+// kill_on_parent_death (src/win32/process.c). Built and run only on Windows (wine here).
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -55,6 +56,124 @@ std::string recv_all(mproc_os_handle h, size_t want) {
 int exe_function(int x) { return x + 1; }
 
 int target_returns_0(const mproc_args *) { return 0; }
+
+// Whether we run under wine (for its documented deviations only).
+bool under_wine() {
+  HMODULE ntdll = GetModuleHandleW(L"ntdll.dll");
+  return ntdll && GetProcAddress(ntdll, "wine_get_version") != nullptr;
+}
+
+constexpr DWORD kJobFlags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE | JOB_OBJECT_LIMIT_SILENT_BREAKAWAY_OK;
+
+// This process's job as it sees it: 0 if it is in no job, else 1 | the kill-on-close and
+// silent-breakaway flags of its innermost job (QueryInformationJobObject(NULL) reads that one).
+int own_job_state() {
+  BOOL in = FALSE;
+  if (!IsProcessInJob(GetCurrentProcess(), nullptr, &in) || !in) return 0;
+  JOBOBJECT_EXTENDED_LIMIT_INFORMATION li{};
+  int state = 1;
+  if (QueryInformationJobObject(nullptr, JobObjectExtendedLimitInformation, &li, sizeof li, nullptr))
+    state |= (int)(li.BasicLimitInformation.LimitFlags & kJobFlags);
+  return state;
+}
+
+// The target that reports own_job_state() as its exit code.
+int t_report_job(const mproc_args *) { return own_job_state(); }
+
+// own_job_state() of a child started through the public API with these options; -1 if it failed.
+int child_job_state(mproc_option kill_on_parent_death, bool daemon) {
+  mproc_process *p = nullptr;
+  mproc_process_opts o{};
+  o.target = t_report_job;
+  o.daemon = daemon;
+  o.kill_on_parent_death = kill_on_parent_death;
+  int seen = -1;
+  if (mproc_process_create(&p, &o) != 0) return -1;
+  bool ok = mproc_process_start(p) == 0;
+  EXPECT_TRUE(ok) << mproc_last_error();
+  if (ok && mproc_process_join(p, MPROC_INFINITE) == 0) {
+    EXPECT_TRUE(mproc_process_exitcode(p, &seen));
+  }
+  mproc_process_destroy(p);
+  return seen;
+}
+
+// A started mproc__child of the helper, killed and released at scope exit.
+struct Helper {
+  mproc__child c{};
+  Helper() { c.handle = MPROC_NO_HANDLE; }
+  int start(std::vector<const char *> args, mproc_os_handle in = MPROC_NO_HANDLE, mproc_os_handle out = MPROC_NO_HANDLE) {
+    static std::string helper = mproc_test::helper_path();
+    args.insert(args.begin(), helper.c_str());
+    args.push_back(nullptr);
+    mproc__spawn_req req{};
+    req.argv = args.data();
+    req.stdio[0] = in;
+    req.stdio[1] = out;
+    req.stdio[2] = MPROC_NO_HANDLE;
+    return mproc__pal_spawn(&req, &c);
+  }
+  ~Helper() {
+    if (c.handle != MPROC_NO_HANDLE && !c.reaped) {
+      mproc__pal_signal(&c, MPROC_SIGKILL);
+      mproc__pal_wait(&c, INT64_MAX);
+    }
+    mproc__pal_child_release(&c);
+  }
+  Helper(const Helper &) = delete;
+  Helper &operator=(const Helper &) = delete;
+};
+
+// A handle of ours to a process (opened by id, or a copy of another handle), terminated if the
+// process still runs and closed at scope exit, so that a failed test leaves nothing running.
+struct Opened {
+  HANDLE h = nullptr;
+  explicit Opened(DWORD pid) : h(OpenProcess(SYNCHRONIZE | PROCESS_TERMINATE | PROCESS_QUERY_INFORMATION, FALSE, pid)) {}
+  explicit Opened(mproc_os_handle process) {
+    if (!DuplicateHandle(GetCurrentProcess(), H(process), GetCurrentProcess(), &h,
+                         SYNCHRONIZE | PROCESS_TERMINATE | PROCESS_QUERY_INFORMATION, FALSE, 0))
+      h = nullptr;
+  }
+  ~Opened() {
+    if (!h) return;
+    TerminateProcess(h, 1);
+    WaitForSingleObject(h, 60000);
+    CloseHandle(h);
+  }
+  Opened(const Opened &) = delete;
+  Opened &operator=(const Opened &) = delete;
+};
+
+// In a spawned child (the middle of three): start the helper as a plain child, which has no watchdog
+// of its own, put it in a kill-on-close job when the argument is "bind", report its pid on the
+// connection, then wait (until the parent kills us, or closes its end).
+int t_hold_a_plain_child(const mproc_args *a) {
+  bool bind = a->size == 4 && std::memcmp(a->data, "bind", 4) == 0;
+  mproc_os_handle nul = MPROC_NO_HANDLE;
+  if (mproc__pal_open_devnull(true, &nul) != 0) return 10;
+  std::string helper = mproc_test::helper_path();
+  const char *argv[] = {helper.c_str(), "sleep", "600000", nullptr};
+  mproc__spawn_req req{};
+  req.argv = argv;
+  req.stdio[0] = req.stdio[1] = req.stdio[2] = nul;  // nothing of ours (ctest's pipe) is held by it
+  mproc__child child{};
+  int rc = mproc__pal_spawn(&req, &child);
+  mproc__pal_close(nul);
+  if (rc != 0) return 11;
+  if (bind) mproc__pal_child_bind(&child);
+  std::string pid = std::to_string(child.pid);
+  if (bind && !child.job) pid = "no job";
+  mproc_connection *c = a->connections[0];
+  if (mproc_connection_send_bytes(c, pid.data(), pid.size(), 0, MPROC_ALL) == 0) {
+    char *m = nullptr;
+    size_t n = 0;
+    if (mproc_connection_recv_bytes(c, 0, MPROC_INFINITE, &m, &n) == 0) mproc_free(m);
+  }
+  mproc__pal_signal(&child, MPROC_SIGKILL);  // not killed with us: the parent's test is over
+  mproc__pal_wait(&child, INT64_MAX);
+  mproc__pal_child_release(&child);
+  return 0;
+}
 
 }  // namespace
 
@@ -363,4 +482,169 @@ TEST(Win32Proc, NoForkAndDetachedThreads) {
   CloseHandle(ev);
   mproc__pal_global_lock();
   mproc__pal_global_unlock();
+}
+
+// ---- kill on parent death: the kill-on-close job object ------------------------------------------
+
+// mproc__pal_child_bind puts the child, and only the child, in a job of its own whose only handle the
+// parent holds (not inheritable); mproc__pal_child_release closes it, which kills a child that still
+// runs, and not the child's own children (silent breakaway).
+TEST(Win32Job, BindPutsTheChildAloneInAJobThatReleaseCloses) {
+  mproc_os_handle in_parent, in_child, out_parent, out_child;
+  ASSERT_EQ(mproc__pal_pipe(false, &in_parent, &in_child), 0) << mproc_last_error();
+  ASSERT_EQ(mproc__pal_pipe(true, &out_parent, &out_child), 0) << mproc_last_error();
+  Helper h;
+  // waits for a byte on stdin, so that its own child is started only once it is in the job
+  int rc = h.start({"read", "1", "grandchild", "600000", "sleep", "600000"}, in_child, out_child);
+  mproc__pal_close(in_child);
+  mproc__pal_close(out_child);
+  ASSERT_EQ(rc, 0) << mproc_last_error();
+  EXPECT_EQ(h.c.job, nullptr);
+  mproc__pal_child_bind(&h.c);
+  ASSERT_NE(h.c.job, nullptr) << "AssignProcessToJobObject failed";
+  HANDLE job = (HANDLE)h.c.job;
+  DWORD hflags = 0;
+  ASSERT_TRUE(GetHandleInformation(job, &hflags));
+  EXPECT_EQ(hflags & HANDLE_FLAG_INHERIT, 0u) << "the job handle must not be inheritable";
+  BOOL in = FALSE;
+  ASSERT_TRUE(IsProcessInJob(H(h.c.handle), job, &in));
+  EXPECT_TRUE(in);
+  mproc__pal_child_bind(&h.c);  // a second bind keeps the job
+  EXPECT_EQ(h.c.job, job);
+
+  size_t n = 0;
+  ASSERT_EQ(mproc__pal_write(in_parent, "g", 1, in_ms(60000), &n), 0) << mproc_last_error();
+  std::string line;
+  while (line.find('\n') == std::string::npos) {
+    char buf[64];
+    ASSERT_EQ(mproc__pal_read(out_parent, buf, sizeof buf, in_ms(60000), &n), 0) << mproc_last_error();
+    ASSERT_GT(n, 0u) << "the helper ended before naming its child: " << line;
+    line.append(buf, n);
+  }
+  Opened grandchild((DWORD)std::strtoul(line.c_str(), nullptr, 10));
+  ASSERT_NE(grandchild.h, nullptr) << line;
+  in = TRUE;
+  ASSERT_TRUE(IsProcessInJob(grandchild.h, job, &in));
+  EXPECT_FALSE(in) << "the child's own child must not be in its job (silent breakaway)";
+
+  Opened child(h.c.handle);  // our own handle to the child: release closes the mproc__child's
+  ASSERT_NE(child.h, nullptr);
+  mproc__pal_child_release(&h.c);
+  EXPECT_EQ(h.c.job, nullptr);
+  EXPECT_EQ(h.c.handle, MPROC_NO_HANDLE);
+  EXPECT_EQ(WaitForSingleObject(child.h, 60000), WAIT_OBJECT_0) << "closing the job did not kill the child";
+  // the grandchild was not killed with it: it still runs, and ends with the code we give it
+  EXPECT_EQ(WaitForSingleObject(grandchild.h, 0), (DWORD)WAIT_TIMEOUT);
+  ASSERT_TRUE(TerminateProcess(grandchild.h, 77));
+  ASSERT_EQ(WaitForSingleObject(grandchild.h, 60000), WAIT_OBJECT_0);
+  DWORD code = 0;
+  ASSERT_TRUE(GetExitCodeProcess(grandchild.h, &code));
+  EXPECT_EQ(code, 77u);
+  mproc__pal_close(in_parent);
+  mproc__pal_close(out_parent);
+}
+
+// Best effort: a child that cannot be put in a job (here: one that has already ended) is left without
+// one, and no error is reported.
+TEST(Win32Job, BindFailureLeavesNoJob) {
+  Helper h;
+  ASSERT_EQ(h.start({"exit", "0"}), 0) << mproc_last_error();
+  ASSERT_EQ(mproc__pal_wait(&h.c, INT64_MAX), 0) << mproc_last_error();
+  mproc_clear_error();
+  mproc__pal_child_bind(&h.c);  // AssignProcessToJobObject: ERROR_ACCESS_DENIED for an ended process
+  EXPECT_EQ(h.c.job, nullptr);
+  EXPECT_STREQ(mproc_last_error(), "");
+  int before = mproc__pal_handle_count();
+  mproc__pal_child_bind(&h.c);
+  EXPECT_EQ(mproc__pal_handle_count(), before) << "the job of a failed bind must be closed";
+}
+
+// The job's limits: kill on close, and silent breakaway. Wine 8.0 applies both limits (the other
+// tests here see their effects) but its QueryInformationJobObject returns zeroed limit information
+// (a stub in ntdll), so under wine the flags themselves can only be read where wine reports them.
+TEST(Win32Job, JobLimitsAreKillOnCloseAndSilentBreakaway) {
+  Helper h;
+  ASSERT_EQ(h.start({"sleep", "600000"}), 0) << mproc_last_error();
+  mproc__pal_child_bind(&h.c);
+  ASSERT_NE(h.c.job, nullptr);
+  JOBOBJECT_EXTENDED_LIMIT_INFORMATION li{};
+  ASSERT_TRUE(QueryInformationJobObject((HANDLE)h.c.job, JobObjectExtendedLimitInformation, &li, sizeof li, nullptr));
+  DWORD flags = li.BasicLimitInformation.LimitFlags;
+  // and as the child sees its own job, started through the public API
+  int seen = child_job_state(MPROC_OPTION_ON, false);
+  ASSERT_GE(seen, 0);
+  EXPECT_EQ(seen & 1, 1) << "the child is in no job";
+  if (under_wine() && flags == 0 && seen == 1)
+    GTEST_SKIP() << "wine's QueryInformationJobObject returns zeroed job limits (a stub): the flags cannot be read";
+  EXPECT_EQ(flags & kJobFlags, kJobFlags) << std::hex << flags;
+  EXPECT_EQ(seen, (int)kJobFlags | 1) << std::hex << seen;
+}
+
+// Through the public API: with kill_on_parent_death on (explicitly, or by default for a daemon) the
+// child runs in a job of ours; with it off the child is in no job of ours (it sees what we see, or
+// no job when ours lets children break away).
+TEST(Win32Job, KillOnParentDeathPutsTheChildInAJobAndOffDoesNot) {
+  int mine = own_job_state();
+  struct Case {
+    mproc_option option;
+    bool daemon, want_job;
+  } cases[] = {{MPROC_OPTION_ON, false, true},
+               {MPROC_OPTION_DEFAULT, true, true},
+               {MPROC_OPTION_OFF, false, false},
+               {MPROC_OPTION_DEFAULT, false, false},
+               {MPROC_OPTION_OFF, true, false}};
+  for (const Case &c : cases) {
+    SCOPED_TRACE("option " + std::to_string((int)c.option) + (c.daemon ? ", daemon" : ""));
+    int seen = child_job_state(c.option, c.daemon);
+    ASSERT_GE(seen, 0);
+    if (c.want_job) {
+      EXPECT_EQ(seen & 1, 1) << "not in a job";
+    } else {
+      EXPECT_TRUE(seen == mine || seen == 0) << std::hex << "child " << seen << ", parent " << mine;
+    }
+  }
+}
+
+// The job kills by itself: the middle process puts a plain helper (no watchdog in it, no link to
+// anyone) in a job and is then killed hard; the system closes the job's only handle and the helper
+// dies. The control, without the job, shows that nothing else kills it.
+TEST(Win32Job, APlainChildInTheJobDiesWhenItsParentIsKilledHard) {
+  for (bool bind : {true, false}) {
+    SCOPED_TRACE(bind ? "in a job" : "control: no job");
+    mproc_connection *a = nullptr, *b = nullptr;
+    ASSERT_EQ(mproc_pipe(true, &a, &b), 0);
+    mproc_process *mid = nullptr;
+    mproc_process_opts o{};
+    o.target = t_hold_a_plain_child;
+    o.arg = bind ? "bind" : "none";
+    o.arg_size = 4;
+    mproc_connection *conns[] = {b};
+    o.connections = conns;
+    o.connection_count = 1;
+    o.kill_on_parent_death = MPROC_OPTION_OFF;  // the middle itself: nothing to do with what is tested
+    ASSERT_EQ(mproc_process_create(&mid, &o), 0);
+    ASSERT_EQ(mproc_process_start(mid), 0) << mproc_last_error();
+    char *m = nullptr;
+    size_t n = 0;
+    ASSERT_EQ(mproc_connection_recv_bytes(a, 0, 60000, &m, &n), 0) << mproc_last_error();
+    std::string pid(m, n);
+    mproc_free(m);
+    Opened plain((DWORD)std::strtoul(pid.c_str(), nullptr, 10));
+    ASSERT_NE(plain.h, nullptr) << pid;
+    ASSERT_EQ(mproc_process_kill(mid), 0);  // TerminateProcess: no cleanup of any kind in the middle
+    ASSERT_EQ(mproc_process_join(mid, MPROC_INFINITE), 0);
+    if (bind) {
+      EXPECT_EQ(WaitForSingleObject(plain.h, 60000), WAIT_OBJECT_0) << "the job did not kill the plain child";
+    } else {
+      EXPECT_EQ(WaitForSingleObject(plain.h, 0), (DWORD)WAIT_TIMEOUT);
+      ASSERT_TRUE(TerminateProcess(plain.h, 77));
+      ASSERT_EQ(WaitForSingleObject(plain.h, 60000), WAIT_OBJECT_0);
+      DWORD code = 0;
+      ASSERT_TRUE(GetExitCodeProcess(plain.h, &code));
+      EXPECT_EQ(code, 77u) << "the plain child was ended by something else than us";
+    }
+    mproc_process_destroy(mid);
+    mproc_connection_destroy(a);
+    mproc_connection_destroy(b);
+  }
 }

@@ -110,7 +110,8 @@ typedef struct mproc_process_opts {
    * kernel's mechanisms are added where they are right: on Linux PR_SET_PDEATHSIG(SIGKILL), with a
    * re-check of the parent, for children started from the main thread (the kernel ties the signal to
    * the creating *thread*, so a child started from another thread would die with that thread; under
-   * forkserver the server's own thread creates it). */
+   * forkserver the server's own thread creates it); on Windows a kill-on-close job object per child,
+   * whose only handle the parent holds (the child's own children are not in it). */
   mproc_option kill_on_parent_death;
 } mproc_process_opts;
 

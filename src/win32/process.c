@@ -16,11 +16,24 @@
  *     a file replaced after the parent had mapped the old one (both processes would then stat the new
  *     file). Fields the loader may rewrite (ImageBase) are left out.
  *
- * Kill on parent death needs nothing here: the child's watchdog thread (src/process.c) waits on its end
- * of the boot connection, and when the parent dies, however it dies, the system closes the parent's
- * end and the child's pending read fails with ERROR_BROKEN_PIPE (end of file). No job object: a
- * kill-on-close job would also kill the children that must outlive their parent (not daemons, or
- * kill_on_parent_death off), and a job cannot be left again by the ones that should.
+ * Kill on parent death (kill_on_parent_death), two mechanisms:
+ *   - the portable one, which works alone: the child's watchdog thread (src/process.c) waits on its end
+ *     of the boot connection, and when the parent dies, however it dies, the system closes the
+ *     parent's end and the child's pending read fails with ERROR_BROKEN_PIPE (end of file);
+ *   - the system's own, added by mproc__pal_child_bind: a job object per child, with
+ *     JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE, whose only handle is the parent's (child->job; not
+ *     inheritable, so no other child can hold it open, even one started with bInheritHandles and no
+ *     handle list). When the parent ends, however it ends, the system closes that handle and kills the
+ *     child, even one whose watchdog cannot run (stopped in a debugger, stuck before the guard, its
+ *     boot link held open elsewhere). It is bound before the bootstrap message is sent, so the target
+ *     never runs outside it. The job holds the child alone: JOB_OBJECT_LIMIT_SILENT_BREAKAWAY_OK puts
+ *     the child's own children outside it, as PR_SET_PDEATHSIG applies to the child alone on Linux
+ *     (they may outlive it; a child of its own with the option gets a job of its own). The handle is
+ *     closed by mproc__pal_child_release, which the process module calls only once the child has been
+ *     reaped (or a failed start killed it): closing it earlier would kill the child. Best effort: if
+ *     the child cannot be put in it (before Windows 8, a process already in a job, as the child of a
+ *     parent in one is, cannot join another), the watchdog remains. Children started with the option
+ *     off are in no job of ours, so they may outlive us.
  */
 #include <process.h> /* _beginthreadex */
 #include <stdlib.h>
@@ -51,7 +64,22 @@ void mproc__pal_exit_now(int code) {
 
 /* ---- kill on parent death (the system's part; see pal.h) ------------------------------------------ */
 
-void mproc__pal_child_bind(mproc__child *child) { (void)child; }
+void mproc__pal_child_bind(mproc__child *child) {
+  if (child->job || child->handle == MPROC_NO_HANDLE || child->handle == 0) return;
+  DWORD saved = GetLastError(); /* best effort: a failure here is not the caller's error */
+  HANDLE job = CreateJobObjectW(NULL, NULL); /* NULL attributes: the handle is not inheritable */
+  if (job) {
+    JOBOBJECT_EXTENDED_LIMIT_INFORMATION li;
+    ZeroMemory(&li, sizeof li);
+    li.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE | JOB_OBJECT_LIMIT_SILENT_BREAKAWAY_OK;
+    if (SetInformationJobObject(job, JobObjectExtendedLimitInformation, &li, sizeof li) &&
+        AssignProcessToJobObject(job, MPROC__H(child->handle)))
+      child->job = job;
+    else
+      CloseHandle(job); /* a job with no process in it: closing it kills nothing */
+  }
+  SetLastError(saved);
+}
 void mproc__pal_die_with_parent(int64_t parent_pid, bool by_main_thread) {
   (void)parent_pid;
   (void)by_main_thread;

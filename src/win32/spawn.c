@@ -767,4 +767,8 @@ int mproc__pal_signal(mproc__child *c, int sig) {
 void mproc__pal_child_release(mproc__child *c) {
   if (c->handle != MPROC_NO_HANDLE && c->handle != 0) CloseHandle(MPROC__H(c->handle));
   c->handle = MPROC_NO_HANDLE;
+  /* the kill-on-close job of mproc__pal_child_bind (src/win32/process.c): its only handle, so closing
+   * it kills the child if it still runs; callers release a child only once it has ended */
+  if (c->job) CloseHandle((HANDLE)c->job);
+  c->job = NULL;
 }
