@@ -62,6 +62,16 @@ int mproc__pal_conn_ends(bool duplex, mproc__conn_end *a, mproc__conn_end *b) {
     rc = mproc__fail_os(0, errno, "pipe2");
   else
     rc = mproc__pal_conn_pair(duplex, &a->bulk, &b->bulk); /* one-way: a's end only reads */
+  if (!rc) {
+    /* Room for a 1 MiB message in flight each way: fewer wake-ups, and two peers that each send one
+     * before receiving do not block each other. Best effort (a lower limit is kept). */
+    int sz = 1 << 20;
+    for (int i = 0; i < 2; ++i) {
+      int s = (int)(i ? b->bulk : a->bulk);
+      (void)setsockopt(s, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+      (void)setsockopt(s, SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
+    }
+  }
   if (rc) {
     int fds[] = {p1[0], p1[1], p2[0], p2[1]};
     for (size_t i = 0; i < 4; ++i)
