@@ -685,12 +685,40 @@ static bool recv_all(mproc_os_handle h, void *buf, size_t n) {
   return true;
 }
 
+static int64_t get_i64(const unsigned char b[8]) {
+  uint64_t u = 0;
+  for (int i = 0; i < 8; ++i) u |= (uint64_t)b[i] << (8 * i);
+  return (int64_t)u;
+}
+
 static bool recv_i64(mproc_os_handle h, int64_t *v) {
   unsigned char b[8];
   if (!recv_all(h, b, 8)) return false;
-  uint64_t u = 0;
-  for (int i = 0; i < 8; ++i) u |= (uint64_t)b[i] << (8 * i);
-  *v = (int64_t)u;
+  *v = get_i64(b);
+  return true;
+}
+
+/* The server's reply to a request: the child's pid (or -errno), and with it, where the system has
+ * them, a pidfd of the child (*pidfd, else MPROC_NO_HANDLE). */
+static bool recv_reply(mproc_os_handle h, int64_t *pid, mproc_os_handle *pidfd) {
+  unsigned char b[8];
+  *pidfd = MPROC_NO_HANDLE;
+  for (size_t got = 0; got < 8;) {
+    size_t k = 0, nf = 0;
+    mproc_os_handle f = MPROC_NO_HANDLE;
+    int rc = mproc__pal_conn_recv_fds(h, b + got, 8 - got, &k, &f, 1, &nf);
+    if (nf) {
+      mproc__pal_close(*pidfd);
+      *pidfd = f;
+    }
+    if (rc || k == 0) {
+      mproc__pal_close(*pidfd);
+      *pidfd = MPROC_NO_HANDLE;
+      return false;
+    }
+    got += k;
+  }
+  *pid = get_i64(b);
   return true;
 }
 
@@ -746,8 +774,9 @@ static int server_start(void) {
 /* One request to the server (started if needed; restarted once if it had died): the child's pid.
  * *lost: the server died after the request reached it (it may have forked the child or not). */
 static int server_request(const mproc_process *p, const mproc__buf *req, const mproc_os_handle *fds, size_t nfds,
-                          int64_t *pid, bool *lost) {
+                          int64_t *pid, mproc_os_handle *pidfd, bool *lost) {
   *lost = false;
+  *pidfd = MPROC_NO_HANDLE;
   int rc = 0;
   mproc__pal_global_lock();
   for (int attempt = 0; attempt < 2; ++attempt) {
@@ -758,7 +787,7 @@ static int server_request(const mproc_process *p, const mproc__buf *req, const m
       continue;
     }
     if (rc) break;
-    if (!recv_i64(g_fs_ctl, pid)) {
+    if (!recv_reply(g_fs_ctl, pid, pidfd)) {
       server_drop();
       *lost = true;
       rc = mproc__fail(MPROC_ESYS, "start '%s': the fork server died while starting it", p->name);
@@ -805,10 +834,11 @@ static int start_forkserver(mproc_process *p, mproc_os_handle child_end) {
   size_t rlen = 0;
   bool have_reply = false;
   int64_t pid = 0;
+  mproc_os_handle pidfd = MPROC_NO_HANDLE;
   for (int attempt = 0; !rc; ++attempt) {
     bool lost = false;
     fds[0] = child_end;
-    rc = server_request(p, &msg, fds, nfds, &pid, &lost);
+    rc = server_request(p, &msg, fds, nfds, &pid, &pidfd, &lost);
     mproc__pal_close(child_end);
     child_end = MPROC_NO_HANDLE;
     if (rc == 0 || !lost) break;
@@ -833,8 +863,12 @@ static int start_forkserver(mproc_process *p, mproc_os_handle child_end) {
   }
   mproc__buf_free(&msg);
   mproc__pal_close(child_end);
-  if (rc) return rc;
+  if (rc) {
+    mproc__pal_close(pidfd);
+    return rc;
+  }
   p->child.pid = pid;
+  p->child.handle = pidfd; /* signals reach this very process (mproc__pal_signal), never a reused pid */
   p->via_server = true;
   /* the child's answer, as under spawn */
   if (!have_reply) rc = recv_one_frame(p->boot->rd, reply, sizeof reply, &rlen);

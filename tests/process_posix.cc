@@ -7,7 +7,9 @@
 #include <thread>
 
 #ifdef __linux__
+#include <dirent.h>
 #include <sys/prctl.h>
+#include <unistd.h>
 #endif
 
 #include "mproc.h"
@@ -32,6 +34,17 @@ void parent_atexit_handler() {
 int t_nothing(const mproc_args *a) {
   (void)a;
   return 0;
+}
+
+// Create, start and join a child with these options: its exit code, or -1000 and below on failure.
+int run_child(const mproc_process_opts &o) {
+  mproc_process *p = nullptr;
+  if (mproc_process_create(&p, &o) != 0) return -1000;
+  int code = -1001;
+  if (mproc_process_start(p) != 0 || mproc_process_join(p, MPROC_INFINITE) != 0 || !mproc_process_exitcode(p, &code))
+    code = -1002;
+  mproc_process_destroy(p);
+  return code;
 }
 
 std::string slurp(FILE *f) {
@@ -63,17 +76,30 @@ int t_report_pdeathsig(const mproc_args *a) {
   return sig;
 }
 
+// Descriptors of this process that are pidfds.
+int count_pidfds() {
+  int n = 0;
+  DIR *d = opendir("/proc/self/fd");
+  if (!d) return -1;
+  while (struct dirent *e = readdir(d)) {
+    char link[64] = {0};
+    std::string path = std::string("/proc/self/fd/") + e->d_name;
+    if (readlink(path.c_str(), link, sizeof link - 1) > 0 && std::string(link) == "anon_inode:[pidfd]") ++n;
+  }
+  closedir(d);
+  return n;
+}
+
+int t_until_stopped(const mproc_args *a) {
+  char b[8];
+  size_t n = 0;
+  mproc_connection_recv_bytes_into(a->connections[0], b, sizeof b, MPROC_INFINITE, &n);  // never comes
+  return 0;
+}
+
 // The exit code of a child running t_report_pdeathsig: the parent-death signal it was given.
 int pdeathsig_of_child(mproc_start_method m, mproc_option kill) {
-  mproc_process *p = nullptr;
-  if (mproc_process_create(&p, ptr(mproc_process_opts{.target = t_report_pdeathsig, .start_method = m,
-                                                      .kill_on_parent_death = kill})) != 0)
-    return -1000;
-  int code = -1001;
-  if (mproc_process_start(p) != 0 || mproc_process_join(p, MPROC_INFINITE) != 0 || !mproc_process_exitcode(p, &code))
-    code = -1002;
-  mproc_process_destroy(p);
-  return code;
+  return run_child(mproc_process_opts{.target = t_report_pdeathsig, .start_method = m, .kill_on_parent_death = kill});
 }
 #endif
 
@@ -131,17 +157,39 @@ TEST(ProcessFork, ParentAtexitHandlersDoNotRunInTheChild) {
     atexit(parent_atexit_handler);  // at this process's own exit g_file is NULL again: a no-op
     registered = true;
   }
-  mproc_process *p = nullptr;
-  ASSERT_EQ(mproc_process_create(&p, ptr(mproc_process_opts{.target = t_nothing, .start_method = MPROC_START_FORK})),
-            0);
-  ASSERT_EQ(mproc_process_start(p), 0) << mproc_last_error();
-  ASSERT_EQ(mproc_process_join(p, MPROC_INFINITE), 0);
-  int code = -1;
-  EXPECT_TRUE(mproc_process_exitcode(p, &code));
-  EXPECT_EQ(code, 0);
+  EXPECT_EQ(run_child(mproc_process_opts{.target = t_nothing, .start_method = MPROC_START_FORK}), 0);
   fflush(g_file);
   EXPECT_EQ(slurp(g_file), "");  // the child ended without running the parent's handler
-  mproc_process_destroy(p);
   fclose(g_file);
   g_file = nullptr;
 }
+
+#ifdef __linux__
+// The fork server, the OS parent of a forkserver child, reaps it: its pid alone could be reused before
+// the parent hears of the exit. So the server sends a pidfd of the child with its reply, and the parent
+// signals through it (pidfd_send_signal); it is closed with the process object.
+TEST(ProcessLinux, ForkserverChildIsSignalledThroughItsPidfd) {
+  // start the server first: its own handles are not counted below
+  ASSERT_EQ(run_child(mproc_process_opts{.target = t_nothing, .start_method = MPROC_START_FORKSERVER}), 0);
+  const int before = count_pidfds();
+  mproc_connection *a, *b;
+  ASSERT_EQ(mproc_pipe(true, &a, &b), 0);
+  mproc_connection *conns[] = {b};
+  mproc_process *p = nullptr;
+  ASSERT_EQ(mproc_process_create(&p, ptr(mproc_process_opts{.target = t_until_stopped, .connections = conns,
+                                                             .connection_count = 1,
+                                                             .start_method = MPROC_START_FORKSERVER})),
+            0);
+  ASSERT_EQ(mproc_process_start(p), 0) << mproc_last_error();
+  EXPECT_EQ(count_pidfds(), before + 1);
+  ASSERT_EQ(mproc_process_terminate(p), 0) << mproc_last_error();
+  ASSERT_EQ(mproc_process_join(p, MPROC_INFINITE), 0);
+  int code = 0;
+  EXPECT_TRUE(mproc_process_exitcode(p, &code));
+  EXPECT_EQ(code, -SIGTERM);
+  mproc_process_destroy(p);
+  EXPECT_EQ(count_pidfds(), before);
+  mproc_connection_destroy(a);
+  mproc_connection_destroy(b);
+}
+#endif

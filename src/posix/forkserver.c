@@ -4,7 +4,12 @@
  * it, it calls mproc__pal_forkserver_serve, which never returns. It is single-threaded: it waits
  * (poll) on its control socket and on a SIGCHLD self-pipe; it forks one child per request and reaps
  * its children, handing each exit status to the portable code, which writes it on that child's boot
- * link. It exits when the control socket reaches end of file (the client has gone). */
+ * link. It exits when the control socket reaches end of file (the client has gone). With each reply
+ * it sends a pidfd of the child it forked (Linux), so the client can signal exactly that process. */
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE /* pipe2 (posix.h) */
+#endif
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -16,6 +21,7 @@
 #include <unistd.h>
 
 #include "../pal.h"
+#include "posix.h"
 
 #ifndef MSG_NOSIGNAL
 #define MSG_NOSIGNAL 0
@@ -198,6 +204,7 @@ void mproc__pal_forkserver_serve(mproc_os_handle ctl_h, mproc__fs_child_fn child
     char *msg = len < SIZE_MAX ? (char *)malloc((size_t)len + 1) : NULL;
     if (!msg || !read_exact(ctl, (unsigned char *)msg, (size_t)len, fds, MPROC__PAL_MAX_FDS, &nfds)) _exit(70);
     int64_t reply = -1;
+    int pidfd = -1; /* sent with the reply: the client signals the child through it */
     if (nfds >= 1 && (nkids < capkids || (kids = (fs_kid *)realloc(kids, (capkids = capkids * 2 + 16) * sizeof *kids)))) {
       pid_t pid = fork();
       if (pid == 0) {
@@ -213,19 +220,23 @@ void mproc__pal_forkserver_serve(mproc_os_handle ctl_h, mproc__fs_child_fn child
         child_fn(hf[0], msg, (size_t)len, hf + 1, nfds - 1); /* never returns */
         _exit(70);
       }
+      reply = pid > 0 ? (int64_t)pid : -(int64_t)errno;
       if (pid > 0) {
         kids[nkids].pid = pid;
         kids[nkids].boot = fds[0];
         ++nkids;
         fds[0] = -1;
+        pidfd = mproc__posix_pidfd_open(pid); /* we have not reaped it: it is the child */
       }
-      reply = pid > 0 ? (int64_t)pid : -(int64_t)errno;
     }
     free(msg);
     for (size_t i = 0; i < nfds; ++i)
       if (fds[i] >= 0) close(fds[i]);
     unsigned char out[8];
     put_i64(out, reply);
-    if (mproc__pal_conn_send(ctl, out, 8, NULL, 0) != 0) _exit(0);
+    mproc_os_handle ph = pidfd;
+    int sent = mproc__pal_conn_send_fds(ctl, out, 8, &ph, pidfd >= 0 ? 1 : 0);
+    if (pidfd >= 0) close(pidfd);
+    if (sent != 0) _exit(0);
   }
 }

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <unistd.h>
 
 /* SIGPIPE guard: a write to a pipe whose reader has gone raises SIGPIPE, whose default action kills
@@ -18,6 +19,10 @@ typedef struct mproc__sigpipe_guard {
 } mproc__sigpipe_guard;
 void mproc__posix_sigpipe_block(mproc__sigpipe_guard *g);
 void mproc__posix_sigpipe_unblock(mproc__sigpipe_guard *g, bool got_epipe);
+
+/* A close-on-exec pidfd of pid (Linux 5.3+), or -1 (errno set; ENOSYS where there are none). Safe only
+ * while pid cannot have been reaped: it is our child, not yet waited for. */
+int mproc__posix_pidfd_open(int64_t pid);
 
 struct iovec;
 /* writev that never raises SIGPIPE (a reader that has gone gives -1 with EPIPE): one system call,

@@ -183,20 +183,24 @@ mproc_os_handle mproc__pal_sentinel(const mproc__child *child, mproc_os_handle b
   return boot != MPROC_NO_HANDLE ? boot : child->handle;
 }
 
+int mproc__posix_pidfd_open(int64_t pid) {
 #if defined(__linux__) && defined(SYS_pidfd_open)
-static int open_pidfd(int64_t pid) {
   long fd = syscall(SYS_pidfd_open, (pid_t)pid, 0);
   if (fd >= 0) (void)fcntl((int)fd, F_SETFD, FD_CLOEXEC);
   return (int)fd;
-}
+#else
+  (void)pid;
+  errno = ENOSYS;
+  return -1;
 #endif
+}
 
 bool mproc__pal_fork_sentinel_supported(void) {
 #if defined(__linux__) && defined(SYS_pidfd_open)
   static _Atomic int known; /* 0 unknown, 1 yes, -1 no */
   int k = atomic_load_explicit(&known, memory_order_relaxed);
   if (k == 0) {
-    int fd = open_pidfd(getpid());
+    int fd = mproc__posix_pidfd_open(getpid());
     k = fd >= 0 ? 1 : -1;
     if (fd >= 0) close(fd);
     atomic_store_explicit(&known, k, memory_order_relaxed);
@@ -209,7 +213,7 @@ bool mproc__pal_fork_sentinel_supported(void) {
 
 int mproc__pal_fork_sentinel(mproc__child *child) {
 #if defined(__linux__) && defined(SYS_pidfd_open)
-  int fd = open_pidfd(child->pid);
+  int fd = mproc__posix_pidfd_open(child->pid);
   if (fd < 0) return mproc__fail_os(0, errno, "pidfd_open(%lld)", (long long)child->pid);
   child->handle = (mproc_os_handle)fd;
   return 0;

@@ -421,11 +421,8 @@ int mproc__pal_wait(mproc__child *c, int64_t deadline) {
   if (r) return r < 0 ? r : 0;
 #if defined(__linux__) && defined(SYS_pidfd_open)
   if (c->handle == MPROC_NO_HANDLE) {
-    long fd = syscall(SYS_pidfd_open, (pid_t)c->pid, 0);
-    if (fd >= 0) {
-      (void)fcntl((int)fd, F_SETFD, FD_CLOEXEC);
-      c->handle = (mproc_os_handle)fd;
-    }
+    int fd = mproc__posix_pidfd_open(c->pid);
+    if (fd >= 0) c->handle = (mproc_os_handle)fd;
   }
   if (c->handle != MPROC_NO_HANDLE) {
     for (;;) {
@@ -453,7 +450,16 @@ int mproc__pal_wait(mproc__child *c, int64_t deadline) {
 
 int mproc__pal_signal(mproc__child *c, int sig) {
   if (c->reaped) return 0; /* the pid may belong to someone else now */
-  /* Not yet reaped, so the pid is still ours (at worst a zombie): no recycled-pid race. */
+#if defined(__linux__) && defined(SYS_pidfd_send_signal)
+  /* A pidfd names the process itself, never a later one with its pid: a forkserver child (the server
+   * reaps it, so its pid alone could be reused before we hear) is signalled this way. */
+  if (c->handle != MPROC_NO_HANDLE) {
+    if (syscall(SYS_pidfd_send_signal, (int)c->handle, sig, NULL, 0) == 0 || errno == ESRCH) return 0;
+    if (errno != ENOSYS && errno != EBADF)
+      return mproc__fail_os(0, errno, "pidfd_send_signal(%lld, %d)", (long long)c->pid, sig);
+  }
+#endif
+  /* Our own child, not yet reaped, so the pid is still ours (at worst a zombie): no recycled-pid race. */
   if (kill((pid_t)c->pid, sig) != 0 && errno != ESRCH)
     return mproc__fail_os(0, errno, "kill(%lld, %d)", (long long)c->pid, sig);
   return 0;
