@@ -39,9 +39,7 @@ mproc_connection *mproc__connection_wrap(mproc__conn_end e) {
     mproc__fail(MPROC_ENOMEM, "connection: out of memory");
     return NULL;
   }
-  c->rd = e.rd;
-  c->wr = e.wr;
-  c->bulk = e.bulk;
+  c->e = e;
   c->readable = e.rd != MPROC_NO_HANDLE;
   c->writable = e.wr != MPROC_NO_HANDLE;
   return c;
@@ -99,16 +97,16 @@ int mproc_connection_send_bytes(mproc_connection *c, const void *buf, size_t buf
     return mproc__fail(MPROC_EINVAL, "send_bytes: offset %zu + size %zu is past the buffer (%zu bytes)", offset, size,
                        buf_len);
   unsigned char small[12 + SMALL_SEND];
-  bool bulk = size >= BULK_MIN && c->bulk != MPROC_NO_HANDLE;
+  bool bulk = size >= BULK_MIN && c->e.bulk != MPROC_NO_HANDLE;
   size_t hl = put_header(small, size, bulk);
   const char *payload = size ? (const char *)buf + offset : NULL;
   if (size <= SMALL_SEND) { /* one contiguous write: one system call, one wake-up of the reader */
     if (size) memcpy(small + hl, payload, size);
-    return mproc__pal_conn_send(c->wr, small, hl + size, NULL, 0);
+    return mproc__pal_conn_send(c->e.wr, small, hl + size, NULL, 0);
   }
-  if (!bulk) return mproc__pal_conn_send(c->wr, small, hl, payload, size);
-  rc = mproc__pal_conn_send(c->wr, small, hl, NULL, 0);
-  return rc ? rc : mproc__pal_conn_send(c->bulk, payload, size, NULL, 0);
+  if (!bulk) return mproc__pal_conn_send(c->e.wr, small, hl, payload, size);
+  rc = mproc__pal_conn_send(c->e.wr, small, hl, NULL, 0);
+  return rc ? rc : mproc__pal_conn_send(c->e.bulk, payload, size, NULL, 0);
 }
 
 /* ---- receiving ---------------------------------------------------------------------------- */
@@ -133,7 +131,7 @@ static int fill(mproc_connection *c, int64_t deadline) {
     c->rpos = 0;
   }
   size_t n = 0;
-  int rc = mproc__pal_conn_recv(c->rd, c->rbuf + c->rlen, c->rcap - c->rlen, deadline, &n);
+  int rc = mproc__pal_conn_recv(c->e.rd, c->rbuf + c->rlen, c->rcap - c->rlen, deadline, &n);
   if (rc) return rc;
   if (n == 0)
     c->eof = true;
@@ -158,7 +156,7 @@ static int next_header(mproc_connection *c, int64_t deadline) {
       }
       if (avail >= 12) {
         c->msg_bulk = len == LEN_BULK;
-        if (c->msg_bulk && c->bulk == MPROC_NO_HANDLE)
+        if (c->msg_bulk && c->e.bulk == MPROC_NO_HANDLE)
           return mproc__fail(MPROC_ESYS, "recv: a bulk message came on a connection without a bulk handle");
         len = 0;
         for (int i = 0; i < 8; ++i) len |= (uint64_t)p[4 + i] << (8 * i);
@@ -184,7 +182,7 @@ static int read_payload(mproc_connection *c, char *dst) {
   uint64_t need = c->msg_len;
   size_t have = c->msg_bulk ? 0 : c->rlen - c->rpos; /* a bulk payload is all on the bulk handle */
   size_t take = have < need ? have : (size_t)need;
-  mproc_os_handle from = c->msg_bulk ? c->bulk : c->rd;
+  mproc_os_handle from = c->msg_bulk ? c->e.bulk : c->e.rd;
   if (take) memcpy(dst, c->rbuf + c->rpos, take);
   c->rpos += take;
   size_t done = take;
@@ -254,7 +252,7 @@ int mproc_connection_poll(mproc_connection *c, int64_t timeout_ms) {
   int rc = usable(c, true, "poll");
   if (rc) return rc;
   if (mproc__connection_buffered(c)) return 0;
-  mproc__wait_item it = {c->rd, MPROC__WAIT_CONN};
+  mproc__wait_item it = {c->e.rd, MPROC__WAIT_CONN};
   bool ready = false;
   rc = mproc__pal_wait_ready(&it, 1, mproc__deadline_from_timeout(timeout_ms), &ready);
   if (rc == MPROC_ETIMEDOUT) return mproc__fail(rc, "poll: nothing to receive within %lld ms", (long long)timeout_ms);
@@ -265,9 +263,7 @@ int mproc_connection_poll(mproc_connection *c, int64_t timeout_ms) {
 
 int mproc_connection_close(mproc_connection *c) {
   if (!c) return mproc__fail(MPROC_EINVAL, "close: connection is NULL");
-  mproc__conn_end e = {c->rd, c->wr, c->bulk};
-  mproc__conn_end_close(&e);
-  c->rd = c->wr = c->bulk = MPROC_NO_HANDLE;
+  mproc__conn_end_close(&c->e);
   free(c->rbuf);
   c->rbuf = NULL;
   c->rpos = c->rlen = c->rcap = 0;
@@ -281,11 +277,11 @@ void mproc_connection_destroy(mproc_connection *c) {
 }
 
 bool mproc_connection_closed(const mproc_connection *c) {
-  return !c || (c->rd == MPROC_NO_HANDLE && c->wr == MPROC_NO_HANDLE);
+  return !c || (c->e.rd == MPROC_NO_HANDLE && c->e.wr == MPROC_NO_HANDLE);
 }
 bool mproc_connection_readable(const mproc_connection *c) { return c && c->readable; }
 bool mproc_connection_writable(const mproc_connection *c) { return c && c->writable; }
 mproc_os_handle mproc_connection_handle(const mproc_connection *c) {
-  return !c ? MPROC_NO_HANDLE : c->rd != MPROC_NO_HANDLE ? c->rd : c->wr;
+  return !c ? MPROC_NO_HANDLE : c->e.rd != MPROC_NO_HANDLE ? c->e.rd : c->e.wr;
 }
-mproc_os_handle mproc_connection_send_handle(const mproc_connection *c) { return c ? c->wr : MPROC_NO_HANDLE; }
+mproc_os_handle mproc_connection_send_handle(const mproc_connection *c) { return c ? c->e.wr : MPROC_NO_HANDLE; }

@@ -6,11 +6,8 @@
 #include "pal.h"
 
 struct mproc_connection {
-  /* The handle messages arrive on and the one they leave on: the same handle when one does both (a
-   * socket pair's end; a Windows pipe), two when each direction has a pipe of its own (POSIX Pipe()),
-   * MPROC_NO_HANDLE for a direction the end lacks or once closed. bulk: where the payloads of large
-   * messages go and come (see mproc__conn_end), or MPROC_NO_HANDLE. */
-  mproc_os_handle rd, wr, bulk;
+  /* Its handles (see mproc__conn_end in pal.h): all MPROC_NO_HANDLE once closed. */
+  mproc__conn_end e;
   bool readable, writable;
   /* receive side: bytes read ahead of the current message */
   char *rbuf;

@@ -362,9 +362,9 @@ static int boot_message(const mproc_process *p, mproc__buf *b) {
                         (uint64_t)mproc__pal_is_main_thread() << 2);
   if (!rc) rc = put_u64(b, p->nconns);
   for (size_t i = 0; i < p->nconns && !rc; ++i) {
-    rc = put_u64(b, (uint64_t)p->conns[i]->rd);
-    if (!rc) rc = put_u64(b, (uint64_t)p->conns[i]->wr);
-    if (!rc) rc = put_u64(b, (uint64_t)p->conns[i]->bulk);
+    rc = put_u64(b, (uint64_t)p->conns[i]->e.rd);
+    if (!rc) rc = put_u64(b, (uint64_t)p->conns[i]->e.wr);
+    if (!rc) rc = put_u64(b, (uint64_t)p->conns[i]->e.bulk);
   }
   return rc;
 }
@@ -386,7 +386,7 @@ static size_t handed_handles(const mproc_process *p, mproc_os_handle *out) {
   for (size_t i = 0; i < p->nconns; ++i) {
     const mproc_connection *c = p->conns[i];
     mproc_os_handle h[3];
-    size_t k = end_handles((mproc__conn_end){c->rd, c->wr, c->bulk}, h);
+    size_t k = end_handles(c->e, h);
     if (out) memcpy(out + n, h, k * sizeof *h);
     n += k;
   }
@@ -403,7 +403,7 @@ static void parent_watch(void *arg) {
     if (mproc_connection_poll(link, MPROC_INFINITE) != 0) break;
     char buf[64];
     size_t n = 0;
-    int rc = mproc__pal_conn_recv(link->rd, buf, sizeof buf, INT64_MAX, &n);
+    int rc = mproc__pal_conn_recv(link->e.rd, buf, sizeof buf, INT64_MAX, &n);
     if (rc || n == 0) break; /* end of file (or the link broke): the parent is gone */
   }
   mproc__pal_exit_now(1);
@@ -494,7 +494,7 @@ static void boot_run(mproc_connection *link, const char *msg, size_t len, const 
   if ((flags >> 1) & 1) /* a forkserver child's OS parent is the server, whose one thread forked it */
     mproc__pal_die_with_parent(fds ? mproc__pal_getppid() : ppid, fds ? true : (flags >> 2) & 1);
   set_identity(name ? name : "Process", ident ? ident : "", pname, ppid, flags & 1); /* kept for life */
-  g_parent_link = link->rd;
+  g_parent_link = link->e.rd;
   char ok[32] = "ok"; /* a forkserver child adds its pid: its parent may not have it from the server */
   if (fds) snprintf(ok, sizeof ok, "ok%lld", (long long)mproc__pal_getpid());
   if (mproc_connection_send_bytes(link, ok, strlen(ok), 0, MPROC_ALL) != 0) {
@@ -584,12 +584,12 @@ static int start_fork(mproc_process *p, mproc_os_handle child_end) {
     /* close every link (and pidfd) of our parent's other children, and our parent's own link to its
      * parent */
     for (mproc_process *q = g_children; q; q = q->next) {
-      if (q->boot) mproc__pal_close(q->boot->rd); /* links: one handle */
+      if (q->boot) mproc__pal_close(q->boot->e.rd); /* links: one handle */
       mproc__pal_child_release(&q->child);
     }
     g_children = NULL;
     mproc__pal_close(g_parent_link);
-    if (p->boot) mproc__pal_close(p->boot->rd);
+    if (p->boot) mproc__pal_close(p->boot->e.rd);
     if (g_fs_ctl != MPROC_NO_HANDLE) { /* our fork server is not the child's */
       mproc__pal_close(g_fs_ctl);
       g_fs_ctl = MPROC_NO_HANDLE;
@@ -844,7 +844,7 @@ static int start_forkserver(mproc_process *p, mproc_os_handle child_end) {
     if (rc == 0 || !lost) break;
     /* The server died after the request reached it. If it forked the child, the child answers on the
      * boot link (with its pid); end of file there means no process has the child's end. */
-    if (recv_one_frame(p->boot->rd, reply, sizeof reply, &rlen) == 0) {
+    if (recv_one_frame(p->boot->e.rd, reply, sizeof reply, &rlen) == 0) {
       have_reply = true;
       rc = 0;
       break;
@@ -871,7 +871,7 @@ static int start_forkserver(mproc_process *p, mproc_os_handle child_end) {
   p->child.handle = pidfd; /* signals reach this very process (mproc__pal_signal), never a reused pid */
   p->via_server = true;
   /* the child's answer, as under spawn */
-  if (!have_reply) rc = recv_one_frame(p->boot->rd, reply, sizeof reply, &rlen);
+  if (!have_reply) rc = recv_one_frame(p->boot->e.rd, reply, sizeof reply, &rlen);
   if (rc == 0 && rlen >= 2 && memcmp(reply, "ok", 2) == 0) {
     p->child.pid = atoll(reply + 2);
     return 0;
@@ -1048,7 +1048,7 @@ int mproc_wait(mproc_waitable *objs, size_t count, int64_t timeout_ms, size_t *n
       } else if (rc == MPROC_ETIMEDOUT) {
         rc = 0;
       }
-      items[i].h = w->connection->rd;
+      items[i].h = w->connection->e.rd;
       items[i].kind = MPROC__WAIT_CONN;
     } else {
       if (!w->process->started || w->process->closed)
