@@ -56,17 +56,6 @@ std::string slurp(FILE *f) {
   return s;
 }
 
-#if defined(__SANITIZE_THREAD__)
-constexpr bool kThreadSanitizer = true;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-constexpr bool kThreadSanitizer = true;
-#else
-constexpr bool kThreadSanitizer = false;
-#endif
-#else
-constexpr bool kThreadSanitizer = false;
-#endif
 
 #ifdef __linux__
 int t_report_pdeathsig(const mproc_args *a) {
@@ -123,7 +112,7 @@ TEST(ProcessLinux, NoPdeathsigForChildrenStartedFromOtherThreads) {
   for (mproc_start_method m : {MPROC_START_FORK, MPROC_START_SPAWN, MPROC_START_FORKSERVER}) {
     SCOPED_TRACE(m);
     // TSan refuses a fork child of a multi-threaded process that starts a thread (the watchdog)
-    if (m == MPROC_START_FORK && kThreadSanitizer) continue;
+    if (m == MPROC_START_FORK && mproc_test::kThreadSanitizer) continue;
     int code = -1;
     std::thread([&] { code = pdeathsig_of_child(m, MPROC_OPTION_ON); }).join();
     EXPECT_EQ(code, m == MPROC_START_FORKSERVER ? SIGKILL : 0);

@@ -31,6 +31,19 @@ constexpr bool kWindows = true;
 constexpr bool kWindows = false;
 #endif
 
+// Whether this build runs under ThreadSanitizer (GCC says so with a macro, Clang with a feature test).
+#if defined(__SANITIZE_THREAD__)
+constexpr bool kThreadSanitizer = true;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+constexpr bool kThreadSanitizer = true;
+#else
+constexpr bool kThreadSanitizer = false;
+#endif
+#else
+constexpr bool kThreadSanitizer = false;
+#endif
+
 // Absolute path of the helper program, which the build puts beside every test executable.
 inline std::string helper_path() {
   char *self = nullptr;
