@@ -242,7 +242,31 @@ int mproc__pal_fn_locate(void *fn, mproc__buf *out);
  * cannot be found or is not the same binary (changed on disk). */
 int mproc__pal_fn_resolve(const void *ref, size_t len, void **fn);
 
-/* ---- the fork server (only where fork exists: src/posix/forkserver.c; src/pal_nofork.c elsewhere) --- */
+/* ---- the main guard's trust in a bootstrap ------------------------------------------------------- */
+
+/* Whether this process runs in secure-execution mode: started set-user-ID, set-group-ID or with file
+ * capabilities (Linux getauxval(AT_SECURE); BSD/macOS issetugid()). Such a process never acts on the
+ * guard's flags, and the spawn and forkserver start methods are refused in it. Windows: false (no
+ * such mode: a program runs with the token of whoever started it). */
+bool mproc__pal_secure_exec(void);
+
+/* The largest value a handle can have in a guard flag ("--mproc-spawn=<handle>"): INT_MAX on POSIX,
+ * 2^32 - 1 on Windows (handles are 32-bit values even in 64-bit processes). */
+uint64_t mproc__pal_handle_max(void);
+
+/* Whether `h`, named by a guard flag, is a boot link that an mproc parent made for this process: the
+ * guard acts on a bootstrap only when this returns 0. Checked where the OS can tell, with the
+ * kernel's word, never the peer's:
+ *   POSIX: h is a Unix-domain stream socket whose peer (SO_PEERCRED / getpeereid) is our parent
+ *          process (getppid), with our effective user id, and the parent runs our executable file
+ *          (Linux: /proc/<ppid>/exe has our device and inode; elsewhere MPROC_ENOTSUP: untested);
+ *   Windows: h is a named pipe whose other end belongs to our parent process, which runs as our user
+ *          (token SID) and from our image file (volume serial and file index).
+ * 0, or MPROC_EPERM (MPROC_ENOTSUP where it cannot be told) with a message that says which check
+ * failed: for this process's stderr only, never for the peer (it could reveal the file system). */
+int mproc__pal_boot_link_check(mproc_os_handle h);
+
+/* ---- the fork server (only where fork exists: src/posix/forkserver.c; src/win32/nofork.c elsewhere) --- */
 
 /* At most this many descriptors go with one message (Linux's SCM_MAX_FD). */
 #define MPROC__PAL_MAX_FDS 253

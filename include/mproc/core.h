@@ -140,6 +140,17 @@ MPROC_API int mproc_self_exe(char **path_out);
 
 /* ---- the main guard ------------------------------------------------------------------------- */
 
+/* Exit statuses of a process that mproc ends itself. mproc never exits, aborts or prints on bad input
+ * to a call: the main guard below is the one place where the library ends the process, because there
+ * the process was started to be a child (or a fork server) and has nothing else to return to.
+ *   MPROC_EXIT_BOOT_FAILED   a child started by spawn or forkserver could not take its bootstrap or
+ *                            find its target (the parent's start() reports why);
+ *   MPROC_EXIT_GUARD_REFUSED the guard refused a bootstrap flag that no mproc parent of this
+ *                            process made (see mproc_main_guard): it printed one line on stderr and
+ *                            ran nothing. */
+#define MPROC_EXIT_BOOT_FAILED 70
+#define MPROC_EXIT_GUARD_REFUSED 77
+
 /* Call this as the first statement of main(), the C form of Python's
  * `if __name__ == "__main__":`.
  *
@@ -150,7 +161,20 @@ MPROC_API int mproc_self_exe(char **path_out);
  *
  * In the program's ordinary run it returns 0 at once. In a child that mproc started by re-executing
  * the program (the spawn start method) it runs the child's target and exits, so it never returns
- * there. Thread-safe: but call it once, from main, before starting threads. */
+ * there. Thread-safe: but call it once, from main, before starting threads.
+ *
+ * Trust. The guard acts on its flags (--mproc-spawn=<handle>, --mproc-forkserver=<handle>) only when
+ * they provably come from an mproc parent that started this very process for it: the handle must be
+ * a boot link whose other end the operating system says belongs to this process's parent, running
+ * as the same user and from the same executable file (POSIX: a Unix-domain socket, checked with the
+ * kernel's peer credentials and /proc/<ppid>/exe; Windows: a named pipe whose other end is the
+ * parent process, checked by user SID and image file). Anything else - a flag typed by a user, a
+ * file, a pipe or a socket of another program, a handle number out of range - ends the process with
+ * MPROC_EXIT_GUARD_REFUSED and one line on stderr, before anything is read, loaded or called, and
+ * nothing is sent back. A program running set-user-ID, set-group-ID or with file capabilities
+ * (secure-execution mode) never acts on the flags at all, and refuses the spawn and forkserver start
+ * methods with MPROC_ENOTSUP (fork still works there). docs/guide.md, "Security", says what a spawned
+ * child trusts and inherits. */
 MPROC_API int mproc_main_guard(int argc, char **argv);
 
 #ifdef __cplusplus

@@ -287,3 +287,14 @@ int mproc__pal_fn_resolve(const void *ref, size_t len, void **fn) {
   free(u);
   return rc;
 }
+
+/* ---- the main guard's trust in a bootstrap (see pal.h) ------------------------------------------- */
+
+bool mproc__pal_secure_exec(void) { return false; }
+
+uint64_t mproc__pal_handle_max(void) { return 0xFFFFFFFFu; }
+
+int mproc__pal_boot_link_check(mproc_os_handle h) {
+  (void)h;
+  return mproc__fail(MPROC_ENOTSUP, "the boot link cannot be checked on Windows yet");
+}
