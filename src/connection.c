@@ -216,7 +216,6 @@ static int next_header(mproc_connection *c, int64_t deadline) {
     int rc = fill(c, deadline);
     if (rc) return rc;
   }
-  c->mgot = 0;
   return 0;
 }
 
