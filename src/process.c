@@ -48,6 +48,7 @@ struct mproc_process {
   mproc_start_method req_method;
   const mproc_context *context;
   bool kill_on_parent_death;
+  int64_t creator; /* the pid of the process that created it: only it may start, join or signal it */
   /* after start */
   bool started, closed, detached;
   mproc__child child;
@@ -155,6 +156,19 @@ static void free_process(mproc_process *p) {
   free(p); /* with its connection list and argument bytes */
 }
 
+/* Python's "can only start/join/test a process object created by the current process": a fork child
+ * has a copy of its parent's Process objects, whose children are not its own (and whose handles it
+ * closed). And nothing but destroy works on a closed one. */
+static int usable(const mproc_process *p, const char *call) {
+  if (!p) return mproc__fail(MPROC_EINVAL, "%s: p is NULL", call);
+  if (p->creator != mproc__pal_getpid())
+    return mproc__fail(MPROC_ESTATE, "%s: '%s' was created by process %lld, not by this one (%lld): only its creator "
+                       "can start, join or signal it", call, p->name, (long long)p->creator,
+                       (long long)mproc__pal_getpid());
+  if (p->closed) return mproc__fail(MPROC_ESTATE, "%s: '%s' is closed", call, p->name);
+  return 0;
+}
+
 /* ident = "<our ident>:<n>" ("<n>" in the main process, or when nested deeper than ident can show).
  * Not snprintf: its deep stack would be more pages written (see free_process). */
 static void set_ident(char *ident, size_t cap, unsigned n) {
@@ -227,11 +241,16 @@ int mproc_process_create(mproc_process **out, const mproc_process_opts *o) {
     if (!o->connections[i]) return mproc__fail(MPROC_EINVAL, "process_create: connections[%zu] is NULL", i);
   if (o->start_method < MPROC_START_DEFAULT || o->start_method > MPROC_START_FORKSERVER)
     return mproc__fail(MPROC_EINVAL, "process_create: start method %d is not an mproc_start_method", (int)o->start_method);
+  if (o->kill_on_parent_death < MPROC_OPTION_DEFAULT || o->kill_on_parent_death > MPROC_OPTION_OFF)
+    return mproc__fail(MPROC_EINVAL, "process_create: kill_on_parent_death %d is not an mproc_option",
+                       (int)o->kill_on_parent_death);
+  size_t room = SIZE_MAX - sizeof(mproc_process);
+  if (o->arg_size > room || o->connection_count > (room - o->arg_size) / sizeof(mproc_connection *))
+    return mproc__fail(MPROC_ENOMEM, "process_create: an argument of %zu bytes and %zu connections do not fit in memory",
+                       o->arg_size, o->connection_count);
 
   /* One block: the object, the connection list, the argument bytes (fewer pages written per start: after
    * a fork each one the parent writes is a copy-on-write fault). */
-  if (o->connection_count > (SIZE_MAX - sizeof(mproc_process) - o->arg_size) / sizeof(mproc_connection *))
-    return mproc__fail(MPROC_ENOMEM, "process_create: out of memory");
   mproc_process *p = (mproc_process *)calloc(1, sizeof *p + o->connection_count * sizeof *p->conns + o->arg_size);
   if (!p) return mproc__fail(MPROC_ENOMEM, "process_create: out of memory");
   p->conns = (mproc_connection **)(void *)(p + 1);
@@ -241,6 +260,7 @@ int mproc_process_create(mproc_process **out, const mproc_process_opts *o) {
   p->daemon = o->daemon;
   p->req_method = o->start_method;
   p->context = o->context;
+  p->creator = mproc__pal_getpid();
   p->kill_on_parent_death = o->kill_on_parent_death == MPROC_OPTION_DEFAULT ? o->daemon
                                                                             : o->kill_on_parent_death == MPROC_OPTION_ON;
   mproc__pal_global_lock();
@@ -564,12 +584,12 @@ static int start_fork(mproc_process *p, mproc_os_handle child_end) {
     /* close every link (and pidfd) of our parent's other children, and our parent's own link to its
      * parent */
     for (mproc_process *q = g_children; q; q = q->next) {
-      if (q->boot) mproc__pal_close(q->boot->e.rd); /* links: one handle */
+      if (q->boot) mproc__conn_end_close(&q->boot->e); /* the numbers are gone too: no double close later */
       mproc__pal_child_release(&q->child);
     }
     g_children = NULL;
     mproc__pal_close(g_parent_link);
-    if (p->boot) mproc__pal_close(p->boot->e.rd);
+    if (p->boot) mproc__conn_end_close(&p->boot->e);
     if (g_fs_ctl != MPROC_NO_HANDLE) { /* our fork server is not the child's */
       mproc__pal_close(g_fs_ctl);
       g_fs_ctl = MPROC_NO_HANDLE;
@@ -874,7 +894,8 @@ static int start_forkserver(mproc_process *p, mproc_os_handle child_end) {
 }
 
 int mproc_process_start(mproc_process *p) {
-  if (!p) return mproc__fail(MPROC_EINVAL, "process_start: p is NULL");
+  int rc = usable(p, "process_start");
+  if (rc) return rc;
   if (p->started) return mproc__fail(MPROC_ESTATE, "process_start: '%s' can only be started once", p->name);
   if (g_daemon) return mproc__fail(MPROC_ESTATE, "process_start: daemonic processes are not allowed to have children");
   if (!g_guard_ran && getenv(SPAWN_ENV))
@@ -886,7 +907,7 @@ int mproc_process_start(mproc_process *p) {
   mproc_start_method m = p->req_method;
   if (m == MPROC_START_DEFAULT && p->context) m = p->context->method;
   if (m == MPROC_START_DEFAULT) m = g_method;
-  int rc = method_available(m);
+  rc = method_available(m);
   if (rc) return rc;
   for (size_t i = 0; i < p->nconns; ++i)
     if (mproc_connection_closed(p->conns[i]))
@@ -931,20 +952,24 @@ int mproc_process_start(mproc_process *p) {
 /* ---- join, terminate, close ------------------------------------------------------------------- */
 
 int mproc_process_join(mproc_process *p, int64_t timeout_ms) {
-  if (!p) return mproc__fail(MPROC_EINVAL, "process_join: p is NULL");
+  int rc = usable(p, "process_join");
+  if (rc) return rc;
   if (!p->started) return mproc__fail(MPROC_ESTATE, "process_join: '%s' has not been started", p->name);
-  int rc = reap(p, mproc__deadline_from_timeout(timeout_ms));
-  if (rc == MPROC_ETIMEDOUT) return mproc__fail(rc, "process_join: '%s' is still running", p->name);
+  rc = reap(p, mproc__deadline_from_timeout(timeout_ms));
+  if (rc == MPROC_ETIMEDOUT)
+    return mproc__fail(rc, "process_join: '%s' (pid %lld) is still running after %lld ms", p->name,
+                       (long long)p->child.pid, (long long)timeout_ms);
   return rc;
 }
 
 bool mproc_process_is_alive(mproc_process *p) {
-  if (!p || !p->started || p->child.reaped) return false;
+  if (!p || !p->started || p->closed || p->child.reaped || p->creator != mproc__pal_getpid()) return false;
   return reap(p, 0) == MPROC_ETIMEDOUT;
 }
 
 static int send_sig(mproc_process *p, int sig, const char *call) {
-  if (!p) return mproc__fail(MPROC_EINVAL, "%s: p is NULL", call);
+  int rc = usable(p, call);
+  if (rc) return rc;
   if (!p->started) return mproc__fail(MPROC_ESTATE, "%s: '%s' has not been started", call, p->name);
   p->child.signal_exitcodes = true;
   return signal_child(p, sig);
@@ -955,6 +980,9 @@ int mproc_process_kill(mproc_process *p) { return send_sig(p, MPROC_SIGKILL, "pr
 
 int mproc_process_close(mproc_process *p) {
   if (!p) return mproc__fail(MPROC_EINVAL, "process_close: p is NULL");
+  if (p->closed) return 0; /* closing twice is harmless, as Python's */
+  int rc = usable(p, "process_close");
+  if (rc) return rc;
   if (p->started && !p->child.reaped && reap(p, 0) != 0)
     return mproc__fail(MPROC_ESTATE, "process_close: '%s' is still running", p->name);
   if (p->started && !p->closed) list_remove(p);
@@ -967,6 +995,10 @@ int mproc_process_close(mproc_process *p) {
 
 void mproc_process_destroy(mproc_process *p) {
   if (!p) return;
+  if (p->creator != mproc__pal_getpid()) { /* a fork child's copy: the process is not ours to reap */
+    free_process(p);
+    return;
+  }
   if (p->started && !p->closed && !p->child.reaped && reap(p, 0) != 0) {
     p->detached = true; /* still running: the list keeps it until it is reaped */
     return;
@@ -1037,8 +1069,9 @@ int mproc_wait(mproc_waitable *objs, size_t count, int64_t timeout_ms, size_t *n
       items[i].h = mproc__connection_wait_handle(w->connection);
       items[i].kind = MPROC__WAIT_CONN;
     } else {
-      if (!w->process->started || w->process->closed)
-        rc = mproc__fail(MPROC_ESTATE, "wait: process '%s' is not started (or closed)", w->process->name);
+      rc = usable(w->process, "wait");
+      if (!rc && !w->process->started)
+        rc = mproc__fail(MPROC_ESTATE, "wait: process '%s' is not started", w->process->name);
       else if (w->process->child.reaped && (ready[i] = true))
         ++pre;
       items[i].h = mproc_process_sentinel(w->process);

@@ -2,6 +2,8 @@
  * PAL (pipes, spawn, wait, the communicate pump). */
 #include "mproc/subprocess.h"
 
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -149,9 +151,26 @@ bool mproc_popen_returncode(const mproc_popen *p, int *returncode) {
   return true;
 }
 
-static int wait_until(mproc_popen *p, int64_t deadline, int *returncode) {
+/* How a program ended, for messages: "returned non-zero exit status 3", "died with SIGABRT (signal 6)",
+ * "died with unknown signal 77". */
+static const char *ending(int returncode, char *buf, size_t n) {
+  if (returncode >= 0) {
+    snprintf(buf, n, "returned non-zero exit status %d", returncode);
+  } else {
+    const char *name = returncode > INT_MIN ? mproc__pal_signal_name(-returncode) : NULL;
+    if (name)
+      snprintf(buf, n, "died with %s (signal %d)", name, -returncode);
+    else
+      snprintf(buf, n, "died with unknown signal %d", returncode > INT_MIN ? -returncode : returncode);
+  }
+  return buf;
+}
+
+static int wait_until(mproc_popen *p, int64_t deadline, int64_t timeout_ms, int *returncode) {
   int rc = mproc__pal_wait(&p->child, deadline);
-  if (rc == MPROC_ETIMEDOUT) return mproc__fail(rc, "'%s' (pid %lld) is still running", p->name, (long long)p->child.pid);
+  if (rc == MPROC_ETIMEDOUT)
+    return mproc__fail(rc, "'%s' (pid %lld) is still running after %lld ms", p->name, (long long)p->child.pid,
+                       (long long)timeout_ms);
   if (rc) return rc;
   if (returncode) *returncode = p->child.returncode;
   return 0;
@@ -159,7 +178,7 @@ static int wait_until(mproc_popen *p, int64_t deadline, int *returncode) {
 
 int mproc_popen_wait(mproc_popen *p, int64_t timeout_ms, int *returncode) {
   if (!p) return mproc__fail(MPROC_EINVAL, "popen_wait: p is NULL");
-  return wait_until(p, mproc__deadline_from_timeout(timeout_ms), returncode);
+  return wait_until(p, mproc__deadline_from_timeout(timeout_ms), timeout_ms, returncode);
 }
 
 int mproc_popen_poll(mproc_popen *p, int *returncode) { return mproc_popen_wait(p, 0, returncode); }
@@ -289,18 +308,19 @@ static int comm_start(mproc_popen *p, const void *input, size_t input_len) {
 }
 
 /* Move data until the exchange is done and the child is reaped, or the deadline. */
-static int comm_run(mproc_popen *p, int64_t deadline) {
+static int comm_run(mproc_popen *p, int64_t deadline, int64_t timeout_ms) {
   int rc = 0;
   if (!comm_done(&p->comm)) {
     rc = mproc__pal_communicate(&p->comm, deadline);
     if (rc == MPROC_ETIMEDOUT) {
       int krc = keep_input(p);
       if (krc) return krc;
-      return mproc__fail(rc, "communicate with '%s' (pid %lld) timed out", p->name, (long long)p->child.pid);
+      return mproc__fail(rc, "communicate with '%s' (pid %lld) timed out after %lld ms", p->name,
+                         (long long)p->child.pid, (long long)timeout_ms);
     }
     if (rc) return rc;
   }
-  return wait_until(p, deadline, NULL);
+  return wait_until(p, deadline, timeout_ms, NULL);
 }
 
 int mproc_popen_communicate(mproc_popen *p, const void *input, size_t input_len, int64_t timeout_ms, char **out_data,
@@ -314,7 +334,7 @@ int mproc_popen_communicate(mproc_popen *p, const void *input, size_t input_len,
   int64_t deadline = mproc__deadline_from_timeout(timeout_ms);
   int rc = comm_start(p, input, input_len);
   if (rc) return rc;
-  rc = comm_run(p, deadline);
+  rc = comm_run(p, deadline, timeout_ms);
   if (rc) return rc;
   rc = take_output(&p->out, p->out_piped, out_data, out_len);
   if (rc == 0) rc = take_output(&p->err, p->err_piped, err_data, err_len);
@@ -385,7 +405,7 @@ static int run_engine(const mproc_popen_opts *opts, int64_t timeout_ms, mproc_co
   int rc = mproc_popen_create(&p, &o);
   if (rc) return rc;
   rc = comm_start(p, o.input, o.input_len);
-  if (rc == 0) rc = comm_run(p, deadline);
+  if (rc == 0) rc = comm_run(p, deadline, timeout_ms);
   if (rc == MPROC_ETIMEDOUT) {
     /* Kill and reap, then keep whatever the child wrote before it died: a drain with a deadline that
      * has passed moves only what is ready, so a grandchild holding the pipes cannot make this hang. */
@@ -401,7 +421,10 @@ static int run_engine(const mproc_popen_opts *opts, int64_t timeout_ms, mproc_co
   } else if (rc == 0) {
     rc = fill_result(p, r);
     if (rc == 0 && check && r->returncode != 0)
-      rc = mproc__fail(MPROC_ECALLEDPROCESS, "'%s' returned non-zero exit status %d", p->name, r->returncode);
+    {
+      char why[64];
+      rc = mproc__fail(MPROC_ECALLEDPROCESS, "'%s' %s", p->name, ending(r->returncode, why, sizeof why));
+    }
   }
   mproc_popen_destroy(p);
   return rc;
@@ -433,9 +456,10 @@ int mproc_check_output(const mproc_popen_opts *opts, int64_t timeout_ms, mproc_c
 
 int mproc_completed_check_returncode(const mproc_completed *r) {
   if (!r) return mproc__fail(MPROC_EINVAL, "check_returncode: result is NULL");
+  char why[64];
   if (r->returncode != 0)
-    return mproc__fail(MPROC_ECALLEDPROCESS, "process %lld returned non-zero exit status %d", (long long)r->pid,
-                       r->returncode);
+    return mproc__fail(MPROC_ECALLEDPROCESS, "process %lld %s", (long long)r->pid,
+                       ending(r->returncode, why, sizeof why));
   return 0;
 }
 

@@ -6,6 +6,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <stdio.h>
@@ -185,4 +186,20 @@ mproc_os_handle mproc__pal_std_handle(int which) { return (mproc_os_handle)which
 mproc__thread_state *mproc__pal_thread_state(void) {
   static _Thread_local mproc__thread_state state; /* native TLS: no allocation, nothing to free */
   return &state;
+}
+
+const char *mproc__pal_signal_name(int sig) {
+  /* by the macros, so each system's own numbers map to the right names */
+  static const struct {
+    int sig;
+    const char *name;
+  } k[] = {{SIGHUP, "SIGHUP"},   {SIGINT, "SIGINT"},   {SIGQUIT, "SIGQUIT"}, {SIGILL, "SIGILL"},   {SIGTRAP, "SIGTRAP"},
+           {SIGABRT, "SIGABRT"}, {SIGBUS, "SIGBUS"},   {SIGFPE, "SIGFPE"},   {SIGKILL, "SIGKILL"}, {SIGUSR1, "SIGUSR1"},
+           {SIGSEGV, "SIGSEGV"}, {SIGUSR2, "SIGUSR2"}, {SIGPIPE, "SIGPIPE"}, {SIGALRM, "SIGALRM"}, {SIGTERM, "SIGTERM"},
+           {SIGCHLD, "SIGCHLD"}, {SIGCONT, "SIGCONT"}, {SIGSTOP, "SIGSTOP"}, {SIGTSTP, "SIGTSTP"}, {SIGTTIN, "SIGTTIN"},
+           {SIGTTOU, "SIGTTOU"}, {SIGURG, "SIGURG"},   {SIGXCPU, "SIGXCPU"}, {SIGXFSZ, "SIGXFSZ"}, {SIGVTALRM, "SIGVTALRM"},
+           {SIGPROF, "SIGPROF"}, {SIGSYS, "SIGSYS"}};
+  for (size_t i = 0; i < sizeof k / sizeof k[0]; ++i)
+    if (k[i].sig == sig) return k[i].name;
+  return NULL;
 }

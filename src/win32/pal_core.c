@@ -264,3 +264,15 @@ mproc__thread_state *mproc__pal_thread_state(void) {
   SetLastError(saved);
   return st ? st : &g_fallback_state;
 }
+
+const char *mproc__pal_signal_name(int sig) {
+  switch (sig) {
+    case MPROC_SIGINT:
+      return "SIGINT";
+    case MPROC_SIGKILL:
+      return "SIGKILL";
+    case MPROC_SIGTERM:
+      return "SIGTERM";
+  }
+  return NULL;
+}
