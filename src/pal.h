@@ -74,6 +74,11 @@ int mproc__pal_pipe(bool child_writes, mproc_os_handle *parent_end, mproc_os_han
 int mproc__pal_open_devnull(bool for_write, mproc_os_handle *out);
 int mproc__pal_open_path(const char *path, bool for_write, bool append, mproc_os_handle *out);
 
+/* Make a parent pipe end of mproc__pal_pipe an ordinary blocking handle for a child (blocking true;
+ * POSIX clears O_NONBLOCK, which belongs to the open file the child would share), or the parent's again
+ * (false). Windows: nothing to do (the overlapped end is handed as it is). 0 or an error. */
+int mproc__pal_set_blocking(mproc_os_handle h, bool blocking);
+
 /* Blocking-with-deadline I/O on a parent pipe end created by mproc__pal_pipe (deadline_ns from
  * mproc__deadline_from_timeout; INT64_MAX = no deadline). read: *n = 0 and 0 means end of file;
  * MPROC_ETIMEDOUT if nothing arrived by the deadline. write: *n bytes went (may be short on

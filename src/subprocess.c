@@ -64,6 +64,9 @@ static int child_stream(int which, mproc_stdio_mode mode, mproc_os_handle handle
     case MPROC_STDOUT:
       return mproc__fail(MPROC_EINVAL, "popen: MPROC_STDOUT is only valid for stderr_mode, not %s_mode",
                          k_stream[which]);
+    case MPROC_STDOUT_OF:
+      return mproc__fail(MPROC_EINVAL, "popen: MPROC_STDOUT_OF is only valid for stdin_mode, not %s_mode",
+                         k_stream[which]);
   }
   return mproc__fail(MPROC_EINVAL, "popen: %s_mode %d is not an mproc_stdio_mode", k_stream[which], (int)mode);
 }
@@ -114,7 +117,19 @@ int mproc_popen_create(mproc_popen **out, const mproc_popen_opts *o) {
   const mproc_os_handle handles[3] = {o->stdin_handle, o->stdout_handle, o->stderr_handle};
   const char *paths[3] = {o->stdin_path, o->stdout_path, o->stderr_path};
   const bool appends[3] = {false, o->stdout_append, o->stderr_append};
+  mproc_popen *from = NULL; /* stdin MPROC_STDOUT_OF: the Popen whose stdout pipe we take over */
+  if (modes[0] == MPROC_STDOUT_OF) {
+    from = o->stdin_from;
+    if (!from) rc = mproc__fail(MPROC_EINVAL, "popen: stdin_mode is MPROC_STDOUT_OF but stdin_from is NULL");
+    else if (from->pipes[1] == MPROC_NO_HANDLE)
+      rc = mproc__fail(MPROC_ESTATE, "popen: stdin_from ('%s') has no stdout pipe of its own to hand on%s", from->name,
+                       from->comm_started ? " (communicate owns it)" : "");
+    else
+      rc = mproc__pal_set_blocking(from->pipes[1], true);
+    if (!rc) child[0] = from->pipes[1];
+  }
   for (int i = 0; i < 3 && rc == 0; ++i) {
+    if (i == 0 && from) continue;
     if (i == 2 && modes[2] == MPROC_STDOUT) {
       child[2] = child[1] != MPROC_NO_HANDLE ? child[1] : mproc__pal_std_handle(1);
       continue;
@@ -129,6 +144,13 @@ int mproc_popen_create(mproc_popen **out, const mproc_popen_opts *o) {
   }
   for (int i = 0; i < 3; ++i)
     if (opened[i]) mproc__pal_close(child[i]);
+  if (from && !rc) { /* the pipe end is the new child's now */
+    mproc__pal_close(from->pipes[1]);
+    from->pipes[1] = MPROC_NO_HANDLE;
+    from->out_piped = false;
+  } else if (from && from->pipes[1] != MPROC_NO_HANDLE) {
+    (void)mproc__pal_set_blocking(from->pipes[1], false); /* it stays the earlier Popen's */
+  }
   if (rc) {
     for (int i = 0; i < 3; ++i) mproc__pal_close(p->pipes[i]);
     free(p->name);

@@ -35,7 +35,14 @@ typedef enum mproc_stdio_mode {
   MPROC_HANDLE,      /* an existing fd / HANDLE of the parent (the *_handle field); the parent keeps it */
   MPROC_PATH,        /* a file opened by path (the *_path field): stdin reads it; stdout/stderr create or
                         truncate it, or append to it when *_append is set */
-  MPROC_STDOUT       /* STDOUT (stderr only): stderr goes wherever stdout goes */
+  MPROC_STDOUT,      /* STDOUT (stderr only): stderr goes wherever stdout goes */
+  MPROC_STDOUT_OF    /* stdin only: the stdout pipe of an earlier Popen (the stdin_from field), as
+                        Python's Popen(..., stdin=p1.stdout) in a pipeline. This Popen takes that pipe
+                        end over: the child gets it as an ordinary blocking handle and the earlier Popen
+                        no longer has it (Python's advice to close p1.stdout, done for you), so the
+                        first program sees a broken pipe when the second one stops reading. On Windows
+                        the handed end is the overlapped end of a named pipe, which ordinary programs
+                        read correctly when, as here, nobody else uses it. */
 } mproc_stdio_mode;
 
 /* Options for starting a program. All-zero means the defaults; fill them with designated initializers.
@@ -55,8 +62,9 @@ typedef struct mproc_popen_opts {
   /* The program file to run instead of the one argv[0] names (looked up in PATH the same way); argv[0]
    * is still passed to the program as its argv[0] (Python's executable=). With command: the shell. */
   const char *executable;
-  /* The child's working directory; NULL keeps the parent's. A relative program path in argv[0] is
-   * resolved relative to the PARENT's directory, as on both OSes' exec... calls. */
+  /* The child's working directory; NULL keeps the parent's. A relative program path in argv[0] (or
+   * executable) is resolved relative to the PARENT's directory, and that file is what runs, on every
+   * platform (Python on POSIX runs it relative to cwd instead: see docs/guide.md). */
   const char *cwd;
   /* The child's whole environment, as NULL-terminated "NAME=VALUE" strings; NULL inherits the
    * parent's. (Python's env=.) */
@@ -96,6 +104,10 @@ typedef struct mproc_popen_opts {
   bool capture_output;
   /* Fail with MPROC_ECALLEDPROCESS when the program exits non-zero (the result is still filled). */
   bool check;
+
+  /* For stdin_mode MPROC_STDOUT_OF: the earlier Popen whose stdout pipe becomes this child's stdin
+   * (it must have one that nothing else reads: stdout_mode MPROC_PIPE, no communicate yet). */
+  struct mproc_popen *stdin_from;
 } mproc_popen_opts;
 
 /* A running or finished child program. */

@@ -19,11 +19,16 @@
 /* Bytes a read asks for at once; captured output grows geometrically around it. */
 #define READ_CHUNK (256 * 1024)
 
-static int set_nonblock(int fd) {
+int mproc__pal_set_blocking(mproc_os_handle h, bool blocking) {
+  int fd = (int)h;
   int fl = fcntl(fd, F_GETFL);
-  if (fl == -1 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) == -1) return mproc__fail_os(0, errno, "fcntl(O_NONBLOCK) on fd %d", fd);
+  int want = blocking ? fl & ~O_NONBLOCK : fl | O_NONBLOCK;
+  if (fl == -1 || (want != fl && fcntl(fd, F_SETFL, want) == -1))
+    return mproc__fail_os(0, errno, "fcntl(O_NONBLOCK) on fd %d", fd);
   return 0;
 }
+
+static int set_nonblock(int fd) { return mproc__pal_set_blocking(fd, false); }
 
 int mproc__pal_pipe(bool child_writes, mproc_os_handle *parent_end, mproc_os_handle *child_end) {
   int fds[2];

@@ -15,6 +15,7 @@
 #endif
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
@@ -185,6 +186,19 @@ static int plan_make(const mproc__spawn_req *req, spawn_plan *pl) {
   }
   rc = resolve_program(prog, pl->envp, &pl->path);
   if (rc) return rc;
+  if (req->cwd && pl->path[0] != '/') {
+    /* The file was found relative to our directory: run that file, not one the child's cwd would name. */
+    char here[PATH_MAX];
+    if (!getcwd(here, sizeof here)) return mproc__fail_os(0, errno, "spawn '%s': getcwd", prog);
+    size_t hl = strlen(here), pl2 = strlen(pl->path);
+    char *abs = (char *)malloc(hl + pl2 + 2);
+    if (!abs) return mproc__fail(MPROC_ENOMEM, "spawn: out of memory");
+    memcpy(abs, here, hl);
+    abs[hl] = '/';
+    memcpy(abs + hl + 1, pl->path, pl2 + 1);
+    free(pl->path);
+    pl->path = abs;
+  }
   if (req->cwd) {
     struct stat st;
     if (stat(req->cwd, &st) != 0) return mproc__fail_os(0, errno, "spawn '%s': cwd '%s'", prog, req->cwd);

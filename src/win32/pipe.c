@@ -480,3 +480,11 @@ int mproc__pal_communicate(mproc__comm *c, int64_t deadline_ns) {
   for (int i = 0; i < np; ++i) CloseHandle(ps[i].ov.hEvent);
   return rc;
 }
+
+int mproc__pal_set_blocking(mproc_os_handle h, bool blocking) {
+  /* An overlapped handle stays overlapped: a child's synchronous ReadFile on it waits for the pending
+   * read itself (kernelbase waits on the file handle), which is right while nobody else does I/O on it. */
+  (void)h;
+  (void)blocking;
+  return 0;
+}
