@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bootstrap.h"
 #include "connection_internal.h"
 #include "internal.h"
 #include "pal.h"
@@ -27,9 +28,7 @@
 #define SPAWN_FLAG "--mproc-spawn="
 #define FORKSERVER_FLAG "--mproc-forkserver="
 #define SPAWN_ENV "MPROC_SPAWN_CHILD"
-#define BOOT_MAGIC 0x6D70726Fu /* "mpro" */
-#define BOOT_VERSION 2u
-#define EXIT_BOOT_FAILED 70 /* a spawned child that could not start its target */
+#define EXIT_BOOT_FAILED MPROC_EXIT_BOOT_FAILED
 
 struct mproc_context {
   mproc_start_method method;
@@ -96,6 +95,14 @@ static int method_available(mproc_start_method m) {
   /* probe without forking: the PAL says ENOTSUP where fork does not exist */
   if ((m == MPROC_START_FORK || m == MPROC_START_FORKSERVER) && !mproc__pal_fork_supported())
     return mproc__fail(MPROC_ENOTSUP, "the %s start method does not exist on this OS", mproc_start_method_name(m));
+  /* A set-id program's child would be the program re-executed with its privileges, and the guard there
+   * never acts on a bootstrap (it cannot tell a parent's from a caller's forgery): fork only. */
+  if ((m == MPROC_START_SPAWN || m == MPROC_START_FORKSERVER) && mproc__pal_secure_exec())
+    return mproc__fail(MPROC_ENOTSUP,
+                       "the %s start method is refused in a program running set-user-ID, set-group-ID or with file "
+                       "capabilities (secure-execution mode): its children would re-execute it with those "
+                       "privileges; use fork",
+                       mproc_start_method_name(m));
   return 0;
 }
 
@@ -288,84 +295,26 @@ mproc_os_handle mproc_process_sentinel(const mproc_process *p) {
   return mproc__pal_sentinel(&p->child, mproc_connection_handle(p->boot));
 }
 
-/* ---- bootstrap message --------------------------------------------------------------------------- */
-
-static int put(mproc__buf *b, const void *p, size_t n) { return mproc__buf_append(b, p, n); }
-static int put_u64(mproc__buf *b, uint64_t v) {
-  unsigned char x[8];
-  for (int i = 0; i < 8; ++i) x[i] = (unsigned char)(v >> (8 * i));
-  return put(b, x, 8);
-}
-static int put_bytes(mproc__buf *b, const void *p, size_t n) {
-  int rc = put_u64(b, n);
-  return rc ? rc : put(b, p, n);
-}
-static int put_str(mproc__buf *b, const char *s) { return put_bytes(b, s ? s : "", s ? strlen(s) : 0); }
-
-typedef struct reader {
-  const unsigned char *p;
-  size_t n, off;
-  bool bad;
-} reader;
-
-static uint64_t get_u64(reader *r) {
-  if (r->bad || r->n - r->off < 8) {
-    r->bad = true;
-    return 0;
-  }
-  uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v |= (uint64_t)r->p[r->off + i] << (8 * i);
-  r->off += 8;
-  return v;
-}
-static const void *get_bytes(reader *r, size_t *len) {
-  uint64_t n = get_u64(r);
-  if (r->bad || n > r->n - r->off) {
-    r->bad = true;
-    *len = 0;
-    return NULL;
-  }
-  const void *p = r->p + r->off;
-  r->off += (size_t)n;
-  *len = (size_t)n;
-  return p;
-}
-/* a NUL-terminated copy; NULL on a bad message or no memory */
-static char *get_str(reader *r) {
-  size_t n;
-  const char *p = (const char *)get_bytes(r, &n);
-  if (r->bad) return NULL;
-  char *s = (char *)malloc(n + 1);
-  if (!s) {
-    r->bad = true;
-    return NULL;
-  }
-  memcpy(s, p, n);
-  s[n] = '\0';
-  return s;
-}
+/* ---- bootstrap message (src/bootstrap.c) ---------------------------------------------------------- */
 
 static int boot_message(const mproc_process *p, mproc__buf *b) {
-  int rc = put_u64(b, ((uint64_t)BOOT_MAGIC << 32) | BOOT_VERSION);
   mproc__buf ref = {NULL, 0, 0};
-  if (!rc) rc = mproc__pal_fn_locate((void *)p->target, &ref);
-  if (!rc) rc = put_bytes(b, ref.data, ref.len);
-  mproc__buf_free(&ref);
-  if (!rc) rc = put_bytes(b, p->arg, p->arg_size);
-  if (!rc) rc = put_str(b, p->name);
-  if (!rc) rc = put_str(b, p->ident);
-  if (!rc) rc = put_str(b, g_name);
-  if (!rc) rc = put_u64(b, (uint64_t)mproc__pal_getpid());
-  /* flags: daemon, kill_on_parent_death, started from the main thread (mproc__pal_die_with_parent) */
-  if (!rc)
-    rc = put_u64(b, (uint64_t)p->daemon | (uint64_t)p->kill_on_parent_death << 1 |
-                        (uint64_t)mproc__pal_is_main_thread() << 2);
-  if (!rc) rc = put_u64(b, p->nconns);
-  for (size_t i = 0; i < p->nconns && !rc; ++i) {
-    rc = put_u64(b, (uint64_t)p->conns[i]->e.rd);
-    if (!rc) rc = put_u64(b, (uint64_t)p->conns[i]->e.wr);
-    if (!rc) rc = put_u64(b, (uint64_t)p->conns[i]->e.bulk);
+  int rc = mproc__pal_fn_locate((void *)p->target, &ref);
+  mproc__conn_end *ends = NULL;
+  if (!rc && p->nconns && !(ends = (mproc__conn_end *)malloc(p->nconns * sizeof *ends)))
+    rc = mproc__fail(MPROC_ENOMEM, "start: out of memory");
+  if (!rc) {
+    for (size_t i = 0; i < p->nconns; ++i) ends[i] = p->conns[i]->e;
+    mproc__boot boot = {ref.data, ref.len, p->arg, p->arg_size, p->name, p->ident, g_name,
+                        mproc__pal_getpid(),
+                        (p->daemon ? MPROC__BOOT_DAEMON : 0u) |
+                            (p->kill_on_parent_death ? MPROC__BOOT_KILL_ON_PARENT_DEATH : 0u) |
+                            (mproc__pal_is_main_thread() ? MPROC__BOOT_MAIN_THREAD : 0u),
+                        p->nconns, ends};
+    rc = mproc__boot_encode(&boot, b);
   }
+  free(ends);
+  mproc__buf_free(&ref);
   return rc;
 }
 
@@ -431,35 +380,24 @@ static void child_finish_fork(int code) {
   mproc__pal_exit_now(code);
 }
 
-/* Run a child from its bootstrap message: find the target, acknowledge on the boot link ("ok" or an
- * error), run it, end. `fds` NULL (spawn): the handed connections are the descriptor numbers in the
- * message; else (forkserver) they are fds[i], received with the request. Never returns. */
-static void boot_run(mproc_connection *link, const char *msg, size_t len, const mproc_os_handle *fds, size_t nfds) {
-  reader r = {(const unsigned char *)msg, len, 0, false};
+/* The handed connections of a parsed bootstrap, as connections of this process. Spawn (fds NULL): the
+ * handles are the numbers in the message, inherited; each must be an open handle other than the boot
+ * link. Forkserver: they are fds[0..nfds), received with the request in the order of handed_handles();
+ * the parent's numbers only tell which of an end's handles repeat. */
+static int adopt_connections(const mproc__boot *b, mproc_os_handle link, const mproc_os_handle *fds, size_t nfds,
+                             mproc_connection ***out) {
+  mproc_connection **conns = (mproc_connection **)calloc(b->nconns ? b->nconns : 1, sizeof *conns);
+  if (!conns) return mproc__fail(MPROC_ENOMEM, "child: out of memory");
+  size_t used = 0;
   int rc = 0;
-  void *fn = NULL;
-  size_t reflen = 0, argsz = 0;
-  if (get_u64(&r) != (((uint64_t)BOOT_MAGIC << 32) | BOOT_VERSION)) r.bad = true;
-  const void *ref = get_bytes(&r, &reflen);
-  const void *arg = get_bytes(&r, &argsz);
-  char *name = get_str(&r), *ident = get_str(&r), *pname = get_str(&r);
-  int64_t ppid = (int64_t)get_u64(&r);
-  uint64_t flags = get_u64(&r);
-  uint64_t nconn = get_u64(&r);
-  if (!r.bad && nconn > (r.n - r.off) / 24) r.bad = true;
-  mproc_connection **conns = (mproc_connection **)calloc(nconn ? (size_t)nconn : 1, sizeof *conns);
-  size_t used = 0; /* forkserver: the descriptors came in the order of handed_handles() */
-  for (uint64_t i = 0; i < nconn && !r.bad && conns; ++i) {
-    mproc__conn_end e;
-    e.rd = (mproc_os_handle)get_u64(&r);
-    e.wr = (mproc_os_handle)get_u64(&r);
-    e.bulk = (mproc_os_handle)get_u64(&r);
+  for (size_t i = 0; i < b->nconns && !rc; ++i) {
+    mproc__conn_end e = b->conns[i];
     mproc_os_handle h[3];
     size_t k = end_handles(e, h);
-    if (fds) { /* the parent's numbers tell which handles repeat; the received ones replace them */
+    if (fds) {
       if (used + k > nfds) {
-        r.bad = true;
-        continue;
+        rc = mproc__fail(MPROC_ESYS, "child: the bootstrap names more handles than came with it");
+        break;
       }
       mproc_os_handle *f[3] = {&e.rd, &e.wr, &e.bulk};
       for (int j = 0; j < 3; ++j)
@@ -470,60 +408,102 @@ static void boot_run(mproc_connection *link, const char *msg, size_t len, const 
           }
       k = end_handles(e, h);
       used += k;
-    }
-    conns[i] = mproc__connection_wrap(e);
-    if (!conns[i] || mproc_connection_closed(conns[i])) {
-      r.bad = true;
-      continue;
+    } else {
+      for (size_t m = 0; m < k && !rc; ++m)
+        if (h[m] == link || !mproc__pal_handle_valid(h[m]))
+          rc = mproc__fail(MPROC_ESYS, "child: connection %zu's handle %lld was not inherited", i, (long long)h[m]);
+      if (rc) break;
     }
     for (size_t m = 0; m < k; ++m) mproc__pal_set_cloexec(h[m], true);
+    conns[i] = mproc__connection_wrap(e);
+    if (!conns[i]) rc = MPROC_ENOMEM;
   }
-  if (!r.bad && fds && used != nfds) r.bad = true;
-  if (r.bad || !conns)
-    rc = mproc__fail(MPROC_ESYS, "child: the bootstrap message from the parent is malformed");
-  else
-    rc = mproc__pal_fn_resolve(ref, reflen, &fn);
+  if (!rc && fds && used != nfds) rc = mproc__fail(MPROC_ESYS, "child: more handles came than the bootstrap names");
   if (rc) {
-    char reply[1100];
-    int n = snprintf(reply, sizeof reply, "E%d:%s", rc, mproc_last_error());
-    mproc_connection_send_bytes(link, reply, (size_t)n, 0, MPROC_ALL);
-    fflush(NULL);
-    if (fds) mproc__pal_exit_now(EXIT_BOOT_FAILED);
-    exit(EXIT_BOOT_FAILED);
+    for (size_t i = 0; i < b->nconns; ++i)
+      if (conns[i]) free(conns[i]); /* the handles stay: the process is about to end */
+    free(conns);
+    return rc;
   }
-  if ((flags >> 1) & 1) /* a forkserver child's OS parent is the server, whose one thread forked it */
-    mproc__pal_die_with_parent(fds ? mproc__pal_getppid() : ppid, fds ? true : (flags >> 2) & 1);
-  set_identity(name ? name : "Process", ident ? ident : "", pname, ppid, flags & 1); /* kept for life */
+  *out = conns;
+  return 0;
+}
+
+/* A child that cannot run its target tells its parent why (the parent is trusted: the guard checked it)
+ * and ends. */
+static void boot_failed(mproc_connection *link, bool forked, int rc) {
+  char reply[1100];
+  int n = snprintf(reply, sizeof reply, "E%d:%s", rc, mproc_last_error());
+  mproc_connection_send_bytes(link, reply, (size_t)(n < 0 ? 0 : n >= (int)sizeof reply ? (int)sizeof reply - 1 : n), 0,
+                              MPROC_ALL);
+  fflush(NULL);
+  if (forked) mproc__pal_exit_now(EXIT_BOOT_FAILED);
+  exit(EXIT_BOOT_FAILED);
+}
+
+/* Run a child from its bootstrap message: find the target, acknowledge on the boot link ("ok" or an
+ * error), run it, end. `fds` NULL (spawn): the handed connections are the handle numbers in the
+ * message; else (forkserver) they are fds[i], received with the request. Never returns. */
+static void boot_run(mproc_connection *link, const char *msg, size_t len, const mproc_os_handle *fds, size_t nfds) {
+  bool forked = fds != NULL;
+  mproc__boot b;
+  mproc_connection **conns = NULL;
+  void *fn = NULL;
+  int rc = mproc__boot_parse(msg, len, &b);
+  if (!rc) rc = adopt_connections(&b, link->e.rd, fds, nfds, &conns);
+  if (!rc) rc = mproc__pal_fn_resolve(b.ref, b.ref_len, &fn);
+  if (rc) boot_failed(link, forked, rc);
+  if (b.flags & MPROC__BOOT_KILL_ON_PARENT_DEATH) /* a forkserver child's OS parent is the server, whose one
+                                                     thread forked it */
+    mproc__pal_die_with_parent(forked ? mproc__pal_getppid() : b.parent_pid,
+                               forked || (b.flags & MPROC__BOOT_MAIN_THREAD) != 0);
+  set_identity(b.name, b.ident, b.parent_name, b.parent_pid, (b.flags & MPROC__BOOT_DAEMON) != 0); /* kept for life */
   g_parent_link = link->e.rd;
   char ok[32] = "ok"; /* a forkserver child adds its pid: its parent may not have it from the server */
-  if (fds) snprintf(ok, sizeof ok, "ok%lld", (long long)mproc__pal_getpid());
+  if (forked) snprintf(ok, sizeof ok, "ok%lld", (long long)mproc__pal_getpid());
   if (mproc_connection_send_bytes(link, ok, strlen(ok), 0, MPROC_ALL) != 0) {
-    if (fds) mproc__pal_exit_now(EXIT_BOOT_FAILED);
+    if (forked) mproc__pal_exit_now(EXIT_BOOT_FAILED);
     exit(EXIT_BOOT_FAILED);
   }
-  if ((flags >> 1) & 1) mproc__pal_thread_start(parent_watch, link);
-  mproc_args args = {arg, argsz, conns, (size_t)nconn};
+  if (b.flags & MPROC__BOOT_KILL_ON_PARENT_DEATH) mproc__pal_thread_start(parent_watch, link);
+  mproc_args args = {b.arg, b.arg_len, conns, b.nconns};
   int code = ((mproc_target)fn)(&args);
-  if (fds) child_finish_fork(code); /* a fork of the server: the server's atexit handlers are not ours */
+  if (forked) child_finish_fork(code); /* a fork of the server: the server's atexit handlers are not ours */
   fflush(NULL);
   exit(code); /* atexit: this child's own children are joined (at_exit is registered if it had any) */
 }
 
-/* The handle in a "--mproc-...=<handle>" argument of a re-executed child or server. */
-static mproc_os_handle flag_handle(const char *flag, const char *prefix) {
+/* The guard refuses a flag: one line on stderr (naming the flag, not echoing what followed it), and
+ * the process ends at once, running nothing else (no atexit handler either). */
+static void refuse(const char *prefix, const char *why) {
+  fprintf(stderr, "mproc: refusing %.*s: %s\n", (int)strlen(prefix) - 1, prefix, why);
+  fflush(stderr);
+  mproc__pal_exit_now(MPROC_EXIT_GUARD_REFUSED);
+}
+
+/* The handle of a "--mproc-...=<handle>" argument, once it is proven to be a boot link that our parent
+ * made for us (see mproc_main_guard in core.h); otherwise the process ends here. */
+static mproc_os_handle trusted_handle(const char *flag, const char *prefix) {
   mproc__pal_unsetenv(SPAWN_ENV);
-  char *end = NULL;
-  long long hv = strtoll(flag + strlen(prefix), &end, 10);
-  if (!end || *end) {
-    fprintf(stderr, "mproc: bad %s argument '%s'\n", prefix, flag);
-    exit(EXIT_BOOT_FAILED);
+  if (mproc__pal_secure_exec())
+    refuse(prefix, "this program runs set-user-ID, set-group-ID or with file capabilities, and such a program "
+                   "never acts as an mproc child");
+  const char *s = flag + strlen(prefix);
+  uint64_t v = 0, max = mproc__pal_handle_max();
+  size_t n = 0;
+  for (; s[n]; ++n) {
+    if (s[n] < '0' || s[n] > '9') refuse(prefix, "the handle is not a decimal number");
+    v = v * 10 + (uint64_t)(s[n] - '0');
+    if (v > max) refuse(prefix, "the handle number is out of range");
   }
-  return (mproc_os_handle)hv;
+  if (n == 0) refuse(prefix, "no handle number");
+  if (mproc__pal_boot_link_check((mproc_os_handle)v) != 0) refuse(prefix, mproc_last_error());
+  return (mproc_os_handle)v;
 }
 
 /* The guard in a spawned child: receive the bootstrap, then boot_run. */
 static void spawn_child_main(const char *flag) {
-  mproc_os_handle h = flag_handle(flag, SPAWN_FLAG);
+  mproc_os_handle h = trusted_handle(flag, SPAWN_FLAG);
   mproc_connection *link = mproc__connection_wrap(mproc__conn_end_link(h));
   if (!link) exit(EXIT_BOOT_FAILED);
   mproc__pal_set_cloexec(h, true);
@@ -559,7 +539,7 @@ static void server_status(mproc_os_handle boot, int code) {
 }
 
 static void forkserver_main(const char *flag) {
-  mproc__pal_forkserver_serve(flag_handle(flag, FORKSERVER_FLAG), server_child, server_status);
+  mproc__pal_forkserver_serve(trusted_handle(flag, FORKSERVER_FLAG), server_child, server_status);
   mproc__pal_exit_now(EXIT_BOOT_FAILED);
 }
 
@@ -667,6 +647,11 @@ static int start_spawn(mproc_process *p, mproc_os_handle child_end) {
     const char *colon = strchr(reply, ':');
     rc = mproc__fail(code < 0 ? code : MPROC_ESYS, "start '%s': the spawned child could not run the target: %s", p->name,
                      colon ? colon + 1 : reply);
+  } else if (p->child.returncode == MPROC_EXIT_GUARD_REFUSED) {
+    rc = mproc__fail(MPROC_ESTATE,
+                     "start '%s': the spawned child's guard refused its bootstrap (exit code %d): it does not run "
+                     "the same executable file as this process (replaced on disk?), or cannot tell (see its stderr)",
+                     p->name, p->child.returncode);
   } else {
     rc = mproc__fail(MPROC_ESTATE,
                      "start '%s': the spawned child exited (code %d) before running its target: does the program's "
@@ -824,7 +809,8 @@ static int start_forkserver(mproc_process *p, mproc_os_handle child_end) {
   }
   size_t nfds = 1 + handed_handles(p, fds + 1);
   mproc__buf msg = {NULL, 0, 0};
-  int rc = put_u64(&msg, 0); /* the length, set below */
+  static const unsigned char len0[8] = {0};
+  int rc = mproc__buf_append(&msg, len0, 8); /* the length, set below */
   if (!rc) rc = boot_message(p, &msg);
   if (!rc) {
     uint64_t body = msg.len - 8;

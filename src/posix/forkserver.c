@@ -7,7 +7,7 @@
  * link. It exits when the control socket reaches end of file (the client has gone). With each reply
  * it sends a pidfd of the child it forked (Linux), so the client can signal exactly that process. */
 #if defined(__linux__) && !defined(_GNU_SOURCE)
-#define _GNU_SOURCE /* pipe2 (posix.h) */
+#define _GNU_SOURCE /* pipe2 (posix.h), struct ucred */
 #endif
 
 #include <errno.h>
@@ -65,13 +65,16 @@ int mproc__pal_conn_send_fds(mproc_os_handle h, const void *buf, size_t len, con
   return (size_t)w < len ? mproc__pal_conn_send(h, (const char *)buf + w, len - (size_t)w, NULL, 0) : 0;
 }
 
-int mproc__pal_conn_recv_fds(mproc_os_handle h, void *buf, size_t cap, size_t *n, mproc_os_handle *fds, size_t maxfds,
-                             size_t *nfds) {
+/* recvmsg with descriptors and, where the socket has SO_PASSCRED (Linux; the fork server's control
+ * socket), the sender's pid as the kernel saw it (*sender, else -1). */
+static int recv_fds_from(int h, void *buf, size_t cap, size_t *n, mproc_os_handle *fds, size_t maxfds, size_t *nfds,
+                         long *sender) {
   *n = 0;
   *nfds = 0;
+  if (sender) *sender = -1;
   union {
     struct cmsghdr align;
-    char buf[CMSG_SPACE(sizeof(int) * MPROC__PAL_MAX_FDS)];
+    char buf[CMSG_SPACE(sizeof(int) * MPROC__PAL_MAX_FDS) + CMSG_SPACE(64)];
   } ctl;
   struct iovec iov = {buf, cap};
   struct msghdr m;
@@ -81,17 +84,26 @@ int mproc__pal_conn_recv_fds(mproc_os_handle h, void *buf, size_t cap, size_t *n
     m.msg_iovlen = 1;
     m.msg_control = ctl.buf;
     m.msg_controllen = sizeof ctl.buf;
-    ssize_t r = recvmsg((int)h, &m, MSG_CMSG_CLOEXEC);
+    ssize_t r = recvmsg(h, &m, MSG_CMSG_CLOEXEC);
     if (r >= 0) {
       *n = (size_t)r;
       break;
     }
     if (errno == EINTR || errno == EAGAIN) continue;
     if (errno == ECONNRESET) return 0;
-    return mproc__fail_os(0, errno, "recvmsg on fd %d", (int)h);
+    return mproc__fail_os(0, errno, "recvmsg on fd %d", h);
   }
   for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    if (c->cmsg_level != SOL_SOCKET) continue;
+#if defined(__linux__) && defined(SCM_CREDENTIALS)
+    if (c->cmsg_type == SCM_CREDENTIALS && sender && c->cmsg_len >= CMSG_LEN(sizeof(struct ucred))) {
+      struct ucred cr;
+      memcpy(&cr, CMSG_DATA(c), sizeof cr);
+      *sender = (long)cr.pid;
+      continue;
+    }
+#endif
+    if (c->cmsg_type != SCM_RIGHTS) continue;
     size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
     const int *in = (const int *)(const void *)CMSG_DATA(c);
     for (size_t i = 0; i < k; ++i) {
@@ -101,8 +113,13 @@ int mproc__pal_conn_recv_fds(mproc_os_handle h, void *buf, size_t cap, size_t *n
       else close(fd);
     }
   }
-  if (m.msg_flags & MSG_CTRUNC) return mproc__fail(MPROC_ESYS, "recvmsg on fd %d: descriptors were dropped", (int)h);
+  if (m.msg_flags & MSG_CTRUNC) return mproc__fail(MPROC_ESYS, "recvmsg on fd %d: descriptors were dropped", h);
   return 0;
+}
+
+int mproc__pal_conn_recv_fds(mproc_os_handle h, void *buf, size_t cap, size_t *n, mproc_os_handle *fds, size_t maxfds,
+                             size_t *nfds) {
+  return recv_fds_from((int)h, buf, cap, n, fds, maxfds, nfds, NULL);
 }
 
 /* ---- the server -------------------------------------------------------------------------------- */
@@ -126,14 +143,25 @@ static void put_i64(unsigned char *b, int64_t v) {
   for (int i = 0; i < 8; ++i) b[i] = (unsigned char)((uint64_t)v >> (8 * i));
 }
 
+/* Whether requests are checked one by one: SO_PASSCRED on the control socket (Linux). */
+static bool g_check_sender;
+
 /* Read exactly n bytes (the descriptors that come with them are appended to fds). false at end of
- * file or on an error. */
+ * file or on an error. Every byte must come from our parent (the process that started this server and
+ * made the control socket, checked by the guard): where the kernel tells each sender (SO_PASSCRED), a
+ * byte from anyone else (a process the parent's end leaked to) ends the server. */
 static bool read_exact(int h, unsigned char *p, size_t n, int *fds, size_t maxfds, size_t *nfds) {
   size_t got = 0;
   while (got < n) {
     size_t k = 0, kf = 0;
+    long sender = -1;
     mproc_os_handle f[MPROC__PAL_MAX_FDS];
-    if (mproc__pal_conn_recv_fds(h, p + got, n - got, &k, f, MPROC__PAL_MAX_FDS, &kf) != 0 && k == 0) return false;
+    int rc = recv_fds_from(h, p + got, n - got, &k, f, MPROC__PAL_MAX_FDS, &kf, g_check_sender ? &sender : NULL);
+    if (g_check_sender && k && sender != (long)getppid()) {
+      for (size_t i = 0; i < kf; ++i) close((int)f[i]);
+      _exit(MPROC_EXIT_GUARD_REFUSED);
+    }
+    if (rc != 0 && k == 0) return false;
     for (size_t i = 0; i < kf; ++i) {
       if (fds && *nfds < maxfds) fds[(*nfds)++] = (int)f[i];
       else close((int)f[i]);
@@ -147,6 +175,10 @@ static bool read_exact(int h, unsigned char *p, size_t n, int *fds, size_t maxfd
 void mproc__pal_forkserver_serve(mproc_os_handle ctl_h, mproc__fs_child_fn child_fn, mproc__fs_status_fn status_fn) {
   int ctl = (int)ctl_h;
   (void)fcntl(ctl, F_SETFD, FD_CLOEXEC);
+#if defined(__linux__) && defined(SO_PASSCRED)
+  int one = 1;
+  g_check_sender = setsockopt(ctl, SOL_SOCKET, SO_PASSCRED, &one, sizeof one) == 0;
+#endif
   if (pipe(g_sigpipe) != 0) _exit(70);
   for (int i = 0; i < 2; ++i) {
     (void)fcntl(g_sigpipe[i], F_SETFD, FD_CLOEXEC);

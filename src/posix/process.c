@@ -335,19 +335,28 @@ static uintptr_t main_image_base(void) {
 }
 
 typedef struct find_lib {
-  const char *path;
-  uintptr_t base;
+  const char *path; /* NULL: the main program (the first object reported) */
+  uintptr_t base;   /* where its image starts (page-aligned lowest PT_LOAD) */
+  uintptr_t target; /* an address to check ... */
+  bool in_code;     /* ... lies in one of its executable PT_LOAD segments */
 } find_lib;
 
 static int lib_cb(struct dl_phdr_info *info, size_t size, void *data) {
   (void)size;
   find_lib *f = (find_lib *)data;
-  if (!info->dlpi_name || strcmp(info->dlpi_name, f->path) != 0) return 0;
+  if (f->path && (!info->dlpi_name || strcmp(info->dlpi_name, f->path) != 0)) return 0;
   uintptr_t lo = UINTPTR_MAX;
   for (int i = 0; i < info->dlpi_phnum; ++i)
     if (info->dlpi_phdr[i].p_type == PT_LOAD && info->dlpi_phdr[i].p_vaddr < lo) lo = info->dlpi_phdr[i].p_vaddr;
   long page = sysconf(_SC_PAGESIZE);
   f->base = (info->dlpi_addr + lo) & ~(uintptr_t)(page - 1);
+  uintptr_t at = f->base + f->target;
+  for (int i = 0; i < info->dlpi_phnum; ++i) {
+    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+    if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X) && at >= info->dlpi_addr + ph->p_vaddr &&
+        at - (info->dlpi_addr + ph->p_vaddr) < ph->p_memsz)
+      f->in_code = f->target < UINTPTR_MAX - f->base;
+  }
   return 1;
 }
 
@@ -392,29 +401,32 @@ int mproc__pal_fn_resolve(const void *ref, size_t len, void **fn) {
   uint64_t hdr[6];
   if (len < sizeof hdr) return mproc__fail(MPROC_EINVAL, "target reference is truncated");
   memcpy(hdr, ref, sizeof hdr);
+  if (hdr[0] > 1) return mproc__fail(MPROC_EINVAL, "target reference: bad module kind");
   char path[PATH_MAX];
   size_t plen = len - sizeof hdr;
-  if (plen >= sizeof path) return mproc__fail(MPROC_EINVAL, "target reference: module path too long");
+  if (hdr[0] ? plen != 0 : (plen == 0 || plen >= sizeof path))
+    return mproc__fail(MPROC_EINVAL, "target reference: bad module path");
   memcpy(path, (const char *)ref + sizeof hdr, plen);
   path[plen] = '\0';
-  uintptr_t base = 0;
-  const char *idpath = hdr[0] ? exe_link() : path;
-  if (hdr[0]) {
-    base = main_image_base();
-  } else {
-    if (!dlopen(path, RTLD_NOW | RTLD_NOLOAD) && !dlopen(path, RTLD_NOW))
-      return mproc__fail(MPROC_ENOENT, "cannot load module '%s' of the target: %s", path, dlerror());
-    find_lib f = {path, 0};
-    dl_iterate_phdr(lib_cb, &f);
-    if (!f.base) return mproc__fail(MPROC_ENOENT, "module '%s' of the target is not mapped", path);
-    base = f.base;
-  }
+  if (!hdr[0] && (path[0] != '/' || memchr(path, '\0', plen)))
+    return mproc__fail(MPROC_EINVAL, "target reference: the module path is not absolute");
+  /* The module's identity first: nothing is loaded (no constructor runs) unless it is the very file the
+   * parent had. */
   uint64_t id[4];
+  const char *idpath = hdr[0] ? exe_link() : path;
   int rc = file_identity(idpath, id);
   if (rc) return rc;
   if (memcmp(id, hdr + 2, sizeof id) != 0)
     return mproc__fail(MPROC_ENOENT, "the child runs a different binary than the parent ('%s' changed on disk?): "
                                      "the target cannot be found again", hdr[0] ? "the executable" : path);
-  *fn = (void *)(base + (uintptr_t)hdr[1]);
+  if (!hdr[0] && !dlopen(path, RTLD_NOW | RTLD_NOLOAD) && !dlopen(path, RTLD_NOW))
+    return mproc__fail(MPROC_ENOENT, "cannot load module '%s' of the target: %s", path, dlerror());
+  find_lib f = {hdr[0] ? NULL : path, 0, hdr[1] > UINTPTR_MAX ? UINTPTR_MAX : (uintptr_t)hdr[1], false};
+  dl_iterate_phdr(lib_cb, &f);
+  if (!f.base) return mproc__fail(MPROC_ENOENT, "module '%s' of the target is not mapped", hdr[0] ? "the executable" : path);
+  if (!f.in_code)
+    return mproc__fail(MPROC_EINVAL, "target reference: offset %#llx is not in the code of %s",
+                       (unsigned long long)hdr[1], hdr[0] ? "the executable" : path);
+  *fn = (void *)(f.base + (uintptr_t)hdr[1]);
   return 0;
 }
