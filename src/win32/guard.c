@@ -114,22 +114,24 @@ static DWORD file_id(const wchar_t *path, uint64_t id[2]) {
   return 0;
 }
 
-#define REFUSE(...) mproc__fail(MPROC_EPERM, "boot link refused: " __VA_ARGS__)
-#define REFUSE_OS(err, ...) mproc__fail_os(MPROC_EPERM, (int)(err), "boot link refused: " __VA_ARGS__)
+#define REFUSE(...) mproc__fail(MPROC_EPERM, __VA_ARGS__)
+#define REFUSE_OS(err, ...) mproc__fail_os(MPROC_EPERM, (int)(err), __VA_ARGS__)
 
 /* Checks 4 to 6 on the process at the other end, pid `peer` (our parent's id). */
 static int check_parent(DWORD peer) {
   HANDLE p = OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION | SYNCHRONIZE, FALSE, peer);
-  if (!p) return REFUSE_OS(GetLastError(), "the parent process cannot be opened");
+  if (!p) return REFUSE_OS(GetLastError(), "the parent process (pid %lu) cannot be opened", (unsigned long)peer);
   int rc = 0;
   FILETIME pc, sc, e, k, u;
   DWORD err = 0;
   if (WaitForSingleObject(p, 0) != WAIT_TIMEOUT) {
-    rc = REFUSE("the parent process has exited");
+    rc = REFUSE("the parent process (pid %lu) has exited", (unsigned long)peer);
   } else if (!GetProcessTimes(p, &pc, &e, &k, &u) || !GetProcessTimes(GetCurrentProcess(), &sc, &e, &k, &u)) {
     rc = REFUSE_OS(GetLastError(), "the creation time of the parent process cannot be read");
   } else if (CompareFileTime(&pc, &sc) > 0) {
-    rc = REFUSE("the process with our parent's id was created after this one (our parent has gone, its id reused)");
+    rc = REFUSE("the process with our parent's id (%lu) was created after this one: our parent has gone and its "
+                "id was reused",
+                (unsigned long)peer);
   }
   if (rc == 0) {
     TOKEN_USER *theirs = token_user(p, &err), *ours = theirs ? token_user(GetCurrentProcess(), &err) : NULL;
@@ -151,7 +153,7 @@ static int check_parent(DWORD peer) {
       if (err != 0)
         rc = REFUSE_OS(err, "the image file of the parent process cannot be identified");
       else if (tid[0] != oid[0] || tid[1] != oid[1])
-        rc = REFUSE("the parent process runs another executable file");
+        rc = REFUSE("the parent runs another executable than this one");
     }
     free(theirs);
     free(ours);
@@ -162,31 +164,34 @@ static int check_parent(DWORD peer) {
 
 int mproc__pal_boot_link_check(mproc_os_handle h) {
   HANDLE ph = MPROC__H(h);
+  long long hv = (long long)h;
   /* 1. a named pipe; which end of it we hold */
   DWORD type = GetFileType(ph);
   if (type != FILE_TYPE_PIPE) {
     DWORD err = GetLastError();
-    if (type == FILE_TYPE_UNKNOWN && err != NO_ERROR) return REFUSE_OS(err, "the handle is not an open file");
-    return REFUSE("the handle is not a pipe");
+    if (type == FILE_TYPE_UNKNOWN && err != NO_ERROR) return REFUSE_OS(err, "the boot handle %lld is not open", hv);
+    return REFUSE("the boot handle %lld is not a pipe", hv);
   }
   DWORD flags = 0;
   if (!GetNamedPipeInfo(ph, &flags, NULL, NULL, NULL))
-    return REFUSE_OS(GetLastError(), "the handle is not a named pipe");
+    return REFUSE_OS(GetLastError(), "the boot handle %lld is not a named pipe", hv);
   /* 2. a connection pipe's name */
   wchar_t *name = pipe_name(ph);
   size_t plen = wcslen(MPROC__WIN32_CONN_PIPE_PREFIX);
   bool named = name && wcsncmp(name, L"\\" MPROC__WIN32_CONN_PIPE_PREFIX, plen + 1) == 0;
   free(name);
-  if (!named) return REFUSE("the pipe is not an mproc connection (an anonymous pipe or another program's)");
+  if (!named)
+    return REFUSE("the boot handle %lld is not an mproc connection pipe (an anonymous pipe, or another program's)", hv);
   /* 3. the other end: our parent */
   ULONG peer = 0;
   bool server_end = (flags & PIPE_SERVER_END) != 0;
   BOOL ok = server_end ? GetNamedPipeClientProcessId(ph, &peer) : GetNamedPipeServerProcessId(ph, &peer);
-  if (!ok) return REFUSE_OS(GetLastError(), "the process at the other end of the pipe cannot be told");
-  if (peer == GetCurrentProcessId()) return REFUSE("the other end of the pipe is this process, not its parent");
+  if (!ok) return REFUSE_OS(GetLastError(), "the boot link's peer process cannot be told");
+  if (peer == GetCurrentProcessId()) return REFUSE("the boot link's peer is this process itself, not its parent");
   int64_t ppid = mproc__pal_getppid();
   if (ppid <= 0 || (uint64_t)peer != (uint64_t)ppid)
-    return REFUSE("the other end of the pipe belongs to a process that is not this process's parent");
+    return REFUSE("the boot link's peer (pid %lu) is not this process's parent (pid %lld)", (unsigned long)peer,
+                  (long long)ppid);
   /* 4 - 6 */
   return check_parent(peer);
 }
