@@ -8,6 +8,7 @@
  * receiver waiting on rd wakes and reads the payload while the sender is still writing it. The receive
  * side reads ahead into a buffer, so a small message costs one system call on each side; large
  * payloads are read straight into the caller's memory. */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -109,11 +110,50 @@ int mproc_connection_send_bytes(mproc_connection *c, const void *buf, size_t buf
   return rc ? rc : mproc__pal_conn_send(c->e.bulk, payload, size, NULL, 0);
 }
 
-/* ---- receiving ---------------------------------------------------------------------------- */
+/* ---- receiving ----------------------------------------------------------------------------
+ *
+ * Every receive honours its deadline for the whole message. What arrived of a message cut short by
+ * the deadline is kept (the header in rbuf, the payload in mbuf) and the next receive continues it,
+ * so nothing is lost or read twice. Memory follows the data that arrived, never the length the peer
+ * announced: recv_bytes starts with at most GROW_MIN bytes and doubles only a buffer it has filled.
+ * A length above PTRDIFF_MAX, a large-message mark on a connection without a bulk handle, or a peer
+ * that closed inside a message make the stream corrupt: every later receive says so (MPROC_ESYS). */
 
-/* A header already parsed counts: its message was refused for its size and waits (a bulk payload is not
- * on rd at all). */
-bool mproc__connection_buffered(const mproc_connection *c) { return c->have_len || c->rlen > c->rpos || c->eof; }
+#define GROW_MIN (1024 * 1024)
+#define MAX_MSG ((uint64_t)PTRDIFF_MAX)
+
+static int corrupt(mproc_connection *c, const char *why) {
+  c->corrupt = why;
+  return mproc__fail(MPROC_ESYS, "recv: %s: the connection cannot receive any more", why);
+}
+
+/* Whether rbuf holds a whole header (the part of one does not count: a receive would still wait). */
+static bool header_buffered(const mproc_connection *c) {
+  size_t avail = c->rlen - c->rpos;
+  if (avail < 4) return false;
+  const unsigned char *p = (const unsigned char *)c->rbuf + c->rpos;
+  uint32_t len = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+  return len < LEN_BULK || avail >= 12;
+}
+
+bool mproc__connection_buffered(const mproc_connection *c) {
+  if (c->corrupt || c->eof) return true;
+  if (!c->have_len) return header_buffered(c);
+  return c->msg_refused || c->mgot == c->msg_len || (!c->msg_bulk && c->rlen > c->rpos);
+}
+
+mproc_os_handle mproc__connection_wait_handle(const mproc_connection *c) {
+  return c->have_len && c->msg_bulk ? c->e.bulk : c->e.rd;
+}
+
+static int timed_out(const char *call, int64_t timeout_ms, const mproc_connection *c) {
+  if (c->have_len)
+    return mproc__fail(MPROC_ETIMEDOUT,
+                       "%s: a %llu-byte message had not arrived whole (%zu bytes so far) within %lld ms; it is kept, "
+                       "and the next receive continues it",
+                       call, (unsigned long long)c->msg_len, c->mgot, (long long)timeout_ms);
+  return mproc__fail(MPROC_ETIMEDOUT, "%s: no message arrived within %lld ms", call, (long long)timeout_ms);
+}
 
 /* Read more bytes into the read-ahead buffer. 0 (maybe with eof set), MPROC_ETIMEDOUT, or an error. */
 static int fill(mproc_connection *c, int64_t deadline) {
@@ -140,8 +180,10 @@ static int fill(mproc_connection *c, int64_t deadline) {
   return 0;
 }
 
-/* Make the next message's length known. 0, MPROC_EEOF, MPROC_ETIMEDOUT (nothing consumed), error. */
+/* Make the next message's length known. 0, MPROC_EEOF, MPROC_ETIMEDOUT (the bytes of a partial header
+ * stay in rbuf), or an error. */
 static int next_header(mproc_connection *c, int64_t deadline) {
+  if (c->corrupt) return mproc__fail(MPROC_ESYS, "recv: %s: the connection cannot receive any more", c->corrupt);
   while (!c->have_len) {
     size_t avail = c->rlen - c->rpos;
     const unsigned char *p = c->rbuf ? (const unsigned char *)c->rbuf + c->rpos : NULL; /* NULL: avail is 0 */
@@ -155,50 +197,55 @@ static int next_header(mproc_connection *c, int64_t deadline) {
         break;
       }
       if (avail >= 12) {
-        c->msg_bulk = len == LEN_BULK;
-        if (c->msg_bulk && c->e.bulk == MPROC_NO_HANDLE)
-          return mproc__fail(MPROC_ESYS, "recv: a bulk message came on a connection without a bulk handle");
+        bool bulk = len == LEN_BULK;
+        if (bulk && c->e.bulk == MPROC_NO_HANDLE) return corrupt(c, "a large-message mark came on a connection without a bulk handle");
         len = 0;
         for (int i = 0; i < 8; ++i) len |= (uint64_t)p[4 + i] << (8 * i);
+        if (len > MAX_MSG) return corrupt(c, "a message header announces more bytes than a message can have");
         c->rpos += 12;
         c->msg_len = len;
+        c->msg_bulk = bulk;
         c->have_len = true;
         break;
       }
     }
     if (c->eof) {
       if (avail == 0) return mproc__fail(MPROC_EEOF, "recv: end of file: the peer closed the connection");
-      return mproc__fail(MPROC_ESYS, "recv: the peer closed in the middle of a message header (%zu bytes)", avail);
+      return corrupt(c, "the peer closed in the middle of a message header");
     }
     int rc = fill(c, deadline);
-    if (rc == MPROC_ETIMEDOUT) return mproc__fail(rc, "recv: no message arrived before the timeout");
     if (rc) return rc;
   }
   return 0;
 }
 
-/* Copy the current message's payload (msg_len bytes) into dst, then forget the header. */
-static int read_payload(mproc_connection *c, char *dst) {
-  uint64_t need = c->msg_len;
-  size_t have = c->msg_bulk ? 0 : c->rlen - c->rpos; /* a bulk payload is all on the bulk handle */
-  size_t take = have < need ? have : (size_t)need;
-  mproc_os_handle from = c->msg_bulk ? c->e.bulk : c->e.rd;
-  if (take) memcpy(dst, c->rbuf + c->rpos, take);
-  c->rpos += take;
-  size_t done = take;
-  while (done < need) { /* the rest straight into the destination: no double copy of large messages */
-    size_t n = 0;
-    int rc = mproc__pal_conn_recv(from, dst + done, (size_t)(need - done), INT64_MAX, &n);
-    if (rc) return rc;
-    if (n == 0) {
-      c->eof = c->eof || !c->msg_bulk;
-      c->have_len = false;
-      return mproc__fail(MPROC_ESYS, "recv: the peer closed in the middle of a %llu-byte message",
-                         (unsigned long long)need);
+/* The current message is done: forget its header. */
+static void message_taken(mproc_connection *c) {
+  c->have_len = c->msg_refused = false;
+  c->mgot = c->mcap = 0;
+}
+
+/* Read payload bytes of the current message into dst[*got .. upto), from rbuf first (a bulk payload is
+ * all on the bulk handle), then straight from the handle: no double copy of large messages. 0 once *got
+ * reaches upto; MPROC_ETIMEDOUT at the deadline with *got telling what arrived; an error. */
+static int read_payload(mproc_connection *c, char *dst, size_t *got, size_t upto, int64_t deadline) {
+  while (*got < upto) {
+    size_t want = upto - *got, n = 0;
+    if (!c->msg_bulk && c->rlen > c->rpos) {
+      n = c->rlen - c->rpos < want ? c->rlen - c->rpos : want;
+      memcpy(dst + *got, c->rbuf + c->rpos, n);
+      c->rpos += n;
+    } else {
+      if (!c->msg_bulk && c->eof) return corrupt(c, "the peer closed in the middle of a message");
+      int rc = mproc__pal_conn_recv(c->msg_bulk ? c->e.bulk : c->e.rd, dst + *got, want, deadline, &n);
+      if (rc) return rc;
+      if (n == 0) {
+        c->eof = true;
+        return corrupt(c, "the peer closed in the middle of a message");
+      }
     }
-    done += n;
+    *got += n;
   }
-  c->have_len = false;
   return 0;
 }
 
@@ -208,22 +255,40 @@ int mproc_connection_recv_bytes(mproc_connection *c, size_t maxlength, int64_t t
   int rc = usable(c, true, "recv_bytes");
   if (rc) return rc;
   if (!data) return mproc__fail(MPROC_EINVAL, "recv_bytes: data is NULL");
-  rc = next_header(c, mproc__deadline_from_timeout(timeout_ms));
+  int64_t deadline = mproc__deadline_from_timeout(timeout_ms);
+  rc = next_header(c, deadline);
+  if (rc == MPROC_ETIMEDOUT) return timed_out("recv_bytes", timeout_ms, c);
   if (rc) return rc;
-  if ((maxlength && c->msg_len > maxlength) || c->msg_len >= SIZE_MAX)
+  if (maxlength && c->msg_len > maxlength) {
+    c->msg_refused = true;
     return mproc__fail(MPROC_EMSGSIZE, "recv_bytes: the next message has %llu bytes, more than maxlength %zu (it stays unread)",
                        (unsigned long long)c->msg_len, maxlength);
-  char *buf = (char *)malloc((size_t)c->msg_len + 1);
-  if (!buf)
-    return mproc__fail(MPROC_ENOMEM, "recv_bytes: out of memory for a %llu-byte message (it stays unread)",
-                       (unsigned long long)c->msg_len);
-  size_t n = (size_t)c->msg_len;
-  rc = read_payload(c, buf);
-  if (rc) {
-    free(buf);
-    return rc;
   }
+  size_t n = (size_t)c->msg_len;
+  if (!c->mbuf) {
+    size_t cap = n < GROW_MIN ? n : GROW_MIN;
+    c->mbuf = (char *)malloc(cap + 1);
+    if (!c->mbuf) return mproc__fail(MPROC_ENOMEM, "recv_bytes: out of memory (the message stays unread)");
+    c->mcap = cap;
+  }
+  while (c->mgot < n) {
+    if (c->mgot == c->mcap) { /* full: double it, since that much has arrived */
+      size_t cap = c->mcap > n / 2 ? n : 2 * c->mcap;
+      if (cap < GROW_MIN) cap = n < GROW_MIN ? n : GROW_MIN;
+      char *b = (char *)realloc(c->mbuf, cap + 1);
+      if (!b)
+        return mproc__fail(MPROC_ENOMEM, "recv_bytes: out of memory for a %zu-byte message (what arrived is kept)", n);
+      c->mbuf = b;
+      c->mcap = cap;
+    }
+    rc = read_payload(c, c->mbuf, &c->mgot, c->mcap, deadline);
+    if (rc == MPROC_ETIMEDOUT) return timed_out("recv_bytes", timeout_ms, c);
+    if (rc) return rc;
+  }
+  char *buf = c->mbuf;
   buf[n] = '\0';
+  c->mbuf = NULL;
+  message_taken(c);
   *data = buf;
   if (len) *len = n;
   return 0;
@@ -234,16 +299,33 @@ int mproc_connection_recv_bytes_into(mproc_connection *c, void *buf, size_t cap,
   int rc = usable(c, true, "recv_bytes_into");
   if (rc) return rc;
   if (!len || (!buf && cap)) return mproc__fail(MPROC_EINVAL, "recv_bytes_into: buf and len must be set");
-  rc = next_header(c, mproc__deadline_from_timeout(timeout_ms));
+  int64_t deadline = mproc__deadline_from_timeout(timeout_ms);
+  rc = next_header(c, deadline);
+  if (rc == MPROC_ETIMEDOUT) return timed_out("recv_bytes_into", timeout_ms, c);
   if (rc) return rc;
   if (c->msg_len > cap) {
-    *len = c->msg_len >= SIZE_MAX ? SIZE_MAX : (size_t)c->msg_len;
+    c->msg_refused = true;
+    *len = (size_t)c->msg_len;
     return mproc__fail(MPROC_EMSGSIZE, "recv_bytes_into: the message has %llu bytes, the buffer %zu (it stays unread)",
                        (unsigned long long)c->msg_len, cap);
   }
-  size_t n = (size_t)c->msg_len;
-  rc = read_payload(c, (char *)buf);
+  size_t n = (size_t)c->msg_len, got = c->mgot;
+  if (got) { /* an earlier receive was cut short: its part first */
+    memcpy(buf, c->mbuf, got);
+    free(c->mbuf);
+    c->mbuf = NULL;
+    c->mgot = c->mcap = 0;
+  }
+  rc = read_payload(c, (char *)buf, &got, n, deadline);
+  if (rc == MPROC_ETIMEDOUT && got) { /* keep what arrived for the next receive */
+    c->mbuf = (char *)malloc(got + 1);
+    if (!c->mbuf) return corrupt(c, "out of memory keeping part of a message");
+    memcpy(c->mbuf, buf, got);
+    c->mgot = c->mcap = got;
+  }
+  if (rc == MPROC_ETIMEDOUT) return timed_out("recv_bytes_into", timeout_ms, c);
   if (rc) return rc;
+  message_taken(c);
   *len = n;
   return 0;
 }
@@ -252,7 +334,7 @@ int mproc_connection_poll(mproc_connection *c, int64_t timeout_ms) {
   int rc = usable(c, true, "poll");
   if (rc) return rc;
   if (mproc__connection_buffered(c)) return 0;
-  mproc__wait_item it = {c->e.rd, MPROC__WAIT_CONN};
+  mproc__wait_item it = {mproc__connection_wait_handle(c), MPROC__WAIT_CONN};
   bool ready = false;
   rc = mproc__pal_wait_ready(&it, 1, mproc__deadline_from_timeout(timeout_ms), &ready);
   if (rc == MPROC_ETIMEDOUT) return mproc__fail(rc, "poll: nothing to receive within %lld ms", (long long)timeout_ms);
@@ -267,6 +349,9 @@ int mproc_connection_close(mproc_connection *c) {
   free(c->rbuf);
   c->rbuf = NULL;
   c->rpos = c->rlen = c->rcap = 0;
+  free(c->mbuf);
+  c->mbuf = NULL;
+  message_taken(c);
   return 0;
 }
 

@@ -16,6 +16,12 @@ struct mproc_connection {
   bool have_len;     /* the next message's header has been parsed ... */
   uint64_t msg_len;  /* ... and this is its length (kept when a receive is refused for its size) */
   bool msg_bulk;     /* ... and its payload comes on `bulk` */
+  bool msg_refused;  /* ... and a receive refused it for its size (a receive answers at once) */
+  /* the current message's payload received so far, when a receive was cut short by its deadline (or
+   * recv_bytes is growing it): mgot bytes in mbuf (capacity mcap), the rest still to come */
+  char *mbuf;
+  size_t mgot, mcap;
+  const char *corrupt; /* why the stream cannot be parsed any more (every receive says so), or NULL */
 };
 
 /* Wrap existing handles (see above). NULL with an error set. */
@@ -26,7 +32,11 @@ mproc__conn_end mproc__conn_end_link(mproc_os_handle h);
 /* Close the handles of an end (each once), leaving MPROC_NO_HANDLE. */
 void mproc__conn_end_close(mproc__conn_end *e);
 
-/* Whether a receive would not block: a message already announced, buffered bytes, or end of file. */
+/* Whether a receive would make progress without waiting on a handle: buffered bytes, end of file, a
+ * message refused for its size, a corrupt stream (a receive answers at once). */
 bool mproc__connection_buffered(const mproc_connection *c);
+/* The handle on which the next bytes of this connection arrive: rd, or bulk while the payload of a large
+ * message is being received. What poll and mproc_wait wait on. */
+mproc_os_handle mproc__connection_wait_handle(const mproc_connection *c);
 
 #endif

@@ -1034,7 +1034,7 @@ int mproc_wait(mproc_waitable *objs, size_t count, int64_t timeout_ms, size_t *n
       } else if (rc == MPROC_ETIMEDOUT) {
         rc = 0;
       }
-      items[i].h = w->connection->e.rd;
+      items[i].h = mproc__connection_wait_handle(w->connection);
       items[i].kind = MPROC__WAIT_CONN;
     } else {
       if (!w->process->started || w->process->closed)
