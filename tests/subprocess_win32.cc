@@ -326,7 +326,7 @@ TEST(Win32Pipe, NobodyElseCanOpenOrServeTheName) {
   ASSERT_TRUE(GetFileInformationByHandleEx((HANDLE)parent, FileNameInfo, info, sizeof info)) << GetLastError();
   const FILE_NAME_INFO *fni = (const FILE_NAME_INFO *)info;
   std::wstring name = L"\\\\.\\pipe" + std::wstring(fni->FileName, fni->FileNameLength / sizeof(wchar_t));
-  EXPECT_NE(name.find(L"mproc-" + std::to_wstring(GetCurrentProcessId()) + L"-"), std::wstring::npos) << narrow(name);
+  EXPECT_NE(name.find(L"\\mproc-io-" + std::to_wstring(GetCurrentProcessId()) + L"-"), std::wstring::npos) << narrow(name);
   // a second client: the one instance is taken (ours is connected)
   HANDLE c2 = CreateFileW(name.c_str(), GENERIC_READ, 0, nullptr, OPEN_EXISTING, 0, nullptr);
   EXPECT_EQ(c2, INVALID_HANDLE_VALUE);

@@ -40,7 +40,8 @@
 int mproc__pal_conn_pair(bool duplex, mproc_os_handle *a, mproc_os_handle *b) {
   *a = *b = MPROC_NO_HANDLE;
   HANDLE server, client;
-  int rc = mproc__win32_pipe_pair((duplex ? PIPE_ACCESS_DUPLEX : PIPE_ACCESS_INBOUND) | FILE_FLAG_OVERLAPPED,
+  int rc = mproc__win32_pipe_pair(MPROC__WIN32_CONN_PIPE_PREFIX,
+                                  (duplex ? PIPE_ACCESS_DUPLEX : PIPE_ACCESS_INBOUND) | FILE_FLAG_OVERLAPPED,
                                   duplex ? CONN_BUFFER : 0, CONN_BUFFER,
                                   duplex ? (GENERIC_READ | GENERIC_WRITE) : (GENERIC_WRITE | FILE_READ_ATTRIBUTES),
                                   FILE_FLAG_OVERLAPPED, &server, &client);

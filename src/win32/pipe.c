@@ -43,9 +43,9 @@
 static volatile LONG g_pipe_serial;
 
 /* Shared with conn.c (connections), see pipe.h: the pair-making part of mproc__pal_pipe, with the
- * server's open mode, the quotas and the client's access and flags as parameters. */
-int mproc__win32_pipe_pair(DWORD open_mode, DWORD out_size, DWORD in_size, DWORD client_access, DWORD client_flags,
-                           HANDLE *server_out, HANDLE *client_out) {
+ * name's prefix, the server's open mode, the quotas and the client's access and flags as parameters. */
+int mproc__win32_pipe_pair(const wchar_t *prefix, DWORD open_mode, DWORD out_size, DWORD in_size, DWORD client_access,
+                           DWORD client_flags, HANDLE *server_out, HANDLE *client_out) {
   *server_out = *client_out = INVALID_HANDLE_VALUE;
   SECURITY_ATTRIBUTES sa;
   sa.nLength = sizeof sa;
@@ -63,7 +63,7 @@ int mproc__win32_pipe_pair(DWORD open_mode, DWORD out_size, DWORD in_size, DWORD
       r1 = (unsigned int)GetTickCount();
       r2 = (unsigned int)GetCurrentThreadId();
     }
-    swprintf(name, MPROC__ARRAY_LEN(name), L"\\\\.\\pipe\\mproc-%lu-%lu-%08x%08x",
+    swprintf(name, MPROC__ARRAY_LEN(name), L"\\\\.\\pipe\\%ls%lu-%lu-%08x%08x", prefix,
              (unsigned long)GetCurrentProcessId(), (unsigned long)InterlockedIncrement(&g_pipe_serial), r1, r2);
     server = CreateNamedPipeW(name, open_mode, pipe_mode, 1, out_size, in_size, 0, &sa);
     if (server == INVALID_HANDLE_VALUE) {
@@ -114,7 +114,8 @@ int mproc__pal_pipe(bool child_writes, mproc_os_handle *parent_end, mproc_os_han
   DWORD client_access =
       child_writes ? (GENERIC_WRITE | FILE_READ_ATTRIBUTES) : (GENERIC_READ | FILE_WRITE_ATTRIBUTES);
   HANDLE server, client;
-  int rc = mproc__win32_pipe_pair(open_mode, out_size, in_size, client_access, 0, &server, &client);
+  int rc = mproc__win32_pipe_pair(MPROC__WIN32_IO_PIPE_PREFIX, open_mode, out_size, in_size, client_access, 0, &server,
+                                  &client);
   if (rc) return rc;
   *parent_end = MPROC__OSH(server);
   *child_end = MPROC__OSH(client);

@@ -5,13 +5,19 @@
 
 #include "win32.h"
 
+/* The first part of the names of mproc's pipes: connections (conn.c; a spawned child's boot link is
+ * one, and the main guard checks the name, guard.c) and child stdio pipes (pipe.c). */
+#define MPROC__WIN32_CONN_PIPE_PREFIX L"mproc-conn-"
+#define MPROC__WIN32_IO_PIPE_PREFIX L"mproc-io-"
+
 /* A connected pair of ends of a new named pipe: byte mode, one instance, a unique and unguessable name
- * (\\.\pipe\mproc-<pid>-<serial>-<random>), FILE_FLAG_FIRST_PIPE_INSTANCE and PIPE_REJECT_REMOTE_CLIENTS.
+ * (\\.\pipe\<prefix><pid>-<serial>-<random>, prefix one of the above), FILE_FLAG_FIRST_PIPE_INSTANCE and
+ * PIPE_REJECT_REMOTE_CLIENTS.
  * The server end is created with open_mode (PIPE_ACCESS_* plus FILE_FLAG_OVERLAPPED when wanted) and
  * the buffer quotas out_size / in_size; the client end is opened with client_access and client_flags
  * (FILE_FLAG_OVERLAPPED or 0), and it is checked to be the one connected. Both non-inheritable.
  * 0 or an error; on failure nothing is left open. */
-int mproc__win32_pipe_pair(DWORD open_mode, DWORD out_size, DWORD in_size, DWORD client_access, DWORD client_flags,
-                           HANDLE *server, HANDLE *client);
+int mproc__win32_pipe_pair(const wchar_t *prefix, DWORD open_mode, DWORD out_size, DWORD in_size, DWORD client_access,
+                           DWORD client_flags, HANDLE *server, HANDLE *client);
 
 #endif /* MPROC_WIN32_PIPE_H */

@@ -288,13 +288,10 @@ int mproc__pal_fn_resolve(const void *ref, size_t len, void **fn) {
   return rc;
 }
 
-/* ---- the main guard's trust in a bootstrap (see pal.h) ------------------------------------------- */
+/* ---- the main guard's trust in a bootstrap (see pal.h; the boot link check is in guard.c) --------- */
 
 bool mproc__pal_secure_exec(void) { return false; }
 
 uint64_t mproc__pal_handle_max(void) { return 0xFFFFFFFFu; }
 
-int mproc__pal_boot_link_check(mproc_os_handle h) {
-  (void)h;
-  return mproc__fail(MPROC_ENOTSUP, "the boot link cannot be checked on Windows yet");
-}
+/* mproc__pal_boot_link_check: guard.c */

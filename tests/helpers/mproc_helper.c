@@ -28,6 +28,15 @@
  *   closeout       close stdout
  *   grandchild MS  start a copy of this program that sleeps MS ms holding our stdout and stderr,
  *                  print its pid, and do not wait for it
+ *   relay-boot FILE EXE ARGS...
+ *                  play a forger of mproc bootstraps that is not the program itself: make a boot link
+ *                  the way mproc does (Windows: a named pipe named like mproc's connection pipes,
+ *                  \\.\pipe\mproc-conn-...; POSIX: a Unix socket pair), write FILE's bytes (a framed
+ *                  bootstrap) into our end, run EXE --mproc-spawn=<its end> ARGS... with our stdio,
+ *                  and exit with its exit status (ARGS: no spaces or quotes on Windows)
+ *   run EXE ARGS...  run EXE ARGS... with our stdio, letting it inherit every inheritable handle / fd
+ *                  of ours (a middleman between a boot link's maker and the program), and exit with
+ *                  its exit status
  *
  * Output is unbuffered (each command's output is complete when the next command starts). Exit status
  * is 0 when the script ends, unless a command says otherwise.
@@ -43,6 +52,8 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #endif
@@ -190,6 +201,86 @@ static void start_grandchild(const char *self, const char *ms) {
 #endif
 }
 
+/* Run argv[0] with argv[1..argc) after `flag` (if not NULL), inheriting our inheritable handles / fds
+ * and our stdio; its exit status, or 126 if it could not be started. */
+static int run_child(const char *flag, int argc, char **argv) {
+#ifdef _WIN32
+  static char cmd[8192];
+  int k = snprintf(cmd, sizeof cmd, "\"%s\"%s%s", argv[0], flag ? " " : "", flag ? flag : "");
+  for (int i = 1; i < argc && k > 0 && (size_t)k < sizeof cmd; ++i)
+    k += snprintf(cmd + k, sizeof cmd - (size_t)k, " %s", argv[i]);
+  STARTUPINFOA si;
+  PROCESS_INFORMATION pi;
+  ZeroMemory(&si, sizeof si);
+  si.cb = sizeof si;
+  si.dwFlags = STARTF_USESTDHANDLES;
+  si.hStdInput = GetStdHandle(STD_INPUT_HANDLE);
+  si.hStdOutput = GetStdHandle(STD_OUTPUT_HANDLE);
+  si.hStdError = GetStdHandle(STD_ERROR_HANDLE);
+  if (!CreateProcessA(argv[0], cmd, NULL, NULL, TRUE, 0, NULL, NULL, &si, &pi)) return 126;
+  WaitForSingleObject(pi.hProcess, INFINITE);
+  DWORD code = 126;
+  GetExitCodeProcess(pi.hProcess, &code);
+  CloseHandle(pi.hThread);
+  CloseHandle(pi.hProcess);
+  return (int)code;
+#else
+  char **args = (char **)calloc((size_t)argc + 2, sizeof *args);
+  if (!args) return 126;
+  int n = 0;
+  args[n++] = argv[0];
+  if (flag) args[n++] = (char *)flag;
+  for (int i = 1; i < argc; ++i) args[n++] = argv[i];
+  pid_t pid = fork();
+  if (pid < 0) return 126;
+  if (pid == 0) {
+    execv(argv[0], args);
+    _exit(127);
+  }
+  free(args);
+  int st = 0;
+  while (waitpid(pid, &st, 0) < 0) {
+  }
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+#endif
+}
+
+/* relay-boot: see the top of the file. Exit status: the child's, or 126 if the relay itself failed. */
+static int relay_boot(const char *file, int argc, char **argv) {
+  static char data[1 << 20];
+  FILE *f = fopen(file, "rb");
+  if (!f) return 126;
+  size_t len = fread(data, 1, sizeof data, f);
+  fclose(f);
+  char flag[64];
+#ifdef _WIN32
+  wchar_t name[96];
+  swprintf(name, sizeof name / sizeof name[0], L"\\\\.\\pipe\\mproc-conn-%lu-1-relay",
+           (unsigned long)GetCurrentProcessId());
+  HANDLE server = CreateNamedPipeW(name, PIPE_ACCESS_DUPLEX, PIPE_TYPE_BYTE | PIPE_WAIT, 1, 1 << 20, 1 << 20, 0, NULL);
+  if (server == INVALID_HANDLE_VALUE) return 126;
+  SECURITY_ATTRIBUTES sa = {sizeof sa, NULL, TRUE};
+  HANDLE client = CreateFileW(name, GENERIC_READ | GENERIC_WRITE, 0, &sa, OPEN_EXISTING, 0, NULL);
+  if (client == INVALID_HANDLE_VALUE) return 126;
+  if (!ConnectNamedPipe(server, NULL) && GetLastError() != ERROR_PIPE_CONNECTED) return 126;
+  DWORD n = 0;
+  if (len && (!WriteFile(server, data, (DWORD)len, &n, NULL) || n != len)) return 126;
+  snprintf(flag, sizeof flag, "--mproc-spawn=%llu", (unsigned long long)(uintptr_t)client);
+  int code = run_child(flag, argc, argv);
+  CloseHandle(client);
+  CloseHandle(server);
+#else
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) return 126;
+  if (len && write(sv[0], data, len) != (ssize_t)len) return 126;
+  snprintf(flag, sizeof flag, "--mproc-spawn=%d", sv[1]);
+  int code = run_child(flag, argc, argv);
+  close(sv[0]);
+  close(sv[1]);
+#endif
+  return code;
+}
+
 int main(int argc, char **argv) {
 #ifdef _WIN32
   _setmode(_fileno(stdin), _O_BINARY);
@@ -306,6 +397,14 @@ int main(int argc, char **argv) {
     } else if (!strcmp(c, "grandchild")) {
       NEED_ARG;
       start_grandchild(argv[0], a);
+    } else if (!strcmp(c, "relay-boot")) {
+      if (i + 2 >= argc) return 122;
+      fflush(NULL);
+      return relay_boot(argv[i + 1], argc - i - 2, argv + i + 2);
+    } else if (!strcmp(c, "run")) {
+      NEED_ARG;
+      fflush(NULL);
+      return run_child(NULL, argc - i, argv + i);
     } else {
       fprintf(stderr, "mproc_helper: unknown command '%s'\n", c);
       return 125;
