@@ -182,3 +182,45 @@ TEST(ProcessLinux, ForkserverChildIsSignalledThroughItsPidfd) {
   mproc_connection_destroy(b);
 }
 #endif
+
+#ifdef __linux__
+namespace {
+mproc_process *g_sibling;  // a Process of the parent, seen by a fork child through its copy of memory
+
+// In a fork child: every use of the parent's Process object is refused; 0 when all were.
+int t_use_parents_process(const mproc_args *a) {
+  (void)a;
+  int bad = 0;
+  bad |= (mproc_process_join(g_sibling, 0) != MPROC_ESTATE) << 0;
+  bad |= (mproc_process_terminate(g_sibling) != MPROC_ESTATE) << 1;
+  bad |= (mproc_process_kill(g_sibling) != MPROC_ESTATE) << 2;
+  bad |= (mproc_process_is_alive(g_sibling) ? 1 : 0) << 3;
+  bad |= (mproc_process_close(g_sibling) != MPROC_ESTATE) << 4;
+  mproc_waitable w = {};
+  w.process = g_sibling;
+  bad |= (mproc_wait(&w, 1, 0, nullptr) != MPROC_ESTATE) << 5;
+  return bad;
+}
+}  // namespace
+
+// Python refuses: "can only join a child process" / "can only test a child process".
+TEST(ProcessFork, AForkChildCannotJoinOrSignalItsParentsProcesses) {
+  mproc_connection *a = nullptr, *b = nullptr;
+  ASSERT_EQ(mproc_pipe(true, &a, &b), 0);
+  mproc_connection *hand[] = {b};
+  mproc_process *sib = nullptr;
+  ASSERT_EQ(mproc_process_create(&sib, ptr(mproc_process_opts{.target = t_until_stopped, .connections = hand,
+                                                               .connection_count = 1,
+                                                               .start_method = MPROC_START_FORK})),
+            0);
+  ASSERT_EQ(mproc_process_start(sib), 0) << mproc_last_error();
+  g_sibling = sib;
+  EXPECT_EQ(run_child(mproc_process_opts{.target = t_use_parents_process, .start_method = MPROC_START_FORK}), 0);
+  EXPECT_TRUE(mproc_process_is_alive(sib));  // the child's attempts did not reach it
+  EXPECT_EQ(mproc_connection_send_bytes(a, "stop", 4, 0, MPROC_ALL), 0);
+  EXPECT_EQ(mproc_process_join(sib, MPROC_INFINITE), 0);
+  mproc_process_destroy(sib);
+  mproc_connection_destroy(a);
+  mproc_connection_destroy(b);
+}
+#endif

@@ -302,6 +302,35 @@ TEST_P(ProcessTest, MisuseIsAStateError) {
   auto o = opts(t_return_arg_as_code);
   o.arg_size = 3;
   EXPECT_EQ(mproc_process_create(&p, &o), MPROC_EINVAL);
+  // sizes whose sum wraps, and an option outside its enum
+  char byte = 0;
+  for (size_t huge : {SIZE_MAX, SIZE_MAX - 8, SIZE_MAX - 300, SIZE_MAX / 2 + 1}) {
+    auto h = opts(t_return_arg_as_code);
+    h.arg = &byte;
+    h.arg_size = huge;
+    EXPECT_EQ(mproc_process_create(&p, &h), MPROC_ENOMEM) << huge;
+    EXPECT_EQ(p, nullptr);
+  }
+  auto k = opts(t_return_arg_as_code);
+  k.kill_on_parent_death = (mproc_option)7;
+  EXPECT_EQ(mproc_process_create(&p, &k), MPROC_EINVAL);
+}
+
+TEST_P(ProcessTest, AClosedProcessRefusesEverythingButDestroy) {
+  mproc_process *p = start(opts(t_return_arg_as_code));
+  ASSERT_NE(p, nullptr);
+  ASSERT_EQ(mproc_process_join(p, MPROC_INFINITE), 0);
+  ASSERT_EQ(mproc_process_close(p), 0);
+  EXPECT_EQ(mproc_process_close(p), 0);  // twice is harmless
+  EXPECT_EQ(mproc_process_join(p, 0), MPROC_ESTATE);
+  EXPECT_EQ(mproc_process_terminate(p), MPROC_ESTATE);
+  EXPECT_EQ(mproc_process_kill(p), MPROC_ESTATE);
+  EXPECT_EQ(mproc_process_start(p), MPROC_ESTATE);
+  EXPECT_FALSE(mproc_process_is_alive(p));
+  mproc_waitable w = {};
+  w.process = p;
+  EXPECT_EQ(mproc_wait(&w, 1, 0, nullptr), MPROC_ESTATE);
+  mproc_process_destroy(p);
 }
 
 TEST_P(ProcessTest, NamesPidsAndParentInTheChild) {

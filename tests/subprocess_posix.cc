@@ -213,3 +213,56 @@ TEST(PosixThreads, ConcurrentSpawnsLeakNoFdIntoTheWrongChild) {
   for (auto &t : ts) t.join();
   EXPECT_EQ(bad.load(), 0) << "expected fds '" << expect << "', a child had '" << last_bad << "'";
 }
+
+#ifdef __linux__
+// A child the caller reaped itself (waitpid behind mproc's back) is never signalled through its pid,
+// which the system may have given to another process since: mproc signals through the pidfd it opened
+// at start, which still names the dead child. The pid is reused on purpose (ns_last_pid, as root) to
+// show it; the returncode of such a child is unknown and reads as 0 (Python's choice), documented.
+TEST(PosixSignals, AChildReapedBehindOurBackIsNeverSignalledThroughAReusedPid) {
+  const char *argv[] = {helper_path().c_str(), nullptr};
+  std::string h = helper_path();
+  argv[0] = h.c_str();
+  mproc_popen *p = nullptr;
+  ASSERT_EQ(mproc_popen_create(&p, ptr(mproc_popen_opts{.argv = argv})), 0);
+  pid_t pid = (pid_t)mproc_popen_pid(p);
+  int st = 0;
+  ASSERT_EQ(waitpid(pid, &st, 0), pid);  // behind mproc's back
+  // Make the next fork get the same pid, where the system lets us.
+  pid_t other = -1;
+  for (int attempt = 0; attempt < 20 && other != pid; ++attempt) {
+    if (other > 0) {
+      kill(other, SIGKILL);
+      waitpid(other, nullptr, 0);
+    }
+    FILE *f = fopen("/proc/sys/kernel/ns_last_pid", "w");
+    if (!f) break;
+    bool ok = fprintf(f, "%d", (int)pid - 1) > 0;
+    ok = fclose(f) == 0 && ok;
+    if (!ok) break;
+    other = fork();
+    if (other == 0) {
+      pause();
+      _exit(0);
+    }
+  }
+  if (other != pid) {
+    if (other > 0) {
+      kill(other, SIGKILL);
+      waitpid(other, nullptr, 0);
+    }
+    mproc_popen_destroy(p);
+    GTEST_SKIP() << "could not make the system reuse pid " << pid << " (needs root and ns_last_pid)";
+  }
+  EXPECT_EQ(mproc_popen_terminate(p), 0);
+  EXPECT_EQ(mproc_popen_kill(p), 0);
+  int rc = -1;
+  EXPECT_EQ(mproc_popen_wait(p, 5000, &rc), 0);
+  EXPECT_EQ(rc, 0);
+  // the process now holding the pid was not touched
+  EXPECT_EQ(waitpid(other, &st, WNOHANG), 0) << "the unrelated process with the reused pid was signalled";
+  kill(other, SIGKILL);
+  waitpid(other, nullptr, 0);
+  mproc_popen_destroy(p);
+}
+#endif

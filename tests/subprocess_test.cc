@@ -749,3 +749,108 @@ TEST(Threads, ConcurrentSpawnsKeepTheirOwnPipes) {
   for (auto &th : ts) th.join();
   EXPECT_EQ(failures.load(), 0) << "last failure: " << why;
 }
+
+// ---- pipelines, relative programs, messages (security issue 8, finding 5) -------------------------
+
+// Python's p2 = Popen(..., stdin=p1.stdout): the second program reads an ordinary blocking handle
+// (a non-blocking one made `cat`-like programs fail with EAGAIN), through megabytes, to end of file.
+TEST(Pipeline, StdoutOfOneProgramIsTheNextOnesStdin) {
+  Argv a1({"out", "3000000"}), a2({"echo"});
+  mproc_popen *p1 = nullptr, *p2 = nullptr;
+  ASSERT_EQ(mproc_popen_create(&p1, ptr(mproc_popen_opts{.argv = a1.get(), .stdout_mode = MPROC_PIPE})), 0)
+      << mproc_last_error();
+  ASSERT_EQ(mproc_popen_create(&p2, ptr(mproc_popen_opts{.argv = a2.get(), .stdin_mode = MPROC_STDOUT_OF,
+                                                         .stdout_mode = MPROC_PIPE, .stdin_from = p1})),
+            0)
+      << mproc_last_error();
+  EXPECT_EQ(mproc_popen_handle(p1, 1), MPROC_NO_HANDLE);  // handed on: the parent no longer holds it
+  char *out = nullptr, *err = nullptr;
+  size_t olen = 0, elen = 0;
+  ASSERT_EQ(mproc_popen_communicate(p2, nullptr, 0, 60000, &out, &olen, &err, &elen), 0) << mproc_last_error();
+  EXPECT_TRUE(is_pattern(out, olen, 3000000));
+  mproc_free(out);
+  mproc_free(err);
+  int rc1 = -1, rc2 = -1;
+  EXPECT_EQ(mproc_popen_wait(p1, 60000, &rc1), 0);
+  EXPECT_EQ(mproc_popen_wait(p2, 60000, &rc2), 0);
+  EXPECT_EQ(rc1, 0);
+  EXPECT_EQ(rc2, 0);
+  mproc_popen_destroy(p1);
+  mproc_popen_destroy(p2);
+}
+
+// The parent dropped its copy, so when the reader stops early the writer learns it (broken pipe) instead
+// of blocking forever on a full pipe that nobody reads.
+TEST(Pipeline, WriterEndsWhenTheReaderStopsEarly) {
+  Argv a1({"out", "50000000"}), a2({"read", "10"});
+  mproc_popen *p1 = nullptr, *p2 = nullptr;
+  ASSERT_EQ(mproc_popen_create(&p1, ptr(mproc_popen_opts{.argv = a1.get(), .stdout_mode = MPROC_PIPE})), 0);
+  ASSERT_EQ(mproc_popen_create(&p2, ptr(mproc_popen_opts{.argv = a2.get(), .stdin_mode = MPROC_STDOUT_OF,
+                                                         .stdout_mode = MPROC_DEVNULL, .stdin_from = p1})),
+            0)
+      << mproc_last_error();
+  int rc2 = -1, rc1 = 0;
+  EXPECT_EQ(mproc_popen_wait(p2, 60000, &rc2), 0);
+  EXPECT_EQ(rc2, 0);
+  EXPECT_EQ(mproc_popen_wait(p1, 60000, &rc1), 0) << "the writer still runs: " << mproc_last_error();
+  EXPECT_NE(rc1, 0);
+  mproc_popen_destroy(p1);
+  mproc_popen_destroy(p2);
+}
+
+TEST(Pipeline, BadUses) {
+  Argv a({"exit", "0"});
+  mproc_popen *p1 = nullptr, *p2 = nullptr;
+  EXPECT_EQ(mproc_popen_create(&p2, ptr(mproc_popen_opts{.argv = a.get(), .stdin_mode = MPROC_STDOUT_OF})),
+            MPROC_EINVAL);
+  ASSERT_EQ(mproc_popen_create(&p1, ptr(mproc_popen_opts{.argv = a.get()})), 0);  // no stdout pipe
+  EXPECT_EQ(mproc_popen_create(&p2, ptr(mproc_popen_opts{.argv = a.get(), .stdin_mode = MPROC_STDOUT_OF,
+                                                         .stdin_from = p1})),
+            MPROC_ESTATE);
+  EXPECT_EQ(mproc_popen_create(&p2, ptr(mproc_popen_opts{.argv = a.get(), .stdout_mode = MPROC_STDOUT_OF,
+                                                         .stdin_from = p1})),
+            MPROC_EINVAL);
+  EXPECT_EQ(p2, nullptr);
+  EXPECT_EQ(mproc_popen_wait(p1, 60000, nullptr), 0);
+  mproc_popen_destroy(p1);
+}
+
+// A relative program path with a cwd runs the file found from the parent's directory, which the
+// child's cwd does not have.
+TEST(Cwd, RelativeProgramPathIsTheParentsFile) {
+  fs::path here = fs::current_path();
+  std::string tag = "mproc-rel-" + std::to_string(mproc_getpid());
+  fs::create_directories(here / tag / "bin");
+  fs::path copy = here / tag / "bin" / (kWindows ? "tool.exe" : "tool");
+  fs::copy_file(helper_path(), copy, fs::copy_options::overwrite_existing);
+  fs::path other = scratch_dir("relcwd");
+  std::string rel = (fs::path(tag) / "bin" / copy.filename()).string(), os = other.string();
+  const char *argv[] = {rel.c_str(), "cwd", nullptr};
+  mproc_completed r;
+  ASSERT_EQ(mproc_run(ptr(mproc_popen_opts{.argv = argv, .cwd = os.c_str(), .capture_output = true}), 60000, &r), 0)
+      << mproc_last_error();
+  EXPECT_EQ(r.returncode, 0);
+  EXPECT_TRUE(fs::equivalent(fs::path(std::string(r.stdout_data, r.stdout_len)), other));
+  mproc_completed_free(&r);
+  fs::remove_all(here / tag);
+  fs::remove_all(other);
+}
+
+TEST(Messages, TimeoutsAndSignalsAreNamed) {
+  Argv a({"sleep", "60000"});
+  mproc_popen *p = nullptr;
+  ASSERT_EQ(mproc_popen_create(&p, ptr(mproc_popen_opts{.argv = a.get()})), 0);
+  EXPECT_EQ(mproc_popen_wait(p, 30, nullptr), MPROC_ETIMEDOUT);
+  EXPECT_NE(std::string(mproc_last_error()).find("after 30 ms"), std::string::npos) << mproc_last_error();
+  mproc_popen_destroy(p);
+  Argv c({"crash", "abort"});
+  mproc_completed r;
+  EXPECT_EQ(mproc_run(ptr(mproc_popen_opts{.argv = c.get(), .check = true}), 60000, &r), MPROC_ECALLEDPROCESS);
+  std::string msg = mproc_last_error();
+  if (kWindows)
+    EXPECT_NE(msg.find("exit status"), std::string::npos) << msg;
+  else
+    EXPECT_NE(msg.find("died with SIGABRT (signal 6)"), std::string::npos) << msg;
+  EXPECT_EQ(mproc_completed_check_returncode(&r), MPROC_ECALLEDPROCESS);
+  mproc_completed_free(&r);
+}

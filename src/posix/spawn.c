@@ -15,6 +15,7 @@
 #endif
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <limits.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -385,6 +386,10 @@ int mproc__pal_spawn(const mproc__spawn_req *req, mproc__child *child) {
   plan_free(&pl);
   if (rc) return rc;
   child->pid = pid;
+  /* A pidfd now, while the pid is certainly ours (not reaped): signals go through it, so a child that
+   * the caller reaped behind our back (waitpid) is never confused with a later process given its pid. */
+  int fd = mproc__posix_pidfd_open(pid);
+  if (fd >= 0) child->handle = (mproc_os_handle)fd;
   return 0;
 }
 
@@ -400,8 +405,46 @@ static void set_status(mproc__child *c, int status) {
     c->returncode = status;
 }
 
+#if defined(__linux__)
+#ifndef P_PIDFD
+#define P_PIDFD 3 /* <linux/wait.h>, Linux 5.4 */
+#endif
+/* waitid(P_PIDFD): waits for exactly the process the pidfd names, so a pid that the system reused for
+ * another child of ours (after the caller reaped ours behind our back) can never be reaped in its place.
+ * 1 reaped, 0 still running, -2 not available here (fall back to the pid), or an error. */
+static int reap_pidfd(mproc__child *c, bool block) {
+  static _Atomic int missing; /* the kernel said EINVAL once: older than 5.4 */
+  if (c->handle == MPROC_NO_HANDLE || atomic_load_explicit(&missing, memory_order_relaxed)) return -2;
+  for (;;) {
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    if (waitid((idtype_t)P_PIDFD, (id_t)c->handle, &si, WEXITED | (block ? 0 : WNOHANG)) == 0) {
+      if (si.si_pid == 0) return 0;
+      c->reaped = true;
+      c->returncode = si.si_code == CLD_EXITED ? si.si_status : -si.si_status;
+      return 1;
+    }
+    if (errno == EINTR) continue;
+    if (errno == ECHILD) { /* someone else reaped it: as Python, 0 */
+      c->reaped = true;
+      c->returncode = 0;
+      return 1;
+    }
+    if (errno == EINVAL) {
+      atomic_store_explicit(&missing, 1, memory_order_relaxed);
+      return -2;
+    }
+    return mproc__fail_os(0, errno, "waitid(P_PIDFD) for %lld", (long long)c->pid);
+  }
+}
+#endif
+
 /* waitpid without blocking or blocking; 1 reaped, 0 still running, or an error. */
 static int reap(mproc__child *c, bool block) {
+#if defined(__linux__)
+  int by_fd = reap_pidfd(c, block);
+  if (by_fd != -2) return by_fd;
+#endif
   for (;;) {
     int status = 0;
     pid_t r = waitpid((pid_t)c->pid, &status, block ? 0 : WNOHANG);
