@@ -15,6 +15,18 @@
  * Process arguments (mproc_process_opts.connections); it works there under every start method.
  * Connections are never inherited by accident: a program started with mproc_popen never gets one.
  *
+ * Receive guarantees. Every receive honours its timeout for the whole message: a peer that stalls in
+ * the middle of a header or a payload (or was killed there while another copy of its end stays open)
+ * makes it return MPROC_ETIMEDOUT, never hang. The part of a message that arrived is kept and the
+ * next receive, of either kind, continues it: nothing is lost or duplicated. Memory follows the data
+ * that arrived, not the length the peer announced (recv_bytes allocates at most 1 MiB before payload
+ * bytes arrive and grows only a buffer it has filled). A stream that cannot be parsed - a length above
+ * PTRDIFF_MAX, a large-message mark on a connection that has no bulk channel, a peer that closed in the
+ * middle of a message - is corrupt: that receive and every later one give MPROC_ESYS saying so.
+ * Readiness (mproc_connection_poll, mproc_wait) means a receive can make progress: a whole header, or
+ * bytes of the current message, or end of file, have arrived. A receive with timeout 0 after a ready
+ * poll may still give MPROC_ETIMEDOUT for a message that is not complete yet; it loses nothing.
+ *
  * Thread-safety: one thread may send while another receives on the same connection; two threads
  * must not send (or receive) on the same connection at once.
  */
@@ -40,7 +52,8 @@ typedef struct mproc_connection mproc_connection;
 
 /* multiprocessing.Pipe(duplex): two connected ends. duplex (Python's default) lets both ends send and
  * receive; with duplex false, *a can only receive and *b can only send (as Python's r, w = Pipe(False)).
- * POSIX: a Unix-domain socket pair; Windows: an overlapped named pipe with a unique name.
+ * POSIX: a pipe each way plus a Unix-domain socket pair for large payloads (see
+ * mproc_connection_handle); Windows: an overlapped named pipe with a unique name.
  * Errors: MPROC_EINVAL, MPROC_ENOMEM, MPROC_ESYS. Thread-safe. */
 MPROC_API int mproc_pipe(bool duplex, mproc_connection **a, mproc_connection **b);
 
@@ -56,11 +69,11 @@ MPROC_API int mproc_connection_send_bytes(mproc_connection *c, const void *buf, 
  * convenience, the NUL not counted; release with mproc_free). maxlength 0 means no limit. Waits up to
  * timeout_ms for a message (MPROC_INFINITE: forever).
  * Errors: MPROC_EEOF (the peer closed and every message has been received), MPROC_ETIMEDOUT (no
- * message yet; nothing consumed), MPROC_EMSGSIZE (the next message is longer than maxlength: it is
+ * whole message within the timeout; what arrived is kept for the next receive), MPROC_EMSGSIZE (the next message is longer than maxlength: it is
  * NOT consumed — the connection stays usable, and a later recv with a larger limit or
  * recv_bytes_into with a large enough buffer gets it; mproc_last_error() says its size),
- * MPROC_ESTATE (a send-only end), MPROC_ECLOSED, MPROC_ENOMEM, MPROC_ESYS. A connection whose peer
- * sent a corrupt frame gives MPROC_ESYS and should be closed. */
+ * MPROC_ESTATE (a send-only end), MPROC_ECLOSED, MPROC_ENOMEM, MPROC_ESYS (an OS error, or a corrupt
+ * stream: see "Receive guarantees" above; close such a connection). */
 MPROC_API int mproc_connection_recv_bytes(mproc_connection *c, size_t maxlength, int64_t timeout_ms, char **data,
                                           size_t *len);
 
