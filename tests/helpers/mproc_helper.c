@@ -34,6 +34,12 @@
  *                  \\.\pipe\mproc-conn-...; POSIX: a Unix socket pair), write FILE's bytes (a framed
  *                  bootstrap) into our end, run EXE --mproc-spawn=<its end> ARGS... with our stdio,
  *                  and exit with its exit status (ARGS: no spaces or quotes on Windows)
+ *   relay-forkserver FILE EXE ARGS...
+ *                  (POSIX) the same forger aimed at a fork server: make a control socket pair and a boot
+ *                  link pair, send FILE's bytes (a fork server request: an 8-byte little-endian length,
+ *                  then a bootstrap) on our control end with the boot link's far end attached (SCM_RIGHTS,
+ *                  as mproc's requests carry it), run EXE --mproc-forkserver=<its control end> ARGS...
+ *                  with our stdio, and exit with its exit status
  *   run EXE ARGS...  run EXE ARGS... with our stdio, letting it inherit every inheritable handle / fd
  *                  of ours (a middleman between a boot link's maker and the program), and exit with
  *                  its exit status
@@ -246,7 +252,7 @@ static int run_child(const char *flag, int argc, char **argv) {
 }
 
 /* relay-boot: see the top of the file. Exit status: the child's, or 126 if the relay itself failed. */
-static int relay_boot(const char *file, int argc, char **argv) {
+static int relay_boot(const char *file, int forkserver, int argc, char **argv) {
   static char data[1 << 20];
   FILE *f = fopen(file, "rb");
   if (!f) return 126;
@@ -254,6 +260,7 @@ static int relay_boot(const char *file, int argc, char **argv) {
   fclose(f);
   char flag[64];
 #ifdef _WIN32
+  (void)forkserver;
   wchar_t name[96];
   swprintf(name, sizeof name / sizeof name[0], L"\\\\.\\pipe\\mproc-conn-%lu-1-relay",
            (unsigned long)GetCurrentProcessId());
@@ -270,13 +277,37 @@ static int relay_boot(const char *file, int argc, char **argv) {
   CloseHandle(client);
   CloseHandle(server);
 #else
-  int sv[2];
+  int sv[2], boot[2] = {-1, -1};
   if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) return 126;
-  if (len && write(sv[0], data, len) != (ssize_t)len) return 126;
-  snprintf(flag, sizeof flag, "--mproc-spawn=%d", sv[1]);
+  if (!forkserver) {
+    if (len && write(sv[0], data, len) != (ssize_t)len) return 126;
+  } else {
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, boot) != 0 || len == 0) return 126;
+    union {
+      struct cmsghdr align;
+      char buf[CMSG_SPACE(sizeof(int))];
+    } ctl;
+    memset(&ctl, 0, sizeof ctl);
+    struct iovec iov = {data, len};
+    struct msghdr m;
+    memset(&m, 0, sizeof m);
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    m.msg_control = ctl.buf;
+    m.msg_controllen = sizeof ctl.buf;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &boot[1], sizeof(int));
+    if (sendmsg(sv[0], &m, 0) != (ssize_t)len) return 126;
+    close(boot[1]);
+  }
+  snprintf(flag, sizeof flag, "--mproc-%s=%d", forkserver ? "forkserver" : "spawn", sv[1]);
   int code = run_child(flag, argc, argv);
   close(sv[0]);
   close(sv[1]);
+  if (boot[0] >= 0) close(boot[0]);
 #endif
   return code;
 }
@@ -397,10 +428,13 @@ int main(int argc, char **argv) {
     } else if (!strcmp(c, "grandchild")) {
       NEED_ARG;
       start_grandchild(argv[0], a);
-    } else if (!strcmp(c, "relay-boot")) {
+    } else if (!strcmp(c, "relay-boot") || !strcmp(c, "relay-forkserver")) {
       if (i + 2 >= argc) return 122;
       fflush(NULL);
-      return relay_boot(argv[i + 1], argc - i - 2, argv + i + 2);
+#ifdef _WIN32
+      if (!strcmp(c, "relay-forkserver")) return 125; /* no fork server on Windows */
+#endif
+      return relay_boot(argv[i + 1], !strcmp(c, "relay-forkserver"), argc - i - 2, argv + i + 2);
     } else if (!strcmp(c, "run")) {
       NEED_ARG;
       fflush(NULL);
