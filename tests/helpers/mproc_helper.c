@@ -34,6 +34,12 @@
  *                  \\.\pipe\mproc-conn-...; POSIX: a Unix socket pair), write FILE's bytes (a framed
  *                  bootstrap) into our end, run EXE --mproc-spawn=<its end> ARGS... with our stdio,
  *                  and exit with its exit status (ARGS: no spaces or quotes on Windows)
+ *   relay-forkserver FILE EXE ARGS...
+ *                  (POSIX) the same forger aimed at a fork server: make a control socket pair, run EXE
+ *                  --mproc-forkserver=<its end> ARGS... with our stdio, and, once it says hello (as
+ *                  mproc's client waits for it), send FILE's bytes (a fork server request: an 8-byte
+ *                  little-endian length, then a bootstrap) with a boot link's far end attached
+ *                  (SCM_RIGHTS); exit with its exit status
  *   run EXE ARGS...  run EXE ARGS... with our stdio, letting it inherit every inheritable handle / fd
  *                  of ours (a middleman between a boot link's maker and the program), and exit with
  *                  its exit status
@@ -245,8 +251,78 @@ static int run_child(const char *flag, int argc, char **argv) {
 #endif
 }
 
+#ifndef _WIN32
+/* relay-forkserver (see the top of the file), played as mproc's client plays it: start the program on
+ * our control socket pair, wait for its hello, send the request with the boot link's far end attached,
+ * take the reply and wait until the boot link reaches end of file (the forked child has run and the
+ * server has reported it), then close the control socket (the server ends) and reap. A program that
+ * refuses says no hello: we just reap it. */
+static int relay_forkserver(int sv[2], char *data, size_t len, int argc, char **argv) {
+  int boot[2];
+  if (len == 0 || socketpair(AF_UNIX, SOCK_STREAM, 0, boot) != 0) return 126;
+  (void)fcntl(sv[0], F_SETFD, FD_CLOEXEC);
+  (void)fcntl(boot[0], F_SETFD, FD_CLOEXEC);
+  (void)fcntl(boot[1], F_SETFD, FD_CLOEXEC);
+  char flag[64];
+  snprintf(flag, sizeof flag, "--mproc-forkserver=%d", sv[1]);
+  char **args = (char **)calloc((size_t)argc + 2, sizeof *args);
+  if (!args) return 126;
+  int n = 0;
+  args[n++] = argv[0];
+  args[n++] = flag;
+  for (int i = 1; i < argc; ++i) args[n++] = argv[i];
+  pid_t pid = fork();
+  if (pid < 0) return 126;
+  if (pid == 0) {
+    execv(argv[0], args);
+    _exit(127);
+  }
+  free(args);
+  close(sv[1]);
+  sv[1] = -1;
+  char hello[8];
+  size_t got = 0;
+  ssize_t k;
+  while (got < sizeof hello && (k = read(sv[0], hello + got, sizeof hello - got)) > 0) got += (size_t)k;
+  if (got == sizeof hello) {
+    union {
+      struct cmsghdr align;
+      char buf[CMSG_SPACE(sizeof(int))];
+    } ctl;
+    memset(&ctl, 0, sizeof ctl);
+    struct iovec iov = {data, len};
+    struct msghdr m;
+    memset(&m, 0, sizeof m);
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    m.msg_control = ctl.buf;
+    m.msg_controllen = sizeof ctl.buf;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &boot[1], sizeof(int));
+    if (sendmsg(sv[0], &m, 0) == (ssize_t)len) {
+      close(boot[1]);
+      boot[1] = -1;
+      char buf[256];
+      while (read(boot[0], buf, sizeof buf) > 0) { /* the child's "ok", then the server's report */
+      }
+    }
+  }
+  if (boot[1] >= 0) close(boot[1]);
+  close(boot[0]);
+  close(sv[0]);
+  sv[0] = -1;
+  int st = 0;
+  while (waitpid(pid, &st, 0) < 0) {
+  }
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+#endif
+
 /* relay-boot: see the top of the file. Exit status: the child's, or 126 if the relay itself failed. */
-static int relay_boot(const char *file, int argc, char **argv) {
+static int relay_boot(const char *file, int forkserver, int argc, char **argv) {
   static char data[1 << 20];
   FILE *f = fopen(file, "rb");
   if (!f) return 126;
@@ -254,6 +330,7 @@ static int relay_boot(const char *file, int argc, char **argv) {
   fclose(f);
   char flag[64];
 #ifdef _WIN32
+  (void)forkserver;
   wchar_t name[96];
   swprintf(name, sizeof name / sizeof name[0], L"\\\\.\\pipe\\mproc-conn-%lu-1-relay",
            (unsigned long)GetCurrentProcessId());
@@ -272,11 +349,16 @@ static int relay_boot(const char *file, int argc, char **argv) {
 #else
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) return 126;
-  if (len && write(sv[0], data, len) != (ssize_t)len) return 126;
-  snprintf(flag, sizeof flag, "--mproc-spawn=%d", sv[1]);
-  int code = run_child(flag, argc, argv);
-  close(sv[0]);
-  close(sv[1]);
+  int code;
+  if (!forkserver) {
+    if (len && write(sv[0], data, len) != (ssize_t)len) return 126;
+    snprintf(flag, sizeof flag, "--mproc-spawn=%d", sv[1]);
+    code = run_child(flag, argc, argv);
+  } else {
+    code = relay_forkserver(sv, data, len, argc, argv);
+  }
+  if (sv[0] >= 0) close(sv[0]);
+  if (sv[1] >= 0) close(sv[1]);
 #endif
   return code;
 }
@@ -397,10 +479,13 @@ int main(int argc, char **argv) {
     } else if (!strcmp(c, "grandchild")) {
       NEED_ARG;
       start_grandchild(argv[0], a);
-    } else if (!strcmp(c, "relay-boot")) {
+    } else if (!strcmp(c, "relay-boot") || !strcmp(c, "relay-forkserver")) {
       if (i + 2 >= argc) return 122;
       fflush(NULL);
-      return relay_boot(argv[i + 1], argc - i - 2, argv + i + 2);
+#ifdef _WIN32
+      if (!strcmp(c, "relay-forkserver")) return 125; /* no fork server on Windows */
+#endif
+      return relay_boot(argv[i + 1], !strcmp(c, "relay-forkserver"), argc - i - 2, argv + i + 2);
     } else if (!strcmp(c, "run")) {
       NEED_ARG;
       fflush(NULL);
