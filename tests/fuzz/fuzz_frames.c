@@ -11,11 +11,14 @@
  *           bit 2     poll before each receive
  *           bits 3-4  recv_bytes maxlength: 0 (no limit), 16, 4096, 1 MiB
  *           bit 5     the bulk handle gets the first `bulk length` bytes of the rest
- *           bit 6     two phases: the first half of the stream is written, up to 8 receives with
- *                     timeout 0 run while the peer is still open (partial messages are kept), then
- *                     the rest is written and the peer closes
+ *           bit 6     interleaved: the stream and the bulk part are written a piece at a time with a
+ *                     receive (timeout 0, the peer still open) after each piece, so headers and
+ *                     payloads arrive cut anywhere and receives of both kinds continue each other's
+ *                     partial messages; after MAX_STEPS pieces the rest is written at once
  *           bit 7     receive timeouts of 1 ms instead of 0 once the peer closed
  *   sizes  bits 0-2   recv_bytes_into's buffer: 0, 1, 4, 15, 64, 1000, 4096, 65536 bytes
+ *          bits 3-6   the piece size when interleaved: 1, 2, 3, 4, 5, 7, 8, 11, 12, 13, 16, 17, 64, 100,
+ *                     1000, 4096 bytes
  * Inputs are cut at MAX_INPUT bytes: the pipe's buffer holds them, so writing never blocks. */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,6 +32,7 @@
 
 #define MAX_INPUT (60 * 1024)
 #define MAX_RECEIVES 256
+#define MAX_STEPS 512
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -89,10 +93,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size > MAX_INPUT) size = MAX_INPUT;
   static const size_t caps[8] = {0, 1, 4, 15, 64, 1000, 4096, 65536};
   static const size_t maxlens[4] = {0, 16, 4096, 1024 * 1024};
+  static const size_t pieces[16] = {1, 2, 3, 4, 5, 7, 8, 11, 12, 13, 16, 17, 64, 100, 1000, 4096};
   state s = {0};
   s.opt = data[0];
   s.maxlength = maxlens[(s.opt >> 3) & 3];
   s.into_cap = caps[data[1] & 7];
+  size_t piece = pieces[(data[1] >> 3) & 15];
   s.timeout_ms = (s.opt & 128) ? 1 : 0;
   size_t bulk_len = (size_t)data[2] | (size_t)data[3] << 8;
   data += 4;
@@ -108,19 +114,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   check(s.into != NULL);
   mproc__conn_end ae = a->e, be = b->e;
 
-  put(b->e.bulk, bulk, bulk_len);
-  s.sent = bulk_len;
-  size_t first = (s.opt & 64) ? stream_len / 2 : stream_len;
-  put(b->e.wr, stream, first);
-  s.sent += first;
+  size_t bulk_done = 0, stream_done = 0;
   if (s.opt & 64) {
-    for (int i = 0; i < 8; ++i) {
+    for (int i = 0; i < MAX_STEPS && (bulk_done < bulk_len || stream_done < stream_len); ++i) {
+      size_t k = bulk_len - bulk_done < piece ? bulk_len - bulk_done : piece;
+      put(b->e.bulk, bulk + bulk_done, k);
+      bulk_done += k;
+      s.sent += k;
+      k = stream_len - stream_done < piece ? stream_len - stream_done : piece;
+      put(b->e.wr, stream + stream_done, k);
+      stream_done += k;
+      s.sent += k;
       int rc = receive_once(a, &s, false);
       if (rc == MPROC_EEOF || rc == MPROC_ESYS) break;
     }
-    put(b->e.wr, stream + first, stream_len - first);
-    s.sent += stream_len - first;
   }
+  put(b->e.bulk, bulk + bulk_done, bulk_len - bulk_done);
+  put(b->e.wr, stream + stream_done, stream_len - stream_done);
+  s.sent = bulk_len + stream_len;
   mproc_connection_destroy(b);
   closed_fd(be.rd);
   closed_fd(be.wr);

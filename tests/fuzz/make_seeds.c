@@ -141,7 +141,7 @@ static void frame_seeds(void) {
   frame_seed("valid-one", 0, 0, NULL, 0, one.data, one.len);
   frame_seed("valid-several-alternate", 0, 5, NULL, 0, several.data, several.len);
   frame_seed("valid-several-into-poll", 2 | 4, 6, NULL, 0, several.data, several.len);
-  frame_seed("valid-several-two-phases", 3 | 64, 7, NULL, 0, several.data, several.len);
+  frame_seed("valid-several-interleaved", 3 | 64, 7 | (3 << 3), NULL, 0, several.data, several.len);
   frame_seed("valid-maxlength-16-refused", 1 | (1 << 3), 0, NULL, 0, several.data, several.len);
   frame_seed("valid-into-too-small", 2, 2, NULL, 0, several.data, several.len);
 
@@ -158,7 +158,7 @@ static void frame_seeds(void) {
   mproc__buf bs = {0};
   if (mproc__buf_append(&bs, bm, 12) || mproc__buf_append(&bs, bm2, 6)) exit(1);
   frame_seed("valid-bulk-mark", 32 | 4, 5, big, 100, bs.data, bs.len);
-  frame_seed("valid-bulk-mark-two-phases", 32 | 64 | 1, 7, big, 100, bs.data, bs.len);
+  frame_seed("valid-bulk-mark-interleaved", 32 | 64 | 1, 2 | (1 << 3), big, 100, bs.data, bs.len);
 
   /* broken streams */
   frame_seed("bad-header-cut", 0, 0, NULL, 0, one.data, 2);
