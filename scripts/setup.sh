@@ -13,9 +13,9 @@
 #   pkgconf                            the pkg-config consumer test
 #   libgtest-dev                       GoogleTest for the Linux builds
 #   googletest                         GoogleTest sources, built by the MinGW presets
-#   clang libclang-rt-dev              the ASan+UBSan and TSan presets (the sanitizer runtimes are in
-#                                      libclang-rt-dev, only a recommendation of clang) and the
-#                                      MSVC-mode check (clang --driver-mode=cl)
+#   clang libclang-rt-dev              the ASan+UBSan and TSan presets and the fuzz targets (the
+#                                      sanitizer and libFuzzer runtimes are in libclang-rt-dev, only a
+#                                      recommendation of clang) and the MSVC-mode check (clang --driver-mode=cl)
 #   python3                            the Python side of the benchmarks and the ratio table
 #   g++-mingw-w64-x86-64-posix         the Windows x64 cross compiler (posix threads: std::thread for gtest)
 #   wine wine64                        running the Windows tests (wine provides /usr/bin/wine)
@@ -55,7 +55,8 @@ want googletest /usr/src/googletest/CMakeLists.txt
 want clang clang clang++
 if command -v clang >/dev/null 2>&1; then
   want libclang-rt-dev "$(clang -print-runtime-dir)/libclang_rt.asan-x86_64.a" \
-                       "$(clang -print-runtime-dir)/libclang_rt.tsan-x86_64.a"
+                       "$(clang -print-runtime-dir)/libclang_rt.tsan-x86_64.a" \
+                       "$(clang -print-runtime-dir)/libclang_rt.fuzzer-x86_64.a"
 else
   missing+=(libclang-rt-dev)
 fi

@@ -13,6 +13,8 @@
 #   tour          examples/tour.sh: build and run every example on Linux
 #   tour-mingw    examples/tour.sh --windows: the same for Windows under wine
 #   bench         bench/run.sh --smoke: every benchmark runs (no timing is asserted)
+#   fuzz          tests/fuzz/run.sh: builds the libFuzzer targets (preset fuzz: Clang, ASan + UBSan) and
+#                 runs each 20 s over a copy of its seed corpus; any crash, leak or timeout fails
 #   linux         cmake --workflow --preset linux         (GCC; last, so CTest's summary closes the output)
 #
 # Every stage runs even if an earlier one failed; the exit status is 1 if any failed. Wine runs in
@@ -23,7 +25,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-all=(msvc linux-asan linux-tsan linux-shared mingw mingw-shared consumer tour tour-mingw bench linux)
+all=(msvc linux-asan linux-tsan linux-shared mingw mingw-shared consumer tour tour-mingw bench fuzz linux)
 stages=("$@")
 if ((${#stages[@]} == 0)); then stages=("${all[@]}"); fi
 for s in "${stages[@]}"; do
@@ -37,6 +39,7 @@ command_for() {
     tour) echo examples/tour.sh ;;
     tour-mingw) echo examples/tour.sh --windows ;;
     bench) echo bench/run.sh --smoke ;;
+    fuzz) echo tests/fuzz/run.sh 20 ;;
     *) echo cmake --workflow --preset "$1" ;;
   esac
 }

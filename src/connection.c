@@ -310,8 +310,8 @@ int mproc_connection_recv_bytes_into(mproc_connection *c, void *buf, size_t cap,
                        (unsigned long long)c->msg_len, cap);
   }
   size_t n = (size_t)c->msg_len, got = c->mgot;
-  if (got) { /* an earlier receive was cut short: its part first */
-    memcpy(buf, c->mbuf, got);
+  if (c->mbuf) { /* an earlier receive was cut short: its part first (recv_bytes' buffer may hold none) */
+    if (got) memcpy(buf, c->mbuf, got);
     free(c->mbuf);
     c->mbuf = NULL;
     c->mgot = c->mcap = 0;

@@ -99,6 +99,24 @@ TEST(ConnectionWire, StalledMidPayloadTimesOutAndTheNextReceiveContinues) {
   }
 }
 
+// recv_bytes times out after the header with no payload yet (its buffer holds nothing), then
+// recv_bytes_into gets part of the payload and times out too: recv_bytes' empty buffer is released,
+// not leaked under the one that keeps the part (found by tests/fuzz/fuzz_frames.c; ASan's leak check).
+TEST(ConnectionWire, IntoContinuesAfterRecvBytesGotOnlyTheHeader) {
+  Pair p;
+  std::string got;
+  p.raw(le32(3));
+  EXPECT_EQ(recv_str(p.a, 0, &got), MPROC_ETIMEDOUT);
+  p.raw("x");
+  char buf[16];
+  size_t n = 0;
+  EXPECT_EQ(mproc_connection_recv_bytes_into(p.a, buf, sizeof buf, 0, &n), MPROC_ETIMEDOUT);
+  EXPECT_EQ(p.a->mgot, 1u);
+  p.raw("yz");
+  ASSERT_EQ(mproc_connection_recv_bytes_into(p.a, buf, sizeof buf, 5000, &n), 0) << mproc_last_error();
+  EXPECT_EQ(std::string(buf, n), "xyz");
+}
+
 // A large message whose payload stops half way (POSIX: on the bulk socket; Windows: on the pipe).
 TEST(ConnectionWire, StalledMidLargePayloadTimesOut) {
   Pair p;

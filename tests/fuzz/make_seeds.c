@@ -1,0 +1,189 @@
+/* Writes the seed corpora of the fuzz targets: tests/fuzz/corpus/{bootstrap,frames}/<name>.
+ *   fuzz_make_seeds <corpus dir>
+ * Valid inputs come from the library itself (mproc__boot_encode; frames from
+ * mproc_connection_send_bytes, read raw off the receiving handle), hostile ones are edits of them.
+ * The committed seeds are its output; run it again only to change them (docs/FUZZING.md). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bootstrap.h"
+#include "connection_internal.h"
+#include "pal.h"
+
+static const char *g_dir;
+
+static void write_seed(const char *sub, const char *name, const void *p, size_t n) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/%s/%s", g_dir, sub, name);
+  FILE *f = fopen(path, "wb");
+  if (!f || (n && fwrite(p, 1, n, f) != n) || fclose(f) != 0) {
+    fprintf(stderr, "make_seeds: cannot write %s\n", path);
+    exit(1);
+  }
+  if (strcmp(sub, "bootstrap") == 0) { /* valid-* parse, bad-* are refused */
+    mproc__boot b;
+    int rc = mproc__boot_parse(p, n, &b);
+    if ((rc == 0) != (strncmp(name, "valid-", 6) == 0)) {
+      fprintf(stderr, "make_seeds: %s: mproc__boot_parse gives %d: %s\n", name, rc, mproc_last_error());
+      exit(1);
+    }
+    if (rc == 0) mproc__boot_free(&b);
+  }
+}
+
+static void le64(unsigned char *p, uint64_t v) {
+  for (int i = 0; i < 8; ++i) p[i] = (unsigned char)(v >> (8 * i));
+}
+
+/* ---- bootstrap --------------------------------------------------------------------------------- */
+
+static mproc__buf encode(const mproc__boot *b) {
+  mproc__buf out = {0};
+  if (mproc__boot_encode(b, &out) != 0) exit(1);
+  return out;
+}
+
+static void boot_seeds(void) {
+  const char *sub = "bootstrap";
+  mproc__boot empty = {0};
+  mproc__buf m = encode(&empty);
+  write_seed(sub, "valid-empty", m.data, m.len);
+  mproc__buf_free(&m);
+
+  static const char ref[] = "/usr/local/bin/app\0\x10\x20\x30\x40\x50\x60\x70\x80worker_main";
+  static const char arg[] = "\x01\x02\x03 the argument bytes";
+  mproc__conn_end conns[3] = {{3, 4, 5}, {6, 6, MPROC_NO_HANDLE}, {7, MPROC_NO_HANDLE, 8}};
+  mproc__boot b = {ref, sizeof ref - 1, arg, sizeof arg - 1, "Process-1", "1:2", "MainProcess", 4242,
+                   MPROC__BOOT_DAEMON | MPROC__BOOT_MAIN_THREAD, 3, conns};
+  mproc__buf v = encode(&b);
+  write_seed(sub, "valid-3conns", v.data, v.len);
+
+  mproc__boot k = b;
+  k.flags = MPROC__BOOT_KILL_ON_PARENT_DEATH;
+  k.nconns = 1;
+  k.arg_len = 0;
+  k.parent_pid = -1;
+  m = encode(&k);
+  write_seed(sub, "valid-1conn", m.data, m.len);
+  mproc__buf_free(&m);
+
+  /* hostile: edits of valid-3conns. Offsets: header 8, ref at 8 (len) + 16, arg, name ... */
+  size_t ref_at = 8, arg_at = ref_at + 8 + b.ref_len, name_at = arg_at + 8 + b.arg_len;
+  size_t pid_at = name_at + 8 + 9 + 8 + 3 + 8 + 11, flags_at = pid_at + 8, n_at = flags_at + 8, c_at = n_at + 8;
+  unsigned char *e = (unsigned char *)malloc(v.len + 1);
+  if (!e) exit(1);
+#define EDIT(name, stmt)                 \
+  do {                                   \
+    memcpy(e, v.data, v.len);            \
+    size_t elen = v.len;                 \
+    stmt;                                \
+    write_seed(sub, name, e, elen);      \
+  } while (0)
+  EDIT("bad-truncated-half", elen = v.len / 2);
+  EDIT("bad-truncated-last-byte", elen = v.len - 1);
+  EDIT("bad-trailing-byte", (e[v.len] = 0, elen = v.len + 1));
+  EDIT("bad-version", e[0] = 2);
+  EDIT("bad-ref-len-huge", le64(e + ref_at, UINT64_MAX));
+  EDIT("bad-arg-len-past-end", le64(e + arg_at, v.len));
+  EDIT("bad-name-nul", e[name_at + 8 + 3] = 0);
+  EDIT("bad-flags", le64(e + flags_at, 8));
+  EDIT("bad-conn-count-huge", le64(e + n_at, UINT64_MAX / 24 + 1));
+  EDIT("bad-conn-count-one-more", le64(e + n_at, 4));
+  EDIT("bad-handle-twice", le64(e + c_at + 24, 5));
+  EDIT("bad-handle-range", le64(e + c_at, (uint64_t)1 << 40));
+  EDIT("bad-conn-no-handles", (le64(e + c_at + 24, UINT64_MAX), le64(e + c_at + 32, UINT64_MAX)));
+#undef EDIT
+  free(e);
+  mproc__buf_free(&v);
+}
+
+/* ---- frames: 4 option bytes (see fuzz_frames.c), then the stream ------------------------------ */
+
+/* What send_bytes puts on the wire for these messages (read raw off the receiving end). */
+static mproc__buf framed(const char *const *msgs, const size_t *lens, size_t n) {
+  mproc_connection *a = NULL, *b = NULL;
+  if (mproc_pipe(true, &a, &b) != 0) exit(1);
+  for (size_t i = 0; i < n; ++i)
+    if (mproc_connection_send_bytes(b, msgs[i], lens[i], 0, MPROC_ALL) != 0) exit(1);
+  mproc_connection_destroy(b);
+  mproc__buf out = {0};
+  for (;;) {
+    char buf[4096];
+    size_t got = 0;
+    if (mproc__pal_conn_recv(a->e.rd, buf, sizeof buf, INT64_MAX, &got) != 0) exit(1);
+    if (!got) break;
+    if (mproc__buf_append(&out, buf, got) != 0) exit(1);
+  }
+  mproc_connection_destroy(a);
+  return out;
+}
+
+static void frame_seed(const char *name, unsigned opt, unsigned sizes, const void *bulk, size_t bulk_len,
+                       const void *stream, size_t stream_len) {
+  mproc__buf s = {0};
+  unsigned char h[4] = {(unsigned char)opt, (unsigned char)sizes, (unsigned char)bulk_len,
+                        (unsigned char)(bulk_len >> 8)};
+  if (mproc__buf_append(&s, h, 4) || mproc__buf_append(&s, bulk, bulk_len) ||
+      mproc__buf_append(&s, stream, stream_len))
+    exit(1);
+  write_seed("frames", name, s.data, s.len);
+  mproc__buf_free(&s);
+}
+
+static void frame_seeds(void) {
+  static char big[3000];
+  for (size_t i = 0; i < sizeof big; ++i) big[i] = (char)('a' + i % 26);
+  const char *msgs[] = {"hello", "", big, "a second message", big};
+  size_t lens[] = {5, 0, sizeof big, 16, 100};
+  mproc__buf one = framed(msgs, lens, 1), several = framed(msgs, lens, 5);
+
+  frame_seed("valid-one", 0, 0, NULL, 0, one.data, one.len);
+  frame_seed("valid-several-alternate", 0, 5, NULL, 0, several.data, several.len);
+  frame_seed("valid-several-into-poll", 2 | 4, 6, NULL, 0, several.data, several.len);
+  frame_seed("valid-several-interleaved", 3 | 64, 7 | (3 << 3), NULL, 0, several.data, several.len);
+  frame_seed("valid-maxlength-16-refused", 1 | (1 << 3), 0, NULL, 0, several.data, several.len);
+  frame_seed("valid-into-too-small", 2, 2, NULL, 0, several.data, several.len);
+
+  /* the long form: 0xFFFFFFFF, an 8-byte length, the payload */
+  unsigned char lf[12 + 10] = {0xFF, 0xFF, 0xFF, 0xFF};
+  le64(lf + 4, 10);
+  memcpy(lf + 12, "long form!", 10);
+  frame_seed("valid-long-form", 0, 4, NULL, 0, lf, sizeof lf);
+  /* the bulk mark: 0xFFFFFFFE and the length on the stream, the payload on the bulk handle */
+  unsigned char bm[12 + 4] = {0xFE, 0xFF, 0xFF, 0xFF};
+  le64(bm + 4, 100);
+  memcpy(bm + 12, "\x02\0\0\0", 4); /* then a small message follows on the stream */
+  unsigned char bm2[4 + 2] = {2, 0, 0, 0, 'o', 'k'};
+  mproc__buf bs = {0};
+  if (mproc__buf_append(&bs, bm, 12) || mproc__buf_append(&bs, bm2, 6)) exit(1);
+  frame_seed("valid-bulk-mark", 32 | 4, 5, big, 100, bs.data, bs.len);
+  frame_seed("valid-bulk-mark-interleaved", 32 | 64 | 1, 2 | (1 << 3), big, 100, bs.data, bs.len);
+
+  /* broken streams */
+  frame_seed("bad-header-cut", 0, 0, NULL, 0, one.data, 2);
+  frame_seed("bad-payload-cut", 0, 0, NULL, 0, one.data, one.len - 1);
+  frame_seed("bad-long-form-header-cut", 0, 0, NULL, 0, lf, 9);
+  le64(lf + 4, (uint64_t)1 << 63);
+  frame_seed("bad-long-form-too-long", 0, 0, NULL, 0, lf, sizeof lf);
+  le64(lf + 4, (uint64_t)1 << 40);
+  frame_seed("bad-long-form-lies", 128, 3, NULL, 0, lf, sizeof lf);
+  frame_seed("bad-bulk-payload-missing", 0, 7, NULL, 0, bm, 12);
+  frame_seed("bad-bulk-payload-short", 32, 7, big, 50, bm, 12);
+  unsigned char liar[8] = {0xFF, 0xFF, 0xFF, 0x7F, 'x', 'y', 'z', 'w'};
+  frame_seed("bad-length-lies", 64, 1, NULL, 0, liar, sizeof liar);
+  mproc__buf_free(&bs);
+  mproc__buf_free(&one);
+  mproc__buf_free(&several);
+}
+
+int main(int argc, char **argv) {
+  if (argc != 2) {
+    fprintf(stderr, "usage: fuzz_make_seeds <corpus dir (with bootstrap/ and frames/)>\n");
+    return 2;
+  }
+  g_dir = argv[1];
+  boot_seeds();
+  frame_seeds();
+  return 0;
+}
