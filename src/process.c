@@ -891,7 +891,7 @@ int mproc_process_start(mproc_process *p) {
   if (!p) return mproc__fail(MPROC_EINVAL, "process_start: p is NULL");
   if (p->started) return mproc__fail(MPROC_ESTATE, "process_start: '%s' can only be started once", p->name);
   if (g_daemon) return mproc__fail(MPROC_ESTATE, "process_start: daemonic processes are not allowed to have children");
-  if (!g_guard_ran && getenv(SPAWN_ENV))
+  if (!g_guard_ran && mproc__pal_env_is_set(SPAWN_ENV))
     return mproc__fail(MPROC_ESTATE,
                        "process_start: this process was spawned by mproc but its main() did not call "
                        "mproc_main_guard(argc, argv) first; refusing to start '%s' (that would start children "
@@ -1053,8 +1053,10 @@ int mproc_wait(mproc_waitable *objs, size_t count, int64_t timeout_ms, size_t *n
     } else {
       if (!w->process->started || w->process->closed)
         rc = mproc__fail(MPROC_ESTATE, "wait: process '%s' is not started (or closed)", w->process->name);
-      else if (w->process->child.reaped && (ready[i] = true))
+      else if (w->process->child.reaped) {
+        ready[i] = true;
         ++pre;
+      }
       items[i].h = mproc_process_sentinel(w->process);
       items[i].kind = MPROC__WAIT_SENTINEL;
     }
