@@ -1,4 +1,4 @@
-// subprocess: Popen, communicate, run/call/check_call/check_output — platform-neutral, run on Linux and
+// subprocess: Popen, communicate, run/call/check_call/check_output; platform-neutral, run on Linux and
 // under wine. The child is tests/helpers/mproc_helper (see its header for the script commands).
 #include <gtest/gtest.h>
 

@@ -1,5 +1,5 @@
 /*
- * mproc/connection.h — message pipes between processes.
+ * mproc/connection.h: message pipes between processes.
  * Python counterparts: multiprocessing.Pipe, multiprocessing.connection.Connection,
  * multiprocessing.connection.wait.
  *
@@ -57,7 +57,7 @@ MPROC_API int mproc_connection_send_bytes(mproc_connection *c, const void *buf, 
  * timeout_ms for a message (MPROC_INFINITE: forever).
  * Errors: MPROC_EEOF (the peer closed and every message has been received), MPROC_ETIMEDOUT (no
  * message yet; nothing consumed), MPROC_EMSGSIZE (the next message is longer than maxlength: it is
- * NOT consumed — the connection stays usable, and a later recv with a larger limit or
+ * NOT consumed: the connection stays usable, and a later recv with a larger limit or
  * recv_bytes_into with a large enough buffer gets it; mproc_last_error() says its size),
  * MPROC_ESTATE (a send-only end), MPROC_ECLOSED, MPROC_ENOMEM, MPROC_ESYS. A connection whose peer
  * sent a corrupt frame gives MPROC_ESYS and should be closed. */

@@ -1,5 +1,5 @@
 /*
- * mproc/core.h — version, error codes, per-thread error messages, timeouts, CPU counts, process ids,
+ * mproc/core.h: version, error codes, per-thread error messages, timeouts, CPU counts, process ids,
  * and the main guard.
  *
  * Conventions used by every mproc header (see docs/guide.md):

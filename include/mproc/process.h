@@ -1,5 +1,5 @@
 /*
- * mproc/process.h — run a C function in a child process.
+ * mproc/process.h: run a C function in a child process.
  * Python counterparts: multiprocessing.Process, current_process, parent_process, active_children,
  * set_start_method / get_start_method / get_context, multiprocessing.connection.wait.
  *
@@ -124,7 +124,7 @@ MPROC_API int mproc_process_create(mproc_process **out, const mproc_process_opts
 /* Process.start(). Returns once the child runs: under spawn, once its main guard has received the
  * target and found it; under forkserver, once the child the server forked has found it. Errors:
  * MPROC_ESTATE (started twice; a daemon starting a child; a spawned child whose main guard has not
- * run yet — the missing-guard protection against fork bombs), MPROC_ENOTSUP (the method is not
+ * run yet: the missing-guard protection against fork bombs), MPROC_ENOTSUP (the method is not
  * available here), MPROC_ENOENT (the target cannot be found again in the child: not in a module of
  * this program, or the binary differs), MPROC_ECLOSED (a handed connection is closed), MPROC_EINVAL
  * (forkserver: the handed connections need more than 252 descriptors; on POSIX a duplex connection

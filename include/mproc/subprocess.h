@@ -1,5 +1,5 @@
 /*
- * mproc/subprocess.h — start external programs, talk to them, collect their results.
+ * mproc/subprocess.h: start external programs, talk to them, collect their results.
  * Python counterparts: subprocess.Popen, run, call, check_call, check_output, CompletedProcess,
  * CalledProcessError, TimeoutExpired, PIPE, DEVNULL, STDOUT.
  *
@@ -45,7 +45,7 @@ typedef struct mproc_popen_opts {
    * directory separator is looked up in the PATH of the environment the child will get (env and
    * env_extra applied; the parent's otherwise), like Python's Popen; with no PATH at all, the system
    * directories (/bin:/usr/bin; Windows' system directories). On Windows ".exe" is tried for a name
-   * without an extension, and — unlike CreateProcess — neither the cwd nor the parent's own directory
+   * without an extension, and, unlike CreateProcess, neither the cwd nor the parent's own directory
    * is searched; a '"' in argv[0] gives MPROC_EINVAL (Windows cannot represent it). Exactly one of argv
    * and command must be set. */
   const char *const *argv;
