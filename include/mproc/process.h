@@ -156,7 +156,9 @@ MPROC_API int mproc_process_close(mproc_process *p);
 MPROC_API void mproc_process_destroy(mproc_process *p);
 
 /* Process.pid (0 before start), exitcode (false while unknown: not started or still running; the
- * target's return value, n after exit(n), -N after signal N), name, daemon, sentinel. */
+ * target's return value, n after exit(n), -N after signal N; on Windows a crash gives its exception
+ * code as a large negative int, 0xC0000005 as -1073741819, never in the -N range: see "exit
+ * statuses" in mproc/core.h, mproc_exit_is_crash), name, daemon, sentinel. */
 MPROC_API int64_t mproc_process_pid(const mproc_process *p);
 MPROC_API bool mproc_process_exitcode(const mproc_process *p, int *exitcode);
 MPROC_API const char *mproc_process_name(const mproc_process *p);

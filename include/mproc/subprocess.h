@@ -125,8 +125,10 @@ MPROC_API int64_t mproc_popen_pid(const mproc_popen *p);
 
 /* Whether the child has been reaped; if so and returncode is not NULL, stores Popen.returncode:
  * the exit status, or -N when a signal N ended it (POSIX). On Windows: the process exit code as a
- * 32-bit value (e.g. 0xC0000005 for an access violation gives (int)0xC0000005); terminate() and
- * kill() make it 1, as in Python. */
+ * 32-bit value, so a crash gives its exception code as a large negative int (an access violation,
+ * 0xC0000005, gives -1073741819), which mproc_exit_is_crash tells apart from -N (see "exit statuses"
+ * in mproc/core.h; mproc_describe_exit words any of them); terminate() and kill() make it 1, as in
+ * Python. */
 MPROC_API bool mproc_popen_returncode(const mproc_popen *p, int *returncode);
 
 /* Popen.wait(timeout): wait for the child to end, up to timeout_ms (MPROC_INFINITE waits forever,
