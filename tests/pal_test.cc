@@ -80,12 +80,12 @@ TEST(Pal, GetenvReadsTheProcessEnvironmentAsUtf8) {
   EXPECT_STREQ(v, value);  // on Windows the ANSI getenv would have mangled it
   free(v);
   EXPECT_TRUE(mproc__pal_env_is_set(name));
-  // a value longer than any first guess of a buffer size
-  std::string big(40000, 'v');
+  // a long value (Windows allows 32767 characters)
+  std::string big(30000, 'v');
   env_set(name, big.c_str());
   ASSERT_EQ(mproc__pal_getenv(name, &v), 0) << mproc_last_error();
   ASSERT_NE(v, nullptr);
-  EXPECT_EQ(std::string(v), big);
+  EXPECT_TRUE(std::string(v) == big) << std::strlen(v) << " bytes";
   free(v);
   // set but empty is set
   env_set(name, "");

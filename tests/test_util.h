@@ -2,6 +2,7 @@
 #ifndef MPROC_TEST_UTIL_H
 #define MPROC_TEST_UTIL_H
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <optional>
@@ -45,6 +46,11 @@ constexpr bool kThreadSanitizer = false;
 #else
 constexpr bool kThreadSanitizer = false;
 #endif
+
+// What abort() makes of a process's exit status on Windows: 3 under msvcrt (MinGW's default C runtime;
+// also the UCRT once _set_abort_behavior has cleared _CALL_REPORTFAULT, as tests/helpers/quiet_crashes.h
+// does), 0xC0000409 (STATUS_STACK_BUFFER_OVERRUN, a fast fail) under the UCRT otherwise.
+inline bool is_windows_abort_status(int code) { return code == 3 || (unsigned)code == 0xC0000409u; }
 
 // Absolute path of the helper program, which the build puts beside every test executable.
 inline std::string helper_path() {
@@ -120,7 +126,9 @@ inline std::optional<std::string> env_get(const char *name) {
 }
 inline std::optional<std::string> crt_env_get(const char *name) {
   size_t n = 0;
-  if (getenv_s(&n, nullptr, 0, name) != 0 || n == 0) return std::nullopt;
+  // the size query: 0 from the UCRT, ERANGE from wine's msvcrt; n = 0 means unset either way
+  errno_t e = getenv_s(&n, nullptr, 0, name);
+  if ((e != 0 && e != ERANGE) || n == 0) return std::nullopt;
   std::string v(n, '\0');
   if (getenv_s(&n, &v[0], v.size(), name) != 0) return std::nullopt;
   v.resize(n - 1);
