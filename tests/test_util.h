@@ -139,7 +139,7 @@ inline void env_set(const char *name, const char *value) {
 }
 #else
 inline std::optional<std::string> env_get(const char *name) {
-  const char *v = std::getenv(name);  // msvc-check: allow getenv (POSIX only)
+  const char *v = std::getenv(name);  // POSIX only: not compiled by MSVC
   return v ? std::optional<std::string>(v) : std::nullopt;
 }
 inline std::optional<std::string> crt_env_get(const char *name) { return env_get(name); }

@@ -161,7 +161,7 @@ static void print_env(const char *name) {
   if (n && m <= 0) exit(126);
   write_all(stdout, val, (size_t)m);
 #else
-  const char *v = getenv(name); /* msvc-check: allow getenv (POSIX only) */
+  const char *v = getenv(name); /* POSIX only: not compiled by MSVC */
   print_str(v ? v : "<unset>");
 #endif
 }
