@@ -1,8 +1,8 @@
 /*
- * bench.h — the shared machinery of mproc's benchmarks (bench/<area>.c), see bench/README.md.
+ * bench.h: the shared machinery of mproc's benchmarks (bench/<area>.c), see bench/README.md.
  *
  * A benchmark binary measures one area three ways in one run, mproc beside the raw OS primitive
- * ("c-raw") here and CPython in bench/py/<area>.py, and prints one line per result (DESIGN.md §6):
+ * ("c-raw") here and CPython in bench/py/<area>.py, and prints one line per result (DESIGN.md section 6):
  *
  *   name=<area>.<variant> impl=<mproc|c-raw|python> value=<median> unit=<unit> min=<v> max=<v> reps=<R>
  *

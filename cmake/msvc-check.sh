@@ -1,18 +1,42 @@
 #!/usr/bin/env bash
-# MSVC-mode compile check: clang-cl in MSVC mode (_MSC_VER defined, MS ABI, /W4 /WX) over every C
-# source the Windows build compiles, plus every public header on its own as C and as C++.
-# This is a compile-only approximation of MSVC: no MSVC headers, CRT or SDK exist on Linux, so the
-# mingw-w64 headers stand in (-imsvc), and nothing is linked. See docs/PLATFORMS.md.
+# MSVC-mode check: what real MSVC (cl.exe /W4 /WX, the UCRT) would reject, approximated on Linux with
+# clang-cl in MSVC mode (_MSC_VER defined, MS ABI) over every source the Windows build compiles:
+# the library, the test helper, the examples, every public header alone (C and C++), and the
+# GoogleTest suites (C++20, against the GoogleTest headers). No MSVC headers, CRT or SDK exist on
+# Linux, so the mingw-w64 headers stand in (-imsvc), and nothing is linked. See docs/PLATFORMS.md.
 #
-#   cmake/msvc-check.sh            check everything; prints one line per compile and
+#   cmake/msvc-check.sh            check everything; prints one line per check and
 #                                  "msvc-check: N passed, N failed"; exits non-zero on any failure
 #   CLANG_CL=/path/to/clang-cl     use this driver (default: clang-cl if installed, else
 #                                  `clang --driver-mode=cl`, which is the same compiler)
+#   GTEST_INCLUDE=/path            GoogleTest headers (default /usr/src/googletest/googletest/include)
+#   MINGW_CXX_INCLUDE=/path        a C++ standard library the tests compile against (default: the
+#                                  libstdc++ of x86_64-w64-mingw32-g++-posix)
 #
-# Sources are globbed (src/*.c, src/win32/*.c, tests/helpers/*.c, examples/*.c, include/**/*.h), so
-# new files are covered without editing this script. Each library source is compiled twice: as for
-# the static library (MPROC_STATIC_LIB 1) and as for the DLL (MPROC_STATIC_LIB 0 + mproc_EXPORTS);
-# headers and examples are compiled as a static-library consumer and as a DLL consumer (dllimport).
+# What it checks, and which MSVC diagnostic each stands for:
+#   lint      - public headers are ASCII only (C4819 on a CJK code page, an error under /WX in every
+#               consumer); the sources MSVC compiles are ASCII too;
+#             - no CRT call that the UCRT declares deprecated (C4996: getenv, strdup, strerror,
+#               sprintf, sscanf, fopen, strncpy, _wgetenv, the POSIX names such as close/fileno, ...),
+#               found in each source *as the Windows build preprocesses it* (clang-cl /E), so a
+#               POSIX-only branch (#else of #ifdef _WIN32) or a comment never counts and a macro
+#               that expands to such a call does;
+#             - no assignment used as a condition (C4706, which MSVC reports even in extra
+#               parentheses, e.g. `&& (ready[i] = true)`).
+#   compile   - clang-cl /W4 /WX plus the MSVC /W4 warnings clang can emulate: -Wshorten-64-to-32
+#               and -Wimplicit-int-conversion / -Wfloat-conversion (C4267, C4244), -Wshadow-all
+#               (C4456-C4459), -Wunreachable-code (C4702), -Wconditional-uninitialized (C4701),
+#               -Wmicrosoft, -Wdeprecated-declarations (C4996; _CRT_SECURE_NO_WARNINGS is not
+#               defined); C++ also -Wc++20-designator (C7555: designated initializers need
+#               /std:c++20). The mingw-w64 headers mark almost no CRT function deprecated (with
+#               __MINGW_MSVC_COMPAT_WARNINGS they mark memcpy and memmove too, which MSVC does
+#               not), so the lint above is what declares the UCRT's deprecations.
+#
+# Sources are globbed (src/*.c, src/win32/*.c, tests/helpers/*.c, examples/*.c, include/**/*.h,
+# tests/*.cc but *_posix.cc), so new files are covered without editing this script. Each library
+# source is compiled twice: as for the static library (MPROC_STATIC_LIB 1) and as for the DLL
+# (MPROC_STATIC_LIB 0 + mproc_EXPORTS); headers and examples are compiled as a static-library consumer
+# and as a DLL consumer (dllimport). Before any of it, probes show that each check can fail.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -36,6 +60,19 @@ if [[ ! -f "$mingw_inc/windows.h" ]]; then
   echo "msvc-check: $mingw_inc/windows.h not found (apt-get install mingw-w64-x86-64-dev)" >&2
   exit 2
 fi
+gtest_inc="${GTEST_INCLUDE:-/usr/src/googletest/googletest/include}"
+if [[ ! -f "$gtest_inc/gtest/gtest.h" ]]; then
+  echo "msvc-check: $gtest_inc/gtest/gtest.h not found (apt-get install googletest)" >&2
+  exit 2
+fi
+cxx_inc="${MINGW_CXX_INCLUDE:-}"
+if [[ -z "$cxx_inc" ]]; then
+  cxx_inc="$(ls -d /usr/lib/gcc/x86_64-w64-mingw32/*-posix/include/c++ 2>/dev/null | sort -V | tail -n1 || true)"
+fi
+if [[ -z "$cxx_inc" || ! -f "$cxx_inc/string" ]]; then
+  echo "msvc-check: no C++ standard library headers for x86_64-w64-mingw32 (apt-get install g++-mingw-w64-x86-64-posix)" >&2
+  exit 2
+fi
 
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/mproc-msvc-check.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
@@ -52,31 +89,107 @@ done
 
 # -fgnuc-version=4.2.1 is required: without __GNUC__, mingw's _mingw.h defines __attribute__(x) away,
 # which breaks clang's own intrinsic headers. It does not take us out of MSVC mode (_MSC_VER stays).
-common=(--target=x86_64-pc-windows-msvc -fgnuc-version=4.2.1 /nologo /Zs /W4 /WX
-        -imsvc "$mingw_inc" /Iinclude)
+common=(--target=x86_64-pc-windows-msvc -fgnuc-version=4.2.1 /nologo /Zs /W4 /WX /Iinclude
+        -Wshorten-64-to-32 -Wimplicit-int-conversion -Wfloat-conversion -Wshadow-all -Wunreachable-code
+        -Wconditional-uninitialized -Wmicrosoft -Wdeprecated-declarations)
 lib_defs=(/DUNICODE /D_UNICODE /D_WIN32_WINNT=0x0601)
+# C++ (the tests): MSVC's /std:c++20 and /EHsc, with mingw's libstdc++ standing in for MSVC's STL (its
+# directories must come before the C headers, which every command adds last, for #include_next).
+# __STRICT_ANSI__: libstdc++'s configuration expects it in a strict -std= mode, which clang-cl does not
+# define. -D__declspec=__declspec: _mingw.h defines __MINGW_IMPORT (used by <time.h>, which the C++
+# library includes) only when __declspec is a macro, which it is not in MSVC mode (it is a keyword).
+# The standard is the one tests/CMakeLists.txt asks for, so the two cannot drift apart.
+cxx_std="$(sed -n 's/^set(CMAKE_CXX_STANDARD \([0-9][0-9]*\))$/\1/p' tests/CMakeLists.txt)"
+if [[ -z "$cxx_std" ]]; then
+  echo "msvc-check: no set(CMAKE_CXX_STANDARD N) in tests/CMakeLists.txt" >&2
+  exit 2
+fi
+cxx_common=(/TP "/std:c++$cxx_std" /EHsc -Wc++20-designator /D__STRICT_ANSI__ "-D__declspec=__declspec"
+            -imsvc "$cxx_inc" -imsvc "$cxx_inc/x86_64-w64-mingw32" -imsvc "$gtest_inc")
 
 pass=0
 fail=0
 failed=()
+ok() {
+  pass=$((pass + 1))
+  printf 'ok    %-32s %s\n' "$1" "$2"
+}
+bad() {
+  fail=$((fail + 1))
+  failed+=("$1 ($2)")
+  printf 'FAIL  %-32s %s\n' "$1" "$2"
+  printf '%s\n' "$3" | sed 's/^/      /'
+}
 # check <shown name> <label> <source> <flags...>
 check() {
   local name="$1" label="$2" src="$3"
   shift 3
   local out
-  if out="$("${cl[@]}" "${common[@]}" "$@" "$src" 2>&1)" && [[ -z "$out" ]]; then
-    pass=$((pass + 1))
-    printf 'ok    %-32s %s\n' "$name" "$label"
+  if out="$("${cl[@]}" "${common[@]}" "$@" -imsvc "$mingw_inc" "$src" 2>&1)" && [[ -z "$out" ]]; then
+    ok "$name" "$label"
   else
-    fail=$((fail + 1))
-    failed+=("$name ($label)")
-    printf 'FAIL  %-32s %s\n' "$name" "$label"
-    printf '%s\n' "$out" | sed 's/^/      /'
+    bad "$name" "$label" "$out"
+  fi
+}
+# must_reject <what> <source> <flags...>: a probe that a check is able to fail
+must_reject() {
+  local what="$1" src="$2"
+  shift 2
+  if "${cl[@]}" "${common[@]}" "$@" -imsvc "$mingw_inc" "$src" >/dev/null 2>&1; then
+    echo "msvc-check: $what was not rejected; the check would prove nothing" >&2
+    exit 2
   fi
 }
 
-# Sanity: the driver really is in MSVC mode for x64, and /W4 /WX really turns a warning into a failure
-# (a check that cannot fail proves nothing).
+# ---- lint helpers -------------------------------------------------------------------------------
+
+# The CRT names the UCRT headers declare deprecated (C4996): the "unsafe" functions and the POSIX
+# names without an underscore. A call to one of them (std:: included, members and other namespaces
+# not; nor a definition of a function of the same name, such as a test's own `static int write(...)`)
+# fails the lint.
+crt_deprecated='getenv|_wgetenv|strdup|wcsdup|strerror|_strerror|_wcserror|sprintf|vsprintf|_swprintf|_vswprintf|sscanf|scanf|fscanf|swscanf|wscanf|fwscanf|vsscanf|vscanf|vfscanf|fopen|_wfopen|freopen|_wfreopen|_fsopen|strncpy|strcpy|strcat|strncat|wcscpy|wcsncpy|wcscat|wcsncat|strtok|wcstok|gets|_getws|tmpnam|_wtmpnam|tempnam|localtime|gmtime|ctime|asctime|_wctime|_wasctime|mbstowcs|wcstombs|mbsrtowcs|wcsrtombs|wctomb|_snprintf|_vsnprintf|_snwprintf|_vsnwprintf|_itoa|_ltoa|_ultoa|_i64toa|_ui64toa|_itow|_ltow|_ecvt|_fcvt|_gcvt|_strlwr|_strupr|_wcslwr|_wcsupr|_mktemp|_wmktemp|_sopen|_wsopen|_open|_wopen|_creat|_splitpath|_wsplitpath|_makepath|_wmakepath|_cgets|_getch|fileno|setmode|getcwd|chdir|unlink|isatty|lseek|access|mkdir|rmdir|putenv|dup|dup2|close|read|write|open|creat|stricmp|strnicmp|strlwr|strupr|itoa|ltoa|wcsicmp|getpid|execv|execvp|spawnl|spawnv|umask|chmod|tzset|swab|ecvt|fcvt|gcvt|memccpy|strrev|strset|strnset|kbhit|getch|putch'
+lint_root="$root/"
+# lint_source <name> <source> <compile flags...>: preprocess as the Windows build does and look, in
+# the lines of the project's own files only (not system headers), for deprecated CRT calls and for
+# assignments used as conditions.
+lint_source() {
+  local name="$1" src="$2"
+  shift 2
+  local pp
+  if ! pp="$("${cl[@]}" --target=x86_64-pc-windows-msvc -fgnuc-version=4.2.1 /nologo /E /Iinclude "$@" \
+             -imsvc "$mingw_inc" "$src" 2>&1)"; then
+    bad "$name" "lint (preprocess)" "$pp"
+    return
+  fi
+  # keep "<file>:<line>: <text>" for lines that come from files under $lint_root (the project)
+  local own
+  own="$(printf '%s\n' "$pp" | awk -v root="$lint_root" -v cwd="$root/" '
+    /^#(line)? *[0-9]+ "/ {
+      n = $0; sub(/^#(line)? */, "", n); line = n + 0
+      f = n; sub(/^[0-9]+ "/, "", f); sub(/".*$/, "", f)
+      if (substr(f, 1, 1) != "/") f = cwd f
+      mine = (index(f, root) == 1 && f !~ /\/build\//)
+      rel = substr(f, length(root) + 1)
+      next
+    }
+    { if (mine && $0 ~ /[^ \t]/) print rel ":" line ": " $0; line++ }')"
+  local found=""
+  local calls
+  calls="$(printf '%s\n' "$own" | grep -E "(^|[^A-Za-z0-9_.>:]|std::)($crt_deprecated)[[:space:]]*\\(" |
+           grep -vE "\\b(int|void|bool|auto|char|long|unsigned|size_t|ssize_t)[[:space:]*&]+($crt_deprecated)[[:space:]]*\\(" || true)"
+  [[ -n "$calls" ]] && found+="deprecated CRT call (C4996):"$'\n'"$calls"$'\n'
+  # C4706: `(x = y)` used straight as an operand of && / || / ! or as a whole condition.
+  local assigns
+  assigns="$(printf '%s\n' "$own" | grep -E '(&&|\|\||!|\bif[[:space:]]*\(|\bwhile[[:space:]]*\()[[:space:]]*\([[:space:]]*[A-Za-z_][A-Za-z0-9_]*([[:space:]]*(\[[^]]*\]|\.[A-Za-z_][A-Za-z0-9_]*|->[A-Za-z_][A-Za-z0-9_]*))*[[:space:]]*=[^=][^()]*\)[[:space:]]*(\)|&&|\|\||\?)' || true)"
+  [[ -n "$assigns" ]] && found+="assignment used as a condition (C4706):"$'\n'"$assigns"$'\n'
+  if [[ -n "$found" ]]; then
+    bad "$name" "lint" "$found"
+  else
+    ok "$name" "lint: no deprecated CRT call, no assignment as a condition"
+  fi
+}
+
+# ---- probes: the driver is in MSVC mode, and every kind of check can fail ----------------------------
 cat >"$tmp/mode.c" <<'EOF'
 #if !defined(_MSC_VER) || !defined(_WIN64) || !defined(_WIN32)
 #error "not in MSVC x64 mode"
@@ -85,25 +198,92 @@ cat >"$tmp/mode.c" <<'EOF'
 int mproc_msvc_mode_probe(void);
 int mproc_msvc_mode_probe(void) { return (int)GetCurrentProcessId(); }
 EOF
-printf 'int mproc_msvc_w4_probe(int x);\nint mproc_msvc_w4_probe(int x) { int unused; return x; }\n' >"$tmp/w4.c"
-if ! "${cl[@]}" "${common[@]}" "${lib_defs[@]}" "$tmp/mode.c" >"$tmp/mode.log" 2>&1; then
+if ! "${cl[@]}" "${common[@]}" "${lib_defs[@]}" -imsvc "$mingw_inc" "$tmp/mode.c" >"$tmp/mode.log" 2>&1; then
   echo "msvc-check: the compiler (${cl[*]}) is not usable in MSVC mode:" >&2
   cat "$tmp/mode.log" >&2
   exit 2
 fi
-if "${cl[@]}" "${common[@]}" "$tmp/w4.c" >/dev/null 2>&1; then
-  echo "msvc-check: /W4 /WX did not reject an unused variable; the check would prove nothing" >&2
+printf 'int mproc_msvc_w4_probe(int x);\nint mproc_msvc_w4_probe(int x) { int unused; return x; }\n' >"$tmp/w4.c"
+must_reject "/W4 /WX: an unused variable" "$tmp/w4.c"
+printf '#include <stddef.h>\nint mproc_msvc_c4267_probe(size_t n);\nint mproc_msvc_c4267_probe(size_t n) { return n; }\n' >"$tmp/c4267.c"
+must_reject "C4267: size_t to int" "$tmp/c4267.c"
+cat >"$tmp/desig.cc" <<'EOF'
+#include <string>
+#include <gtest/gtest.h>
+struct mproc_probe_opts { int a, b; };
+TEST(Probe, Designated) { mproc_probe_opts o{.b = 2}; EXPECT_EQ(o.b + (int)std::string("x").size(), 3); }
+EOF
+if ! out="$("${cl[@]}" "${common[@]}" "${cxx_common[@]}" /std:c++20 -imsvc "$mingw_inc" "$tmp/desig.cc" 2>&1)" ||
+   [[ -n "$out" ]]; then
+  echo "msvc-check: a GoogleTest TU with designated initializers does not compile as C++20:" >&2
+  printf '%s\n' "$out" >&2
   exit 2
 fi
-echo "msvc-check: ${cl[*]} ($("${cl[@]}" --version 2>/dev/null | head -n1)), MSVC mode, /W4 /WX"
+must_reject "C7555: designated initializers under /std:c++17" "$tmp/desig.cc" "${cxx_common[@]}" /std:c++17
+mkdir -p "$tmp/lintprobe"
+cat >"$tmp/lintprobe/probe.c" <<'EOF'
+#include <stdio.h>
+#include <stdlib.h>
+int mproc_lint_probe(int *ready, int n);
+int mproc_lint_probe(int *ready, int n) {
+  int k = 0;
+  /* getenv("IN_A_COMMENT") does not count */
+  for (int i = 0; i < n; ++i)
+    if (n > 1 && (ready[i] = 1)) ++k;
+#ifndef _WIN32
+  k += getenv("POSIX_ONLY") != NULL; /* not compiled for Windows: does not count */
+#endif
+  char buf[8];
+  sprintf(buf, "%d", k);
+  k += getenv("WINDOWS_TOO") != NULL;
+  return k;
+}
+EOF
+probe_out="$(lint_root="$tmp/lintprobe/"; lint_source probe "$tmp/lintprobe/probe.c" 2>&1 || true)"
+if ! grep -q 'sprintf(buf' <<<"$probe_out" || ! grep -q 'getenv("WINDOWS_TOO")' <<<"$probe_out" ||
+   ! grep -q 'ready\[i\] = 1' <<<"$probe_out" ||
+   grep -q 'IN_A_COMMENT\|POSIX_ONLY' <<<"$probe_out"; then
+  echo "msvc-check: the lint probe came out wrong; the lint would prove nothing:" >&2
+  printf '%s\n' "$probe_out" >&2
+  exit 2
+fi
+echo "msvc-check: ${cl[*]} ($("${cl[@]}" --version 2>/dev/null | head -n1)), MSVC mode, /W4 /WX + MSVC warning emulation"
+echo "msvc-check: C++ tests as /std:c++$cxx_std (tests/CMakeLists.txt) against $gtest_inc and $cxx_inc"
 
-shopt -s nullglob
-# 1. The library, as the Windows build compiles it (portable modules + the Win32 PAL).
+shopt -s nullglob globstar
+
+# ---- 0. lint --------------------------------------------------------------------------------------
+# Public headers: ASCII only, every byte, comments included (a consumer's MSVC reads them in its own
+# code page). The other sources MSVC compiles: the same, so no C4819 there either.
+nonascii="$(LC_ALL=C grep -rnP '[^\x00-\x7F]' include || true)"
+if [[ -n "$nonascii" ]]; then
+  bad "include/" "ASCII only (C4819)" "$nonascii"
+else
+  ok "include/" "ASCII only (C4819)"
+fi
+nonascii="$(LC_ALL=C grep -rnP '[^\x00-\x7F]' --include='*.c' --include='*.h' --include='*.cc' src tests examples || true)"
+if [[ -n "$nonascii" ]]; then
+  bad "src/ tests/ examples/" "ASCII only (C4819)" "$nonascii"
+else
+  ok "src/ tests/ examples/" "ASCII only (C4819)"
+fi
+for src in src/*.c src/win32/*.c; do
+  lint_source "$src" "$src" "${lib_defs[@]}" /std:c11 "/I$tmp/export1"
+done
+for src in tests/helpers/*.c examples/*.c; do
+  lint_source "$src" "$src" "${lib_defs[@]}" /std:c11 "/I$tmp/export1"
+done
+for src in tests/*.cc; do
+  [[ "$src" == *_posix.cc ]] && continue
+  lint_source "$src" "$src" "${lib_defs[@]}" "${cxx_common[@]}" "/I$tmp/export1" /Isrc
+done
+
+# ---- 1. the library, as the Windows build compiles it (portable modules + the Win32 PAL) ----------------
 for src in src/*.c src/win32/*.c; do
   check "$src" "static lib" "$src" "${lib_defs[@]}" /std:c11 "/I$tmp/export1"
   check "$src" "DLL"        "$src" "${lib_defs[@]}" /std:c11 "/I$tmp/export0" /Dmproc_EXPORTS
 done
-# 2. The test helper program (C, no mproc dependency) and the examples (consumers of the headers).
+# ---- 2. the test helper program (C, no mproc dependency) and the examples (consumers of the headers) -----
 for src in tests/helpers/*.c; do
   check "$src" "helper" "$src" "${lib_defs[@]}" /std:c11 "/I$tmp/export1"
 done
@@ -111,7 +291,7 @@ for src in examples/*.c; do
   check "$src" "static consumer" "$src" /std:c11 "/I$tmp/export1"
   check "$src" "DLL consumer"    "$src" /std:c11 "/I$tmp/export0"
 done
-# 3. Every public header on its own (self-contained, warning-free), as C and as C++.
+# ---- 3. every public header on its own (self-contained, warning-free), as C and as C++ ---------------
 mkdir -p "$tmp/hdr"
 for hdr in include/*.h include/mproc/*.h; do
   rel="${hdr#include/}"
@@ -124,6 +304,11 @@ for hdr in include/*.h include/mproc/*.h; do
   check "$hdr" "header, C, DLL consumer"      "$tu.c"   /TC /std:c11 "/I$tmp/export0"
   check "$hdr" "header, C++, static consumer" "$tu.cpp" /TP "/I$tmp/export1"
   check "$hdr" "header, C++, DLL consumer"    "$tu.cpp" /TP "/I$tmp/export0"
+done
+# ---- 4. the GoogleTest suites, as the Windows build compiles them (white-box suites see src/) --------
+for src in tests/*.cc; do
+  [[ "$src" == *_posix.cc ]] && continue
+  check "$src" "test, C++$cxx_std" "$src" "${lib_defs[@]}" "${cxx_common[@]}" "/I$tmp/export1" /Isrc
 done
 
 if ((fail)); then

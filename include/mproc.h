@@ -1,5 +1,5 @@
 /*
- * mproc.h — the umbrella header: everything mproc offers. Include this, or the module headers in
+ * mproc.h: the umbrella header: everything mproc offers. Include this, or the module headers in
  * mproc/ one by one.
  */
 #ifndef MPROC_H

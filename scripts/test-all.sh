@@ -3,7 +3,8 @@
 #
 #   scripts/test-all.sh [STAGE...]      default: every stage, in this order:
 #
-#   msvc          cmake/msvc-check.sh: clang-cl in MSVC mode, /W4 /WX, over the Windows sources + headers
+#   msvc          cmake/msvc-check.sh: clang-cl in MSVC mode, /W4 /WX + MSVC warning emulation and a
+#                 CRT-deprecation / C4706 / ASCII lint, over the Windows sources, headers and tests
 #   linux-asan    cmake --workflow --preset linux-asan    (Clang, ASan + UBSan)
 #   linux-tsan    cmake --workflow --preset linux-tsan    (Clang, TSan)
 #   linux-shared  cmake --workflow --preset linux-shared  (GCC, libmproc.so)

@@ -308,4 +308,12 @@ void mproc__pal_global_unlock(void);
 /* Remove an environment variable of this process. */
 void mproc__pal_unsetenv(const char *name);
 
+/* Read an environment variable of this process: 0 with *value a malloc'ed UTF-8 copy (free() it), or
+ * 0 with *value NULL when the variable is not set (set but empty gives ""). MPROC_EINVAL (name NULL,
+ * empty, holding '=' or not UTF-8), MPROC_ENOMEM. Windows reads the process environment as UTF-16
+ * (GetEnvironmentVariableW), never the C runtime's ANSI copy; POSIX reads getenv (bytes as they are). */
+int mproc__pal_getenv(const char *name, char **value);
+/* Whether an environment variable is set (to anything, "" included); false on a bad name. */
+bool mproc__pal_env_is_set(const char *name);
+
 #endif /* MPROC_PAL_H */

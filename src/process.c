@@ -898,7 +898,7 @@ int mproc_process_start(mproc_process *p) {
   if (rc) return rc;
   if (p->started) return mproc__fail(MPROC_ESTATE, "process_start: '%s' can only be started once", p->name);
   if (g_daemon) return mproc__fail(MPROC_ESTATE, "process_start: daemonic processes are not allowed to have children");
-  if (!g_guard_ran && getenv(SPAWN_ENV))
+  if (!g_guard_ran && mproc__pal_env_is_set(SPAWN_ENV))
     return mproc__fail(MPROC_ESTATE,
                        "process_start: this process was spawned by mproc but its main() did not call "
                        "mproc_main_guard(argc, argv) first; refusing to start '%s' (that would start children "
@@ -1070,10 +1070,12 @@ int mproc_wait(mproc_waitable *objs, size_t count, int64_t timeout_ms, size_t *n
       items[i].kind = MPROC__WAIT_CONN;
     } else {
       rc = usable(w->process, "wait");
-      if (!rc && !w->process->started)
+      if (!rc && !w->process->started) {
         rc = mproc__fail(MPROC_ESTATE, "wait: process '%s' is not started", w->process->name);
-      else if (w->process->child.reaped && (ready[i] = true))
+      } else if (!rc && w->process->child.reaped) {
+        ready[i] = true;
         ++pre;
+      }
       items[i].h = mproc_process_sentinel(w->process);
       items[i].kind = MPROC__WAIT_SENTINEL;
     }

@@ -1,4 +1,4 @@
-// Connections (Pipe): message boundaries, EOF, size limits, poll, direction, errors — in one process.
+// Connections (Pipe): message boundaries, EOF, size limits, poll, direction, errors, in one process.
 #include <gtest/gtest.h>
 
 #include <cstring>

@@ -100,3 +100,82 @@ TEST(Core, MainGuardReturnsInOrdinaryRun) {
   char *argv[] = {arg0, nullptr};
   EXPECT_EQ(mproc_main_guard(1, argv), 0);
 }
+
+// ---- exit statuses: exit code, -signal and Windows crash codes never overlap ----------------------
+
+namespace {
+std::string describe(int code) {
+  char buf[MPROC_EXIT_DESC_SIZE];
+  return mproc_describe_exit(code, buf, sizeof buf);
+}
+}  // namespace
+
+TEST(Core, ExitCodesSignalsAndCrashesAreTold) {
+  // ordinary exit codes
+  for (int code : {0, 1, 3, 127, 255, 256, 70000, INT32_MAX}) {
+    EXPECT_FALSE(mproc_exit_is_crash(code)) << code;
+    EXPECT_EQ(mproc_exit_signal(code), 0) << code;
+    EXPECT_EQ(describe(code), "exit code " + std::to_string(code));
+  }
+  // -N = signal N
+  EXPECT_EQ(mproc_exit_signal(-MPROC_SIGKILL), 9);
+  EXPECT_EQ(mproc_exit_signal(-MPROC_SIGTERM), 15);
+  EXPECT_EQ(mproc_exit_signal(-1), 1);
+  EXPECT_EQ(mproc_exit_signal(-127), 127);
+  EXPECT_EQ(mproc_exit_signal(-128), 0);  // below the signal range: a (Windows) negative exit code
+  for (int code : {-1, -6, -9, -11, -15, -64, -127}) EXPECT_FALSE(mproc_exit_is_crash(code)) << code;
+  EXPECT_EQ(describe(-9), "signal 9 (SIGKILL)");
+  EXPECT_EQ(describe(-15), "signal 15 (SIGTERM)");
+  EXPECT_EQ(describe(-11), "signal 11 (SIGSEGV)");
+  EXPECT_EQ(describe(-6), "signal 6 (SIGABRT)");
+  EXPECT_EQ(describe(-10), "signal 10");  // SIGUSR1 on Linux, SIGBUS on macOS: no name
+  // Windows exception codes: large negative ints
+  const unsigned crashes[] = {0xC0000005u, 0xC0000409u, 0xC00000FDu, 0xC0000374u, 0x80000003u, 0xE06D7363u,
+                              0x80000000u, 0xEFFFFFFFu, 0xC0001234u};
+  for (unsigned u : crashes) {
+    int code = (int)u;
+    EXPECT_LT(code, -127);
+    EXPECT_TRUE(mproc_exit_is_crash(code)) << std::hex << u;
+    EXPECT_EQ(mproc_exit_signal(code), 0) << std::hex << u;
+    EXPECT_EQ(describe(code).rfind("crash 0x", 0), 0u) << describe(code);
+  }
+  EXPECT_EQ((int)0xC0000005u, -1073741819);  // what the header documents
+  EXPECT_EQ((int)0xC0000409u, -1073740791);
+  EXPECT_EQ((int)0xC00000FDu, -1073741571);
+  EXPECT_EQ(describe((int)0xC0000005u), "crash 0xC0000005 (STATUS_ACCESS_VIOLATION)");
+  EXPECT_EQ(describe((int)0xC0000409u).rfind("crash 0xC0000409 (STATUS_STACK_BUFFER_OVERRUN", 0), 0u);
+  EXPECT_EQ(describe((int)0xC0001234u), "crash 0xC0001234");
+  // the boundary between a negative exit code and a crash
+  EXPECT_TRUE(mproc_exit_is_crash(MPROC_EXIT_CRASH_MAX));
+  EXPECT_FALSE(mproc_exit_is_crash(MPROC_EXIT_CRASH_MAX + 1));
+  EXPECT_EQ((unsigned)MPROC_EXIT_CRASH_MAX, 0xEFFFFFFFu);
+  for (int code : {-128, -300, (int)0xF0000000u, (int)0xFFFFFF00u}) {
+    EXPECT_FALSE(mproc_exit_is_crash(code)) << code;
+    EXPECT_EQ(mproc_exit_signal(code), 0) << code;
+    EXPECT_EQ(describe(code), "exit code " + std::to_string(code));
+  }
+}
+
+TEST(Core, DescribeExitFitsAndTruncates) {
+  // MPROC_EXIT_DESC_SIZE is enough for the longest description
+  for (unsigned u = 0x80000000u; u <= 0xF0000000u; u += 0x00100000u) {
+    char buf[MPROC_EXIT_DESC_SIZE + 8];
+    std::memset(buf, 'x', sizeof buf);
+    mproc_describe_exit((int)u, buf, MPROC_EXIT_DESC_SIZE);
+    EXPECT_LT(std::strlen(buf), (size_t)MPROC_EXIT_DESC_SIZE);
+  }
+  char big[MPROC_EXIT_DESC_SIZE];
+  for (unsigned u : {0xC0000409u, 0xC0000417u, 0xE06D7363u, 0xC00000FDu}) {
+    std::string d = mproc_describe_exit((int)u, big, sizeof big);
+    EXPECT_EQ(d.back(), ')') << "no name for " << std::hex << u;  // every listed code has its name
+    EXPECT_LT(d.size() + 1, sizeof big) << d;  // and it was not cut short
+  }
+  char small[10];
+  std::memset(small, 'x', sizeof small);
+  EXPECT_EQ(mproc_describe_exit(-9, small, sizeof small), small);
+  EXPECT_STREQ(small, "signal 9 ");  // truncated, NUL-terminated within the buffer
+  char one[1] = {'x'};
+  EXPECT_STREQ(mproc_describe_exit(3, one, 1), "");
+  EXPECT_STREQ(mproc_describe_exit(3, nullptr, 10), "");
+  EXPECT_STREQ(mproc_describe_exit(3, big, 0), "");
+}

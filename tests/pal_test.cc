@@ -68,3 +68,50 @@ TEST(Pal, CloseNoHandleIsHarmless) {
   mproc__pal_close(MPROC_NO_HANDLE);
   EXPECT_FALSE(mproc__pal_handle_valid(MPROC_NO_HANDLE));
 }
+
+TEST(Pal, GetenvReadsTheProcessEnvironmentAsUtf8) {
+  using mproc_test::env_set;
+  const char *name = "MPROC_PAL_GETENV_TEST";
+  const char *value = "h\xc3\xa9llo \xe4\xb8\xad \xf0\x9f\x98\x80";  // 2-, 3- and 4-byte UTF-8 (a surrogate pair)
+  env_set(name, value);
+  char *v = nullptr;
+  ASSERT_EQ(mproc__pal_getenv(name, &v), 0) << mproc_last_error();
+  ASSERT_NE(v, nullptr);
+  EXPECT_STREQ(v, value);  // on Windows the ANSI getenv would have mangled it
+  free(v);
+  EXPECT_TRUE(mproc__pal_env_is_set(name));
+  // a long value (Windows allows 32767 characters)
+  std::string big(30000, 'v');
+  env_set(name, big.c_str());
+  ASSERT_EQ(mproc__pal_getenv(name, &v), 0) << mproc_last_error();
+  ASSERT_NE(v, nullptr);
+  EXPECT_TRUE(std::string(v) == big) << std::strlen(v) << " bytes";
+  free(v);
+  // set but empty is set
+  env_set(name, "");
+  ASSERT_EQ(mproc__pal_getenv(name, &v), 0) << mproc_last_error();
+  ASSERT_NE(v, nullptr);
+  EXPECT_STREQ(v, "");
+  free(v);
+  EXPECT_TRUE(mproc__pal_env_is_set(name));
+  // unset
+  env_set(name, nullptr);
+  v = (char *)&v;  // must be overwritten with NULL
+  ASSERT_EQ(mproc__pal_getenv(name, &v), 0) << mproc_last_error();
+  EXPECT_EQ(v, nullptr);
+  EXPECT_FALSE(mproc__pal_env_is_set(name));
+  // bad names
+  EXPECT_EQ(mproc__pal_getenv("", &v), MPROC_EINVAL);
+  EXPECT_EQ(mproc__pal_getenv("A=B", &v), MPROC_EINVAL);
+  EXPECT_EQ(mproc__pal_getenv(nullptr, &v), MPROC_EINVAL);
+  EXPECT_EQ(mproc__pal_getenv(name, nullptr), MPROC_EINVAL);
+  EXPECT_FALSE(mproc__pal_env_is_set(""));
+  EXPECT_FALSE(mproc__pal_env_is_set(nullptr));
+}
+
+TEST(Pal, UnsetenvThenGetenvAgree) {
+  mproc_test::env_set("MPROC_PAL_UNSET_TEST", "1");
+  EXPECT_TRUE(mproc__pal_env_is_set("MPROC_PAL_UNSET_TEST"));
+  mproc__pal_unsetenv("MPROC_PAL_UNSET_TEST");
+  EXPECT_FALSE(mproc__pal_env_is_set("MPROC_PAL_UNSET_TEST"));
+}

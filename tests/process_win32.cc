@@ -5,11 +5,13 @@
 // kill_on_parent_death (src/win32/process.c). Built and run only on Windows (wine here).
 #include <gtest/gtest.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -24,6 +26,11 @@ extern "C" {
 #include "pal.h"
 }
 #include "test_util.h"
+
+#if defined(__MINGW32__)
+// msvcrt.dll exports it (and MSVC's <stdlib.h> declares it), but mingw-w64's headers do not.
+extern "C" _CRTIMP errno_t __cdecl _wgetenv_s(size_t *, wchar_t *, size_t, const wchar_t *);
+#endif
 
 namespace {
 
@@ -438,8 +445,9 @@ TEST(Win32Spawn, ReplacedExecutableIsRefused) {
 
 TEST(Win32Spawn, DISABLED_ReplacedExecutableInner) {
   namespace fs = std::filesystem;
-  const char *with = getenv("MPROC_W32_REPLACE_WITH");
-  ASSERT_NE(with, nullptr) << "run by Win32Spawn.ReplacedExecutableIsRefused";
+  std::optional<std::string> with_env = mproc_test::env_get("MPROC_W32_REPLACE_WITH");
+  ASSERT_TRUE(with_env.has_value()) << "run by Win32Spawn.ReplacedExecutableIsRefused";
+  const char *with = with_env->c_str();
   char *self = nullptr;
   ASSERT_EQ(mproc_self_exe(&self), 0);
   fs::path me(self);
@@ -460,12 +468,19 @@ TEST(Win32Spawn, DISABLED_ReplacedExecutableInner) {
 // ---- the rest --------------------------------------------------------------------------------------
 
 TEST(Win32Proc, UnsetenvReachesTheCrtAndTheProcessEnvironment) {
+  // the C runtime's narrow and wide copies, read without the deprecated getenv / _wgetenv
+  auto crt_wide_set = [](const wchar_t *name) {
+    size_t n = 0;
+    errno_t e = _wgetenv_s(&n, nullptr, 0, name);  // the size query: 0 (UCRT) or ERANGE (wine's msvcrt)
+    return (e == 0 || e == ERANGE) && n > 0;
+  };
   ASSERT_EQ(_putenv("MPROC_W32_UNSET=1"), 0);
-  ASSERT_NE(getenv("MPROC_W32_UNSET"), nullptr);
+  ASSERT_EQ(mproc_test::crt_env_get("MPROC_W32_UNSET"), std::optional<std::string>("1"));
+  ASSERT_TRUE(crt_wide_set(L"MPROC_W32_UNSET"));
   ASSERT_GT(GetEnvironmentVariableW(L"MPROC_W32_UNSET", nullptr, 0), 0u);
   mproc__pal_unsetenv("MPROC_W32_UNSET");
-  EXPECT_EQ(getenv("MPROC_W32_UNSET"), nullptr);
-  EXPECT_EQ(_wgetenv(L"MPROC_W32_UNSET"), nullptr);
+  EXPECT_EQ(mproc_test::crt_env_get("MPROC_W32_UNSET"), std::nullopt);
+  EXPECT_FALSE(crt_wide_set(L"MPROC_W32_UNSET"));
   EXPECT_EQ(GetEnvironmentVariableW(L"MPROC_W32_UNSET", nullptr, 0), 0u);
   mproc__pal_unsetenv("MPROC_W32_NEVER_SET");  // harmless
 }

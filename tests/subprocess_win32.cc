@@ -11,6 +11,7 @@
 #include <fstream>
 #include <mutex>
 #include <random>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -499,7 +500,8 @@ TEST(Win32Communicate, RepeatedTimeoutsLoseAndRepeatNothing) {
 
 TEST(Win32Communicate, BigTransfersInAllDirections) {
   // 64 MiB each way at once; MPROC_BIG=<bytes> overrides (300000000 was checked: 3 x 286 MiB, 5 s).
-  const size_t big = getenv("MPROC_BIG") ? strtoull(getenv("MPROC_BIG"), nullptr, 10) : (64u << 20);
+  const std::optional<std::string> big_env = mproc_test::env_get("MPROC_BIG");
+  const size_t big = big_env ? strtoull(big_env->c_str(), nullptr, 10) : (64u << 20);
   Exchange x({"err", std::to_string(big), "echo"}, big);
   ASSERT_EQ(x.rc, 0) << mproc_last_error();
   auto t0 = std::chrono::steady_clock::now();

@@ -2,7 +2,10 @@
 #ifndef MPROC_TEST_UTIL_H
 #define MPROC_TEST_UTIL_H
 
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -44,6 +47,11 @@ constexpr bool kThreadSanitizer = false;
 constexpr bool kThreadSanitizer = false;
 #endif
 
+// What abort() makes of a process's exit status on Windows: 3 under msvcrt (MinGW's default C runtime;
+// also the UCRT once _set_abort_behavior has cleared _CALL_REPORTFAULT, as tests/helpers/quiet_crashes.h
+// does), 0xC0000409 (STATUS_STACK_BUFFER_OVERRUN, a fast fail) under the UCRT otherwise.
+inline bool is_windows_abort_status(int code) { return code == 3 || (unsigned)code == 0xC0000409u; }
+
 // Absolute path of the helper program, which the build puts beside every test executable.
 inline std::string helper_path() {
   char *self = nullptr;
@@ -84,6 +92,64 @@ inline void kill_pid(long long pid) {
   kill((pid_t)pid, SIGKILL);
 #endif
 }
+
+// The environment without the C runtime calls MSVC deprecates (getenv, _wgetenv: C4996).
+//
+// env_get: the value of `name` in this process's environment as the OS keeps it (what children
+// inherit): UTF-8 on Windows (read as UTF-16), the bytes as they are on POSIX; nullopt when unset.
+// crt_env_get: the value in the C runtime's narrow copy (getenv_s on Windows), which _putenv changes.
+// env_set: set `name` to the UTF-8 `value` in the OS environment, or remove it when value is NULL.
+#ifdef _WIN32
+inline std::wstring to_wide(const std::string &s) {
+  if (s.empty()) return std::wstring();
+  int n = MultiByteToWideChar(CP_UTF8, 0, s.data(), (int)s.size(), nullptr, 0);
+  std::wstring w((size_t)n, L'\0');
+  MultiByteToWideChar(CP_UTF8, 0, s.data(), (int)s.size(), &w[0], n);
+  return w;
+}
+inline std::string to_utf8(const std::wstring &w) {
+  if (w.empty()) return std::string();
+  int n = WideCharToMultiByte(CP_UTF8, 0, w.data(), (int)w.size(), nullptr, 0, nullptr, nullptr);
+  std::string s((size_t)n, '\0');
+  WideCharToMultiByte(CP_UTF8, 0, w.data(), (int)w.size(), &s[0], n, nullptr, nullptr);
+  return s;
+}
+inline std::optional<std::string> env_get(const char *name) {
+  std::wstring wn = to_wide(name);
+  SetLastError(ERROR_SUCCESS);
+  DWORD n = GetEnvironmentVariableW(wn.c_str(), nullptr, 0);
+  if (n == 0) return GetLastError() == ERROR_ENVVAR_NOT_FOUND ? std::nullopt : std::optional<std::string>("");
+  std::wstring v(n, L'\0');
+  n = GetEnvironmentVariableW(wn.c_str(), &v[0], n);
+  v.resize(n);
+  return to_utf8(v);
+}
+inline std::optional<std::string> crt_env_get(const char *name) {
+  size_t n = 0;
+  // the size query: 0 from the UCRT, ERANGE from wine's msvcrt; n = 0 means unset either way
+  errno_t e = getenv_s(&n, nullptr, 0, name);
+  if ((e != 0 && e != ERANGE) || n == 0) return std::nullopt;
+  std::string v(n, '\0');
+  if (getenv_s(&n, &v[0], v.size(), name) != 0) return std::nullopt;
+  v.resize(n - 1);
+  return v;
+}
+inline void env_set(const char *name, const char *value) {
+  SetEnvironmentVariableW(to_wide(name).c_str(), value ? to_wide(value).c_str() : nullptr);
+}
+#else
+inline std::optional<std::string> env_get(const char *name) {
+  const char *v = std::getenv(name);  // POSIX only: not compiled by MSVC
+  return v ? std::optional<std::string>(v) : std::nullopt;
+}
+inline std::optional<std::string> crt_env_get(const char *name) { return env_get(name); }
+inline void env_set(const char *name, const char *value) {
+  if (value)
+    setenv(name, value, 1);
+  else
+    unsetenv(name);
+}
+#endif
 
 // Number of open fds / handles of this process (leak checks).
 inline int open_handle_count() {

@@ -1,5 +1,5 @@
 /*
- * mproc/connection.h — message pipes between processes.
+ * mproc/connection.h: message pipes between processes.
  * Python counterparts: multiprocessing.Pipe, multiprocessing.connection.Connection,
  * multiprocessing.connection.wait.
  *
@@ -69,8 +69,9 @@ MPROC_API int mproc_connection_send_bytes(mproc_connection *c, const void *buf, 
  * convenience, the NUL not counted; release with mproc_free). maxlength 0 means no limit. Waits up to
  * timeout_ms for a message (MPROC_INFINITE: forever).
  * Errors: MPROC_EEOF (the peer closed and every message has been received), MPROC_ETIMEDOUT (no
- * whole message within the timeout; what arrived is kept for the next receive), MPROC_EMSGSIZE (the next message is longer than maxlength: it is
- * NOT consumed — the connection stays usable, and a later recv with a larger limit or
+ * whole message within the timeout; what arrived is kept for the next receive), MPROC_EMSGSIZE (the
+ * next message is longer than maxlength: it is NOT consumed: the connection stays usable, and a later
+ * recv with a larger limit or
  * recv_bytes_into with a large enough buffer gets it; mproc_last_error() says its size),
  * MPROC_ESTATE (a send-only end), MPROC_ECLOSED, MPROC_ENOMEM, MPROC_ESYS (an OS error, or a corrupt
  * stream: see "Receive guarantees" above; close such a connection). */

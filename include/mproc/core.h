@@ -1,5 +1,5 @@
 /*
- * mproc/core.h — version, error codes, per-thread error messages, timeouts, CPU counts, process ids,
+ * mproc/core.h: version, error codes, per-thread error messages, timeouts, CPU counts, process ids,
  * and the main guard.
  *
  * Conventions used by every mproc header (see docs/guide.md):
@@ -15,6 +15,7 @@
 #ifndef MPROC_CORE_H
 #define MPROC_CORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -112,6 +113,49 @@ MPROC_API int64_t mproc_monotonic_ns(void);
 #define MPROC_SIGINT 2
 #define MPROC_SIGKILL 9
 #define MPROC_SIGTERM 15
+
+/* ---- exit statuses --------------------------------------------------------------------------- */
+
+/* How a child ended, read from a returncode (mproc_popen_returncode, mproc_completed.returncode) or
+ * an exitcode (mproc_process_exitcode). The three kinds never overlap:
+ *
+ *   code >= 0                     it exited with this code: exit(code), return from main or from the
+ *                                 target.
+ *   -127 <= code <= -1            -N: signal N ended it (POSIX: -9 after SIGKILL, -11 after SIGSEGV).
+ *                                 On Windows mproc_process_terminate / kill give -15 / -9 the same
+ *                                 way; a Windows program that itself exits with a small negative code
+ *                                 (exit(-1)) reads the same, as in Python.
+ *   code <= MPROC_EXIT_CRASH_MAX  Windows: the process ended with an exception (NTSTATUS) code, as an
+ *                                 unhandled crash does. The 32-bit code comes back as an int, so it
+ *                                 is a large negative number: 0xC0000005 (access violation) is
+ *                                 -1073741819, 0xC0000409 (a fast fail: abort() under the UCRT, or a
+ *                                 detected buffer overrun) is -1073740791, 0xC00000FD (stack
+ *                                 overflow) is -1073741571. Compare as (unsigned)code == 0xC0000005u.
+ *                                 Never produced on POSIX, where a crash is a signal (-11, -6).
+ *
+ * Anything else (between MPROC_EXIT_CRASH_MAX and -128) is a negative exit code a Windows program
+ * chose. Under msvcrt (MinGW's default C runtime) abort() exits with 3; under the UCRT with
+ * 0xC0000409, unless the program cleared _CALL_REPORTFAULT with _set_abort_behavior. */
+
+/* The highest code that mproc_exit_is_crash accepts: codes 0x80000000 through 0xEFFFFFFF as unsigned,
+ * the NTSTATUS warning and error codes (0x8..., 0xC...) and the customer exception codes (0xE...,
+ * such as 0xE06D7363, an uncaught MSVC C++ exception). */
+#define MPROC_EXIT_CRASH_MAX (-0x10000000 - 1)
+
+/* Whether the code is a Windows crash (exception) status, as described above. Thread-safe. */
+MPROC_API bool mproc_exit_is_crash(int code);
+
+/* The signal that ended the process, N for a code -N with 1 <= N <= 127; 0 for any other code (an
+ * exit code or a crash status). Thread-safe. */
+MPROC_API int mproc_exit_signal(int code);
+
+/* A short description of a returncode / exitcode for messages and logs, in buf (always NUL-terminated
+ * when size > 0, truncated to fit): "exit code 3", "signal 9 (SIGKILL)", "crash 0xC0000005
+ * (STATUS_ACCESS_VIOLATION)", "exit code -300". Signal names are given only for the numbers that mean
+ * the same on every POSIX system. Returns buf ("" if buf is NULL or size is 0). MPROC_EXIT_DESC_SIZE
+ * bytes are always enough. Thread-safe. */
+#define MPROC_EXIT_DESC_SIZE 96
+MPROC_API const char *mproc_describe_exit(int code, char *buf, size_t size);
 
 /* ---- system information --------------------------------------------------------------------- */
 

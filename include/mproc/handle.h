@@ -1,5 +1,5 @@
 /*
- * mproc/handle.h — the native handle type shared by all modules.
+ * mproc/handle.h: the native handle type shared by all modules.
  */
 #ifndef MPROC_HANDLE_H
 #define MPROC_HANDLE_H

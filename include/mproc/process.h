@@ -1,5 +1,5 @@
 /*
- * mproc/process.h — run a C function in a child process.
+ * mproc/process.h: run a C function in a child process.
  * Python counterparts: multiprocessing.Process, current_process, parent_process, active_children,
  * set_start_method / get_start_method / get_context, multiprocessing.connection.wait.
  *
@@ -124,7 +124,7 @@ MPROC_API int mproc_process_create(mproc_process **out, const mproc_process_opts
 /* Process.start(). Returns once the child runs: under spawn, once its main guard has received the
  * target and found it; under forkserver, once the child the server forked has found it. Errors:
  * MPROC_ESTATE (started twice; a daemon starting a child; a spawned child whose main guard has not
- * run yet — the missing-guard protection against fork bombs), MPROC_ENOTSUP (the method is not
+ * run yet: the missing-guard protection against fork bombs), MPROC_ENOTSUP (the method is not
  * available here), MPROC_ENOENT (the target cannot be found again in the child: not in a module of
  * this program, or the binary differs), MPROC_ECLOSED (a handed connection is closed), MPROC_EINVAL
  * (forkserver: the handed connections need more than 252 descriptors; on POSIX a duplex connection
@@ -156,7 +156,9 @@ MPROC_API int mproc_process_close(mproc_process *p);
 MPROC_API void mproc_process_destroy(mproc_process *p);
 
 /* Process.pid (0 before start), exitcode (false while unknown: not started or still running; the
- * target's return value, n after exit(n), -N after signal N), name, daemon, sentinel. */
+ * target's return value, n after exit(n), -N after signal N; on Windows a crash gives its exception
+ * code as a large negative int, 0xC0000005 as -1073741819, never in the -N range: see "exit
+ * statuses" in mproc/core.h, mproc_exit_is_crash), name, daemon, sentinel. */
 MPROC_API int64_t mproc_process_pid(const mproc_process *p);
 MPROC_API bool mproc_process_exitcode(const mproc_process *p, int *exitcode);
 MPROC_API const char *mproc_process_name(const mproc_process *p);

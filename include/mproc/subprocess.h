@@ -1,5 +1,5 @@
 /*
- * mproc/subprocess.h — start external programs, talk to them, collect their results.
+ * mproc/subprocess.h: start external programs, talk to them, collect their results.
  * Python counterparts: subprocess.Popen, run, call, check_call, check_output, CompletedProcess,
  * CalledProcessError, TimeoutExpired, PIPE, DEVNULL, STDOUT.
  *
@@ -52,7 +52,7 @@ typedef struct mproc_popen_opts {
    * directory separator is looked up in the PATH of the environment the child will get (env and
    * env_extra applied; the parent's otherwise), like Python's Popen; with no PATH at all, the system
    * directories (/bin:/usr/bin; Windows' system directories). On Windows ".exe" is tried for a name
-   * without an extension, and — unlike CreateProcess — neither the cwd nor the parent's own directory
+   * without an extension, and, unlike CreateProcess, neither the cwd nor the parent's own directory
    * is searched; a '"' in argv[0] gives MPROC_EINVAL (Windows cannot represent it). Exactly one of argv
    * and command must be set. */
   const char *const *argv;
@@ -137,8 +137,10 @@ MPROC_API int64_t mproc_popen_pid(const mproc_popen *p);
 
 /* Whether the child has been reaped; if so and returncode is not NULL, stores Popen.returncode:
  * the exit status, or -N when a signal N ended it (POSIX). On Windows: the process exit code as a
- * 32-bit value (e.g. 0xC0000005 for an access violation gives (int)0xC0000005); terminate() and
- * kill() make it 1, as in Python. */
+ * 32-bit value, so a crash gives its exception code as a large negative int (an access violation,
+ * 0xC0000005, gives -1073741819), which mproc_exit_is_crash tells apart from -N (see "exit statuses"
+ * in mproc/core.h; mproc_describe_exit words any of them); terminate() and kill() make it 1, as in
+ * Python. */
 MPROC_API bool mproc_popen_returncode(const mproc_popen *p, int *returncode);
 
 /* Popen.wait(timeout): wait for the child to end, up to timeout_ms (MPROC_INFINITE waits forever,

@@ -315,6 +315,18 @@ int mproc__pal_thread_start(void (*fn)(void *), void *arg) {
 
 void mproc__pal_unsetenv(const char *name) { unsetenv(name); }
 
+int mproc__pal_getenv(const char *name, char **value) {
+  if (value) *value = NULL;
+  if (!value || !name || !*name || strchr(name, '='))
+    return mproc__fail(MPROC_EINVAL, "getenv: the name must be non-empty and hold no '='");
+  const char *v = getenv(name);
+  if (!v) return 0;
+  *value = mproc__strdup(v);
+  return *value ? 0 : MPROC_ENOMEM;
+}
+
+bool mproc__pal_env_is_set(const char *name) { return name && *name && !strchr(name, '=') && getenv(name); }
+
 /* ---- finding a function again in a re-executed child --------------------------------------------- */
 
 /* The address where the main executable's image starts (dladdr's dli_fbase for its functions). */

@@ -130,6 +130,71 @@ void mproc__pal_unsetenv(const char *name) {
   free(w);
 }
 
+/* The name as UTF-16, or NULL with the error set: *rc = MPROC_EINVAL (bad name) or MPROC_ENOMEM. */
+static wchar_t *env_name(const char *name, int *rc) {
+  if (!name || !*name || strchr(name, '=')) {
+    *rc = mproc__fail(MPROC_EINVAL, "getenv: the name must be non-empty and hold no '='");
+    return NULL;
+  }
+  wchar_t *w = mproc__utf8_to_wide(name, "environment variable name");
+  if (!w) *rc = MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, name, -1, NULL, 0) > 0 ? MPROC_ENOMEM : MPROC_EINVAL;
+  return w;
+}
+
+/* GetEnvironmentVariableW and not getenv: getenv reads the C runtime's copy in the ANSI code page (so
+ * not UTF-8, and lossy), and the UCRT declares it deprecated (C4996). The process environment is
+ * what children inherit, and what mproc__pal_unsetenv changes too. */
+int mproc__pal_getenv(const char *name, char **value) {
+  if (value) *value = NULL;
+  if (!value) return mproc__fail(MPROC_EINVAL, "getenv: value is NULL");
+  int rc = 0;
+  wchar_t *w = env_name(name, &rc);
+  if (!w) return rc;
+  wchar_t *buf = NULL;
+  DWORD cap = 0;
+  for (;;) {
+    SetLastError(ERROR_SUCCESS);
+    DWORD n = GetEnvironmentVariableW(w, buf, cap); /* cap 0: the size needed, NUL included */
+    DWORD e = GetLastError();
+    if (n == 0) { /* unset, or set to "" (then no error is set) */
+      if (e == ERROR_ENVVAR_NOT_FOUND) break;
+      if (e != ERROR_SUCCESS) {
+        rc = mproc__fail_os(MPROC_ESYS, (int)e, "GetEnvironmentVariableW");
+        break;
+      }
+      *value = mproc__strdup("");
+      rc = *value ? 0 : MPROC_ENOMEM;
+      break;
+    }
+    if (n < cap) { /* it fitted: n units without the NUL */
+      *value = mproc__wide_to_utf8(buf, (int)n);
+      if (!*value) rc = MPROC_ENOMEM;
+      break;
+    }
+    /* too small (the value may also have grown between the calls): n is the size needed */
+    free(buf);
+    cap = n;
+    buf = (wchar_t *)malloc(sizeof(wchar_t) * cap);
+    if (!buf) {
+      rc = mproc__fail(MPROC_ENOMEM, "getenv: out of memory");
+      break;
+    }
+  }
+  free(buf);
+  free(w);
+  return rc;
+}
+
+bool mproc__pal_env_is_set(const char *name) {
+  int rc = 0;
+  wchar_t *w = env_name(name, &rc);
+  if (!w) return false;
+  SetLastError(ERROR_SUCCESS);
+  bool set = GetEnvironmentVariableW(w, NULL, 0) > 0 || GetLastError() != ERROR_ENVVAR_NOT_FOUND;
+  free(w);
+  return set;
+}
+
 /* ---- finding a function again in a re-executed child --------------------------------------------- */
 
 /* Reference layout: u64 is_main | u64 offset | u64 image hash | u64 file identity[4] | UTF-8 path of a

@@ -17,7 +17,7 @@
  *                  segv the filter ends the process with the exception code itself, which is what the
  *                  OS would report, minus wine's "Unhandled page fault" banner on the shared stderr.
  *   cwd            print the current directory
- *   env NAME       print the value of NAME, or <unset>
+ *   env NAME       print the value of NAME (UTF-8, on Windows too), or <unset>
  *   pid | ppid     print the process id / the parent's process id
  *   fds            print the open fds, space separated (POSIX), or the handle count (Windows)
  *   hasfd N        print "yes" if fd / handle value N is open in this process, else "no"
@@ -44,6 +44,9 @@
  *                  of ours (a middleman between a boot link's maker and the program), and exit with
  *                  its exit status
  *
+ * On Windows a crash never opens a dialog or a Windows Error Reporting report (quiet_crashes.h), and
+ * abort() exits with 3 under msvcrt and the UCRT alike.
+ *
  * Output is unbuffered (each command's output is complete when the next command starts). Exit status
  * is 0 when the script ends, unless a command says otherwise.
  */
@@ -53,6 +56,8 @@
 #include <direct.h>
 #include <fcntl.h>
 #include <io.h>
+
+#include "quiet_crashes.h"
 #else
 #define _POSIX_C_SOURCE 200809L
 #include <dirent.h>
@@ -152,6 +157,29 @@ static void list_fds(void) {
     first = 0;
   }
   closedir(d);
+#endif
+}
+
+/* Print the value of environment variable `name`, or <unset>. Windows reads the process environment
+ * as UTF-16 and prints UTF-8 (the CRT's getenv gives the ANSI code page, and MSVC deprecates it). */
+static void print_env(const char *name) {
+#ifdef _WIN32
+  static wchar_t wname[512], wval[32767];
+  static char val[32767 * 3 + 1];
+  if (!MultiByteToWideChar(CP_UTF8, 0, name, -1, wname, 512)) exit(126);
+  SetLastError(ERROR_SUCCESS);
+  DWORD n = GetEnvironmentVariableW(wname, wval, 32767);
+  if (n == 0 && GetLastError() == ERROR_ENVVAR_NOT_FOUND) {
+    print_str("<unset>");
+    return;
+  }
+  if (n >= 32767) exit(126);
+  int m = n ? WideCharToMultiByte(CP_UTF8, 0, wval, (int)n, val, (int)sizeof val - 1, NULL, NULL) : 0;
+  if (n && m <= 0) exit(126);
+  write_all(stdout, val, (size_t)m);
+#else
+  const char *v = getenv(name); /* POSIX only: not compiled by MSVC */
+  print_str(v ? v : "<unset>");
 #endif
 }
 
@@ -368,7 +396,7 @@ int main(int argc, char **argv) {
   _setmode(_fileno(stdin), _O_BINARY);
   _setmode(_fileno(stdout), _O_BINARY);
   _setmode(_fileno(stderr), _O_BINARY);
-  SetErrorMode(SEM_FAILCRITICALERRORS | SEM_NOGPFAULTERRORBOX);
+  mproc_test_quiet_crashes();
 #endif
   char line[4096];
   for (int i = 1; i < argc; ++i) {
@@ -425,8 +453,7 @@ int main(int argc, char **argv) {
       print_str(line);
     } else if (!strcmp(c, "env")) {
       NEED_ARG;
-      const char *v = getenv(a);
-      print_str(v ? v : "<unset>");
+      print_env(a);
     } else if (!strcmp(c, "pid") || !strcmp(c, "ppid")) {
 #ifdef _WIN32
       unsigned long v = GetCurrentProcessId();
