@@ -8,6 +8,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -62,11 +64,10 @@ bool exists(const std::string &path) { return GetFileAttributesA(path.c_str()) !
 // The target of every forged bootstrap: create the file named by the argument bytes.
 int t_write_marker(const mproc_args *a) {
   std::string path((const char *)a->data, a->size);
-  FILE *f = std::fopen(path.c_str(), "wb");
+  std::ofstream f(path, std::ios::binary);
   if (!f) return 3;
-  std::fputs("the target ran", f);
-  std::fclose(f);
-  return 0;
+  f << "the target ran";
+  return f.good() ? 0 : 3;
 }
 
 // A well-formed bootstrap (the current format, src/bootstrap.c) naming t_write_marker(marker), framed
@@ -223,9 +224,9 @@ TEST(Win32BootLink, FilesDevicesAndNonHandlesAreRefused) {
 // The child side of the next test: check the handle that MPROC_TEST_BOOT_LINK names and print the
 // result. Skipped in an ordinary run.
 TEST(Win32BootLink, ChildSide) {
-  const char *v = std::getenv("MPROC_TEST_BOOT_LINK");
+  std::optional<std::string> v = mproc_test::env_get("MPROC_TEST_BOOT_LINK");
   if (!v) GTEST_SKIP() << "only in a child of CheckedInAChild";
-  std::printf("[[%s]]\n", check_message((mproc_os_handle)std::strtoll(v, nullptr, 10)).c_str());
+  std::printf("[[%s]]\n", check_message((mproc_os_handle)std::strtoll(v->c_str(), nullptr, 10)).c_str());
   std::fflush(stdout);
 }
 
@@ -282,11 +283,11 @@ TEST(Win32GuardForged, ControlABootLinkFromTheParentRunsTheTarget) {
 TEST(Win32GuardForged, AFileIsRefused) {
   std::string marker = temp_path("marker-a"), boot = temp_path("boot");
   {
-    FILE *f = std::fopen(boot.c_str(), "wb");
-    ASSERT_NE(f, nullptr);
+    std::ofstream f(boot, std::ios::binary);
+    ASSERT_TRUE(f.good());
     std::string b = framed_bootstrap(marker);
-    std::fwrite(b.data(), 1, b.size(), f);
-    std::fclose(f);
+    f.write(b.data(), (std::streamsize)b.size());
+    ASSERT_TRUE(f.good());
   }
   mproc_os_handle h = MPROC_NO_HANDLE;
   ASSERT_EQ(mproc__pal_open_path(boot.c_str(), false, false, &h), 0);
@@ -323,11 +324,11 @@ TEST(Win32GuardForged, AnAnonymousOrStdioPipeIsRefused) {
 TEST(Win32GuardForged, ARelayFromAnotherExecutableIsRefused) {
   std::string marker = temp_path("marker-c"), boot = temp_path("boot");
   {
-    FILE *f = std::fopen(boot.c_str(), "wb");
-    ASSERT_NE(f, nullptr);
+    std::ofstream f(boot, std::ios::binary);
+    ASSERT_TRUE(f.good());
     std::string b = framed_bootstrap(marker);
-    std::fwrite(b.data(), 1, b.size(), f);
-    std::fclose(f);
+    f.write(b.data(), (std::streamsize)b.size());
+    ASSERT_TRUE(f.good());
   }
   Ran r = run({mproc_test::helper_path(), "relay-boot", boot, self_exe(), "--gtest_filter=-*"}, {});
   EXPECT_REFUSED(r, marker, "the parent runs another executable");

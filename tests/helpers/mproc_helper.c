@@ -352,7 +352,12 @@ static int relay_forkserver(int sv[2], char *data, size_t len, int argc, char **
 /* relay-boot: see the top of the file. Exit status: the child's, or 126 if the relay itself failed. */
 static int relay_boot(const char *file, int forkserver, int argc, char **argv) {
   static char data[1 << 20];
-  FILE *f = fopen(file, "rb");
+  FILE *f = NULL;
+#ifdef _WIN32
+  if (fopen_s(&f, file, "rb") != 0) f = NULL;
+#else
+  f = fopen(file, "rb");
+#endif
   if (!f) return 126;
   size_t len = fread(data, 1, sizeof data, f);
   fclose(f);
