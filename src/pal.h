@@ -129,6 +129,8 @@ typedef struct mproc__child {
   bool signal_exitcodes;  /* see MPROC__WIN_SIGNAL_EXIT_BASE */
   int returncode;         /* valid when reaped: exit status, or -signal (POSIX) / exit code (Windows) */
   void *job;              /* Windows: the child's kill-on-close job object (mproc__pal_child_bind), or NULL */
+  bool job_tree;          /* Windows: job holds the child's whole tree (a cmd.exe child: a shell command or a
+                             batch file), made by mproc__pal_spawn; signals end the job, not only the child */
 } mproc__child;
 
 /* (Processes) Make mproc__pal_signal end a Windows child with exit code 0x10000 | sig, which
