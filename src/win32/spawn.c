@@ -696,6 +696,50 @@ static int plan_shell(const mproc__spawn_req *req, plan *pl) {
   return rc;
 }
 
+/* Paths of MAX_PATH characters or more for CreateProcessW (an absolute *path, replaced in place):
+ *   - the working directory must be under MAX_PATH - 1 characters in every form (Windows refuses a longer
+ *     one, \\?\ or not, long paths enabled or not): its short 8.3 form is used when that fits, as libuv
+ *     does; otherwise MPROC_EINVAL says so;
+ *   - the program: its short form when that fits, else its \\?\ form, which lpApplicationName takes
+ *     whatever the long-path setting (bazel's finding). */
+static int fit_for_create_process(wchar_t **path, bool is_dir, const char *prog, const char *shown) {
+  size_t n = wcslen(*path), limit = is_dir ? MAX_PATH - 2 : MAX_PATH - 1;
+  if (n <= limit) return 0;
+  bool oom;
+  wchar_t *lf = long_form(*path, &oom);
+  if (!lf) return oom ? MPROC_ENOMEM : 0; /* already \\?\ (or relative): as given */
+  DWORD need = GetShortPathNameW(lf, NULL, 0);
+  wchar_t *sp = need ? (wchar_t *)malloc(need * sizeof(wchar_t)) : NULL;
+  if (sp && GetShortPathNameW(lf, sp, need) < need) {
+    bool unc = wcsncmp(sp, L"\\\\?\\UNC\\", 8) == 0;
+    const wchar_t *plain = unc ? sp + 8 : wcsncmp(sp, L"\\\\?\\", 4) == 0 ? sp + 4 : sp;
+    size_t pn = wcslen(plain), k = unc ? 2 : 0;
+    if (pn + k <= limit) {
+      wchar_t *d = (wchar_t *)malloc((pn + k + 1) * sizeof(wchar_t));
+      if (d) {
+        if (k) d[0] = d[1] = L'\\'; /* \\server\share for a UNC path */
+        memcpy(d + k, plain, (pn + 1) * sizeof(wchar_t));
+        free(sp);
+        free(lf);
+        free(*path);
+        *path = d;
+        return 0;
+      }
+    }
+  }
+  free(sp);
+  if (is_dir) {
+    free(lf);
+    return mproc__fail_os(MPROC_EINVAL, ERROR_FILENAME_EXCED_RANGE,
+                          "spawn '%s': cwd '%s' is %zu characters; Windows starts programs only in a directory of "
+                          "at most %d, and it has no short (8.3) form that fits",
+                          prog, shown ? shown : "?", n, MAX_PATH - 2);
+  }
+  free(*path);
+  *path = lf;
+  return 0;
+}
+
 static int plan_make(const mproc__spawn_req *req, plan *pl) {
   memset(pl, 0, sizeof *pl);
   pl->prog = req->command ? req->command : req->executable ? req->executable : req->argv[0];
@@ -704,16 +748,7 @@ static int plan_make(const mproc__spawn_req *req, plan *pl) {
   if (rc == 0 && wcslen(pl->cmdline) >= 32767)
     rc = mproc__fail(MPROC_EINVAL, "spawn '%s': the command line is %zu UTF-16 units long; Windows allows 32766",
                      pl->prog, wcslen(pl->cmdline));
-  if (rc == 0) { /* a long program path: CreateProcessW takes it in the \\?\ form */
-    bool oom;
-    wchar_t *lf = long_form(pl->app, &oom);
-    if (lf) {
-      free(pl->app);
-      pl->app = lf;
-    } else if (oom) {
-      rc = MPROC_ENOMEM;
-    }
-  }
+  if (rc == 0) rc = fit_for_create_process(&pl->app, false, pl->prog, NULL);
   if (rc == 0 && req->cwd) {
     rc = to_wide(req->cwd, "cwd", &pl->cwd);
     DWORD a = rc ? 0 : file_attributes(pl->cwd);
@@ -727,16 +762,7 @@ static int plan_make(const mproc__spawn_req *req, plan *pl) {
       pl->cwd = full;
       if (!full) rc = MPROC_ENOMEM;
     }
-    if (rc == 0) { /* a long one in the \\?\ form (Windows takes it only where long paths are enabled) */
-      bool oom;
-      wchar_t *lf = long_form(pl->cwd, &oom);
-      if (lf) {
-        free(pl->cwd);
-        pl->cwd = lf;
-      } else if (oom) {
-        rc = MPROC_ENOMEM;
-      }
-    }
+    if (rc == 0) rc = fit_for_create_process(&pl->cwd, true, pl->prog, req->cwd);
   }
   if (rc) plan_free(pl);
   return rc;
