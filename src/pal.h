@@ -107,7 +107,7 @@ int mproc__pal_communicate(mproc__comm *c, int64_t deadline_ns);
 /* What to start. Strings UTF-8. Exactly one of argv and command is set (checked by the caller). */
 typedef struct mproc__spawn_req {
   const char *const *argv;       /* argv[0] is looked up in PATH if it has no directory separator */
-  const char *command;           /* shell command: /bin/sh -c CMD; %COMSPEC% /c CMD */
+  const char *command;           /* shell command: /bin/sh -c CMD; <system dir>\cmd.exe /d /c "CMD" */
   const char *executable;        /* overrides the file to run (argv[0] still passed); with command: the shell */
   const char *cwd;               /* or NULL */
   const char *const *env;        /* NULL: the parent's environment */

@@ -15,11 +15,13 @@
  *     other's set and its CreateProcessW makes that CreateProcessW fail (listed handle not inheritable);
  *   - the caller's handles keep their flags, and the child's stdout and stderr are one handle when they
  *     are one handle in the parent (listed once: a duplicate entry makes CreateProcessW fail).
- * The race neither choice can close: while the duplicates exist (microseconds), a CreateProcess elsewhere
- * in this process with bInheritHandles = TRUE and *no* handle list (another library, or our own
- * inherit_fds = true) inherits them too, and a pipe end held by that unrelated child delays end of file
- * on our pipe until it exits. A user-mode library cannot prevent that (Python and libuv have the same
- * window); we keep the window as short as possible and never widen it to the caller's handles.
+ * The race neither choice can close: while the duplicates exist (until CreateProcessW returns), a
+ * CreateProcess with bInheritHandles = TRUE and *no* handle list inherits them too, and a pipe end held
+ * by that unrelated child delays end of file on our pipe until it exits. Our own such spawns
+ * (inherit_fds = true) are kept out by g_spawn_lock: they take it exclusive, every other spawn shared,
+ * from the first duplicate to the last close. Another library's CreateProcess in this process cannot be
+ * kept out by a user-mode library (Python and libuv have the same window); we keep the window short and
+ * never widen it to the caller's handles.
  * pass_fds must keep their values in the child, so those handles themselves are made inheritable for the
  * duration and their flags restored after; a process-wide lock serialises that step between spawns that
  * pass handles (they could share one), and nobody else waits on it.
@@ -37,8 +39,14 @@
  * directories when PATH is unset), not in the current directory; a name with no extension gets ".com"
  * then ".exe" appended (the two kinds CreateProcessW runs); with an extension the name is tried as it is
  * first. The file found is passed to CreateProcessW as lpApplicationName, so Windows does no search of its
- * own. The shell of `command` is %ComSpec% (the parent's), else <system dir>\cmd.exe, run as
- * `SHELL /c "COMMAND"` exactly as CPython does: cmd.exe strips the outer quotes and keeps the rest.
+ * own; a long one (MAX_PATH or more) in its short or \\?\ form, a long cwd in its short form
+ * (fit_for_create_process). A batch file found is never given to CreateProcessW: the system's cmd.exe
+ * runs it with a command line built for cmd's rules ("batch files through cmd.exe" below).
+ * The shell of `command` is <system dir>\cmd.exe (never %ComSpec%, which the environment controls), run
+ * as `SHELL /d /c "COMMAND"`: as CPython, plus /d against the registry's AutoRun command; cmd.exe strips
+ * the outer quotes and keeps the rest. Shell and batch children get a kill-on-close job of their own
+ * before they run (start_tree_job), so terminate/kill and timeouts end what cmd.exe started too.
+ * One lock (g_spawn_lock) keeps an inherit_fds spawn from inheriting another spawn's handles in flight.
  */
 #include <stdio.h>
 #include <stdlib.h>
