@@ -1,5 +1,6 @@
 /* Seed notes: subprocess.call("ls /", shell=True)
- * In C: .command runs a command line through the shell: /bin/sh -c on POSIX, %COMSPEC% /c on Windows. */
+ * In C: .command runs a command line through the shell: /bin/sh -c on POSIX, the system's cmd.exe /d /c
+ * on Windows (never %ComSpec%). */
 #include <stdio.h>
 
 #include "mproc.h"

@@ -112,7 +112,7 @@ int mproc__pal_communicate(mproc__comm *c, int64_t deadline_ns);
 /* What to start. Strings UTF-8. Exactly one of argv and command is set (checked by the caller). */
 typedef struct mproc__spawn_req {
   const char *const *argv;       /* argv[0] is looked up in PATH if it has no directory separator */
-  const char *command;           /* shell command: /bin/sh -c CMD; %COMSPEC% /c CMD */
+  const char *command;           /* shell command: /bin/sh -c CMD; <system dir>\cmd.exe /d /c "CMD" */
   const char *executable;        /* overrides the file to run (argv[0] still passed); with command: the shell */
   const char *cwd;               /* or NULL */
   const char *const *env;        /* NULL: the parent's environment */
@@ -134,6 +134,8 @@ typedef struct mproc__child {
   bool signal_exitcodes;  /* see MPROC__WIN_SIGNAL_EXIT_BASE */
   int returncode;         /* valid when reaped: exit status, or -signal (POSIX) / exit code (Windows) */
   void *job;              /* Windows: the child's kill-on-close job object (mproc__pal_child_bind), or NULL */
+  bool job_tree;          /* Windows: job holds the child's whole tree (a cmd.exe child: a shell command or a
+                             batch file), made by mproc__pal_spawn; signals end the job, not only the child */
 } mproc__child;
 
 /* (Processes) Make mproc__pal_signal end a Windows child with exit code 0x10000 | sig, which

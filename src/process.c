@@ -72,7 +72,7 @@ static bool g_guard_ran;
 static mproc_os_handle g_parent_link = MPROC_NO_HANDLE; /* in a child: our end of the boot link */
 /* The fork server this process uses (under the global lock): our end of its control socket. */
 static mproc_os_handle g_fs_ctl = MPROC_NO_HANDLE;
-static mproc__child g_fs_child = {0, MPROC_NO_HANDLE, false, false, 0, NULL};
+static mproc__child g_fs_child = {0, MPROC_NO_HANDLE, false, false, 0, NULL, false};
 
 /* ---- start methods and contexts ---------------------------------------------------------------- */
 

@@ -51,20 +51,50 @@ typedef struct mproc_popen_opts {
   /* The program and its arguments, NULL-terminated. argv[0] names the program: a name without a
    * directory separator is looked up in the PATH of the environment the child will get (env and
    * env_extra applied; the parent's otherwise), like Python's Popen; with no PATH at all, the system
-   * directories (/bin:/usr/bin; Windows' system directories). On Windows ".exe" is tried for a name
-   * without an extension, and, unlike CreateProcess, neither the cwd nor the parent's own directory
-   * is searched; a '"' in argv[0] gives MPROC_EINVAL (Windows cannot represent it). Exactly one of argv
-   * and command must be set. */
+   * directories (/bin:/usr/bin; Windows' system directories). On Windows a name without an extension
+   * is tried with ".com" and then ".exe" appended (in each directory, in that order), and - unlike
+   * CreateProcess - neither the cwd nor the parent's own directory is searched; a '"' in argv[0] gives
+   * MPROC_EINVAL (Windows cannot represent it). Paths of MAX_PATH (260) characters or more work on
+   * Windows (see cwd for the limit there). Exactly one of argv and command must be set.
+   *
+   * Batch files on Windows. When the program found (argv[0] or executable, after the PATH search, with
+   * trailing dots and spaces of the name dropped as Windows drops them) is a .bat or .cmd file, mproc
+   * runs it through the system's cmd.exe (<system dir>\cmd.exe, never %ComSpec%) as
+   *   cmd.exe /d /e:ON /v:OFF /c ""<absolute path of the file>" ARG1 ARG2 ..."
+   * with argv[1..] quoted for cmd.exe's rules, so no argument can run a command of its own (the
+   * BatBadBut attack, CVE-2024-24576) and cmd.exe runs exactly the file found, never a same-named one
+   * in the current directory. An argument is quoted unless it is only letters, digits, non-ASCII and
+   * # $ * + - . / : ? @ \ _; inside the quotes a '"' is doubled and backslashes before a '"' or the
+   * closing quote are doubled, so a batch file that passes %* on to a program gives it exactly your
+   * arguments (%1.. hold them quoted; %~1 removes the outer quotes). argv[0] is not passed (%0 is the
+   * file's path). MPROC_EINVAL, with a message saying why, and nothing started, when an argument holds
+   * '%' (cmd.exe expands %NAME% even inside quotes, and no escape works alike on every cmd.exe), a CR
+   * or a LF (they end the command), when the file's path holds '%', or when the command line exceeds
+   * cmd.exe's 8191 characters. To pass such data, use the environment (env_extra) or build a command
+   * yourself. The child is cmd.exe and is treated as a shell command is (see command). */
   const char *const *argv;
   /* A shell command instead of argv (Python's shell=True): run as /bin/sh -c COMMAND on POSIX and as
-   * %COMSPEC% /c COMMAND on Windows (cmd.exe if COMSPEC is unset). The command is passed unquoted. */
+   * <system dir>\cmd.exe /d /c "COMMAND" on Windows: the system's cmd.exe, never %ComSpec% from the
+   * environment, and /d so that no AutoRun command from the registry runs first. The command is passed
+   * unquoted: quoting it is the caller's business, and cmd.exe applies its own rules (it looks for a
+   * program in the current directory first, for example).
+   * Windows: cmd.exe does not replace itself with the program it runs, so the child is put in a
+   * kill-on-close job object of its own before it runs (same for a batch file): mproc_popen_terminate,
+   * mproc_popen_kill, the timeout of mproc_run and mproc_popen_destroy of a running child end everything
+   * the command started (TerminateJobObject), and so does the parent's death. Once cmd.exe has ended by
+   * itself, what it left running on purpose ("start prog") is released and outlives the Popen, as on
+   * POSIX. (Where the child cannot be put in a job - before Windows 8, inside a job that forbids
+   * nesting - it runs without one and these calls reach cmd.exe alone.) */
   const char *command;
   /* The program file to run instead of the one argv[0] names (looked up in PATH the same way); argv[0]
-   * is still passed to the program as its argv[0] (Python's executable=). With command: the shell. */
+   * is still passed to the program as its argv[0] (Python's executable=). With command: the shell
+   * (Windows: "SHELL /c "COMMAND"", with /d too when SHELL is cmd.exe). */
   const char *executable;
   /* The child's working directory; NULL keeps the parent's. A relative program path in argv[0] (or
    * executable) is resolved relative to the PARENT's directory, and that file is what runs, on every
-   * platform (Python on POSIX runs it relative to cwd instead: see docs/guide.md). */
+   * platform (Python on POSIX runs it relative to cwd instead: see docs/guide.md). Windows starts a
+   * program only in a directory of fewer than 259 characters: a longer cwd is given in its short (8.3)
+   * form, and when it has none that fits, MPROC_EINVAL says so. */
   const char *cwd;
   /* The child's whole environment, as NULL-terminated "NAME=VALUE" strings; NULL inherits the
    * parent's. (Python's env=.) */
@@ -118,7 +148,9 @@ typedef struct mproc_popen mproc_popen;
  * child, no zombie, no open fd or handle):
  *   MPROC_EINVAL   bad options: NULL out/opts, neither or both of argv and command, an empty argv,
  *                  MPROC_STDOUT for stdin/stdout, a stdio mode without its handle/path, a string that is
- *                  not valid UTF-8 (Windows), an env entry without '='.
+ *                  not valid UTF-8 (Windows; encoded surrogates included), an env entry without '=';
+ *                  Windows: an argument a batch file cannot be given safely (see argv), a cwd too long
+ *                  for Windows (see cwd).
  *   MPROC_ENOENT   the program, the cwd or a stdio path does not exist (the message names it).
  *   MPROC_EPERM    the program is not executable / access denied (the message names it).
  *   MPROC_ENOMEM, MPROC_ESYS   the OS refused (the message names the call and the OS error).
@@ -189,7 +221,8 @@ MPROC_API int mproc_popen_close_stdin(mproc_popen *p);
 MPROC_API mproc_os_handle mproc_popen_handle(const mproc_popen *p, int which);
 
 /* Popen.send_signal(sig). POSIX: kill(pid, sig) with any signal number. Windows: MPROC_SIGTERM and
- * MPROC_SIGKILL end the process with TerminateProcess (exit code 1); other signals give
+ * MPROC_SIGKILL end the process with TerminateProcess (exit code 1), or, for a shell command or a batch
+ * file, its whole job (TerminateJobObject: cmd.exe and everything it started); other signals give
  * MPROC_ENOTSUP. A child that has already been reaped is left alone (returns 0), so the call never
  * signals a recycled pid. Errors: MPROC_EINVAL, MPROC_ENOTSUP, MPROC_ESYS. */
 MPROC_API int mproc_popen_send_signal(mproc_popen *p, int sig);

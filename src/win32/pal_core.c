@@ -182,9 +182,12 @@ wchar_t *mproc__utf8_to_wide(const char *s, const char *what) {
 }
 
 char *mproc__wide_to_utf8(const wchar_t *w, int n) {
-  int m = WideCharToMultiByte(CP_UTF8, 0, w, n, NULL, 0, NULL, NULL);
+  /* WC_ERR_INVALID_CHARS: a lone surrogate (a name Windows allows but UTF-8 cannot carry) is an error,
+   * never silently turned into U+FFFD, which would name another file */
+  int m = WideCharToMultiByte(CP_UTF8, WC_ERR_INVALID_CHARS, w, n, NULL, 0, NULL, NULL);
   if (m < 0 || (m == 0 && n != 0)) {
-    mproc__fail_os(MPROC_EINVAL, (int)GetLastError(), "UTF-16 to UTF-8 conversion");
+    mproc__fail_os(MPROC_EINVAL, (int)GetLastError(),
+                   "UTF-16 to UTF-8: not valid UTF-16 (a lone surrogate?), so it cannot be given as UTF-8");
     return NULL;
   }
   char *s = (char *)malloc((size_t)m + 1);
@@ -192,7 +195,7 @@ char *mproc__wide_to_utf8(const wchar_t *w, int n) {
     mproc__fail(MPROC_ENOMEM, "out of memory converting to UTF-8");
     return NULL;
   }
-  if (m) WideCharToMultiByte(CP_UTF8, 0, w, n, s, m, NULL, NULL);
+  if (m) WideCharToMultiByte(CP_UTF8, WC_ERR_INVALID_CHARS, w, n, s, m, NULL, NULL);
   s[m] = '\0';
   return s;
 }

@@ -11,8 +11,8 @@
 #define MPROC__WIN32_IO_PIPE_PREFIX L"mproc-io-"
 
 /* A connected pair of ends of a new named pipe: byte mode, one instance, a unique and unguessable name
- * (\\.\pipe\<prefix><pid>-<serial>-<random>, prefix one of the above), FILE_FLAG_FIRST_PIPE_INSTANCE and
- * PIPE_REJECT_REMOTE_CLIENTS.
+ * (\\.\pipe\<prefix><pid>-<serial>-<random>, prefix one of the above), FILE_FLAG_FIRST_PIPE_INSTANCE,
+ * PIPE_REJECT_REMOTE_CLIENTS and a DACL that admits only the current user (the user of the process token).
  * The server end is created with open_mode (PIPE_ACCESS_* plus FILE_FLAG_OVERLAPPED when wanted) and
  * the buffer quotas out_size / in_size; the client end is opened with client_access and client_flags
  * (FILE_FLAG_OVERLAPPED or 0), and it is checked to be the one connected. Both non-inheritable.

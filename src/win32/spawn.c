@@ -15,11 +15,13 @@
  *     other's set and its CreateProcessW makes that CreateProcessW fail (listed handle not inheritable);
  *   - the caller's handles keep their flags, and the child's stdout and stderr are one handle when they
  *     are one handle in the parent (listed once: a duplicate entry makes CreateProcessW fail).
- * The race neither choice can close: while the duplicates exist (microseconds), a CreateProcess elsewhere
- * in this process with bInheritHandles = TRUE and *no* handle list (another library, or our own
- * inherit_fds = true) inherits them too, and a pipe end held by that unrelated child delays end of file
- * on our pipe until it exits. A user-mode library cannot prevent that (Python and libuv have the same
- * window); we keep the window as short as possible and never widen it to the caller's handles.
+ * The race neither choice can close: while the duplicates exist (until CreateProcessW returns), a
+ * CreateProcess with bInheritHandles = TRUE and *no* handle list inherits them too, and a pipe end held
+ * by that unrelated child delays end of file on our pipe until it exits. Our own such spawns
+ * (inherit_fds = true) are kept out by g_spawn_lock: they take it exclusive, every other spawn shared,
+ * from the first duplicate to the last close. Another library's CreateProcess in this process cannot be
+ * kept out by a user-mode library (Python and libuv have the same window); we keep the window short and
+ * never widen it to the caller's handles.
  * pass_fds must keep their values in the child, so those handles themselves are made inheritable for the
  * duration and their flags restored after; a process-wide lock serialises that step between spawns that
  * pass handles (they could share one), and nobody else waits on it.
@@ -37,8 +39,14 @@
  * directories when PATH is unset), not in the current directory; a name with no extension gets ".com"
  * then ".exe" appended (the two kinds CreateProcessW runs); with an extension the name is tried as it is
  * first. The file found is passed to CreateProcessW as lpApplicationName, so Windows does no search of its
- * own. The shell of `command` is %ComSpec% (the parent's), else <system dir>\cmd.exe, run as
- * `SHELL /c "COMMAND"` exactly as CPython does: cmd.exe strips the outer quotes and keeps the rest.
+ * own; a long one (MAX_PATH or more) in its short or \\?\ form, a long cwd in its short form
+ * (fit_for_create_process). A batch file found is never given to CreateProcessW: the system's cmd.exe
+ * runs it with a command line built for cmd's rules ("batch files through cmd.exe" below).
+ * The shell of `command` is <system dir>\cmd.exe (never %ComSpec%, which the environment controls), run
+ * as `SHELL /d /c "COMMAND"`: as CPython, plus /d against the registry's AutoRun command; cmd.exe strips
+ * the outer quotes and keeps the rest. Shell and batch children get a kill-on-close job of their own
+ * before they run (start_tree_job), so terminate/kill and timeouts end what cmd.exe started too.
+ * One lock (g_spawn_lock) keeps an inherit_fds spawn from inheriting another spawn's handles in flight.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,6 +139,118 @@ int mproc__win32_quote_args(const wchar_t *const *argv, wchar_t **out) {
   *o = L'\0';
   *out = buf;
   return 0;
+}
+
+/* ---- batch files through cmd.exe (BatBadBut, CVE-2024-24576) ------------------------------------ */
+
+/* CreateProcessW runs a .bat / .cmd file as `cmd.exe /c <our command line>`, and cmd.exe parses it by its
+ * own rules, against which the C runtime's quoting above is no defence: "&calc" runs calc, %PATH% is
+ * expanded, and cmd.exe looks for argv[0] again, in the current directory first. So mproc never hands a
+ * batch file to CreateProcessW; it runs the system's cmd.exe itself with a command line it built for
+ * cmd's rules (after Rust's std, which fixed the CVE this way; our own code):
+ *
+ *   "<system dir>\cmd.exe" /d /e:ON /v:OFF /c ""<absolute script path>" ARG1 ARG2 ..."
+ *
+ *   /d      no AutoRun command from the registry;  /v:OFF  no delayed (!VAR!) expansion;
+ *   /e:ON   command extensions in their default state;
+ *   /c "…"  cmd strips the first and the last quote of the rest and runs what remains.
+ * An argument is quoted unless it is made only of letters, digits, non-ASCII characters other than C1
+ * controls, and # $ * + - . / : ? @ \ _ (cmd splits arguments at , ; = and more). Inside the quotes a '"'
+ * is doubled (cmd's quote state flips twice, so everything stays inside quotes), and the backslashes
+ * before a '"' or before the closing quote are doubled, so that a batch file passing %* on to a program
+ * gives that program's C runtime exactly the original arguments. Quotes do not protect '%' from
+ * expansion, and no escape that works on Windows' cmd.exe (Rust uses %%cd:~,%) behaves the same in
+ * wine's, so an argument holding '%' is refused; so are CR and LF, which end the command line. */
+static bool bat_plain_char(wchar_t c) {
+  if (c >= 0x80) return c > 0x9F; /* non-ASCII, except the C1 controls */
+  if ((c >= L'a' && c <= L'z') || (c >= L'A' && c <= L'Z') || (c >= L'0' && c <= L'9')) return true;
+  return c != 0 && wcschr(L"#$*+-./:?@\\_", c) != NULL;
+}
+
+static wchar_t *quote_bat_arg(wchar_t *o, const wchar_t *a) {
+  size_t n = wcslen(a);
+  bool q = n == 0 || a[n - 1] == L'\\';
+  for (size_t i = 0; i < n && !q; ++i) q = !bat_plain_char(a[i]);
+  if (q) *o++ = L'"';
+  size_t bs = 0;
+  for (; *a; ++a) {
+    if (*a == L'\\') {
+      ++bs;
+    } else {
+      if (*a == L'"') {
+        o = put_backslashes(o, bs); /* 2n backslashes before the '"' */
+        *o++ = L'"';                /* and the '"' doubled */
+      }
+      bs = 0;
+    }
+    *o++ = *a;
+  }
+  if (q) {
+    o = put_backslashes(o, bs);
+    *o++ = L'"';
+  }
+  return o;
+}
+
+int mproc__win32_batch_cmdline(const wchar_t *cmd_exe, const wchar_t *script, const wchar_t *const *args,
+                               wchar_t **out) {
+  *out = NULL;
+  for (const wchar_t *c = script; *c; ++c)
+    if (*c == L'"' || *c == L'%' || *c < L' ')
+      return mproc__fail(MPROC_EINVAL, "batch file: its path holds '%s', which cmd.exe cannot be given safely",
+                         *c == L'"' ? "\"" : *c == L'%' ? "%" : "a control character");
+  size_t size = wcslen(cmd_exe) + wcslen(script) + 40;
+  for (size_t i = 0; args[i]; ++i) {
+    const wchar_t *bad = wcspbrk(args[i], L"%\r\n");
+    if (bad)
+      return mproc__fail(MPROC_EINVAL,
+                         "batch file: argument %zu holds %s, which cmd.exe %s; a batch file cannot be given it safely "
+                         "(pass it in the environment instead, or quote it yourself in a command)",
+                         i + 1, *bad == L'%' ? "'%'" : *bad == L'\r' ? "a CR" : "a LF",
+                         *bad == L'%' ? "expands even inside quotes" : "takes as the end of the command");
+    size += 2 * wcslen(args[i]) + 3;
+  }
+  wchar_t *buf = (wchar_t *)malloc(size * sizeof(wchar_t));
+  if (!buf) return mproc__fail(MPROC_ENOMEM, "batch file: out of memory");
+  wchar_t *o = quote_program(buf, cmd_exe);
+  static const wchar_t opts[] = L" /d /e:ON /v:OFF /c \"\"";
+  memcpy(o, opts, sizeof opts - sizeof(wchar_t));
+  o += MPROC__ARRAY_LEN(opts) - 1;
+  size_t n = wcslen(script);
+  memcpy(o, script, n * sizeof(wchar_t));
+  o += n;
+  *o++ = L'"';
+  for (size_t i = 0; args[i]; ++i) {
+    *o++ = L' ';
+    o = quote_bat_arg(o, args[i]);
+  }
+  *o++ = L'"';
+  *o = L'\0';
+  /* cmd.exe reads at most 8191 characters of a command (more are cut off, not refused) */
+  if (wcslen(buf) > 8191) {
+    size_t len = wcslen(buf);
+    free(buf);
+    return mproc__fail(MPROC_EINVAL, "batch file: the command line is %zu characters; cmd.exe accepts at most 8191", len);
+  }
+  *out = buf;
+  return 0;
+}
+
+bool mproc__win32_is_batch(const wchar_t *path) {
+  const wchar_t *b = path;
+  for (const wchar_t *p = path; *p; ++p)
+    if (*p == L'\\' || *p == L'/') b = p + 1;
+  size_t n = 0; /* the name up to an alternate data stream (":stream"), without trailing dots and spaces */
+  while (b[n] && b[n] != L':') ++n;
+  while (n && (b[n - 1] == L'.' || b[n - 1] == L' ')) --n;
+  if (n < 4 || b[n - 4] != L'.') return false;
+  wchar_t ext[4];
+  for (int i = 0; i < 3; ++i) {
+    wchar_t c = b[n - 3 + i];
+    ext[i] = (c >= L'A' && c <= L'Z') ? (wchar_t)(c - L'A' + L'a') : c;
+  }
+  ext[3] = L'\0';
+  return wcscmp(ext, L"bat") == 0 || wcscmp(ext, L"cmd") == 0;
 }
 
 /* ---- UTF-8 -> UTF-16 with the right error code ----------------------------------------------------- */
@@ -303,9 +423,65 @@ const wchar_t *mproc__win32_env_find(const wchar_t *block, const wchar_t *name) 
 
 /* ---- program lookup ------------------------------------------------------------------------ */
 
+/* Paths of MAX_PATH characters or more: most Win32 file calls (and CreateProcessW) take them only in the
+ * \\?\ form, which is the absolute path with no further normalisation. Returns a malloc'ed \\?\ copy of
+ * the absolute path `full` when it is that long and has the drive or UNC form, else NULL (use it as it is;
+ * NULL with MPROC_ENOMEM set only when allocation failed, which *oom reports). */
+static wchar_t *long_form(const wchar_t *full, bool *oom) {
+  *oom = false;
+  size_t n = wcslen(full);
+  if (n < MAX_PATH - 12) return NULL; /* the margin: a cwd gets a '\' appended */
+  const wchar_t *prefix = NULL, *rest = full;
+  if (((full[0] >= L'A' && full[0] <= L'Z') || (full[0] >= L'a' && full[0] <= L'z')) && full[1] == L':' &&
+      full[2] == L'\\') {
+    prefix = L"\\\\?\\";
+  } else if (full[0] == L'\\' && full[1] == L'\\' && full[2] != L'?' && full[2] != L'.') {
+    prefix = L"\\\\?\\UNC\\";
+    rest = full + 2;
+  }
+  if (!prefix) return NULL; /* already \\?\ or \\.\, or relative */
+  size_t pn = wcslen(prefix), rn = wcslen(rest);
+  wchar_t *w = (wchar_t *)malloc((pn + rn + 1) * sizeof(wchar_t));
+  if (!w) {
+    *oom = true;
+    mproc__fail(MPROC_ENOMEM, "spawn: out of memory");
+    return NULL;
+  }
+  memcpy(w, prefix, pn * sizeof(wchar_t));
+  memcpy(w + pn, rest, (rn + 1) * sizeof(wchar_t));
+  return w;
+}
+
+static wchar_t *full_path(const wchar_t *p);
+
+/* GetFileAttributesW of p, through its \\?\ form when p is long. */
+static DWORD file_attributes(const wchar_t *p) {
+  if (wcslen(p) < MAX_PATH - 12) return GetFileAttributesW(p);
+  wchar_t *full = full_path(p);
+  bool oom;
+  wchar_t *lf = full ? long_form(full, &oom) : NULL;
+  DWORD a = GetFileAttributesW(lf ? lf : full ? full : p);
+  DWORD e = GetLastError();
+  free(lf);
+  free(full);
+  SetLastError(e);
+  return a;
+}
+
 static bool is_file(const wchar_t *p) {
-  DWORD a = GetFileAttributesW(p);
+  DWORD a = file_attributes(p);
   return a != INVALID_FILE_ATTRIBUTES && !(a & FILE_ATTRIBUTE_DIRECTORY);
+}
+
+/* <system dir>\cmd.exe, malloc'ed: the shell and the batch-file runner, never %ComSpec%. */
+static int system_cmd(wchar_t **out) {
+  wchar_t dir[MAX_PATH + 16];
+  UINT n = GetSystemDirectoryW(dir, MAX_PATH);
+  *out = NULL;
+  if (n == 0 || n >= MAX_PATH) return mproc__fail_os(0, (int)GetLastError(), "spawn: GetSystemDirectoryW");
+  memcpy(dir + n, L"\\cmd.exe", sizeof L"\\cmd.exe");
+  *out = wdup(dir, wcslen(dir));
+  return *out ? 0 : MPROC_ENOMEM;
 }
 
 static const wchar_t *base_name(const wchar_t *p) {
@@ -412,6 +588,7 @@ typedef struct plan {
   wchar_t *cmdline;   /* lpCommandLine */
   wchar_t *env;       /* lpEnvironment, or NULL to inherit */
   wchar_t *cwd;       /* lpCurrentDirectory, or NULL */
+  bool tree_job;      /* run cmd.exe (a shell command or a batch file): put the child in a job of its own */
 } plan;
 
 static void plan_free(plan *pl) {
@@ -444,12 +621,29 @@ static int plan_argv(const mproc__spawn_req *req, plan *pl) {
   for (size_t i = 0; i < argc && rc == 0; ++i) rc = to_wide(req->argv[i], "an argv string", &wargv[i]);
   wchar_t *wexe = NULL;
   if (rc == 0 && req->executable) rc = to_wide(req->executable, "executable", &wexe);
-  if (rc == 0) rc = mproc__win32_quote_args((const wchar_t *const *)wargv, &pl->cmdline);
   if (rc == 0) {
     wchar_t *owned;
     const wchar_t *path = search_path(pl, &owned);
     rc = find_program(pl->prog, wexe ? wexe : wargv[0], path, &pl->app);
     free(owned);
+  }
+  if (rc == 0 && mproc__win32_is_batch(pl->app)) {
+    /* never through CreateProcessW's own batch handling: see "batch files through cmd.exe" above. The
+     * script is the absolute path found (trailing dots and spaces gone), so cmd.exe searches nothing;
+     * argv[0] cannot be passed (a batch file's %0 is its own path). */
+    wchar_t *cmd = NULL;
+    rc = system_cmd(&cmd);
+    if (rc == 0) rc = mproc__win32_batch_cmdline(cmd, pl->app, (const wchar_t *const *)wargv + 1, &pl->cmdline);
+    if (rc && cmd) {
+      char *msg = mproc__strdup(mproc_last_error());
+      rc = mproc__fail(rc, "spawn '%s': %s", pl->prog, msg ? msg : "batch file");
+      free(msg);
+    }
+    free(pl->app);
+    pl->app = cmd;
+    pl->tree_job = true;
+  } else if (rc == 0) {
+    rc = mproc__win32_quote_args((const wchar_t *const *)wargv, &pl->cmdline);
   }
   free(wexe);
   for (size_t i = 0; i < argc; ++i) free(wargv[i]);
@@ -457,33 +651,38 @@ static int plan_argv(const mproc__spawn_req *req, plan *pl) {
   return rc;
 }
 
+int mproc__win32_shell_cmdline(const wchar_t *shell, const wchar_t *command, wchar_t **out) {
+  /* SHELL /d /c "COMMAND", as CPython but with /d (no AutoRun command from the registry) when the shell is
+   * cmd.exe: the shell quoted as a program name, the command as given (cmd.exe strips the outer quotes).
+   * Another shell (executable=) gets SHELL /c "COMMAND", as before. */
+  const wchar_t *b = base_name(shell);
+  bool is_cmd = CompareStringOrdinal(b, -1, L"cmd.exe", -1, TRUE) == CSTR_EQUAL ||
+                CompareStringOrdinal(b, -1, L"cmd", -1, TRUE) == CSTR_EQUAL;
+  const wchar_t *opts = is_cmd ? L" /d /c \"" : L" /c \"";
+  size_t na = wcslen(shell), nc = wcslen(command), no = wcslen(opts);
+  *out = (wchar_t *)malloc((na + nc + no + 4) * sizeof(wchar_t));
+  if (!*out) return mproc__fail(MPROC_ENOMEM, "spawn: out of memory");
+  wchar_t *o = quote_program(*out, shell);
+  memcpy(o, opts, no * sizeof(wchar_t));
+  o += no;
+  memcpy(o, command, nc * sizeof(wchar_t));
+  o[nc] = L'"';
+  o[nc + 1] = L'\0';
+  return 0;
+}
+
 static int plan_shell(const mproc__spawn_req *req, plan *pl) {
-  /* The shell: executable, else %ComSpec% (the parent's), else <system dir>\cmd.exe. A name without a
-   * directory is looked up like any program (CreateProcessW would take it relative to the cwd). */
-  const char *shown = req->executable ? req->executable : "%ComSpec%";
+  /* The shell: executable, else <system dir>\cmd.exe. Never %ComSpec%: the environment is not a safe
+   * place to take the program that runs every shell command from. A name without a directory is looked
+   * up like any program (CreateProcessW would take it relative to the cwd). */
+  const char *shown = req->executable ? req->executable : "cmd.exe";
   wchar_t *shell = NULL;
   int rc = 0;
+  pl->tree_job = true; /* cmd.exe never replaces itself: what it starts must end with it */
   if (req->executable) {
     rc = to_wide(req->executable, "executable", &shell);
   } else {
-    DWORD need = GetEnvironmentVariableW(L"ComSpec", NULL, 0);
-    if (need > 1 && (shell = (wchar_t *)malloc(need * sizeof(wchar_t))) != NULL) {
-      DWORD got = GetEnvironmentVariableW(L"ComSpec", shell, need);
-      if (got == 0 || got >= need) shell[0] = L'\0'; /* changed under us: use the default */
-    }
-    if (!shell || !shell[0]) {
-      wchar_t dir[MAX_PATH + 16];
-      UINT n = GetSystemDirectoryW(dir, MAX_PATH);
-      if (n == 0 || n >= MAX_PATH) {
-        free(shell);
-        return mproc__fail_os(0, (int)GetLastError(), "spawn: GetSystemDirectoryW");
-      }
-      memcpy(dir + n, L"\\cmd.exe", sizeof L"\\cmd.exe");
-      free(shell);
-      shell = wdup(dir, wcslen(dir));
-      shown = "cmd.exe";
-    }
-    if (!shell) rc = MPROC_ENOMEM;
+    rc = system_cmd(&shell);
   }
   if (rc) return rc;
   if (base_name(shell) == shell) {
@@ -500,19 +699,52 @@ static int plan_shell(const mproc__spawn_req *req, plan *pl) {
   wchar_t *wcmd = NULL;
   rc = to_wide(req->command, "command", &wcmd);
   if (rc) return rc;
-  /* SHELL /c "COMMAND", as CPython: the shell quoted as a program name, the command as given. */
-  size_t na = wcslen(pl->app), nc = wcslen(wcmd);
-  pl->cmdline = (wchar_t *)malloc((na + nc + 16) * sizeof(wchar_t));
-  if (!pl->cmdline) {
-    free(wcmd);
-    return mproc__fail(MPROC_ENOMEM, "spawn: out of memory");
-  }
-  wchar_t *o = quote_program(pl->cmdline, pl->app);
-  memcpy(o, L" /c \"", 5 * sizeof(wchar_t));
-  memcpy(o + 5, wcmd, nc * sizeof(wchar_t));
-  o[5 + nc] = L'"';
-  o[6 + nc] = L'\0';
+  rc = mproc__win32_shell_cmdline(pl->app, wcmd, &pl->cmdline);
   free(wcmd);
+  return rc;
+}
+
+/* Paths of MAX_PATH characters or more for CreateProcessW (an absolute *path, replaced in place):
+ *   - the working directory must be under MAX_PATH - 1 characters in every form (Windows refuses a longer
+ *     one, \\?\ or not, long paths enabled or not): its short 8.3 form is used when that fits, as libuv
+ *     does; otherwise MPROC_EINVAL says so;
+ *   - the program: its short form when that fits, else its \\?\ form, which lpApplicationName takes
+ *     whatever the long-path setting (bazel's finding). */
+static int fit_for_create_process(wchar_t **path, bool is_dir, const char *prog, const char *shown) {
+  size_t n = wcslen(*path), limit = is_dir ? MAX_PATH - 2 : MAX_PATH - 1;
+  if (n <= limit) return 0;
+  bool oom;
+  wchar_t *lf = long_form(*path, &oom);
+  if (!lf) return oom ? MPROC_ENOMEM : 0; /* already \\?\ (or relative): as given */
+  DWORD need = GetShortPathNameW(lf, NULL, 0);
+  wchar_t *sp = need ? (wchar_t *)malloc(need * sizeof(wchar_t)) : NULL;
+  if (sp && GetShortPathNameW(lf, sp, need) < need) {
+    bool unc = wcsncmp(sp, L"\\\\?\\UNC\\", 8) == 0;
+    const wchar_t *plain = unc ? sp + 8 : wcsncmp(sp, L"\\\\?\\", 4) == 0 ? sp + 4 : sp;
+    size_t pn = wcslen(plain), k = unc ? 2 : 0;
+    if (pn + k <= limit) {
+      wchar_t *d = (wchar_t *)malloc((pn + k + 1) * sizeof(wchar_t));
+      if (d) {
+        if (k) d[0] = d[1] = L'\\'; /* \\server\share for a UNC path */
+        memcpy(d + k, plain, (pn + 1) * sizeof(wchar_t));
+        free(sp);
+        free(lf);
+        free(*path);
+        *path = d;
+        return 0;
+      }
+    }
+  }
+  free(sp);
+  if (is_dir) {
+    free(lf);
+    return mproc__fail_os(MPROC_EINVAL, ERROR_FILENAME_EXCED_RANGE,
+                          "spawn '%s': cwd '%s' is %zu characters; Windows starts programs only in a directory of "
+                          "at most %d, and it has no short (8.3) form that fits",
+                          prog, shown ? shown : "?", n, MAX_PATH - 2);
+  }
+  free(*path);
+  *path = lf;
   return 0;
 }
 
@@ -524,9 +756,10 @@ static int plan_make(const mproc__spawn_req *req, plan *pl) {
   if (rc == 0 && wcslen(pl->cmdline) >= 32767)
     rc = mproc__fail(MPROC_EINVAL, "spawn '%s': the command line is %zu UTF-16 units long; Windows allows 32766",
                      pl->prog, wcslen(pl->cmdline));
+  if (rc == 0) rc = fit_for_create_process(&pl->app, false, pl->prog, NULL);
   if (rc == 0 && req->cwd) {
     rc = to_wide(req->cwd, "cwd", &pl->cwd);
-    DWORD a = rc ? 0 : GetFileAttributesW(pl->cwd);
+    DWORD a = rc ? 0 : file_attributes(pl->cwd);
     if (rc == 0 && a == INVALID_FILE_ATTRIBUTES)
       rc = mproc__fail_os(0, (int)GetLastError(), "spawn '%s': cwd '%s'", pl->prog, req->cwd);
     else if (rc == 0 && !(a & FILE_ATTRIBUTE_DIRECTORY))
@@ -537,6 +770,7 @@ static int plan_make(const mproc__spawn_req *req, plan *pl) {
       pl->cwd = full;
       if (!full) rc = MPROC_ENOMEM;
     }
+    if (rc == 0) rc = fit_for_create_process(&pl->cwd, true, pl->prog, req->cwd);
   }
   if (rc) plan_free(pl);
   return rc;
@@ -640,7 +874,8 @@ static int create_process(const mproc__spawn_req *req, plan *pl, handles *hs, PR
   si.StartupInfo.hStdInput = hs->std[0];
   si.StartupInfo.hStdOutput = hs->std[1];
   si.StartupInfo.hStdError = hs->std[2];
-  DWORD flags = CREATE_UNICODE_ENVIRONMENT | (req->new_process_group ? CREATE_NEW_PROCESS_GROUP : 0);
+  DWORD flags = CREATE_UNICODE_ENVIRONMENT | (req->new_process_group ? CREATE_NEW_PROCESS_GROUP : 0) |
+                (pl->tree_job ? CREATE_SUSPENDED : 0); /* put in its job before it runs (start_tree_job) */
   BOOL inherit = req->inherit_fds || hs->nlist > 0;
   int rc = 0;
   bool have_attrs = false;
@@ -685,6 +920,32 @@ static int create_process(const mproc__spawn_req *req, plan *pl, handles *hs, PR
   return rc;
 }
 
+/* A cmd.exe child (a shell command or a batch file), created suspended: give it a kill-on-close job of its
+ * own, then let it run. Everything it starts is in the job too (no breakaway), so mproc__pal_signal ends
+ * the whole tree with TerminateJobObject, and the parent's death ends it (the job's only handle is ours,
+ * not inheritable). Best effort, like mproc__pal_child_bind: where the child cannot be put in a job
+ * (before Windows 8, inside a job that forbids nesting) it runs without one, and signals reach cmd.exe
+ * alone. Returns the job or NULL. */
+static HANDLE start_tree_job(HANDLE process) {
+  HANDLE job = CreateJobObjectW(NULL, NULL); /* NULL attributes: not inheritable */
+  if (!job) return NULL;
+  JOBOBJECT_EXTENDED_LIMIT_INFORMATION li;
+  ZeroMemory(&li, sizeof li);
+  li.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE;
+  if (SetInformationJobObject(job, JobObjectExtendedLimitInformation, &li, sizeof li) &&
+      AssignProcessToJobObject(job, process))
+    return job;
+  CloseHandle(job); /* holds no process: closing it kills nothing */
+  return NULL;
+}
+
+/* One lock among mproc's own spawns, around the time a spawn's inheritable handles exist (the stdio
+ * duplicates, pass_fds made inheritable) until CreateProcessW has run: spawns with a handle list take it
+ * shared (their lists keep them apart, so they run in parallel); an inherit_fds spawn, which hands the
+ * child every inheritable handle of the process, takes it exclusive, so it never picks up another spawn's
+ * handles in flight. A CreateProcess elsewhere in the process (another library) cannot be kept out. */
+static SRWLOCK g_spawn_lock = SRWLOCK_INIT;
+
 int mproc__pal_spawn(const mproc__spawn_req *req, mproc__child *child) {
   memset(child, 0, sizeof *child);
   child->handle = MPROC_NO_HANDLE;
@@ -692,17 +953,39 @@ int mproc__pal_spawn(const mproc__spawn_req *req, mproc__child *child) {
   plan pl;
   int rc = plan_make(req, &pl);
   if (rc) return rc;
+  if (req->inherit_fds)
+    AcquireSRWLockExclusive(&g_spawn_lock);
+  else
+    AcquireSRWLockShared(&g_spawn_lock);
   handles hs;
+  PROCESS_INFORMATION pi;
   rc = handles_make(req, pl.prog, &hs);
   if (rc == 0) {
-    PROCESS_INFORMATION pi;
     rc = create_process(req, &pl, &hs, &pi);
     handles_release(&hs); /* the child has its own now: close our inheritable copies at once */
-    if (rc == 0) {
+  }
+  if (req->inherit_fds)
+    ReleaseSRWLockExclusive(&g_spawn_lock);
+  else
+    ReleaseSRWLockShared(&g_spawn_lock);
+  if (rc == 0 && pl.tree_job) {
+    HANDLE job = start_tree_job(pi.hProcess);
+    if (ResumeThread(pi.hThread) == (DWORD)-1) {
+      rc = mproc__fail_os(0, (int)GetLastError(), "spawn '%s': ResumeThread", pl.prog);
+      TerminateProcess(pi.hProcess, 1);
+      WaitForSingleObject(pi.hProcess, INFINITE);
       CloseHandle(pi.hThread);
-      child->pid = (int64_t)pi.dwProcessId;
-      child->handle = MPROC__OSH(pi.hProcess);
+      CloseHandle(pi.hProcess);
+      if (job) CloseHandle(job);
+    } else {
+      child->job = job;
+      child->job_tree = job != NULL;
     }
+  }
+  if (rc == 0) {
+    CloseHandle(pi.hThread);
+    child->pid = (int64_t)pi.dwProcessId;
+    child->handle = MPROC__OSH(pi.hProcess);
   }
   plan_free(&pl);
   return rc;
@@ -755,6 +1038,8 @@ int mproc__pal_signal(mproc__child *c, int sig) {
   HANDLE h = MPROC__H(c->handle);
   /* exit code 1 as CPython's Popen.terminate(); the process module asks for 0x10000 | sig (pal.h) */
   UINT exit_code = c->signal_exitcodes ? (UINT)(MPROC__WIN_SIGNAL_EXIT_BASE | sig) : 1;
+  /* a cmd.exe child: end what it started too (its job, see start_tree_job); TerminateProcess if that fails */
+  if (c->job_tree && c->job && TerminateJobObject((HANDLE)c->job, exit_code)) return 0;
   if (!TerminateProcess(h, exit_code)) {
     DWORD e = GetLastError();
     /* ERROR_ACCESS_DENIED once the process has exited (not yet reaped by us): nothing to do */
@@ -768,7 +1053,16 @@ void mproc__pal_child_release(mproc__child *c) {
   if (c->handle != MPROC_NO_HANDLE && c->handle != 0) CloseHandle(MPROC__H(c->handle));
   c->handle = MPROC_NO_HANDLE;
   /* the kill-on-close job of mproc__pal_child_bind (src/win32/process.c): its only handle, so closing
-   * it kills the child if it still runs; callers release a child only once it has ended */
+   * it kills the child if it still runs; callers release a child only once it has ended.
+   * The job of a cmd.exe child (start_tree_job): once cmd.exe has ended, what it left running on purpose
+   * (`start prog`) may outlive the Popen, as it would on POSIX and in Python: kill-on-close is lifted
+   * before the handle goes. (A child killed by a signal took its whole tree with it already.) */
+  if (c->job && c->job_tree && c->reaped) {
+    JOBOBJECT_EXTENDED_LIMIT_INFORMATION li;
+    ZeroMemory(&li, sizeof li);
+    SetInformationJobObject((HANDLE)c->job, JobObjectExtendedLimitInformation, &li, sizeof li);
+  }
   if (c->job) CloseHandle((HANDLE)c->job);
   c->job = NULL;
+  c->job_tree = false;
 }

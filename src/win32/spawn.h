@@ -3,6 +3,7 @@
 #ifndef MPROC_WIN32_SPAWN_H
 #define MPROC_WIN32_SPAWN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <wchar.h>
@@ -23,6 +24,24 @@ extern "C" {
  * empty or hold whitespace or '"', with backslashes doubled only where they precede a '"'.
  * *out is malloc'ed. 0, MPROC_EINVAL ('"' in argv[0]; the message says so) or MPROC_ENOMEM. */
 int mproc__win32_quote_args(const wchar_t *const *argv, wchar_t **out);
+
+/* The command line that runs the batch file `script` (an absolute path) through cmd_exe (the system's
+ * cmd.exe) with the arguments args (NULL-terminated; argv[1..]), built for cmd.exe's rules:
+ *   "CMD" /d /e:ON /v:OFF /c ""SCRIPT" ARG..."
+ * each ARG quoted unless it is only letters, digits, non-ASCII and # $ * + - . / : ? @ \ _, with '"'
+ * doubled and the backslashes before a '"' or the closing quote doubled. MPROC_EINVAL (message says
+ * why) for an argument holding '%', CR or LF, a script path holding '"', '%' or a control character, or
+ * a result over cmd.exe's 8191 characters; MPROC_ENOMEM. *out is malloc'ed. */
+int mproc__win32_batch_cmdline(const wchar_t *cmd_exe, const wchar_t *script, const wchar_t *const *args,
+                               wchar_t **out);
+
+/* Whether CreateProcessW would run `path` as a batch file: its extension, after an alternate data stream
+ * suffix and trailing dots and spaces are cut off, is .bat or .cmd (any case). */
+bool mproc__win32_is_batch(const wchar_t *path);
+
+/* The command line of a shell command: "SHELL" /d /c "COMMAND" when SHELL is cmd.exe (no AutoRun),
+ * "SHELL" /c "COMMAND" for another shell (executable=). *out is malloc'ed. 0 or MPROC_ENOMEM. */
+int mproc__win32_shell_cmdline(const wchar_t *shell, const wchar_t *command, wchar_t **out);
 
 /* The environment block for CreateProcessW (CREATE_UNICODE_ENVIRONMENT): the base (env, or the
  * parent's environment when env is NULL) with env_extra applied ("N=V" sets, "N" removes), names

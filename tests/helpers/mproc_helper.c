@@ -19,6 +19,7 @@
  *   cwd            print the current directory
  *   env NAME       print the value of NAME (UTF-8, on Windows too), or <unset>
  *   pid | ppid     print the process id / the parent's process id
+ *   exe            print the path of this program's own file (GetModuleFileName; /proc/self/exe)
  *   fds            print the open fds, space separated (POSIX), or the handle count (Windows)
  *   hasfd N        print "yes" if fd / handle value N is open in this process, else "no"
  *   argv ...       print every following argument as "<length>:<bytes>\n", then stop
@@ -467,6 +468,16 @@ int main(int argc, char **argv) {
       unsigned long v = (unsigned long)(c[1] == 'p' ? getppid() : getpid());
 #endif
       snprintf(line, sizeof line, "%lu", v);
+      print_str(line);
+    } else if (!strcmp(c, "exe")) {
+#ifdef _WIN32
+      DWORD n = GetModuleFileNameA(NULL, line, (DWORD)sizeof line);
+      if (n == 0 || n >= sizeof line) return 124;
+#else
+      ssize_t n = readlink("/proc/self/exe", line, sizeof line - 1);
+      if (n < 0) return 124;
+      line[n] = '\0';
+#endif
       print_str(line);
     } else if (!strcmp(c, "fds")) {
       list_fds();
