@@ -32,7 +32,7 @@
 
 #define MAX_INPUT (60 * 1024)
 #define MAX_RECEIVES 256
-#define MAX_STEPS 512
+#define MAX_STEPS 64
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -26,6 +26,7 @@ failed=()
 # target:corpus:max_len (fuzz_frames cuts its inputs at 60 KiB: a pipe's buffer holds them)
 for spec in fuzz_bootstrap:bootstrap:4096 fuzz_frames:frames:61440; do
   IFS=: read -r target corpus maxlen <<<"$spec"
+  rm -f "$art/$target-"* # what an earlier run found
   mkdir -p "$work/$corpus"
   cp "tests/fuzz/corpus/$corpus/"* "$work/$corpus/"
   dict=()
