@@ -228,4 +228,36 @@ TEST(ConnectionWire, PeerClosingMidMessageIsAnErrorNotAHang) {
   EXPECT_EQ(recv_str(p.a, MPROC_INFINITE, &got), MPROC_ESYS);
 }
 
+// In a child: send a header and half of a 1000-byte payload raw, then wait to be killed.
+int t_half_message(const mproc_args *a) {
+  mproc_connection *c = a->connections[0];
+  std::string half = le32(1000) + payload(500);
+  if (mproc__pal_conn_send(c->e.wr, half.data(), half.size(), nullptr, 0) != 0) return 1;
+  char b[8];
+  size_t n = 0;
+  mproc_connection_recv_bytes_into(c, b, sizeof b, MPROC_INFINITE, &n);  // never comes
+  return 0;
+}
+
+// A sender killed in the middle of a message while another copy of its end stays open (here: ours,
+// the parent's b): the receive times out at its deadline, with 0 and with 200 ms, and never hangs.
+TEST(ConnectionWire, SenderKilledMidMessageWhileACopyOfItsEndStaysOpen) {
+  Pair p;
+  mproc_connection *hand[] = {p.b};
+  mproc_process *child = nullptr;
+  ASSERT_EQ(mproc_process_create(&child, mproc_test::ptr(mproc_process_opts{.target = t_half_message,
+                                                                              .connections = hand,
+                                                                              .connection_count = 1})),
+            0);
+  ASSERT_EQ(mproc_process_start(child), 0) << mproc_last_error();
+  ASSERT_EQ(mproc_connection_poll(p.a, MPROC_INFINITE), 0);  // the half message has arrived
+  ASSERT_EQ(mproc_process_kill(child), 0);
+  ASSERT_EQ(mproc_process_join(child, MPROC_INFINITE), 0);
+  std::string got;
+  EXPECT_EQ(recv_str(p.a, 0, &got), MPROC_ETIMEDOUT);
+  EXPECT_EQ(recv_str(p.a, 200, &got), MPROC_ETIMEDOUT);
+  EXPECT_NE(std::string(mproc_last_error()).find("within 200 ms"), std::string::npos) << mproc_last_error();
+  mproc_process_destroy(child);
+}
+
 }  // namespace
