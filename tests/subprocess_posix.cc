@@ -220,9 +220,8 @@ TEST(PosixThreads, ConcurrentSpawnsLeakNoFdIntoTheWrongChild) {
 // at start, which still names the dead child. The pid is reused on purpose (ns_last_pid, as root) to
 // show it; the returncode of such a child is unknown and reads as 0 (Python's choice), documented.
 TEST(PosixSignals, AChildReapedBehindOurBackIsNeverSignalledThroughAReusedPid) {
-  const char *argv[] = {helper_path().c_str(), nullptr};
   std::string h = helper_path();
-  argv[0] = h.c_str();
+  const char *argv[] = {h.c_str(), nullptr};
   mproc_popen *p = nullptr;
   ASSERT_EQ(mproc_popen_create(&p, ptr(mproc_popen_opts{.argv = argv})), 0);
   pid_t pid = (pid_t)mproc_popen_pid(p);

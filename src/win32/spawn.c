@@ -153,7 +153,7 @@ int mproc__win32_quote_args(const wchar_t *const *argv, wchar_t **out) {
  *
  *   /d      no AutoRun command from the registry;  /v:OFF  no delayed (!VAR!) expansion;
  *   /e:ON   command extensions in their default state;
- *   /c "…"  cmd strips the first and the last quote of the rest and runs what remains.
+ *   /c "..."  cmd strips the first and the last quote of the rest and runs what remains.
  * An argument is quoted unless it is made only of letters, digits, non-ASCII characters other than C1
  * controls, and # $ * + - . / : ? @ \ _ (cmd splits arguments at , ; = and more). Inside the quotes a '"'
  * is doubled (cmd's quote state flips twice, so everything stays inside quotes), and the backslashes
