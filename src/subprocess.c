@@ -356,6 +356,16 @@ static int fill_result(mproc_popen *p, mproc_completed *r) {
 }
 
 /* The one engine behind run, call, check_call and check_output. */
+/* ": signal 9 (SIGKILL)" / ": crash 0xC0000005 (STATUS_ACCESS_VIOLATION)" after a returncode in a
+ * message, so a signal or a Windows crash is never read as an exit code; "" for an ordinary exit code. */
+static const char *exit_detail(int code, char buf[MPROC_EXIT_DESC_SIZE]) {
+  if (!mproc_exit_signal(code) && !mproc_exit_is_crash(code)) return "";
+  buf[0] = ':';
+  buf[1] = ' ';
+  mproc_describe_exit(code, buf + 2, MPROC_EXIT_DESC_SIZE - 2);
+  return buf;
+}
+
 static int run_engine(const mproc_popen_opts *opts, int64_t timeout_ms, mproc_completed *r, bool capture_stdout,
                       bool check) {
   if (!r) return mproc__fail(MPROC_EINVAL, "run: result is NULL");
@@ -400,8 +410,11 @@ static int run_engine(const mproc_popen_opts *opts, int64_t timeout_ms, mproc_co
                            (long long)timeout_ms);
   } else if (rc == 0) {
     rc = fill_result(p, r);
-    if (rc == 0 && check && r->returncode != 0)
-      rc = mproc__fail(MPROC_ECALLEDPROCESS, "'%s' returned non-zero exit status %d", p->name, r->returncode);
+    if (rc == 0 && check && r->returncode != 0) {
+      char how[MPROC_EXIT_DESC_SIZE];
+      rc = mproc__fail(MPROC_ECALLEDPROCESS, "'%s' returned non-zero exit status %d%s", p->name, r->returncode,
+                       exit_detail(r->returncode, how));
+    }
   }
   mproc_popen_destroy(p);
   return rc;
@@ -433,9 +446,10 @@ int mproc_check_output(const mproc_popen_opts *opts, int64_t timeout_ms, mproc_c
 
 int mproc_completed_check_returncode(const mproc_completed *r) {
   if (!r) return mproc__fail(MPROC_EINVAL, "check_returncode: result is NULL");
+  char how[MPROC_EXIT_DESC_SIZE];
   if (r->returncode != 0)
-    return mproc__fail(MPROC_ECALLEDPROCESS, "process %lld returned non-zero exit status %d", (long long)r->pid,
-                       r->returncode);
+    return mproc__fail(MPROC_ECALLEDPROCESS, "process %lld returned non-zero exit status %d%s", (long long)r->pid,
+                       r->returncode, exit_detail(r->returncode, how));
   return 0;
 }
 

@@ -126,6 +126,26 @@ TEST(Run, CheckGivesCalledProcessAndKeepsResult) {
   mproc_completed_free(&r);
 }
 
+TEST(Run, CheckSaysWhenASignalOrACrashEndedTheProgram) {
+  Argv a({"crash", "segv"});
+  mproc_completed r;
+  int rc = mproc_run(ptr(mproc_popen_opts{.argv = a.get(), .capture_output = true, .check = true}), MPROC_INFINITE, &r);
+  EXPECT_EQ(rc, MPROC_ECALLEDPROCESS);
+  std::string want = kWindows ? "exit status -1073741819: crash 0xC0000005 (STATUS_ACCESS_VIOLATION)"
+                              : "exit status -11: signal 11 (SIGSEGV)";
+  EXPECT_NE(std::string(mproc_last_error()).find(want), std::string::npos) << mproc_last_error();
+  EXPECT_EQ(mproc_completed_check_returncode(&r), MPROC_ECALLEDPROCESS);
+  EXPECT_NE(std::string(mproc_last_error()).find(want), std::string::npos) << mproc_last_error();
+  mproc_completed_free(&r);
+  // an ordinary exit code gets no such note
+  Argv b({"exit", "3"});
+  rc = mproc_run(ptr(mproc_popen_opts{.argv = b.get(), .capture_output = true, .check = true}), MPROC_INFINITE, &r);
+  EXPECT_EQ(rc, MPROC_ECALLEDPROCESS);
+  std::string msg = mproc_last_error();
+  EXPECT_EQ(msg.substr(msg.size() - std::strlen("exit status 3")), "exit status 3") << msg;
+  mproc_completed_free(&r);
+}
+
 TEST(Run, CallAndCheckCall) {
   Argv ok({"exit", "0"}), bad({"exit", "5"});
   int code = -1;
