@@ -187,6 +187,27 @@ TEST(Run, CaptureOutputConflictsWithStdoutMode) {
   mproc_completed_free(&r);
 }
 
+TEST(Run, HelperTurnsOffCrashDialogsForItself) {
+  // The helper crashes on purpose; on Windows it must never stop a test run with a dialog or a
+  // Windows Error Reporting UI (helpers/quiet_crashes.h).
+  Captured c = run_helper({"quiet"});
+  ASSERT_EQ(c.rc, 0) << mproc_last_error();
+  ASSERT_EQ(c.returncode, 0);
+  if (!kWindows) {
+    EXPECT_EQ(c.out, "posix");
+    return;
+  }
+  ASSERT_EQ(c.out.rfind("errmode=", 0), 0u) << c.out;
+  size_t w = c.out.find(" wer=");
+  ASSERT_NE(w, std::string::npos) << c.out;
+  unsigned long mode = std::strtoul(c.out.c_str() + 8, nullptr, 16);
+  std::string wer = c.out.substr(w + 5);
+  EXPECT_EQ(mode & 0x8003u, 0x8003u) << c.out;  // SEM_FAILCRITICALERRORS | SEM_NOGPFAULTERRORBOX | SEM_NOOPENFILEERRORBOX
+  if (wer != "?") {  // WerGetFlags answers (not under wine): NO_UI (0x20) or QUEUE (0x2)
+    EXPECT_NE(std::strtoul(wer.c_str(), nullptr, 16) & 0x22u, 0u) << c.out;
+  }
+}
+
 TEST(Run, CrashIsReportedInReturncode) {
   Captured segv = run_helper({"crash", "segv"});
   ASSERT_EQ(segv.rc, 0) << mproc_last_error();
