@@ -173,17 +173,21 @@ bool mproc_popen_returncode(const mproc_popen *p, int *returncode) {
   return true;
 }
 
-/* How a program ended, for messages: "returned non-zero exit status 3", "died with SIGABRT (signal 6)",
- * "died with unknown signal 77". */
+/* How a program ended, for CalledProcessError messages: "returned non-zero exit status 3", "died with
+ * signal 6 (SIGABRT)" (this system's name for it), "died with unknown signal 77", "returned non-zero exit
+ * status -1073741819: crash 0xC0000005 (STATUS_ACCESS_VIOLATION)" (Windows). */
 static const char *ending(int returncode, char *buf, size_t n) {
-  if (returncode >= 0) {
-    snprintf(buf, n, "returned non-zero exit status %d", returncode);
+  int sig = mproc_exit_signal(returncode);
+  const char *name = sig ? mproc__pal_signal_name(sig) : NULL;
+  if (sig && name) {
+    snprintf(buf, n, "died with signal %d (%s)", sig, name);
+  } else if (sig) {
+    snprintf(buf, n, "died with unknown signal %d", sig);
+  } else if (mproc_exit_is_crash(returncode)) {
+    char how[MPROC_EXIT_DESC_SIZE];
+    snprintf(buf, n, "returned non-zero exit status %d: %s", returncode, mproc_describe_exit(returncode, how, sizeof how));
   } else {
-    const char *name = returncode > INT_MIN ? mproc__pal_signal_name(-returncode) : NULL;
-    if (name)
-      snprintf(buf, n, "died with %s (signal %d)", name, -returncode);
-    else
-      snprintf(buf, n, "died with unknown signal %d", returncode > INT_MIN ? -returncode : returncode);
+    snprintf(buf, n, "returned non-zero exit status %d", returncode);
   }
   return buf;
 }
@@ -398,6 +402,8 @@ static int fill_result(mproc_popen *p, mproc_completed *r) {
 }
 
 /* The one engine behind run, call, check_call and check_output. */
+/* ": signal 9 (SIGKILL)" / ": crash 0xC0000005 (STATUS_ACCESS_VIOLATION)" after a returncode in a
+ * message, so a signal or a Windows crash is never read as an exit code; "" for an ordinary exit code. */
 static int run_engine(const mproc_popen_opts *opts, int64_t timeout_ms, mproc_completed *r, bool capture_stdout,
                       bool check) {
   if (!r) return mproc__fail(MPROC_EINVAL, "run: result is NULL");
@@ -442,9 +448,8 @@ static int run_engine(const mproc_popen_opts *opts, int64_t timeout_ms, mproc_co
                            (long long)timeout_ms);
   } else if (rc == 0) {
     rc = fill_result(p, r);
-    if (rc == 0 && check && r->returncode != 0)
-    {
-      char why[64];
+    if (rc == 0 && check && r->returncode != 0) {
+      char why[160];
       rc = mproc__fail(MPROC_ECALLEDPROCESS, "'%s' %s", p->name, ending(r->returncode, why, sizeof why));
     }
   }
@@ -478,7 +483,7 @@ int mproc_check_output(const mproc_popen_opts *opts, int64_t timeout_ms, mproc_c
 
 int mproc_completed_check_returncode(const mproc_completed *r) {
   if (!r) return mproc__fail(MPROC_EINVAL, "check_returncode: result is NULL");
-  char why[64];
+  char why[160];
   if (r->returncode != 0)
     return mproc__fail(MPROC_ECALLEDPROCESS, "process %lld %s", (long long)r->pid,
                        ending(r->returncode, why, sizeof why));

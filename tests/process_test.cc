@@ -247,10 +247,11 @@ TEST_P(ProcessTest, ExitInTargetGivesItsCode) { EXPECT_EQ(run_to_exit(opts(t_exi
 
 TEST_P(ProcessTest, AbortGivesTheSignal) {
   int code = run_to_exit(opts(t_abort));
-  if (kWindows)
+  if (kWindows) {
     EXPECT_TRUE(mproc_test::is_windows_abort_status(code)) << code;  // 3, or 0xC0000409 under the UCRT
-  else
+  } else {
     EXPECT_EQ(code, -6);
+  }
 }
 
 TEST_P(ProcessTest, KillAndTerminateGiveMinusSignal) {

@@ -467,6 +467,29 @@ TEST(Win32Spawn, DISABLED_ReplacedExecutableInner) {
 
 // ---- the rest --------------------------------------------------------------------------------------
 
+// The target that reports the child's error mode as its exit code.
+int t_report_error_mode(const mproc_args *) {
+  UINT mode = SetErrorMode(0);
+  SetErrorMode(mode);
+  return (int)mode;
+}
+
+TEST(Win32Proc, SpawnedTestChildrenTurnOffCrashDialogs) {
+  // A spawned child re-executes this test program, whose main turns crash dialogs off before the main
+  // guard runs the target (helpers/quiet_crashes.h); GoogleTest's own SetErrorMode never runs there.
+  mproc_process *p = nullptr;
+  mproc_process_opts o{};
+  o.target = t_report_error_mode;
+  ASSERT_EQ(mproc_process_create(&p, &o), 0) << mproc_last_error();
+  ASSERT_EQ(mproc_process_start(p), 0) << mproc_last_error();
+  ASSERT_EQ(mproc_process_join(p, MPROC_INFINITE), 0) << mproc_last_error();
+  int mode = 0;
+  ASSERT_TRUE(mproc_process_exitcode(p, &mode));
+  const int want = SEM_FAILCRITICALERRORS | SEM_NOGPFAULTERRORBOX | SEM_NOOPENFILEERRORBOX;
+  EXPECT_EQ(mode & want, want) << std::hex << mode;
+  mproc_process_destroy(p);
+}
+
 TEST(Win32Proc, UnsetenvReachesTheCrtAndTheProcessEnvironment) {
   // the C runtime's narrow and wide copies, read without the deprecated getenv / _wgetenv
   auto crt_wide_set = [](const wchar_t *name) {

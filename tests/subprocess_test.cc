@@ -126,6 +126,26 @@ TEST(Run, CheckGivesCalledProcessAndKeepsResult) {
   mproc_completed_free(&r);
 }
 
+TEST(Run, CheckSaysWhenASignalOrACrashEndedTheProgram) {
+  Argv a({"crash", "segv"});
+  mproc_completed r;
+  int rc = mproc_run(ptr(mproc_popen_opts{.argv = a.get(), .capture_output = true, .check = true}), MPROC_INFINITE, &r);
+  EXPECT_EQ(rc, MPROC_ECALLEDPROCESS);
+  std::string want = kWindows ? "exit status -1073741819: crash 0xC0000005 (STATUS_ACCESS_VIOLATION)"
+                              : "died with signal 11 (SIGSEGV)";
+  EXPECT_NE(std::string(mproc_last_error()).find(want), std::string::npos) << mproc_last_error();
+  EXPECT_EQ(mproc_completed_check_returncode(&r), MPROC_ECALLEDPROCESS);
+  EXPECT_NE(std::string(mproc_last_error()).find(want), std::string::npos) << mproc_last_error();
+  mproc_completed_free(&r);
+  // an ordinary exit code gets no such note
+  Argv b({"exit", "3"});
+  rc = mproc_run(ptr(mproc_popen_opts{.argv = b.get(), .capture_output = true, .check = true}), MPROC_INFINITE, &r);
+  EXPECT_EQ(rc, MPROC_ECALLEDPROCESS);
+  std::string msg = mproc_last_error();
+  EXPECT_EQ(msg.substr(msg.size() - std::strlen("exit status 3")), "exit status 3") << msg;
+  mproc_completed_free(&r);
+}
+
 TEST(Run, CallAndCheckCall) {
   Argv ok({"exit", "0"}), bad({"exit", "5"});
   int code = -1;
@@ -165,6 +185,27 @@ TEST(Run, CaptureOutputConflictsWithStdoutMode) {
                       MPROC_INFINITE, &r),
             MPROC_EINVAL);
   mproc_completed_free(&r);
+}
+
+TEST(Run, HelperTurnsOffCrashDialogsForItself) {
+  // The helper crashes on purpose; on Windows it must never stop a test run with a dialog or a
+  // Windows Error Reporting UI (helpers/quiet_crashes.h).
+  Captured c = run_helper({"quiet"});
+  ASSERT_EQ(c.rc, 0) << mproc_last_error();
+  ASSERT_EQ(c.returncode, 0);
+  if (!kWindows) {
+    EXPECT_EQ(c.out, "posix");
+    return;
+  }
+  ASSERT_EQ(c.out.rfind("errmode=", 0), 0u) << c.out;
+  size_t w = c.out.find(" wer=");
+  ASSERT_NE(w, std::string::npos) << c.out;
+  unsigned long mode = std::strtoul(c.out.c_str() + 8, nullptr, 16);
+  std::string wer = c.out.substr(w + 5);
+  EXPECT_EQ(mode & 0x8003u, 0x8003u) << c.out;  // SEM_FAILCRITICALERRORS | SEM_NOGPFAULTERRORBOX | SEM_NOOPENFILEERRORBOX
+  if (wer != "?") {  // WerGetFlags answers (not under wine): NO_UI (0x20) or QUEUE (0x2)
+    EXPECT_NE(std::strtoul(wer.c_str(), nullptr, 16) & 0x22u, 0u) << c.out;
+  }
 }
 
 TEST(Run, CrashIsReportedInReturncode) {
@@ -857,7 +898,7 @@ TEST(Messages, TimeoutsAndSignalsAreNamed) {
   if (kWindows)
     EXPECT_NE(msg.find("exit status"), std::string::npos) << msg;
   else
-    EXPECT_NE(msg.find("died with SIGABRT (signal 6)"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("died with signal 6 (SIGABRT)"), std::string::npos) << msg;
   EXPECT_EQ(mproc_completed_check_returncode(&r), MPROC_ECALLEDPROCESS);
   mproc_completed_free(&r);
 }

@@ -26,6 +26,8 @@
  *   pgid | sid     print the process group id / session id (POSIX; 0 on Windows)
  *   sigdisp N      print the disposition of signal N: "dfl", "ign" or "handler" (POSIX), and
  *                  "+blocked" if it is blocked
+ *   quiet          Windows: print "errmode=<hex> wer=<hex>|?", the error mode and Windows Error
+ *                  Reporting flags the helper set for itself (quiet_crashes.h); POSIX: "posix"
  *   closeout       close stdout
  *   grandchild MS  start a copy of this program that sleeps MS ms holding our stdout and stderr,
  *                  print its pid, and do not wait for it
@@ -185,6 +187,27 @@ static void print_env(const char *name) {
 }
 
 #ifdef _WIN32
+/* "quiet": what mproc_test_quiet_crashes set: "errmode=<hex> wer=<hex>" (wer=? where WerGetFlags is
+ * missing or fails, as under wine). */
+static void print_quiet_state(void) {
+  UINT mode = SetErrorMode(0);
+  SetErrorMode(mode);
+  typedef HRESULT(WINAPI * wer_get_flags_fn)(HANDLE, PDWORD);
+  wer_get_flags_fn wer_get_flags = NULL;
+  HMODULE k32 = GetModuleHandleW(L"kernel32.dll");
+  if (k32) {
+    FARPROC f = GetProcAddress(k32, "WerGetFlags");
+    memcpy(&wer_get_flags, &f, sizeof f);
+  }
+  DWORD wer = 0;
+  char out[64];
+  if (wer_get_flags && SUCCEEDED(wer_get_flags(GetCurrentProcess(), &wer)))
+    snprintf(out, sizeof out, "errmode=%x wer=%lx", mode, (unsigned long)wer);
+  else
+    snprintf(out, sizeof out, "errmode=%x wer=?", mode);
+  print_str(out);
+}
+
 static LONG WINAPI exit_with_exception_code(EXCEPTION_POINTERS *info) {
   TerminateProcess(GetCurrentProcess(), info->ExceptionRecord->ExceptionCode);
   return EXCEPTION_CONTINUE_SEARCH;
@@ -510,6 +533,12 @@ int main(int argc, char **argv) {
       sigprocmask(SIG_BLOCK, NULL, &mask);
       print_str(sa.sa_handler == SIG_DFL ? "dfl" : sa.sa_handler == SIG_IGN ? "ign" : "handler");
       if (sigismember(&mask, atoi(a)) == 1) print_str("+blocked");
+#endif
+    } else if (!strcmp(c, "quiet")) {
+#ifdef _WIN32
+      print_quiet_state();
+#else
+      print_str("posix");
 #endif
     } else if (!strcmp(c, "closeout")) {
       fflush(stdout);

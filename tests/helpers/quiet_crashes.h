@@ -25,7 +25,9 @@ static void mproc_test_quiet_crashes(void) {
     FARPROC f = GetProcAddress(k32, "WerSetFlags");
     memcpy(&wer_set_flags, &f, sizeof f); /* no cast between function pointer types */
   }
-  if (wer_set_flags) wer_set_flags(4 /* WER_FAULT_REPORTING_NO_UI */);
+  /* WER_FAULT_REPORTING_NO_UI (0x20); where that flag is unknown (before Windows 8),
+   * WER_FAULT_REPORTING_FLAG_QUEUE (0x2): queue the report, which shows no UI either */
+  if (wer_set_flags && FAILED(wer_set_flags(0x20))) wer_set_flags(0x2);
 #if defined(_MSC_VER) || defined(_UCRT)
   _set_abort_behavior(0, _WRITE_ABORT_MSG | _CALL_REPORTFAULT);
 #endif
