@@ -16,6 +16,7 @@
  * the one place that learns that a child ended, either way). */
 #include "mproc/process.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -244,7 +245,7 @@ int mproc_process_create(mproc_process **out, const mproc_process_opts *o) {
   if (o->kill_on_parent_death < MPROC_OPTION_DEFAULT || o->kill_on_parent_death > MPROC_OPTION_OFF)
     return mproc__fail(MPROC_EINVAL, "process_create: kill_on_parent_death %d is not an mproc_option",
                        (int)o->kill_on_parent_death);
-  size_t room = SIZE_MAX - sizeof(mproc_process);
+  size_t room = (size_t)PTRDIFF_MAX - sizeof(mproc_process); /* no C object is larger than PTRDIFF_MAX */
   if (o->arg_size > room || o->connection_count > (room - o->arg_size) / sizeof(mproc_connection *))
     return mproc__fail(MPROC_ENOMEM, "process_create: an argument of %zu bytes and %zu connections do not fit in memory",
                        o->arg_size, o->connection_count);

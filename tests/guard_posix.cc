@@ -32,7 +32,10 @@ extern "C" {
 #include "internal.h"
 #include "pal.h"
 }
+#include "guard_util.h"
 #include "test_util.h"
+
+using namespace mproc_guard_test;
 
 namespace {
 
@@ -66,65 +69,6 @@ std::string read_file(const std::string &path) {
   ss << f.rdbuf();
   return ss.str();
 }
-
-// The target of every forged bootstrap: create the file named by the argument bytes.
-int t_write_marker(const mproc_args *a) {
-  std::string path((const char *)a->data, a->size);
-  FILE *f = std::fopen(path.c_str(), "wb");
-  if (!f) return 3;
-  std::fputs("the target ran", f);
-  std::fclose(f);
-  return 0;
-}
-
-// The reference (mproc__pal_fn_locate) of a function of this program or of a library it loaded.
-std::string ref_of(void *fn) {
-  mproc__buf ref = {nullptr, 0, 0};
-  EXPECT_EQ(mproc__pal_fn_locate(fn, &ref), 0) << mproc_last_error();
-  std::string s(ref.data ? ref.data : "", ref.len);
-  mproc__buf_free(&ref);
-  return s;
-}
-
-// A well-formed bootstrap (the current format, src/bootstrap.c) naming the target `ref` with argument
-// bytes `arg`.
-std::string bootstrap(const std::string &ref, const std::string &arg) {
-  mproc__buf msg = {nullptr, 0, 0};
-  mproc__boot b{};
-  b.ref = ref.data();
-  b.ref_len = ref.size();
-  b.arg = arg.data();
-  b.arg_len = arg.size();
-  b.name = "forged";
-  b.ident = "1";
-  b.parent_name = "MainProcess";
-  b.parent_pid = getpid();
-  EXPECT_EQ(mproc__boot_encode(&b, &msg), 0);
-  std::string s(msg.data ? msg.data : "", msg.len);
-  mproc__buf_free(&msg);
-  return s;
-}
-
-std::string le(uint64_t n, int bytes) {
-  std::string out;
-  for (int i = 0; i < bytes; ++i) out += (char)((n >> (8 * i)) & 0xFF);
-  return out;
-}
-
-// What a spawned child reads on its boot link: one connection message (4-byte little-endian length).
-std::string spawn_frame(const std::string &ref, const std::string &arg) {
-  std::string b = bootstrap(ref, arg);
-  return le(b.size(), 4) + b;
-}
-
-// What a fork server reads on its control socket: an 8-byte little-endian length, then the bootstrap
-// (the child's boot link comes with it as SCM_RIGHTS).
-std::string fs_request(const std::string &ref, const std::string &arg) {
-  std::string b = bootstrap(ref, arg);
-  return le(b.size(), 8) + b;
-}
-
-std::string marker_ref() { return ref_of((void *)t_write_marker); }
 
 struct Sock {
   int a = -1, b = -1;  // a: ours, b: the child's

@@ -23,7 +23,10 @@ extern "C" {
 #include "internal.h"
 #include "pal.h"
 }
+#include "guard_util.h"
 #include "test_util.h"
+
+using namespace mproc_guard_test;
 
 namespace {
 
@@ -61,38 +64,8 @@ std::string temp_path(const char *tag) {
 
 bool exists(const std::string &path) { return GetFileAttributesA(path.c_str()) != INVALID_FILE_ATTRIBUTES; }
 
-// The target of every forged bootstrap: create the file named by the argument bytes.
-int t_write_marker(const mproc_args *a) {
-  std::string path((const char *)a->data, a->size);
-  std::ofstream f(path, std::ios::binary);
-  if (!f) return 3;
-  f << "the target ran";
-  return f.good() ? 0 : 3;
-}
-
-// A well-formed bootstrap (the current format, src/bootstrap.c) naming t_write_marker(marker), framed
-// as one connection message (4-byte little-endian length, then the payload).
-std::string framed_bootstrap(const std::string &marker) {
-  mproc__buf ref = {nullptr, 0, 0}, msg = {nullptr, 0, 0};
-  EXPECT_EQ(mproc__pal_fn_locate((void *)t_write_marker, &ref), 0) << mproc_last_error();
-  mproc__boot b{};
-  b.ref = ref.data;
-  b.ref_len = ref.len;
-  b.arg = marker.data();
-  b.arg_len = marker.size();
-  b.name = "forged";
-  b.ident = "1";
-  b.parent_name = "MainProcess";
-  b.parent_pid = GetCurrentProcessId();
-  EXPECT_EQ(mproc__boot_encode(&b, &msg), 0);
-  uint32_t n = (uint32_t)msg.len;
-  std::string out;
-  for (int i = 0; i < 4; ++i) out += (char)((n >> (8 * i)) & 0xFF);
-  out.append(msg.data, msg.len);
-  mproc__buf_free(&ref);
-  mproc__buf_free(&msg);
-  return out;
-}
+// The forged bootstrap of these tests, framed as a spawned child reads it, aimed at t_write_marker(marker).
+std::string framed_bootstrap(const std::string &marker) { return spawn_frame(marker_ref(), marker); }
 
 void write_handle(HANDLE h, const std::string &data) {
   OVERLAPPED ov{};  // works on overlapped and synchronous handles alike

@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "advapi.h"
 #include "pipe.h" /* MPROC__WIN32_CONN_PIPE_PREFIX */
 #include "win32.h"
 
@@ -58,16 +59,21 @@ static wchar_t *pipe_name(HANDLE h) {
 
 /* The user SID of a process's primary token, malloc'ed (a TOKEN_USER); NULL with the OS error in *err. */
 static TOKEN_USER *token_user(HANDLE process, DWORD *err) {
+  const mproc__advapi *a = mproc__win32_advapi();
+  if (!a) {
+    *err = GetLastError();
+    return NULL;
+  }
   HANDLE tok = NULL;
-  if (!OpenProcessToken(process, TOKEN_QUERY, &tok)) {
+  if (!a->open_process_token(process, TOKEN_QUERY, &tok)) {
     *err = GetLastError();
     return NULL;
   }
   DWORD need = 0;
   TOKEN_USER *tu = NULL;
-  GetTokenInformation(tok, TokenUser, NULL, 0, &need);
+  a->get_token_information(tok, TokenUser, NULL, 0, &need);
   if (need) tu = (TOKEN_USER *)malloc(need);
-  if (!tu || !GetTokenInformation(tok, TokenUser, tu, need, &need)) {
+  if (!tu || !a->get_token_information(tok, TokenUser, tu, need, &need)) {
     *err = tu ? GetLastError() : ERROR_NOT_ENOUGH_MEMORY;
     free(tu);
     tu = NULL;
@@ -137,7 +143,7 @@ static int check_parent(DWORD peer) {
     TOKEN_USER *theirs = token_user(p, &err), *ours = theirs ? token_user(GetCurrentProcess(), &err) : NULL;
     if (!theirs || !ours)
       rc = REFUSE_OS(err, "the user of the parent process cannot be read");
-    else if (!EqualSid(theirs->User.Sid, ours->User.Sid))
+    else if (!mproc__win32_advapi()->equal_sid(theirs->User.Sid, ours->User.Sid))
       rc = REFUSE("the parent process runs as another user");
     free(theirs);
     free(ours);

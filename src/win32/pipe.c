@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "advapi.h"
 #include "pipe.h" /* mproc__win32_pipe_pair, shared with conn.c */
 #include "spawn.h"
 #include "win32.h"
@@ -47,18 +48,10 @@ static volatile LONG g_pipe_serial;
  * A named pipe's default DACL lets Everyone (and the anonymous logon) open it for reading: another user
  * on the machine could try to connect to our pipe names. Ours carry a DACL with one entry, full access
  * for the user of this process's token, so nobody else can open them (remote clients are refused anyway,
- * PIPE_REJECT_REMOTE_CLIENTS). Made once per process. The functions live in advapi32.dll, loaded from
- * the system directory at run time, so that mproc's binaries keep importing KERNEL32.dll alone.
+ * PIPE_REJECT_REMOTE_CLIENTS). Made once per process. The functions live in advapi32.dll, loaded at run
+ * time (advapi.h), so that mproc's binaries keep importing KERNEL32.dll alone.
  * A thread that impersonates another user while it creates a pipe is not provided for: the pipe admits
  * the process's user, and its own client end would be refused (the spawn then fails, ERROR_ACCESS_DENIED). */
-typedef BOOL(WINAPI *open_process_token_fn)(HANDLE, DWORD, PHANDLE);
-typedef BOOL(WINAPI *get_token_information_fn)(HANDLE, TOKEN_INFORMATION_CLASS, LPVOID, DWORD, PDWORD);
-typedef BOOL(WINAPI *initialize_sd_fn)(PSECURITY_DESCRIPTOR, DWORD);
-typedef BOOL(WINAPI *initialize_acl_fn)(PACL, DWORD, DWORD);
-typedef BOOL(WINAPI *add_allowed_ace_fn)(PACL, DWORD, DWORD, PSID);
-typedef BOOL(WINAPI *set_sd_dacl_fn)(PSECURITY_DESCRIPTOR, BOOL, PACL, BOOL);
-typedef DWORD(WINAPI *get_length_sid_fn)(PSID);
-
 static INIT_ONCE g_sd_once = INIT_ONCE_STATIC_INIT;
 static SECURITY_DESCRIPTOR g_sd;
 static DWORD g_sd_error; /* 0, or why g_sd could not be made */
@@ -67,35 +60,13 @@ static union {
   unsigned char bytes[sizeof(ACL) + sizeof(ACCESS_ALLOWED_ACE) + SECURITY_MAX_SID_SIZE + 16];
 } g_dacl;
 
-static FARPROC sym(HMODULE m, const char *name, bool *ok) {
-  FARPROC f = m ? GetProcAddress(m, name) : NULL;
-  if (!f) *ok = false;
-  return f;
-}
-
 static BOOL CALLBACK make_user_only_sd(PINIT_ONCE once, PVOID param, PVOID *ctx) {
   (void)once;
   (void)param;
   (void)ctx;
-  wchar_t path[MAX_PATH + 32];
-  UINT n = GetSystemDirectoryW(path, MAX_PATH);
-  HMODULE adv = NULL;
-  if (n > 0 && n < MAX_PATH) {
-    memcpy(path + n, L"\\advapi32.dll", sizeof L"\\advapi32.dll");
-    adv = LoadLibraryW(path); /* kept loaded for the life of the process */
-  }
-  bool ok = true;
-  /* through void (*)(void): the cast between function pointer types that compilers accept silently */
-  open_process_token_fn open_token = (open_process_token_fn)(void (*)(void))sym(adv, "OpenProcessToken", &ok);
-  get_token_information_fn get_info =
-      (get_token_information_fn)(void (*)(void))sym(adv, "GetTokenInformation", &ok);
-  initialize_sd_fn init_sd = (initialize_sd_fn)(void (*)(void))sym(adv, "InitializeSecurityDescriptor", &ok);
-  initialize_acl_fn init_acl = (initialize_acl_fn)(void (*)(void))sym(adv, "InitializeAcl", &ok);
-  add_allowed_ace_fn add_ace = (add_allowed_ace_fn)(void (*)(void))sym(adv, "AddAccessAllowedAce", &ok);
-  set_sd_dacl_fn set_dacl = (set_sd_dacl_fn)(void (*)(void))sym(adv, "SetSecurityDescriptorDacl", &ok);
-  get_length_sid_fn sid_len = (get_length_sid_fn)(void (*)(void))sym(adv, "GetLengthSid", &ok);
-  if (!ok) {
-    g_sd_error = adv ? ERROR_PROC_NOT_FOUND : GetLastError();
+  const mproc__advapi *a = mproc__win32_advapi();
+  if (!a) {
+    g_sd_error = GetLastError();
     return TRUE;
   }
   HANDLE token = NULL;
@@ -104,12 +75,14 @@ static BOOL CALLBACK make_user_only_sd(PINIT_ONCE once, PVOID param, PVOID *ctx)
     unsigned char bytes[sizeof(TOKEN_USER) + SECURITY_MAX_SID_SIZE];
   } tu;
   DWORD got = 0;
-  if (!open_token(GetCurrentProcess(), TOKEN_QUERY, &token) ||
-      !get_info(token, TokenUser, &tu, (DWORD)sizeof tu, &got) ||
-      !init_acl(&g_dacl.acl, (DWORD)(sizeof(ACL) + sizeof(ACCESS_ALLOWED_ACE) + sid_len(tu.user.User.Sid)),
-                ACL_REVISION) ||
-      !add_ace(&g_dacl.acl, ACL_REVISION, GENERIC_ALL, tu.user.User.Sid) ||
-      !init_sd(&g_sd, SECURITY_DESCRIPTOR_REVISION) || !set_dacl(&g_sd, TRUE, &g_dacl.acl, FALSE))
+  if (!a->open_process_token(GetCurrentProcess(), TOKEN_QUERY, &token) ||
+      !a->get_token_information(token, TokenUser, &tu, (DWORD)sizeof tu, &got) ||
+      !a->initialize_acl(&g_dacl.acl,
+                         (DWORD)(sizeof(ACL) + sizeof(ACCESS_ALLOWED_ACE) + a->get_length_sid(tu.user.User.Sid)),
+                         ACL_REVISION) ||
+      !a->add_access_allowed_ace(&g_dacl.acl, ACL_REVISION, GENERIC_ALL, tu.user.User.Sid) ||
+      !a->initialize_security_descriptor(&g_sd, SECURITY_DESCRIPTOR_REVISION) ||
+      !a->set_security_descriptor_dacl(&g_sd, TRUE, &g_dacl.acl, FALSE))
     g_sd_error = GetLastError() ? GetLastError() : ERROR_INVALID_SECURITY_DESCR;
   if (token) CloseHandle(token);
   return TRUE;

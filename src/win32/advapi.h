@@ -1,0 +1,24 @@
+/* Internal to the Windows PAL: the few advapi32.dll functions mproc needs (tokens, SIDs, a DACL),
+ * loaded from the system directory at run time, so that mproc's binaries - and a program linking the
+ * static library - import KERNEL32.dll and the C runtime alone (tests/consumer checks every import). */
+#ifndef MPROC_WIN32_ADVAPI_H
+#define MPROC_WIN32_ADVAPI_H
+
+#include "win32.h"
+
+typedef struct mproc__advapi {
+  BOOL(WINAPI *open_process_token)(HANDLE, DWORD, PHANDLE);
+  BOOL(WINAPI *get_token_information)(HANDLE, TOKEN_INFORMATION_CLASS, LPVOID, DWORD, PDWORD);
+  BOOL(WINAPI *equal_sid)(PSID, PSID);
+  DWORD(WINAPI *get_length_sid)(PSID);
+  BOOL(WINAPI *initialize_security_descriptor)(PSECURITY_DESCRIPTOR, DWORD);
+  BOOL(WINAPI *initialize_acl)(PACL, DWORD, DWORD);
+  BOOL(WINAPI *add_access_allowed_ace)(PACL, DWORD, DWORD, PSID);
+  BOOL(WINAPI *set_security_descriptor_dacl)(PSECURITY_DESCRIPTOR, BOOL, PACL, BOOL);
+} mproc__advapi;
+
+/* The functions, loaded once (thread-safe); NULL, with the reason as the thread's last OS error
+ * (GetLastError), if advapi32.dll or one of them cannot be had. */
+const mproc__advapi *mproc__win32_advapi(void);
+
+#endif
