@@ -32,7 +32,7 @@
 #               __MINGW_MSVC_COMPAT_WARNINGS they mark memcpy and memmove too, which MSVC does
 #               not), so the lint above is what declares the UCRT's deprecations.
 #
-# Sources are globbed (src/*.c, src/win32/*.c, tests/helpers/*.c, examples/*.c, include/**/*.h,
+# Sources are globbed (src/*.c, src/process/*.c, src/win32/*.c, tests/helpers/*.c, examples/*.c, include/**/*.h,
 # tests/*.cc but *_posix.cc), so new files are covered without editing this script. Each library
 # source is compiled twice: as for the static library (MPROC_STATIC_LIB 1) and as for the DLL
 # (MPROC_STATIC_LIB 0 + mproc_EXPORTS); headers and examples are compiled as a static-library consumer
@@ -267,7 +267,7 @@ if [[ -n "$nonascii" ]]; then
 else
   ok "src/ tests/ examples/" "ASCII only (C4819)"
 fi
-for src in src/*.c src/win32/*.c; do
+for src in src/*.c src/process/*.c src/win32/*.c; do
   lint_source "$src" "$src" "${lib_defs[@]}" /std:c11 "/I$tmp/export1"
 done
 for src in tests/helpers/*.c examples/*.c; do
@@ -279,7 +279,7 @@ for src in tests/*.cc; do
 done
 
 # ---- 1. the library, as the Windows build compiles it (portable modules + the Win32 PAL) ----------------
-for src in src/*.c src/win32/*.c; do
+for src in src/*.c src/process/*.c src/win32/*.c; do
   check "$src" "static lib" "$src" "${lib_defs[@]}" /std:c11 "/I$tmp/export1"
   check "$src" "DLL"        "$src" "${lib_defs[@]}" /std:c11 "/I$tmp/export0" /Dmproc_EXPORTS
 done

@@ -250,12 +250,16 @@ static int read_payload(mproc_connection *c, char *dst, size_t *got, size_t upto
 }
 
 int mproc_connection_recv_bytes(mproc_connection *c, size_t maxlength, int64_t timeout_ms, char **data, size_t *len) {
+  return mproc__connection_recv_until(c, maxlength, mproc__deadline_from_timeout(timeout_ms), timeout_ms, data, len);
+}
+
+int mproc__connection_recv_until(mproc_connection *c, size_t maxlength, int64_t deadline, int64_t timeout_ms,
+                                 char **data, size_t *len) {
   if (data) *data = NULL;
   if (len) *len = 0;
   int rc = usable(c, true, "recv_bytes");
   if (rc) return rc;
   if (!data) return mproc__fail(MPROC_EINVAL, "recv_bytes: data is NULL");
-  int64_t deadline = mproc__deadline_from_timeout(timeout_ms);
   rc = next_header(c, deadline);
   if (rc == MPROC_ETIMEDOUT) return timed_out("recv_bytes", timeout_ms, c);
   if (rc) return rc;
@@ -327,6 +331,31 @@ int mproc_connection_recv_bytes_into(mproc_connection *c, void *buf, size_t cap,
   if (rc) return rc;
   message_taken(c);
   *len = n;
+  return 0;
+}
+
+int mproc__connection_recv_exact(mproc_connection *c, char *buf, size_t cap, int64_t deadline, size_t *len) {
+  *len = 0;
+  int rc = usable(c, true, "recv");
+  if (rc) return rc;
+  if (c->have_len || c->rlen > c->rpos)
+    return mproc__fail(MPROC_ESTATE, "recv: an exact receive on a connection that has read ahead");
+  unsigned char hdr[4];
+  size_t got = 0;
+  while (got < 4 || (got - 4) < *len) {
+    bool in_hdr = got < 4;
+    size_t n = 0;
+    rc = mproc__pal_conn_recv(c->e.rd, in_hdr ? (char *)hdr + got : buf + (got - 4), in_hdr ? 4 - got : *len - (got - 4),
+                              deadline, &n);
+    if (rc) return rc;
+    if (n == 0) return mproc__fail(MPROC_EEOF, "recv: end of file");
+    got += n;
+    if (in_hdr && got == 4) {
+      uint32_t m = (uint32_t)hdr[0] | (uint32_t)hdr[1] << 8 | (uint32_t)hdr[2] << 16 | (uint32_t)hdr[3] << 24;
+      if (m > cap) return corrupt(c, "an exact frame longer than its reader's buffer");
+      *len = m;
+    }
+  }
   return 0;
 }
 

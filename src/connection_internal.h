@@ -32,6 +32,16 @@ mproc__conn_end mproc__conn_end_link(mproc_os_handle h);
 /* Close the handles of an end (each once), leaving MPROC_NO_HANDLE. */
 void mproc__conn_end_close(mproc__conn_end *e);
 
+/* recv_bytes with a deadline (mproc__deadline_from_timeout; INT64_MAX: none); timeout_ms only names the
+ * timeout in messages. */
+int mproc__connection_recv_until(mproc_connection *c, size_t maxlength, int64_t deadline, int64_t timeout_ms,
+                                 char **data, size_t *len);
+/* Receive exactly one frame of at most cap bytes into buf, reading nothing after it (what follows stays in
+ * the handle, so waiting on the handle still sees it: boot links, whose sentinel is the handle). Only on
+ * a connection that has read nothing ahead. 0, MPROC_EEOF, MPROC_ETIMEDOUT, or an error (a longer
+ * frame makes the connection corrupt). */
+int mproc__connection_recv_exact(mproc_connection *c, char *buf, size_t cap, int64_t deadline, size_t *len);
+
 /* Whether a receive would make progress without waiting on a handle: buffered bytes, end of file, a
  * message refused for its size, a corrupt stream (a receive answers at once). */
 bool mproc__connection_buffered(const mproc_connection *c);

@@ -1,0 +1,220 @@
+/* The boot-link protocol. A child started by spawn or forkserver is linked to its parent by a "boot"
+ * connection (a socket pair / named pipe):
+ *   - the parent sends the bootstrap message over it (bootstrap.h: the target's reference, the argument
+ *     bytes, names, the handles of the handed connections); the child's side (mproc__boot_run) finds the
+ *     target and answers "ok" ("ok<pid>" from a forkserver child) or "E<code>:<message>", so start()
+ *     returns only then, and start errors are reported in the parent (mproc__boot_answer);
+ *   - the parent's end is the sentinel on POSIX: it reaches end of file when the child has gone;
+ *   - the child's end tells the child that the parent has gone (kill_on_parent_death: the watchdog);
+ *   - under forkserver the server writes "X<exitcode>" on it once it has reaped the child (self.c).
+ * A spawned child is this program started again with a guard flag naming its end (mproc__respawn_self). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../bootstrap.h"
+#include "process_internal.h"
+
+#define EXIT_BOOT_FAILED MPROC_EXIT_BOOT_FAILED
+
+int mproc__boot_message(const mproc_process *p, mproc__buf *b) {
+  mproc__buf ref = {NULL, 0, 0};
+  int rc = mproc__pal_fn_locate((void *)p->target, &ref);
+  mproc__conn_end *ends = NULL;
+  if (!rc && p->nconns && !(ends = (mproc__conn_end *)malloc(p->nconns * sizeof *ends)))
+    rc = mproc__fail(MPROC_ENOMEM, "start: out of memory");
+  if (!rc) {
+    for (size_t i = 0; i < p->nconns; ++i) ends[i] = p->conns[i]->e;
+    mproc__boot boot = {ref.data, ref.len, p->arg, p->arg_size, p->name, p->ident, mproc__me.name,
+                        mproc__pal_getpid(),
+                        (p->daemon ? MPROC__BOOT_DAEMON : 0u) |
+                            (p->kill_on_parent_death ? MPROC__BOOT_KILL_ON_PARENT_DEATH : 0u) |
+                            (mproc__pal_is_main_thread() ? MPROC__BOOT_MAIN_THREAD : 0u),
+                        p->nconns, ends};
+    rc = mproc__boot_encode(&boot, b);
+  }
+  free(ends);
+  mproc__buf_free(&ref);
+  return rc;
+}
+
+/* The handles of connection end e in the order they are handed over: rd, then wr and bulk unless they
+ * are none or repeat an earlier one (a single-handle end). Their number. */
+size_t mproc__end_handles(mproc__conn_end e, mproc_os_handle out[3]) {
+  mproc_os_handle h[3] = {e.rd, e.wr, e.bulk};
+  size_t n = 0;
+  for (int k = 0; k < 3; ++k)
+    if (h[k] != MPROC_NO_HANDLE && (k < 1 || h[k] != h[0]) && (k < 2 || h[k] != h[1])) out[n++] = h[k];
+  return n;
+}
+
+/* The handles of the connections handed to p, in order: what a spawned child must be given, and what
+ * goes to the fork server. out NULL: only count them. */
+size_t mproc__handed_handles(const mproc_process *p, mproc_os_handle *out) {
+  size_t n = 0;
+  for (size_t i = 0; i < p->nconns; ++i) {
+    const mproc_connection *c = p->conns[i];
+    mproc_os_handle h[3];
+    size_t k = mproc__end_handles(c->e, h);
+    if (out) memcpy(out + n, h, k * sizeof *h);
+    n += k;
+  }
+  return n;
+}
+
+/* kill_on_parent_death: a small thread blocked on our end of the boot link; end of file there means
+ * the parent has gone, however it went. */
+static void parent_watch_thread(void *arg) {
+  mproc_connection *link = (mproc_connection *)arg;
+  for (;;) {
+    if (mproc_connection_poll(link, MPROC_INFINITE) != 0) break;
+    char buf[64];
+    size_t n = 0;
+    int rc = mproc__pal_conn_recv(link->e.rd, buf, sizeof buf, INT64_MAX, &n);
+    if (rc || n == 0) break; /* end of file (or the link broke): the parent is gone */
+  }
+  mproc__pal_exit_now(1);
+}
+
+void mproc__parent_watch(mproc_connection *link) { mproc__pal_thread_start(parent_watch_thread, link); }
+
+/* The handed connections of a parsed bootstrap, as connections of this process. Spawn (fds NULL): the
+ * handles are the numbers in the message, inherited; each must be an open handle other than the boot
+ * link. Forkserver: they are fds[0..nfds), received with the request in the order of handed_handles();
+ * the parent's numbers only tell which of an end's handles repeat. */
+static int adopt_connections(const mproc__boot *b, mproc_os_handle link, const mproc_os_handle *fds, size_t nfds,
+                             mproc_connection ***out) {
+  mproc_connection **conns = (mproc_connection **)calloc(b->nconns ? b->nconns : 1, sizeof *conns);
+  if (!conns) return mproc__fail(MPROC_ENOMEM, "child: out of memory");
+  size_t used = 0;
+  int rc = 0;
+  for (size_t i = 0; i < b->nconns && !rc; ++i) {
+    mproc__conn_end e = b->conns[i];
+    mproc_os_handle h[3];
+    size_t k = mproc__end_handles(e, h);
+    if (fds) {
+      if (used + k > nfds) {
+        rc = mproc__fail(MPROC_ESYS, "child: the bootstrap names more handles than came with it");
+        break;
+      }
+      mproc_os_handle *f[3] = {&e.rd, &e.wr, &e.bulk};
+      for (int j = 0; j < 3; ++j)
+        for (size_t m = 0; m < k; ++m)
+          if (*f[j] == h[m] && *f[j] != MPROC_NO_HANDLE) {
+            *f[j] = fds[used + m];
+            break;
+          }
+      k = mproc__end_handles(e, h);
+      used += k;
+    } else {
+      for (size_t m = 0; m < k && !rc; ++m)
+        if (h[m] == link || !mproc__pal_handle_valid(h[m]))
+          rc = mproc__fail(MPROC_ESYS, "child: connection %zu's handle %lld was not inherited", i, (long long)h[m]);
+      if (rc) break;
+    }
+    for (size_t m = 0; m < k; ++m) mproc__pal_set_cloexec(h[m], true);
+    conns[i] = mproc__connection_wrap(e);
+    if (!conns[i]) rc = MPROC_ENOMEM;
+  }
+  if (!rc && fds && used != nfds) rc = mproc__fail(MPROC_ESYS, "child: more handles came than the bootstrap names");
+  if (rc) {
+    for (size_t i = 0; i < b->nconns; ++i)
+      if (conns[i]) free(conns[i]); /* the handles stay: the process is about to end */
+    free(conns);
+    return rc;
+  }
+  *out = conns;
+  return 0;
+}
+
+/* A child that cannot run its target tells its parent why (the parent is trusted: the guard checked it)
+ * and ends. */
+static void boot_failed(mproc_connection *link, bool forked, int rc) {
+  char reply[1100];
+  int n = snprintf(reply, sizeof reply, "E%d:%s", rc, mproc_last_error());
+  mproc_connection_send_bytes(link, reply, (size_t)(n < 0 ? 0 : n >= (int)sizeof reply ? (int)sizeof reply - 1 : n), 0,
+                              MPROC_ALL);
+  fflush(NULL);
+  if (forked) mproc__pal_exit_now(EXIT_BOOT_FAILED);
+  exit(EXIT_BOOT_FAILED);
+}
+
+/* Run a child from its bootstrap message: find the target, acknowledge on the boot link ("ok" or an
+ * error), run it, end. `fds` NULL (spawn): the handed connections are the handle numbers in the
+ * message; else (forkserver) they are fds[i], received with the request. Never returns. */
+void mproc__boot_run(mproc_connection *link, const char *msg, size_t len, const mproc_os_handle *fds, size_t nfds) {
+  bool forked = fds != NULL;
+  mproc__boot b;
+  mproc_connection **conns = NULL;
+  void *fn = NULL;
+  int rc = mproc__boot_parse(msg, len, &b);
+  if (!rc) rc = adopt_connections(&b, link->e.rd, fds, nfds, &conns);
+  if (!rc) rc = mproc__pal_fn_resolve(b.ref, b.ref_len, &fn);
+  if (rc) boot_failed(link, forked, rc);
+  if (b.flags & MPROC__BOOT_KILL_ON_PARENT_DEATH) /* a forkserver child's OS parent is the server, whose one
+                                                     thread forked it */
+    mproc__pal_die_with_parent(forked ? mproc__pal_getppid() : b.parent_pid,
+                               forked || (b.flags & MPROC__BOOT_MAIN_THREAD) != 0);
+  mproc__self_become(b.name, b.ident, b.parent_name, b.parent_pid, (b.flags & MPROC__BOOT_DAEMON) != 0); /* kept for life */
+  mproc__me.parent_link = link->e.rd;
+  char ok[32] = "ok"; /* a forkserver child adds its pid: its parent may not have it from the server */
+  if (forked) snprintf(ok, sizeof ok, "ok%lld", (long long)mproc__pal_getpid());
+  if (mproc_connection_send_bytes(link, ok, strlen(ok), 0, MPROC_ALL) != 0) {
+    if (forked) mproc__pal_exit_now(EXIT_BOOT_FAILED);
+    exit(EXIT_BOOT_FAILED);
+  }
+  if (b.flags & MPROC__BOOT_KILL_ON_PARENT_DEATH) mproc__parent_watch(link);
+  mproc_args args = {b.arg, b.arg_len, conns, b.nconns};
+  int code = ((mproc_target)fn)(&args);
+  if (forked) mproc__child_finish_fork(code); /* a fork of the server: the server's atexit handlers are not ours */
+  fflush(NULL);
+  exit(code); /* atexit: this child's own children are joined (at_exit is registered if it had any) */
+}
+
+int mproc__boot_answer(mproc_process *p, const char *how, int64_t *pid_out) {
+  *pid_out = 0;
+  char reply[1200];
+  size_t rlen = 0;
+  int rc = mproc__connection_recv_exact(p->boot, reply, sizeof reply - 1, INT64_MAX, &rlen);
+  if (rc == 0) reply[rlen] = '\0';
+  if (rc == 0 && rlen >= 2 && memcmp(reply, "ok", 2) == 0) {
+    *pid_out = rlen > 2 ? atoll(reply + 2) : 0;
+    return 0;
+  }
+  mproc__child_reap(p, INT64_MAX);
+  if (rc == 0 && rlen > 1 && reply[0] == 'E') {
+    int code = atoi(reply + 1);
+    const char *colon = strchr(reply, ':');
+    return mproc__fail(code < 0 ? code : MPROC_ESYS, "start '%s': the %s child could not run the target: %s", p->name,
+                       how, colon ? colon + 1 : reply);
+  }
+  if (p->child.returncode == MPROC_EXIT_GUARD_REFUSED)
+    return mproc__fail(MPROC_ESTATE,
+                       "start '%s': the %s child's guard refused its bootstrap (exit code %d): it does not run the "
+                       "same executable file as this process (replaced on disk?), or cannot tell (see its stderr)",
+                       p->name, how, p->child.returncode);
+  return mproc__fail(MPROC_ESTATE,
+                     "start '%s': the %s child exited (code %d) before running its target: does the program's main() "
+                     "call mproc_main_guard(argc, argv) first?",
+                     p->name, how, p->child.returncode);
+}
+
+int mproc__respawn_self(const char *flag, mproc_os_handle handle, const mproc_os_handle *pass, size_t npass,
+                        bool signal_exitcodes, mproc__child *child) {
+  char *exe = NULL;
+  int rc = mproc__pal_self_exe(&exe);
+  if (rc) return rc;
+  char arg[64];
+  snprintf(arg, sizeof arg, "%s%lld", flag, (long long)handle);
+  const char *argv[] = {exe, arg, NULL};
+  const char *extra[] = {MPROC__SPAWN_ENV "=1", NULL};
+  mproc__spawn_req req = {.argv = argv,
+                          .env_extra = extra,
+                          .stdio = {MPROC_NO_HANDLE, MPROC_NO_HANDLE, MPROC_NO_HANDLE},
+                          .pass_fds = pass,
+                          .pass_fds_count = npass};
+  rc = mproc__pal_spawn(&req, child);
+  child->signal_exitcodes = signal_exitcodes; /* after: the PAL's spawn fills the child anew */
+  free(exe);
+  return rc;
+}

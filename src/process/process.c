@@ -1,0 +1,243 @@
+/* The Process object (Python's multiprocessing.Process): create, accessors, start, join, is_alive,
+ * terminate, kill, close, destroy. How a child comes to exist is the start method's (start_*.c,
+ * forkserver.c); how we learn that it ended is self.c's. */
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "process_internal.h"
+
+void mproc__process_free(mproc_process *p) {
+  mproc_connection_destroy(p->boot);
+  mproc__pal_child_release(&p->child);
+  free(p->name);
+  free(p); /* with its connection list and argument bytes */
+}
+
+/* Python's "can only start/join/test a process object created by the current process": a fork child
+ * has a copy of its parent's Process objects, whose children are not its own (and whose handles it
+ * closed). And nothing but destroy works on a closed one. */
+int mproc__process_check(const mproc_process *p, const char *call) {
+  if (!p) return mproc__fail(MPROC_EINVAL, "%s: p is NULL", call);
+  if (p->creator != mproc__pal_getpid())
+    return mproc__fail(MPROC_ESTATE, "%s: '%s' was created by process %lld, not by this one (%lld): only its creator "
+                       "can start, join or signal it", call, p->name, (long long)p->creator,
+                       (long long)mproc__pal_getpid());
+  if (p->closed) return mproc__fail(MPROC_ESTATE, "%s: '%s' is closed", call, p->name);
+  return 0;
+}
+
+/* ident = "<our ident>:<n>" ("<n>" in the main process, or when nested deeper than ident can show).
+ * Not snprintf: its deep stack would be more pages written (see free_process). */
+static void set_ident(char *ident, size_t cap, unsigned n) {
+  char num[16];
+  size_t k = sizeof num;
+  num[--k] = '\0';
+  do num[--k] = (char)('0' + n % 10);
+  while ((n /= 10) != 0);
+  size_t nlen = sizeof num - 1 - k, plen = strlen(mproc__me.ident);
+  size_t at = 0;
+  if (plen && plen + 1 + nlen < cap) {
+    memcpy(ident, mproc__me.ident, plen);
+    ident[plen] = ':';
+    at = plen + 1;
+  }
+  memcpy(ident + at, num + k, nlen + 1);
+}
+
+int mproc_process_create(mproc_process **out, const mproc_process_opts *o) {
+  if (!out) return mproc__fail(MPROC_EINVAL, "process_create: out is NULL");
+  *out = NULL;
+  if (!o) return mproc__fail(MPROC_EINVAL, "process_create: opts is NULL");
+  if (!o->target) return mproc__fail(MPROC_EINVAL, "process_create: target is NULL");
+  if (!o->arg && o->arg_size) return mproc__fail(MPROC_EINVAL, "process_create: arg is NULL but arg_size is %zu", o->arg_size);
+  if (o->connection_count && !o->connections)
+    return mproc__fail(MPROC_EINVAL, "process_create: connections is NULL but connection_count is %zu", o->connection_count);
+  for (size_t i = 0; i < o->connection_count; ++i)
+    if (!o->connections[i]) return mproc__fail(MPROC_EINVAL, "process_create: connections[%zu] is NULL", i);
+  if (o->start_method < MPROC_START_DEFAULT || o->start_method > MPROC_START_FORKSERVER)
+    return mproc__fail(MPROC_EINVAL, "process_create: start method %d is not an mproc_start_method", (int)o->start_method);
+  if (o->kill_on_parent_death < MPROC_OPTION_DEFAULT || o->kill_on_parent_death > MPROC_OPTION_OFF)
+    return mproc__fail(MPROC_EINVAL, "process_create: kill_on_parent_death %d is not an mproc_option",
+                       (int)o->kill_on_parent_death);
+  size_t room = (size_t)PTRDIFF_MAX - sizeof(mproc_process); /* no C object is larger than PTRDIFF_MAX */
+  if (o->arg_size > room || o->connection_count > (room - o->arg_size) / sizeof(mproc_connection *))
+    return mproc__fail(MPROC_ENOMEM, "process_create: an argument of %zu bytes and %zu connections do not fit in memory",
+                       o->arg_size, o->connection_count);
+
+  /* One block: the object, the connection list, the argument bytes (fewer pages written per start: after
+   * a fork each one the parent writes is a copy-on-write fault). */
+  mproc_process *p = (mproc_process *)calloc(1, sizeof *p + o->connection_count * sizeof *p->conns + o->arg_size);
+  if (!p) return mproc__fail(MPROC_ENOMEM, "process_create: out of memory");
+  p->conns = (mproc_connection **)(void *)(p + 1);
+  p->arg = (char *)(p->conns + o->connection_count);
+  p->child.handle = MPROC_NO_HANDLE;
+  p->target = o->target;
+  p->daemon = o->daemon;
+  p->req_method = o->start_method;
+  p->context = o->context;
+  p->creator = mproc__pal_getpid();
+  p->kill_on_parent_death = o->kill_on_parent_death == MPROC_OPTION_DEFAULT ? o->daemon
+                                                                            : o->kill_on_parent_death == MPROC_OPTION_ON;
+  mproc__pal_global_lock();
+  unsigned n = ++mproc__me.counter;
+  mproc__pal_global_unlock();
+  set_ident(p->ident, sizeof p->ident, n);
+  char defname[96] = "Process-";
+  memcpy(defname + 8, p->ident, strlen(p->ident) + 1);
+  p->name = mproc__strdup(o->name ? o->name : defname);
+  if (!p->name) {
+    mproc__process_free(p);
+    return mproc__fail(MPROC_ENOMEM, "process_create: out of memory");
+  }
+  if (o->arg_size) memcpy(p->arg, o->arg, o->arg_size);
+  p->arg_size = o->arg_size;
+  for (size_t i = 0; i < o->connection_count; ++i) p->conns[i] = o->connections[i];
+  p->nconns = o->connection_count;
+  *out = p;
+  return 0;
+}
+
+int64_t mproc_process_pid(const mproc_process *p) { return p && p->started ? p->child.pid : 0; }
+
+bool mproc_process_exitcode(const mproc_process *p, int *exitcode) {
+  if (!p || !p->started || !p->child.reaped) return false;
+  if (exitcode) *exitcode = p->child.returncode;
+  return true;
+}
+
+const char *mproc_process_name(const mproc_process *p) { return p ? p->name : NULL; }
+
+int mproc_process_set_name(mproc_process *p, const char *name) {
+  if (!p || !name) return mproc__fail(MPROC_EINVAL, "process_set_name: p and name must be set");
+  char *n = mproc__strdup(name);
+  if (!n) return MPROC_ENOMEM;
+  free(p->name);
+  p->name = n;
+  return 0;
+}
+
+bool mproc_process_daemon(const mproc_process *p) { return p && p->daemon; }
+
+int mproc_process_set_daemon(mproc_process *p, bool daemon) {
+  if (!p) return mproc__fail(MPROC_EINVAL, "process_set_daemon: p is NULL");
+  if (p->started) return mproc__fail(MPROC_ESTATE, "process_set_daemon: '%s' has already been started", p->name);
+  p->daemon = daemon;
+  return 0;
+}
+
+mproc_os_handle mproc_process_sentinel(const mproc_process *p) {
+  if (!p || !p->started || p->closed) return MPROC_NO_HANDLE;
+  return mproc__pal_sentinel(&p->child, mproc_connection_handle(p->boot));
+}
+
+/* ---- start ------------------------------------------------------------------------------------- */
+
+int mproc_process_start(mproc_process *p) {
+  int rc = mproc__process_check(p, "process_start");
+  if (rc) return rc;
+  if (p->started) return mproc__fail(MPROC_ESTATE, "process_start: '%s' can only be started once", p->name);
+  if (mproc__me.daemon) return mproc__fail(MPROC_ESTATE, "process_start: daemonic processes are not allowed to have children");
+  if (!mproc__me.guard_ran && mproc__pal_env_is_set(MPROC__SPAWN_ENV))
+    return mproc__fail(MPROC_ESTATE,
+                       "process_start: this process was spawned by mproc but its main() did not call "
+                       "mproc_main_guard(argc, argv) first; refusing to start '%s' (that would start children "
+                       "without end)",
+                       p->name);
+  mproc_start_method m = mproc__method_of(p);
+  rc = mproc__method_available(m);
+  if (rc) return rc;
+  for (size_t i = 0; i < p->nconns; ++i)
+    if (mproc_connection_closed(p->conns[i]))
+      return mproc__fail(MPROC_ECLOSED, "process_start: connection %zu handed to '%s' is closed", i, p->name);
+
+  /* A fork child needs its boot link only to watch for its parent's death; its sentinel can be the
+   * system's own where there is one (mproc__pal_fork_sentinel). */
+  bool link = m != MPROC_START_FORK || p->kill_on_parent_death || !mproc__pal_fork_sentinel_supported();
+  mproc_os_handle parent_end = MPROC_NO_HANDLE, child_end = MPROC_NO_HANDLE;
+  if (link) {
+    rc = mproc__pal_conn_pair(true, &parent_end, &child_end);
+    if (rc) return rc;
+    p->boot = mproc__connection_wrap(mproc__conn_end_link(parent_end));
+    if (!p->boot) {
+      mproc__pal_close(parent_end);
+      mproc__pal_close(child_end);
+      return MPROC_ENOMEM;
+    }
+  }
+  mproc__children_join_at_exit();
+  rc = m == MPROC_START_FORK         ? mproc__start_fork(p, child_end)
+       : m == MPROC_START_FORKSERVER ? mproc__start_forkserver(p, child_end)
+                                     : mproc__start_spawn(p, child_end);
+  if (rc) {
+    mproc_connection_destroy(p->boot);
+    p->boot = NULL;
+    mproc__pal_child_release(&p->child);
+    memset(&p->child, 0, sizeof p->child);
+    p->child.handle = MPROC_NO_HANDLE;
+    p->via_server = false;
+    return rc;
+  }
+  p->started = true;
+  mproc__children_add(p);
+  return 0;
+}
+
+/* ---- join, terminate, close ------------------------------------------------------------------- */
+
+int mproc_process_join(mproc_process *p, int64_t timeout_ms) {
+  int rc = mproc__process_check(p, "process_join");
+  if (rc) return rc;
+  if (!p->started) return mproc__fail(MPROC_ESTATE, "process_join: '%s' has not been started", p->name);
+  rc = mproc__child_reap(p, mproc__deadline_from_timeout(timeout_ms));
+  if (rc == MPROC_ETIMEDOUT)
+    return mproc__fail(rc, "process_join: '%s' (pid %lld) is still running after %lld ms", p->name,
+                       (long long)p->child.pid, (long long)timeout_ms);
+  return rc;
+}
+
+bool mproc_process_is_alive(mproc_process *p) {
+  if (!p || !p->started || p->closed || p->child.reaped || p->creator != mproc__pal_getpid()) return false;
+  return mproc__child_reap(p, 0) == MPROC_ETIMEDOUT;
+}
+
+static int send_sig(mproc_process *p, int sig, const char *call) {
+  int rc = mproc__process_check(p, call);
+  if (rc) return rc;
+  if (!p->started) return mproc__fail(MPROC_ESTATE, "%s: '%s' has not been started", call, p->name);
+  p->child.signal_exitcodes = true;
+  return mproc__child_signal(p, sig);
+}
+
+int mproc_process_terminate(mproc_process *p) { return send_sig(p, MPROC_SIGTERM, "process_terminate"); }
+int mproc_process_kill(mproc_process *p) { return send_sig(p, MPROC_SIGKILL, "process_kill"); }
+
+int mproc_process_close(mproc_process *p) {
+  if (!p) return mproc__fail(MPROC_EINVAL, "process_close: p is NULL");
+  if (p->closed) return 0; /* closing twice is harmless, as Python's */
+  int rc = mproc__process_check(p, "process_close");
+  if (rc) return rc;
+  if (p->started && !p->child.reaped && mproc__child_reap(p, 0) != 0)
+    return mproc__fail(MPROC_ESTATE, "process_close: '%s' is still running", p->name);
+  if (p->started && !p->closed) mproc__children_remove(p);
+  mproc_connection_destroy(p->boot);
+  p->boot = NULL;
+  mproc__pal_child_release(&p->child);
+  p->closed = true;
+  return 0;
+}
+
+void mproc_process_destroy(mproc_process *p) {
+  if (!p) return;
+  if (p->creator != mproc__pal_getpid()) { /* a fork child's copy: the process is not ours to reap */
+    mproc__process_free(p);
+    return;
+  }
+  if (p->started && !p->closed && !p->child.reaped && mproc__child_reap(p, 0) != 0) {
+    p->detached = true; /* still running: the list keeps it until it is reaped */
+    return;
+  }
+  if (p->started && !p->closed) mproc__children_remove(p);
+  mproc__process_free(p);
+}
+

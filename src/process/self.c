@@ -1,0 +1,161 @@
+/* This process and the children it started: who we are (current_process, parent_process), the list of
+ * children (active_children), how we learn that one ended (reap), what happens to them at exit, and
+ * the after-fork hooks that make a fork child drop its parent's state. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "process_internal.h"
+
+mproc__self mproc__me = {"MainProcess", "", NULL, 0, false, 0, false, MPROC_NO_HANDLE};
+
+static mproc_process *g_children; /* started and not destroyed (reaped or not) */
+static bool g_atexit_registered;
+
+void mproc__self_become(const char *name, const char *ident, const char *parent_name, int64_t parent_pid,
+                        bool daemon) {
+  mproc__me.name = name;
+  mproc__me.ident = ident;
+  mproc__me.parent_name = parent_name;
+  mproc__me.parent_pid = parent_pid;
+  mproc__me.daemon = daemon;
+  mproc__me.counter = 0;
+}
+
+const char *mproc_current_process_name(void) { return mproc__me.name; }
+bool mproc_current_process_daemon(void) { return mproc__me.daemon; }
+int64_t mproc_parent_process_pid(void) { return mproc__me.parent_pid; }
+const char *mproc_parent_process_name(void) { return mproc__me.parent_name; }
+
+/* ---- the list of children ----------------------------------------------------------------------- */
+
+/* In a fork child: the parent's children are not ours. Close their links (and pidfds), and forget them;
+ * the numbers go too, so that no later close can hit a descriptor reused since. And our parent's link to
+ * its own parent is not ours either. */
+static void forget_parents_children(void) {
+  for (mproc_process *q = g_children; q; q = q->next) {
+    if (q->boot) mproc__conn_end_close(&q->boot->e);
+    mproc__pal_child_release(&q->child);
+  }
+  g_children = NULL;
+  mproc__pal_close(mproc__me.parent_link);
+  mproc__me.parent_link = MPROC_NO_HANDLE;
+}
+
+void mproc__children_add(mproc_process *p) {
+  mproc__pal_global_lock();
+  p->next = g_children;
+  g_children = p;
+  mproc__pal_global_unlock();
+}
+
+void mproc__children_remove(mproc_process *p) {
+  mproc__pal_global_lock();
+  for (mproc_process **pp = &g_children; *pp; pp = &(*pp)->next) {
+    if (*pp == p) {
+      *pp = p->next;
+      break;
+    }
+  }
+  mproc__pal_global_unlock();
+}
+
+/* A forkserver child's end: the server writes "X<code>" on the boot link once it has reaped it. End of
+ * file without it means the server died first: the code is unknown, 255 (as CPython). */
+static int server_child_status(mproc_process *p, int64_t deadline) {
+  char *msg = NULL;
+  size_t len = 0;
+  int rc = mproc__connection_recv_until(p->boot, 64, deadline, mproc__ms_until(deadline), &msg, &len);
+  if (rc == MPROC_ETIMEDOUT) return rc;
+  p->child.returncode = rc == 0 && len > 1 && msg[0] == 'X' ? atoi(msg + 1) : 255;
+  p->child.reaped = true;
+  mproc_free(msg);
+  return 0;
+}
+
+int mproc__child_reap(mproc_process *p, int64_t deadline) {
+  if (p->child.reaped) return 0;
+  if (p->via_server) return server_child_status(p, deadline);
+  return mproc__pal_wait(&p->child, deadline);
+}
+
+int mproc__child_signal(mproc_process *p, int sig) {
+  /* a forkserver child: its status first, since the server may have reaped it already (the pidfd still
+   * names it, but where there is none the pid alone may have been reused) */
+  if (p->via_server) mproc__child_reap(p, 0);
+  return mproc__pal_signal(&p->child, sig);
+}
+
+/* At normal exit: terminate daemon children, then join every child (Python's _exit_function). */
+static void at_exit(void) {
+  if (!g_children) return; /* nothing started: not even the lock (a fork child's usual case) */
+  mproc__pal_global_lock();
+  mproc_process *list = g_children;
+  mproc__pal_global_unlock();
+  for (mproc_process *p = list; p; p = p->next)
+    if (!p->child.reaped && p->daemon) mproc__child_signal(p, MPROC_SIGTERM);
+  for (mproc_process *p = list; p; p = p->next) mproc__child_reap(p, INT64_MAX);
+}
+
+void mproc__children_join_at_exit(void) {
+  if (g_atexit_registered) return;
+  g_atexit_registered = true;
+  atexit(at_exit);
+}
+
+void mproc__child_finish_fork(int code) {
+  at_exit();
+  fflush(NULL);
+  mproc__pal_exit_now(code);
+}
+
+int mproc_active_children(mproc_process ***list, size_t *count) {
+  if (!list || !count) return mproc__fail(MPROC_EINVAL, "active_children: list and count must be set");
+  *list = NULL;
+  *count = 0;
+  mproc__pal_global_lock();
+  size_t n = 0;
+  for (mproc_process *p = g_children; p; p = p->next) ++n;
+  mproc_process **all = (mproc_process **)malloc((n ? n : 1) * sizeof *all);
+  n = 0;
+  if (all)
+    for (mproc_process *p = g_children; p; p = p->next) all[n++] = p;
+  mproc__pal_global_unlock();
+  if (!all) return mproc__fail(MPROC_ENOMEM, "active_children: out of memory");
+  size_t live = 0;
+  for (size_t i = 0; i < n; ++i) {
+    mproc_process *p = all[i];
+    if (mproc__child_reap(p, 0) == MPROC_ETIMEDOUT) {
+      all[live++] = p;
+    } else if (p->detached) { /* destroyed while running, now finished: release it */
+      mproc__children_remove(p);
+      mproc__process_free(p);
+    }
+  }
+  if (live == 0) {
+    free(all);
+    return 0;
+  }
+  *list = all;
+  *count = live;
+  return 0;
+}
+
+/* ---- after-fork hooks ------------------------------------------------------------------------------- */
+
+/* A fixed array: the fork child runs them without allocating, and registration never fails. */
+static void (*g_after_fork[MPROC__AFTER_FORK_MAX])(void);
+static size_t g_after_fork_n;
+
+void mproc__after_fork_register(void (*fn)(void)) {
+  mproc__pal_global_lock();
+  bool known = false;
+  for (size_t i = 0; i < g_after_fork_n && !known; ++i) known = g_after_fork[i] == fn;
+  if (!known && g_after_fork_n < MPROC__AFTER_FORK_MAX) g_after_fork[g_after_fork_n++] = fn;
+  mproc__pal_global_unlock();
+}
+
+void mproc__after_fork_run(void) {
+  forget_parents_children(); /* this file's own, always first */
+  for (size_t i = 0; i < g_after_fork_n; ++i) g_after_fork[i]();
+}
