@@ -3,6 +3,7 @@
 #define MPROC_POSIX_H
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -19,6 +20,10 @@ typedef struct mproc__sigpipe_guard {
 } mproc__sigpipe_guard;
 void mproc__posix_sigpipe_block(mproc__sigpipe_guard *g);
 void mproc__posix_sigpipe_unblock(mproc__sigpipe_guard *g, bool got_epipe);
+
+/* The library's global lock (mproc__pal_global_lock, pal_core.c). mproc__pal_fork (process.c) stores a
+ * fresh mutex in it in the child, which then holds it alone. */
+extern pthread_mutex_t mproc__posix_global_mutex;
 
 /* A close-on-exec pidfd of pid (Linux 5.3+), or -1 (errno set; ENOSYS where there are none). Safe only
  * while pid cannot have been reaped: it is our child, not yet waited for. */
