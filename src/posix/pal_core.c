@@ -1,5 +1,5 @@
 /* POSIX PAL: the core (pal.h, "core"): OS errors, the thread's error state, clocks, CPU counts, identity,
- * handle flags, signal names, threads, the global lock and the environment.
+ * handle flags, threads, the global lock and the environment.
  * Tested on Linux (glibc). The macOS/BSD branches are written to their documentation but untested. */
 #if defined(__linux__) && !defined(_GNU_SOURCE)
 #define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
@@ -7,7 +7,6 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <signal.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
@@ -190,22 +189,6 @@ mproc_os_handle mproc__pal_std_handle(int which) { return (mproc_os_handle)which
 mproc__thread_state *mproc__pal_thread_state(void) {
   static _Thread_local mproc__thread_state state; /* native TLS: no allocation, nothing to free */
   return &state;
-}
-
-const char *mproc__pal_signal_name(int sig) {
-  /* by the macros, so each system's own numbers map to the right names */
-  static const struct {
-    int sig;
-    const char *name;
-  } k[] = {{SIGHUP, "SIGHUP"},   {SIGINT, "SIGINT"},   {SIGQUIT, "SIGQUIT"}, {SIGILL, "SIGILL"},   {SIGTRAP, "SIGTRAP"},
-           {SIGABRT, "SIGABRT"}, {SIGBUS, "SIGBUS"},   {SIGFPE, "SIGFPE"},   {SIGKILL, "SIGKILL"}, {SIGUSR1, "SIGUSR1"},
-           {SIGSEGV, "SIGSEGV"}, {SIGUSR2, "SIGUSR2"}, {SIGPIPE, "SIGPIPE"}, {SIGALRM, "SIGALRM"}, {SIGTERM, "SIGTERM"},
-           {SIGCHLD, "SIGCHLD"}, {SIGCONT, "SIGCONT"}, {SIGSTOP, "SIGSTOP"}, {SIGTSTP, "SIGTSTP"}, {SIGTTIN, "SIGTTIN"},
-           {SIGTTOU, "SIGTTOU"}, {SIGURG, "SIGURG"},   {SIGXCPU, "SIGXCPU"}, {SIGXFSZ, "SIGXFSZ"}, {SIGVTALRM, "SIGVTALRM"},
-           {SIGPROF, "SIGPROF"}, {SIGSYS, "SIGSYS"}};
-  for (size_t i = 0; i < sizeof k / sizeof k[0]; ++i)
-    if (k[i].sig == sig) return k[i].name;
-  return NULL;
 }
 
 /* ---- threads, the global lock, the environment --------------------------------------------------- */
