@@ -52,7 +52,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mproc/subprocess.h"
 #include "spawn.h"
 #include "win32.h"
 
