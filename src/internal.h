@@ -1,5 +1,5 @@
 /*
- * Internal helpers shared by the portable modules: error reporting and small utilities.
+ * Internal helpers shared by the portable modules: error reporting and small utilities (src/util.c).
  * Compiler differences (not OS differences) may be handled here; OS differences belong in pal.h.
  */
 #ifndef MPROC_INTERNAL_H

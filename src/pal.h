@@ -8,6 +8,14 @@
  *
  * Errors: PAL functions that can fail return 0 or a negative MPROC_E* code and set the thread's error
  * message (through mproc__fail / mproc__fail_os), exactly like public calls.
+ *
+ * Files: one section of this header (a "==== title: file" line) = one file name in each backend, so
+ * src/posix/X.c and src/win32/X.c implement the same section and nothing else, and a reader of one
+ * finds its counterpart by name. A backend-internal helper file (no section here) is named in that
+ * backend's own header, src/posix/posix.h or src/win32/win32.h. The PAL gives mechanisms: it never
+ * includes a public module header beyond core.h and handle.h, nor calls up into a portable module (one
+ * exception is left: the fork server's loop in fdpass.c runs the portable code's callbacks, until it
+ * moves next to its client).
  */
 #ifndef MPROC_PAL_H
 #define MPROC_PAL_H
@@ -19,6 +27,8 @@
 #include "internal.h"
 #include "mproc/core.h"
 #include "mproc/handle.h"
+
+/* ==== core: src/posix/pal_core.c, src/win32/pal_core.c ================================================== */
 
 /* ---- OS errors ------------------------------------------------------------------------------ */
 
@@ -61,7 +71,29 @@ mproc_os_handle mproc__pal_std_handle(int which);
 /* Count of this process's open fds / handles (for leak tests); -1 if unknown. */
 int mproc__pal_handle_count(void);
 
-/* ---- pipes, files, I/O (subprocess) ----------------------------------------------------------- */
+/* ---- threads, the global lock -------------------------------------------------------------- */
+
+/* Start a detached thread running fn(arg). 0 or an error. */
+int mproc__pal_thread_start(void (*fn)(void *), void *arg);
+
+/* The library's global lock, for its bookkeeping (lists of children, counters). Not recursive. */
+void mproc__pal_global_lock(void);
+void mproc__pal_global_unlock(void);
+
+/* ---- the environment ------------------------------------------------------------------------ */
+
+/* Remove an environment variable of this process. */
+void mproc__pal_unsetenv(const char *name);
+
+/* Read an environment variable of this process: 0 with *value a malloc'ed UTF-8 copy (free() it), or
+ * 0 with *value NULL when the variable is not set (set but empty gives ""). MPROC_EINVAL (name NULL,
+ * empty, holding '=' or not UTF-8), MPROC_ENOMEM. Windows reads the process environment as UTF-16
+ * (GetEnvironmentVariableW), never the C runtime's ANSI copy; POSIX reads getenv (bytes as they are). */
+int mproc__pal_getenv(const char *name, char **value);
+/* Whether an environment variable is set (to anything, "" included); false on a bad name. */
+bool mproc__pal_env_is_set(const char *name);
+
+/* ==== pipes, files, I/O (subprocess): src/posix/pipe.c, src/win32/pipe.c ================================ */
 
 /* A pipe between the parent and one child stream. *parent_end is read by the parent when
  * child_writes (the child's stdout/stderr), written otherwise (stdin). Both ends are created
@@ -107,7 +139,7 @@ typedef struct mproc__comm {
  * MPROC_ENOMEM / MPROC_ESYS on failure. */
 int mproc__pal_communicate(mproc__comm *c, int64_t deadline_ns);
 
-/* ---- processes (subprocess) ---------------------------------------------------------------- */
+/* ==== processes (subprocess): src/posix/spawn.c, src/win32/spawn.c ====================================== */
 
 /* What to start. Strings UTF-8. Exactly one of argv and command is set (checked by the caller). */
 typedef struct mproc__spawn_req {
@@ -163,7 +195,7 @@ const char *mproc__pal_signal_name(int sig);
 /* Release the OS resources of a child (pidfd / process handle). Does not wait or kill. */
 void mproc__pal_child_release(mproc__child *child);
 
-/* ---- connections (message pipes) ------------------------------------------------------------- */
+/* ==== connections (message pipes) and waiting: src/posix/conn.c, src/win32/conn.c ======================= */
 
 /* One end of a Pipe(): the handle it receives on, the one it sends on (the same handle when one does
  * both; MPROC_NO_HANDLE for a direction the end lacks), and a bulk handle (or MPROC_NO_HANDLE) that
@@ -205,13 +237,14 @@ typedef struct mproc__wait_item {
  * MPROC_ETIMEDOUT if none. */
 int mproc__pal_wait_ready(const mproc__wait_item *items, size_t n, int64_t deadline_ns, bool *ready);
 
-/* ---- processes running a function (process module) -------------------------------------------- */
-
 /* The handle that signals the end of a started child for mproc__pal_wait_ready(MPROC__WAIT_SENTINEL):
  * POSIX: `boot` (the parent's end of the bootstrap connection, at EOF once the child has gone), or
  * for a fork child started without one, the pidfd of mproc__pal_fork_sentinel (child->handle);
  * Windows: the process handle child->handle. */
 mproc_os_handle mproc__pal_sentinel(const mproc__child *child, mproc_os_handle boot);
+
+/* ==== processes running a function (process module): src/posix/process.c, src/win32/process.c =========== */
+
 /* A fork child needs no boot link (a socket pair and three closes, several microseconds of a start)
  * when the system gives a sentinel of its own: Linux 5.3+, a pidfd (probed once). Then
  * mproc__pal_fork_sentinel opens it into child->handle right after the fork, while the child cannot
@@ -253,7 +286,7 @@ int mproc__pal_fn_locate(void *fn, mproc__buf *out);
  * cannot be found or is not the same binary (changed on disk). */
 int mproc__pal_fn_resolve(const void *ref, size_t len, void **fn);
 
-/* ---- the main guard's trust in a bootstrap ------------------------------------------------------- */
+/* ==== the main guard's trust in a bootstrap: src/posix/guard.c, src/win32/guard.c ======================= */
 
 /* Whether this process runs in secure-execution mode: started set-user-ID, set-group-ID or with file
  * capabilities (Linux getauxval(AT_SECURE); BSD/macOS issetugid()). Such a process never acts on the
@@ -277,7 +310,8 @@ uint64_t mproc__pal_handle_max(void);
  * failed: for this process's stderr only, never for the peer (it could reveal the file system). */
 int mproc__pal_boot_link_check(mproc_os_handle h);
 
-/* ---- the fork server (only where fork exists: src/posix/forkserver.c; src/win32/nofork.c elsewhere) --- */
+/* ==== descriptor passing and the fork server: src/posix/fdpass.c, src/win32/fdpass.c ==================== */
+/* Only where fork exists (POSIX); on Windows these report MPROC_ENOTSUP and the loop exits at once. */
 
 /* At most this many descriptors go with one message (Linux's SCM_MAX_FD). */
 #define MPROC__PAL_MAX_FDS 253
@@ -299,23 +333,5 @@ typedef void (*mproc__fs_status_fn)(mproc_os_handle boot, int code);
  * with the child's boot end and the handed descriptors attached; the reply is the child's pid
  * (8 bytes; negative: -errno, the fork failed). The server exits at end of file on ctl. */
 void mproc__pal_forkserver_serve(mproc_os_handle ctl, mproc__fs_child_fn child_fn, mproc__fs_status_fn status_fn);
-
-/* Start a detached thread running fn(arg). 0 or an error. */
-int mproc__pal_thread_start(void (*fn)(void *), void *arg);
-
-/* The library's global lock, for its bookkeeping (lists of children, counters). Not recursive. */
-void mproc__pal_global_lock(void);
-void mproc__pal_global_unlock(void);
-
-/* Remove an environment variable of this process. */
-void mproc__pal_unsetenv(const char *name);
-
-/* Read an environment variable of this process: 0 with *value a malloc'ed UTF-8 copy (free() it), or
- * 0 with *value NULL when the variable is not set (set but empty gives ""). MPROC_EINVAL (name NULL,
- * empty, holding '=' or not UTF-8), MPROC_ENOMEM. Windows reads the process environment as UTF-16
- * (GetEnvironmentVariableW), never the C runtime's ANSI copy; POSIX reads getenv (bytes as they are). */
-int mproc__pal_getenv(const char *name, char **value);
-/* Whether an environment variable is set (to anything, "" included); false on a bad name. */
-bool mproc__pal_env_is_set(const char *name);
 
 #endif /* MPROC_PAL_H */

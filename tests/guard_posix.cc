@@ -1,7 +1,7 @@
 // The main guard on POSIX (Linux): forged "--mproc-spawn=<fd>" and "--mproc-forkserver=<fd>" flags aimed
 // at this test program end to end, the module identity check that comes before any dlopen
 // (src/posix/process.c, mproc__pal_fn_resolve), a set-user-ID copy of an mproc program, and the fork
-// server's check of who sends it requests (src/posix/forkserver.c). Every forged flag comes with a
+// server's check of who sends it requests (src/posix/fdpass.c). Every forged flag comes with a
 // well-formed bootstrap whose target would create a marker file, so a guard that trusted the flag would
 // leave the marker; the controls show that the same bytes on a boot link from the real parent do run the
 // target. The POSIX counterpart of guard_win32.cc; built and run only on POSIX.

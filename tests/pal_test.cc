@@ -1,5 +1,5 @@
-// White-box tests of the platform abstraction layer and the internal helpers, linked against a static
-// build of the library sources.
+// White-box tests of the internal helpers (suite Util: src/util.c) and the PAL core (suite Pal:
+// src/posix/pal_core.c, src/win32/pal_core.c), linked against a static build of the library sources.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -11,13 +11,13 @@ extern "C" {
 }
 #include "test_util.h"
 
-TEST(Pal, FailSetsMessageAndReturnsCode) {
+TEST(Util, FailSetsMessageAndReturnsCode) {
   EXPECT_EQ(mproc__fail(MPROC_ESTATE, "thing %d went %s", 7, "wrong"), MPROC_ESTATE);
   EXPECT_STREQ(mproc_last_error(), "thing 7 went wrong");
   EXPECT_EQ(mproc_last_os_error(), 0);
 }
 
-TEST(Pal, FailOsNamesTheOsErrorAndMapsIt) {
+TEST(Util, FailOsNamesTheOsErrorAndMapsIt) {
   // ENOENT is 2 on POSIX; ERROR_FILE_NOT_FOUND is 2 on Windows: both mean "not found".
   int rc = mproc__fail_os(0, 2, "open '%s'", "x.txt");
   EXPECT_EQ(rc, MPROC_ENOENT);
@@ -28,13 +28,13 @@ TEST(Pal, FailOsNamesTheOsErrorAndMapsIt) {
   EXPECT_EQ(mproc__fail_os(MPROC_ESYS, 2, "x"), MPROC_ESYS);  // explicit code wins
 }
 
-TEST(Pal, LongMessagesAreTruncatedNotOverflowed) {
+TEST(Util, LongMessagesAreTruncatedNotOverflowed) {
   std::string big(5000, 'x');
   mproc__fail_os(0, 2, "%s", big.c_str());
   EXPECT_LT(strlen(mproc_last_error()), 1024u);
 }
 
-TEST(Pal, BufferGrowsAndTerminates) {
+TEST(Util, BufferGrowsAndTerminates) {
   mproc__buf b = {nullptr, 0, 0};
   for (int i = 0; i < 1000; ++i) ASSERT_EQ(mproc__buf_append(&b, "0123456789", 10), 0);
   ASSERT_EQ(mproc__buf_terminate(&b), 0);
@@ -49,7 +49,7 @@ TEST(Pal, BufferGrowsAndTerminates) {
   mproc__buf_free(&e);
 }
 
-TEST(Pal, Deadlines) {
+TEST(Util, Deadlines) {
   EXPECT_EQ(mproc__deadline_from_timeout(MPROC_INFINITE), INT64_MAX);
   EXPECT_EQ(mproc__deadline_from_timeout(-5), INT64_MAX);
   EXPECT_EQ(mproc__ms_until(INT64_MAX), -1);

@@ -1,4 +1,5 @@
-/* POSIX PAL: OS errors, clocks, CPU counts, identity, handle flags.
+/* POSIX PAL: the core (pal.h, "core"): OS errors, the thread's error state, clocks, CPU counts, identity,
+ * handle flags, threads, the global lock and the environment.
  * Tested on Linux (glibc). The macOS/BSD branches are written to their documentation but untested. */
 #if defined(__linux__) && !defined(_GNU_SOURCE)
 #define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
@@ -6,15 +7,17 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <signal.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "../pal.h"
+#include "posix.h"
 
 int mproc__pal_os_error(void) { return errno; }
 
@@ -188,18 +191,53 @@ mproc__thread_state *mproc__pal_thread_state(void) {
   return &state;
 }
 
-const char *mproc__pal_signal_name(int sig) {
-  /* by the macros, so each system's own numbers map to the right names */
-  static const struct {
-    int sig;
-    const char *name;
-  } k[] = {{SIGHUP, "SIGHUP"},   {SIGINT, "SIGINT"},   {SIGQUIT, "SIGQUIT"}, {SIGILL, "SIGILL"},   {SIGTRAP, "SIGTRAP"},
-           {SIGABRT, "SIGABRT"}, {SIGBUS, "SIGBUS"},   {SIGFPE, "SIGFPE"},   {SIGKILL, "SIGKILL"}, {SIGUSR1, "SIGUSR1"},
-           {SIGSEGV, "SIGSEGV"}, {SIGUSR2, "SIGUSR2"}, {SIGPIPE, "SIGPIPE"}, {SIGALRM, "SIGALRM"}, {SIGTERM, "SIGTERM"},
-           {SIGCHLD, "SIGCHLD"}, {SIGCONT, "SIGCONT"}, {SIGSTOP, "SIGSTOP"}, {SIGTSTP, "SIGTSTP"}, {SIGTTIN, "SIGTTIN"},
-           {SIGTTOU, "SIGTTOU"}, {SIGURG, "SIGURG"},   {SIGXCPU, "SIGXCPU"}, {SIGXFSZ, "SIGXFSZ"}, {SIGVTALRM, "SIGVTALRM"},
-           {SIGPROF, "SIGPROF"}, {SIGSYS, "SIGSYS"}};
-  for (size_t i = 0; i < sizeof k / sizeof k[0]; ++i)
-    if (k[i].sig == sig) return k[i].name;
+/* ---- threads, the global lock, the environment --------------------------------------------------- */
+
+pthread_mutex_t mproc__posix_global_mutex = PTHREAD_MUTEX_INITIALIZER;
+void mproc__pal_global_lock(void) { pthread_mutex_lock(&mproc__posix_global_mutex); }
+void mproc__pal_global_unlock(void) { pthread_mutex_unlock(&mproc__posix_global_mutex); }
+
+typedef struct thread_start {
+  void (*fn)(void *);
+  void *arg;
+} thread_start;
+
+static void *thread_main(void *p) {
+  thread_start ts = *(thread_start *)p;
+  free(p);
+  ts.fn(ts.arg);
   return NULL;
 }
+
+int mproc__pal_thread_start(void (*fn)(void *), void *arg) {
+  thread_start *ts = (thread_start *)malloc(sizeof *ts);
+  if (!ts) return mproc__fail(MPROC_ENOMEM, "thread: out of memory");
+  ts->fn = fn;
+  ts->arg = arg;
+  pthread_attr_t at;
+  pthread_attr_init(&at);
+  pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&at, 64 * 1024);
+  pthread_t t;
+  int e = pthread_create(&t, &at, thread_main, ts);
+  pthread_attr_destroy(&at);
+  if (e) {
+    free(ts);
+    return mproc__fail_os(0, e, "pthread_create");
+  }
+  return 0;
+}
+
+void mproc__pal_unsetenv(const char *name) { unsetenv(name); }
+
+int mproc__pal_getenv(const char *name, char **value) {
+  if (value) *value = NULL;
+  if (!value || !name || !*name || strchr(name, '='))
+    return mproc__fail(MPROC_EINVAL, "getenv: the name must be non-empty and hold no '='");
+  const char *v = getenv(name);
+  if (!v) return 0;
+  *value = mproc__strdup(v);
+  return *value ? 0 : MPROC_ENOMEM;
+}
+
+bool mproc__pal_env_is_set(const char *name) { return name && *name && !strchr(name, '=') && getenv(name); }

@@ -1,8 +1,10 @@
-/* Internal to the POSIX PAL: small helpers shared by its files. */
+/* Internal to the POSIX PAL: small helpers shared by its files. Each lives in the file of the pal.h
+ * section it serves (noted below); the POSIX PAL has no helper file of its own. */
 #ifndef MPROC_POSIX_H
 #define MPROC_POSIX_H
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -17,15 +19,20 @@ typedef struct mproc__sigpipe_guard {
   sigset_t old;
   bool was_blocked;
 } mproc__sigpipe_guard;
+/* pipe.c */
 void mproc__posix_sigpipe_block(mproc__sigpipe_guard *g);
 void mproc__posix_sigpipe_unblock(mproc__sigpipe_guard *g, bool got_epipe);
 
-/* A close-on-exec pidfd of pid (Linux 5.3+), or -1 (errno set; ENOSYS where there are none). Safe only
+/* The library's global lock (mproc__pal_global_lock, pal_core.c). mproc__pal_fork (process.c) stores a
+ * fresh mutex in it in the child, which then holds it alone. */
+extern pthread_mutex_t mproc__posix_global_mutex;
+
+/* A close-on-exec pidfd of pid (process.c; Linux 5.3+), or -1 (errno set; ENOSYS where there are none). Safe only
  * while pid cannot have been reaped: it is our child, not yet waited for. */
 int mproc__posix_pidfd_open(int64_t pid);
 
 struct iovec;
-/* writev that never raises SIGPIPE (a reader that has gone gives -1 with EPIPE): one system call,
+/* writev that never raises SIGPIPE (pipe.c; a reader that has gone gives -1 with EPIPE): one system call,
  * pwritev2 with RWF_NOSIGNAL, where the kernel has it (Linux 6.18 and later; learnt on the first call),
  * else writev inside the guard above (three). Errors as writev's, EINTR included. */
 ssize_t mproc__posix_writev_nosigpipe(int fd, const struct iovec *iov, int n);

@@ -1,5 +1,6 @@
-/* POSIX PAL: connections (pipes for Pipe(), Unix-domain socket pairs for links), waiting on many handles, fork, threads, the
- * global lock, and finding a function again in a re-executed child (dladdr / dl_iterate_phdr).
+/* POSIX PAL: processes running a function (pal.h, "processes running a function"): fork and its pidfd
+ * sentinel, ending at once, kill on parent death, and finding a function again in a re-executed child
+ * (dladdr / dl_iterate_phdr).
  * Linux is tested here; the macOS/BSD branches follow their documentation and are untested. */
 #if defined(__linux__) && !defined(_GNU_SOURCE)
 #define _GNU_SOURCE /* dladdr, dl_iterate_phdr */
@@ -10,15 +11,12 @@
 #include <fcntl.h>
 #include <link.h>
 #include <limits.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
 #include <stdatomic.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/uio.h>
 #include <unistd.h>
 #ifdef __linux__
 #include <sys/prctl.h>
@@ -28,160 +26,7 @@
 #include "../pal.h"
 #include "posix.h"
 
-/* ---- connections ------------------------------------------------------------------------------- */
-
-int mproc__pal_conn_pair(bool duplex, mproc_os_handle *a, mproc_os_handle *b) {
-  int sv[2];
-  *a = *b = MPROC_NO_HANDLE;
-#ifdef SOCK_CLOEXEC
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1) return mproc__fail_os(0, errno, "socketpair");
-#else
-  if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == -1) return mproc__fail_os(0, errno, "socketpair");
-  fcntl(sv[0], F_SETFD, FD_CLOEXEC);
-  fcntl(sv[1], F_SETFD, FD_CLOEXEC);
-#endif
-#ifdef SO_NOSIGPIPE
-  int one = 1;
-  setsockopt(sv[0], SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
-  setsockopt(sv[1], SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
-#endif
-  if (!duplex) {
-    shutdown(sv[0], SHUT_WR);
-    shutdown(sv[1], SHUT_RD);
-  }
-  *a = sv[0];
-  *b = sv[1];
-  return 0;
-}
-
-int mproc__pal_conn_ends(bool duplex, mproc__conn_end *a, mproc__conn_end *b) {
-  int p1[2] = {-1, -1}, p2[2] = {-1, -1};
-  a->rd = a->wr = a->bulk = b->rd = b->wr = b->bulk = MPROC_NO_HANDLE;
-  int rc = 0;
-  if (mproc__posix_pipe_cloexec(p1) == -1 || (duplex && mproc__posix_pipe_cloexec(p2) == -1))
-    rc = mproc__fail_os(0, errno, "pipe2");
-  else
-    rc = mproc__pal_conn_pair(duplex, &a->bulk, &b->bulk); /* one-way: a's end only reads */
-  if (!rc) {
-    /* Room for a 1 MiB message in flight each way: fewer wake-ups, and two peers that each send one
-     * before receiving do not block each other. Best effort (a lower limit is kept). */
-    int sz = 1 << 20;
-    for (int i = 0; i < 2; ++i) {
-      int s = (int)(i ? b->bulk : a->bulk);
-      (void)setsockopt(s, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
-      (void)setsockopt(s, SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
-    }
-  }
-  if (rc) {
-    int fds[] = {p1[0], p1[1], p2[0], p2[1]};
-    for (size_t i = 0; i < 4; ++i)
-      if (fds[i] != -1) close(fds[i]);
-    return rc;
-  }
-  a->rd = p1[0]; /* b -> a */
-  b->wr = p1[1];
-  if (duplex) { /* a -> b */
-    b->rd = p2[0];
-    a->wr = p2[1];
-  }
-  return 0;
-}
-
-int mproc__pal_conn_send(mproc_os_handle h, const void *p1, size_t n1, const void *p2, size_t n2) {
-  struct iovec iov[2] = {{(void *)p1, n1}, {(void *)p2, n2}};
-  struct iovec *v = iov;
-  int nv = 2;
-  for (;;) {
-    while (nv && v->iov_len == 0) {
-      ++v;
-      --nv;
-    }
-    if (!nv) return 0;
-    ssize_t w = mproc__posix_writev_nosigpipe((int)h, v, nv);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EPIPE || errno == ECONNRESET)
-        return mproc__fail_os(MPROC_EPIPE, errno, "send: the peer has closed the connection");
-      return mproc__fail_os(0, errno, "send on fd %d", (int)h);
-    }
-    for (size_t done = (size_t)w; done;) {
-      size_t k = done < v->iov_len ? done : v->iov_len;
-      v->iov_base = (char *)v->iov_base + k;
-      v->iov_len -= k;
-      done -= k;
-      if (v->iov_len == 0 && done) {
-        ++v;
-        --nv;
-      }
-    }
-  }
-}
-
-static int poll_ms(int64_t deadline) {
-  int64_t ms = mproc__ms_until(deadline);
-  return ms > INT32_MAX ? INT32_MAX : (int)ms;
-}
-
-int mproc__pal_conn_recv(mproc_os_handle h, void *buf, size_t cap, int64_t deadline, size_t *n) {
-  *n = 0;
-  for (;;) {
-    if (deadline != INT64_MAX) {
-      struct pollfd pfd = {(int)h, POLLIN, 0};
-      int ms = poll_ms(deadline);
-      int r = poll(&pfd, 1, ms);
-      if (r < 0) {
-        if (errno == EINTR) continue;
-        return mproc__fail_os(0, errno, "poll on fd %d", (int)h);
-      }
-      if (r == 0) {
-        if (ms == 0 || mproc__ms_until(deadline) == 0) return MPROC_ETIMEDOUT;
-        continue;
-      }
-    }
-    /* A blocking read: after poll said readable it returns at once (one reader per end), and with no
-     * deadline it sleeps in the kernel (a non-blocking read that fails first, then poll, costs a
-     * system call more per message). */
-    ssize_t r = read((int)h, buf, cap);
-    if (r >= 0) {
-      *n = (size_t)r;
-      return 0;
-    }
-    if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) continue;
-    if (errno == ECONNRESET) return 0; /* the peer died with unread data: end of file */
-    return mproc__fail_os(0, errno, "read from fd %d", (int)h);
-  }
-}
-
-int mproc__pal_wait_ready(const mproc__wait_item *items, size_t n, int64_t deadline, bool *ready) {
-  struct pollfd small[16];
-  struct pollfd *pfd = n <= 16 ? small : (struct pollfd *)malloc(n * sizeof *pfd);
-  if (!pfd) return mproc__fail(MPROC_ENOMEM, "wait: out of memory");
-  for (size_t i = 0; i < n; ++i) pfd[i] = (struct pollfd){(int)items[i].h, POLLIN, 0};
-  int rc;
-  for (;;) {
-    int ms = poll_ms(deadline);
-    int r = poll(pfd, (nfds_t)n, ms);
-    if (r > 0) {
-      for (size_t i = 0; i < n; ++i) ready[i] = pfd[i].revents != 0;
-      rc = 0;
-      break;
-    }
-    if (r == 0 && (ms == 0 || mproc__ms_until(deadline) == 0)) {
-      rc = MPROC_ETIMEDOUT;
-      break;
-    }
-    if (r < 0 && errno != EINTR) {
-      rc = mproc__fail_os(0, errno, "poll on %zu handles", n);
-      break;
-    }
-  }
-  if (pfd != small) free(pfd);
-  return rc;
-}
-
-mproc_os_handle mproc__pal_sentinel(const mproc__child *child, mproc_os_handle boot) {
-  return boot != MPROC_NO_HANDLE ? boot : child->handle;
-}
+/* ---- the fork sentinel (pidfd) -------------------------------------------------------------------- */
 
 int mproc__posix_pidfd_open(int64_t pid) {
 #if defined(__linux__) && defined(SYS_pidfd_open)
@@ -223,11 +68,7 @@ int mproc__pal_fork_sentinel(mproc__child *child) {
 #endif
 }
 
-/* ---- fork, exit, threads, lock, environment ------------------------------------------------------ */
-
-static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
-void mproc__pal_global_lock(void) { pthread_mutex_lock(&g_lock); }
-void mproc__pal_global_unlock(void) { pthread_mutex_unlock(&g_lock); }
+/* ---- fork and exit ------------------------------------------------------------------------------- */
 
 bool mproc__pal_fork_supported(void) { return true; }
 
@@ -238,7 +79,7 @@ int mproc__pal_fork(int64_t *pid) {
     /* The child is single-threaded and the lock is ours: a fresh one is the same as unlocking, and a
      * store touches no code page the child would otherwise fault in (see set_identity). */
     static const pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
-    g_lock = fresh;
+    mproc__posix_global_mutex = fresh;
     *pid = 0;
     return 0;
   }
@@ -281,51 +122,6 @@ void mproc__pal_die_with_parent(int64_t parent_pid, bool by_main_thread) {
   (void)by_main_thread;
 #endif
 }
-
-typedef struct thread_start {
-  void (*fn)(void *);
-  void *arg;
-} thread_start;
-
-static void *thread_main(void *p) {
-  thread_start ts = *(thread_start *)p;
-  free(p);
-  ts.fn(ts.arg);
-  return NULL;
-}
-
-int mproc__pal_thread_start(void (*fn)(void *), void *arg) {
-  thread_start *ts = (thread_start *)malloc(sizeof *ts);
-  if (!ts) return mproc__fail(MPROC_ENOMEM, "thread: out of memory");
-  ts->fn = fn;
-  ts->arg = arg;
-  pthread_attr_t at;
-  pthread_attr_init(&at);
-  pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-  pthread_attr_setstacksize(&at, 64 * 1024);
-  pthread_t t;
-  int e = pthread_create(&t, &at, thread_main, ts);
-  pthread_attr_destroy(&at);
-  if (e) {
-    free(ts);
-    return mproc__fail_os(0, e, "pthread_create");
-  }
-  return 0;
-}
-
-void mproc__pal_unsetenv(const char *name) { unsetenv(name); }
-
-int mproc__pal_getenv(const char *name, char **value) {
-  if (value) *value = NULL;
-  if (!value || !name || !*name || strchr(name, '='))
-    return mproc__fail(MPROC_EINVAL, "getenv: the name must be non-empty and hold no '='");
-  const char *v = getenv(name);
-  if (!v) return 0;
-  *value = mproc__strdup(v);
-  return *value ? 0 : MPROC_ENOMEM;
-}
-
-bool mproc__pal_env_is_set(const char *name) { return name && *name && !strchr(name, '=') && getenv(name); }
 
 /* ---- finding a function again in a re-executed child --------------------------------------------- */
 

@@ -38,6 +38,10 @@
 #include "pipe.h" /* MPROC__WIN32_CONN_PIPE_PREFIX */
 #include "win32.h"
 
+bool mproc__pal_secure_exec(void) { return false; }
+
+uint64_t mproc__pal_handle_max(void) { return 0xFFFFFFFFu; }
+
 /* The name of a pipe, relative to the pipe file system ("\mproc-conn-..."), malloc'ed UTF-16; NULL if the
  * system cannot tell (an unnamed pipe). */
 static wchar_t *pipe_name(HANDLE h) {

@@ -1,8 +1,11 @@
-/* Windows PAL: OS errors, clocks, CPU counts, identity, handle flags, UTF-8 <-> UTF-16. */
+/* Windows PAL: the core (pal.h, "core"): OS errors, the thread's error state, clocks, CPU counts,
+ * identity, handle flags, threads, the global lock, the environment, and UTF-8 <-> UTF-16. */
 #include "win32.h"
 
+#include <process.h> /* _beginthreadex */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <tlhelp32.h>
 
 int mproc__pal_os_error(void) { return (int)GetLastError(); }
@@ -268,14 +271,117 @@ mproc__thread_state *mproc__pal_thread_state(void) {
   return st ? st : &g_fallback_state;
 }
 
-const char *mproc__pal_signal_name(int sig) {
-  switch (sig) {
-    case MPROC_SIGINT:
-      return "SIGINT";
-    case MPROC_SIGKILL:
-      return "SIGKILL";
-    case MPROC_SIGTERM:
-      return "SIGTERM";
+/* ---- threads, the global lock, the environment --------------------------------------------------- */
+
+static SRWLOCK g_lock = SRWLOCK_INIT;
+void mproc__pal_global_lock(void) { AcquireSRWLockExclusive(&g_lock); }
+void mproc__pal_global_unlock(void) { ReleaseSRWLockExclusive(&g_lock); }
+
+typedef struct thread_start {
+  void (*fn)(void *);
+  void *arg;
+} thread_start;
+
+static unsigned __stdcall thread_main(void *p) {
+  thread_start ts = *(thread_start *)p;
+  free(p);
+  ts.fn(ts.arg);
+  return 0;
+}
+
+int mproc__pal_thread_start(void (*fn)(void *), void *arg) {
+  thread_start *ts = (thread_start *)malloc(sizeof *ts);
+  if (!ts) return mproc__fail(MPROC_ENOMEM, "thread: out of memory");
+  ts->fn = fn;
+  ts->arg = arg;
+  /* _beginthreadex rather than CreateThread: the thread uses the C runtime. */
+  uintptr_t t = _beginthreadex(NULL, 64 * 1024, thread_main, ts, STACK_SIZE_PARAM_IS_A_RESERVATION, NULL);
+  if (t == 0) {
+    DWORD e = GetLastError();
+    free(ts);
+    return mproc__fail_os(0, (int)e, "_beginthreadex");
   }
-  return NULL;
+  CloseHandle((HANDLE)t); /* detached */
+  return 0;
+}
+
+void mproc__pal_unsetenv(const char *name) {
+  wchar_t *w = mproc__utf8_to_wide(name, "environment variable name");
+  if (!w) return;
+  size_t n = wcslen(w);
+  wchar_t *entry = (wchar_t *)malloc((n + 2) * sizeof(wchar_t));
+  if (entry) { /* "NAME=" removes NAME from the C runtime's copies (wide and narrow); the CRT copies it */
+    memcpy(entry, w, n * sizeof(wchar_t));
+    entry[n] = L'=';
+    entry[n + 1] = L'\0';
+    _wputenv(entry);
+    free(entry);
+  }
+  SetEnvironmentVariableW(w, NULL); /* and from the process environment that children inherit */
+  free(w);
+}
+
+/* The name as UTF-16, or NULL with the error set: *rc = MPROC_EINVAL (bad name) or MPROC_ENOMEM. */
+static wchar_t *env_name(const char *name, int *rc) {
+  if (!name || !*name || strchr(name, '=')) {
+    *rc = mproc__fail(MPROC_EINVAL, "getenv: the name must be non-empty and hold no '='");
+    return NULL;
+  }
+  wchar_t *w = mproc__utf8_to_wide(name, "environment variable name");
+  if (!w) *rc = MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, name, -1, NULL, 0) > 0 ? MPROC_ENOMEM : MPROC_EINVAL;
+  return w;
+}
+
+/* GetEnvironmentVariableW and not getenv: getenv reads the C runtime's copy in the ANSI code page (so
+ * not UTF-8, and lossy), and the UCRT declares it deprecated (C4996). The process environment is
+ * what children inherit, and what mproc__pal_unsetenv changes too. */
+int mproc__pal_getenv(const char *name, char **value) {
+  if (value) *value = NULL;
+  if (!value) return mproc__fail(MPROC_EINVAL, "getenv: value is NULL");
+  int rc = 0;
+  wchar_t *w = env_name(name, &rc);
+  if (!w) return rc;
+  wchar_t *buf = NULL;
+  DWORD cap = 0;
+  for (;;) {
+    SetLastError(ERROR_SUCCESS);
+    DWORD n = GetEnvironmentVariableW(w, buf, cap); /* cap 0: the size needed, NUL included */
+    DWORD e = GetLastError();
+    if (n == 0) { /* unset, or set to "" (then no error is set) */
+      if (e == ERROR_ENVVAR_NOT_FOUND) break;
+      if (e != ERROR_SUCCESS) {
+        rc = mproc__fail_os(MPROC_ESYS, (int)e, "GetEnvironmentVariableW");
+        break;
+      }
+      *value = mproc__strdup("");
+      rc = *value ? 0 : MPROC_ENOMEM;
+      break;
+    }
+    if (n < cap) { /* it fitted: n units without the NUL */
+      *value = mproc__wide_to_utf8(buf, (int)n);
+      if (!*value) rc = MPROC_ENOMEM;
+      break;
+    }
+    /* too small (the value may also have grown between the calls): n is the size needed */
+    free(buf);
+    cap = n;
+    buf = (wchar_t *)malloc(sizeof(wchar_t) * cap);
+    if (!buf) {
+      rc = mproc__fail(MPROC_ENOMEM, "getenv: out of memory");
+      break;
+    }
+  }
+  free(buf);
+  free(w);
+  return rc;
+}
+
+bool mproc__pal_env_is_set(const char *name) {
+  int rc = 0;
+  wchar_t *w = env_name(name, &rc);
+  if (!w) return false;
+  SetLastError(ERROR_SUCCESS);
+  bool set = GetEnvironmentVariableW(w, NULL, 0) > 0 || GetLastError() != ERROR_ENVVAR_NOT_FOUND;
+  free(w);
+  return set;
 }

@@ -1,6 +1,7 @@
 /*
- * Windows PAL for the process module: no fork, ending the process at once, detached threads, the
- * global lock, unsetenv, and finding a function again in a re-executed (spawned) child.
+ * Windows PAL: processes running a function (pal.h, "processes running a function"): no fork (and no
+ * fork sentinel), ending the process at once, kill on parent death, and finding a function again in a
+ * re-executed (spawned) child.
  *
  * Finding a target again. The spawned child runs the same executable, so a target is named by its
  * module and its offset from the module's base: GetModuleHandleExW(FROM_ADDRESS) gives the module that
@@ -35,17 +36,12 @@
  *     parent in one is, cannot join another), the watchdog remains. Children started with the option
  *     off are in no job of ours, so they may outlive us.
  */
-#include <process.h> /* _beginthreadex */
 #include <stdlib.h>
 #include <string.h>
 
 #include "win32.h"
 
-/* ---- fork, exit, threads, lock, environment ------------------------------------------------------ */
-
-static SRWLOCK g_lock = SRWLOCK_INIT;
-void mproc__pal_global_lock(void) { AcquireSRWLockExclusive(&g_lock); }
-void mproc__pal_global_unlock(void) { ReleaseSRWLockExclusive(&g_lock); }
+/* ---- fork and exit ------------------------------------------------------------------------------- */
 
 bool mproc__pal_fork_supported(void) { return false; }
 
@@ -60,6 +56,13 @@ void mproc__pal_exit_now(int code) {
    * any thread (the kill-on-parent-death watchdog) whatever the others hold. */
   TerminateProcess(GetCurrentProcess(), (UINT)code);
   ExitProcess((UINT)code); /* not reached */
+}
+
+bool mproc__pal_fork_sentinel_supported(void) { return false; }
+
+int mproc__pal_fork_sentinel(mproc__child *child) {
+  (void)child;
+  return mproc__fail(MPROC_ENOTSUP, "fork does not exist on Windows");
 }
 
 /* ---- kill on parent death (the system's part; see pal.h) ------------------------------------------ */
@@ -85,115 +88,6 @@ void mproc__pal_die_with_parent(int64_t parent_pid, bool by_main_thread) {
   (void)by_main_thread;
 }
 bool mproc__pal_is_main_thread(void) { return false; } /* not needed here: no thread-bound mechanism */
-
-typedef struct thread_start {
-  void (*fn)(void *);
-  void *arg;
-} thread_start;
-
-static unsigned __stdcall thread_main(void *p) {
-  thread_start ts = *(thread_start *)p;
-  free(p);
-  ts.fn(ts.arg);
-  return 0;
-}
-
-int mproc__pal_thread_start(void (*fn)(void *), void *arg) {
-  thread_start *ts = (thread_start *)malloc(sizeof *ts);
-  if (!ts) return mproc__fail(MPROC_ENOMEM, "thread: out of memory");
-  ts->fn = fn;
-  ts->arg = arg;
-  /* _beginthreadex rather than CreateThread: the thread uses the C runtime. */
-  uintptr_t t = _beginthreadex(NULL, 64 * 1024, thread_main, ts, STACK_SIZE_PARAM_IS_A_RESERVATION, NULL);
-  if (t == 0) {
-    DWORD e = GetLastError();
-    free(ts);
-    return mproc__fail_os(0, (int)e, "_beginthreadex");
-  }
-  CloseHandle((HANDLE)t); /* detached */
-  return 0;
-}
-
-void mproc__pal_unsetenv(const char *name) {
-  wchar_t *w = mproc__utf8_to_wide(name, "environment variable name");
-  if (!w) return;
-  size_t n = wcslen(w);
-  wchar_t *entry = (wchar_t *)malloc((n + 2) * sizeof(wchar_t));
-  if (entry) { /* "NAME=" removes NAME from the C runtime's copies (wide and narrow); the CRT copies it */
-    memcpy(entry, w, n * sizeof(wchar_t));
-    entry[n] = L'=';
-    entry[n + 1] = L'\0';
-    _wputenv(entry);
-    free(entry);
-  }
-  SetEnvironmentVariableW(w, NULL); /* and from the process environment that children inherit */
-  free(w);
-}
-
-/* The name as UTF-16, or NULL with the error set: *rc = MPROC_EINVAL (bad name) or MPROC_ENOMEM. */
-static wchar_t *env_name(const char *name, int *rc) {
-  if (!name || !*name || strchr(name, '=')) {
-    *rc = mproc__fail(MPROC_EINVAL, "getenv: the name must be non-empty and hold no '='");
-    return NULL;
-  }
-  wchar_t *w = mproc__utf8_to_wide(name, "environment variable name");
-  if (!w) *rc = MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, name, -1, NULL, 0) > 0 ? MPROC_ENOMEM : MPROC_EINVAL;
-  return w;
-}
-
-/* GetEnvironmentVariableW and not getenv: getenv reads the C runtime's copy in the ANSI code page (so
- * not UTF-8, and lossy), and the UCRT declares it deprecated (C4996). The process environment is
- * what children inherit, and what mproc__pal_unsetenv changes too. */
-int mproc__pal_getenv(const char *name, char **value) {
-  if (value) *value = NULL;
-  if (!value) return mproc__fail(MPROC_EINVAL, "getenv: value is NULL");
-  int rc = 0;
-  wchar_t *w = env_name(name, &rc);
-  if (!w) return rc;
-  wchar_t *buf = NULL;
-  DWORD cap = 0;
-  for (;;) {
-    SetLastError(ERROR_SUCCESS);
-    DWORD n = GetEnvironmentVariableW(w, buf, cap); /* cap 0: the size needed, NUL included */
-    DWORD e = GetLastError();
-    if (n == 0) { /* unset, or set to "" (then no error is set) */
-      if (e == ERROR_ENVVAR_NOT_FOUND) break;
-      if (e != ERROR_SUCCESS) {
-        rc = mproc__fail_os(MPROC_ESYS, (int)e, "GetEnvironmentVariableW");
-        break;
-      }
-      *value = mproc__strdup("");
-      rc = *value ? 0 : MPROC_ENOMEM;
-      break;
-    }
-    if (n < cap) { /* it fitted: n units without the NUL */
-      *value = mproc__wide_to_utf8(buf, (int)n);
-      if (!*value) rc = MPROC_ENOMEM;
-      break;
-    }
-    /* too small (the value may also have grown between the calls): n is the size needed */
-    free(buf);
-    cap = n;
-    buf = (wchar_t *)malloc(sizeof(wchar_t) * cap);
-    if (!buf) {
-      rc = mproc__fail(MPROC_ENOMEM, "getenv: out of memory");
-      break;
-    }
-  }
-  free(buf);
-  free(w);
-  return rc;
-}
-
-bool mproc__pal_env_is_set(const char *name) {
-  int rc = 0;
-  wchar_t *w = env_name(name, &rc);
-  if (!w) return false;
-  SetLastError(ERROR_SUCCESS);
-  bool set = GetEnvironmentVariableW(w, NULL, 0) > 0 || GetLastError() != ERROR_ENVVAR_NOT_FOUND;
-  free(w);
-  return set;
-}
 
 /* ---- finding a function again in a re-executed child --------------------------------------------- */
 
@@ -352,11 +246,3 @@ int mproc__pal_fn_resolve(const void *ref, size_t len, void **fn) {
   free(u);
   return rc;
 }
-
-/* ---- the main guard's trust in a bootstrap (see pal.h; the boot link check is in guard.c) --------- */
-
-bool mproc__pal_secure_exec(void) { return false; }
-
-uint64_t mproc__pal_handle_max(void) { return 0xFFFFFFFFu; }
-
-/* mproc__pal_boot_link_check: guard.c */

@@ -52,7 +52,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mproc/subprocess.h"
 #include "spawn.h"
 #include "win32.h"
 
@@ -1047,6 +1046,18 @@ int mproc__pal_signal(mproc__child *c, int sig) {
     return mproc__fail_os(0, (int)e, "TerminateProcess(process %lld)", (long long)c->pid);
   }
   return 0;
+}
+
+const char *mproc__pal_signal_name(int sig) {
+  switch (sig) {
+    case MPROC_SIGINT:
+      return "SIGINT";
+    case MPROC_SIGKILL:
+      return "SIGKILL";
+    case MPROC_SIGTERM:
+      return "SIGTERM";
+  }
+  return NULL;
 }
 
 void mproc__pal_child_release(mproc__child *c) {

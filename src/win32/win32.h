@@ -1,4 +1,11 @@
-/* Internal to the Windows PAL: <windows.h> and the UTF-8 <-> UTF-16 edge. */
+/* Internal to the Windows PAL: <windows.h> and the UTF-8 <-> UTF-16 edge (pal_core.c).
+ *
+ * Besides the files of the pal.h sections, the Windows PAL has one helper file of its own:
+ *   advapi.c (advapi.h) - the advapi32.dll functions, loaded at run time (pipe.c's DACL, guard.c).
+ * and two internal headers for helpers that live in section files:
+ *   pipe.h  - named-pipe pairs (pipe.c), used by conn.c and guard.c;
+ *   spawn.h - command lines and environment blocks (spawn.c) and wait_ms (pipe.c), used by conn.c and
+ *             the white-box tests (no <windows.h> in it). */
 #ifndef MPROC_WIN32_H
 #define MPROC_WIN32_H
 

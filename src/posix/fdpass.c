@@ -1,4 +1,5 @@
-/* POSIX PAL: passing descriptors over a connection (SCM_RIGHTS) and the fork server's loop.
+/* POSIX PAL: descriptor passing and the fork server (pal.h, "descriptor passing and the fork server"):
+ * passing descriptors over a connection (SCM_RIGHTS) and, for now, the fork server's loop.
  *
  * The fork server is the program re-executed (see src/process.c); once its main guard has recognised
  * it, it calls mproc__pal_forkserver_serve, which never returns. It is single-threaded: it waits

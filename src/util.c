@@ -1,4 +1,5 @@
-/* Error codes, names and the per-thread last-error message. */
+/* The implementation of internal.h: error reporting (codes, names and the per-thread last-error message,
+ * with the public calls of mproc/core.h that read it), growable buffers, strdup, and deadlines. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

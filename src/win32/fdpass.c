@@ -1,6 +1,6 @@
-/* Windows PAL: the functions of the fork server and of fork children, which need fork: the portable
- * code reaches them only after mproc__pal_fork_supported() said true, so these only report
- * MPROC_ENOTSUP (or false). */
+/* Windows PAL: descriptor passing and the fork server (pal.h, "descriptor passing and the fork
+ * server"), which need fork: the portable code reaches them only after mproc__pal_fork_supported() said
+ * true, so these only report MPROC_ENOTSUP (the server's loop exits). */
 #include "../pal.h"
 
 int mproc__pal_conn_send_fds(mproc_os_handle h, const void *buf, size_t len, const mproc_os_handle *fds, size_t nfds) {
@@ -29,11 +29,4 @@ void mproc__pal_forkserver_serve(mproc_os_handle ctl, mproc__fs_child_fn child_f
   (void)child_fn;
   (void)status_fn;
   mproc__pal_exit_now(70);
-}
-
-bool mproc__pal_fork_sentinel_supported(void) { return false; }
-
-int mproc__pal_fork_sentinel(mproc__child *child) {
-  (void)child;
-  return mproc__fail(MPROC_ENOTSUP, "fork does not exist on Windows");
 }
