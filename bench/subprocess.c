@@ -4,7 +4,9 @@
  *   subprocess.spawn.true          start /bin/true and reap it          mproc_call  | posix_spawn + waitpid
  *   subprocess.spawn.true.rss1g    the same from a parent holding 1 GiB of touched memory
  *   subprocess.capture.both200m    200 MiB on stdout + 200 MiB on stderr, both captured in memory:
- *                                  mproc_run(capture_output) | posix_spawn + a plain poll loop
+ *                                  mproc_run(capture_output) | posix_spawn + the strongest raw loop:
+ *                                  1 MiB pipes, poll, one read per ready pipe straight into one
+ *                                  reserved mapping per stream with transparent huge pages
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -13,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -64,14 +67,56 @@ static void capture_mproc(void *vctx, int64_t iters) {
   }
 }
 
-/* The plain loop a C programmer would write: two pipes, poll, read 64 KiB at a time into buffers that
- * double as they fill. */
+/* The capture buffer of the raw loop: one private anonymous mapping per stream, reserved large up
+ * front (address space only: MAP_NORESERVE, nothing is touched until read() writes it), with
+ * transparent huge pages asked for (MADV_HUGEPAGE: one page fault per 2 MiB instead of per 4 KiB),
+ * grown by mremap (no copy) if the output outgrows it. */
+#define RAW_RESERVE ((size_t)1 << 30)
+#define RAW_PIPE_SIZE (1 << 20) /* the same as mproc's output pipes */
+
+typedef struct raw_buf {
+  char *p;
+  size_t len, cap;
+} raw_buf;
+
+static void raw_buf_room(raw_buf *b) {
+  if (b->cap - b->len >= RAW_PIPE_SIZE) return;
+  size_t cap = b->cap ? b->cap * 2 : RAW_RESERVE;
+  void *p;
+#if defined(__linux__)
+  p = b->p ? mremap(b->p, b->cap, cap, MREMAP_MAYMOVE)
+           : mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+#else /* no mremap: a new mapping and one copy */
+  p = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p != MAP_FAILED && b->p) {
+    memcpy(p, b->p, b->len);
+    munmap(b->p, b->cap);
+  }
+#endif
+  if (p == MAP_FAILED) {
+    perror("capture_raw: mmap");
+    exit(1);
+  }
+#ifdef MADV_HUGEPAGE
+  (void)madvise(p, cap, MADV_HUGEPAGE); /* best effort: THP may be off */
+#endif
+  b->p = (char *)p;
+  b->cap = cap;
+}
+
+/* The strongest loop an expert writes with the same facilities as mproc's pump: two pipes grown to
+ * 1 MiB (F_SETPIPE_SZ, as mproc's), poll on both, and for each ready pipe one read of everything it
+ * holds straight into that stream's mapping (no intermediate buffer, no realloc copies). */
 static void capture_raw(void *vctx, int64_t iters) {
   capture_ctx *c = (capture_ctx *)vctx;
   const char *argv[] = {c->helper, "out", c->size, "err", c->size, NULL};
   for (int64_t it = 0; it < iters; it++) {
     int po[2], pe[2];
     if (pipe2(po, O_CLOEXEC) || pipe2(pe, O_CLOEXEC)) exit(1);
+#ifdef F_SETPIPE_SZ
+    (void)fcntl(po[0], F_SETPIPE_SZ, RAW_PIPE_SIZE);
+    (void)fcntl(pe[0], F_SETPIPE_SZ, RAW_PIPE_SIZE);
+#endif
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, po[1], 1);
@@ -81,8 +126,7 @@ static void capture_raw(void *vctx, int64_t iters) {
     posix_spawn_file_actions_destroy(&fa);
     close(po[1]);
     close(pe[1]);
-    char *buf[2] = {NULL, NULL};
-    size_t len[2] = {0, 0}, cap[2] = {0, 0};
+    raw_buf buf[2] = {{NULL, 0, 0}, {NULL, 0, 0}};
     struct pollfd pfd[2] = {{po[0], POLLIN, 0}, {pe[0], POLLIN, 0}};
     int open_fds = 2;
     while (open_fds) {
@@ -92,15 +136,11 @@ static void capture_raw(void *vctx, int64_t iters) {
       }
       for (int k = 0; k < 2; k++) {
         if (!pfd[k].revents) continue;
-        if (cap[k] - len[k] < 65536) {
-          cap[k] = cap[k] ? cap[k] * 2 : 65536;
-          buf[k] = realloc(buf[k], cap[k]);
-          if (!buf[k]) exit(1);
-        }
-        ssize_t n = read(pfd[k].fd, buf[k] + len[k], 65536);
+        raw_buf_room(&buf[k]);
+        ssize_t n = read(pfd[k].fd, buf[k].p + buf[k].len, buf[k].cap - buf[k].len);
         if (n > 0) {
-          len[k] += (size_t)n;
-        } else if (n == 0) {
+          buf[k].len += (size_t)n;
+        } else if (n == 0 || errno != EINTR) {
           close(pfd[k].fd);
           pfd[k].fd = -1;
           open_fds--;
@@ -110,9 +150,9 @@ static void capture_raw(void *vctx, int64_t iters) {
     int st;
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
     }
-    bench_sink += (int64_t)(len[0] + len[1]);
-    free(buf[0]);
-    free(buf[1]);
+    bench_sink += (int64_t)(buf[0].len + buf[1].len);
+    for (int k = 0; k < 2; k++)
+      if (buf[k].p) munmap(buf[k].p, buf[k].cap);
   }
 }
 
