@@ -274,37 +274,46 @@ static int run_raw(bench_spec spec, const char *impl, raw_channel ch, bool bw, b
 }
 
 /* ---- c-shm: the physical ceiling of bw, two processes copying through shared memory ----------
- * A single-producer single-consumer ring of SHM_SLOTS slots of 1 MiB in a memfd mapped by both
- * (MAP_SHARED, inherited by fork). Sending is one memcpy into the slot, receiving one memcpy out of
- * it into the receiver's own buffer: the two copies a socket pair makes too, without the kernel.
+ * A single-producer single-consumer ring of 4 MiB in a memfd mapped by both (MAP_SHARED, inherited
+ * by fork), cut into SHM_SLOTS slots of SHM_SLOT bytes (4 of 1 MiB: one message per slot, so the
+ * receiver copies a message out while the sender copies the next ones in). Sending is one memcpy
+ * into the slots, receiving one memcpy out of them into the receiver's own buffer: the two copies a
+ * socket pair makes too, without the kernel.
  * Wake-ups are futexes on the ring's counters (FUTEX_WAIT / FUTEX_WAKE, shared), with no spinning:
  * a side that finds nothing to do announces that it sleeps (a waiter flag) and the other side makes
  * the wake call only then. The protocol is bw's: N messages, a 1-byte message, a 1-byte
  * acknowledgement (the `acks` counter); a 0-byte message stops the child. */
 #ifdef HAVE_SHM_RING
-#define SHM_SLOTS 4u
+#ifndef SHM_SLOT
+/* Bytes per slot; a longer message fills several. 1 MiB (one message per slot) measured best on one
+ * CPU here and no worse across two than 256 KiB or 64 KiB; -DSHM_SLOT=... to try others. */
+#define SHM_SLOT (1024u * 1024)
+#endif
+#define SHM_SLOTS ((4u << 20) / SHM_SLOT) /* a 4 MiB ring */
 #define SHM_HDR 4096u
+#define SHM_LAST 0x80000000u /* in len[]: the message's last chunk */
 
 struct shm_ring {
-  _Atomic uint32_t head; /* messages published (producer) */
+  _Atomic uint32_t head; /* chunks published (producer) */
   char pad0[60];
-  _Atomic uint32_t tail; /* messages consumed (consumer) */
+  _Atomic uint32_t tail; /* chunks consumed (consumer) */
   char pad1[60];
   _Atomic uint32_t acks; /* batches acknowledged (consumer) */
   char pad2[60];
-  _Atomic uint32_t head_waiter, tail_waiter, acks_waiter; /* 1: someone sleeps on that counter */
+  _Atomic uint32_t head_waiter, tail_waiter, acks_waiter; /* 1: the one side that waits on it sleeps */
   uint32_t len[SHM_SLOTS];
 };
 
-static char *shm_slot(shm_ring *r, uint32_t i) { return (char *)r + SHM_HDR + (size_t)(i % SHM_SLOTS) * MSG_1M; }
+static char *shm_slot(shm_ring *r, uint32_t i) { return (char *)r + SHM_HDR + (size_t)(i % SHM_SLOTS) * SHM_SLOT; }
 
-/* Sleep until *word is no longer `seen`. */
+/* Sleep until *word is no longer `seen` (one side only waits on each word). */
 static void shm_wait(_Atomic uint32_t *word, uint32_t seen, _Atomic uint32_t *waiter) {
   while (atomic_load(word) == seen) {
     atomic_store(waiter, 1);
-    if (atomic_load(word) != seen) break; /* the poster saw no waiter: no wake comes */
+    if (atomic_load(word) != seen) break; /* the poster may have missed the flag: no wake needed */
     syscall(SYS_futex, (void *)word, FUTEX_WAIT, seen, NULL, NULL, 0);
   }
+  atomic_store_explicit(waiter, 0, memory_order_relaxed); /* awake: no wake call for the next post */
 }
 
 /* Advance *word; wake its sleeper if one announced itself. */
@@ -314,20 +323,29 @@ static void shm_post(_Atomic uint32_t *word, _Atomic uint32_t *waiter) {
 }
 
 static void shm_send(shm_ring *r, const char *p, uint32_t n) {
-  uint32_t h = atomic_load_explicit(&r->head, memory_order_relaxed), t;
-  while (h - (t = atomic_load(&r->tail)) >= SHM_SLOTS) shm_wait(&r->tail, t, &r->tail_waiter);
-  memcpy(shm_slot(r, h), p, n);
-  r->len[h % SHM_SLOTS] = n;
-  shm_post(&r->head, &r->head_waiter);
+  uint32_t off = 0;
+  do {
+    uint32_t chunk = n - off < SHM_SLOT ? n - off : SHM_SLOT;
+    uint32_t h = atomic_load_explicit(&r->head, memory_order_relaxed), t;
+    while (h - (t = atomic_load(&r->tail)) >= SHM_SLOTS) shm_wait(&r->tail, t, &r->tail_waiter);
+    memcpy(shm_slot(r, h), p + off, chunk);
+    off += chunk;
+    r->len[h % SHM_SLOTS] = chunk | (off == n ? SHM_LAST : 0);
+    shm_post(&r->head, &r->head_waiter);
+  } while (off < n);
 }
 
 static uint32_t shm_recv(shm_ring *r, char *p) {
-  uint32_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);
-  shm_wait(&r->head, t, &r->head_waiter);
-  uint32_t n = r->len[t % SHM_SLOTS];
-  memcpy(p, shm_slot(r, t), n);
-  shm_post(&r->tail, &r->tail_waiter);
-  return n;
+  uint32_t got = 0, l;
+  do {
+    uint32_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);
+    shm_wait(&r->head, t, &r->head_waiter);
+    l = r->len[t % SHM_SLOTS];
+    memcpy(p + got, shm_slot(r, t), l & ~SHM_LAST);
+    got += l & ~SHM_LAST;
+    shm_post(&r->tail, &r->tail_waiter);
+  } while (!(l & SHM_LAST));
+  return got;
 }
 
 static void bw_shm(void *vctx, int64_t iters) {
@@ -340,7 +358,7 @@ static void bw_shm(void *vctx, int64_t iters) {
 
 static int run_shm(bench_spec spec, pair_ctx *c) {
   if (!bench_wanted(spec.name)) return 0;
-  size_t size = SHM_HDR + (size_t)SHM_SLOTS * MSG_1M;
+  size_t size = SHM_HDR + (size_t)SHM_SLOTS * SHM_SLOT;
   int fd = memfd_create("mproc-bench-ring", MFD_CLOEXEC);
   if (fd < 0 || ftruncate(fd, (off_t)size) != 0) {
     perror("bench_process: memfd");
