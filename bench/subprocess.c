@@ -51,6 +51,7 @@ static void spawn_raw(void *ctx, int64_t iters) {
 typedef struct capture_ctx {
   char helper[4096];
   char size[32];
+  size_t each; /* bytes on each of stdout and stderr */
 } capture_ctx;
 
 static void capture_mproc(void *vctx, int64_t iters) {
@@ -60,6 +61,10 @@ static void capture_mproc(void *vctx, int64_t iters) {
     mproc_completed r;
     if (mproc_run(&(mproc_popen_opts){.argv = argv, .capture_output = true}, MPROC_INFINITE, &r) != 0) {
       fprintf(stderr, "capture_mproc: %s\n", mproc_last_error());
+      exit(1);
+    }
+    if (r.stdout_len != c->each || r.stderr_len != c->each) {
+      fprintf(stderr, "capture_mproc: captured %zu + %zu bytes, not %zu each\n", r.stdout_len, r.stderr_len, c->each);
       exit(1);
     }
     bench_sink += (int64_t)(r.stdout_len + r.stderr_len);
@@ -150,6 +155,10 @@ static void capture_raw(void *vctx, int64_t iters) {
     int st;
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
     }
+    if (buf[0].len != c->each || buf[1].len != c->each) {
+      fprintf(stderr, "capture_raw: captured %zu + %zu bytes, not %zu each\n", buf[0].len, buf[1].len, c->each);
+      exit(1);
+    }
     bench_sink += (int64_t)(buf[0].len + buf[1].len);
     for (int k = 0; k < 2; k++)
       if (buf[k].p) munmap(buf[k].p, buf[k].cap);
@@ -175,6 +184,7 @@ int main(int argc, char **argv) {
   }
   size_t each = bench_smoke() ? (1u << 20) : (200u << 20);
   snprintf(cc.size, sizeof cc.size, "%zu", each);
+  cc.each = each;
   rc |= bench_run(&(bench_spec){.name = "subprocess.capture.both200m", .impl = "mproc", .unit = "MB/s", .iters = 1,
                                 .smoke_iters = 1, .bytes_per_op = 2.0 * (double)each, .reps = 5},
                   capture_mproc, &cc) < 0;
