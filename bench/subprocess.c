@@ -3,10 +3,15 @@
  *
  *   subprocess.spawn.true          start /bin/true and reap it          mproc_call  | posix_spawn + waitpid
  *   subprocess.spawn.true.rss1g    the same from a parent holding 1 GiB of touched memory
- *   subprocess.capture.both200m    200 MiB on stdout + 200 MiB on stderr, both captured in memory:
+ *   subprocess.capture.both200m.<placement>
+ *                                  200 MiB on stdout + 200 MiB on stderr, both captured in memory:
  *                                  mproc_run(capture_output) | posix_spawn + the strongest raw loop:
  *                                  1 MiB pipes, poll, one read per ready pipe straight into one
- *                                  reserved mapping per stream with transparent huge pages
+ *                                  reserved mapping per stream with transparent huge pages.
+ *                                  Two processes: the parent pins itself, and every implementation
+ *                                  starts mproc_helper through bench_pinexec, which pins it to the
+ *                                  placement's CPU (the same call and the same extra exec for all).
+ * The spawn.true lines start /bin/true, which cannot pin itself, and are not placed.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -50,13 +55,15 @@ static void spawn_raw(void *ctx, int64_t iters) {
 
 typedef struct capture_ctx {
   char helper[4096];
+  char pinexec[4096];
+  char cpu[16]; /* the child's CPU, for bench_pinexec */
   char size[32];
   size_t each; /* bytes on each of stdout and stderr */
 } capture_ctx;
 
 static void capture_mproc(void *vctx, int64_t iters) {
   capture_ctx *c = (capture_ctx *)vctx;
-  const char *argv[] = {c->helper, "out", c->size, "err", c->size, NULL};
+  const char *argv[] = {c->pinexec, c->cpu, c->helper, "out", c->size, "err", c->size, NULL};
   for (int64_t i = 0; i < iters; i++) {
     mproc_completed r;
     if (mproc_run(&(mproc_popen_opts){.argv = argv, .capture_output = true}, MPROC_INFINITE, &r) != 0) {
@@ -114,7 +121,7 @@ static void raw_buf_room(raw_buf *b) {
  * holds straight into that stream's mapping (no intermediate buffer, no realloc copies). */
 static void capture_raw(void *vctx, int64_t iters) {
   capture_ctx *c = (capture_ctx *)vctx;
-  const char *argv[] = {c->helper, "out", c->size, "err", c->size, NULL};
+  const char *argv[] = {c->pinexec, c->cpu, c->helper, "out", c->size, "err", c->size, NULL};
   for (int64_t it = 0; it < iters; it++) {
     int po[2], pe[2];
     if (pipe2(po, O_CLOEXEC) || pipe2(pe, O_CLOEXEC)) exit(1);
@@ -127,7 +134,7 @@ static void capture_raw(void *vctx, int64_t iters) {
     posix_spawn_file_actions_adddup2(&fa, po[1], 1);
     posix_spawn_file_actions_adddup2(&fa, pe[1], 2);
     pid_t pid;
-    if (posix_spawn(&pid, c->helper, &fa, NULL, (char *const *)argv, environ) != 0) exit(1);
+    if (posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, environ) != 0) exit(1);
     posix_spawn_file_actions_destroy(&fa);
     close(po[1]);
     close(pe[1]);
@@ -178,19 +185,33 @@ int main(int argc, char **argv) {
                   spawn_raw, NULL) < 0;
 
   capture_ctx cc;
-  if (bench_sibling_path("mproc_helper", cc.helper, sizeof cc.helper) != 0) {
-    fprintf(stderr, "bench_subprocess: mproc_helper not found beside the binary\n");
+  if (bench_sibling_path("mproc_helper", cc.helper, sizeof cc.helper) != 0 ||
+      bench_sibling_path("bench_pinexec", cc.pinexec, sizeof cc.pinexec) != 0) {
+    fprintf(stderr, "bench_subprocess: mproc_helper or bench_pinexec not found beside the binary\n");
     return 1;
   }
   size_t each = bench_smoke() ? (1u << 20) : (200u << 20);
   snprintf(cc.size, sizeof cc.size, "%zu", each);
   cc.each = each;
-  rc |= bench_run(&(bench_spec){.name = "subprocess.capture.both200m", .impl = "mproc", .unit = "MB/s", .iters = 1,
-                                .smoke_iters = 1, .bytes_per_op = 2.0 * (double)each, .reps = 5},
-                  capture_mproc, &cc) < 0;
-  rc |= bench_run(&(bench_spec){.name = "subprocess.capture.both200m", .impl = "c-raw", .unit = "MB/s", .iters = 1,
-                                .smoke_iters = 1, .bytes_per_op = 2.0 * (double)each, .reps = 5},
-                  capture_raw, &cc) < 0;
+  bench_print_cpu_map();
+  for (int pl = BENCH_SAME_CPU; pl <= BENCH_CROSS_CPU; ++pl) {
+    char name[96];
+    snprintf(name, sizeof name, "subprocess.capture.both200m.%s", bench_placement_name((bench_placement)pl));
+    if (!bench_wanted(name)) continue;
+    int cpu = bench_side_cpu((bench_placement)pl, 1);
+    if (cpu < 0 || bench_pin_side((bench_placement)pl, 0) != 0) {
+      printf("# %s: skipped, needs two CPUs\n", name);
+      continue;
+    }
+    snprintf(cc.cpu, sizeof cc.cpu, "%d", cpu);
+    rc |= bench_run(&(bench_spec){.name = name, .impl = "mproc", .unit = "MB/s", .iters = 1, .smoke_iters = 1,
+                                  .bytes_per_op = 2.0 * (double)each, .reps = 5},
+                    capture_mproc, &cc) < 0;
+    rc |= bench_run(&(bench_spec){.name = name, .impl = "c-raw", .unit = "MB/s", .iters = 1, .smoke_iters = 1,
+                                  .bytes_per_op = 2.0 * (double)each, .reps = 5},
+                    capture_raw, &cc) < 0;
+  }
+  bench_unpin();
 
   /* Last: a parent holding 1 GiB of touched memory. A fork-based spawn would copy its page tables. */
   if (bench_wanted("subprocess.spawn.true.rss1g")) {
