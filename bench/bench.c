@@ -75,13 +75,19 @@ void bench_stats(const double *values, int n, double *median, double *min, doubl
   free(s);
 }
 
-int bench_report(const char *name, const char *impl, const char *unit, const double *values, int n) {
+int bench_report_op(const char *name, const char *impl, const char *unit, const char *op, const double *values,
+                    int n) {
   if (n < 1) return -1;
   double med, lo, hi;
   bench_stats(values, n, &med, &lo, &hi);
-  printf("name=%s impl=%s value=%.6g unit=%s min=%.6g max=%.6g reps=%d\n", name, impl, med, unit, lo, hi, n);
+  printf("name=%s impl=%s value=%.6g unit=%s%s%s min=%.6g max=%.6g reps=%d\n", name, impl, med, unit,
+         op ? " op=" : "", op ? op : "", lo, hi, n);
   fflush(stdout);
   return 0;
+}
+
+int bench_report(const char *name, const char *impl, const char *unit, const double *values, int n) {
+  return bench_report_op(name, impl, unit, NULL, values, n);
 }
 
 /* Convert one repetition (iters operations in ns nanoseconds) to the unit; -1 for an unknown unit. */
@@ -99,8 +105,10 @@ static double convert(const bench_spec *s, int64_t iters, int64_t ns) {
 
 int bench_run(const bench_spec *s, bench_fn fn, void *ctx) {
   if (!bench_wanted(s->name)) return 1;
-  if (convert(s, 1, 1) < 0 || s->iters < 1) {
-    fprintf(stderr, "bench: %s: bad spec (unit '%s', iters %lld)\n", s->name, s->unit, (long long)s->iters);
+  int need_op = strcmp(s->unit, "ops/s") == 0 && (s->op == NULL || s->op[0] == '\0');
+  if (convert(s, 1, 1) < 0 || s->iters < 1 || need_op || (s->op && strpbrk(s->op, " \t\n="))) {
+    fprintf(stderr, "bench: %s: bad spec (unit '%s', op '%s', iters %lld; ops/s needs an op, one word)\n", s->name,
+            s->unit, s->op ? s->op : "", (long long)s->iters);
     return -1;
   }
   int64_t iters = s->iters;
@@ -119,7 +127,7 @@ int bench_run(const bench_spec *s, bench_fn fn, void *ctx) {
     int64_t t1 = bench_now_ns();
     values[r] = convert(s, iters, t1 - t0);
   }
-  int rc = bench_report(s->name, s->impl, s->unit, values, reps);
+  int rc = bench_report_op(s->name, s->impl, s->unit, s->op, values, reps);
   free(values);
   return rc;
 }
@@ -159,10 +167,27 @@ int bench_pin_cpu(int cpu) {
 #endif
 }
 
-int bench_pin_side(bench_placement p, int side) {
+int bench_side_cpu(bench_placement p, int side) {
   if (p == BENCH_CROSS_CPU && bench_cpus() < 2) return -1;
-  int cpu = nth_cpu(p == BENCH_CROSS_CPU && side == 1 ? 1 : 0);
-  return bench_pin_cpu(cpu);
+  return nth_cpu(p == BENCH_CROSS_CPU && side == 1 ? 1 : 0);
+}
+
+int bench_pin_side(bench_placement p, int side) {
+  int cpu = bench_side_cpu(p, side);
+  return cpu < 0 ? -1 : bench_pin_cpu(cpu);
+}
+
+void bench_print_cpu_map(void) {
+  printf("# cpu map:");
+  for (int p = BENCH_SAME_CPU; p <= BENCH_CROSS_CPU; ++p) {
+    int parent = bench_side_cpu((bench_placement)p, 0), child = bench_side_cpu((bench_placement)p, 1);
+    if (parent < 0 || child < 0)
+      printf(" %s: impossible (%d CPU);", bench_placement_name((bench_placement)p), bench_cpus());
+    else
+      printf(" %s: parent CPU %d, child CPU %d;", bench_placement_name((bench_placement)p), parent, child);
+  }
+  printf(" a fork server runs on the parent's CPU; every child pins itself with one call\n");
+  fflush(stdout);
 }
 
 void bench_unpin(void) {

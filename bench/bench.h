@@ -4,9 +4,12 @@
  * A benchmark binary measures one area three ways in one run, mproc beside the raw OS primitive
  * ("c-raw") here and CPython in bench/py/<area>.py, and prints one line per result (DESIGN.md section 6):
  *
- *   name=<area>.<variant> impl=<mproc|c-raw|python> value=<median> unit=<unit> min=<v> max=<v> reps=<R>
+ *   name=<area>.<variant> impl=<impl> value=<median> unit=<unit> [op=<noun>] min=<v> max=<v> reps=<R>
  *
- * with unit one of ns/op, us/op (lower is better), ops/s, GB/s, MB/s (higher is better).
+ * with unit one of ns/op, us/op (lower is better), ops/s, GB/s, MB/s (higher is better). impl is
+ * mproc, c-raw (the strongest program an expert writes with the same OS facilities), python, or a
+ * physical ceiling beyond c-raw under its own name (c-shm, c-robust, ...): see bench/README.md,
+ * "House rules". op names the operation a rate counts (task, item, line): required with ops/s.
  * Lines starting with '#' are comments (notes, skipped variants); bench/report.py ignores them.
  *
  * Command line of every bench binary (parsed by bench_init):
@@ -43,8 +46,9 @@ typedef void (*bench_fn)(void *ctx, int64_t iters);
 
 typedef struct bench_spec {
   const char *name;     /* "<area>.<variant>", e.g. "core.clock.monotonic" */
-  const char *impl;     /* "mproc" or "c-raw" */
+  const char *impl;     /* "mproc", "c-raw", or a ceiling such as "c-shm" */
   const char *unit;     /* "ns/op", "us/op", "ops/s", "GB/s" or "MB/s" */
+  const char *op;       /* the operation counted, e.g. "line", "task": required for ops/s, else optional */
   int64_t iters;        /* operations per repetition in a full run */
   int64_t smoke_iters;  /* ... under --smoke (0: iters / 1000, at least 1) */
   double bytes_per_op;  /* for GB/s and MB/s: bytes moved by one operation */
@@ -60,6 +64,10 @@ int bench_run(const bench_spec *spec, bench_fn fn, void *ctx);
  * for `n` per-repetition values already in `unit`. Returns 0, -1 if n < 1. */
 int bench_report(const char *name, const char *impl, const char *unit, const double *values, int n);
 
+/* The same with the operation named (op=<noun> in the line; NULL: none). */
+int bench_report_op(const char *name, const char *impl, const char *unit, const char *op, const double *values,
+                    int n);
+
 /* Statistics over n >= 1 values (the array is not modified). */
 void bench_stats(const double *values, int n, double *median, double *min, double *max);
 
@@ -67,7 +75,10 @@ void bench_stats(const double *values, int n, double *median, double *min, doubl
  * On a 2-vCPU VM a two-process round trip lands on one CPU (context switches) or on two (hypervisor
  * wake-ups), and which one happens flips between runs (docs/performance-baseline.md). So every
  * implementation of a two-process benchmark is pinned the same way, and both placements are
- * measured: BENCH_SAME_CPU (parent and child on CPU 0), BENCH_CROSS_CPU (parent CPU 0, child CPU 1). */
+ * measured: BENCH_SAME_CPU (parent and child on CPU 0), BENCH_CROSS_CPU (parent CPU 0, child CPU 1).
+ * "CPU 0" and "CPU 1" are the first and second CPU of the affinity mask at bench_init. Every
+ * implementation pays the same pinning calls: the parent pins itself once before timing; each child
+ * pins itself with one sched_setaffinity call, in both placements (to CPU 0 too), before its work. */
 typedef enum bench_placement { BENCH_SAME_CPU = 0, BENCH_CROSS_CPU = 1 } bench_placement;
 
 /* "same-cpu" / "cross-cpu", for variant names such as "pingpong.1b.cross-cpu". */
@@ -83,6 +94,14 @@ int bench_pin_cpu(int cpu);
 /* Pin the calling side of a two-process benchmark: side 0 = parent, 1 = child. Returns 0, or -1 if
  * the placement is impossible here (cross-cpu with one CPU): skip the variant then. */
 int bench_pin_side(bench_placement p, int side);
+
+/* The CPU number side (0 = parent, 1 = child) runs on in placement p, or -1 if impossible here. A
+ * child that does not share this process's memory (a fork server's child, a re-executed program) is
+ * given this number and pins itself with bench_pin_cpu. */
+int bench_side_cpu(bench_placement p, int side);
+
+/* Print the "# cpu map: ..." comment line: which CPU each side of each placement runs on. */
+void bench_print_cpu_map(void);
 
 /* Restore the affinity the process had at bench_init. */
 void bench_unpin(void);

@@ -1,4 +1,10 @@
-"""Benchmark area "process", Python side (see bench/process.c)."""
+"""Benchmark area "process", Python side (see bench/process.c).
+
+Every line has two processes (three with the forkserver), so every one is measured in both
+placements, pinned as bench/process.c pins mproc and c-raw: the parent pins itself before timing,
+each child pins itself with one call to the CPU number it is given; the forkserver, started by the
+first forkserver start, inherits the parent's CPU.
+"""
 import multiprocessing as mp
 
 import benchlib
@@ -6,17 +12,28 @@ import benchlib
 MSG_1M = 1 << 20
 
 
-def noop():
-    pass
+def pin_child(cpu):
+    benchlib.pin_cpu(cpu)
 
 
-def starter(ctx):
+def starter(ctx, cpu):
     def run(iters):
         for _ in range(iters):
-            p = ctx.Process(target=noop)
+            p = ctx.Process(target=pin_child, args=(cpu,))
             p.start()
             p.join()
     return run
+
+
+def child_start(b, method, cross, iters):
+    name = "process.child.%s.%s" % (method, benchlib.placement_name(cross))
+    if not b.wanted(name):
+        return
+    cpu = benchlib.side_cpu(cross, 1)
+    if cpu is None or not benchlib.pin_side(cross, 0):
+        print("# %s: skipped, needs two CPUs" % name)
+        return
+    b.run(name, "us/op", starter(mp.get_context(method), cpu), iters=iters, smoke_iters=2)
 
 
 def echo_child(conn, cross):
@@ -81,8 +98,11 @@ def pair(b, what, cross, iters, unit, bytes_per_op=0.0):
 
 def main():
     b = benchlib.Bench()
-    for method, iters in (("fork", 300), ("spawn", 20), ("forkserver", 100)):
-        b.run("process.child." + method, "us/op", starter(mp.get_context(method)), iters=iters, smoke_iters=2)
+    benchlib.print_cpu_map()
+    for cross in (False, True):
+        for method, iters in (("fork", 300), ("spawn", 20), ("forkserver", 100)):
+            child_start(b, method, cross, iters)
+    benchlib.unpin()
     for cross in (False, True):
         pair(b, "pingpong.conn", cross, 20000, "us/op")
         pair(b, "bw.conn.1m", cross, 2000, "GB/s", float(MSG_1M))

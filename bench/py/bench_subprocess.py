@@ -14,14 +14,27 @@ def main():
     b.run("subprocess.spawn.true", "us/op", spawn_true, iters=300, smoke_iters=3)
 
     helper = benchlib.sibling("mproc_helper")
+    pinexec = benchlib.sibling("bench_pinexec")
     each = (1 << 20) if b.smoke else (200 << 20)
+    benchlib.print_cpu_map()
+    for cross in (False, True):
+        # two processes: the parent pins itself, the child is pinned by bench_pinexec (as in C)
+        name = "subprocess.capture.both200m." + benchlib.placement_name(cross)
+        if not b.wanted(name):
+            continue
+        cpu = benchlib.side_cpu(cross, 1)
+        if cpu is None or not benchlib.pin_side(cross, 0):
+            print("# %s: skipped, needs two CPUs" % name)
+            continue
+        argv = [pinexec, str(cpu), helper, "out", str(each), "err", str(each)]
 
-    def capture(iters):
-        for _ in range(iters):
-            r = subprocess.run([helper, "out", str(each), "err", str(each)], capture_output=True)
-            assert len(r.stdout) == each and len(r.stderr) == each
+        def capture(iters, argv=argv):
+            for _ in range(iters):
+                r = subprocess.run(argv, capture_output=True)
+                assert len(r.stdout) == each and len(r.stderr) == each
 
-    b.run("subprocess.capture.both200m", "MB/s", capture, iters=1, smoke_iters=1, reps=5, bytes_per_op=2.0 * each)
+        b.run(name, "MB/s", capture, iters=1, smoke_iters=1, reps=5, bytes_per_op=2.0 * each)
+    benchlib.unpin()
 
     if b.wanted("subprocess.spawn.true.rss1g"):
         big = bytearray(b"\x01") * ((64 << 20) if b.smoke else (1 << 30))  # touched, not calloc'ed

@@ -3,7 +3,11 @@
 A bench/py/<area>.py script measures CPython's equivalent of what bench/<area>.c measures and
 prints, per result (DESIGN.md section 6):
 
-  name=<area>.<variant> impl=python value=<median> unit=<unit> min=<v> max=<v> reps=<R>
+  name=<area>.<variant> impl=python value=<median> unit=<unit> [op=<noun>] min=<v> max=<v> reps=<R>
+
+(op names what an ops/s rate counts: task, item, line; required with ops/s). Each script prints the
+interpreter's path and version in a "# python:" line, and scripts with two-process results the CPU
+map ("# cpu map:", print_cpu_map()).
 
 Use it like this:
 
@@ -21,6 +25,7 @@ MPROC_BENCH_BIN to the directory of the built bench binaries and mproc_helper (s
 
 import argparse
 import os
+import platform
 import statistics
 import sys
 import time
@@ -39,24 +44,29 @@ class Bench:
         self.reps = a.reps
         self.filter = a.filter
         self.failed = False
+        print("# python: %s %s %s" % (sys.executable, platform.python_implementation(),
+                                      platform.python_version()), flush=True)
 
     def wanted(self, name):
         return self.filter is None or self.filter in name
 
-    def report(self, name, unit, values, impl="python"):
+    def report(self, name, unit, values, impl="python", op=None):
         """Print the result line for per-repetition values already in unit."""
         if not values:
             raise ValueError("no values")
-        print("name=%s impl=%s value=%.6g unit=%s min=%.6g max=%.6g reps=%d"
-              % (name, impl, statistics.median(values), unit, min(values), max(values), len(values)),
+        check_op(unit, op)
+        print("name=%s impl=%s value=%.6g unit=%s%s min=%.6g max=%.6g reps=%d"
+              % (name, impl, statistics.median(values), unit, " op=" + op if op else "", min(values),
+                 max(values), len(values)),
               flush=True)
 
-    def run(self, name, unit, fn, iters, smoke_iters=0, reps=0, bytes_per_op=0.0):
+    def run(self, name, unit, fn, iters, smoke_iters=0, reps=0, bytes_per_op=0.0, op=None):
         """Warm up with fn(iters // 10 + 1), then time fn(iters) reps times and report."""
         if not self.wanted(name):
             return
         if unit not in UNITS:
             raise ValueError("unknown unit %r" % unit)
+        check_op(unit, op)
         reps = self.reps or reps or 7
         if self.smoke:
             iters = smoke_iters or max(1, iters // 1000)
@@ -68,7 +78,15 @@ class Bench:
             fn(iters)
             ns = max(time.perf_counter_ns() - t0, 1)
             values.append(convert(unit, iters, ns, bytes_per_op))
-        self.report(name, unit, values)
+        self.report(name, unit, values, op=op)
+
+
+def check_op(unit, op):
+    """ops/s names its operation (one word); other units may."""
+    if unit == "ops/s" and not op:
+        raise ValueError("ops/s needs op= (the operation counted: task, item, line)")
+    if op and (any(c.isspace() for c in op) or "=" in op):
+        raise ValueError("op must be one word: %r" % op)
 
 
 def convert(unit, iters, ns, bytes_per_op=0.0):
@@ -98,14 +116,42 @@ def cpus():
     return len(_initial) if _initial is not None else (os.cpu_count() or 1)
 
 
-def pin_side(cross, side):
-    """Pin this process: side 0 = parent, 1 = child; same-cpu puts both on the first CPU, cross-cpu
-    the child on the second. Returns False if impossible here (then skip the variant)."""
+def side_cpu(cross, side):
+    """The CPU side (0 = parent, 1 = child) runs on: same-cpu puts both on the first CPU of the
+    initial mask, cross-cpu the child on the second. None if impossible here. Pass the number to a
+    child that may not share this module's state (a forkserver child, whose server was pinned)."""
     if _initial is None or (cross and cpus() < 2):
-        return False
+        return None
     order = sorted(_initial)
-    os.sched_setaffinity(0, {order[1] if cross and side == 1 else order[0]})
+    return order[1] if cross and side == 1 else order[0]
+
+
+def pin_cpu(cpu):
+    """Pin this process to one CPU: one sched_setaffinity call."""
+    os.sched_setaffinity(0, {cpu})
+
+
+def pin_side(cross, side):
+    """Pin this process as side (0 = parent, 1 = child) of a placement. Returns False if impossible
+    here (then skip the variant)."""
+    cpu = side_cpu(cross, side)
+    if cpu is None:
+        return False
+    pin_cpu(cpu)
     return True
+
+
+def print_cpu_map():
+    """The "# cpu map:" line, the same as bench_print_cpu_map() in bench.c."""
+    parts = []
+    for cross in (False, True):
+        parent, child = side_cpu(cross, 0), side_cpu(cross, 1)
+        if parent is None or child is None:
+            parts.append(" %s: impossible (%d CPU);" % (placement_name(cross), cpus()))
+        else:
+            parts.append(" %s: parent CPU %d, child CPU %d;" % (placement_name(cross), parent, child))
+    print("# cpu map:%s a fork server runs on the parent's CPU; every child pins itself with one call"
+          % "".join(parts), flush=True)
 
 
 def unpin():
