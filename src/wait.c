@@ -1,52 +1,60 @@
-/* mproc_wait (Python's multiprocessing.connection.wait): wait until any of connections and processes
- * is ready. */
+/* mproc_wait (Python's multiprocessing.connection.wait): wait until any of several objects of any
+ * waitable kind is ready. Each kind is one row of k_kinds: how to check an object and find the handle
+ * that becomes ready with it, and what to do once it is reported ready. A new kind (a queue, a pool
+ * result, a listener) is one enum value in process.h and one row here; this loop does not change. */
 #include <stdlib.h>
 
 #include "process/process_internal.h"
 
+/* ---- connections ----------------------------------------------------------------------------------- */
+
+static int connection_prepare(void *obj, mproc__wait_item *item, bool *ready_now) {
+  mproc_connection *c = (mproc_connection *)obj;
+  int rc = mproc_connection_poll(c, 0); /* a buffered message, end of file: ready without waiting */
+  if (rc && rc != MPROC_ETIMEDOUT) return rc;
+  *ready_now = rc == 0;
+  item->h = mproc__connection_wait_handle(c);
+  item->kind = MPROC__WAIT_CONN;
+  return 0;
+}
+
+static const struct {
+  const char *name;
+  /* Check the object; say whether it is ready already; fill the item that becomes ready with it. */
+  int (*prepare)(void *obj, mproc__wait_item *item, bool *ready_now);
+  /* Once it was reported ready (optional). */
+  void (*ready)(void *obj);
+} k_kinds[] = {
+    [MPROC_WAIT_CONNECTION] = {"connection", connection_prepare, NULL},
+    [MPROC_WAIT_PROCESS] = {"process", mproc__process_wait_prepare, mproc__process_wait_ready},
+};
+
 int mproc_wait(mproc_waitable *objs, size_t count, int64_t timeout_ms, size_t *nready) {
   if (nready) *nready = 0;
   if (!objs || count == 0) return mproc__fail(MPROC_EINVAL, "wait: no objects");
+  int64_t deadline = mproc__deadline_from_timeout(timeout_ms);
   mproc__wait_item *items = (mproc__wait_item *)malloc(count * sizeof *items);
   bool *ready = (bool *)calloc(count, sizeof *ready);
   int rc = (!items || !ready) ? mproc__fail(MPROC_ENOMEM, "wait: out of memory") : 0;
-  size_t pre = 0; /* already ready without waiting: buffered messages, processes already reaped */
+  size_t pre = 0; /* ready without waiting */
   for (size_t i = 0; i < count && !rc; ++i) {
     mproc_waitable *w = &objs[i];
     w->ready = false;
-    if (!w->connection == !w->process) {
-      rc = mproc__fail(MPROC_EINVAL, "wait: objects[%zu] must set exactly one of connection and process", i);
-    } else if (w->connection) {
-      rc = mproc_connection_poll(w->connection, 0);
-      if (rc == 0) {
-        ready[i] = true;
-        ++pre;
-      } else if (rc == MPROC_ETIMEDOUT) {
-        rc = 0;
-      }
-      items[i].h = mproc__connection_wait_handle(w->connection);
-      items[i].kind = MPROC__WAIT_CONN;
-    } else {
-      rc = mproc__process_check(w->process, "wait");
-      if (!rc && !w->process->started) {
-        rc = mproc__fail(MPROC_ESTATE, "wait: process '%s' is not started", w->process->name);
-      } else if (!rc && w->process->child.reaped) {
-        ready[i] = true;
-        ++pre;
-      }
-      items[i].h = mproc_process_sentinel(w->process);
-      items[i].kind = MPROC__WAIT_SENTINEL;
-    }
+    if ((size_t)w->kind >= MPROC__ARRAY_LEN(k_kinds) || !k_kinds[w->kind].prepare)
+      rc = mproc__fail(MPROC_EINVAL, "wait: objects[%zu] has kind %d, which is not an mproc_wait_kind", i, (int)w->kind);
+    else if (!w->object)
+      rc = mproc__fail(MPROC_EINVAL, "wait: objects[%zu] (a %s) is NULL", i, k_kinds[w->kind].name);
+    else
+      rc = k_kinds[w->kind].prepare(w->object, &items[i], &ready[i]);
+    if (!rc && ready[i]) ++pre;
   }
-  if (!rc && !pre) rc = mproc__pal_wait_ready(items, count, mproc__deadline_from_timeout(timeout_ms), ready);
+  if (!rc && !pre) rc = mproc__pal_wait_ready(items, count, deadline, ready);
   size_t n = 0;
   for (size_t i = 0; i < count && !rc; ++i)
     if (ready[i]) {
       objs[i].ready = true;
       ++n;
-      /* The sentinel closes as the child exits, a moment before the OS lets it be reaped: reap it
-       * now (a short wait), so join(0), is_alive and active_children agree with what wait said. */
-      if (objs[i].process) mproc__child_reap(objs[i].process, INT64_MAX);
+      if (k_kinds[objs[i].kind].ready) k_kinds[objs[i].kind].ready(objs[i].object);
     }
   free(items);
   free(ready);

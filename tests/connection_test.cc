@@ -317,7 +317,8 @@ TEST(Connection, BadArguments) {
 TEST(Connection, WaitReportsReadyConnections) {
   PipePair p1, p2, p3;
   ASSERT_EQ(mproc_connection_send_bytes(p2.a, "x", 1, 0, 1), 0);
-  mproc_waitable w[3] = {{p1.b, nullptr, false}, {p2.b, nullptr, false}, {p3.b, nullptr, false}};
+  mproc_waitable w[3] = {mproc_waitable_connection(p1.b), mproc_waitable_connection(p2.b),
+                         mproc_waitable_connection(p3.b)};
   size_t nready = 0;
   ASSERT_EQ(mproc_wait(w, 3, MPROC_INFINITE, &nready), 0);
   EXPECT_EQ(nready, 1u);
@@ -330,6 +331,11 @@ TEST(Connection, WaitReportsReadyConnections) {
   mproc_free(m);
   EXPECT_EQ(mproc_wait(w, 3, 20, &nready), MPROC_ETIMEDOUT);
   EXPECT_EQ(nready, 0u);
-  mproc_waitable bad[1] = {{nullptr, nullptr, false}};
+  mproc_waitable bad[1] = {mproc_waitable_connection(nullptr)};
   EXPECT_EQ(mproc_wait(bad, 1, 0, &nready), MPROC_EINVAL);
+  mproc_waitable none[1] = {};
+  EXPECT_EQ(mproc_wait(none, 1, 0, &nready), MPROC_EINVAL);  // MPROC_WAIT_NONE
+  mproc_waitable unknown[1] = {mproc_waitable_connection(p1.b)};
+  unknown[0].kind = (mproc_wait_kind)99;
+  EXPECT_EQ(mproc_wait(unknown, 1, 0, &nready), MPROC_EINVAL);
 }

@@ -196,8 +196,7 @@ int t_use_parents_process(const mproc_args *a) {
   bad |= (mproc_process_kill(g_sibling) != MPROC_ESTATE) << 2;
   bad |= (mproc_process_is_alive(g_sibling) ? 1 : 0) << 3;
   bad |= (mproc_process_close(g_sibling) != MPROC_ESTATE) << 4;
-  mproc_waitable w = {};
-  w.process = g_sibling;
+  mproc_waitable w = mproc_waitable_process(g_sibling);
   bad |= (mproc_wait(&w, 1, 0, nullptr) != MPROC_ESTATE) << 5;
   return bad;
 }

@@ -331,8 +331,7 @@ TEST_P(ProcessTest, AClosedProcessRefusesEverythingButDestroy) {
   EXPECT_EQ(mproc_process_kill(p), MPROC_ESTATE);
   EXPECT_EQ(mproc_process_start(p), MPROC_ESTATE);
   EXPECT_FALSE(mproc_process_is_alive(p));
-  mproc_waitable w = {};
-  w.process = p;
+  mproc_waitable w = mproc_waitable_process(p);
   EXPECT_EQ(mproc_wait(&w, 1, 0, nullptr), MPROC_ESTATE);
   mproc_process_destroy(p);
 }
@@ -440,11 +439,11 @@ TEST_P(ProcessTest, WaitOverFourChildrenSendingInterleavedMessages) {
     std::vector<int> who;
     for (int i = 0; i < kKids; ++i) {
       if (!eof[i]) {
-        w.push_back({rd[i], nullptr, false});
+        w.push_back(mproc_waitable_connection(rd[i]));
         who.push_back(i);
       }
       if (!joined[i]) {
-        w.push_back({nullptr, kids[i], false});
+        w.push_back(mproc_waitable_process(kids[i]));
         who.push_back(kKids + i);
       }
     }
@@ -557,7 +556,7 @@ TEST_P(ProcessTest, ActiveChildrenAndSentinel) {
   EXPECT_TRUE(found);
   mproc_free(list);
   send_str(a, "go");
-  mproc_waitable w[1] = {{nullptr, p, false}};
+  mproc_waitable w[1] = {mproc_waitable_process(p)};
   size_t nready = 0;
   ASSERT_EQ(mproc_wait(w, 1, 60000, &nready), 0);
   EXPECT_TRUE(w[0].ready);

@@ -191,17 +191,45 @@ MPROC_API int mproc_active_children(mproc_process ***list, size_t *count);
 
 /* ---- waiting on many ---------------------------------------------------------------------------- */
 
-/* One object for mproc_wait: set exactly one of connection and process. */
+/* What mproc_wait can wait on. Each later module adds its kind here (queues, pool results, listeners,
+ * programs started with mproc_popen), so the struct below never changes. */
+typedef enum mproc_wait_kind {
+  MPROC_WAIT_NONE = 0,
+  MPROC_WAIT_CONNECTION, /* object: mproc_connection *; ready: a receive can make progress (a message, or
+                            end of file; see connection.h) */
+  MPROC_WAIT_PROCESS     /* object: mproc_process *; ready: the process has ended (its sentinel) */
+} mproc_wait_kind;
+
+/* One object for mproc_wait: its kind and the object. Fill it with the constructors below,
+ *   mproc_waitable w[2] = {mproc_waitable_connection(c), mproc_waitable_process(p)};
+ * or with designated initializers (.kind = MPROC_WAIT_PROCESS, .object = p). */
 typedef struct mproc_waitable {
-  mproc_connection *connection; /* ready: a message (or end of file) can be received */
-  mproc_process *process;       /* ready: the process has ended (its sentinel) */
-  bool ready;                   /* out */
+  mproc_wait_kind kind;
+  void *object;
+  bool ready; /* out */
 } mproc_waitable;
+
+static inline mproc_waitable mproc_waitable_connection(mproc_connection *c) {
+  mproc_waitable w;
+  w.kind = MPROC_WAIT_CONNECTION;
+  w.object = c;
+  w.ready = false;
+  return w;
+}
+static inline mproc_waitable mproc_waitable_process(mproc_process *p) {
+  mproc_waitable w;
+  w.kind = MPROC_WAIT_PROCESS;
+  w.object = p;
+  w.ready = false;
+  return w;
+}
 
 /* multiprocessing.connection.wait(objects, timeout): wait until at least one object is ready, up to
  * timeout_ms; sets each `ready`. 0 with *nready >= 1, or MPROC_ETIMEDOUT (none ready).
- * Errors: MPROC_EINVAL (bad entries), MPROC_ECLOSED (a closed connection), MPROC_ESTATE (a process
- * not started). */
+ * Errors: MPROC_EINVAL (an unknown kind, a NULL object), MPROC_ECLOSED (a closed connection),
+ * MPROC_ESTATE (a process not started, closed, or not this process's child), MPROC_ENOMEM.
+ * After a ready connection another thread may receive first: a receive with timeout 0 may then give
+ * MPROC_ETIMEDOUT, as after poll. Thread-safe as the objects' own calls are. */
 MPROC_API int mproc_wait(mproc_waitable *objects, size_t count, int64_t timeout_ms, size_t *nready);
 
 #ifdef __cplusplus

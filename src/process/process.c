@@ -241,3 +241,22 @@ void mproc_process_destroy(mproc_process *p) {
   mproc__process_free(p);
 }
 
+
+/* ---- mproc_wait's process kind (src/wait.c) ---------------------------------------------------------- */
+
+int mproc__process_wait_prepare(void *obj, mproc__wait_item *item, bool *ready_now) {
+  mproc_process *p = (mproc_process *)obj;
+  int rc = mproc__process_check(p, "wait");
+  if (rc) return rc;
+  if (!p->started) return mproc__fail(MPROC_ESTATE, "wait: process '%s' is not started", p->name);
+  *ready_now = p->child.reaped;
+  item->h = mproc_process_sentinel(p);
+  item->kind = MPROC__WAIT_SENTINEL;
+  return 0;
+}
+
+void mproc__process_wait_ready(void *obj) {
+  /* The sentinel closes as the child exits, a moment before the OS lets it be reaped: reap it now (a
+   * short wait), so join(0), is_alive and active_children agree with what wait said. */
+  mproc__child_reap((mproc_process *)obj, INT64_MAX);
+}

@@ -60,6 +60,10 @@ struct mproc_process {
  * parent's Process objects are not its children: Python's "can only join a child process"), not closed.
  * 0 or MPROC_EINVAL / MPROC_ESTATE naming `call`. */
 int mproc__process_check(const mproc_process *p, const char *call);
+/* mproc_wait's process kind (wait.c): check p, say whether it has ended already, fill the item that
+ * becomes ready when it ends (its sentinel); and once that was reported, reap it. */
+int mproc__process_wait_prepare(void *obj, mproc__wait_item *item, bool *ready_now);
+void mproc__process_wait_ready(void *obj);
 
 /* ---- context.c ---------------------------------------------------------------------------------- */
 
