@@ -155,6 +155,9 @@ typedef struct mproc__spawn_req {
   const mproc_os_handle *pass_fds;
   size_t pass_fds_count;
   bool new_session, new_process_group;
+  bool signal_exitcodes;         /* (processes) a signal ends the child so that mproc__pal_wait reports -sig,
+                                    as on POSIX, so Process.exitcode is -15 / -9 after terminate / kill on
+                                    every platform (Windows: exit code 0x10000 | sig; POSIX: always so) */
 } mproc__spawn_req;
 
 /* A started child. */
@@ -163,17 +166,11 @@ typedef struct mproc__child {
   mproc_os_handle handle; /* POSIX: a pidfd when one was opened, else MPROC_NO_HANDLE; Windows: the
                              process HANDLE */
   bool reaped;
-  bool signal_exitcodes;  /* see MPROC__WIN_SIGNAL_EXIT_BASE */
   int returncode;         /* valid when reaped: exit status, or -signal (POSIX) / exit code (Windows) */
-  void *job;              /* Windows: the child's kill-on-close job object (mproc__pal_child_bind), or NULL */
-  bool job_tree;          /* Windows: job holds the child's whole tree (a cmd.exe child: a shell command or a
-                             batch file), made by mproc__pal_spawn; signals end the job, not only the child */
+  void *os;               /* the backend's own state of this child, or NULL (Windows: its jobs and how
+                             signals end it); portable code never reads it, mproc__pal_child_release frees it */
 } mproc__child;
 
-/* (Processes) Make mproc__pal_signal end a Windows child with exit code 0x10000 | sig, which
- * mproc__pal_wait reports as -sig, so Process.exitcode is -15 / -9 after terminate / kill on every
- * platform. Ignored on POSIX, where signals give -sig anyway. */
-#define MPROC__WIN_SIGNAL_EXIT_BASE 0x10000
 
 /* Start the child. Start failures (program not found / not executable, cwd missing, ...) are reported
  * here, in the parent, with a message naming the program or path and the OS error; on failure
@@ -265,7 +262,7 @@ void mproc__pal_exit_now(int code);
  * for every start method, is the child's watchdog thread blocked on its end of the boot link
  * (src/process.c); these add the kernel's own mechanism where it exists and is right:
  *   - mproc__pal_child_bind, in the parent once a spawned child runs: Windows puts the child in a
- *     kill-on-close job object of its own (held in child->job, closed by mproc__pal_child_release),
+ *     kill-on-close job object of its own (held in child->os, closed by mproc__pal_child_release),
  *     so the system kills it when the parent's last handle goes, however the parent ends. Child
  *     processes of the child are not put in it (silent breakaway), as PR_SET_PDEATHSIG applies to the
  *     child alone. Best effort (the watchdog remains); POSIX: nothing.

@@ -137,9 +137,18 @@ int mproc_popen_create(mproc_popen **out, const mproc_popen_opts *o) {
     rc = child_stream(i, modes[i], handles[i], paths[i], appends[i], &child[i], &opened[i], &p->pipes[i]);
   }
   if (rc == 0) {
-    mproc__spawn_req req = {o->argv, o->command, o->executable, o->cwd, o->env, o->env_extra,
-                            {child[0], child[1], child[2]}, o->inherit_fds, o->pass_fds, o->pass_fds_count,
-                            o->new_session, o->new_process_group};
+    mproc__spawn_req req = {.argv = o->argv,
+                            .command = o->command,
+                            .executable = o->executable,
+                            .cwd = o->cwd,
+                            .env = o->env,
+                            .env_extra = o->env_extra,
+                            .stdio = {child[0], child[1], child[2]},
+                            .inherit_fds = o->inherit_fds,
+                            .pass_fds = o->pass_fds,
+                            .pass_fds_count = o->pass_fds_count,
+                            .new_session = o->new_session,
+                            .new_process_group = o->new_process_group};
     rc = mproc__pal_spawn(&req, &p->child);
   }
   for (int i = 0; i < 3; ++i)

@@ -24,6 +24,7 @@
 extern "C" {
 #include "internal.h"
 #include "pal.h"
+#include "win32/spawn.h"
 }
 #include "test_util.h"
 
@@ -33,6 +34,9 @@ extern "C" _CRTIMP errno_t __cdecl _wgetenv_s(size_t *, wchar_t *, size_t, const
 #endif
 
 namespace {
+
+// The kill-on-close job the PAL keeps for a child (mproc__pal_child_bind), or nullptr.
+void *job_of(const mproc__child &c) { return c.os ? ((const mproc__win32_child *)c.os)->job : nullptr; }
 
 struct Pair {
   mproc_os_handle a = MPROC_NO_HANDLE, b = MPROC_NO_HANDLE;
@@ -169,7 +173,7 @@ int t_hold_a_plain_child(const mproc_args *a) {
   if (rc != 0) return 11;
   if (bind) mproc__pal_child_bind(&child);
   std::string pid = std::to_string(child.pid);
-  if (bind && !child.job) pid = "no job";
+  if (bind && !job_of(child)) pid = "no job";
   mproc_connection *c = a->connections[0];
   if (mproc_connection_send_bytes(c, pid.data(), pid.size(), 0, MPROC_ALL) == 0) {
     char *m = nullptr;
@@ -537,10 +541,10 @@ TEST(Win32Job, BindPutsTheChildAloneInAJobThatReleaseCloses) {
   mproc__pal_close(in_child);
   mproc__pal_close(out_child);
   ASSERT_EQ(rc, 0) << mproc_last_error();
-  EXPECT_EQ(h.c.job, nullptr);
+  EXPECT_EQ(job_of(h.c), nullptr);
   mproc__pal_child_bind(&h.c);
-  ASSERT_NE(h.c.job, nullptr) << "AssignProcessToJobObject failed";
-  HANDLE job = (HANDLE)h.c.job;
+  ASSERT_NE(job_of(h.c), nullptr) << "AssignProcessToJobObject failed";
+  HANDLE job = (HANDLE)job_of(h.c);
   DWORD hflags = 0;
   ASSERT_TRUE(GetHandleInformation(job, &hflags));
   EXPECT_EQ(hflags & HANDLE_FLAG_INHERIT, 0u) << "the job handle must not be inheritable";
@@ -548,7 +552,7 @@ TEST(Win32Job, BindPutsTheChildAloneInAJobThatReleaseCloses) {
   ASSERT_TRUE(IsProcessInJob(H(h.c.handle), job, &in));
   EXPECT_TRUE(in);
   mproc__pal_child_bind(&h.c);  // a second bind keeps the job
-  EXPECT_EQ(h.c.job, job);
+  EXPECT_EQ(job_of(h.c), job);
 
   size_t n = 0;
   ASSERT_EQ(mproc__pal_write(in_parent, "g", 1, in_ms(60000), &n), 0) << mproc_last_error();
@@ -568,7 +572,7 @@ TEST(Win32Job, BindPutsTheChildAloneInAJobThatReleaseCloses) {
   Opened child(h.c.handle);  // our own handle to the child: release closes the mproc__child's
   ASSERT_NE(child.h, nullptr);
   mproc__pal_child_release(&h.c);
-  EXPECT_EQ(h.c.job, nullptr);
+  EXPECT_EQ(job_of(h.c), nullptr);
   EXPECT_EQ(h.c.handle, MPROC_NO_HANDLE);
   EXPECT_EQ(WaitForSingleObject(child.h, 60000), WAIT_OBJECT_0) << "closing the job did not kill the child";
   // the grandchild was not killed with it: it still runs, and ends with the code we give it
@@ -590,7 +594,7 @@ TEST(Win32Job, BindFailureLeavesNoJob) {
   ASSERT_EQ(mproc__pal_wait(&h.c, INT64_MAX), 0) << mproc_last_error();
   mproc_clear_error();
   mproc__pal_child_bind(&h.c);  // AssignProcessToJobObject: ERROR_ACCESS_DENIED for an ended process
-  EXPECT_EQ(h.c.job, nullptr);
+  EXPECT_EQ(job_of(h.c), nullptr);
   EXPECT_STREQ(mproc_last_error(), "");
   int before = mproc__pal_handle_count();
   mproc__pal_child_bind(&h.c);
@@ -604,9 +608,9 @@ TEST(Win32Job, JobLimitsAreKillOnCloseAndSilentBreakaway) {
   Helper h;
   ASSERT_EQ(h.start({"sleep", "600000"}), 0) << mproc_last_error();
   mproc__pal_child_bind(&h.c);
-  ASSERT_NE(h.c.job, nullptr);
+  ASSERT_NE(job_of(h.c), nullptr);
   JOBOBJECT_EXTENDED_LIMIT_INFORMATION li{};
-  ASSERT_TRUE(QueryInformationJobObject((HANDLE)h.c.job, JobObjectExtendedLimitInformation, &li, sizeof li, nullptr));
+  ASSERT_TRUE(QueryInformationJobObject((HANDLE)job_of(h.c), JobObjectExtendedLimitInformation, &li, sizeof li, nullptr));
   DWORD flags = li.BasicLimitInformation.LimitFlags;
   // and as the child sees its own job, started through the public API
   int seen = child_job_state(MPROC_OPTION_ON, false);

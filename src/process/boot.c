@@ -212,9 +212,9 @@ int mproc__respawn_self(const char *flag, mproc_os_handle handle, const mproc_os
                           .env_extra = extra,
                           .stdio = {MPROC_NO_HANDLE, MPROC_NO_HANDLE, MPROC_NO_HANDLE},
                           .pass_fds = pass,
-                          .pass_fds_count = npass};
+                          .pass_fds_count = npass,
+                          .signal_exitcodes = signal_exitcodes};
   rc = mproc__pal_spawn(&req, child);
-  child->signal_exitcodes = signal_exitcodes; /* after: the PAL's spawn fills the child anew */
   free(exe);
   return rc;
 }

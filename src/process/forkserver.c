@@ -19,7 +19,7 @@
 
 /* The fork server this process uses (under the global lock): our end of its control socket. */
 static mproc_os_handle g_fs_ctl = MPROC_NO_HANDLE;
-static mproc__child g_fs_child = {0, MPROC_NO_HANDLE, false, false, 0, NULL, false};
+static mproc__child g_fs_child = {.handle = MPROC_NO_HANDLE};
 
 /* In a fork child: our fork server is not the child's (after-fork hook). */
 static void forget_server(void) {

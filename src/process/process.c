@@ -205,7 +205,6 @@ static int send_sig(mproc_process *p, int sig, const char *call) {
   int rc = mproc__process_check(p, call);
   if (rc) return rc;
   if (!p->started) return mproc__fail(MPROC_ESTATE, "%s: '%s' has not been started", call, p->name);
-  p->child.signal_exitcodes = true;
   return mproc__child_signal(p, sig);
 }
 

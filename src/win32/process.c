@@ -22,7 +22,7 @@
  *     of the boot connection, and when the parent dies, however it dies, the system closes the
  *     parent's end and the child's pending read fails with ERROR_BROKEN_PIPE (end of file);
  *   - the system's own, added by mproc__pal_child_bind: a job object per child, with
- *     JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE, whose only handle is the parent's (child->job; not
+ *     JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE, whose only handle is the parent's (child->os; not
  *     inheritable, so no other child can hold it open, even one started with bInheritHandles and no
  *     handle list). When the parent ends, however it ends, the system closes that handle and kills the
  *     child, even one whose watchdog cannot run (stopped in a debugger, stuck before the guard, its
@@ -39,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "spawn.h"
 #include "win32.h"
 
 /* ---- fork and exit ------------------------------------------------------------------------------- */
@@ -68,7 +69,8 @@ int mproc__pal_fork_sentinel(mproc__child *child) {
 /* ---- kill on parent death (the system's part; see pal.h) ------------------------------------------ */
 
 void mproc__pal_child_bind(mproc__child *child) {
-  if (child->job || child->handle == MPROC_NO_HANDLE || child->handle == 0) return;
+  mproc__win32_child *os = mproc__win32_child_os(child);
+  if (!os || os->job || child->handle == MPROC_NO_HANDLE || child->handle == 0) return;
   DWORD saved = GetLastError(); /* best effort: a failure here is not the caller's error */
   HANDLE job = CreateJobObjectW(NULL, NULL); /* NULL attributes: the handle is not inheritable */
   if (job) {
@@ -77,7 +79,7 @@ void mproc__pal_child_bind(mproc__child *child) {
     li.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE | JOB_OBJECT_LIMIT_SILENT_BREAKAWAY_OK;
     if (SetInformationJobObject(job, JobObjectExtendedLimitInformation, &li, sizeof li) &&
         AssignProcessToJobObject(job, MPROC__H(child->handle)))
-      child->job = job;
+      os->job = job;
     else
       CloseHandle(job); /* a job with no process in it: closing it kills nothing */
   }

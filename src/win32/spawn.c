@@ -945,13 +945,24 @@ static HANDLE start_tree_job(HANDLE process) {
  * handles in flight. A CreateProcess elsewhere in the process (another library) cannot be kept out. */
 static SRWLOCK g_spawn_lock = SRWLOCK_INIT;
 
+mproc__win32_child *mproc__win32_child_os(mproc__child *c) {
+  if (!c->os) c->os = calloc(1, sizeof(mproc__win32_child));
+  return (mproc__win32_child *)c->os;
+}
+
 int mproc__pal_spawn(const mproc__spawn_req *req, mproc__child *child) {
   memset(child, 0, sizeof *child);
   child->handle = MPROC_NO_HANDLE;
   if (!req->command && (!req->argv || !req->argv[0])) return mproc__fail(MPROC_EINVAL, "spawn: argv is empty");
+  mproc__win32_child *os = mproc__win32_child_os(child);
+  if (!os) return mproc__fail(MPROC_ENOMEM, "spawn: out of memory");
+  os->signal_exitcodes = req->signal_exitcodes;
   plan pl;
   int rc = plan_make(req, &pl);
-  if (rc) return rc;
+  if (rc) {
+    mproc__pal_child_release(child);
+    return rc;
+  }
   if (req->inherit_fds)
     AcquireSRWLockExclusive(&g_spawn_lock);
   else
@@ -977,8 +988,8 @@ int mproc__pal_spawn(const mproc__spawn_req *req, mproc__child *child) {
       CloseHandle(pi.hProcess);
       if (job) CloseHandle(job);
     } else {
-      child->job = job;
-      child->job_tree = job != NULL;
+      os->job = job;
+      os->job_tree = job != NULL;
     }
   }
   if (rc == 0) {
@@ -987,6 +998,7 @@ int mproc__pal_spawn(const mproc__spawn_req *req, mproc__child *child) {
     child->handle = MPROC__OSH(pi.hProcess);
   }
   plan_free(&pl);
+  if (rc) mproc__pal_child_release(child);
   return rc;
 }
 
@@ -1017,10 +1029,11 @@ int mproc__pal_wait(mproc__child *c, int64_t deadline_ns) {
     return mproc__fail_os(0, (int)GetLastError(), "GetExitCodeProcess of process %lld", (long long)c->pid);
   c->reaped = true;
   c->returncode = (int)code;
-  /* (process module, see MPROC__WIN_SIGNAL_EXIT_BASE in pal.h) the exit code mproc__pal_signal gives is
-   * reported as -sig, so Process.exitcode is -15 / -9 after terminate / kill, as on POSIX. */
-  if (c->signal_exitcodes && (code & ~(DWORD)0xFFFF) == MPROC__WIN_SIGNAL_EXIT_BASE && (code & 0xFFFF) >= 1 &&
-      (code & 0xFFFF) <= 64)
+  /* (process module: mproc__spawn_req.signal_exitcodes) the exit code mproc__pal_signal gives is reported
+   * as -sig, so Process.exitcode is -15 / -9 after terminate / kill, as on POSIX. */
+  const mproc__win32_child *os = (const mproc__win32_child *)c->os;
+  if (os && os->signal_exitcodes && (code & ~(DWORD)0xFFFF) == MPROC__WIN32_SIGNAL_EXIT_BASE &&
+      (code & 0xFFFF) >= 1 && (code & 0xFFFF) <= 64)
     c->returncode = -(int)(code & 0xFFFF);
   return 0;
 }
@@ -1035,10 +1048,11 @@ int mproc__pal_signal(mproc__child *c, int sig) {
   int rc = check_child(c);
   if (rc) return rc;
   HANDLE h = MPROC__H(c->handle);
-  /* exit code 1 as CPython's Popen.terminate(); the process module asks for 0x10000 | sig (pal.h) */
-  UINT exit_code = c->signal_exitcodes ? (UINT)(MPROC__WIN_SIGNAL_EXIT_BASE | sig) : 1;
+  /* exit code 1 as CPython's Popen.terminate(); the process module asks for 0x10000 | sig (spawn.h) */
+  const mproc__win32_child *os = (const mproc__win32_child *)c->os;
+  UINT exit_code = os && os->signal_exitcodes ? (UINT)(MPROC__WIN32_SIGNAL_EXIT_BASE | sig) : 1;
   /* a cmd.exe child: end what it started too (its job, see start_tree_job); TerminateProcess if that fails */
-  if (c->job_tree && c->job && TerminateJobObject((HANDLE)c->job, exit_code)) return 0;
+  if (os && os->job_tree && os->job && TerminateJobObject((HANDLE)os->job, exit_code)) return 0;
   if (!TerminateProcess(h, exit_code)) {
     DWORD e = GetLastError();
     /* ERROR_ACCESS_DENIED once the process has exited (not yet reaped by us): nothing to do */
@@ -1068,12 +1082,14 @@ void mproc__pal_child_release(mproc__child *c) {
    * The job of a cmd.exe child (start_tree_job): once cmd.exe has ended, what it left running on purpose
    * (`start prog`) may outlive the Popen, as it would on POSIX and in Python: kill-on-close is lifted
    * before the handle goes. (A child killed by a signal took its whole tree with it already.) */
-  if (c->job && c->job_tree && c->reaped) {
+  mproc__win32_child *os = (mproc__win32_child *)c->os;
+  if (!os) return;
+  if (os->job && os->job_tree && c->reaped) {
     JOBOBJECT_EXTENDED_LIMIT_INFORMATION li;
     ZeroMemory(&li, sizeof li);
-    SetInformationJobObject((HANDLE)c->job, JobObjectExtendedLimitInformation, &li, sizeof li);
+    SetInformationJobObject((HANDLE)os->job, JobObjectExtendedLimitInformation, &li, sizeof li);
   }
-  if (c->job) CloseHandle((HANDLE)c->job);
-  c->job = NULL;
-  c->job_tree = false;
+  if (os->job) CloseHandle((HANDLE)os->job);
+  free(os);
+  c->os = NULL;
 }

@@ -12,6 +12,8 @@
 extern "C" {
 #endif
 
+struct mproc__child; /* pal.h */
+
 /* Buffer sizes (quotas) asked for when mproc__pal_pipe creates a pipe. Windows treats them as advisory,
  * so the writers read the real outbound size back with GetNamedPipeInfo. */
 #define MPROC__WIN32_PIPE_OUT_BUFFER (64 * 1024)  /* parent -> child (stdin) */
@@ -54,6 +56,20 @@ int mproc__win32_env_block(const char *const *env, const char *const *env_extra,
 
 /* The value of NAME in an environment block (case-insensitive), or NULL. Points into the block. */
 const wchar_t *mproc__win32_env_find(const wchar_t *block, const wchar_t *name);
+
+/* The Windows state of a child (mproc__child.os): its jobs and how signals end it. Made by
+ * mproc__pal_spawn (or on first need), freed by mproc__pal_child_release. */
+typedef struct mproc__win32_child {
+  void *job;             /* a kill-on-close job object (HANDLE), or NULL: mproc__pal_child_bind's, or the
+                            tree job of a cmd.exe child */
+  bool job_tree;         /* job holds the child's whole tree (a shell command or a batch file): signals end
+                            the job, not only the child */
+  bool signal_exitcodes; /* mproc__spawn_req.signal_exitcodes */
+} mproc__win32_child;
+/* c's state, made if it has none yet; NULL only if memory ran out. */
+mproc__win32_child *mproc__win32_child_os(struct mproc__child *c);
+/* The exit code a signal gives such a child: 0x10000 | sig, reported as -sig (mproc__pal_wait). */
+#define MPROC__WIN32_SIGNAL_EXIT_BASE 0x10000
 
 /* Milliseconds to wait for a deadline (mproc__deadline_from_timeout), as WaitFor*Object wants them:
  * INFINITE for no deadline, capped below INFINITE otherwise (callers re-check the deadline). */
