@@ -28,7 +28,7 @@ int64_t mproc_getpid(void) { return mproc__pal_getpid(); }
 int64_t mproc_getppid(void) { return mproc__pal_getppid(); }
 
 int mproc_self_exe(char **path_out) {
-  if (!path_out) return mproc__fail(MPROC_EINVAL, "mproc_self_exe: path_out is NULL");
+  MPROC__CHECK_ARG(!path_out, "path_out is NULL");
   *path_out = NULL;
   return mproc__pal_self_exe(path_out);
 }

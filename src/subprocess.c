@@ -95,7 +95,7 @@ static int check_opts(const mproc_popen_opts *o) {
 }
 
 int mproc_popen_create(mproc_popen **out, const mproc_popen_opts *o) {
-  if (!out) return mproc__fail(MPROC_EINVAL, "popen: out is NULL");
+  MPROC__CHECK_ARG(!out, "out is NULL");
   *out = NULL;
   int rc = check_opts(o);
   if (rc) return rc;
@@ -212,7 +212,7 @@ static int wait_until(mproc_popen *p, int64_t deadline, int64_t timeout_ms, int 
 }
 
 int mproc_popen_wait(mproc_popen *p, int64_t timeout_ms, int *returncode) {
-  if (!p) return mproc__fail(MPROC_EINVAL, "popen_wait: p is NULL");
+  MPROC__CHECK_ARG(!p, "p is NULL");
   return wait_until(p, mproc__deadline_from_timeout(timeout_ms), timeout_ms, returncode);
 }
 
@@ -226,8 +226,8 @@ mproc_os_handle mproc_popen_handle(const mproc_popen *p, int which) {
 /* ---- signals -------------------------------------------------------------------------------- */
 
 int mproc_popen_send_signal(mproc_popen *p, int sig) {
-  if (!p) return mproc__fail(MPROC_EINVAL, "popen_send_signal: p is NULL");
-  if (sig <= 0) return mproc__fail(MPROC_EINVAL, "popen_send_signal: signal %d is not a signal number", sig);
+  MPROC__CHECK_ARG(!p, "p is NULL");
+  MPROC__CHECK_ARG(sig <= 0, "signal %d is not a signal number", sig);
   return mproc__pal_signal(&p->child, sig);
 }
 int mproc_popen_terminate(mproc_popen *p) { return mproc_popen_send_signal(p, MPROC_SIGTERM); }
@@ -250,7 +250,7 @@ int mproc_popen_write(mproc_popen *p, const void *buf, size_t len, int64_t timeo
   if (written) *written = 0;
   int rc = stream_handle(p, 0, "popen_write", &h);
   if (rc) return rc;
-  if (!buf && len) return mproc__fail(MPROC_EINVAL, "popen_write: buf is NULL");
+  MPROC__CHECK_ARG(!buf && len, "buf is NULL");
   size_t n = 0;
   rc = mproc__pal_write(h, buf, len, mproc__deadline_from_timeout(timeout_ms), &n);
   if (written) *written = n;
@@ -260,10 +260,10 @@ int mproc_popen_write(mproc_popen *p, const void *buf, size_t len, int64_t timeo
 int mproc_popen_read(mproc_popen *p, int which, void *buf, size_t cap, int64_t timeout_ms, size_t *n) {
   mproc_os_handle h;
   if (n) *n = 0;
-  if (p && which == 0) return mproc__fail(MPROC_EINVAL, "popen_read: stdin cannot be read");
+  MPROC__CHECK_ARG(p && which == 0, "stdin cannot be read");
   int rc = stream_handle(p, which, "popen_read", &h);
   if (rc) return rc;
-  if (!buf || !n || !cap) return mproc__fail(MPROC_EINVAL, "popen_read: buf, n and cap must be set");
+  MPROC__CHECK_ARG(!buf || !n || !cap, "buf, n and cap must be set");
   return mproc__pal_read(h, buf, cap, mproc__deadline_from_timeout(timeout_ms), n);
 }
 
@@ -364,8 +364,8 @@ int mproc_popen_communicate(mproc_popen *p, const void *input, size_t input_len,
   if (out_len) *out_len = 0;
   if (err_data) *err_data = NULL;
   if (err_len) *err_len = 0;
-  if (!p) return mproc__fail(MPROC_EINVAL, "communicate: p is NULL");
-  if (!input && input_len) return mproc__fail(MPROC_EINVAL, "communicate: input is NULL but input_len is %zu", input_len);
+  MPROC__CHECK_ARG(!p, "p is NULL");
+  MPROC__CHECK_ARG(!input && input_len, "input is NULL but input_len is %zu", input_len);
   int64_t deadline = mproc__deadline_from_timeout(timeout_ms);
   int rc = comm_start(p, input, input_len);
   if (rc) return rc;
@@ -491,7 +491,7 @@ int mproc_check_output(const mproc_popen_opts *opts, int64_t timeout_ms, mproc_c
 }
 
 int mproc_completed_check_returncode(const mproc_completed *r) {
-  if (!r) return mproc__fail(MPROC_EINVAL, "check_returncode: result is NULL");
+  MPROC__CHECK_ARG(!r, "result is NULL");
   char why[160];
   if (r->returncode != 0)
     return mproc__fail(MPROC_ECALLEDPROCESS, "process %lld %s", (long long)r->pid,

@@ -64,6 +64,23 @@ int mproc__fail(int code, const char *fmt, ...) {
   return code;
 }
 
+int mproc__fail_arg(const char *func, const char *fmt, ...) {
+  /* "mproc_popen_create: out is NULL": the public function's name, without its prefix */
+  const char *name = strncmp(func, "mproc_", 6) == 0 ? func + 6 : func;
+  size_t n = strlen(name);
+  if (n + 3 >= sizeof t_msg) n = 0;
+  memcpy(t_msg, name, n);
+  memcpy(t_msg + n, ": ", n ? 2 : 0);
+  size_t at = n ? n + 2 : 0;
+  va_list ap;
+  va_start(ap, fmt);
+  int k = vsnprintf(t_msg + at, sizeof t_msg - at, fmt, ap);
+  va_end(ap);
+  if (k < 0) t_msg[at] = '\0';
+  t_oserr = 0;
+  return MPROC_EINVAL;
+}
+
 int mproc__vfail_os(int code, int oserr, const char *fmt, va_list ap) {
   set_msg(fmt, ap);
   size_t used = strlen(t_msg);

@@ -31,7 +31,7 @@ static const struct {
 
 int mproc_wait(mproc_waitable *objs, size_t count, int64_t timeout_ms, size_t *nready) {
   if (nready) *nready = 0;
-  if (!objs || count == 0) return mproc__fail(MPROC_EINVAL, "wait: no objects");
+  MPROC__CHECK_ARG(!objs || count == 0, "no objects");
   int64_t deadline = mproc__deadline_from_timeout(timeout_ms);
   mproc__wait_item *items = (mproc__wait_item *)malloc(count * sizeof *items);
   bool *ready = (bool *)calloc(count, sizeof *ready);

@@ -46,7 +46,7 @@ int mproc_set_start_method(mproc_start_method m) {
 mproc_start_method mproc_get_start_method(void) { return g_method; }
 
 int mproc_get_context(mproc_start_method m, const mproc_context **ctx) {
-  if (!ctx) return mproc__fail(MPROC_EINVAL, "get_context: ctx is NULL");
+  MPROC__CHECK_ARG(!ctx, "ctx is NULL");
   *ctx = NULL;
   int rc = mproc__method_available(m);
   if (rc) return rc;

@@ -46,15 +46,15 @@ static void set_ident(char *ident, size_t cap, unsigned n) {
 }
 
 int mproc_process_create(mproc_process **out, const mproc_process_opts *o) {
-  if (!out) return mproc__fail(MPROC_EINVAL, "process_create: out is NULL");
+  MPROC__CHECK_ARG(!out, "out is NULL");
   *out = NULL;
-  if (!o) return mproc__fail(MPROC_EINVAL, "process_create: opts is NULL");
-  if (!o->target) return mproc__fail(MPROC_EINVAL, "process_create: target is NULL");
-  if (!o->arg && o->arg_size) return mproc__fail(MPROC_EINVAL, "process_create: arg is NULL but arg_size is %zu", o->arg_size);
+  MPROC__CHECK_ARG(!o, "opts is NULL");
+  MPROC__CHECK_ARG(!o->target, "target is NULL");
+  MPROC__CHECK_ARG(!o->arg && o->arg_size, "arg is NULL but arg_size is %zu", o->arg_size);
   if (o->connection_count && !o->connections)
     return mproc__fail(MPROC_EINVAL, "process_create: connections is NULL but connection_count is %zu", o->connection_count);
   for (size_t i = 0; i < o->connection_count; ++i)
-    if (!o->connections[i]) return mproc__fail(MPROC_EINVAL, "process_create: connections[%zu] is NULL", i);
+    MPROC__CHECK_ARG(!o->connections[i], "connections[%zu] is NULL", i);
   if (o->start_method < MPROC_START_DEFAULT || o->start_method > MPROC_START_FORKSERVER)
     return mproc__fail(MPROC_EINVAL, "process_create: start method %d is not an mproc_start_method", (int)o->start_method);
   if (o->kill_on_parent_death < MPROC_OPTION_DEFAULT || o->kill_on_parent_death > MPROC_OPTION_OFF)
@@ -109,7 +109,7 @@ bool mproc_process_exitcode(const mproc_process *p, int *exitcode) {
 const char *mproc_process_name(const mproc_process *p) { return p ? p->name : NULL; }
 
 int mproc_process_set_name(mproc_process *p, const char *name) {
-  if (!p || !name) return mproc__fail(MPROC_EINVAL, "process_set_name: p and name must be set");
+  MPROC__CHECK_ARG(!p || !name, "p and name must be set");
   char *n = mproc__strdup(name);
   if (!n) return MPROC_ENOMEM;
   free(p->name);
@@ -120,7 +120,7 @@ int mproc_process_set_name(mproc_process *p, const char *name) {
 bool mproc_process_daemon(const mproc_process *p) { return p && p->daemon; }
 
 int mproc_process_set_daemon(mproc_process *p, bool daemon) {
-  if (!p) return mproc__fail(MPROC_EINVAL, "process_set_daemon: p is NULL");
+  MPROC__CHECK_ARG(!p, "p is NULL");
   if (p->started) return mproc__fail(MPROC_ESTATE, "process_set_daemon: '%s' has already been started", p->name);
   p->daemon = daemon;
   return 0;
@@ -212,7 +212,7 @@ int mproc_process_terminate(mproc_process *p) { return send_sig(p, MPROC_SIGTERM
 int mproc_process_kill(mproc_process *p) { return send_sig(p, MPROC_SIGKILL, "process_kill"); }
 
 int mproc_process_close(mproc_process *p) {
-  if (!p) return mproc__fail(MPROC_EINVAL, "process_close: p is NULL");
+  MPROC__CHECK_ARG(!p, "p is NULL");
   if (p->closed) return 0; /* closing twice is harmless, as Python's */
   int rc = mproc__process_check(p, "process_close");
   if (rc) return rc;

@@ -110,7 +110,7 @@ void mproc__child_finish_fork(int code) {
 }
 
 int mproc_active_children(mproc_process ***list, size_t *count) {
-  if (!list || !count) return mproc__fail(MPROC_EINVAL, "active_children: list and count must be set");
+  MPROC__CHECK_ARG(!list || !count, "list and count must be set");
   *list = NULL;
   *count = 0;
   mproc__pal_global_lock();
