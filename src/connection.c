@@ -15,6 +15,7 @@
 #include "connection_internal.h"
 #include "internal.h"
 #include "pal.h"
+#include "wire.h"
 
 #define RBUF_SIZE (64 * 1024)
 #define SMALL_SEND (16 * 1024)
@@ -79,12 +80,11 @@ static int usable(const mproc_connection *c, bool want_read, const char *call) {
 
 static size_t put_header(unsigned char *h, uint64_t len, bool bulk) {
   if (len < LEN_BULK && !bulk) {
-    for (int i = 0; i < 4; ++i) h[i] = (unsigned char)(len >> (8 * i));
+    mproc__wire_put_le32(h, (uint32_t)len);
     return 4;
   }
-  uint32_t mark = bulk ? LEN_BULK : LEN_LONG;
-  for (int i = 0; i < 4; ++i) h[i] = (unsigned char)(mark >> (8 * i));
-  for (int i = 0; i < 8; ++i) h[4 + i] = (unsigned char)(len >> (8 * i));
+  mproc__wire_put_le32(h, bulk ? LEN_BULK : LEN_LONG);
+  mproc__wire_put_le64(h + 4, len);
   return 12;
 }
 
@@ -132,8 +132,7 @@ static bool header_buffered(const mproc_connection *c) {
   size_t avail = c->rlen - c->rpos;
   if (avail < 4) return false;
   const unsigned char *p = (const unsigned char *)c->rbuf + c->rpos;
-  uint32_t len = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-  return len < LEN_BULK || avail >= 12;
+  return mproc__wire_get_le32(p) < LEN_BULK || avail >= 12;
 }
 
 bool mproc__connection_buffered(const mproc_connection *c) {
@@ -188,7 +187,7 @@ static int next_header(mproc_connection *c, int64_t deadline) {
     size_t avail = c->rlen - c->rpos;
     const unsigned char *p = c->rbuf ? (const unsigned char *)c->rbuf + c->rpos : NULL; /* NULL: avail is 0 */
     if (avail >= 4) {
-      uint64_t len = (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 | (uint64_t)p[3] << 24;
+      uint64_t len = mproc__wire_get_le32(p);
       if (len < LEN_BULK) {
         c->rpos += 4;
         c->msg_len = len;
@@ -199,8 +198,7 @@ static int next_header(mproc_connection *c, int64_t deadline) {
       if (avail >= 12) {
         bool bulk = len == LEN_BULK;
         if (bulk && c->e.bulk == MPROC_NO_HANDLE) return corrupt(c, "a large-message mark came on a connection without a bulk handle");
-        len = 0;
-        for (int i = 0; i < 8; ++i) len |= (uint64_t)p[4 + i] << (8 * i);
+        len = mproc__wire_get_le64(p + 4);
         if (len > MAX_MSG) return corrupt(c, "a message header announces more bytes than a message can have");
         c->rpos += 12;
         c->msg_len = len;
@@ -351,7 +349,7 @@ int mproc__connection_recv_exact(mproc_connection *c, char *buf, size_t cap, int
     if (n == 0) return mproc__fail(MPROC_EEOF, "recv: end of file");
     got += n;
     if (in_hdr && got == 4) {
-      uint32_t m = (uint32_t)hdr[0] | (uint32_t)hdr[1] << 8 | (uint32_t)hdr[2] << 16 | (uint32_t)hdr[3] << 24;
+      uint32_t m = mproc__wire_get_le32(hdr);
       if (m > cap) return corrupt(c, "an exact frame longer than its reader's buffer");
       *len = m;
     }
