@@ -169,6 +169,15 @@ static void frame_seeds(void) {
   frame_seed("bad-bulk-payload-short", 32, 7, big, 50, bm, 12);
   unsigned char liar[8] = {0xFF, 0xFF, 0xFF, 0x7F, 'x', 'y', 'z', 'w'};
   frame_seed("bad-length-lies", 64, 1, NULL, 0, liar, sizeof liar);
+
+  /* CPython's multiprocessing.connection frames (sizes bit 7): big-endian lengths, -1 + 8-byte length */
+  unsigned char py[] = {0, 0, 0, 5, 'h', 'e', 'l', 'l', 'o', 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0, 0, 0, 3,
+                        'e', 'n', 'd'};
+  frame_seed("valid-cpython", 0, 128 | 5, NULL, 0, py, sizeof py);
+  frame_seed("valid-cpython-interleaved", 3 | 64, 128 | 4 | (2 << 3), NULL, 0, py, sizeof py);
+  unsigned char pyneg[] = {0x80, 0, 0, 0, 'x'};
+  frame_seed("bad-cpython-negative-length", 0, 128, NULL, 0, pyneg, sizeof pyneg);
+  frame_seed("bad-cpython-long-form-cut", 0, 128, NULL, 0, py + 13, 9);
   mproc__buf_free(&bs);
   mproc__buf_free(&one);
   mproc__buf_free(&several);
