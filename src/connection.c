@@ -94,7 +94,9 @@ mproc__conn_end mproc__conn_end_link(mproc_os_handle h) {
   return e;
 }
 
-mproc_connection *mproc__connection_wrap(mproc__conn_end e) { return mproc__connection_wrap_format(e, &mproc__frame_mproc); }
+mproc_connection *mproc__connection_wrap(mproc__conn_end e) {
+  return mproc__connection_wrap_format(e, &mproc__frame_mproc);
+}
 
 mproc_connection *mproc__connection_wrap_format(mproc__conn_end e, const mproc__frame_format *fmt) {
   mproc_connection *c = (mproc_connection *)calloc(1, sizeof *c);

@@ -332,10 +332,11 @@ struct FormatPair {
   void raw(const std::string &s) const {
     ASSERT_EQ(mproc__pal_conn_send(b->e.wr, s.data(), s.size(), nullptr, 0), 0) << mproc_last_error();
   }
-  std::string raw_read(size_t n) const {  // exactly n bytes off a's read handle
+  std::string raw_read(size_t n) const {  // exactly n bytes off a's read handle (within 10 s)
     std::string s(n, '\0');
+    int64_t deadline = mproc__deadline_from_timeout(10000);
     for (size_t got = 0, k = 0; got < n; got += k) {
-      EXPECT_EQ(mproc__pal_conn_recv(a->e.rd, &s[got], n - got, INT64_MAX, &k), 0) << mproc_last_error();
+      EXPECT_EQ(mproc__pal_conn_recv(a->e.rd, &s[got], n - got, deadline, &k), 0) << mproc_last_error();
       if (k == 0) return s.substr(0, got);
     }
     return s;
@@ -349,18 +350,18 @@ TEST(FrameFormat, ACPythonStreamWrittenRawIsReceivedWhole) {
   // message (CPython's reader accepts it; so must ours)
   std::string stream = be32(0) + be32(5) + "hello" + be32(100000) + big + be32(0xFFFFFFFFu) + be64(3) + "end";
   std::thread writer([&] { p.raw(stream); });
-  std::string got;
-  ASSERT_EQ(recv_str(p.a, 5000, &got), 0) << mproc_last_error();
-  EXPECT_EQ(got, "");
-  ASSERT_EQ(recv_str(p.a, 5000, &got), 0) << mproc_last_error();
-  EXPECT_EQ(got, "hello");
-  ASSERT_EQ(recv_str(p.a, 5000, &got), 0) << mproc_last_error();
-  EXPECT_EQ(got, big);
+  std::string got[3];
+  int rc[4];
+  for (int i = 0; i < 3; ++i) rc[i] = recv_str(p.a, 5000, &got[i]);
   char buf[8];
   size_t n = 0;
-  ASSERT_EQ(mproc_connection_recv_bytes_into(p.a, buf, sizeof buf, 5000, &n), 0) << mproc_last_error();
-  EXPECT_EQ(std::string(buf, n), "end");
+  rc[3] = mproc_connection_recv_bytes_into(p.a, buf, sizeof buf, 5000, &n);
   writer.join();
+  for (int r : rc) ASSERT_EQ(r, 0);
+  EXPECT_EQ(got[0], "");
+  EXPECT_EQ(got[1], "hello");
+  EXPECT_EQ(got[2], big);
+  EXPECT_EQ(std::string(buf, n), "end");
   EXPECT_EQ(mproc_connection_poll(p.a, 0), MPROC_ETIMEDOUT);
 }
 
@@ -376,9 +377,10 @@ TEST(FrameFormat, ACPythonFormatConnectionSendsCPythonFrames) {
   // and a round trip through both ends
   std::thread writer([&] { EXPECT_EQ(mproc_connection_send_bytes(p.b, big.data(), big.size(), 0, MPROC_ALL), 0); });
   std::string got;
-  ASSERT_EQ(recv_str(p.a, 5000, &got), 0) << mproc_last_error();
-  EXPECT_EQ(got, big);
+  int rc = recv_str(p.a, 5000, &got);
   writer.join();
+  ASSERT_EQ(rc, 0) << mproc_last_error();
+  EXPECT_EQ(got, big);
 }
 
 TEST(FrameFormat, HostileCPythonHeadersMakeTheStreamCorrupt) {

@@ -89,7 +89,8 @@ static void boot_seeds(void) {
   EDIT("bad-conn-count-one-more", mproc__wire_put_le64(e + n_at, 4));
   EDIT("bad-handle-twice", mproc__wire_put_le64(e + c_at + 24, 5));
   EDIT("bad-handle-range", mproc__wire_put_le64(e + c_at, (uint64_t)1 << 40));
-  EDIT("bad-conn-no-handles", (mproc__wire_put_le64(e + c_at + 24, UINT64_MAX), mproc__wire_put_le64(e + c_at + 32, UINT64_MAX)));
+  EDIT("bad-conn-no-handles",
+       (mproc__wire_put_le64(e + c_at + 24, UINT64_MAX), mproc__wire_put_le64(e + c_at + 32, UINT64_MAX)));
 #undef EDIT
   free(e);
   mproc__buf_free(&v);
