@@ -8,11 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "wire.h"
+
 #define NONE UINT64_MAX
 
 static int put_u64(mproc__buf *b, uint64_t v) {
   unsigned char x[8];
-  for (int i = 0; i < 8; ++i) x[i] = (unsigned char)(v >> (8 * i));
+  mproc__wire_put_le64(x, v);
   return mproc__buf_append(b, x, 8);
 }
 
@@ -45,42 +47,10 @@ int mproc__boot_encode(const mproc__boot *b, mproc__buf *out) {
 
 /* ---- parsing --------------------------------------------------------------------------------- */
 
-typedef struct reader {
-  const unsigned char *p;
-  size_t n, off;
-  const char *bad; /* what was wrong first, or NULL */
-} reader;
-
-static uint64_t get_u64(reader *r, const char *what) {
-  if (r->bad) return 0;
-  if (r->n - r->off < 8) {
-    r->bad = what;
-    return 0;
-  }
-  uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v |= (uint64_t)r->p[r->off + i] << (8 * i);
-  r->off += 8;
-  return v;
-}
-
-static const void *get_bytes(reader *r, size_t *len, const char *what) {
-  *len = 0;
-  uint64_t n = get_u64(r, what);
-  if (r->bad) return NULL;
-  if (n > r->n - r->off) {
-    r->bad = what;
-    return NULL;
-  }
-  const void *p = r->p + r->off;
-  r->off += (size_t)n;
-  *len = (size_t)n;
-  return p;
-}
-
 /* A string: its bytes hold no NUL; the copy is NUL-terminated. */
-static char *get_str(reader *r, const char *what) {
+static char *get_str(mproc__wire_reader *r, const char *what) {
   size_t n;
-  const char *p = (const char *)get_bytes(r, &n, what);
+  const char *p = (const char *)mproc__wire_get_bytes(r, &n, what);
   if (r->bad) return NULL;
   if (n && memchr(p, '\0', n)) {
     r->bad = what;
@@ -96,8 +66,8 @@ static char *get_str(reader *r, const char *what) {
   return s;
 }
 
-static mproc_os_handle get_handle(reader *r) {
-  uint64_t v = get_u64(r, "a connection's handles");
+static mproc_os_handle get_handle(mproc__wire_reader *r) {
+  uint64_t v = mproc__wire_get_u64(r, "a connection's handles");
   if (r->bad || v == NONE) return MPROC_NO_HANDLE;
   if (v > mproc__pal_handle_max()) {
     r->bad = "a handle number out of range";
@@ -116,20 +86,20 @@ void mproc__boot_free(mproc__boot *b) {
 
 int mproc__boot_parse(const void *msg, size_t len, mproc__boot *b) {
   memset(b, 0, sizeof *b);
-  reader r = {(const unsigned char *)msg, len, 0, NULL};
-  if (get_u64(&r, "the header") != (((uint64_t)MPROC__BOOT_MAGIC << 32) | MPROC__BOOT_VERSION) && !r.bad)
+  mproc__wire_reader r = mproc__wire_reader_make(msg, len);
+  if (mproc__wire_get_u64(&r, "the header") != (((uint64_t)MPROC__BOOT_MAGIC << 32) | MPROC__BOOT_VERSION) && !r.bad)
     r.bad = "the header (not an mproc bootstrap of this version)";
-  b->ref = get_bytes(&r, &b->ref_len, "the target reference");
-  b->arg = get_bytes(&r, &b->arg_len, "the argument");
+  b->ref = mproc__wire_get_bytes(&r, &b->ref_len, "the target reference");
+  b->arg = mproc__wire_get_bytes(&r, &b->arg_len, "the argument");
   b->name = get_str(&r, "the name");
   b->ident = get_str(&r, "the ident");
   b->parent_name = get_str(&r, "the parent's name");
-  b->parent_pid = (int64_t)get_u64(&r, "the parent's pid");
-  uint64_t flags = get_u64(&r, "the flags");
+  b->parent_pid = (int64_t)mproc__wire_get_u64(&r, "the parent's pid");
+  uint64_t flags = mproc__wire_get_u64(&r, "the flags");
   if (!r.bad && (flags & ~(uint64_t)MPROC__BOOT_FLAGS_ALL)) r.bad = "unknown flags";
   b->flags = (uint32_t)flags;
-  uint64_t n = get_u64(&r, "the connection count");
-  if (!r.bad && n > (r.n - r.off) / 24) r.bad = "the connection count";
+  uint64_t n = mproc__wire_get_u64(&r, "the connection count");
+  if (!r.bad && n > mproc__wire_left(&r) / 24) r.bad = "the connection count";
   if (!r.bad && n) {
     b->conns = (mproc__conn_end *)malloc((size_t)n * sizeof *b->conns);
     if (!b->conns) r.bad = "out of memory";
@@ -152,7 +122,7 @@ int mproc__boot_parse(const void *msg, size_t len, mproc__boot *b) {
     if (!r.bad) b->conns[i] = e;
   }
   b->nconns = (size_t)n;
-  if (!r.bad && r.off != r.n) r.bad = "bytes after the end";
+  if (!r.bad && mproc__wire_left(&r) != 0) r.bad = "bytes after the end";
   if (r.bad) {
     bool oom = strcmp(r.bad, "out of memory") == 0;
     int rc = oom ? mproc__fail(MPROC_ENOMEM, "bootstrap: out of memory")

@@ -1,13 +1,16 @@
 /* Connections: length-prefixed messages over PAL byte streams (POSIX Pipe(): a pipe each way plus a
  * socket pair for bulk; boot links: a socket pair; Windows: a named pipe). See mproc__conn_end.
  *
- * Frame: a 4-byte little-endian length, then the payload. Lengths of 0xFFFFFFFE or more are sent as
- * 0xFFFFFFFF followed by an 8-byte little-endian length (as CPython does), so messages of any size keep
- * their boundaries. A message of BULK_MIN bytes or more on a connection with a bulk handle is sent as
- * 0xFFFFFFFE and the 8-byte length on wr, and its payload on the bulk handle: the header first, so a
- * receiver waiting on rd wakes and reads the payload while the sender is still writing it. The receive
- * side reads ahead into a buffer, so a small message costs one system call on each side; large
- * payloads are read straight into the caller's memory. */
+ * Frames follow the connection's format (mproc__frame_format in connection_internal.h; this file is the
+ * one place that writes and parses them). mproc's own: a 4-byte little-endian length, then the payload.
+ * Lengths of 0xFFFFFFFE or more are sent as 0xFFFFFFFF followed by an 8-byte little-endian length (as
+ * CPython does), so messages of any size keep their boundaries. A message of BULK_MIN bytes or more on a
+ * connection with a bulk handle is sent as 0xFFFFFFFE and the 8-byte length on wr, and its payload on
+ * the bulk handle: the header first, so a receiver waiting on rd wakes and reads the payload while the
+ * sender is still writing it. CPython's multiprocessing.connection format is the same shape big-endian,
+ * with 0x7FFFFFFF the largest short length and no bulk mark. The receive side reads ahead into a
+ * buffer, so a small message costs one system call on each side; large payloads are read straight into
+ * the caller's memory. */
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,12 +18,69 @@
 #include "connection_internal.h"
 #include "internal.h"
 #include "pal.h"
+#include "wire.h"
 
 #define RBUF_SIZE (64 * 1024)
 #define SMALL_SEND (16 * 1024)
 #define BULK_MIN (48 * 1024) /* pipes win below 32 KiB, the socket pair above 64 KiB (see pal.h) */
-#define LEN_BULK 0xFFFFFFFEu
-#define LEN_LONG 0xFFFFFFFFu
+
+/* ---- frame formats -------------------------------------------------------------------------- */
+
+const mproc__frame_format mproc__frame_mproc = {"mproc", false, 0xFFFFFFFDu, 0xFFFFFFFFu, 0xFFFFFFFEu, true};
+const mproc__frame_format mproc__frame_cpython = {"CPython multiprocessing.connection", true, 0x7FFFFFFFu,
+                                                  0xFFFFFFFFu /* -1 */, 0, false};
+
+static void put32(const mproc__frame_format *f, unsigned char *p, uint32_t v) {
+  if (f->big_endian) mproc__wire_put_be32(p, v);
+  else mproc__wire_put_le32(p, v);
+}
+static void put64(const mproc__frame_format *f, unsigned char *p, uint64_t v) {
+  if (f->big_endian) mproc__wire_put_be64(p, v);
+  else mproc__wire_put_le64(p, v);
+}
+static uint32_t get32(const mproc__frame_format *f, const unsigned char *p) {
+  return f->big_endian ? mproc__wire_get_be32(p) : mproc__wire_get_le32(p);
+}
+static uint64_t get64(const mproc__frame_format *f, const unsigned char *p) {
+  return f->big_endian ? mproc__wire_get_be64(p) : mproc__wire_get_le64(p);
+}
+
+size_t mproc__frame_put(const mproc__frame_format *f, unsigned char h[MPROC__FRAME_HEADER_MAX], uint64_t len,
+                        bool bulk) {
+  bulk = bulk && f->has_bulk;
+  if (!bulk && len <= f->short_max) {
+    put32(f, h, (uint32_t)len);
+    return 4;
+  }
+  put32(f, h, bulk ? f->bulk_mark : f->long_mark);
+  put64(f, h + 4, len);
+  return 12;
+}
+
+int mproc__frame_get(const mproc__frame_format *f, const unsigned char *p, size_t avail, mproc__frame *fr,
+                     const char **why) {
+  fr->hlen = 4;
+  fr->len = 0;
+  fr->bulk = false;
+  if (avail < 4) return 0;
+  uint32_t w = get32(f, p);
+  if (w <= f->short_max) {
+    fr->len = w;
+    return 1;
+  }
+  bool bulk = f->has_bulk && w == f->bulk_mark;
+  if (!bulk && w != f->long_mark) {
+    *why = "a message header's length word is none this frame format has (a negative length?)";
+    return -1;
+  }
+  fr->hlen = 12;
+  if (avail < 12) return 0;
+  fr->len = get64(f, p + 4);
+  fr->bulk = bulk;
+  return 1;
+}
+
+/* ---- connections ------------------------------------------------------------------------------ */
 
 void mproc__conn_end_close(mproc__conn_end *e) {
   if (e->bulk != e->rd && e->bulk != e->wr) mproc__pal_close(e->bulk);
@@ -35,11 +95,16 @@ mproc__conn_end mproc__conn_end_link(mproc_os_handle h) {
 }
 
 mproc_connection *mproc__connection_wrap(mproc__conn_end e) {
+  return mproc__connection_wrap_format(e, &mproc__frame_mproc);
+}
+
+mproc_connection *mproc__connection_wrap_format(mproc__conn_end e, const mproc__frame_format *fmt) {
   mproc_connection *c = (mproc_connection *)calloc(1, sizeof *c);
   if (!c) {
     mproc__fail(MPROC_ENOMEM, "connection: out of memory");
     return NULL;
   }
+  c->fmt = fmt;
   c->e = e;
   c->readable = e.rd != MPROC_NO_HANDLE;
   c->writable = e.wr != MPROC_NO_HANDLE;
@@ -77,17 +142,6 @@ static int usable(const mproc_connection *c, bool want_read, const char *call) {
 
 /* ---- sending ------------------------------------------------------------------------------ */
 
-static size_t put_header(unsigned char *h, uint64_t len, bool bulk) {
-  if (len < LEN_BULK && !bulk) {
-    for (int i = 0; i < 4; ++i) h[i] = (unsigned char)(len >> (8 * i));
-    return 4;
-  }
-  uint32_t mark = bulk ? LEN_BULK : LEN_LONG;
-  for (int i = 0; i < 4; ++i) h[i] = (unsigned char)(mark >> (8 * i));
-  for (int i = 0; i < 8; ++i) h[4 + i] = (unsigned char)(len >> (8 * i));
-  return 12;
-}
-
 int mproc_connection_send_bytes(mproc_connection *c, const void *buf, size_t buf_len, size_t offset, size_t size) {
   int rc = usable(c, false, "send_bytes");
   if (rc) return rc;
@@ -97,9 +151,9 @@ int mproc_connection_send_bytes(mproc_connection *c, const void *buf, size_t buf
   if (size > buf_len - offset)
     return mproc__fail(MPROC_EINVAL, "send_bytes: offset %zu + size %zu is past the buffer (%zu bytes)", offset, size,
                        buf_len);
-  unsigned char small[12 + SMALL_SEND];
-  bool bulk = size >= BULK_MIN && c->e.bulk != MPROC_NO_HANDLE;
-  size_t hl = put_header(small, size, bulk);
+  unsigned char small[MPROC__FRAME_HEADER_MAX + SMALL_SEND];
+  bool bulk = size >= BULK_MIN && c->e.bulk != MPROC_NO_HANDLE && c->fmt->has_bulk;
+  size_t hl = mproc__frame_put(c->fmt, small, size, bulk);
   const char *payload = size ? (const char *)buf + offset : NULL;
   if (size <= SMALL_SEND) { /* one contiguous write: one system call, one wake-up of the reader */
     if (size) memcpy(small + hl, payload, size);
@@ -127,13 +181,14 @@ static int corrupt(mproc_connection *c, const char *why) {
   return mproc__fail(MPROC_ESYS, "recv: %s: the connection cannot receive any more", why);
 }
 
-/* Whether rbuf holds a whole header (the part of one does not count: a receive would still wait). */
+/* Whether rbuf holds a whole header, or a word no header starts with (the part of one does not count: a
+ * receive would still wait). */
 static bool header_buffered(const mproc_connection *c) {
   size_t avail = c->rlen - c->rpos;
   if (avail < 4) return false;
-  const unsigned char *p = (const unsigned char *)c->rbuf + c->rpos;
-  uint32_t len = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-  return len < LEN_BULK || avail >= 12;
+  mproc__frame fr;
+  const char *why = NULL;
+  return mproc__frame_get(c->fmt, (const unsigned char *)c->rbuf + c->rpos, avail, &fr, &why) != 0;
 }
 
 bool mproc__connection_buffered(const mproc_connection *c) {
@@ -186,25 +241,18 @@ static int next_header(mproc_connection *c, int64_t deadline) {
   if (c->corrupt) return mproc__fail(MPROC_ESYS, "recv: %s: the connection cannot receive any more", c->corrupt);
   while (!c->have_len) {
     size_t avail = c->rlen - c->rpos;
-    const unsigned char *p = c->rbuf ? (const unsigned char *)c->rbuf + c->rpos : NULL; /* NULL: avail is 0 */
     if (avail >= 4) {
-      uint64_t len = (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 | (uint64_t)p[3] << 24;
-      if (len < LEN_BULK) {
-        c->rpos += 4;
-        c->msg_len = len;
-        c->msg_bulk = false;
-        c->have_len = true;
-        break;
-      }
-      if (avail >= 12) {
-        bool bulk = len == LEN_BULK;
-        if (bulk && c->e.bulk == MPROC_NO_HANDLE) return corrupt(c, "a large-message mark came on a connection without a bulk handle");
-        len = 0;
-        for (int i = 0; i < 8; ++i) len |= (uint64_t)p[4 + i] << (8 * i);
-        if (len > MAX_MSG) return corrupt(c, "a message header announces more bytes than a message can have");
-        c->rpos += 12;
-        c->msg_len = len;
-        c->msg_bulk = bulk;
+      mproc__frame fr;
+      const char *why = NULL;
+      int st = mproc__frame_get(c->fmt, (const unsigned char *)c->rbuf + c->rpos, avail, &fr, &why);
+      if (st < 0) return corrupt(c, why);
+      if (st > 0) {
+        if (fr.bulk && c->e.bulk == MPROC_NO_HANDLE)
+          return corrupt(c, "a large-message mark came on a connection without a bulk handle");
+        if (fr.len > MAX_MSG) return corrupt(c, "a message header announces more bytes than a message can have");
+        c->rpos += fr.hlen;
+        c->msg_len = fr.len;
+        c->msg_bulk = fr.bulk;
         c->have_len = true;
         break;
       }
@@ -340,22 +388,26 @@ int mproc__connection_recv_exact(mproc_connection *c, char *buf, size_t cap, int
   if (rc) return rc;
   if (c->have_len || c->rlen > c->rpos)
     return mproc__fail(MPROC_ESTATE, "recv: an exact receive on a connection that has read ahead");
-  unsigned char hdr[4];
-  size_t got = 0;
-  while (got < 4 || (got - 4) < *len) {
-    bool in_hdr = got < 4;
-    size_t n = 0;
-    rc = mproc__pal_conn_recv(c->e.rd, in_hdr ? (char *)hdr + got : buf + (got - 4), in_hdr ? 4 - got : *len - (got - 4),
-                              deadline, &n);
+  unsigned char hdr[MPROC__FRAME_HEADER_MAX];
+  mproc__frame fr;
+  const char *why = NULL;
+  size_t hgot = 0, n = 0;
+  int st;
+  while ((st = mproc__frame_get(c->fmt, hdr, hgot, &fr, &why)) == 0) { /* the header's bytes, no more */
+    rc = mproc__pal_conn_recv(c->e.rd, (char *)hdr + hgot, fr.hlen - hgot, deadline, &n);
     if (rc) return rc;
     if (n == 0) return mproc__fail(MPROC_EEOF, "recv: end of file");
-    got += n;
-    if (in_hdr && got == 4) {
-      uint32_t m = (uint32_t)hdr[0] | (uint32_t)hdr[1] << 8 | (uint32_t)hdr[2] << 16 | (uint32_t)hdr[3] << 24;
-      if (m > cap) return corrupt(c, "an exact frame longer than its reader's buffer");
-      *len = m;
-    }
+    hgot += n;
   }
+  if (st < 0) return corrupt(c, why);
+  if (fr.bulk) return corrupt(c, "a large-message mark came where an exact frame was expected");
+  if (fr.len > cap) return corrupt(c, "an exact frame longer than its reader's buffer");
+  for (size_t got = 0; got < fr.len; got += n) {
+    rc = mproc__pal_conn_recv(c->e.rd, buf + got, (size_t)fr.len - got, deadline, &n);
+    if (rc) return rc;
+    if (n == 0) return mproc__fail(MPROC_EEOF, "recv: end of file");
+  }
+  *len = (size_t)fr.len;
   return 0;
 }
 

@@ -1,11 +1,60 @@
-/* Internal view of connections, shared by connection.c and process.c (handing connections to children). */
+/* Internal view of connections, shared by connection.c and the process module (handing connections to
+ * children): the frame formats and the connection object. */
 #ifndef MPROC_CONNECTION_INTERNAL_H
 #define MPROC_CONNECTION_INTERNAL_H
 
 #include "mproc/connection.h"
 #include "pal.h"
 
+/* ---- frame formats ----------------------------------------------------------------------------
+ *
+ * How a connection's byte stream says where each message ends: a 4-byte length word, and for long
+ * messages a mark word followed by an 8-byte length; then the payload. Two formats are instances of
+ * this description (connection.c):
+ *   mproc__frame_mproc    mproc's own: little-endian; a word up to 0xFFFFFFFD is the length;
+ *                         0xFFFFFFFF + 8-byte length; 0xFFFFFFFE + 8-byte length = the payload comes on
+ *                         the bulk handle
+ *   mproc__frame_cpython  CPython's multiprocessing.connection (3.8+ _send_bytes/_recv_bytes): a
+ *                         big-endian signed word up to 0x7FFFFFFF is the length; -1 (0xFFFFFFFF) + an
+ *                         8-byte big-endian length for larger messages; other negative words are
+ *                         corrupt; no bulk handle
+ * A long-form header may announce a length the short form could carry (both formats' readers accept
+ * it); senders use the short form whenever it fits. Only connection.c parses frames. */
+
+#define MPROC__FRAME_HEADER_MAX 12
+
+typedef struct mproc__frame_format {
+  const char *name;   /* for messages */
+  bool big_endian;    /* the byte order of the length words */
+  uint32_t short_max; /* a first word up to this is the message's length */
+  uint32_t long_mark; /* this first word: an 8-byte length follows */
+  uint32_t bulk_mark; /* this first word: an 8-byte length follows and the payload comes on the bulk
+                         handle; only where has_bulk */
+  bool has_bulk;
+} mproc__frame_format;
+
+extern const mproc__frame_format mproc__frame_mproc;
+extern const mproc__frame_format mproc__frame_cpython;
+
+/* One parsed header. */
+typedef struct mproc__frame {
+  size_t hlen;  /* the header's bytes: 4 or 12 */
+  uint64_t len; /* the payload's */
+  bool bulk;    /* the payload comes on the bulk handle */
+} mproc__frame;
+
+/* Write the header of a len-byte message to h; its size. bulk: the bulk form (only where has_bulk). */
+size_t mproc__frame_put(const mproc__frame_format *f, unsigned char h[MPROC__FRAME_HEADER_MAX], uint64_t len,
+                        bool bulk);
+/* Parse the header at p[0..avail): 1 with *fr; 0: more bytes needed (fr->hlen: how many the header has,
+ * 4 until its first word is there); -1: no header of this format (*why says why). */
+int mproc__frame_get(const mproc__frame_format *f, const unsigned char *p, size_t avail, mproc__frame *fr,
+                     const char **why);
+
+/* ---- connections ------------------------------------------------------------------------------- */
+
 struct mproc_connection {
+  const mproc__frame_format *fmt; /* its frames: &mproc__frame_mproc unless made with wrap_format */
   /* Its handles (see mproc__conn_end in pal.h): all MPROC_NO_HANDLE once closed. */
   mproc__conn_end e;
   bool readable, writable;
@@ -24,8 +73,10 @@ struct mproc_connection {
   const char *corrupt; /* why the stream cannot be parsed any more (every receive says so), or NULL */
 };
 
-/* Wrap existing handles (see above). NULL with an error set. */
+/* Wrap existing handles (see above), framing with mproc's format. NULL with an error set. */
 mproc_connection *mproc__connection_wrap(mproc__conn_end e);
+/* The same with the frame format fmt (a format without a bulk mark never uses e.bulk). */
+mproc_connection *mproc__connection_wrap_format(mproc__conn_end e, const mproc__frame_format *fmt);
 /* The end of a single-handle link (boot links): h both ways, no bulk handle. */
 mproc__conn_end mproc__conn_end_link(mproc_os_handle h);
 

@@ -228,6 +228,213 @@ TEST(ConnectionWire, PeerClosingMidMessageIsAnErrorNotAHang) {
   EXPECT_EQ(recv_str(p.a, MPROC_INFINITE, &got), MPROC_ESYS);
 }
 
+// ---- frame formats: mproc's and CPython's multiprocessing.connection ------------------------------
+//
+// The expected headers are written out here byte by byte (not by the codec under test): mproc's as
+// little-endian words, CPython's as struct.pack("!i", n) and, above 0x7FFFFFFF, struct.pack("!i", -1) +
+// struct.pack("!Q", n), as CPython 3.8+ Connection._send_bytes writes them.
+
+std::string be32(uint32_t v) {
+  std::string s(4, '\0');
+  for (int i = 0; i < 4; ++i) s[i] = (char)(v >> (8 * (3 - i)));
+  return s;
+}
+std::string be64(uint64_t v) {
+  std::string s(8, '\0');
+  for (int i = 0; i < 8; ++i) s[i] = (char)(v >> (8 * (7 - i)));
+  return s;
+}
+
+std::string put(const mproc__frame_format *f, uint64_t len, bool bulk = false) {
+  unsigned char h[MPROC__FRAME_HEADER_MAX];
+  size_t n = mproc__frame_put(f, h, len, bulk);
+  return std::string((const char *)h, n);
+}
+
+// Parses h whole (1, with its length and form), and every proper prefix of it as "more bytes needed".
+void expect_parses(const mproc__frame_format *f, const std::string &h, uint64_t len, bool bulk) {
+  mproc__frame fr;
+  const char *why = nullptr;
+  for (size_t k = 0; k < h.size(); ++k) {
+    ASSERT_EQ(mproc__frame_get(f, (const unsigned char *)h.data(), k, &fr, &why), 0) << "prefix " << k;
+    EXPECT_GT(fr.hlen, k);
+  }
+  ASSERT_EQ(mproc__frame_get(f, (const unsigned char *)h.data(), h.size(), &fr, &why), 1);
+  EXPECT_EQ(fr.hlen, h.size());
+  EXPECT_EQ(fr.len, len);
+  EXPECT_EQ(fr.bulk, bulk);
+}
+
+const uint64_t kBoundaries[] = {0,           1,           0x7FFFFFFFu, 0x80000000u,          0xFFFFFFFDu,
+                                0xFFFFFFFEu, 0xFFFFFFFFu, 0x100000000u, (uint64_t)1 << 40};
+
+TEST(FrameFormat, MprocHeadersAtTheBoundaries) {
+  for (uint64_t n : kBoundaries) {
+    SCOPED_TRACE(n);
+    std::string want = n <= 0xFFFFFFFDu ? le32((uint32_t)n) : le32(0xFFFFFFFFu) + le64(n);
+    EXPECT_EQ(put(&mproc__frame_mproc, n), want);
+    expect_parses(&mproc__frame_mproc, want, n, false);
+    std::string bulk = le32(0xFFFFFFFEu) + le64(n);  // the bulk form, whatever the length
+    EXPECT_EQ(put(&mproc__frame_mproc, n, true), bulk);
+    expect_parses(&mproc__frame_mproc, bulk, n, true);
+  }
+  // the long form with a length the short form could carry is accepted (the readers always did)
+  expect_parses(&mproc__frame_mproc, le32(0xFFFFFFFFu) + le64(5), 5, false);
+}
+
+TEST(FrameFormat, CPythonHeadersAtTheBoundaries) {
+  for (uint64_t n : kBoundaries) {
+    SCOPED_TRACE(n);
+    std::string want = n <= 0x7FFFFFFFu ? be32((uint32_t)n) : be32(0xFFFFFFFFu) + be64(n);
+    EXPECT_EQ(put(&mproc__frame_cpython, n), want);
+    EXPECT_EQ(put(&mproc__frame_cpython, n, true), want);  // no bulk form: the same header
+    expect_parses(&mproc__frame_cpython, want, n, false);
+  }
+  EXPECT_EQ(put(&mproc__frame_cpython, 0x12345678u), std::string("\x12\x34\x56\x78", 4));
+  EXPECT_EQ(put(&mproc__frame_cpython, 0x80000000u), std::string("\xff\xff\xff\xff\0\0\0\0\x80\0\0\0", 12));
+  expect_parses(&mproc__frame_cpython, be32(0xFFFFFFFFu) + be64(5), 5, false);
+}
+
+TEST(FrameFormat, CPythonNegativeLengthsOtherThanMinusOneAreCorrupt) {
+  for (uint32_t w : {0x80000000u, 0x80000001u, 0xFFFFFFFEu, 0xC0000000u}) {
+    SCOPED_TRACE(w);
+    std::string h = be32(w) + be64(1);
+    mproc__frame fr;
+    const char *why = nullptr;
+    EXPECT_EQ(mproc__frame_get(&mproc__frame_cpython, (const unsigned char *)h.data(), 3, &fr, &why), 0);
+    EXPECT_EQ(mproc__frame_get(&mproc__frame_cpython, (const unsigned char *)h.data(), 4, &fr, &why), -1);
+    EXPECT_NE(why, nullptr);
+    EXPECT_EQ(mproc__frame_get(&mproc__frame_cpython, (const unsigned char *)h.data(), h.size(), &fr, &why), -1);
+  }
+}
+
+// Both ends of an mproc_pipe(true), re-wrapped with a frame format (the bulk handle stays with them:
+// a format without a bulk mark must never use it).
+struct FormatPair {
+  mproc_connection *a = nullptr, *b = nullptr;  // a receives, b's handles are written raw
+  explicit FormatPair(const mproc__frame_format *f) {
+    EXPECT_EQ(mproc_pipe(true, &a, &b), 0) << mproc_last_error();
+    a = rewrap(a, f);
+    b = rewrap(b, f);
+  }
+  static mproc_connection *rewrap(mproc_connection *c, const mproc__frame_format *f) {
+    mproc__conn_end e = c->e;
+    c->e.rd = c->e.wr = c->e.bulk = MPROC_NO_HANDLE;
+    mproc_connection_destroy(c);
+    mproc_connection *w = mproc__connection_wrap_format(e, f);
+    EXPECT_NE(w, nullptr);
+    return w;
+  }
+  ~FormatPair() {
+    mproc_connection_destroy(a);
+    mproc_connection_destroy(b);
+  }
+  void raw(const std::string &s) const {
+    ASSERT_EQ(mproc__pal_conn_send(b->e.wr, s.data(), s.size(), nullptr, 0), 0) << mproc_last_error();
+  }
+  std::string raw_read(size_t n) const {  // exactly n bytes off a's read handle (within 10 s)
+    std::string s(n, '\0');
+    int64_t deadline = mproc__deadline_from_timeout(10000);
+    for (size_t got = 0, k = 0; got < n; got += k) {
+      EXPECT_EQ(mproc__pal_conn_recv(a->e.rd, &s[got], n - got, deadline, &k), 0) << mproc_last_error();
+      if (k == 0) return s.substr(0, got);
+    }
+    return s;
+  }
+};
+
+TEST(FrameFormat, ACPythonStreamWrittenRawIsReceivedWhole) {
+  FormatPair p(&mproc__frame_cpython);
+  std::string big = payload(100000);
+  // what Connection.send_bytes writes: b"", b"hello", 100000 bytes; then a long-form header for a short
+  // message (CPython's reader accepts it; so must ours)
+  std::string stream = be32(0) + be32(5) + "hello" + be32(100000) + big + be32(0xFFFFFFFFu) + be64(3) + "end";
+  std::thread writer([&] { p.raw(stream); });
+  std::string got[3];
+  int rc[4];
+  for (int i = 0; i < 3; ++i) rc[i] = recv_str(p.a, 5000, &got[i]);
+  char buf[8];
+  size_t n = 0;
+  rc[3] = mproc_connection_recv_bytes_into(p.a, buf, sizeof buf, 5000, &n);
+  writer.join();
+  for (int r : rc) ASSERT_EQ(r, 0);
+  EXPECT_EQ(got[0], "");
+  EXPECT_EQ(got[1], "hello");
+  EXPECT_EQ(got[2], big);
+  EXPECT_EQ(std::string(buf, n), "end");
+  EXPECT_EQ(mproc_connection_poll(p.a, 0), MPROC_ETIMEDOUT);
+}
+
+TEST(FrameFormat, ACPythonFormatConnectionSendsCPythonFrames) {
+  FormatPair p(&mproc__frame_cpython);
+  std::string big = payload(70000);  // above BULK_MIN: mproc's format would use the bulk handle
+  for (const std::string &m : {std::string("hi"), big}) {
+    std::thread writer([&] { EXPECT_EQ(mproc_connection_send_bytes(p.b, m.data(), m.size(), 0, MPROC_ALL), 0); });
+    EXPECT_EQ(p.raw_read(4), be32((uint32_t)m.size()));
+    EXPECT_EQ(p.raw_read(m.size()), m);
+    writer.join();
+  }
+  // and a round trip through both ends
+  std::thread writer([&] { EXPECT_EQ(mproc_connection_send_bytes(p.b, big.data(), big.size(), 0, MPROC_ALL), 0); });
+  std::string got;
+  int rc = recv_str(p.a, 5000, &got);
+  writer.join();
+  ASSERT_EQ(rc, 0) << mproc_last_error();
+  EXPECT_EQ(got, big);
+}
+
+TEST(FrameFormat, HostileCPythonHeadersMakeTheStreamCorrupt) {
+  struct Case {
+    const char *what;
+    std::string bytes;
+  } cases[] = {
+      {"negative length", be32(0x80000000u) + "xxxx"},
+      {"-2", be32(0xFFFFFFFEu) + be64(1) + "x"},
+      {"long length past PTRDIFF_MAX", be32(0xFFFFFFFFu) + be64(UINT64_MAX)},
+  };
+  for (const Case &k : cases) {
+    SCOPED_TRACE(k.what);
+    FormatPair p(&mproc__frame_cpython);
+    p.raw(k.bytes);
+    EXPECT_EQ(mproc_connection_poll(p.a, 5000), 0);
+    std::string got;
+    EXPECT_EQ(recv_str(p.a, 5000, &got), MPROC_ESYS);
+    EXPECT_EQ(mproc_connection_poll(p.a, 0), 0);  // a receive answers at once: it stays corrupt
+    char buf[4];
+    size_t n = 0;
+    EXPECT_EQ(mproc_connection_recv_bytes_into(p.a, buf, sizeof buf, 0, &n), MPROC_ESYS);
+  }
+}
+
+TEST(FrameFormat, TruncatedCPythonHeaders) {
+  // cut anywhere inside a long-form header: a receive waits (and loses nothing) while the peer is open
+  std::string frame = be32(0xFFFFFFFFu) + be64(4) + "abcd";
+  for (size_t cut : {2, 4, 7, 11}) {
+    SCOPED_TRACE(cut);
+    FormatPair p(&mproc__frame_cpython);
+    p.raw(frame.substr(0, cut));
+    std::string got;
+    EXPECT_EQ(recv_str(p.a, 0, &got), MPROC_ETIMEDOUT);
+    EXPECT_EQ(mproc_connection_poll(p.a, 0), MPROC_ETIMEDOUT);
+    p.raw(frame.substr(cut));
+    ASSERT_EQ(recv_str(p.a, 5000, &got), 0) << mproc_last_error();
+    EXPECT_EQ(got, "abcd");
+  }
+  // and the peer closing there: corrupt, not end of file
+  for (size_t cut : {1, 4, 9}) {
+    SCOPED_TRACE(cut);
+    FormatPair p(&mproc__frame_cpython);
+    p.raw(frame.substr(0, cut));
+    mproc_connection_destroy(p.b);
+    p.b = nullptr;
+    std::string got;
+    EXPECT_EQ(recv_str(p.a, 5000, &got), MPROC_ESYS);
+    EXPECT_NE(std::string(mproc_last_error()).find("middle of a message header"), std::string::npos)
+        << mproc_last_error();
+  }
+}
+
+
 // In a child: send a header and half of a 1000-byte payload raw, then wait to be killed.
 int t_half_message(const mproc_args *a) {
   mproc_connection *c = a->connections[0];

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "../pal.h"
+#include "../wire.h"
 #include "posix.h"
 
 #ifndef MSG_NOSIGNAL
@@ -140,10 +141,6 @@ typedef struct fs_kid {
   int boot; /* the server's copy of the child's end of its boot link */
 } fs_kid;
 
-static void put_i64(unsigned char *b, int64_t v) {
-  for (int i = 0; i < 8; ++i) b[i] = (unsigned char)((uint64_t)v >> (8 * i));
-}
-
 /* Whether requests are checked one by one: SO_PASSCRED on the control socket (Linux). */
 static bool g_check_sender;
 
@@ -200,7 +197,7 @@ void mproc__pal_forkserver_serve(mproc_os_handle ctl_h, mproc__fs_child_fn child
   size_t nkids = 0, capkids = 0;
   /* hello: the server's pid */
   unsigned char hello[8];
-  put_i64(hello, (int64_t)getpid());
+  mproc__wire_put_le64(hello, (uint64_t)getpid());
   if (mproc__pal_conn_send(ctl, hello, 8, NULL, 0) != 0) _exit(0);
 
   for (;;) {
@@ -232,8 +229,7 @@ void mproc__pal_forkserver_serve(mproc_os_handle ctl_h, mproc__fs_child_fn child
     int fds[MPROC__PAL_MAX_FDS];
     size_t nfds = 0;
     if (!read_exact(ctl, hdr, 8, fds, MPROC__PAL_MAX_FDS, &nfds)) _exit(0); /* the client has gone */
-    uint64_t len = 0;
-    for (int i = 0; i < 8; ++i) len |= (uint64_t)hdr[i] << (8 * i);
+    uint64_t len = mproc__wire_get_le64(hdr);
     char *msg = len < SIZE_MAX ? (char *)malloc((size_t)len + 1) : NULL;
     if (!msg || !read_exact(ctl, (unsigned char *)msg, (size_t)len, fds, MPROC__PAL_MAX_FDS, &nfds)) _exit(70);
     int64_t reply = -1;
@@ -266,7 +262,7 @@ void mproc__pal_forkserver_serve(mproc_os_handle ctl_h, mproc__fs_child_fn child
     for (size_t i = 0; i < nfds; ++i)
       if (fds[i] >= 0) close(fds[i]);
     unsigned char out[8];
-    put_i64(out, reply);
+    mproc__wire_put_le64(out, (uint64_t)reply);
     mproc_os_handle ph = pidfd;
     int sent = mproc__pal_conn_send_fds(ctl, out, 8, &ph, pidfd >= 0 ? 1 : 0);
     if (pidfd >= 0) close(pidfd);

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../wire.h"
 #include "process_internal.h"
 
 #define EXIT_BOOT_FAILED MPROC_EXIT_BOOT_FAILED
@@ -37,16 +38,10 @@ static bool recv_all(mproc_os_handle h, void *buf, size_t n) {
   return true;
 }
 
-static int64_t get_i64(const unsigned char b[8]) {
-  uint64_t u = 0;
-  for (int i = 0; i < 8; ++i) u |= (uint64_t)b[i] << (8 * i);
-  return (int64_t)u;
-}
-
 static bool recv_i64(mproc_os_handle h, int64_t *v) {
   unsigned char b[8];
   if (!recv_all(h, b, 8)) return false;
-  *v = get_i64(b);
+  *v = (int64_t)mproc__wire_get_le64(b);
   return true;
 }
 
@@ -70,7 +65,7 @@ static bool recv_reply(mproc_os_handle h, int64_t *pid, mproc_os_handle *pidfd) 
     }
     got += k;
   }
-  *pid = get_i64(b);
+  *pid = (int64_t)mproc__wire_get_le64(b);
   return true;
 }
 
@@ -155,10 +150,7 @@ int mproc__start_forkserver(mproc_process *p, mproc_os_handle child_end) {
   static const unsigned char len0[8] = {0};
   int rc = mproc__buf_append(&msg, len0, 8); /* the length, set below */
   if (!rc) rc = mproc__boot_message(p, &msg);
-  if (!rc) {
-    uint64_t body = msg.len - 8;
-    for (int i = 0; i < 8; ++i) ((unsigned char *)msg.data)[i] = (unsigned char)(body >> (8 * i));
-  }
+  if (!rc) mproc__wire_put_le64(msg.data, msg.len - 8);
   int64_t pid = 0, answered_pid = 0;
   bool answered = false;
   mproc_os_handle pidfd = MPROC_NO_HANDLE, end = child_end; /* ours to close once sent */

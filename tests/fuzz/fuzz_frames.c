@@ -1,4 +1,5 @@
-/* libFuzzer target: the connection frame reader (src/connection.c) on real handles. The fuzz bytes are
+/* libFuzzer target: the connection frame reader (src/connection.c) on real handles, in both frame
+ * formats (mproc's, CPython's multiprocessing.connection). The fuzz bytes are
  * what a hostile peer writes: they go raw onto the peer's send handle (and, optionally, a part onto its
  * bulk handle) of an mproc_pipe(true) pair; then the receiving end takes messages with recv_bytes and
  * recv_bytes_into, alternately or not, and polls, until end of file or a corrupt stream. Nothing may
@@ -19,6 +20,8 @@
  *   sizes  bits 0-2   recv_bytes_into's buffer: 0, 1, 4, 15, 64, 1000, 4096, 65536 bytes
  *          bits 3-6   the piece size when interleaved: 1, 2, 3, 4, 5, 7, 8, 11, 12, 13, 16, 17, 64, 100,
  *                     1000, 4096 bytes
+ *          bit 7      the receiving end frames with CPython's format (mproc__frame_cpython: big-endian,
+ *                     no bulk mark; the bulk part is written but never read) instead of mproc's
  * Inputs are cut at MAX_INPUT bytes: the pipe's buffer holds them, so writing never blocks. */
 #include <errno.h>
 #include <fcntl.h>
@@ -99,6 +102,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   s.maxlength = maxlens[(s.opt >> 3) & 3];
   s.into_cap = caps[data[1] & 7];
   size_t piece = pieces[(data[1] >> 3) & 15];
+  bool cpython = (data[1] & 128) != 0;
   s.timeout_ms = (s.opt & 128) ? 1 : 0;
   size_t bulk_len = (size_t)data[2] | (size_t)data[3] << 8;
   data += 4;
@@ -110,6 +114,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
   mproc_connection *a = NULL, *b = NULL;
   if (mproc_pipe(true, &a, &b) != 0) return 0; /* out of descriptors: not the reader's fault */
+  if (cpython) { /* the same handles, CPython's frames */
+    mproc__conn_end e = a->e;
+    a->e.rd = a->e.wr = a->e.bulk = MPROC_NO_HANDLE;
+    mproc_connection_destroy(a);
+    a = mproc__connection_wrap_format(e, &mproc__frame_cpython);
+    check(a != NULL);
+  }
   s.into = (uint8_t *)malloc(s.into_cap ? s.into_cap : 1); /* exactly cap bytes: ASan sees overruns */
   check(s.into != NULL);
   mproc__conn_end ae = a->e, be = b->e;

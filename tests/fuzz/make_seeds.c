@@ -10,6 +10,7 @@
 #include "bootstrap.h"
 #include "connection_internal.h"
 #include "pal.h"
+#include "wire.h"
 
 static const char *g_dir;
 
@@ -30,10 +31,6 @@ static void write_seed(const char *sub, const char *name, const void *p, size_t 
     }
     if (rc == 0) mproc__boot_free(&b);
   }
-}
-
-static void le64(unsigned char *p, uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = (unsigned char)(v >> (8 * i));
 }
 
 /* ---- bootstrap --------------------------------------------------------------------------------- */
@@ -84,15 +81,16 @@ static void boot_seeds(void) {
   EDIT("bad-truncated-last-byte", elen = v.len - 1);
   EDIT("bad-trailing-byte", (e[v.len] = 0, elen = v.len + 1));
   EDIT("bad-version", e[0] = 2);
-  EDIT("bad-ref-len-huge", le64(e + ref_at, UINT64_MAX));
-  EDIT("bad-arg-len-past-end", le64(e + arg_at, v.len));
+  EDIT("bad-ref-len-huge", mproc__wire_put_le64(e + ref_at, UINT64_MAX));
+  EDIT("bad-arg-len-past-end", mproc__wire_put_le64(e + arg_at, v.len));
   EDIT("bad-name-nul", e[name_at + 8 + 3] = 0);
-  EDIT("bad-flags", le64(e + flags_at, 8));
-  EDIT("bad-conn-count-huge", le64(e + n_at, UINT64_MAX / 24 + 1));
-  EDIT("bad-conn-count-one-more", le64(e + n_at, 4));
-  EDIT("bad-handle-twice", le64(e + c_at + 24, 5));
-  EDIT("bad-handle-range", le64(e + c_at, (uint64_t)1 << 40));
-  EDIT("bad-conn-no-handles", (le64(e + c_at + 24, UINT64_MAX), le64(e + c_at + 32, UINT64_MAX)));
+  EDIT("bad-flags", mproc__wire_put_le64(e + flags_at, 8));
+  EDIT("bad-conn-count-huge", mproc__wire_put_le64(e + n_at, UINT64_MAX / 24 + 1));
+  EDIT("bad-conn-count-one-more", mproc__wire_put_le64(e + n_at, 4));
+  EDIT("bad-handle-twice", mproc__wire_put_le64(e + c_at + 24, 5));
+  EDIT("bad-handle-range", mproc__wire_put_le64(e + c_at, (uint64_t)1 << 40));
+  EDIT("bad-conn-no-handles",
+       (mproc__wire_put_le64(e + c_at + 24, UINT64_MAX), mproc__wire_put_le64(e + c_at + 32, UINT64_MAX)));
 #undef EDIT
   free(e);
   mproc__buf_free(&v);
@@ -147,12 +145,12 @@ static void frame_seeds(void) {
 
   /* the long form: 0xFFFFFFFF, an 8-byte length, the payload */
   unsigned char lf[12 + 10] = {0xFF, 0xFF, 0xFF, 0xFF};
-  le64(lf + 4, 10);
+  mproc__wire_put_le64(lf + 4, 10);
   memcpy(lf + 12, "long form!", 10);
   frame_seed("valid-long-form", 0, 4, NULL, 0, lf, sizeof lf);
   /* the bulk mark: 0xFFFFFFFE and the length on the stream, the payload on the bulk handle */
   unsigned char bm[12 + 4] = {0xFE, 0xFF, 0xFF, 0xFF};
-  le64(bm + 4, 100);
+  mproc__wire_put_le64(bm + 4, 100);
   memcpy(bm + 12, "\x02\0\0\0", 4); /* then a small message follows on the stream */
   unsigned char bm2[4 + 2] = {2, 0, 0, 0, 'o', 'k'};
   mproc__buf bs = {0};
@@ -164,14 +162,23 @@ static void frame_seeds(void) {
   frame_seed("bad-header-cut", 0, 0, NULL, 0, one.data, 2);
   frame_seed("bad-payload-cut", 0, 0, NULL, 0, one.data, one.len - 1);
   frame_seed("bad-long-form-header-cut", 0, 0, NULL, 0, lf, 9);
-  le64(lf + 4, (uint64_t)1 << 63);
+  mproc__wire_put_le64(lf + 4, (uint64_t)1 << 63);
   frame_seed("bad-long-form-too-long", 0, 0, NULL, 0, lf, sizeof lf);
-  le64(lf + 4, (uint64_t)1 << 40);
+  mproc__wire_put_le64(lf + 4, (uint64_t)1 << 40);
   frame_seed("bad-long-form-lies", 128, 3, NULL, 0, lf, sizeof lf);
   frame_seed("bad-bulk-payload-missing", 0, 7, NULL, 0, bm, 12);
   frame_seed("bad-bulk-payload-short", 32, 7, big, 50, bm, 12);
   unsigned char liar[8] = {0xFF, 0xFF, 0xFF, 0x7F, 'x', 'y', 'z', 'w'};
   frame_seed("bad-length-lies", 64, 1, NULL, 0, liar, sizeof liar);
+
+  /* CPython's multiprocessing.connection frames (sizes bit 7): big-endian lengths, -1 + 8-byte length */
+  unsigned char py[] = {0, 0, 0, 5, 'h', 'e', 'l', 'l', 'o', 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0, 0, 0, 3,
+                        'e', 'n', 'd'};
+  frame_seed("valid-cpython", 0, 128 | 5, NULL, 0, py, sizeof py);
+  frame_seed("valid-cpython-interleaved", 3 | 64, 128 | 4 | (2 << 3), NULL, 0, py, sizeof py);
+  unsigned char pyneg[] = {0x80, 0, 0, 0, 'x'};
+  frame_seed("bad-cpython-negative-length", 0, 128, NULL, 0, pyneg, sizeof pyneg);
+  frame_seed("bad-cpython-long-form-cut", 0, 128, NULL, 0, py + 13, 9);
   mproc__buf_free(&bs);
   mproc__buf_free(&one);
   mproc__buf_free(&several);
