@@ -112,7 +112,7 @@ mproc_connection *mproc__connection_wrap_format(mproc__conn_end e, const mproc__
 }
 
 int mproc_pipe(bool duplex, mproc_connection **a, mproc_connection **b) {
-  if (!a || !b) return mproc__fail(MPROC_EINVAL, "pipe: a and b must not be NULL");
+  MPROC__CHECK_ARG(!a || !b, "a and b must not be NULL");
   *a = *b = NULL;
   mproc__conn_end ea, eb;
   int rc = mproc__pal_conn_ends(duplex, &ea, &eb);
@@ -145,8 +145,8 @@ static int usable(const mproc_connection *c, bool want_read, const char *call) {
 int mproc_connection_send_bytes(mproc_connection *c, const void *buf, size_t buf_len, size_t offset, size_t size) {
   int rc = usable(c, false, "send_bytes");
   if (rc) return rc;
-  if (!buf && buf_len) return mproc__fail(MPROC_EINVAL, "send_bytes: buf is NULL but buf_len is %zu", buf_len);
-  if (offset > buf_len) return mproc__fail(MPROC_EINVAL, "send_bytes: offset %zu is past the buffer (%zu bytes)", offset, buf_len);
+  MPROC__CHECK_ARG(!buf && buf_len, "buf is NULL but buf_len is %zu", buf_len);
+  MPROC__CHECK_ARG(offset > buf_len, "offset %zu is past the buffer (%zu bytes)", offset, buf_len);
   if (size == MPROC_ALL) size = buf_len - offset;
   if (size > buf_len - offset)
     return mproc__fail(MPROC_EINVAL, "send_bytes: offset %zu + size %zu is past the buffer (%zu bytes)", offset, size,
@@ -350,7 +350,7 @@ int mproc_connection_recv_bytes_into(mproc_connection *c, void *buf, size_t cap,
   if (len) *len = 0;
   int rc = usable(c, true, "recv_bytes_into");
   if (rc) return rc;
-  if (!len || (!buf && cap)) return mproc__fail(MPROC_EINVAL, "recv_bytes_into: buf and len must be set");
+  MPROC__CHECK_ARG(!len || (!buf && cap), "buf and len must be set");
   int64_t deadline = mproc__deadline_from_timeout(timeout_ms);
   rc = next_header(c, deadline);
   if (rc == MPROC_ETIMEDOUT) return timed_out("recv_bytes_into", timeout_ms, c);
@@ -425,7 +425,7 @@ int mproc_connection_poll(mproc_connection *c, int64_t timeout_ms) {
 /* ---- closing and accessors ------------------------------------------------------------------ */
 
 int mproc_connection_close(mproc_connection *c) {
-  if (!c) return mproc__fail(MPROC_EINVAL, "close: connection is NULL");
+  MPROC__CHECK_ARG(!c, "connection is NULL");
   mproc__conn_end_close(&c->e);
   free(c->rbuf);
   c->rbuf = NULL;
