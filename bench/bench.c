@@ -75,13 +75,12 @@ void bench_stats(const double *values, int n, double *median, double *min, doubl
   free(s);
 }
 
-int bench_report_op(const char *name, const char *impl, const char *unit, const char *op, const double *values,
-                    int n) {
+int bench_report_op(const char *name, const char *impl, const char *unit, const char *op, const double *values, int n) {
   if (n < 1) return -1;
   double med, lo, hi;
   bench_stats(values, n, &med, &lo, &hi);
-  printf("name=%s impl=%s value=%.6g unit=%s%s%s min=%.6g max=%.6g reps=%d\n", name, impl, med, unit,
-         op ? " op=" : "", op ? op : "", lo, hi, n);
+  printf("name=%s impl=%s value=%.6g unit=%s%s%s min=%.6g max=%.6g reps=%d\n", name, impl, med, unit, op ? " op=" : "",
+         op ? op : "", lo, hi, n);
   fflush(stdout);
   return 0;
 }

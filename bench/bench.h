@@ -45,14 +45,14 @@ extern volatile int64_t bench_sink;
 typedef void (*bench_fn)(void *ctx, int64_t iters);
 
 typedef struct bench_spec {
-  const char *name;     /* "<area>.<variant>", e.g. "core.clock.monotonic" */
-  const char *impl;     /* "mproc", "c-raw", or a ceiling such as "c-shm" */
-  const char *unit;     /* "ns/op", "us/op", "ops/s", "GB/s" or "MB/s" */
-  const char *op;       /* the operation counted, e.g. "line", "task": required for ops/s, else optional */
-  int64_t iters;        /* operations per repetition in a full run */
-  int64_t smoke_iters;  /* ... under --smoke (0: iters / 1000, at least 1) */
-  double bytes_per_op;  /* for GB/s and MB/s: bytes moved by one operation */
-  int reps;             /* repetitions (0: 7; --reps overrides; --smoke uses 2) */
+  const char *name;    /* "<area>.<variant>", e.g. "core.clock.monotonic" */
+  const char *impl;    /* "mproc", "c-raw", or a ceiling such as "c-shm" */
+  const char *unit;    /* "ns/op", "us/op", "ops/s", "GB/s" or "MB/s" */
+  const char *op;      /* the operation counted, e.g. "line", "task": required for ops/s, else optional */
+  int64_t iters;       /* operations per repetition in a full run */
+  int64_t smoke_iters; /* ... under --smoke (0: iters / 1000, at least 1) */
+  double bytes_per_op; /* for GB/s and MB/s: bytes moved by one operation */
+  int reps;            /* repetitions (0: 7; --reps overrides; --smoke uses 2) */
 } bench_spec;
 
 /* Measure: one untimed warm-up call of fn(ctx, iters / 10 + 1), then `reps` timed calls of
@@ -65,8 +65,7 @@ int bench_run(const bench_spec *spec, bench_fn fn, void *ctx);
 int bench_report(const char *name, const char *impl, const char *unit, const double *values, int n);
 
 /* The same with the operation named (op=<noun> in the line; NULL: none). */
-int bench_report_op(const char *name, const char *impl, const char *unit, const char *op, const double *values,
-                    int n);
+int bench_report_op(const char *name, const char *impl, const char *unit, const char *op, const double *values, int n);
 
 /* Statistics over n >= 1 values (the array is not modified). */
 void bench_stats(const double *values, int n, double *median, double *min, double *max);

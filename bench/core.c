@@ -17,12 +17,12 @@ static inline int64_t raw_monotonic_ns(void) {
 }
 
 /* A measured loop: `expr` evaluated iters times, summed into bench_sink so it cannot be dropped. */
-#define CORE_LOOP(fn, expr)                                    \
-  static void fn(void *ctx, int64_t iters) {                   \
-    (void)ctx;                                                 \
-    int64_t acc = 0;                                           \
+#define CORE_LOOP(fn, expr)                                     \
+  static void fn(void *ctx, int64_t iters) {                    \
+    (void)ctx;                                                  \
+    int64_t acc = 0;                                            \
     for (int64_t i = 0; i < iters; i++) acc += (int64_t)(expr); \
-    bench_sink = acc;                                          \
+    bench_sink = acc;                                           \
   }
 
 CORE_LOOP(clock_mproc, mproc_monotonic_ns())
@@ -34,15 +34,13 @@ int main(int argc, char **argv) {
   mproc_main_guard(argc, argv);
   bench_init(argc, argv);
   int rc = 0;
-  rc |= bench_run(&(bench_spec){.name = "core.clock.monotonic", .impl = "mproc", .unit = "ns/op",
-                                .iters = 5000000},
+  rc |= bench_run(&(bench_spec){.name = "core.clock.monotonic", .impl = "mproc", .unit = "ns/op", .iters = 5000000},
                   clock_mproc, NULL) < 0;
-  rc |= bench_run(&(bench_spec){.name = "core.clock.monotonic", .impl = "c-raw", .unit = "ns/op",
-                                .iters = 5000000},
+  rc |= bench_run(&(bench_spec){.name = "core.clock.monotonic", .impl = "c-raw", .unit = "ns/op", .iters = 5000000},
                   clock_raw, NULL) < 0;
   rc |= bench_run(&(bench_spec){.name = "core.getpid", .impl = "mproc", .unit = "ns/op", .iters = 5000000},
                   getpid_mproc, NULL) < 0;
-  rc |= bench_run(&(bench_spec){.name = "core.getpid", .impl = "c-raw", .unit = "ns/op", .iters = 5000000},
-                  getpid_raw, NULL) < 0;
+  rc |= bench_run(&(bench_spec){.name = "core.getpid", .impl = "c-raw", .unit = "ns/op", .iters = 5000000}, getpid_raw,
+                  NULL) < 0;
   return rc;
 }

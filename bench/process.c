@@ -64,7 +64,8 @@ static void start_mproc(void *vctx, int64_t iters) {
   start_ctx *c = (start_ctx *)vctx;
   for (int64_t i = 0; i < iters; i++) {
     mproc_process *p;
-    if (mproc_process_create(&p, &(mproc_process_opts){.target = pin_target, .arg = &c->child_cpu,
+    if (mproc_process_create(&p, &(mproc_process_opts){.target = pin_target,
+                                                       .arg = &c->child_cpu,
                                                        .arg_size = sizeof c->child_cpu,
                                                        .start_method = c->method}) != 0 ||
         mproc_process_start(p) != 0 || mproc_process_join(p, MPROC_INFINITE) != 0) {
@@ -405,16 +406,19 @@ static int run_pair(const char *what, bench_placement pl, int64_t iters, double 
   /* Real pages: an untouched calloc'ed buffer reads as the kernel's one zero page, always in cache,
    * which flatters every sender (most of all c-shm's memcpy). */
   memset(c.buf, 'x', MSG_1M);
-  bench_spec spec = {.name = name, .impl = "mproc", .unit = unit, .iters = iters, .smoke_iters = bw ? 4 : 100,
-                     .bytes_per_op = bytes};
+  bench_spec spec = {
+      .name = name, .impl = "mproc", .unit = unit, .iters = iters, .smoke_iters = bw ? 4 : 100, .bytes_per_op = bytes};
   /* mproc: a Pipe and a fork child */
   mproc_connection *a, *b;
   mproc_process *p;
   if (mproc_pipe(true, &a, &b) != 0) return 1;
   mproc_connection *conns[] = {b};
-  if (mproc_process_create(&p, &(mproc_process_opts){.target = bw ? sink_child : echo_child, .arg = &pl,
-                                                     .arg_size = sizeof pl, .connections = conns,
-                                                     .connection_count = 1, .start_method = MPROC_START_FORK}) != 0 ||
+  if (mproc_process_create(&p, &(mproc_process_opts){.target = bw ? sink_child : echo_child,
+                                                     .arg = &pl,
+                                                     .arg_size = sizeof pl,
+                                                     .connections = conns,
+                                                     .connection_count = 1,
+                                                     .start_method = MPROC_START_FORK}) != 0 ||
       mproc_process_start(p) != 0)
     return 1;
   c.mine = a;

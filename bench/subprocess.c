@@ -177,12 +177,14 @@ int main(int argc, char **argv) {
   bench_init(argc, argv);
   int rc = 0;
   const int64_t n_spawn = 300;
-  rc |= bench_run(&(bench_spec){.name = "subprocess.spawn.true", .impl = "mproc", .unit = "us/op", .iters = n_spawn,
-                                .smoke_iters = 3},
-                  spawn_mproc, NULL) < 0;
-  rc |= bench_run(&(bench_spec){.name = "subprocess.spawn.true", .impl = "c-raw", .unit = "us/op", .iters = n_spawn,
-                                .smoke_iters = 3},
-                  spawn_raw, NULL) < 0;
+  rc |= bench_run(
+            &(bench_spec){
+                .name = "subprocess.spawn.true", .impl = "mproc", .unit = "us/op", .iters = n_spawn, .smoke_iters = 3},
+            spawn_mproc, NULL) < 0;
+  rc |= bench_run(
+            &(bench_spec){
+                .name = "subprocess.spawn.true", .impl = "c-raw", .unit = "us/op", .iters = n_spawn, .smoke_iters = 3},
+            spawn_raw, NULL) < 0;
 
   capture_ctx cc;
   if (bench_sibling_path("mproc_helper", cc.helper, sizeof cc.helper) != 0 ||
@@ -204,11 +206,21 @@ int main(int argc, char **argv) {
       continue;
     }
     snprintf(cc.cpu, sizeof cc.cpu, "%d", cpu);
-    rc |= bench_run(&(bench_spec){.name = name, .impl = "mproc", .unit = "MB/s", .iters = 1, .smoke_iters = 1,
-                                  .bytes_per_op = 2.0 * (double)each, .reps = 5},
+    rc |= bench_run(&(bench_spec){.name = name,
+                                  .impl = "mproc",
+                                  .unit = "MB/s",
+                                  .iters = 1,
+                                  .smoke_iters = 1,
+                                  .bytes_per_op = 2.0 * (double)each,
+                                  .reps = 5},
                     capture_mproc, &cc) < 0;
-    rc |= bench_run(&(bench_spec){.name = name, .impl = "c-raw", .unit = "MB/s", .iters = 1, .smoke_iters = 1,
-                                  .bytes_per_op = 2.0 * (double)each, .reps = 5},
+    rc |= bench_run(&(bench_spec){.name = name,
+                                  .impl = "c-raw",
+                                  .unit = "MB/s",
+                                  .iters = 1,
+                                  .smoke_iters = 1,
+                                  .bytes_per_op = 2.0 * (double)each,
+                                  .reps = 5},
                     capture_raw, &cc) < 0;
   }
   bench_unpin();
@@ -220,11 +232,17 @@ int main(int argc, char **argv) {
     if (!mem) return 1;
     memset(mem, 1, big);
     bench_sink += mem[big / 2];
-    rc |= bench_run(&(bench_spec){.name = "subprocess.spawn.true.rss1g", .impl = "mproc", .unit = "us/op",
-                                  .iters = n_spawn, .smoke_iters = 3},
+    rc |= bench_run(&(bench_spec){.name = "subprocess.spawn.true.rss1g",
+                                  .impl = "mproc",
+                                  .unit = "us/op",
+                                  .iters = n_spawn,
+                                  .smoke_iters = 3},
                     spawn_mproc, NULL) < 0;
-    rc |= bench_run(&(bench_spec){.name = "subprocess.spawn.true.rss1g", .impl = "c-raw", .unit = "us/op",
-                                  .iters = n_spawn, .smoke_iters = 3},
+    rc |= bench_run(&(bench_spec){.name = "subprocess.spawn.true.rss1g",
+                                  .impl = "c-raw",
+                                  .unit = "us/op",
+                                  .iters = n_spawn,
+                                  .smoke_iters = 3},
                     spawn_raw, NULL) < 0;
     free(mem);
   }

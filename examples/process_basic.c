@@ -9,8 +9,8 @@
 #include "mproc.h"
 
 static int run_proc(const mproc_args *a) {
-  printf("Run child process %.*s (%lld), named %s...\n", (int)a->size, (const char *)a->data,
-         (long long)mproc_getpid(), mproc_current_process_name());
+  printf("Run child process %.*s (%lld), named %s...\n", (int)a->size, (const char *)a->data, (long long)mproc_getpid(),
+         mproc_current_process_name());
   return 0;
 }
 

@@ -24,8 +24,10 @@ int main(int argc, char **argv) {
   mproc_connection *keep, *theirs;
   if (mproc_pipe(true, &keep, &theirs) != 0) return 1;
   mproc_process *d = NULL, *n = NULL;
-  if (mproc_process_create(&d, &(mproc_process_opts){.target = forever, .connections = &theirs,
-                                                     .connection_count = 1, .daemon = true}) != 0 ||
+  if (mproc_process_create(
+          &d,
+          &(mproc_process_opts){.target = forever, .connections = &theirs, .connection_count = 1, .daemon = true}) !=
+          0 ||
       mproc_process_create(&n, &(mproc_process_opts){.target = brief}) != 0 || mproc_process_start(d) != 0 ||
       mproc_process_start(n) != 0) {
     fprintf(stderr, "start: %s\n", mproc_last_error());

@@ -26,8 +26,8 @@ int main(int argc, char **argv) {
   mproc_connection *parent_end, *child_end;
   if (mproc_pipe(true, &parent_end, &child_end) != 0) return 1;
   mproc_process *p = NULL;
-  if (mproc_process_create(&p, &(mproc_process_opts){.target = child, .connections = &child_end,
-                                                     .connection_count = 1}) != 0 ||
+  if (mproc_process_create(
+          &p, &(mproc_process_opts){.target = child, .connections = &child_end, .connection_count = 1}) != 0 ||
       mproc_process_start(p) != 0) {
     fprintf(stderr, "start: %s\n", mproc_last_error());
     return 1;

@@ -37,8 +37,9 @@ int main(int argc, char **argv) {
   for (int i = 0; i < 4; ++i) {
     run_obj o = {"", i + 1};
     snprintf(o.name, sizeof o.name, "%s", names[i]);
-    if (mproc_process_create(&ps[i], &(mproc_process_opts){.target = run_target, .arg = &o, .arg_size = sizeof o,
-                                                           .name = names[i]}) != 0 ||
+    if (mproc_process_create(
+            &ps[i], &(mproc_process_opts){.target = run_target, .arg = &o, .arg_size = sizeof o, .name = names[i]}) !=
+            0 ||
         mproc_process_start(ps[i]) != 0) {
       fprintf(stderr, "start: %s\n", mproc_last_error());
       return 1;

@@ -27,8 +27,9 @@ int main(int argc, char **argv) {
   if (mproc_self_exe(&self) != 0) return 1;
   const char *child_argv[] = {self, "--filter", NULL};
   mproc_popen *p = NULL;
-  int rc = mproc_popen_create(&p, &(mproc_popen_opts){.argv = child_argv, .stdin_mode = MPROC_PIPE,
-                                                      .stdout_mode = MPROC_PIPE, .stderr_mode = MPROC_PIPE});
+  int rc = mproc_popen_create(
+      &p, &(mproc_popen_opts){
+              .argv = child_argv, .stdin_mode = MPROC_PIPE, .stdout_mode = MPROC_PIPE, .stderr_mode = MPROC_PIPE});
   mproc_free(self);
   if (rc != 0) {
     fprintf(stderr, "popen: %s\n", mproc_last_error());

@@ -29,8 +29,7 @@ int main(int argc, char **argv) {
   printf("check_returncode: %s (%s)\n", mproc_strerror(rc), mproc_last_error());
   mproc_completed_free(&r);
   /* stderr=STDOUT: one merged stream */
-  rc = mproc_run(&(mproc_popen_opts){.argv = child, .stdout_mode = MPROC_PIPE, .stderr_mode = MPROC_STDOUT},
-                 10000, &r);
+  rc = mproc_run(&(mproc_popen_opts){.argv = child, .stdout_mode = MPROC_PIPE, .stderr_mode = MPROC_STDOUT}, 10000, &r);
   printf("merged: \"%s\"\n", rc == 0 ? r.stdout_data : mproc_last_error());
   mproc_completed_free(&r);
   mproc_free(self);

@@ -13,6 +13,7 @@
 #   pkgconf                            the pkg-config consumer test
 #   libgtest-dev                       GoogleTest for the Linux builds
 #   googletest                         GoogleTest sources, built by the MinGW presets
+#   clang-format                       the format stage (scripts/format.sh --check; .clang-format)
 #   clang libclang-rt-dev              the ASan+UBSan and TSan presets and the fuzz targets (the
 #                                      sanitizer and libFuzzer runtimes are in libclang-rt-dev, only a
 #                                      recommendation of clang) and the MSVC-mode check (clang --driver-mode=cl)
@@ -53,6 +54,7 @@ want pkgconf pkg-config
 want libgtest-dev /usr/include/gtest/gtest.h
 want googletest /usr/src/googletest/CMakeLists.txt
 want clang clang clang++
+want clang-format clang-format
 if command -v clang >/dev/null 2>&1; then
   want libclang-rt-dev "$(clang -print-runtime-dir)/libclang_rt.asan-x86_64.a" \
                        "$(clang -print-runtime-dir)/libclang_rt.tsan-x86_64.a" \

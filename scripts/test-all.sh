@@ -3,6 +3,7 @@
 #
 #   scripts/test-all.sh [STAGE...]      default: every stage, in this order:
 #
+#   format        scripts/format.sh --check: every C/C++ file matches .clang-format
 #   msvc          cmake/msvc-check.sh: clang-cl in MSVC mode, /W4 /WX + MSVC warning emulation and a
 #                 CRT-deprecation / C4706 / ASCII lint, over the Windows sources, headers and tests
 #   linux-asan    cmake --workflow --preset linux-asan    (Clang, ASan + UBSan)
@@ -26,7 +27,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-all=(msvc linux-asan linux-tsan linux-shared mingw mingw-shared consumer tour tour-mingw bench fuzz linux)
+all=(format msvc linux-asan linux-tsan linux-shared mingw mingw-shared consumer tour tour-mingw bench fuzz linux)
 stages=("$@")
 if ((${#stages[@]} == 0)); then stages=("${all[@]}"); fi
 for s in "${stages[@]}"; do
@@ -35,6 +36,7 @@ done
 
 command_for() {
   case "$1" in
+    format) echo scripts/format.sh --check ;;
     msvc) echo cmake/msvc-check.sh ;;
     consumer) echo tests/consumer/run.sh ;;
     tour) echo examples/tour.sh ;;

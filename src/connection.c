@@ -27,16 +27,20 @@
 /* ---- frame formats -------------------------------------------------------------------------- */
 
 const mproc__frame_format mproc__frame_mproc = {"mproc", false, 0xFFFFFFFDu, 0xFFFFFFFFu, 0xFFFFFFFEu, true};
-const mproc__frame_format mproc__frame_cpython = {"CPython multiprocessing.connection", true, 0x7FFFFFFFu,
-                                                  0xFFFFFFFFu /* -1 */, 0, false};
+const mproc__frame_format mproc__frame_cpython = {
+    "CPython multiprocessing.connection", true, 0x7FFFFFFFu, 0xFFFFFFFFu /* -1 */, 0, false};
 
 static void put32(const mproc__frame_format *f, unsigned char *p, uint32_t v) {
-  if (f->big_endian) mproc__wire_put_be32(p, v);
-  else mproc__wire_put_le32(p, v);
+  if (f->big_endian)
+    mproc__wire_put_be32(p, v);
+  else
+    mproc__wire_put_le32(p, v);
 }
 static void put64(const mproc__frame_format *f, unsigned char *p, uint64_t v) {
-  if (f->big_endian) mproc__wire_put_be64(p, v);
-  else mproc__wire_put_le64(p, v);
+  if (f->big_endian)
+    mproc__wire_put_be64(p, v);
+  else
+    mproc__wire_put_le64(p, v);
 }
 static uint32_t get32(const mproc__frame_format *f, const unsigned char *p) {
   return f->big_endian ? mproc__wire_get_be32(p) : mproc__wire_get_le32(p);
@@ -120,10 +124,14 @@ int mproc_pipe(bool duplex, mproc_connection **a, mproc_connection **b) {
   *a = mproc__connection_wrap(ea);
   *b = mproc__connection_wrap(eb);
   if (!*a || !*b) {
-    if (*a) mproc_connection_destroy(*a);
-    else mproc__conn_end_close(&ea);
-    if (*b) mproc_connection_destroy(*b);
-    else mproc__conn_end_close(&eb);
+    if (*a)
+      mproc_connection_destroy(*a);
+    else
+      mproc__conn_end_close(&ea);
+    if (*b)
+      mproc_connection_destroy(*b);
+    else
+      mproc__conn_end_close(&eb);
     *a = *b = NULL;
     return MPROC_ENOMEM;
   }
@@ -313,7 +321,8 @@ int mproc__connection_recv_until(mproc_connection *c, size_t maxlength, int64_t 
   if (rc) return rc;
   if (maxlength && c->msg_len > maxlength) {
     c->msg_refused = true;
-    return mproc__fail(MPROC_EMSGSIZE, "recv_bytes: the next message has %llu bytes, more than maxlength %zu (it stays unread)",
+    return mproc__fail(MPROC_EMSGSIZE,
+                       "recv_bytes: the next message has %llu bytes, more than maxlength %zu (it stays unread)",
                        (unsigned long long)c->msg_len, maxlength);
   }
   size_t n = (size_t)c->msg_len;

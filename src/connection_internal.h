@@ -61,11 +61,11 @@ struct mproc_connection {
   /* receive side: bytes read ahead of the current message */
   char *rbuf;
   size_t rpos, rlen, rcap;
-  bool eof;          /* the peer closed: no more bytes after rbuf */
-  bool have_len;     /* the next message's header has been parsed ... */
-  uint64_t msg_len;  /* ... and this is its length (kept when a receive is refused for its size) */
-  bool msg_bulk;     /* ... and its payload comes on `bulk` */
-  bool msg_refused;  /* ... and a receive refused it for its size (a receive answers at once) */
+  bool eof;         /* the peer closed: no more bytes after rbuf */
+  bool have_len;    /* the next message's header has been parsed ... */
+  uint64_t msg_len; /* ... and this is its length (kept when a receive is refused for its size) */
+  bool msg_bulk;    /* ... and its payload comes on `bulk` */
+  bool msg_refused; /* ... and a receive refused it for its size (a receive answers at once) */
   /* the current message's payload received so far, when a receive was cut short by its deadline (or
    * recv_bytes is growing it): mgot bytes in mbuf (capacity mcap), the rest still to come */
   char *mbuf;

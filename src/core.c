@@ -45,8 +45,8 @@ const char *mproc_describe_exit(int code, char *buf, size_t size) {
   static const struct {
     int num;
     const char *name;
-  } sigs[] = {{1, "SIGHUP"},  {2, "SIGINT"},  {3, "SIGQUIT"},  {4, "SIGILL"},   {5, "SIGTRAP"}, {6, "SIGABRT"},
-              {8, "SIGFPE"},  {9, "SIGKILL"}, {11, "SIGSEGV"}, {13, "SIGPIPE"}, {14, "SIGALRM"}, {15, "SIGTERM"}};
+  } sigs[] = {{1, "SIGHUP"}, {2, "SIGINT"},  {3, "SIGQUIT"},  {4, "SIGILL"},   {5, "SIGTRAP"},  {6, "SIGABRT"},
+              {8, "SIGFPE"}, {9, "SIGKILL"}, {11, "SIGSEGV"}, {13, "SIGPIPE"}, {14, "SIGALRM"}, {15, "SIGTERM"}};
   static const struct {
     unsigned num;
     const char *name;

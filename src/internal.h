@@ -36,8 +36,8 @@ int mproc__fail(int code, const char *fmt, ...) MPROC__PRINTF(2, 3);
 /* Argument checks, one macro for every public call: if `bad` holds, return MPROC_EINVAL with the message
  * "<function>: <what>" naming the calling function (its mproc_ prefix dropped), e.g.
  *   MPROC__CHECK_ARG(!out, "out is NULL");   in mproc_popen_create -> "popen_create: out is NULL" */
-#define MPROC__CHECK_ARG(bad, ...)                      \
-  do {                                                  \
+#define MPROC__CHECK_ARG(bad, ...)                          \
+  do {                                                      \
     if (bad) return mproc__fail_arg(__func__, __VA_ARGS__); \
   } while (0)
 int mproc__fail_arg(const char *func, const char *fmt, ...) MPROC__PRINTF(2, 3);

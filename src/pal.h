@@ -143,21 +143,21 @@ int mproc__pal_communicate(mproc__comm *c, int64_t deadline_ns);
 
 /* What to start. Strings UTF-8. Exactly one of argv and command is set (checked by the caller). */
 typedef struct mproc__spawn_req {
-  const char *const *argv;       /* argv[0] is looked up in PATH if it has no directory separator */
-  const char *command;           /* shell command: /bin/sh -c CMD; <system dir>\cmd.exe /d /c "CMD" */
-  const char *executable;        /* overrides the file to run (argv[0] still passed); with command: the shell */
-  const char *cwd;               /* or NULL */
-  const char *const *env;        /* NULL: the parent's environment */
-  const char *const *env_extra;  /* "N=V" set, "N" unset, applied on top (Windows: case-insensitive names) */
-  mproc_os_handle stdio[3];      /* what the child's stdin/stdout/stderr become; MPROC_NO_HANDLE = the
-                                    parent's own stream. The same handle may appear twice (stderr=STDOUT). */
-  bool inherit_fds;              /* close_fds=False */
+  const char *const *argv;      /* argv[0] is looked up in PATH if it has no directory separator */
+  const char *command;          /* shell command: /bin/sh -c CMD; <system dir>\cmd.exe /d /c "CMD" */
+  const char *executable;       /* overrides the file to run (argv[0] still passed); with command: the shell */
+  const char *cwd;              /* or NULL */
+  const char *const *env;       /* NULL: the parent's environment */
+  const char *const *env_extra; /* "N=V" set, "N" unset, applied on top (Windows: case-insensitive names) */
+  mproc_os_handle stdio[3];     /* what the child's stdin/stdout/stderr become; MPROC_NO_HANDLE = the
+                                   parent's own stream. The same handle may appear twice (stderr=STDOUT). */
+  bool inherit_fds;             /* close_fds=False */
   const mproc_os_handle *pass_fds;
   size_t pass_fds_count;
   bool new_session, new_process_group;
-  bool signal_exitcodes;         /* (processes) a signal ends the child so that mproc__pal_wait reports -sig,
-                                    as on POSIX, so Process.exitcode is -15 / -9 after terminate / kill on
-                                    every platform (Windows: exit code 0x10000 | sig; POSIX: always so) */
+  bool signal_exitcodes; /* (processes) a signal ends the child so that mproc__pal_wait reports -sig,
+                            as on POSIX, so Process.exitcode is -15 / -9 after terminate / kill on
+                            every platform (Windows: exit code 0x10000 | sig; POSIX: always so) */
 } mproc__spawn_req;
 
 /* A started child. */
@@ -166,11 +166,10 @@ typedef struct mproc__child {
   mproc_os_handle handle; /* POSIX: a pidfd when one was opened, else MPROC_NO_HANDLE; Windows: the
                              process HANDLE */
   bool reaped;
-  int returncode;         /* valid when reaped: exit status, or -signal (POSIX) / exit code (Windows) */
-  void *os;               /* the backend's own state of this child, or NULL (Windows: its jobs and how
-                             signals end it); portable code never reads it, mproc__pal_child_release frees it */
+  int returncode; /* valid when reaped: exit status, or -signal (POSIX) / exit code (Windows) */
+  void *os;       /* the backend's own state of this child, or NULL (Windows: its jobs and how
+                     signals end it); portable code never reads it, mproc__pal_child_release frees it */
 } mproc__child;
-
 
 /* Start the child. Start failures (program not found / not executable, cwd missing, ...) are reported
  * here, in the parent, with a message naming the program or path and the OS error; on failure
@@ -223,7 +222,7 @@ int mproc__pal_conn_recv(mproc_os_handle h, void *buf, size_t cap, int64_t deadl
 
 /* Things mproc__pal_wait_ready can wait for. */
 typedef enum mproc__wait_kind {
-  MPROC__WAIT_CONN = 1,   /* a connection handle: readable (data or end of file) */
+  MPROC__WAIT_CONN = 1,    /* a connection handle: readable (data or end of file) */
   MPROC__WAIT_SENTINEL = 2 /* a process sentinel (mproc__pal_sentinel): the process has ended */
 } mproc__wait_kind;
 typedef struct mproc__wait_item {
@@ -321,7 +320,8 @@ int mproc__pal_conn_recv_fds(mproc_os_handle h, void *buf, size_t cap, size_t *n
                              size_t *nfds);
 /* In a forked child of the server: run the request (msg is malloc'ed; boot is the child's end of its
  * boot link; fds the other descriptors sent with it). Never returns. */
-typedef void (*mproc__fs_child_fn)(mproc_os_handle boot, char *msg, size_t len, const mproc_os_handle *fds, size_t nfds);
+typedef void (*mproc__fs_child_fn)(mproc_os_handle boot, char *msg, size_t len, const mproc_os_handle *fds,
+                                   size_t nfds);
 /* In the server: a child has ended with `code` (exit status, or -signal); write it on `boot` (the
  * server's copy of that child's boot end) and close it. */
 typedef void (*mproc__fs_status_fn)(mproc_os_handle boot, int code);

@@ -82,7 +82,8 @@ static int check_opts(const mproc_popen_opts *o) {
   if (o->pass_fds_count && !o->pass_fds)
     return mproc__fail(MPROC_EINVAL, "popen: pass_fds is NULL but pass_fds_count is %zu", o->pass_fds_count);
   for (size_t i = 0; i < o->pass_fds_count; ++i)
-    if (o->pass_fds[i] == MPROC_NO_HANDLE) return mproc__fail(MPROC_EINVAL, "popen: pass_fds[%zu] is MPROC_NO_HANDLE", i);
+    if (o->pass_fds[i] == MPROC_NO_HANDLE)
+      return mproc__fail(MPROC_EINVAL, "popen: pass_fds[%zu] is MPROC_NO_HANDLE", i);
   if (o->env)
     for (size_t i = 0; o->env[i]; ++i)
       if (!strchr(o->env[i], '=') || o->env[i][0] == '=')
@@ -120,7 +121,8 @@ int mproc_popen_create(mproc_popen **out, const mproc_popen_opts *o) {
   mproc_popen *from = NULL; /* stdin MPROC_STDOUT_OF: the Popen whose stdout pipe we take over */
   if (modes[0] == MPROC_STDOUT_OF) {
     from = o->stdin_from;
-    if (!from) rc = mproc__fail(MPROC_EINVAL, "popen: stdin_mode is MPROC_STDOUT_OF but stdin_from is NULL");
+    if (!from)
+      rc = mproc__fail(MPROC_EINVAL, "popen: stdin_mode is MPROC_STDOUT_OF but stdin_from is NULL");
     else if (from->pipes[1] == MPROC_NO_HANDLE)
       rc = mproc__fail(MPROC_ESTATE, "popen: stdin_from ('%s') has no stdout pipe of its own to hand on%s", from->name,
                        from->comm_started ? " (communicate owns it)" : "");
@@ -194,7 +196,8 @@ static const char *ending(int returncode, char *buf, size_t n) {
     snprintf(buf, n, "died with unknown signal %d", sig);
   } else if (mproc_exit_is_crash(returncode)) {
     char how[MPROC_EXIT_DESC_SIZE];
-    snprintf(buf, n, "returned non-zero exit status %d: %s", returncode, mproc_describe_exit(returncode, how, sizeof how));
+    snprintf(buf, n, "returned non-zero exit status %d: %s", returncode,
+             mproc_describe_exit(returncode, how, sizeof how));
   } else {
     snprintf(buf, n, "returned non-zero exit status %d", returncode);
   }

@@ -41,7 +41,8 @@ int mproc_wait(mproc_waitable *objs, size_t count, int64_t timeout_ms, size_t *n
     mproc_waitable *w = &objs[i];
     w->ready = false;
     if ((size_t)w->kind >= MPROC__ARRAY_LEN(k_kinds) || !k_kinds[w->kind].prepare)
-      rc = mproc__fail(MPROC_EINVAL, "wait: objects[%zu] has kind %d, which is not an mproc_wait_kind", i, (int)w->kind);
+      rc =
+          mproc__fail(MPROC_EINVAL, "wait: objects[%zu] has kind %d, which is not an mproc_wait_kind", i, (int)w->kind);
     else if (!w->object)
       rc = mproc__fail(MPROC_EINVAL, "wait: objects[%zu] (a %s) is NULL", i, k_kinds[w->kind].name);
     else

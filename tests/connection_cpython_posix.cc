@@ -76,7 +76,7 @@ TEST(ConnectionCPython, TalksToMultiprocessingConnection) {
     std::string m = pattern(n);
     std::thread writer([&] { EXPECT_EQ(mproc_connection_send_bytes(c, m.data(), m.size(), 0, MPROC_ALL), 0); });
     rc = recv_str(c, &got);
-    writer.join();  // (the peer gone, the send fails: no thread is left behind by a failing test)
+    writer.join(); // (the peer gone, the send fails: no thread is left behind by a failing test)
     ASSERT_EQ(rc, 0) << mproc_last_error();
     EXPECT_EQ(got, std::string(m.rbegin(), m.rend()));
   }
@@ -87,7 +87,7 @@ TEST(ConnectionCPython, TalksToMultiprocessingConnection) {
   EXPECT_EQ(got, std::to_string(sizeof sizes / sizeof sizes[0] + 1));
   char *d = nullptr;
   size_t n = 0;
-  EXPECT_EQ(mproc_connection_recv_bytes(c, 0, 20000, &d, &n), MPROC_EEOF);  // it has exited
+  EXPECT_EQ(mproc_connection_recv_bytes(c, 0, 20000, &d, &n), MPROC_EEOF); // it has exited
   int code = -1;
   EXPECT_EQ(mproc_popen_wait(py, 20000, &code), 0) << mproc_last_error();
   EXPECT_EQ(code, 0);
@@ -95,4 +95,4 @@ TEST(ConnectionCPython, TalksToMultiprocessingConnection) {
   mproc_popen_destroy(py);
 }
 
-}  // namespace
+} // namespace

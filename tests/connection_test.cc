@@ -32,7 +32,7 @@ std::vector<char> pattern(size_t n, unsigned seed) {
   return v;
 }
 
-}  // namespace
+} // namespace
 
 TEST(Connection, DuplexBothWays) {
   PipePair p;
@@ -57,15 +57,15 @@ TEST(Connection, DuplexBothWays) {
 }
 
 TEST(Connection, HandlesOfOneWayEnds) {
-  PipePair p(false);  // a receives, b sends
+  PipePair p(false); // a receives, b sends
   EXPECT_NE(mproc_connection_handle(p.a), MPROC_NO_HANDLE);
   EXPECT_EQ(mproc_connection_send_handle(p.a), MPROC_NO_HANDLE);
-  EXPECT_NE(mproc_connection_handle(p.b), MPROC_NO_HANDLE);  // a send-only end: its send handle
+  EXPECT_NE(mproc_connection_handle(p.b), MPROC_NO_HANDLE); // a send-only end: its send handle
   EXPECT_EQ(mproc_connection_send_handle(p.b), mproc_connection_handle(p.b));
 }
 
 TEST(Connection, SimplexEndsRefuseTheWrongDirection) {
-  PipePair p(false);  // a receives, b sends
+  PipePair p(false); // a receives, b sends
   EXPECT_TRUE(mproc_connection_readable(p.a));
   EXPECT_FALSE(mproc_connection_writable(p.a));
   EXPECT_FALSE(mproc_connection_readable(p.b));
@@ -86,10 +86,9 @@ TEST(Connection, SimplexEndsRefuseTheWrongDirection) {
 void boundaries(bool duplex) {
   SCOPED_TRACE(duplex ? "duplex" : "one-way");
   PipePair p(duplex);
-  if (!duplex) std::swap(p.a, p.b);  // a sends, b receives
-  const size_t sizes[] = {0,     1,     2,     3,     4,     5,     100,   4095,    4096,    16384, 16385,
-                          49151, 49152, 49153, 7,     65535, 65536, 65537, 1000000, 1,       49152, 0,
-                          7,     1 << 22, 3,   16384, 49151};
+  if (!duplex) std::swap(p.a, p.b); // a sends, b receives
+  const size_t sizes[] = {0, 1,     2,     3,     4,       5, 100,   4095, 4096, 16384,   16385, 49151, 49152, 49153,
+                          7, 65535, 65536, 65537, 1000000, 1, 49152, 0,    7,    1 << 22, 3,     16384, 49151};
   std::thread sender([&] {
     unsigned seed = 0;
     for (size_t s : sizes) {
@@ -185,7 +184,7 @@ TEST(Connection, OffsetAndSize) {
   const char buf[] = "0123456789";
   ASSERT_EQ(mproc_connection_send_bytes(p.a, buf, 10, 3, 4), 0);
   ASSERT_EQ(mproc_connection_send_bytes(p.a, buf, 10, 8, MPROC_ALL), 0);
-  ASSERT_EQ(mproc_connection_send_bytes(p.a, buf, 10, 10, MPROC_ALL), 0);  // empty, at the end
+  ASSERT_EQ(mproc_connection_send_bytes(p.a, buf, 10, 10, MPROC_ALL), 0); // empty, at the end
   EXPECT_EQ(mproc_connection_send_bytes(p.a, buf, 10, 11, 0), MPROC_EINVAL);
   EXPECT_EQ(mproc_connection_send_bytes(p.a, buf, 10, 5, 6), MPROC_EINVAL);
   EXPECT_EQ(mproc_connection_send_bytes(p.a, nullptr, 10, 0, 1), MPROC_EINVAL);
@@ -211,7 +210,7 @@ TEST(Connection, MaxlengthRefusesButKeepsTheMessage) {
   EXPECT_EQ(mproc_connection_recv_bytes(p.b, 999, MPROC_INFINITE, &m, &n), MPROC_EMSGSIZE);
   EXPECT_EQ(m, nullptr);
   EXPECT_NE(std::string(mproc_last_error()).find("1000"), std::string::npos) << mproc_last_error();
-  EXPECT_EQ(mproc_connection_poll(p.b, 0), 0);  // still there
+  EXPECT_EQ(mproc_connection_poll(p.b, 0), 0); // still there
   ASSERT_EQ(mproc_connection_recv_bytes(p.b, 1000, MPROC_INFINITE, &m, &n), 0);
   EXPECT_EQ(std::string(m, n), msg);
   mproc_free(m);
@@ -237,14 +236,14 @@ TEST(Connection, EndOfFileAfterPeerClosesAndDataIsDrained) {
   ASSERT_EQ(mproc_connection_send_bytes(p.a, "last", 4, 0, MPROC_ALL), 0);
   ASSERT_EQ(mproc_connection_close(p.a), 0);
   EXPECT_TRUE(mproc_connection_closed(p.a));
-  EXPECT_EQ(mproc_connection_close(p.a), 0);  // twice is harmless
+  EXPECT_EQ(mproc_connection_close(p.a), 0); // twice is harmless
   EXPECT_EQ(mproc_connection_send_bytes(p.a, "x", 1, 0, 1), MPROC_ECLOSED);
   char *m = nullptr;
   size_t n = 0;
   ASSERT_EQ(mproc_connection_recv_bytes(p.b, 0, MPROC_INFINITE, &m, &n), 0);
   EXPECT_EQ(std::string(m, n), "last");
   mproc_free(m);
-  EXPECT_EQ(mproc_connection_poll(p.b, 0), 0);  // EOF counts as ready
+  EXPECT_EQ(mproc_connection_poll(p.b, 0), 0); // EOF counts as ready
   EXPECT_EQ(mproc_connection_recv_bytes(p.b, 0, MPROC_INFINITE, &m, &n), MPROC_EEOF);
   EXPECT_EQ(mproc_connection_recv_bytes(p.b, 0, MPROC_INFINITE, &m, &n), MPROC_EEOF);
 }
@@ -282,7 +281,7 @@ TEST(Connection, SendToAClosedPeerWithSigpipeAlreadyBlocked) {
   pthread_sigmask(SIG_SETMASK, nullptr, &mask);
   EXPECT_TRUE(sigismember(&mask, SIGPIPE));
   struct timespec zero = {0, 0};
-  while (sigtimedwait(&set, nullptr, &zero) == SIGPIPE) {  // pending only where the guard was used
+  while (sigtimedwait(&set, nullptr, &zero) == SIGPIPE) { // pending only where the guard was used
   }
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
 }
@@ -334,7 +333,7 @@ TEST(Connection, WaitReportsReadyConnections) {
   mproc_waitable bad[1] = {mproc_waitable_connection(nullptr)};
   EXPECT_EQ(mproc_wait(bad, 1, 0, &nready), MPROC_EINVAL);
   mproc_waitable none[1] = {};
-  EXPECT_EQ(mproc_wait(none, 1, 0, &nready), MPROC_EINVAL);  // MPROC_WAIT_NONE
+  EXPECT_EQ(mproc_wait(none, 1, 0, &nready), MPROC_EINVAL); // MPROC_WAIT_NONE
   mproc_waitable unknown[1] = {mproc_waitable_connection(p1.b)};
   unknown[0].kind = (mproc_wait_kind)99;
   EXPECT_EQ(mproc_wait(unknown, 1, 0, &nready), MPROC_EINVAL);

@@ -16,13 +16,15 @@ extern "C" {
 namespace {
 
 struct Pair {
-  mproc_connection *a = nullptr, *b = nullptr;  // a receives, b's handles are written raw
+  mproc_connection *a = nullptr, *b = nullptr; // a receives, b's handles are written raw
   Pair() { EXPECT_EQ(mproc_pipe(true, &a, &b), 0) << mproc_last_error(); }
   ~Pair() {
     mproc_connection_destroy(a);
     mproc_connection_destroy(b);
   }
-  void raw(const void *p, size_t n) const { ASSERT_EQ(mproc__pal_conn_send(b->e.wr, p, n, nullptr, 0), 0) << mproc_last_error(); }
+  void raw(const void *p, size_t n) const {
+    ASSERT_EQ(mproc__pal_conn_send(b->e.wr, p, n, nullptr, 0), 0) << mproc_last_error();
+  }
   void raw(const std::string &s) const { raw(s.data(), s.size()); }
 };
 
@@ -61,7 +63,7 @@ TEST(ConnectionWire, StalledMidHeaderTimesOutAndLosesNothing) {
   // half a header is not "ready": a receive would make no progress
   EXPECT_EQ(mproc_connection_poll(p.a, 0), MPROC_ETIMEDOUT);
   p.raw(frame.substr(2, 3));
-  EXPECT_EQ(mproc_connection_poll(p.a, MPROC_INFINITE), 0);  // new bytes: progress
+  EXPECT_EQ(mproc_connection_poll(p.a, MPROC_INFINITE), 0); // new bytes: progress
   EXPECT_EQ(recv_str(p.a, 0, &got), MPROC_ETIMEDOUT);
   p.raw(frame.substr(5));
   ASSERT_EQ(recv_str(p.a, 5000, &got), 0) << mproc_last_error();
@@ -81,7 +83,7 @@ TEST(ConnectionWire, StalledMidPayloadTimesOutAndTheNextReceiveContinues) {
       int rc = into ? mproc_connection_recv_bytes_into(p.a, buf, sizeof buf, ms, &n) : recv_str(p.a, ms, &got);
       EXPECT_EQ(rc, MPROC_ETIMEDOUT);
     }
-    EXPECT_EQ(mproc_connection_poll(p.a, 0), MPROC_ETIMEDOUT);  // nothing new since
+    EXPECT_EQ(mproc_connection_poll(p.a, 0), MPROC_ETIMEDOUT); // nothing new since
     p.raw(frame.substr(404, 300));
     // one kind of receive may continue what the other began
     EXPECT_EQ(into ? recv_str(p.a, 0, &got) : mproc_connection_recv_bytes_into(p.a, buf, sizeof buf, 0, &n),
@@ -202,7 +204,7 @@ TEST(ConnectionWire, LengthAbovePtrdiffMaxIsACorruptStreamForGood) {
     EXPECT_EQ(recv_str(p.a, 0, &got), MPROC_ESYS);
     EXPECT_NE(std::string(mproc_last_error()).find("cannot receive any more"), std::string::npos) << mproc_last_error();
   }
-  EXPECT_EQ(mproc_connection_poll(p.a, 0), 0);  // a receive answers at once
+  EXPECT_EQ(mproc_connection_poll(p.a, 0), 0); // a receive answers at once
 }
 
 TEST(ConnectionWire, BulkMarkWithoutABulkHandleIsCorrupt) {
@@ -265,7 +267,7 @@ void expect_parses(const mproc__frame_format *f, const std::string &h, uint64_t 
   EXPECT_EQ(fr.bulk, bulk);
 }
 
-const uint64_t kBoundaries[] = {0,           1,           0x7FFFFFFFu, 0x80000000u,          0xFFFFFFFDu,
+const uint64_t kBoundaries[] = {0,           1,           0x7FFFFFFFu,  0x80000000u,      0xFFFFFFFDu,
                                 0xFFFFFFFEu, 0xFFFFFFFFu, 0x100000000u, (uint64_t)1 << 40};
 
 TEST(FrameFormat, MprocHeadersAtTheBoundaries) {
@@ -274,7 +276,7 @@ TEST(FrameFormat, MprocHeadersAtTheBoundaries) {
     std::string want = n <= 0xFFFFFFFDu ? le32((uint32_t)n) : le32(0xFFFFFFFFu) + le64(n);
     EXPECT_EQ(put(&mproc__frame_mproc, n), want);
     expect_parses(&mproc__frame_mproc, want, n, false);
-    std::string bulk = le32(0xFFFFFFFEu) + le64(n);  // the bulk form, whatever the length
+    std::string bulk = le32(0xFFFFFFFEu) + le64(n); // the bulk form, whatever the length
     EXPECT_EQ(put(&mproc__frame_mproc, n, true), bulk);
     expect_parses(&mproc__frame_mproc, bulk, n, true);
   }
@@ -287,7 +289,7 @@ TEST(FrameFormat, CPythonHeadersAtTheBoundaries) {
     SCOPED_TRACE(n);
     std::string want = n <= 0x7FFFFFFFu ? be32((uint32_t)n) : be32(0xFFFFFFFFu) + be64(n);
     EXPECT_EQ(put(&mproc__frame_cpython, n), want);
-    EXPECT_EQ(put(&mproc__frame_cpython, n, true), want);  // no bulk form: the same header
+    EXPECT_EQ(put(&mproc__frame_cpython, n, true), want); // no bulk form: the same header
     expect_parses(&mproc__frame_cpython, want, n, false);
   }
   EXPECT_EQ(put(&mproc__frame_cpython, 0x12345678u), std::string("\x12\x34\x56\x78", 4));
@@ -311,7 +313,7 @@ TEST(FrameFormat, CPythonNegativeLengthsOtherThanMinusOneAreCorrupt) {
 // Both ends of an mproc_pipe(true), re-wrapped with a frame format (the bulk handle stays with them:
 // a format without a bulk mark must never use it).
 struct FormatPair {
-  mproc_connection *a = nullptr, *b = nullptr;  // a receives, b's handles are written raw
+  mproc_connection *a = nullptr, *b = nullptr; // a receives, b's handles are written raw
   explicit FormatPair(const mproc__frame_format *f) {
     EXPECT_EQ(mproc_pipe(true, &a, &b), 0) << mproc_last_error();
     a = rewrap(a, f);
@@ -332,7 +334,7 @@ struct FormatPair {
   void raw(const std::string &s) const {
     ASSERT_EQ(mproc__pal_conn_send(b->e.wr, s.data(), s.size(), nullptr, 0), 0) << mproc_last_error();
   }
-  std::string raw_read(size_t n) const {  // exactly n bytes off a's read handle (within 10 s)
+  std::string raw_read(size_t n) const { // exactly n bytes off a's read handle (within 10 s)
     std::string s(n, '\0');
     int64_t deadline = mproc__deadline_from_timeout(10000);
     for (size_t got = 0, k = 0; got < n; got += k) {
@@ -367,7 +369,7 @@ TEST(FrameFormat, ACPythonStreamWrittenRawIsReceivedWhole) {
 
 TEST(FrameFormat, ACPythonFormatConnectionSendsCPythonFrames) {
   FormatPair p(&mproc__frame_cpython);
-  std::string big = payload(70000);  // above BULK_MIN: mproc's format would use the bulk handle
+  std::string big = payload(70000); // above BULK_MIN: mproc's format would use the bulk handle
   for (const std::string &m : {std::string("hi"), big}) {
     std::thread writer([&] { EXPECT_EQ(mproc_connection_send_bytes(p.b, m.data(), m.size(), 0, MPROC_ALL), 0); });
     EXPECT_EQ(p.raw_read(4), be32((uint32_t)m.size()));
@@ -399,7 +401,7 @@ TEST(FrameFormat, HostileCPythonHeadersMakeTheStreamCorrupt) {
     EXPECT_EQ(mproc_connection_poll(p.a, 5000), 0);
     std::string got;
     EXPECT_EQ(recv_str(p.a, 5000, &got), MPROC_ESYS);
-    EXPECT_EQ(mproc_connection_poll(p.a, 0), 0);  // a receive answers at once: it stays corrupt
+    EXPECT_EQ(mproc_connection_poll(p.a, 0), 0); // a receive answers at once: it stays corrupt
     char buf[4];
     size_t n = 0;
     EXPECT_EQ(mproc_connection_recv_bytes_into(p.a, buf, sizeof buf, 0, &n), MPROC_ESYS);
@@ -434,7 +436,6 @@ TEST(FrameFormat, TruncatedCPythonHeaders) {
   }
 }
 
-
 // In a child: send a header and half of a 1000-byte payload raw, then wait to be killed.
 int t_half_message(const mproc_args *a) {
   mproc_connection *c = a->connections[0];
@@ -442,7 +443,7 @@ int t_half_message(const mproc_args *a) {
   if (mproc__pal_conn_send(c->e.wr, half.data(), half.size(), nullptr, 0) != 0) return 1;
   char b[8];
   size_t n = 0;
-  mproc_connection_recv_bytes_into(c, b, sizeof b, MPROC_INFINITE, &n);  // never comes
+  mproc_connection_recv_bytes_into(c, b, sizeof b, MPROC_INFINITE, &n); // never comes
   return 0;
 }
 
@@ -452,12 +453,11 @@ TEST(ConnectionWire, SenderKilledMidMessageWhileACopyOfItsEndStaysOpen) {
   Pair p;
   mproc_connection *hand[] = {p.b};
   mproc_process *child = nullptr;
-  ASSERT_EQ(mproc_process_create(&child, mproc_test::ptr(mproc_process_opts{.target = t_half_message,
-                                                                              .connections = hand,
-                                                                              .connection_count = 1})),
+  ASSERT_EQ(mproc_process_create(&child, mproc_test::ptr(mproc_process_opts{
+                                             .target = t_half_message, .connections = hand, .connection_count = 1})),
             0);
   ASSERT_EQ(mproc_process_start(child), 0) << mproc_last_error();
-  ASSERT_EQ(mproc_connection_poll(p.a, MPROC_INFINITE), 0);  // the half message has arrived
+  ASSERT_EQ(mproc_connection_poll(p.a, MPROC_INFINITE), 0); // the half message has arrived
   ASSERT_EQ(mproc_process_kill(child), 0);
   ASSERT_EQ(mproc_process_join(child, MPROC_INFINITE), 0);
   std::string got;
@@ -467,4 +467,4 @@ TEST(ConnectionWire, SenderKilledMidMessageWhileACopyOfItsEndStaysOpen) {
   mproc_process_destroy(child);
 }
 
-}  // namespace
+} // namespace

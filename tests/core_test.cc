@@ -44,7 +44,7 @@ TEST(Core, LastErrorIsPerThread) {
   });
   t.join();
   EXPECT_FALSE(other.empty());
-  EXPECT_STREQ(mproc_last_error(), "");  // this thread saw no failure
+  EXPECT_STREQ(mproc_last_error(), ""); // this thread saw no failure
 }
 
 TEST(Core, CpuCounts) {
@@ -88,7 +88,7 @@ TEST(Core, SelfExeIsThisTestProgram) {
   mproc_free(path);
   EXPECT_NE(s.find("mproc_core_tests"), std::string::npos) << s;
   if (mproc_test::kWindows)
-    EXPECT_TRUE(s.size() > 2 && s[1] == ':') << s;  // drive-qualified
+    EXPECT_TRUE(s.size() > 2 && s[1] == ':') << s; // drive-qualified
   else
     EXPECT_EQ(s[0], '/') << s;
 }
@@ -108,7 +108,7 @@ std::string describe(int code) {
   char buf[MPROC_EXIT_DESC_SIZE];
   return mproc_describe_exit(code, buf, sizeof buf);
 }
-}  // namespace
+} // namespace
 
 TEST(Core, ExitCodesSignalsAndCrashesAreTold) {
   // ordinary exit codes
@@ -122,16 +122,16 @@ TEST(Core, ExitCodesSignalsAndCrashesAreTold) {
   EXPECT_EQ(mproc_exit_signal(-MPROC_SIGTERM), 15);
   EXPECT_EQ(mproc_exit_signal(-1), 1);
   EXPECT_EQ(mproc_exit_signal(-127), 127);
-  EXPECT_EQ(mproc_exit_signal(-128), 0);  // below the signal range: a (Windows) negative exit code
+  EXPECT_EQ(mproc_exit_signal(-128), 0); // below the signal range: a (Windows) negative exit code
   for (int code : {-1, -6, -9, -11, -15, -64, -127}) EXPECT_FALSE(mproc_exit_is_crash(code)) << code;
   EXPECT_EQ(describe(-9), "signal 9 (SIGKILL)");
   EXPECT_EQ(describe(-15), "signal 15 (SIGTERM)");
   EXPECT_EQ(describe(-11), "signal 11 (SIGSEGV)");
   EXPECT_EQ(describe(-6), "signal 6 (SIGABRT)");
-  EXPECT_EQ(describe(-10), "signal 10");  // SIGUSR1 on Linux, SIGBUS on macOS: no name
+  EXPECT_EQ(describe(-10), "signal 10"); // SIGUSR1 on Linux, SIGBUS on macOS: no name
   // Windows exception codes: large negative ints
-  const unsigned crashes[] = {0xC0000005u, 0xC0000409u, 0xC00000FDu, 0xC0000374u, 0x80000003u, 0xE06D7363u,
-                              0x80000000u, 0xEFFFFFFFu, 0xC0001234u};
+  const unsigned crashes[] = {0xC0000005u, 0xC0000409u, 0xC00000FDu, 0xC0000374u, 0x80000003u,
+                              0xE06D7363u, 0x80000000u, 0xEFFFFFFFu, 0xC0001234u};
   for (unsigned u : crashes) {
     int code = (int)u;
     EXPECT_LT(code, -127);
@@ -139,7 +139,7 @@ TEST(Core, ExitCodesSignalsAndCrashesAreTold) {
     EXPECT_EQ(mproc_exit_signal(code), 0) << std::hex << u;
     EXPECT_EQ(describe(code).rfind("crash 0x", 0), 0u) << describe(code);
   }
-  EXPECT_EQ((int)0xC0000005u, -1073741819);  // what the header documents
+  EXPECT_EQ((int)0xC0000005u, -1073741819); // what the header documents
   EXPECT_EQ((int)0xC0000409u, -1073740791);
   EXPECT_EQ((int)0xC00000FDu, -1073741571);
   EXPECT_EQ(describe((int)0xC0000005u), "crash 0xC0000005 (STATUS_ACCESS_VIOLATION)");
@@ -167,13 +167,13 @@ TEST(Core, DescribeExitFitsAndTruncates) {
   char big[MPROC_EXIT_DESC_SIZE];
   for (unsigned u : {0xC0000409u, 0xC0000417u, 0xE06D7363u, 0xC00000FDu}) {
     std::string d = mproc_describe_exit((int)u, big, sizeof big);
-    EXPECT_EQ(d.back(), ')') << "no name for " << std::hex << u;  // every listed code has its name
-    EXPECT_LT(d.size() + 1, sizeof big) << d;  // and it was not cut short
+    EXPECT_EQ(d.back(), ')') << "no name for " << std::hex << u; // every listed code has its name
+    EXPECT_LT(d.size() + 1, sizeof big) << d;                    // and it was not cut short
   }
   char small[10];
   std::memset(small, 'x', sizeof small);
   EXPECT_EQ(mproc_describe_exit(-9, small, sizeof small), small);
-  EXPECT_STREQ(small, "signal 9 ");  // truncated, NUL-terminated within the buffer
+  EXPECT_STREQ(small, "signal 9 "); // truncated, NUL-terminated within the buffer
   char one[1] = {'x'};
   EXPECT_STREQ(mproc_describe_exit(3, one, 1), "");
   EXPECT_STREQ(mproc_describe_exit(3, nullptr, 10), "");

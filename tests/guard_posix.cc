@@ -71,7 +71,7 @@ std::string read_file(const std::string &path) {
 }
 
 struct Sock {
-  int a = -1, b = -1;  // a: ours, b: the child's
+  int a = -1, b = -1; // a: ours, b: the child's
   Sock() { EXPECT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, &a), 0) << strerror(errno); }
   ~Sock() {
     if (a >= 0) close(a);
@@ -177,18 +177,18 @@ Ran run_self(const std::string &flag, std::vector<mproc_os_handle> pass = {}, co
   return run({self_exe(), flag, "--gtest_filter=-*"}, pass, stdin_path, env);
 }
 
-#define EXPECT_REFUSED_AS(ran, flag, marker, why)                                                   \
-  do {                                                                                              \
-    EXPECT_EQ((ran).rc, 0) << mproc_last_error();                                                   \
-    EXPECT_EQ((ran).code, MPROC_EXIT_GUARD_REFUSED) << (ran).err;                                   \
-    EXPECT_EQ((ran).err.rfind("mproc: refusing " flag ": ", 0), 0u) << (ran).err;                   \
-    EXPECT_NE((ran).err.find(why), std::string::npos) << (ran).err;                                 \
-    EXPECT_FALSE(exists(marker)) << "the forged target ran";                                        \
-    EXPECT_EQ((ran).err.find('\n'), (ran).err.size() - 1) << "one line: " << (ran).err;             \
+#define EXPECT_REFUSED_AS(ran, flag, marker, why)                                       \
+  do {                                                                                  \
+    EXPECT_EQ((ran).rc, 0) << mproc_last_error();                                       \
+    EXPECT_EQ((ran).code, MPROC_EXIT_GUARD_REFUSED) << (ran).err;                       \
+    EXPECT_EQ((ran).err.rfind("mproc: refusing " flag ": ", 0), 0u) << (ran).err;       \
+    EXPECT_NE((ran).err.find(why), std::string::npos) << (ran).err;                     \
+    EXPECT_FALSE(exists(marker)) << "the forged target ran";                            \
+    EXPECT_EQ((ran).err.find('\n'), (ran).err.size() - 1) << "one line: " << (ran).err; \
   } while (0)
 #define EXPECT_REFUSED(ran, marker, why) EXPECT_REFUSED_AS(ran, "--mproc-spawn", marker, why)
 
-}  // namespace
+} // namespace
 
 // ---- spawn: the control and forged flags ---------------------------------------------------------------
 
@@ -244,9 +244,9 @@ TEST(PosixGuardForged, ALinkFromTheGrandparentIsRefused) {
   std::string marker = temp_path("marker-grand");
   Sock s;
   write_all(s.a, spawn_frame(marker_ref(), marker));
-  Ran r = run({mproc_test::helper_path(), "run", self_exe(), "--mproc-spawn=" + std::to_string(s.b),
-               "--gtest_filter=-*"},
-              {s.b});
+  Ran r =
+      run({mproc_test::helper_path(), "run", self_exe(), "--mproc-spawn=" + std::to_string(s.b), "--gtest_filter=-*"},
+          {s.b});
   EXPECT_REFUSED(r, marker, "is not this process's parent");
 }
 
@@ -347,7 +347,7 @@ struct OwnServer {
   OwnServer &operator=(const OwnServer &) = delete;
 };
 
-}  // namespace
+} // namespace
 
 // The control: a fork server that this process started serves our request; the child it forks runs the
 // target (the boot link reaches end of file once the child has exited and the server has reported it).
@@ -361,7 +361,7 @@ TEST(PosixGuardForged, ControlAForkServerFromTheParentRunsTheTarget) {
   boot.b = -1;
   std::string said = read_to_eof(boot.a);
   EXPECT_NE(said.find("ok"), std::string::npos) << said;
-  EXPECT_NE(said.find("X0"), std::string::npos) << said;  // the server's report: the child exited with 0
+  EXPECT_NE(said.find("X0"), std::string::npos) << said; // the server's report: the child exited with 0
   EXPECT_TRUE(exists(marker));
   EXPECT_EQ(s.finish(), 0);
   unlink(marker.c_str());
@@ -414,7 +414,7 @@ TEST(PosixGuardForged, TheForkServerServesOnlyItsParent) {
     m.msg_iovlen = 1;
     m.msg_control = ctl.buf;
     m.msg_controllen = sizeof ctl.buf;
-    {  // the reply: 8 bytes, with the pidfd
+    { // the reply: 8 bytes, with the pidfd
       ASSERT_EQ(recvmsg(s.ctl.a, &m, MSG_CMSG_CLOEXEC), 8) << strerror(errno);
       for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
         if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
@@ -429,7 +429,7 @@ TEST(PosixGuardForged, TheForkServerServesOnlyItsParent) {
   fflush(nullptr);
   pid_t pid = fork();
   ASSERT_GE(pid, 0);
-  if (pid == 0) {  // another process holding the parent's end: send one request, end
+  if (pid == 0) { // another process holding the parent's end: send one request, end
     union {
       struct cmsghdr align;
       char buf[CMSG_SPACE(sizeof(int))];
@@ -499,7 +499,7 @@ void identity(const std::string &path, uint64_t id[4]) {
   id[3] = (uint64_t)st.st_mtim.tv_sec * 1000000000u + (uint64_t)st.st_mtim.tv_nsec;
 }
 
-}  // namespace
+} // namespace
 
 // The control: a child started by this process on its boot link resolves the library target, which
 // loads the library (its constructor leaves the marker) and runs the target there.
@@ -594,7 +594,7 @@ std::string find_in_path(const char *name) {
   return "";
 }
 
-}  // namespace
+} // namespace
 
 // A copy of mproc_guard_setid owned by root with mode 4755, run by "nobody": the kernel starts it in
 // secure-execution mode (AT_SECURE 1), its guard refuses a forged flag for that reason alone, and it can
@@ -626,8 +626,7 @@ TEST(PosixGuardSetuid, ASetUserIdProgramNeverActsOnTheFlags) {
   auto as_nobody = [&](std::vector<std::string> args) {
     std::vector<std::string> v;
     if (!setpriv.empty())
-      v = {setpriv, "--reuid=" + std::to_string(pw->pw_uid), "--regid=" + std::to_string(pw->pw_gid),
-           "--clear-groups"};
+      v = {setpriv, "--reuid=" + std::to_string(pw->pw_uid), "--regid=" + std::to_string(pw->pw_gid), "--clear-groups"};
     else
       v = {runuser, "-u", "nobody", "--"};
     v.insert(v.end(), args.begin(), args.end());
@@ -640,7 +639,7 @@ TEST(PosixGuardSetuid, ASetUserIdProgramNeverActsOnTheFlags) {
     skip = true;
     why = "cannot run a program as nobody here: " + r.err;
   } else if (r.out.find("AT_SECURE=0") != std::string::npos) {
-    skip = true;  // no_new_privs, a user namespace without the file's owner mapped, ...
+    skip = true; // no_new_privs, a user namespace without the file's owner mapped, ...
     why = "the kernel did not honour the set-user-ID bit here: " + r.out;
   }
   if (!skip) {
@@ -650,7 +649,8 @@ TEST(PosixGuardSetuid, ASetUserIdProgramNeverActsOnTheFlags) {
       Ran x = as_nobody({prog, flag});
       EXPECT_EQ(x.rc, 0) << mproc_last_error();
       EXPECT_EQ(x.code, MPROC_EXIT_GUARD_REFUSED) << x.err;
-      std::string prefix = std::string("mproc: refusing ") + (flag[8] == 's' ? "--mproc-spawn: " : "--mproc-forkserver: ");
+      std::string prefix =
+          std::string("mproc: refusing ") + (flag[8] == 's' ? "--mproc-spawn: " : "--mproc-forkserver: ");
       EXPECT_EQ(x.err.rfind(prefix, 0), 0u) << x.err;
       EXPECT_NE(x.err.find("set-user-ID"), std::string::npos) << x.err;
       EXPECT_EQ(x.err.find('\n'), x.err.size() - 1) << "one line: " << x.err;

@@ -77,6 +77,6 @@ inline std::string fs_request(const std::string &ref, const std::string &arg) {
   return le(b.size(), 8) + b;
 }
 
-}  // namespace mproc_guard_test
+} // namespace mproc_guard_test
 
 #endif

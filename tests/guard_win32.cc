@@ -33,7 +33,7 @@ namespace {
 HANDLE H(mproc_os_handle h) { return (HANDLE)(intptr_t)h; }
 
 struct Pair {
-  mproc_os_handle a = MPROC_NO_HANDLE, b = MPROC_NO_HANDLE;  // a: the server end, b: the client end
+  mproc_os_handle a = MPROC_NO_HANDLE, b = MPROC_NO_HANDLE; // a: the server end, b: the client end
   explicit Pair(bool duplex = true) { EXPECT_EQ(mproc__pal_conn_pair(duplex, &a, &b), 0) << mproc_last_error(); }
   ~Pair() {
     mproc__pal_close(a);
@@ -68,7 +68,7 @@ bool exists(const std::string &path) { return GetFileAttributesA(path.c_str()) !
 std::string framed_bootstrap(const std::string &marker) { return spawn_frame(marker_ref(), marker); }
 
 void write_handle(HANDLE h, const std::string &data) {
-  OVERLAPPED ov{};  // works on overlapped and synchronous handles alike
+  OVERLAPPED ov{}; // works on overlapped and synchronous handles alike
   ov.hEvent = CreateEventW(nullptr, TRUE, FALSE, nullptr);
   DWORD n = 0;
   BOOL ok = WriteFile(h, data.data(), (DWORD)data.size(), nullptr, &ov);
@@ -118,14 +118,14 @@ Ran run_self(const std::string &flag, std::vector<mproc_os_handle> pass, mproc_o
   return run({self_exe(), flag, "--gtest_filter=-*"}, pass, in);
 }
 
-#define EXPECT_REFUSED(ran, marker, why)                                                       \
-  do {                                                                                         \
-    EXPECT_EQ((ran).rc, 0) << mproc_last_error();                                              \
-    EXPECT_EQ((ran).code, MPROC_EXIT_GUARD_REFUSED) << (ran).err;                              \
+#define EXPECT_REFUSED(ran, marker, why)                                                        \
+  do {                                                                                          \
+    EXPECT_EQ((ran).rc, 0) << mproc_last_error();                                               \
+    EXPECT_EQ((ran).code, MPROC_EXIT_GUARD_REFUSED) << (ran).err;                               \
     EXPECT_NE((ran).err.find("mproc: refusing --mproc-spawn"), std::string::npos) << (ran).err; \
-    EXPECT_NE((ran).err.find(why), std::string::npos) << (ran).err;                            \
-    EXPECT_FALSE(exists(marker)) << "the forged target ran";                                   \
-    EXPECT_EQ((ran).err.find('\n'), (ran).err.size() - 1) << "one line: " << (ran).err;        \
+    EXPECT_NE((ran).err.find(why), std::string::npos) << (ran).err;                             \
+    EXPECT_FALSE(exists(marker)) << "the forged target ran";                                    \
+    EXPECT_EQ((ran).err.find('\n'), (ran).err.size() - 1) << "one line: " << (ran).err;         \
   } while (0)
 
 std::string check_message(mproc_os_handle h) {
@@ -133,7 +133,7 @@ std::string check_message(mproc_os_handle h) {
   return rc == 0 ? std::string("accepted") : std::to_string(rc) + " " + mproc_last_error();
 }
 
-}  // namespace
+} // namespace
 
 // ---- mproc__pal_boot_link_check, white-box -----------------------------------------------------------
 
@@ -158,7 +158,7 @@ TEST(Win32BootLink, AnonymousAndStdioPipesAreRefused) {
   }
   CloseHandle(r);
   CloseHandle(w);
-  for (bool child_writes : {true, false}) {  // mproc's own stdio pipes (a Popen's) are no boot links
+  for (bool child_writes : {true, false}) { // mproc's own stdio pipes (a Popen's) are no boot links
     mproc_os_handle parent, child;
     ASSERT_EQ(mproc__pal_pipe(child_writes, &parent, &child), 0);
     for (mproc_os_handle h : {parent, child}) {
@@ -214,12 +214,12 @@ TEST(Win32BootLink, CheckedInAChild) {
     EXPECT_EQ(r.code, 0) << r.out << r.err;
     size_t open = r.out.find("[["), close = r.out.find("]]");
     return open == std::string::npos || close == std::string::npos ? "no answer: " + r.out
-                                                                    : r.out.substr(open + 2, close - open - 2);
+                                                                   : r.out.substr(open + 2, close - open - 2);
   };
   {
     Pair p;
-    EXPECT_EQ(in_child(p.b), "accepted");  // the client end, as a spawned child gets it
-    EXPECT_EQ(in_child(p.a), "accepted");  // the server end: its client is the parent too
+    EXPECT_EQ(in_child(p.b), "accepted"); // the client end, as a spawned child gets it
+    EXPECT_EQ(in_child(p.a), "accepted"); // the server end: its client is the parent too
   }
   {
     Pair p(false);

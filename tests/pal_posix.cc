@@ -52,7 +52,7 @@ void writes_to_gone_readers_fail_cleanly() {
   mproc__pal_close(b.wr);
 
   mproc_os_handle parent, child;
-  ASSERT_EQ(mproc__pal_pipe(false, &parent, &child), 0);  // the child would read: parent writes
+  ASSERT_EQ(mproc__pal_pipe(false, &parent, &child), 0); // the child would read: parent writes
   mproc__pal_close(child);
   size_t n = 99;
   EXPECT_EQ(mproc__pal_write(parent, "abc", 3, INT64_MAX, &n), MPROC_EPIPE);
@@ -66,13 +66,13 @@ class NoSigpipe : public ::testing::TestWithParam<bool> {
   void TearDown() override { mproc__posix_force_sigpipe_guard(false); }
 };
 
-}  // namespace
+} // namespace
 
 TEST_P(NoSigpipe, NothingLeftPendingOrBlocked) {
   ASSERT_FALSE(sigpipe_blocked());
   writes_to_gone_readers_fail_cleanly();
-  EXPECT_FALSE(sigpipe_pending());  // the guard consumed what the writes raised
-  EXPECT_FALSE(sigpipe_blocked());  // and restored the mask
+  EXPECT_FALSE(sigpipe_pending()); // the guard consumed what the writes raised
+  EXPECT_FALSE(sigpipe_blocked()); // and restored the mask
 }
 
 // A thread that blocks SIGPIPE itself keeps its mask as it was.
@@ -83,7 +83,7 @@ TEST_P(NoSigpipe, ACallerThatBlocksSigpipeKeepsItsMask) {
   pthread_sigmask(SIG_BLOCK, &set, &old);
   writes_to_gone_readers_fail_cleanly();
   EXPECT_TRUE(sigpipe_blocked());
-  drain_sigpipe();  // under the guard the signals stay pending, as the thread's own writes leave them
+  drain_sigpipe(); // under the guard the signals stay pending, as the thread's own writes leave them
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
 }
 

@@ -23,9 +23,10 @@ TEST(Util, FailOsNamesTheOsErrorAndMapsIt) {
   EXPECT_EQ(rc, MPROC_ENOENT);
   std::string m = mproc_last_error();
   EXPECT_EQ(m.rfind("open 'x.txt' (", 0), 0u) << m;
-  EXPECT_NE(m.find(mproc_test::kWindows ? "ERROR_FILE_NOT_FOUND, error 2:" : "ENOENT, errno 2:"), std::string::npos) << m;
+  EXPECT_NE(m.find(mproc_test::kWindows ? "ERROR_FILE_NOT_FOUND, error 2:" : "ENOENT, errno 2:"), std::string::npos)
+      << m;
   EXPECT_EQ(mproc_last_os_error(), 2);
-  EXPECT_EQ(mproc__fail_os(MPROC_ESYS, 2, "x"), MPROC_ESYS);  // explicit code wins
+  EXPECT_EQ(mproc__fail_os(MPROC_ESYS, 2, "x"), MPROC_ESYS); // explicit code wins
 }
 
 TEST(Util, LongMessagesAreTruncatedNotOverflowed) {
@@ -59,7 +60,7 @@ TEST(Util, Deadlines) {
   int64_t left = mproc__ms_until(d);
   EXPECT_GT(left, 50000);
   EXPECT_LE(left, 60000);
-  EXPECT_EQ(mproc__deadline_from_timeout(INT64_MAX), INT64_MAX);  // no overflow
+  EXPECT_EQ(mproc__deadline_from_timeout(INT64_MAX), INT64_MAX); // no overflow
 }
 
 TEST(Pal, HandleCountIsKnown) { EXPECT_GT(mproc__pal_handle_count(), 0); }
@@ -72,12 +73,12 @@ TEST(Pal, CloseNoHandleIsHarmless) {
 TEST(Pal, GetenvReadsTheProcessEnvironmentAsUtf8) {
   using mproc_test::env_set;
   const char *name = "MPROC_PAL_GETENV_TEST";
-  const char *value = "h\xc3\xa9llo \xe4\xb8\xad \xf0\x9f\x98\x80";  // 2-, 3- and 4-byte UTF-8 (a surrogate pair)
+  const char *value = "h\xc3\xa9llo \xe4\xb8\xad \xf0\x9f\x98\x80"; // 2-, 3- and 4-byte UTF-8 (a surrogate pair)
   env_set(name, value);
   char *v = nullptr;
   ASSERT_EQ(mproc__pal_getenv(name, &v), 0) << mproc_last_error();
   ASSERT_NE(v, nullptr);
-  EXPECT_STREQ(v, value);  // on Windows the ANSI getenv would have mangled it
+  EXPECT_STREQ(v, value); // on Windows the ANSI getenv would have mangled it
   free(v);
   EXPECT_TRUE(mproc__pal_env_is_set(name));
   // a long value (Windows allows 32767 characters)
@@ -96,7 +97,7 @@ TEST(Pal, GetenvReadsTheProcessEnvironmentAsUtf8) {
   EXPECT_TRUE(mproc__pal_env_is_set(name));
   // unset
   env_set(name, nullptr);
-  v = (char *)&v;  // must be overwritten with NULL
+  v = (char *)&v; // must be overwritten with NULL
   ASSERT_EQ(mproc__pal_getenv(name, &v), 0) << mproc_last_error();
   EXPECT_EQ(v, nullptr);
   EXPECT_FALSE(mproc__pal_env_is_set(name));

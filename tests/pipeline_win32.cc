@@ -83,7 +83,7 @@ int finish(mproc__child *c) {
   return c->returncode;
 }
 
-}  // namespace
+} // namespace
 
 // helper1 "out N" | helper2 "echo": helper2's stdin is the overlapped server end of helper1's stdout
 // pipe (the parent keeps no copy); helper2's stdout goes to a pipe the parent reads. Every byte, in
@@ -91,7 +91,7 @@ int finish(mproc__child *c) {
 TEST(Win32Pipeline, AChildReadsAnOverlappedServerEndAsItsStdin) {
   for (unsigned long long size : {0ull, 1ull, 65536ull, 6ull << 20}) {
     SCOPED_TRACE(size);
-    mproc_os_handle p1_out_parent, p1_out_child;  // p1.stdout: the parent's end reads
+    mproc_os_handle p1_out_parent, p1_out_child; // p1.stdout: the parent's end reads
     ASSERT_EQ(mproc__pal_pipe(true, &p1_out_parent, &p1_out_child), 0);
     ASSERT_TRUE(overlapped_handle(p1_out_parent));
     mproc__child c1{}, c2{};
@@ -101,7 +101,7 @@ TEST(Win32Pipeline, AChildReadsAnOverlappedServerEndAsItsStdin) {
     mproc_os_handle p2_out_parent, p2_out_child;
     ASSERT_EQ(mproc__pal_pipe(true, &p2_out_parent, &p2_out_child), 0);
     ASSERT_EQ(start(&c2, {"echo"}, p1_out_parent, p2_out_child), 0) << mproc_last_error();
-    mproc__pal_close(p1_out_parent);  // the parent's copy is dropped: helper2 alone reads it
+    mproc__pal_close(p1_out_parent); // the parent's copy is dropped: helper2 alone reads it
     mproc__pal_close(p2_out_child);
     std::string got = read_to_eof(p2_out_parent);
     mproc__pal_close(p2_out_parent);
@@ -132,7 +132,7 @@ TEST(Win32Pipeline, ReaderStartedBeforeTheWriterSeesAllThenEndOfFile) {
 // (Popen(stdout=p2.stdin)): helper1 "out N" writes through WriteFile with no OVERLAPPED on it.
 TEST(Win32Pipeline, AChildWritesAnOverlappedServerEndAsItsStdout) {
   mproc_os_handle in_parent, in_child, out_parent, out_child;
-  ASSERT_EQ(mproc__pal_pipe(false, &in_parent, &in_child), 0);  // p2.stdin: the parent's end writes
+  ASSERT_EQ(mproc__pal_pipe(false, &in_parent, &in_child), 0); // p2.stdin: the parent's end writes
   ASSERT_EQ(mproc__pal_pipe(true, &out_parent, &out_child), 0);
   mproc__child reader{}, writer{};
   ASSERT_EQ(start(&reader, {"echo"}, in_child, out_child), 0) << mproc_last_error();

@@ -19,11 +19,11 @@ using mproc_test::ptr;
 
 namespace {
 
-FILE *g_file;  // set by the test before the fork; the child sees its copy
+FILE *g_file; // set by the test before the fork; the child sees its copy
 
 int t_write_child_line(const mproc_args *a) {
   (void)a;
-  fputs("child\n", g_file);  // flushed when the child ends
+  fputs("child\n", g_file); // flushed when the child ends
   return 0;
 }
 
@@ -56,7 +56,6 @@ std::string slurp(FILE *f) {
   return s;
 }
 
-
 #ifdef __linux__
 int t_report_pdeathsig(const mproc_args *a) {
   (void)a;
@@ -82,7 +81,7 @@ int count_pidfds() {
 int t_until_stopped(const mproc_args *a) {
   char b[8];
   size_t n = 0;
-  mproc_connection_recv_bytes_into(a->connections[0], b, sizeof b, MPROC_INFINITE, &n);  // never comes
+  mproc_connection_recv_bytes_into(a->connections[0], b, sizeof b, MPROC_INFINITE, &n); // never comes
   return 0;
 }
 
@@ -92,7 +91,7 @@ int pdeathsig_of_child(mproc_start_method m, mproc_option kill) {
 }
 #endif
 
-}  // namespace
+} // namespace
 
 #ifdef __linux__
 // Kill on parent death uses the kernel's PR_SET_PDEATHSIG where it is right (beside the watchdog
@@ -124,15 +123,15 @@ TEST(ProcessFork, StdioBufferedBeforeStartIsNotWrittenTwice) {
   g_file = tmpfile();
   ASSERT_NE(g_file, nullptr);
   setvbuf(g_file, nullptr, _IOFBF, 4096);
-  fputs("parent before start\n", g_file);  // still in the buffer at fork time
+  fputs("parent before start\n", g_file); // still in the buffer at fork time
   mproc_process *p = nullptr;
-  ASSERT_EQ(mproc_process_create(&p, ptr(mproc_process_opts{.target = t_write_child_line,
-                                                             .start_method = MPROC_START_FORK})),
-            0);
+  ASSERT_EQ(
+      mproc_process_create(&p, ptr(mproc_process_opts{.target = t_write_child_line, .start_method = MPROC_START_FORK})),
+      0);
   ASSERT_EQ(mproc_process_start(p), 0) << mproc_last_error();
   ASSERT_EQ(mproc_process_join(p, MPROC_INFINITE), 0);
   fflush(g_file);
-  EXPECT_EQ(slurp(g_file), "parent before start\nchild\n");  // once, then the child's own line
+  EXPECT_EQ(slurp(g_file), "parent before start\nchild\n"); // once, then the child's own line
   mproc_process_destroy(p);
   fclose(g_file);
   g_file = nullptr;
@@ -143,12 +142,12 @@ TEST(ProcessFork, ParentAtexitHandlersDoNotRunInTheChild) {
   ASSERT_NE(g_file, nullptr);
   static bool registered = false;
   if (!registered) {
-    atexit(parent_atexit_handler);  // at this process's own exit g_file is NULL again: a no-op
+    atexit(parent_atexit_handler); // at this process's own exit g_file is NULL again: a no-op
     registered = true;
   }
   EXPECT_EQ(run_child(mproc_process_opts{.target = t_nothing, .start_method = MPROC_START_FORK}), 0);
   fflush(g_file);
-  EXPECT_EQ(slurp(g_file), "");  // the child ended without running the parent's handler
+  EXPECT_EQ(slurp(g_file), ""); // the child ended without running the parent's handler
   fclose(g_file);
   g_file = nullptr;
 }
@@ -165,9 +164,10 @@ TEST(ProcessLinux, ForkserverChildIsSignalledThroughItsPidfd) {
   ASSERT_EQ(mproc_pipe(true, &a, &b), 0);
   mproc_connection *conns[] = {b};
   mproc_process *p = nullptr;
-  ASSERT_EQ(mproc_process_create(&p, ptr(mproc_process_opts{.target = t_until_stopped, .connections = conns,
-                                                             .connection_count = 1,
-                                                             .start_method = MPROC_START_FORKSERVER})),
+  ASSERT_EQ(mproc_process_create(&p, ptr(mproc_process_opts{.target = t_until_stopped,
+                                                            .connections = conns,
+                                                            .connection_count = 1,
+                                                            .start_method = MPROC_START_FORKSERVER})),
             0);
   ASSERT_EQ(mproc_process_start(p), 0) << mproc_last_error();
   EXPECT_EQ(count_pidfds(), before + 1);
@@ -185,7 +185,7 @@ TEST(ProcessLinux, ForkserverChildIsSignalledThroughItsPidfd) {
 
 #ifdef __linux__
 namespace {
-mproc_process *g_sibling;  // a Process of the parent, seen by a fork child through its copy of memory
+mproc_process *g_sibling; // a Process of the parent, seen by a fork child through its copy of memory
 
 // In a fork child: every use of the parent's Process object is refused; 0 when all were.
 int t_use_parents_process(const mproc_args *a) {
@@ -200,7 +200,7 @@ int t_use_parents_process(const mproc_args *a) {
   bad |= (mproc_wait(&w, 1, 0, nullptr) != MPROC_ESTATE) << 5;
   return bad;
 }
-}  // namespace
+} // namespace
 
 // Python refuses: "can only join a child process" / "can only test a child process".
 TEST(ProcessFork, AForkChildCannotJoinOrSignalItsParentsProcesses) {
@@ -208,14 +208,15 @@ TEST(ProcessFork, AForkChildCannotJoinOrSignalItsParentsProcesses) {
   ASSERT_EQ(mproc_pipe(true, &a, &b), 0);
   mproc_connection *hand[] = {b};
   mproc_process *sib = nullptr;
-  ASSERT_EQ(mproc_process_create(&sib, ptr(mproc_process_opts{.target = t_until_stopped, .connections = hand,
-                                                               .connection_count = 1,
-                                                               .start_method = MPROC_START_FORK})),
+  ASSERT_EQ(mproc_process_create(&sib, ptr(mproc_process_opts{.target = t_until_stopped,
+                                                              .connections = hand,
+                                                              .connection_count = 1,
+                                                              .start_method = MPROC_START_FORK})),
             0);
   ASSERT_EQ(mproc_process_start(sib), 0) << mproc_last_error();
   g_sibling = sib;
   EXPECT_EQ(run_child(mproc_process_opts{.target = t_use_parents_process, .start_method = MPROC_START_FORK}), 0);
-  EXPECT_TRUE(mproc_process_is_alive(sib));  // the child's attempts did not reach it
+  EXPECT_TRUE(mproc_process_is_alive(sib)); // the child's attempts did not reach it
   EXPECT_EQ(mproc_connection_send_bytes(a, "stop", 4, 0, MPROC_ALL), 0);
   EXPECT_EQ(mproc_process_join(sib, MPROC_INFINITE), 0);
   mproc_process_destroy(sib);

@@ -30,13 +30,16 @@ namespace {
 std::string recv_str(mproc_connection *c) {
   char *m = nullptr;
   size_t n = 0;
-  if (mproc_connection_recv_bytes(c, 0, MPROC_INFINITE, &m, &n) != 0) return "<" + std::string(mproc_last_error()) + ">";
+  if (mproc_connection_recv_bytes(c, 0, MPROC_INFINITE, &m, &n) != 0)
+    return "<" + std::string(mproc_last_error()) + ">";
   std::string s(m, n);
   mproc_free(m);
   return s;
 }
 
-void send_str(mproc_connection *c, const std::string &s) { mproc_connection_send_bytes(c, s.data(), s.size(), 0, MPROC_ALL); }
+void send_str(mproc_connection *c, const std::string &s) {
+  mproc_connection_send_bytes(c, s.data(), s.size(), 0, MPROC_ALL);
+}
 
 // ---- targets ----
 
@@ -65,7 +68,7 @@ int t_echo_identity(const mproc_args *a) {
 int t_wait_for_go(const mproc_args *a) { return recv_str(a->connections[0]) == "go" ? 0 : 1; }
 
 int t_block_forever(const mproc_args *a) {
-  recv_str(a->connections[0]);  // until killed (or the peer closes)
+  recv_str(a->connections[0]); // until killed (or the peer closes)
   return 0;
 }
 
@@ -87,9 +90,12 @@ int t_interleaved(const mproc_args *a) {
 int t_start_grandchild(const mproc_args *a) {
   mproc_process *g = nullptr;
   auto method = a->size ? (mproc_start_method)((const char *)a->data)[0] : MPROC_START_DEFAULT;
-  if (mproc_process_create(&g, ptr(mproc_process_opts{.target = t_echo_identity, .arg = "g", .arg_size = 1,
-                                                       .connections = a->connections, .connection_count = 1,
-                                                       .start_method = method})) != 0)
+  if (mproc_process_create(&g, ptr(mproc_process_opts{.target = t_echo_identity,
+                                                      .arg = "g",
+                                                      .arg_size = 1,
+                                                      .connections = a->connections,
+                                                      .connection_count = 1,
+                                                      .start_method = method})) != 0)
     return 10;
   int rc = mproc_process_start(g);
   if (rc != 0) {
@@ -115,13 +121,15 @@ int t_daemon_tries_child(const mproc_args *a) {
 // connections[0]: hand to a daemon grandchild that blocks on it; connections[1]: report "ready".
 int t_parent_of_daemon(const mproc_args *a) {
   mproc_process *d = nullptr;
-  if (mproc_process_create(&d, ptr(mproc_process_opts{.target = t_block_forever, .connections = a->connections,
-                                                       .connection_count = 1, .daemon = true})) != 0)
+  if (mproc_process_create(
+          &d, ptr(mproc_process_opts{
+                  .target = t_block_forever, .connections = a->connections, .connection_count = 1, .daemon = true})) !=
+      0)
     return 10;
   if (mproc_process_start(d) != 0) return 11;
-  mproc_connection_close(a->connections[0]);  // only the daemon holds it now
+  mproc_connection_close(a->connections[0]); // only the daemon holds it now
   send_str(a->connections[1], "ready " + std::to_string(mproc_process_pid(d)));
-  recv_str(a->connections[1]);  // wait to be killed
+  recv_str(a->connections[1]); // wait to be killed
   return 0;
 }
 
@@ -139,17 +147,20 @@ int t_exit_with_children(const mproc_args *a) {
       return 0;
     }
   };
-  if (mproc_process_create(&d, ptr(mproc_process_opts{.target = t_block_forever, .connections = dc,
-                                                       .connection_count = 1, .daemon = true})) != 0 ||
-      mproc_process_create(&n, ptr(mproc_process_opts{.target = Marker::write, .arg = marker.data(),
-                                                       .arg_size = marker.size(), .connections = nc,
-                                                       .connection_count = 1})) != 0)
+  if (mproc_process_create(
+          &d, ptr(mproc_process_opts{
+                  .target = t_block_forever, .connections = dc, .connection_count = 1, .daemon = true})) != 0 ||
+      mproc_process_create(&n, ptr(mproc_process_opts{.target = Marker::write,
+                                                      .arg = marker.data(),
+                                                      .arg_size = marker.size(),
+                                                      .connections = nc,
+                                                      .connection_count = 1})) != 0)
     return 10;
   if (mproc_process_start(d) != 0 || mproc_process_start(n) != 0) return 11;
   mproc_connection_close(a->connections[0]);
   mproc_connection_close(a->connections[1]);
   send_str(a->connections[2], "started");
-  mproc_process_destroy(d);  // dropped while running: still terminated / joined at exit
+  mproc_process_destroy(d); // dropped while running: still terminated / joined at exit
   mproc_process_destroy(n);
   return 0;
 }
@@ -227,7 +238,7 @@ std::vector<mproc_start_method> methods() {
   return {MPROC_START_FORK, MPROC_START_SPAWN, MPROC_START_FORKSERVER};
 }
 
-}  // namespace
+} // namespace
 
 INSTANTIATE_TEST_SUITE_P(Methods, ProcessTest, ::testing::ValuesIn(methods()),
                          [](const ::testing::TestParamInfo<mproc_start_method> &i) {
@@ -248,7 +259,7 @@ TEST_P(ProcessTest, ExitInTargetGivesItsCode) { EXPECT_EQ(run_to_exit(opts(t_exi
 TEST_P(ProcessTest, AbortGivesTheSignal) {
   int code = run_to_exit(opts(t_abort));
   if (kWindows) {
-    EXPECT_TRUE(mproc_test::is_windows_abort_status(code)) << code;  // 3, or 0xC0000409 under the UCRT
+    EXPECT_TRUE(mproc_test::is_windows_abort_status(code)) << code; // 3, or 0xC0000409 under the UCRT
   } else {
     EXPECT_EQ(code, -6);
   }
@@ -262,13 +273,13 @@ TEST_P(ProcessTest, KillAndTerminateGiveMinusSignal) {
     EXPECT_TRUE(mproc_process_is_alive(p));
     int code = 0;
     EXPECT_FALSE(mproc_process_exitcode(p, &code));
-    EXPECT_EQ(mproc_process_close(p), MPROC_ESTATE);  // refused while running
+    EXPECT_EQ(mproc_process_close(p), MPROC_ESTATE); // refused while running
     EXPECT_EQ(sig == MPROC_SIGKILL ? mproc_process_kill(p) : mproc_process_terminate(p), 0);
     ASSERT_EQ(mproc_process_join(p, MPROC_INFINITE), 0);
     EXPECT_FALSE(mproc_process_is_alive(p));
     ASSERT_TRUE(mproc_process_exitcode(p, &code));
     EXPECT_EQ(code, -sig);
-    EXPECT_EQ(mproc_process_kill(p), 0);  // ended: a no-op
+    EXPECT_EQ(mproc_process_kill(p), 0); // ended: a no-op
     EXPECT_EQ(mproc_process_close(p), 0);
   }
 }
@@ -325,7 +336,7 @@ TEST_P(ProcessTest, AClosedProcessRefusesEverythingButDestroy) {
   ASSERT_NE(p, nullptr);
   ASSERT_EQ(mproc_process_join(p, MPROC_INFINITE), 0);
   ASSERT_EQ(mproc_process_close(p), 0);
-  EXPECT_EQ(mproc_process_close(p), 0);  // twice is harmless
+  EXPECT_EQ(mproc_process_close(p), 0); // twice is harmless
   EXPECT_EQ(mproc_process_join(p, 0), MPROC_ESTATE);
   EXPECT_EQ(mproc_process_terminate(p), MPROC_ESTATE);
   EXPECT_EQ(mproc_process_kill(p), MPROC_ESTATE);
@@ -373,7 +384,7 @@ TEST_P(ProcessTest, NamesPidsAndParentInTheChild) {
 
 TEST_P(ProcessTest, GrandchildIsNamedAfterItsParent) {
   mproc_connection *a = nullptr;
-  const char method = (char)GetParam();  // the grandchild is started the same way
+  const char method = (char)GetParam(); // the grandchild is started the same way
   mproc_process *p = start_linked(t_start_grandchild, &a, mproc_process_opts{.arg = &method, .arg_size = 1});
   ASSERT_NE(p, nullptr);
   std::string child = mproc_process_name(p);
@@ -429,7 +440,7 @@ TEST_P(ProcessTest, WaitOverFourChildrenSendingInterleavedMessages) {
     o.connection_count = 1;
     kids[i] = start(o);
     ASSERT_NE(kids[i], nullptr);
-    mproc_connection_close(wr[i]);  // only the child can send now: EOF when it is done
+    mproc_connection_close(wr[i]); // only the child can send now: EOF when it is done
   }
   std::vector<int> next(kKids, 0);
   int open = kKids, ended = 0;
@@ -463,12 +474,12 @@ TEST_P(ProcessTest, WaitOverFourChildrenSendingInterleavedMessages) {
           continue;
         }
         ASSERT_EQ(rc, 0) << mproc_last_error();
-        EXPECT_EQ(std::string(m, n), std::to_string(i) + ":" + std::to_string(next[i]));  // in order per child
+        EXPECT_EQ(std::string(m, n), std::to_string(i) + ":" + std::to_string(next[i])); // in order per child
         ++next[i];
         mproc_free(m);
       } else {
         i -= kKids;
-        ASSERT_EQ(mproc_process_join(kids[i], 0), 0);  // the sentinel said it ended
+        ASSERT_EQ(mproc_process_join(kids[i], 0), 0); // the sentinel said it ended
         joined[i] = true;
         ++ended;
       }
@@ -492,10 +503,10 @@ TEST_P(ProcessTest, DaemonIsKilledWhenItsParentIsKilledHard) {
   o.connection_count = 2;
   mproc_process *mid = start(o);
   ASSERT_NE(mid, nullptr);
-  mproc_connection_close(watch_b);  // now only the daemon grandchild holds the other end
+  mproc_connection_close(watch_b); // now only the daemon grandchild holds the other end
   std::string ready = recv_str(ctl_a);
   ASSERT_EQ(ready.rfind("ready ", 0), 0u) << ready;
-  ASSERT_EQ(mproc_process_kill(mid), 0);  // the parent dies without any chance to clean up
+  ASSERT_EQ(mproc_process_kill(mid), 0); // the parent dies without any chance to clean up
   ASSERT_EQ(mproc_process_join(mid, MPROC_INFINITE), 0);
   // The daemon notices and dies: its end of `watch` closes, so we see end of file. Without the
   // option it would block forever and this receive would hit the ctest timeout.
@@ -534,10 +545,10 @@ TEST_P(ProcessTest, AtExitDaemonsAreTerminatedAndOthersJoined) {
   int code = -1;
   mproc_process_exitcode(p, &code);
   EXPECT_EQ(code, 0);
-  EXPECT_TRUE(fs::exists(marker));  // joined before the child exited
+  EXPECT_TRUE(fs::exists(marker)); // joined before the child exited
   char *m = nullptr;
   size_t n = 0;
-  EXPECT_EQ(mproc_connection_recv_bytes(d_a, 0, 60000, &m, &n), MPROC_EEOF);  // the daemon was terminated
+  EXPECT_EQ(mproc_connection_recv_bytes(d_a, 0, 60000, &m, &n), MPROC_EEOF); // the daemon was terminated
   fs::remove(marker);
   mproc_process_destroy(p);
   for (auto *c : {d_a, d_b, n_a, n_b, c_a, c_b}) mproc_connection_destroy(c);
@@ -603,7 +614,7 @@ TEST_P(ProcessTest, EightyDuplexAndOneWayConnectionsAllWorkInTheChild) {
   o.connection_count = theirs.size();
   mproc_process *p = start(o);
   ASSERT_NE(p, nullptr);
-  for (auto *c : theirs) mproc_connection_close(c);  // the child has its own copies now
+  for (auto *c : theirs) mproc_connection_close(c); // the child has its own copies now
   for (size_t i = 0; i < kDuplex; ++i) send_str(mine[i], std::to_string(i));
   send_str(to_child_w, "one way");
   for (size_t i = 0; i < kDuplex; ++i) EXPECT_EQ(recv_str(mine[i]), "echo:" + std::to_string(i));
@@ -632,7 +643,7 @@ TEST(ProcessSpawn, TargetOutsideAnyModuleFailsInTheParent) {
 }
 
 TEST(ProcessMethods, AvailabilityAndContexts) {
-  EXPECT_EQ(mproc_get_start_method(), MPROC_START_SPAWN);  // the documented default
+  EXPECT_EQ(mproc_get_start_method(), MPROC_START_SPAWN); // the documented default
   EXPECT_EQ(mproc_set_start_method(MPROC_START_FORKSERVER), kWindows ? MPROC_ENOTSUP : 0);
   EXPECT_EQ(mproc_set_start_method((mproc_start_method)99), MPROC_EINVAL);
   EXPECT_EQ(mproc_set_start_method(MPROC_START_FORK), kWindows ? MPROC_ENOTSUP : 0);
@@ -644,8 +655,8 @@ TEST(ProcessMethods, AvailabilityAndContexts) {
   EXPECT_STREQ(mproc_start_method_name(MPROC_START_FORK), "fork");
   // a process created with a context uses its method
   mproc_process *p = nullptr;
-  ASSERT_EQ(mproc_process_create(&p, ptr(mproc_process_opts{.target = t_return_arg_as_code, .arg = "5", .arg_size = 1,
-                                                             .context = ctx})),
+  ASSERT_EQ(mproc_process_create(
+                &p, ptr(mproc_process_opts{.target = t_return_arg_as_code, .arg = "5", .arg_size = 1, .context = ctx})),
             0);
   ASSERT_EQ(mproc_process_start(p), 0) << mproc_last_error();
   ASSERT_EQ(mproc_process_join(p, MPROC_INFINITE), 0);
@@ -676,7 +687,8 @@ Reported start_reporter(mproc_process **p, mproc_connection **a) {
   mproc_connection *b = nullptr;
   EXPECT_EQ(mproc_pipe(true, a, &b), 0);
   mproc_connection *conns[] = {b};
-  EXPECT_EQ(mproc_process_create(p, ptr(mproc_process_opts{.target = t_report_parents, .connections = conns,
+  EXPECT_EQ(mproc_process_create(p, ptr(mproc_process_opts{.target = t_report_parents,
+                                                           .connections = conns,
                                                            .connection_count = 1,
                                                            .start_method = MPROC_START_FORKSERVER})),
             0);
@@ -703,16 +715,17 @@ int finish_reporter(mproc_process *p, mproc_connection *a) {
 // duplex connection end. Over that, start says so in the parent.
 TEST(ProcessForkserver, TooManyDescriptorsForOneRequestIsAnError) {
   std::vector<mproc_connection *> mine, theirs;
-  for (int i = 0; i < 85; ++i) {  // 255 descriptors + the boot link's
+  for (int i = 0; i < 85; ++i) { // 255 descriptors + the boot link's
     mproc_connection *a, *b;
     ASSERT_EQ(mproc_pipe(true, &a, &b), 0) << mproc_last_error();
     mine.push_back(a);
     theirs.push_back(b);
   }
   mproc_process *p = nullptr;
-  ASSERT_EQ(mproc_process_create(&p, ptr(mproc_process_opts{.target = t_report_parents, .connections = theirs.data(),
-                                                           .connection_count = theirs.size(),
-                                                           .start_method = MPROC_START_FORKSERVER})),
+  ASSERT_EQ(mproc_process_create(&p, ptr(mproc_process_opts{.target = t_report_parents,
+                                                            .connections = theirs.data(),
+                                                            .connection_count = theirs.size(),
+                                                            .start_method = MPROC_START_FORKSERVER})),
             0);
   EXPECT_EQ(mproc_process_start(p), MPROC_EINVAL);
   EXPECT_NE(std::string(mproc_last_error()).find("255 descriptors"), std::string::npos) << mproc_last_error();
@@ -765,10 +778,12 @@ TEST(ProcessForkserver, ServerKilledBetweenStartsIsReplaced) {
 
 TEST(ProcessSpawn, ForgottenGuardIsAClearErrorNotAForkBomb) {
   std::string helper = mproc_test::helper_path();
-  std::string prog = helper.substr(0, helper.rfind("mproc_helper")) + (kWindows ? "mproc_noguard.exe" : "mproc_noguard");
+  std::string prog =
+      helper.substr(0, helper.rfind("mproc_helper")) + (kWindows ? "mproc_noguard.exe" : "mproc_noguard");
   const char *argv[] = {prog.c_str(), nullptr};
   mproc_completed r;
-  ASSERT_EQ(mproc_run(ptr(mproc_popen_opts{.argv = argv, .capture_output = true}), 120000, &r), 0) << mproc_last_error();
+  ASSERT_EQ(mproc_run(ptr(mproc_popen_opts{.argv = argv, .capture_output = true}), 120000, &r), 0)
+      << mproc_last_error();
   std::string out = r.stdout_data ? r.stdout_data : "";
   EXPECT_EQ(r.returncode, 3) << out;
   // the child refused to start a grandchild ...

@@ -113,7 +113,8 @@ int child_job_state(mproc_option kill_on_parent_death, bool daemon) {
 struct Helper {
   mproc__child c{};
   Helper() { c.handle = MPROC_NO_HANDLE; }
-  int start(std::vector<const char *> args, mproc_os_handle in = MPROC_NO_HANDLE, mproc_os_handle out = MPROC_NO_HANDLE) {
+  int start(std::vector<const char *> args, mproc_os_handle in = MPROC_NO_HANDLE,
+            mproc_os_handle out = MPROC_NO_HANDLE) {
     static std::string helper = mproc_test::helper_path();
     args.insert(args.begin(), helper.c_str());
     args.push_back(nullptr);
@@ -139,7 +140,8 @@ struct Helper {
 // process still runs and closed at scope exit, so that a failed test leaves nothing running.
 struct Opened {
   HANDLE h = nullptr;
-  explicit Opened(DWORD pid) : h(OpenProcess(SYNCHRONIZE | PROCESS_TERMINATE | PROCESS_QUERY_INFORMATION, FALSE, pid)) {}
+  explicit Opened(DWORD pid)
+      : h(OpenProcess(SYNCHRONIZE | PROCESS_TERMINATE | PROCESS_QUERY_INFORMATION, FALSE, pid)) {}
   explicit Opened(mproc_os_handle process) {
     if (!DuplicateHandle(GetCurrentProcess(), H(process), GetCurrentProcess(), &h,
                          SYNCHRONIZE | PROCESS_TERMINATE | PROCESS_QUERY_INFORMATION, FALSE, 0))
@@ -166,7 +168,7 @@ int t_hold_a_plain_child(const mproc_args *a) {
   const char *argv[] = {helper.c_str(), "sleep", "600000", nullptr};
   mproc__spawn_req req{};
   req.argv = argv;
-  req.stdio[0] = req.stdio[1] = req.stdio[2] = nul;  // nothing of ours (ctest's pipe) is held by it
+  req.stdio[0] = req.stdio[1] = req.stdio[2] = nul; // nothing of ours (ctest's pipe) is held by it
   mproc__child child{};
   int rc = mproc__pal_spawn(&req, &child);
   mproc__pal_close(nul);
@@ -180,13 +182,13 @@ int t_hold_a_plain_child(const mproc_args *a) {
     size_t n = 0;
     if (mproc_connection_recv_bytes(c, 0, MPROC_INFINITE, &m, &n) == 0) mproc_free(m);
   }
-  mproc__pal_signal(&child, MPROC_SIGKILL);  // not killed with us: the parent's test is over
+  mproc__pal_signal(&child, MPROC_SIGKILL); // not killed with us: the parent's test is over
   mproc__pal_wait(&child, INT64_MAX);
   mproc__pal_child_release(&child);
   return 0;
 }
 
-}  // namespace
+} // namespace
 
 TEST(Win32Conn, EndsAreOverlappedNonInheritableAndSimplexIsOneWay) {
   Pair d(true);
@@ -204,16 +206,16 @@ TEST(Win32Conn, EndsAreOverlappedNonInheritableAndSimplexIsOneWay) {
     EXPECT_EQ(GetLastError(), (DWORD)ERROR_OPERATION_ABORTED);
     CloseHandle(ov.hEvent);
   }
-  Pair s(false);  // a reads, b writes
+  Pair s(false); // a reads, b writes
   DWORD flags = 0;
   ASSERT_TRUE(GetNamedPipeInfo(H(s.a), &flags, nullptr, nullptr, nullptr));
   EXPECT_TRUE(flags & PIPE_SERVER_END);
-  EXPECT_NE(mproc__pal_conn_send(s.a, "x", 1, nullptr, 0), 0);  // the read end has no write access
+  EXPECT_NE(mproc__pal_conn_send(s.a, "x", 1, nullptr, 0), 0); // the read end has no write access
   ASSERT_EQ(mproc__pal_conn_send(s.b, "he", 2, "llo", 3), 0) << mproc_last_error();
   EXPECT_EQ(recv_all(s.a, 5), "hello");
   char c;
   size_t n = 0;
-  EXPECT_NE(mproc__pal_conn_recv(s.b, &c, 1, 0, &n), 0);  // the write end has no read access
+  EXPECT_NE(mproc__pal_conn_recv(s.b, &c, 1, 0, &n), 0); // the write end has no read access
 }
 
 TEST(Win32Conn, WaitReadyWakesOnDataAndConsumesNothing) {
@@ -229,7 +231,7 @@ TEST(Win32Conn, WaitReadyWakesOnDataAndConsumesNothing) {
   EXPECT_TRUE(ready);
   DWORD avail = 0;
   ASSERT_TRUE(PeekNamedPipe(H(p.b), nullptr, 0, nullptr, &avail, nullptr));
-  EXPECT_EQ(avail, 3u);  // the zero-byte read took nothing
+  EXPECT_EQ(avail, 3u); // the zero-byte read took nothing
   EXPECT_EQ(recv_all(p.b, 3), "abc");
   // ready again only when more arrives
   EXPECT_EQ(mproc__pal_wait_ready(&it, 1, in_ms(0), &ready), MPROC_ETIMEDOUT);
@@ -313,7 +315,7 @@ TEST(Win32Conn, WaitOverMoreThanSixtyFourObjects) {
   ASSERT_EQ(mproc__pal_signal(&child, MPROC_SIGKILL), 0);
   ASSERT_EQ(mproc__pal_wait_ready(items.data(), items.size(), INT64_MAX, r), 0) << mproc_last_error();
   for (size_t i = 0; i < items.size(); ++i) EXPECT_EQ(r[i], i == (size_t)kPairs) << i;
-  EXPECT_EQ(mproc__pal_handle_count(), before);  // helper threads, events: all gone
+  EXPECT_EQ(mproc__pal_handle_count(), before); // helper threads, events: all gone
   ASSERT_EQ(mproc__pal_wait(&child, INT64_MAX), 0);
   mproc__pal_child_release(&child);
 }
@@ -341,7 +343,7 @@ TEST(Win32Conn, WaitOnAnInvalidHandleIsAnErrorNotAHang) {
 TEST(Win32Conn, NoHandleLeaks) {
   int before = -1;
   for (int i = 0; i < 41; ++i) {
-    if (i == 1) before = mproc__pal_handle_count();  // after one round: the system's own first-use handles
+    if (i == 1) before = mproc__pal_handle_count(); // after one round: the system's own first-use handles
 
     Pair p(i % 2 == 0);
     char buf[16];
@@ -370,7 +372,7 @@ TEST(Win32Fn, FunctionsOfTheExecutableAndOfADllRoundTrip) {
     ASSERT_EQ(mproc__pal_fn_resolve(ref.data, ref.len, &back), 0) << mproc_last_error();
     EXPECT_EQ(back, fn);
     std::string r(ref.data, ref.len);
-    if (fn != fns[0]) {  // a DLL is named by its path; the executable is not
+    if (fn != fns[0]) { // a DLL is named by its path; the executable is not
       EXPECT_NE(r.find("kernel32.dll"), std::string::npos);
     }
     mproc__buf_free(&ref);
@@ -389,10 +391,10 @@ TEST(Win32Fn, ADifferentBinaryIsRefused) {
     EXPECT_NE(std::string(mproc_last_error()).find("different binary"), std::string::npos) << mproc_last_error();
   }
   std::string past(ref.data, ref.len);
-  past[8 + 7] = 0x40;  // an offset past the image
+  past[8 + 7] = 0x40; // an offset past the image
   void *fn = nullptr;
   EXPECT_EQ(mproc__pal_fn_resolve(past.data(), past.size(), &fn), MPROC_ENOENT);
-  EXPECT_EQ(mproc__pal_fn_resolve(ref.data, 20, &fn), MPROC_EINVAL);  // truncated
+  EXPECT_EQ(mproc__pal_fn_resolve(ref.data, 20, &fn), MPROC_EINVAL); // truncated
   mproc__buf_free(&ref);
 }
 
@@ -420,7 +422,7 @@ TEST(Win32Spawn, ReplacedExecutableIsRefused) {
   ASSERT_EQ(mproc_self_exe(&self), 0);
   fs::path me(self);
   mproc_free(self);
-  fs::path other = me.parent_path() / "mproc_pal_tests.exe";  // white-box: static, needs no DLL
+  fs::path other = me.parent_path() / "mproc_pal_tests.exe"; // white-box: static, needs no DLL
   ASSERT_TRUE(fs::exists(other)) << other;
   fs::path dir = fs::temp_directory_path() / ("mproc-replaced-" + std::to_string(mproc_getpid()));
   fs::remove_all(dir);
@@ -456,7 +458,7 @@ TEST(Win32Spawn, DISABLED_ReplacedExecutableInner) {
   ASSERT_EQ(mproc_self_exe(&self), 0);
   fs::path me(self);
   mproc_free(self);
-  fs::rename(me, fs::path(me).replace_filename("replaced-old.exe"));  // a running executable can be renamed
+  fs::rename(me, fs::path(me).replace_filename("replaced-old.exe")); // a running executable can be renamed
   fs::copy_file(with, me);
   mproc_process *p = nullptr;
   mproc_process_opts o{};
@@ -498,7 +500,7 @@ TEST(Win32Proc, UnsetenvReachesTheCrtAndTheProcessEnvironment) {
   // the C runtime's narrow and wide copies, read without the deprecated getenv / _wgetenv
   auto crt_wide_set = [](const wchar_t *name) {
     size_t n = 0;
-    errno_t e = _wgetenv_s(&n, nullptr, 0, name);  // the size query: 0 (UCRT) or ERANGE (wine's msvcrt)
+    errno_t e = _wgetenv_s(&n, nullptr, 0, name); // the size query: 0 (UCRT) or ERANGE (wine's msvcrt)
     return (e == 0 || e == ERANGE) && n > 0;
   };
   ASSERT_EQ(_putenv("MPROC_W32_UNSET=1"), 0);
@@ -509,7 +511,7 @@ TEST(Win32Proc, UnsetenvReachesTheCrtAndTheProcessEnvironment) {
   EXPECT_EQ(mproc_test::crt_env_get("MPROC_W32_UNSET"), std::nullopt);
   EXPECT_FALSE(crt_wide_set(L"MPROC_W32_UNSET"));
   EXPECT_EQ(GetEnvironmentVariableW(L"MPROC_W32_UNSET", nullptr, 0), 0u);
-  mproc__pal_unsetenv("MPROC_W32_NEVER_SET");  // harmless
+  mproc__pal_unsetenv("MPROC_W32_NEVER_SET"); // harmless
 }
 
 TEST(Win32Proc, NoForkAndDetachedThreads) {
@@ -520,7 +522,7 @@ TEST(Win32Proc, NoForkAndDetachedThreads) {
   int before = mproc__pal_handle_count();
   ASSERT_EQ(mproc__pal_thread_start([](void *e) { SetEvent((HANDLE)e); }, ev), 0);
   EXPECT_EQ(WaitForSingleObject(ev, 60000), WAIT_OBJECT_0);
-  EXPECT_EQ(mproc__pal_handle_count(), before);  // the thread handle was closed at once
+  EXPECT_EQ(mproc__pal_handle_count(), before); // the thread handle was closed at once
   CloseHandle(ev);
   mproc__pal_global_lock();
   mproc__pal_global_unlock();
@@ -551,7 +553,7 @@ TEST(Win32Job, BindPutsTheChildAloneInAJobThatReleaseCloses) {
   BOOL in = FALSE;
   ASSERT_TRUE(IsProcessInJob(H(h.c.handle), job, &in));
   EXPECT_TRUE(in);
-  mproc__pal_child_bind(&h.c);  // a second bind keeps the job
+  mproc__pal_child_bind(&h.c); // a second bind keeps the job
   EXPECT_EQ(job_of(h.c), job);
 
   size_t n = 0;
@@ -569,7 +571,7 @@ TEST(Win32Job, BindPutsTheChildAloneInAJobThatReleaseCloses) {
   ASSERT_TRUE(IsProcessInJob(grandchild.h, job, &in));
   EXPECT_FALSE(in) << "the child's own child must not be in its job (silent breakaway)";
 
-  Opened child(h.c.handle);  // our own handle to the child: release closes the mproc__child's
+  Opened child(h.c.handle); // our own handle to the child: release closes the mproc__child's
   ASSERT_NE(child.h, nullptr);
   mproc__pal_child_release(&h.c);
   EXPECT_EQ(job_of(h.c), nullptr);
@@ -593,7 +595,7 @@ TEST(Win32Job, BindFailureLeavesNoJob) {
   ASSERT_EQ(h.start({"exit", "0"}), 0) << mproc_last_error();
   ASSERT_EQ(mproc__pal_wait(&h.c, INT64_MAX), 0) << mproc_last_error();
   mproc_clear_error();
-  mproc__pal_child_bind(&h.c);  // AssignProcessToJobObject: ERROR_ACCESS_DENIED for an ended process
+  mproc__pal_child_bind(&h.c); // AssignProcessToJobObject: ERROR_ACCESS_DENIED for an ended process
   EXPECT_EQ(job_of(h.c), nullptr);
   EXPECT_STREQ(mproc_last_error(), "");
   int before = mproc__pal_handle_count();
@@ -610,7 +612,8 @@ TEST(Win32Job, JobLimitsAreKillOnCloseAndSilentBreakaway) {
   mproc__pal_child_bind(&h.c);
   ASSERT_NE(job_of(h.c), nullptr);
   JOBOBJECT_EXTENDED_LIMIT_INFORMATION li{};
-  ASSERT_TRUE(QueryInformationJobObject((HANDLE)job_of(h.c), JobObjectExtendedLimitInformation, &li, sizeof li, nullptr));
+  ASSERT_TRUE(
+      QueryInformationJobObject((HANDLE)job_of(h.c), JobObjectExtendedLimitInformation, &li, sizeof li, nullptr));
   DWORD flags = li.BasicLimitInformation.LimitFlags;
   // and as the child sees its own job, started through the public API
   int seen = child_job_state(MPROC_OPTION_ON, false);
@@ -663,7 +666,7 @@ TEST(Win32Job, APlainChildInTheJobDiesWhenItsParentIsKilledHard) {
     mproc_connection *conns[] = {b};
     o.connections = conns;
     o.connection_count = 1;
-    o.kill_on_parent_death = MPROC_OPTION_OFF;  // the middle itself: nothing to do with what is tested
+    o.kill_on_parent_death = MPROC_OPTION_OFF; // the middle itself: nothing to do with what is tested
     ASSERT_EQ(mproc_process_create(&mid, &o), 0);
     ASSERT_EQ(mproc_process_start(mid), 0) << mproc_last_error();
     char *m = nullptr;
@@ -673,7 +676,7 @@ TEST(Win32Job, APlainChildInTheJobDiesWhenItsParentIsKilledHard) {
     mproc_free(m);
     Opened plain((DWORD)std::strtoul(pid.c_str(), nullptr, 10));
     ASSERT_NE(plain.h, nullptr) << pid;
-    ASSERT_EQ(mproc_process_kill(mid), 0);  // TerminateProcess: no cleanup of any kind in the middle
+    ASSERT_EQ(mproc_process_kill(mid), 0); // TerminateProcess: no cleanup of any kind in the middle
     ASSERT_EQ(mproc_process_join(mid, MPROC_INFINITE), 0);
     if (bind) {
       EXPECT_EQ(WaitForSingleObject(plain.h, 60000), WAIT_OBJECT_0) << "the job did not kill the plain child";

@@ -39,7 +39,7 @@ std::string sorted_fds_of_child(mproc_popen_opts o) {
   return c.out;
 }
 
-}  // namespace
+} // namespace
 
 TEST(PosixSpawn, DestroyLeavesNoZombie) {
   std::string h = helper_path();
@@ -50,7 +50,7 @@ TEST(PosixSpawn, DestroyLeavesNoZombie) {
   mproc_popen_destroy(p);
   errno = 0;
   EXPECT_EQ(waitpid(pid, nullptr, WNOHANG), -1);
-  EXPECT_EQ(errno, ECHILD);  // reaped already: no zombie left
+  EXPECT_EQ(errno, ECHILD); // reaped already: no zombie left
   EXPECT_EQ(kill(pid, 0), -1);
 }
 
@@ -63,7 +63,7 @@ TEST(PosixSpawn, ChildGetsOnlyStdioByDefault) {
 
 TEST(PosixSpawn, PassFdsWithCloseFdsUsesTheFallbackEngine) {
   LeakyFd leak, passed;
-  fcntl(passed.fd, F_SETFD, FD_CLOEXEC);  // close-on-exec in the parent: pass_fds must still pass it
+  fcntl(passed.fd, F_SETFD, FD_CLOEXEC); // close-on-exec in the parent: pass_fds must still pass it
   mproc_os_handle keep[] = {passed.fd};
   std::string fds = sorted_fds_of_child(mproc_popen_opts{.pass_fds = keep, .pass_fds_count = 1});
   EXPECT_EQ(fds, "0 1 2 " + std::to_string(passed.fd));
@@ -84,9 +84,12 @@ TEST(PosixSpawn, ExecFailureIsReportedByBothEngines) {
   ASSERT_NE(mkdtemp(dir), nullptr);
   std::string f = std::string(dir) + "/garbage";
   FILE *fp = fopen(f.c_str(), "w");
-  fputs("\x7f" "ELF-but-not-really", fp);
+  fputs(
+      "\x7f"
+      "ELF-but-not-really",
+      fp);
   fclose(fp);
-  chmod(f.c_str(), 0755);  // executable bit set, but the kernel cannot run it (ENOEXEC)
+  chmod(f.c_str(), 0755); // executable bit set, but the kernel cannot run it (ENOEXEC)
   const char *argv[] = {f.c_str(), nullptr};
   LeakyFd passed;
   mproc_os_handle keep[] = {passed.fd};
@@ -94,9 +97,9 @@ TEST(PosixSpawn, ExecFailureIsReportedByBothEngines) {
   EXPECT_EQ(mproc_popen_create(&p, ptr(mproc_popen_opts{.argv = argv})), MPROC_EPERM);
   EXPECT_NE(std::string(mproc_last_error()).find("ENOEXEC"), std::string::npos) << mproc_last_error();
   EXPECT_EQ(mproc_popen_create(&p, ptr(mproc_popen_opts{.argv = argv, .pass_fds = keep, .pass_fds_count = 1})),
-            MPROC_EPERM);  // the vfork engine, through its error pipe
+            MPROC_EPERM); // the vfork engine, through its error pipe
   EXPECT_NE(std::string(mproc_last_error()).find("ENOEXEC"), std::string::npos) << mproc_last_error();
-  EXPECT_EQ(waitpid(-1, nullptr, WNOHANG), -1);  // nothing left to reap
+  EXPECT_EQ(waitpid(-1, nullptr, WNOHANG), -1); // nothing left to reap
   unlink(f.c_str());
   rmdir(dir);
 }
@@ -117,12 +120,12 @@ TEST(PosixSignals, IgnoredSigpipeIsRestoredAndMaskIsEmptyInTheChild) {
   struct sigaction ign = {}, old_pipe = {}, old_int = {};
   ign.sa_handler = SIG_IGN;
   sigaction(SIGPIPE, &ign, &old_pipe);
-  sigaction(SIGINT, &ign, &old_int);  // other ignored signals are inherited, as exec specifies (nohup)
+  sigaction(SIGINT, &ign, &old_int); // other ignored signals are inherited, as exec specifies (nohup)
   sigset_t block, old_mask;
   sigemptyset(&block);
   sigaddset(&block, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &block, &old_mask);
-  LeakyFd passed;  // and the same through the vfork engine
+  LeakyFd passed; // and the same through the vfork engine
   mproc_os_handle keep[] = {passed.fd};
   for (int engine = 0; engine < 2; ++engine) {
     mproc_popen_opts o{};
@@ -155,8 +158,8 @@ TEST(PosixSignals, SigchldIsNeverTakenOver) {
     ASSERT_EQ(c.rc, 0);
   }
   sigaction(SIGCHLD, nullptr, &now);
-  EXPECT_EQ(now.sa_handler, &on_chld);  // still the application's handler
-  EXPECT_GE(g_chld.load(), 1);          // and the application still sees its SIGCHLDs
+  EXPECT_EQ(now.sa_handler, &on_chld); // still the application's handler
+  EXPECT_GE(g_chld.load(), 1);         // and the application still sees its SIGCHLDs
   sigaction(SIGCHLD, &old, nullptr);
 }
 
@@ -165,16 +168,16 @@ TEST(PosixSignals, BrokenPipeLeavesNoPendingSigpipe) {
   const char *argv[] = {h.c_str(), "exit", "0", nullptr};
   std::vector<char> big(4 << 20, 'x');
   mproc_completed r;
-  ASSERT_EQ(mproc_run(ptr(mproc_popen_opts{.argv = argv, .input = big.data(), .input_len = big.size()}), MPROC_INFINITE,
-                      &r),
-            0);
+  ASSERT_EQ(
+      mproc_run(ptr(mproc_popen_opts{.argv = argv, .input = big.data(), .input_len = big.size()}), MPROC_INFINITE, &r),
+      0);
   mproc_completed_free(&r);
   sigset_t pending;
   sigpending(&pending);
   EXPECT_EQ(sigismember(&pending, SIGPIPE), 0);
   struct sigaction now = {};
   sigaction(SIGPIPE, nullptr, &now);
-  EXPECT_EQ(now.sa_handler, SIG_DFL);  // the disposition was never changed
+  EXPECT_EQ(now.sa_handler, SIG_DFL); // the disposition was never changed
 }
 
 TEST(PosixThreads, ConcurrentSpawnsLeakNoFdIntoTheWrongChild) {
@@ -198,8 +201,8 @@ TEST(PosixThreads, ConcurrentSpawnsLeakNoFdIntoTheWrongChild) {
         mproc_completed r;
         // stdin and stdout are pipes: while other threads hold their own pipe ends open, none of
         // them may show up in this child (all are created close-on-exec and closed by closefrom)
-        int rc = mproc_run(ptr(mproc_popen_opts{.argv = argv, .inherit_fds = true, .input = "", .input_len = 0,
-                                                .capture_output = true}),
+        int rc = mproc_run(ptr(mproc_popen_opts{
+                               .argv = argv, .inherit_fds = true, .input = "", .input_len = 0, .capture_output = true}),
                            MPROC_INFINITE, &r);
         std::string got = r.stdout_data ? r.stdout_data : "";
         if (rc != 0 || got != expect) {
@@ -226,7 +229,7 @@ TEST(PosixSignals, AChildReapedBehindOurBackIsNeverSignalledThroughAReusedPid) {
   ASSERT_EQ(mproc_popen_create(&p, ptr(mproc_popen_opts{.argv = argv})), 0);
   pid_t pid = (pid_t)mproc_popen_pid(p);
   int st = 0;
-  ASSERT_EQ(waitpid(pid, &st, 0), pid);  // behind mproc's back
+  ASSERT_EQ(waitpid(pid, &st, 0), pid); // behind mproc's back
   // Make the next fork get the same pid, where the system lets us.
   pid_t other = -1;
   for (int attempt = 0; attempt < 20 && other != pid; ++attempt) {

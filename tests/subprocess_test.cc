@@ -50,7 +50,7 @@ std::string slurp(const fs::path &p) {
 // The returncode a SIGKILL / TerminateProcess gives.
 int killed_code() { return kWindows ? 1 : -MPROC_SIGKILL; }
 
-}  // namespace
+} // namespace
 
 // ---- run / call / check_* ------------------------------------------------------------------
 
@@ -92,12 +92,12 @@ TEST(Run, WithoutCaptureOutputIsNull) {
 
 TEST(Run, InputIsSentToStdin) {
   Argv a({"echo"});
-  const char msg[] = "hello\0world";  // binary-safe
+  const char msg[] = "hello\0world"; // binary-safe
   mproc_completed r;
-  ASSERT_EQ(mproc_run(ptr(mproc_popen_opts{.argv = a.get(), .input = msg, .input_len = sizeof msg,
-                                          .capture_output = true}),
-                      MPROC_INFINITE, &r),
-            0)
+  ASSERT_EQ(
+      mproc_run(ptr(mproc_popen_opts{.argv = a.get(), .input = msg, .input_len = sizeof msg, .capture_output = true}),
+                MPROC_INFINITE, &r),
+      0)
       << mproc_last_error();
   EXPECT_EQ(std::string(r.stdout_data, r.stdout_len), std::string(msg, sizeof msg));
   mproc_completed_free(&r);
@@ -169,8 +169,9 @@ TEST(Run, CheckOutput) {
   EXPECT_STREQ(r.stdout_data, "half");
   EXPECT_EQ(r.returncode, 2);
   mproc_completed_free(&r);
-  EXPECT_EQ(mproc_check_output(ptr(mproc_popen_opts{.argv = a.get(), .stdout_mode = MPROC_DEVNULL}), MPROC_INFINITE, &r),
-            MPROC_EINVAL);
+  EXPECT_EQ(
+      mproc_check_output(ptr(mproc_popen_opts{.argv = a.get(), .stdout_mode = MPROC_DEVNULL}), MPROC_INFINITE, &r),
+      MPROC_EINVAL);
   mproc_completed_free(&r);
 }
 
@@ -202,8 +203,9 @@ TEST(Run, HelperTurnsOffCrashDialogsForItself) {
   ASSERT_NE(w, std::string::npos) << c.out;
   unsigned long mode = std::strtoul(c.out.c_str() + 8, nullptr, 16);
   std::string wer = c.out.substr(w + 5);
-  EXPECT_EQ(mode & 0x8003u, 0x8003u) << c.out;  // SEM_FAILCRITICALERRORS | SEM_NOGPFAULTERRORBOX | SEM_NOOPENFILEERRORBOX
-  if (wer != "?") {  // WerGetFlags answers (not under wine): NO_UI (0x20) or QUEUE (0x2)
+  EXPECT_EQ(mode & 0x8003u, 0x8003u)
+      << c.out;     // SEM_FAILCRITICALERRORS | SEM_NOGPFAULTERRORBOX | SEM_NOOPENFILEERRORBOX
+  if (wer != "?") { // WerGetFlags answers (not under wine): NO_UI (0x20) or QUEUE (0x2)
     EXPECT_NE(std::strtoul(wer.c_str(), nullptr, 16) & 0x22u, 0u) << c.out;
   }
 }
@@ -214,7 +216,7 @@ TEST(Run, CrashIsReportedInReturncode) {
   Captured abrt = run_helper({"crash", "abort"});
   ASSERT_EQ(abrt.rc, 0) << mproc_last_error();
   if (kWindows) {
-    EXPECT_EQ((unsigned)segv.returncode, 0xC0000005u);  // STATUS_ACCESS_VIOLATION
+    EXPECT_EQ((unsigned)segv.returncode, 0xC0000005u); // STATUS_ACCESS_VIOLATION
     EXPECT_TRUE(mproc_test::is_windows_abort_status(abrt.returncode)) << abrt.returncode;
     // a crash status is told apart from "-N = signal N"
     EXPECT_TRUE(mproc_exit_is_crash(segv.returncode));
@@ -222,8 +224,8 @@ TEST(Run, CrashIsReportedInReturncode) {
     char buf[MPROC_EXIT_DESC_SIZE];
     EXPECT_STREQ(mproc_describe_exit(segv.returncode, buf, sizeof buf), "crash 0xC0000005 (STATUS_ACCESS_VIOLATION)");
   } else {
-    EXPECT_EQ(segv.returncode, -11);  // -SIGSEGV
-    EXPECT_EQ(abrt.returncode, -6);   // -SIGABRT
+    EXPECT_EQ(segv.returncode, -11); // -SIGSEGV
+    EXPECT_EQ(abrt.returncode, -6);  // -SIGABRT
     EXPECT_FALSE(mproc_exit_is_crash(segv.returncode));
     EXPECT_EQ(mproc_exit_signal(segv.returncode), 11);
     EXPECT_EQ(mproc_exit_signal(abrt.returncode), 6);
@@ -252,7 +254,7 @@ TEST(Run, GrandchildHoldingPipesCannotMakeATimedOutRunHang) {
   int rc = mproc_run(ptr(mproc_popen_opts{.argv = a.get(), .capture_output = true}), 500, &r);
   EXPECT_EQ(rc, MPROC_ETIMEDOUT);
   ASSERT_NE(r.stdout_data, nullptr);
-  long long gpid = atoll(r.stdout_data);  // the helper printed the grandchild's pid
+  long long gpid = atoll(r.stdout_data); // the helper printed the grandchild's pid
   EXPECT_GT(gpid, 0) << r.stdout_data;
   if (gpid > 0) mproc_test::kill_pid(gpid);
   mproc_completed_free(&r);
@@ -308,7 +310,8 @@ TEST(Start, NotExecutableIsPermissionError) {
 TEST(Start, MissingCwdIsReportedAndNamed) {
   Argv a({"cwd"});
   mproc_popen *p = nullptr;
-  EXPECT_EQ(mproc_popen_create(&p, ptr(mproc_popen_opts{.argv = a.get(), .cwd = "mproc-no-such-dir-abc"})), MPROC_ENOENT);
+  EXPECT_EQ(mproc_popen_create(&p, ptr(mproc_popen_opts{.argv = a.get(), .cwd = "mproc-no-such-dir-abc"})),
+            MPROC_ENOENT);
   EXPECT_NE(std::string(mproc_last_error()).find("mproc-no-such-dir-abc"), std::string::npos) << mproc_last_error();
 }
 
@@ -324,9 +327,10 @@ TEST(Start, BadOptionsAreRejected) {
   EXPECT_EQ(mproc_popen_create(&p, ptr(mproc_popen_opts{.argv = empty})), MPROC_EINVAL);
   EXPECT_EQ(mproc_popen_create(&p, ptr(mproc_popen_opts{.argv = a.get(), .stdout_mode = MPROC_STDOUT})), MPROC_EINVAL);
   EXPECT_EQ(mproc_popen_create(&p, ptr(mproc_popen_opts{.argv = a.get(), .stdin_mode = MPROC_STDOUT})), MPROC_EINVAL);
-  EXPECT_EQ(mproc_popen_create(&p, ptr(mproc_popen_opts{.argv = a.get(), .stdout_mode = MPROC_HANDLE,
-                                                        .stdout_handle = MPROC_NO_HANDLE})),
-            MPROC_EINVAL);
+  EXPECT_EQ(
+      mproc_popen_create(
+          &p, ptr(mproc_popen_opts{.argv = a.get(), .stdout_mode = MPROC_HANDLE, .stdout_handle = MPROC_NO_HANDLE})),
+      MPROC_EINVAL);
   EXPECT_EQ(mproc_popen_create(&p, ptr(mproc_popen_opts{.argv = a.get(), .stdout_mode = MPROC_PATH})), MPROC_EINVAL);
   EXPECT_EQ(mproc_popen_create(&p, ptr(mproc_popen_opts{.argv = a.get(), .stdout_mode = (mproc_stdio_mode)42})),
             MPROC_EINVAL);
@@ -341,17 +345,23 @@ TEST(Start, FailedStartsLeakNoHandles) {
   Argv a({"exit", "0"});
   mproc_popen *p = nullptr;
   // warm up whatever the runtime caches on first use
-  (void)mproc_popen_create(&p, ptr(mproc_popen_opts{.argv = argv, .stdin_mode = MPROC_PIPE, .stdout_mode = MPROC_PIPE}));
-  (void)mproc_popen_create(&p, ptr(mproc_popen_opts{.argv = a.get(), .cwd = "mproc-no-such-dir", .stdout_mode = MPROC_PIPE}));
+  (void)mproc_popen_create(&p,
+                           ptr(mproc_popen_opts{.argv = argv, .stdin_mode = MPROC_PIPE, .stdout_mode = MPROC_PIPE}));
+  (void)mproc_popen_create(
+      &p, ptr(mproc_popen_opts{.argv = a.get(), .cwd = "mproc-no-such-dir", .stdout_mode = MPROC_PIPE}));
   int before = mproc_popen_handle(nullptr, 0) == MPROC_NO_HANDLE ? 0 : 1;
   (void)before;
   // count via the child: the parent's handle count is checked in Leak.* below
   for (int i = 0; i < 20; ++i) {
-    EXPECT_EQ(mproc_popen_create(&p, ptr(mproc_popen_opts{.argv = argv, .stdin_mode = MPROC_PIPE,
-                                                          .stdout_mode = MPROC_PIPE, .stderr_mode = MPROC_PIPE})),
-              MPROC_ENOENT);
-    EXPECT_EQ(mproc_popen_create(&p, ptr(mproc_popen_opts{.argv = a.get(), .cwd = "mproc-no-such-dir",
-                                                          .stdout_mode = MPROC_PIPE, .stderr_mode = MPROC_DEVNULL})),
+    EXPECT_EQ(
+        mproc_popen_create(
+            &p, ptr(mproc_popen_opts{
+                    .argv = argv, .stdin_mode = MPROC_PIPE, .stdout_mode = MPROC_PIPE, .stderr_mode = MPROC_PIPE})),
+        MPROC_ENOENT);
+    EXPECT_EQ(mproc_popen_create(&p, ptr(mproc_popen_opts{.argv = a.get(),
+                                                          .cwd = "mproc-no-such-dir",
+                                                          .stdout_mode = MPROC_PIPE,
+                                                          .stderr_mode = MPROC_DEVNULL})),
               MPROC_ENOENT);
   }
 }
@@ -421,8 +431,8 @@ TEST(Stdio, ExistingHandleForStdout) {
   // Route the child's stdout into the write end of another child's stdin pipe: a handle the parent owns.
   Argv reader({"count"}), writer({"out", "12345"});
   mproc_popen *r = nullptr;
-  ASSERT_EQ(mproc_popen_create(&r, ptr(mproc_popen_opts{.argv = reader.get(), .stdin_mode = MPROC_PIPE,
-                                                        .stdout_mode = MPROC_PIPE})),
+  ASSERT_EQ(mproc_popen_create(
+                &r, ptr(mproc_popen_opts{.argv = reader.get(), .stdin_mode = MPROC_PIPE, .stdout_mode = MPROC_PIPE})),
             0);
   mproc_os_handle h = mproc_popen_handle(r, 0);
   ASSERT_NE(h, MPROC_NO_HANDLE);
@@ -467,7 +477,7 @@ TEST(Env, ExtraExtendsTheParentEnvironment) {
   Captured c = run_helper({"env", "MPROC_EXTRA", "print", "|", "env", "PATH"}, mproc_popen_opts{.env_extra = extra});
   ASSERT_EQ(c.rc, 0) << mproc_last_error();
   EXPECT_EQ(c.out.substr(0, 4), "yes|");
-  EXPECT_NE(c.out.substr(4), "<unset>");  // the inherited PATH is still there
+  EXPECT_NE(c.out.substr(4), "<unset>"); // the inherited PATH is still there
   EXPECT_FALSE(c.out.substr(4).empty());
 }
 
@@ -490,8 +500,9 @@ TEST(Cwd, ChildRunsInTheGivenDirectory) {
 
 TEST(Shell, RunsACommandLine) {
   mproc_completed r;
-  ASSERT_EQ(mproc_run(ptr(mproc_popen_opts{.command = "echo hello && exit 4", .capture_output = true}), MPROC_INFINITE, &r),
-            0)
+  ASSERT_EQ(
+      mproc_run(ptr(mproc_popen_opts{.command = "echo hello && exit 4", .capture_output = true}), MPROC_INFINITE, &r),
+      0)
       << mproc_last_error();
   EXPECT_EQ(r.returncode, 4);
   EXPECT_EQ(std::string(r.stdout_data, 5), "hello");
@@ -511,10 +522,17 @@ TEST(Executable, OverridesTheProgramButKeepsArgv0) {
 }
 
 TEST(Argv, TrickyArgumentsArriveIntact) {
-  std::vector<std::string> args = {"",           " ",        "a b",      "\t",          "\"",          "\\",
-                                   "a\\",        "a\\\\",    "\\\"",     "a\\\\\"b",    "\"quoted\"",  "x\"y z\"",
-                                   "trailing\\", "%PATH%",   "*.c",      "a\"\"b",      "semi;colon",  "new\nline",
-                                   "h\xc3\xa9", "\xe4\xb8\xad\xf0\x9f\x98\x80", "$HOME", "back\\\\slash \\\"q"};
+  std::vector<std::string> args = {"",           " ",
+                                   "a b",        "\t",
+                                   "\"",         "\\",
+                                   "a\\",        "a\\\\",
+                                   "\\\"",       "a\\\\\"b",
+                                   "\"quoted\"", "x\"y z\"",
+                                   "trailing\\", "%PATH%",
+                                   "*.c",        "a\"\"b",
+                                   "semi;colon", "new\nline",
+                                   "h\xc3\xa9",  "\xe4\xb8\xad\xf0\x9f\x98\x80",
+                                   "$HOME",      "back\\\\slash \\\"q"};
   std::vector<std::string> script = {"argv"};
   script.insert(script.end(), args.begin(), args.end());
   Captured c = run_helper(script);
@@ -570,7 +588,7 @@ TEST(Popen, WaitTimeoutThenKill) {
   EXPECT_EQ(mproc_popen_kill(p), 0);
   EXPECT_EQ(mproc_popen_wait(p, MPROC_INFINITE, &code), 0);
   EXPECT_EQ(code, killed_code());
-  EXPECT_EQ(mproc_popen_kill(p), 0);  // reaped: a no-op, never a recycled pid
+  EXPECT_EQ(mproc_popen_kill(p), 0); // reaped: a no-op, never a recycled pid
   EXPECT_EQ(mproc_popen_poll(p, &code), 0);
   mproc_popen_destroy(p);
 }
@@ -605,10 +623,10 @@ TEST(Popen, DestroyWhileRunningKillsAndReaps) {
   Argv a({"sleep", "60000"});
   for (int i = 0; i < 5; ++i) {
     mproc_popen *p = nullptr;
-    ASSERT_EQ(mproc_popen_create(&p, ptr(mproc_popen_opts{.argv = a.get(), .stdin_mode = MPROC_PIPE,
-                                                          .stdout_mode = MPROC_PIPE})),
+    ASSERT_EQ(mproc_popen_create(
+                  &p, ptr(mproc_popen_opts{.argv = a.get(), .stdin_mode = MPROC_PIPE, .stdout_mode = MPROC_PIPE})),
               0);
-    mproc_popen_destroy(p);  // must return (kill + reap); zombies are checked in the POSIX suite
+    mproc_popen_destroy(p); // must return (kill + reap); zombies are checked in the POSIX suite
   }
   mproc_popen_destroy(nullptr);
 }
@@ -629,9 +647,11 @@ TEST_P(Communicate, NeverDeadlocks) {
   std::vector<char> input(cc.input);
   for (size_t i = 0; i < input.size(); ++i) input[i] = mproc_test::pattern_at(i);
   mproc_popen *p = nullptr;
-  ASSERT_EQ(mproc_popen_create(&p, ptr(mproc_popen_opts{.argv = a.get(), .stdin_mode = MPROC_PIPE,
-                                                        .stdout_mode = MPROC_PIPE, .stderr_mode = MPROC_PIPE})),
-            0);
+  ASSERT_EQ(
+      mproc_popen_create(
+          &p, ptr(mproc_popen_opts{
+                  .argv = a.get(), .stdin_mode = MPROC_PIPE, .stdout_mode = MPROC_PIPE, .stderr_mode = MPROC_PIPE})),
+      0);
   char *out = nullptr, *err = nullptr;
   size_t olen = 0, elen = 0;
   ASSERT_EQ(mproc_popen_communicate(p, input.data(), input.size(), MPROC_INFINITE, &out, &olen, &err, &elen), 0)
@@ -643,28 +663,29 @@ TEST_P(Communicate, NeverDeadlocks) {
   mproc_popen_destroy(p);
 }
 
-constexpr size_t kBig = 8u << 20;  // far larger than any pipe buffer
+constexpr size_t kBig = 8u << 20; // far larger than any pipe buffer
 INSTANTIATE_TEST_SUITE_P(
     Sizes, Communicate,
-    ::testing::Values(CommCase{"echo_then_stderr", {"echo", "err", std::to_string(kBig)}, kBig, kBig, kBig},
-                      CommCase{"stderr_then_echo", {"err", std::to_string(kBig), "echo"}, kBig, kBig, kBig},
-                      CommCase{"both_outputs_no_input", {"err", std::to_string(kBig), "out", std::to_string(kBig)}, 0, kBig, kBig},
-                      CommCase{"stdout_then_read", {"out", std::to_string(kBig), "echo"}, 0, kBig, 0},
-                      CommCase{"nothing", {}, 0, 0, 0}),
+    ::testing::Values(
+        CommCase{"echo_then_stderr", {"echo", "err", std::to_string(kBig)}, kBig, kBig, kBig},
+        CommCase{"stderr_then_echo", {"err", std::to_string(kBig), "echo"}, kBig, kBig, kBig},
+        CommCase{"both_outputs_no_input", {"err", std::to_string(kBig), "out", std::to_string(kBig)}, 0, kBig, kBig},
+        CommCase{"stdout_then_read", {"out", std::to_string(kBig), "echo"}, 0, kBig, 0},
+        CommCase{"nothing", {}, 0, 0, 0}),
     [](const ::testing::TestParamInfo<CommCase> &i) { return std::string(i.param.name); });
 
 TEST(Communicate, TimeoutThenResumeLosesAndRepeatsNothing) {
   Argv a({"out", "70000", "err", "5000", "sleep", "1500", "out", "70000"});
   mproc_popen *p = nullptr;
-  ASSERT_EQ(mproc_popen_create(&p, ptr(mproc_popen_opts{.argv = a.get(), .stdout_mode = MPROC_PIPE,
-                                                        .stderr_mode = MPROC_PIPE})),
+  ASSERT_EQ(mproc_popen_create(
+                &p, ptr(mproc_popen_opts{.argv = a.get(), .stdout_mode = MPROC_PIPE, .stderr_mode = MPROC_PIPE})),
             0);
   char *out = (char *)"sentinel", *err = nullptr;
   size_t olen = 99, elen = 0;
   EXPECT_EQ(mproc_popen_communicate(p, nullptr, 0, 100, &out, &olen, &err, &elen), MPROC_ETIMEDOUT);
   EXPECT_EQ(out, nullptr);
   EXPECT_EQ(olen, 0u);
-  EXPECT_EQ(mproc_popen_poll(p, nullptr), MPROC_ETIMEDOUT);  // the child keeps running
+  EXPECT_EQ(mproc_popen_poll(p, nullptr), MPROC_ETIMEDOUT); // the child keeps running
   ASSERT_EQ(mproc_popen_communicate(p, nullptr, 0, MPROC_INFINITE, &out, &olen, &err, &elen), 0) << mproc_last_error();
   ASSERT_EQ(olen, 140000u);
   EXPECT_TRUE(is_pattern(out, 70000, 70000));
@@ -677,14 +698,14 @@ TEST(Communicate, TimeoutThenResumeLosesAndRepeatsNothing) {
 
 TEST(Communicate, UnsentInputIsKeptAcrossATimeout) {
   Argv a({"sleep", "1000", "count"});
-  std::vector<char> input(3u << 20, 'i');  // the pipe cannot take it all before the child reads
+  std::vector<char> input(3u << 20, 'i'); // the pipe cannot take it all before the child reads
   mproc_popen *p = nullptr;
-  ASSERT_EQ(mproc_popen_create(&p, ptr(mproc_popen_opts{.argv = a.get(), .stdin_mode = MPROC_PIPE,
-                                                        .stdout_mode = MPROC_PIPE})),
+  ASSERT_EQ(mproc_popen_create(
+                &p, ptr(mproc_popen_opts{.argv = a.get(), .stdin_mode = MPROC_PIPE, .stdout_mode = MPROC_PIPE})),
             0);
   char *out = nullptr;
   {
-    std::vector<char> transient(input);  // the caller's buffer goes away after the call
+    std::vector<char> transient(input); // the caller's buffer goes away after the call
     EXPECT_EQ(mproc_popen_communicate(p, transient.data(), transient.size(), 100, &out, nullptr, nullptr, nullptr),
               MPROC_ETIMEDOUT);
     std::fill(transient.begin(), transient.end(), 'X');
@@ -709,8 +730,8 @@ TEST(Communicate, InputWithoutStdinPipeIsAStateError) {
 TEST(Streaming, WriteReadAndEndOfFile) {
   Argv a({"echo"});
   mproc_popen *p = nullptr;
-  ASSERT_EQ(mproc_popen_create(&p, ptr(mproc_popen_opts{.argv = a.get(), .stdin_mode = MPROC_PIPE,
-                                                        .stdout_mode = MPROC_PIPE})),
+  ASSERT_EQ(mproc_popen_create(
+                &p, ptr(mproc_popen_opts{.argv = a.get(), .stdin_mode = MPROC_PIPE, .stdout_mode = MPROC_PIPE})),
             0);
   size_t n = 0;
   ASSERT_EQ(mproc_popen_write(p, "ping", 4, MPROC_INFINITE, &n), 0) << mproc_last_error();
@@ -723,13 +744,13 @@ TEST(Streaming, WriteReadAndEndOfFile) {
     got.append(buf, n);
   }
   EXPECT_EQ(got, "ping");
-  EXPECT_EQ(mproc_popen_read(p, 1, buf, sizeof buf, 50, &n), MPROC_ETIMEDOUT);  // nothing more yet
+  EXPECT_EQ(mproc_popen_read(p, 1, buf, sizeof buf, 50, &n), MPROC_ETIMEDOUT); // nothing more yet
   ASSERT_EQ(mproc_popen_close_stdin(p), 0);
   EXPECT_EQ(mproc_popen_close_stdin(p), MPROC_ESTATE);
   ASSERT_EQ(mproc_popen_read(p, 1, buf, sizeof buf, MPROC_INFINITE, &n), 0);
-  EXPECT_EQ(n, 0u);  // end of file
+  EXPECT_EQ(n, 0u); // end of file
   EXPECT_EQ(mproc_popen_read(p, 0, buf, sizeof buf, 0, &n), MPROC_EINVAL);
-  EXPECT_EQ(mproc_popen_read(p, 2, buf, sizeof buf, 0, &n), MPROC_ESTATE);  // stderr is not a pipe
+  EXPECT_EQ(mproc_popen_read(p, 2, buf, sizeof buf, 0, &n), MPROC_ESTATE); // stderr is not a pipe
   int code = -1;
   EXPECT_EQ(mproc_popen_wait(p, MPROC_INFINITE, &code), 0);
   mproc_popen_destroy(p);
@@ -757,13 +778,15 @@ TEST(Leak, HandleCountIsStableOverManyRuns) {
               0);
     mproc_completed_free(&r);
     mproc_popen *p = nullptr;
-    ASSERT_EQ(mproc_popen_create(&p, ptr(mproc_popen_opts{.argv = a.get(), .stdin_mode = MPROC_PIPE,
-                                                          .stdout_mode = MPROC_PIPE, .stderr_mode = MPROC_STDOUT})),
+    ASSERT_EQ(mproc_popen_create(&p, ptr(mproc_popen_opts{.argv = a.get(),
+                                                          .stdin_mode = MPROC_PIPE,
+                                                          .stdout_mode = MPROC_PIPE,
+                                                          .stderr_mode = MPROC_STDOUT})),
               0);
     mproc_popen_destroy(p);
   };
   once();
-  char *self = nullptr;  // the same handle-counting the PAL uses, through the child: count our own
+  char *self = nullptr; // the same handle-counting the PAL uses, through the child: count our own
   (void)self;
   int before = -1, after = -1;
   Captured probe;
@@ -807,11 +830,13 @@ TEST(Pipeline, StdoutOfOneProgramIsTheNextOnesStdin) {
   mproc_popen *p1 = nullptr, *p2 = nullptr;
   ASSERT_EQ(mproc_popen_create(&p1, ptr(mproc_popen_opts{.argv = a1.get(), .stdout_mode = MPROC_PIPE})), 0)
       << mproc_last_error();
-  ASSERT_EQ(mproc_popen_create(&p2, ptr(mproc_popen_opts{.argv = a2.get(), .stdin_mode = MPROC_STDOUT_OF,
-                                                         .stdout_mode = MPROC_PIPE, .stdin_from = p1})),
-            0)
+  ASSERT_EQ(
+      mproc_popen_create(
+          &p2, ptr(mproc_popen_opts{
+                   .argv = a2.get(), .stdin_mode = MPROC_STDOUT_OF, .stdout_mode = MPROC_PIPE, .stdin_from = p1})),
+      0)
       << mproc_last_error();
-  EXPECT_EQ(mproc_popen_handle(p1, 1), MPROC_NO_HANDLE);  // handed on: the parent no longer holds it
+  EXPECT_EQ(mproc_popen_handle(p1, 1), MPROC_NO_HANDLE); // handed on: the parent no longer holds it
   char *out = nullptr, *err = nullptr;
   size_t olen = 0, elen = 0;
   ASSERT_EQ(mproc_popen_communicate(p2, nullptr, 0, 60000, &out, &olen, &err, &elen), 0) << mproc_last_error();
@@ -833,9 +858,11 @@ TEST(Pipeline, WriterEndsWhenTheReaderStopsEarly) {
   Argv a1({"out", "50000000"}), a2({"read", "10"});
   mproc_popen *p1 = nullptr, *p2 = nullptr;
   ASSERT_EQ(mproc_popen_create(&p1, ptr(mproc_popen_opts{.argv = a1.get(), .stdout_mode = MPROC_PIPE})), 0);
-  ASSERT_EQ(mproc_popen_create(&p2, ptr(mproc_popen_opts{.argv = a2.get(), .stdin_mode = MPROC_STDOUT_OF,
-                                                         .stdout_mode = MPROC_DEVNULL, .stdin_from = p1})),
-            0)
+  ASSERT_EQ(
+      mproc_popen_create(
+          &p2, ptr(mproc_popen_opts{
+                   .argv = a2.get(), .stdin_mode = MPROC_STDOUT_OF, .stdout_mode = MPROC_DEVNULL, .stdin_from = p1})),
+      0)
       << mproc_last_error();
   int rc2 = -1, rc1 = 0;
   EXPECT_EQ(mproc_popen_wait(p2, 60000, &rc2), 0);
@@ -851,13 +878,13 @@ TEST(Pipeline, BadUses) {
   mproc_popen *p1 = nullptr, *p2 = nullptr;
   EXPECT_EQ(mproc_popen_create(&p2, ptr(mproc_popen_opts{.argv = a.get(), .stdin_mode = MPROC_STDOUT_OF})),
             MPROC_EINVAL);
-  ASSERT_EQ(mproc_popen_create(&p1, ptr(mproc_popen_opts{.argv = a.get()})), 0);  // no stdout pipe
-  EXPECT_EQ(mproc_popen_create(&p2, ptr(mproc_popen_opts{.argv = a.get(), .stdin_mode = MPROC_STDOUT_OF,
-                                                         .stdin_from = p1})),
-            MPROC_ESTATE);
-  EXPECT_EQ(mproc_popen_create(&p2, ptr(mproc_popen_opts{.argv = a.get(), .stdout_mode = MPROC_STDOUT_OF,
-                                                         .stdin_from = p1})),
-            MPROC_EINVAL);
+  ASSERT_EQ(mproc_popen_create(&p1, ptr(mproc_popen_opts{.argv = a.get()})), 0); // no stdout pipe
+  EXPECT_EQ(
+      mproc_popen_create(&p2, ptr(mproc_popen_opts{.argv = a.get(), .stdin_mode = MPROC_STDOUT_OF, .stdin_from = p1})),
+      MPROC_ESTATE);
+  EXPECT_EQ(
+      mproc_popen_create(&p2, ptr(mproc_popen_opts{.argv = a.get(), .stdout_mode = MPROC_STDOUT_OF, .stdin_from = p1})),
+      MPROC_EINVAL);
   EXPECT_EQ(p2, nullptr);
   EXPECT_EQ(mproc_popen_wait(p1, 60000, nullptr), 0);
   mproc_popen_destroy(p1);

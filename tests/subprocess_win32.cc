@@ -72,8 +72,8 @@ bool under_wine() {
       for (auto &a : v) s += "[" + narrow(a) + "] ";
       return s;
     };
-    return ::testing::AssertionFailure() << "command line [" << narrow(line) << "]\n  gave " << show(got)
-                                         << "\n  want " << show(args);
+    return ::testing::AssertionFailure() << "command line [" << narrow(line) << "]\n  gave " << show(got) << "\n  want "
+                                         << show(args);
   }
   return ::testing::AssertionSuccess();
 }
@@ -156,17 +156,41 @@ std::string pattern(size_t n) {
   return s;
 }
 
-}  // namespace
+} // namespace
 
 // ---- command-line quoting ---------------------------------------------------------------------------
 
 TEST(Win32Quote, FixedCasesRoundTrip) {
-  const std::vector<std::wstring> tricky = {
-      L"",        L" ",          L"a b",        L"\t",         L"\"",          L"\\",       L"\\\\",
-      L"a\\",     L"a\\\\",      L"\\\"",       L"a\\\\\"b",   L"\"quoted\"",  L"x\"y z\"", L"trailing\\",
-      L"a b\\",   L"a b\\\\",    L"\\\\\\\"",   L"%PATH%",     L"*.c",         L"a\"\"b",   L"\"\"",
-      L"new\nline", L"\x00e9t\x00e9", L"\x4e2d\xd83d\xde00", L"back\\\\slash \\\"q", L"a\\b\\c d\\e",
-      L"--flag=\"x y\"", L"\\\\server\\share\\", L"ends with space ", L" starts with space"};
+  const std::vector<std::wstring> tricky = {L"",
+                                            L" ",
+                                            L"a b",
+                                            L"\t",
+                                            L"\"",
+                                            L"\\",
+                                            L"\\\\",
+                                            L"a\\",
+                                            L"a\\\\",
+                                            L"\\\"",
+                                            L"a\\\\\"b",
+                                            L"\"quoted\"",
+                                            L"x\"y z\"",
+                                            L"trailing\\",
+                                            L"a b\\",
+                                            L"a b\\\\",
+                                            L"\\\\\\\"",
+                                            L"%PATH%",
+                                            L"*.c",
+                                            L"a\"\"b",
+                                            L"\"\"",
+                                            L"new\nline",
+                                            L"\x00e9t\x00e9",
+                                            L"\x4e2d\xd83d\xde00",
+                                            L"back\\\\slash \\\"q",
+                                            L"a\\b\\c d\\e",
+                                            L"--flag=\"x y\"",
+                                            L"\\\\server\\share\\",
+                                            L"ends with space ",
+                                            L" starts with space"};
   for (auto &a : tricky) EXPECT_TRUE(round_trips({L"prog", a})) << narrow(a);
   EXPECT_TRUE(round_trips({L"prog"}));
   EXPECT_TRUE(round_trips({L"prog", L"", L"", L""}));
@@ -181,7 +205,7 @@ TEST(Win32Quote, FixedCasesRoundTrip) {
 TEST(Win32Quote, RandomArgumentsRoundTrip) {
   // An alphabet of everything the parsers treat specially, plus non-ASCII (a surrogate pair too).
   const std::vector<std::wstring> alphabet = {L"a", L" ", L"\t", L"\"", L"\\", L"\x00e9", L"\x4e2d", L"\xd83d\xde00"};
-  std::mt19937 rng(20240607);  // fixed seed: a failure reproduces
+  std::mt19937 rng(20240607); // fixed seed: a failure reproduces
   int checked = 0;
   for (int iter = 0; iter < 5000; ++iter) {
     std::vector<std::wstring> args;
@@ -191,7 +215,7 @@ TEST(Win32Quote, RandomArgumentsRoundTrip) {
       size_t len = rng() % 12;
       for (size_t k = 0; k < len; ++k) {
         const std::wstring &piece = alphabet[rng() % alphabet.size()];
-        if (i == 0 && piece == L"\"") continue;  // a program name cannot hold a quote
+        if (i == 0 && piece == L"\"") continue; // a program name cannot hold a quote
         a += piece;
       }
       args.push_back(a);
@@ -218,7 +242,7 @@ std::vector<std::wstring> block_entries(const wchar_t *b) {
   for (const wchar_t *e = b; *e; e += wcslen(e) + 1) v.push_back(e);
   return v;
 }
-}  // namespace
+} // namespace
 
 TEST(Win32Env, ReplacedEnvironmentIsSortedAndKeepsSystemVariables) {
   const char *env[] = {"zeta=1", "Alpha=2", "MIDDLE=3", "alpha=4", "_under=5", "b=", nullptr};
@@ -228,7 +252,8 @@ TEST(Win32Env, ReplacedEnvironmentIsSortedAndKeepsSystemVariables) {
   // sorted case-insensitively by name, as Windows requires
   for (size_t i = 1; i < v.size(); ++i) {
     std::wstring a = v[i - 1].substr(0, v[i - 1].find(L'=', 1)), b = v[i].substr(0, v[i].find(L'=', 1));
-    EXPECT_EQ(CompareStringOrdinal(a.c_str(), -1, b.c_str(), -1, TRUE), CSTR_LESS_THAN) << narrow(a) << " / " << narrow(b);
+    EXPECT_EQ(CompareStringOrdinal(a.c_str(), -1, b.c_str(), -1, TRUE), CSTR_LESS_THAN)
+        << narrow(a) << " / " << narrow(b);
   }
   // the later of Alpha / alpha wins, once
   EXPECT_STREQ(mproc__win32_env_find(block, L"ALPHA"), L"4");
@@ -251,7 +276,7 @@ TEST(Win32Env, CallerSettingsOfSystemVariablesWin) {
   wchar_t *block = nullptr;
   ASSERT_EQ(mproc__win32_env_block(env, extra, &block), 0) << mproc_last_error();
   EXPECT_STREQ(mproc__win32_env_find(block, L"SYSTEMROOT"), L"C:\\elsewhere");
-  EXPECT_EQ(mproc__win32_env_find(block, L"WINDIR"), nullptr);  // removed on purpose by env_extra
+  EXPECT_EQ(mproc__win32_env_find(block, L"WINDIR"), nullptr); // removed on purpose by env_extra
   EXPECT_STREQ(mproc__win32_env_find(block, L"temp"), L"C:\\t");
   int roots = 0;
   for (auto &e : block_entries(block)) roots += _wcsnicmp(e.c_str(), L"systemroot=", 11) == 0;
@@ -267,7 +292,7 @@ TEST(Win32Env, ExtraAppliesCaseInsensitivelyOnTheParentEnvironment) {
   SetEnvironmentVariableW(L"MPROC_W32_CASE", nullptr);
   EXPECT_STREQ(mproc__win32_env_find(block, L"MPROC_W32_CASE"), L"child");
   EXPECT_STREQ(mproc__win32_env_find(block, L"MPROC_W32_NEW"), L"\x00e9");
-  EXPECT_EQ(mproc__win32_env_find(block, L"PATH"), nullptr);  // "Path" removed "PATH"
+  EXPECT_EQ(mproc__win32_env_find(block, L"PATH"), nullptr); // "Path" removed "PATH"
   EXPECT_NE(mproc__win32_env_find(block, L"SYSTEMROOT"), nullptr);
   int cases = 0;
   for (auto &e : block_entries(block)) cases += _wcsnicmp(e.c_str(), L"mproc_w32_case=", 15) == 0;
@@ -278,7 +303,7 @@ TEST(Win32Env, ExtraAppliesCaseInsensitivelyOnTheParentEnvironment) {
 TEST(Win32Env, EdgeCases) {
   wchar_t *block = (wchar_t *)1;
   EXPECT_EQ(mproc__win32_env_block(nullptr, nullptr, &block), 0);
-  EXPECT_EQ(block, nullptr);  // inherit as it is
+  EXPECT_EQ(block, nullptr); // inherit as it is
   const char *bad[] = {"NOVALUE", nullptr};
   EXPECT_EQ(mproc__win32_env_block(bad, nullptr, &block), MPROC_EINVAL);
   EXPECT_NE(std::string(mproc_last_error()).find("NOVALUE"), std::string::npos);
@@ -327,7 +352,8 @@ TEST(Win32Pipe, NobodyElseCanOpenOrServeTheName) {
   ASSERT_TRUE(GetFileInformationByHandleEx((HANDLE)parent, FileNameInfo, info, sizeof info)) << GetLastError();
   const FILE_NAME_INFO *fni = (const FILE_NAME_INFO *)info;
   std::wstring name = L"\\\\.\\pipe" + std::wstring(fni->FileName, fni->FileNameLength / sizeof(wchar_t));
-  EXPECT_NE(name.find(L"\\mproc-io-" + std::to_wstring(GetCurrentProcessId()) + L"-"), std::wstring::npos) << narrow(name);
+  EXPECT_NE(name.find(L"\\mproc-io-" + std::to_wstring(GetCurrentProcessId()) + L"-"), std::wstring::npos)
+      << narrow(name);
   // a second client: the one instance is taken (ours is connected)
   HANDLE c2 = CreateFileW(name.c_str(), GENERIC_READ, 0, nullptr, OPEN_EXISTING, 0, nullptr);
   EXPECT_EQ(c2, INVALID_HANDLE_VALUE);
@@ -343,7 +369,8 @@ TEST(Win32Pipe, NobodyElseCanOpenOrServeTheName) {
   // enforce FILE_FLAG_FIRST_PIPE_INSTANCE (docs/windows-and-packaging.md section 2), so only Windows checks it.
   if (under_wine()) GTEST_SKIP() << "wine does not enforce FILE_FLAG_FIRST_PIPE_INSTANCE";
   std::wstring squat = L"\\\\.\\pipe\\mproc-squat-test-" + std::to_wstring(GetCurrentProcessId());
-  HANDLE theirs = CreateNamedPipeW(squat.c_str(), PIPE_ACCESS_DUPLEX, PIPE_TYPE_BYTE, PIPE_UNLIMITED_INSTANCES, 0, 0, 0, nullptr);
+  HANDLE theirs =
+      CreateNamedPipeW(squat.c_str(), PIPE_ACCESS_DUPLEX, PIPE_TYPE_BYTE, PIPE_UNLIMITED_INSTANCES, 0, 0, 0, nullptr);
   ASSERT_NE(theirs, INVALID_HANDLE_VALUE);
   HANDLE ours = CreateNamedPipeW(squat.c_str(), PIPE_ACCESS_DUPLEX | FILE_FLAG_FIRST_PIPE_INSTANCE, PIPE_TYPE_BYTE,
                                  PIPE_UNLIMITED_INSTANCES, 0, 0, 0, nullptr);
@@ -362,13 +389,13 @@ TEST(Win32Pipe, ReadTimesOutThenGetsDataThenEndOfFile) {
   EXPECT_EQ(n, 0u);
   EXPECT_EQ(mproc__pal_read(parent, buf, sizeof buf, mproc__deadline_from_timeout(0), &n), MPROC_ETIMEDOUT);
   DWORD w = 0;
-  ASSERT_TRUE(WriteFile((HANDLE)child, "", 0, &w, nullptr));  // a zero-length write is not end of file
+  ASSERT_TRUE(WriteFile((HANDLE)child, "", 0, &w, nullptr)); // a zero-length write is not end of file
   ASSERT_TRUE(WriteFile((HANDLE)child, "hello", 5, &w, nullptr));
   ASSERT_EQ(mproc__pal_read(parent, buf, sizeof buf, mproc__deadline_from_timeout(0), &n), 0) << mproc_last_error();
   EXPECT_EQ(std::string(buf, n), "hello");
   mproc__pal_close(child);
   EXPECT_EQ(mproc__pal_read(parent, buf, sizeof buf, INT64_MAX, &n), 0);
-  EXPECT_EQ(n, 0u);  // end of file
+  EXPECT_EQ(n, 0u); // end of file
   mproc__pal_close(parent);
 }
 
@@ -407,7 +434,8 @@ TEST(Win32Pipe, TimedOutWritesNeitherLoseNorRepeatBytes) {
   std::mt19937 rng(11);
   while (off < data.size()) {
     size_t n = 0;
-    int rc = mproc__pal_write(parent, data.data() + off, data.size() - off, mproc__deadline_from_timeout(rng() % 3), &n);
+    int rc =
+        mproc__pal_write(parent, data.data() + off, data.size() - off, mproc__deadline_from_timeout(rng() % 3), &n);
     ASSERT_TRUE(rc == 0 || rc == MPROC_ETIMEDOUT) << mproc_last_error();
     timeouts += n < data.size() - off;
     off += n;
@@ -416,7 +444,7 @@ TEST(Win32Pipe, TimedOutWritesNeitherLoseNorRepeatBytes) {
   mproc__pal_close(parent);
   reader.join();
   mproc__pal_close(child);
-  EXPECT_GT(timeouts, 0);  // the test did exercise cancellation
+  EXPECT_GT(timeouts, 0); // the test did exercise cancellation
   ASSERT_EQ(got.size(), data.size()) << calls << " calls, " << timeouts << " cut short";
   EXPECT_TRUE(got == data);
 }
@@ -426,13 +454,13 @@ TEST(Win32Pipe, WriteWithPastDeadlineMovesWhatFits) {
   ASSERT_EQ(mproc__pal_pipe(false, &parent, &child), 0);
   std::string data = pattern(1u << 20);
   size_t n = 0;
-  ASSERT_EQ(mproc__pal_write(parent, data.data(), 1000, 0, &n), 0);  // fits: goes at once
+  ASSERT_EQ(mproc__pal_write(parent, data.data(), 1000, 0, &n), 0); // fits: goes at once
   EXPECT_EQ(n, 1000u);
   ASSERT_EQ(mproc__pal_write(parent, data.data() + 1000, data.size() - 1000, 0, &n), 0) << mproc_last_error();
-  EXPECT_GT(n, 0u);  // filled the rest of the buffer, without waiting
+  EXPECT_GT(n, 0u); // filled the rest of the buffer, without waiting
   EXPECT_LE(n + 1000, (size_t)MPROC__WIN32_PIPE_OUT_BUFFER);
   size_t first = n + 1000;
-  EXPECT_EQ(mproc__pal_write(parent, data.data() + first, 10, 0, &n), MPROC_ETIMEDOUT);  // full
+  EXPECT_EQ(mproc__pal_write(parent, data.data() + first, 10, 0, &n), MPROC_ETIMEDOUT); // full
   EXPECT_EQ(n, 0u);
   std::string got(first, '\0');
   DWORD r = 0, total = 0;
@@ -461,7 +489,7 @@ struct Exchange {
     mproc__pal_close(err_child);
     comm.in = c.in;
     comm.out = c.out;
-    c.in = c.out = MPROC_NO_HANDLE;  // communicate owns them now
+    c.in = c.out = MPROC_NO_HANDLE; // communicate owns them now
     comm.input = input.data();
     comm.input_len = input.size();
     comm.out_buf = &out;
@@ -475,7 +503,7 @@ struct Exchange {
     mproc__buf_free(&err);
   }
 };
-}  // namespace
+} // namespace
 
 TEST(Win32Communicate, RepeatedTimeoutsLoseAndRepeatNothing) {
   // echo: everything written comes back. Deadlines of 0-3 ms cut the exchange again and again: while the
@@ -518,7 +546,7 @@ TEST(Win32Communicate, ChildThatStopsReadingDropsTheRestOfTheInput) {
   ASSERT_EQ(x.rc, 0) << mproc_last_error();
   ASSERT_EQ(mproc__pal_communicate(&x.comm, INT64_MAX), 0) << mproc_last_error();
   EXPECT_EQ(std::string(x.out.data, x.out.len), "done");
-  EXPECT_LT(x.comm.input_off, x.input.size());  // not an error: the rest is dropped
+  EXPECT_LT(x.comm.input_off, x.input.size()); // not an error: the rest is dropped
   EXPECT_EQ(x.comm.in, MPROC_NO_HANDLE);
   EXPECT_EQ(mproc__pal_wait(&x.c.child, INT64_MAX), 0);
 }
@@ -580,7 +608,7 @@ std::string as_lines(const std::vector<std::string> &args) {
   return s;
 }
 
-}  // namespace
+} // namespace
 
 TEST(Win32Argv, RandomAsciiArgumentsReachTheHelperThroughRun) {
   // mproc_run -> the portable engine -> this PAL -> CreateProcessW -> the helper's msvcrt main().
@@ -607,10 +635,12 @@ TEST(Win32Argv, UnicodeArgumentsArriveIntact) {
   std::string exe(self);
   mproc_free(self);
   std::mt19937 rng(5);
-  const std::vector<std::string> alphabet = {"a", " ", "\t", "\"", "\\", "\xc3\xa9", "\xe4\xb8\xad", "\xf0\x9f\x98\x80"};
+  const std::vector<std::string> alphabet = {"a",  " ",        "\t",           "\"",
+                                             "\\", "\xc3\xa9", "\xe4\xb8\xad", "\xf0\x9f\x98\x80"};
   for (int run = 0; run < 6; ++run) {
     std::vector<std::string> args = random_args(rng, alphabet, 30);
-    if (run == 0) args = {"", "h\xc3\xa9llo w\xc3\xb6rld", "\xe4\xb8\xad\xe6\x96\x87\\", "\"\xf0\x9f\x98\x80\"", "a\\\\\"b"};
+    if (run == 0)
+      args = {"", "h\xc3\xa9llo w\xc3\xb6rld", "\xe4\xb8\xad\xe6\x96\x87\\", "\"\xf0\x9f\x98\x80\"", "a\\\\\"b"};
     std::vector<const char *> argv{exe.c_str(), "--mproc-args"};
     for (auto &a : args) argv.push_back(a.c_str());
     argv.push_back(nullptr);
@@ -623,7 +653,7 @@ TEST(Win32Argv, UnicodeArgumentsArriveIntact) {
     ASSERT_EQ(mproc_run(&o, 60000, &r), 0) << mproc_last_error();
     std::string expect = as_lines(args) + "--\n";
 #ifdef __MINGW32__
-    expect += as_lines(args) + "--\n";  // the msvcrt parser agrees
+    expect += as_lines(args) + "--\n"; // the msvcrt parser agrees
 #endif
     EXPECT_EQ(std::string(r.stdout_data, r.stdout_len), expect) << "run " << run;
     mproc_completed_free(&r);
@@ -643,11 +673,11 @@ HANDLE high_value_event(bool inheritable) {
   for (HANDLE f : filler) CloseHandle(f);
   return h;
 }
-}  // namespace
+} // namespace
 
 TEST(Win32Inherit, ChildGetsOnlyItsStdioAndPassFds) {
   HANDLE stray = high_value_event(true);   // inheritable, but not ours to give
-  HANDLE passed = high_value_event(false);  // given on purpose through pass_fds
+  HANDLE passed = high_value_event(false); // given on purpose through pass_fds
   ASSERT_TRUE(stray && passed);
   ASSERT_GE((uintptr_t)stray, 0x800u);
   std::string sv = std::to_string((uintptr_t)stray), pv = std::to_string((uintptr_t)passed);
@@ -655,7 +685,8 @@ TEST(Win32Inherit, ChildGetsOnlyItsStdioAndPassFds) {
   EXPECT_EQ(run_out({"hasfd", sv, "print", "|", "hasfd", pv}), "no|no");
   // pass_fds: that handle arrives with its value; its flag in the parent is restored afterwards
   mproc__spawn_req req{};
-  mproc_os_handle pass[] = {(mproc_os_handle)(uintptr_t)passed, (mproc_os_handle)(uintptr_t)passed};  // twice: listed once
+  mproc_os_handle pass[] = {(mproc_os_handle)(uintptr_t)passed,
+                            (mproc_os_handle)(uintptr_t)passed}; // twice: listed once
   req.pass_fds = pass;
   req.pass_fds_count = 2;
   req.stdio[0] = req.stdio[2] = MPROC_NO_HANDLE;
@@ -684,7 +715,7 @@ TEST(Win32Inherit, StdoutAndStderrOnOneHandle) {
   mproc_os_handle parent, child;
   ASSERT_EQ(mproc__pal_pipe(true, &parent, &child), 0);
   req.stdio[0] = MPROC_NO_HANDLE;
-  req.stdio[1] = req.stdio[2] = child;  // listed once, or CreateProcessW would fail
+  req.stdio[1] = req.stdio[2] = child; // listed once, or CreateProcessW would fail
   Child c;
   ASSERT_EQ(start(c, {"print", "a", "eprint", "b", "print", "c"}, req, false, false), 0) << mproc_last_error();
   mproc__pal_close(child);
@@ -743,7 +774,7 @@ TEST(Win32Inherit, ConcurrentSpawnsNeverHoldEachOthersPipes) {
   for (auto &r : runners) r.join();
   stop = true;
   starter.join();
-  for (Child *c : sleepers) delete c;  // kills and reaps
+  for (Child *c : sleepers) delete c; // kills and reaps
   EXPECT_EQ(failed.load(), 0) << why;
   EXPECT_EQ(late.load(), 0);
 }
@@ -753,7 +784,7 @@ TEST(Win32Inherit, ConcurrentSpawnsNeverHoldEachOthersPipes) {
 TEST(Win32Spawn, ProgramsAreFoundInThePathOfTheChildEnvironment) {
   int code = -1;
   mproc__spawn_req req{};
-  const char *cmd_exit[] = {"cmd", "/c", "exit 7", nullptr};  // no extension: .exe appended
+  const char *cmd_exit[] = {"cmd", "/c", "exit 7", nullptr}; // no extension: .exe appended
   req.argv = cmd_exit;
   req.stdio[0] = req.stdio[2] = MPROC_NO_HANDLE;
   run_out({}, &code, req);
@@ -795,11 +826,11 @@ TEST(Win32Spawn, StartErrorsNameWhatIsMissing) {
   r2.cwd = "C:\\mproc-no-such-cwd";
   EXPECT_EQ(start(c, {"exit", "0"}, r2), MPROC_ENOENT);
   EXPECT_NE(std::string(mproc_last_error()).find("C:\\mproc-no-such-cwd"), std::string::npos) << mproc_last_error();
-  std::string file = helper_path();  // a file, not a directory
+  std::string file = helper_path(); // a file, not a directory
   r2.cwd = file.c_str();
   EXPECT_EQ(start(c, {"exit", "0"}, r2), MPROC_ENOENT);
   EXPECT_NE(std::string(mproc_last_error()).find("not a directory"), std::string::npos) << mproc_last_error();
-  r2.cwd = ".";  // relative: the parent's
+  r2.cwd = "."; // relative: the parent's
   EXPECT_EQ(start(c, {"exit", "0"}, r2), 0) << mproc_last_error();
   const char *quote0[] = {"a\"b", nullptr};
   mproc__spawn_req r3{};
@@ -843,7 +874,7 @@ TEST(Win32Spawn, ShellRunsAQuotedProgramPathWithSpaces) {
 TEST(Win32Spawn, WaitAndSignals) {
   Child c;
   mproc__spawn_req req{};
-  req.new_process_group = true;  // CREATE_NEW_PROCESS_GROUP (console events are not usable under wine)
+  req.new_process_group = true; // CREATE_NEW_PROCESS_GROUP (console events are not usable under wine)
   ASSERT_EQ(start(c, {"sleep", "60000"}, req, false, false), 0) << mproc_last_error();
   EXPECT_GT(c.child.pid, 0);
   EXPECT_EQ(mproc__pal_wait(&c.child, mproc__deadline_from_timeout(0)), MPROC_ETIMEDOUT);
@@ -851,19 +882,19 @@ TEST(Win32Spawn, WaitAndSignals) {
   EXPECT_EQ(mproc__pal_signal(&c.child, MPROC_SIGINT), MPROC_ENOTSUP);
   EXPECT_NE(std::string(mproc_last_error()).find("signal 2"), std::string::npos);
   EXPECT_EQ(mproc__pal_signal(&c.child, MPROC_SIGTERM), 0);
-  EXPECT_EQ(mproc__pal_signal(&c.child, MPROC_SIGKILL), 0);  // already ending: still fine
+  EXPECT_EQ(mproc__pal_signal(&c.child, MPROC_SIGKILL), 0); // already ending: still fine
   ASSERT_EQ(mproc__pal_wait(&c.child, INT64_MAX), 0);
   EXPECT_TRUE(c.child.reaped);
   EXPECT_EQ(c.child.returncode, 1);
-  EXPECT_EQ(mproc__pal_signal(&c.child, MPROC_SIGKILL), 0);  // reaped: a no-op
+  EXPECT_EQ(mproc__pal_signal(&c.child, MPROC_SIGKILL), 0); // reaped: a no-op
   EXPECT_EQ(mproc__pal_wait(&c.child, 0), 0);
-  mproc__child none{};  // never started: refused, never taken for the current process
+  mproc__child none{}; // never started: refused, never taken for the current process
   none.handle = MPROC_NO_HANDLE;
   EXPECT_EQ(mproc__pal_signal(&none, MPROC_SIGKILL), MPROC_EINVAL);
   EXPECT_EQ(mproc__pal_wait(&none, INT64_MAX), MPROC_EINVAL);
   int code = -1;
   run_out({"exit", "300"}, &code);
-  EXPECT_EQ(code, 300);  // 32-bit exit codes are kept
+  EXPECT_EQ(code, 300); // 32-bit exit codes are kept
 }
 
 TEST(Win32Spawn, NoHandleLeaksOnAnyPath) {
@@ -889,7 +920,7 @@ TEST(Win32Spawn, NoHandleLeaksOnAnyPath) {
 // ---- issue 17: batch files, shell children, pipes, long and invalid paths ---------------------------------
 
 extern "C" {
-#include "win32/win32.h"  // mproc__utf8_to_wide, mproc__wide_to_utf8
+#include "win32/win32.h" // mproc__utf8_to_wide, mproc__wide_to_utf8
 }
 
 namespace {
@@ -952,13 +983,13 @@ int run_capture(const std::vector<std::string> &argv, std::string *out, const ch
   return rc;
 }
 
-}  // namespace
+} // namespace
 
 // ---- batch files (BatBadBut, CVE-2024-24576) --------------------------------------------------------
 
 TEST(Win32Batch, CommandLineIsBuiltForCmdRules) {
-  const wchar_t *args[] = {L"plain-#$*+.:?@_/x\\y", L"a b", L"", L"x\"y", L"tr\\", L"a\\\"b", L"&", L"a=b",
-                           L"^|<>()!", L"\x00e9\x4e2d", nullptr};
+  const wchar_t *args[] = {L"plain-#$*+.:?@_/x\\y", L"a b", L"", L"x\"y", L"tr\\", L"a\\\"b", L"&", L"a=b", L"^|<>()!",
+                           L"\x00e9\x4e2d",         nullptr};
   wchar_t *cmd = nullptr;
   ASSERT_EQ(mproc__win32_batch_cmdline(L"C:\\Windows\\System32\\cmd.exe", L"C:\\d i r\\t.bat", args, &cmd), 0)
       << mproc_last_error();
@@ -990,8 +1021,8 @@ TEST(Win32Batch, BatchFilesAreRecognisedAsCreateProcessWouldRunThem) {
   for (const wchar_t *p : {L"C:\\x\\t.bat", L"C:\\x\\T.BAT", L"t.cmd", L"C:\\x\\t.Cmd", L"C:\\x\\t.bat. ",
                            L"C:\\x\\t.bat . .", L"C:\\x\\t.bat...", L"C:\\x\\t.bat::$DATA", L"C:\\x\\.bat"})
     EXPECT_TRUE(mproc__win32_is_batch(p)) << narrow(p);
-  for (const wchar_t *p : {L"C:\\x\\t.exe", L"C:\\x.bat\\t.exe", L"C:\\x\\t.batx", L"C:\\x\\tbat", L"bat", L"C:\\x\\t.com",
-                           L"C:\\x\\t.bat.exe"})
+  for (const wchar_t *p : {L"C:\\x\\t.exe", L"C:\\x.bat\\t.exe", L"C:\\x\\t.batx", L"C:\\x\\tbat", L"bat",
+                           L"C:\\x\\t.com", L"C:\\x\\t.bat.exe"})
     EXPECT_FALSE(mproc__win32_is_batch(p)) << narrow(p);
 }
 
@@ -1015,11 +1046,38 @@ struct ForwardingBatch {
             "\\\"&echo INJECTED>" + marker,
             "\\\\\"&echo INJECTED>" + marker + " \\",
             "x\" | echo INJECTED>" + marker,
-            "^", "^^&echo INJECTED>" + marker, "|", "<", ">", "&", "(", ")", "!PATH!", "a b", "", "\"", "\"\"", "\"\"\"",
-            "a\\", "a\\\\", "\\\"", "\". \"", "x. ", ". ", ";", ",", "=", "a=b", "'", "`", "\t", "a\\b c\\", "-x:y/z"};
+            "^",
+            "^^&echo INJECTED>" + marker,
+            "|",
+            "<",
+            ">",
+            "&",
+            "(",
+            ")",
+            "!PATH!",
+            "a b",
+            "",
+            "\"",
+            "\"\"",
+            "\"\"\"",
+            "a\\",
+            "a\\\\",
+            "\\\"",
+            "\". \"",
+            "x. ",
+            ". ",
+            ";",
+            ",",
+            "=",
+            "a=b",
+            "'",
+            "`",
+            "\t",
+            "a\\b c\\",
+            "-x:y/z"};
   }
 };
-}  // namespace
+} // namespace
 
 TEST(Win32Batch, HostileArgumentsInjectNothingAndArriveExactly) {
   ForwardingBatch fb;
@@ -1039,7 +1097,7 @@ TEST(Win32Batch, HostileArgumentsInjectNothingAndArriveExactly) {
     EXPECT_EQ(out, lines_of(args)) << prog;
     ++ran;
   }
-  EXPECT_GE(ran, 2);  // the plain name and at least ". ", also under wine
+  EXPECT_GE(ran, 2); // the plain name and at least ". ", also under wine
   std::vector<std::string> argv{"not-the-program"};
   argv.insert(argv.end(), args.begin(), args.end());
   std::string out;
@@ -1049,7 +1107,7 @@ TEST(Win32Batch, HostileArgumentsInjectNothingAndArriveExactly) {
   // control: an argument of that list handed to CreateProcessW's own batch handling does inject (Windows
   // and wine alike), so the checks above can fail. (Wine's cmd runs the injected echo but not always its
   // redirection, so the control looks for its output.)
-  std::vector<std::wstring> wargs{widen(fb.bat), L"a&echo INJECTED"};  // C-runtime quoting leaves it bare
+  std::vector<std::wstring> wargs{widen(fb.bat), L"a&echo INJECTED"}; // C-runtime quoting leaves it bare
   std::vector<const wchar_t *> ptrs;
   for (auto &a : wargs) ptrs.push_back(a.c_str());
   ptrs.push_back(nullptr);
@@ -1090,7 +1148,8 @@ TEST(Win32Batch, ArgumentsCmdWouldExpandAreRefusedAndNothingRuns) {
   TempDir dir("batref");
   std::string bat = dir / "ran.cmd", marker = dir / "RAN";
   write_file(bat, "@echo ran>\"" + marker + "\"\r\n");
-  for (const std::string &bad : {std::string("%PATH%"), std::string("100%"), std::string("a\nb"), std::string("a\rb")}) {
+  for (const std::string &bad :
+       {std::string("%PATH%"), std::string("100%"), std::string("a\nb"), std::string("a\rb")}) {
     std::string out;
     EXPECT_EQ(run_capture({bat, "fine", bad}, &out), MPROC_EINVAL);
     std::string msg = mproc_last_error();
@@ -1099,7 +1158,7 @@ TEST(Win32Batch, ArgumentsCmdWouldExpandAreRefusedAndNothingRuns) {
   }
   EXPECT_FALSE(exists(marker));
   std::string out;
-  ASSERT_EQ(run_capture({bat, "fine"}, &out), 0) << mproc_last_error();  // control: it does run
+  ASSERT_EQ(run_capture({bat, "fine"}, &out), 0) << mproc_last_error(); // control: it does run
   EXPECT_TRUE(exists(marker));
 }
 
@@ -1120,7 +1179,7 @@ TEST(Win32Batch, TheBatchFileFoundIsTheOneRunNeverOneInTheCurrentDirectory) {
   ASSERT_TRUE(SetCurrentDirectoryW(widen(cwd_dir.str()).c_str()));
   int rc = run_capture({"tool.bat"}, &out, nullptr, extra);
   std::string msg = mproc_last_error();
-  int rc_only = run_capture({"only.bat"}, nullptr, nullptr, extra);  // in the current directory alone
+  int rc_only = run_capture({"only.bat"}, nullptr, nullptr, extra); // in the current directory alone
   SetCurrentDirectoryW(saved);
   ASSERT_EQ(rc, 0) << msg;
   EXPECT_EQ(out, "path-copy\r\n");
@@ -1144,7 +1203,7 @@ TEST(Win32Shell, CommandLineHasSlashDForCmdOnly) {
   EXPECT_EQ(narrow(cmd), "\"C:\\dir x\\CMD.EXE\" /d /c \"x\"");
   free(cmd);
   ASSERT_EQ(mproc__win32_shell_cmdline(L"C:\\tools\\other-shell.exe", L"x", &cmd), 0);
-  EXPECT_EQ(narrow(cmd), "C:\\tools\\other-shell.exe /c \"x\"");  // not cmd.exe: no /d
+  EXPECT_EQ(narrow(cmd), "C:\\tools\\other-shell.exe /c \"x\""); // not cmd.exe: no /d
   free(cmd);
 }
 
@@ -1210,7 +1269,7 @@ bool stdout_reaches_eof(mproc_popen *p) {
     if (n == 0) return true;
   }
 }
-}  // namespace
+} // namespace
 
 TEST(Win32Shell, KillAndTerminateEndWhatTheShellStarted) {
   std::string command = "\"" + helper_path() + "\" pid sleep 60000";
@@ -1313,7 +1372,8 @@ TEST(Win32Inherit, InheritFdsSpawnsNeverHoldOtherSpawnsPipes) {
       mproc__spawn_req req{};
       req.inherit_fds = true;
       req.stdio[0] = req.stdio[1] = req.stdio[2] = MPROC_NO_HANDLE;
-      if (start(*c, {"sleep", "60000"}, req, false, false) != 0) note(std::string("long-lived start: ") + mproc_last_error());
+      if (start(*c, {"sleep", "60000"}, req, false, false) != 0)
+        note(std::string("long-lived start: ") + mproc_last_error());
       sleepers.push_back(c);
     }
   });
@@ -1360,12 +1420,13 @@ TEST(Win32Pipe, TheDaclAdmitsTheCurrentUserAlone) {
   GetKernelObjectSecurity((HANDLE)parent, DACL_SECURITY_INFORMATION, nullptr, 0, &need);
   ASSERT_GT(need, 0u) << GetLastError();
   std::vector<unsigned char> sd(need);
-  ASSERT_TRUE(GetKernelObjectSecurity((HANDLE)parent, DACL_SECURITY_INFORMATION, sd.data(), need, &need)) << GetLastError();
+  ASSERT_TRUE(GetKernelObjectSecurity((HANDLE)parent, DACL_SECURITY_INFORMATION, sd.data(), need, &need))
+      << GetLastError();
   BOOL present = FALSE, defaulted = FALSE;
   PACL dacl = nullptr;
   ASSERT_TRUE(GetSecurityDescriptorDacl(sd.data(), &present, &dacl, &defaulted));
   ASSERT_TRUE(present);
-  ASSERT_NE(dacl, nullptr);  // a NULL DACL would admit everyone
+  ASSERT_NE(dacl, nullptr); // a NULL DACL would admit everyone
   EXPECT_EQ(dacl->AceCount, 1);
   void *ace = nullptr;
   ASSERT_TRUE(GetAce(dacl, 0, &ace));
@@ -1378,7 +1439,8 @@ TEST(Win32Pipe, TheDaclAdmitsTheCurrentUserAlone) {
   ASSERT_TRUE(GetTokenInformation(token, TokenUser, tu, sizeof tu, &got));
   CloseHandle(token);
   EXPECT_TRUE(EqualSid((PSID)&allowed->SidStart, ((TOKEN_USER *)tu)->User.Sid));
-  EXPECT_TRUE((allowed->Mask & FILE_ALL_ACCESS) == FILE_ALL_ACCESS || (allowed->Mask & GENERIC_ALL)) << std::hex << allowed->Mask;
+  EXPECT_TRUE((allowed->Mask & FILE_ALL_ACCESS) == FILE_ALL_ACCESS || (allowed->Mask & GENERIC_ALL))
+      << std::hex << allowed->Mask;
   mproc__pal_close(parent);
   mproc__pal_close(child);
 }
@@ -1396,7 +1458,7 @@ TEST(Win32Spawn, ComIsTriedBeforeExe) {
   EXPECT_EQ(_stricmp(fs::path(out).filename().string().c_str(), "prog.com"), 0) << out;
   ASSERT_EQ(run_capture({"prog.exe", "exe"}, &out, nullptr, extra), 0) << mproc_last_error();
   EXPECT_EQ(_stricmp(fs::path(out).filename().string().c_str(), "prog.exe"), 0) << out;
-  ASSERT_EQ(run_capture({dir / "prog", "exe"}, &out), 0) << mproc_last_error();  // with a directory too
+  ASSERT_EQ(run_capture({dir / "prog", "exe"}, &out), 0) << mproc_last_error(); // with a directory too
   EXPECT_EQ(_stricmp(fs::path(out).filename().string().c_str(), "prog.com"), 0) << out;
 }
 
@@ -1410,7 +1472,7 @@ bool make_long_dirs(const std::wstring &full) {
     }
   return true;
 }
-}  // namespace
+} // namespace
 
 namespace {
 std::wstring short_form(const std::wstring &full) {
@@ -1419,7 +1481,7 @@ std::wstring short_form(const std::wstring &full) {
   std::wstring s = n && n < 2048 ? std::wstring(buf, n) : full;
   return s.rfind(L"\\\\?\\", 0) == 0 ? s.substr(4) : s;
 }
-}  // namespace
+} // namespace
 
 TEST(Win32Spawn, LongWorkingDirectoriesAndProgramPaths) {
   TempDir base("long");
@@ -1429,7 +1491,7 @@ TEST(Win32Spawn, LongWorkingDirectoriesAndProgramPaths) {
   std::wstring prog = dir + L"\\mproc helper copy.exe";
   ASSERT_GT(prog.size(), (size_t)MAX_PATH);
   ASSERT_TRUE(CopyFileW(widen(helper_path()).c_str(), (L"\\\\?\\" + prog).c_str(), FALSE)) << GetLastError();
-  auto cleanup = [&] {  // through the \\?\ form (std::filesystem may not manage paths this long)
+  auto cleanup = [&] { // through the \\?\ form (std::filesystem may not manage paths this long)
     DeleteFileW((L"\\\\?\\" + prog).c_str());
     for (std::wstring d = dir; d.size() > widen(base.str()).size(); d = d.substr(0, d.rfind(L'\\')))
       RemoveDirectoryW((L"\\\\?\\" + d).c_str());
@@ -1440,7 +1502,8 @@ TEST(Win32Spawn, LongWorkingDirectoriesAndProgramPaths) {
   int rc = run_capture({helper_path(), "cwd"}, &out, nullptr, nullptr, narrow(dir).c_str());
   EXPECT_EQ(rc, 0) << mproc_last_error();
   if (rc == 0) {
-    bool same = _wcsicmp(widen(out).c_str(), dir.c_str()) == 0 || _wcsicmp(widen(out).c_str(), short_form(dir).c_str()) == 0;
+    bool same =
+        _wcsicmp(widen(out).c_str(), dir.c_str()) == 0 || _wcsicmp(widen(out).c_str(), short_form(dir).c_str()) == 0;
     EXPECT_TRUE(same) << out << "\n  want " << narrow(dir) << "\n  or   " << narrow(short_form(dir));
   }
   // a long cwd that does not exist is reported as such
@@ -1458,7 +1521,8 @@ TEST(Win32Spawn, LongWorkingDirectoriesAndProgramPaths) {
     ASSERT_EQ(run_capture({narrow(p), "exe"}, &out), 0) << mproc_last_error();
     std::wstring got = widen(out);
     if (got.rfind(L"\\\\?\\", 0) == 0) got = got.substr(4);
-    EXPECT_TRUE(_wcsicmp(got.c_str(), prog.c_str()) == 0 || _wcsicmp(got.c_str(), short_form(prog).c_str()) == 0) << out;
+    EXPECT_TRUE(_wcsicmp(got.c_str(), prog.c_str()) == 0 || _wcsicmp(got.c_str(), short_form(prog).c_str()) == 0)
+        << out;
   }
   cleanup();
 }
@@ -1468,7 +1532,7 @@ TEST(Win32Utf, StringsThatAreNotValidUtf8OrUtf16AreErrors) {
   const wchar_t lone[] = {L'a', (wchar_t)0xD800, L'b', 0};
   EXPECT_EQ(mproc__wide_to_utf8(lone, -1), nullptr);
   EXPECT_NE(std::string(mproc_last_error()).find("not valid UTF-16"), std::string::npos) << mproc_last_error();
-  char *ok = mproc__wide_to_utf8(L"\x00e9\xd83d\xde00", -1);  // a valid pair is fine
+  char *ok = mproc__wide_to_utf8(L"\x00e9\xd83d\xde00", -1); // a valid pair is fine
   ASSERT_NE(ok, nullptr);
   EXPECT_STREQ(ok, "\xc3\xa9\xf0\x9f\x98\x80");
   free(ok);

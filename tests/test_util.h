@@ -139,7 +139,7 @@ inline void env_set(const char *name, const char *value) {
 }
 #else
 inline std::optional<std::string> env_get(const char *name) {
-  const char *v = std::getenv(name);  // POSIX only: not compiled by MSVC
+  const char *v = std::getenv(name); // POSIX only: not compiled by MSVC
   return v ? std::optional<std::string>(v) : std::nullopt;
 }
 inline std::optional<std::string> crt_env_get(const char *name) { return env_get(name); }
@@ -156,7 +156,7 @@ inline int open_handle_count() {
 #ifdef _WIN32
   DWORD n = 0;
   if (GetProcessHandleCount(GetCurrentProcess(), &n) && n > 0) return (int)n;
-  int count = 0;  // wine answers 0: probe the handle table
+  int count = 0; // wine answers 0: probe the handle table
   for (uintptr_t v = 4; v < 0x10000; v += 4) {
     DWORD fl;
     if (GetHandleInformation((HANDLE)v, &fl)) ++count;
@@ -195,6 +195,6 @@ inline Captured run_helper(std::vector<std::string> script, mproc_popen_opts opt
   return c;
 }
 
-}  // namespace mproc_test
+} // namespace mproc_test
 
 #endif

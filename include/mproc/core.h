@@ -46,29 +46,29 @@ MPROC_API const char *mproc_version_string(void);
  * one mirrors is named beside it. */
 typedef enum mproc_error {
   MPROC_OK = 0,
-  MPROC_EINVAL = -1,          /* ValueError/TypeError: an argument is invalid (NULL, out of range) */
-  MPROC_ENOMEM = -2,          /* MemoryError: an allocation failed */
-  MPROC_ESYS = -3,            /* OSError: an OS call failed; the message names the OS error */
-  MPROC_ENOENT = -4,          /* FileNotFoundError: a program, path or name does not exist */
-  MPROC_EPERM = -5,           /* PermissionError: the OS refused access (not executable, ...) */
-  MPROC_ETIMEDOUT = -6,       /* TimeoutExpired / TimeoutError: the timeout expired */
-  MPROC_ECALLEDPROCESS = -7,  /* CalledProcessError: a checked program exited non-zero */
-  MPROC_EEOF = -8,            /* EOFError: the peer closed and all data has been read */
-  MPROC_EFULL = -9,           /* queue.Full */
-  MPROC_EEMPTY = -10,         /* queue.Empty */
-  MPROC_ECLOSED = -11,        /* ValueError: the object was closed */
-  MPROC_ESTATE = -12,         /* ValueError/AssertionError: the call does not fit the object's state */
-  MPROC_EMSGSIZE = -13,       /* BadMessageLength / a buffer too small for a message */
-  MPROC_EAUTH = -14,          /* AuthenticationError */
-  MPROC_EBROKEN = -15,        /* BrokenBarrierError / BrokenProcessPool */
-  MPROC_ENOTOWNER = -16,      /* RuntimeError: releasing a lock the caller does not own */
-  MPROC_EOWNERDEAD = -17,     /* a lock was acquired, but its previous holder died holding it */
-  MPROC_EWORKERDIED = -18,    /* a worker process died while running a task */
-  MPROC_ETASK = -19,          /* the task itself reported failure */
-  MPROC_ENOTSUP = -20,        /* NotImplementedError: not supported on this platform/build */
-  MPROC_EINTR = -21,          /* InterruptedError: reserved; mproc retries EINTR itself */
-  MPROC_EPIPE = -22,          /* BrokenPipeError: writing to a pipe whose reader has gone */
-  MPROC_ERROR_MIN_ = -22      /* the lowest code; not an error itself */
+  MPROC_EINVAL = -1,         /* ValueError/TypeError: an argument is invalid (NULL, out of range) */
+  MPROC_ENOMEM = -2,         /* MemoryError: an allocation failed */
+  MPROC_ESYS = -3,           /* OSError: an OS call failed; the message names the OS error */
+  MPROC_ENOENT = -4,         /* FileNotFoundError: a program, path or name does not exist */
+  MPROC_EPERM = -5,          /* PermissionError: the OS refused access (not executable, ...) */
+  MPROC_ETIMEDOUT = -6,      /* TimeoutExpired / TimeoutError: the timeout expired */
+  MPROC_ECALLEDPROCESS = -7, /* CalledProcessError: a checked program exited non-zero */
+  MPROC_EEOF = -8,           /* EOFError: the peer closed and all data has been read */
+  MPROC_EFULL = -9,          /* queue.Full */
+  MPROC_EEMPTY = -10,        /* queue.Empty */
+  MPROC_ECLOSED = -11,       /* ValueError: the object was closed */
+  MPROC_ESTATE = -12,        /* ValueError/AssertionError: the call does not fit the object's state */
+  MPROC_EMSGSIZE = -13,      /* BadMessageLength / a buffer too small for a message */
+  MPROC_EAUTH = -14,         /* AuthenticationError */
+  MPROC_EBROKEN = -15,       /* BrokenBarrierError / BrokenProcessPool */
+  MPROC_ENOTOWNER = -16,     /* RuntimeError: releasing a lock the caller does not own */
+  MPROC_EOWNERDEAD = -17,    /* a lock was acquired, but its previous holder died holding it */
+  MPROC_EWORKERDIED = -18,   /* a worker process died while running a task */
+  MPROC_ETASK = -19,         /* the task itself reported failure */
+  MPROC_ENOTSUP = -20,       /* NotImplementedError: not supported on this platform/build */
+  MPROC_EINTR = -21,         /* InterruptedError: reserved; mproc retries EINTR itself */
+  MPROC_EPIPE = -22,         /* BrokenPipeError: writing to a pipe whose reader has gone */
+  MPROC_ERROR_MIN_ = -22     /* the lowest code; not an error itself */
 } mproc_error;
 
 /* The symbolic name of an error code ("MPROC_ETIMEDOUT") followed by a short description, e.g.

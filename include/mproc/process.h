@@ -86,24 +86,20 @@ typedef struct mproc_args {
  * in a shared library that the child can load from the same path. */
 typedef int (*mproc_target)(const mproc_args *args);
 
-typedef enum mproc_option {
-  MPROC_OPTION_DEFAULT = 0,
-  MPROC_OPTION_ON,
-  MPROC_OPTION_OFF
-} mproc_option;
+typedef enum mproc_option { MPROC_OPTION_DEFAULT = 0, MPROC_OPTION_ON, MPROC_OPTION_OFF } mproc_option;
 
 /* Options for a process. All-zero means the defaults. Read only during create. */
 typedef struct mproc_process_opts {
-  mproc_target target;                          /* required */
-  const void *arg;                              /* argument bytes, copied (may be NULL with size 0) */
+  mproc_target target; /* required */
+  const void *arg;     /* argument bytes, copied (may be NULL with size 0) */
   size_t arg_size;
-  mproc_connection *const *connections;         /* connections handed to the child */
+  mproc_connection *const *connections; /* connections handed to the child */
   size_t connection_count;
-  const char *name;                             /* NULL: "Process-N" (N counts this process's children;
-                                                   "Process-1:2" for the 2nd child of Process-1) */
-  bool daemon;                                  /* terminated when the parent exits; may not have children */
-  mproc_start_method start_method;              /* DEFAULT: the context's, else the global method */
-  const mproc_context *context;                 /* NULL: no context */
+  const char *name;                /* NULL: "Process-N" (N counts this process's children;
+                                      "Process-1:2" for the 2nd child of Process-1) */
+  bool daemon;                     /* terminated when the parent exits; may not have children */
+  mproc_start_method start_method; /* DEFAULT: the context's, else the global method */
+  const mproc_context *context;    /* NULL: no context */
   /* Beyond Python: kill the child if the parent dies in any way (killed, crashed). DEFAULT: on for
    * daemon children, off otherwise. Everywhere and under every start method the child watches the
    * parent from a small thread of its own (blocked in a read on its boot link; no polling). The

@@ -107,8 +107,8 @@ typedef struct mproc_popen_opts {
 
   mproc_stdio_mode stdin_mode, stdout_mode, stderr_mode;
   mproc_os_handle stdin_handle, stdout_handle, stderr_handle; /* for MPROC_HANDLE */
-  const char *stdin_path, *stdout_path, *stderr_path;        /* for MPROC_PATH */
-  bool stdout_append, stderr_append;                         /* for MPROC_PATH */
+  const char *stdin_path, *stdout_path, *stderr_path;         /* for MPROC_PATH */
+  bool stdout_append, stderr_append;                          /* for MPROC_PATH */
 
   /* Python's close_fds=False: let the child inherit every inheritable fd/handle of the parent. By
    * default (false) the child gets only its three standard streams and pass_fds. */

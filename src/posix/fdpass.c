@@ -34,7 +34,8 @@
 
 int mproc__pal_conn_send_fds(mproc_os_handle h, const void *buf, size_t len, const mproc_os_handle *fds, size_t nfds) {
   if (len == 0) return mproc__fail(MPROC_EINVAL, "send_fds: at least one byte must carry the descriptors");
-  if (nfds > MPROC__PAL_MAX_FDS) return mproc__fail(MPROC_EINVAL, "send_fds: %zu descriptors (at most %d)", nfds, MPROC__PAL_MAX_FDS);
+  if (nfds > MPROC__PAL_MAX_FDS)
+    return mproc__fail(MPROC_EINVAL, "send_fds: %zu descriptors (at most %d)", nfds, MPROC__PAL_MAX_FDS);
   union {
     struct cmsghdr align;
     char buf[CMSG_SPACE(sizeof(int) * MPROC__PAL_MAX_FDS)];
@@ -60,7 +61,8 @@ int mproc__pal_conn_send_fds(mproc_os_handle h, const void *buf, size_t len, con
     w = sendmsg((int)h, &m, MSG_NOSIGNAL);
   } while (w < 0 && errno == EINTR);
   if (w < 0) {
-    if (errno == EPIPE || errno == ECONNRESET) return mproc__fail_os(MPROC_EPIPE, errno, "send: the peer has closed the connection");
+    if (errno == EPIPE || errno == ECONNRESET)
+      return mproc__fail_os(MPROC_EPIPE, errno, "send: the peer has closed the connection");
     return mproc__fail_os(0, errno, "sendmsg with %zu descriptors on fd %d", nfds, (int)h);
   }
   /* the descriptors went with the first byte; the rest is plain data */
@@ -111,8 +113,10 @@ static int recv_fds_from(int h, void *buf, size_t cap, size_t *n, mproc_os_handl
     for (size_t i = 0; i < k; ++i) {
       int fd = in[i];
       if (MSG_CMSG_CLOEXEC == 0) (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
-      if (*nfds < maxfds) fds[(*nfds)++] = fd;
-      else close(fd);
+      if (*nfds < maxfds)
+        fds[(*nfds)++] = fd;
+      else
+        close(fd);
     }
   }
   if (m.msg_flags & MSG_CTRUNC) return mproc__fail(MPROC_ESYS, "recvmsg on fd %d: descriptors were dropped", h);
@@ -161,8 +165,10 @@ static bool read_exact(int h, unsigned char *p, size_t n, int *fds, size_t maxfd
     }
     if (rc != 0 && k == 0) return false;
     for (size_t i = 0; i < kf; ++i) {
-      if (fds && *nfds < maxfds) fds[(*nfds)++] = (int)f[i];
-      else close((int)f[i]);
+      if (fds && *nfds < maxfds)
+        fds[(*nfds)++] = (int)f[i];
+      else
+        close((int)f[i]);
     }
     if (k == 0) return false;
     got += k;
@@ -234,7 +240,8 @@ void mproc__pal_forkserver_serve(mproc_os_handle ctl_h, mproc__fs_child_fn child
     if (!msg || !read_exact(ctl, (unsigned char *)msg, (size_t)len, fds, MPROC__PAL_MAX_FDS, &nfds)) _exit(70);
     int64_t reply = -1;
     int pidfd = -1; /* sent with the reply: the client signals the child through it */
-    if (nfds >= 1 && (nkids < capkids || (kids = (fs_kid *)realloc(kids, (capkids = capkids * 2 + 16) * sizeof *kids)))) {
+    if (nfds >= 1 &&
+        (nkids < capkids || (kids = (fs_kid *)realloc(kids, (capkids = capkids * 2 + 16) * sizeof *kids)))) {
       pid_t pid = fork();
       if (pid == 0) {
         close(ctl);

@@ -71,8 +71,7 @@ int mproc__pal_boot_link_check(mproc_os_handle h) {
   snprintf(path, sizeof path, "/proc/%ld/exe", (long)ppid);
   struct stat mine, theirs;
   if (stat("/proc/self/exe", &mine) != 0) return mproc__fail_os(MPROC_EPERM, errno, "cannot identify this executable");
-  if (stat(path, &theirs) != 0)
-    return mproc__fail_os(MPROC_EPERM, errno, "cannot identify the parent's executable");
+  if (stat(path, &theirs) != 0) return mproc__fail_os(MPROC_EPERM, errno, "cannot identify the parent's executable");
   if (mine.st_dev != theirs.st_dev || mine.st_ino != theirs.st_ino)
     return mproc__fail(MPROC_EPERM, "the parent runs another executable than this one");
   return 0;

@@ -49,6 +49,7 @@ int mproc__pal_map_os_error(int e) {
 
 static const char *errno_name(int e) {
   switch (e) {
+// clang-format off
 #define N(x) \
   case x:    \
     return #x;
@@ -61,6 +62,7 @@ static const char *errno_name(int e) {
 #undef N
     default:
       return "E?";
+    // clang-format on
   }
 }
 
@@ -91,7 +93,7 @@ int mproc__pal_process_cpu_count(void) {
 #if defined(__linux__)
   cpu_set_t set;
   if (sched_getaffinity(0, sizeof set, &set) == 0) return CPU_COUNT(&set);
-  /* more than CPU_SETSIZE CPUs: fall back to the machine count */
+    /* more than CPU_SETSIZE CPUs: fall back to the machine count */
 #endif
   return mproc__pal_cpu_count(); /* macOS/BSD: no per-process affinity query (untested here) */
 }
@@ -105,17 +107,14 @@ void mproc__pal_close(mproc_os_handle h) {
   (void)close((int)h);
 }
 
-bool mproc__pal_handle_valid(mproc_os_handle h) {
-  return h >= 0 && h <= INT32_MAX && fcntl((int)h, F_GETFD) != -1;
-}
+bool mproc__pal_handle_valid(mproc_os_handle h) { return h >= 0 && h <= INT32_MAX && fcntl((int)h, F_GETFD) != -1; }
 
 int mproc__pal_set_cloexec(mproc_os_handle h, bool cloexec) {
   int fd = (int)h;
   int fl = fcntl(fd, F_GETFD);
   if (fl == -1) return mproc__fail_os(0, errno, "fcntl(F_GETFD) on fd %d", fd);
   int want = cloexec ? (fl | FD_CLOEXEC) : (fl & ~FD_CLOEXEC);
-  if (want != fl && fcntl(fd, F_SETFD, want) == -1)
-    return mproc__fail_os(0, errno, "fcntl(F_SETFD) on fd %d", fd);
+  if (want != fl && fcntl(fd, F_SETFD, want) == -1) return mproc__fail_os(0, errno, "fcntl(F_SETFD) on fd %d", fd);
   return 0;
 }
 

@@ -189,8 +189,10 @@ static const char *exe_link(void) { return "/proc/self/exe"; }
 int mproc__pal_fn_locate(void *fn, mproc__buf *out) {
   Dl_info info;
   if (!dladdr(fn, &info) || !info.dli_fbase)
-    return mproc__fail(MPROC_ENOENT, "target %p is not inside a module of this program: it cannot be found again "
-                                     "in a spawned child", fn);
+    return mproc__fail(MPROC_ENOENT,
+                       "target %p is not inside a module of this program: it cannot be found again "
+                       "in a spawned child",
+                       fn);
   uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
   uintptr_t base = (uintptr_t)info.dli_fbase & ~(page - 1);
   bool is_main = base == main_image_base();
@@ -225,13 +227,16 @@ int mproc__pal_fn_resolve(const void *ref, size_t len, void **fn) {
   int rc = file_identity(idpath, id);
   if (rc) return rc;
   if (memcmp(id, hdr + 2, sizeof id) != 0)
-    return mproc__fail(MPROC_ENOENT, "the child runs a different binary than the parent ('%s' changed on disk?): "
-                                     "the target cannot be found again", hdr[0] ? "the executable" : path);
+    return mproc__fail(MPROC_ENOENT,
+                       "the child runs a different binary than the parent ('%s' changed on disk?): "
+                       "the target cannot be found again",
+                       hdr[0] ? "the executable" : path);
   if (!hdr[0] && !dlopen(path, RTLD_NOW | RTLD_NOLOAD) && !dlopen(path, RTLD_NOW))
     return mproc__fail(MPROC_ENOENT, "cannot load module '%s' of the target: %s", path, dlerror());
   find_lib f = {hdr[0] ? NULL : path, 0, hdr[1] > UINTPTR_MAX ? UINTPTR_MAX : (uintptr_t)hdr[1], false};
   dl_iterate_phdr(lib_cb, &f);
-  if (!f.base) return mproc__fail(MPROC_ENOENT, "module '%s' of the target is not mapped", hdr[0] ? "the executable" : path);
+  if (!f.base)
+    return mproc__fail(MPROC_ENOENT, "module '%s' of the target is not mapped", hdr[0] ? "the executable" : path);
   if (!f.in_code)
     return mproc__fail(MPROC_EINVAL, "target reference: offset %#llx is not in the code of %s",
                        (unsigned long long)hdr[1], hdr[0] ? "the executable" : path);

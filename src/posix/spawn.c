@@ -75,7 +75,7 @@ static int build_env(const mproc__spawn_req *req, char ***envp, char ***owned) {
   }
   for (size_t k = 0; k < ne; ++k) {
     if (!strchr(req->env_extra[k], '=')) continue; /* a bare NAME removes it */
-    bool dup = false;                               /* a later setting of the same name wins */
+    bool dup = false;                              /* a later setting of the same name wins */
     for (size_t j = k + 1; j < ne && !dup; ++j)
       dup = name_len(req->env_extra[j]) == name_len(req->env_extra[k]) &&
             strncmp(req->env_extra[j], req->env_extra[k], name_len(req->env_extra[k])) == 0;
@@ -144,14 +144,14 @@ static int resolve_program(const char *prog, char **envp, char **path) {
 /* ---- shared preparation --------------------------------------------------------------------- */
 
 typedef struct spawn_plan {
-  char *path;          /* the file to execute */
-  char *const *argv;   /* what the program gets */
+  char *path;        /* the file to execute */
+  char *const *argv; /* what the program gets */
   const char *sh_argv[4];
   char **envp;
   char **env_owned;
-  int stdio[3];        /* fds the child's 0/1/2 become, or -1 to keep the parent's; all >= 3 */
-  int dups[3];         /* fds we dup'ed here to get them out of the 0..2 range (to close) */
-  int *keep;           /* pass_fds sorted ascending (fallback engine) */
+  int stdio[3]; /* fds the child's 0/1/2 become, or -1 to keep the parent's; all >= 3 */
+  int dups[3];  /* fds we dup'ed here to get them out of the 0..2 range (to close) */
+  int *keep;    /* pass_fds sorted ascending (fallback engine) */
   size_t nkeep;
 } spawn_plan;
 
@@ -527,12 +527,13 @@ const char *mproc__pal_signal_name(int sig) {
   static const struct {
     int sig;
     const char *name;
-  } k[] = {{SIGHUP, "SIGHUP"},   {SIGINT, "SIGINT"},   {SIGQUIT, "SIGQUIT"}, {SIGILL, "SIGILL"},   {SIGTRAP, "SIGTRAP"},
-           {SIGABRT, "SIGABRT"}, {SIGBUS, "SIGBUS"},   {SIGFPE, "SIGFPE"},   {SIGKILL, "SIGKILL"}, {SIGUSR1, "SIGUSR1"},
-           {SIGSEGV, "SIGSEGV"}, {SIGUSR2, "SIGUSR2"}, {SIGPIPE, "SIGPIPE"}, {SIGALRM, "SIGALRM"}, {SIGTERM, "SIGTERM"},
-           {SIGCHLD, "SIGCHLD"}, {SIGCONT, "SIGCONT"}, {SIGSTOP, "SIGSTOP"}, {SIGTSTP, "SIGTSTP"}, {SIGTTIN, "SIGTTIN"},
-           {SIGTTOU, "SIGTTOU"}, {SIGURG, "SIGURG"},   {SIGXCPU, "SIGXCPU"}, {SIGXFSZ, "SIGXFSZ"}, {SIGVTALRM, "SIGVTALRM"},
-           {SIGPROF, "SIGPROF"}, {SIGSYS, "SIGSYS"}};
+  } k[] = {{SIGHUP, "SIGHUP"},       {SIGINT, "SIGINT"},   {SIGQUIT, "SIGQUIT"}, {SIGILL, "SIGILL"},
+           {SIGTRAP, "SIGTRAP"},     {SIGABRT, "SIGABRT"}, {SIGBUS, "SIGBUS"},   {SIGFPE, "SIGFPE"},
+           {SIGKILL, "SIGKILL"},     {SIGUSR1, "SIGUSR1"}, {SIGSEGV, "SIGSEGV"}, {SIGUSR2, "SIGUSR2"},
+           {SIGPIPE, "SIGPIPE"},     {SIGALRM, "SIGALRM"}, {SIGTERM, "SIGTERM"}, {SIGCHLD, "SIGCHLD"},
+           {SIGCONT, "SIGCONT"},     {SIGSTOP, "SIGSTOP"}, {SIGTSTP, "SIGTSTP"}, {SIGTTIN, "SIGTTIN"},
+           {SIGTTOU, "SIGTTOU"},     {SIGURG, "SIGURG"},   {SIGXCPU, "SIGXCPU"}, {SIGXFSZ, "SIGXFSZ"},
+           {SIGVTALRM, "SIGVTALRM"}, {SIGPROF, "SIGPROF"}, {SIGSYS, "SIGSYS"}};
   for (size_t i = 0; i < sizeof k / sizeof k[0]; ++i)
     if (k[i].sig == sig) return k[i].name;
   return NULL;

@@ -25,12 +25,20 @@ int mproc__boot_message(const mproc_process *p, mproc__buf *b) {
     rc = mproc__fail(MPROC_ENOMEM, "start: out of memory");
   if (!rc) {
     for (size_t i = 0; i < p->nconns; ++i) ends[i] = p->conns[i]->e;
-    mproc__boot boot = {ref.data, ref.len, p->arg, p->arg_size, p->name, p->ident, mproc__me.name,
-                        mproc__pal_getpid(),
-                        (p->daemon ? MPROC__BOOT_DAEMON : 0u) |
-                            (p->kill_on_parent_death ? MPROC__BOOT_KILL_ON_PARENT_DEATH : 0u) |
-                            (mproc__pal_is_main_thread() ? MPROC__BOOT_MAIN_THREAD : 0u),
-                        p->nconns, ends};
+    uint32_t flags = (p->daemon ? MPROC__BOOT_DAEMON : 0u) |
+                     (p->kill_on_parent_death ? MPROC__BOOT_KILL_ON_PARENT_DEATH : 0u) |
+                     (mproc__pal_is_main_thread() ? MPROC__BOOT_MAIN_THREAD : 0u);
+    mproc__boot boot = {.ref = ref.data,
+                        .ref_len = ref.len,
+                        .arg = p->arg,
+                        .arg_len = p->arg_size,
+                        .name = p->name,
+                        .ident = p->ident,
+                        .parent_name = mproc__me.name,
+                        .parent_pid = mproc__pal_getpid(),
+                        .flags = flags,
+                        .nconns = p->nconns,
+                        .conns = ends};
     rc = mproc__boot_encode(&boot, b);
   }
   free(ends);
@@ -132,8 +140,8 @@ static int adopt_connections(const mproc__boot *b, mproc_os_handle link, const m
 static void boot_failed(mproc_connection *link, bool forked, int rc) {
   char reply[1100];
   int n = snprintf(reply, sizeof reply, "E%d:%s", rc, mproc_last_error());
-  mproc_connection_send_bytes(link, reply, (size_t)(n < 0 ? 0 : n >= (int)sizeof reply ? (int)sizeof reply - 1 : n), 0,
-                              MPROC_ALL);
+  size_t len = n < 0 ? 0 : (size_t)n < sizeof reply ? (size_t)n : sizeof reply - 1;
+  mproc_connection_send_bytes(link, reply, len, 0, MPROC_ALL);
   fflush(NULL);
   if (forked) mproc__pal_exit_now(EXIT_BOOT_FAILED);
   exit(EXIT_BOOT_FAILED);
@@ -155,7 +163,8 @@ void mproc__boot_run(mproc_connection *link, const char *msg, size_t len, const 
                                                      thread forked it */
     mproc__pal_die_with_parent(forked ? mproc__pal_getppid() : b.parent_pid,
                                forked || (b.flags & MPROC__BOOT_MAIN_THREAD) != 0);
-  mproc__self_become(b.name, b.ident, b.parent_name, b.parent_pid, (b.flags & MPROC__BOOT_DAEMON) != 0); /* kept for life */
+  mproc__self_become(b.name, b.ident, b.parent_name, b.parent_pid,
+                     (b.flags & MPROC__BOOT_DAEMON) != 0); /* kept for life */
   mproc__me.parent_link = link->e.rd;
   char ok[32] = "ok"; /* a forkserver child adds its pid: its parent may not have it from the server */
   if (forked) snprintf(ok, sizeof ok, "ok%lld", (long long)mproc__pal_getpid());

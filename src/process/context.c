@@ -2,8 +2,8 @@
 #include "process_internal.h"
 
 static mproc_start_method g_method = MPROC_START_SPAWN;
-static const mproc_context k_contexts[4] = {{MPROC_START_DEFAULT}, {MPROC_START_FORK}, {MPROC_START_SPAWN},
-                                            {MPROC_START_FORKSERVER}};
+static const mproc_context k_contexts[4] = {
+    {MPROC_START_DEFAULT}, {MPROC_START_FORK}, {MPROC_START_SPAWN}, {MPROC_START_FORKSERVER}};
 
 const char *mproc_start_method_name(mproc_start_method m) {
   switch (m) {

@@ -126,7 +126,8 @@ static int server_request(const mproc_process *p, const mproc__buf *req, const m
       *lost = true;
       rc = mproc__fail(MPROC_ESYS, "start '%s': the fork server died while starting it", p->name);
     } else if (*pid <= 0) {
-      rc = mproc__fail(MPROC_ESYS, "start '%s': the fork server could not fork (errno %lld)", p->name, (long long)-*pid);
+      rc =
+          mproc__fail(MPROC_ESYS, "start '%s': the fork server could not fork (errno %lld)", p->name, (long long)-*pid);
     }
     break;
   }

@@ -24,8 +24,9 @@ static void refuse(const char *prefix, const char *why) {
 static mproc_os_handle trusted_handle(const char *flag, const char *prefix) {
   mproc__pal_unsetenv(MPROC__SPAWN_ENV);
   if (mproc__pal_secure_exec())
-    refuse(prefix, "this program runs set-user-ID, set-group-ID or with file capabilities, and such a program "
-                   "never acts as an mproc child");
+    refuse(prefix,
+           "this program runs set-user-ID, set-group-ID or with file capabilities, and such a program "
+           "never acts as an mproc child");
   const char *s = flag + strlen(prefix);
   uint64_t v = 0, max = mproc__pal_handle_max();
   size_t n = 0;

@@ -20,9 +20,10 @@ void mproc__process_free(mproc_process *p) {
 int mproc__process_check(const mproc_process *p, const char *call) {
   if (!p) return mproc__fail(MPROC_EINVAL, "%s: p is NULL", call);
   if (p->creator != mproc__pal_getpid())
-    return mproc__fail(MPROC_ESTATE, "%s: '%s' was created by process %lld, not by this one (%lld): only its creator "
-                       "can start, join or signal it", call, p->name, (long long)p->creator,
-                       (long long)mproc__pal_getpid());
+    return mproc__fail(MPROC_ESTATE,
+                       "%s: '%s' was created by process %lld, not by this one (%lld): only its creator "
+                       "can start, join or signal it",
+                       call, p->name, (long long)p->creator, (long long)mproc__pal_getpid());
   if (p->closed) return mproc__fail(MPROC_ESTATE, "%s: '%s' is closed", call, p->name);
   return 0;
 }
@@ -52,18 +53,20 @@ int mproc_process_create(mproc_process **out, const mproc_process_opts *o) {
   MPROC__CHECK_ARG(!o->target, "target is NULL");
   MPROC__CHECK_ARG(!o->arg && o->arg_size, "arg is NULL but arg_size is %zu", o->arg_size);
   if (o->connection_count && !o->connections)
-    return mproc__fail(MPROC_EINVAL, "process_create: connections is NULL but connection_count is %zu", o->connection_count);
-  for (size_t i = 0; i < o->connection_count; ++i)
-    MPROC__CHECK_ARG(!o->connections[i], "connections[%zu] is NULL", i);
+    return mproc__fail(MPROC_EINVAL, "process_create: connections is NULL but connection_count is %zu",
+                       o->connection_count);
+  for (size_t i = 0; i < o->connection_count; ++i) MPROC__CHECK_ARG(!o->connections[i], "connections[%zu] is NULL", i);
   if (o->start_method < MPROC_START_DEFAULT || o->start_method > MPROC_START_FORKSERVER)
-    return mproc__fail(MPROC_EINVAL, "process_create: start method %d is not an mproc_start_method", (int)o->start_method);
+    return mproc__fail(MPROC_EINVAL, "process_create: start method %d is not an mproc_start_method",
+                       (int)o->start_method);
   if (o->kill_on_parent_death < MPROC_OPTION_DEFAULT || o->kill_on_parent_death > MPROC_OPTION_OFF)
     return mproc__fail(MPROC_EINVAL, "process_create: kill_on_parent_death %d is not an mproc_option",
                        (int)o->kill_on_parent_death);
   size_t room = (size_t)PTRDIFF_MAX - sizeof(mproc_process); /* no C object is larger than PTRDIFF_MAX */
   if (o->arg_size > room || o->connection_count > (room - o->arg_size) / sizeof(mproc_connection *))
-    return mproc__fail(MPROC_ENOMEM, "process_create: an argument of %zu bytes and %zu connections do not fit in memory",
-                       o->arg_size, o->connection_count);
+    return mproc__fail(MPROC_ENOMEM,
+                       "process_create: an argument of %zu bytes and %zu connections do not fit in memory", o->arg_size,
+                       o->connection_count);
 
   /* One block: the object, the connection list, the argument bytes (fewer pages written per start: after
    * a fork each one the parent writes is a copy-on-write fault). */
@@ -77,8 +80,8 @@ int mproc_process_create(mproc_process **out, const mproc_process_opts *o) {
   p->req_method = o->start_method;
   p->context = o->context;
   p->creator = mproc__pal_getpid();
-  p->kill_on_parent_death = o->kill_on_parent_death == MPROC_OPTION_DEFAULT ? o->daemon
-                                                                            : o->kill_on_parent_death == MPROC_OPTION_ON;
+  p->kill_on_parent_death =
+      o->kill_on_parent_death == MPROC_OPTION_DEFAULT ? o->daemon : o->kill_on_parent_death == MPROC_OPTION_ON;
   mproc__pal_global_lock();
   unsigned n = ++mproc__me.counter;
   mproc__pal_global_unlock();
@@ -137,7 +140,8 @@ int mproc_process_start(mproc_process *p) {
   int rc = mproc__process_check(p, "process_start");
   if (rc) return rc;
   if (p->started) return mproc__fail(MPROC_ESTATE, "process_start: '%s' can only be started once", p->name);
-  if (mproc__me.daemon) return mproc__fail(MPROC_ESTATE, "process_start: daemonic processes are not allowed to have children");
+  if (mproc__me.daemon)
+    return mproc__fail(MPROC_ESTATE, "process_start: daemonic processes are not allowed to have children");
   if (!mproc__me.guard_ran && mproc__pal_env_is_set(MPROC__SPAWN_ENV))
     return mproc__fail(MPROC_ESTATE,
                        "process_start: this process was spawned by mproc but its main() did not call "
@@ -239,7 +243,6 @@ void mproc_process_destroy(mproc_process *p) {
   if (p->started && !p->closed) mproc__children_remove(p);
   mproc__process_free(p);
 }
-
 
 /* ---- mproc_wait's process kind (src/wait.c) ---------------------------------------------------------- */
 

@@ -82,16 +82,15 @@ typedef struct mproc__self {
   const char *parent_name; /* NULL in the main process */
   int64_t parent_pid;      /* 0 in the main process */
   bool daemon;
-  unsigned counter;             /* children created so far (for default names) */
-  bool guard_ran;               /* mproc_main_guard was called */
-  mproc_os_handle parent_link;  /* in a child: our end of the boot link */
+  unsigned counter;            /* children created so far (for default names) */
+  bool guard_ran;              /* mproc_main_guard was called */
+  mproc_os_handle parent_link; /* in a child: our end of the boot link */
 } mproc__self;
 extern mproc__self mproc__me;
 
 /* Become a child: set who we are. Allocates and formats nothing (a fork child touches as few pages as it
  * can: each page it writes is a copy-on-write fault). */
-void mproc__self_become(const char *name, const char *ident, const char *parent_name, int64_t parent_pid,
-                        bool daemon);
+void mproc__self_become(const char *name, const char *ident, const char *parent_name, int64_t parent_pid, bool daemon);
 
 /* The children this process started and has not destroyed (reaped or not). */
 void mproc__children_add(mproc_process *p);

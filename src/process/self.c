@@ -12,8 +12,7 @@ mproc__self mproc__me = {"MainProcess", "", NULL, 0, false, 0, false, MPROC_NO_H
 static mproc_process *g_children; /* started and not destroyed (reaped or not) */
 static bool g_atexit_registered;
 
-void mproc__self_become(const char *name, const char *ident, const char *parent_name, int64_t parent_pid,
-                        bool daemon) {
+void mproc__self_become(const char *name, const char *ident, const char *parent_name, int64_t parent_pid, bool daemon) {
   mproc__me.name = name;
   mproc__me.ident = ident;
   mproc__me.parent_name = parent_name;

@@ -13,7 +13,7 @@ int mproc__start_fork(mproc_process *p, mproc_os_handle child_end) {
     mproc__pal_close(child_end);
     return rc;
   }
-  if (pid == 0) { /* the child */
+  if (pid == 0) {            /* the child */
     mproc__after_fork_run(); /* drop the parent's children, links and fork server */
     if (p->boot) mproc__conn_end_close(&p->boot->e);
     mproc__self_become(p->name, p->ident, mproc__me.name, parent_pid, p->daemon);

@@ -8,11 +8,11 @@ static mproc__advapi g_api;
 static DWORD g_error; /* 0 once loaded, else why not */
 
 /* Through void (*)(void): the cast between function pointer types that compilers accept silently. */
-#define LOAD(field, name)                                                                    \
-  do {                                                                                       \
-    FARPROC f_ = GetProcAddress(m, name);                                                    \
-    if (!f_) ok = false;                                                                     \
-    *(void (**)(void))(void *)&g_api.field = (void (*)(void))f_;                             \
+#define LOAD(field, name)                                        \
+  do {                                                           \
+    FARPROC f_ = GetProcAddress(m, name);                        \
+    if (!f_) ok = false;                                         \
+    *(void (**)(void))(void *)&g_api.field = (void (*)(void))f_; \
   } while (0)
 
 static BOOL CALLBACK load(PINIT_ONCE once, PVOID param, PVOID *ctx) {

@@ -129,8 +129,10 @@ static int wait_many(const HANDLE *hs, size_t n, int64_t deadline_ns) {
     ws[g].hs[k] = stop;
     ws[g].n = (DWORD)k + 1;
     threads[nt] = CreateThread(NULL, 64 * 1024, waiter_main, &ws[g], STACK_SIZE_PARAM_IS_A_RESERVATION, NULL);
-    if (!threads[nt]) rc = mproc__fail_os(0, (int)GetLastError(), "wait: CreateThread");
-    else ++nt;
+    if (!threads[nt])
+      rc = mproc__fail_os(0, (int)GetLastError(), "wait: CreateThread");
+    else
+      ++nt;
   }
   if (rc == 0) rc = wait_some(threads, nt, deadline_ns);
   if (stop) SetEvent(stop);

@@ -139,9 +139,10 @@ static int check_parent(DWORD peer) {
   } else if (!GetProcessTimes(p, &pc, &e, &k, &u) || !GetProcessTimes(GetCurrentProcess(), &sc, &e, &k, &u)) {
     rc = REFUSE_OS(GetLastError(), "the creation time of the parent process cannot be read");
   } else if (CompareFileTime(&pc, &sc) > 0) {
-    rc = REFUSE("the process with our parent's id (%lu) was created after this one: our parent has gone and its "
-                "id was reused",
-                (unsigned long)peer);
+    rc = REFUSE(
+        "the process with our parent's id (%lu) was created after this one: our parent has gone and its "
+        "id was reused",
+        (unsigned long)peer);
   }
   if (rc == 0) {
     TOKEN_USER *theirs = token_user(p, &err), *ours = theirs ? token_user(GetCurrentProcess(), &err) : NULL;

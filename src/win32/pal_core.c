@@ -50,6 +50,7 @@ int mproc__pal_map_os_error(int e) {
 
 static const char *error_name(DWORD e) {
   switch (e) {
+// clang-format off
 #define N(x) \
   case x:    \
     return #x;
@@ -67,6 +68,7 @@ static const char *error_name(DWORD e) {
 #undef N
     default:
       return "ERROR_?";
+    // clang-format on
   }
 }
 
@@ -77,8 +79,7 @@ void mproc__pal_describe_os_error(int oserr, char *buf, size_t size) {
   text[0] = '\0';
   DWORD n = FormatMessageW(FORMAT_MESSAGE_FROM_SYSTEM | FORMAT_MESSAGE_IGNORE_INSERTS, NULL, e,
                            MAKELANGID(LANG_NEUTRAL, SUBLANG_DEFAULT), wtext, 256, NULL);
-  while (n > 0 && (wtext[n - 1] == L'\r' || wtext[n - 1] == L'\n' || wtext[n - 1] == L' ' || wtext[n - 1] == L'.'))
-    --n;
+  while (n > 0 && (wtext[n - 1] == L'\r' || wtext[n - 1] == L'\n' || wtext[n - 1] == L' ' || wtext[n - 1] == L'.')) --n;
   if (n > 0) {
     int m = WideCharToMultiByte(CP_UTF8, 0, wtext, (int)n, text, (int)sizeof text - 1, NULL, NULL);
     text[m > 0 ? m : 0] = '\0';

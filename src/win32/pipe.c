@@ -161,8 +161,7 @@ int mproc__pal_pipe(bool child_writes, mproc_os_handle *parent_end, mproc_os_han
   DWORD open_mode = (child_writes ? PIPE_ACCESS_INBOUND : PIPE_ACCESS_DUPLEX) | FILE_FLAG_OVERLAPPED;
   DWORD out_size = child_writes ? 0 : MPROC__WIN32_PIPE_OUT_BUFFER;
   DWORD in_size = child_writes ? MPROC__WIN32_PIPE_IN_BUFFER : 0;
-  DWORD client_access =
-      child_writes ? (GENERIC_WRITE | FILE_READ_ATTRIBUTES) : (GENERIC_READ | FILE_WRITE_ATTRIBUTES);
+  DWORD client_access = child_writes ? (GENERIC_WRITE | FILE_READ_ATTRIBUTES) : (GENERIC_READ | FILE_WRITE_ATTRIBUTES);
   HANDLE server, client;
   int rc = mproc__win32_pipe_pair(MPROC__WIN32_IO_PIPE_PREFIX, open_mode, out_size, in_size, client_access, 0, &server,
                                   &client);
@@ -198,8 +197,9 @@ int mproc__pal_open_path(const char *path, bool for_write, bool append, mproc_os
   if (!for_write)
     rc = open_file(w, path, GENERIC_READ, OPEN_EXISTING, "input file", out);
   else if (append) /* FILE_APPEND_DATA without FILE_WRITE_DATA: every write goes to the end (O_APPEND) */
-    rc = open_file(w, path, FILE_APPEND_DATA | FILE_READ_ATTRIBUTES | FILE_WRITE_ATTRIBUTES | READ_CONTROL | SYNCHRONIZE,
-                   OPEN_ALWAYS, "output file", out);
+    rc =
+        open_file(w, path, FILE_APPEND_DATA | FILE_READ_ATTRIBUTES | FILE_WRITE_ATTRIBUTES | READ_CONTROL | SYNCHRONIZE,
+                  OPEN_ALWAYS, "output file", out);
   else
     rc = open_file(w, path, GENERIC_WRITE | FILE_READ_ATTRIBUTES, CREATE_ALWAYS, "output file", out);
   free(w);
@@ -284,8 +284,8 @@ static DWORD write_limit(HANDLE h) {
 /* Write one piece of at most `limit` bytes, waiting up to the deadline. Once the deadline has passed, a
  * piece that would have to wait is cancelled and retried at half the size, so that whatever fits in the
  * pipe right now still goes (a few non-blocking tries, never a wait). */
-static int write_piece(HANDLE h, OVERLAPPED *ov, const char *p, size_t len, DWORD limit, int64_t deadline_ns,
-                       DWORD *n, DWORD *err) {
+static int write_piece(HANDLE h, OVERLAPPED *ov, const char *p, size_t len, DWORD limit, int64_t deadline_ns, DWORD *n,
+                       DWORD *err) {
   DWORD piece = len > limit ? limit : (DWORD)len;
   for (;;) {
     bool expired = false;

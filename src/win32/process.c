@@ -71,7 +71,7 @@ int mproc__pal_fork_sentinel(mproc__child *child) {
 void mproc__pal_child_bind(mproc__child *child) {
   mproc__win32_child *os = mproc__win32_child_os(child);
   if (!os || os->job || child->handle == MPROC_NO_HANDLE || child->handle == 0) return;
-  DWORD saved = GetLastError(); /* best effort: a failure here is not the caller's error */
+  DWORD saved = GetLastError();              /* best effort: a failure here is not the caller's error */
   HANDLE job = CreateJobObjectW(NULL, NULL); /* NULL attributes: the handle is not inheritable */
   if (job) {
     JOBOBJECT_EXTENDED_LIMIT_INFORMATION li;

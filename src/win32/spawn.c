@@ -125,7 +125,8 @@ int mproc__win32_quote_args(const wchar_t *const *argv, wchar_t **out) {
   *out = NULL;
   if (!argv || !argv[0]) return mproc__fail(MPROC_EINVAL, "command line: argv is empty");
   if (wcschr(argv[0], L'"'))
-    return mproc__fail(MPROC_EINVAL, "command line: argv[0] contains '\"', which Windows cannot pass in a program name");
+    return mproc__fail(MPROC_EINVAL,
+                       "command line: argv[0] contains '\"', which Windows cannot pass in a program name");
   size_t size = 1; /* worst case per argument: every character escaped, two quotes, a space */
   for (size_t i = 0; argv[i]; ++i) size += 2 * wcslen(argv[i]) + 3;
   wchar_t *buf = (wchar_t *)malloc(size * sizeof(wchar_t));
@@ -197,7 +198,9 @@ int mproc__win32_batch_cmdline(const wchar_t *cmd_exe, const wchar_t *script, co
   for (const wchar_t *c = script; *c; ++c)
     if (*c == L'"' || *c == L'%' || *c < L' ')
       return mproc__fail(MPROC_EINVAL, "batch file: its path holds '%s', which cmd.exe cannot be given safely",
-                         *c == L'"' ? "\"" : *c == L'%' ? "%" : "a control character");
+                         *c == L'"'   ? "\""
+                         : *c == L'%' ? "%"
+                                      : "a control character");
   size_t size = wcslen(cmd_exe) + wcslen(script) + 40;
   for (size_t i = 0; args[i]; ++i) {
     const wchar_t *bad = wcspbrk(args[i], L"%\r\n");
@@ -205,7 +208,10 @@ int mproc__win32_batch_cmdline(const wchar_t *cmd_exe, const wchar_t *script, co
       return mproc__fail(MPROC_EINVAL,
                          "batch file: argument %zu holds %s, which cmd.exe %s; a batch file cannot be given it safely "
                          "(pass it in the environment instead, or quote it yourself in a command)",
-                         i + 1, *bad == L'%' ? "'%'" : *bad == L'\r' ? "a CR" : "a LF",
+                         i + 1,
+                         *bad == L'%'    ? "'%'"
+                         : *bad == L'\r' ? "a CR"
+                                         : "a LF",
                          *bad == L'%' ? "expands even inside quotes" : "takes as the end of the command");
     size += 2 * wcslen(args[i]) + 3;
   }
@@ -229,7 +235,8 @@ int mproc__win32_batch_cmdline(const wchar_t *cmd_exe, const wchar_t *script, co
   if (wcslen(buf) > 8191) {
     size_t len = wcslen(buf);
     free(buf);
-    return mproc__fail(MPROC_EINVAL, "batch file: the command line is %zu characters; cmd.exe accepts at most 8191", len);
+    return mproc__fail(MPROC_EINVAL, "batch file: the command line is %zu characters; cmd.exe accepts at most 8191",
+                       len);
   }
   *out = buf;
   return 0;
@@ -361,7 +368,8 @@ static int env_copy_from_parent(env_list *l, const wchar_t *name) {
 static int env_add_utf8(env_list *l, const char *entry, const char *list, size_t i, bool need_value) {
   const char *eq = entry[0] ? strchr(entry + 1, '=') : NULL;
   if (!entry[0] || entry[0] == '=' || (need_value && !eq))
-    return mproc__fail(MPROC_EINVAL, "spawn: %s[%zu] \"%s\" is not %s", list, i, entry, need_value ? "NAME=VALUE" : "NAME[=VALUE]");
+    return mproc__fail(MPROC_EINVAL, "spawn: %s[%zu] \"%s\" is not %s", list, i, entry,
+                       need_value ? "NAME=VALUE" : "NAME[=VALUE]");
   wchar_t *w;
   int rc = to_wide(entry, "an environment entry", &w);
   return rc ? rc : env_set(l, w);
@@ -385,7 +393,8 @@ int mproc__win32_env_block(const char *const *env, const char *const *env_extra,
     }
     FreeEnvironmentStringsW(block);
   }
-  for (size_t i = 0; env_extra && env_extra[i] && rc == 0; ++i) rc = env_add_utf8(&l, env_extra[i], "env_extra", i, false);
+  for (size_t i = 0; env_extra && env_extra[i] && rc == 0; ++i)
+    rc = env_add_utf8(&l, env_extra[i], "env_extra", i, false);
   if (rc) {
     env_free(&l);
     return rc;
@@ -582,12 +591,12 @@ static int find_program(const char *prog, const wchar_t *wprog, const wchar_t *p
 /* ---- the plan: everything CreateProcessW needs, built before anything is handed out ----------- */
 
 typedef struct plan {
-  const char *prog;   /* what the user named, for messages */
-  wchar_t *app;       /* lpApplicationName: the file to run */
-  wchar_t *cmdline;   /* lpCommandLine */
-  wchar_t *env;       /* lpEnvironment, or NULL to inherit */
-  wchar_t *cwd;       /* lpCurrentDirectory, or NULL */
-  bool tree_job;      /* run cmd.exe (a shell command or a batch file): put the child in a job of its own */
+  const char *prog; /* what the user named, for messages */
+  wchar_t *app;     /* lpApplicationName: the file to run */
+  wchar_t *cmdline; /* lpCommandLine */
+  wchar_t *env;     /* lpEnvironment, or NULL to inherit */
+  wchar_t *cwd;     /* lpCurrentDirectory, or NULL */
+  bool tree_job;    /* run cmd.exe (a shell command or a batch file): put the child in a job of its own */
 } plan;
 
 static void plan_free(plan *pl) {
@@ -848,7 +857,8 @@ static int handles_make(const mproc__spawn_req *req, const char *prog, handles *
     if (!GetHandleInformation(h, &flags)) {
       DWORD e = GetLastError();
       handles_release(hs);
-      return mproc__fail_os(MPROC_EINVAL, (int)e, "spawn '%s': pass_fds[%zu] (%p) is not an open handle", prog, i, (void *)h);
+      return mproc__fail_os(MPROC_EINVAL, (int)e, "spawn '%s': pass_fds[%zu] (%p) is not an open handle", prog, i,
+                            (void *)h);
     }
     if (!(flags & HANDLE_FLAG_INHERIT)) {
       if (!SetHandleInformation(h, HANDLE_FLAG_INHERIT, HANDLE_FLAG_INHERIT)) {
@@ -1032,8 +1042,8 @@ int mproc__pal_wait(mproc__child *c, int64_t deadline_ns) {
   /* (process module: mproc__spawn_req.signal_exitcodes) the exit code mproc__pal_signal gives is reported
    * as -sig, so Process.exitcode is -15 / -9 after terminate / kill, as on POSIX. */
   const mproc__win32_child *os = (const mproc__win32_child *)c->os;
-  if (os && os->signal_exitcodes && (code & ~(DWORD)0xFFFF) == MPROC__WIN32_SIGNAL_EXIT_BASE &&
-      (code & 0xFFFF) >= 1 && (code & 0xFFFF) <= 64)
+  if (os && os->signal_exitcodes && (code & ~(DWORD)0xFFFF) == MPROC__WIN32_SIGNAL_EXIT_BASE && (code & 0xFFFF) >= 1 &&
+      (code & 0xFFFF) <= 64)
     c->returncode = -(int)(code & 0xFFFF);
   return 0;
 }

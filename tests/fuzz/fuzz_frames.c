@@ -76,8 +76,10 @@ static int receive_once(mproc_connection *a, state *s, bool peer_closed) {
   } else {
     char *d = NULL;
     rc = mproc_connection_recv_bytes(a, s->maxlength, timeout_ms, &d, &n);
-    if (rc == 0) check(d != NULL && n <= s->sent && (!s->maxlength || n <= s->maxlength) && d[n] == '\0');
-    else check(d == NULL);
+    if (rc == 0)
+      check(d != NULL && n <= s->sent && (!s->maxlength || n <= s->maxlength) && d[n] == '\0');
+    else
+      check(d == NULL);
     mproc_free(d);
   }
   if (s->sticky) check(rc == s->sticky);
@@ -114,7 +116,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
   mproc_connection *a = NULL, *b = NULL;
   if (mproc_pipe(true, &a, &b) != 0) return 0; /* out of descriptors: not the reader's fault */
-  if (cpython) { /* the same handles, CPython's frames */
+  if (cpython) {                               /* the same handles, CPython's frames */
     mproc__conn_end e = a->e;
     a->e.rd = a->e.wr = a->e.bulk = MPROC_NO_HANDLE;
     mproc_connection_destroy(a);

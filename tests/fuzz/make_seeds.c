@@ -51,8 +51,17 @@ static void boot_seeds(void) {
   static const char ref[] = "/usr/local/bin/app\0\x10\x20\x30\x40\x50\x60\x70\x80worker_main";
   static const char arg[] = "\x01\x02\x03 the argument bytes";
   mproc__conn_end conns[3] = {{3, 4, 5}, {6, 6, MPROC_NO_HANDLE}, {7, MPROC_NO_HANDLE, 8}};
-  mproc__boot b = {ref, sizeof ref - 1, arg, sizeof arg - 1, "Process-1", "1:2", "MainProcess", 4242,
-                   MPROC__BOOT_DAEMON | MPROC__BOOT_MAIN_THREAD, 3, conns};
+  mproc__boot b = {ref,
+                   sizeof ref - 1,
+                   arg,
+                   sizeof arg - 1,
+                   "Process-1",
+                   "1:2",
+                   "MainProcess",
+                   4242,
+                   MPROC__BOOT_DAEMON | MPROC__BOOT_MAIN_THREAD,
+                   3,
+                   conns};
   mproc__buf v = encode(&b);
   write_seed(sub, "valid-3conns", v.data, v.len);
 
@@ -70,12 +79,12 @@ static void boot_seeds(void) {
   size_t pid_at = name_at + 8 + 9 + 8 + 3 + 8 + 11, flags_at = pid_at + 8, n_at = flags_at + 8, c_at = n_at + 8;
   unsigned char *e = (unsigned char *)malloc(v.len + 1);
   if (!e) exit(1);
-#define EDIT(name, stmt)                 \
-  do {                                   \
-    memcpy(e, v.data, v.len);            \
-    size_t elen = v.len;                 \
-    stmt;                                \
-    write_seed(sub, name, e, elen);      \
+#define EDIT(name, stmt)            \
+  do {                              \
+    memcpy(e, v.data, v.len);       \
+    size_t elen = v.len;            \
+    stmt;                           \
+    write_seed(sub, name, e, elen); \
   } while (0)
   EDIT("bad-truncated-half", elen = v.len / 2);
   EDIT("bad-truncated-last-byte", elen = v.len - 1);
@@ -122,8 +131,7 @@ static void frame_seed(const char *name, unsigned opt, unsigned sizes, const voi
   mproc__buf s = {0};
   unsigned char h[4] = {(unsigned char)opt, (unsigned char)sizes, (unsigned char)bulk_len,
                         (unsigned char)(bulk_len >> 8)};
-  if (mproc__buf_append(&s, h, 4) || mproc__buf_append(&s, bulk, bulk_len) ||
-      mproc__buf_append(&s, stream, stream_len))
+  if (mproc__buf_append(&s, h, 4) || mproc__buf_append(&s, bulk, bulk_len) || mproc__buf_append(&s, stream, stream_len))
     exit(1);
   write_seed("frames", name, s.data, s.len);
   mproc__buf_free(&s);
@@ -172,8 +180,8 @@ static void frame_seeds(void) {
   frame_seed("bad-length-lies", 64, 1, NULL, 0, liar, sizeof liar);
 
   /* CPython's multiprocessing.connection frames (sizes bit 7): big-endian lengths, -1 + 8-byte length */
-  unsigned char py[] = {0, 0, 0, 5, 'h', 'e', 'l', 'l', 'o', 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0, 0, 0, 3,
-                        'e', 'n', 'd'};
+  unsigned char py[] = {0,    0,    0,    5, 'h', 'e', 'l', 'l', 'o', 0, 0, 0,   0,   0xFF,
+                        0xFF, 0xFF, 0xFF, 0, 0,   0,   0,   0,   0,   0, 3, 'e', 'n', 'd'};
   frame_seed("valid-cpython", 0, 128 | 5, NULL, 0, py, sizeof py);
   frame_seed("valid-cpython-interleaved", 3 | 64, 128 | 4 | (2 << 3), NULL, 0, py, sizeof py);
   unsigned char pyneg[] = {0x80, 0, 0, 0, 'x'};

@@ -431,10 +431,10 @@ int main(int argc, char **argv) {
   for (int i = 1; i < argc; ++i) {
     const char *c = argv[i];
     const char *a = i + 1 < argc ? argv[i + 1] : NULL;
-#define NEED_ARG          \
-  do {                    \
-    if (!a) return 122;   \
-    ++i;                  \
+#define NEED_ARG        \
+  do {                  \
+    if (!a) return 122; \
+    ++i;                \
   } while (0)
     if (!strcmp(c, "out")) {
       NEED_ARG;

@@ -13,7 +13,8 @@ static int target(const mproc_args *a) {
 
 int main(void) {
   mproc_process *p = NULL;
-  if (mproc_process_create(&p, &(mproc_process_opts){.target = target, .start_method = MPROC_START_SPAWN}) != 0) return 2;
+  if (mproc_process_create(&p, &(mproc_process_opts){.target = target, .start_method = MPROC_START_SPAWN}) != 0)
+    return 2;
   int rc = mproc_process_start(p);
   printf("pid %lld start=%d %s\n", (long long)mproc_getpid(), rc, rc ? mproc_last_error() : "ok");
   fflush(stdout);

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The code's format (.clang-format, clang-format 14 here): every C and C++ file of the project.
+#
+#   scripts/format.sh            reformat in place
+#   scripts/format.sh --check    change nothing; list the files whose format differs, exit 1 if any
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+shopt -s nullglob
+files=(src/*.[ch] src/process/*.[ch] src/posix/*.[ch] src/win32/*.[ch] include/*.h include/mproc/*.h
+       tests/*.cc tests/*.h tests/helpers/*.[ch] tests/helpers/posix/*.c tests/fuzz/*.c tests/consumer/*.c
+       examples/*.c bench/*.[ch])
+if [[ "${1:-}" == --check ]]; then
+  bad=()
+  for f in "${files[@]}"; do
+    clang-format --dry-run --Werror "$f" >/dev/null 2>&1 || bad+=("$f")
+  done
+  if ((${#bad[@]})); then
+    printf 'format: differs from .clang-format: %s\n' "${bad[@]}"
+    echo "format: run scripts/format.sh to fix (${#bad[@]} of ${#files[@]} files)"
+    exit 1
+  fi
+  echo "format: ${#files[@]} files match .clang-format"
+else
+  clang-format -i "${files[@]}"
+fi
