@@ -723,10 +723,15 @@ TEST(Win32Inherit, StdoutAndStderrOnOneHandle) {
   mproc__pal_close(parent);
 }
 
-TEST(Win32Inherit, ConcurrentSpawnsNeverHoldEachOthersPipes) {
-  // Long-lived children are started on one thread while short ones run on others. If a long-lived
-  // child inherited a short one's pipe, that short run would not see end of file until the long one
-  // ends (a minute): every short run must end well before that.
+// Long-lived children are started on one thread (`sleepers` of them, with `sleeper_req`) while
+// `threads` x `runs` short ones print a tag on others. If a long-lived child held a short one's pipe,
+// that short run would see end of file only when the long one ends (a minute): every short run must end
+// well before, with its own output. *late counts the runs that did not; the result says what failed.
+struct ConcurrentSpawns {
+  int late = 0, failed = 0;
+  std::string why;
+};
+static ConcurrentSpawns run_concurrent_spawns(size_t sleepers_max, bool inherit_fds, int threads, int runs) {
   std::atomic<bool> stop{false};
   std::atomic<int> late{0}, failed{0};
   std::mutex why_lock;
@@ -738,17 +743,21 @@ TEST(Win32Inherit, ConcurrentSpawnsNeverHoldEachOthersPipes) {
   };
   std::vector<Child *> sleepers;
   std::thread starter([&] {
-    while (!stop && sleepers.size() < 12) {
+    while (!stop && sleepers.size() < sleepers_max) {
       Child *c = new Child;
-      if (start(*c, {"sleep", "60000"}, mproc__spawn_req{}, true, true) != 0)
-        note(std::string("long-lived start: ") + mproc_last_error());
+      mproc__spawn_req req{};
+      req.inherit_fds = inherit_fds;
+      req.stdio[0] = req.stdio[1] = req.stdio[2] = MPROC_NO_HANDLE;
+      int rc = inherit_fds ? start(*c, {"sleep", "60000"}, req, false, false)
+                           : start(*c, {"sleep", "60000"}, mproc__spawn_req{}, true, true);
+      if (rc != 0) note(std::string("long-lived start: ") + mproc_last_error());
       sleepers.push_back(c);
     }
   });
   std::vector<std::thread> runners;
-  for (int t = 0; t < 3; ++t)
+  for (int t = 0; t < threads; ++t)
     runners.emplace_back([&, t] {
-      for (int i = 0; i < 8; ++i) {
+      for (int i = 0; i < runs; ++i) {
         Child c;
         std::string tag = std::to_string(t) + "/" + std::to_string(i);
         if (start(c, {"print", tag}, mproc__spawn_req{}, true, true) != 0) {
@@ -775,8 +784,13 @@ TEST(Win32Inherit, ConcurrentSpawnsNeverHoldEachOthersPipes) {
   stop = true;
   starter.join();
   for (Child *c : sleepers) delete c; // kills and reaps
-  EXPECT_EQ(failed.load(), 0) << why;
-  EXPECT_EQ(late.load(), 0);
+  return {late.load(), failed.load(), why};
+}
+
+TEST(Win32Inherit, ConcurrentSpawnsNeverHoldEachOthersPipes) {
+  ConcurrentSpawns r = run_concurrent_spawns(12, false, 3, 8);
+  EXPECT_EQ(r.failed, 0) << r.why;
+  EXPECT_EQ(r.late, 0);
 }
 
 // ---- program lookup, cwd, shell -----------------------------------------------------------------------
@@ -1356,59 +1370,9 @@ TEST(Win32Inherit, InheritFdsSpawnsNeverHoldOtherSpawnsPipes) {
   // The short runs' inheritable pipe duplicates exist while their CreateProcessW runs; without the spawn
   // lock a long-lived child started meanwhile holds one, and that short run sees end of file only when
   // the long-lived child ends (a minute).
-  std::atomic<bool> stop{false};
-  std::atomic<int> late{0}, failed{0};
-  std::mutex why_lock;
-  std::string why;
-  auto note = [&](const std::string &what) {
-    failed++;
-    std::lock_guard<std::mutex> g(why_lock);
-    why += what + "\n";
-  };
-  std::vector<Child *> sleepers;
-  std::thread starter([&] {
-    while (!stop && sleepers.size() < 16) {
-      Child *c = new Child;
-      mproc__spawn_req req{};
-      req.inherit_fds = true;
-      req.stdio[0] = req.stdio[1] = req.stdio[2] = MPROC_NO_HANDLE;
-      if (start(*c, {"sleep", "60000"}, req, false, false) != 0)
-        note(std::string("long-lived start: ") + mproc_last_error());
-      sleepers.push_back(c);
-    }
-  });
-  std::vector<std::thread> runners;
-  for (int t = 0; t < 2; ++t)
-    runners.emplace_back([&, t] {
-      for (int i = 0; i < 10; ++i) {
-        Child c;
-        std::string tag = std::to_string(t) + "/" + std::to_string(i);
-        if (start(c, {"print", tag}, mproc__spawn_req{}, true, true) != 0) {
-          note("start " + tag + ": " + mproc_last_error());
-          continue;
-        }
-        mproc__pal_close(c.in);
-        c.in = MPROC_NO_HANDLE;
-        std::string out;
-        char buf[64];
-        int64_t deadline = mproc__deadline_from_timeout(20000);
-        for (;;) {
-          size_t n = 0;
-          int rc = mproc__pal_read(c.out, buf, sizeof buf, deadline, &n);
-          if (rc == MPROC_ETIMEDOUT) late++;
-          if (rc && rc != MPROC_ETIMEDOUT) note("read " + tag + ": " + mproc_last_error());
-          if (rc || n == 0) break;
-          out.append(buf, n);
-        }
-        if (out != tag) note("output of " + tag + ": '" + out + "'");
-      }
-    });
-  for (auto &r : runners) r.join();
-  stop = true;
-  starter.join();
-  for (Child *c : sleepers) delete c;
-  EXPECT_EQ(failed.load(), 0) << why;
-  EXPECT_EQ(late.load(), 0) << "short runs whose pipe a long-lived inherit_fds child held";
+  ConcurrentSpawns r = run_concurrent_spawns(16, true, 2, 10);
+  EXPECT_EQ(r.failed, 0) << r.why;
+  EXPECT_EQ(r.late, 0) << "short runs whose pipe a long-lived inherit_fds child held";
 }
 
 // ---- pipes admit only the current user ---------------------------------------------------------------
