@@ -36,11 +36,13 @@ int mproc__boot_encode(const mproc__boot *b, mproc__buf *out) {
   if (!rc) rc = put_str(out, b->parent_name);
   if (!rc) rc = put_u64(out, (uint64_t)b->parent_pid);
   if (!rc) rc = put_u64(out, b->flags);
-  if (!rc) rc = put_u64(out, b->nconns);
-  for (size_t i = 0; i < b->nconns && !rc; ++i) {
-    rc = put_u64(out, handle_word(b->conns[i].rd));
-    if (!rc) rc = put_u64(out, handle_word(b->conns[i].wr));
-    if (!rc) rc = put_u64(out, handle_word(b->conns[i].bulk));
+  if (!rc) rc = put_u64(out, b->nobjs);
+  for (size_t i = 0; i < b->nobjs && !rc; ++i) {
+    const struct mproc__boot_obj *o = &b->objs[i];
+    rc = put_u64(out, o->type);
+    if (!rc) rc = put_bytes(out, o->bytes, o->len);
+    if (!rc) rc = put_u64(out, o->count);
+    for (size_t k = 0; k < o->count && !rc; ++k) rc = put_u64(out, handle_word(b->handles[o->first + k]));
   }
   return rc;
 }
@@ -67,7 +69,7 @@ static char *get_str(mproc__wire_reader *r, const char *what) {
 }
 
 static mproc_os_handle get_handle(mproc__wire_reader *r) {
-  uint64_t v = mproc__wire_get_u64(r, "a connection's handles");
+  uint64_t v = mproc__wire_get_u64(r, "an object's handles");
   if (r->bad || v == NONE) return MPROC_NO_HANDLE;
   if (v > mproc__pal_handle_max()) {
     r->bad = "a handle number out of range";
@@ -80,7 +82,8 @@ void mproc__boot_free(mproc__boot *b) {
   free((void *)b->name);
   free((void *)b->ident);
   free((void *)b->parent_name);
-  free(b->conns);
+  free(b->objs);
+  free(b->handles);
   memset(b, 0, sizeof *b);
 }
 
@@ -98,30 +101,37 @@ int mproc__boot_parse(const void *msg, size_t len, mproc__boot *b) {
   uint64_t flags = mproc__wire_get_u64(&r, "the flags");
   if (!r.bad && (flags & ~(uint64_t)MPROC__BOOT_FLAGS_ALL)) r.bad = "unknown flags";
   b->flags = (uint32_t)flags;
-  uint64_t n = mproc__wire_get_u64(&r, "the connection count");
-  if (!r.bad && n > mproc__wire_left(&r) / 24) r.bad = "the connection count";
+  /* each object takes at least 24 bytes (type, bytes' length, handle count): a count the rest of the
+   * message cannot hold is refused before anything is allocated for it */
+  uint64_t n = mproc__wire_get_u64(&r, "the object count");
+  if (!r.bad && n > mproc__wire_left(&r) / 24) r.bad = "the object count";
+  size_t left = mproc__wire_left(&r);
   if (!r.bad && n) {
-    b->conns = (mproc__conn_end *)malloc((size_t)n * sizeof *b->conns);
-    if (!b->conns) r.bad = "out of memory";
+    b->objs = (struct mproc__boot_obj *)calloc((size_t)n, sizeof *b->objs);
+    size_t cap = left / 8 + 1 < MPROC__BOOT_MAX_HANDLES ? left / 8 + 1 : MPROC__BOOT_MAX_HANDLES;
+    b->handles = (mproc_os_handle *)malloc(cap * sizeof *b->handles); /* at most one per 8 bytes */
+    if (!b->objs || !b->handles) r.bad = "out of memory";
   }
   for (size_t i = 0; i < n && !r.bad; ++i) {
-    mproc__conn_end e;
-    e.rd = get_handle(&r);
-    e.wr = get_handle(&r);
-    e.bulk = get_handle(&r);
-    if (!r.bad && e.rd == MPROC_NO_HANDLE && e.wr == MPROC_NO_HANDLE) r.bad = "a connection without handles";
-    /* an end may use one handle for more than one role (a link: rd == wr); two ends never share one */
-    mproc_os_handle mine[3] = {e.rd, e.wr, e.bulk};
-    for (int k = 0; k < 3 && !r.bad; ++k) {
-      if (mine[k] == MPROC_NO_HANDLE) continue;
-      for (size_t m = 0; m < i && !r.bad; ++m) {
-        const mproc__conn_end *o = &b->conns[m];
-        if (mine[k] == o->rd || mine[k] == o->wr || mine[k] == o->bulk) r.bad = "a handle in two connections";
-      }
+    struct mproc__boot_obj *o = &b->objs[i];
+    uint64_t type = mproc__wire_get_u64(&r, "an object's type");
+    if (!r.bad && (type == 0 || type > UINT32_MAX)) r.bad = "an object's type";
+    o->type = (uint32_t)type;
+    o->bytes = mproc__wire_get_bytes(&r, &o->len, "an object's bytes");
+    uint64_t count = mproc__wire_get_u64(&r, "an object's handle count");
+    if (!r.bad && count > MPROC__HANDABLE_MAX_HANDLES) r.bad = "an object's handle count";
+    o->first = b->nhandles;
+    o->count = (size_t)count;
+    for (size_t k = 0; k < o->count && !r.bad; ++k) {
+      mproc_os_handle h = get_handle(&r);
+      if (!r.bad && h == MPROC_NO_HANDLE) r.bad = "an object's handle is none";
+      if (!r.bad && b->nhandles >= MPROC__BOOT_MAX_HANDLES) r.bad = "too many handles";
+      for (size_t m = 0; m < b->nhandles && !r.bad; ++m)
+        if (b->handles[m] == h) r.bad = "a handle twice";
+      if (!r.bad) b->handles[b->nhandles++] = h;
     }
-    if (!r.bad) b->conns[i] = e;
   }
-  b->nconns = (size_t)n;
+  b->nobjs = (size_t)n;
   if (!r.bad && mproc__wire_left(&r) != 0) r.bad = "bytes after the end";
   if (r.bad) {
     bool oom = strcmp(r.bad, "out of memory") == 0;

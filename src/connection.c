@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "connection_internal.h"
+#include "handable.h"
 #include "internal.h"
 #include "pal.h"
 #include "wire.h"
@@ -460,3 +461,55 @@ mproc_os_handle mproc_connection_handle(const mproc_connection *c) {
   return !c ? MPROC_NO_HANDLE : c->e.rd != MPROC_NO_HANDLE ? c->e.rd : c->e.wr;
 }
 mproc_os_handle mproc_connection_send_handle(const mproc_connection *c) { return c ? c->e.wr : MPROC_NO_HANDLE; }
+
+/* ---- handing a connection to another process (handable.h) ---------------------------------------- */
+
+/* The end's distinct handles, and one byte per role (rd, wr, bulk) naming its index among them (0xFF:
+ * none), and the frame format (0 mproc's, 1 CPython's). */
+static int conn_export(const void *obj, mproc_os_handle *handles, size_t *nhandles, mproc__buf *bytes) {
+  const mproc_connection *c = (const mproc_connection *)obj;
+  mproc_os_handle roles[3] = {c->e.rd, c->e.wr, c->e.bulk};
+  unsigned char idx[4];
+  size_t n = 0;
+  for (int k = 0; k < 3; ++k) {
+    idx[k] = 0xFF;
+    if (roles[k] == MPROC_NO_HANDLE) continue;
+    for (size_t j = 0; j < n && idx[k] == 0xFF; ++j)
+      if (handles[j] == roles[k]) idx[k] = (unsigned char)j;
+    if (idx[k] == 0xFF) {
+      idx[k] = (unsigned char)n;
+      handles[n++] = roles[k];
+    }
+  }
+  idx[3] = c->fmt == &mproc__frame_cpython ? 1 : 0;
+  *nhandles = n;
+  return mproc__buf_append(bytes, idx, sizeof idx);
+}
+
+static int conn_import(const void *bytes, size_t len, const mproc_os_handle *handles, size_t nhandles, void **obj) {
+  const unsigned char *idx = (const unsigned char *)bytes;
+  if (len != 4 || idx[3] > 1) return mproc__fail(MPROC_ESYS, "child: a handed connection is malformed");
+  mproc_os_handle roles[3];
+  bool used[MPROC__HANDABLE_MAX_HANDLES] = {false};
+  for (int k = 0; k < 3; ++k) {
+    if (idx[k] == 0xFF) {
+      roles[k] = MPROC_NO_HANDLE;
+    } else if (idx[k] < nhandles) {
+      roles[k] = handles[idx[k]];
+      used[idx[k]] = true;
+    } else {
+      return mproc__fail(MPROC_ESYS, "child: a handed connection names handle %d of %zu", idx[k], nhandles);
+    }
+  }
+  for (size_t j = 0; j < nhandles; ++j)
+    if (!used[j]) return mproc__fail(MPROC_ESYS, "child: a handed connection came with a handle it does not use");
+  if (roles[0] == MPROC_NO_HANDLE && roles[1] == MPROC_NO_HANDLE)
+    return mproc__fail(MPROC_ESYS, "child: a handed connection has no handle to receive or send on");
+  mproc__conn_end e = {roles[0], roles[1], roles[2]};
+  mproc_connection *c = mproc__connection_wrap_format(e, idx[3] ? &mproc__frame_cpython : &mproc__frame_mproc);
+  if (!c) return MPROC_ENOMEM;
+  *obj = c;
+  return 0;
+}
+
+const mproc__handable_type mproc__connection_handable = {1, "connection", conn_export, conn_import};

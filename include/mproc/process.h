@@ -79,6 +79,10 @@ typedef struct mproc_args {
   size_t size;
   mproc_connection *const *connections;
   size_t connection_count;
+  /* Every object handed to the child, in the order handed (the connections first, then objects of
+   * kinds that have no list of their own here), each as its own type. */
+  void *const *objects;
+  size_t object_count;
 } mproc_args;
 
 /* The target: an ordinary function of the program. Its return value becomes the exit code

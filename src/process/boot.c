@@ -17,14 +17,36 @@
 
 #define EXIT_BOOT_FAILED MPROC_EXIT_BOOT_FAILED
 
-int mproc__boot_message(const mproc_process *p, mproc__buf *b) {
-  mproc__buf ref = {NULL, 0, 0};
+int mproc__boot_message(const mproc_process *p, mproc__buf *b, mproc_os_handle **handles, size_t *nhandles) {
+  *handles = NULL;
+  *nhandles = 0;
+  mproc__buf ref = {NULL, 0, 0}, bytes = {NULL, 0, 0};
   int rc = mproc__pal_fn_locate((void *)p->target, &ref);
-  mproc__conn_end *ends = NULL;
-  if (!rc && p->nconns && !(ends = (mproc__conn_end *)malloc(p->nconns * sizeof *ends)))
-    rc = mproc__fail(MPROC_ENOMEM, "start: out of memory");
+  struct mproc__boot_obj *objs = NULL;
+  mproc_os_handle *hs = NULL;
+  size_t *offs = NULL; /* where each object's bytes start in `bytes` (it may move as it grows) */
+  if (!rc && p->nhanded) {
+    objs = (struct mproc__boot_obj *)calloc(p->nhanded, sizeof *objs);
+    hs = (mproc_os_handle *)malloc(p->nhanded * MPROC__HANDABLE_MAX_HANDLES * sizeof *hs);
+    offs = (size_t *)malloc(p->nhanded * sizeof *offs);
+    if (!objs || !hs || !offs) rc = mproc__fail(MPROC_ENOMEM, "start: out of memory");
+  }
+  size_t nh = 0;
+  for (size_t i = 0; i < p->nhanded && !rc; ++i) {
+    const mproc__handed *h = &p->handed[i];
+    size_t k = 0;
+    offs[i] = bytes.len;
+    rc = h->type->export_obj(h->obj, hs + nh, &k, &bytes);
+    if (!rc && k > MPROC__HANDABLE_MAX_HANDLES)
+      rc = mproc__fail(MPROC_ESYS, "start: a %s exported %zu handles", h->type->name, k);
+    objs[i].type = h->type->id;
+    objs[i].len = bytes.len - offs[i];
+    objs[i].first = nh;
+    objs[i].count = k;
+    nh += k;
+  }
+  for (size_t i = 0; i < p->nhanded && !rc; ++i) objs[i].bytes = bytes.data ? bytes.data + offs[i] : "";
   if (!rc) {
-    for (size_t i = 0; i < p->nconns; ++i) ends[i] = p->conns[i]->e;
     uint32_t flags = (p->daemon ? MPROC__BOOT_DAEMON : 0u) |
                      (p->kill_on_parent_death ? MPROC__BOOT_KILL_ON_PARENT_DEATH : 0u) |
                      (mproc__pal_is_main_thread() ? MPROC__BOOT_MAIN_THREAD : 0u);
@@ -37,37 +59,23 @@ int mproc__boot_message(const mproc_process *p, mproc__buf *b) {
                         .parent_name = mproc__me.name,
                         .parent_pid = mproc__pal_getpid(),
                         .flags = flags,
-                        .nconns = p->nconns,
-                        .conns = ends};
+                        .nobjs = p->nhanded,
+                        .objs = objs,
+                        .nhandles = nh,
+                        .handles = hs};
     rc = mproc__boot_encode(&boot, b);
   }
-  free(ends);
+  free(objs);
+  free(offs);
   mproc__buf_free(&ref);
-  return rc;
-}
-
-/* The handles of connection end e in the order they are handed over: rd, then wr and bulk unless they
- * are none or repeat an earlier one (a single-handle end). Their number. */
-size_t mproc__end_handles(mproc__conn_end e, mproc_os_handle out[3]) {
-  mproc_os_handle h[3] = {e.rd, e.wr, e.bulk};
-  size_t n = 0;
-  for (int k = 0; k < 3; ++k)
-    if (h[k] != MPROC_NO_HANDLE && (k < 1 || h[k] != h[0]) && (k < 2 || h[k] != h[1])) out[n++] = h[k];
-  return n;
-}
-
-/* The handles of the connections handed to p, in order: what a spawned child must be given, and what
- * goes to the fork server. out NULL: only count them. */
-size_t mproc__handed_handles(const mproc_process *p, mproc_os_handle *out) {
-  size_t n = 0;
-  for (size_t i = 0; i < p->nconns; ++i) {
-    const mproc_connection *c = p->conns[i];
-    mproc_os_handle h[3];
-    size_t k = mproc__end_handles(c->e, h);
-    if (out) memcpy(out + n, h, k * sizeof *h);
-    n += k;
+  mproc__buf_free(&bytes);
+  if (rc) {
+    free(hs);
+    return rc;
   }
-  return n;
+  *handles = hs;
+  *nhandles = nh;
+  return 0;
 }
 
 /* kill_on_parent_death: a small thread blocked on our end of the boot link; end of file there means
@@ -86,52 +94,48 @@ static void parent_watch_thread(void *arg) {
 
 void mproc__parent_watch(mproc_connection *link) { mproc__pal_thread_start(parent_watch_thread, link); }
 
-/* The handed connections of a parsed bootstrap, as connections of this process. Spawn (fds NULL): the
+/* The objects of a parsed bootstrap, rebuilt in this process by their types. Spawn (fds NULL): the
  * handles are the numbers in the message, inherited; each must be an open handle other than the boot
- * link. Forkserver: they are fds[0..nfds), received with the request in the order of handed_handles();
- * the parent's numbers only tell which of an end's handles repeat. */
-static int adopt_connections(const mproc__boot *b, mproc_os_handle link, const mproc_os_handle *fds, size_t nfds,
-                             mproc_connection ***out) {
-  mproc_connection **conns = (mproc_connection **)calloc(b->nconns ? b->nconns : 1, sizeof *conns);
-  if (!conns) return mproc__fail(MPROC_ENOMEM, "child: out of memory");
-  size_t used = 0;
-  int rc = 0;
-  for (size_t i = 0; i < b->nconns && !rc; ++i) {
-    mproc__conn_end e = b->conns[i];
-    mproc_os_handle h[3];
-    size_t k = mproc__end_handles(e, h);
-    if (fds) {
-      if (used + k > nfds) {
-        rc = mproc__fail(MPROC_ESYS, "child: the bootstrap names more handles than came with it");
-        break;
-      }
-      mproc_os_handle *f[3] = {&e.rd, &e.wr, &e.bulk};
-      for (int j = 0; j < 3; ++j)
-        for (size_t m = 0; m < k; ++m)
-          if (*f[j] == h[m] && *f[j] != MPROC_NO_HANDLE) {
-            *f[j] = fds[used + m];
-            break;
-          }
-      k = mproc__end_handles(e, h);
-      used += k;
-    } else {
-      for (size_t m = 0; m < k && !rc; ++m)
-        if (h[m] == link || !mproc__pal_handle_valid(h[m]))
-          rc = mproc__fail(MPROC_ESYS, "child: connection %zu's handle %lld was not inherited", i, (long long)h[m]);
-      if (rc) break;
-    }
-    for (size_t m = 0; m < k; ++m) mproc__pal_set_cloexec(h[m], true);
-    conns[i] = mproc__connection_wrap(e);
-    if (!conns[i]) rc = MPROC_ENOMEM;
+ * link. Forkserver: they are fds[0..nfds), received with the request in the order the message names
+ * them. *objs (all objects) and *conns (the connections among them) are malloc'ed, kept for life. */
+static int adopt_objects(const mproc__boot *b, mproc_os_handle link, const mproc_os_handle *fds, size_t nfds,
+                         void ***objs_out, mproc_connection ***conns_out, size_t *nconns) {
+  const mproc_os_handle *hs = fds ? fds : b->handles;
+  if (fds && nfds != b->nhandles)
+    return mproc__fail(MPROC_ESYS, "child: %zu handles came with a bootstrap that names %zu", nfds, b->nhandles);
+  for (size_t i = 0; i < b->nhandles; ++i) {
+    if (!fds && (hs[i] == link || !mproc__pal_handle_valid(hs[i])))
+      return mproc__fail(MPROC_ESYS, "child: handle %lld of a handed object was not inherited", (long long)hs[i]);
+    mproc__pal_set_cloexec(hs[i], true);
   }
-  if (!rc && fds && used != nfds) rc = mproc__fail(MPROC_ESYS, "child: more handles came than the bootstrap names");
-  if (rc) {
-    for (size_t i = 0; i < b->nconns; ++i)
-      if (conns[i]) free(conns[i]); /* the handles stay: the process is about to end */
+  void **objs = (void **)calloc(b->nobjs ? b->nobjs : 1, sizeof *objs);
+  mproc_connection **conns = (mproc_connection **)calloc(b->nobjs ? b->nobjs : 1, sizeof *conns);
+  if (!objs || !conns) {
+    free(objs);
+    free(conns);
+    return mproc__fail(MPROC_ENOMEM, "child: out of memory");
+  }
+  size_t nc = 0;
+  int rc = 0;
+  for (size_t i = 0; i < b->nobjs && !rc; ++i) {
+    const struct mproc__boot_obj *o = &b->objs[i];
+    const mproc__handable_type *t = mproc__handable_find(o->type);
+    if (!t) {
+      rc = mproc__fail(MPROC_ESYS, "child: handed object %zu has type %u, which this program does not know", i,
+                       (unsigned)o->type);
+      break;
+    }
+    rc = t->import_obj(o->bytes, o->len, hs + o->first, o->count, &objs[i]);
+    if (!rc && t == &mproc__connection_handable) conns[nc++] = (mproc_connection *)objs[i];
+  }
+  if (rc) { /* the process is about to end: what was rebuilt goes with it */
+    free(objs);
     free(conns);
     return rc;
   }
-  *out = conns;
+  *objs_out = objs;
+  *conns_out = conns;
+  *nconns = nc;
   return 0;
 }
 
@@ -154,9 +158,11 @@ void mproc__boot_run(mproc_connection *link, const char *msg, size_t len, const 
   bool forked = fds != NULL;
   mproc__boot b;
   mproc_connection **conns = NULL;
+  void **objs = NULL;
+  size_t nconns = 0;
   void *fn = NULL;
   int rc = mproc__boot_parse(msg, len, &b);
-  if (!rc) rc = adopt_connections(&b, link->e.rd, fds, nfds, &conns);
+  if (!rc) rc = adopt_objects(&b, link->e.rd, fds, nfds, &objs, &conns, &nconns);
   if (!rc) rc = mproc__pal_fn_resolve(b.ref, b.ref_len, &fn);
   if (rc) boot_failed(link, forked, rc);
   if (b.flags & MPROC__BOOT_KILL_ON_PARENT_DEATH) /* a forkserver child's OS parent is the server, whose one
@@ -173,7 +179,7 @@ void mproc__boot_run(mproc_connection *link, const char *msg, size_t len, const 
     exit(EXIT_BOOT_FAILED);
   }
   if (b.flags & MPROC__BOOT_KILL_ON_PARENT_DEATH) mproc__parent_watch(link);
-  mproc_args args = {b.arg, b.arg_len, conns, b.nconns};
+  mproc_args args = {b.arg, b.arg_len, conns, nconns, objs, b.nobjs};
   int code = ((mproc_target)fn)(&args);
   if (forked) mproc__child_finish_fork(code); /* a fork of the server: the server's atexit handlers are not ours */
   fflush(NULL);

@@ -138,20 +138,21 @@ static int server_request(const mproc_process *p, const mproc__buf *req, const m
 int mproc__start_forkserver(mproc_process *p, mproc_os_handle child_end) {
   mproc__after_fork_register(forget_server); /* not under the global lock, which it takes */
   mproc_os_handle fds[MPROC__PAL_MAX_FDS];
-  size_t need = mproc__handed_handles(p, NULL);
-  if (need + 1 > MPROC__PAL_MAX_FDS) {
-    mproc__pal_close(child_end);
-    return mproc__fail(MPROC_EINVAL,
-                       "start '%s': the handed connections need %zu descriptors, a forkserver child can be given "
-                       "at most %d (a duplex connection end has three on POSIX)",
-                       p->name, need, MPROC__PAL_MAX_FDS - 1);
-  }
-  size_t nfds = 1 + mproc__handed_handles(p, fds + 1);
   mproc__buf msg = {NULL, 0, 0};
+  mproc_os_handle *hs = NULL;
+  size_t nh = 0;
   static const unsigned char len0[8] = {0};
   int rc = mproc__buf_append(&msg, len0, 8); /* the length, set below */
-  if (!rc) rc = mproc__boot_message(p, &msg);
-  if (!rc) mproc__wire_put_le64(msg.data, msg.len - 8);
+  if (!rc) rc = mproc__boot_message(p, &msg, &hs, &nh);
+  if (!rc && nh + 1 > MPROC__PAL_MAX_FDS)
+    rc = mproc__fail(MPROC_EINVAL,
+                     "start '%s': the handed objects need %zu descriptors, a forkserver child can be given at most "
+                     "%d (a duplex connection end has three on POSIX)",
+                     p->name, nh, MPROC__PAL_MAX_FDS - 1);
+  size_t nfds = 1 + nh;
+  if (!rc && nh) memcpy(fds + 1, hs, nh * sizeof *hs);
+  free(hs);
+  if (!rc) mproc__wire_put_le64((unsigned char *)msg.data, msg.len - 8);
   int64_t pid = 0, answered_pid = 0;
   bool answered = false;
   mproc_os_handle pidfd = MPROC_NO_HANDLE, end = child_end; /* ours to close once sent */

@@ -8,6 +8,8 @@
 #include "process_internal.h"
 
 void mproc__process_free(mproc_process *p) {
+  free(p->handed);
+  free(p->objs);
   mproc_connection_destroy(p->boot);
   mproc__pal_child_release(&p->child);
   free(p->name);
@@ -95,7 +97,13 @@ int mproc_process_create(mproc_process **out, const mproc_process_opts *o) {
   }
   if (o->arg_size) memcpy(p->arg, o->arg, o->arg_size);
   p->arg_size = o->arg_size;
-  for (size_t i = 0; i < o->connection_count; ++i) p->conns[i] = o->connections[i];
+  for (size_t i = 0; i < o->connection_count; ++i) {
+    p->conns[i] = o->connections[i];
+    if (mproc__process_hand(p, &mproc__connection_handable, o->connections[i]) != 0) {
+      mproc__process_free(p);
+      return MPROC_ENOMEM;
+    }
+  }
   p->nconns = o->connection_count;
   *out = p;
   return 0;
@@ -261,4 +269,22 @@ void mproc__process_wait_ready(void *obj) {
   /* The sentinel closes as the child exits, a moment before the OS lets it be reaped: reap it now (a
    * short wait), so join(0), is_alive and active_children agree with what wait said. */
   mproc__child_reap((mproc_process *)obj, INT64_MAX);
+}
+
+int mproc__process_hand(mproc_process *p, const mproc__handable_type *t, void *obj) {
+  MPROC__CHECK_ARG(!p || !t || !obj, "p, t and obj must be set");
+  if (p->started) return mproc__fail(MPROC_ESTATE, "hand: '%s' has been started", p->name);
+  if (p->nhanded == p->handed_cap) {
+    size_t cap = p->handed_cap ? 2 * p->handed_cap : 4;
+    mproc__handed *h = (mproc__handed *)realloc(p->handed, cap * sizeof *h);
+    if (h) p->handed = h;
+    void **o = h ? (void **)realloc(p->objs, cap * sizeof *o) : NULL;
+    if (o) p->objs = o;
+    if (!h || !o) return mproc__fail(MPROC_ENOMEM, "hand: out of memory");
+    p->handed_cap = cap;
+  }
+  p->handed[p->nhanded].type = t;
+  p->handed[p->nhanded].obj = obj;
+  p->objs[p->nhanded++] = obj;
+  return 0;
 }

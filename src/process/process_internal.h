@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "../connection_internal.h"
+#include "../handable.h"
 #include "../internal.h"
 #include "../pal.h"
 #include "mproc/process.h"
@@ -37,8 +38,11 @@ struct mproc_process {
   mproc_target target;
   char *arg;
   size_t arg_size;
-  mproc_connection **conns;
+  mproc_connection **conns; /* the handed connections (mproc_args.connections) */
   size_t nconns;
+  mproc__handed *handed; /* every object handed to the child, in order (the connections first) */
+  void **objs;           /* their objects (mproc_args.objects) */
+  size_t nhanded, handed_cap;
   char *name;
   char ident[64]; /* "1", "1:2": names this child's own children */
   bool daemon;
@@ -64,6 +68,12 @@ int mproc__process_check(const mproc_process *p, const char *call);
  * becomes ready when it ends (its sentinel); and once that was reported, reap it. */
 int mproc__process_wait_prepare(void *obj, mproc__wait_item *item, bool *ready_now);
 void mproc__process_wait_ready(void *obj);
+
+/* Hand obj, of handable type t, to p's child (before start): the child finds it rebuilt in
+ * mproc_args.objects, after the connections, in the order handed. The object must outlive the start.
+ * White-box tests use this for a type of their own; later modules' objects come through it too.
+ * 0, MPROC_EINVAL, MPROC_ESTATE (started), MPROC_ENOMEM. */
+int mproc__process_hand(mproc_process *p, const mproc__handable_type *t, void *obj);
 
 /* ---- context.c ---------------------------------------------------------------------------------- */
 
@@ -117,13 +127,10 @@ void mproc__after_fork_run(void);
 
 /* ---- boot.c ------------------------------------------------------------------------------------- */
 
-/* The handles of connection end e in the order they are handed over: rd, then wr and bulk unless they
- * are none or repeat an earlier one. Their number. */
-size_t mproc__end_handles(mproc__conn_end e, mproc_os_handle out[3]);
-/* The handles of the connections handed to p, in order (out NULL: only count them). */
-size_t mproc__handed_handles(const mproc_process *p, mproc_os_handle *out);
-/* Append p's bootstrap message (bootstrap.h) to b. */
-int mproc__boot_message(const mproc_process *p, mproc__buf *b);
+/* Append p's bootstrap message (bootstrap.h) to b, every handed object exported; *handles (malloc'ed,
+ * *nhandles of them) are their OS handles in the order the message names them: what the child must be
+ * given (inherited under spawn, passed under forkserver). */
+int mproc__boot_message(const mproc_process *p, mproc__buf *b, mproc_os_handle **handles, size_t *nhandles);
 /* In a child: run it from its bootstrap message (see boot.c). Never returns. */
 void mproc__boot_run(mproc_connection *link, const char *msg, size_t len, const mproc_os_handle *fds, size_t nfds);
 /* In the parent: wait for the child's answer on p->boot ("ok", "ok<pid>" from a forkserver child, or

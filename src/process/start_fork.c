@@ -23,7 +23,7 @@ int mproc__start_fork(mproc_process *p, mproc_os_handle child_end) {
       mproc_connection *link = mproc__connection_wrap(mproc__conn_end_link(child_end));
       if (link) mproc__parent_watch(link);
     }
-    mproc_args args = {p->arg, p->arg_size, p->conns, p->nconns};
+    mproc_args args = {p->arg, p->arg_size, p->conns, p->nconns, p->objs, p->nhanded};
     mproc__child_finish_fork(p->target(&args));
   }
   mproc__pal_close(child_end); /* the child's */

@@ -1,21 +1,25 @@
 /* The spawn start method (POSIX and Windows): the child is this program started again; its main guard
  * takes the bootstrap from the boot link (boot.c) and runs the target. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "process_internal.h"
 
 int mproc__start_spawn(mproc_process *p, mproc_os_handle child_end) {
   mproc__buf msg = {NULL, 0, 0};
-  int rc = mproc__boot_message(p, &msg);
-  mproc_os_handle *pass = (mproc_os_handle *)calloc(1 + mproc__handed_handles(p, NULL), sizeof *pass);
-  if (!rc && !pass) rc = mproc__fail(MPROC_ENOMEM, "start: out of memory");
+  mproc_os_handle *hs = NULL, *pass = NULL;
+  size_t nh = 0;
+  int rc = mproc__boot_message(p, &msg, &hs, &nh);
+  if (!rc && !(pass = (mproc_os_handle *)calloc(1 + nh, sizeof *pass)))
+    rc = mproc__fail(MPROC_ENOMEM, "start: out of memory");
   if (!rc) {
-    pass[0] = child_end;
-    size_t npass = 1 + mproc__handed_handles(p, pass + 1);
-    rc = mproc__respawn_self(MPROC__SPAWN_FLAG, child_end, pass, npass, true, &p->child);
+    pass[0] = child_end; /* the boot link, then every handed object's handles, inherited by number */
+    if (nh) memcpy(pass + 1, hs, nh * sizeof *hs);
+    rc = mproc__respawn_self(MPROC__SPAWN_FLAG, child_end, pass, 1 + nh, true, &p->child);
     /* before the bootstrap goes: the child cannot run its target outside the job */
     if (!rc && p->kill_on_parent_death) mproc__pal_child_bind(&p->child);
   }
+  free(hs);
   free(pass);
   mproc__pal_close(child_end); /* the child has its copy: end of file on ours now means it has gone */
   if (!rc) {

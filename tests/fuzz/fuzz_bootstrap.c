@@ -20,8 +20,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (rc == 0) {
     if (b.ref_len && (const uint8_t *)b.ref < msg) __builtin_trap();
     if (b.arg_len && (const uint8_t *)b.arg + b.arg_len > msg + size) __builtin_trap();
-    for (size_t i = 0; i < b.nconns; ++i) /* each end has a handle to read or to write with */
-      if (b.conns[i].rd == MPROC_NO_HANDLE && b.conns[i].wr == MPROC_NO_HANDLE) __builtin_trap();
+    for (size_t i = 0; i < b.nobjs; ++i) { /* each object's handles lie in the list, none of them none */
+      if (b.objs[i].type == 0 || b.objs[i].count > MPROC__HANDABLE_MAX_HANDLES) __builtin_trap();
+      if (b.objs[i].first + b.objs[i].count > b.nhandles) __builtin_trap();
+      if (b.objs[i].len && (const uint8_t *)b.objs[i].bytes + b.objs[i].len > msg + size) __builtin_trap();
+    }
+    for (size_t i = 0; i < b.nhandles; ++i)
+      if (b.handles[i] == MPROC_NO_HANDLE) __builtin_trap();
     mproc__buf out = {0};
     if (mproc__boot_encode(&b, &out) == 0 && (out.len != size || (size && memcmp(out.data, msg, size) != 0)))
       __builtin_trap(); /* accepted, yet not what the encoder would have sent */
@@ -29,7 +34,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     mproc__boot_free(&b);
   } else if (rc != MPROC_ESYS && rc != MPROC_ENOMEM) {
     __builtin_trap();
-  } else if (b.name || b.ident || b.parent_name || b.conns) {
+  } else if (b.name || b.ident || b.parent_name || b.objs || b.handles) {
     __builtin_trap(); /* a refused message leaves nothing to free */
   }
   free(msg);

@@ -50,33 +50,42 @@ static void boot_seeds(void) {
 
   static const char ref[] = "/usr/local/bin/app\0\x10\x20\x30\x40\x50\x60\x70\x80worker_main";
   static const char arg[] = "\x01\x02\x03 the argument bytes";
-  mproc__conn_end conns[3] = {{3, 4, 5}, {6, 6, MPROC_NO_HANDLE}, {7, MPROC_NO_HANDLE, 8}};
-  mproc__boot b = {ref,
-                   sizeof ref - 1,
-                   arg,
-                   sizeof arg - 1,
-                   "Process-1",
-                   "1:2",
-                   "MainProcess",
-                   4242,
-                   MPROC__BOOT_DAEMON | MPROC__BOOT_MAIN_THREAD,
-                   3,
-                   conns};
+  /* three objects: a duplex connection end (three handles), a link (one handle for both ways), and an
+   * object of another type with two handles */
+  static const unsigned char c3[4] = {0, 1, 2, 0}, c1[4] = {0, 0, 0xFF, 0};
+  struct mproc__boot_obj objs[3] = {{1, c3, sizeof c3, 0, 3}, {1, c1, sizeof c1, 3, 1}, {7, "x", 1, 4, 2}};
+  mproc_os_handle handles[6] = {3, 4, 5, 6, 7, 8};
+  mproc__boot b = {.ref = ref,
+                   .ref_len = sizeof ref - 1,
+                   .arg = arg,
+                   .arg_len = sizeof arg - 1,
+                   .name = "Process-1",
+                   .ident = "1:2",
+                   .parent_name = "MainProcess",
+                   .parent_pid = 4242,
+                   .flags = MPROC__BOOT_DAEMON | MPROC__BOOT_MAIN_THREAD,
+                   .nobjs = 3,
+                   .objs = objs,
+                   .nhandles = 6,
+                   .handles = handles};
   mproc__buf v = encode(&b);
-  write_seed(sub, "valid-3conns", v.data, v.len);
+  write_seed(sub, "valid-3objs", v.data, v.len);
 
   mproc__boot k = b;
   k.flags = MPROC__BOOT_KILL_ON_PARENT_DEATH;
-  k.nconns = 1;
+  k.nobjs = 1;
+  k.nhandles = 3;
   k.arg_len = 0;
   k.parent_pid = -1;
   m = encode(&k);
-  write_seed(sub, "valid-1conn", m.data, m.len);
+  write_seed(sub, "valid-1obj", m.data, m.len);
   mproc__buf_free(&m);
 
-  /* hostile: edits of valid-3conns. Offsets: header 8, ref at 8 (len) + 16, arg, name ... */
+  /* hostile: edits of valid-3objs. Offsets: header 8, ref at 8 (len) + 16, arg, name ... */
   size_t ref_at = 8, arg_at = ref_at + 8 + b.ref_len, name_at = arg_at + 8 + b.arg_len;
-  size_t pid_at = name_at + 8 + 9 + 8 + 3 + 8 + 11, flags_at = pid_at + 8, n_at = flags_at + 8, c_at = n_at + 8;
+  size_t pid_at = name_at + 8 + 9 + 8 + 3 + 8 + 11, flags_at = pid_at + 8, n_at = flags_at + 8, o_at = n_at + 8;
+  /* the first object: type, bytes (8 + 4), handle count, three handles; the second starts after it */
+  size_t count_at = o_at + 8 + 8 + 4, h_at = count_at + 8, o2_at = h_at + 24, h2_at = o2_at + 8 + 8 + 4 + 8;
   unsigned char *e = (unsigned char *)malloc(v.len + 1);
   if (!e) exit(1);
 #define EDIT(name, stmt)            \
@@ -94,12 +103,13 @@ static void boot_seeds(void) {
   EDIT("bad-arg-len-past-end", mproc__wire_put_le64(e + arg_at, v.len));
   EDIT("bad-name-nul", e[name_at + 8 + 3] = 0);
   EDIT("bad-flags", mproc__wire_put_le64(e + flags_at, 8));
-  EDIT("bad-conn-count-huge", mproc__wire_put_le64(e + n_at, UINT64_MAX / 24 + 1));
-  EDIT("bad-conn-count-one-more", mproc__wire_put_le64(e + n_at, 4));
-  EDIT("bad-handle-twice", mproc__wire_put_le64(e + c_at + 24, 5));
-  EDIT("bad-handle-range", mproc__wire_put_le64(e + c_at, (uint64_t)1 << 40));
-  EDIT("bad-conn-no-handles",
-       (mproc__wire_put_le64(e + c_at + 24, UINT64_MAX), mproc__wire_put_le64(e + c_at + 32, UINT64_MAX)));
+  EDIT("bad-obj-count-huge", mproc__wire_put_le64(e + n_at, UINT64_MAX / 24 + 1));
+  EDIT("bad-obj-count-one-more", mproc__wire_put_le64(e + n_at, 4));
+  EDIT("bad-type-zero", mproc__wire_put_le64(e + o_at, 0));
+  EDIT("bad-handle-count", mproc__wire_put_le64(e + count_at, MPROC__HANDABLE_MAX_HANDLES + 1));
+  EDIT("bad-handle-twice", mproc__wire_put_le64(e + h2_at, 5));
+  EDIT("bad-handle-range", mproc__wire_put_le64(e + h_at, (uint64_t)1 << 40));
+  EDIT("bad-handle-none", mproc__wire_put_le64(e + h_at, UINT64_MAX));
 #undef EDIT
   free(e);
   mproc__buf_free(&v);
