@@ -13,9 +13,9 @@
  * src/posix/X.c and src/win32/X.c implement the same section and nothing else, and a reader of one
  * finds its counterpart by name. A backend-internal helper file (no section here) is named in that
  * backend's own header, src/posix/posix.h or src/win32/win32.h. The PAL gives mechanisms: it never
- * includes a public module header beyond core.h and handle.h, nor calls up into a portable module (one
- * exception is left: the fork server's loop in fdpass.c runs the portable code's callbacks, until it
- * moves next to its client).
+ * includes a public module header beyond core.h and handle.h, nor calls up into a portable module: a
+ * protocol (the fork server's, the boot link's) lives in one portable file, which uses the PAL's
+ * mechanisms (fork, descriptor passing, senders, children's exits as an event).
  */
 #ifndef MPROC_PAL_H
 #define MPROC_PAL_H
@@ -307,7 +307,8 @@ uint64_t mproc__pal_handle_max(void);
 int mproc__pal_boot_link_check(mproc_os_handle h);
 
 /* ==== descriptor passing and the fork server: src/posix/fdpass.c, src/win32/fdpass.c ==================== */
-/* Only where fork exists (POSIX); on Windows these report MPROC_ENOTSUP and the loop exits at once. */
+/* Only where fork exists (POSIX); on Windows these report MPROC_ENOTSUP. The fork server's loop is
+ * src/process/forkserver.c: these are its mechanisms. */
 
 /* At most this many descriptors go with one message (Linux's SCM_MAX_FD). */
 #define MPROC__PAL_MAX_FDS 253
@@ -315,20 +316,23 @@ int mproc__pal_boot_link_check(mproc_os_handle h);
  * receives copies of them. MPROC_EPIPE if the peer has closed; MPROC_ENOTSUP without fork. */
 int mproc__pal_conn_send_fds(mproc_os_handle h, const void *buf, size_t len, const mproc_os_handle *fds, size_t nfds);
 /* Receive 1..cap bytes (blocking; *n = 0 is end of file) and the descriptors that came with them
- * (close-on-exec; beyond maxfds they are closed). */
+ * (close-on-exec; beyond maxfds they are closed). *sender (when not NULL): the pid of the process that
+ * sent these bytes, as the kernel tells it where mproc__pal_conn_tell_senders(h) was set, else -1. */
 int mproc__pal_conn_recv_fds(mproc_os_handle h, void *buf, size_t cap, size_t *n, mproc_os_handle *fds, size_t maxfds,
-                             size_t *nfds);
-/* In a forked child of the server: run the request (msg is malloc'ed; boot is the child's end of its
- * boot link; fds the other descriptors sent with it). Never returns. */
-typedef void (*mproc__fs_child_fn)(mproc_os_handle boot, char *msg, size_t len, const mproc_os_handle *fds,
-                                   size_t nfds);
-/* In the server: a child has ended with `code` (exit status, or -signal); write it on `boot` (the
- * server's copy of that child's boot end) and close it. */
-typedef void (*mproc__fs_status_fn)(mproc_os_handle boot, int code);
-/* The fork server's loop on its control socket `ctl`; never returns. Protocol on ctl: the server
- * first sends its pid (8 bytes, little-endian); each request is a u64 length and that many bytes,
- * with the child's boot end and the handed descriptors attached; the reply is the child's pid
- * (8 bytes; negative: -errno, the fork failed). The server exits at end of file on ctl. */
-void mproc__pal_forkserver_serve(mproc_os_handle ctl, mproc__fs_child_fn child_fn, mproc__fs_status_fn status_fn);
+                             size_t *nfds, int64_t *sender);
+/* Ask the kernel to tell, with every receive on h, who sent the bytes (Linux SO_PASSCRED). Set it before
+ * the peer can send. Whether it is set (false where the system cannot tell). */
+bool mproc__pal_conn_tell_senders(mproc_os_handle h);
+
+/* Children's exits as an event, for a server that forks (src/process/forkserver.c): a handle that
+ * becomes readable (MPROC__WAIT_CONN) when a child of this process may have ended (POSIX: a SIGCHLD
+ * self-pipe; SIGINT is ignored too, since a Ctrl-C to the terminal's process group is for the children
+ * to decide). MPROC_ENOTSUP without fork. */
+int mproc__pal_child_events_open(mproc_os_handle *h);
+/* In a fork child of such a server: put the signal dispositions back and close the event handles. */
+void mproc__pal_child_events_close(void);
+/* Take the pending events, then reap one ended child of this process, any: 1 with *pid and *code (exit
+ * status, or -signal), 0 when none is left to reap. */
+int mproc__pal_reap_any(int64_t *pid, int *code);
 
 #endif /* MPROC_PAL_H */

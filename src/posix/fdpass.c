@@ -1,12 +1,7 @@
-/* POSIX PAL: descriptor passing and the fork server (pal.h, "descriptor passing and the fork server"):
- * passing descriptors over a connection (SCM_RIGHTS) and, for now, the fork server's loop.
- *
- * The fork server is the program re-executed (see src/process.c); once its main guard has recognised
- * it, it calls mproc__pal_forkserver_serve, which never returns. It is single-threaded: it waits
- * (poll) on its control socket and on a SIGCHLD self-pipe; it forks one child per request and reaps
- * its children, handing each exit status to the portable code, which writes it on that child's boot
- * link. It exits when the control socket reaches end of file (the client has gone). With each reply
- * it sends a pidfd of the child it forked (Linux), so the client can signal exactly that process. */
+/* POSIX PAL: descriptor passing and the fork server's mechanisms (pal.h, "descriptor passing and the
+ * fork server"): descriptors over a connection (SCM_RIGHTS), the sender of what arrives (SO_PASSCRED),
+ * and children's exits as an event (a SIGCHLD self-pipe) with reaping of any child. The server's loop,
+ * its protocol and its policy are src/process/forkserver.c's. */
 #if defined(__linux__) && !defined(_GNU_SOURCE)
 #define _GNU_SOURCE /* pipe2 (posix.h), struct ucred */
 #endif
@@ -72,7 +67,7 @@ int mproc__pal_conn_send_fds(mproc_os_handle h, const void *buf, size_t len, con
 /* recvmsg with descriptors and, where the socket has SO_PASSCRED (Linux; the fork server's control
  * socket), the sender's pid as the kernel saw it (*sender, else -1). */
 static int recv_fds_from(int h, void *buf, size_t cap, size_t *n, mproc_os_handle *fds, size_t maxfds, size_t *nfds,
-                         long *sender) {
+                         int64_t *sender) {
   *n = 0;
   *nfds = 0;
   if (sender) *sender = -1;
@@ -103,7 +98,7 @@ static int recv_fds_from(int h, void *buf, size_t cap, size_t *n, mproc_os_handl
     if (c->cmsg_type == SCM_CREDENTIALS && sender && c->cmsg_len >= CMSG_LEN(sizeof(struct ucred))) {
       struct ucred cr;
       memcpy(&cr, CMSG_DATA(c), sizeof cr);
-      *sender = (long)cr.pid;
+      *sender = (int64_t)cr.pid;
       continue;
     }
 #endif
@@ -124,13 +119,24 @@ static int recv_fds_from(int h, void *buf, size_t cap, size_t *n, mproc_os_handl
 }
 
 int mproc__pal_conn_recv_fds(mproc_os_handle h, void *buf, size_t cap, size_t *n, mproc_os_handle *fds, size_t maxfds,
-                             size_t *nfds) {
-  return recv_fds_from((int)h, buf, cap, n, fds, maxfds, nfds, NULL);
+                             size_t *nfds, int64_t *sender) {
+  return recv_fds_from((int)h, buf, cap, n, fds, maxfds, nfds, sender);
 }
 
-/* ---- the server -------------------------------------------------------------------------------- */
+bool mproc__pal_conn_tell_senders(mproc_os_handle h) {
+#if defined(__linux__) && defined(SO_PASSCRED)
+  int one = 1;
+  return setsockopt((int)h, SOL_SOCKET, SO_PASSCRED, &one, sizeof one) == 0;
+#else
+  (void)h;
+  return false;
+#endif
+}
+
+/* ---- children's exits as an event (a server that forks) ---------------------------------------- */
 
 static int g_sigpipe[2] = {-1, -1};
+static struct sigaction g_old_chld, g_old_int;
 
 static void on_sigchld(int sig) {
   (void)sig;
@@ -140,139 +146,40 @@ static void on_sigchld(int sig) {
   errno = e;
 }
 
-typedef struct fs_kid {
-  pid_t pid;
-  int boot; /* the server's copy of the child's end of its boot link */
-} fs_kid;
-
-/* Whether requests are checked one by one: SO_PASSCRED on the control socket (Linux). */
-static bool g_check_sender;
-
-/* Read exactly n bytes (the descriptors that come with them are appended to fds). false at end of
- * file or on an error. Every byte must come from our parent (the process that started this server and
- * made the control socket, checked by the guard): where the kernel tells each sender (SO_PASSCRED), a
- * byte from anyone else (a process the parent's end leaked to) ends the server. */
-static bool read_exact(int h, unsigned char *p, size_t n, int *fds, size_t maxfds, size_t *nfds) {
-  size_t got = 0;
-  while (got < n) {
-    size_t k = 0, kf = 0;
-    long sender = -1;
-    mproc_os_handle f[MPROC__PAL_MAX_FDS];
-    int rc = recv_fds_from(h, p + got, n - got, &k, f, MPROC__PAL_MAX_FDS, &kf, g_check_sender ? &sender : NULL);
-    if (g_check_sender && k && sender != (long)getppid()) {
-      for (size_t i = 0; i < kf; ++i) close((int)f[i]);
-      _exit(MPROC_EXIT_GUARD_REFUSED);
-    }
-    if (rc != 0 && k == 0) return false;
-    for (size_t i = 0; i < kf; ++i) {
-      if (fds && *nfds < maxfds)
-        fds[(*nfds)++] = (int)f[i];
-      else
-        close((int)f[i]);
-    }
-    if (k == 0) return false;
-    got += k;
-  }
-  return true;
-}
-
-void mproc__pal_forkserver_serve(mproc_os_handle ctl_h, mproc__fs_child_fn child_fn, mproc__fs_status_fn status_fn) {
-  int ctl = (int)ctl_h;
-  (void)fcntl(ctl, F_SETFD, FD_CLOEXEC);
-#if defined(__linux__) && defined(SO_PASSCRED)
-  int one = 1;
-  g_check_sender = setsockopt(ctl, SOL_SOCKET, SO_PASSCRED, &one, sizeof one) == 0;
-#endif
-  if (pipe(g_sigpipe) != 0) _exit(70);
-  for (int i = 0; i < 2; ++i) {
-    (void)fcntl(g_sigpipe[i], F_SETFD, FD_CLOEXEC);
-    (void)fcntl(g_sigpipe[i], F_SETFL, O_NONBLOCK);
-  }
-  struct sigaction sa, old_chld, old_int;
+int mproc__pal_child_events_open(mproc_os_handle *h) {
+  if (mproc__posix_pipe_cloexec(g_sigpipe) != 0) return mproc__fail_os(0, errno, "pipe for SIGCHLD");
+  for (int i = 0; i < 2; ++i) (void)fcntl(g_sigpipe[i], F_SETFL, O_NONBLOCK);
+  struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_sigchld;
   sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
   sigemptyset(&sa.sa_mask);
-  sigaction(SIGCHLD, &sa, &old_chld);
-  /* Ctrl-C goes to the whole process group: the children decide, the server carries on (as CPython's) */
+  sigaction(SIGCHLD, &sa, &g_old_chld);
   sa.sa_handler = SIG_IGN;
   sa.sa_flags = 0;
-  sigaction(SIGINT, &sa, &old_int);
+  sigaction(SIGINT, &sa, &g_old_int);
+  *h = g_sigpipe[0];
+  return 0;
+}
 
-  fs_kid *kids = NULL;
-  size_t nkids = 0, capkids = 0;
-  /* hello: the server's pid */
-  unsigned char hello[8];
-  mproc__wire_put_le64(hello, (uint64_t)getpid());
-  if (mproc__pal_conn_send(ctl, hello, 8, NULL, 0) != 0) _exit(0);
+void mproc__pal_child_events_close(void) {
+  sigaction(SIGCHLD, &g_old_chld, NULL);
+  sigaction(SIGINT, &g_old_int, NULL);
+  for (int i = 0; i < 2; ++i)
+    if (g_sigpipe[i] >= 0) close(g_sigpipe[i]);
+  g_sigpipe[0] = g_sigpipe[1] = -1;
+}
 
-  for (;;) {
-    struct pollfd pfd[2] = {{ctl, POLLIN, 0}, {g_sigpipe[0], POLLIN, 0}};
-    int r = poll(pfd, 2, -1);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      _exit(70);
-    }
-    if (pfd[1].revents) {
-      char drain[64];
-      while (read(g_sigpipe[0], drain, sizeof drain) > 0) {
-      }
-      int st;
-      pid_t pid;
-      while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
-        int code = WIFSIGNALED(st) ? -WTERMSIG(st) : WIFEXITED(st) ? WEXITSTATUS(st) : 255;
-        for (size_t i = 0; i < nkids; ++i) {
-          if (kids[i].pid != pid) continue;
-          status_fn(kids[i].boot, code); /* writes the status and closes the descriptor */
-          kids[i] = kids[--nkids];
-          break;
-        }
-      }
-    }
-    if (!pfd[0].revents) continue;
-    /* a request: u64 length, the bootstrap message; the descriptors come with the first bytes */
-    unsigned char hdr[8];
-    int fds[MPROC__PAL_MAX_FDS];
-    size_t nfds = 0;
-    if (!read_exact(ctl, hdr, 8, fds, MPROC__PAL_MAX_FDS, &nfds)) _exit(0); /* the client has gone */
-    uint64_t len = mproc__wire_get_le64(hdr);
-    char *msg = len < SIZE_MAX ? (char *)malloc((size_t)len + 1) : NULL;
-    if (!msg || !read_exact(ctl, (unsigned char *)msg, (size_t)len, fds, MPROC__PAL_MAX_FDS, &nfds)) _exit(70);
-    int64_t reply = -1;
-    int pidfd = -1; /* sent with the reply: the client signals the child through it */
-    if (nfds >= 1 &&
-        (nkids < capkids || (kids = (fs_kid *)realloc(kids, (capkids = capkids * 2 + 16) * sizeof *kids)))) {
-      pid_t pid = fork();
-      if (pid == 0) {
-        close(ctl);
-        close(g_sigpipe[0]);
-        close(g_sigpipe[1]);
-        for (size_t i = 0; i < nkids; ++i) close(kids[i].boot);
-        free(kids);
-        sigaction(SIGCHLD, &old_chld, NULL);
-        sigaction(SIGINT, &old_int, NULL);
-        mproc_os_handle hf[MPROC__PAL_MAX_FDS];
-        for (size_t i = 0; i < nfds; ++i) hf[i] = fds[i];
-        child_fn(hf[0], msg, (size_t)len, hf + 1, nfds - 1); /* never returns */
-        _exit(70);
-      }
-      reply = pid > 0 ? (int64_t)pid : -(int64_t)errno;
-      if (pid > 0) {
-        kids[nkids].pid = pid;
-        kids[nkids].boot = fds[0];
-        ++nkids;
-        fds[0] = -1;
-        pidfd = mproc__posix_pidfd_open(pid); /* we have not reaped it: it is the child */
-      }
-    }
-    free(msg);
-    for (size_t i = 0; i < nfds; ++i)
-      if (fds[i] >= 0) close(fds[i]);
-    unsigned char out[8];
-    mproc__wire_put_le64(out, (uint64_t)reply);
-    mproc_os_handle ph = pidfd;
-    int sent = mproc__pal_conn_send_fds(ctl, out, 8, &ph, pidfd >= 0 ? 1 : 0);
-    if (pidfd >= 0) close(pidfd);
-    if (sent != 0) _exit(0);
+int mproc__pal_reap_any(int64_t *pid, int *code) {
+  char drain[64];
+  while (g_sigpipe[0] >= 0 && read(g_sigpipe[0], drain, sizeof drain) > 0) {
   }
+  int st;
+  pid_t p;
+  do p = waitpid(-1, &st, WNOHANG);
+  while (p < 0 && errno == EINTR);
+  if (p <= 0) return 0;
+  *pid = p;
+  *code = WIFSIGNALED(st) ? -WTERMSIG(st) : WIFEXITED(st) ? WEXITSTATUS(st) : 255;
+  return 1;
 }

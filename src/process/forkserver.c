@@ -53,7 +53,7 @@ static bool recv_reply(mproc_os_handle h, int64_t *pid, mproc_os_handle *pidfd) 
   for (size_t got = 0; got < 8;) {
     size_t k = 0, nf = 0;
     mproc_os_handle f = MPROC_NO_HANDLE;
-    int rc = mproc__pal_conn_recv_fds(h, b + got, 8 - got, &k, &f, 1, &nf);
+    int rc = mproc__pal_conn_recv_fds(h, b + got, 8 - got, &k, &f, 1, &nf, NULL);
     if (nf) {
       mproc__pal_close(*pidfd);
       *pidfd = f;
@@ -126,8 +126,8 @@ static int server_request(const mproc_process *p, const mproc__buf *req, const m
       *lost = true;
       rc = mproc__fail(MPROC_ESYS, "start '%s': the fork server died while starting it", p->name);
     } else if (*pid <= 0) {
-      rc =
-          mproc__fail(MPROC_ESYS, "start '%s': the fork server could not fork (errno %lld)", p->name, (long long)-*pid);
+      rc = mproc__fail(MPROC_ESYS, "start '%s': the fork server could not fork (%s)", p->name,
+                       mproc_strerror((int)*pid));
     }
     break;
   }
@@ -203,15 +203,19 @@ int mproc__start_forkserver(mproc_process *p, mproc_os_handle child_end) {
 
 /* ---- the server side ------------------------------------------------------------------------------- */
 
-/* In a child forked by the server. */
-static void server_child(mproc_os_handle boot, char *msg, size_t len, const mproc_os_handle *fds, size_t nfds) {
-  mproc_connection *link = mproc__connection_wrap(mproc__conn_end_link(boot));
-  if (!link) mproc__pal_exit_now(EXIT_BOOT_FAILED);
-  mproc__boot_run(link, msg, len, fds, nfds);
-}
+typedef struct server {
+  mproc_os_handle ctl;    /* the control socket: requests from our parent, replies */
+  mproc_os_handle events; /* readable when a child of ours may have ended */
+  bool check_sender;      /* every request's sender is told by the kernel: it must be our parent */
+  struct kid {
+    int64_t pid;
+    mproc_os_handle boot; /* our copy of the child's end of its boot link: its status goes there */
+  } * kids;
+  size_t nkids, capkids;
+} server;
 
-/* In the server: a child ended; tell its parent on the boot link. */
-static void server_status(mproc_os_handle boot, int code) {
+/* In the server: a child ended; tell its parent on the boot link ("X<code>"), and forget the link. */
+static void report_status(mproc_os_handle boot, int code) {
   char buf[32];
   int n = snprintf(buf, sizeof buf, "X%d", code);
   mproc_connection *c = mproc__connection_wrap(mproc__conn_end_link(boot));
@@ -223,7 +227,109 @@ static void server_status(mproc_os_handle boot, int code) {
   mproc_connection_destroy(c);
 }
 
+static void reap_children(server *s) {
+  int64_t pid;
+  int code;
+  while (mproc__pal_reap_any(&pid, &code) == 1)
+    for (size_t i = 0; i < s->nkids; ++i)
+      if (s->kids[i].pid == pid) {
+        report_status(s->kids[i].boot, code);
+        s->kids[i] = s->kids[--s->nkids];
+        break;
+      }
+}
+
+/* Read exactly n bytes of a request (the descriptors that come with them are appended to fds). false at
+ * end of file or on an error. Every byte must come from our parent (the process that started this server
+ * and made the control socket, proven by the guard): where the kernel tells each sender, a byte from
+ * anyone else (a process the parent's end leaked to) ends the server. */
+static bool read_request(server *s, unsigned char *p, size_t n, mproc_os_handle *fds, size_t *nfds) {
+  for (size_t got = 0; got < n;) {
+    size_t k = 0, kf = 0;
+    int64_t sender = -1;
+    mproc_os_handle f[MPROC__PAL_MAX_FDS];
+    int rc = mproc__pal_conn_recv_fds(s->ctl, p + got, n - got, &k, f, MPROC__PAL_MAX_FDS, &kf, &sender);
+    if (s->check_sender && k && sender != mproc__pal_getppid()) {
+      for (size_t i = 0; i < kf; ++i) mproc__pal_close(f[i]);
+      mproc__pal_exit_now(MPROC_EXIT_GUARD_REFUSED);
+    }
+    for (size_t i = 0; i < kf; ++i) {
+      if (*nfds < MPROC__PAL_MAX_FDS)
+        fds[(*nfds)++] = f[i];
+      else
+        mproc__pal_close(f[i]);
+    }
+    if (rc != 0 || k == 0) return false;
+    got += k;
+  }
+  return true;
+}
+
+/* In a child forked by the server: run the request. Never returns. */
+static void serve_child(server *s, mproc_os_handle *fds, size_t nfds, char *msg, size_t len) {
+  mproc__pal_close(s->ctl);
+  mproc__pal_child_events_close();
+  for (size_t i = 0; i < s->nkids; ++i) mproc__pal_close(s->kids[i].boot);
+  free(s->kids);
+  mproc_connection *link = mproc__connection_wrap(mproc__conn_end_link(fds[0]));
+  if (!link) mproc__pal_exit_now(EXIT_BOOT_FAILED);
+  mproc__boot_run(link, msg, len, fds + 1, nfds - 1);
+}
+
+/* One request: fork its child and reply with its pid (and a pidfd of it where the system has them). */
+static void serve_request(server *s) {
+  unsigned char hdr[8];
+  mproc_os_handle fds[MPROC__PAL_MAX_FDS];
+  size_t nfds = 0;
+  if (!read_request(s, hdr, 8, fds, &nfds)) mproc__pal_exit_now(0); /* the client has gone */
+  uint64_t len = mproc__wire_get_le64(hdr);
+  char *msg = len < SIZE_MAX ? (char *)malloc((size_t)len + 1) : NULL;
+  if (!msg || !read_request(s, (unsigned char *)msg, (size_t)len, fds, &nfds)) mproc__pal_exit_now(EXIT_BOOT_FAILED);
+  int64_t reply = -(int64_t)MPROC_EINVAL;
+  mproc__child child = {.handle = MPROC_NO_HANDLE};
+  if (nfds >= 1 && s->nkids == s->capkids) {
+    size_t cap = s->capkids * 2 + 16;
+    struct kid *k = (struct kid *)realloc(s->kids, cap * sizeof *k);
+    if (k) {
+      s->kids = k;
+      s->capkids = cap;
+    }
+  }
+  if (nfds >= 1 && s->nkids < s->capkids) {
+    int64_t pid = 0;
+    int rc = mproc__pal_fork(&pid);
+    if (rc == 0 && pid == 0) serve_child(s, fds, nfds, msg, (size_t)len);
+    reply = rc ? (int64_t)rc : pid;
+    if (rc == 0) {
+      s->kids[s->nkids].pid = pid;
+      s->kids[s->nkids++].boot = fds[0];
+      fds[0] = MPROC_NO_HANDLE;
+      child.pid = pid;
+      if (mproc__pal_fork_sentinel(&child) != 0) child.handle = MPROC_NO_HANDLE; /* not reaped: still ours */
+    }
+  }
+  free(msg);
+  for (size_t i = 0; i < nfds; ++i) mproc__pal_close(fds[i]);
+  unsigned char out[8];
+  mproc__wire_put_le64(out, (uint64_t)reply);
+  int sent = mproc__pal_conn_send_fds(s->ctl, out, 8, &child.handle, child.handle != MPROC_NO_HANDLE ? 1 : 0);
+  mproc__pal_close(child.handle);
+  if (sent != 0) mproc__pal_exit_now(0);
+}
+
 void mproc__forkserver_serve(mproc_os_handle ctl) {
-  mproc__pal_forkserver_serve(ctl, server_child, server_status);
-  mproc__pal_exit_now(EXIT_BOOT_FAILED);
+  server s = {.ctl = ctl, .events = MPROC_NO_HANDLE};
+  mproc__pal_set_cloexec(ctl, true);
+  s.check_sender = mproc__pal_conn_tell_senders(ctl); /* before the hello: nothing has been sent yet */
+  if (mproc__pal_child_events_open(&s.events) != 0) mproc__pal_exit_now(EXIT_BOOT_FAILED);
+  unsigned char hello[8]; /* our pid: the client knows then that we serve */
+  mproc__wire_put_le64(hello, (uint64_t)mproc__pal_getpid());
+  if (mproc__pal_conn_send(ctl, hello, 8, NULL, 0) != 0) mproc__pal_exit_now(0);
+  for (;;) {
+    mproc__wait_item items[2] = {{ctl, MPROC__WAIT_CONN}, {s.events, MPROC__WAIT_CONN}};
+    bool ready[2] = {false, false};
+    if (mproc__pal_wait_ready(items, 2, INT64_MAX, ready) != 0) mproc__pal_exit_now(EXIT_BOOT_FAILED);
+    if (ready[1]) reap_children(&s);
+    if (ready[0]) serve_request(&s);
+  }
 }

@@ -1,6 +1,6 @@
-/* Windows PAL: descriptor passing and the fork server (pal.h, "descriptor passing and the fork
- * server"), which need fork: the portable code reaches them only after mproc__pal_fork_supported() said
- * true, so these only report MPROC_ENOTSUP (the server's loop exits). */
+/* Windows PAL: descriptor passing and the fork server's mechanisms (pal.h, "descriptor passing and the
+ * fork server"), which need fork: the portable code reaches them only after mproc__pal_fork_supported()
+ * said true, so these only report MPROC_ENOTSUP. */
 #include "../pal.h"
 
 int mproc__pal_conn_send_fds(mproc_os_handle h, const void *buf, size_t len, const mproc_os_handle *fds, size_t nfds) {
@@ -13,7 +13,7 @@ int mproc__pal_conn_send_fds(mproc_os_handle h, const void *buf, size_t len, con
 }
 
 int mproc__pal_conn_recv_fds(mproc_os_handle h, void *buf, size_t cap, size_t *n, mproc_os_handle *fds, size_t maxfds,
-                             size_t *nfds) {
+                             size_t *nfds, int64_t *sender) {
   (void)h;
   (void)buf;
   (void)cap;
@@ -21,12 +21,24 @@ int mproc__pal_conn_recv_fds(mproc_os_handle h, void *buf, size_t cap, size_t *n
   (void)maxfds;
   *n = 0;
   *nfds = 0;
+  if (sender) *sender = -1;
   return mproc__fail(MPROC_ENOTSUP, "passing descriptors needs fork (POSIX)");
 }
 
-void mproc__pal_forkserver_serve(mproc_os_handle ctl, mproc__fs_child_fn child_fn, mproc__fs_status_fn status_fn) {
-  (void)ctl;
-  (void)child_fn;
-  (void)status_fn;
-  mproc__pal_exit_now(70);
+bool mproc__pal_conn_tell_senders(mproc_os_handle h) {
+  (void)h;
+  return false;
+}
+
+int mproc__pal_child_events_open(mproc_os_handle *h) {
+  *h = MPROC_NO_HANDLE;
+  return mproc__fail(MPROC_ENOTSUP, "a fork server needs fork (POSIX)");
+}
+
+void mproc__pal_child_events_close(void) {}
+
+int mproc__pal_reap_any(int64_t *pid, int *code) {
+  *pid = 0;
+  *code = 0;
+  return 0;
 }
