@@ -184,10 +184,6 @@ int mproc__pal_wait(mproc__child *child, int64_t deadline_ns);
 /* Send a signal (numbers as MPROC_SIG*; POSIX passes any number through). No-op on a reaped child. */
 int mproc__pal_signal(mproc__child *child, int sig);
 
-/* The name of signal `sig` ("SIGABRT"), or NULL if this system has none by that number. Windows knows
- * the numbers mproc itself gives meaning to (MPROC_SIGINT, MPROC_SIGKILL, MPROC_SIGTERM). */
-const char *mproc__pal_signal_name(int sig);
-
 /* Release the OS resources of a child (pidfd / process handle). Does not wait or kill. */
 void mproc__pal_child_release(mproc__child *child);
 

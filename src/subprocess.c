@@ -184,23 +184,18 @@ bool mproc_popen_returncode(const mproc_popen *p, int *returncode) {
   return true;
 }
 
-/* How a program ended, for CalledProcessError messages: "returned non-zero exit status 3", "died with
- * signal 6 (SIGABRT)" (this system's name for it), "died with unknown signal 77", "returned non-zero exit
- * status -1073741819: crash 0xC0000005 (STATUS_ACCESS_VIOLATION)" (Windows). */
+/* How a program ended, for CalledProcessError messages, in mproc_describe_exit's words: "returned non-zero
+ * exit status 3", "died with signal 6 (SIGABRT)", "returned non-zero exit status -1073741819: crash
+ * 0xC0000005 (STATUS_ACCESS_VIOLATION)" (Windows). */
 static const char *ending(int returncode, char *buf, size_t n) {
-  int sig = mproc_exit_signal(returncode);
-  const char *name = sig ? mproc__pal_signal_name(sig) : NULL;
-  if (sig && name) {
-    snprintf(buf, n, "died with signal %d (%s)", sig, name);
-  } else if (sig) {
-    snprintf(buf, n, "died with unknown signal %d", sig);
-  } else if (mproc_exit_is_crash(returncode)) {
-    char how[MPROC_EXIT_DESC_SIZE];
+  char how[MPROC_EXIT_DESC_SIZE];
+  if (mproc_exit_signal(returncode))
+    snprintf(buf, n, "died with %s", mproc_describe_exit(returncode, how, sizeof how));
+  else if (mproc_exit_is_crash(returncode))
     snprintf(buf, n, "returned non-zero exit status %d: %s", returncode,
              mproc_describe_exit(returncode, how, sizeof how));
-  } else {
+  else
     snprintf(buf, n, "returned non-zero exit status %d", returncode);
-  }
   return buf;
 }
 

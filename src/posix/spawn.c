@@ -522,23 +522,6 @@ int mproc__pal_signal(mproc__child *c, int sig) {
   return 0;
 }
 
-const char *mproc__pal_signal_name(int sig) {
-  /* by the macros, so each system's own numbers map to the right names */
-  static const struct {
-    int sig;
-    const char *name;
-  } k[] = {{SIGHUP, "SIGHUP"},       {SIGINT, "SIGINT"},   {SIGQUIT, "SIGQUIT"}, {SIGILL, "SIGILL"},
-           {SIGTRAP, "SIGTRAP"},     {SIGABRT, "SIGABRT"}, {SIGBUS, "SIGBUS"},   {SIGFPE, "SIGFPE"},
-           {SIGKILL, "SIGKILL"},     {SIGUSR1, "SIGUSR1"}, {SIGSEGV, "SIGSEGV"}, {SIGUSR2, "SIGUSR2"},
-           {SIGPIPE, "SIGPIPE"},     {SIGALRM, "SIGALRM"}, {SIGTERM, "SIGTERM"}, {SIGCHLD, "SIGCHLD"},
-           {SIGCONT, "SIGCONT"},     {SIGSTOP, "SIGSTOP"}, {SIGTSTP, "SIGTSTP"}, {SIGTTIN, "SIGTTIN"},
-           {SIGTTOU, "SIGTTOU"},     {SIGURG, "SIGURG"},   {SIGXCPU, "SIGXCPU"}, {SIGXFSZ, "SIGXFSZ"},
-           {SIGVTALRM, "SIGVTALRM"}, {SIGPROF, "SIGPROF"}, {SIGSYS, "SIGSYS"}};
-  for (size_t i = 0; i < sizeof k / sizeof k[0]; ++i)
-    if (k[i].sig == sig) return k[i].name;
-  return NULL;
-}
-
 void mproc__pal_child_release(mproc__child *c) {
   mproc__pal_close(c->handle);
   c->handle = MPROC_NO_HANDLE;

@@ -1072,18 +1072,6 @@ int mproc__pal_signal(mproc__child *c, int sig) {
   return 0;
 }
 
-const char *mproc__pal_signal_name(int sig) {
-  switch (sig) {
-    case MPROC_SIGINT:
-      return "SIGINT";
-    case MPROC_SIGKILL:
-      return "SIGKILL";
-    case MPROC_SIGTERM:
-      return "SIGTERM";
-  }
-  return NULL;
-}
-
 void mproc__pal_child_release(mproc__child *c) {
   if (c->handle != MPROC_NO_HANDLE && c->handle != 0) CloseHandle(MPROC__H(c->handle));
   c->handle = MPROC_NO_HANDLE;
