@@ -39,14 +39,6 @@ using namespace mproc_guard_test;
 
 namespace {
 
-std::string self_exe() {
-  char *p = nullptr;
-  EXPECT_EQ(mproc_self_exe(&p), 0);
-  std::string s(p ? p : "");
-  mproc_free(p);
-  return s;
-}
-
 // A fresh path in /tmp; the file does not exist.
 std::string temp_path(const char *tag) {
   static int serial = 0;

@@ -1,5 +1,5 @@
-// Shared by the guard suites (guard_posix.cc, guard_win32.cc): a target that leaves a marker file, and
-// well-formed bootstraps aimed at it, built with the library's own encoder (src/bootstrap.c), so that a
+// Shared by the guard suites (guard_posix.cc, guard_win32.cc) and other white-box suites: a target that leaves a marker
+// file, and well-formed bootstraps aimed at it, built with the library's own encoder (src/bootstrap.c), so that a
 // forged flag carries exactly what a real parent would send and only the guard's checks can stop it.
 #ifndef MPROC_TEST_GUARD_UTIL_H
 #define MPROC_TEST_GUARD_UTIL_H
@@ -19,6 +19,28 @@ extern "C" {
 }
 
 namespace mproc_guard_test {
+
+// The absolute path of this test program.
+inline std::string self_exe() {
+  char *p = nullptr;
+  EXPECT_EQ(mproc_self_exe(&p), 0);
+  std::string s(p ? p : "");
+  mproc_free(p);
+  return s;
+}
+
+// A boot link (mproc__pal_conn_pair) closed when it goes out of scope. Windows: a is the server end, b
+// the client end.
+struct LinkPair {
+  mproc_os_handle a = MPROC_NO_HANDLE, b = MPROC_NO_HANDLE;
+  explicit LinkPair(bool duplex = true) { EXPECT_EQ(mproc__pal_conn_pair(duplex, &a, &b), 0) << mproc_last_error(); }
+  ~LinkPair() {
+    mproc__pal_close(a);
+    mproc__pal_close(b);
+  }
+  LinkPair(const LinkPair &) = delete;
+  LinkPair &operator=(const LinkPair &) = delete;
+};
 
 // The target of every forged bootstrap: create the file named by the argument bytes.
 inline int t_write_marker(const mproc_args *a) {

@@ -32,25 +32,6 @@ namespace {
 
 HANDLE H(mproc_os_handle h) { return (HANDLE)(intptr_t)h; }
 
-struct Pair {
-  mproc_os_handle a = MPROC_NO_HANDLE, b = MPROC_NO_HANDLE; // a: the server end, b: the client end
-  explicit Pair(bool duplex = true) { EXPECT_EQ(mproc__pal_conn_pair(duplex, &a, &b), 0) << mproc_last_error(); }
-  ~Pair() {
-    mproc__pal_close(a);
-    mproc__pal_close(b);
-  }
-  Pair(const Pair &) = delete;
-  Pair &operator=(const Pair &) = delete;
-};
-
-std::string self_exe() {
-  char *p = nullptr;
-  EXPECT_EQ(mproc_self_exe(&p), 0);
-  std::string s(p ? p : "");
-  mproc_free(p);
-  return s;
-}
-
 // A fresh path in the temporary directory; the file does not exist.
 std::string temp_path(const char *tag) {
   static int serial = 0;
@@ -139,7 +120,7 @@ std::string check_message(mproc_os_handle h) {
 
 TEST(Win32BootLink, AFreshPairInThisProcessIsRefusedEitherEnd) {
   for (bool duplex : {true, false}) {
-    Pair p(duplex);
+    LinkPair p(duplex);
     for (mproc_os_handle h : {p.a, p.b}) {
       EXPECT_EQ(mproc__pal_boot_link_check(h), MPROC_EPERM);
       EXPECT_NE(std::string(mproc_last_error()).find("peer is this process itself"), std::string::npos)
@@ -217,12 +198,12 @@ TEST(Win32BootLink, CheckedInAChild) {
                                                                    : r.out.substr(open + 2, close - open - 2);
   };
   {
-    Pair p;
+    LinkPair p;
     EXPECT_EQ(in_child(p.b), "accepted"); // the client end, as a spawned child gets it
     EXPECT_EQ(in_child(p.a), "accepted"); // the server end: its client is the parent too
   }
   {
-    Pair p(false);
+    LinkPair p(false);
     EXPECT_EQ(in_child(p.b), "accepted");
   }
   mproc_os_handle parent, child;
@@ -243,7 +224,7 @@ TEST(Win32BootLink, CheckedInAChild) {
 // program) made is taken, and its target runs. Without this, "no marker" below would prove nothing.
 TEST(Win32GuardForged, ControlABootLinkFromTheParentRunsTheTarget) {
   std::string marker = temp_path("control");
-  Pair p;
+  LinkPair p;
   write_handle(H(p.a), framed_bootstrap(marker));
   Ran r = run_self("--mproc-spawn=" + std::to_string((long long)p.b), {p.b});
   EXPECT_EQ(r.rc, 0) << mproc_last_error();
@@ -312,7 +293,7 @@ TEST(Win32GuardForged, ARelayFromAnotherExecutableIsRefused) {
 // link's peer is not the grandchild's parent.
 TEST(Win32GuardForged, ALinkFromTheGrandparentIsRefused) {
   std::string marker = temp_path("marker-g");
-  Pair p;
+  LinkPair p;
   write_handle(H(p.a), framed_bootstrap(marker));
   Ran r = run({mproc_test::helper_path(), "run", self_exe(), "--mproc-spawn=" + std::to_string((long long)p.b),
                "--gtest_filter=-*"},
@@ -349,7 +330,7 @@ TEST(Win32GuardForged, MalformedHandleNumbersAreRefused) {
   size_t n = cases(0).size();
   for (size_t i = 0; i < n; ++i) {
     std::string marker = temp_path("marker-d");
-    Pair p;
+    LinkPair p;
     Case c = cases(p.b)[i];
     SCOPED_TRACE("--mproc-spawn=" + c.value);
     write_handle(H(p.a), framed_bootstrap(marker));

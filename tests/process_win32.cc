@@ -26,7 +26,10 @@ extern "C" {
 #include "pal.h"
 #include "win32/spawn.h"
 }
+#include "guard_util.h"
 #include "test_util.h"
+
+using mproc_guard_test::LinkPair;
 
 #if defined(__MINGW32__)
 // msvcrt.dll exports it (and MSVC's <stdlib.h> declares it), but mingw-w64's headers do not.
@@ -37,17 +40,6 @@ namespace {
 
 // The kill-on-close job the PAL keeps for a child (mproc__pal_child_bind), or nullptr.
 void *job_of(const mproc__child &c) { return c.os ? ((const mproc__win32_child *)c.os)->job : nullptr; }
-
-struct Pair {
-  mproc_os_handle a = MPROC_NO_HANDLE, b = MPROC_NO_HANDLE;
-  explicit Pair(bool duplex = true) { EXPECT_EQ(mproc__pal_conn_pair(duplex, &a, &b), 0) << mproc_last_error(); }
-  ~Pair() {
-    mproc__pal_close(a);
-    mproc__pal_close(b);
-  }
-  Pair(const Pair &) = delete;
-  Pair &operator=(const Pair &) = delete;
-};
 
 HANDLE H(mproc_os_handle h) { return (HANDLE)(intptr_t)h; }
 
@@ -191,7 +183,7 @@ int t_hold_a_plain_child(const mproc_args *a) {
 } // namespace
 
 TEST(Win32Conn, EndsAreOverlappedNonInheritableAndSimplexIsOneWay) {
-  Pair d(true);
+  LinkPair d(true);
   for (auto h : {d.a, d.b}) EXPECT_TRUE(mproc__pal_get_cloexec(h));
   // An overlapped read on an empty pipe is pending: the handle is overlapped (a synchronous one blocks).
   for (auto h : {d.a, d.b}) {
@@ -206,7 +198,7 @@ TEST(Win32Conn, EndsAreOverlappedNonInheritableAndSimplexIsOneWay) {
     EXPECT_EQ(GetLastError(), (DWORD)ERROR_OPERATION_ABORTED);
     CloseHandle(ov.hEvent);
   }
-  Pair s(false); // a reads, b writes
+  LinkPair s(false); // a reads, b writes
   DWORD flags = 0;
   ASSERT_TRUE(GetNamedPipeInfo(H(s.a), &flags, nullptr, nullptr, nullptr));
   EXPECT_TRUE(flags & PIPE_SERVER_END);
@@ -219,7 +211,7 @@ TEST(Win32Conn, EndsAreOverlappedNonInheritableAndSimplexIsOneWay) {
 }
 
 TEST(Win32Conn, WaitReadyWakesOnDataAndConsumesNothing) {
-  Pair p;
+  LinkPair p;
   mproc__wait_item it = {p.b, MPROC__WAIT_CONN};
   bool ready = true;
   EXPECT_EQ(mproc__pal_wait_ready(&it, 1, in_ms(0), &ready), MPROC_ETIMEDOUT);
@@ -239,7 +231,7 @@ TEST(Win32Conn, WaitReadyWakesOnDataAndConsumesNothing) {
 
 TEST(Win32Conn, PeerGoneIsReadyAndEndOfFileBothWays) {
   for (bool close_server : {true, false}) {
-    Pair p;
+    LinkPair p;
     mproc_os_handle gone = close_server ? p.a : p.b, kept = close_server ? p.b : p.a;
     mproc__pal_close(gone);
     (close_server ? p.a : p.b) = MPROC_NO_HANDLE;
@@ -256,7 +248,7 @@ TEST(Win32Conn, PeerGoneIsReadyAndEndOfFileBothWays) {
 }
 
 TEST(Win32Conn, TimedOutReceiveLosesNoBytes) {
-  Pair p;
+  LinkPair p;
   char buf[64];
   size_t n = 7;
   EXPECT_EQ(mproc__pal_conn_recv(p.b, buf, sizeof buf, in_ms(20), &n), MPROC_ETIMEDOUT);
@@ -284,10 +276,10 @@ TEST(Win32Conn, TimedOutReceiveLosesNoBytes) {
 
 TEST(Win32Conn, WaitOverMoreThanSixtyFourObjects) {
   constexpr int kPairs = 150;
-  std::vector<std::unique_ptr<Pair>> pairs;
+  std::vector<std::unique_ptr<LinkPair>> pairs;
   std::vector<mproc__wait_item> items;
   for (int i = 0; i < kPairs; ++i) {
-    pairs.push_back(std::make_unique<Pair>());
+    pairs.push_back(std::make_unique<LinkPair>());
     items.push_back({pairs.back()->b, MPROC__WAIT_CONN});
   }
   // and a process sentinel: a child that waits for us
@@ -322,10 +314,10 @@ TEST(Win32Conn, WaitOverMoreThanSixtyFourObjects) {
 
 TEST(Win32Conn, WaitOnAnInvalidHandleIsAnErrorNotAHang) {
   for (size_t count : {2u, 100u}) {
-    std::vector<std::unique_ptr<Pair>> pairs;
+    std::vector<std::unique_ptr<LinkPair>> pairs;
     std::vector<mproc__wait_item> items;
     for (size_t i = 0; i + 1 < count; ++i) {
-      pairs.push_back(std::make_unique<Pair>());
+      pairs.push_back(std::make_unique<LinkPair>());
       items.push_back({pairs.back()->b, MPROC__WAIT_CONN});
     }
     // a value far above any handle this process has (a closed handle's value would soon be reused)
@@ -345,7 +337,7 @@ TEST(Win32Conn, NoHandleLeaks) {
   for (int i = 0; i < 41; ++i) {
     if (i == 1) before = mproc__pal_handle_count(); // after one round: the system's own first-use handles
 
-    Pair p(i % 2 == 0);
+    LinkPair p(i % 2 == 0);
     char buf[16];
     size_t n = 0;
     EXPECT_EQ(mproc__pal_conn_recv(p.a, buf, sizeof buf, in_ms(0), &n), MPROC_ETIMEDOUT);
