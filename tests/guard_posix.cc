@@ -83,8 +83,9 @@ void write_all(int fd, const std::string &data) {
   }
 }
 
-// Send a fork server request with `fd` attached, as mproc's client does.
-void send_with_fd(int sock, const std::string &data, int fd) {
+// Send a fork server request with `fd` attached, as mproc's client does. Whether all of it went (no
+// gtest assertion inside: a fork child calls it too).
+bool send_with_fd(int sock, const std::string &data, int fd) {
   union {
     struct cmsghdr align;
     char buf[CMSG_SPACE(sizeof(int))];
@@ -102,7 +103,7 @@ void send_with_fd(int sock, const std::string &data, int fd) {
   c->cmsg_type = SCM_RIGHTS;
   c->cmsg_len = CMSG_LEN(sizeof(int));
   memcpy(CMSG_DATA(c), &fd, sizeof fd);
-  ASSERT_EQ(sendmsg(sock, &m, MSG_NOSIGNAL), (ssize_t)data.size()) << strerror(errno);
+  return sendmsg(sock, &m, MSG_NOSIGNAL) == (ssize_t)data.size();
 }
 
 // Everything `fd` delivers until end of file (a bound on the wait, not a synchronisation: the peer's
@@ -348,7 +349,7 @@ TEST(PosixGuardForged, ControlAForkServerFromTheParentRunsTheTarget) {
   OwnServer s;
   ASSERT_NE(s.p, nullptr);
   Sock boot;
-  send_with_fd(s.ctl.a, fs_request(marker_ref(), marker), boot.b);
+  ASSERT_TRUE(send_with_fd(s.ctl.a, fs_request(marker_ref(), marker), boot.b)) << strerror(errno);
   close(boot.b);
   boot.b = -1;
   std::string said = read_to_eof(boot.a);
@@ -385,7 +386,7 @@ TEST(PosixGuardForged, TheForkServerServesOnlyItsParent) {
   ASSERT_NE(s.p, nullptr);
   {
     Sock boot;
-    send_with_fd(s.ctl.a, fs_request(marker_ref(), ok_marker), boot.b);
+    ASSERT_TRUE(send_with_fd(s.ctl.a, fs_request(marker_ref(), ok_marker), boot.b)) << strerror(errno);
     close(boot.b);
     boot.b = -1;
     std::string said = read_to_eof(boot.a);
@@ -421,26 +422,8 @@ TEST(PosixGuardForged, TheForkServerServesOnlyItsParent) {
   fflush(nullptr);
   pid_t pid = fork();
   ASSERT_GE(pid, 0);
-  if (pid == 0) { // another process holding the parent's end: send one request, end
-    union {
-      struct cmsghdr align;
-      char buf[CMSG_SPACE(sizeof(int))];
-    } ctl;
-    memset(&ctl, 0, sizeof ctl);
-    struct iovec iov = {(void *)req.data(), req.size()};
-    struct msghdr m;
-    memset(&m, 0, sizeof m);
-    m.msg_iov = &iov;
-    m.msg_iovlen = 1;
-    m.msg_control = ctl.buf;
-    m.msg_controllen = sizeof ctl.buf;
-    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &boot.b, sizeof(int));
-    _exit(sendmsg(s.ctl.a, &m, MSG_NOSIGNAL) == (ssize_t)req.size() ? 0 : 1);
-  }
+  if (pid == 0) // another process holding the parent's end: send one request, end
+    _exit(send_with_fd(s.ctl.a, req, boot.b) ? 0 : 1);
   int st = 0;
   ASSERT_EQ(waitpid(pid, &st, 0), pid);
   ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
