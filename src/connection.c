@@ -27,9 +27,10 @@
 
 /* ---- frame formats -------------------------------------------------------------------------- */
 
-const mproc__frame_format mproc__frame_mproc = {"mproc", false, 0xFFFFFFFDu, 0xFFFFFFFFu, 0xFFFFFFFEu, true};
+const mproc__frame_format mproc__frame_mproc = {"mproc",     false,       0xFFFFFFFCu, 0xFFFFFFFFu,
+                                                0xFFFFFFFEu, 0xFFFFFFFDu, true,        true};
 const mproc__frame_format mproc__frame_cpython = {
-    "CPython multiprocessing.connection", true, 0x7FFFFFFFu, 0xFFFFFFFFu /* -1 */, 0, false};
+    "CPython multiprocessing.connection", true, 0x7FFFFFFFu, 0xFFFFFFFFu /* -1 */, 0, 0, false, false};
 
 static void put32(const mproc__frame_format *f, unsigned char *p, uint32_t v) {
   if (f->big_endian)
@@ -51,13 +52,15 @@ static uint64_t get64(const mproc__frame_format *f, const unsigned char *p) {
 }
 
 size_t mproc__frame_put(const mproc__frame_format *f, unsigned char h[MPROC__FRAME_HEADER_MAX], uint64_t len,
-                        bool bulk) {
-  bulk = bulk && f->has_bulk;
-  if (!bulk && len <= f->short_max) {
+                        mproc__frame_kind kind) {
+  uint32_t mark = kind == MPROC__FRAME_BULK && f->has_bulk     ? f->bulk_mark
+                  : kind == MPROC__FRAME_OBJECT && f->has_objs ? f->obj_mark
+                                                               : f->long_mark;
+  if (mark == f->long_mark && len <= f->short_max) {
     put32(f, h, (uint32_t)len);
     return 4;
   }
-  put32(f, h, bulk ? f->bulk_mark : f->long_mark);
+  put32(f, h, mark);
   put64(f, h + 4, len);
   return 12;
 }
@@ -66,22 +69,24 @@ int mproc__frame_get(const mproc__frame_format *f, const unsigned char *p, size_
                      const char **why) {
   fr->hlen = 4;
   fr->len = 0;
-  fr->bulk = false;
+  fr->kind = MPROC__FRAME_INLINE;
   if (avail < 4) return 0;
   uint32_t w = get32(f, p);
   if (w <= f->short_max) {
     fr->len = w;
     return 1;
   }
-  bool bulk = f->has_bulk && w == f->bulk_mark;
-  if (!bulk && w != f->long_mark) {
+  mproc__frame_kind kind = f->has_bulk && w == f->bulk_mark  ? MPROC__FRAME_BULK
+                           : f->has_objs && w == f->obj_mark ? MPROC__FRAME_OBJECT
+                                                             : MPROC__FRAME_INLINE;
+  if (kind == MPROC__FRAME_INLINE && w != f->long_mark) {
     *why = "a message header's length word is none this frame format has (a negative length?)";
     return -1;
   }
   fr->hlen = 12;
   if (avail < 12) return 0;
   fr->len = get64(f, p + 4);
-  fr->bulk = bulk;
+  fr->kind = kind;
   return 1;
 }
 
@@ -162,7 +167,7 @@ int mproc_connection_send_bytes(mproc_connection *c, const void *buf, size_t buf
                        buf_len);
   unsigned char small[MPROC__FRAME_HEADER_MAX + SMALL_SEND];
   bool bulk = size >= BULK_MIN && c->e.bulk != MPROC_NO_HANDLE && c->fmt->has_bulk;
-  size_t hl = mproc__frame_put(c->fmt, small, size, bulk);
+  size_t hl = mproc__frame_put(c->fmt, small, size, bulk ? MPROC__FRAME_BULK : MPROC__FRAME_INLINE);
   const char *payload = size ? (const char *)buf + offset : NULL;
   if (size <= SMALL_SEND) { /* one contiguous write: one system call, one wake-up of the reader */
     if (size) memcpy(small + hl, payload, size);
@@ -184,6 +189,12 @@ int mproc_connection_send_bytes(mproc_connection *c, const void *buf, size_t buf
 
 #define GROW_MIN (1024 * 1024)
 #define MAX_MSG ((uint64_t)PTRDIFF_MAX)
+/* An object frame's body: type id (4 bytes), handle count (4), the destination pid (8, 0: any), the
+ * PAL's part (where the handles come from, then an 8-byte slot per handle), then the type's bytes.
+ * Objects are small: a body has at most OBJ_MAX bytes. */
+#define OBJ_PAL 16 /* the PAL's part starts here */
+#define OBJ_FIXED (OBJ_PAL + MPROC__PAL_ORIGIN_SIZE)
+#define OBJ_MAX (64 * 1024)
 
 static int corrupt(mproc_connection *c, const char *why) {
   c->corrupt = why;
@@ -256,12 +267,15 @@ static int next_header(mproc_connection *c, int64_t deadline) {
       int st = mproc__frame_get(c->fmt, (const unsigned char *)c->rbuf + c->rpos, avail, &fr, &why);
       if (st < 0) return corrupt(c, why);
       if (st > 0) {
-        if (fr.bulk && c->e.bulk == MPROC_NO_HANDLE)
+        if (fr.kind == MPROC__FRAME_BULK && c->e.bulk == MPROC_NO_HANDLE)
           return corrupt(c, "a large-message mark came on a connection without a bulk handle");
         if (fr.len > MAX_MSG) return corrupt(c, "a message header announces more bytes than a message can have");
+        if (fr.kind == MPROC__FRAME_OBJECT && (fr.len < OBJ_FIXED || fr.len > OBJ_MAX))
+          return corrupt(c, "an object frame's length is out of range");
         c->rpos += fr.hlen;
         c->msg_len = fr.len;
-        c->msg_bulk = fr.bulk;
+        c->msg_obj = fr.kind == MPROC__FRAME_OBJECT;
+        c->msg_bulk = fr.kind == MPROC__FRAME_BULK || (c->msg_obj && c->e.bulk != MPROC_NO_HANDLE);
         c->have_len = true;
         break;
       }
@@ -276,10 +290,13 @@ static int next_header(mproc_connection *c, int64_t deadline) {
   return 0;
 }
 
-/* The current message is done: forget its header. */
+/* The current message is done: forget its header (and close descriptors an object frame brought that
+ * were not taken). */
 static void message_taken(mproc_connection *c) {
-  c->have_len = c->msg_refused = false;
+  c->have_len = c->msg_refused = c->msg_obj = false;
   c->mgot = c->mcap = 0;
+  for (size_t i = 0; i < c->npfds; ++i) mproc__pal_close(c->pfds[i]);
+  c->npfds = 0;
 }
 
 /* Read payload bytes of the current message into dst[*got .. upto), from rbuf first (a bulk payload is
@@ -294,7 +311,15 @@ static int read_payload(mproc_connection *c, char *dst, size_t *got, size_t upto
       c->rpos += n;
     } else {
       if (!c->msg_bulk && c->eof) return corrupt(c, "the peer closed in the middle of a message");
-      int rc = mproc__pal_conn_recv(c->msg_bulk ? c->e.bulk : c->e.rd, dst + *got, want, deadline, &n);
+      int rc;
+      if (c->msg_obj && c->msg_bulk) { /* an object frame's body: its descriptors come with it */
+        size_t k = 0;
+        rc = mproc__pal_conn_recv_handles(c->e.bulk, dst + *got, want, deadline, &n, c->pfds + c->npfds,
+                                          MPROC__HANDABLE_MAX_HANDLES - c->npfds, &k);
+        c->npfds += k;
+      } else {
+        rc = mproc__pal_conn_recv(c->msg_bulk ? c->e.bulk : c->e.rd, dst + *got, want, deadline, &n);
+      }
       if (rc) return rc;
       if (n == 0) {
         c->eof = true;
@@ -304,6 +329,14 @@ static int read_payload(mproc_connection *c, char *dst, size_t *got, size_t upto
     *got += n;
   }
   return 0;
+}
+
+/* The next message is an object frame and a receive of bytes met it. */
+static int not_bytes(const char *call) {
+  return mproc__fail(MPROC_ESTATE,
+                     "%s: the next message carries an object or a handle, not bytes: receive it with "
+                     "mproc_connection_recv_os_handle or recv_connection (it stays unread)",
+                     call);
 }
 
 int mproc_connection_recv_bytes(mproc_connection *c, size_t maxlength, int64_t timeout_ms, char **data, size_t *len) {
@@ -320,6 +353,7 @@ int mproc__connection_recv_until(mproc_connection *c, size_t maxlength, int64_t 
   rc = next_header(c, deadline);
   if (rc == MPROC_ETIMEDOUT) return timed_out("recv_bytes", timeout_ms, c);
   if (rc) return rc;
+  if (c->msg_obj) return not_bytes("recv_bytes");
   if (maxlength && c->msg_len > maxlength) {
     c->msg_refused = true;
     return mproc__fail(MPROC_EMSGSIZE,
@@ -365,6 +399,7 @@ int mproc_connection_recv_bytes_into(mproc_connection *c, void *buf, size_t cap,
   rc = next_header(c, deadline);
   if (rc == MPROC_ETIMEDOUT) return timed_out("recv_bytes_into", timeout_ms, c);
   if (rc) return rc;
+  if (c->msg_obj) return not_bytes("recv_bytes_into");
   if (c->msg_len > cap) {
     c->msg_refused = true;
     *len = (size_t)c->msg_len;
@@ -410,7 +445,7 @@ int mproc__connection_recv_exact(mproc_connection *c, char *buf, size_t cap, int
     hgot += n;
   }
   if (st < 0) return corrupt(c, why);
-  if (fr.bulk) return corrupt(c, "a large-message mark came where an exact frame was expected");
+  if (fr.kind != MPROC__FRAME_INLINE) return corrupt(c, "a large-message or object mark where an exact frame was due");
   if (fr.len > cap) return corrupt(c, "an exact frame longer than its reader's buffer");
   for (size_t got = 0; got < fr.len; got += n) {
     rc = mproc__pal_conn_recv(c->e.rd, buf + got, (size_t)fr.len - got, deadline, &n);
@@ -419,6 +454,127 @@ int mproc__connection_recv_exact(mproc_connection *c, char *buf, size_t cap, int
   }
   *len = (size_t)fr.len;
   return 0;
+}
+
+/* ---- objects and handles to a running process (object frames) --------------------------------- */
+
+int mproc__connection_send_object(mproc_connection *c, const mproc__handable_type *t, const void *obj, int64_t dest_pid,
+                                  const char *call) {
+  int rc = usable(c, false, call);
+  if (rc) return rc;
+  if (!c->fmt->has_objs)
+    return mproc__fail(MPROC_ENOTSUP, "%s: a connection with %s frames cannot carry handles", call, c->fmt->name);
+  if (dest_pid < 0) return mproc__fail(MPROC_EINVAL, "%s: destination_pid %lld is negative", call, (long long)dest_pid);
+  mproc_os_handle hs[MPROC__HANDABLE_MAX_HANDLES];
+  size_t n = 0;
+  mproc__buf bytes = {0};
+  rc = t->export_obj(obj, hs, &n, &bytes);
+  size_t fixed = OBJ_FIXED + 8 * n, blen = fixed + bytes.len;
+  if (!rc && blen > OBJ_MAX) rc = mproc__fail(MPROC_EINVAL, "%s: a %s of %zu bytes is too large", call, t->name, blen);
+  unsigned char *body = rc ? NULL : (unsigned char *)calloc(1, blen);
+  if (!rc && !body) rc = mproc__fail(MPROC_ENOMEM, "%s: out of memory", call);
+  if (!rc) {
+    mproc__wire_put_le32(body, t->id);
+    mproc__wire_put_le32(body + 4, (uint32_t)n);
+    mproc__wire_put_le64(body + 8, (uint64_t)dest_pid);
+    if (bytes.len) memcpy(body + fixed, bytes.data, bytes.len);
+    unsigned char hdr[MPROC__FRAME_HEADER_MAX];
+    size_t hl = mproc__frame_put(c->fmt, hdr, blen, MPROC__FRAME_OBJECT);
+    rc = mproc__pal_conn_send_handles(&c->e, hdr, hl, body, blen, OBJ_PAL, hs, n);
+  }
+  free(body);
+  mproc__buf_free(&bytes);
+  return rc;
+}
+
+int mproc__connection_recv_object(mproc_connection *c, const mproc__handable_type *t, int64_t deadline,
+                                  int64_t timeout_ms, void **obj, const char *call) {
+  *obj = NULL;
+  int rc = usable(c, true, call);
+  if (rc) return rc;
+  rc = next_header(c, deadline);
+  if (rc == MPROC_ETIMEDOUT) return timed_out(call, timeout_ms, c);
+  if (rc) return rc;
+  if (!c->msg_obj)
+    return mproc__fail(MPROC_ESTATE,
+                       "%s: the next message is %llu bytes of data, not a %s: receive it with "
+                       "recv_bytes (it stays unread)",
+                       call, (unsigned long long)c->msg_len, t->name);
+  size_t len = (size_t)c->msg_len;
+  if (!c->mbuf) {
+    c->mbuf = (char *)malloc(len);
+    if (!c->mbuf) return mproc__fail(MPROC_ENOMEM, "%s: out of memory (the message stays unread)", call);
+    c->mcap = len;
+  }
+  rc = read_payload(c, c->mbuf, &c->mgot, len, deadline);
+  if (rc == MPROC_ETIMEDOUT) return timed_out(call, timeout_ms, c);
+  if (rc) return rc;
+  const unsigned char *body = (const unsigned char *)c->mbuf;
+  uint32_t id = mproc__wire_get_le32(body), n = mproc__wire_get_le32(body + 4);
+  uint64_t dest = mproc__wire_get_le64(body + 8);
+  const mproc__handable_type *type = mproc__handable_find(id);
+  if (type && type != t)
+    return mproc__fail(MPROC_ESTATE, "%s: the next message carries a %s, not a %s (it stays unread)", call, type->name,
+                       t->name);
+  size_t fixed = OBJ_FIXED + 8 * (size_t)n;
+  mproc_os_handle hs[MPROC__HANDABLE_MAX_HANDLES];
+  if (!type) /* no receive could take it: drop it, or it would block the connection for good */
+    rc = mproc__fail(MPROC_ESYS,
+                     "%s: a message carries an object of type %u, which this program does not know "
+                     "(dropped)",
+                     call, (unsigned)id);
+  else if (n > MPROC__HANDABLE_MAX_HANDLES || fixed > len)
+    rc = mproc__fail(MPROC_ESYS, "%s: a malformed message: %u handles in %zu bytes", call, (unsigned)n, len);
+  else if (dest && dest != (uint64_t)mproc__pal_getpid())
+    rc = mproc__fail(MPROC_ESTATE, "%s: the %s was sent to process %llu, not to this one (%lld)", call, t->name,
+                     (unsigned long long)dest, (long long)mproc__pal_getpid());
+  else {
+    rc = mproc__pal_handles_take(body + OBJ_PAL, n, c->pfds, c->npfds, hs);
+    c->npfds = 0; /* taken, or closed by the PAL (else message_taken closes them) */
+  }
+  if (!rc) {
+    rc = t->import_obj(body + fixed, len - fixed, hs, n, obj);
+    if (rc)
+      for (uint32_t i = 0; i < n; ++i) mproc__pal_close(hs[i]);
+  }
+  free(c->mbuf);
+  c->mbuf = NULL;
+  message_taken(c);
+  return rc;
+}
+
+int mproc_connection_send_os_handle(mproc_connection *c, mproc_os_handle h, int64_t destination_pid) {
+  MPROC__CHECK_ARG(!mproc__pal_handle_valid(h), "handle %lld is not an open handle of this process", (long long)h);
+  return mproc__connection_send_object(c, &mproc__os_handle_handable, &h, destination_pid, "send_os_handle");
+}
+
+int mproc_connection_recv_os_handle(mproc_connection *c, int64_t timeout_ms, mproc_os_handle *h) {
+  MPROC__CHECK_ARG(!h, "h is NULL");
+  *h = MPROC_NO_HANDLE;
+  void *obj = NULL;
+  int rc = mproc__connection_recv_object(c, &mproc__os_handle_handable, mproc__deadline_from_timeout(timeout_ms),
+                                         timeout_ms, &obj, "recv_os_handle");
+  if (rc) return rc;
+  *h = *(mproc_os_handle *)obj;
+  free(obj);
+  return 0;
+}
+
+int mproc_connection_send_connection(mproc_connection *c, mproc_connection *conn, int64_t destination_pid) {
+  MPROC__CHECK_ARG(!conn, "conn is NULL");
+  MPROC__CHECK_ARG(conn == c, "a connection cannot be sent over itself");
+  if (mproc_connection_closed(conn))
+    return mproc__fail(MPROC_ECLOSED, "send_connection: the connection to send is closed");
+  return mproc__connection_send_object(c, &mproc__connection_handable, conn, destination_pid, "send_connection");
+}
+
+int mproc_connection_recv_connection(mproc_connection *c, int64_t timeout_ms, mproc_connection **conn) {
+  MPROC__CHECK_ARG(!conn, "conn is NULL");
+  void *obj = NULL;
+  int rc = mproc__connection_recv_object(c, &mproc__connection_handable, mproc__deadline_from_timeout(timeout_ms),
+                                         timeout_ms, &obj, "recv_connection");
+  *conn = (mproc_connection *)obj;
+  return rc;
 }
 
 int mproc_connection_poll(mproc_connection *c, int64_t timeout_ms) {
@@ -488,7 +644,7 @@ static int conn_export(const void *obj, mproc_os_handle *handles, size_t *nhandl
 
 static int conn_import(const void *bytes, size_t len, const mproc_os_handle *handles, size_t nhandles, void **obj) {
   const unsigned char *idx = (const unsigned char *)bytes;
-  if (len != 4 || idx[3] > 1) return mproc__fail(MPROC_ESYS, "child: a handed connection is malformed");
+  if (len != 4 || idx[3] > 1) return mproc__fail(MPROC_ESYS, "a handed connection is malformed");
   mproc_os_handle roles[3];
   bool used[MPROC__HANDABLE_MAX_HANDLES] = {false};
   for (int k = 0; k < 3; ++k) {
@@ -498,13 +654,19 @@ static int conn_import(const void *bytes, size_t len, const mproc_os_handle *han
       roles[k] = handles[idx[k]];
       used[idx[k]] = true;
     } else {
-      return mproc__fail(MPROC_ESYS, "child: a handed connection names handle %d of %zu", idx[k], nhandles);
+      return mproc__fail(MPROC_ESYS, "a handed connection names handle %d of %zu", idx[k], nhandles);
     }
   }
   for (size_t j = 0; j < nhandles; ++j)
-    if (!used[j]) return mproc__fail(MPROC_ESYS, "child: a handed connection came with a handle it does not use");
+    if (!used[j]) return mproc__fail(MPROC_ESYS, "a handed connection came with a handle it does not use");
   if (roles[0] == MPROC_NO_HANDLE && roles[1] == MPROC_NO_HANDLE)
-    return mproc__fail(MPROC_ESYS, "child: a handed connection has no handle to receive or send on");
+    return mproc__fail(MPROC_ESYS, "a handed connection has no handle to receive or send on");
+  for (int k = 0; k < 3; ++k) { /* pipes or sockets, the bulk one a socket (Windows: all pipes, no bulk) */
+    if (roles[k] == MPROC_NO_HANDLE) continue;
+    mproc__handle_kind hk = mproc__pal_handle_kind(roles[k]);
+    if (hk != MPROC__HK_SOCKET && (k == 2 || hk != MPROC__HK_PIPE))
+      return mproc__fail(MPROC_ESYS, "a handed connection came with a handle of the wrong kind (%d)", (int)hk);
+  }
   mproc__conn_end e = {roles[0], roles[1], roles[2]};
   mproc_connection *c = mproc__connection_wrap_format(e, idx[3] ? &mproc__frame_cpython : &mproc__frame_mproc);
   if (!c) return MPROC_ENOMEM;
@@ -513,3 +675,30 @@ static int conn_import(const void *bytes, size_t len, const mproc_os_handle *han
 }
 
 const mproc__handable_type mproc__connection_handable = {1, "connection", conn_export, conn_import};
+
+/* ---- a bare OS handle (handable.h) --------------------------------------------------------------- */
+
+/* The handle, and its kind in one byte: the receiver checks that what came is of that kind. */
+static int handle_export(const void *obj, mproc_os_handle *handles, size_t *nhandles, mproc__buf *bytes) {
+  mproc_os_handle h = *(const mproc_os_handle *)obj;
+  unsigned char kind = (unsigned char)mproc__pal_handle_kind(h);
+  if (kind == MPROC__HK_INVALID) return mproc__fail(MPROC_EINVAL, "handle %lld is not open", (long long)h);
+  handles[0] = h;
+  *nhandles = 1;
+  return mproc__buf_append(bytes, &kind, 1);
+}
+
+static int handle_import(const void *bytes, size_t len, const mproc_os_handle *handles, size_t nhandles, void **obj) {
+  if (len != 1 || nhandles != 1) return mproc__fail(MPROC_ESYS, "a handle came malformed");
+  unsigned char want = *(const unsigned char *)bytes;
+  mproc__handle_kind got = mproc__pal_handle_kind(handles[0]);
+  if ((unsigned char)got != want)
+    return mproc__fail(MPROC_ESYS, "a handle of kind %d came as one of kind %d", (int)got, (int)want);
+  mproc_os_handle *h = (mproc_os_handle *)malloc(sizeof *h);
+  if (!h) return mproc__fail(MPROC_ENOMEM, "out of memory");
+  *h = handles[0];
+  *obj = h;
+  return 0;
+}
+
+const mproc__handable_type mproc__os_handle_handable = {2, "OS handle", handle_export, handle_import};

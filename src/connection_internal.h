@@ -3,6 +3,7 @@
 #ifndef MPROC_CONNECTION_INTERNAL_H
 #define MPROC_CONNECTION_INTERNAL_H
 
+#include "handable.h"
 #include "mproc/connection.h"
 #include "pal.h"
 
@@ -11,13 +12,15 @@
  * How a connection's byte stream says where each message ends: a 4-byte length word, and for long
  * messages a mark word followed by an 8-byte length; then the payload. Two formats are instances of
  * this description (connection.c):
- *   mproc__frame_mproc    mproc's own: little-endian; a word up to 0xFFFFFFFD is the length;
+ *   mproc__frame_mproc    mproc's own: little-endian; a word up to 0xFFFFFFFC is the length;
  *                         0xFFFFFFFF + 8-byte length; 0xFFFFFFFE + 8-byte length = the payload comes on
- *                         the bulk handle
+ *                         the bulk handle; 0xFFFFFFFD + 8-byte length = an object frame: the body
+ *                         carries an object or handles handed to the receiver (on the bulk handle where
+ *                         the connection has one, else inline; see mproc__pal_conn_send_handles)
  *   mproc__frame_cpython  CPython's multiprocessing.connection (3.8+ _send_bytes/_recv_bytes): a
  *                         big-endian signed word up to 0x7FFFFFFF is the length; -1 (0xFFFFFFFF) + an
  *                         8-byte big-endian length for larger messages; other negative words are
- *                         corrupt; no bulk handle
+ *                         corrupt; no bulk handle, no object frames
  * A long-form header may announce a length the short form could carry (both formats' readers accept
  * it); senders use the short form whenever it fits. Only connection.c parses frames. */
 
@@ -30,22 +33,32 @@ typedef struct mproc__frame_format {
   uint32_t long_mark; /* this first word: an 8-byte length follows */
   uint32_t bulk_mark; /* this first word: an 8-byte length follows and the payload comes on the bulk
                          handle; only where has_bulk */
-  bool has_bulk;
+  uint32_t obj_mark;  /* this first word: an 8-byte length follows and the body is an object frame's;
+                         only where has_objs */
+  bool has_bulk, has_objs;
 } mproc__frame_format;
 
 extern const mproc__frame_format mproc__frame_mproc;
 extern const mproc__frame_format mproc__frame_cpython;
 
+/* What a frame's payload is. */
+typedef enum mproc__frame_kind {
+  MPROC__FRAME_INLINE = 0, /* bytes, right after the header */
+  MPROC__FRAME_BULK = 1,   /* bytes, on the bulk handle */
+  MPROC__FRAME_OBJECT = 2  /* an object frame's body (on the bulk handle where there is one) */
+} mproc__frame_kind;
+
 /* One parsed header. */
 typedef struct mproc__frame {
   size_t hlen;  /* the header's bytes: 4 or 12 */
   uint64_t len; /* the payload's */
-  bool bulk;    /* the payload comes on the bulk handle */
+  mproc__frame_kind kind;
 } mproc__frame;
 
-/* Write the header of a len-byte message to h; its size. bulk: the bulk form (only where has_bulk). */
+/* Write the header of a len-byte payload of that kind to h; its size. A kind the format lacks falls back
+ * to INLINE (callers check has_bulk / has_objs first). */
 size_t mproc__frame_put(const mproc__frame_format *f, unsigned char h[MPROC__FRAME_HEADER_MAX], uint64_t len,
-                        bool bulk);
+                        mproc__frame_kind kind);
 /* Parse the header at p[0..avail): 1 with *fr; 0: more bytes needed (fr->hlen: how many the header has,
  * 4 until its first word is there); -1: no header of this format (*why says why). */
 int mproc__frame_get(const mproc__frame_format *f, const unsigned char *p, size_t avail, mproc__frame *fr,
@@ -71,6 +84,10 @@ struct mproc_connection {
   char *mbuf;
   size_t mgot, mcap;
   const char *corrupt; /* why the stream cannot be parsed any more (every receive says so), or NULL */
+  /* an object frame (have_len and msg_obj): the descriptors that came with its body so far (POSIX) */
+  bool msg_obj;
+  mproc_os_handle pfds[MPROC__HANDABLE_MAX_HANDLES];
+  size_t npfds;
 };
 
 /* Wrap existing handles (see above), framing with mproc's format. NULL with an error set. */

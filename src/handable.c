@@ -3,7 +3,7 @@
 
 #define MAX_REGISTERED 8
 
-static const mproc__handable_type *const k_builtin[] = {&mproc__connection_handable};
+static const mproc__handable_type *const k_builtin[] = {&mproc__connection_handable, &mproc__os_handle_handable};
 static const mproc__handable_type *g_registered[MAX_REGISTERED];
 static size_t g_nregistered;
 

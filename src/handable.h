@@ -1,9 +1,13 @@
-/* The seam for handing an mproc object to a child. Each handable type says which OS handles and bytes
- * it exports and how it is rebuilt from them; the start methods supply the transport (the same object
- * under fork; under spawn the handles are inherited with their numbers, under forkserver passed as
- * SCM_RIGHTS; on Windows inherited through the handle list). The process module knows no type's
- * insides: connections are the first type (connection.c), locks, shared memory and queues come next.
- * See docs/CONTRIBUTING.md. */
+/* The seam for handing an mproc object to another process. Each handable type says which OS handles and
+ * bytes it exports and how it is rebuilt from them; the transport is someone else's:
+ *   - to a child being started, the start methods' (the same object under fork; under spawn the handles
+ *     are inherited with their numbers, under forkserver passed as SCM_RIGHTS; on Windows inherited
+ *     through the handle list): mproc__process_hand;
+ *   - to a running process, a connection's object frames (mproc__connection_send_object: SCM_RIGHTS
+ *     on POSIX, handles duplicated into the receiver on Windows).
+ * The process module and the connection module know no type's insides: connections (connection.c) and
+ * bare OS handles (mproc__os_handle_handable) are the first types; locks, shared memory and queues come
+ * next. See docs/CONTRIBUTING.md. */
 #ifndef MPROC_HANDABLE_H
 #define MPROC_HANDABLE_H
 
@@ -11,6 +15,7 @@
 #include <stdint.h>
 
 #include "internal.h"
+#include "mproc/connection.h"
 #include "pal.h"
 
 /* At most this many handles per object. */
@@ -22,9 +27,10 @@ typedef struct mproc__handable_type {
   /* The handles (distinct, at most MPROC__HANDABLE_MAX_HANDLES, into handles[]) and the bytes (appended
    * to *bytes) that rebuild obj in another process. Handles stay obj's. 0 or an error. */
   int (*export_obj)(const void *obj, mproc_os_handle *handles, size_t *nhandles, mproc__buf *bytes);
-  /* Rebuild an object in this process from what export_obj gave, its handles now this process's
-   * (owned by the new object from here on, also on failure). bytes come from a trusted parent but are
-   * still checked. 0 with *obj, or an error. */
+  /* Rebuild an object in this process from what export_obj gave, its handles now this process's: owned
+   * by the new object on success, still the caller's on failure (it closes them). bytes come from a
+   * trusted peer but are still checked, and so are the handles' kinds (mproc__pal_handle_kind). 0 with
+   * *obj, or an error. */
   int (*import_obj)(const void *bytes, size_t len, const mproc_os_handle *handles, size_t nhandles, void **obj);
 } mproc__handable_type;
 
@@ -43,5 +49,20 @@ int mproc__handable_register(const mproc__handable_type *t);
 
 /* The connection type (connection.c). */
 extern const mproc__handable_type mproc__connection_handable;
+/* A bare OS handle (connection.c): obj points to an mproc_os_handle; import gives a malloc'ed one. The
+ * handle's kind travels with it and is checked on arrival. */
+extern const mproc__handable_type mproc__os_handle_handable;
+
+/* Send obj (of type t) to the process dest_pid on connection c, which keeps its own; the receiver gets
+ * copies of its handles (POSIX ignores dest_pid; Windows duplicates into it). `call` names the public
+ * call in messages. 0, MPROC_ENOTSUP (a connection that cannot carry handles), or the errors of
+ * send_bytes (connection.c). */
+int mproc__connection_send_object(mproc_connection *c, const mproc__handable_type *t, const void *obj, int64_t dest_pid,
+                                  const char *call);
+/* Receive the next message, which must be an object of type t: 0 with *obj (this process's, owned by
+ * the caller). MPROC_ESTATE when the next message is bytes or another type: it stays unread. Else
+ * the errors of recv_bytes. */
+int mproc__connection_recv_object(mproc_connection *c, const mproc__handable_type *t, int64_t deadline,
+                                  int64_t timeout_ms, void **obj, const char *call);
 
 #endif

@@ -70,6 +70,17 @@ bool mproc__pal_get_cloexec(mproc_os_handle h);
 mproc_os_handle mproc__pal_std_handle(int which);
 /* Count of this process's open fds / handles (for leak tests); -1 if unknown. */
 int mproc__pal_handle_count(void);
+/* What kind of object a handle refers to, so that a handle received from another process is checked
+ * before use. POSIX: from fstat; Windows: from GetFileType (a socket counts as a pipe there). */
+typedef enum mproc__handle_kind {
+  MPROC__HK_INVALID = 0, /* not an open handle */
+  MPROC__HK_FILE = 1,    /* a regular file or directory (Windows: a disk file) */
+  MPROC__HK_PIPE = 2,    /* a pipe or FIFO (Windows: a pipe or a socket) */
+  MPROC__HK_SOCKET = 3,  /* a socket (POSIX) */
+  MPROC__HK_CHAR = 4,    /* a character device or console */
+  MPROC__HK_OTHER = 5    /* anything else (Windows: a process, an event, a mapping, ...) */
+} mproc__handle_kind;
+mproc__handle_kind mproc__pal_handle_kind(mproc_os_handle h);
 
 /* ---- threads, the global lock -------------------------------------------------------------- */
 
@@ -302,8 +313,40 @@ uint64_t mproc__pal_handle_max(void);
  * failed: for this process's stderr only, never for the peer (it could reveal the file system). */
 int mproc__pal_boot_link_check(mproc_os_handle h);
 
-/* ==== descriptor passing and the fork server: src/posix/fdpass.c, src/win32/fdpass.c ==================== */
-/* Only where fork exists (POSIX); on Windows these report MPROC_ENOTSUP. The fork server's loop is
+/* ==== handing handles to other processes, and the fork server: src/posix/fdpass.c, src/win32/fdpass.c ==== */
+
+/* ---- handles to a running process (the object frames of src/connection.c) -------------------
+ *
+ * An object frame is a header on the connection's send handle and a body that carries handles. The
+ * body has fields of connection.c's own and, at offset `at`, the PAL's part: MPROC__PAL_ORIGIN_SIZE
+ * bytes that say where the handles come from, then n 8-byte slots. Where the body goes is the
+ * connection's rule: on the bulk handle if the end has one, else right after the header. Nothing of a
+ * frame that is never received stays in the receiver:
+ *   POSIX: the body goes on e->bulk with the descriptors attached (SCM_RIGHTS): the kernel gives the
+ *     receiver copies when it takes the body, and drops them if it never does (its socket closes). The
+ *     PAL's part stays 0. MPROC_ENOTSUP for an end without a socket pair (only a Pipe()'s ends have one).
+ *   Windows: the receiver pulls. The sender parks a copy of each handle in its own process and sends
+ *     its identity (pid and creation time) and the copies' values; the receiver takes them with
+ *     DuplicateHandle(DUPLICATE_CLOSE_SOURCE), which closes the parked copy. So a handle never received
+ *     stays parked in the sender until it ends (never in the receiver), and the sender must still run
+ *     when the receiver takes it. A failed send closes its parked copies. */
+#define MPROC__PAL_ORIGIN_SIZE 16
+int mproc__pal_conn_send_handles(const mproc__conn_end *e, const void *hdr, size_t hlen, unsigned char *body,
+                                 size_t blen, size_t at, const mproc_os_handle *hs, size_t n);
+/* Receive 1..cap bytes of a body from h (the bulk handle), waiting up to the deadline, and the
+ * descriptors that came with them (up to maxfds into fds, close-on-exec; beyond maxfds they are
+ * closed). POSIX only (the bodies Windows sends come inline); elsewhere MPROC_ENOTSUP. */
+int mproc__pal_conn_recv_handles(mproc_os_handle h, void *buf, size_t cap, int64_t deadline_ns, size_t *n,
+                                 mproc_os_handle *fds, size_t maxfds, size_t *nfds);
+/* The n handles of a received body into out[], this process's from now on: POSIX: the nfds descriptors
+ * that came with it (nfds must be n); Windows: pulled from the sender the PAL's part names (pal_part:
+ * the body at `at`). On failure (a message) nothing is left open here: the descriptors are closed, or
+ * what was pulled; a handle not pulled stays parked in the sender. */
+int mproc__pal_handles_take(const unsigned char *pal_part, size_t n, const mproc_os_handle *fds, size_t nfds,
+                            mproc_os_handle *out);
+
+/* ---- descriptor passing for the fork server ------------------------------------------------------
+ * Only where fork exists (POSIX); on Windows these report MPROC_ENOTSUP. The fork server's loop is
  * src/process/forkserver.c: these are its mechanisms. */
 
 /* At most this many descriptors go with one message (Linux's SCM_MAX_FD). */

@@ -182,9 +182,9 @@ TEST(ConnectionWire, ShortDeadlinesNeverLoseOrRepeatBytes) {
 TEST(ConnectionWire, AnnouncedSizesDoNotAllocate) {
   // 4-byte frames: about 4 GB announced; 12-byte frames: 1 TiB and 2^62. Nothing arrives after them:
   // the receive waits for data (a timeout), it does not allocate what the peer claims.
-  for (uint64_t len : {(uint64_t)0xFFFFFFFDu, (uint64_t)1 << 40, (uint64_t)1 << 62}) {
+  for (uint64_t len : {(uint64_t)0xFFFFFFFCu, (uint64_t)1 << 40, (uint64_t)1 << 62}) {
     Pair p;
-    p.raw(len < 0xFFFFFFFEu ? le32((uint32_t)len) : le32(0xFFFFFFFFu) + le64(len));
+    p.raw(len <= 0xFFFFFFFCu ? le32((uint32_t)len) : le32(0xFFFFFFFFu) + le64(len));
     std::string got;
     EXPECT_EQ(recv_str(p.a, 0, &got), MPROC_ETIMEDOUT);
     EXPECT_EQ(recv_str(p.a, 100, &got), MPROC_ETIMEDOUT);
@@ -205,6 +205,19 @@ TEST(ConnectionWire, LengthAbovePtrdiffMaxIsACorruptStreamForGood) {
     EXPECT_NE(std::string(mproc_last_error()).find("cannot receive any more"), std::string::npos) << mproc_last_error();
   }
   EXPECT_EQ(mproc_connection_poll(p.a, 0), 0); // a receive answers at once
+}
+
+// An object frame's body is small and has a fixed part: a length outside that range cannot be one.
+TEST(ConnectionWire, ObjectFramesOfImpossibleLengthsAreCorrupt) {
+  for (uint64_t len : {(uint64_t)0, (uint64_t)8, (uint64_t)1 << 20}) {
+    Pair p;
+    p.raw(le32(0xFFFFFFFDu) + le64(len));
+    mproc_os_handle h = MPROC_NO_HANDLE;
+    EXPECT_EQ(mproc_connection_recv_os_handle(p.a, 1000, &h), MPROC_ESYS);
+    EXPECT_NE(std::string(mproc_last_error()).find("object frame"), std::string::npos) << mproc_last_error();
+    std::string got;
+    EXPECT_EQ(recv_str(p.a, 0, &got), MPROC_ESYS);
+  }
 }
 
 TEST(ConnectionWire, BulkMarkWithoutABulkHandleIsCorrupt) {
@@ -247,14 +260,14 @@ std::string be64(uint64_t v) {
   return s;
 }
 
-std::string put(const mproc__frame_format *f, uint64_t len, bool bulk = false) {
+std::string put(const mproc__frame_format *f, uint64_t len, mproc__frame_kind kind = MPROC__FRAME_INLINE) {
   unsigned char h[MPROC__FRAME_HEADER_MAX];
-  size_t n = mproc__frame_put(f, h, len, bulk);
+  size_t n = mproc__frame_put(f, h, len, kind);
   return std::string((const char *)h, n);
 }
 
 // Parses h whole (1, with its length and form), and every proper prefix of it as "more bytes needed".
-void expect_parses(const mproc__frame_format *f, const std::string &h, uint64_t len, bool bulk) {
+void expect_parses(const mproc__frame_format *f, const std::string &h, uint64_t len, mproc__frame_kind kind) {
   mproc__frame fr;
   const char *why = nullptr;
   for (size_t k = 0; k < h.size(); ++k) {
@@ -264,24 +277,27 @@ void expect_parses(const mproc__frame_format *f, const std::string &h, uint64_t 
   ASSERT_EQ(mproc__frame_get(f, (const unsigned char *)h.data(), h.size(), &fr, &why), 1);
   EXPECT_EQ(fr.hlen, h.size());
   EXPECT_EQ(fr.len, len);
-  EXPECT_EQ(fr.bulk, bulk);
+  EXPECT_EQ(fr.kind, kind);
 }
 
-const uint64_t kBoundaries[] = {0,           1,           0x7FFFFFFFu,  0x80000000u,      0xFFFFFFFDu,
-                                0xFFFFFFFEu, 0xFFFFFFFFu, 0x100000000u, (uint64_t)1 << 40};
+const uint64_t kBoundaries[] = {0,           1,           0x7FFFFFFFu, 0x80000000u,  0xFFFFFFFCu,
+                                0xFFFFFFFDu, 0xFFFFFFFEu, 0xFFFFFFFFu, 0x100000000u, (uint64_t)1 << 40};
 
 TEST(FrameFormat, MprocHeadersAtTheBoundaries) {
   for (uint64_t n : kBoundaries) {
     SCOPED_TRACE(n);
-    std::string want = n <= 0xFFFFFFFDu ? le32((uint32_t)n) : le32(0xFFFFFFFFu) + le64(n);
+    std::string want = n <= 0xFFFFFFFCu ? le32((uint32_t)n) : le32(0xFFFFFFFFu) + le64(n);
     EXPECT_EQ(put(&mproc__frame_mproc, n), want);
-    expect_parses(&mproc__frame_mproc, want, n, false);
+    expect_parses(&mproc__frame_mproc, want, n, MPROC__FRAME_INLINE);
     std::string bulk = le32(0xFFFFFFFEu) + le64(n); // the bulk form, whatever the length
-    EXPECT_EQ(put(&mproc__frame_mproc, n, true), bulk);
-    expect_parses(&mproc__frame_mproc, bulk, n, true);
+    EXPECT_EQ(put(&mproc__frame_mproc, n, MPROC__FRAME_BULK), bulk);
+    expect_parses(&mproc__frame_mproc, bulk, n, MPROC__FRAME_BULK);
+    std::string obj = le32(0xFFFFFFFDu) + le64(n); // an object frame, whatever the length
+    EXPECT_EQ(put(&mproc__frame_mproc, n, MPROC__FRAME_OBJECT), obj);
+    expect_parses(&mproc__frame_mproc, obj, n, MPROC__FRAME_OBJECT);
   }
   // the long form with a length the short form could carry is accepted (the readers always did)
-  expect_parses(&mproc__frame_mproc, le32(0xFFFFFFFFu) + le64(5), 5, false);
+  expect_parses(&mproc__frame_mproc, le32(0xFFFFFFFFu) + le64(5), 5, MPROC__FRAME_INLINE);
 }
 
 TEST(FrameFormat, CPythonHeadersAtTheBoundaries) {
@@ -289,12 +305,13 @@ TEST(FrameFormat, CPythonHeadersAtTheBoundaries) {
     SCOPED_TRACE(n);
     std::string want = n <= 0x7FFFFFFFu ? be32((uint32_t)n) : be32(0xFFFFFFFFu) + be64(n);
     EXPECT_EQ(put(&mproc__frame_cpython, n), want);
-    EXPECT_EQ(put(&mproc__frame_cpython, n, true), want); // no bulk form: the same header
-    expect_parses(&mproc__frame_cpython, want, n, false);
+    EXPECT_EQ(put(&mproc__frame_cpython, n, MPROC__FRAME_BULK), want);   // no bulk form: the same header
+    EXPECT_EQ(put(&mproc__frame_cpython, n, MPROC__FRAME_OBJECT), want); // no object frames either
+    expect_parses(&mproc__frame_cpython, want, n, MPROC__FRAME_INLINE);
   }
   EXPECT_EQ(put(&mproc__frame_cpython, 0x12345678u), std::string("\x12\x34\x56\x78", 4));
   EXPECT_EQ(put(&mproc__frame_cpython, 0x80000000u), std::string("\xff\xff\xff\xff\0\0\0\0\x80\0\0\0", 12));
-  expect_parses(&mproc__frame_cpython, be32(0xFFFFFFFFu) + be64(5), 5, false);
+  expect_parses(&mproc__frame_cpython, be32(0xFFFFFFFFu) + be64(5), 5, MPROC__FRAME_INLINE);
 }
 
 TEST(FrameFormat, CPythonNegativeLengthsOtherThanMinusOneAreCorrupt) {

@@ -115,6 +115,45 @@ MPROC_API mproc_os_handle mproc_connection_handle(const mproc_connection *c);
  * receive-only end or when closed. */
 MPROC_API mproc_os_handle mproc_connection_send_handle(const mproc_connection *c);
 
+/* ---- handles and connections to a running process ------------------------------------------------
+ *
+ * Python counterparts: multiprocessing.reduction.send_handle / recv_handle, and sending a Connection
+ * over a Connection. An object message travels in order with the bytes messages, but a receive takes
+ * only its own kind: recv_bytes on an object message, or recv_os_handle on bytes or on a connection,
+ * gives MPROC_ESTATE and leaves the message unread for the receive that fits. What arrives is checked
+ * before it is handed over: its type (handle or connection), the handles' kinds (a file stays a file, a
+ * connection's handles must be pipes or sockets), and the destination.
+ *
+ * Transports: the ends of mproc_pipe on both platforms. POSIX: the handles travel as SCM_RIGHTS on the
+ * pipe's socket pair. Windows: the sender parks a copy of each handle in its own process and the
+ * receiver takes it (DuplicateHandle with DUPLICATE_CLOSE_SOURCE), so the sender must still be running
+ * when the message is received (else the receive fails saying so). A connection that cannot carry
+ * handles gives MPROC_ENOTSUP (one made to speak CPython's framing).
+ *
+ * Nothing of a message that is never received stays in the receiver: on POSIX the kernel drops the
+ * descriptors in flight when the last copy of the receiving end closes; on Windows the parked copy
+ * stays in the sender until it ends (and is closed there at once if the send fails).
+ *
+ * destination_pid: the pid of the process meant to receive, or 0 for whichever reads the message (as
+ * CPython, Windows takes the receiver's pid; here it is a check, on both platforms: another process
+ * that reads the message gets MPROC_ESTATE and no handle). */
+
+/* send_handle(conn, handle, destination_pid): send a copy of the OS handle h (this process keeps h).
+ * Errors: MPROC_EINVAL (h is not an open handle, destination_pid < 0), MPROC_ENOTSUP, and those of
+ * send_bytes. */
+MPROC_API int mproc_connection_send_os_handle(mproc_connection *c, mproc_os_handle h, int64_t destination_pid);
+/* recv_handle(conn): receive a handle sent with send_os_handle; *h is this process's (close it; not
+ * inherited by children). Errors: MPROC_ESTATE (the next message is not a handle; it stays unread, or
+ * it was meant for another process: it is consumed), MPROC_ESYS (what came is malformed, or on Windows
+ * its sender has ended), and those of recv_bytes. */
+MPROC_API int mproc_connection_recv_os_handle(mproc_connection *c, int64_t timeout_ms, mproc_os_handle *h);
+/* Send a connection end `conn` (this process keeps its own: close it when done, so that end of file still
+ * reaches the peer once the receiver closes). Errors as send_os_handle, MPROC_ECLOSED (conn is closed). */
+MPROC_API int mproc_connection_send_connection(mproc_connection *c, mproc_connection *conn, int64_t destination_pid);
+/* Receive a connection end sent with send_connection: *conn is a new object (mproc_connection_destroy).
+ * Errors as recv_os_handle. */
+MPROC_API int mproc_connection_recv_connection(mproc_connection *c, int64_t timeout_ms, mproc_connection **conn);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,7 +1,8 @@
-/* POSIX PAL: descriptor passing and the fork server's mechanisms (pal.h, "descriptor passing and the
- * fork server"): descriptors over a connection (SCM_RIGHTS), the sender of what arrives (SO_PASSCRED),
- * and children's exits as an event (a SIGCHLD self-pipe) with reaping of any child. The server's loop,
- * its protocol and its policy are src/process/forkserver.c's. */
+/* POSIX PAL: handing handles to other processes and the fork server's mechanisms (pal.h, "handing handles
+ * to other processes, and the fork server"): descriptors over a connection (SCM_RIGHTS) for the object
+ * frames of connections and for the fork server, the sender of what arrives (SO_PASSCRED), and
+ * children's exits as an event (a SIGCHLD self-pipe) with reaping of any child. The server's loop, its
+ * protocol and its policy are src/process/forkserver.c's. */
 #if defined(__linux__) && !defined(_GNU_SOURCE)
 #define _GNU_SOURCE /* pipe2 (posix.h), struct ucred */
 #endif
@@ -122,6 +123,46 @@ int mproc__pal_conn_recv_fds(mproc_os_handle h, void *buf, size_t cap, size_t *n
                              size_t *nfds, int64_t *sender) {
   return recv_fds_from((int)h, buf, cap, n, fds, maxfds, nfds, sender);
 }
+
+/* ---- handles to a running process -------------------------------------------------------------- */
+
+int mproc__pal_conn_send_handles(const mproc__conn_end *e, const void *hdr, size_t hlen, unsigned char *body,
+                                 size_t blen, size_t at, const mproc_os_handle *hs, size_t n) {
+  (void)at;
+  if (e->bulk == MPROC_NO_HANDLE || e->wr == MPROC_NO_HANDLE)
+    return mproc__fail(MPROC_ENOTSUP,
+                       "this connection cannot carry descriptors (only the ends of a Pipe() can: "
+                       "they travel on its socket pair)");
+  int rc = mproc__pal_conn_send(e->wr, hdr, hlen, NULL, 0);
+  return rc ? rc : mproc__pal_conn_send_fds(e->bulk, body, blen, hs, n);
+}
+
+int mproc__pal_conn_recv_handles(mproc_os_handle h, void *buf, size_t cap, int64_t deadline_ns, size_t *n,
+                                 mproc_os_handle *fds, size_t maxfds, size_t *nfds) {
+  *n = *nfds = 0;
+  while (deadline_ns != INT64_MAX) {
+    struct pollfd pfd = {(int)h, POLLIN, 0};
+    int64_t ms = mproc__ms_until(deadline_ns);
+    int r = poll(&pfd, 1, ms > INT32_MAX ? INT32_MAX : (int)ms);
+    if (r > 0) break;
+    if (r < 0 && errno != EINTR) return mproc__fail_os(0, errno, "poll on fd %d", (int)h);
+    if (r == 0 && mproc__ms_until(deadline_ns) == 0) return MPROC_ETIMEDOUT;
+  }
+  return recv_fds_from((int)h, buf, cap, n, fds, maxfds, nfds, NULL);
+}
+
+int mproc__pal_handles_take(const unsigned char *pal_part, size_t n, const mproc_os_handle *fds, size_t nfds,
+                            mproc_os_handle *out) {
+  (void)pal_part;
+  if (nfds != n) {
+    for (size_t i = 0; i < nfds; ++i) close((int)fds[i]);
+    return mproc__fail(MPROC_ESYS, "%zu descriptors came with a message that names %zu", nfds, n);
+  }
+  for (size_t i = 0; i < n; ++i) out[i] = fds[i];
+  return 0;
+}
+
+/* ---- descriptor passing for the fork server ----------------------------------------------------- */
 
 bool mproc__pal_conn_tell_senders(mproc_os_handle h) {
 #if defined(__linux__) && defined(SO_PASSCRED)

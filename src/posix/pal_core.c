@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -108,6 +109,16 @@ void mproc__pal_close(mproc_os_handle h) {
 }
 
 bool mproc__pal_handle_valid(mproc_os_handle h) { return h >= 0 && h <= INT32_MAX && fcntl((int)h, F_GETFD) != -1; }
+
+mproc__handle_kind mproc__pal_handle_kind(mproc_os_handle h) {
+  struct stat st;
+  if (h < 0 || h > INT32_MAX || fstat((int)h, &st) != 0) return MPROC__HK_INVALID;
+  if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) return MPROC__HK_FILE;
+  if (S_ISFIFO(st.st_mode)) return MPROC__HK_PIPE;
+  if (S_ISSOCK(st.st_mode)) return MPROC__HK_SOCKET;
+  if (S_ISCHR(st.st_mode)) return MPROC__HK_CHAR;
+  return MPROC__HK_OTHER;
+}
 
 int mproc__pal_set_cloexec(mproc_os_handle h, bool cloexec) {
   int fd = (int)h;

@@ -145,6 +145,20 @@ bool mproc__pal_handle_valid(mproc_os_handle h) {
   return h != MPROC_NO_HANDLE && h != 0 && GetHandleInformation(MPROC__H(h), &fl);
 }
 
+mproc__handle_kind mproc__pal_handle_kind(mproc_os_handle h) {
+  if (!mproc__pal_handle_valid(h)) return MPROC__HK_INVALID;
+  switch (GetFileType(MPROC__H(h))) {
+    case FILE_TYPE_DISK:
+      return MPROC__HK_FILE;
+    case FILE_TYPE_PIPE:
+      return MPROC__HK_PIPE;
+    case FILE_TYPE_CHAR:
+      return MPROC__HK_CHAR;
+    default:
+      return MPROC__HK_OTHER;
+  }
+}
+
 int mproc__pal_set_cloexec(mproc_os_handle h, bool cloexec) {
   if (!SetHandleInformation(MPROC__H(h), HANDLE_FLAG_INHERIT, cloexec ? 0 : HANDLE_FLAG_INHERIT))
     return mproc__fail_os(0, (int)GetLastError(), "SetHandleInformation on handle %p", (void *)MPROC__H(h));

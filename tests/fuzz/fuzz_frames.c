@@ -2,7 +2,8 @@
  * formats (mproc's, CPython's multiprocessing.connection). The fuzz bytes are
  * what a hostile peer writes: they go raw onto the peer's send handle (and, optionally, a part onto its
  * bulk handle) of an mproc_pipe(true) pair; then the receiving end takes messages with recv_bytes and
- * recv_bytes_into, alternately or not, and polls, until end of file or a corrupt stream. Nothing may
+ * recv_bytes_into, alternately or not, and polls, until end of file or a corrupt stream; an object frame
+ * that meets them (MPROC_ESTATE) is received as a handle or a connection. Nothing may
  * crash, leak, hang or break the receive contract (errors are sticky; a message has no more bytes than
  * were sent; after the peer closed, poll answers at once).
  *
@@ -57,6 +58,26 @@ typedef struct state {
   unsigned turn; /* receives made */
 } state;
 
+/* A receive of bytes met an object frame (MPROC_ESTATE): receive it as a handle or a connection, by
+ * turns. Whatever it gives back is this process's and closed at once; a receive of the other type
+ * leaves it (ESTATE); a malformed one is dropped (ESYS, not sticky). */
+static int receive_object(mproc_connection *a, state *s, int64_t timeout_ms) {
+  int rc;
+  if (s->turn & 2) {
+    mproc_connection *c = NULL;
+    rc = mproc_connection_recv_connection(a, timeout_ms, &c);
+    check(rc == 0 ? c != NULL : c == NULL);
+    mproc_connection_destroy(c);
+  } else {
+    mproc_os_handle h = MPROC_NO_HANDLE;
+    rc = mproc_connection_recv_os_handle(a, timeout_ms, &h);
+    check(rc == 0 ? h != MPROC_NO_HANDLE : h == MPROC_NO_HANDLE);
+    mproc__pal_close(h);
+  }
+  if (rc == MPROC_ESYS && !a->corrupt) rc = MPROC_ESTATE; /* a dropped message: the stream goes on */
+  return rc;
+}
+
 /* One receive (and maybe a poll). Returns its result. */
 static int receive_once(mproc_connection *a, state *s, bool peer_closed) {
   int64_t timeout_ms = peer_closed ? s->timeout_ms : 0; /* never wait on an open peer */
@@ -82,9 +103,11 @@ static int receive_once(mproc_connection *a, state *s, bool peer_closed) {
       check(d == NULL);
     mproc_free(d);
   }
+  if (rc == MPROC_ESTATE) rc = receive_object(a, s, timeout_ms); /* an object frame came first */
   if (s->sticky) check(rc == s->sticky);
   if (rc == MPROC_EEOF || rc == MPROC_ESYS) s->sticky = rc;
-  check(rc == 0 || rc == MPROC_EEOF || rc == MPROC_ESYS || rc == MPROC_EMSGSIZE || rc == MPROC_ETIMEDOUT);
+  check(rc == 0 || rc == MPROC_EEOF || rc == MPROC_ESYS || rc == MPROC_EMSGSIZE || rc == MPROC_ETIMEDOUT ||
+        rc == MPROC_ESTATE);
   if (peer_closed) check(rc != MPROC_ETIMEDOUT); /* everything has arrived: nothing to wait for */
   return rc;
 }

@@ -176,6 +176,18 @@ static void frame_seeds(void) {
   frame_seed("valid-bulk-mark", 32 | 4, 5, big, 100, bs.data, bs.len);
   frame_seed("valid-bulk-mark-interleaved", 32 | 64 | 1, 2 | (1 << 3), big, 100, bs.data, bs.len);
 
+  /* an object frame: 0xFFFFFFFD and the body's length on the stream, the body on the bulk handle (type 2,
+   * an OS handle, naming one handle that never came: the receive drops it), then a small message */
+  unsigned char om[12] = {0xFD, 0xFF, 0xFF, 0xFF};
+  unsigned char body[41] = {2, 0, 0, 0, 1, 0, 0, 0};
+  body[40] = 1; /* the handle's kind */
+  mproc__wire_put_le64(om + 4, sizeof body);
+  mproc__buf os = {0};
+  if (mproc__buf_append(&os, om, 12) || mproc__buf_append(&os, bm2, 6)) exit(1);
+  frame_seed("object-frame-without-its-handle", 32, 5, body, sizeof body, os.data, os.len);
+  frame_seed("object-frame-interleaved", 32 | 64 | 2, 3 | (2 << 3), body, sizeof body, os.data, os.len);
+  mproc__buf_free(&os);
+
   /* broken streams */
   frame_seed("bad-header-cut", 0, 0, NULL, 0, one.data, 2);
   frame_seed("bad-payload-cut", 0, 0, NULL, 0, one.data, one.len - 1);
