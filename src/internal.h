@@ -40,6 +40,11 @@ int mproc__fail(int code, const char *fmt, ...) MPROC__PRINTF(2, 3);
   do {                                                      \
     if (bad) return mproc__fail_arg(__func__, __VA_ARGS__); \
   } while (0)
+/* The same in a helper that checks for a public call named `call` ("popen": "popen: <what>"). */
+#define MPROC__CHECK_ARG_AS(call, bad, ...)               \
+  do {                                                    \
+    if (bad) return mproc__fail_arg((call), __VA_ARGS__); \
+  } while (0)
 int mproc__fail_arg(const char *func, const char *fmt, ...) MPROC__PRINTF(2, 3);
 
 /* The same for a failed OS call: appends the OS error `oserr` (errno or GetLastError value) by name,

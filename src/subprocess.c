@@ -48,50 +48,43 @@ static int child_stream(int which, mproc_stdio_mode mode, mproc_os_handle handle
       return rc;
     }
     case MPROC_HANDLE:
-      if (handle == MPROC_NO_HANDLE)
-        return mproc__fail(MPROC_EINVAL, "popen: %s_mode is MPROC_HANDLE but %s_handle is MPROC_NO_HANDLE",
-                           k_stream[which], k_stream[which]);
+      MPROC__CHECK_ARG_AS("popen", handle == MPROC_NO_HANDLE,
+                          "%s_mode is MPROC_HANDLE but %s_handle is MPROC_NO_HANDLE", k_stream[which], k_stream[which]);
       *child = handle;
       return 0;
     case MPROC_PATH: {
-      if (!path)
-        return mproc__fail(MPROC_EINVAL, "popen: %s_mode is MPROC_PATH but %s_path is NULL", k_stream[which],
-                           k_stream[which]);
+      MPROC__CHECK_ARG_AS("popen", !path, "%s_mode is MPROC_PATH but %s_path is NULL", k_stream[which],
+                          k_stream[which]);
       int rc = mproc__pal_open_path(path, for_write, append, child);
       *opened = rc == 0;
       return rc;
     }
     case MPROC_STDOUT:
-      return mproc__fail(MPROC_EINVAL, "popen: MPROC_STDOUT is only valid for stderr_mode, not %s_mode",
-                         k_stream[which]);
+      return mproc__fail_arg("popen", "MPROC_STDOUT is only valid for stderr_mode, not %s_mode", k_stream[which]);
     case MPROC_STDOUT_OF:
-      return mproc__fail(MPROC_EINVAL, "popen: MPROC_STDOUT_OF is only valid for stdin_mode, not %s_mode",
-                         k_stream[which]);
+      return mproc__fail_arg("popen", "MPROC_STDOUT_OF is only valid for stdin_mode, not %s_mode", k_stream[which]);
   }
-  return mproc__fail(MPROC_EINVAL, "popen: %s_mode %d is not an mproc_stdio_mode", k_stream[which], (int)mode);
+  return mproc__fail_arg("popen", "%s_mode %d is not an mproc_stdio_mode", k_stream[which], (int)mode);
 }
 
 static int check_opts(const mproc_popen_opts *o) {
-  if (!o) return mproc__fail(MPROC_EINVAL, "popen: opts is NULL");
-  if (!o->argv == !o->command)
-    return mproc__fail(MPROC_EINVAL, "popen: set exactly one of argv and command (argv %s, command %s)",
-                       o->argv ? "set" : "NULL", o->command ? "set" : "NULL");
-  if (o->argv && !o->argv[0]) return mproc__fail(MPROC_EINVAL, "popen: argv is empty (argv[0] is NULL)");
-  if (o->argv && !o->argv[0][0] && !o->executable)
-    return mproc__fail(MPROC_EINVAL, "popen: argv[0] is an empty string");
-  if (o->pass_fds_count && !o->pass_fds)
-    return mproc__fail(MPROC_EINVAL, "popen: pass_fds is NULL but pass_fds_count is %zu", o->pass_fds_count);
+  MPROC__CHECK_ARG_AS("popen", !o, "opts is NULL");
+  MPROC__CHECK_ARG_AS("popen", !o->argv == !o->command, "set exactly one of argv and command (argv %s, command %s)",
+                      o->argv ? "set" : "NULL", o->command ? "set" : "NULL");
+  MPROC__CHECK_ARG_AS("popen", o->argv && !o->argv[0], "argv is empty (argv[0] is NULL)");
+  MPROC__CHECK_ARG_AS("popen", o->argv && !o->argv[0][0] && !o->executable, "argv[0] is an empty string");
+  MPROC__CHECK_ARG_AS("popen", o->pass_fds_count && !o->pass_fds, "pass_fds is NULL but pass_fds_count is %zu",
+                      o->pass_fds_count);
   for (size_t i = 0; i < o->pass_fds_count; ++i)
-    if (o->pass_fds[i] == MPROC_NO_HANDLE)
-      return mproc__fail(MPROC_EINVAL, "popen: pass_fds[%zu] is MPROC_NO_HANDLE", i);
+    MPROC__CHECK_ARG_AS("popen", o->pass_fds[i] == MPROC_NO_HANDLE, "pass_fds[%zu] is MPROC_NO_HANDLE", i);
   if (o->env)
     for (size_t i = 0; o->env[i]; ++i)
-      if (!strchr(o->env[i], '=') || o->env[i][0] == '=')
-        return mproc__fail(MPROC_EINVAL, "popen: env[%zu] \"%s\" is not NAME=VALUE", i, o->env[i]);
+      MPROC__CHECK_ARG_AS("popen", !strchr(o->env[i], '=') || o->env[i][0] == '=', "env[%zu] \"%s\" is not NAME=VALUE",
+                          i, o->env[i]);
   if (o->env_extra)
     for (size_t i = 0; o->env_extra[i]; ++i)
-      if (!o->env_extra[i][0] || o->env_extra[i][0] == '=')
-        return mproc__fail(MPROC_EINVAL, "popen: env_extra[%zu] \"%s\" has no name", i, o->env_extra[i]);
+      MPROC__CHECK_ARG_AS("popen", !o->env_extra[i][0] || o->env_extra[i][0] == '=',
+                          "env_extra[%zu] \"%s\" has no name", i, o->env_extra[i]);
   return 0;
 }
 
@@ -413,25 +406,25 @@ static int fill_result(mproc_popen *p, mproc_completed *r) {
  * message, so a signal or a Windows crash is never read as an exit code; "" for an ordinary exit code. */
 static int run_engine(const mproc_popen_opts *opts, int64_t timeout_ms, mproc_completed *r, bool capture_stdout,
                       bool check) {
-  if (!r) return mproc__fail(MPROC_EINVAL, "run: result is NULL");
+  MPROC__CHECK_ARG_AS("run", !r, "result is NULL");
   memset(r, 0, sizeof *r);
-  if (!opts) return mproc__fail(MPROC_EINVAL, "run: opts is NULL");
+  MPROC__CHECK_ARG_AS("run", !opts, "opts is NULL");
   int64_t deadline = mproc__deadline_from_timeout(timeout_ms);
   mproc_popen_opts o = *opts;
   if (o.input || o.input_len) {
-    if (!o.input) return mproc__fail(MPROC_EINVAL, "run: input is NULL but input_len is %zu", o.input_len);
-    if (o.stdin_mode != MPROC_INHERIT && o.stdin_mode != MPROC_PIPE)
-      return mproc__fail(MPROC_EINVAL, "run: input and stdin_mode may not both be set");
+    MPROC__CHECK_ARG_AS("run", !o.input, "input is NULL but input_len is %zu", o.input_len);
+    MPROC__CHECK_ARG_AS("run", o.stdin_mode != MPROC_INHERIT && o.stdin_mode != MPROC_PIPE,
+                        "input and stdin_mode may not both be set");
     o.stdin_mode = MPROC_PIPE;
   }
   if (o.capture_output) {
-    if (o.stdout_mode != MPROC_INHERIT || o.stderr_mode != MPROC_INHERIT)
-      return mproc__fail(MPROC_EINVAL, "run: stdout_mode and stderr_mode may not be used with capture_output");
+    MPROC__CHECK_ARG_AS("run", o.stdout_mode != MPROC_INHERIT || o.stderr_mode != MPROC_INHERIT,
+                        "stdout_mode and stderr_mode may not be used with capture_output");
     o.stdout_mode = o.stderr_mode = MPROC_PIPE;
   }
   if (capture_stdout) {
-    if (o.stdout_mode != MPROC_INHERIT && o.stdout_mode != MPROC_PIPE)
-      return mproc__fail(MPROC_EINVAL, "check_output: stdout_mode may not be set (stdout is captured)");
+    MPROC__CHECK_ARG_AS("check_output", o.stdout_mode != MPROC_INHERIT && o.stdout_mode != MPROC_PIPE,
+                        "stdout_mode may not be set (stdout is captured)");
     o.stdout_mode = MPROC_PIPE;
   }
   check = check || o.check;

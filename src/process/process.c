@@ -54,16 +54,13 @@ int mproc_process_create(mproc_process **out, const mproc_process_opts *o) {
   MPROC__CHECK_ARG(!o, "opts is NULL");
   MPROC__CHECK_ARG(!o->target, "target is NULL");
   MPROC__CHECK_ARG(!o->arg && o->arg_size, "arg is NULL but arg_size is %zu", o->arg_size);
-  if (o->connection_count && !o->connections)
-    return mproc__fail(MPROC_EINVAL, "process_create: connections is NULL but connection_count is %zu",
-                       o->connection_count);
+  MPROC__CHECK_ARG(o->connection_count && !o->connections, "connections is NULL but connection_count is %zu",
+                   o->connection_count);
   for (size_t i = 0; i < o->connection_count; ++i) MPROC__CHECK_ARG(!o->connections[i], "connections[%zu] is NULL", i);
-  if (o->start_method < MPROC_START_DEFAULT || o->start_method > MPROC_START_FORKSERVER)
-    return mproc__fail(MPROC_EINVAL, "process_create: start method %d is not an mproc_start_method",
-                       (int)o->start_method);
-  if (o->kill_on_parent_death < MPROC_OPTION_DEFAULT || o->kill_on_parent_death > MPROC_OPTION_OFF)
-    return mproc__fail(MPROC_EINVAL, "process_create: kill_on_parent_death %d is not an mproc_option",
-                       (int)o->kill_on_parent_death);
+  MPROC__CHECK_ARG(o->start_method < MPROC_START_DEFAULT || o->start_method > MPROC_START_FORKSERVER,
+                   "start method %d is not an mproc_start_method", (int)o->start_method);
+  MPROC__CHECK_ARG(o->kill_on_parent_death < MPROC_OPTION_DEFAULT || o->kill_on_parent_death > MPROC_OPTION_OFF,
+                   "kill_on_parent_death %d is not an mproc_option", (int)o->kill_on_parent_death);
   size_t room = (size_t)PTRDIFF_MAX - sizeof(mproc_process); /* no C object is larger than PTRDIFF_MAX */
   if (o->arg_size > room || o->connection_count > (room - o->arg_size) / sizeof(mproc_connection *))
     return mproc__fail(MPROC_ENOMEM,
