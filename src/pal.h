@@ -139,9 +139,13 @@ typedef struct mproc__comm {
   const char *input;
   size_t input_len, input_off;
   mproc__buf *out_buf, *err_buf; /* appended to; never NULL for a handle that takes part */
+  /* ---- output as it arrives (line-by-line delivery, src/subprocess.c) ---- */
+  bool return_on_output; /* return 0 as soon as a read has added bytes to out_buf or err_buf, handles
+                            still open, so the caller can hand them on (then calls again) */
 } mproc__comm;
 
-/* Move data in all directions at once until every taking part handle is done, or the deadline.
+/* Move data in all directions at once until every taking part handle is done, or the deadline
+ * (or, with return_on_output, until a read has added bytes: 0 with handles still open).
  * The PAL closes each handle when it is done with it (EOF read / all input written / the reader has
  * gone: a broken stdin pipe is not an error, the rest of the input is dropped) and sets the member
  * to MPROC_NO_HANDLE. Returns 0 when all three are MPROC_NO_HANDLE; MPROC_ETIMEDOUT at the deadline
@@ -149,6 +153,37 @@ typedef struct mproc__comm {
  * whatever can move without blocking, so a deadline already past means "drain what is ready");
  * MPROC_ENOMEM / MPROC_ESYS on failure. */
 int mproc__pal_communicate(mproc__comm *c, int64_t deadline_ns);
+
+/* ==== pseudo-terminals (subprocess): src/posix/pty.c, src/win32/pty.c =================================== */
+
+/* A terminal for a child's standard streams (mproc_stdio_mode MPROC_PTY): a C runtime buffers output to
+ * a pipe in blocks but writes to a terminal line by line, so ordinary programs print line by line to it.
+ *   POSIX: a pseudo-terminal pair (posix_openpt, grantpt, unlockpt; the slave by TIOCGPTPEER on Linux,
+ *     else by its name): the parent reads and writes the master; mproc__pal_spawn makes the slave the
+ *     child's controlling terminal (setsid + TIOCSCTTY) and its streams on it. The terminal keeps the
+ *     kernel's default modes: canonical input, echo, and output processing ("\n" is sent as "\r\n").
+ *     End of file on the master (EIO on Linux once every slave descriptor has closed) reads as end of file.
+ *   Windows: a pseudo console (ConPTY, CreatePseudoConsole, looked up at run time: Windows 10 1809 and
+ *     later; MPROC_ENOTSUP before). The parent reads the console's rendering (text with VT sequences,
+ *     lines ended by "\r\n") from one overlapped pipe and writes keys to another. The child's streams on
+ *     the console are given as NULL standard handles, which Windows connects to the console; wine 8 does
+ *     not (they stay NULL: only what the program writes to the console itself, CONOUT$, arrives). The
+ *     console is closed when the child ends (a thread-pool wait on its process handle), which ends the
+ *     output with end of file. */
+typedef struct mproc__pty mproc__pty;
+/* Open a terminal of cols x rows characters. *out: the parent's end for reading the terminal's output,
+ * *in: for writing its input (POSIX: the master, and a second descriptor of it, so either can be closed
+ * alone; Windows: the two pipes). Both belong to the caller (mproc__pal_close); the terminal's own side
+ * stays in *pty until mproc__pal_spawn hands it to a child (req.pty). 0, MPROC_ENOTSUP, or an error. */
+int mproc__pal_pty_open(unsigned cols, unsigned rows, mproc__pty **pty, mproc_os_handle *out, mproc_os_handle *in);
+/* The bytes that make a program reading the terminal see end of input, into buf (at least 4 bytes);
+ * returns how many. POSIX: the VEOF character (Ctrl-D), twice when the last byte written was not a
+ * newline (the first ends the pending line); Windows: Ctrl-Z then Enter. */
+size_t mproc__pal_pty_eof(const mproc__pty *pty, bool partial_line, char *buf);
+/* Release the terminal (the caller has closed or will close its out / in handles itself). Windows: stops
+ * the wait for the child and closes the pseudo console (a child still attached is ended by it). NULL is
+ * ignored. */
+void mproc__pal_pty_close(mproc__pty *pty);
 
 /* ==== processes (subprocess): src/posix/spawn.c, src/win32/spawn.c ====================================== */
 
@@ -169,6 +204,12 @@ typedef struct mproc__spawn_req {
   bool signal_exitcodes; /* (processes) a signal ends the child so that mproc__pal_wait reports -sig,
                             as on POSIX, so Process.exitcode is -15 / -9 after terminate / kill on
                             every platform (Windows: exit code 0x10000 | sig; POSIX: always so) */
+  /* ---- a pseudo-terminal for stdio (mproc__pal_pty_open) ---- */
+  mproc__pty *pty; /* or NULL */
+  bool on_pty[3];  /* which of stdin/stdout/stderr are the terminal (their stdio[] slot is ignored). The
+                      child starts a new session with the terminal as its controlling terminal (POSIX:
+                      new_session and new_process_group are implied); on success the parent's copy of
+                      the terminal side is closed (POSIX) or watched (Windows: closed when the child ends) */
 } mproc__spawn_req;
 
 /* A started child. */
@@ -195,8 +236,25 @@ int mproc__pal_wait(mproc__child *child, int64_t deadline_ns);
 /* Send a signal (numbers as MPROC_SIG*; POSIX passes any number through). No-op on a reaped child. */
 int mproc__pal_signal(mproc__child *child, int sig);
 
-/* Release the OS resources of a child (pidfd / process handle). Does not wait or kill. */
+/* Release the OS resources of a child (pidfd / process handle, the exit handle). Does not wait or kill. */
 void mproc__pal_child_release(mproc__child *child);
+
+/* The exit handle: the one notion of "the handle that is ready when the program has ended", for an OS
+ * wait, an application's event loop and mproc__pal_wait_ready (MPROC__WAIT_SENTINEL). Owned by the child
+ * (released by mproc__pal_child_release), the same handle on every call. Once it is ready,
+ * mproc__pal_wait with a deadline already past reaps the child.
+ *   Linux 5.3+: a pidfd (child->handle, opened at spawn; opened here if that failed), readable when the
+ *     child has ended.
+ *   Elsewhere on POSIX (Linux before 5.3, macOS, the BSDs): the read end of a pipe whose only write end
+ *     belongs to a watcher thread started here, blocked in waitid(WEXITED | WNOWAIT) on the child (so
+ *     nothing else can hold the pipe open, and the child is not reaped by it): the thread closes the
+ *     write end when the child has ended, and the read end reads end of file. mproc__pal_wait then waits
+ *     on that pipe before reaping, so the child is never reaped while the thread still waits on its pid.
+ *   Windows: the process handle (child->handle), signalled when the process has ended.
+ * A mode that runs the program under a helper process supplies here the handle of the program's end.
+ * A child already reaped without one gets a handle that is ready at once (a pipe with no writer).
+ * 0, or an error (MPROC_ENOMEM / MPROC_ESYS: out of memory, descriptors or threads). */
+int mproc__pal_child_exit_handle(mproc__child *child, mproc_os_handle *out);
 
 /* ==== connections (message pipes) and waiting: src/posix/conn.c, src/win32/conn.c ======================= */
 

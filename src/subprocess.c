@@ -9,6 +9,17 @@
 
 #include "internal.h"
 #include "pal.h"
+#include "subprocess_internal.h"
+
+/* Line-by-line reading: the read-ahead state of stdout or stderr. Their buffers are the Popen's out and
+ * err, which communicate also captures into (it first moves the unconsumed bytes to the front). */
+typedef struct readahead {
+  size_t head;   /* bytes [head, len) of the buffer are not consumed yet */
+  bool skip_lf;  /* a line was handed over as ended by a "\r" that was the last byte: a "\n" next is the
+                    second half of that end */
+  bool eof;      /* end of file was read */
+  bool eof_told; /* the callback forms said the stream has ended */
+} readahead;
 
 struct mproc_popen {
   mproc__child child;
@@ -20,6 +31,13 @@ struct mproc_popen {
   mproc__buf out, err;
   bool out_piped, err_piped;
   char *input_copy; /* the unsent rest of the input, copied when a communicate timed out */
+  /* ---- line-by-line reading, terminals ---- */
+  readahead ra[3]; /* [1] stdout in out, [2] stderr in err ([0] unused) */
+  size_t max_line; /* the callback forms' longest line handed over whole */
+  bool chunks;     /* output_chunks */
+  mproc__pty *pty; /* the terminal of MPROC_PTY streams, or NULL */
+  bool pty_stdin;  /* stdin is the terminal: its end of file is the terminal's character */
+  char last_in;    /* the last byte written to the terminal's stdin ('\n' before any) */
 };
 
 static const char *k_stream[3] = {"stdin", "stdout", "stderr"};
@@ -63,6 +81,8 @@ static int child_stream(int which, mproc_stdio_mode mode, mproc_os_handle handle
       return mproc__fail_arg("popen", "MPROC_STDOUT is only valid for stderr_mode, not %s_mode", k_stream[which]);
     case MPROC_STDOUT_OF:
       return mproc__fail_arg("popen", "MPROC_STDOUT_OF is only valid for stdin_mode, not %s_mode", k_stream[which]);
+    case MPROC_PTY: /* opened for all three at once (open_terminal) */
+      return 0;
   }
   return mproc__fail_arg("popen", "%s_mode %d is not an mproc_stdio_mode", k_stream[which], (int)mode);
 }
@@ -88,6 +108,27 @@ static int check_opts(const mproc_popen_opts *o) {
   return 0;
 }
 
+/* MPROC_PTY: one terminal for stdout and those of stdin / stderr that ask for it (on_pty). */
+static int open_terminal(mproc_popen *p, const mproc_popen_opts *o, const bool on_pty[3]) {
+  if (!on_pty[1]) {
+    MPROC__CHECK_ARG_AS("popen", on_pty[0] || on_pty[2],
+                        "%s_mode is MPROC_PTY but stdout_mode is not (a terminal is stdout's, which others share)",
+                        on_pty[0] ? "stdin" : "stderr");
+    return 0;
+  }
+  mproc_os_handle keys;
+  int rc = mproc__pal_pty_open(o->pty_columns ? o->pty_columns : 80, o->pty_rows ? o->pty_rows : 24, &p->pty,
+                               &p->pipes[1], &keys);
+  if (rc) return rc;
+  if (on_pty[0])
+    p->pipes[0] = keys;
+  else
+    mproc__pal_close(keys); /* the terminal stays open: the PAL keeps what it needs */
+  p->pty_stdin = on_pty[0];
+  p->last_in = '\n';
+  return 0;
+}
+
 int mproc_popen_create(mproc_popen **out, const mproc_popen_opts *o) {
   MPROC__CHECK_ARG(!out, "out is NULL");
   *out = NULL;
@@ -104,6 +145,8 @@ int mproc_popen_create(mproc_popen **out, const mproc_popen_opts *o) {
     free(p);
     return MPROC_ENOMEM;
   }
+  p->max_line = o->max_line ? o->max_line : 65536;
+  p->chunks = o->output_chunks;
 
   mproc_os_handle child[3] = {MPROC_NO_HANDLE, MPROC_NO_HANDLE, MPROC_NO_HANDLE};
   bool opened[3] = {false, false, false};
@@ -116,15 +159,23 @@ int mproc_popen_create(mproc_popen **out, const mproc_popen_opts *o) {
     from = o->stdin_from;
     if (!from)
       rc = mproc__fail(MPROC_EINVAL, "popen: stdin_mode is MPROC_STDOUT_OF but stdin_from is NULL");
-    else if (from->pipes[1] == MPROC_NO_HANDLE)
+    else if (from->pipes[1] == MPROC_NO_HANDLE || from->pty)
       rc = mproc__fail(MPROC_ESTATE, "popen: stdin_from ('%s') has no stdout pipe of its own to hand on%s", from->name,
-                       from->comm_started ? " (communicate owns it)" : "");
+                       from->comm_started ? " (communicate owns it)"
+                       : from->pty        ? " (its stdout is a terminal)"
+                                          : "");
+    else if (from->out.len > from->ra[1].head)
+      rc = mproc__fail(MPROC_ESTATE, "popen: stdin_from ('%s') has %zu bytes of stdout read ahead, which would be lost",
+                       from->name, from->out.len - from->ra[1].head);
     else
       rc = mproc__pal_set_blocking(from->pipes[1], true);
     if (!rc) child[0] = from->pipes[1];
   }
+  bool on_pty[3] = {modes[0] == MPROC_PTY, modes[1] == MPROC_PTY,
+                    modes[2] == MPROC_PTY || (modes[2] == MPROC_STDOUT && modes[1] == MPROC_PTY)};
+  if (rc == 0) rc = open_terminal(p, o, on_pty);
   for (int i = 0; i < 3 && rc == 0; ++i) {
-    if (i == 0 && from) continue;
+    if ((i == 0 && from) || on_pty[i]) continue;
     if (i == 2 && modes[2] == MPROC_STDOUT) {
       child[2] = child[1] != MPROC_NO_HANDLE ? child[1] : mproc__pal_std_handle(1);
       continue;
@@ -143,7 +194,9 @@ int mproc_popen_create(mproc_popen **out, const mproc_popen_opts *o) {
                             .pass_fds = o->pass_fds,
                             .pass_fds_count = o->pass_fds_count,
                             .new_session = o->new_session,
-                            .new_process_group = o->new_process_group};
+                            .new_process_group = o->new_process_group,
+                            .pty = p->pty,
+                            .on_pty = {on_pty[0], on_pty[1], on_pty[2]}};
     rc = mproc__pal_spawn(&req, &p->child);
   }
   for (int i = 0; i < 3; ++i)
@@ -157,6 +210,7 @@ int mproc_popen_create(mproc_popen **out, const mproc_popen_opts *o) {
   }
   if (rc) {
     for (int i = 0; i < 3; ++i) mproc__pal_close(p->pipes[i]);
+    mproc__pal_pty_close(p->pty);
     free(p->name);
     free(p);
     return rc;
@@ -245,6 +299,7 @@ int mproc_popen_write(mproc_popen *p, const void *buf, size_t len, int64_t timeo
   size_t n = 0;
   rc = mproc__pal_write(h, buf, len, mproc__deadline_from_timeout(timeout_ms), &n);
   if (written) *written = n;
+  if (n && p->pty_stdin) p->last_in = ((const char *)buf)[n - 1];
   return rc;
 }
 
@@ -255,15 +310,145 @@ int mproc_popen_read(mproc_popen *p, int which, void *buf, size_t cap, int64_t t
   int rc = stream_handle(p, which, "popen_read", &h);
   if (rc) return rc;
   MPROC__CHECK_ARG(!buf || !n || !cap, "buf, n and cap must be set");
-  return mproc__pal_read(h, buf, cap, mproc__deadline_from_timeout(timeout_ms), n);
+  readahead *ra = &p->ra[which];
+  mproc__buf *b = which == 1 ? &p->out : &p->err;
+  if (ra->head < b->len) { /* what the line reader read ahead comes first */
+    *n = b->len - ra->head < cap ? b->len - ra->head : cap;
+    memcpy(buf, b->data + ra->head, *n);
+    ra->head += *n;
+    ra->skip_lf = false; /* raw reads give the bytes as they are */
+    return 0;
+  }
+  if (ra->eof) return 0;
+  ra->skip_lf = false;
+  rc = mproc__pal_read(h, buf, cap, mproc__deadline_from_timeout(timeout_ms), n);
+  if (rc == 0 && *n == 0) ra->eof = true;
+  return rc;
+}
+
+/* The bytes that end a terminal's input (after what was written last), or none for a pipe. */
+static size_t stdin_eof(const mproc_popen *p, char *buf) {
+  return p->pty_stdin ? mproc__pal_pty_eof(p->pty, p->last_in != '\n', buf) : 0;
 }
 
 int mproc_popen_close_stdin(mproc_popen *p) {
   mproc_os_handle h;
   int rc = stream_handle(p, 0, "popen_close_stdin", &h);
   if (rc) return rc;
+  char eof[4];
+  size_t k = stdin_eof(p, eof), sent = 0;
+  if (k) (void)mproc__pal_write(h, eof, k, 0, &sent); /* best effort: a full terminal input takes none */
   mproc__pal_close(h);
   p->pipes[0] = MPROC_NO_HANDLE;
+  return 0;
+}
+
+/* ---- line by line ----------------------------------------------------------------------------- */
+
+/* Take the next line (or a piece of max bytes) of a stream's read-ahead into *line, pointing into the
+ * buffer; false when it is not whole yet. hold_cr: a "\r" that is the last byte waits for the next one
+ * (see "line by line" in subprocess.h); otherwise it ends its line and a "\n" next will be skipped. */
+static bool next_line(readahead *ra, const mproc__buf *b, size_t max, bool hold_cr, mproc_line *line) {
+  size_t n = b->len - ra->head;
+  if (ra->skip_lf && n > 0) {
+    ra->skip_lf = false;
+    if (b->data[ra->head] == '\n') {
+      --n;
+      ++ra->head;
+    }
+  }
+  if (n == 0) { /* nothing (memchr wants a buffer): the end of the stream, or wait */
+    if (!ra->eof) return false;
+    line->data = "";
+    line->len = 0;
+    line->end = MPROC_LINE_EOF;
+    return true;
+  }
+  const char *d = b->data + ra->head;
+  size_t lim = n <= max ? n : max + 1; /* a delimiter right after max bytes still ends the line whole */
+  const char *nl = (const char *)memchr(d, '\n', lim);
+  const char *cr = (const char *)memchr(d, '\r', nl ? (size_t)(nl - d) : lim);
+  size_t len, used;
+  mproc_line_end end;
+  if (cr) {
+    len = (size_t)(cr - d);
+    end = MPROC_LINE_CR;
+    used = len + 1;
+    if (len + 1 < n && cr[1] == '\n') {
+      end = MPROC_LINE_CRLF;
+      used = len + 2;
+    } else if (len + 1 == n && !ra->eof) { /* the last byte so far: "\r" or the start of "\r\n"? */
+      if (hold_cr) return false;
+      ra->skip_lf = true;
+    }
+  } else if (nl) {
+    len = (size_t)(nl - d);
+    used = len + 1;
+    end = MPROC_LINE_LF;
+  } else if (n > max) {
+    len = used = max;
+    end = MPROC_LINE_PART;
+  } else if (ra->eof) {
+    len = used = n;
+    end = MPROC_LINE_EOF;
+  } else {
+    return false;
+  }
+  line->data = d;
+  line->len = len;
+  line->end = end;
+  ra->head += used;
+  return true;
+}
+
+/* Move the unconsumed bytes of a read-ahead buffer to its front. */
+static void compact(readahead *ra, mproc__buf *b) {
+  if (ra->head == 0) return;
+  if (ra->head < b->len) memmove(b->data, b->data + ra->head, b->len - ra->head);
+  b->len -= ra->head;
+  ra->head = 0;
+}
+
+/* Bytes read ahead at once: the pipe's data in big pieces, so a line costs no system call of its own. */
+#define READ_AHEAD (64 * 1024)
+
+int mproc_popen_readline(mproc_popen *p, int which, char *buf, size_t cap, int64_t timeout_ms, size_t *len,
+                         mproc_line_end *end) {
+  if (len) *len = 0;
+  if (end) *end = MPROC_LINE_EOF;
+  if (buf && cap) buf[0] = '\0';
+  MPROC__CHECK_ARG(p && which == 0, "stdin cannot be read");
+  mproc_os_handle h;
+  int rc = stream_handle(p, which, "popen_readline", &h);
+  if (rc) return rc;
+  MPROC__CHECK_ARG(!buf || !len || !end, "buf, len and end must be set");
+  MPROC__CHECK_ARG(cap < 2, "cap is %zu: room for at least one byte and the NUL is needed", cap);
+  readahead *ra = &p->ra[which];
+  mproc__buf *b = which == 1 ? &p->out : &p->err;
+  int64_t deadline = 0;
+  bool waited = false;
+  mproc_line line;
+  for (;;) {
+    if (next_line(ra, b, cap - 1, true, &line)) break;
+    if (!waited) deadline = mproc__deadline_from_timeout(timeout_ms); /* only when it has to read */
+    waited = true;
+    compact(ra, b);
+    rc = mproc__buf_reserve(b, READ_AHEAD);
+    if (rc) return rc;
+    size_t got = 0;
+    rc = mproc__pal_read(h, b->data + b->len, b->cap - b->len - 1, deadline, &got);
+    if (rc == MPROC_ETIMEDOUT && next_line(ra, b, cap - 1, false, &line)) break; /* a held "\r" ends it */
+    if (rc == MPROC_ETIMEDOUT)
+      return mproc__fail(rc, "popen_readline: no whole line of %s from '%s' within %lld ms (%zu bytes wait)",
+                         k_stream[which], p->name, (long long)timeout_ms, b->len - ra->head);
+    if (rc) return rc;
+    if (got == 0) ra->eof = true;
+    b->len += got;
+  }
+  memcpy(buf, line.data, line.len);
+  buf[line.len] = '\0';
+  *len = line.len;
+  *end = line.end;
   return 0;
 }
 
@@ -319,6 +504,23 @@ static int comm_start(mproc_popen *p, const void *input, size_t input_len) {
   }
   if (input && p->pipes[0] == MPROC_NO_HANDLE)
     return mproc__fail(MPROC_ESTATE, "communicate: input given but stdin of '%s' is not a pipe", p->name);
+  size_t n = input ? input_len : 0;
+  if (n && p->pty_stdin) p->last_in = ((const char *)input)[n - 1];
+  char eof[4];
+  size_t k = p->pipes[0] != MPROC_NO_HANDLE ? stdin_eof(p, eof) : 0;
+  if (k) { /* a terminal's input ends with its end-of-file character, sent after the input */
+    if (n > SIZE_MAX - k) return mproc__fail(MPROC_ENOMEM, "communicate: input of %zu bytes is too large", n);
+    char *copy = (char *)malloc(n + k);
+    if (!copy) return mproc__fail(MPROC_ENOMEM, "communicate: out of memory copying %zu bytes of input", n);
+    if (n) memcpy(copy, input, n);
+    memcpy(copy + n, eof, k);
+    p->input_copy = copy;
+    input = copy;
+    input_len = n + k;
+  }
+  /* what the line reader read ahead is the start of the output */
+  compact(&p->ra[1], &p->out);
+  compact(&p->ra[2], &p->err);
   mproc__comm *c = &p->comm;
   c->in = p->pipes[0];
   c->out = p->pipes[1];
@@ -373,6 +575,121 @@ int mproc_popen_communicate(mproc_popen *p, const void *input, size_t input_len,
   return rc;
 }
 
+/* ---- communicate, line by line ------------------------------------------------------------------- */
+
+/* A callback form's receiver, and the value it stopped the exchange with (0 while it goes on). */
+typedef struct line_sink {
+  mproc_line_fn fn;
+  void *ctx;
+  int value;
+} line_sink;
+
+/* Hand what has arrived on stream `which` to the sink: its whole lines (pieces of max_line), or chunks;
+ * at end of file (eof: the exchange has closed the stream) also the rest and then the end. Returns the
+ * sink's value (0: go on). */
+static int deliver(mproc_popen *p, int which, bool eof, line_sink *sink) {
+  readahead *ra = &p->ra[which];
+  mproc__buf *b = which == 1 ? &p->out : &p->err;
+  ra->eof = eof;
+  mproc_line line;
+  line.stream = which;
+  while (!sink->value && !ra->eof_told) {
+    if (p->chunks && ra->head < b->len) {
+      size_t n = b->len - ra->head;
+      line.data = b->data + ra->head;
+      line.len = n < p->max_line ? n : p->max_line;
+      line.end = MPROC_LINE_CHUNK;
+      ra->head += line.len;
+    } else if (p->chunks && ra->eof) {
+      line.data = "";
+      line.len = 0;
+      line.end = MPROC_LINE_EOF;
+    } else if (p->chunks || !next_line(ra, b, p->max_line, false, &line)) {
+      break;
+    }
+    if (line.end == MPROC_LINE_EOF && line.len == 0) ra->eof_told = true;
+    /* NUL-terminated for the callback: the byte after the line (its end of line, the next line, or the
+     * buffer's spare byte) is put back afterwards */
+    char *tail = line.len ? (char *)line.data + line.len : NULL;
+    char saved = tail ? *tail : '\0';
+    if (tail) *tail = '\0';
+    sink->value = sink->fn(sink->ctx, &line);
+    if (tail) *tail = saved;
+  }
+  compact(ra, b);
+  return sink->value;
+}
+
+/* The exchange of the callback forms: hand over what arrives until every stream has ended, then wait
+ * for the child, all up to the deadline. 0, the sink's value, MPROC_ETIMEDOUT (the state kept for a
+ * later call, as communicate keeps it), or an error. */
+static int lines_run(mproc_popen *p, int64_t deadline, int64_t timeout_ms, line_sink *sink) {
+  mproc__comm *c = &p->comm;
+  int rc = 0;
+  bool expired = false;
+  c->return_on_output = true;
+  while (rc == 0) {
+    if (p->out_piped) (void)deliver(p, 1, c->out == MPROC_NO_HANDLE, sink);
+    if (p->err_piped) (void)deliver(p, 2, c->err == MPROC_NO_HANDLE, sink);
+    if (sink->value || comm_done(c)) break;
+    if (expired) {
+      rc = MPROC_ETIMEDOUT;
+      break;
+    }
+    rc = mproc__pal_communicate(c, deadline);
+    if (rc == MPROC_ETIMEDOUT) rc = 0; /* the next round hands over what arrived, then says so */
+    expired = mproc__ms_until(deadline) == 0;
+  }
+  c->return_on_output = false;
+  if (sink->value) return sink->value;
+  if (rc == MPROC_ETIMEDOUT) {
+    int krc = keep_input(p);
+    if (krc) return krc;
+    return mproc__fail(rc, "communicate with '%s' (pid %lld) timed out after %lld ms", p->name, (long long)p->child.pid,
+                       (long long)timeout_ms);
+  }
+  if (rc) return rc;
+  return wait_until(p, deadline, timeout_ms, NULL);
+}
+
+int mproc_popen_communicate_lines(mproc_popen *p, const void *input, size_t input_len, int64_t timeout_ms,
+                                  mproc_line_fn on_line, void *ctx) {
+  MPROC__CHECK_ARG(!p, "p is NULL");
+  MPROC__CHECK_ARG(!on_line, "on_line is NULL");
+  MPROC__CHECK_ARG(!input && input_len, "input is NULL but input_len is %zu", input_len);
+  int64_t deadline = mproc__deadline_from_timeout(timeout_ms);
+  int rc = comm_start(p, input, input_len);
+  if (rc) return rc;
+  line_sink sink = {on_line, ctx, 0};
+  rc = lines_run(p, deadline, timeout_ms, &sink);
+  if (rc == 0) { /* everything was handed over */
+    mproc__buf_free(&p->out);
+    mproc__buf_free(&p->err);
+  }
+  return rc;
+}
+
+/* ---- the exit handle ---------------------------------------------------------------------------- */
+
+int mproc_popen_exit_handle(mproc_popen *p, mproc_os_handle *out) {
+  if (out) *out = MPROC_NO_HANDLE;
+  MPROC__CHECK_ARG(!p || !out, "p and out must be set");
+  return mproc__pal_child_exit_handle(&p->child, out);
+}
+
+int mproc__popen_wait_prepare(void *obj, mproc__wait_item *item, bool *ready_now) {
+  mproc_popen *p = (mproc_popen *)obj;
+  *ready_now = p->child.reaped;
+  item->kind = MPROC__WAIT_SENTINEL;
+  return mproc__pal_child_exit_handle(&p->child, &item->h);
+}
+
+void mproc__popen_wait_ready(void *obj) {
+  /* it has ended: reaping is at once (the exit handle's promise), so returncode is set when wait says so */
+  mproc_popen *p = (mproc_popen *)obj;
+  (void)mproc__pal_wait(&p->child, INT64_MAX);
+}
+
 /* ---- destroy -------------------------------------------------------------------------------- */
 
 void mproc_popen_destroy(mproc_popen *p) {
@@ -383,6 +700,7 @@ void mproc_popen_destroy(mproc_popen *p) {
     mproc__pal_signal(&p->child, MPROC_SIGKILL);
     mproc__pal_wait(&p->child, INT64_MAX);
   }
+  mproc__pal_pty_close(p->pty); /* after the child: Windows closes its console, POSIX its leftovers */
   mproc__pal_child_release(&p->child);
   mproc__buf_free(&p->out);
   mproc__buf_free(&p->err);
@@ -393,19 +711,29 @@ void mproc_popen_destroy(mproc_popen *p) {
 
 /* ---- run and friends ------------------------------------------------------------------------ */
 
-static int fill_result(mproc_popen *p, mproc_completed *r) {
+static int fill_result(mproc_popen *p, mproc_completed *r, bool delivered) {
   r->pid = p->child.pid;
   r->returncode = p->child.returncode;
+  if (delivered) return 0; /* the output went to a callback: no data */
   int rc = take_output(&p->out, p->out_piped, &r->stdout_data, &r->stdout_len);
   if (rc == 0) rc = take_output(&p->err, p->err_piped, &r->stderr_data, &r->stderr_len);
   return rc;
 }
 
-/* The one engine behind run, call, check_call and check_output. */
-/* ": signal 9 (SIGKILL)" / ": crash 0xC0000005 (STATUS_ACCESS_VIOLATION)" after a returncode in a
- * message, so a signal or a Windows crash is never read as an exit code; "" for an ordinary exit code. */
+/* End a run early (a timeout, or a callback that stopped it): kill and reap the child, then, when drain,
+ * keep whatever it wrote before it died: a drain with a deadline that has passed moves only what is
+ * ready, so a grandchild holding the pipes cannot make this hang. */
+static void end_early(mproc_popen *p, bool drain) {
+  mproc__pal_signal(&p->child, MPROC_SIGKILL);
+  mproc__pal_wait(&p->child, INT64_MAX);
+  if (drain && !comm_done(&p->comm)) (void)mproc__pal_communicate(&p->comm, 0);
+  comm_close_all(&p->comm);
+}
+
+/* The one engine behind run, call, check_call, check_output and run_lines (sink: hand the output over
+ * as it arrives instead of capturing it). */
 static int run_engine(const mproc_popen_opts *opts, int64_t timeout_ms, mproc_completed *r, bool capture_stdout,
-                      bool check) {
+                      bool check, line_sink *sink) {
   MPROC__CHECK_ARG_AS("run", !r, "result is NULL");
   memset(r, 0, sizeof *r);
   MPROC__CHECK_ARG_AS("run", !opts, "opts is NULL");
@@ -427,27 +755,28 @@ static int run_engine(const mproc_popen_opts *opts, int64_t timeout_ms, mproc_co
                         "stdout_mode may not be set (stdout is captured)");
     o.stdout_mode = MPROC_PIPE;
   }
+  if (sink && o.stdout_mode == MPROC_INHERIT) o.stdout_mode = MPROC_PIPE; /* run_lines: stdout's lines */
   check = check || o.check;
 
   mproc_popen *p;
   int rc = mproc_popen_create(&p, &o);
   if (rc) return rc;
   rc = comm_start(p, o.input, o.input_len);
-  if (rc == 0) rc = comm_run(p, deadline, timeout_ms);
-  if (rc == MPROC_ETIMEDOUT) {
-    /* Kill and reap, then keep whatever the child wrote before it died: a drain with a deadline that
-     * has passed moves only what is ready, so a grandchild holding the pipes cannot make this hang. */
-    mproc__pal_signal(&p->child, MPROC_SIGKILL);
-    mproc__pal_wait(&p->child, INT64_MAX);
-    if (!comm_done(&p->comm)) (void)mproc__pal_communicate(&p->comm, 0);
-    comm_close_all(&p->comm);
+  if (rc == 0) rc = sink ? lines_run(p, deadline, timeout_ms, sink) : comm_run(p, deadline, timeout_ms);
+  if (sink && sink->value) { /* the callback stopped it: as a timeout, with no more lines */
+    end_early(p, false);
+    (void)fill_result(p, r, true);
+  } else if (rc == MPROC_ETIMEDOUT) {
+    end_early(p, true);
+    if (sink && p->out_piped) (void)deliver(p, 1, true, sink); /* what it wrote before it was killed */
+    if (sink && p->err_piped) (void)deliver(p, 2, true, sink);
     r->timed_out = true;
-    int frc = fill_result(p, r);
+    int frc = fill_result(p, r, sink != NULL);
     rc = frc ? frc
              : mproc__fail(MPROC_ETIMEDOUT, "'%s' timed out after %lld ms and was killed", p->name,
                            (long long)timeout_ms);
   } else if (rc == 0) {
-    rc = fill_result(p, r);
+    rc = fill_result(p, r, sink != NULL);
     if (rc == 0 && check && r->returncode != 0) {
       char why[160];
       rc = mproc__fail(MPROC_ECALLEDPROCESS, "'%s' %s", p->name, ending(r->returncode, why, sizeof why));
@@ -458,12 +787,20 @@ static int run_engine(const mproc_popen_opts *opts, int64_t timeout_ms, mproc_co
 }
 
 int mproc_run(const mproc_popen_opts *opts, int64_t timeout_ms, mproc_completed *result) {
-  return run_engine(opts, timeout_ms, result, false, false);
+  return run_engine(opts, timeout_ms, result, false, false, NULL);
+}
+
+int mproc_run_lines(const mproc_popen_opts *opts, int64_t timeout_ms, mproc_line_fn on_line, void *ctx,
+                    mproc_completed *result) {
+  if (result) memset(result, 0, sizeof *result);
+  MPROC__CHECK_ARG(!on_line, "on_line is NULL");
+  line_sink sink = {on_line, ctx, 0};
+  return run_engine(opts, timeout_ms, result, false, false, &sink);
 }
 
 static int call_engine(const mproc_popen_opts *opts, int64_t timeout_ms, int *returncode, bool check) {
   mproc_completed r;
-  int rc = run_engine(opts, timeout_ms, &r, false, check);
+  int rc = run_engine(opts, timeout_ms, &r, false, check, NULL);
   if (returncode) *returncode = r.returncode;
   mproc_completed_free(&r);
   return rc;
@@ -478,7 +815,7 @@ int mproc_check_call(const mproc_popen_opts *opts, int64_t timeout_ms, int *retu
 }
 
 int mproc_check_output(const mproc_popen_opts *opts, int64_t timeout_ms, mproc_completed *result) {
-  return run_engine(opts, timeout_ms, result, true, true);
+  return run_engine(opts, timeout_ms, result, true, true, NULL);
 }
 
 int mproc_completed_check_returncode(const mproc_completed *r) {

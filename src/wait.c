@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "process/process_internal.h"
+#include "subprocess_internal.h"
 
 /* ---- connections ----------------------------------------------------------------------------------- */
 
@@ -27,6 +28,7 @@ static const struct {
 } k_kinds[] = {
     [MPROC_WAIT_CONNECTION] = {"connection", connection_prepare, NULL},
     [MPROC_WAIT_PROCESS] = {"process", mproc__process_wait_prepare, mproc__process_wait_ready},
+    [MPROC_WAIT_POPEN] = {"popen", mproc__popen_wait_prepare, mproc__popen_wait_ready},
 };
 
 int mproc_wait(mproc_waitable *objs, size_t count, int64_t timeout_ms, size_t *nready) {

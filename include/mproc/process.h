@@ -43,6 +43,7 @@
 #include "mproc/core.h"
 #include "mproc/handle.h"
 #include "mproc/mproc_export.h"
+#include "mproc/subprocess.h" /* mproc_popen, for mproc_waitable_popen */
 
 #ifdef __cplusplus
 extern "C" {
@@ -197,7 +198,9 @@ typedef enum mproc_wait_kind {
   MPROC_WAIT_NONE = 0,
   MPROC_WAIT_CONNECTION, /* object: mproc_connection *; ready: a receive can make progress (a message, or
                             end of file; see connection.h) */
-  MPROC_WAIT_PROCESS     /* object: mproc_process *; ready: the process has ended (its sentinel) */
+  MPROC_WAIT_PROCESS,    /* object: mproc_process *; ready: the process has ended (its sentinel) */
+  MPROC_WAIT_POPEN       /* object: mproc_popen *; ready: the program has ended (its exit handle,
+                            mproc_popen_exit_handle); once reported, it has been reaped (returncode set) */
 } mproc_wait_kind;
 
 /* One object for mproc_wait: its kind and the object. Fill it with the constructors below,
@@ -224,10 +227,19 @@ static inline mproc_waitable mproc_waitable_process(mproc_process *p) {
   return w;
 }
 
+static inline mproc_waitable mproc_waitable_popen(mproc_popen *p) {
+  mproc_waitable w;
+  w.kind = MPROC_WAIT_POPEN;
+  w.object = p;
+  w.ready = false;
+  return w;
+}
+
 /* multiprocessing.connection.wait(objects, timeout): wait until at least one object is ready, up to
  * timeout_ms; sets each `ready`. 0 with *nready >= 1, or MPROC_ETIMEDOUT (none ready).
  * Errors: MPROC_EINVAL (an unknown kind, a NULL object), MPROC_ECLOSED (a closed connection),
- * MPROC_ESTATE (a process not started, closed, or not this process's child), MPROC_ENOMEM.
+ * MPROC_ESTATE (a process not started, closed, or not this process's child), MPROC_ENOMEM, and those
+ * of mproc_popen_exit_handle.
  * After a ready connection another thread may receive first: a receive with timeout 0 may then give
  * MPROC_ETIMEDOUT, as after poll. Thread-safe as the objects' own calls are. */
 MPROC_API int mproc_wait(mproc_waitable *objects, size_t count, int64_t timeout_ms, size_t *nready);

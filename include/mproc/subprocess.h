@@ -36,14 +36,45 @@ typedef enum mproc_stdio_mode {
   MPROC_PATH,        /* a file opened by path (the *_path field): stdin reads it; stdout/stderr create or
                         truncate it, or append to it when *_append is set */
   MPROC_STDOUT,      /* STDOUT (stderr only): stderr goes wherever stdout goes */
-  MPROC_STDOUT_OF    /* stdin only: the stdout pipe of an earlier Popen (the stdin_from field), as
+  MPROC_STDOUT_OF,   /* stdin only: the stdout pipe of an earlier Popen (the stdin_from field), as
                         Python's Popen(..., stdin=p1.stdout) in a pipeline. This Popen takes that pipe
                         end over: the child gets it as an ordinary blocking handle and the earlier Popen
                         no longer has it (Python's advice to close p1.stdout, done for you), so the
                         first program sees a broken pipe when the second one stops reading. On Windows
                         the handed end is the overlapped end of a named pipe, which ordinary programs
                         read correctly when, as here, nobody else uses it. */
+  /* ---- a terminal ---- */
+  MPROC_PTY /* a pseudo-terminal (Windows: a pseudo console) instead of a pipe, so that an ordinary
+               program prints line by line (see "Terminals" below). stdout first: stdin and stderr may be
+               MPROC_PTY only when stdout_mode is, and then share its terminal (stderr's output comes
+               with stdout's, as MPROC_STDOUT; MPROC_STDOUT for stderr joins the terminal too). Read the
+               terminal as stdout (mproc_popen_read / readline / communicate: which = 1); write keys to it
+               as stdin. */
 } mproc_stdio_mode;
+
+/* Terminals (MPROC_PTY). A C runtime writes its output to a pipe in blocks of several KiB, and to a
+ * terminal line by line: a program run with a pipe shows nothing for a long time, then everything. A
+ * terminal makes ordinary programs print each line as they make it (Python's pty module, expect).
+ *   POSIX: a pseudo-terminal of pty_columns x pty_rows (80 x 24 by default). The child starts a new
+ *   session with it as its controlling terminal (setsid + TIOCSCTTY): new_session is implied, and
+ *   new_process_group is redundant (a session leader leads its own process group); closing the terminal
+ *   (destroy) sends the session SIGHUP. The terminal keeps the system's default modes: output
+ *   processing turns each "\n" the program writes into "\r\n" (mproc_popen_readline takes "\r\n" as one
+ *   end of line), what is written to stdin is echoed into the output as typed keys are, and input is
+ *   read by lines (canonical mode: a line longer than the terminal's limit, 4095 bytes on Linux, is
+ *   cut). The output ends (end of file) once the program and everything it started that holds the
+ *   terminal have ended; stdin's end of file is the terminal's end-of-file character (Ctrl-D), which
+ *   mproc_popen_close_stdin and communicate send (twice after an unfinished line). The terminal
+ *   handle (mproc_popen_handle(p, 1), the master) may be given to tcsetattr / TIOCSWINSZ.
+ *   Windows: a pseudo console (ConPTY, Windows 10 1809 and later; MPROC_ENOTSUP from
+ *   mproc_popen_create before). What is read is the console's rendering of its screen: the program's
+ *   text with VT escape sequences (cursor movement, colour; strip what you don't show), lines ended by
+ *   "\r\n", long lines wrapped at pty_columns. Keys written to stdin are VT input; end of input is
+ *   Ctrl-Z then Enter. The console is closed when the program ends (ending whatever else is still
+ *   attached to it), and its output then ends. wine 8: the pseudo console works, but wine does not
+ *   connect a program's standard handles to it as Windows does (they stay NULL), so only what a
+ *   program writes to the console itself (CONOUT$) arrives there; mproc's tests under wine use such a
+ *   program. */
 
 /* Options for starting a program. All-zero means the defaults; fill them with designated initializers.
  * Strings are UTF-8 and only read during the call that takes the struct. */
@@ -138,6 +169,16 @@ typedef struct mproc_popen_opts {
   /* For stdin_mode MPROC_STDOUT_OF: the earlier Popen whose stdout pipe becomes this child's stdin
    * (it must have one that nothing else reads: stdout_mode MPROC_PIPE, no communicate yet). */
   struct mproc_popen *stdin_from;
+
+  /* ---- terminals and line-by-line output ---- */
+  /* The terminal's size in characters for MPROC_PTY; 0 gives 80 columns, 24 rows. */
+  unsigned short pty_columns, pty_rows;
+  /* mproc_run_lines and mproc_popen_communicate_lines: the longest line handed over whole; a longer one
+   * comes in pieces of this many bytes (MPROC_LINE_PART, the last piece with its real end). 0: 65536. */
+  size_t max_line;
+  /* mproc_run_lines and mproc_popen_communicate_lines: hand the output over as it arrives, in chunks
+   * (MPROC_LINE_CHUNK, at most max_line bytes each), instead of in lines. */
+  bool output_chunks;
 } mproc_popen_opts;
 
 /* A running or finished child program. */
@@ -217,8 +258,99 @@ MPROC_API int mproc_popen_read(mproc_popen *p, int which, void *buf, size_t cap,
 MPROC_API int mproc_popen_close_stdin(mproc_popen *p);
 
 /* The parent's end of a pipe (which: 0 stdin, 1 stdout, 2 stderr), or MPROC_NO_HANDLE. Owned by the
- * Popen. On Windows it is an overlapped named-pipe handle: use overlapped I/O on it. */
+ * Popen. On Windows it is an overlapped named-pipe handle: use overlapped I/O on it. With MPROC_PTY,
+ * stdout's is the terminal (POSIX: the master), stdin's a second handle for its input. Bytes that
+ * mproc_popen_readline has read ahead are in the Popen, not in the handle: a caller that waits on the
+ * handle itself (poll, an event loop) reads with timeout 0 until MPROC_ETIMEDOUT before waiting again. */
 MPROC_API mproc_os_handle mproc_popen_handle(const mproc_popen *p, int which);
+
+/* ---- line by line ------------------------------------------------------------------------------
+ * Reading output as lines: stdout or stderr (a pipe or a terminal) line by line with a timeout
+ * (mproc_popen_readline), or every line handed to a function of yours as it arrives (mproc_run_lines,
+ * mproc_popen_communicate_lines). Python: `for line in p.stdout`, p.stdout.readline(). Lines end with
+ * "\n", "\r\n" or a bare "\r" (progress bars redraw their line with it); the end is reported, never
+ * included. Bytes read ahead stay in the Popen: mproc_popen_read and mproc_popen_communicate return them
+ * first, so line and raw reads mix with nothing lost and nothing repeated.
+ *
+ * "\r\n" is one end of line even when its two bytes arrive apart. A "\r" that is the last byte that
+ * has arrived is therefore held until the next byte shows what it is, until end of file, or until the
+ * call's deadline: then the line is reported as ended by a bare "\r", and if the next byte is "\n" it
+ * is skipped as the second half of that end (no empty line appears; the end reads MPROC_LINE_CR where
+ * the program wrote "\r\n" in two pieces with a pause between). mproc_popen_readline holds it until its
+ * timeout; the callback forms never wait for it (a progress bar's line is handed over at once). */
+
+/* How a line ended. */
+typedef enum mproc_line_end {
+  MPROC_LINE_LF = 1, /* "\n" */
+  MPROC_LINE_CRLF,   /* "\r\n" */
+  MPROC_LINE_CR,     /* a bare "\r": a progress bar redraws this line next */
+  MPROC_LINE_PART,   /* not ended yet: the line is longer than the room for it; the rest comes next */
+  MPROC_LINE_EOF,    /* the stream has ended: a last line without an end (len > 0), or nothing (len 0) */
+  MPROC_LINE_CHUNK   /* output_chunks: bytes as they arrived, not split into lines */
+} mproc_line_end;
+
+/* Read one line of stdout (which 1) or stderr (which 2) into buf: its bytes without the end of line,
+ * NUL-terminated, *len of them (at most cap - 1), and *end how it ended. A line longer than cap - 1
+ * comes in pieces of cap - 1 bytes (MPROC_LINE_PART), nothing lost. At end of file: a last line
+ * without an end with MPROC_LINE_EOF, then *len 0 and MPROC_LINE_EOF on every later call (Python's b"").
+ * Waits up to timeout_ms (MPROC_INFINITE: forever; 0: only what has arrived) for a whole line.
+ * Returns 0, or:
+ *   MPROC_ETIMEDOUT  no whole line arrived in time; what did arrive stays read ahead (mproc_popen_read
+ *                    returns it: a prompt without a newline, say);
+ *   MPROC_EINVAL     p, buf, len or end NULL, cap < 2, which not 1 or 2;
+ *   MPROC_ESTATE     that stream is not a pipe or terminal of this Popen (or communicate owns it);
+ *   MPROC_ENOMEM, MPROC_ESYS.
+ * Copies the line, and allocates only to grow the Popen's read-ahead buffer (about 64 KiB beyond the
+ * longest line read). Not thread-safe with other calls on the same stream. */
+MPROC_API int mproc_popen_readline(mproc_popen *p, int which, char *buf, size_t cap, int64_t timeout_ms, size_t *len,
+                                   mproc_line_end *end);
+
+/* One line (or chunk) handed to an mproc_line_fn. data points into the Popen's buffer (valid during the
+ * call only), NUL-terminated after len bytes; the end of line is not included. When a stream ends, its
+ * last line without an end comes with MPROC_LINE_EOF, then one call with len 0 and MPROC_LINE_EOF says
+ * that the stream has ended. */
+typedef struct mproc_line {
+  int stream; /* 1 stdout, 2 stderr */
+  const char *data;
+  size_t len;
+  mproc_line_end end;
+} mproc_line;
+
+/* Called for each line as it arrives, in order within each stream. Return 0 to go on; anything else
+ * stops (see the calls below), and that value is returned by the call. */
+typedef int (*mproc_line_fn)(void *ctx, const mproc_line *line);
+
+/* Popen.communicate with each line handed over as it arrives: send input (as communicate does), give
+ * every line of stdout and stderr (those that are pipes or the terminal) to on_line(ctx, line) as soon
+ * as it is whole, a line longer than max_line in pieces (output_chunks: chunks as they arrive), then wait
+ * for the child. Never deadlocks, whatever the sizes. Returns 0 (the returncode is set), or:
+ *   MPROC_ETIMEDOUT  the child still runs and keeps running; the lines handed over are not repeated,
+ *                    an unfinished one and the unsent input stay in the Popen for a later call (with
+ *                    NULL input), as with mproc_popen_communicate. The deadline holds while lines are
+ *                    handed over: a child that writes without end cannot keep the call past it.
+ *   on_line's value  on_line returned it (non-zero): the call stops at once and the child keeps
+ *                    running (call again to go on, or end it); nothing is lost.
+ *   the errors of mproc_popen_communicate, and MPROC_EINVAL for a NULL on_line.
+ * on_line runs on the calling thread and may call mproc_popen_* on other Popens, not on this one. */
+MPROC_API int mproc_popen_communicate_lines(mproc_popen *p, const void *input, size_t input_len, int64_t timeout_ms,
+                                            mproc_line_fn on_line, void *ctx);
+
+/* ---- the exit handle ---------------------------------------------------------------------------- */
+
+/* A native handle that becomes ready when the child has ended, for an application's own event loop
+ * (poll/epoll, WaitForMultipleObjects, libuv's uv_poll, Qt's QSocketNotifier / QWinEventNotifier)
+ * and for mproc_wait (mproc_waitable_popen, mproc/process.h). Owned by the Popen, valid until destroy,
+ * the same handle on every call. Once it is ready, mproc_popen_wait / poll reap at once.
+ *   Linux 5.3+: a pidfd, readable (POLLIN) when the child has ended;
+ *   Windows: the process handle, signalled when the process has ended;
+ *   elsewhere (Linux before 5.3, macOS, the BSDs): the read end of a pipe whose only write end belongs
+ *   to a watcher thread that waits for the child without reaping it (waitid with WNOWAIT; one thread
+ *   per Popen, from the first call until the child ends): readable (end of file) when the child has
+ *   ended. Nothing the child or its own children inherit can keep it from becoming ready.
+ * Readable means ended, never data: don't read a pidfd; the pipe may be read (end of file).
+ * 0, or MPROC_EINVAL (NULL p or out), MPROC_ENOMEM / MPROC_ESYS (no descriptor or thread for the
+ * watcher). Not thread-safe with other calls on the same Popen until it has been called once. */
+MPROC_API int mproc_popen_exit_handle(mproc_popen *p, mproc_os_handle *out);
 
 /* Popen.send_signal(sig). POSIX: kill(pid, sig) with any signal number. Windows: MPROC_SIGTERM and
  * MPROC_SIGKILL end the process with TerminateProcess (exit code 1), or, for a shell command or a batch
@@ -257,6 +389,22 @@ typedef struct mproc_completed {
  *   capture_output/input that conflict with the stdio modes.
  * *result must be released with mproc_completed_free whatever the return value. */
 MPROC_API int mproc_run(const mproc_popen_opts *opts, int64_t timeout_ms, mproc_completed *result);
+
+/* mproc_run with each line handed over as it arrives (see "line by line" above), for a long job whose
+ * output is shown while it runs: start the program, feed opts->input, give every line of its stdout
+ * (a pipe unless stdout_mode is set: MPROC_PIPE or MPROC_PTY) and, if stderr_mode is MPROC_PIPE, of
+ * its stderr to on_line(ctx, line) as soon as it is whole (capture_output: both as pipes), then wait
+ * up to timeout_ms in all. *result is filled as by mproc_run, with stdout_data and stderr_data NULL
+ * (the output went to on_line). Returns 0, or:
+ *   MPROC_ETIMEDOUT        the timeout expired, also while lines were being handed over: the child
+ *                          was killed and reaped, then the output it wrote until then was handed over
+ *                          (timed_out = true);
+ *   on_line's value        on_line returned it (non-zero): the child was killed and reaped at once,
+ *                          as at a timeout (no more lines are handed over; timed_out stays false);
+ *   the errors of mproc_run (check: MPROC_ECALLEDPROCESS), and MPROC_EINVAL for a NULL on_line.
+ * *result must be released with mproc_completed_free whatever the return value. */
+MPROC_API int mproc_run_lines(const mproc_popen_opts *opts, int64_t timeout_ms, mproc_line_fn on_line, void *ctx,
+                              mproc_completed *result);
 
 /* subprocess.call(): run and store the returncode. Errors as mproc_run. */
 MPROC_API int mproc_call(const mproc_popen_opts *opts, int64_t timeout_ms, int *returncode);

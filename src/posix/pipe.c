@@ -72,8 +72,7 @@ int mproc__pal_open_path(const char *path, bool for_write, bool append, mproc_os
   return open_cloexec(path, flags, out, for_write ? "output file" : "input file");
 }
 
-/* Wait until fd is ready for `events` or the deadline. 0 ready, MPROC_ETIMEDOUT, or an error. */
-static int wait_fd(int fd, short events, int64_t deadline) {
+int mproc__posix_wait_fd(int fd, short events, int64_t deadline) {
   for (;;) {
     int64_t ms = mproc__ms_until(deadline);
     struct pollfd pfd = {fd, events, 0};
@@ -97,8 +96,9 @@ int mproc__pal_read(mproc_os_handle h, void *buf, size_t cap, int64_t deadline, 
       return 0;
     }
     if (errno == EINTR) continue;
+    if (errno == EIO) return 0; /* a pseudo-terminal's master once the terminal side has closed: EOF */
     if (errno != EAGAIN && errno != EWOULDBLOCK) return mproc__fail_os(0, errno, "read from fd %d", fd);
-    int rc = wait_fd(fd, POLLIN, deadline);
+    int rc = mproc__posix_wait_fd(fd, POLLIN, deadline);
     if (rc == MPROC_ETIMEDOUT) return mproc__fail(rc, "read from fd %d: nothing arrived before the timeout", fd);
     if (rc) return rc;
   }
@@ -178,7 +178,7 @@ int mproc__pal_write(mproc_os_handle h, const void *buf, size_t len, int64_t dea
       rc = mproc__fail_os(0, errno, "write to fd %d", fd);
       break;
     }
-    rc = wait_fd(fd, POLLOUT, deadline);
+    rc = mproc__posix_wait_fd(fd, POLLOUT, deadline);
     if (rc == MPROC_ETIMEDOUT) {
       rc = *n ? 0 : mproc__fail(rc, "write to fd %d: no room before the timeout", fd);
       break;
@@ -199,7 +199,7 @@ static int pump_read(mproc_os_handle *h, mproc__buf *b) {
       if ((size_t)r < READ_CHUNK / 2) return 0; /* likely drained: go back to poll */
       continue;
     }
-    if (r == 0) {
+    if (r == 0 || errno == EIO) { /* EIO: a pseudo-terminal's master after the terminal side closed */
       mproc__pal_close(*h);
       *h = MPROC_NO_HANDLE;
       return 0;
@@ -238,6 +238,7 @@ int mproc__pal_communicate(mproc__comm *c, int64_t deadline) {
   bool epipe = false;
   mproc__sigpipe_guard g;
   int drain_passes = 0;
+  size_t out_len0 = c->out_buf ? c->out_buf->len : 0, err_len0 = c->err_buf ? c->err_buf->len : 0;
   mproc__posix_sigpipe_block(&g);
   for (;;) {
     struct pollfd pfd[3];
@@ -282,6 +283,9 @@ int mproc__pal_communicate(mproc__comm *c, int64_t deadline) {
         rc = pump_read(owner[i], owner[i] == &c->out ? c->out_buf : c->err_buf);
     }
     if (rc) break;
+    if (c->return_on_output &&
+        ((c->out_buf && c->out_buf->len != out_len0) || (c->err_buf && c->err_buf->len != err_len0)))
+      break; /* output arrived: the caller hands it on and calls again */
   }
   mproc__posix_sigpipe_unblock(&g, epipe);
   return rc;

@@ -39,6 +39,25 @@ ssize_t mproc__posix_writev_nosigpipe(int fd, const struct iovec *iov, int n);
 /* White-box tests: use the guard even where RWF_NOSIGNAL works (true), or find out again (false). */
 void mproc__posix_force_sigpipe_guard(bool force);
 
+/* Wait until fd is ready for `events` (poll) or the deadline (pipe.c): 0, MPROC_ETIMEDOUT, or an error. */
+int mproc__posix_wait_fd(int fd, short events, int64_t deadline);
+
+/* The POSIX state of a child (mproc__child.os), made on first need (spawn.c), freed by
+ * mproc__pal_child_release. */
+typedef struct mproc__posix_child {
+  /* ---- the exit handle's watcher (spawn.c, mproc__pal_child_exit_handle) ---- */
+  int exit_rd; /* the read end of the watcher thread's pipe, or -1 */
+} mproc__posix_child;
+/* White-box tests: make mproc__pal_child_exit_handle use the watcher thread even where a pidfd exists
+ * (true), or not (false). */
+void mproc__posix_force_exit_watcher(bool force);
+
+/* The terminal side of a pseudo-terminal (pty.c), for mproc__pal_spawn: the descriptor the child's streams
+ * on the terminal become (-1 once handed), and, after a successful spawn, closing the parent's copy. */
+struct mproc__pty;
+int mproc__posix_pty_slave(const struct mproc__pty *pty);
+void mproc__posix_pty_handed(struct mproc__pty *pty);
+
 /* A pipe whose ends are close-on-exec from the start. Where pipe2 exists (Linux, the BSDs) that is
  * atomic, so no other thread's fork+exec can inherit the ends; macOS has no pipe2, so there the flags
  * are set right after creation (a short window; untested here). */

@@ -24,6 +24,7 @@
 #include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -153,6 +154,7 @@ typedef struct spawn_plan {
   int dups[3];  /* fds we dup'ed here to get them out of the 0..2 range (to close) */
   int *keep;    /* pass_fds sorted ascending (fallback engine) */
   size_t nkeep;
+  int ctty; /* a pseudo-terminal's side (one of stdio[]) to become the controlling terminal, or -1 */
 } spawn_plan;
 
 static void plan_free(spawn_plan *pl) {
@@ -171,6 +173,7 @@ static int cmp_int(const void *a, const void *b) {
 static int plan_make(const mproc__spawn_req *req, spawn_plan *pl) {
   memset(pl, 0, sizeof *pl);
   for (int i = 0; i < 3; ++i) pl->stdio[i] = pl->dups[i] = -1;
+  pl->ctty = -1;
   int rc = build_env(req, &pl->envp, &pl->env_owned);
   if (rc) return rc;
   const char *prog;
@@ -206,11 +209,16 @@ static int plan_make(const mproc__spawn_req *req, spawn_plan *pl) {
     if (!S_ISDIR(st.st_mode)) return mproc__fail_os(MPROC_ENOENT, ENOTDIR, "spawn '%s': cwd '%s'", prog, req->cwd);
   }
   /* A stdio fd in 0..2 could be overwritten by an earlier dup2 in the child: move it up first. */
+  int src[3];
+  for (int i = 0; i < 3; ++i)
+    src[i] = req->pty && req->on_pty[i]         ? mproc__posix_pty_slave(req->pty)
+             : req->stdio[i] == MPROC_NO_HANDLE ? -1
+                                                : (int)req->stdio[i];
   for (int i = 0; i < 3; ++i) {
-    int fd = req->stdio[i] == MPROC_NO_HANDLE ? -1 : (int)req->stdio[i];
+    int fd = src[i];
     if (fd >= 0 && fd < 3) {
       for (int j = 0; j < i; ++j)
-        if ((int)req->stdio[j] == fd && pl->dups[j] >= 0) pl->stdio[i] = pl->dups[j];
+        if (src[j] == fd && pl->dups[j] >= 0) pl->stdio[i] = pl->dups[j];
       if (pl->stdio[i] < 0) {
         pl->dups[i] = fcntl(fd, F_DUPFD_CLOEXEC, 3);
         if (pl->dups[i] < 0) return mproc__fail_os(0, errno, "spawn '%s': dup of fd %d", prog, fd);
@@ -219,7 +227,9 @@ static int plan_make(const mproc__spawn_req *req, spawn_plan *pl) {
     } else {
       pl->stdio[i] = fd;
     }
+    if (req->pty && req->on_pty[i]) pl->ctty = pl->stdio[i];
   }
+  if (req->pty && pl->ctty < 0) return mproc__fail(MPROC_EINVAL, "spawn '%s': a terminal but no stream on it", prog);
   if (req->pass_fds_count) {
     pl->keep = (int *)malloc(sizeof(int) * req->pass_fds_count);
     if (!pl->keep) return mproc__fail(MPROC_ENOMEM, "spawn: out of memory");
@@ -308,8 +318,13 @@ static void child_exec(const mproc__spawn_req *req, const spawn_plan *pl, int er
       sigaction(s, &sa, NULL);
     }
   }
-  if (req->new_session && setsid() < 0) goto fail;
-  if (!req->new_session && req->new_process_group && setpgid(0, 0) < 0) goto fail;
+  /* A terminal for stdio: a session of its own with the terminal as its controlling terminal, so the
+   * program sees a real terminal (job control, /dev/tty, SIGHUP when the terminal closes). A session
+   * leader already leads its own process group: setpgid would fail. */
+  bool session = req->new_session || pl->ctty >= 0;
+  if (session && setsid() < 0) goto fail;
+  if (!session && req->new_process_group && setpgid(0, 0) < 0) goto fail;
+  if (pl->ctty >= 0 && ioctl(pl->ctty, TIOCSCTTY, 0) < 0) goto fail;
   for (int i = 0; i < 3; ++i)
     if (pl->stdio[i] >= 0 && dup2(pl->stdio[i], i) < 0) goto fail;
   for (size_t i = 0; i < pl->nkeep; ++i)
@@ -377,7 +392,8 @@ int mproc__pal_spawn(const mproc__spawn_req *req, mproc__child *child) {
   pid_t pid = 0;
   if (rc == 0) {
 #if HAVE_SPAWN_ACTIONS
-    if (!(pl.nkeep && !req->inherit_fds))
+    /* vfork for pass_fds with closefrom, and for a terminal (posix_spawn has no TIOCSCTTY) */
+    if (!(pl.nkeep && !req->inherit_fds) && pl.ctty < 0)
       rc = spawn_posix_spawn(req, &pl, &pid);
     else
 #endif
@@ -385,6 +401,7 @@ int mproc__pal_spawn(const mproc__spawn_req *req, mproc__child *child) {
   }
   plan_free(&pl);
   if (rc) return rc;
+  if (req->pty) mproc__posix_pty_handed(req->pty); /* the child's now: EOF comes when it closes it */
   child->pid = pid;
   /* A pidfd now, while the pid is certainly ours (not reaped): signals go through it, so a child that
    * the caller reaped behind our back (waitpid) is never confused with a later process given its pid. */
@@ -470,6 +487,15 @@ static void sleep_ms(int64_t ms) {
 
 int mproc__pal_wait(mproc__child *c, int64_t deadline) {
   if (c->reaped) return 0;
+  const mproc__posix_child *os = (const mproc__posix_child *)c->os;
+  if (os && os->exit_rd >= 0) {
+    /* A watcher thread waits on this pid (mproc__pal_child_exit_handle): reap only once it has seen the
+     * end, so it never waits on a pid the system has given to another child. Then reaping is at once. */
+    int rc = mproc__posix_wait_fd(os->exit_rd, POLLIN, deadline);
+    if (rc) return rc;
+    int r = reap(c, true);
+    return r < 0 ? r : 0;
+  }
   if (deadline == INT64_MAX) {
     int r = reap(c, true);
     return r < 0 ? r : 0;
@@ -525,4 +551,81 @@ int mproc__pal_signal(mproc__child *c, int sig) {
 void mproc__pal_child_release(mproc__child *c) {
   mproc__pal_close(c->handle);
   c->handle = MPROC_NO_HANDLE;
+  mproc__posix_child *os = (mproc__posix_child *)c->os;
+  if (os && os->exit_rd >= 0) close(os->exit_rd); /* the watcher owns the write end and closes it itself */
+  free(os);
+  c->os = NULL;
+}
+
+/* ---- the exit handle ---------------------------------------------------------------------------- */
+
+static _Atomic int g_force_watcher;
+
+void mproc__posix_force_exit_watcher(bool force) { atomic_store(&g_force_watcher, force ? 1 : 0); }
+
+typedef struct exit_watch {
+  pid_t pid;
+  int wr; /* the only write end of the exit pipe */
+} exit_watch;
+
+/* The watcher thread: waits without reaping (WNOWAIT) until the child has ended, then closes the write
+ * end, so the read end reads end of file. ECHILD (someone else reaped it) ends the wait too. */
+static void exit_watch_main(void *arg) {
+  exit_watch *w = (exit_watch *)arg;
+  siginfo_t si;
+  while (waitid(P_PID, (id_t)w->pid, &si, WEXITED | WNOWAIT) != 0 && errno == EINTR) {
+  }
+  close(w->wr);
+  free(w);
+}
+
+int mproc__pal_child_exit_handle(mproc__child *c, mproc_os_handle *out) {
+  *out = MPROC_NO_HANDLE;
+  mproc__posix_child *os = (mproc__posix_child *)c->os;
+  if (os && os->exit_rd >= 0) {
+    *out = os->exit_rd;
+    return 0;
+  }
+  if (!atomic_load(&g_force_watcher)) {
+    if (c->handle == MPROC_NO_HANDLE && !c->reaped && c->pid > 0) { /* the spawn's pidfd_open failed */
+      int fd = mproc__posix_pidfd_open(c->pid);
+      if (fd >= 0)
+        c->handle = (mproc_os_handle)fd;
+      else if (errno != ENOSYS)
+        return mproc__fail_os(0, errno, "exit handle of %lld: pidfd_open", (long long)c->pid);
+    }
+    if (c->handle != MPROC_NO_HANDLE) {
+      *out = c->handle;
+      return 0;
+    }
+  }
+  if (!os) {
+    os = (mproc__posix_child *)calloc(1, sizeof *os);
+    if (!os) return mproc__fail(MPROC_ENOMEM, "exit handle: out of memory");
+    os->exit_rd = -1;
+    c->os = os;
+  }
+  int fds[2];
+  if (mproc__posix_pipe_cloexec(fds) == -1) return mproc__fail_os(0, errno, "exit handle: pipe");
+  (void)mproc__pal_set_blocking(fds[0], false); /* an event loop may read it: never block there */
+  if (c->reaped) {                              /* ended already: a pipe without a writer is ready at once */
+    close(fds[1]);
+  } else {
+    exit_watch *w = (exit_watch *)malloc(sizeof *w);
+    int rc = w ? 0 : mproc__fail(MPROC_ENOMEM, "exit handle: out of memory");
+    if (w) {
+      w->pid = (pid_t)c->pid;
+      w->wr = fds[1];
+      rc = mproc__pal_thread_start(exit_watch_main, w);
+    }
+    if (rc) {
+      free(w);
+      close(fds[0]);
+      close(fds[1]);
+      return rc;
+    }
+  }
+  os->exit_rd = fds[0];
+  *out = fds[0];
+  return 0;
 }

@@ -441,6 +441,12 @@ static int pump_step(mproc__comm *c, pump *p, bool expired, bool *moved) {
   return pump_done(c, p, st, got, err, moved);
 }
 
+/* return_on_output and a read has added bytes since the call began (the lengths then) */
+static bool output_grew(const mproc__comm *c, size_t out_len0, size_t err_len0) {
+  return c->return_on_output &&
+         ((c->out_buf && c->out_buf->len != out_len0) || (c->err_buf && c->err_buf->len != err_len0));
+}
+
 int mproc__pal_communicate(mproc__comm *c, int64_t deadline_ns) {
   pump ps[3];
   int np = 0, rc = 0;
@@ -463,14 +469,19 @@ int mproc__pal_communicate(mproc__comm *c, int64_t deadline_ns) {
   if (rc) np = nev - 1; /* the events made so far are closed below */
 
   int expired_passes = 0;
+  size_t out_len0 = c->out_buf ? c->out_buf->len : 0, err_len0 = c->err_buf ? c->err_buf->len : 0;
   while (rc == 0) {
     bool moved = false, active = false;
     bool expired = mproc__ms_until(deadline_ns) == 0;
+    /* return_on_output: output arrived, the caller hands it on and calls again (what is pending is
+     * cancelled below, keeping what it moved) */
+    if (output_grew(c, out_len0, err_len0)) break;
     /* Give every idle direction an operation; ones that complete at once are accounted and restarted,
      * a few times at most, so that one busy stream cannot starve the others. */
     for (int i = 0; i < np && rc == 0; ++i)
       for (int k = 0; k < 8 && ps[i].h && !ps[i].pending && rc == 0; ++k) rc = pump_step(c, &ps[i], expired, &moved);
     if (rc) break;
+    if (output_grew(c, out_len0, err_len0)) break;
     for (int i = 0; i < np; ++i) active = active || ps[i].h != NULL;
     if (!active) break;
     if (!expired) {

@@ -52,9 +52,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pty.h"
 #include "spawn.h"
 #include "win32.h"
 
+#ifndef PROC_THREAD_ATTRIBUTE_PSEUDOCONSOLE /* older MinGW headers lack it: ProcThreadAttributeValue(22, ...) */
+#define PROC_THREAD_ATTRIBUTE_PSEUDOCONSOLE 0x00020016
+#endif
 #ifndef ERROR_ELEVATION_REQUIRED /* winerror.h of the SDK has it; mingw-w64's does not */
 #define ERROR_ELEVATION_REQUIRED 740L
 #endif
@@ -830,6 +834,8 @@ static int handles_make(const mproc__spawn_req *req, const char *prog, handles *
   }
   HANDLE src[3];
   for (int i = 0; i < 3; ++i) {
+    src[i] = NULL;
+    if (req->pty && req->on_pty[i]) continue; /* NULL: Windows connects it to the pseudo console */
     bool given = req->stdio[i] != MPROC_NO_HANDLE;
     src[i] = given ? MPROC__H(req->stdio[i]) : GetStdHandle(std_ids[i]);
     if (src[i] == NULL || src[i] == INVALID_HANDLE_VALUE) continue; /* the parent has none: nor does the child */
@@ -888,18 +894,25 @@ static int create_process(const mproc__spawn_req *req, plan *pl, handles *hs, PR
   BOOL inherit = req->inherit_fds || hs->nlist > 0;
   int rc = 0;
   bool have_attrs = false;
-  if (!req->inherit_fds && hs->nlist > 0) {
+  bool use_list = !req->inherit_fds && hs->nlist > 0;
+  void *console = req->pty ? mproc__win32_pty_console(req->pty) : NULL; /* a pseudo console for stdio */
+  DWORD nattrs = (use_list ? 1 : 0) + (console ? 1 : 0);
+  if (nattrs) {
     SIZE_T size = 0;
-    InitializeProcThreadAttributeList(NULL, 1, 0, &size);
+    InitializeProcThreadAttributeList(NULL, nattrs, 0, &size);
     si.lpAttributeList = (LPPROC_THREAD_ATTRIBUTE_LIST)malloc(size);
     if (!si.lpAttributeList) return mproc__fail(MPROC_ENOMEM, "spawn: out of memory");
-    if (!InitializeProcThreadAttributeList(si.lpAttributeList, 1, 0, &size)) {
+    if (!InitializeProcThreadAttributeList(si.lpAttributeList, nattrs, 0, &size)) {
       rc = mproc__fail_os(0, (int)GetLastError(), "spawn '%s': InitializeProcThreadAttributeList", pl->prog);
     } else {
       have_attrs = true;
-      if (!UpdateProcThreadAttribute(si.lpAttributeList, 0, PROC_THREAD_ATTRIBUTE_HANDLE_LIST, hs->list,
-                                     hs->nlist * sizeof(HANDLE), NULL, NULL))
+      if (use_list && !UpdateProcThreadAttribute(si.lpAttributeList, 0, PROC_THREAD_ATTRIBUTE_HANDLE_LIST, hs->list,
+                                                 hs->nlist * sizeof(HANDLE), NULL, NULL))
         rc = mproc__fail_os(0, (int)GetLastError(), "spawn '%s': UpdateProcThreadAttribute(HANDLE_LIST)", pl->prog);
+      if (rc == 0 && console &&
+          !UpdateProcThreadAttribute(si.lpAttributeList, 0, PROC_THREAD_ATTRIBUTE_PSEUDOCONSOLE, console,
+                                     sizeof console, NULL, NULL))
+        rc = mproc__fail_os(0, (int)GetLastError(), "spawn '%s': UpdateProcThreadAttribute(PSEUDOCONSOLE)", pl->prog);
     }
     si.StartupInfo.cb = sizeof si;
     flags |= EXTENDED_STARTUPINFO_PRESENT;
@@ -955,6 +968,14 @@ static HANDLE start_tree_job(HANDLE process) {
  * handles in flight. A CreateProcess elsewhere in the process (another library) cannot be kept out. */
 static SRWLOCK g_spawn_lock = SRWLOCK_INIT;
 
+/* End a child just created whose start cannot be completed, and close its handles. */
+static void abandon(PROCESS_INFORMATION *pi) {
+  TerminateProcess(pi->hProcess, 1);
+  WaitForSingleObject(pi->hProcess, INFINITE);
+  CloseHandle(pi->hThread);
+  CloseHandle(pi->hProcess);
+}
+
 mproc__win32_child *mproc__win32_child_os(mproc__child *c) {
   if (!c->os) c->os = calloc(1, sizeof(mproc__win32_child));
   return (mproc__win32_child *)c->os;
@@ -992,16 +1013,16 @@ int mproc__pal_spawn(const mproc__spawn_req *req, mproc__child *child) {
     HANDLE job = start_tree_job(pi.hProcess);
     if (ResumeThread(pi.hThread) == (DWORD)-1) {
       rc = mproc__fail_os(0, (int)GetLastError(), "spawn '%s': ResumeThread", pl.prog);
-      TerminateProcess(pi.hProcess, 1);
-      WaitForSingleObject(pi.hProcess, INFINITE);
-      CloseHandle(pi.hThread);
-      CloseHandle(pi.hProcess);
+      abandon(&pi);
       if (job) CloseHandle(job);
     } else {
       os->job = job;
       os->job_tree = job != NULL;
     }
   }
+  /* a pseudo console that would never close gives no end of file: no child then (its tree job, if any,
+   * goes with mproc__pal_child_release below) */
+  if (rc == 0 && req->pty && (rc = mproc__win32_pty_started(req->pty, pi.hProcess)) != 0) abandon(&pi);
   if (rc == 0) {
     CloseHandle(pi.hThread);
     child->pid = (int64_t)pi.dwProcessId;
@@ -1069,6 +1090,14 @@ int mproc__pal_signal(mproc__child *c, int sig) {
     if (e == ERROR_ACCESS_DENIED && WaitForSingleObject(h, 0) == WAIT_OBJECT_0) return 0;
     return mproc__fail_os(0, (int)e, "TerminateProcess(process %lld)", (long long)c->pid);
   }
+  return 0;
+}
+
+int mproc__pal_child_exit_handle(mproc__child *c, mproc_os_handle *out) {
+  *out = MPROC_NO_HANDLE;
+  int rc = check_child(c);
+  if (rc) return rc;
+  *out = c->handle; /* the process handle: signalled when the process has ended, reaped or not */
   return 0;
 }
 

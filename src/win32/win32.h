@@ -5,7 +5,8 @@
  * and two internal headers for helpers that live in section files:
  *   pipe.h  - named-pipe pairs (pipe.c), used by conn.c and guard.c;
  *   spawn.h - command lines and environment blocks (spawn.c) and wait_ms (pipe.c), used by conn.c and
- *             the white-box tests (no <windows.h> in it). */
+ *             the white-box tests (no <windows.h> in it);
+ *   pty.h   - the pseudo console (pty.c) as spawn.c gives it to a child. */
 #ifndef MPROC_WIN32_H
 #define MPROC_WIN32_H
 

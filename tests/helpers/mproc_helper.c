@@ -46,6 +46,15 @@
  *   run EXE ARGS...  run EXE ARGS... with our stdio, letting it inherit every inheritable handle / fd
  *                  of ours (a middleman between a boot link's maker and the program), and exit with
  *                  its exit status
+ *   printx TEXT    write TEXT to stdout with the escapes \n \r \t \\ and \xHH made the bytes they name
+ *   bprint TEXT    the same through stdio without flushing: a C runtime buffers it in blocks on a pipe
+ *                  and sends it at the end of a line on a terminal
+ *   lines N LEN    write N lines of LEN bytes each, "\n" included ("<i> " then 'x's), one write per line
+ *   tty            print "in=T out=T err=T", T being "tty" for a stream that is a terminal (Windows: a
+ *                  console), else "no"
+ *   conout TEXT    write TEXT (escapes as printx) to the terminal itself: /dev/tty, CONOUT$ on Windows
+ *   ctty           POSIX: print "yes" if this process leads its session and has a controlling
+ *                  terminal (/dev/tty opens), else "no"; Windows: "no"
  *
  * On Windows a crash never opens a dialog or a Windows Error Reporting report (quiet_crashes.h), and
  * abort() exits with 3 under msvcrt and the UCRT alike.
@@ -106,6 +115,59 @@ static void sleep_ms(long ms) {
   struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
   while (nanosleep(&ts, &ts) != 0) {
   }
+#endif
+}
+
+/* The escapes of printx (see the top of the file) made the bytes they name; returns the length. */
+static size_t unescape(const char *s, char *out) {
+  size_t n = 0;
+  while (*s) {
+    if (*s != '\\' || !s[1]) {
+      out[n++] = *s++;
+      continue;
+    }
+    char c = s[1];
+    s += 2;
+    if (c == 'n')
+      out[n++] = '\n';
+    else if (c == 'r')
+      out[n++] = '\r';
+    else if (c == 't')
+      out[n++] = '\t';
+    else if (c == 'x' && s[0] && s[1]) {
+      char hex[3] = {s[0], s[1], 0};
+      out[n++] = (char)strtol(hex, NULL, 16);
+      s += 2;
+    } else
+      out[n++] = c;
+  }
+  return n;
+}
+
+static int is_tty(int fd) {
+#ifdef _WIN32
+  DWORD mode;
+  return GetConsoleMode(GetStdHandle(fd == 0   ? STD_INPUT_HANDLE
+                                     : fd == 1 ? STD_OUTPUT_HANDLE
+                                               : STD_ERROR_HANDLE),
+                        &mode) != 0;
+#else
+  return isatty(fd);
+#endif
+}
+
+/* Write to the terminal itself, not to a standard stream (conout). */
+static void write_console(const char *p, size_t n) {
+#ifdef _WIN32
+  HANDLE h = CreateFileW(L"CONOUT$", GENERIC_READ | GENERIC_WRITE, FILE_SHARE_READ | FILE_SHARE_WRITE, NULL,
+                         OPEN_EXISTING, 0, NULL);
+  DWORD w = 0;
+  if (h == INVALID_HANDLE_VALUE || !WriteFile(h, p, (DWORD)n, &w, NULL) || w != n) exit(120);
+  CloseHandle(h);
+#else
+  int fd = open("/dev/tty", O_WRONLY | O_NOCTTY);
+  if (fd < 0 || write(fd, p, n) != (ssize_t)n) exit(120);
+  close(fd);
 #endif
 }
 
@@ -562,6 +624,39 @@ int main(int argc, char **argv) {
       NEED_ARG;
       fflush(NULL);
       return run_child(NULL, argc - i, argv + i);
+    } else if (!strcmp(c, "printx") || !strcmp(c, "bprint") || !strcmp(c, "conout")) {
+      NEED_ARG;
+      size_t n = unescape(a, line);
+      if (c[0] == 'p')
+        write_all(stdout, line, n);
+      else if (c[0] == 'b' && fwrite(line, 1, n, stdout) != n)
+        return 120;
+      else if (c[0] == 'c')
+        write_console(line, n);
+    } else if (!strcmp(c, "lines")) {
+      if (i + 2 >= argc) return 122;
+      unsigned long long count = strtoull(argv[i + 1], NULL, 10);
+      size_t len = (size_t)strtoull(argv[i + 2], NULL, 10);
+      i += 2;
+      if (len < 1 || len > sizeof line) return 122;
+      for (unsigned long long k = 0; k < count; ++k) {
+        int head = snprintf(line, sizeof line, "%llu ", k);
+        for (size_t j = (size_t)head; j + 1 < len; ++j) line[j] = 'x';
+        line[len - 1] = '\n';
+        write_all(stdout, line, len);
+      }
+    } else if (!strcmp(c, "tty")) {
+      snprintf(line, sizeof line, "in=%s out=%s err=%s", is_tty(0) ? "tty" : "no", is_tty(1) ? "tty" : "no",
+               is_tty(2) ? "tty" : "no");
+      print_str(line);
+    } else if (!strcmp(c, "ctty")) {
+#ifdef _WIN32
+      print_str("no");
+#else
+      int fd = open("/dev/tty", O_RDWR | O_NOCTTY);
+      print_str(fd >= 0 && getsid(0) == getpid() ? "yes" : "no");
+      if (fd >= 0) close(fd);
+#endif
     } else {
       fprintf(stderr, "mproc_helper: unknown command '%s'\n", c);
       return 125;
