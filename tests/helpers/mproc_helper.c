@@ -55,6 +55,8 @@
  *   conout TEXT    write TEXT (escapes as printx) to the terminal itself: /dev/tty, CONOUT$ on Windows
  *   ctty           POSIX: print "yes" if this process leads its session and has a controlling
  *                  terminal (/dev/tty opens), else "no"; Windows: "no"
+ *   winsize        print the terminal's size on stdout as "COLSxROWS" (POSIX TIOCGWINSZ; Windows the
+ *                  console's window), or "none"
  *
  * On Windows a crash never opens a dialog or a Windows Error Reporting report (quiet_crashes.h), and
  * abort() exits with 3 under msvcrt and the UCRT alike.
@@ -75,6 +77,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -648,6 +651,25 @@ int main(int argc, char **argv) {
     } else if (!strcmp(c, "tty")) {
       snprintf(line, sizeof line, "in=%s out=%s err=%s", is_tty(0) ? "tty" : "no", is_tty(1) ? "tty" : "no",
                is_tty(2) ? "tty" : "no");
+      print_str(line);
+    } else if (!strcmp(c, "winsize")) {
+#ifdef _WIN32
+      CONSOLE_SCREEN_BUFFER_INFO info;
+      HANDLE h = CreateFileW(L"CONOUT$", GENERIC_READ | GENERIC_WRITE, FILE_SHARE_READ | FILE_SHARE_WRITE, NULL,
+                             OPEN_EXISTING, 0, NULL);
+      if (h != INVALID_HANDLE_VALUE && GetConsoleScreenBufferInfo(h, &info))
+        snprintf(line, sizeof line, "%dx%d", info.srWindow.Right - info.srWindow.Left + 1,
+                 info.srWindow.Bottom - info.srWindow.Top + 1);
+      else
+        snprintf(line, sizeof line, "none");
+      if (h != INVALID_HANDLE_VALUE) CloseHandle(h);
+#else
+      struct winsize ws;
+      if (ioctl(1, TIOCGWINSZ, &ws) == 0)
+        snprintf(line, sizeof line, "%ux%u", (unsigned)ws.ws_col, (unsigned)ws.ws_row);
+      else
+        snprintf(line, sizeof line, "none");
+#endif
       print_str(line);
     } else if (!strcmp(c, "ctty")) {
 #ifdef _WIN32
