@@ -122,6 +122,11 @@ int mproc__pal_open_path(const char *path, bool for_write, bool append, mproc_os
  * (false). Windows: nothing to do (the overlapped end is handed as it is). 0 or an error. */
 int mproc__pal_set_blocking(mproc_os_handle h, bool blocking);
 
+/* POSIX: the parent's end of an output pipe is blocking where the kernel reads a pipe without waiting on
+ * request (Linux: preadv2 with RWF_NOWAIT), so a read without deadline sleeps in read() itself, and
+ * non-blocking elsewhere; the reads below that must not wait ask for it per call. A terminal's master
+ * (mproc__pal_pty_open) is non-blocking. */
+
 /* Blocking-with-deadline I/O on a parent pipe end created by mproc__pal_pipe (deadline_ns from
  * mproc__deadline_from_timeout; INT64_MAX = no deadline). read: *n = 0 and 0 means end of file;
  * MPROC_ETIMEDOUT if nothing arrived by the deadline. write: *n bytes went (may be short on

@@ -607,8 +607,8 @@ int mproc__pal_child_exit_handle(mproc__child *c, mproc_os_handle *out) {
   }
   int fds[2];
   if (mproc__posix_pipe_cloexec(fds) == -1) return mproc__fail_os(0, errno, "exit handle: pipe");
-  (void)mproc__pal_set_blocking(fds[0], false); /* an event loop may read it: never block there */
-  if (c->reaped) {                              /* ended already: a pipe without a writer is ready at once */
+  (void)fcntl(fds[0], F_SETFL, O_NONBLOCK); /* an event loop may read it: never block there */
+  if (c->reaped) {                          /* ended already: a pipe without a writer is ready at once */
     close(fds[1]);
   } else {
     exit_watch *w = (exit_watch *)malloc(sizeof *w);
