@@ -48,6 +48,8 @@ void bench_init(int argc, char **argv) {
 
 int bench_smoke(void) { return g_smoke; }
 
+int bench_reps(int dflt) { return g_smoke ? 2 : g_reps ? g_reps : dflt ? dflt : 7; }
+
 int bench_wanted(const char *name) { return g_filter == NULL || strstr(name, g_filter) != NULL; }
 
 int64_t bench_now_ns(void) {
@@ -111,11 +113,10 @@ int bench_run(const bench_spec *s, bench_fn fn, void *ctx) {
     return -1;
   }
   int64_t iters = s->iters;
-  int reps = g_reps ? g_reps : s->reps ? s->reps : 7;
+  int reps = bench_reps(s->reps);
   if (g_smoke) {
     iters = s->smoke_iters ? s->smoke_iters : s->iters / 1000;
     if (iters < 1) iters = 1;
-    reps = 2;
   }
   double *values = malloc((size_t)reps * sizeof *values);
   if (values == NULL) return -1;

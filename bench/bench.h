@@ -60,6 +60,10 @@ typedef struct bench_spec {
  * -1 on a bad spec (message on stderr). */
 int bench_run(const bench_spec *spec, bench_fn fn, void *ctx);
 
+/* How many repetitions a benchmark that times itself makes: --reps if given, else dflt (7 when 0); 2
+ * under --smoke. */
+int bench_reps(int dflt);
+
 /* For benchmarks that time themselves (e.g. a child reports its own figures): print the result line
  * for `n` per-repetition values already in `unit`. Returns 0, -1 if n < 1. */
 int bench_report(const char *name, const char *impl, const char *unit, const double *values, int n);

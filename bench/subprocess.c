@@ -11,6 +11,15 @@
  *                                  Two processes: the parent pins itself, and every implementation
  *                                  starts mproc_helper through bench_pinexec, which pins it to the
  *                                  placement's CPU (the same call and the same extra exec for all).
+ *   subprocess.lines.100k.<placement>
+ *                                  a child writing 100,000 lines of 64 bytes, one write per line
+ *                                  (bench_linewriter, which pins itself to the placement's CPU), read
+ *                                  line by line; op = one line, timed from the go the reader gives the
+ *                                  writer (right before its first byte) to end of file:
+ *                                  mproc_popen_readline into a caller buffer | the
+ *                                  strongest raw loop: the pipe grown to 1 MiB (as mproc's), read()
+ *                                  of 64 KiB (mproc's read-ahead) and memchr for each "\n", the line
+ *                                  used where it lies | Python's `for line in p.stdout`.
  * The spawn.true lines start /bin/true, which cannot pin itself, and are not placed.
  */
 #include <errno.h>
@@ -172,6 +181,138 @@ static void capture_raw(void *vctx, int64_t iters) {
   }
 }
 
+/* ---- subprocess.lines ---------------------------------------------------------------------------- */
+
+#define LINE_LEN 64
+#define LINE_READ (64 * 1024) /* the raw loop's read size: mproc's read-ahead */
+
+typedef struct lines_ctx {
+  char writer[4096];
+  char cpu[16];   /* the child's CPU */
+  char count[32]; /* lines */
+  long n;
+} lines_ctx;
+
+static double lines_rate(const char *impl, long got, long want, int64_t t0, int64_t t1) {
+  if (got != want || t1 <= t0) {
+    fprintf(stderr, "lines_%s: %ld lines, not %ld\n", impl, got, want);
+    exit(1);
+  }
+  return (double)got / ((double)(t1 - t0) / 1e9);
+}
+
+static void lines_die(const char *what) {
+  fprintf(stderr, "lines_mproc: %s: %s\n", what, mproc_last_error());
+  exit(1);
+}
+
+static double lines_mproc(lines_ctx *c) {
+  const char *argv[] = {c->writer, c->cpu, c->count, "64", NULL};
+  mproc_popen *p;
+  if (mproc_popen_create(&p, &(mproc_popen_opts){.argv = argv, .stdin_mode = MPROC_PIPE, .stdout_mode = MPROC_PIPE}))
+    lines_die("popen");
+  char buf[256];
+  size_t len, w;
+  mproc_line_end end;
+  if (mproc_popen_readline(p, 1, buf, sizeof buf, MPROC_INFINITE, &len, &end) != 0) lines_die("ready");
+  int64_t t0 = bench_now_ns();
+  if (mproc_popen_write(p, "g", 1, MPROC_INFINITE, &w) != 0) lines_die("go");
+  long got = 0;
+  for (;;) {
+    if (mproc_popen_readline(p, 1, buf, sizeof buf, MPROC_INFINITE, &len, &end) != 0) lines_die("readline");
+    if (end == MPROC_LINE_EOF) break;
+    ++got;
+    bench_sink += (int64_t)len;
+  }
+  int64_t t1 = bench_now_ns();
+  int code = -1;
+  if (mproc_popen_wait(p, MPROC_INFINITE, &code) != 0 || code != 0) exit(1);
+  mproc_popen_destroy(p);
+  return lines_rate("mproc", got, c->n, t0, t1);
+}
+
+static double lines_raw(lines_ctx *c) {
+  const char *argv[] = {c->writer, c->cpu, c->count, "64", NULL};
+  int po[2], pi[2];
+  if (pipe2(po, O_CLOEXEC) || pipe2(pi, O_CLOEXEC)) exit(1);
+#ifdef F_SETPIPE_SZ
+  (void)fcntl(po[0], F_SETPIPE_SZ, RAW_PIPE_SIZE);
+#endif
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, pi[0], 0);
+  posix_spawn_file_actions_adddup2(&fa, po[1], 1);
+  pid_t pid;
+  if (posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, environ) != 0) exit(1);
+  posix_spawn_file_actions_destroy(&fa);
+  close(po[1]);
+  close(pi[0]);
+  static char buf[LINE_READ];
+  size_t carry = 0;
+  long got = -1; /* "ready" first */
+  int64_t t0 = 0;
+  for (;;) {
+    ssize_t r = read(po[0], buf + carry, sizeof buf - carry);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) exit(1);
+    if (r == 0) break;
+    char *at = buf, *end = buf + carry + (size_t)r, *nl;
+    while ((nl = memchr(at, '\n', (size_t)(end - at))) != NULL) { /* a line: [at, nl) */
+      if (got++ == -1) {
+        t0 = bench_now_ns();
+        if (write(pi[1], "g", 1) != 1) exit(1);
+      }
+      bench_sink += nl - at;
+      at = nl + 1;
+    }
+    carry = (size_t)(end - at);
+    memmove(buf, at, carry);
+  }
+  int64_t t1 = bench_now_ns();
+  close(po[0]);
+  close(pi[1]);
+  int st;
+  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+  }
+  return lines_rate("raw", got, c->n, t0, t1);
+}
+
+/* subprocess.lines.100k.<placement>: each implementation times itself from its first line (see the top). */
+static int lines_bench(void) {
+  lines_ctx lc;
+  if (bench_sibling_path("bench_linewriter", lc.writer, sizeof lc.writer) != 0) {
+    fprintf(stderr, "bench_subprocess: bench_linewriter not found beside the binary\n");
+    return 1;
+  }
+  lc.n = bench_smoke() ? 1000 : 100000;
+  snprintf(lc.count, sizeof lc.count, "%ld", lc.n);
+  int rc = 0;
+  for (int pl = BENCH_SAME_CPU; pl <= BENCH_CROSS_CPU; ++pl) {
+    char name[96];
+    snprintf(name, sizeof name, "subprocess.lines.100k.%s", bench_placement_name((bench_placement)pl));
+    if (!bench_wanted(name)) continue;
+    int cpu = bench_side_cpu((bench_placement)pl, 1);
+    if (cpu < 0 || bench_pin_side((bench_placement)pl, 0) != 0) {
+      printf("# %s: skipped, needs two CPUs\n", name);
+      continue;
+    }
+    snprintf(lc.cpu, sizeof lc.cpu, "%d", cpu);
+    /* the repetitions of the two alternate, so a load that comes and goes on a shared machine falls on
+     * both alike */
+    static double (*const impls[])(lines_ctx *) = {lines_mproc, lines_raw};
+    static const char *const names[] = {"mproc", "c-raw"};
+    double values[2][64];
+    int reps = bench_reps(0);
+    if (reps > 64) reps = 64;
+    for (int k = 0; k < 2; ++k) (void)impls[k](&lc); /* warm-up */
+    for (int r = 0; r < reps; ++r)
+      for (int k = 0; k < 2; ++k) values[k][r] = impls[k](&lc);
+    for (int k = 0; k < 2; ++k) rc |= bench_report_op(name, names[k], "ops/s", "line", values[k], reps) != 0;
+  }
+  bench_unpin();
+  return rc;
+}
+
 int main(int argc, char **argv) {
   mproc_main_guard(argc, argv);
   bench_init(argc, argv);
@@ -224,6 +365,7 @@ int main(int argc, char **argv) {
                     capture_raw, &cc) < 0;
   }
   bench_unpin();
+  rc |= lines_bench();
 
   /* Last: a parent holding 1 GiB of touched memory. A fork-based spawn would copy its page tables. */
   if (bench_wanted("subprocess.spawn.true.rss1g")) {

@@ -1,5 +1,6 @@
 """Benchmark area "subprocess", Python side (see bench/subprocess.c)."""
 import subprocess
+import time
 
 import benchlib
 
@@ -7,6 +8,41 @@ import benchlib
 def spawn_true(iters):
     for _ in range(iters):
         subprocess.run(["/bin/true"])
+
+
+def lines_once(argv, n):
+    """`for line in p.stdout` over bench_linewriter's output, timed from the go (as in C): lines/s."""
+    p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert p.stdout.readline() == b"ready\n"
+    t0 = time.perf_counter_ns()
+    p.stdin.write(b"g")
+    p.stdin.flush()
+    got = 0
+    for _ in p.stdout:
+        got += 1
+    t1 = time.perf_counter_ns()
+    p.stdin.close()
+    assert p.wait() == 0 and got == n, (got, n)
+    return got / ((t1 - t0) / 1e9)
+
+
+def lines(b):
+    """subprocess.lines.100k.<placement> (see bench/subprocess.c): self-timed from the first line."""
+    writer = benchlib.sibling("bench_linewriter")
+    n = 1000 if b.smoke else 100000
+    for cross in (False, True):
+        name = "subprocess.lines.100k." + benchlib.placement_name(cross)
+        if not b.wanted(name):
+            continue
+        cpu = benchlib.side_cpu(cross, 1)
+        if cpu is None or not benchlib.pin_side(cross, 0):
+            print("# %s: skipped, needs two CPUs" % name)
+            continue
+        argv = [writer, str(cpu), str(n), "64"]
+        reps = 2 if b.smoke else (b.reps or 7)
+        lines_once(argv, n)  # warm-up
+        b.report(name, "ops/s", [lines_once(argv, n) for _ in range(reps)], op="line")
+    benchlib.unpin()
 
 
 def main():
@@ -35,6 +71,7 @@ def main():
 
         b.run(name, "MB/s", capture, iters=1, smoke_iters=1, reps=5, bytes_per_op=2.0 * each)
     benchlib.unpin()
+    lines(b)
 
     if b.wanted("subprocess.spawn.true.rss1g"):
         big = bytearray(b"\x01") * ((64 << 20) if b.smoke else (1 << 30))  # touched, not calloc'ed
