@@ -177,9 +177,11 @@ int mproc__pal_communicate(mproc__comm *c, int64_t deadline_ns);
  *     output with end of file. */
 typedef struct mproc__pty mproc__pty;
 /* Open a terminal of cols x rows characters. *out: the parent's end for reading the terminal's output,
- * *in: for writing its input (POSIX: the master, and a second descriptor of it, so either can be closed
- * alone; Windows: the two pipes). Both belong to the caller (mproc__pal_close); the terminal's own side
- * stays in *pty until mproc__pal_spawn hands it to a child (req.pty). 0, MPROC_ENOTSUP, or an error. */
+ * *in: for writing its input (POSIX: the master, and a second descriptor of it; Windows: the two pipes).
+ * Both belong to the caller (mproc__pal_close), and closing *in never ends the terminal (Windows: the
+ * console ends when its input pipe breaks, so the PAL keeps a copy of it until mproc__pal_pty_close);
+ * the terminal's own side stays in *pty until mproc__pal_spawn hands it to a child (req.pty). 0,
+ * MPROC_ENOTSUP, or an error. */
 int mproc__pal_pty_open(unsigned cols, unsigned rows, mproc__pty **pty, mproc_os_handle *out, mproc_os_handle *in);
 /* The bytes that make a program reading the terminal see end of input, into buf (at least 4 bytes);
  * returns how many. POSIX: the VEOF character (Ctrl-D), twice when the last byte written was not a

@@ -514,6 +514,27 @@ TEST(Pty, OutputEndsWhenTheProgramEnds) {
   mproc_popen_destroy(p);
 }
 
+TEST(Pty, TheTerminalLastsAsLongAsTheProgram) {
+  // stdin is not on the terminal (its input end is closed at once by the Popen): the terminal still
+  // lasts while the program runs (a Windows console would end if its input pipe broke)
+  const char *put = kWindows ? "conout" : "printx";
+  Argv a({put, "a\\r\\n", "sleep", "300", put, "b\\r\\n", "exit", "3"});
+  mproc_popen *p = nullptr;
+  int rc = mproc_popen_create(
+      &p, ptr(mproc_popen_opts{
+              .argv = a.get(), .stdin_mode = MPROC_DEVNULL, .stdout_mode = MPROC_PTY, .stderr_mode = MPROC_STDOUT}));
+  if (rc == MPROC_ENOTSUP && kWindows) GTEST_SKIP() << mproc_last_error();
+  ASSERT_EQ(rc, 0) << mproc_last_error();
+  std::string all;
+  for (auto &l : read_lines(p, 1)) all += l.text + "|";
+  EXPECT_NE(all.find("a|"), std::string::npos) << all;
+  EXPECT_NE(all.find("b|"), std::string::npos) << all;
+  int code = -1;
+  EXPECT_EQ(mproc_popen_wait(p, 60000, &code), 0);
+  EXPECT_EQ(code, 3);
+  mproc_popen_destroy(p);
+}
+
 TEST(Pty, RunLinesOnATerminal) {
   Argv a(kWindows ? std::vector<std::string>{"conout", "1\\r\\n2\\r\\n"}
                   : std::vector<std::string>{"lines", "50", "8"});

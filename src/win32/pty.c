@@ -49,6 +49,8 @@ struct mproc__pty {
   SRWLOCK lock;   /* console is closed once: by the wait's callback or by mproc__pal_pty_close */
   HANDLE wait;    /* the thread-pool wait on the child's end, or NULL */
   HANDLE process; /* our copy of the child's process handle, for that wait */
+  HANDLE keys;    /* our own copy of the input pipe's end: the console ends when its input breaks, so it
+                     stays open until the console closes, whatever the caller does with *in */
 };
 
 static void close_console(mproc__pty *t) {
@@ -90,10 +92,16 @@ int mproc__pal_pty_open(unsigned cols, unsigned rows, mproc__pty **out_pty, mpro
   /* the console has its own copies now */
   mproc__pal_close(in_theirs);
   mproc__pal_close(out_theirs);
-  if (hr != S_OK) {
+  DWORD err = 0;
+  if (hr == S_OK && !DuplicateHandle(GetCurrentProcess(), MPROC__H(in_ours), GetCurrentProcess(), &t->keys, 0, FALSE,
+                                     DUPLICATE_SAME_ACCESS))
+    err = GetLastError();
+  if (hr != S_OK || err) {
+    if (hr == S_OK) g_close(t->console);
     mproc__pal_close(in_ours);
     mproc__pal_close(out_ours);
     free(t);
+    if (err) return mproc__fail_os(0, (int)err, "pty: DuplicateHandle of the console's input pipe");
     return mproc__fail_os(0, (int)hr, "pty: CreatePseudoConsole");
   }
   *out_pty = t;
@@ -136,5 +144,6 @@ void mproc__pal_pty_close(mproc__pty *t) {
   if (t->wait) UnregisterWaitEx(t->wait, INVALID_HANDLE_VALUE); /* and wait for a callback in progress */
   close_console(t);
   if (t->process) CloseHandle(t->process);
+  if (t->keys) CloseHandle(t->keys);
   free(t);
 }
