@@ -72,7 +72,8 @@ int mproc__pal_pty_open(unsigned cols, unsigned rows, mproc__pty **out_pty, mpro
   mproc__pty *t = (mproc__pty *)calloc(1, sizeof *t);
   if (!t) return mproc__fail(MPROC_ENOMEM, "pty: out of memory");
   InitializeSRWLock(&t->lock);
-  mproc_os_handle out_ours, out_theirs, in_ours, in_theirs;
+  mproc_os_handle out_ours = MPROC_NO_HANDLE, out_theirs = MPROC_NO_HANDLE, in_ours = MPROC_NO_HANDLE,
+                  in_theirs = MPROC_NO_HANDLE;
   int rc = mproc__pal_pipe(true, &out_ours, &out_theirs);
   if (rc == 0) {
     rc = mproc__pal_pipe(false, &in_ours, &in_theirs);
