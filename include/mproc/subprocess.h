@@ -258,7 +258,9 @@ MPROC_API int mproc_popen_read(mproc_popen *p, int which, void *buf, size_t cap,
 MPROC_API int mproc_popen_close_stdin(mproc_popen *p);
 
 /* The parent's end of a pipe (which: 0 stdin, 1 stdout, 2 stderr), or MPROC_NO_HANDLE. Owned by the
- * Popen. On Windows it is an overlapped named-pipe handle: use overlapped I/O on it. With MPROC_PTY,
+ * Popen. On Windows it is an overlapped named-pipe handle: use overlapped I/O on it. On POSIX a read end
+ * may be blocking (Linux, where mproc reads it without waiting by request) or non-blocking: wait for
+ * it to be readable (poll) before a read of your own. With MPROC_PTY,
  * stdout's is the terminal (POSIX: the master), stdin's a second handle for its input. Bytes that
  * mproc_popen_readline has read ahead are in the Popen, not in the handle: a caller that waits on the
  * handle itself (poll, an event loop) reads with timeout 0 until MPROC_ETIMEDOUT before waiting again. */
