@@ -7,6 +7,8 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <cstring>
+
 #include <string>
 
 extern "C" {
@@ -134,6 +136,36 @@ TEST(PtyPosix, EverythingIsReadAfterTheProgramHasEnded) {
   EXPECT_EQ(code, 2);
   EXPECT_EQ(read_all(p).size(), 40u * 51); // each "\n" became "\r\n"
   mproc_popen_destroy(p);
+}
+
+TEST(PumpPosix, OutputAsItComesIsOneReadAtATime) {
+  // the callback forms' exchange (return_on_output) returns after one read, however much waits in the
+  // pipe, so lines are handed on as they come and the read-ahead stays small (a writer faster than the
+  // reader once made it read everything before handing anything on)
+  mproc_os_handle parent, child;
+  ASSERT_EQ(mproc__pal_pipe(true, &parent, &child), 0) << mproc_last_error();
+  ASSERT_EQ(mproc__pal_set_blocking(child, false), 0);
+  static char block[65536];
+  memset(block, 'x', sizeof block);
+  size_t filled = 0;
+  for (ssize_t w; (w = write((int)child, block, sizeof block)) > 0;) filled += (size_t)w;
+  if (filled < (600u << 10)) GTEST_SKIP() << "the pipe holds only " << filled << " bytes here";
+  mproc__buf b = {nullptr, 0, 0};
+  mproc__comm c = {};
+  c.in = c.err = MPROC_NO_HANDLE;
+  c.out = parent;
+  c.out_buf = &b;
+  c.return_on_output = true;
+  ASSERT_EQ(mproc__pal_communicate(&c, INT64_MAX), 0) << mproc_last_error();
+  EXPECT_NE(c.out, MPROC_NO_HANDLE); // still open: it came back with output
+  EXPECT_GT(b.len, 0u);
+  EXPECT_LE(b.len, filled / 2) << "of " << filled;
+  mproc__pal_close(child);
+  c.return_on_output = false;
+  ASSERT_EQ(mproc__pal_communicate(&c, INT64_MAX), 0) << mproc_last_error(); // the rest, to end of file
+  EXPECT_EQ(c.out, MPROC_NO_HANDLE);
+  EXPECT_EQ(b.len, filled);
+  mproc__buf_free(&b);
 }
 
 TEST(ExitWatcherPosix, APipeThatAWatcherThreadClosesWhenTheChildEnds) {

@@ -227,15 +227,16 @@ int mproc__pal_write(mproc_os_handle h, const void *buf, size_t len, int64_t dea
   return rc;
 }
 
-/* Read what is ready from *h into b; at end of file close *h. 0, or an error. */
-static int pump_read(mproc_os_handle *h, mproc__buf *b) {
+/* Read what is ready from *h into b (once: a single read, so the caller hands it on before more comes
+ * and b stays small); at end of file close *h. 0, or an error. */
+static int pump_read(mproc_os_handle *h, mproc__buf *b, bool once) {
   for (;;) {
     int rc = mproc__buf_reserve(b, READ_CHUNK);
     if (rc) return rc;
     ssize_t r = read_nowait((int)*h, b->data + b->len, b->cap - b->len - 1);
     if (r > 0) {
       b->len += (size_t)r;
-      if ((size_t)r < READ_CHUNK / 2) return 0; /* likely drained: go back to poll */
+      if (once || (size_t)r < READ_CHUNK / 2) return 0; /* likely drained: go back to poll */
       continue;
     }
     if (r == 0 || errno == EIO) { /* EIO: a pseudo-terminal's master after the terminal side closed */
@@ -319,7 +320,7 @@ int mproc__pal_communicate(mproc__comm *c, int64_t deadline) {
       if (owner[i] == &c->in)
         rc = pump_write(c, &epipe);
       else
-        rc = pump_read(owner[i], owner[i] == &c->out ? c->out_buf : c->err_buf);
+        rc = pump_read(owner[i], owner[i] == &c->out ? c->out_buf : c->err_buf, c->return_on_output);
     }
     if (rc) break;
     if (c->return_on_output &&

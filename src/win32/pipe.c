@@ -477,9 +477,12 @@ int mproc__pal_communicate(mproc__comm *c, int64_t deadline_ns) {
      * cancelled below, keeping what it moved) */
     if (output_grew(c, out_len0, err_len0)) break;
     /* Give every idle direction an operation; ones that complete at once are accounted and restarted,
-     * a few times at most, so that one busy stream cannot starve the others. */
+     * a few times at most, so that one busy stream cannot starve the others (once with return_on_output:
+     * the caller hands each read on before the next). */
+    int restarts = c->return_on_output ? 1 : 8;
     for (int i = 0; i < np && rc == 0; ++i)
-      for (int k = 0; k < 8 && ps[i].h && !ps[i].pending && rc == 0; ++k) rc = pump_step(c, &ps[i], expired, &moved);
+      for (int k = 0; k < restarts && ps[i].h && !ps[i].pending && rc == 0; ++k)
+        rc = pump_step(c, &ps[i], expired, &moved);
     if (rc) break;
     if (output_grew(c, out_len0, err_len0)) break;
     for (int i = 0; i < np; ++i) active = active || ps[i].h != NULL;
