@@ -19,7 +19,11 @@
  *                                  mproc_popen_readline into a caller buffer | the
  *                                  strongest raw loop: the pipe grown to 1 MiB (as mproc's), read()
  *                                  of 64 KiB (mproc's read-ahead) and memchr for each "\n", the line
- *                                  used where it lies | Python's `for line in p.stdout`.
+ *                                  used where it lies | Python's `for line in p.stdout`. The writer's
+ *                                  write per line is the bottleneck: every reader keeps up.
+ *   subprocess.lines.1m.batched.<placement>
+ *                                  the same with 1,000,000 lines written 1024 per write (64 KiB blocks):
+ *                                  the reader's own cost per line is the bottleneck.
  * The spawn.true lines start /bin/true, which cannot pin itself, and are not placed.
  */
 #include <errno.h>
@@ -190,6 +194,7 @@ typedef struct lines_ctx {
   char writer[4096];
   char cpu[16];   /* the child's CPU */
   char count[32]; /* lines */
+  char batch[16]; /* lines per write */
   long n;
 } lines_ctx;
 
@@ -207,7 +212,7 @@ static void lines_die(const char *what) {
 }
 
 static double lines_mproc(lines_ctx *c) {
-  const char *argv[] = {c->writer, c->cpu, c->count, "64", NULL};
+  const char *argv[] = {c->writer, c->cpu, c->count, "64", c->batch, NULL};
   mproc_popen *p;
   if (mproc_popen_create(&p, &(mproc_popen_opts){.argv = argv, .stdin_mode = MPROC_PIPE, .stdout_mode = MPROC_PIPE}))
     lines_die("popen");
@@ -232,7 +237,7 @@ static double lines_mproc(lines_ctx *c) {
 }
 
 static double lines_raw(lines_ctx *c) {
-  const char *argv[] = {c->writer, c->cpu, c->count, "64", NULL};
+  const char *argv[] = {c->writer, c->cpu, c->count, "64", c->batch, NULL};
   int po[2], pi[2];
   if (pipe2(po, O_CLOEXEC) || pipe2(pi, O_CLOEXEC)) exit(1);
 #ifdef F_SETPIPE_SZ
@@ -277,19 +282,20 @@ static double lines_raw(lines_ctx *c) {
   return lines_rate("raw", got, c->n, t0, t1);
 }
 
-/* subprocess.lines.100k.<placement>: each implementation times itself from its first line (see the top). */
-static int lines_bench(void) {
+/* subprocess.lines.<variant>.<placement>: each implementation times itself from its go (see the top). */
+static int lines_bench(const char *variant, long n, int batch) {
   lines_ctx lc;
   if (bench_sibling_path("bench_linewriter", lc.writer, sizeof lc.writer) != 0) {
     fprintf(stderr, "bench_subprocess: bench_linewriter not found beside the binary\n");
     return 1;
   }
-  lc.n = bench_smoke() ? 1000 : 100000;
+  lc.n = bench_smoke() ? 1024 : n;
   snprintf(lc.count, sizeof lc.count, "%ld", lc.n);
+  snprintf(lc.batch, sizeof lc.batch, "%d", batch);
   int rc = 0;
   for (int pl = BENCH_SAME_CPU; pl <= BENCH_CROSS_CPU; ++pl) {
     char name[96];
-    snprintf(name, sizeof name, "subprocess.lines.100k.%s", bench_placement_name((bench_placement)pl));
+    snprintf(name, sizeof name, "subprocess.lines.%s.%s", variant, bench_placement_name((bench_placement)pl));
     if (!bench_wanted(name)) continue;
     int cpu = bench_side_cpu((bench_placement)pl, 1);
     if (cpu < 0 || bench_pin_side((bench_placement)pl, 0) != 0) {
@@ -365,7 +371,8 @@ int main(int argc, char **argv) {
                     capture_raw, &cc) < 0;
   }
   bench_unpin();
-  rc |= lines_bench();
+  rc |= lines_bench("100k", 100000, 1);
+  rc |= lines_bench("1m.batched", 1000000, 1024);
 
   /* Last: a parent holding 1 GiB of touched memory. A fork-based spawn would copy its page tables. */
   if (bench_wanted("subprocess.spawn.true.rss1g")) {

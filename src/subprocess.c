@@ -14,11 +14,12 @@
 /* Line-by-line reading: the read-ahead state of stdout or stderr. Their buffers are the Popen's out and
  * err, which communicate also captures into (it first moves the unconsumed bytes to the front). */
 typedef struct readahead {
-  size_t head;   /* bytes [head, len) of the buffer are not consumed yet */
-  bool skip_lf;  /* a line was handed over as ended by a "\r" that was the last byte: a "\n" next is the
-                    second half of that end */
-  bool eof;      /* end of file was read */
-  bool eof_told; /* the callback forms said the stream has ended */
+  size_t head;    /* bytes [head, len) of the buffer are not consumed yet */
+  bool skip_lf;   /* a line was handed over as ended by a "\r" that was the last byte: a "\n" next is the
+                     second half of that end */
+  bool eof;       /* end of file was read */
+  bool eof_told;  /* the callback forms said the stream has ended */
+  size_t cr_from; /* bytes [head, cr_from) of the buffer hold no "\r" (next_line's look-ahead) */
 } readahead;
 
 struct mproc_popen {
@@ -367,7 +368,16 @@ static bool next_line(readahead *ra, const mproc__buf *b, size_t max, bool hold_
   const char *d = b->data + ra->head;
   size_t lim = n <= max ? n : max + 1; /* a delimiter right after max bytes still ends the line whole */
   const char *nl = (const char *)memchr(d, '\n', lim);
-  const char *cr = (const char *)memchr(d, '\r', nl ? (size_t)(nl - d) : lim);
+  /* A "\r" before the "\n"? Looked for once through everything that has arrived, not line by line: most
+   * output has none, and one scan clears every line in the buffer (cr_from remembers how far). */
+  size_t upto = ra->head + (nl ? (size_t)(nl - d) : lim);
+  size_t from = ra->cr_from > ra->head && ra->cr_from <= b->len ? ra->cr_from : ra->head;
+  const char *cr = NULL;
+  if (from < upto) {
+    const char *x = (const char *)memchr(b->data + from, '\r', b->len - from);
+    ra->cr_from = x ? (size_t)(x - b->data) : b->len;
+    if (x && ra->cr_from < upto) cr = x;
+  }
   size_t len, used;
   mproc_line_end end;
   if (cr) {
@@ -406,6 +416,7 @@ static void compact(readahead *ra, mproc__buf *b) {
   if (ra->head == 0) return;
   if (ra->head < b->len) memmove(b->data, b->data + ra->head, b->len - ra->head);
   b->len -= ra->head;
+  ra->cr_from = ra->cr_from > ra->head ? ra->cr_from - ra->head : 0;
   ra->head = 0;
 }
 

@@ -252,6 +252,18 @@ TEST(Readline, ManyLinesInOrder) {
   }
 }
 
+TEST(Readline, CrAfterManyLinesInOneRead) {
+  // many plain lines, then ends with "\r" in the same buffer: the look-ahead for "\r" finds them
+  Argv a({"lines", "300", "20", "printx", "x\\ry\\r\\nz\\n\\r\\r\\n"});
+  Popen p(a, {.stdout_mode = MPROC_PIPE});
+  std::vector<Line> got = read_lines(p, 1, 64);
+  ASSERT_EQ(got.size(), 306u);
+  for (size_t i = 0; i < 300; ++i) ASSERT_EQ(got[i].end, LF) << i;
+  std::vector<Line> tail(got.begin() + 300, got.end());
+  std::vector<Line> want = {{1, "x", CR}, {1, "y", CRLF}, {1, "z", LF}, {1, "", CR}, {1, "", CRLF}, {1, "", END}};
+  EXPECT_EQ(tail, want);
+}
+
 TEST(Readline, BadArguments) {
   Argv a({"print", "x"});
   Popen p(a, {.stdout_mode = MPROC_PIPE});

@@ -26,19 +26,19 @@ def lines_once(argv, n):
     return got / ((t1 - t0) / 1e9)
 
 
-def lines(b):
-    """subprocess.lines.100k.<placement> (see bench/subprocess.c): self-timed from the first line."""
+def lines(b, variant, n, batch):
+    """subprocess.lines.<variant>.<placement> (see bench/subprocess.c): self-timed from the go."""
     writer = benchlib.sibling("bench_linewriter")
-    n = 1000 if b.smoke else 100000
+    n = 1024 if b.smoke else n
     for cross in (False, True):
-        name = "subprocess.lines.100k." + benchlib.placement_name(cross)
+        name = "subprocess.lines.%s.%s" % (variant, benchlib.placement_name(cross))
         if not b.wanted(name):
             continue
         cpu = benchlib.side_cpu(cross, 1)
         if cpu is None or not benchlib.pin_side(cross, 0):
             print("# %s: skipped, needs two CPUs" % name)
             continue
-        argv = [writer, str(cpu), str(n), "64"]
+        argv = [writer, str(cpu), str(n), "64", str(batch)]
         reps = 2 if b.smoke else (b.reps or 7)
         lines_once(argv, n)  # warm-up
         b.report(name, "ops/s", [lines_once(argv, n) for _ in range(reps)], op="line")
@@ -71,7 +71,8 @@ def main():
 
         b.run(name, "MB/s", capture, iters=1, smoke_iters=1, reps=5, bytes_per_op=2.0 * each)
     benchlib.unpin()
-    lines(b)
+    lines(b, "100k", 100000, 1)
+    lines(b, "1m.batched", 1000000, 1024)
 
     if b.wanted("subprocess.spawn.true.rss1g"):
         big = bytearray(b"\x01") * ((64 << 20) if b.smoke else (1 << 30))  # touched, not calloc'ed
