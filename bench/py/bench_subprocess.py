@@ -30,19 +30,11 @@ def lines(b, variant, n, batch):
     """subprocess.lines.<variant>.<placement> (see bench/subprocess.c): self-timed from the go."""
     writer = benchlib.sibling("bench_linewriter")
     n = 1024 if b.smoke else n
-    for cross in (False, True):
-        name = "subprocess.lines.%s.%s" % (variant, benchlib.placement_name(cross))
-        if not b.wanted(name):
-            continue
-        cpu = benchlib.side_cpu(cross, 1)
-        if cpu is None or not benchlib.pin_side(cross, 0):
-            print("# %s: skipped, needs two CPUs" % name)
-            continue
+    for name, cpu in benchlib.placements(b, "subprocess.lines." + variant):
         argv = [writer, str(cpu), str(n), "64", str(batch)]
         reps = 2 if b.smoke else (b.reps or 7)
         lines_once(argv, n)  # warm-up
         b.report(name, "ops/s", [lines_once(argv, n) for _ in range(reps)], op="line")
-    benchlib.unpin()
 
 
 def main():
@@ -53,15 +45,8 @@ def main():
     pinexec = benchlib.sibling("bench_pinexec")
     each = (1 << 20) if b.smoke else (200 << 20)
     benchlib.print_cpu_map()
-    for cross in (False, True):
-        # two processes: the parent pins itself, the child is pinned by bench_pinexec (as in C)
-        name = "subprocess.capture.both200m." + benchlib.placement_name(cross)
-        if not b.wanted(name):
-            continue
-        cpu = benchlib.side_cpu(cross, 1)
-        if cpu is None or not benchlib.pin_side(cross, 0):
-            print("# %s: skipped, needs two CPUs" % name)
-            continue
+    # two processes: the parent pins itself, the child is pinned by bench_pinexec (as in C)
+    for name, cpu in benchlib.placements(b, "subprocess.capture.both200m"):
         argv = [pinexec, str(cpu), helper, "out", str(each), "err", str(each)]
 
         def capture(iters, argv=argv):
@@ -70,7 +55,6 @@ def main():
                 assert len(r.stdout) == each and len(r.stderr) == each
 
         b.run(name, "MB/s", capture, iters=1, smoke_iters=1, reps=5, bytes_per_op=2.0 * each)
-    benchlib.unpin()
     lines(b, "100k", 100000, 1)
     lines(b, "1m.batched", 1000000, 1024)
 

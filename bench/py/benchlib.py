@@ -141,6 +141,22 @@ def pin_side(cross, side):
     return True
 
 
+def placements(b, base):
+    """The placements of a two-process line (house rule 5): yields (name, child's CPU) for each one
+    that is wanted and possible here, with this process pinned as the parent; says so in a "#" line
+    where one is impossible (one CPU); unpins at the end."""
+    for cross in (False, True):
+        name = "%s.%s" % (base, placement_name(cross))
+        if not b.wanted(name):
+            continue
+        cpu = side_cpu(cross, 1)
+        if cpu is None or not pin_side(cross, 0):
+            print("# %s: skipped, needs two CPUs" % name)
+            continue
+        yield name, cpu
+    unpin()
+
+
 def print_cpu_map():
     """The "# cpu map:" line, the same as bench_print_cpu_map() in bench.c."""
     parts = []
