@@ -546,17 +546,20 @@ static int comm_start(mproc_popen *p, const void *input, size_t input_len) {
   return 0;
 }
 
+/* An exchange that timed out: keep the unsent input for a later call, and say so. */
+static int comm_timed_out(mproc_popen *p, int64_t timeout_ms) {
+  int krc = keep_input(p);
+  if (krc) return krc;
+  return mproc__fail(MPROC_ETIMEDOUT, "communicate with '%s' (pid %lld) timed out after %lld ms", p->name,
+                     (long long)p->child.pid, (long long)timeout_ms);
+}
+
 /* Move data until the exchange is done and the child is reaped, or the deadline. */
 static int comm_run(mproc_popen *p, int64_t deadline, int64_t timeout_ms) {
   int rc = 0;
   if (!comm_done(&p->comm)) {
     rc = mproc__pal_communicate(&p->comm, deadline);
-    if (rc == MPROC_ETIMEDOUT) {
-      int krc = keep_input(p);
-      if (krc) return krc;
-      return mproc__fail(rc, "communicate with '%s' (pid %lld) timed out after %lld ms", p->name,
-                         (long long)p->child.pid, (long long)timeout_ms);
-    }
+    if (rc == MPROC_ETIMEDOUT) return comm_timed_out(p, timeout_ms);
     if (rc) return rc;
   }
   return wait_until(p, deadline, timeout_ms, NULL);
@@ -653,12 +656,7 @@ static int lines_run(mproc_popen *p, int64_t deadline, int64_t timeout_ms, line_
   }
   c->return_on_output = false;
   if (sink->value) return sink->value;
-  if (rc == MPROC_ETIMEDOUT) {
-    int krc = keep_input(p);
-    if (krc) return krc;
-    return mproc__fail(rc, "communicate with '%s' (pid %lld) timed out after %lld ms", p->name, (long long)p->child.pid,
-                       (long long)timeout_ms);
-  }
+  if (rc == MPROC_ETIMEDOUT) return comm_timed_out(p, timeout_ms);
   if (rc) return rc;
   return wait_until(p, deadline, timeout_ms, NULL);
 }
