@@ -313,6 +313,80 @@ uint64_t mproc__pal_handle_max(void);
  * failed: for this process's stderr only, never for the peer (it could reveal the file system). */
 int mproc__pal_boot_link_check(mproc_os_handle h);
 
+/* ==== shared memory, and waiting on words in it: src/posix/shm.c, src/win32/shm.c ===================== */
+
+/* A block of shared memory mapped in this process. */
+typedef struct mproc__shm {
+  mproc_os_handle h; /* the block's handle (POSIX: an fd; Windows: a file-mapping HANDLE), non-inheritable */
+  void *base;        /* where it is mapped here */
+  size_t size;       /* its size: what the creator asked for */
+  size_t mapped;     /* the bytes mapped (size rounded up as the OS maps) */
+} mproc__shm;
+
+/* An anonymous block of size bytes (> 0), zeroed. POSIX: Linux memfd sealed against growing and
+ * shrinking (a peer cannot truncate it under the others: their next access would fault), else
+ * shm_open of a random name unlinked at once; Windows: a pagefile-backed mapping with a user-only
+ * DACL. 0 or an error (MPROC_ENOMEM when the system has no room). */
+int mproc__pal_shm_anon(size_t size, mproc__shm *out);
+/* Map a block handed from another process by its handle (now this process's, owned by *out on
+ * success only): its size is the block's own (POSIX: fstat; Windows: the size the creator stored), and
+ * must be at least `need`, else MPROC_ESYS. */
+int mproc__pal_shm_map(mproc_os_handle h, size_t need, mproc__shm *out);
+/* A named block: create (exclusively: MPROC_EEXIST if the name exists) a zeroed block
+ * of size bytes, mode 0600 / a user-only DACL, or attach to an existing one (size: its creator's;
+ * MPROC_ENOENT if there is none). name follows mproc's portable rule (checked by the caller).
+ * POSIX: shm_open("/" name); Windows: CreateFileMapping/OpenFileMapping of "Local\" name, rounded to
+ * pages with the creator's size stored at the end of the last page. */
+int mproc__pal_shm_named(const char *name, bool create, size_t size, mproc__shm *out);
+/* Remove a name (POSIX shm_unlink; Windows: nothing to do, a block dies with its last handle).
+ * MPROC_ENOENT if there is none. */
+int mproc__pal_shm_unlink(const char *name);
+/* Unmap and close; leaves *s empty. An empty one is ignored. */
+void mproc__pal_shm_close(mproc__shm *s);
+/* Tracking of named blocks: track true asks that the name be removed when this process ends without
+ * having removed it, however it ends (killed included); false takes the request back (after unlink).
+ * POSIX: on first use a tracker process is started (a double fork: it is nobody's child; SIGINT and
+ * SIGTERM ignored, every other descriptor closed) that reads requests from a pipe whose write end only
+ * this process holds (close-on-exec: a fork child holds it too, so the names outlive it as well), and
+ * when the pipe closes removes what is still tracked, then ends. Windows: nothing to do (a block dies
+ * with its last handle). 0 or an error. */
+int mproc__pal_shm_track(const char *name, bool track);
+
+/* ---- this process's identity, as the owner of a lock ------------------------------------------------
+ * A process id: the process number (Linux: the pid; Windows: the pid / 4, Windows pids being multiples
+ * of 4) in the high 32 bits, never 0 and below 2^30, and a birth token in the low 32 bits (the process's
+ * start time: Linux /proc/<pid>/stat; Windows GetProcessTimes), so that a recycled pid never passes for
+ * the process that had it. Cached: no kernel call after the first (refreshed in a fork child). */
+uint64_t mproc__pal_self_id(void);
+/* Whether the process an id names still runs: false once it has ended (a zombie counts as ended) or
+ * its number now names another process. */
+bool mproc__pal_id_alive(uint64_t id);
+/* The calling thread's id (Linux gettid; Windows GetCurrentThreadId), never 0. Cached per thread. */
+uint32_t mproc__pal_thread_id(void);
+
+/* ---- waiting on a 32-bit word in shared memory ------------------------------------------------------
+ * Each shared object has a queue: a mproc__wq (in the object's shared memory, the PAL's) and a handle
+ * (Linux: none, MPROC_NO_HANDLE: futexes on the words' addresses; Windows: a semaphore handed with the
+ * object). Words and the queue must be 4-byte aligned in shared memory. */
+typedef struct mproc__wq {
+  volatile uint32_t waiters; /* threads in mproc__pal_word_wait on this queue */
+  uint32_t reserved;
+} mproc__wq;
+/* The queue handle for a new object. */
+int mproc__pal_wq_handle(mproc_os_handle *h);
+/* Sleep while *word == val: return 0 on a wake (maybe spurious: check the word again), MPROC_ETIMEDOUT
+ * at the deadline (INT64_MAX: none), or, when owner is not 0, MPROC_EOWNERDEAD once the process owner
+ * names has ended. Windows learns that at once from the owner's process handle; Linux checks between
+ * futex waits of at most 20 ms. */
+int mproc__pal_word_wait(mproc_os_handle h, mproc__wq *q, const volatile uint32_t *word, uint32_t val, uint64_t owner,
+                         int64_t deadline);
+/* Wake waiters of word: at least n of them (UINT32_MAX: all) when there are; no kernel call when the
+ * queue has no waiter. Windows wakes every waiter of the queue (a semaphore cannot choose): they check
+ * their words and sleep again. */
+void mproc__pal_word_wake(mproc_os_handle h, mproc__wq *q, volatile uint32_t *word, uint32_t n);
+/* Kernel calls made by the two above in this process (tests: none when uncontended). */
+uint64_t mproc__pal_sync_calls(void);
+
 /* ==== handing handles to other processes, and the fork server: src/posix/fdpass.c, src/win32/fdpass.c ==== */
 
 /* ---- handles to a running process (the object frames of src/connection.c) -------------------

@@ -68,7 +68,8 @@ typedef enum mproc_error {
   MPROC_ENOTSUP = -20,       /* NotImplementedError: not supported on this platform/build */
   MPROC_EINTR = -21,         /* InterruptedError: reserved; mproc retries EINTR itself */
   MPROC_EPIPE = -22,         /* BrokenPipeError: writing to a pipe whose reader has gone */
-  MPROC_ERROR_MIN_ = -22     /* the lowest code; not an error itself */
+  MPROC_EEXIST = -23,        /* FileExistsError: a name to create exists already */
+  MPROC_ERROR_MIN_ = -23     /* the lowest code; not an error itself */
 } mproc_error;
 
 /* The symbolic name of an error code ("MPROC_ETIMEDOUT") followed by a short description, e.g.

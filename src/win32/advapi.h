@@ -21,4 +21,8 @@ typedef struct mproc__advapi {
  * (GetLastError), if advapi32.dll or one of them cannot be had. */
 const mproc__advapi *mproc__win32_advapi(void);
 
+/* Security attributes (non-inheritable) whose DACL admits the current user alone (the user of the
+ * process token): for named pipes and named file mappings. 0, or an error naming `what`. */
+int mproc__win32_user_only_sa(SECURITY_ATTRIBUTES *sa, const char *what);
+
 #endif

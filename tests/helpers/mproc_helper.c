@@ -37,6 +37,9 @@
  *                  \\.\pipe\mproc-conn-...; POSIX: a Unix socket pair), write FILE's bytes (a framed
  *                  bootstrap) into our end, run EXE --mproc-spawn=<its end> ARGS... with our stdio,
  *                  and exit with its exit status (ARGS: no spaces or quotes on Windows)
+ *   shm NAME N     attach to the named shared memory block NAME with the OS's own calls (shm_open /
+ *                  OpenFileMapping of Local\NAME), as a program that does not use mproc would, and
+ *                  print its first N bytes
  *   relay-forkserver FILE EXE ARGS...
  *                  (POSIX) the same forger aimed at a fork server: make a control socket pair, run EXE
  *                  --mproc-forkserver=<its end> ARGS... with our stdio, and, once it says hello (as
@@ -66,6 +69,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -420,6 +424,27 @@ static int relay_boot(const char *file, int forkserver, int argc, char **argv) {
   return code;
 }
 
+/* shm NAME N: print the first n bytes of the named block; 0, or 1 if it cannot be had. */
+static int print_shm(const char *name, size_t n) {
+#ifdef _WIN32
+  char full[128];
+  snprintf(full, sizeof full, "Local\\%s", name);
+  HANDLE m = OpenFileMappingA(FILE_MAP_READ, FALSE, full);
+  if (!m) return 1;
+  const char *p = (const char *)MapViewOfFile(m, FILE_MAP_READ, 0, 0, n);
+  if (!p) return 1;
+#else
+  char full[128];
+  snprintf(full, sizeof full, "/%s", name);
+  int fd = shm_open(full, O_RDONLY, 0);
+  if (fd < 0) return 1;
+  const char *p = (const char *)mmap(NULL, n, PROT_READ, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) return 1;
+#endif
+  fwrite(p, 1, n, stdout);
+  return 0;
+}
+
 int main(int argc, char **argv) {
 #ifdef _WIN32
   _setmode(_fileno(stdin), _O_BINARY);
@@ -548,6 +573,10 @@ int main(int argc, char **argv) {
 #else
       close(1);
 #endif
+    } else if (!strcmp(c, "shm")) {
+      if (i + 2 >= argc) return 122;
+      if (print_shm(argv[i + 1], (size_t)atoi(argv[i + 2])) != 0) return 1;
+      i += 2;
     } else if (!strcmp(c, "grandchild")) {
       NEED_ARG;
       start_grandchild(argv[0], a);
