@@ -10,6 +10,7 @@
 #include "../atomic.h"
 #include "../wire.h"
 #include "advapi.h"
+#include "spawn.h" /* mproc__win32_wait_ms */
 
 /* ---- blocks --------------------------------------------------------------------------------------- *
  * A mapping is as large as the pages it spans; the size its creator asked for is stored in the last 16
@@ -138,7 +139,6 @@ int mproc__pal_shm_track(const char *name, bool track) {
 /* ---- identity ------------------------------------------------------------------------------------- */
 
 static volatile uint64_t g_self_id;
-static __declspec(thread) uint32_t t_tid;
 
 static uint32_t birth_token(HANDLE proc) {
   FILETIME c, x, k, u;
@@ -174,10 +174,7 @@ bool mproc__pal_id_alive(uint64_t id) {
   return p != NULL;
 }
 
-uint32_t mproc__pal_thread_id(void) {
-  if (!t_tid) t_tid = (uint32_t)GetCurrentThreadId();
-  return t_tid;
-}
+uint32_t mproc__pal_thread_id(void) { return (uint32_t)GetCurrentThreadId(); /* from the TEB: no kernel call */ }
 
 /* ---- waiting on words ---------------------------------------------------------------------------- */
 
