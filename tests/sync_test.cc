@@ -141,7 +141,9 @@ TEST(Semaphore, CountsAndBounds) {
   mproc_semaphore *big = nullptr;
   ASSERT_EQ(mproc_semaphore_create(&big, MPROC_SEM_VALUE_MAX), 0);
   EXPECT_EQ(mproc_semaphore_release(big), MPROC_ESTATE);
+  mproc_semaphore_destroy(big);
   EXPECT_EQ(mproc_semaphore_create(&big, MPROC_SEM_VALUE_MAX + 1u), MPROC_EINVAL);
+  EXPECT_EQ(big, nullptr);
   std::thread t([&] { EXPECT_EQ(mproc_semaphore_acquire(b, 0), 0); });
   t.join();
   std::thread waiter([&] { EXPECT_EQ(mproc_semaphore_acquire(b, kLong), 0); });

@@ -57,7 +57,7 @@ int mproc_barrier_create(mproc_barrier **out, uint32_t parties, mproc_barrier_ac
 static void end_generation(mproc_barrier *b, uint32_t gen, unsigned char outcome) {
   barrier_shared *sh = bs(b);
   sh->outcome[gen % RING] = outcome;
-  sh->count = 0;
+  mproc__atomic_store32(&sh->count, 0);
   mproc__atomic_store32(&sh->generation, gen + 1);
   mproc__sobj_wake(&b->o, &sh->generation, UINT32_MAX);
 }
@@ -107,9 +107,9 @@ int mproc_barrier_wait(mproc_barrier *b, int64_t timeout_ms, uint32_t *index) {
     mproc__lw_release(&b->o, &sh->lock);
     return broken_error("the barrier is broken");
   }
-  uint32_t gen = mproc__atomic_load32(&sh->generation), idx = sh->count;
+  uint32_t gen = mproc__atomic_load32(&sh->generation), idx = mproc__atomic_load32(&sh->count);
   sh->ids[idx] = mproc__pal_self_id();
-  sh->count = idx + 1;
+  mproc__atomic_store32(&sh->count, idx + 1);
   if (index) *index = idx;
   if (idx + 1 == sh->parties) { /* the last: run the action, then release everyone */
     bool ok = !b->action || b->action() == 0;
@@ -152,7 +152,7 @@ int mproc_barrier_reset(mproc_barrier *b) {
   int rc = take_lock(b);
   if (rc) return rc;
   barrier_shared *sh = bs(b);
-  if (sh->count > 0) end_generation(b, mproc__atomic_load32(&sh->generation), OUT_BROKEN);
+  if (mproc__atomic_load32(&sh->count) > 0) end_generation(b, mproc__atomic_load32(&sh->generation), OUT_BROKEN);
   mproc__atomic_store32(&sh->broken, 0);
   mproc__lw_release(&b->o, &sh->lock);
   return 0;
