@@ -11,6 +11,7 @@
 
 extern "C" {
 #include "pal.h"
+#include "shared/shared_internal.h"
 }
 #include "test_util.h"
 
@@ -587,6 +588,99 @@ TEST_P(SyncAcross, BarrierLinesUpProcessesAndBreaksWhenOneDies) {
   mproc_barrier_destroy(b);
   mproc_value_destroy(actions);
   mproc_value_destroy(idx);
+}
+
+// objects: condition, event "notified"; the child takes the condition's lock, notifies, says so and is
+// killed while it still holds the lock
+int t_notify_and_die(const mproc_args *a) {
+  mproc_condition *c = (mproc_condition *)a->objects[0];
+  mproc_event *done = (mproc_event *)a->objects[1];
+  mproc_lock *l = mproc_condition_lock(c);
+  if (mproc_lock_acquire(l, MPROC_INFINITE) != 0) return 10;
+  if (mproc_condition_notify(c, 1) != 0) return 11;
+  mproc_event_set(done);
+  mproc_event *never = nullptr;
+  mproc_event_create(&never);
+  mproc_event_wait(never, MPROC_INFINITE);
+  return 12;
+}
+
+TEST_P(SyncAcross, ConditionWaitTakesTheLockBackFromAHolderThatDied) {
+  mproc_condition *c = nullptr;
+  mproc_event *done = nullptr;
+  ASSERT_EQ(mproc_condition_create(&c, nullptr), 0);
+  ASSERT_EQ(mproc_event_create(&done), 0);
+  mproc_lock *l = mproc_condition_lock(c);
+  ASSERT_EQ(mproc_lock_acquire(l, 0), 0);
+  std::atomic<int> waited{1};
+  std::thread killer; // kills the child once it has notified while holding the lock
+  mproc_process *p = start(t_notify_and_die, {mproc_object_condition(c), mproc_object_event(done)});
+  ASSERT_NE(p, nullptr);
+  killer = std::thread([&] {
+    EXPECT_EQ(mproc_event_wait(done, kLong), 0);
+    EXPECT_EQ(mproc_process_kill(p), 0);
+  });
+  waited = mproc_condition_wait(c, kLong); // releases the lock: the child takes it, notifies, dies
+  killer.join();
+  EXPECT_EQ(waited.load(), MPROC_EOWNERDEAD);
+  EXPECT_EQ(mproc_lock_release(l), 0); // held again, by this thread
+  EXPECT_EQ(join(p), -9);              // kill(), as Python reports it on every platform
+  mproc_event_destroy(done);
+  mproc_condition_destroy(c);
+}
+
+// objects: barrier; waits and reports through its exit code: 0 passed, 2 broken
+int t_barrier_exit(const mproc_args *a) {
+  int rc = mproc_barrier_wait((mproc_barrier *)a->objects[0], kLong, nullptr);
+  return rc == 0 ? 0 : rc == MPROC_EBROKEN ? 2 : 3;
+}
+
+TEST_P(SyncAcross, BarrierAbortAndResetReachEveryWaitingProcess) {
+  mproc_barrier *b = nullptr;
+  ASSERT_EQ(mproc_barrier_create(&b, 4, nullptr, MPROC_INFINITE), 0);
+  std::vector<mproc_process *> ps;
+  for (int i = 0; i < 3; ++i) ps.push_back(start(t_barrier_exit, {mproc_object_barrier(b)}));
+  while (mproc_barrier_n_waiting(b) < 3) std::this_thread::yield();
+  ASSERT_EQ(mproc_barrier_abort(b), 0);
+  for (mproc_process *p : ps) EXPECT_EQ(join(p), 2);
+  EXPECT_TRUE(mproc_barrier_broken(b));
+  ASSERT_EQ(mproc_barrier_reset(b), 0);
+  ps.clear();
+  for (int i = 0; i < 2; ++i) ps.push_back(start(t_barrier_exit, {mproc_object_barrier(b)}));
+  while (mproc_barrier_n_waiting(b) < 2) std::this_thread::yield();
+  ASSERT_EQ(mproc_barrier_reset(b), 0); // the two waiting get broken; the barrier is whole again
+  for (mproc_process *p : ps) EXPECT_EQ(join(p), 2);
+  EXPECT_FALSE(mproc_barrier_broken(b));
+  ps.clear();
+  for (int i = 0; i < 3; ++i) ps.push_back(start(t_barrier_exit, {mproc_object_barrier(b)}));
+  EXPECT_EQ(mproc_barrier_wait(b, kLong, nullptr), 0);
+  for (mproc_process *p : ps) EXPECT_EQ(join(p), 0);
+  mproc_barrier_destroy(b);
+}
+
+// A program started with mproc_popen never gets an object: its handles are not inheritable.
+TEST(SyncObjects, AProgramStartedWithPopenInheritsNone) {
+  mproc_lock *l = nullptr;
+  ASSERT_EQ(mproc_lock_create(&l), 0);
+  EXPECT_TRUE(mproc__pal_get_cloexec(l->o.shm.h));
+  EXPECT_TRUE(kWindows || l->o.wq == MPROC_NO_HANDLE);
+  if (kWindows) { // a handle value may name another handle in a new process: the flag is the test there
+    EXPECT_TRUE(mproc__pal_get_cloexec(l->o.wq));
+    mproc_lock_destroy(l);
+    return;
+  }
+  std::string helper = mproc_test::helper_path();
+  std::string h = std::to_string((long long)l->o.shm.h);
+  const char *argv[] = {helper.c_str(), "hasfd", h.c_str(), nullptr};
+  mproc_popen_opts po{};
+  po.argv = argv;
+  po.capture_output = true;
+  po.inherit_fds = true; // even when the child inherits what is inheritable
+  mproc_completed r{};
+  ASSERT_EQ(mproc_run(&po, kLong, &r), 0) << mproc_last_error();
+  EXPECT_EQ(std::string(r.stdout_data ? r.stdout_data : ""), "no");
+  mproc_completed_free(&r);
+  mproc_lock_destroy(l);
 }
 
 // A lock and a value sent to a running child over a connection.

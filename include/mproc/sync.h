@@ -5,7 +5,11 @@
  *
  *   mproc_lock *l;
  *   mproc_lock_create(&l);                       // hand it to children: mproc_object_lock(l)
- *   if (mproc_lock_acquire(l, MPROC_INFINITE) >= 0 ... ) { ...; mproc_lock_release(l); }
+ *   int rc = mproc_lock_acquire(l, MPROC_INFINITE);
+ *   if (rc == 0 || rc == MPROC_EOWNERDEAD) {     // EOWNERDEAD: held, but check the data first
+ *     ...
+ *     mproc_lock_release(l);
+ *   }
  *
  * Every object lives in shared memory of its own and is handed to children (mproc_process_opts.objects,
  * every start method, both platforms) or sent to a running process over a connection
@@ -14,7 +18,8 @@
  * any process holds it.
  *
  * Timeouts are in milliseconds: 0 tries once without waiting (Python's block=False), MPROC_INFINITE
- * waits for ever; MPROC_ETIMEDOUT when the time is up.
+ * waits for ever; MPROC_ETIMEDOUT when the time is up. (A try with timeout 0 does not look at the
+ * holder: a lock whose holder died is taken over by the first acquire that waits.)
  *
  * Uncontended calls make no system call (a compare-and-swap on a word in shared memory). Contended
  * waiters sleep in the kernel: Linux futexes; Windows a semaphore per object and the holder's process
