@@ -658,6 +658,58 @@ TEST_P(SyncAcross, BarrierAbortAndResetReachEveryWaitingProcess) {
   mproc_barrier_destroy(b);
 }
 
+// objects: lock, raw 'q' array {counter, inside}; hammer the lock until killed
+int t_hammer(const mproc_args *a) {
+  mproc_lock *l = (mproc_lock *)a->objects[0];
+  volatile int64_t *st = (volatile int64_t *)mproc_value_ptr((mproc_value *)a->objects[1]);
+  for (;;) {
+    int rc = mproc_lock_acquire(l, MPROC_INFINITE);
+    if (rc != 0 && rc != MPROC_EOWNERDEAD) return 10;
+    if (rc == MPROC_EOWNERDEAD) st[1] = 0; // repair: whoever died inside left "inside" set
+    if (st[1] != 0) return 11;             // two inside at once: the lock failed
+    st[1] = 1;
+    st[0] = st[0] + 1;
+    st[1] = 0;
+    if (mproc_lock_release(l) != 0) return 12;
+  }
+}
+
+// Holders killed at random moments, again and again: the lock is never bricked and never held twice.
+TEST_P(SyncAcross, KillingHoldersAtRandomMomentsNeverBricksTheLock) {
+  mproc_lock *l = nullptr;
+  mproc_value *st = nullptr;
+  ASSERT_EQ(mproc_lock_create(&l), 0);
+  mproc_shared_opts o{};
+  o.typecode = 'q';
+  o.length = 2;
+  o.raw = true;
+  ASSERT_EQ(mproc_shared_create(&st, &o), 0);
+  volatile int64_t *s = (volatile int64_t *)mproc_value_ptr(st);
+  std::vector<mproc_process *> ps;
+  for (int i = 0; i < 3; ++i) ps.push_back(start(t_hammer, {mproc_object_lock(l), mproc_object_value(st)}));
+  unsigned seed = 12345;
+  int rounds = mproc_test::kWindows ? 10 : 30;
+  for (int round = 0; round < rounds; ++round) {
+    int64_t target = s[0] + 50 + (seed = seed * 1103515245u + 12345u) % 5000; // a moment of its own
+    int64_t deadline = mproc__pal_monotonic_ns() + kLong * 1000000;
+    while (s[0] < target && mproc__pal_monotonic_ns() < deadline) std::this_thread::yield();
+    ASSERT_GE(s[0], target) << "the hammering stopped: the lock is stuck";
+    size_t k = seed % ps.size();
+    ASSERT_EQ(mproc_process_kill(ps[k]), 0);
+    EXPECT_EQ(join(ps[k]), -9); // killed, not failed: exit codes 10-12 would say the lock broke
+    ps[k] = start(t_hammer, {mproc_object_lock(l), mproc_object_value(st)});
+  }
+  for (mproc_process *p : ps) {
+    ASSERT_EQ(mproc_process_kill(p), 0);
+    EXPECT_EQ(join(p), -9);
+  }
+  int rc = mproc_lock_acquire(l, kLong); // usable: free, or taken over from the last one killed
+  EXPECT_TRUE(rc == 0 || rc == MPROC_EOWNERDEAD) << rc;
+  EXPECT_EQ(mproc_lock_release(l), 0);
+  mproc_value_destroy(st);
+  mproc_lock_destroy(l);
+}
+
 // A program started with mproc_popen never gets an object: its handles are not inheritable.
 TEST(SyncObjects, AProgramStartedWithPopenInheritsNone) {
   mproc_lock *l = nullptr;
