@@ -12,12 +12,39 @@
 #if defined(_MSC_VER) && !defined(__clang__)
 #include <intrin.h>
 
+#if defined(_M_X64) || defined(_M_IX86)
+/* x86 loads are atomic and never reordered with other loads or with earlier stores' visibility in a way
+ * a sequentially consistent load must prevent (the stores carry the full barrier: Interlocked): a plain
+ * load behind a compiler barrier, not a locked read-modify-write. */
+static inline uint32_t mproc__atomic_load32(const volatile uint32_t *p) {
+  _ReadWriteBarrier();
+  uint32_t v = *p;
+  _ReadWriteBarrier();
+  return v;
+}
+static inline uint64_t mproc__atomic_load64(const volatile uint64_t *p) {
+#if defined(_M_X64)
+  _ReadWriteBarrier();
+  uint64_t v = *p;
+  _ReadWriteBarrier();
+  return v;
+#else
+  return (uint64_t)_InterlockedCompareExchange64((volatile long long *)p, 0, 0);
+#endif
+}
+#else
 static inline uint32_t mproc__atomic_load32(const volatile uint32_t *p) {
   return (uint32_t)_InterlockedOr((volatile long *)p, 0);
 }
+static inline uint64_t mproc__atomic_load64(const volatile uint64_t *p) {
+  return (uint64_t)_InterlockedOr64((volatile long long *)p, 0);
+}
+#endif
 static inline void mproc__atomic_store32(volatile uint32_t *p, uint32_t v) {
   (void)_InterlockedExchange((volatile long *)p, (long)v);
 }
+/* A store that orders nothing but itself (a field only its writer compares against its own value). */
+static inline void mproc__atomic_store32_relaxed(volatile uint32_t *p, uint32_t v) { *p = v; }
 static inline uint32_t mproc__atomic_xchg32(volatile uint32_t *p, uint32_t v) {
   return (uint32_t)_InterlockedExchange((volatile long *)p, (long)v);
 }
@@ -30,9 +57,6 @@ static inline bool mproc__atomic_cas32(volatile uint32_t *p, uint32_t *expected,
 }
 static inline uint32_t mproc__atomic_add32(volatile uint32_t *p, uint32_t v) { /* returns the old value */
   return (uint32_t)_InterlockedExchangeAdd((volatile long *)p, (long)v);
-}
-static inline uint64_t mproc__atomic_load64(const volatile uint64_t *p) {
-  return (uint64_t)_InterlockedOr64((volatile long long *)p, 0);
 }
 static inline void mproc__atomic_store64(volatile uint64_t *p, uint64_t v) {
   (void)_InterlockedExchange64((volatile long long *)p, (long long)v);
@@ -56,6 +80,10 @@ static inline void mproc__cpu_relax(void) { _mm_pause(); }
 
 static inline uint32_t mproc__atomic_load32(const volatile uint32_t *p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
 static inline void mproc__atomic_store32(volatile uint32_t *p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_SEQ_CST); }
+/* A store that orders nothing but itself (a field only its writer compares against its own value). */
+static inline void mproc__atomic_store32_relaxed(volatile uint32_t *p, uint32_t v) {
+  __atomic_store_n(p, v, __ATOMIC_RELAXED);
+}
 static inline uint32_t mproc__atomic_xchg32(volatile uint32_t *p, uint32_t v) {
   return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST);
 }

@@ -18,8 +18,9 @@
  * any process holds it.
  *
  * Timeouts are in milliseconds: 0 tries once without waiting (Python's block=False), MPROC_INFINITE
- * waits for ever; MPROC_ETIMEDOUT when the time is up. (A try with timeout 0 does not look at the
- * holder: a lock whose holder died is taken over by the first acquire that waits.)
+ * waits for ever; MPROC_ETIMEDOUT when the time is up. A try with timeout 0 that finds a lock held
+ * checks whether its holder still runs (a kernel call on that failing path only), so a program that
+ * polls recovers a dead holder's lock too.
  *
  * Uncontended calls make no system call (a compare-and-swap on a word in shared memory). Contended
  * waiters sleep in the kernel: Linux futexes; Windows a semaphore per object and the holder's process

@@ -36,13 +36,12 @@ static void generate(char *buf, size_t cap, unsigned attempt) {
   snprintf(buf, cap, "mp-%08x%016llx", (unsigned)(id >> 32), (unsigned long long)mix);
 }
 
-static int make(mproc_shared_memory **out, const char *name, size_t size, bool create, bool track,
-                const char *call) {
+static int make(mproc_shared_memory **out, const char *name, size_t size, bool create, bool track, const char *call) {
   MPROC__CHECK_ARG_AS(call, !out, "out is NULL");
   *out = NULL;
   MPROC__CHECK_ARG_AS(call, name && !name_ok(name),
-                      "name '%s' breaks the rule: 1 to %d characters of A-Z a-z 0-9 _ . -, not starting with '.'",
-                      name, MPROC_SHM_NAME_MAX);
+                      "name '%s' breaks the rule: 1 to %d characters of A-Z a-z 0-9 _ . -, not starting with '.'", name,
+                      MPROC_SHM_NAME_MAX);
   MPROC__CHECK_ARG_AS(call, create && size == 0, "size is 0");
   mproc_shared_memory *m = (mproc_shared_memory *)calloc(1, sizeof *m);
   if (!m) return mproc__fail(MPROC_ENOMEM, "%s: out of memory", call);
@@ -126,5 +125,5 @@ static int shm_import(const void *bytes, size_t len, const mproc_os_handle *hs, 
   return 0;
 }
 
-const mproc__handable_type mproc__shared_memory_handable = {MPROC_OBJECT_SHARED_MEMORY, "shared memory",
-                                                             shm_export, shm_import};
+const mproc__handable_type mproc__shared_memory_handable = {MPROC_OBJECT_SHARED_MEMORY, "shared memory", shm_export,
+                                                            shm_import};

@@ -33,8 +33,8 @@ int mproc__sobj_export(const mproc__sobj *o, mproc_os_handle *hs, size_t *n, mpr
   return mproc__buf_append(bytes, &has_wq, 1);
 }
 
-int mproc__sobj_import(mproc__sobj *o, uint32_t kind, size_t size, const mproc_os_handle *hs, size_t nhs,
-                       size_t *used, const unsigned char *bytes, size_t len, size_t *at) {
+int mproc__sobj_import(mproc__sobj *o, uint32_t kind, size_t size, const mproc_os_handle *hs, size_t nhs, size_t *used,
+                       const unsigned char *bytes, size_t len, size_t *at) {
   memset(o, 0, sizeof *o);
   o->shm.h = o->wq = MPROC_NO_HANDLE;
   if (*at >= len || bytes[*at] > 1) return mproc__fail(MPROC_ESYS, "a handed shared object is malformed");

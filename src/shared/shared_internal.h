@@ -38,8 +38,8 @@ int mproc__sobj_export(const mproc__sobj *o, mproc_os_handle *hs, size_t *n, mpr
 /* For import_obj: rebuild from the handles at hs[*used ..] and the byte at bytes[*at] (both advanced),
  * checking the block is an object of `kind` with at least `size` bytes. The handles are the view's
  * on success only. */
-int mproc__sobj_import(mproc__sobj *o, uint32_t kind, size_t size, const mproc_os_handle *hs, size_t nhs,
-                       size_t *used, const unsigned char *bytes, size_t len, size_t *at);
+int mproc__sobj_import(mproc__sobj *o, uint32_t kind, size_t size, const mproc_os_handle *hs, size_t nhs, size_t *used,
+                       const unsigned char *bytes, size_t len, size_t *at);
 
 /* export_obj / import_obj for kinds whose view is a base and nothing else (its first member): import
  * allocates a view of `view` bytes and checks a layout of `layout` bytes. */
@@ -68,8 +68,9 @@ typedef struct mproc__lockword {
 
 /* Acquire for this process: 0, MPROC_EOWNERDEAD (acquired from a holder that died), MPROC_ETIMEDOUT. */
 int mproc__lw_acquire(mproc__sobj *o, mproc__lockword *w, int64_t deadline);
-/* Try once, never waiting: 0, MPROC_EOWNERDEAD, or MPROC_ETIMEDOUT. */
-int mproc__lw_try(mproc__lockword *w);
+/* Try once, never waiting: 0, MPROC_EOWNERDEAD (check_holder: its holder had ended; a kernel call when
+ * it is held), or MPROC_ETIMEDOUT. */
+int mproc__lw_try(mproc__lockword *w, bool check_holder);
 /* Release, whoever holds it: 0, or MPROC_ESTATE if it is not locked (nothing changes). */
 int mproc__lw_release(mproc__sobj *o, mproc__lockword *w);
 /* Whether this process holds it. */

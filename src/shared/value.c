@@ -209,9 +209,9 @@ static int value_import(const void *bytes, size_t len, const mproc_os_handle *hs
     rc = mproc__fail(MPROC_ESYS, "a handed value is malformed");
   if (!rc && at < len) {
     v->lock = (mproc_lock *)calloc(1, sizeof *v->lock);
-    rc = v->lock ? mproc__sobj_import(&v->lock->o, MPROC_OBJECT_LOCK, sizeof(mproc__sobj_header), hs, n, &used, b,
-                                      len, &at)
-                 : mproc__fail(MPROC_ENOMEM, "out of memory");
+    rc = v->lock
+             ? mproc__sobj_import(&v->lock->o, MPROC_OBJECT_LOCK, sizeof(mproc__sobj_header), hs, n, &used, b, len, &at)
+             : mproc__fail(MPROC_ENOMEM, "out of memory");
     if (rc) {
       free(v->lock);
       v->lock = NULL;

@@ -207,5 +207,4 @@ static int barrier_import(const void *bytes, size_t len, const mproc_os_handle *
   return 0;
 }
 
-const mproc__handable_type mproc__barrier_handable = {MPROC_OBJECT_BARRIER, "barrier", barrier_export,
-                                                       barrier_import};
+const mproc__handable_type mproc__barrier_handable = {MPROC_OBJECT_BARRIER, "barrier", barrier_export, barrier_import};

@@ -63,8 +63,7 @@ int mproc_condition_wait(mproc_condition *c, int64_t timeout_ms) {
   cond_slot *slot = NULL;
   for (size_t i = 0; i < MPROC_CONDITION_MAX_WAITERS && !slot; ++i)
     if (mproc__atomic_load32(&sh->slots[i].state) == SLOT_FREE) slot = &sh->slots[i];
-  if (!slot)
-    return mproc__fail(MPROC_EFULL, "condition_wait: %d threads wait already", MPROC_CONDITION_MAX_WAITERS);
+  if (!slot) return mproc__fail(MPROC_EFULL, "condition_wait: %d threads wait already", MPROC_CONDITION_MAX_WAITERS);
   slot->waiter = mproc__pal_self_id();
   slot->ticket = sh->next_ticket++;
   mproc__atomic_store32(&slot->state, SLOT_WAITING);
@@ -95,7 +94,8 @@ int mproc_condition_wait(mproc_condition *c, int64_t timeout_ms) {
   if (back && back != MPROC_EOWNERDEAD) return back;
   if (rc) return rc;
   if (back) return mproc__fail(back, "condition_wait: the lock was taken back from a holder that died");
-  if (!notified) return mproc__fail(MPROC_ETIMEDOUT, "condition_wait: not notified within %lld ms", (long long)timeout_ms);
+  if (!notified)
+    return mproc__fail(MPROC_ETIMEDOUT, "condition_wait: not notified within %lld ms", (long long)timeout_ms);
   return 0;
 }
 
@@ -201,5 +201,4 @@ static int cond_import(const void *bytes, size_t len, const mproc_os_handle *hs,
   return 0;
 }
 
-const mproc__handable_type mproc__condition_handable = {MPROC_OBJECT_CONDITION, "condition", cond_export,
-                                                         cond_import};
+const mproc__handable_type mproc__condition_handable = {MPROC_OBJECT_CONDITION, "condition", cond_export, cond_import};

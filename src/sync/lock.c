@@ -33,9 +33,13 @@ static uint64_t my_word(bool waiters) {
 /* The holder of a word value as a PAL process id. */
 static uint64_t holder_id(uint64_t v) { return ((uint64_t)((uint32_t)v & MPROC__LW_PROC) << 32) | (uint32_t)(v >> 32); }
 
-int mproc__lw_try(mproc__lockword *w) {
-  uint64_t free_word = 0;
-  return mproc__atomic_cas64(&w->all, &free_word, my_word(false)) ? 0 : MPROC_ETIMEDOUT;
+int mproc__lw_try(mproc__lockword *w, bool check_holder) {
+  uint64_t v = 0;
+  if (mproc__atomic_cas64(&w->all, &v, my_word(false))) return 0;
+  /* held: only when its holder has ended is it ours (a kernel call, on this failing path alone) */
+  if (!check_holder || ((uint32_t)v & MPROC__LW_PROC) == 0 || mproc__pal_id_alive(holder_id(v))) return MPROC_ETIMEDOUT;
+  return mproc__atomic_cas64(&w->all, &v, my_word(((uint32_t)v & MPROC__LW_WAITERS) != 0)) ? MPROC_EOWNERDEAD
+                                                                                           : MPROC_ETIMEDOUT;
 }
 
 int mproc__lw_acquire(mproc__sobj *o, mproc__lockword *w, int64_t deadline) {
@@ -109,27 +113,29 @@ static int lock_new(mproc_lock **out, bool recursive) {
 int mproc_lock_create(mproc_lock **out) { return lock_new(out, false); }
 int mproc_rlock_create(mproc_lock **out) { return lock_new(out, true); }
 
+/* The thread id first: only the holding thread ever finds its own id there (it is cleared before the
+ * word is released), so the word is read only when it may be ours. */
 static bool my_thread_holds(const lock_shared *s) {
-  return mproc__lw_mine(&s->word) && mproc__atomic_load32(&s->tid) == mproc__pal_thread_id();
+  return mproc__atomic_load32(&s->tid) == mproc__pal_thread_id() && mproc__lw_mine(&s->word);
 }
 
 int mproc_lock_acquire(mproc_lock *l, int64_t timeout_ms) {
   MPROC__CHECK_ARG(!l, "lock is NULL");
   lock_shared *s = ls(l);
-  if (s->recursive && my_thread_holds(s)) {
+  int rc = mproc__lw_try(&s->word, false); /* the common case first: a free lock */
+  if (rc && s->recursive && my_thread_holds(s)) {
     if (s->count == UINT32_MAX) return mproc__fail(MPROC_ESTATE, "lock_acquire: an RLock held 2^32 - 1 times");
     ++s->count;
     return 0;
   }
-  int rc = mproc__lw_try(&s->word);
+  if (rc && timeout_ms == 0) rc = mproc__lw_try(&s->word, true);
   if (rc == MPROC_ETIMEDOUT && timeout_ms != 0)
     rc = mproc__lw_acquire(&l->o, &s->word, mproc__deadline_from_timeout(timeout_ms));
-  if (rc == MPROC_ETIMEDOUT)
-    return mproc__fail(rc, "lock_acquire: not acquired within %lld ms", (long long)timeout_ms);
+  if (rc == MPROC_ETIMEDOUT) return mproc__fail(rc, "lock_acquire: not acquired within %lld ms", (long long)timeout_ms);
   if (rc && rc != MPROC_EOWNERDEAD) return rc;
   if (s->recursive) {
     s->count = 1;
-    mproc__atomic_store32(&s->tid, mproc__pal_thread_id());
+    mproc__atomic_store32_relaxed(&s->tid, mproc__pal_thread_id());
   }
   if (rc) mproc__fail(rc, "lock_acquire: acquired, but its holder died holding it: check the data it protects");
   return rc;
@@ -139,10 +145,10 @@ int mproc_lock_release(mproc_lock *l) {
   MPROC__CHECK_ARG(!l, "lock is NULL");
   lock_shared *s = ls(l);
   if (s->recursive) {
-    if (!my_thread_holds(s))
-      return mproc__fail(MPROC_ENOTOWNER, "lock_release: this thread does not hold the RLock");
+    if (!my_thread_holds(s)) return mproc__fail(MPROC_ENOTOWNER, "lock_release: this thread does not hold the RLock");
     if (--s->count > 0) return 0;
-    mproc__atomic_store32(&s->tid, 0); /* before the word: another thread of ours never sees it stale */
+    /* before the word's release (which orders it): another thread never finds this id stale */
+    mproc__atomic_store32_relaxed(&s->tid, 0);
   }
   int rc = mproc__lw_release(&l->o, &s->word);
   if (rc) return mproc__fail(rc, "lock_release: the lock is not locked");

@@ -149,12 +149,13 @@ void mproc_event_destroy(mproc_event *e) {
 /* ---- handing them on ------------------------------------------------------------------------------- */
 
 static int sem_import(const void *bytes, size_t len, const mproc_os_handle *hs, size_t n, void **obj) {
-  return mproc__sobj_import_view(MPROC_OBJECT_SEMAPHORE, sizeof(mproc_semaphore), sizeof(sem_shared), bytes, len, hs, n, obj);
+  return mproc__sobj_import_view(MPROC_OBJECT_SEMAPHORE, sizeof(mproc_semaphore), sizeof(sem_shared), bytes, len, hs, n,
+                                 obj);
 }
 static int event_import(const void *bytes, size_t len, const mproc_os_handle *hs, size_t n, void **obj) {
   return mproc__sobj_import_view(MPROC_OBJECT_EVENT, sizeof(mproc_event), sizeof(event_shared), bytes, len, hs, n, obj);
 }
 
 const mproc__handable_type mproc__semaphore_handable = {MPROC_OBJECT_SEMAPHORE, "semaphore", mproc__sobj_export_view,
-                                                         sem_import};
+                                                        sem_import};
 const mproc__handable_type mproc__event_handable = {MPROC_OBJECT_EVENT, "event", mproc__sobj_export_view, event_import};
