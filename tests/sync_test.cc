@@ -472,6 +472,31 @@ TEST_P(SyncAcross, AHolderThatDiesHandsTheLockOnWithOwnerDead) {
     }
 }
 
+// A try (timeout 0) is an acquirer too: once the holder has died, it takes the lock with MPROC_EOWNERDEAD
+// (sync.h: "the next acquirer gets the lock and MPROC_EOWNERDEAD"), or a program that polls never gets it.
+TEST_P(SyncAcross, ATryAfterTheHolderDiedTakesTheLockWithOwnerDead) {
+  for (bool recursive : {false, true}) {
+    SCOPED_TRACE(recursive ? "RLock" : "Lock");
+    mproc_lock *l = nullptr;
+    mproc_event *held = nullptr;
+    ASSERT_EQ(recursive ? mproc_rlock_create(&l) : mproc_lock_create(&l), 0);
+    ASSERT_EQ(mproc_event_create(&held), 0);
+    mproc_process *p = start(t_hold, {mproc_object_lock(l), mproc_object_event(held)}, 1);
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(join(p), 0); // it returned holding the lock
+    EXPECT_TRUE(mproc_lock_locked(l));
+    int rc = mproc_lock_acquire(l, 0);
+    EXPECT_EQ(rc, MPROC_EOWNERDEAD);
+    if (rc == MPROC_EOWNERDEAD) {
+      EXPECT_EQ(mproc_lock_release(l), 0);
+      EXPECT_EQ(mproc_lock_acquire(l, 0), 0); // recovered: an ordinary lock again
+      EXPECT_EQ(mproc_lock_release(l), 0);
+    }
+    mproc_event_destroy(held);
+    mproc_lock_destroy(l);
+  }
+}
+
 // objects: condition, a 'i' array of results (1 notified, 2 timed out), a semaphore "waiting"
 int t_cond_wait(const mproc_args *a) {
   mproc_condition *c = (mproc_condition *)a->objects[0];
