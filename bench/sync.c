@@ -6,7 +6,7 @@
  *   sync.lock.contended.<placement> two processes take one Lock from a common pool of operations until it
  *                                   is used up; op = one acquire + release by either (with the pool's
  *                                   count read and bumped under it) | the same robust mutex, the count
- *                                   beside it. A "#" line gives each process's share of the operations.
+ *                                   beside it. A "#" line gives the smaller process's share of them.
  *   sync.value.incr.<placement>     two processes increment one Value('q') half the operations each: its
  *                                   lock acquired, the value read and written through mproc_value_ptr,
  *                                   the lock released; op = one increment | the robust mutex and an int64
@@ -16,6 +16,7 @@
  *                                   sleepers: FUTEX_WAKE only when one sleeps), what mproc's Event is
  *                                   made of and the strongest an expert writes without spinning (a
  *                                   process-shared condition variable adds a mutex to every step)
+ * c-nonrobust: the lock lines again with a mutex that is not robust, the ceiling of a lock between processes.
  * Every two-process line is pinned the same way for every implementation (bench.h): the parent pins
  * itself before timing, each child pins itself with one call as its first work. The children are fork
  * children (mproc's through mproc_process_create with MPROC_START_FORK and the objects handed in
