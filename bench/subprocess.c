@@ -198,13 +198,8 @@ int main(int argc, char **argv) {
   bench_print_cpu_map();
   for (int pl = BENCH_SAME_CPU; pl <= BENCH_CROSS_CPU; ++pl) {
     char name[96];
-    snprintf(name, sizeof name, "subprocess.capture.both200m.%s", bench_placement_name((bench_placement)pl));
-    if (!bench_wanted(name)) continue;
+    if (!bench_pair_begin(name, sizeof name, "subprocess.capture.both200m", (bench_placement)pl)) continue;
     int cpu = bench_side_cpu((bench_placement)pl, 1);
-    if (cpu < 0 || bench_pin_side((bench_placement)pl, 0) != 0) {
-      printf("# %s: skipped, needs two CPUs\n", name);
-      continue;
-    }
     snprintf(cc.cpu, sizeof cc.cpu, "%d", cpu);
     rc |= bench_run(&(bench_spec){.name = name,
                                   .impl = "mproc",

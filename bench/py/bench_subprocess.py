@@ -19,13 +19,10 @@ def main():
     benchlib.print_cpu_map()
     for cross in (False, True):
         # two processes: the parent pins itself, the child is pinned by bench_pinexec (as in C)
-        name = "subprocess.capture.both200m." + benchlib.placement_name(cross)
-        if not b.wanted(name):
+        name = b.pair_begin("subprocess.capture.both200m", cross)
+        if name is None:
             continue
         cpu = benchlib.side_cpu(cross, 1)
-        if cpu is None or not benchlib.pin_side(cross, 0):
-            print("# %s: skipped, needs two CPUs" % name)
-            continue
         argv = [pinexec, str(cpu), helper, "out", str(each), "err", str(each)]
 
         def capture(iters, argv=argv):
