@@ -297,15 +297,25 @@ static void print_startupinfo(void) {
   print_str(line);
 }
 
+/* IsWindowVisible, looked up at run time so that the helper keeps importing only KERNEL32 and the C
+ * runtime (quiet_crashes.h). */
+static int window_visible(HWND w) {
+  typedef BOOL(WINAPI * is_visible_fn)(HWND);
+  is_visible_fn is_visible = NULL;
+  HMODULE user32 = LoadLibraryW(L"user32.dll");
+  if (user32) {
+    FARPROC f = GetProcAddress(user32, "IsWindowVisible");
+    memcpy(&is_visible, &f, sizeof f);
+  }
+  return is_visible && is_visible(w);
+}
+
 static void console_line(char *line, size_t size) {
   DWORD list[16];
   DWORD n = GetConsoleProcessList(list, 16);
   HWND w = GetConsoleWindow();
-  snprintf(line, size, "window=%s procs=%lu",
-           !w ? "none"
-           : IsWindowVisible(w) ? "visible"
-                                : "hidden",
-           (unsigned long)n);
+  const char *window = !w ? "none" : window_visible(w) ? "visible" : "hidden";
+  snprintf(line, size, "window=%s procs=%lu", window, (unsigned long)n);
 }
 
 static const char *std_type(DWORD which) {
