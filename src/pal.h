@@ -172,7 +172,7 @@ typedef struct mproc__spawn_req {
 
   /* ---- Windows: windows and consoles (POSIX ignores them; checked by the caller) ---- */
   uint32_t creationflags; /* OR'ed into CreateProcessW's flags (CREATE_NO_WINDOW, ...) */
-  uint32_t startup_flags; /* STARTUPINFO.dwFlags bits besides STARTF_USESTDHANDLES (always set) */
+  uint32_t startup_flags; /* STARTUPINFO.dwFlags bits; STARTF_USESTDHANDLES is the backend's to decide */
   uint16_t show_window;   /* STARTUPINFO.wShowWindow */
 
   /* ---- POSIX: credentials and limits (Windows: MPROC_ENOTSUP if any is set) ---- */
