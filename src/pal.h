@@ -169,7 +169,41 @@ typedef struct mproc__spawn_req {
   bool signal_exitcodes; /* (processes) a signal ends the child so that mproc__pal_wait reports -sig,
                             as on POSIX, so Process.exitcode is -15 / -9 after terminate / kill on
                             every platform (Windows: exit code 0x10000 | sig; POSIX: always so) */
+
+  /* ---- Windows: windows and consoles (POSIX ignores them; checked by the caller) ---- */
+  uint32_t creationflags; /* OR'ed into CreateProcessW's flags (CREATE_NO_WINDOW, ...) */
+  uint32_t startup_flags; /* STARTUPINFO.dwFlags bits; STARTF_USESTDHANDLES is the backend's to decide */
+  uint16_t show_window;   /* STARTUPINFO.wShowWindow */
+
+  /* ---- POSIX: credentials and limits (Windows: MPROC_ENOTSUP if any is set) ---- */
+  const char *user, *group;        /* names or decimal ids, resolved in the parent; NULL: unchanged */
+  const char *const *extra_groups; /* NULL-terminated; NULL: unchanged, or cleared when user or group is set */
+  int umask;                       /* 0: unchanged (all-zero requests ask nothing); MPROC__PAL_UMASK_SET | mask */
+  const struct mproc__rlimit *rlimits;
+  size_t rlimits_count;
 } mproc__spawn_req;
+
+/* mproc__spawn_req.umask: a umask to set (0..0777) is marked with this bit, as MPROC_UMASK marks it. */
+#define MPROC__PAL_UMASK_SET 0x10000
+
+/* A resource limit for a child: the resources of mproc_rlimit_resource (mproc/subprocess.h), with the
+ * same values (src/subprocess.c checks that they agree), and its limits (UINT64_MAX: none). */
+typedef enum mproc__rlimit_kind {
+  MPROC__RLIMIT_CORE = 1,
+  MPROC__RLIMIT_CPU,
+  MPROC__RLIMIT_DATA,
+  MPROC__RLIMIT_FSIZE,
+  MPROC__RLIMIT_NOFILE,
+  MPROC__RLIMIT_STACK,
+  MPROC__RLIMIT_AS,
+  MPROC__RLIMIT_NPROC,
+  MPROC__RLIMIT_MEMLOCK,
+  MPROC__RLIMIT_LAST_ = MPROC__RLIMIT_MEMLOCK
+} mproc__rlimit_kind;
+typedef struct mproc__rlimit {
+  int resource; /* mproc__rlimit_kind, checked by the caller */
+  uint64_t soft, hard;
+} mproc__rlimit;
 
 /* A started child. */
 typedef struct mproc__child {
@@ -184,7 +218,10 @@ typedef struct mproc__child {
 
 /* Start the child. Start failures (program not found / not executable, cwd missing, ...) are reported
  * here, in the parent, with a message naming the program or path and the OS error; on failure
- * nothing is left behind. The stdio handles are not closed (the caller closes its copies). */
+ * nothing is left behind. The stdio handles are not closed (the caller closes its copies).
+ * Credentials and limits (POSIX): names are resolved here first (MPROC_ENOENT for an unknown one); a
+ * step the child fails (setgroups, setregid, setreuid, setrlimit) comes back through the child's error
+ * pipe as the start error, naming the call, with MPROC_EPERM for EPERM. */
 int mproc__pal_spawn(const mproc__spawn_req *req, mproc__child *child);
 
 /* Wait for the child to end, up to the deadline, without busy-polling where the OS allows; reaps it
@@ -192,7 +229,9 @@ int mproc__pal_spawn(const mproc__spawn_req *req, mproc__child *child);
  * runs. */
 int mproc__pal_wait(mproc__child *child, int64_t deadline_ns);
 
-/* Send a signal (numbers as MPROC_SIG*; POSIX passes any number through). No-op on a reaped child. */
+/* Send a signal (numbers as MPROC_SIG*; POSIX passes any number through). No-op on a reaped child.
+ * MPROC_SIGBREAK: Windows sends CTRL_BREAK to the child's process group where it can (see
+ * mproc_popen_send_signal for the conditions and errors); POSIX gives MPROC_ENOTSUP. */
 int mproc__pal_signal(mproc__child *child, int sig);
 
 /* Release the OS resources of a child (pidfd / process handle). Does not wait or kill. */

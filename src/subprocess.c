@@ -67,6 +67,83 @@ static int child_stream(int which, mproc_stdio_mode mode, mproc_os_handle handle
   return mproc__fail_arg("popen", "%s_mode %d is not an mproc_stdio_mode", k_stream[which], (int)mode);
 }
 
+/* ---- Windows: windows and consoles ---- */
+
+/* creationflags and startupinfo, checked on every platform (POSIX then ignores them). */
+static int check_window_opts(const mproc_popen_opts *o) {
+  const uint32_t refused =
+      MPROC_CREATE_SUSPENDED | MPROC_DEBUG_PROCESS | MPROC_DEBUG_ONLY_THIS_PROCESS | MPROC_EXTENDED_STARTUPINFO_PRESENT;
+  const uint32_t priorities = MPROC_IDLE_PRIORITY_CLASS | MPROC_BELOW_NORMAL_PRIORITY_CLASS |
+                              MPROC_NORMAL_PRIORITY_CLASS | MPROC_ABOVE_NORMAL_PRIORITY_CLASS |
+                              MPROC_HIGH_PRIORITY_CLASS | MPROC_REALTIME_PRIORITY_CLASS;
+  const uint32_t startf = MPROC_STARTF_USESHOWWINDOW | MPROC_STARTF_FORCEONFEEDBACK | MPROC_STARTF_FORCEOFFFEEDBACK |
+                          MPROC_STARTF_USESTDHANDLES;
+  uint32_t cf = o->creationflags, prio = cf & priorities;
+  MPROC__CHECK_ARG_AS("popen", cf & refused,
+                      "creationflags 0x%lx holds 0x%lx (CREATE_SUSPENDED, DEBUG_PROCESS, DEBUG_ONLY_THIS_PROCESS or "
+                      "EXTENDED_STARTUPINFO_PRESENT), which mproc does not allow: the child would hang, or mproc sets "
+                      "the flag itself",
+                      (unsigned long)cf, (unsigned long)(cf & refused));
+  MPROC__CHECK_ARG_AS("popen", (cf & MPROC_DETACHED_PROCESS) && (cf & MPROC_CREATE_NEW_CONSOLE),
+                      "creationflags has both DETACHED_PROCESS and CREATE_NEW_CONSOLE (Windows refuses the pair)");
+  MPROC__CHECK_ARG_AS("popen", prio & (prio - 1), "creationflags 0x%lx names more than one priority class",
+                      (unsigned long)cf);
+  MPROC__CHECK_ARG_AS("popen", o->startupinfo.flags & ~startf,
+                      "startupinfo.flags 0x%lx holds 0x%lx: mproc takes only STARTF_USESHOWWINDOW, "
+                      "STARTF_FORCEONFEEDBACK, STARTF_FORCEOFFFEEDBACK and STARTF_USESTDHANDLES",
+                      (unsigned long)o->startupinfo.flags, (unsigned long)(o->startupinfo.flags & ~startf));
+  MPROC__CHECK_ARG_AS("popen", o->startupinfo.show_window > 11, "startupinfo.show_window %u is not an SW_ value",
+                      (unsigned)o->startupinfo.show_window);
+  MPROC__CHECK_ARG_AS("popen", o->startupinfo.show_window && !(o->startupinfo.flags & MPROC_STARTF_USESHOWWINDOW),
+                      "startupinfo.show_window is %u but flags lack STARTF_USESHOWWINDOW, so Windows would ignore it",
+                      (unsigned)o->startupinfo.show_window);
+  return 0;
+}
+
+/* ---- POSIX: credentials and limits ---- */
+
+/* The PAL's resource numbers are the public ones (pal.h). */
+#define SAME_RLIMIT(x) ((int)MPROC_RLIMIT_##x == (int)MPROC__RLIMIT_##x)
+_Static_assert(SAME_RLIMIT(CORE) && SAME_RLIMIT(CPU) && SAME_RLIMIT(DATA) && SAME_RLIMIT(FSIZE) &&
+                   SAME_RLIMIT(NOFILE) && SAME_RLIMIT(STACK) && SAME_RLIMIT(AS) && SAME_RLIMIT(NPROC) &&
+                   SAME_RLIMIT(MEMLOCK),
+               "mproc_rlimit_resource and mproc__rlimit_kind must agree");
+#undef SAME_RLIMIT
+
+_Static_assert(MPROC_UMASK(0) == MPROC__PAL_UMASK_SET, "the PAL takes a umask as MPROC_UMASK gives it");
+
+/* Check them and give the PAL's form: the umask (0: unchanged, or MPROC__PAL_UMASK_SET | mask) and a
+ * copy of the limits (*limits, malloc'ed when there are any; free() it). */
+static int check_credential_opts(const mproc_popen_opts *o, int *mask, mproc__rlimit **limits) {
+  *mask = 0;
+  *limits = NULL;
+  if (o->umask != 0 && o->umask != -1) {
+    MPROC__CHECK_ARG_AS("popen", (o->umask & ~0777) != MPROC_UMASK(0),
+                        "umask %d (0%o) is not MPROC_UMASK(0..0777); write .umask = MPROC_UMASK(mask)", o->umask,
+                        (unsigned)o->umask);
+    *mask = o->umask;
+  }
+  MPROC__CHECK_ARG_AS("popen", o->user && !o->user[0], "user is an empty string");
+  MPROC__CHECK_ARG_AS("popen", o->group && !o->group[0], "group is an empty string");
+  for (size_t i = 0; o->extra_groups && o->extra_groups[i]; ++i)
+    MPROC__CHECK_ARG_AS("popen", !o->extra_groups[i][0], "extra_groups[%zu] is an empty string", i);
+  MPROC__CHECK_ARG_AS("popen", o->rlimits_count && !o->rlimits, "rlimits is NULL but rlimits_count is %zu",
+                      o->rlimits_count);
+  for (size_t i = 0; i < o->rlimits_count; ++i) {
+    const mproc_rlimit *l = &o->rlimits[i];
+    MPROC__CHECK_ARG_AS("popen", (int)l->resource < 1 || (int)l->resource > MPROC__RLIMIT_LAST_,
+                        "rlimits[%zu].resource %d is not an mproc_rlimit_resource", i, (int)l->resource);
+    MPROC__CHECK_ARG_AS("popen", l->soft > l->hard, "rlimits[%zu]: soft limit %llu is above the hard limit %llu", i,
+                        (unsigned long long)l->soft, (unsigned long long)l->hard);
+  }
+  if (!o->rlimits_count) return 0;
+  *limits = (mproc__rlimit *)malloc(o->rlimits_count * sizeof **limits);
+  if (!*limits) return mproc__fail(MPROC_ENOMEM, "popen: out of memory");
+  for (size_t i = 0; i < o->rlimits_count; ++i)
+    (*limits)[i] = (mproc__rlimit){(int)o->rlimits[i].resource, o->rlimits[i].soft, o->rlimits[i].hard};
+  return 0;
+}
+
 static int check_opts(const mproc_popen_opts *o) {
   MPROC__CHECK_ARG_AS("popen", !o, "opts is NULL");
   MPROC__CHECK_ARG_AS("popen", !o->argv == !o->command, "set exactly one of argv and command (argv %s, command %s)",
@@ -85,22 +162,29 @@ static int check_opts(const mproc_popen_opts *o) {
     for (size_t i = 0; o->env_extra[i]; ++i)
       MPROC__CHECK_ARG_AS("popen", !o->env_extra[i][0] || o->env_extra[i][0] == '=',
                           "env_extra[%zu] \"%s\" has no name", i, o->env_extra[i]);
-  return 0;
+  return check_window_opts(o);
 }
 
 int mproc_popen_create(mproc_popen **out, const mproc_popen_opts *o) {
   MPROC__CHECK_ARG(!out, "out is NULL");
   *out = NULL;
   int rc = check_opts(o);
+  int umask_value = 0;
+  mproc__rlimit *limits = NULL;
+  if (rc == 0) rc = check_credential_opts(o, &umask_value, &limits);
   if (rc) return rc;
 
   mproc_popen *p = (mproc_popen *)calloc(1, sizeof *p);
-  if (!p) return mproc__fail(MPROC_ENOMEM, "popen: out of memory");
+  if (!p) {
+    free(limits);
+    return mproc__fail(MPROC_ENOMEM, "popen: out of memory");
+  }
   for (int i = 0; i < 3; ++i) p->pipes[i] = MPROC_NO_HANDLE;
   p->comm.in = p->comm.out = p->comm.err = MPROC_NO_HANDLE;
   p->child.handle = MPROC_NO_HANDLE;
   p->name = mproc__strdup(o->argv ? o->argv[0] : o->command);
   if (!p->name) {
+    free(limits);
     free(p);
     return MPROC_ENOMEM;
   }
@@ -143,9 +227,21 @@ int mproc_popen_create(mproc_popen **out, const mproc_popen_opts *o) {
                             .pass_fds = o->pass_fds,
                             .pass_fds_count = o->pass_fds_count,
                             .new_session = o->new_session,
-                            .new_process_group = o->new_process_group};
+                            .new_process_group = o->new_process_group,
+                            /* ---- Windows: windows and consoles ---- */
+                            .creationflags = o->creationflags,
+                            .startup_flags = o->startupinfo.flags,
+                            .show_window = o->startupinfo.show_window,
+                            /* ---- POSIX: credentials and limits ---- */
+                            .user = o->user,
+                            .group = o->group,
+                            .extra_groups = o->extra_groups,
+                            .umask = umask_value,
+                            .rlimits = limits,
+                            .rlimits_count = o->rlimits_count};
     rc = mproc__pal_spawn(&req, &p->child);
   }
+  free(limits);
   for (int i = 0; i < 3; ++i)
     if (opened[i]) mproc__pal_close(child[i]);
   if (from && !rc) { /* the pipe end is the new child's now */

@@ -114,6 +114,10 @@ MPROC_API int64_t mproc_monotonic_ns(void);
 #define MPROC_SIGINT 2
 #define MPROC_SIGKILL 9
 #define MPROC_SIGTERM 15
+/* Windows' CTRL_BREAK console event for mproc_popen_send_signal (Python: CTRL_BREAK_EVENT; see
+ * mproc/subprocess.h). Not a POSIX signal number on any system (they end below 128; the C runtime's
+ * SIGBREAK is 21, which is SIGTTIN on Linux), so it can never signal something else. */
+#define MPROC_SIGBREAK (0x100 | 21)
 
 /* ---- exit statuses --------------------------------------------------------------------------- */
 

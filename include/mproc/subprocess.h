@@ -45,6 +45,76 @@ typedef enum mproc_stdio_mode {
                         read correctly when, as here, nobody else uses it. */
 } mproc_stdio_mode;
 
+/* ---- Windows: windows and consoles ------------------------------------------------------------
+ * Python's creationflags and startupinfo (mproc_popen_opts.creationflags, .startupinfo). The values are
+ * Windows' own (CREATE_NO_WINDOW == MPROC_CREATE_NO_WINDOW), so flags from <windows.h> may be passed too.
+ * POSIX ignores them (where Python raises ValueError), so one options struct serves an application on
+ * every platform; they are still checked there, so a mistake shows on the system you test on. */
+#define MPROC_DEBUG_PROCESS 0x00000001u           /* refused: mproc runs no debugger loop */
+#define MPROC_DEBUG_ONLY_THIS_PROCESS 0x00000002u /* refused, as DEBUG_PROCESS */
+#define MPROC_CREATE_SUSPENDED 0x00000004u        /* refused: mproc offers no way to resume the child */
+#define MPROC_DETACHED_PROCESS 0x00000008u        /* a console program gets no console at all */
+#define MPROC_CREATE_NEW_CONSOLE 0x00000010u      /* a console program gets a new console (and window) */
+#define MPROC_NORMAL_PRIORITY_CLASS 0x00000020u   /* priority classes: at most one */
+#define MPROC_IDLE_PRIORITY_CLASS 0x00000040u
+#define MPROC_HIGH_PRIORITY_CLASS 0x00000080u
+#define MPROC_REALTIME_PRIORITY_CLASS 0x00000100u
+#define MPROC_CREATE_NEW_PROCESS_GROUP 0x00000200u /* the same as new_process_group */
+#define MPROC_BELOW_NORMAL_PRIORITY_CLASS 0x00004000u
+#define MPROC_ABOVE_NORMAL_PRIORITY_CLASS 0x00008000u
+#define MPROC_EXTENDED_STARTUPINFO_PRESENT 0x00080000u /* refused: mproc sets it when it needs it */
+#define MPROC_CREATE_BREAKAWAY_FROM_JOB 0x01000000u
+#define MPROC_CREATE_DEFAULT_ERROR_MODE 0x04000000u
+#define MPROC_CREATE_NO_WINDOW 0x08000000u /* a console program runs with a console but no window */
+
+/* STARTUPINFO.dwFlags bits mproc accepts (others need fields mproc does not carry: MPROC_EINVAL). */
+#define MPROC_STARTF_USESHOWWINDOW 0x00000001u   /* show_window applies */
+#define MPROC_STARTF_FORCEONFEEDBACK 0x00000040u /* the busy cursor while the program starts */
+#define MPROC_STARTF_FORCEOFFFEEDBACK 0x00000080u
+#define MPROC_STARTF_USESTDHANDLES 0x00000100u /* accepted and changes nothing: the stdio modes decide */
+/* STARTUPINFO.wShowWindow values (ShowWindow's nCmdShow), for MPROC_STARTF_USESHOWWINDOW. */
+#define MPROC_SW_HIDE 0
+#define MPROC_SW_SHOWNORMAL 1
+#define MPROC_SW_SHOWMINIMIZED 2
+#define MPROC_SW_SHOWMAXIMIZED 3
+#define MPROC_SW_SHOWNOACTIVATE 4
+#define MPROC_SW_MINIMIZE 6
+#define MPROC_SW_SHOWMINNOACTIVE 7
+#define MPROC_SW_SHOWNA 8
+
+/* Python's STARTUPINFO, the part that is not mproc's own business (the standard handles are stdio
+ * modes here): STARTUPINFO.dwFlags and STARTUPINFO.wShowWindow of the child. */
+typedef struct mproc_startupinfo {
+  uint32_t flags;       /* MPROC_STARTF_* bits */
+  uint16_t show_window; /* MPROC_SW_*; needs MPROC_STARTF_USESHOWWINDOW in flags (as in Python) */
+} mproc_startupinfo;
+
+/* ---- POSIX: credentials and limits -------------------------------------------------------------- */
+
+/* umask for mproc_popen_opts.umask: .umask = MPROC_UMASK(077). The field's zero (and Python's -1) mean
+ * "unchanged", so a mask is given through this macro, which marks it as set. */
+#define MPROC_UMASK(mask) (0x10000 | (mask))
+
+/* Resource limits a child can be given (resource.setrlimit in the child, the commonest reason for a
+ * preexec_fn, which mproc does not offer). Each is the POSIX RLIMIT_ of the same name. */
+typedef enum mproc_rlimit_resource {
+  MPROC_RLIMIT_CORE = 1, /* largest core file, bytes (0: none) */
+  MPROC_RLIMIT_CPU,      /* CPU time, seconds (SIGXCPU at the soft limit, SIGKILL at the hard one) */
+  MPROC_RLIMIT_DATA,     /* data segment (Linux 4.7+: private writable mappings too), bytes */
+  MPROC_RLIMIT_FSIZE,    /* largest file the child may write, bytes */
+  MPROC_RLIMIT_NOFILE,   /* one more than the highest fd number the child may open */
+  MPROC_RLIMIT_STACK,    /* main thread's stack, bytes */
+  MPROC_RLIMIT_AS,       /* address space, bytes */
+  MPROC_RLIMIT_NPROC,    /* processes of the child's real user id (not POSIX; Linux, BSD, macOS) */
+  MPROC_RLIMIT_MEMLOCK   /* locked memory, bytes (not POSIX; Linux, BSD, macOS) */
+} mproc_rlimit_resource;
+/* No limit (RLIM_INFINITY), for soft or hard. */
+#define MPROC_RLIM_INFINITY UINT64_MAX
+typedef struct mproc_rlimit {
+  mproc_rlimit_resource resource;
+  uint64_t soft, hard; /* soft <= hard; MPROC_RLIM_INFINITY for none */
+} mproc_rlimit;
+
 /* Options for starting a program. All-zero means the defaults; fill them with designated initializers.
  * Strings are UTF-8 and only read during the call that takes the struct. */
 typedef struct mproc_popen_opts {
@@ -125,6 +195,66 @@ typedef struct mproc_popen_opts {
    * CREATE_NEW_PROCESS_GROUP. */
   bool new_process_group;
 
+  /* ---- Windows: windows and consoles (POSIX: checked, then ignored) ---- */
+  /* Python's creationflags: MPROC_* / Windows CREATE_* flags OR'ed into CreateProcessW's, e.g.
+   *   MPROC_CREATE_NO_WINDOW     a console program started from a GUI program opens no console window
+   *                              (it still has a console, a hidden one, and stdio as you set it);
+   *   MPROC_CREATE_NEW_CONSOLE   a console of its own, with a window (hide it with startupinfo); when all
+   *                              three stdio modes are MPROC_INHERIT the child reads and writes that
+   *                              console (as in Python), else it gets the streams you set and the
+   *                              parent's for the others;
+   *   MPROC_DETACHED_PROCESS     no console at all; its stdio is still what the stdio modes say (the
+   *                              parent's streams by default);
+   *   a priority class, MPROC_CREATE_BREAKAWAY_FROM_JOB, MPROC_CREATE_DEFAULT_ERROR_MODE, ...
+   * Other bits go to Windows as they are. MPROC_EINVAL for MPROC_CREATE_SUSPENDED, MPROC_DEBUG_PROCESS,
+   * MPROC_DEBUG_ONLY_THIS_PROCESS and MPROC_EXTENDED_STARTUPINFO_PRESENT (the child would hang, or mproc
+   * owns the flag), for MPROC_DETACHED_PROCESS with MPROC_CREATE_NEW_CONSOLE (Windows refuses the pair)
+   * and for more than one priority class. MPROC_CREATE_NEW_PROCESS_GROUP is new_process_group. */
+  uint32_t creationflags;
+  /* Python's startupinfo: dwFlags (MPROC_STARTF_USESHOWWINDOW, the feedback cursor bits) and
+   * wShowWindow, e.g. {MPROC_STARTF_USESHOWWINDOW, MPROC_SW_HIDE} for a hidden window, or
+   * MPROC_SW_SHOWMINNOACTIVE for a minimized one that takes no focus. A GUI program reads them for its
+   * first window (ShowWindow's SW_SHOWDEFAULT); a console program's new console window follows them.
+   * MPROC_EINVAL for other dwFlags bits, a show_window above 11, or a show_window without
+   * MPROC_STARTF_USESHOWWINDOW. */
+  mproc_startupinfo startupinfo;
+
+  /* ---- POSIX: credentials and limits (Windows: MPROC_ENOTSUP when any is set) ---- */
+  /* Python 3.9's user, group, extra_groups and umask; names are looked up (getpwnam_r / getgrnam_r) in
+   * the parent before anything starts, and a name of decimal digits only is a numeric id. The child
+   * applies them last, after its stdio, cwd and session are set and the fds it must not keep closed,
+   * right before it runs the program: umask, resource limits, supplementary groups, gid, then uid
+   * (real, effective and saved).
+   *   user          the user to run as (setreuid). Unlike Python, the group follows it: when group is
+   *                 NULL the child gets the user's primary group from the user database (as su, sudo -u
+   *                 and runuser do; MPROC_EINVAL for a numeric uid with no entry there: set group),
+   *                 not the parent's (root's) group.
+   *   group         the group to run as (setregid).
+   *   extra_groups  the supplementary groups (setgroups), a NULL-terminated list; (const char *[]){NULL}
+   *                 clears them. When it is NULL and user or group is set, they are cleared too (as
+   *                 libuv and Rust do; Python keeps the parent's, root's); a parent that may not change
+   *                 groups (not root) keeps its own there, and can only name its own user and group.
+   *   umask         MPROC_UMASK(mask); 0 or -1 leave the parent's.
+   *   rlimits       rlimits_count limits applied in order (setrlimit). Before the user changes, so a
+   *                 privileged parent may raise a hard limit for an unprivileged child.
+   * Errors of mproc_popen_create, with nothing left behind: MPROC_ENOENT for an unknown user or group
+   * name; MPROC_EINVAL for a bad value (an unknown resource, soft > hard, a umask that is not
+   * MPROC_UMASK(0..0777), more groups than the system allows); MPROC_EPERM when the parent lacks the
+   * right (another user or group without root or CAP_SETUID/CAP_SETGID, a hard limit raised without
+   * CAP_SYS_RESOURCE), reported by the child before it runs anything and naming the call that failed;
+   * MPROC_ENOTSUP for a resource this system lacks, and on Windows for any of these (a security
+   * boundary is never silently dropped, unlike the window flags above; Windows has no such calls: a
+   * user needs a logon token, limits a job object). These starts cannot use posix_spawn: user, group
+   * and extra_groups start the child with fork (glibc's set*id calls signal every thread of the
+   * process, which a vfork child shares with its parent), so their cost grows with the parent's size;
+   * umask and rlimits alone use vfork. */
+  const char *user;
+  const char *group;
+  const char *const *extra_groups;
+  int umask;
+  const mproc_rlimit *rlimits;
+  size_t rlimits_count;
+
   /* ---- used by mproc_run / call / check_call / check_output only ---- */
   /* Bytes to send to the child's stdin, which then gets a pipe (stdin_mode must be INHERIT or PIPE).
    * input_len 0 with input non-NULL sends nothing and closes stdin at once (Python's input=b""). */
@@ -150,9 +280,13 @@ typedef struct mproc_popen mproc_popen;
  *                  MPROC_STDOUT for stdin/stdout, a stdio mode without its handle/path, a string that is
  *                  not valid UTF-8 (Windows; encoded surrogates included), an env entry without '=';
  *                  Windows: an argument a batch file cannot be given safely (see argv), a cwd too long
- *                  for Windows (see cwd).
- *   MPROC_ENOENT   the program, the cwd or a stdio path does not exist (the message names it).
- *   MPROC_EPERM    the program is not executable / access denied (the message names it).
+ *                  for Windows (see cwd); creationflags or startupinfo that mproc refuses, a bad umask
+ *                  or resource limit (see their fields).
+ *   MPROC_ENOENT   the program, the cwd, a stdio path, a user or a group does not exist (the message
+ *                  names it).
+ *   MPROC_EPERM    the program is not executable / access denied (the message names it); the parent may
+ *                  not give the child the user, groups or limits asked for (the message names the call).
+ *   MPROC_ENOTSUP  user, group, extra_groups, umask or rlimits on Windows; a resource this system lacks.
  *   MPROC_ENOMEM, MPROC_ESYS   the OS refused (the message names the call and the OS error).
  * Thread-safe: any number of threads may start programs at once; each child inherits only its own
  * pipes. */
@@ -224,7 +358,21 @@ MPROC_API mproc_os_handle mproc_popen_handle(const mproc_popen *p, int which);
  * MPROC_SIGKILL end the process with TerminateProcess (exit code 1), or, for a shell command or a batch
  * file, its whole job (TerminateJobObject: cmd.exe and everything it started); other signals give
  * MPROC_ENOTSUP. A child that has already been reaped is left alone (returns 0), so the call never
- * signals a recycled pid. Errors: MPROC_EINVAL, MPROC_ENOTSUP, MPROC_ESYS. */
+ * signals a recycled pid. Errors: MPROC_EINVAL, MPROC_ENOTSUP, MPROC_ESYS.
+ *
+ * MPROC_SIGBREAK (mproc/core.h) is Python's send_signal(CTRL_BREAK_EVENT), Windows only: a CTRL_BREAK
+ * console event to the child's process group (GenerateConsoleCtrlEvent), which a console program can
+ * handle (SetConsoleCtrlHandler; SIGBREAK in the C runtime) to end cleanly, and which otherwise ends it
+ * with exit code 0xC000013A (STATUS_CONTROL_C_EXIT). It can be delivered only when
+ *   - the child was started in a new process group (new_process_group or MPROC_CREATE_NEW_PROCESS_GROUP),
+ *     else MPROC_ESTATE: the event would reach every process on the console, this one too;
+ *   - it shares this process's console: else MPROC_ENOTSUP, for a child started with
+ *     MPROC_CREATE_NEW_CONSOLE, MPROC_DETACHED_PROCESS or MPROC_CREATE_NO_WINDOW (a console of its own,
+ *     or none), and for a parent with no console (a GUI program or a service; wine started from a
+ *     pipe or a terminal has none either);
+ *   - the console takes it: else MPROC_ENOTSUP naming the OS error (wine 8's consoles implement
+ *     CTRL_C but not CTRL_BREAK, so under wine this is where it ends even with a console).
+ * POSIX has no console events: MPROC_ENOTSUP (send MPROC_SIGINT or MPROC_SIGTERM there). */
 MPROC_API int mproc_popen_send_signal(mproc_popen *p, int sig);
 /* Popen.terminate(): SIGTERM on POSIX, TerminateProcess on Windows. */
 MPROC_API int mproc_popen_terminate(mproc_popen *p);

@@ -8,6 +8,8 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/resource.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 /* SIGPIPE guard: a write to a pipe whose reader has gone raises SIGPIPE, whose default action kills
@@ -52,5 +54,51 @@ static inline int mproc__posix_pipe_cloexec(int fds[2]) {
   return pipe2(fds, O_CLOEXEC);
 #endif
 }
+
+/* ---- credentials.c: credentials and limits of a child program (a helper of spawn.c) ---------------
+ * The POSIX block of mproc__spawn_req resolved in the parent (names looked up, ids and limits checked),
+ * so that the child only makes system calls. See the top of credentials.c. */
+struct mproc__spawn_req;
+typedef struct mproc__posix_limit {
+  int res;  /* RLIMIT_* */
+  int kind; /* mproc__rlimit_kind, for messages */
+  struct rlimit rl;
+} mproc__posix_limit;
+typedef struct mproc__posix_creds {
+  bool set_uid, set_gid, set_groups;
+  bool drop_groups; /* user or group without extra_groups: setgroups(0), EPERM ignored */
+  uid_t uid;
+  gid_t gid;
+  gid_t *groups;
+  size_t ngroups;
+  int umask; /* -1: unchanged */
+  mproc__posix_limit *limits;
+  size_t nlimits;
+} mproc__posix_creds;
+/* The steps the child reports through the error pipe (0 is the exec, and the steps before it). */
+enum {
+  MPROC__POSIX_STEP_SETRLIMIT = 1,
+  MPROC__POSIX_STEP_SETGROUPS,
+  MPROC__POSIX_STEP_SETGID,
+  MPROC__POSIX_STEP_SETUID
+};
+/* Resolve req's block into *c: 0, or an error (MPROC_ENOENT unknown name, MPROC_EINVAL, MPROC_ENOTSUP
+ * a resource this system lacks, MPROC_ENOMEM) with nothing to free. */
+int mproc__posix_creds_make(const struct mproc__spawn_req *req, mproc__posix_creds *c);
+void mproc__posix_creds_free(mproc__posix_creds *c);
+/* Whether the child must change its user, group or groups (then it must be a fork child, not vfork). */
+static inline bool mproc__posix_creds_ids(const mproc__posix_creds *c) {
+  return c->set_uid || c->set_gid || c->set_groups || c->drop_groups;
+}
+/* Whether the child has anything of c to do. */
+static inline bool mproc__posix_creds_any(const mproc__posix_creds *c) {
+  return mproc__posix_creds_ids(c) || c->umask >= 0 || c->nlimits > 0;
+}
+/* In the child (system calls only): umask, limits, groups, gid, uid. 0, or -1 with errno and the step
+ * (and the limit's index) that failed. */
+int mproc__posix_creds_apply(const mproc__posix_creds *c, int *step, size_t *index);
+/* In the parent: the start error for a step the child failed with err (MPROC_EPERM for EPERM). */
+int mproc__posix_creds_fail(const struct mproc__spawn_req *req, const mproc__posix_creds *c, const char *path, int step,
+                            size_t index, int err);
 
 #endif

@@ -5,9 +5,11 @@
  *     grow with the parent's memory, and it reports exec failures (ENOENT, EACCES) as its return
  *     value. glibc >= 2.34 has every file action we need (addchdir_np, addclosefrom_np).
  *   - vfork + exec with an error pipe otherwise: pass_fds together with close_fds (closefrom would close
- *     them), or a libc without those actions (macOS/BSD paths: written to their documentation,
- *     untested here). The vfork child only calls async-signal-safe functions on memory prepared by the
- *     parent.
+ *     them), a umask or resource limits, or a libc without those actions (macOS/BSD paths: written to
+ *     their documentation, untested here). The vfork child only calls async-signal-safe functions on
+ *     memory prepared by the parent.
+ *   - fork + exec, the same child code and error pipe, when the child changes its user, group or groups:
+ *     glibc's set*id calls would signal the parent's threads from a vfork child (credentials.c).
  * SIGCHLD is never touched: we wait for our own pids only (waitpid(pid), pidfd on Linux >= 5.3).
  */
 #if defined(__linux__) && !defined(_GNU_SOURCE)
@@ -153,12 +155,15 @@ typedef struct spawn_plan {
   int dups[3];  /* fds we dup'ed here to get them out of the 0..2 range (to close) */
   int *keep;    /* pass_fds sorted ascending (fallback engine) */
   size_t nkeep;
+  /* ---- POSIX: credentials and limits ---- */
+  mproc__posix_creds creds; /* resolved in the parent; the child applies them (credentials.c) */
 } spawn_plan;
 
 static void plan_free(spawn_plan *pl) {
   free(pl->path);
   free(pl->env_owned);
   free(pl->keep);
+  mproc__posix_creds_free(&pl->creds);
   for (int i = 0; i < 3; ++i)
     if (pl->dups[i] >= 0) close(pl->dups[i]);
 }
@@ -227,7 +232,7 @@ static int plan_make(const mproc__spawn_req *req, spawn_plan *pl) {
     qsort(pl->keep, req->pass_fds_count, sizeof(int), cmp_int);
     pl->nkeep = req->pass_fds_count;
   }
-  return 0;
+  return mproc__posix_creds_make(req, &pl->creds);
 }
 
 static int spawn_error(const mproc__spawn_req *req, const spawn_plan *pl, int e) {
@@ -295,9 +300,16 @@ static void close_from(int lo, int hi) { /* [lo, hi) ; hi < 0: to the end */
   for (int fd = lo; fd < (hi < 0 ? (int)max : hi); ++fd) close(fd);
 }
 
-/* Runs in the vfork child: async-signal-safe calls only, on memory the parent prepared. */
+/* What the child writes to the error pipe when it fails: the step (0: the exec and the steps before
+ * it; else a step of credentials.c), the errno, and the index of a resource limit. */
+typedef struct child_error {
+  int step, err;
+  size_t index;
+} child_error;
+
+/* Runs in the vfork (or fork) child: async-signal-safe calls only, on memory the parent prepared. */
 static void child_exec(const mproc__spawn_req *req, const spawn_plan *pl, int errfd) {
-  int e = 0;
+  child_error ce = {0, 0, 0};
   for (int s = 1; s < NSIG; ++s) { /* no parent handler may run in the child */
     struct sigaction sa;
     if (sigaction(s, NULL, &sa) == 0 && (sa.sa_handler != SIG_IGN || s == SIGPIPE || s == SIGXFSZ) &&
@@ -330,40 +342,45 @@ static void child_exec(const mproc__spawn_req *req, const spawn_plan *pl, int er
     }
     close_from(lo, -1);
   }
+  /* after the fds are closed, so that a lower RLIMIT_NOFILE cannot shorten a close loop */
+  if (mproc__posix_creds_apply(&pl->creds, &ce.step, &ce.index) != 0) goto fail;
+  ce.step = 0;
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
   execve(pl->path, pl->argv, pl->envp);
 fail:
-  e = errno;
-  (void)!write(errfd, &e, sizeof e);
+  ce.err = errno;
+  (void)!write(errfd, &ce, sizeof ce);
   _exit(127);
 }
 
-static int spawn_vfork(const mproc__spawn_req *req, spawn_plan *pl, pid_t *pid) {
+/* use_fork: fork instead of vfork (a child that changes its credentials). */
+static int spawn_vfork(const mproc__spawn_req *req, spawn_plan *pl, bool use_fork, pid_t *pid) {
   int ep[2];
   if (mproc__posix_pipe_cloexec(ep) == -1) return mproc__fail_os(0, errno, "spawn '%s': pipe2", pl->path);
   sigset_t all, old;
   sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old); /* no handler may run on the shared stack */
-  pid_t p = vfork();
+  pthread_sigmask(SIG_SETMASK, &all, &old); /* no handler may run on the shared stack (or before the reset) */
+  pid_t p = use_fork ? fork() : vfork();
   if (p == 0) child_exec(req, pl, ep[1]);
   int fork_errno = errno;
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   close(ep[1]);
   if (p < 0) {
     close(ep[0]);
-    return mproc__fail_os(0, fork_errno, "spawn '%s': vfork", pl->path);
+    return mproc__fail_os(0, fork_errno, "spawn '%s': %s", pl->path, use_fork ? "fork" : "vfork");
   }
-  int child_errno = 0;
+  child_error ce;
   ssize_t r;
-  do r = read(ep[0], &child_errno, sizeof child_errno);
+  do r = read(ep[0], &ce, sizeof ce);
   while (r < 0 && errno == EINTR);
   close(ep[0]);
-  if (r == (ssize_t)sizeof child_errno) {
+  if (r == (ssize_t)sizeof ce) {
     while (waitpid(p, NULL, 0) < 0 && errno == EINTR) {
     }
-    return spawn_error(req, pl, child_errno);
+    if (ce.step) return mproc__posix_creds_fail(req, &pl->creds, pl->path, ce.step, ce.index, ce.err);
+    return spawn_error(req, pl, ce.err);
   }
   *pid = p;
   return 0;
@@ -377,11 +394,11 @@ int mproc__pal_spawn(const mproc__spawn_req *req, mproc__child *child) {
   pid_t pid = 0;
   if (rc == 0) {
 #if HAVE_SPAWN_ACTIONS
-    if (!(pl.nkeep && !req->inherit_fds))
+    if (!(pl.nkeep && !req->inherit_fds) && !mproc__posix_creds_any(&pl.creds))
       rc = spawn_posix_spawn(req, &pl, &pid);
     else
 #endif
-      rc = spawn_vfork(req, &pl, &pid);
+      rc = spawn_vfork(req, &pl, mproc__posix_creds_ids(&pl.creds), &pid);
   }
   plan_free(&pl);
   if (rc) return rc;
@@ -507,6 +524,10 @@ int mproc__pal_wait(mproc__child *c, int64_t deadline) {
 
 int mproc__pal_signal(mproc__child *c, int sig) {
   if (c->reaped) return 0; /* the pid may belong to someone else now */
+  if (sig == MPROC_SIGBREAK)
+    return mproc__fail(MPROC_ENOTSUP,
+                       "signal MPROC_SIGBREAK: CTRL_BREAK is a Windows console event; POSIX has none "
+                       "(send MPROC_SIGINT or MPROC_SIGTERM)");
 #if defined(__linux__) && defined(SYS_pidfd_send_signal)
   /* A pidfd names the process itself, never a later one with its pid: a forkserver child (the server
    * reaps it, so its pid alone could be reused before we hear) is signalled this way. */

@@ -47,6 +47,14 @@
  * the outer quotes and keeps the rest. Shell and batch children get a kill-on-close job of their own
  * before they run (start_tree_job), so terminate/kill and timeouts end what cmd.exe started too.
  * One lock (g_spawn_lock) keeps an inherit_fds spawn from inheriting another spawn's handles in flight.
+ *
+ * Windows and consoles (Python's creationflags and startupinfo): the caller's CREATE_* flags are OR'ed in
+ * and its STARTUPINFO dwFlags and wShowWindow passed on; the portable layer refused what would hang the
+ * child or fight mproc's own flags. A child given a console of its own (CREATE_NEW_CONSOLE) whose three
+ * streams are all left to inherit gets no STARTF_USESTDHANDLES, so it uses its new console, as Python
+ * does; any redirected stream makes mproc pass all three (the others the parent's), as before.
+ * CTRL_BREAK (MPROC_SIGBREAK) goes through GenerateConsoleCtrlEvent to the child's process group, and only
+ * where it can arrive (send_ctrl_break).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -818,6 +826,15 @@ static void handles_release(handles *hs) {
   memset(hs, 0, sizeof *hs);
 }
 
+/* ---- Windows: windows and consoles ---- */
+
+/* Whether the child uses a console of its own for its standard streams instead of being handed the
+ * parent's: a new console (CREATE_NEW_CONSOLE) and all three streams left to inherit (as Python). */
+static bool own_console_stdio(const mproc__spawn_req *req) {
+  return (req->creationflags & CREATE_NEW_CONSOLE) && req->stdio[0] == MPROC_NO_HANDLE &&
+         req->stdio[1] == MPROC_NO_HANDLE && req->stdio[2] == MPROC_NO_HANDLE;
+}
+
 static int handles_make(const mproc__spawn_req *req, const char *prog, handles *hs) {
   static const DWORD std_ids[3] = {STD_INPUT_HANDLE, STD_OUTPUT_HANDLE, STD_ERROR_HANDLE};
   static const char *const names[3] = {"stdin", "stdout", "stderr"};
@@ -829,7 +846,7 @@ static int handles_make(const mproc__spawn_req *req, const char *prog, handles *
     return mproc__fail(MPROC_ENOMEM, "spawn: out of memory");
   }
   HANDLE src[3];
-  for (int i = 0; i < 3; ++i) {
+  for (int i = 0; i < 3 && !own_console_stdio(req); ++i) {
     bool given = req->stdio[i] != MPROC_NO_HANDLE;
     src[i] = given ? MPROC__H(req->stdio[i]) : GetStdHandle(std_ids[i]);
     if (src[i] == NULL || src[i] == INVALID_HANDLE_VALUE) continue; /* the parent has none: nor does the child */
@@ -879,11 +896,15 @@ static int create_process(const mproc__spawn_req *req, plan *pl, handles *hs, PR
   STARTUPINFOEXW si;
   memset(&si, 0, sizeof si);
   si.StartupInfo.cb = sizeof si.StartupInfo;
-  si.StartupInfo.dwFlags = STARTF_USESTDHANDLES;
+  /* the caller's dwFlags and wShowWindow (creationflags and startupinfo), then mproc's own */
+  si.StartupInfo.dwFlags =
+      (req->startup_flags & ~(DWORD)STARTF_USESTDHANDLES) | (own_console_stdio(req) ? 0 : STARTF_USESTDHANDLES);
+  si.StartupInfo.wShowWindow = req->show_window;
   si.StartupInfo.hStdInput = hs->std[0];
   si.StartupInfo.hStdOutput = hs->std[1];
   si.StartupInfo.hStdError = hs->std[2];
-  DWORD flags = CREATE_UNICODE_ENVIRONMENT | (req->new_process_group ? CREATE_NEW_PROCESS_GROUP : 0) |
+  DWORD flags = req->creationflags | CREATE_UNICODE_ENVIRONMENT |
+                (req->new_process_group ? CREATE_NEW_PROCESS_GROUP : 0) |
                 (pl->tree_job ? CREATE_SUSPENDED : 0); /* put in its job before it runs (start_tree_job) */
   BOOL inherit = req->inherit_fds || hs->nlist > 0;
   int rc = 0;
@@ -960,15 +981,38 @@ mproc__win32_child *mproc__win32_child_os(mproc__child *c) {
   return (mproc__win32_child *)c->os;
 }
 
+/* ---- POSIX: credentials and limits ---- */
+
+/* Windows has none of them (a user needs a logon token, limits a job object): a security boundary the
+ * caller asked for is refused, never dropped. */
+static int refuse_posix_credentials(const mproc__spawn_req *req) {
+  const char *what = req->user                 ? "user"
+                     : req->group              ? "group"
+                     : req->extra_groups       ? "extra_groups"
+                     : req->umask != 0         ? "umask"
+                     : req->rlimits_count != 0 ? "rlimits"
+                                               : NULL;
+  if (!what) return 0;
+  return mproc__fail(MPROC_ENOTSUP,
+                     "popen: %s is POSIX only; Windows has no such call (run the program as another user with a "
+                     "logon token, limit it with a job object)",
+                     what);
+}
+
 int mproc__pal_spawn(const mproc__spawn_req *req, mproc__child *child) {
   memset(child, 0, sizeof *child);
   child->handle = MPROC_NO_HANDLE;
   if (!req->command && (!req->argv || !req->argv[0])) return mproc__fail(MPROC_EINVAL, "spawn: argv is empty");
+  int rc = refuse_posix_credentials(req);
+  if (rc) return rc;
   mproc__win32_child *os = mproc__win32_child_os(child);
   if (!os) return mproc__fail(MPROC_ENOMEM, "spawn: out of memory");
   os->signal_exitcodes = req->signal_exitcodes;
+  /* ---- Windows: windows and consoles ---- */
+  os->ctrl_group = req->new_process_group || (req->creationflags & CREATE_NEW_PROCESS_GROUP);
+  os->console_apart = (req->creationflags & (CREATE_NEW_CONSOLE | DETACHED_PROCESS | CREATE_NO_WINDOW)) != 0;
   plan pl;
-  int rc = plan_make(req, &pl);
+  rc = plan_make(req, &pl);
   if (rc) {
     mproc__pal_child_release(child);
     return rc;
@@ -1048,12 +1092,45 @@ int mproc__pal_wait(mproc__child *c, int64_t deadline_ns) {
   return 0;
 }
 
+/* CTRL_BREAK to the child's process group (MPROC_SIGBREAK), where it can arrive: the child leads a
+ * process group of its own (else GenerateConsoleCtrlEvent would reach every process on the console, this
+ * one too) and shares our console, and we have one. Then the console decides: wine 8's delivers CTRL_C
+ * only, and says ERROR_INVALID_HANDLE for CTRL_BREAK. */
+static int send_ctrl_break(const mproc__child *c) {
+  const mproc__win32_child *os = (const mproc__win32_child *)c->os;
+  if (!os || !os->ctrl_group)
+    return mproc__fail(MPROC_ESTATE,
+                       "signal MPROC_SIGBREAK to process %lld: it was not started in a new process group "
+                       "(new_process_group or MPROC_CREATE_NEW_PROCESS_GROUP), so CTRL_BREAK would reach every "
+                       "process on the console, this one too",
+                       (long long)c->pid);
+  if (os->console_apart)
+    return mproc__fail(MPROC_ENOTSUP,
+                       "signal MPROC_SIGBREAK to process %lld: it was started with a console of its own or none "
+                       "(CREATE_NEW_CONSOLE, CREATE_NO_WINDOW or DETACHED_PROCESS), so no console event of ours "
+                       "reaches it",
+                       (long long)c->pid);
+  DWORD one;
+  if (GetConsoleProcessList(&one, 1) == 0)
+    return mproc__fail_os(MPROC_ENOTSUP, (int)GetLastError(),
+                          "signal MPROC_SIGBREAK to process %lld: this process has no console to send it through "
+                          "(a GUI program or a service; wine started from a pipe or a terminal has none either)",
+                          (long long)c->pid);
+  if (!GenerateConsoleCtrlEvent(CTRL_BREAK_EVENT, (DWORD)c->pid))
+    return mproc__fail_os(MPROC_ENOTSUP, (int)GetLastError(),
+                          "signal MPROC_SIGBREAK to process %lld: the console did not take CTRL_BREAK for its process "
+                          "group (wine's consoles deliver CTRL_C only)",
+                          (long long)c->pid);
+  return 0;
+}
+
 int mproc__pal_signal(mproc__child *c, int sig) {
   if (c->reaped) return 0;
+  if (sig == MPROC_SIGBREAK) return send_ctrl_break(c);
   if (sig != MPROC_SIGTERM && sig != MPROC_SIGKILL)
     return mproc__fail(MPROC_ENOTSUP,
                        "signal %d: Windows has no signals; only MPROC_SIGTERM and MPROC_SIGKILL (TerminateProcess) "
-                       "are supported",
+                       "and MPROC_SIGBREAK (a console's CTRL_BREAK) are supported",
                        sig);
   int rc = check_child(c);
   if (rc) return rc;

@@ -65,6 +65,9 @@ typedef struct mproc__win32_child {
   bool job_tree;         /* job holds the child's whole tree (a shell command or a batch file): signals end
                             the job, not only the child */
   bool signal_exitcodes; /* mproc__spawn_req.signal_exitcodes */
+  /* ---- Windows: windows and consoles (MPROC_SIGBREAK) ---- */
+  bool ctrl_group;    /* started in a new process group (its pid names the group) */
+  bool console_apart; /* started with a console of its own or none: our console events never reach it */
 } mproc__win32_child;
 /* c's state, made if it has none yet; NULL only if memory ran out. */
 mproc__win32_child *mproc__win32_child_os(struct mproc__child *c);

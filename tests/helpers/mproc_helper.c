@@ -49,6 +49,23 @@
  *   run EXE ARGS...  run EXE ARGS... with our stdio, letting it inherit every inheritable handle / fd
  *                  of ours (a middleman between a boot link's maker and the program), and exit with
  *                  its exit status
+ *   ids            (POSIX) print "uid=U euid=E gid=G egid=F groups=A,B,..." (groups sorted; "groups="
+ *                  when there are none); Windows: "windows"
+ *   umask          (POSIX) print the umask in octal ("22"); Windows: "windows"
+ *   rlimit NAME    (POSIX) print the soft and hard limit of RLIMIT_<NAME> (core, cpu, data, fsize,
+ *                  nofile, stack, as, nproc, memlock) as "SOFT HARD", "inf" for no limit; Windows:
+ *                  "windows"
+ *   startupinfo    (Windows) print "flags=<hex> show=<n>", GetStartupInfoW's dwFlags and wShowWindow;
+ *                  POSIX: "posix"
+ *   console        (Windows) print "window=<none|visible|hidden> procs=<n>": GetConsoleWindow() (NULL,
+ *                  or IsWindowVisible of it), and how many processes GetConsoleProcessList counts on
+ *                  our console (0: we have none; 1: one of our own; more: shared); POSIX: "posix"
+ *   stdtypes-to FILE  (Windows) write "in=T out=T err=T " and then the console line above to FILE
+ *                  (not to stdout, which may be a console nobody reads), T the GetFileType of each
+ *                  standard handle: none, char (a console), pipe, disk, other; POSIX: print "posix"
+ *   breakwait MS   (Windows) handle console events: print "ready", then wait up to MS ms for a
+ *                  CTRL_BREAK, print "break" and exit 42 when it comes, exit 1 when it does not; POSIX:
+ *                  print "posix"
  *
  * On Windows a crash never opens a dialog or a Windows Error Reporting report (quiet_crashes.h), and
  * abort() exits with 3 under msvcrt and the UCRT alike.
@@ -66,11 +83,14 @@
 #include "quiet_crashes.h"
 #else
 #define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE /* getgroups, RLIMIT_NPROC, RLIMIT_MEMLOCK */
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -227,6 +247,112 @@ static unsigned long parent_pid(unsigned long self) {
     if (pe.th32ProcessID == self) parent = pe.th32ParentProcessID;
   CloseHandle(snap);
   return parent;
+}
+#endif
+
+/* ---- credentials and limits (POSIX), windows and consoles (Windows) ---- */
+
+#ifndef _WIN32
+static int cmp_gid(const void *a, const void *b) {
+  gid_t x = *(const gid_t *)a, y = *(const gid_t *)b;
+  return (x > y) - (x < y);
+}
+
+static void print_ids(void) {
+  gid_t groups[256];
+  int n = getgroups(256, groups);
+  if (n < 0) exit(124);
+  qsort(groups, (size_t)n, sizeof groups[0], cmp_gid);
+  char line[4096];
+  int k = snprintf(line, sizeof line, "uid=%lu euid=%lu gid=%lu egid=%lu groups=", (unsigned long)getuid(),
+                   (unsigned long)geteuid(), (unsigned long)getgid(), (unsigned long)getegid());
+  for (int i = 0; i < n && k > 0 && (size_t)k < sizeof line; ++i)
+    k += snprintf(line + k, sizeof line - (size_t)k, i ? ",%lu" : "%lu", (unsigned long)groups[i]);
+  print_str(line);
+}
+
+static void print_rlimit(const char *name) {
+  static const struct {
+    const char *name;
+    int res;
+  } k[] = {{"core", RLIMIT_CORE},   {"cpu", RLIMIT_CPU},       {"data", RLIMIT_DATA},
+           {"fsize", RLIMIT_FSIZE}, {"nofile", RLIMIT_NOFILE}, {"stack", RLIMIT_STACK},
+           {"as", RLIMIT_AS},       {"nproc", RLIMIT_NPROC},   {"memlock", RLIMIT_MEMLOCK}};
+  for (size_t i = 0; i < sizeof k / sizeof k[0]; ++i) {
+    if (strcmp(k[i].name, name) != 0) continue;
+    struct rlimit rl;
+    if (getrlimit(k[i].res, &rl) != 0) exit(124);
+    char line[64], soft[24], hard[24];
+    snprintf(soft, sizeof soft, "%llu", (unsigned long long)rl.rlim_cur);
+    snprintf(hard, sizeof hard, "%llu", (unsigned long long)rl.rlim_max);
+    snprintf(line, sizeof line, "%s %s", rl.rlim_cur == RLIM_INFINITY ? "inf" : soft,
+             rl.rlim_max == RLIM_INFINITY ? "inf" : hard);
+    print_str(line);
+    return;
+  }
+  exit(122);
+}
+#else
+static void print_startupinfo(void) {
+  STARTUPINFOW si;
+  GetStartupInfoW(&si);
+  char line[64];
+  snprintf(line, sizeof line, "flags=%lx show=%u", (unsigned long)si.dwFlags, (unsigned)si.wShowWindow);
+  print_str(line);
+}
+
+/* IsWindowVisible, looked up at run time so that the helper keeps importing only KERNEL32 and the C
+ * runtime (quiet_crashes.h). */
+static int window_visible(HWND w) {
+  typedef BOOL(WINAPI * is_visible_fn)(HWND);
+  is_visible_fn is_visible = NULL;
+  HMODULE user32 = LoadLibraryW(L"user32.dll");
+  if (user32) {
+    FARPROC f = GetProcAddress(user32, "IsWindowVisible");
+    memcpy(&is_visible, &f, sizeof f);
+  }
+  return is_visible && is_visible(w);
+}
+
+static void console_line(char *line, size_t size) {
+  DWORD list[16];
+  DWORD n = GetConsoleProcessList(list, 16);
+  HWND w = GetConsoleWindow();
+  const char *window = !w ? "none" : window_visible(w) ? "visible" : "hidden";
+  snprintf(line, size, "window=%s procs=%lu", window, (unsigned long)n);
+}
+
+static const char *std_type(DWORD which) {
+  HANDLE h = GetStdHandle(which);
+  if (h == NULL || h == INVALID_HANDLE_VALUE) return "none";
+  switch (GetFileType(h)) {
+    case FILE_TYPE_CHAR:
+      return "char";
+    case FILE_TYPE_PIPE:
+      return "pipe";
+    case FILE_TYPE_DISK:
+      return "disk";
+    default:
+      return "other";
+  }
+}
+
+static int stdtypes_to(const char *path) {
+  char line[160], con[64];
+  console_line(con, sizeof con);
+  snprintf(line, sizeof line, "in=%s out=%s err=%s %s", std_type(STD_INPUT_HANDLE), std_type(STD_OUTPUT_HANDLE),
+           std_type(STD_ERROR_HANDLE), con);
+  FILE *f = NULL;
+  if (fopen_s(&f, path, "wb") != 0 || !f) return 124;
+  fputs(line, f);
+  fclose(f);
+  return 0;
+}
+
+static BOOL WINAPI on_console_event(DWORD ev) {
+  if (ev != CTRL_BREAK_EVENT) return FALSE;
+  print_str("break");
+  ExitProcess(42);
 }
 #endif
 
@@ -587,6 +713,58 @@ int main(int argc, char **argv) {
       if (!strcmp(c, "relay-forkserver")) return 125; /* no fork server on Windows */
 #endif
       return relay_boot(argv[i + 1], !strcmp(c, "relay-forkserver"), argc - i - 2, argv + i + 2);
+    } else if (!strcmp(c, "ids")) {
+#ifdef _WIN32
+      print_str("windows");
+#else
+      print_ids();
+#endif
+    } else if (!strcmp(c, "umask")) {
+#ifdef _WIN32
+      print_str("windows");
+#else
+      mode_t m = umask(0);
+      umask(m);
+      snprintf(line, sizeof line, "%o", (unsigned)m);
+      print_str(line);
+#endif
+    } else if (!strcmp(c, "rlimit")) {
+      NEED_ARG;
+#ifdef _WIN32
+      print_str("windows");
+#else
+      print_rlimit(a);
+#endif
+    } else if (!strcmp(c, "startupinfo")) {
+#ifdef _WIN32
+      print_startupinfo();
+#else
+      print_str("posix");
+#endif
+    } else if (!strcmp(c, "console")) {
+#ifdef _WIN32
+      console_line(line, sizeof line);
+      print_str(line);
+#else
+      print_str("posix");
+#endif
+    } else if (!strcmp(c, "stdtypes-to")) {
+      NEED_ARG;
+#ifdef _WIN32
+      if (stdtypes_to(a) != 0) return 124;
+#else
+      print_str("posix");
+#endif
+    } else if (!strcmp(c, "breakwait")) {
+      NEED_ARG;
+#ifdef _WIN32
+      SetConsoleCtrlHandler(on_console_event, TRUE);
+      print_str("ready");
+      sleep_ms(atol(a));
+      return 1;
+#else
+      print_str("posix");
+#endif
     } else if (!strcmp(c, "run")) {
       NEED_ARG;
       fflush(NULL);
