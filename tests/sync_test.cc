@@ -737,6 +737,34 @@ TEST_P(SyncAcross, KillingHoldersAtRandomMomentsNeverBricksTheLock) {
   mproc_lock_destroy(l);
 }
 
+int t_nothing(const mproc_args *) { return 0; }
+
+// A barrier whose action cannot be found again in another process cannot be handed on: MPROC_ENOENT,
+// from the start (spawn) and from a send, and nothing is started or sent.
+TEST(SyncObjects, ABarrierWithAnActionOutsideAnyModuleIsNotHandedOn) {
+  std::vector<char> fake(64); // heap memory: no module's function
+  mproc_barrier *b = nullptr;
+  ASSERT_EQ(mproc_barrier_create(&b, 2, (mproc_barrier_action)(void *)fake.data(), MPROC_INFINITE), 0);
+  mproc_object objs[] = {mproc_object_barrier(b)};
+  mproc_process_opts o{};
+  o.target = t_nothing;
+  o.objects = objs;
+  o.object_count = 1;
+  o.start_method = MPROC_START_SPAWN;
+  mproc_process *p = nullptr;
+  ASSERT_EQ(mproc_process_create(&p, &o), 0);
+  EXPECT_EQ(mproc_process_start(p), MPROC_ENOENT);
+  EXPECT_NE(std::string(mproc_last_error()).find("action"), std::string::npos) << mproc_last_error();
+  mproc_process_destroy(p);
+  mproc_connection *a = nullptr, *c = nullptr;
+  ASSERT_EQ(mproc_pipe(true, &a, &c), 0);
+  EXPECT_EQ(mproc_connection_send_object(a, objs[0], 0), MPROC_ENOENT);
+  EXPECT_EQ(mproc_connection_poll(c, 0), MPROC_ETIMEDOUT); // nothing was sent
+  mproc_connection_destroy(a);
+  mproc_connection_destroy(c);
+  mproc_barrier_destroy(b);
+}
+
 // A program started with mproc_popen never gets an object: its handles are not inheritable.
 TEST(SyncObjects, AProgramStartedWithPopenInheritsNone) {
   mproc_lock *l = nullptr;
