@@ -125,6 +125,58 @@ typedef struct mproc_popen_opts {
    * CREATE_NEW_PROCESS_GROUP. */
   bool new_process_group;
 
+  /* ---- process trees and parent death ---- */
+  /* Beyond Python: keep the program and every process it starts, at any depth, together as one tree,
+   * so that mproc_popen_stop_tree / kill_tree / signal_tree / wait_tree reach all of them, also after
+   * the program itself has ended (what it left running stays in the tree while the Popen lives).
+   *   POSIX: the program leads a process group of its own (as new_process_group: it is not the
+   *   terminal's foreground group), and a small helper process of mproc's, forked for this Popen,
+   *   is the program's parent: app -> helper -> program. The helper is the subreaper of its subtree
+   *   (Linux PR_SET_CHILD_SUBREAPER), so a descendant that leaves the group (setsid, setpgid) and
+   *   is orphaned comes back to it instead of to init. The Popen is unchanged for you: pid is the
+   *   program's, returncode the program's (relayed by the helper), wait, poll, communicate and
+   *   timeouts work as ever, and the helper never reaps a child of yours (this process still reaps
+   *   only its own children). Costs one more fork per start.
+   *   Windows: a job object of its own, which every descendant joins and none may break away from
+   *   (CREATE_BREAKAWAY_FROM_JOB makes a descendant's start fail).
+   * What can still escape: on POSIX, a descendant that leaves the group gets the signals of
+   * signal_tree and stop_tree's polite first step only once its own parent has ended (it is then the
+   * helper's child); kill_tree and stop_tree's last step reach it all the same, since the helper
+   * kills until nothing is left. A process started on the tree's behalf by another process (a
+   * service, D-Bus or systemd activation, at(1)) is not in the tree. If someone kills the helper
+   * itself, the tree is let go (its processes go to init) and the Popen reports the helper's
+   * ending as the program's. macOS and other POSIX systems without a subreaper (untested): the
+   * tree is the program's process group, and a descendant that leaves it escapes; the helper
+   * leaves when the program ends, letting go of what remains. Windows: a process started through
+   * a service (the Task Scheduler, WMI, a COM server, an already running instance of a program
+   * that ShellExecute hands the work to) is not in the job.
+   * POSIX also: a descendant running with other credentials (a set-user-ID program that changed its
+   * real user id, as sudo's command does) may not be signalled by an unprivileged helper: the tree
+   * calls then cannot end it, and the helper, once it has killed everything else, lets it go (see
+   * mproc_popen_stop_tree's MPROC_EPERM).
+   * Errors at start: those of mproc_popen_create; Windows: when the program cannot be put in a job
+   * (before Windows 8, inside a job that forbids nesting) the start fails and nothing runs. */
+  bool process_tree;
+  /* Beyond Python (off by default, as there): end the program when this process dies, however it
+   * dies (killed, crashed): with process_tree, the whole tree. Which mechanism serves which case:
+   *   Linux, without process_tree, from the main thread, the program not set-user/group-ID and
+   *   without file capabilities: PR_SET_PDEATHSIG(SIGKILL) set in the child just before exec, and a
+   *   re-check that the parent still lives (no helper, no cost). The kernel ties the signal to the
+   *   creating *thread* and execve of a set-ID program clears it, so every other case takes
+   *   the helper of process_tree (without process_tree's process group and subreaper when not
+   *   asked): the helper watches this process (PR_SET_PDEATHSIG on itself, re-checked, plus a
+   *   pipe from this process) and kills the program, or the tree, when it dies.
+   *   Other POSIX systems: always the helper, which watches the pipe only: a fork child of this
+   *   process that did not exec holds the pipe open, and with it the program's life.
+   *   Windows: a job object with JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE whose only handle is the
+   *   Popen's: the system kills its processes when this process ends. Without process_tree the job
+   *   holds the program alone (its children break away silently, as PR_SET_PDEATHSIG applies to
+   *   the program alone).
+   * Without process_tree the program's own children are not ended (the kernel's mechanisms apply
+   * to one process). mproc_popen_destroy of an ended program with process_tree ends what it left
+   * running (without this option, that is let go). Errors at start: as process_tree. */
+  bool kill_on_parent_death;
+
   /* ---- used by mproc_run / call / check_call / check_output only ---- */
   /* Bytes to send to the child's stdin, which then gets a pipe (stdin_mode must be INHERIT or PIPE).
    * input_len 0 with input non-NULL sends nothing and closes stdin at once (Python's input=b""). */
@@ -161,7 +213,11 @@ MPROC_API int mproc_popen_create(mproc_popen **out, const mproc_popen_opts *opts
 /* Release a Popen. If its child still runs, the child is killed (SIGKILL / TerminateProcess) and
  * reaped first, so destroy never leaves a zombie or a leaked handle; call mproc_popen_wait first to
  * let it finish instead. Pipe ends the Popen owns are closed. NULL is ignored. Not thread-safe with
- * other calls on the same Popen. */
+ * other calls on the same Popen.
+ * With process_tree: a running program's whole tree is killed (as kill_tree) first; once the program
+ * has ended, what it left running is let go (it no longer belongs to a tree; POSIX: it goes to init or
+ * the nearest subreaper), or killed when kill_on_parent_death is set. POSIX: the tree's helper process
+ * is reaped before destroy returns. */
 MPROC_API void mproc_popen_destroy(mproc_popen *p);
 
 /* The child's process id (Popen.pid). */
@@ -230,6 +286,42 @@ MPROC_API int mproc_popen_send_signal(mproc_popen *p, int sig);
 MPROC_API int mproc_popen_terminate(mproc_popen *p);
 /* Popen.kill(): SIGKILL on POSIX, TerminateProcess on Windows. */
 MPROC_API int mproc_popen_kill(mproc_popen *p);
+
+/* ---- process trees (opts.process_tree) --------------------------------------------------------- */
+
+/* Beyond Python: these reach every process of the tree (see mproc_popen_opts.process_tree): the
+ * program while it runs, and what it left running after it ended. Common errors: MPROC_EINVAL (NULL p),
+ * MPROC_ESTATE (a Popen started without process_tree), MPROC_ESYS. Not thread-safe with other calls on
+ * the same Popen (as every Popen call).
+ *
+ * mproc_popen_stop_tree: the graded stop (reproc's): ask every process of the tree to end, wait up to
+ * grace_ms for all of them to have ended, then kill what is left and wait for it; then reap the program
+ * and store its returncode (as mproc_popen_wait). grace_ms 0 kills at once; MPROC_INFINITE never kills.
+ * Returns once no process of the tree is left. Asking: POSIX: SIGTERM. Windows, where programs have no
+ * signals: WM_CLOSE to the top-level windows of the tree's processes (what closing a window does;
+ * user32.dll is loaded for it) and, when the program was started with new_process_group,
+ * CTRL_BREAK_EVENT to its process group (it reaches console programs that share this process's
+ * console); a program that has neither is given the grace to end by itself, then ended
+ * (TerminateJobObject: exit code 1). Errors: MPROC_EPERM (POSIX: processes of the tree may not be
+ * signalled, see process_tree; the rest was killed, and they were let go).
+ *
+ * mproc_popen_kill_tree: kill every process of the tree at once (SIGKILL; Windows TerminateJobObject,
+ * exit code 1) without waiting, as mproc_popen_kill; then mproc_popen_wait_tree or mproc_popen_wait.
+ * A tree that has ended already is no error.
+ *
+ * mproc_popen_signal_tree: send a signal to every process of the tree. POSIX: any signal, to the
+ * program's process group and to every descendant that left the group once it is the helper's child.
+ * Windows: MPROC_SIGTERM and MPROC_SIGKILL end every process (TerminateJobObject, exit code 1, as
+ * mproc_popen_send_signal does for the program); other signals give MPROC_ENOTSUP.
+ *
+ * mproc_popen_wait_tree: wait up to timeout_ms (0 checks; MPROC_INFINITE: as long as it takes) until
+ * every process of the tree has ended; MPROC_ETIMEDOUT while any runs, MPROC_EPERM as stop_tree. The
+ * program's own end is mproc_popen_wait's: this call does not reap it. POSIX without a subreaper
+ * (macOS, ...): the tree has ended when the program has. */
+MPROC_API int mproc_popen_stop_tree(mproc_popen *p, int64_t grace_ms, int *returncode);
+MPROC_API int mproc_popen_kill_tree(mproc_popen *p);
+MPROC_API int mproc_popen_signal_tree(mproc_popen *p, int sig);
+MPROC_API int mproc_popen_wait_tree(mproc_popen *p, int64_t timeout_ms);
 
 /* ---- run and friends ----------------------------------------------------------------------- */
 
