@@ -11,119 +11,17 @@
 
 #include "mproc.h"
 #include "test_util.h"
-
-#ifndef _WIN32
-#include <poll.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-#endif
+#include "tree_util.h"
 
 using mproc_test::Argv;
 using mproc_test::helper_path;
 using mproc_test::kWindows;
 using mproc_test::ptr;
+using mproc_test::read_lines;
+using mproc_test::to_pids;
+using mproc_test::Watch;
 
 namespace {
-
-// A process watched through a handle opened while it lived: whether it has ended, without being its
-// parent and without trusting its pid afterwards.
-class Watch {
- public:
-  explicit Watch(long long pid) : pid_(pid) {
-#ifdef _WIN32
-    h_ = OpenProcess(SYNCHRONIZE | PROCESS_TERMINATE | PROCESS_QUERY_LIMITED_INFORMATION, FALSE, (DWORD)pid);
-#elif defined(SYS_pidfd_open)
-    fd_ = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
-#endif
-  }
-  ~Watch() {
-    if (!ended(0)) kill_it(); // a test that failed leaves nothing running
-#ifdef _WIN32
-    if (h_) CloseHandle(h_);
-#else
-    if (fd_ >= 0) close(fd_);
-#endif
-  }
-  Watch(const Watch &) = delete;
-  Watch &operator=(const Watch &) = delete;
-  bool valid() const {
-#ifdef _WIN32
-    return h_ != nullptr;
-#else
-    return fd_ >= 0;
-#endif
-  }
-  long long pid() const { return pid_; }
-  // Whether it has ended, waiting up to timeout_ms for it.
-  bool ended(int timeout_ms) const {
-    if (!valid()) return true;
-#ifdef _WIN32
-    return WaitForSingleObject(h_, (DWORD)timeout_ms) == WAIT_OBJECT_0;
-#else
-    struct pollfd p = {fd_, POLLIN, 0};
-    return poll(&p, 1, timeout_ms) == 1;
-#endif
-  }
-  void kill_it() const {
-#ifdef _WIN32
-    if (h_) TerminateProcess(h_, 1);
-#elif defined(SYS_pidfd_send_signal)
-    if (fd_ >= 0) syscall(SYS_pidfd_send_signal, fd_, SIGKILL, nullptr, 0);
-#endif
-  }
-
- private:
-  long long pid_;
-#ifdef _WIN32
-  HANDLE h_ = nullptr;
-#else
-  int fd_ = -1;
-#endif
-};
-
-bool watches_work() {
-#ifdef _WIN32
-  return true;
-#elif defined(SYS_pidfd_open)
-  int fd = (int)syscall(SYS_pidfd_open, getpid(), 0);
-  if (fd < 0) return false;
-  close(fd);
-  return true;
-#else
-  return false;
-#endif
-}
-
-#define NEED_WATCHES()                                                       \
-  do {                                                                       \
-    if (!watches_work()) GTEST_SKIP() << "no pidfd here to watch processes"; \
-  } while (0)
-
-// Read stdout of p until it holds n lines; the lines (without their newlines).
-std::vector<std::string> read_lines(mproc_popen *p, size_t n, int64_t timeout_ms = 60000) {
-  std::string text;
-  std::vector<std::string> lines;
-  int64_t left = timeout_ms;
-  while (lines.size() < n && left > 0) {
-    char buf[256];
-    size_t got = 0;
-    int rc = mproc_popen_read(p, 1, buf, sizeof buf, left, &got);
-    if (rc != 0 || got == 0) break;
-    text.append(buf, got);
-    size_t nl;
-    while ((nl = text.find('\n')) != std::string::npos) {
-      lines.push_back(text.substr(0, nl));
-      text.erase(0, nl + 1);
-    }
-  }
-  return lines;
-}
-
-std::vector<long long> to_pids(const std::vector<std::string> &lines) {
-  std::vector<long long> pids;
-  for (auto &l : lines) pids.push_back(std::stoll(l));
-  return pids;
-}
 
 // The tree every test builds: P prints its pid, then
 //   G1 (prints, sleeps) with a detached child D1 (prints, sleeps): D1 left the group, its parent lives;
@@ -417,4 +315,53 @@ TEST(Tree, StartErrorsLeaveNothing) {
   EXPECT_EQ(mproc_popen_create(&p, ptr(mproc_popen_opts{.argv = argv, .process_tree = true})), MPROC_ENOENT);
   EXPECT_EQ(p, nullptr);
   EXPECT_EQ(mproc_popen_create(&p, ptr(mproc_popen_opts{.argv = argv, .kill_on_parent_death = true})), MPROC_ENOENT);
+}
+
+// ---- kill on parent death ----------------------------------------------------------------------------------
+
+namespace {
+#if defined(__linux__)
+constexpr bool kLinux = true;
+#else
+constexpr bool kLinux = false;
+#endif
+
+struct DeathCase {
+  bool tree, thread;
+};
+
+class KillOnParentDeath : public ::testing::TestWithParam<DeathCase> {};
+
+} // namespace
+
+TEST_P(KillOnParentDeath, TheProgramDiesWithItsParent) {
+  NEED_WATCHES();
+  DeathCase c = GetParam();
+  mproc_test::ParentDeath d = mproc_test::kill_parent_of(c.tree, c.thread, helper_path());
+  ASSERT_EQ(d.error, "");
+  // Which mechanism served: PR_SET_PDEATHSIG leaves the program the intermediate's own child; the tree
+  // helper stands between them (POSIX). Windows: a job, and the program is the intermediate's child.
+  if (kWindows || (kLinux && !c.tree && !c.thread))
+    EXPECT_EQ(d.ppid, d.mid) << "the program should be the intermediate's own child";
+  else
+    EXPECT_NE(d.ppid, d.mid) << "the program should run under a tree helper";
+  EXPECT_TRUE(d.prog->ended(60000)) << "the program outlived its parent";
+  if (c.tree)
+    EXPECT_TRUE(d.kid->ended(60000)) << "the program's child outlived the tree's parent";
+  else
+    EXPECT_FALSE(d.kid->ended(0)) << "without process_tree the program's child is not ended";
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, KillOnParentDeath,
+                         ::testing::Values(DeathCase{false, false}, DeathCase{false, true}, DeathCase{true, false},
+                                           DeathCase{true, true}),
+                         [](const ::testing::TestParamInfo<DeathCase> &i) {
+                           return std::string(i.param.tree ? "Tree" : "Program") +
+                                  (i.param.thread ? "FromAThread" : "FromTheMainThread");
+                         });
+
+TEST(KillOnParentDeath, OffByDefault) {
+  mproc_popen_opts o{};
+  EXPECT_FALSE(o.kill_on_parent_death);
+  EXPECT_FALSE(o.process_tree);
 }
