@@ -4,6 +4,7 @@
 #ifndef MPROC_TREE_UTIL_H
 #define MPROC_TREE_UTIL_H
 
+#include <cstdlib>
 #include <string>
 #include <thread>
 #include <vector>
@@ -205,8 +206,15 @@ inline ParentDeath kill_parent_of(bool tree, bool thread, const std::string &pro
     } else {
       std::string report(m, n);
       mproc_free(m);
+      // "ppid=<parent>,<pid>\n<child's pid>\n" (no sscanf: MSVC deprecates it)
+      size_t comma = report.find(','), nl = report.find('\n');
       long long pid = 0, kid = 0;
-      if (sscanf(report.c_str(), "ppid=%lld,%lld\n%lld", &r.ppid, &pid, &kid) != 3) {
+      if (report.rfind("ppid=", 0) == 0 && comma != std::string::npos && nl != std::string::npos && nl > comma) {
+        r.ppid = std::atoll(report.c_str() + 5);
+        pid = std::atoll(report.c_str() + comma + 1);
+        kid = std::atoll(report.c_str() + nl + 1);
+      }
+      if (r.ppid <= 0 || pid <= 0 || kid <= 0) {
         r.error = "report: " + report;
       } else {
         r.prog = std::make_unique<Watch>(pid);

@@ -129,52 +129,50 @@ typedef struct mproc_popen_opts {
   /* Beyond Python: keep the program and every process it starts, at any depth, together as one tree,
    * so that mproc_popen_stop_tree / kill_tree / signal_tree / wait_tree reach all of them, also after
    * the program itself has ended (what it left running stays in the tree while the Popen lives).
+   * The Popen is the program's as ever: pid is the program's, returncode its status, and wait, poll,
+   * communicate, timeouts and send_signal / terminate / kill (the program alone) work unchanged;
+   * mproc_run's timeout kills the whole tree. See docs/guide.md, "Running programs from an
+   * application".
    *   POSIX: the program leads a process group of its own (as new_process_group: it is not the
-   *   terminal's foreground group), and a small helper process of mproc's, forked for this Popen,
-   *   is the program's parent: app -> helper -> program. The helper is the subreaper of its subtree
-   *   (Linux PR_SET_CHILD_SUBREAPER), so a descendant that leaves the group (setsid, setpgid) and
-   *   is orphaned comes back to it instead of to init. The Popen is unchanged for you: pid is the
-   *   program's, returncode the program's (relayed by the helper), wait, poll, communicate and
-   *   timeouts work as ever, and the helper never reaps a child of yours (this process still reaps
-   *   only its own children). Costs one more fork per start.
-   *   Windows: a job object of its own, which every descendant joins and none may break away from
-   *   (CREATE_BREAKAWAY_FROM_JOB makes a descendant's start fail).
-   * What can still escape: on POSIX, a descendant that leaves the group gets the signals of
-   * signal_tree and stop_tree's polite first step only once its own parent has ended (it is then the
-   * helper's child); kill_tree and stop_tree's last step reach it all the same, since the helper
-   * kills until nothing is left. A process started on the tree's behalf by another process (a
-   * service, D-Bus or systemd activation, at(1)) is not in the tree. If someone kills the helper
-   * itself, the tree is let go (its processes go to init) and the Popen reports the helper's
-   * ending as the program's. macOS and other POSIX systems without a subreaper (untested): the
-   * tree is the program's process group, and a descendant that leaves it escapes; the helper
-   * leaves when the program ends, letting go of what remains. Windows: a process started through
-   * a service (the Task Scheduler, WMI, a COM server, an already running instance of a program
-   * that ShellExecute hands the work to) is not in the job.
-   * POSIX also: a descendant running with other credentials (a set-user-ID program that changed its
-   * real user id, as sudo's command does) may not be signalled by an unprivileged helper: the tree
-   * calls then cannot end it, and the helper, once it has killed everything else, lets it go (see
-   * mproc_popen_stop_tree's MPROC_EPERM).
+   *   terminal's foreground group), and a small helper process, a fork of this process made for this
+   *   Popen, is its parent: app -> helper -> program. The helper is the subreaper of its subtree
+   *   (Linux PR_SET_CHILD_SUBREAPER), so a descendant that leaves the group (setsid, setpgid) and is
+   *   orphaned comes back to it instead of to init; it relays the program's status, reaches the
+   *   descendants that left the group while their parent lives through /proc (Linux 5.3+: each
+   *   checked through a pidfd, so a recycled pid is never signalled), and when it kills, it kills
+   *   until nothing is left. This process never becomes a subreaper: it still reaps only its own
+   *   children. Costs one more fork per start, nothing while the tree runs.
+   *   Windows: a job object of its own, which the program joins before it runs and which no
+   *   descendant may leave (a start with CREATE_BREAKAWAY_FROM_JOB fails).
+   * What can still escape. Everywhere: a process started on the tree's behalf by another process (a
+   * service, systemd or D-Bus activation, at(1); Windows: the Task Scheduler, WMI, a COM server, an
+   * already running instance of a program that ShellExecute hands the work to). POSIX: a descendant
+   * running with other credentials (the command sudo runs) that the helper may not signal: once the
+   * helper has killed everything else, it lets that go and the tree calls report MPROC_EPERM; a
+   * helper that someone kills lets the whole tree go (mproc_popen_wait then reports MPROC_ESYS: the
+   * program's status is lost). macOS and other POSIX systems without a subreaper (untested): the
+   * tree is the program's process group, and the helper leaves, letting go of what remains, when
+   * the program ends.
    * Errors at start: those of mproc_popen_create; Windows: when the program cannot be put in a job
    * (before Windows 8, inside a job that forbids nesting) the start fails and nothing runs. */
   bool process_tree;
   /* Beyond Python (off by default, as there): end the program when this process dies, however it
-   * dies (killed, crashed): with process_tree, the whole tree. Which mechanism serves which case:
-   *   Linux, without process_tree, from the main thread, the program not set-user/group-ID and
-   *   without file capabilities: PR_SET_PDEATHSIG(SIGKILL) set in the child just before exec, and a
-   *   re-check that the parent still lives (no helper, no cost). The kernel ties the signal to the
-   *   creating *thread* and execve of a set-ID program clears it, so every other case takes
-   *   the helper of process_tree (without process_tree's process group and subreaper when not
-   *   asked): the helper watches this process (PR_SET_PDEATHSIG on itself, re-checked, plus a
-   *   pipe from this process) and kills the program, or the tree, when it dies.
-   *   Other POSIX systems: always the helper, which watches the pipe only: a fork child of this
-   *   process that did not exec holds the pipe open, and with it the program's life.
+   * dies (killed, crashed); with process_tree, the whole tree. Which mechanism serves which case:
+   *   Linux, without process_tree, started from the main thread, the program not set-user/group-ID
+   *   and without file capabilities: PR_SET_PDEATHSIG(SIGKILL) set in the child just before exec, and
+   *   a check that the parent still lives (no helper, no cost). The kernel ties the signal to the
+   *   creating *thread*, and execve of a set-ID program clears it, so every other case takes the
+   *   helper of process_tree (without process_tree's group and subreaper when not asked): it watches
+   *   this process (PR_SET_PDEATHSIG on itself, re-checked, and a socket from this process) and kills
+   *   the program, or the tree, when this process dies.
+   *   Other POSIX systems (untested): always the helper, which watches the socket only: a fork child
+   *   of this process that did not exec holds the socket, and with it the program's life.
    *   Windows: a job object with JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE whose only handle is the
-   *   Popen's: the system kills its processes when this process ends. Without process_tree the job
-   *   holds the program alone (its children break away silently, as PR_SET_PDEATHSIG applies to
-   *   the program alone).
-   * Without process_tree the program's own children are not ended (the kernel's mechanisms apply
-   * to one process). mproc_popen_destroy of an ended program with process_tree ends what it left
-   * running (without this option, that is let go). Errors at start: as process_tree. */
+   *   Popen's: the system ends its processes when this process ends. Without process_tree the job
+   *   holds the program alone (its children break away silently).
+   * Without process_tree only the program is ended, not its children (the kernel's mechanisms apply
+   * to one process). With process_tree, mproc_popen_destroy after the program has ended also ends
+   * what it left running (without this option, that is let go). Errors at start: as process_tree. */
   bool kill_on_parent_death;
 
   /* ---- used by mproc_run / call / check_call / check_output only ---- */
@@ -309,10 +307,11 @@ MPROC_API int mproc_popen_kill(mproc_popen *p);
  * exit code 1) without waiting, as mproc_popen_kill; then mproc_popen_wait_tree or mproc_popen_wait.
  * A tree that has ended already is no error.
  *
- * mproc_popen_signal_tree: send a signal to every process of the tree. POSIX: any signal, to the
- * program's process group and to every descendant that left the group once it is the helper's child.
- * Windows: MPROC_SIGTERM and MPROC_SIGKILL end every process (TerminateJobObject, exit code 1, as
- * mproc_popen_send_signal does for the program); other signals give MPROC_ENOTSUP.
+ * mproc_popen_signal_tree: send a signal to every process of the tree. POSIX: any signal, to every
+ * process of the tree there is at the moment (a process started while the signals go out, outside the
+ * group, may miss it; kill_tree makes up for that by killing until nothing is left). Windows: MPROC_SIGTERM and
+ * MPROC_SIGKILL end every process (TerminateJobObject, exit code 1, as mproc_popen_send_signal does for the program);
+ * other signals give MPROC_ENOTSUP.
  *
  * mproc_popen_wait_tree: wait up to timeout_ms (0 checks; MPROC_INFINITE: as long as it takes) until
  * every process of the tree has ended; MPROC_ETIMEDOUT while any runs, MPROC_EPERM as stop_tree. The
