@@ -71,15 +71,11 @@ int mproc__pal_fork_sentinel(mproc__child *child) {
 void mproc__pal_child_bind(mproc__child *child) {
   mproc__win32_child *os = mproc__win32_child_os(child);
   if (!os || os->job || child->handle == MPROC_NO_HANDLE || child->handle == 0) return;
-  DWORD saved = GetLastError(); /* best effort: a failure here is not the caller's error (nor its message) */
-  mproc__thread_state *ts = mproc__pal_thread_state();
-  mproc__thread_state keep = *ts;
+  DWORD saved = GetLastError(); /* best effort: a failure here is not the caller's error */
   HANDLE job = NULL;
   if (mproc__win32_job_new(MPROC__H(child->handle),
-                           JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE | JOB_OBJECT_LIMIT_SILENT_BREAKAWAY_OK,
-                           "kill_on_parent_death", &job) == 0)
+                           JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE | JOB_OBJECT_LIMIT_SILENT_BREAKAWAY_OK, &job) == 0)
     os->job = job;
-  *ts = keep;
   SetLastError(saved);
 }
 void mproc__pal_die_with_parent(int64_t parent_pid, bool by_main_thread) {

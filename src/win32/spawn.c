@@ -998,11 +998,10 @@ int mproc__pal_spawn(const mproc__spawn_req *req, mproc__child *child) {
     ReleaseSRWLockShared(&g_spawn_lock);
   if (rc == 0 && pl.want_job) {
     HANDLE job = NULL;
-    char who[300];
-    snprintf(who, sizeof who, "spawn '%s'", pl.prog);
-    int jrc = mproc__win32_job_new(pi.hProcess, pl.job_limits, who, &job);
-    if (jrc && pl.job_required)
-      rc = jrc;
+    DWORD je = mproc__win32_job_new(pi.hProcess, pl.job_limits, &job);
+    if (je && pl.job_required)
+      rc = mproc__fail_os(0, (int)je, "spawn '%s': putting it in a job object (%s)", pl.prog,
+                          req->process_tree ? "process_tree" : "kill_on_parent_death");
     else if (ResumeThread(pi.hThread) == (DWORD)-1)
       rc = mproc__fail_os(0, (int)GetLastError(), "spawn '%s': ResumeThread", pl.prog);
     if (rc) {

@@ -29,10 +29,10 @@
 #include "spawn.h"
 #include "win32.h"
 
-int mproc__win32_job_new(HANDLE process, DWORD limits, const char *who, HANDLE *out) {
+DWORD mproc__win32_job_new(HANDLE process, DWORD limits, HANDLE *out) {
   *out = NULL;
   HANDLE job = CreateJobObjectW(NULL, NULL); /* NULL attributes: the handle is not inheritable */
-  if (!job) return mproc__fail_os(0, (int)GetLastError(), "%s: CreateJobObject", who);
+  if (!job) return GetLastError();
   JOBOBJECT_EXTENDED_LIMIT_INFORMATION li;
   ZeroMemory(&li, sizeof li);
   li.BasicLimitInformation.LimitFlags = limits;
@@ -40,7 +40,7 @@ int mproc__win32_job_new(HANDLE process, DWORD limits, const char *who, HANDLE *
       !AssignProcessToJobObject(job, process)) {
     DWORD e = GetLastError();
     CloseHandle(job); /* holds no process: closing it kills nothing */
-    return mproc__fail_os(0, (int)e, "%s: putting it in a job object", who);
+    return e ? e : ERROR_GEN_FAILURE;
   }
   *out = job;
   return 0;

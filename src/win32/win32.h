@@ -32,8 +32,8 @@ wchar_t *mproc__utf8_to_wide(const char *s, const char *what);
 char *mproc__wide_to_utf8(const wchar_t *w, int n);
 
 /* A new job object (non-inheritable handle) with the JOBOBJECT_EXTENDED_LIMIT_INFORMATION limit flags
- * `limits`, holding `process` (tree.c). 0 with *job, or an error with a message that starts with `who`
- * (nothing is left: a job that holds no process kills nothing when closed). */
-int mproc__win32_job_new(HANDLE process, DWORD limits, const char *who, HANDLE *job);
+ * `limits`, holding `process` (tree.c). 0 with *job, or the Windows error (no message is set: callers
+ * that need the job word it; nothing is left, a job that holds no process kills nothing when closed). */
+DWORD mproc__win32_job_new(HANDLE process, DWORD limits, HANDLE *job);
 
 #endif /* MPROC_WIN32_H */
