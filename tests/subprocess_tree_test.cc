@@ -295,6 +295,16 @@ TEST(Tree, RunWithATimeoutKillsTheTree) {
   mproc_completed_free(&r);
 }
 
+TEST(Tree, NoDescendantMayLeaveTheJob) {
+  // Windows: a descendant that asks to leave the tree's job (CREATE_BREAKAWAY_FROM_JOB) fails to start;
+  // kill_on_parent_death alone holds the program only, so there it may.
+  mproc_test::Captured tree = mproc_test::run_helper({"breakaway"}, mproc_popen_opts{.process_tree = true});
+  mproc_test::Captured alone = mproc_test::run_helper({"breakaway"}, mproc_popen_opts{.kill_on_parent_death = true});
+  EXPECT_EQ(tree.rc, 0) << mproc_last_error();
+  EXPECT_EQ(tree.out, kWindows ? "refused" : "posix");
+  EXPECT_EQ(alone.out, kWindows ? "allowed" : "posix");
+}
+
 TEST(Tree, CallsOnAPopenWithoutATreeAreStateErrors) {
   Argv a({"exit", "0"});
   mproc_popen *p = nullptr;

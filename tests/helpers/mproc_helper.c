@@ -41,6 +41,8 @@
  *                  before exec; Windows: a new process group, no console, and out of our job if the job
  *                  allows it: CREATE_BREAKAWAY_FROM_JOB, and without it when that is refused)
  *   on-term CODE   end with exit code CODE when asked to end: POSIX SIGTERM; Windows CTRL_BREAK_EVENT
+ *   breakaway      Windows: start a copy of this program that exits at once, asking to leave our job
+ *                  (CREATE_BREAKAWAY_FROM_JOB), and print "allowed" or "refused"; POSIX: print "posix"
  *   ignore-term    POSIX: ignore SIGTERM (only SIGKILL ends us); Windows: nothing
  *   relay-boot FILE EXE ARGS...
  *                  play a forger of mproc bootstraps that is not the program itself: make a boot link
@@ -637,6 +639,26 @@ int main(int argc, char **argv) {
       SetConsoleCtrlHandler(on_ctrl, TRUE);
 #else
       signal(SIGTERM, on_term);
+#endif
+    } else if (!strcmp(c, "breakaway")) {
+#ifdef _WIN32
+      char exe[MAX_PATH * 2], cmd[MAX_PATH * 2 + 16];
+      GetModuleFileNameA(NULL, exe, (DWORD)sizeof exe);
+      snprintf(cmd, sizeof cmd, "\"%s\" exit 0", exe);
+      STARTUPINFOA si;
+      PROCESS_INFORMATION pi;
+      ZeroMemory(&si, sizeof si);
+      si.cb = sizeof si;
+      if (CreateProcessA(exe, cmd, NULL, NULL, FALSE, CREATE_BREAKAWAY_FROM_JOB, NULL, NULL, &si, &pi)) {
+        WaitForSingleObject(pi.hProcess, INFINITE);
+        CloseHandle(pi.hThread);
+        CloseHandle(pi.hProcess);
+        print_str("allowed");
+      } else {
+        print_str("refused");
+      }
+#else
+      print_str("posix");
 #endif
     } else if (!strcmp(c, "ignore-term")) {
 #ifndef _WIN32
