@@ -206,10 +206,14 @@ int mproc__pal_spawn(const mproc__spawn_req *req, mproc__child *child);
 
 /* Wait for the child to end, up to the deadline, without busy-polling where the OS allows; reaps it
  * and sets reaped/returncode. A child already reaped returns 0 at once. MPROC_ETIMEDOUT if it still
- * runs. */
+ * runs. POSIX, started through the tree helper: waits on the exit pipe and takes the status the helper
+ * relays ("reaped" then means: its end is known); MPROC_ESYS, every time, if the helper ended before
+ * telling it (someone killed the helper, or it let go of a program it may not signal). */
 int mproc__pal_wait(mproc__child *child, int64_t deadline_ns);
 
-/* Send a signal (numbers as MPROC_SIG*; POSIX passes any number through). No-op on a reaped child. */
+/* Send a signal (numbers as MPROC_SIG*; POSIX passes any number through). No-op on a reaped child.
+ * POSIX, through the tree helper: the helper sends it (it holds the program unreaped, so the pid is
+ * still the program's); a helper that has exited has nothing left to signal (0). */
 int mproc__pal_signal(mproc__child *child, int sig);
 
 /* Release the OS resources of a child (pidfd / process handle). Does not wait for or kill the program.
