@@ -185,9 +185,10 @@ typedef struct mproc__spawn_req {
  * then call mproc__pal_wait with a deadline already passed. What it is:
  *   POSIX: a pidfd of the program (Linux 5.3+), or MPROC_NO_HANDLE where there is none (the wait then
  *     polls waitpid); started through the tree helper (process_tree, or kill_on_parent_death where
- *     PR_SET_PDEATHSIG cannot serve; src/posix/tree.c), the read end of the helper's exit pipe: the
- *     helper writes the program's status there when the program ends, then closes it (end of file:
- *     ready for good). Not a pidfd: never pass it to waitid or pidfd_send_signal.
+ *     PR_SET_PDEATHSIG cannot serve; src/posix/tree.c), this end of the helper's exit socket: the
+ *     helper sends the program's status there when the program ends, and mproc__pal_wait only peeks
+ *     at it (MSG_PEEK), so it stays, and the socket readable. Not a pidfd: never pass it to waitid or
+ *     pidfd_send_signal; nor read from it (that would take the status away).
  *   Windows: the program's process handle (with process_tree too: never the job). */
 typedef struct mproc__child {
   int64_t pid;            /* the program's, also when a tree helper stands between */
@@ -206,7 +207,7 @@ int mproc__pal_spawn(const mproc__spawn_req *req, mproc__child *child);
 
 /* Wait for the child to end, up to the deadline, without busy-polling where the OS allows; reaps it
  * and sets reaped/returncode. A child already reaped returns 0 at once. MPROC_ETIMEDOUT if it still
- * runs. POSIX, started through the tree helper: waits on the exit pipe and takes the status the helper
+ * runs. POSIX, started through the tree helper: waits on the exit socket and takes the status the helper
  * relays ("reaped" then means: its end is known); MPROC_ESYS, every time, if the helper ended before
  * telling it (someone killed the helper, or it let go of a program it may not signal). */
 int mproc__pal_wait(mproc__child *child, int64_t deadline_ns);

@@ -48,7 +48,7 @@ struct mproc__child;
  * mproc__pal_spawn (spawn.c) starts a program through the helper for a process tree, and for
  * kill_on_parent_death where PR_SET_PDEATHSIG cannot serve. The helper is a fork of this process; it
  * calls `start` (async-signal-safe: spawn.c's vfork engine) to start the program, and then serves the
- * child's calls below. The child's `os` is the helper's state, its `handle` the helper's exit pipe. */
+ * child's calls below. The child's `os` is the helper's state, its `handle` the helper's exit socket. */
 typedef struct mproc__posix_helper_opts {
   bool tree;                 /* a process tree: the program leads its own group (start sees to it), the
                                 helper is the subreaper of its subtree */

@@ -13,9 +13,11 @@
  * group leave it alone; the program gets the app's dispositions and an empty mask, as from any spawn.
  *
  * Three channels, each one-way in meaning:
- *   - the exit pipe (helper -> app): "started, pid N" or "could not start, errno E"; later "ended,
- *     returncode R", after which the helper closes it. Its read end is the child's exit handle (pal.h):
- *     readable once the program has ended, for good.
+ *   - the exit socket (helper -> app): "started, pid N" or "could not start, errno E", which the app
+ *     reads; later "ended, returncode R", which the app only peeks at (MSG_PEEK), so it stays there. The
+ *     app's end is the child's exit handle (pal.h): readable once the program has ended, and from then
+ *     on, whoever looked at it (a pipe could not keep it so: the record read, readiness would hang on
+ *     the helper closing its end a moment later).
  *   - the control socket (both ways): the app's commands (signal the program, signal the tree, release),
  *     each answered with the errno of the kill; end of file on the app's side means the helper has
  *     exited, which it does exactly when the tree has ended (so mproc__pal_tree_wait polls it), and on
@@ -61,15 +63,15 @@
 #include "../pal.h"
 #include "posix.h"
 
-/* One record on the exit pipe or the control socket: 8 bytes in one write, so it never splits. */
+/* One record on the exit socket or the control socket: 8 bytes in one write, so it never splits. */
 typedef struct rec {
   int32_t kind, value;
 } rec;
 
 enum {
-  REC_STARTED = 'S',     /* exit pipe: the program runs; value: its pid */
-  REC_NOT_STARTED = 'E', /* exit pipe: it could not be started; value: the errno */
-  REC_EXITED = 'X',      /* exit pipe: it ended; value: its returncode (status, or -signal) */
+  REC_STARTED = 'S',     /* exit socket: the program runs; value: its pid */
+  REC_NOT_STARTED = 'E', /* exit socket: it could not be started; value: the errno */
+  REC_EXITED = 'X',      /* exit socket: it ended; value: its returncode (status, or -signal) */
   CMD_SIGNAL = 'p',      /* control: signal the program; value: the signal; answered */
   CMD_SIGNAL_TREE = 't', /* control: signal the tree; value: the signal; answered */
   CMD_RELEASE = 'r',     /* control: value 1 kill what is left, 0 let it go; the helper then exits */
@@ -104,7 +106,7 @@ static bool get(int fd, rec *r) {
 typedef struct helper {
   pid_t app, self, prog;
   int ctl;   /* the helper's end of the control socket, or -1 once the app has gone */
-  int exitw; /* the exit pipe's write end, or -1 once the program's end is told */
+  int exitw; /* the helper's end of the exit socket, or -1 once the program's end is told */
   int wake;  /* the read end of the self-pipe SIGCHLD writes to */
   bool tree, kill_leftovers;
   bool subreaper;  /* a process tree whose helper receives orphans and can list its children */
@@ -517,15 +519,16 @@ int mproc__posix_helper_spawn(const mproc__posix_helper_opts *o, mproc__posix_he
   helper_state *st = (helper_state *)calloc(1, sizeof *st);
   if (!st) return mproc__fail(MPROC_ENOMEM, "spawn: out of memory");
   mproc_os_handle ours = MPROC_NO_HANDLE, theirs = MPROC_NO_HANDLE;
-  int ex[2] = {-1, -1};
+  mproc_os_handle ex_ours = MPROC_NO_HANDLE, ex_theirs = MPROC_NO_HANDLE;
   int rc = mproc__pal_conn_pair(true, &ours, &theirs);
-  if (rc == 0 && mproc__posix_pipe_cloexec(ex) != 0) rc = mproc__fail_os(0, errno, "spawn: pipe2");
+  if (rc == 0) rc = mproc__pal_conn_pair(true, &ex_ours, &ex_theirs);
   if (rc) {
     mproc__pal_close(ours);
     mproc__pal_close(theirs);
     free(st);
     return rc;
   }
+  int ex[2] = {(int)ex_ours, (int)ex_theirs};
   helper h;
   memset(&h, 0, sizeof h);
   h.app = getpid();
@@ -591,15 +594,20 @@ int mproc__posix_helper_wait(mproc__child *c, int64_t deadline) {
     int64_t ms = mproc__ms_until(deadline);
     struct pollfd pfd = {(int)c->handle, POLLIN, 0};
     int n = poll(&pfd, 1, ms > INT32_MAX ? INT32_MAX : (int)ms);
-    if (n < 0 && errno != EINTR) return mproc__fail_os(0, errno, "poll on the exit pipe of %lld", (long long)c->pid);
-    if (n > 0) break;
+    if (n < 0 && errno != EINTR) return mproc__fail_os(0, errno, "poll on the exit socket of %lld", (long long)c->pid);
+    if (n > 0) {
+      rec r; /* peeked, not taken: the record stays, and with it the exit handle's readiness */
+      ssize_t k = recv((int)c->handle, &r, sizeof r, MSG_PEEK);
+      if (k == (ssize_t)sizeof r && r.kind == REC_EXITED) {
+        c->reaped = true;
+        c->returncode = r.value;
+        return 0;
+      }
+      if (k == 0 || (k < 0 && errno != EINTR && errno != EAGAIN)) break; /* the helper ended first */
+      if (k > 0 && k < (ssize_t)sizeof r) continue;                      /* the rest of the record is on its way */
+      if (k > 0) break;                                                  /* not a record it could send now */
+    }
     if (n == 0 && mproc__ms_until(deadline) == 0) return MPROC_ETIMEDOUT;
-  }
-  rec r;
-  if (get((int)c->handle, &r) && r.kind == REC_EXITED) {
-    c->reaped = true;
-    c->returncode = r.value;
-    return 0;
   }
   st->lost = true;
   reap_helper(st);
