@@ -46,6 +46,19 @@ DWORD mproc__win32_job_new(HANDLE process, DWORD limits, HANDLE *out) {
   return 0;
 }
 
+/* A process of the job by pid, with `rights`, or NULL (it has ended, or may not be opened). Checked with
+ * IsProcessInJob, so a pid that was reused by another process is never taken for ours. IsProcessInJob wants
+ * PROCESS_QUERY_INFORMATION under wine (PROCESS_QUERY_LIMITED_INFORMATION gives ERROR_ACCESS_DENIED there),
+ * which Windows accepts too, so that right is asked first and the limited one is the fallback. */
+static HANDLE open_member(HANDLE job, DWORD pid, DWORD rights) {
+  HANDLE h = OpenProcess(rights | PROCESS_QUERY_INFORMATION, FALSE, pid);
+  if (!h) h = OpenProcess(rights | PROCESS_QUERY_LIMITED_INFORMATION, FALSE, pid);
+  BOOL in = FALSE;
+  if (h && IsProcessInJob(h, job, &in) && in) return h;
+  if (h) CloseHandle(h);
+  return NULL;
+}
+
 static int tree_job(const mproc__child *c, HANDLE *job) {
   const mproc__win32_child *os = (const mproc__win32_child *)c->os;
   *job = os && os->job_tree ? (HANDLE)os->job : NULL;
@@ -109,10 +122,11 @@ static BOOL CALLBACK close_window(HWND w, LPARAM arg) {
   const close_request *r = (const close_request *)arg;
   DWORD pid = 0;
   r->u->window_pid(w, &pid);
-  HANDLE h = pid ? OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, FALSE, pid) : NULL;
-  BOOL in = FALSE;
-  if (h && IsProcessInJob(h, r->job, &in) && in) r->u->post_message(w, WM_CLOSE, 0, 0);
-  if (h) CloseHandle(h);
+  HANDLE h = pid ? open_member(r->job, pid, 0) : NULL;
+  if (h) {
+    r->u->post_message(w, WM_CLOSE, 0, 0);
+    CloseHandle(h);
+  }
   return TRUE;
 }
 
@@ -140,6 +154,7 @@ int mproc__pal_tree_wait(mproc__child *c, int64_t deadline_ns) {
   HANDLE job;
   int rc = tree_job(c, &job);
   if (rc) return rc;
+  DWORD nap = 1;
   for (;;) {
     struct {
       JOBOBJECT_BASIC_PROCESS_ID_LIST l;
@@ -153,18 +168,18 @@ int mproc__pal_tree_wait(mproc__child *c, int64_t deadline_ns) {
     HANDLE hs[MAXIMUM_WAIT_OBJECTS];
     DWORD n = 0;
     for (DWORD i = 0; i < list.l.NumberOfProcessIdsInList && n < MAXIMUM_WAIT_OBJECTS; ++i) {
-      HANDLE h = OpenProcess(SYNCHRONIZE | PROCESS_QUERY_LIMITED_INFORMATION, FALSE, (DWORD)list.l.ProcessIdList[i]);
-      BOOL in = FALSE;
-      if (h && IsProcessInJob(h, job, &in) && in)
-        hs[n++] = h;
-      else if (h)
-        CloseHandle(h);
+      HANDLE h = open_member(job, (DWORD)list.l.ProcessIdList[i], SYNCHRONIZE);
+      if (h) hs[n++] = h;
     }
-    if (n == 0) { /* they ended between the look and the opening, or may not be opened (another user's) */
-      if (mproc__ms_until(deadline_ns) == 0) return MPROC_ETIMEDOUT;
-      Sleep(1);
+    if (n == 0) { /* they ended between the look and the opening, or may not be opened (another user's,
+                     elevated): only then is the job polled, with a growing nap */
+      int64_t left = mproc__ms_until(deadline_ns);
+      if (left == 0) return MPROC_ETIMEDOUT;
+      Sleep(left > 0 && left < (int64_t)nap ? (DWORD)left : nap);
+      if (nap < 32) nap *= 2;
       continue;
     }
+    nap = 1;
     DWORD w = WaitForMultipleObjects(n, hs, FALSE, (DWORD)mproc__win32_wait_ms(deadline_ns));
     DWORD e = GetLastError();
     for (DWORD i = 0; i < n; ++i) CloseHandle(hs[i]);
