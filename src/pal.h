@@ -181,6 +181,13 @@ typedef struct mproc__spawn_req {
   int umask;                       /* 0: unchanged (all-zero requests ask nothing); MPROC__PAL_UMASK_SET | mask */
   const struct mproc__rlimit *rlimits;
   size_t rlimits_count;
+
+  /* ---- process trees and parent death (see mproc_popen_opts and the "process trees" section) ---- */
+  bool process_tree;         /* keep the program and all it starts together: POSIX its own process group
+                                under a tree helper (the subreaper of its subtree); Windows a job object */
+  bool kill_on_parent_death; /* end the program (its tree with process_tree) when this process dies:
+                                Linux PR_SET_PDEATHSIG in the child where it holds (main thread, not
+                                set-ID), else the tree helper; Windows a kill-on-close job */
 } mproc__spawn_req;
 
 /* mproc__spawn_req.umask: a umask to set (0..0777) is marked with this bit, as MPROC_UMASK marks it. */
@@ -205,15 +212,27 @@ typedef struct mproc__rlimit {
   uint64_t soft, hard;
 } mproc__rlimit;
 
-/* A started child. */
+/* A started child.
+ *
+ * The exit handle. `handle` is THE handle that becomes ready when the program has ended, and stays
+ * ready from then on: POSIX readable (poll POLLIN), Windows signalled (WaitFor*Object). mproc__pal_wait
+ * waits on it and then collects the status without blocking; an event loop may wait on it too, and
+ * then call mproc__pal_wait with a deadline already passed. What it is:
+ *   POSIX: a pidfd of the program (Linux 5.3+), or MPROC_NO_HANDLE where there is none (the wait then
+ *     polls waitpid); started through the tree helper (process_tree, or kill_on_parent_death where
+ *     PR_SET_PDEATHSIG cannot serve; src/posix/tree.c), this end of the helper's exit socket: the
+ *     helper sends the program's status there when the program ends, and mproc__pal_wait only peeks
+ *     at it (MSG_PEEK), so it stays, and the socket readable. Not a pidfd: never pass it to waitid or
+ *     pidfd_send_signal; nor read from it (that would take the status away).
+ *   Windows: the program's process handle (with process_tree too: never the job). */
 typedef struct mproc__child {
-  int64_t pid;
-  mproc_os_handle handle; /* POSIX: a pidfd when one was opened, else MPROC_NO_HANDLE; Windows: the
-                             process HANDLE */
+  int64_t pid;            /* the program's, also when a tree helper stands between */
+  mproc_os_handle handle; /* the exit handle (above) */
   bool reaped;
   int returncode; /* valid when reaped: exit status, or -signal (POSIX) / exit code (Windows) */
   void *os;       /* the backend's own state of this child, or NULL (Windows: its jobs and how
-                     signals end it); portable code never reads it, mproc__pal_child_release frees it */
+                     signals end it; POSIX: its tree helper); portable code never reads it,
+                     mproc__pal_child_release frees it */
 } mproc__child;
 
 /* Start the child. Start failures (program not found / not executable, cwd missing, ...) are reported
@@ -226,16 +245,58 @@ int mproc__pal_spawn(const mproc__spawn_req *req, mproc__child *child);
 
 /* Wait for the child to end, up to the deadline, without busy-polling where the OS allows; reaps it
  * and sets reaped/returncode. A child already reaped returns 0 at once. MPROC_ETIMEDOUT if it still
- * runs. */
+ * runs. POSIX, started through the tree helper: waits on the exit socket and takes the status the helper
+ * relays ("reaped" then means: its end is known); MPROC_ESYS, every time, if the helper ended before
+ * telling it (someone killed the helper, or it let go of a program it may not signal). */
 int mproc__pal_wait(mproc__child *child, int64_t deadline_ns);
 
 /* Send a signal (numbers as MPROC_SIG*; POSIX passes any number through). No-op on a reaped child.
  * MPROC_SIGBREAK: Windows sends CTRL_BREAK to the child's process group where it can (see
- * mproc_popen_send_signal for the conditions and errors); POSIX gives MPROC_ENOTSUP. */
+ * mproc_popen_send_signal for the conditions and errors); POSIX gives MPROC_ENOTSUP.
+ * POSIX, through the tree helper: the helper sends it (it holds the program unreaped, so the pid is
+ * still the program's); a helper that has exited has nothing left to signal (0). */
 int mproc__pal_signal(mproc__child *child, int sig);
 
-/* Release the OS resources of a child (pidfd / process handle). Does not wait or kill. */
+/* Release the OS resources of a child (pidfd / process handle). Does not wait for or kill the program.
+ * A process tree whose program has ended: what it left running is let go, or killed when the child was
+ * started with kill_on_parent_death (POSIX: the helper does it and is reaped here; Windows: the job's
+ * kill-on-close is lifted, or kept, and its handle closed). */
 void mproc__pal_child_release(mproc__child *child);
+
+/* ==== process trees (subprocess): src/posix/tree.c, src/win32/tree.c ==================================== */
+
+/* A child started with process_tree is a tree: the program and every process it starts, at any depth,
+ * also after the program itself has ended. These reach the whole tree; portable code calls them only for
+ * such a child. What a tree is, and what can escape it, on each OS:
+ *   POSIX: the helper of src/posix/tree.c, a fork of this process (app -> helper -> program) that runs a
+ *     small loop of async-signal-safe calls only. The program leads a process group of its own; the
+ *     helper is the subreaper of its subtree (Linux PR_SET_CHILD_SUBREAPER, never set on this process),
+ *     so a descendant that leaves the group comes to it once orphaned. The helper never reaps the
+ *     program before the tree has ended (it reads the status with WNOWAIT), so the program's pid, and
+ *     with it the group's id, cannot be reused while the helper signals the group. It lists its own
+ *     children in /proc/<pid>/task/<pid>/children; where there is no such file (macOS, BSDs, Linux
+ *     without CONFIG_PROC_CHILDREN) it is no subreaper and the tree is the program's group, which ends
+ *     for the helper when the program ends. The helper stays while the tree lives and exits when it has
+ *     ended (its control socket then reads end of file), so a tree that has ended costs nothing.
+ *   Windows: a job object (src/win32/tree.c) that the program joins before it runs (created suspended),
+ *     without breakaway, so every descendant is in it. */
+
+/* Send sig to every process of the tree. POSIX: any signal, to the program's group and to each of the
+ * helper's children (descendants that left the group and were orphaned); SIGKILL also puts the helper
+ * in killing mode: it kills until nothing is left, whatever joins it meanwhile. Windows: MPROC_SIGTERM
+ * and MPROC_SIGKILL end the job (TerminateJobObject, exit code 1); others MPROC_ENOTSUP. A tree that has
+ * ended already: 0. */
+int mproc__pal_tree_signal(mproc__child *child, int sig);
+/* The first, polite step of a graded stop: ask every process of the tree to end. POSIX: SIGTERM (as
+ * mproc__pal_tree_signal). Windows: WM_CLOSE to the top-level windows of the job's processes, and
+ * CTRL_BREAK_EVENT to the program's process group when it was started with new_process_group; best
+ * effort (returns 0 when there was nobody to ask). */
+int mproc__pal_tree_ask_to_end(mproc__child *child);
+/* Wait until every process of the tree has ended, up to the deadline: 0, or MPROC_ETIMEDOUT. Does not
+ * reap the program (mproc__pal_wait does). POSIX: MPROC_EPERM when the helper, killing, found processes
+ * it may not signal (other credentials) and let them go. No busy-polling: POSIX waits for the helper's
+ * control socket to read end of file; Windows waits on the handles of the job's processes. */
+int mproc__pal_tree_wait(mproc__child *child, int64_t deadline_ns);
 
 /* ==== connections (message pipes) and waiting: src/posix/conn.c, src/win32/conn.c ======================= */
 

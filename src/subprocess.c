@@ -20,6 +20,7 @@ struct mproc_popen {
   mproc__buf out, err;
   bool out_piped, err_piped;
   char *input_copy; /* the unsent rest of the input, copied when a communicate timed out */
+  bool tree;        /* started with process_tree: the tree calls reach everything it started */
 };
 
 static const char *k_stream[3] = {"stdin", "stdout", "stderr"};
@@ -238,7 +239,10 @@ int mproc_popen_create(mproc_popen **out, const mproc_popen_opts *o) {
                             .extra_groups = o->extra_groups,
                             .umask = umask_value,
                             .rlimits = limits,
-                            .rlimits_count = o->rlimits_count};
+                            .rlimits_count = o->rlimits_count,
+                            /* ---- process trees and parent death ---- */
+                            .process_tree = o->process_tree,
+                            .kill_on_parent_death = o->kill_on_parent_death};
     rc = mproc__pal_spawn(&req, &p->child);
   }
   free(limits);
@@ -259,6 +263,7 @@ int mproc_popen_create(mproc_popen **out, const mproc_popen_opts *o) {
   }
   p->out_piped = p->pipes[1] != MPROC_NO_HANDLE;
   p->err_piped = p->pipes[2] != MPROC_NO_HANDLE;
+  p->tree = o->process_tree;
   *out = p;
   return 0;
 }
@@ -319,6 +324,66 @@ int mproc_popen_send_signal(mproc_popen *p, int sig) {
 }
 int mproc_popen_terminate(mproc_popen *p) { return mproc_popen_send_signal(p, MPROC_SIGTERM); }
 int mproc_popen_kill(mproc_popen *p) { return mproc_popen_send_signal(p, MPROC_SIGKILL); }
+
+/* ---- process trees -------------------------------------------------------------------------- */
+
+/* Kill the program, or its whole tree when it has one (destroy, run's timeout). */
+static void kill_child(mproc_popen *p) {
+  if (p->tree)
+    (void)mproc__pal_tree_signal(&p->child, MPROC_SIGKILL);
+  else
+    (void)mproc__pal_signal(&p->child, MPROC_SIGKILL);
+}
+
+static int check_tree(const mproc_popen *p, const char *call) {
+  if (!p) return mproc__fail_arg(call, "p is NULL");
+  if (!p->tree)
+    return mproc__fail(MPROC_ESTATE, "%s: '%s' (pid %lld) was not started with process_tree", call, p->name,
+                       (long long)p->child.pid);
+  return 0;
+}
+
+int mproc_popen_signal_tree(mproc_popen *p, int sig) {
+  int rc = check_tree(p, "popen_signal_tree");
+  if (rc) return rc;
+  MPROC__CHECK_ARG(sig <= 0, "signal %d is not a signal number", sig);
+  return mproc__pal_tree_signal(&p->child, sig);
+}
+
+int mproc_popen_kill_tree(mproc_popen *p) {
+  int rc = check_tree(p, "popen_kill_tree");
+  return rc ? rc : mproc__pal_tree_signal(&p->child, MPROC_SIGKILL);
+}
+
+static int wait_tree_until(mproc_popen *p, int64_t deadline, int64_t timeout_ms) {
+  int rc = mproc__pal_tree_wait(&p->child, deadline);
+  if (rc == MPROC_ETIMEDOUT)
+    return mproc__fail(rc, "the process tree of '%s' (pid %lld) is still running after %lld ms", p->name,
+                       (long long)p->child.pid, (long long)timeout_ms);
+  return rc;
+}
+
+int mproc_popen_wait_tree(mproc_popen *p, int64_t timeout_ms) {
+  int rc = check_tree(p, "popen_wait_tree");
+  return rc ? rc : wait_tree_until(p, mproc__deadline_from_timeout(timeout_ms), timeout_ms);
+}
+
+/* The graded stop: ask, wait up to the grace, kill, wait; then reap the program. */
+int mproc_popen_stop_tree(mproc_popen *p, int64_t grace_ms, int *returncode) {
+  int rc = check_tree(p, "popen_stop_tree");
+  if (rc) return rc;
+  if (grace_ms != 0) {
+    rc = mproc__pal_tree_ask_to_end(&p->child);
+    if (rc == 0) rc = wait_tree_until(p, mproc__deadline_from_timeout(grace_ms), grace_ms);
+    if (rc != MPROC_ETIMEDOUT && rc != 0) return rc;
+  }
+  if (grace_ms == 0 || rc == MPROC_ETIMEDOUT) {
+    rc = mproc__pal_tree_signal(&p->child, MPROC_SIGKILL);
+    if (rc == 0) rc = mproc__pal_tree_wait(&p->child, INT64_MAX);
+    if (rc) return rc;
+  }
+  return wait_until(p, INT64_MAX, MPROC_INFINITE, returncode);
+}
 
 /* ---- streaming ------------------------------------------------------------------------------ */
 
@@ -476,7 +541,7 @@ void mproc_popen_destroy(mproc_popen *p) {
   for (int i = 0; i < 3; ++i) mproc__pal_close(p->pipes[i]);
   comm_close_all(&p->comm);
   if (!p->child.reaped && p->child.pid > 0) {
-    mproc__pal_signal(&p->child, MPROC_SIGKILL);
+    kill_child(p);
     mproc__pal_wait(&p->child, INT64_MAX);
   }
   mproc__pal_child_release(&p->child);
@@ -532,8 +597,9 @@ static int run_engine(const mproc_popen_opts *opts, int64_t timeout_ms, mproc_co
   if (rc == 0) rc = comm_run(p, deadline, timeout_ms);
   if (rc == MPROC_ETIMEDOUT) {
     /* Kill and reap, then keep whatever the child wrote before it died: a drain with a deadline that
-     * has passed moves only what is ready, so a grandchild holding the pipes cannot make this hang. */
-    mproc__pal_signal(&p->child, MPROC_SIGKILL);
+     * has passed moves only what is ready, so a grandchild holding the pipes cannot make this hang.
+     * A process tree is killed whole. */
+    kill_child(p);
     mproc__pal_wait(&p->child, INT64_MAX);
     if (!comm_done(&p->comm)) (void)mproc__pal_communicate(&p->comm, 0);
     comm_close_all(&p->comm);

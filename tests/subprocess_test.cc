@@ -14,6 +14,7 @@
 #include "mproc.h"
 #include "test_util.h"
 
+using mproc_test::Argv;
 using mproc_test::Captured;
 using mproc_test::helper_path;
 using mproc_test::is_pattern;
@@ -23,18 +24,6 @@ using mproc_test::run_helper;
 namespace fs = std::filesystem;
 
 namespace {
-
-// argv for the helper with a script; keeps the strings alive.
-struct Argv {
-  std::vector<std::string> words;
-  std::vector<const char *> ptrs;
-  explicit Argv(std::vector<std::string> script) : words(std::move(script)) {
-    words.insert(words.begin(), helper_path());
-    for (auto &w : words) ptrs.push_back(w.c_str());
-    ptrs.push_back(nullptr);
-  }
-  const char *const *get() const { return ptrs.data(); }
-};
 
 fs::path scratch_dir(const std::string &name) {
   fs::path d = fs::temp_directory_path() / ("mproc-test-" + name + "-" + std::to_string(mproc_getpid()));

@@ -70,6 +70,18 @@ inline std::string helper_path() {
   return s.substr(0, slash + 1) + (kWindows ? "mproc_helper.exe" : "mproc_helper");
 }
 
+// argv for the helper with a script (helpers/mproc_helper.c); keeps the strings alive.
+struct Argv {
+  std::vector<std::string> words;
+  std::vector<const char *> ptrs;
+  explicit Argv(std::vector<std::string> script) : words(std::move(script)) {
+    words.insert(words.begin(), helper_path());
+    for (auto &w : words) ptrs.push_back(w.c_str());
+    ptrs.push_back(nullptr);
+  }
+  const char *const *get() const { return ptrs.data(); }
+};
+
 // The address of a temporary, for passing option structs inline as C code does with compound
 // literals: mproc_run(ptr(mproc_popen_opts{.argv = argv}), ...). Valid for the full expression.
 template <class T>

@@ -195,6 +195,56 @@ typedef struct mproc_popen_opts {
    * CREATE_NEW_PROCESS_GROUP. */
   bool new_process_group;
 
+  /* ---- process trees and parent death ---- */
+  /* Beyond Python: keep the program and every process it starts, at any depth, together as one tree,
+   * so that mproc_popen_stop_tree / kill_tree / signal_tree / wait_tree reach all of them, also after
+   * the program itself has ended (what it left running stays in the tree while the Popen lives).
+   * The Popen is the program's as ever: pid is the program's, returncode its status, and wait, poll,
+   * communicate, timeouts and send_signal / terminate / kill (the program alone) work unchanged;
+   * mproc_run's timeout kills the whole tree. See docs/guide.md, "Running programs from an
+   * application".
+   *   POSIX: the program leads a process group of its own (as new_process_group: it is not the
+   *   terminal's foreground group), and a small helper process, a fork of this process made for this
+   *   Popen, is its parent: app -> helper -> program. The helper is the subreaper of its subtree
+   *   (Linux PR_SET_CHILD_SUBREAPER), so a descendant that leaves the group (setsid, setpgid) and is
+   *   orphaned comes back to it instead of to init; it relays the program's status, reaches the
+   *   descendants that left the group while their parent lives through /proc (Linux 5.3+: each
+   *   checked through a pidfd, so a recycled pid is never signalled), and when it kills, it kills
+   *   until nothing is left. This process never becomes a subreaper: it still reaps only its own
+   *   children. Costs one more fork per start, nothing while the tree runs.
+   *   Windows: a job object of its own, which the program joins before it runs and which no
+   *   descendant may leave (a start with CREATE_BREAKAWAY_FROM_JOB fails).
+   * What can still escape. Everywhere: a process started on the tree's behalf by another process (a
+   * service, systemd or D-Bus activation, at(1); Windows: the Task Scheduler, WMI, a COM server, an
+   * already running instance of a program that ShellExecute hands the work to). POSIX: a descendant
+   * running with other credentials (the command sudo runs) that the helper may not signal: once the
+   * helper has killed everything else, it lets that go and the tree calls report MPROC_EPERM; a
+   * helper that someone kills lets the whole tree go (mproc_popen_wait then reports MPROC_ESYS: the
+   * program's status is lost). macOS and other POSIX systems without a subreaper (untested): the
+   * tree is the program's process group, and the helper leaves, letting go of what remains, when
+   * the program ends.
+   * Errors at start: those of mproc_popen_create; Windows: when the program cannot be put in a job
+   * (before Windows 8, inside a job that forbids nesting) the start fails and nothing runs. */
+  bool process_tree;
+  /* Beyond Python (off by default, as there): end the program when this process dies, however it
+   * dies (killed, crashed); with process_tree, the whole tree. Which mechanism serves which case:
+   *   Linux, without process_tree, started from the main thread, the program not set-user/group-ID
+   *   and without file capabilities: PR_SET_PDEATHSIG(SIGKILL) set in the child just before exec, and
+   *   a check that the parent still lives (no helper, no cost). The kernel ties the signal to the
+   *   creating *thread*, and execve of a set-ID program clears it, so every other case takes the
+   *   helper of process_tree (without process_tree's group and subreaper when not asked): it watches
+   *   this process (PR_SET_PDEATHSIG on itself, re-checked, and a socket from this process) and kills
+   *   the program, or the tree, when this process dies.
+   *   Other POSIX systems (untested): always the helper, which watches the socket only: a fork child
+   *   of this process that did not exec holds the socket, and with it the program's life.
+   *   Windows: a job object with JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE whose only handle is the
+   *   Popen's: the system ends its processes when this process ends. Without process_tree the job
+   *   holds the program alone (its children break away silently).
+   * Without process_tree only the program is ended, not its children (the kernel's mechanisms apply
+   * to one process). With process_tree, mproc_popen_destroy after the program has ended also ends
+   * what it left running (without this option, that is let go). Errors at start: as process_tree. */
+  bool kill_on_parent_death;
+
   /* ---- Windows: windows and consoles (POSIX: checked, then ignored) ---- */
   /* Python's creationflags: MPROC_* / Windows CREATE_* flags OR'ed into CreateProcessW's, e.g.
    *   MPROC_CREATE_NO_WINDOW     a console program started from a GUI program opens no console window
@@ -295,7 +345,11 @@ MPROC_API int mproc_popen_create(mproc_popen **out, const mproc_popen_opts *opts
 /* Release a Popen. If its child still runs, the child is killed (SIGKILL / TerminateProcess) and
  * reaped first, so destroy never leaves a zombie or a leaked handle; call mproc_popen_wait first to
  * let it finish instead. Pipe ends the Popen owns are closed. NULL is ignored. Not thread-safe with
- * other calls on the same Popen. */
+ * other calls on the same Popen.
+ * With process_tree: a running program's whole tree is killed (as kill_tree) first; once the program
+ * has ended, what it left running is let go (it no longer belongs to a tree; POSIX: it goes to init or
+ * the nearest subreaper), or killed when kill_on_parent_death is set. POSIX: the tree's helper process
+ * is reaped before destroy returns. */
 MPROC_API void mproc_popen_destroy(mproc_popen *p);
 
 /* The child's process id (Popen.pid). */
@@ -378,6 +432,43 @@ MPROC_API int mproc_popen_send_signal(mproc_popen *p, int sig);
 MPROC_API int mproc_popen_terminate(mproc_popen *p);
 /* Popen.kill(): SIGKILL on POSIX, TerminateProcess on Windows. */
 MPROC_API int mproc_popen_kill(mproc_popen *p);
+
+/* ---- process trees (opts.process_tree) --------------------------------------------------------- */
+
+/* Beyond Python: these reach every process of the tree (see mproc_popen_opts.process_tree): the
+ * program while it runs, and what it left running after it ended. Common errors: MPROC_EINVAL (NULL p),
+ * MPROC_ESTATE (a Popen started without process_tree), MPROC_ESYS. Not thread-safe with other calls on
+ * the same Popen (as every Popen call).
+ *
+ * mproc_popen_stop_tree: the graded stop (reproc's): ask every process of the tree to end, wait up to
+ * grace_ms for all of them to have ended, then kill what is left and wait for it; then reap the program
+ * and store its returncode (as mproc_popen_wait). grace_ms 0 kills at once; MPROC_INFINITE never kills.
+ * Returns once no process of the tree is left. Asking: POSIX: SIGTERM. Windows, where programs have no
+ * signals: WM_CLOSE to the top-level windows of the tree's processes (what closing a window does;
+ * user32.dll is loaded for it) and, when the program was started with new_process_group,
+ * CTRL_BREAK_EVENT to its process group (it reaches console programs that share this process's
+ * console); a program that has neither is given the grace to end by itself, then ended
+ * (TerminateJobObject: exit code 1). Errors: MPROC_EPERM (POSIX: processes of the tree may not be
+ * signalled, see process_tree; the rest was killed, and they were let go).
+ *
+ * mproc_popen_kill_tree: kill every process of the tree at once (SIGKILL; Windows TerminateJobObject,
+ * exit code 1) without waiting, as mproc_popen_kill; then mproc_popen_wait_tree or mproc_popen_wait.
+ * A tree that has ended already is no error.
+ *
+ * mproc_popen_signal_tree: send a signal to every process of the tree. POSIX: any signal, to every
+ * process of the tree there is at the moment (a process started while the signals go out, outside the
+ * group, may miss it; kill_tree makes up for that by killing until nothing is left). Windows: MPROC_SIGTERM and
+ * MPROC_SIGKILL end every process (TerminateJobObject, exit code 1, as mproc_popen_send_signal does for the program);
+ * other signals give MPROC_ENOTSUP.
+ *
+ * mproc_popen_wait_tree: wait up to timeout_ms (0 checks; MPROC_INFINITE: as long as it takes) until
+ * every process of the tree has ended; MPROC_ETIMEDOUT while any runs, MPROC_EPERM as stop_tree. The
+ * program's own end is mproc_popen_wait's: this call does not reap it. POSIX without a subreaper
+ * (macOS, ...): the tree has ended when the program has. */
+MPROC_API int mproc_popen_stop_tree(mproc_popen *p, int64_t grace_ms, int *returncode);
+MPROC_API int mproc_popen_kill_tree(mproc_popen *p);
+MPROC_API int mproc_popen_signal_tree(mproc_popen *p, int sig);
+MPROC_API int mproc_popen_wait_tree(mproc_popen *p, int64_t timeout_ms);
 
 /* ---- run and friends ----------------------------------------------------------------------- */
 

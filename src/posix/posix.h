@@ -41,6 +41,33 @@ ssize_t mproc__posix_writev_nosigpipe(int fd, const struct iovec *iov, int n);
 /* White-box tests: use the guard even where RWF_NOSIGNAL works (true), or find out again (false). */
 void mproc__posix_force_sigpipe_guard(bool force);
 
+/* Close the fds [lo, hi); hi < 0: to the end (spawn.c). close_range where Linux has it, else a loop. Async-signal-safe.
+ */
+void mproc__posix_close_from(int lo, int hi);
+
+struct mproc__child;
+/* ---- the tree helper (tree.c; see pal.h, "process trees") ----------------------------------------------
+ * mproc__pal_spawn (spawn.c) starts a program through the helper for a process tree, and for
+ * kill_on_parent_death where PR_SET_PDEATHSIG cannot serve. The helper is a fork of this process; it
+ * calls `start` (async-signal-safe: spawn.c's vfork engine) to start the program, and then serves the
+ * child's calls below. The child's `os` is the helper's state, its `handle` the helper's exit socket. */
+typedef struct mproc__posix_helper_opts {
+  bool tree;                 /* a process tree: the program leads its own group (start sees to it), the
+                                helper is the subreaper of its subtree */
+  bool kill_on_parent_death; /* kill the program / the tree when this process dies; kill what the tree
+                                left running when the child is released */
+} mproc__posix_helper_opts;
+/* Start the program: 0 with *pid, or an errno (positive) if it could not be started. */
+typedef int (*mproc__posix_helper_start_fn)(void *ctx, int64_t *pid);
+/* 0; a positive errno when the program could not be started (the caller words the message, nothing is
+ * left behind); or a negative MPROC_E* code with a message (the helper itself could not be started). */
+int mproc__posix_helper_spawn(const mproc__posix_helper_opts *o, mproc__posix_helper_start_fn start, void *ctx,
+                              struct mproc__child *child);
+/* mproc__pal_wait, mproc__pal_signal (the program alone) and mproc__pal_child_release of such a child. */
+int mproc__posix_helper_wait(struct mproc__child *c, int64_t deadline_ns);
+int mproc__posix_helper_signal(struct mproc__child *c, int sig);
+void mproc__posix_helper_release(struct mproc__child *c);
+
 /* A pipe whose ends are close-on-exec from the start. Where pipe2 exists (Linux, the BSDs) that is
  * atomic, so no other thread's fork+exec can inherit the ends; macOS has no pipe2, so there the flags
  * are set right after creation (a short window; untested here). */

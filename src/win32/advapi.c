@@ -1,7 +1,8 @@
-/* Windows PAL: advapi32.dll's functions at run time (see advapi.h). */
+/* Windows PAL: advapi32.dll's functions at run time, and system DLLs loaded so (see advapi.h). */
 #include "advapi.h"
 
 #include <string.h>
+#include <wchar.h>
 
 static INIT_ONCE g_once = INIT_ONCE_STATIC_INIT;
 static mproc__advapi g_api;
@@ -15,17 +16,24 @@ static DWORD g_error; /* 0 once loaded, else why not */
     *(void (**)(void))(void *)&g_api.field = (void (*)(void))f_; \
   } while (0)
 
+HMODULE mproc__win32_system_dll(const wchar_t *name) {
+  wchar_t path[MAX_PATH + 64];
+  UINT n = GetSystemDirectoryW(path, MAX_PATH);
+  size_t len = wcslen(name);
+  if (n == 0 || n >= MAX_PATH || len > 60) {
+    SetLastError(ERROR_MOD_NOT_FOUND);
+    return NULL;
+  }
+  path[n] = L'\\';
+  memcpy(path + n + 1, name, (len + 1) * sizeof(wchar_t));
+  return LoadLibraryW(path);
+}
+
 static BOOL CALLBACK load(PINIT_ONCE once, PVOID param, PVOID *ctx) {
   (void)once;
   (void)param;
   (void)ctx;
-  wchar_t path[MAX_PATH + 32];
-  UINT n = GetSystemDirectoryW(path, MAX_PATH);
-  HMODULE m = NULL;
-  if (n > 0 && n < MAX_PATH) {
-    memcpy(path + n, L"\\advapi32.dll", sizeof L"\\advapi32.dll");
-    m = LoadLibraryW(path); /* kept loaded for the life of the process */
-  }
+  HMODULE m = mproc__win32_system_dll(L"advapi32.dll"); /* kept loaded for the life of the process */
   if (!m) {
     g_error = GetLastError() ? GetLastError() : ERROR_MOD_NOT_FOUND;
     return TRUE;

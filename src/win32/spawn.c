@@ -45,7 +45,9 @@
  * The shell of `command` is <system dir>\cmd.exe (never %ComSpec%, which the environment controls), run
  * as `SHELL /d /c "COMMAND"`: as CPython, plus /d against the registry's AutoRun command; cmd.exe strips
  * the outer quotes and keeps the rest. Shell and batch children get a kill-on-close job of their own
- * before they run (start_tree_job), so terminate/kill and timeouts end what cmd.exe started too.
+ * before they run (job_for below), so terminate/kill and timeouts end what cmd.exe started too; so do
+ * process trees (process_tree: a job without breakaway, tree.c) and kill_on_parent_death (a
+ * kill-on-close job, holding the program alone without process_tree).
  * One lock (g_spawn_lock) keeps an inherit_fds spawn from inheriting another spawn's handles in flight.
  *
  * Windows and consoles (Python's creationflags and startupinfo): the caller's CREATE_* flags are OR'ed in
@@ -605,6 +607,10 @@ typedef struct plan {
   wchar_t *env;     /* lpEnvironment, or NULL to inherit */
   wchar_t *cwd;     /* lpCurrentDirectory, or NULL */
   bool tree_job;    /* run cmd.exe (a shell command or a batch file): put the child in a job of its own */
+  /* ---- process trees and parent death (job_for) ---- */
+  bool want_job;     /* start the child suspended and put it in a job of its own first */
+  bool job_required; /* fail the start when it cannot be put in one (asked for explicitly) */
+  DWORD job_limits;  /* the job's limit flags */
 } plan;
 
 static void plan_free(plan *pl) {
@@ -905,7 +911,7 @@ static int create_process(const mproc__spawn_req *req, plan *pl, handles *hs, PR
   si.StartupInfo.hStdError = hs->std[2];
   DWORD flags = req->creationflags | CREATE_UNICODE_ENVIRONMENT |
                 (req->new_process_group ? CREATE_NEW_PROCESS_GROUP : 0) |
-                (pl->tree_job ? CREATE_SUSPENDED : 0); /* put in its job before it runs (start_tree_job) */
+                (pl->want_job ? CREATE_SUSPENDED : 0); /* put in its job before it runs (job_for) */
   BOOL inherit = req->inherit_fds || hs->nlist > 0;
   int rc = 0;
   bool have_attrs = false;
@@ -950,23 +956,24 @@ static int create_process(const mproc__spawn_req *req, plan *pl, handles *hs, PR
   return rc;
 }
 
-/* A cmd.exe child (a shell command or a batch file), created suspended: give it a kill-on-close job of its
- * own, then let it run. Everything it starts is in the job too (no breakaway), so mproc__pal_signal ends
- * the whole tree with TerminateJobObject, and the parent's death ends it (the job's only handle is ours,
- * not inheritable). Best effort, like mproc__pal_child_bind: where the child cannot be put in a job
- * (before Windows 8, inside a job that forbids nesting) it runs without one, and signals reach cmd.exe
- * alone. Returns the job or NULL. */
-static HANDLE start_tree_job(HANDLE process) {
-  HANDLE job = CreateJobObjectW(NULL, NULL); /* NULL attributes: not inheritable */
-  if (!job) return NULL;
-  JOBOBJECT_EXTENDED_LIMIT_INFORMATION li;
-  ZeroMemory(&li, sizeof li);
-  li.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE;
-  if (SetInformationJobObject(job, JobObjectExtendedLimitInformation, &li, sizeof li) &&
-      AssignProcessToJobObject(job, process))
-    return job;
-  CloseHandle(job); /* holds no process: closing it kills nothing */
-  return NULL;
+/* Which job a child gets, before it runs (it is created suspended):
+ *   - a cmd.exe child (a shell command or a batch file): a kill-on-close job of its own. Everything it
+ *     starts is in the job too (no breakaway), so mproc__pal_signal ends the whole tree with
+ *     TerminateJobObject, and the parent's death ends it (the job's only handle is ours, not
+ *     inheritable). Best effort, like mproc__pal_child_bind: where the child cannot be put in a job
+ *     (before Windows 8, inside a job that forbids nesting) it runs without one, and signals reach
+ *     cmd.exe alone;
+ *   - process_tree: the same job without breakaway (tree.c), kill-on-close only with
+ *     kill_on_parent_death (or for cmd.exe); signals reach the program alone (but cmd.exe's whole job);
+ *   - kill_on_parent_death alone: a kill-on-close job whose children break away silently, as
+ *     PR_SET_PDEATHSIG applies to the program alone.
+ * The last two were asked for: a child that cannot be put in its job is not started. */
+static void job_for(const mproc__spawn_req *req, plan *pl) {
+  bool shell = pl->tree_job;
+  pl->want_job = shell || req->process_tree || req->kill_on_parent_death;
+  pl->job_required = req->process_tree || req->kill_on_parent_death;
+  pl->job_limits = (shell || req->kill_on_parent_death ? JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE : 0) |
+                   (shell || req->process_tree ? 0 : JOB_OBJECT_LIMIT_SILENT_BREAKAWAY_OK);
 }
 
 /* One lock among mproc's own spawns, around the time a spawn's inheritable handles exist (the stdio
@@ -1017,6 +1024,7 @@ int mproc__pal_spawn(const mproc__spawn_req *req, mproc__child *child) {
     mproc__pal_child_release(child);
     return rc;
   }
+  job_for(req, &pl);
   if (req->inherit_fds)
     AcquireSRWLockExclusive(&g_spawn_lock);
   else
@@ -1032,18 +1040,25 @@ int mproc__pal_spawn(const mproc__spawn_req *req, mproc__child *child) {
     ReleaseSRWLockExclusive(&g_spawn_lock);
   else
     ReleaseSRWLockShared(&g_spawn_lock);
-  if (rc == 0 && pl.tree_job) {
-    HANDLE job = start_tree_job(pi.hProcess);
-    if (ResumeThread(pi.hThread) == (DWORD)-1) {
+  if (rc == 0 && pl.want_job) {
+    HANDLE job = NULL;
+    DWORD je = mproc__win32_job_new(pi.hProcess, pl.job_limits, &job);
+    if (je && pl.job_required)
+      rc = mproc__fail_os(0, (int)je, "spawn '%s': putting it in a job object (%s)", pl.prog,
+                          req->process_tree ? "process_tree" : "kill_on_parent_death");
+    else if (ResumeThread(pi.hThread) == (DWORD)-1)
       rc = mproc__fail_os(0, (int)GetLastError(), "spawn '%s': ResumeThread", pl.prog);
+    if (rc) {
       TerminateProcess(pi.hProcess, 1);
       WaitForSingleObject(pi.hProcess, INFINITE);
       CloseHandle(pi.hThread);
       CloseHandle(pi.hProcess);
       if (job) CloseHandle(job);
-    } else {
+    } else if (job) {
       os->job = job;
-      os->job_tree = job != NULL;
+      os->job_tree = !(pl.job_limits & JOB_OBJECT_LIMIT_SILENT_BREAKAWAY_OK);
+      os->signal_job = pl.tree_job;
+      os->let_go_on_release = pl.tree_job && !req->kill_on_parent_death;
     }
   }
   if (rc == 0) {
@@ -1138,8 +1153,8 @@ int mproc__pal_signal(mproc__child *c, int sig) {
   /* exit code 1 as CPython's Popen.terminate(); the process module asks for 0x10000 | sig (spawn.h) */
   const mproc__win32_child *os = (const mproc__win32_child *)c->os;
   UINT exit_code = os && os->signal_exitcodes ? (UINT)(MPROC__WIN32_SIGNAL_EXIT_BASE | sig) : 1;
-  /* a cmd.exe child: end what it started too (its job, see start_tree_job); TerminateProcess if that fails */
-  if (os && os->job_tree && os->job && TerminateJobObject((HANDLE)os->job, exit_code)) return 0;
+  /* a cmd.exe child: end what it started too (its job, see job_for); TerminateProcess if that fails */
+  if (os && os->signal_job && os->job && TerminateJobObject((HANDLE)os->job, exit_code)) return 0;
   if (!TerminateProcess(h, exit_code)) {
     DWORD e = GetLastError();
     /* ERROR_ACCESS_DENIED once the process has exited (not yet reaped by us): nothing to do */
@@ -1154,12 +1169,14 @@ void mproc__pal_child_release(mproc__child *c) {
   c->handle = MPROC_NO_HANDLE;
   /* the kill-on-close job of mproc__pal_child_bind (src/win32/process.c): its only handle, so closing
    * it kills the child if it still runs; callers release a child only once it has ended.
-   * The job of a cmd.exe child (start_tree_job): once cmd.exe has ended, what it left running on purpose
+   * The job of a cmd.exe child (job_for): once cmd.exe has ended, what it left running on purpose
    * (`start prog`) may outlive the Popen, as it would on POSIX and in Python: kill-on-close is lifted
-   * before the handle goes. (A child killed by a signal took its whole tree with it already.) */
+   * before the handle goes. (A child killed by a signal took its whole tree with it already.)
+   * A process tree's job is kill-on-close only with kill_on_parent_death: then closing it ends what the
+   * program left running, else that runs on, let go (subprocess.h, mproc_popen_destroy). */
   mproc__win32_child *os = (mproc__win32_child *)c->os;
   if (!os) return;
-  if (os->job && os->job_tree && c->reaped) {
+  if (os->job && os->let_go_on_release && c->reaped) {
     JOBOBJECT_EXTENDED_LIMIT_INFORMATION li;
     ZeroMemory(&li, sizeof li);
     SetInformationJobObject((HANDLE)os->job, JobObjectExtendedLimitInformation, &li, sizeof li);

@@ -31,6 +31,19 @@
  *   closeout       close stdout
  *   grandchild MS  start a copy of this program that sleeps MS ms holding our stdout and stderr,
  *                  print its pid, and do not wait for it
+ *   pidln          print our pid and a newline, in one write (lines of several processes sharing a
+ *                  pipe never mix)
+ *   child WORDS... end
+ *                  start a copy of this program running the script WORDS (up to the `end` that matches:
+ *                  child/child-detached and end nest) with our stdio, and go on without waiting for it
+ *   child-detached WORDS... end
+ *                  the same, but the copy leaves our process group and session (POSIX: it calls setsid()
+ *                  before exec; Windows: a new process group, no console, and out of our job if the job
+ *                  allows it: CREATE_BREAKAWAY_FROM_JOB, and without it when that is refused)
+ *   on-term CODE   end with exit code CODE when asked to end: POSIX SIGTERM; Windows CTRL_BREAK_EVENT
+ *   breakaway      Windows: start a copy of this program that exits at once, asking to leave our job
+ *                  (CREATE_BREAKAWAY_FROM_JOB), and print "allowed" or "refused"; POSIX: print "posix"
+ *   ignore-term    POSIX: ignore SIGTERM (only SIGKILL ends us); Windows: nothing
  *   relay-boot FILE EXE ARGS...
  *                  play a forger of mproc bootstraps that is not the program itself: make a boot link
  *                  the way mproc does (Windows: a named pipe named like mproc's connection pipes,
@@ -389,14 +402,30 @@ static void start_grandchild(const char *self, const char *ms) {
 #endif
 }
 
-/* Run argv[0] with argv[1..argc) after `flag` (if not NULL), inheriting our inheritable handles / fds
- * and our stdio; its exit status, or 126 if it could not be started. */
-static int run_child(const char *flag, int argc, char **argv) {
 #ifdef _WIN32
+static int g_term_code;
+static BOOL WINAPI on_ctrl(DWORD type) {
+  if (type != CTRL_BREAK_EVENT && type != CTRL_C_EVENT) return FALSE;
+  fflush(NULL);
+  ExitProcess((UINT)g_term_code);
+}
+#else
+static volatile sig_atomic_t g_term_code;
+static void on_term(int sig) {
+  (void)sig;
+  _exit(g_term_code);
+}
+#endif
+
+/* Start exe with `flag` (if not NULL) and words[0..n) as its arguments, with our stdio, letting it inherit
+ * every inheritable handle / fd of ours; detached: see child-detached. The child's process handle (the
+ * caller closes it) / pid, or NULL / -1 if it could not be started. */
+#ifdef _WIN32
+static HANDLE start_program(const char *exe, const char *flag, char **words, int n, int detached) {
   static char cmd[8192];
-  int k = snprintf(cmd, sizeof cmd, "\"%s\"%s%s", argv[0], flag ? " " : "", flag ? flag : "");
-  for (int i = 1; i < argc && k > 0 && (size_t)k < sizeof cmd; ++i)
-    k += snprintf(cmd + k, sizeof cmd - (size_t)k, " %s", argv[i]);
+  int k = snprintf(cmd, sizeof cmd, "\"%s\"%s%s", exe, flag ? " " : "", flag ? flag : "");
+  for (int i = 0; i < n && k > 0 && (size_t)k < sizeof cmd; ++i)
+    k += snprintf(cmd + k, sizeof cmd - (size_t)k, " %s", words[i]);
   STARTUPINFOA si;
   PROCESS_INFORMATION pi;
   ZeroMemory(&si, sizeof si);
@@ -405,27 +434,63 @@ static int run_child(const char *flag, int argc, char **argv) {
   si.hStdInput = GetStdHandle(STD_INPUT_HANDLE);
   si.hStdOutput = GetStdHandle(STD_OUTPUT_HANDLE);
   si.hStdError = GetStdHandle(STD_ERROR_HANDLE);
-  if (!CreateProcessA(argv[0], cmd, NULL, NULL, TRUE, 0, NULL, NULL, &si, &pi)) return 126;
-  WaitForSingleObject(pi.hProcess, INFINITE);
-  DWORD code = 126;
-  GetExitCodeProcess(pi.hProcess, &code);
+  DWORD flags = detached ? CREATE_NEW_PROCESS_GROUP | DETACHED_PROCESS : 0;
+  BOOL ok =
+      detached && CreateProcessA(exe, cmd, NULL, NULL, TRUE, flags | CREATE_BREAKAWAY_FROM_JOB, NULL, NULL, &si, &pi);
+  if (!ok && !CreateProcessA(exe, cmd, NULL, NULL, TRUE, flags, NULL, NULL, &si, &pi)) return NULL;
   CloseHandle(pi.hThread);
-  CloseHandle(pi.hProcess);
-  return (int)code;
+  return pi.hProcess;
+}
 #else
-  char **args = (char **)calloc((size_t)argc + 2, sizeof *args);
-  if (!args) return 126;
-  int n = 0;
-  args[n++] = argv[0];
-  if (flag) args[n++] = (char *)flag;
-  for (int i = 1; i < argc; ++i) args[n++] = argv[i];
+static pid_t start_program(const char *exe, const char *flag, char **words, int n, int detached) {
+  char **args = (char **)calloc((size_t)n + 3, sizeof *args);
+  if (!args) return -1;
+  int k = 0;
+  args[k++] = (char *)exe;
+  if (flag) args[k++] = (char *)flag;
+  for (int i = 0; i < n; ++i) args[k++] = words[i];
+  fflush(NULL);
   pid_t pid = fork();
-  if (pid < 0) return 126;
   if (pid == 0) {
-    execv(argv[0], args);
+    if (detached && setsid() < 0) _exit(121);
+    execv(exe, args);
     _exit(127);
   }
   free(args);
+  return pid;
+}
+#endif
+
+/* child / child-detached: start this program with the script words[0..n), not waiting for it. */
+static void start_child(const char *self, char **words, int n, int detached) {
+#ifdef _WIN32
+  char exe[MAX_PATH * 2];
+  GetModuleFileNameA(NULL, exe, (DWORD)sizeof exe);
+  SetHandleInformation(GetStdHandle(STD_OUTPUT_HANDLE), HANDLE_FLAG_INHERIT, HANDLE_FLAG_INHERIT);
+  SetHandleInformation(GetStdHandle(STD_ERROR_HANDLE), HANDLE_FLAG_INHERIT, HANDLE_FLAG_INHERIT);
+  HANDLE h = start_program(exe, NULL, words, n, detached);
+  if (!h) exit(121);
+  CloseHandle(h);
+  (void)self;
+#else
+  if (start_program(self, NULL, words, n, detached) < 0) exit(121);
+#endif
+}
+
+/* Run argv[0] with argv[1..argc) after `flag` (if not NULL), inheriting our inheritable handles / fds
+ * and our stdio; its exit status, or 126 if it could not be started. */
+static int run_child(const char *flag, int argc, char **argv) {
+#ifdef _WIN32
+  HANDLE h = start_program(argv[0], flag, argv + 1, argc - 1, 0);
+  if (!h) return 126;
+  WaitForSingleObject(h, INFINITE);
+  DWORD code = 126;
+  GetExitCodeProcess(h, &code);
+  CloseHandle(h);
+  return (int)code;
+#else
+  pid_t pid = start_program(argv[0], flag, argv + 1, argc - 1, 0);
+  if (pid < 0) return 126;
   int st = 0;
   while (waitpid(pid, &st, 0) < 0) {
   }
@@ -706,6 +771,54 @@ int main(int argc, char **argv) {
     } else if (!strcmp(c, "grandchild")) {
       NEED_ARG;
       start_grandchild(argv[0], a);
+    } else if (!strcmp(c, "pidln")) {
+#ifdef _WIN32
+      snprintf(line, sizeof line, "%lu\n", (unsigned long)GetCurrentProcessId());
+#else
+      snprintf(line, sizeof line, "%ld\n", (long)getpid());
+#endif
+      print_str(line);
+    } else if (!strcmp(c, "child") || !strcmp(c, "child-detached")) {
+      int depth = 1, k = i + 1;
+      for (; k < argc; ++k) {
+        if (!strcmp(argv[k], "child") || !strcmp(argv[k], "child-detached")) ++depth;
+        if (!strcmp(argv[k], "end") && --depth == 0) break;
+      }
+      if (k == argc) return 122;
+      start_child(argv[0], argv + i + 1, k - i - 1, c[5] == '-');
+      i = k;
+    } else if (!strcmp(c, "on-term")) {
+      NEED_ARG;
+      g_term_code = atoi(a);
+#ifdef _WIN32
+      SetConsoleCtrlHandler(on_ctrl, TRUE);
+#else
+      signal(SIGTERM, on_term);
+#endif
+    } else if (!strcmp(c, "breakaway")) {
+#ifdef _WIN32
+      char exe[MAX_PATH * 2], cmd[MAX_PATH * 2 + 16];
+      GetModuleFileNameA(NULL, exe, (DWORD)sizeof exe);
+      snprintf(cmd, sizeof cmd, "\"%s\" exit 0", exe);
+      STARTUPINFOA si;
+      PROCESS_INFORMATION pi;
+      ZeroMemory(&si, sizeof si);
+      si.cb = sizeof si;
+      if (CreateProcessA(exe, cmd, NULL, NULL, FALSE, CREATE_BREAKAWAY_FROM_JOB, NULL, NULL, &si, &pi)) {
+        WaitForSingleObject(pi.hProcess, INFINITE);
+        CloseHandle(pi.hThread);
+        CloseHandle(pi.hProcess);
+        print_str("allowed");
+      } else {
+        print_str("refused");
+      }
+#else
+      print_str("posix");
+#endif
+    } else if (!strcmp(c, "ignore-term")) {
+#ifndef _WIN32
+      signal(SIGTERM, SIG_IGN);
+#endif
     } else if (!strcmp(c, "relay-boot") || !strcmp(c, "relay-forkserver")) {
       if (i + 2 >= argc) return 122;
       fflush(NULL);
