@@ -177,6 +177,16 @@ int bench_pin_side(bench_placement p, int side) {
   return cpu < 0 ? -1 : bench_pin_cpu(cpu);
 }
 
+int bench_pair_begin(char *name, size_t size, const char *prefix, bench_placement p) {
+  snprintf(name, size, "%s.%s", prefix, bench_placement_name(p));
+  if (!bench_wanted(name)) return 0;
+  if (bench_side_cpu(p, 1) < 0 || bench_pin_side(p, 0) != 0) {
+    printf("# %s: skipped, needs two CPUs\n", name);
+    return 0;
+  }
+  return 1;
+}
+
 void bench_print_cpu_map(void) {
   printf("# cpu map:");
   for (int p = BENCH_SAME_CPU; p <= BENCH_CROSS_CPU; ++p) {

@@ -103,6 +103,11 @@ int bench_pin_side(bench_placement p, int side);
  * given this number and pins itself with bench_pin_cpu. */
 int bench_side_cpu(bench_placement p, int side);
 
+/* The start of a two-process line in placement p: writes its name, "<prefix>.<placement>", to name and
+ * returns 1 with the parent pinned (side 0) if it is to run; 0 if --filter leaves it out or it cannot be
+ * placed here (then it prints "# <name>: skipped, needs two CPUs"). */
+int bench_pair_begin(char *name, size_t size, const char *prefix, bench_placement p);
+
 /* Print the "# cpu map: ..." comment line: which CPU each side of each placement runs on. */
 void bench_print_cpu_map(void);
 

@@ -392,13 +392,9 @@ static int run_shm(bench_spec spec, pair_ctx *c) {
 #endif
 
 static int run_pair(const char *what, bench_placement pl, int64_t iters, double bytes, const char *unit) {
-  char name[96];
-  snprintf(name, sizeof name, "process.%s.%s", what, bench_placement_name(pl));
-  if (!bench_wanted(name)) return 0;
-  if (bench_pin_side(pl, 0) != 0) {
-    printf("# %s: skipped, needs two CPUs\n", name);
-    return 0;
-  }
+  char name[96], prefix[64];
+  snprintf(prefix, sizeof prefix, "process.%s", what);
+  if (!bench_pair_begin(name, sizeof name, prefix, pl)) return 0;
   bool bw = strcmp(what, "pingpong.conn") != 0;
   int rc = 0;
   pair_ctx c = {pl, NULL, -1, -1, NULL, malloc(MSG_1M)};
@@ -446,14 +442,10 @@ static int run_pair(const char *what, bench_placement pl, int64_t iters, double 
  * afterwards: the fork server, started by the first forkserver start, inherits the parent's CPU. */
 static int run_child(const char *what, mproc_start_method method, bench_placement pl, int64_t iters, bench_fn raw,
                      start_ctx *sc) {
-  char name[96];
-  snprintf(name, sizeof name, "process.child.%s.%s", what, bench_placement_name(pl));
-  if (!bench_wanted(name)) return 0;
+  char name[96], prefix[64];
+  snprintf(prefix, sizeof prefix, "process.child.%s", what);
+  if (!bench_pair_begin(name, sizeof name, prefix, pl)) return 0;
   int cpu = bench_side_cpu(pl, 1);
-  if (cpu < 0 || bench_pin_side(pl, 0) != 0) {
-    printf("# %s: skipped, needs two CPUs\n", name);
-    return 0;
-  }
   sc->method = method;
   sc->child_cpu = cpu;
   snprintf(sc->cpu_arg, sizeof sc->cpu_arg, "%d", cpu);

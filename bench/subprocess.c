@@ -3,6 +3,13 @@
  *
  *   subprocess.spawn.true          start /bin/true and reap it          mproc_call  | posix_spawn + waitpid
  *   subprocess.spawn.true.rss1g    the same from a parent holding 1 GiB of touched memory
+ *   subprocess.spawn.true.tree     the same as a process tree (process_tree: a forked helper, the
+ *                                  subreaper, starts the program in its own group and relays its status)
+ *                                  | fork a helper that sets PR_SET_CHILD_SUBREAPER, posix_spawns
+ *                                  /bin/true in a group of its own, waits and exits with its status
+ *   subprocess.spawn.true.tree.rss1g   the same from the 1 GiB parent (the helper is a fork)
+ *   subprocess.spawn.true.pdeathsig    kill_on_parent_death from the main thread (vfork + prctl + exec)
+ *                                  | vfork, prctl(PR_SET_PDEATHSIG), exec, waitpid
  *   subprocess.capture.both200m.<placement>
  *                                  200 MiB on stdout + 200 MiB on stderr, both captured in memory:
  *                                  mproc_run(capture_output) | posix_spawn + the strongest raw loop:
@@ -33,9 +40,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 
 #include "bench.h"
 #include "mproc.h"
@@ -64,6 +75,77 @@ static void spawn_raw(void *ctx, int64_t iters) {
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
     }
   }
+}
+
+static void spawn_mproc_with(const mproc_popen_opts *o, int64_t iters) {
+  for (int64_t i = 0; i < iters; i++) {
+    int code = -1;
+    if (mproc_call(o, MPROC_INFINITE, &code) != 0 || code != 0) {
+      fprintf(stderr, "spawn_mproc: %s\n", mproc_last_error());
+      exit(1);
+    }
+  }
+}
+
+static void spawn_tree_mproc(void *ctx, int64_t iters) {
+  (void)ctx;
+  spawn_mproc_with(&(mproc_popen_opts){.argv = k_true, .process_tree = true}, iters);
+}
+
+/* The raw tree start: what a C programmer writes for the same guarantees (a subreaper helper between us
+ * and the program, the program in a group of its own, its status relayed). */
+static void spawn_tree_raw(void *ctx, int64_t iters) {
+  (void)ctx;
+  for (int64_t i = 0; i < iters; i++) {
+    pid_t helper = fork();
+    if (helper < 0) exit(1);
+    if (helper == 0) {
+#ifdef __linux__
+      prctl(PR_SET_CHILD_SUBREAPER, 1);
+#endif
+      posix_spawnattr_t at;
+      posix_spawnattr_init(&at);
+      posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP);
+      posix_spawnattr_setpgroup(&at, 0);
+      pid_t pid;
+      int st = 0;
+      if (posix_spawn(&pid, "/bin/true", NULL, &at, (char *const *)k_true, environ) != 0) _exit(127);
+      while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+      }
+      _exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128);
+    }
+    int st;
+    while (waitpid(helper, &st, 0) < 0 && errno == EINTR) {
+    }
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) exit(1);
+  }
+}
+
+static void spawn_pdeathsig_mproc(void *ctx, int64_t iters) {
+  (void)ctx;
+  spawn_mproc_with(&(mproc_popen_opts){.argv = k_true, .kill_on_parent_death = true}, iters);
+}
+
+static void pdeathsig_once(pid_t parent) {
+  pid_t pid = vfork();
+  if (pid < 0) exit(1);
+  if (pid == 0) {
+#ifdef __linux__
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+#endif
+    if (getppid() != parent) _exit(1);
+    execve("/bin/true", (char *const *)k_true, environ);
+    _exit(127);
+  }
+  int st;
+  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+  }
+}
+
+static void spawn_pdeathsig_raw(void *ctx, int64_t iters) {
+  (void)ctx;
+  pid_t parent = getpid();
+  for (int64_t i = 0; i < iters; i++) pdeathsig_once(parent);
 }
 
 typedef struct capture_ctx {
@@ -294,15 +376,10 @@ static int lines_bench(const char *variant, long n, int batch) {
   snprintf(lc.batch, sizeof lc.batch, "%d", batch);
   int rc = 0;
   for (int pl = BENCH_SAME_CPU; pl <= BENCH_CROSS_CPU; ++pl) {
-    char name[96];
-    snprintf(name, sizeof name, "subprocess.lines.%s.%s", variant, bench_placement_name((bench_placement)pl));
-    if (!bench_wanted(name)) continue;
-    int cpu = bench_side_cpu((bench_placement)pl, 1);
-    if (cpu < 0 || bench_pin_side((bench_placement)pl, 0) != 0) {
-      printf("# %s: skipped, needs two CPUs\n", name);
-      continue;
-    }
-    snprintf(lc.cpu, sizeof lc.cpu, "%d", cpu);
+    char name[96], prefix[64];
+    snprintf(prefix, sizeof prefix, "subprocess.lines.%s", variant);
+    if (!bench_pair_begin(name, sizeof name, prefix, (bench_placement)pl)) continue;
+    snprintf(lc.cpu, sizeof lc.cpu, "%d", bench_side_cpu((bench_placement)pl, 1));
     /* the repetitions of the two alternate, so a load that comes and goes on a shared machine falls on
      * both alike */
     static double (*const impls[])(lines_ctx *) = {lines_mproc, lines_raw};
@@ -332,6 +409,30 @@ int main(int argc, char **argv) {
             &(bench_spec){
                 .name = "subprocess.spawn.true", .impl = "c-raw", .unit = "us/op", .iters = n_spawn, .smoke_iters = 3},
             spawn_raw, NULL) < 0;
+  rc |= bench_run(&(bench_spec){.name = "subprocess.spawn.true.tree",
+                                .impl = "mproc",
+                                .unit = "us/op",
+                                .iters = n_spawn,
+                                .smoke_iters = 3},
+                  spawn_tree_mproc, NULL) < 0;
+  rc |= bench_run(&(bench_spec){.name = "subprocess.spawn.true.tree",
+                                .impl = "c-raw",
+                                .unit = "us/op",
+                                .iters = n_spawn,
+                                .smoke_iters = 3},
+                  spawn_tree_raw, NULL) < 0;
+  rc |= bench_run(&(bench_spec){.name = "subprocess.spawn.true.pdeathsig",
+                                .impl = "mproc",
+                                .unit = "us/op",
+                                .iters = n_spawn,
+                                .smoke_iters = 3},
+                  spawn_pdeathsig_mproc, NULL) < 0;
+  rc |= bench_run(&(bench_spec){.name = "subprocess.spawn.true.pdeathsig",
+                                .impl = "c-raw",
+                                .unit = "us/op",
+                                .iters = n_spawn,
+                                .smoke_iters = 3},
+                  spawn_pdeathsig_raw, NULL) < 0;
 
   capture_ctx cc;
   if (bench_sibling_path("mproc_helper", cc.helper, sizeof cc.helper) != 0 ||
@@ -345,13 +446,8 @@ int main(int argc, char **argv) {
   bench_print_cpu_map();
   for (int pl = BENCH_SAME_CPU; pl <= BENCH_CROSS_CPU; ++pl) {
     char name[96];
-    snprintf(name, sizeof name, "subprocess.capture.both200m.%s", bench_placement_name((bench_placement)pl));
-    if (!bench_wanted(name)) continue;
+    if (!bench_pair_begin(name, sizeof name, "subprocess.capture.both200m", (bench_placement)pl)) continue;
     int cpu = bench_side_cpu((bench_placement)pl, 1);
-    if (cpu < 0 || bench_pin_side((bench_placement)pl, 0) != 0) {
-      printf("# %s: skipped, needs two CPUs\n", name);
-      continue;
-    }
     snprintf(cc.cpu, sizeof cc.cpu, "%d", cpu);
     rc |= bench_run(&(bench_spec){.name = name,
                                   .impl = "mproc",
@@ -375,7 +471,7 @@ int main(int argc, char **argv) {
   rc |= lines_bench("1m.batched", 1000000, 1024);
 
   /* Last: a parent holding 1 GiB of touched memory. A fork-based spawn would copy its page tables. */
-  if (bench_wanted("subprocess.spawn.true.rss1g")) {
+  if (bench_wanted("subprocess.spawn.true.rss1g") || bench_wanted("subprocess.spawn.true.tree.rss1g")) {
     size_t big = bench_smoke() ? (64u << 20) : (1u << 30);
     char *mem = malloc(big);
     if (!mem) return 1;
@@ -393,6 +489,18 @@ int main(int argc, char **argv) {
                                   .iters = n_spawn,
                                   .smoke_iters = 3},
                     spawn_raw, NULL) < 0;
+    rc |= bench_run(&(bench_spec){.name = "subprocess.spawn.true.tree.rss1g",
+                                  .impl = "mproc",
+                                  .unit = "us/op",
+                                  .iters = n_spawn,
+                                  .smoke_iters = 3},
+                    spawn_tree_mproc, NULL) < 0;
+    rc |= bench_run(&(bench_spec){.name = "subprocess.spawn.true.tree.rss1g",
+                                  .impl = "c-raw",
+                                  .unit = "us/op",
+                                  .iters = n_spawn,
+                                  .smoke_iters = 3},
+                    spawn_tree_raw, NULL) < 0;
     free(mem);
   }
   return rc;

@@ -1,13 +1,16 @@
-/* A job runner, as a desktop application has one: start a program on a terminal (MPROC_PTY), show its
- * output line by line as it comes with a progress count, and stop it. The job is this program again in
- * a "--job" role that prints with plain printf: on a pipe the C runtime would keep its lines in a buffer
- * until it ends; on a terminal each line comes as it is printed. Its progress bar redraws one line with
- * "\r", which mproc_popen_readline reports as MPROC_LINE_CR.
+/* A job runner, as a desktop application has one: start a program on a terminal (MPROC_PTY) as a process
+ * tree, show its output line by line as it comes with a progress count, and stop it with everything it
+ * started (mproc_popen_stop_tree). The job is this program again in a "--job" role that prints with
+ * plain printf: on a pipe the C runtime would keep its lines in a buffer until it ends; on a terminal
+ * each line comes as it is printed. Its progress bar redraws one line with "\r", which
+ * mproc_popen_readline reports as MPROC_LINE_CR.
  *
  * The runner waits the way an application's event loop does: on POSIX poll() on two native handles, the
- * terminal and the exit handle (mproc_popen_exit_handle: a pidfd on Linux), which an application would
- * give to its own loop (libuv's uv_poll, Qt's QSocketNotifier); on Windows the exit handle is the process
- * handle (WaitForMultipleObjects, QWinEventNotifier) and the terminal's pipe is read with a timeout. */
+ * terminal and the exit handle (mproc_popen_exit_handle: for a process tree the tree helper's socket,
+ * readable once the job has ended; a pidfd on Linux otherwise), which an application would give to its
+ * own loop (libuv's uv_poll, Qt's QSocketNotifier); on Windows the exit handle is the process handle
+ * (WaitForMultipleObjects, QWinEventNotifier) and the terminal's pipe is read with a timeout. On Windows
+ * stop_tree has no window or console group to ask here, so after its grace it ends the job (exit 1). */
 #if !defined(_WIN32) && !defined(_POSIX_C_SOURCE)
 #define _POSIX_C_SOURCE 200809L /* nanosleep, poll */
 #endif
@@ -116,7 +119,8 @@ int main(int argc, char **argv) {
                                                       .stdin_mode = MPROC_DEVNULL,
                                                       .stdout_mode = MPROC_PTY,
                                                       .stderr_mode = MPROC_STDOUT,
-                                                      .pty_columns = 100});
+                                                      .pty_columns = 100,
+                                                      .process_tree = true});
   mproc_free(self);
   if (rc == MPROC_ENOTSUP) { /* Windows before 10 1809: no pseudo console */
     printf("no terminal here: %s\n", mproc_last_error());
@@ -133,7 +137,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   printf("job %lld started on a terminal\n", (long long)mproc_popen_pid(p));
-  int steps = 0, redraws = 0, code = 0;
+  int steps = 0, redraws = 0, code = 0, stop_rc = 0;
   bool ended = false, stopped = false;
   int64_t give_up = mproc_monotonic_ns() + 20 * 1000000000LL;
   while (!ended && mproc_monotonic_ns() < give_up) {
@@ -155,19 +159,20 @@ int main(int argc, char **argv) {
     }
     if (rc == 0 && end == MPROC_LINE_EOF) ended = true; /* the terminal closed: the job has gone */
     if (!stopped && steps >= 5) {
-      /* Enough: stop the job. terminate() ends the job itself (SIGTERM; TerminateProcess on Windows).
-       * TREE STOP: with the process-tree mode (another branch), a graceful stop of the job and everything
-       * it started goes here in place of terminate + wait. */
-      printf("stopping the job after %d lines\n", steps);
-      mproc_popen_terminate(p);
+      /* Enough: stop the job and everything it started, gracefully: ask them all to end (SIGTERM; on
+       * Windows WM_CLOSE to their windows), give them a second, then kill what is left. Returns with
+       * the job reaped; what it printed meanwhile is still read below, to the terminal's end. */
+      printf("stopping the job and its tree after %d lines\n", steps);
+      stop_rc = mproc_popen_stop_tree(p, 1000, &code);
+      if (stop_rc) fprintf(stderr, "stop_tree: %s\n", mproc_last_error());
       stopped = true;
     }
   }
-  if (!ended) mproc_popen_kill(p); /* it hung: never leave it behind */
+  if (!ended) mproc_popen_kill_tree(p); /* it hung: never leave anything behind */
   rc = mproc_popen_wait(p, 10000, &code);
   char how[MPROC_EXIT_DESC_SIZE];
   printf("job ended: %s, after %d lines and %d progress redraws\n", mproc_describe_exit(code, how, sizeof how), steps,
          redraws);
   mproc_popen_destroy(p);
-  return rc == 0 ? 0 : 1;
+  return rc == 0 && stop_rc == 0 ? 0 : 1;
 }

@@ -10,5 +10,8 @@
 #include "mproc/connection.h"
 #include "mproc/process.h"
 #include "mproc/subprocess.h"
+#include "mproc/object.h"
+#include "mproc/sync.h"
+#include "mproc/shared.h"
 
 #endif /* MPROC_H */

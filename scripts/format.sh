@@ -5,10 +5,9 @@
 #   scripts/format.sh --check    change nothing; list the files whose format differs, exit 1 if any
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-shopt -s nullglob
-files=(src/*.[ch] src/process/*.[ch] src/posix/*.[ch] src/win32/*.[ch] include/*.h include/mproc/*.h
-       tests/*.cc tests/*.h tests/helpers/*.[ch] tests/helpers/posix/*.c tests/fuzz/*.c tests/consumer/*.c
-       examples/*.c bench/*.[ch])
+shopt -s nullglob globstar
+# every C and C++ file under these folders, however deep (a module that becomes a folder is included)
+files=(src/**/*.[ch] include/**/*.h tests/**/*.cc tests/**/*.[ch] examples/**/*.c bench/**/*.[ch])
 if [[ "${1:-}" == --check ]]; then
   bad=()
   for f in "${files[@]}"; do

@@ -543,6 +543,23 @@ int mproc__connection_recv_object(mproc_connection *c, const mproc__handable_typ
   return rc;
 }
 
+int mproc_connection_send_object(mproc_connection *c, mproc_object obj, int64_t destination_pid) {
+  const mproc__handable_type *t = mproc__handable_find((uint32_t)obj.kind);
+  MPROC__CHECK_ARG(!t || obj.kind == MPROC_OBJECT_OS_HANDLE,
+                   "kind %d is no mproc_object_kind that can be sent (a bare handle: send_os_handle)", (int)obj.kind);
+  MPROC__CHECK_ARG(!obj.object, "the object is NULL");
+  return mproc__connection_send_object(c, t, obj.object, destination_pid, "send_object");
+}
+
+int mproc_connection_recv_object(mproc_connection *c, mproc_object_kind kind, int64_t timeout_ms, void **obj) {
+  MPROC__CHECK_ARG(!obj, "obj is NULL");
+  *obj = NULL;
+  const mproc__handable_type *t = mproc__handable_find((uint32_t)kind);
+  MPROC__CHECK_ARG(!t || kind == MPROC_OBJECT_OS_HANDLE,
+                   "kind %d is no mproc_object_kind that can be received (a bare handle: recv_os_handle)", (int)kind);
+  return mproc__connection_recv_object(c, t, mproc__deadline_from_timeout(timeout_ms), timeout_ms, obj, "recv_object");
+}
+
 int mproc_connection_send_os_handle(mproc_connection *c, mproc_os_handle h, int64_t destination_pid) {
   MPROC__CHECK_ARG(!mproc__pal_handle_valid(h), "handle %lld is not an open handle of this process", (long long)h);
   return mproc__connection_send_object(c, &mproc__os_handle_handable, &h, destination_pid, "send_os_handle");

@@ -217,51 +217,152 @@ typedef struct mproc__spawn_req {
                       child starts a new session with the terminal as its controlling terminal (POSIX:
                       new_session and new_process_group are implied); on success the parent's copy of
                       the terminal side is closed (POSIX) or watched (Windows: closed when the child ends) */
+
+  /* ---- Windows: windows and consoles (POSIX ignores them; checked by the caller) ---- */
+  uint32_t creationflags; /* OR'ed into CreateProcessW's flags (CREATE_NO_WINDOW, ...) */
+  uint32_t startup_flags; /* STARTUPINFO.dwFlags bits; STARTF_USESTDHANDLES is the backend's to decide */
+  uint16_t show_window;   /* STARTUPINFO.wShowWindow */
+
+  /* ---- POSIX: credentials and limits (Windows: MPROC_ENOTSUP if any is set) ---- */
+  const char *user, *group;        /* names or decimal ids, resolved in the parent; NULL: unchanged */
+  const char *const *extra_groups; /* NULL-terminated; NULL: unchanged, or cleared when user or group is set */
+  int umask;                       /* 0: unchanged (all-zero requests ask nothing); MPROC__PAL_UMASK_SET | mask */
+  const struct mproc__rlimit *rlimits;
+  size_t rlimits_count;
+
+  /* ---- process trees and parent death (see mproc_popen_opts and the "process trees" section) ---- */
+  bool process_tree;         /* keep the program and all it starts together: POSIX its own process group
+                                under a tree helper (the subreaper of its subtree); Windows a job object */
+  bool kill_on_parent_death; /* end the program (its tree with process_tree) when this process dies:
+                                Linux PR_SET_PDEATHSIG in the child where it holds (main thread, not
+                                set-ID), else the tree helper; Windows a kill-on-close job */
 } mproc__spawn_req;
 
-/* A started child. */
+/* mproc__spawn_req.umask: a umask to set (0..0777) is marked with this bit, as MPROC_UMASK marks it. */
+#define MPROC__PAL_UMASK_SET 0x10000
+
+/* A resource limit for a child: the resources of mproc_rlimit_resource (mproc/subprocess.h), with the
+ * same values (src/subprocess.c checks that they agree), and its limits (UINT64_MAX: none). */
+typedef enum mproc__rlimit_kind {
+  MPROC__RLIMIT_CORE = 1,
+  MPROC__RLIMIT_CPU,
+  MPROC__RLIMIT_DATA,
+  MPROC__RLIMIT_FSIZE,
+  MPROC__RLIMIT_NOFILE,
+  MPROC__RLIMIT_STACK,
+  MPROC__RLIMIT_AS,
+  MPROC__RLIMIT_NPROC,
+  MPROC__RLIMIT_MEMLOCK,
+  MPROC__RLIMIT_LAST_ = MPROC__RLIMIT_MEMLOCK
+} mproc__rlimit_kind;
+typedef struct mproc__rlimit {
+  int resource; /* mproc__rlimit_kind, checked by the caller */
+  uint64_t soft, hard;
+} mproc__rlimit;
+
+/* A started child.
+ *
+ * The exit handle: the one notion of "the handle that becomes ready when the program has ended, and
+ * stays ready from then on", POSIX readable (poll POLLIN), Windows signalled (WaitFor*Object).
+ * mproc__pal_wait waits on it and then collects the status without blocking; an OS wait, an
+ * application's event loop and mproc__pal_wait_ready (MPROC__WAIT_SENTINEL) get it from
+ * mproc__pal_child_exit_handle, and then call mproc__pal_wait with a deadline already passed. What it is:
+ *   POSIX, started through the tree helper (process_tree, or kill_on_parent_death where
+ *     PR_SET_PDEATHSIG cannot serve; src/posix/tree.c): `handle`, this end of the helper's exit socket:
+ *     the helper sends the program's status there when the program ends, and mproc__pal_wait only peeks
+ *     at it (MSG_PEEK), so it stays, and the socket readable. Not a pidfd: never pass it to waitid or
+ *     pidfd_send_signal; nor read from it (that would take the status away).
+ *   POSIX otherwise: `handle`, a pidfd of the program (Linux 5.3+; opened at spawn, or by
+ *     mproc__pal_child_exit_handle if that failed). Where there is none (Linux before 5.3, macOS, the
+ *     BSDs) `handle` is MPROC_NO_HANDLE and mproc__pal_wait polls waitpid, until someone asks
+ *     mproc__pal_child_exit_handle: that makes the exit handle the read end of a pipe whose only write
+ *     end belongs to a watcher thread, blocked in waitid(WEXITED | WNOWAIT) on the child (so nothing else
+ *     can hold the pipe open, and the child is not reaped by it); the thread closes the write end when
+ *     the child has ended, and the read end reads end of file. It lives in `os` (mproc__posix_child,
+ *     src/posix/posix.h), not in `handle`, and mproc__pal_wait then waits on it before reaping, so the
+ *     child is never reaped while the thread still waits on its pid.
+ *   Windows: `handle`, the program's process handle (with process_tree too: never the job). */
 typedef struct mproc__child {
-  int64_t pid;
-  mproc_os_handle handle; /* POSIX: a pidfd when one was opened, else MPROC_NO_HANDLE; Windows: the
-                             process HANDLE */
+  int64_t pid;            /* the program's, also when a tree helper stands between */
+  mproc_os_handle handle; /* the pidfd, the helper's exit socket, the process handle (above), or none */
   bool reaped;
   int returncode; /* valid when reaped: exit status, or -signal (POSIX) / exit code (Windows) */
   void *os;       /* the backend's own state of this child, or NULL (Windows: its jobs and how
-                     signals end it); portable code never reads it, mproc__pal_child_release frees it */
+                     signals end it; POSIX: mproc__posix_child, its tree helper and the exit handle's
+                     watcher pipe); portable code never reads it, mproc__pal_child_release frees it */
 } mproc__child;
 
 /* Start the child. Start failures (program not found / not executable, cwd missing, ...) are reported
  * here, in the parent, with a message naming the program or path and the OS error; on failure
- * nothing is left behind. The stdio handles are not closed (the caller closes its copies). */
+ * nothing is left behind. The stdio handles are not closed (the caller closes its copies).
+ * Credentials and limits (POSIX): names are resolved here first (MPROC_ENOENT for an unknown one); a
+ * step the child fails (setgroups, setregid, setreuid, setrlimit) comes back through the child's error
+ * pipe as the start error, naming the call, with MPROC_EPERM for EPERM. */
 int mproc__pal_spawn(const mproc__spawn_req *req, mproc__child *child);
 
 /* Wait for the child to end, up to the deadline, without busy-polling where the OS allows; reaps it
  * and sets reaped/returncode. A child already reaped returns 0 at once. MPROC_ETIMEDOUT if it still
- * runs. */
+ * runs. POSIX, started through the tree helper: waits on the exit socket and takes the status the helper
+ * relays ("reaped" then means: its end is known); MPROC_ESYS, every time, if the helper ended before
+ * telling it (someone killed the helper, or it let go of a program it may not signal). */
 int mproc__pal_wait(mproc__child *child, int64_t deadline_ns);
 
-/* Send a signal (numbers as MPROC_SIG*; POSIX passes any number through). No-op on a reaped child. */
+/* Send a signal (numbers as MPROC_SIG*; POSIX passes any number through). No-op on a reaped child.
+ * MPROC_SIGBREAK: Windows sends CTRL_BREAK to the child's process group where it can (see
+ * mproc_popen_send_signal for the conditions and errors); POSIX gives MPROC_ENOTSUP.
+ * POSIX, through the tree helper: the helper sends it (it holds the program unreaped, so the pid is
+ * still the program's); a helper that has exited has nothing left to signal (0). */
 int mproc__pal_signal(mproc__child *child, int sig);
 
-/* Release the OS resources of a child (pidfd / process handle, the exit handle). Does not wait or kill. */
+/* Release the OS resources of a child (pidfd / process handle / the helper's exit socket, the watcher's
+ * pipe: every exit handle it had). Does not wait for or kill the program. A process tree whose program
+ * has ended: what it left running is let go, or killed when the child was started with
+ * kill_on_parent_death (POSIX: the helper does it and is reaped here; Windows: the job's kill-on-close is
+ * lifted, or kept, and its handle closed). */
 void mproc__pal_child_release(mproc__child *child);
 
-/* The exit handle: the one notion of "the handle that is ready when the program has ended", for an OS
- * wait, an application's event loop and mproc__pal_wait_ready (MPROC__WAIT_SENTINEL). Owned by the child
- * (released by mproc__pal_child_release), the same handle on every call. Once it is ready,
- * mproc__pal_wait with a deadline already past reaps the child.
- *   Linux 5.3+: a pidfd (child->handle, opened at spawn; opened here if that failed), readable when the
- *     child has ended.
- *   Elsewhere on POSIX (Linux before 5.3, macOS, the BSDs): the read end of a pipe whose only write end
- *     belongs to a watcher thread started here, blocked in waitid(WEXITED | WNOWAIT) on the child (so
- *     nothing else can hold the pipe open, and the child is not reaped by it): the thread closes the
- *     write end when the child has ended, and the read end reads end of file. mproc__pal_wait then waits
- *     on that pipe before reaping, so the child is never reaped while the thread still waits on its pid.
- *   Windows: the process handle (child->handle), signalled when the process has ended.
- * A mode that runs the program under a helper process supplies here the handle of the program's end.
- * A child already reaped without one gets a handle that is ready at once (a pipe with no writer).
- * 0, or an error (MPROC_ENOMEM / MPROC_ESYS: out of memory, descriptors or threads). */
+/* The child's exit handle (see mproc__child: the tree helper's exit socket, the pidfd, the watcher's
+ * pipe, or the process handle), for an OS wait, an application's event loop and mproc__pal_wait_ready.
+ * Owned by the child (released by mproc__pal_child_release), the same handle on every call. Once it is
+ * ready, mproc__pal_wait with a deadline already past reaps the child. A child already reaped without
+ * one gets a handle that is ready at once (a pipe with no writer). 0, or an error (MPROC_ENOMEM /
+ * MPROC_ESYS: out of memory, descriptors or threads). */
 int mproc__pal_child_exit_handle(mproc__child *child, mproc_os_handle *out);
+
+/* ==== process trees (subprocess): src/posix/tree.c, src/win32/tree.c ==================================== */
+
+/* A child started with process_tree is a tree: the program and every process it starts, at any depth,
+ * also after the program itself has ended. These reach the whole tree; portable code calls them only for
+ * such a child. What a tree is, and what can escape it, on each OS:
+ *   POSIX: the helper of src/posix/tree.c, a fork of this process (app -> helper -> program) that runs a
+ *     small loop of async-signal-safe calls only. The program leads a process group of its own; the
+ *     helper is the subreaper of its subtree (Linux PR_SET_CHILD_SUBREAPER, never set on this process),
+ *     so a descendant that leaves the group comes to it once orphaned. The helper never reaps the
+ *     program before the tree has ended (it reads the status with WNOWAIT), so the program's pid, and
+ *     with it the group's id, cannot be reused while the helper signals the group. It lists its own
+ *     children in /proc/<pid>/task/<pid>/children; where there is no such file (macOS, BSDs, Linux
+ *     without CONFIG_PROC_CHILDREN) it is no subreaper and the tree is the program's group, which ends
+ *     for the helper when the program ends. The helper stays while the tree lives and exits when it has
+ *     ended (its control socket then reads end of file), so a tree that has ended costs nothing.
+ *   Windows: a job object (src/win32/tree.c) that the program joins before it runs (created suspended),
+ *     without breakaway, so every descendant is in it. */
+
+/* Send sig to every process of the tree. POSIX: any signal, to the program's group and to each of the
+ * helper's children (descendants that left the group and were orphaned); SIGKILL also puts the helper
+ * in killing mode: it kills until nothing is left, whatever joins it meanwhile. Windows: MPROC_SIGTERM
+ * and MPROC_SIGKILL end the job (TerminateJobObject, exit code 1); others MPROC_ENOTSUP. A tree that has
+ * ended already: 0. */
+int mproc__pal_tree_signal(mproc__child *child, int sig);
+/* The first, polite step of a graded stop: ask every process of the tree to end. POSIX: SIGTERM (as
+ * mproc__pal_tree_signal). Windows: WM_CLOSE to the top-level windows of the job's processes, and
+ * CTRL_BREAK_EVENT to the program's process group when it was started with new_process_group; best
+ * effort (returns 0 when there was nobody to ask). */
+int mproc__pal_tree_ask_to_end(mproc__child *child);
+/* Wait until every process of the tree has ended, up to the deadline: 0, or MPROC_ETIMEDOUT. Does not
+ * reap the program (mproc__pal_wait does). POSIX: MPROC_EPERM when the helper, killing, found processes
+ * it may not signal (other credentials) and let them go. No busy-polling: POSIX waits for the helper's
+ * control socket to read end of file; Windows waits on the handles of the job's processes. */
+int mproc__pal_tree_wait(mproc__child *child, int64_t deadline_ns);
 
 /* ==== connections (message pipes) and waiting: src/posix/conn.c, src/win32/conn.c ======================= */
 
@@ -377,6 +478,80 @@ uint64_t mproc__pal_handle_max(void);
  * 0, or MPROC_EPERM (MPROC_ENOTSUP where it cannot be told) with a message that says which check
  * failed: for this process's stderr only, never for the peer (it could reveal the file system). */
 int mproc__pal_boot_link_check(mproc_os_handle h);
+
+/* ==== shared memory, and waiting on words in it: src/posix/shm.c, src/win32/shm.c ===================== */
+
+/* A block of shared memory mapped in this process. */
+typedef struct mproc__shm {
+  mproc_os_handle h; /* the block's handle (POSIX: an fd; Windows: a file-mapping HANDLE), non-inheritable */
+  void *base;        /* where it is mapped here */
+  size_t size;       /* its size: what the creator asked for */
+  size_t mapped;     /* the bytes mapped (size rounded up as the OS maps) */
+} mproc__shm;
+
+/* An anonymous block of size bytes (> 0), zeroed. POSIX: Linux memfd sealed against growing and
+ * shrinking (a peer cannot truncate it under the others: their next access would fault), else
+ * shm_open of a random name unlinked at once; Windows: a pagefile-backed mapping with a user-only
+ * DACL. 0 or an error (MPROC_ENOMEM when the system has no room). */
+int mproc__pal_shm_anon(size_t size, mproc__shm *out);
+/* Map a block handed from another process by its handle (now this process's, owned by *out on
+ * success only): its size is the block's own (POSIX: fstat; Windows: the size the creator stored), and
+ * must be at least `need`, else MPROC_ESYS. */
+int mproc__pal_shm_map(mproc_os_handle h, size_t need, mproc__shm *out);
+/* A named block: create (exclusively: MPROC_EEXIST if the name exists) a zeroed block
+ * of size bytes, mode 0600 / a user-only DACL, or attach to an existing one (size: its creator's;
+ * MPROC_ENOENT if there is none). name follows mproc's portable rule (checked by the caller).
+ * POSIX: shm_open("/" name); Windows: CreateFileMapping/OpenFileMapping of "Local\" name, rounded to
+ * pages with the creator's size stored at the end of the last page. */
+int mproc__pal_shm_named(const char *name, bool create, size_t size, mproc__shm *out);
+/* Remove a name (POSIX shm_unlink; Windows: nothing to do, a block dies with its last handle).
+ * MPROC_ENOENT if there is none. */
+int mproc__pal_shm_unlink(const char *name);
+/* Unmap and close; leaves *s empty. An empty one is ignored. */
+void mproc__pal_shm_close(mproc__shm *s);
+/* Tracking of named blocks: track true asks that the name be removed when this process ends without
+ * having removed it, however it ends (killed included); false takes the request back (after unlink).
+ * POSIX: on first use a tracker process is started (a double fork: it is nobody's child; SIGINT and
+ * SIGTERM ignored, every other descriptor closed) that reads requests from a pipe whose write end only
+ * this process holds (close-on-exec: a fork child holds it too, so the names outlive it as well), and
+ * when the pipe closes removes what is still tracked, then ends. Windows: nothing to do (a block dies
+ * with its last handle). 0 or an error. */
+int mproc__pal_shm_track(const char *name, bool track);
+
+/* ---- this process's identity, as the owner of a lock ------------------------------------------------
+ * A process id: the process number (Linux: the pid; Windows: the pid / 4, Windows pids being multiples
+ * of 4) in the high 32 bits, never 0 and below 2^30, and a birth token in the low 32 bits (the process's
+ * start time: Linux /proc/<pid>/stat; Windows GetProcessTimes), so that a recycled pid never passes for
+ * the process that had it. Cached: no kernel call after the first (refreshed in a fork child). */
+uint64_t mproc__pal_self_id(void);
+/* Whether the process an id names still runs: false once it has ended (a zombie counts as ended) or
+ * its number now names another process. */
+bool mproc__pal_id_alive(uint64_t id);
+/* The calling thread's id (Linux gettid; Windows GetCurrentThreadId), never 0. Cached per thread. */
+uint32_t mproc__pal_thread_id(void);
+
+/* ---- waiting on a 32-bit word in shared memory ------------------------------------------------------
+ * Each shared object has a queue: a mproc__wq (in the object's shared memory, the PAL's) and a handle
+ * (Linux: none, MPROC_NO_HANDLE: futexes on the words' addresses; Windows: a semaphore handed with the
+ * object). Words and the queue must be 4-byte aligned in shared memory. */
+typedef struct mproc__wq {
+  volatile uint32_t waiters; /* threads in mproc__pal_word_wait on this queue */
+  uint32_t reserved;
+} mproc__wq;
+/* The queue handle for a new object. */
+int mproc__pal_wq_handle(mproc_os_handle *h);
+/* Sleep while *word == val: return 0 on a wake (maybe spurious: check the word again), MPROC_ETIMEDOUT
+ * at the deadline (INT64_MAX: none), or, when owner is not 0, MPROC_EOWNERDEAD once the process owner
+ * names has ended. Windows learns that at once from the owner's process handle; Linux checks between
+ * futex waits of at most 20 ms. */
+int mproc__pal_word_wait(mproc_os_handle h, mproc__wq *q, const volatile uint32_t *word, uint32_t val, uint64_t owner,
+                         int64_t deadline);
+/* Wake waiters of word: at least n of them (UINT32_MAX: all) when there are; no kernel call when the
+ * queue has no waiter. Windows wakes every waiter of the queue (a semaphore cannot choose): they check
+ * their words and sleep again. */
+void mproc__pal_word_wake(mproc_os_handle h, mproc__wq *q, volatile uint32_t *word, uint32_t n);
+/* Kernel calls made by the two above in this process (tests: none when uncontended). */
+uint64_t mproc__pal_sync_calls(void);
 
 /* ==== handing handles to other processes, and the fork server: src/posix/fdpass.c, src/win32/fdpass.c ==== */
 

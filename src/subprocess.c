@@ -32,6 +32,7 @@ struct mproc_popen {
   mproc__buf out, err;
   bool out_piped, err_piped;
   char *input_copy; /* the unsent rest of the input, copied when a communicate timed out */
+  bool tree;        /* started with process_tree: the tree calls reach everything it started */
   /* ---- line-by-line reading, terminals ---- */
   readahead ra[3]; /* [1] stdout in out, [2] stderr in err ([0] unused) */
   size_t max_line; /* the callback forms' longest line handed over whole */
@@ -88,6 +89,83 @@ static int child_stream(int which, mproc_stdio_mode mode, mproc_os_handle handle
   return mproc__fail_arg("popen", "%s_mode %d is not an mproc_stdio_mode", k_stream[which], (int)mode);
 }
 
+/* ---- Windows: windows and consoles ---- */
+
+/* creationflags and startupinfo, checked on every platform (POSIX then ignores them). */
+static int check_window_opts(const mproc_popen_opts *o) {
+  const uint32_t refused =
+      MPROC_CREATE_SUSPENDED | MPROC_DEBUG_PROCESS | MPROC_DEBUG_ONLY_THIS_PROCESS | MPROC_EXTENDED_STARTUPINFO_PRESENT;
+  const uint32_t priorities = MPROC_IDLE_PRIORITY_CLASS | MPROC_BELOW_NORMAL_PRIORITY_CLASS |
+                              MPROC_NORMAL_PRIORITY_CLASS | MPROC_ABOVE_NORMAL_PRIORITY_CLASS |
+                              MPROC_HIGH_PRIORITY_CLASS | MPROC_REALTIME_PRIORITY_CLASS;
+  const uint32_t startf = MPROC_STARTF_USESHOWWINDOW | MPROC_STARTF_FORCEONFEEDBACK | MPROC_STARTF_FORCEOFFFEEDBACK |
+                          MPROC_STARTF_USESTDHANDLES;
+  uint32_t cf = o->creationflags, prio = cf & priorities;
+  MPROC__CHECK_ARG_AS("popen", cf & refused,
+                      "creationflags 0x%lx holds 0x%lx (CREATE_SUSPENDED, DEBUG_PROCESS, DEBUG_ONLY_THIS_PROCESS or "
+                      "EXTENDED_STARTUPINFO_PRESENT), which mproc does not allow: the child would hang, or mproc sets "
+                      "the flag itself",
+                      (unsigned long)cf, (unsigned long)(cf & refused));
+  MPROC__CHECK_ARG_AS("popen", (cf & MPROC_DETACHED_PROCESS) && (cf & MPROC_CREATE_NEW_CONSOLE),
+                      "creationflags has both DETACHED_PROCESS and CREATE_NEW_CONSOLE (Windows refuses the pair)");
+  MPROC__CHECK_ARG_AS("popen", prio & (prio - 1), "creationflags 0x%lx names more than one priority class",
+                      (unsigned long)cf);
+  MPROC__CHECK_ARG_AS("popen", o->startupinfo.flags & ~startf,
+                      "startupinfo.flags 0x%lx holds 0x%lx: mproc takes only STARTF_USESHOWWINDOW, "
+                      "STARTF_FORCEONFEEDBACK, STARTF_FORCEOFFFEEDBACK and STARTF_USESTDHANDLES",
+                      (unsigned long)o->startupinfo.flags, (unsigned long)(o->startupinfo.flags & ~startf));
+  MPROC__CHECK_ARG_AS("popen", o->startupinfo.show_window > 11, "startupinfo.show_window %u is not an SW_ value",
+                      (unsigned)o->startupinfo.show_window);
+  MPROC__CHECK_ARG_AS("popen", o->startupinfo.show_window && !(o->startupinfo.flags & MPROC_STARTF_USESHOWWINDOW),
+                      "startupinfo.show_window is %u but flags lack STARTF_USESHOWWINDOW, so Windows would ignore it",
+                      (unsigned)o->startupinfo.show_window);
+  return 0;
+}
+
+/* ---- POSIX: credentials and limits ---- */
+
+/* The PAL's resource numbers are the public ones (pal.h). */
+#define SAME_RLIMIT(x) ((int)MPROC_RLIMIT_##x == (int)MPROC__RLIMIT_##x)
+_Static_assert(SAME_RLIMIT(CORE) && SAME_RLIMIT(CPU) && SAME_RLIMIT(DATA) && SAME_RLIMIT(FSIZE) &&
+                   SAME_RLIMIT(NOFILE) && SAME_RLIMIT(STACK) && SAME_RLIMIT(AS) && SAME_RLIMIT(NPROC) &&
+                   SAME_RLIMIT(MEMLOCK),
+               "mproc_rlimit_resource and mproc__rlimit_kind must agree");
+#undef SAME_RLIMIT
+
+_Static_assert(MPROC_UMASK(0) == MPROC__PAL_UMASK_SET, "the PAL takes a umask as MPROC_UMASK gives it");
+
+/* Check them and give the PAL's form: the umask (0: unchanged, or MPROC__PAL_UMASK_SET | mask) and a
+ * copy of the limits (*limits, malloc'ed when there are any; free() it). */
+static int check_credential_opts(const mproc_popen_opts *o, int *mask, mproc__rlimit **limits) {
+  *mask = 0;
+  *limits = NULL;
+  if (o->umask != 0 && o->umask != -1) {
+    MPROC__CHECK_ARG_AS("popen", (o->umask & ~0777) != MPROC_UMASK(0),
+                        "umask %d (0%o) is not MPROC_UMASK(0..0777); write .umask = MPROC_UMASK(mask)", o->umask,
+                        (unsigned)o->umask);
+    *mask = o->umask;
+  }
+  MPROC__CHECK_ARG_AS("popen", o->user && !o->user[0], "user is an empty string");
+  MPROC__CHECK_ARG_AS("popen", o->group && !o->group[0], "group is an empty string");
+  for (size_t i = 0; o->extra_groups && o->extra_groups[i]; ++i)
+    MPROC__CHECK_ARG_AS("popen", !o->extra_groups[i][0], "extra_groups[%zu] is an empty string", i);
+  MPROC__CHECK_ARG_AS("popen", o->rlimits_count && !o->rlimits, "rlimits is NULL but rlimits_count is %zu",
+                      o->rlimits_count);
+  for (size_t i = 0; i < o->rlimits_count; ++i) {
+    const mproc_rlimit *l = &o->rlimits[i];
+    MPROC__CHECK_ARG_AS("popen", (int)l->resource < 1 || (int)l->resource > MPROC__RLIMIT_LAST_,
+                        "rlimits[%zu].resource %d is not an mproc_rlimit_resource", i, (int)l->resource);
+    MPROC__CHECK_ARG_AS("popen", l->soft > l->hard, "rlimits[%zu]: soft limit %llu is above the hard limit %llu", i,
+                        (unsigned long long)l->soft, (unsigned long long)l->hard);
+  }
+  if (!o->rlimits_count) return 0;
+  *limits = (mproc__rlimit *)malloc(o->rlimits_count * sizeof **limits);
+  if (!*limits) return mproc__fail(MPROC_ENOMEM, "popen: out of memory");
+  for (size_t i = 0; i < o->rlimits_count; ++i)
+    (*limits)[i] = (mproc__rlimit){(int)o->rlimits[i].resource, o->rlimits[i].soft, o->rlimits[i].hard};
+  return 0;
+}
+
 static int check_opts(const mproc_popen_opts *o) {
   MPROC__CHECK_ARG_AS("popen", !o, "opts is NULL");
   MPROC__CHECK_ARG_AS("popen", !o->argv == !o->command, "set exactly one of argv and command (argv %s, command %s)",
@@ -106,7 +184,7 @@ static int check_opts(const mproc_popen_opts *o) {
     for (size_t i = 0; o->env_extra[i]; ++i)
       MPROC__CHECK_ARG_AS("popen", !o->env_extra[i][0] || o->env_extra[i][0] == '=',
                           "env_extra[%zu] \"%s\" has no name", i, o->env_extra[i]);
-  return 0;
+  return check_window_opts(o);
 }
 
 /* MPROC_PTY: one terminal for stdout and those of stdin / stderr that ask for it (on_pty). */
@@ -117,6 +195,11 @@ static int open_terminal(mproc_popen *p, const mproc_popen_opts *o, const bool o
                         on_pty[0] ? "stdin" : "stderr");
     return 0;
   }
+  MPROC__CHECK_ARG_AS("popen",
+                      o->creationflags & (MPROC_CREATE_NEW_CONSOLE | MPROC_DETACHED_PROCESS | MPROC_CREATE_NO_WINDOW),
+                      "stdout_mode is MPROC_PTY, the program's console, but creationflags 0x%lx asks for another "
+                      "(CREATE_NEW_CONSOLE, DETACHED_PROCESS or CREATE_NO_WINDOW)",
+                      (unsigned long)o->creationflags);
   mproc_os_handle keys;
   int rc = mproc__pal_pty_open(o->pty_columns ? o->pty_columns : 80, o->pty_rows ? o->pty_rows : 24, &p->pty,
                                &p->pipes[1], &keys);
@@ -134,15 +217,22 @@ int mproc_popen_create(mproc_popen **out, const mproc_popen_opts *o) {
   MPROC__CHECK_ARG(!out, "out is NULL");
   *out = NULL;
   int rc = check_opts(o);
+  int umask_value = 0;
+  mproc__rlimit *limits = NULL;
+  if (rc == 0) rc = check_credential_opts(o, &umask_value, &limits);
   if (rc) return rc;
 
   mproc_popen *p = (mproc_popen *)calloc(1, sizeof *p);
-  if (!p) return mproc__fail(MPROC_ENOMEM, "popen: out of memory");
+  if (!p) {
+    free(limits);
+    return mproc__fail(MPROC_ENOMEM, "popen: out of memory");
+  }
   for (int i = 0; i < 3; ++i) p->pipes[i] = MPROC_NO_HANDLE;
   p->comm.in = p->comm.out = p->comm.err = MPROC_NO_HANDLE;
   p->child.handle = MPROC_NO_HANDLE;
   p->name = mproc__strdup(o->argv ? o->argv[0] : o->command);
   if (!p->name) {
+    free(limits);
     free(p);
     return MPROC_ENOMEM;
   }
@@ -196,10 +286,26 @@ int mproc_popen_create(mproc_popen **out, const mproc_popen_opts *o) {
                             .pass_fds_count = o->pass_fds_count,
                             .new_session = o->new_session,
                             .new_process_group = o->new_process_group,
+                            /* ---- Windows: windows and consoles ---- */
+                            .creationflags = o->creationflags,
+                            .startup_flags = o->startupinfo.flags,
+                            .show_window = o->startupinfo.show_window,
+                            /* ---- POSIX: credentials and limits ---- */
+                            .user = o->user,
+                            .group = o->group,
+                            .extra_groups = o->extra_groups,
+                            .umask = umask_value,
+                            .rlimits = limits,
+                            .rlimits_count = o->rlimits_count,
+                            /* ---- process trees and parent death ---- */
+                            .process_tree = o->process_tree,
+                            .kill_on_parent_death = o->kill_on_parent_death,
+                            /* ---- a terminal ---- */
                             .pty = p->pty,
                             .on_pty = {on_pty[0], on_pty[1], on_pty[2]}};
     rc = mproc__pal_spawn(&req, &p->child);
   }
+  free(limits);
   for (int i = 0; i < 3; ++i)
     if (opened[i]) mproc__pal_close(child[i]);
   if (from && !rc) { /* the pipe end is the new child's now */
@@ -218,6 +324,7 @@ int mproc_popen_create(mproc_popen **out, const mproc_popen_opts *o) {
   }
   p->out_piped = p->pipes[1] != MPROC_NO_HANDLE;
   p->err_piped = p->pipes[2] != MPROC_NO_HANDLE;
+  p->tree = o->process_tree;
   *out = p;
   return 0;
 }
@@ -278,6 +385,66 @@ int mproc_popen_send_signal(mproc_popen *p, int sig) {
 }
 int mproc_popen_terminate(mproc_popen *p) { return mproc_popen_send_signal(p, MPROC_SIGTERM); }
 int mproc_popen_kill(mproc_popen *p) { return mproc_popen_send_signal(p, MPROC_SIGKILL); }
+
+/* ---- process trees -------------------------------------------------------------------------- */
+
+/* Kill the program, or its whole tree when it has one (destroy, run's timeout). */
+static void kill_child(mproc_popen *p) {
+  if (p->tree)
+    (void)mproc__pal_tree_signal(&p->child, MPROC_SIGKILL);
+  else
+    (void)mproc__pal_signal(&p->child, MPROC_SIGKILL);
+}
+
+static int check_tree(const mproc_popen *p, const char *call) {
+  if (!p) return mproc__fail_arg(call, "p is NULL");
+  if (!p->tree)
+    return mproc__fail(MPROC_ESTATE, "%s: '%s' (pid %lld) was not started with process_tree", call, p->name,
+                       (long long)p->child.pid);
+  return 0;
+}
+
+int mproc_popen_signal_tree(mproc_popen *p, int sig) {
+  int rc = check_tree(p, "popen_signal_tree");
+  if (rc) return rc;
+  MPROC__CHECK_ARG(sig <= 0, "signal %d is not a signal number", sig);
+  return mproc__pal_tree_signal(&p->child, sig);
+}
+
+int mproc_popen_kill_tree(mproc_popen *p) {
+  int rc = check_tree(p, "popen_kill_tree");
+  return rc ? rc : mproc__pal_tree_signal(&p->child, MPROC_SIGKILL);
+}
+
+static int wait_tree_until(mproc_popen *p, int64_t deadline, int64_t timeout_ms) {
+  int rc = mproc__pal_tree_wait(&p->child, deadline);
+  if (rc == MPROC_ETIMEDOUT)
+    return mproc__fail(rc, "the process tree of '%s' (pid %lld) is still running after %lld ms", p->name,
+                       (long long)p->child.pid, (long long)timeout_ms);
+  return rc;
+}
+
+int mproc_popen_wait_tree(mproc_popen *p, int64_t timeout_ms) {
+  int rc = check_tree(p, "popen_wait_tree");
+  return rc ? rc : wait_tree_until(p, mproc__deadline_from_timeout(timeout_ms), timeout_ms);
+}
+
+/* The graded stop: ask, wait up to the grace, kill, wait; then reap the program. */
+int mproc_popen_stop_tree(mproc_popen *p, int64_t grace_ms, int *returncode) {
+  int rc = check_tree(p, "popen_stop_tree");
+  if (rc) return rc;
+  if (grace_ms != 0) {
+    rc = mproc__pal_tree_ask_to_end(&p->child);
+    if (rc == 0) rc = wait_tree_until(p, mproc__deadline_from_timeout(grace_ms), grace_ms);
+    if (rc != MPROC_ETIMEDOUT && rc != 0) return rc;
+  }
+  if (grace_ms == 0 || rc == MPROC_ETIMEDOUT) {
+    rc = mproc__pal_tree_signal(&p->child, MPROC_SIGKILL);
+    if (rc == 0) rc = mproc__pal_tree_wait(&p->child, INT64_MAX);
+    if (rc) return rc;
+  }
+  return wait_until(p, INT64_MAX, MPROC_INFINITE, returncode);
+}
 
 /* ---- streaming ------------------------------------------------------------------------------ */
 
@@ -706,7 +873,7 @@ void mproc_popen_destroy(mproc_popen *p) {
   for (int i = 0; i < 3; ++i) mproc__pal_close(p->pipes[i]);
   comm_close_all(&p->comm);
   if (!p->child.reaped && p->child.pid > 0) {
-    mproc__pal_signal(&p->child, MPROC_SIGKILL);
+    kill_child(p);
     mproc__pal_wait(&p->child, INT64_MAX);
   }
   mproc__pal_pty_close(p->pty); /* after the child: Windows closes its console, POSIX its leftovers */
@@ -729,11 +896,11 @@ static int fill_result(mproc_popen *p, mproc_completed *r, bool delivered) {
   return rc;
 }
 
-/* End a run early (a timeout, or a callback that stopped it): kill and reap the child, then, when drain,
- * keep whatever it wrote before it died: a drain with a deadline that has passed moves only what is
- * ready, so a grandchild holding the pipes cannot make this hang. */
+/* End a run early (a timeout, or a callback that stopped it): kill (a process tree whole) and reap the
+ * child, then, when drain, keep whatever it wrote before it died: a drain with a deadline that has passed
+ * moves only what is ready, so a grandchild holding the pipes cannot make this hang. */
 static void end_early(mproc_popen *p, bool drain) {
-  mproc__pal_signal(&p->child, MPROC_SIGKILL);
+  kill_child(p);
   mproc__pal_wait(&p->child, INT64_MAX);
   if (drain && !comm_done(&p->comm)) (void)mproc__pal_communicate(&p->comm, 0);
   comm_close_all(&p->comm);

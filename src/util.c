@@ -36,6 +36,7 @@ static const char *const k_names[] = {
     "MPROC_ENOTSUP: not supported on this platform",
     "MPROC_EINTR: interrupted",
     "MPROC_EPIPE: broken pipe: the reader has gone",
+    "MPROC_EEXIST: the name exists already",
 };
 
 const char *mproc_strerror(int code) {

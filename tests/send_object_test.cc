@@ -4,6 +4,7 @@
 // receiver that never receives, and the kinds of what arrives checked. White-box where it needs the
 // PAL's handle count or a connection with CPython's framing.
 #include <cstring>
+#include <sstream>
 #include <string>
 
 extern "C" {
@@ -300,7 +301,8 @@ TEST_P(SendToChild, HandlesNeverReceivedAreNotInTheReceiver) {
   // unreceived: none in the child; one received: one more; its end closed: the rest never arrive
   std::string counts = recv_str(ca);
   int before = 0, received = 0, closed = 0;
-  ASSERT_EQ(sscanf(counts.c_str(), "%d %d %d", &before, &received, &closed), 3) << counts;
+  std::istringstream in(counts);
+  ASSERT_TRUE(in >> before >> received >> closed) << counts;
   EXPECT_EQ(before, 0) << counts;
   EXPECT_EQ(received, 1) << counts;
   EXPECT_LE(closed, 0) << counts; // the end it closed held handles of its own

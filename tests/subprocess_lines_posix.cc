@@ -5,8 +5,11 @@
 #include <gtest/gtest.h>
 
 #include <poll.h>
+#include <signal.h>
 #include <unistd.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include <string>
@@ -204,4 +207,72 @@ TEST(ExitWatcherPosix, APipeThatAWatcherThreadClosesWhenTheChildEnds) {
   mproc_popen_destroy(p);
   EXPECT_EQ(mproc_test::open_handle_count(), before);
   mproc__posix_force_exit_watcher(false);
+}
+
+// The exit handle of a child run through the tree helper is the helper's exit socket, also where the
+// watcher thread is forced: one exit handle per child (pal.h), never a watcher on a pid the helper reaps.
+TEST(ExitWatcherPosix, AChildWithATreeHelperKeepsTheHelpersSocket) {
+  mproc__posix_force_exit_watcher(true);
+  Argv a({"read", "1", "exit", "6"});
+  mproc_popen *p = nullptr;
+  ASSERT_EQ(
+      mproc_popen_create(&p, ptr(mproc_popen_opts{.argv = a.get(), .stdin_mode = MPROC_PIPE, .process_tree = true})), 0)
+      << mproc_last_error();
+  mproc_os_handle h = MPROC_NO_HANDLE;
+  ASSERT_EQ(mproc_popen_exit_handle(p, &h), 0) << mproc_last_error();
+  EXPECT_EQ(mproc__pal_handle_kind(h), MPROC__HK_SOCKET); // not a watcher's pipe
+  EXPECT_FALSE(readable((int)h, 0));
+  int code = -1;
+  EXPECT_EQ(mproc_popen_wait(p, 50, &code), MPROC_ETIMEDOUT);
+  ASSERT_EQ(mproc_popen_close_stdin(p), 0);
+  EXPECT_TRUE(readable((int)h, 60000));
+  EXPECT_EQ(mproc_popen_poll(p, &code), 0) << mproc_last_error();
+  EXPECT_EQ(code, 6);
+  EXPECT_TRUE(readable((int)h, 0)) << "the status was only peeked at: still ready";
+  mproc_waitable w = mproc_waitable_popen(p);
+  size_t n = 0;
+  EXPECT_EQ(mproc_wait(&w, 1, 0, &n), 0) << mproc_last_error();
+  mproc_popen_destroy(p);
+  mproc__posix_force_exit_watcher(false);
+}
+
+// A terminal for a process tree: the program leads its session on the terminal, which is also the
+// tree's process group; stop_tree ends it and what it started on the terminal, whose output then ends.
+TEST(PtyPosix, ATerminalForAProcessTree) {
+  Argv a({"tty", "print", "|", "ctty", "print", "|", "pgid", "print", "|", "pid", "print", "\n", "grandchild", "60000",
+          "sleep", "60000"});
+  mproc_popen *p = nullptr;
+  ASSERT_EQ(
+      mproc_popen_create(&p, ptr(mproc_popen_opts{.argv = a.get(), .stdout_mode = MPROC_PTY, .process_tree = true})), 0)
+      << mproc_last_error();
+  char line[256];
+  size_t len = 0;
+  mproc_line_end end;
+  ASSERT_EQ(mproc_popen_readline(p, 1, line, sizeof line, 60000, &len, &end), 0) << mproc_last_error();
+  std::string s(line, len);
+  EXPECT_NE(s.find("out=tty"), std::string::npos) << s;
+  EXPECT_NE(s.find("|yes|"), std::string::npos) << s;
+  long long pgid = 0, pid = 0;
+  ASSERT_EQ(sscanf(s.c_str() + s.rfind("yes|") + 4, "%lld|%lld", &pgid, &pid), 2) << s;
+  EXPECT_EQ(pid, (long long)mproc_popen_pid(p));
+  EXPECT_EQ(pgid, pid) << "the session leader leads the tree's group";
+  ASSERT_EQ(mproc_popen_readline(p, 1, line, sizeof line, 60000, &len, &end), 0) << mproc_last_error();
+  long long grandchild = atoll(std::string(line, len).c_str()); // it says its pid, holding the terminal
+  ASSERT_GT(grandchild, 0) << std::string(line, len);
+  int code = 0;
+  ASSERT_EQ(mproc_popen_stop_tree(p, 60000, &code), 0) << mproc_last_error();
+  EXPECT_EQ(code, -SIGTERM);
+  EXPECT_EQ(read_all(p), ""); // end of file: nothing of the tree holds the terminal any more
+  EXPECT_NE(kill((pid_t)grandchild, 0), 0) << "the grandchild outlived its tree";
+  mproc_popen_destroy(p);
+}
+
+// A terminal with credentials (the fork engine): the terminal becomes the controlling one before the
+// group changes, and stays so.
+TEST(PtyPosix, ATerminalWithCredentials) {
+  if (geteuid() != 0) GTEST_SKIP() << "changing the group takes root";
+  Argv a({"ids", "print", "|", "ctty"});
+  std::string out = run_on_terminal(a, {.stdout_mode = MPROC_PTY, .group = "4242"});
+  EXPECT_NE(out.find("gid=4242 egid=4242"), std::string::npos) << out;
+  EXPECT_NE(out.find("|yes"), std::string::npos) << out;
 }

@@ -593,6 +593,16 @@ TEST(Pty, StdinAndStderrShareStdoutsTerminalOnly) {
                 &p, ptr(mproc_popen_opts{.argv = a.get(), .stdout_mode = MPROC_PIPE, .stderr_mode = MPROC_PTY})),
             MPROC_EINVAL);
   EXPECT_EQ(p, nullptr);
+  // the terminal is the program's console: creationflags asking for another one contradict it (checked
+  // on every platform, as the other creationflags checks)
+  for (uint32_t flag : {MPROC_CREATE_NEW_CONSOLE, MPROC_DETACHED_PROCESS, MPROC_CREATE_NO_WINDOW}) {
+    EXPECT_EQ(
+        mproc_popen_create(&p, ptr(mproc_popen_opts{.argv = a.get(), .stdout_mode = MPROC_PTY, .creationflags = flag})),
+        MPROC_EINVAL)
+        << flag;
+    EXPECT_NE(std::string(mproc_last_error()).find("creationflags"), std::string::npos) << mproc_last_error();
+    EXPECT_EQ(p, nullptr);
+  }
   // a terminal cannot be handed on as a pipeline's pipe
   mproc_popen *first = nullptr;
   int rc = mproc_popen_create(&first, ptr(mproc_popen_opts{.argv = a.get(), .stdout_mode = MPROC_PTY}));

@@ -47,6 +47,14 @@ constexpr bool kThreadSanitizer = false;
 constexpr bool kThreadSanitizer = false;
 #endif
 
+#ifdef _WIN32
+// Whether we run under wine (for its documented deviations only).
+inline bool under_wine() {
+  HMODULE ntdll = GetModuleHandleW(L"ntdll.dll");
+  return ntdll && GetProcAddress(ntdll, "wine_get_version") != nullptr;
+}
+#endif
+
 // What abort() makes of a process's exit status on Windows: 3 under msvcrt (MinGW's default C runtime;
 // also the UCRT once _set_abort_behavior has cleared _CALL_REPORTFAULT, as tests/helpers/quiet_crashes.h
 // does), 0xC0000409 (STATUS_STACK_BUFFER_OVERRUN, a fast fail) under the UCRT otherwise.
@@ -62,7 +70,7 @@ inline std::string helper_path() {
   return s.substr(0, slash + 1) + (kWindows ? "mproc_helper.exe" : "mproc_helper");
 }
 
-// argv for the helper (helper_path()) with a script; keeps the strings alive.
+// argv for the helper (helper_path(): helpers/mproc_helper.c) with a script; keeps the strings alive.
 struct Argv {
   std::vector<std::string> words;
   std::vector<const char *> ptrs;

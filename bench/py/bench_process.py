@@ -26,13 +26,10 @@ def starter(ctx, cpu):
 
 
 def child_start(b, method, cross, iters):
-    name = "process.child.%s.%s" % (method, benchlib.placement_name(cross))
-    if not b.wanted(name):
+    name = b.pair_begin("process.child." + method, cross)
+    if name is None:
         return
     cpu = benchlib.side_cpu(cross, 1)
-    if cpu is None or not benchlib.pin_side(cross, 0):
-        print("# %s: skipped, needs two CPUs" % name)
-        return
     b.run(name, "us/op", starter(mp.get_context(method), cpu), iters=iters, smoke_iters=2)
 
 
@@ -64,11 +61,8 @@ def sink_child(conn, cross):
 
 
 def pair(b, what, cross, iters, unit, bytes_per_op=0.0):
-    name = "process.%s.%s" % (what, benchlib.placement_name(cross))
-    if not b.wanted(name):
-        return
-    if not benchlib.pin_side(cross, 0):
-        print("# %s: skipped, needs two CPUs" % name)
+    name = b.pair_begin("process." + what, cross)
+    if name is None:
         return
     ctx = mp.get_context("fork")
     mine, theirs = ctx.Pipe()

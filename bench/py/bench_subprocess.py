@@ -30,8 +30,11 @@ def lines(b, variant, n, batch):
     """subprocess.lines.<variant>.<placement> (see bench/subprocess.c): self-timed from the go."""
     writer = benchlib.sibling("bench_linewriter")
     n = 1024 if b.smoke else n
-    for name, cpu in benchlib.placements(b, "subprocess.lines." + variant):
-        argv = [writer, str(cpu), str(n), "64", str(batch)]
+    for cross in (False, True):
+        name = b.pair_begin("subprocess.lines." + variant, cross)  # the parent pins itself
+        if name is None:
+            continue
+        argv = [writer, str(benchlib.side_cpu(cross, 1)), str(n), "64", str(batch)]
         reps = 2 if b.smoke else (b.reps or 7)
         lines_once(argv, n)  # warm-up
         b.report(name, "ops/s", [lines_once(argv, n) for _ in range(reps)], op="line")
@@ -45,8 +48,12 @@ def main():
     pinexec = benchlib.sibling("bench_pinexec")
     each = (1 << 20) if b.smoke else (200 << 20)
     benchlib.print_cpu_map()
-    # two processes: the parent pins itself, the child is pinned by bench_pinexec (as in C)
-    for name, cpu in benchlib.placements(b, "subprocess.capture.both200m"):
+    for cross in (False, True):
+        # two processes: the parent pins itself, the child is pinned by bench_pinexec (as in C)
+        name = b.pair_begin("subprocess.capture.both200m", cross)
+        if name is None:
+            continue
+        cpu = benchlib.side_cpu(cross, 1)
         argv = [pinexec, str(cpu), helper, "out", str(each), "err", str(each)]
 
         def capture(iters, argv=argv):
@@ -57,6 +64,7 @@ def main():
         b.run(name, "MB/s", capture, iters=1, smoke_iters=1, reps=5, bytes_per_op=2.0 * each)
     lines(b, "100k", 100000, 1)
     lines(b, "1m.batched", 1000000, 1024)
+    benchlib.unpin()
 
     if b.wanted("subprocess.spawn.true.rss1g"):
         big = bytearray(b"\x01") * ((64 << 20) if b.smoke else (1 << 30))  # touched, not calloc'ed

@@ -50,6 +50,18 @@ class Bench:
     def wanted(self, name):
         return self.filter is None or self.filter in name
 
+    def pair_begin(self, prefix, cross):
+        """The start of a two-process line: its name, "<prefix>.<placement>", with this process pinned as
+        the parent (side 0) if it is to run; None if --filter leaves it out or it cannot be placed here
+        (then it prints "# <name>: skipped, needs two CPUs")."""
+        name = "%s.%s" % (prefix, placement_name(cross))
+        if not self.wanted(name):
+            return None
+        if side_cpu(cross, 1) is None or not pin_side(cross, 0):
+            print("# %s: skipped, needs two CPUs" % name, flush=True)
+            return None
+        return name
+
     def report(self, name, unit, values, impl="python", op=None):
         """Print the result line for per-repetition values already in unit."""
         if not values:
@@ -139,22 +151,6 @@ def pin_side(cross, side):
         return False
     pin_cpu(cpu)
     return True
-
-
-def placements(b, base):
-    """The placements of a two-process line (house rule 5): yields (name, child's CPU) for each one
-    that is wanted and possible here, with this process pinned as the parent; says so in a "#" line
-    where one is impossible (one CPU); unpins at the end."""
-    for cross in (False, True):
-        name = "%s.%s" % (base, placement_name(cross))
-        if not b.wanted(name):
-            continue
-        cpu = side_cpu(cross, 1)
-        if cpu is None or not pin_side(cross, 0):
-            print("# %s: skipped, needs two CPUs" % name)
-            continue
-        yield name, cpu
-    unpin()
 
 
 def print_cpu_map():

@@ -40,6 +40,7 @@
 #include "mproc/core.h"
 #include "mproc/handle.h"
 #include "mproc/mproc_export.h"
+#include "mproc/object.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -137,6 +138,15 @@ MPROC_API mproc_os_handle mproc_connection_send_handle(const mproc_connection *c
  * destination_pid: the pid of the process meant to receive, or 0 for whichever reads the message (as
  * CPython, Windows takes the receiver's pid; here it is a check, on both platforms: another process
  * that reads the message gets MPROC_ESTATE and no handle). */
+
+/* Send any mproc object (a lock, a value, a connection, ...: mproc/object.h) to the process destination_pid;
+ * this process keeps its own. Errors: MPROC_EINVAL (a kind that cannot be sent, a NULL object), those
+ * of handing the object on (a barrier whose action cannot be found again: MPROC_ENOENT), and as
+ * send_os_handle. */
+MPROC_API int mproc_connection_send_object(mproc_connection *c, mproc_object obj, int64_t destination_pid);
+/* Receive an object of that kind: *obj is a new object of its type (mproc_lock *, ...; destroy it with its
+ * module's call). Another kind, or bytes, next: MPROC_ESTATE, it stays unread. Errors as recv_os_handle. */
+MPROC_API int mproc_connection_recv_object(mproc_connection *c, mproc_object_kind kind, int64_t timeout_ms, void **obj);
 
 /* send_handle(conn, handle, destination_pid): send a copy of the OS handle h (this process keeps h).
  * Errors: MPROC_EINVAL (h is not an open handle, destination_pid < 0), MPROC_ENOTSUP, and those of

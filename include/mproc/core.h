@@ -68,7 +68,8 @@ typedef enum mproc_error {
   MPROC_ENOTSUP = -20,       /* NotImplementedError: not supported on this platform/build */
   MPROC_EINTR = -21,         /* InterruptedError: reserved; mproc retries EINTR itself */
   MPROC_EPIPE = -22,         /* BrokenPipeError: writing to a pipe whose reader has gone */
-  MPROC_ERROR_MIN_ = -22     /* the lowest code; not an error itself */
+  MPROC_EEXIST = -23,        /* FileExistsError: a name to create exists already */
+  MPROC_ERROR_MIN_ = -23     /* the lowest code; not an error itself */
 } mproc_error;
 
 /* The symbolic name of an error code ("MPROC_ETIMEDOUT") followed by a short description, e.g.
@@ -113,6 +114,10 @@ MPROC_API int64_t mproc_monotonic_ns(void);
 #define MPROC_SIGINT 2
 #define MPROC_SIGKILL 9
 #define MPROC_SIGTERM 15
+/* Windows' CTRL_BREAK console event for mproc_popen_send_signal (Python: CTRL_BREAK_EVENT; see
+ * mproc/subprocess.h). Not a POSIX signal number on any system (they end below 128; the C runtime's
+ * SIGBREAK is 21, which is SIGTTIN on Linux), so it can never signal something else. */
+#define MPROC_SIGBREAK (0x100 | 21)
 
 /* ---- exit statuses --------------------------------------------------------------------------- */
 

@@ -43,6 +43,7 @@
 #include "mproc/core.h"
 #include "mproc/handle.h"
 #include "mproc/mproc_export.h"
+#include "mproc/object.h"
 #include "mproc/subprocess.h" /* mproc_popen, for mproc_waitable_popen */
 
 #ifdef __cplusplus
@@ -100,6 +101,12 @@ typedef struct mproc_process_opts {
   size_t arg_size;
   mproc_connection *const *connections; /* connections handed to the child */
   size_t connection_count;
+  /* Other mproc objects handed to the child (locks, values, ...: mproc/object.h), after the
+   * connections in args->objects, in this order. MPROC_EINVAL for a kind that cannot be handed (a bare
+   * OS handle) or a NULL object; errors of handing one on (a barrier action that cannot be found
+   * again: MPROC_ENOENT) come from mproc_process_start. */
+  const mproc_object *objects;
+  size_t object_count;
   const char *name;                /* NULL: "Process-N" (N counts this process's children;
                                       "Process-1:2" for the 2nd child of Process-1) */
   bool daemon;                     /* terminated when the parent exits; may not have children */

@@ -74,7 +74,83 @@ typedef enum mproc_stdio_mode {
  *   attached to it), and its output then ends. wine 8: the pseudo console works, but wine does not
  *   connect a program's standard handles to it as Windows does (they stay NULL), so only what a
  *   program writes to the console itself (CONOUT$) arrives there; mproc's tests under wine use such a
- *   program. */
+ *   program.
+ * A terminal goes with the other start options: process_tree and kill_on_parent_death (POSIX: the
+ * terminal's session is the tree's process group; Windows: the job holds the program as without a
+ * terminal), and the POSIX credentials and limits (applied after the terminal became the controlling
+ * one, which the program keeps). creationflags asking for another console for the program
+ * (CREATE_NEW_CONSOLE, DETACHED_PROCESS, CREATE_NO_WINDOW) contradict it: MPROC_EINVAL, on every
+ * platform, as the other creationflags checks. */
+
+/* ---- Windows: windows and consoles ------------------------------------------------------------
+ * Python's creationflags and startupinfo (mproc_popen_opts.creationflags, .startupinfo). The values are
+ * Windows' own (CREATE_NO_WINDOW == MPROC_CREATE_NO_WINDOW), so flags from <windows.h> may be passed too.
+ * POSIX ignores them (where Python raises ValueError), so one options struct serves an application on
+ * every platform; they are still checked there, so a mistake shows on the system you test on. */
+#define MPROC_DEBUG_PROCESS 0x00000001u           /* refused: mproc runs no debugger loop */
+#define MPROC_DEBUG_ONLY_THIS_PROCESS 0x00000002u /* refused, as DEBUG_PROCESS */
+#define MPROC_CREATE_SUSPENDED 0x00000004u        /* refused: mproc offers no way to resume the child */
+#define MPROC_DETACHED_PROCESS 0x00000008u        /* a console program gets no console at all */
+#define MPROC_CREATE_NEW_CONSOLE 0x00000010u      /* a console program gets a new console (and window) */
+#define MPROC_NORMAL_PRIORITY_CLASS 0x00000020u   /* priority classes: at most one */
+#define MPROC_IDLE_PRIORITY_CLASS 0x00000040u
+#define MPROC_HIGH_PRIORITY_CLASS 0x00000080u
+#define MPROC_REALTIME_PRIORITY_CLASS 0x00000100u
+#define MPROC_CREATE_NEW_PROCESS_GROUP 0x00000200u /* the same as new_process_group */
+#define MPROC_BELOW_NORMAL_PRIORITY_CLASS 0x00004000u
+#define MPROC_ABOVE_NORMAL_PRIORITY_CLASS 0x00008000u
+#define MPROC_EXTENDED_STARTUPINFO_PRESENT 0x00080000u /* refused: mproc sets it when it needs it */
+#define MPROC_CREATE_BREAKAWAY_FROM_JOB 0x01000000u
+#define MPROC_CREATE_DEFAULT_ERROR_MODE 0x04000000u
+#define MPROC_CREATE_NO_WINDOW 0x08000000u /* a console program runs with a console but no window */
+
+/* STARTUPINFO.dwFlags bits mproc accepts (others need fields mproc does not carry: MPROC_EINVAL). */
+#define MPROC_STARTF_USESHOWWINDOW 0x00000001u   /* show_window applies */
+#define MPROC_STARTF_FORCEONFEEDBACK 0x00000040u /* the busy cursor while the program starts */
+#define MPROC_STARTF_FORCEOFFFEEDBACK 0x00000080u
+#define MPROC_STARTF_USESTDHANDLES 0x00000100u /* accepted and changes nothing: the stdio modes decide */
+/* STARTUPINFO.wShowWindow values (ShowWindow's nCmdShow), for MPROC_STARTF_USESHOWWINDOW. */
+#define MPROC_SW_HIDE 0
+#define MPROC_SW_SHOWNORMAL 1
+#define MPROC_SW_SHOWMINIMIZED 2
+#define MPROC_SW_SHOWMAXIMIZED 3
+#define MPROC_SW_SHOWNOACTIVATE 4
+#define MPROC_SW_MINIMIZE 6
+#define MPROC_SW_SHOWMINNOACTIVE 7
+#define MPROC_SW_SHOWNA 8
+
+/* Python's STARTUPINFO, the part that is not mproc's own business (the standard handles are stdio
+ * modes here): STARTUPINFO.dwFlags and STARTUPINFO.wShowWindow of the child. */
+typedef struct mproc_startupinfo {
+  uint32_t flags;       /* MPROC_STARTF_* bits */
+  uint16_t show_window; /* MPROC_SW_*; needs MPROC_STARTF_USESHOWWINDOW in flags (as in Python) */
+} mproc_startupinfo;
+
+/* ---- POSIX: credentials and limits -------------------------------------------------------------- */
+
+/* umask for mproc_popen_opts.umask: .umask = MPROC_UMASK(077). The field's zero (and Python's -1) mean
+ * "unchanged", so a mask is given through this macro, which marks it as set. */
+#define MPROC_UMASK(mask) (0x10000 | (mask))
+
+/* Resource limits a child can be given (resource.setrlimit in the child, the commonest reason for a
+ * preexec_fn, which mproc does not offer). Each is the POSIX RLIMIT_ of the same name. */
+typedef enum mproc_rlimit_resource {
+  MPROC_RLIMIT_CORE = 1, /* largest core file, bytes (0: none) */
+  MPROC_RLIMIT_CPU,      /* CPU time, seconds (SIGXCPU at the soft limit, SIGKILL at the hard one) */
+  MPROC_RLIMIT_DATA,     /* data segment (Linux 4.7+: private writable mappings too), bytes */
+  MPROC_RLIMIT_FSIZE,    /* largest file the child may write, bytes */
+  MPROC_RLIMIT_NOFILE,   /* one more than the highest fd number the child may open */
+  MPROC_RLIMIT_STACK,    /* main thread's stack, bytes */
+  MPROC_RLIMIT_AS,       /* address space, bytes */
+  MPROC_RLIMIT_NPROC,    /* processes of the child's real user id (not POSIX; Linux, BSD, macOS) */
+  MPROC_RLIMIT_MEMLOCK   /* locked memory, bytes (not POSIX; Linux, BSD, macOS) */
+} mproc_rlimit_resource;
+/* No limit (RLIM_INFINITY), for soft or hard. */
+#define MPROC_RLIM_INFINITY UINT64_MAX
+typedef struct mproc_rlimit {
+  mproc_rlimit_resource resource;
+  uint64_t soft, hard; /* soft <= hard; MPROC_RLIM_INFINITY for none */
+} mproc_rlimit;
 
 /* Options for starting a program. All-zero means the defaults; fill them with designated initializers.
  * Strings are UTF-8 and only read during the call that takes the struct. */
@@ -156,6 +232,116 @@ typedef struct mproc_popen_opts {
    * CREATE_NEW_PROCESS_GROUP. */
   bool new_process_group;
 
+  /* ---- process trees and parent death ---- */
+  /* Beyond Python: keep the program and every process it starts, at any depth, together as one tree,
+   * so that mproc_popen_stop_tree / kill_tree / signal_tree / wait_tree reach all of them, also after
+   * the program itself has ended (what it left running stays in the tree while the Popen lives).
+   * The Popen is the program's as ever: pid is the program's, returncode its status, and wait, poll,
+   * communicate, timeouts and send_signal / terminate / kill (the program alone) work unchanged;
+   * mproc_run's timeout kills the whole tree. See docs/guide.md, "Running programs from an
+   * application".
+   *   POSIX: the program leads a process group of its own (as new_process_group: it is not the
+   *   terminal's foreground group), and a small helper process, a fork of this process made for this
+   *   Popen, is its parent: app -> helper -> program. The helper is the subreaper of its subtree
+   *   (Linux PR_SET_CHILD_SUBREAPER), so a descendant that leaves the group (setsid, setpgid) and is
+   *   orphaned comes back to it instead of to init; it relays the program's status, reaches the
+   *   descendants that left the group while their parent lives through /proc (Linux 5.3+: each
+   *   checked through a pidfd, so a recycled pid is never signalled), and when it kills, it kills
+   *   until nothing is left. This process never becomes a subreaper: it still reaps only its own
+   *   children. Costs one more fork per start, nothing while the tree runs.
+   *   Windows: a job object of its own, which the program joins before it runs and which no
+   *   descendant may leave (a start with CREATE_BREAKAWAY_FROM_JOB fails).
+   * What can still escape. Everywhere: a process started on the tree's behalf by another process (a
+   * service, systemd or D-Bus activation, at(1); Windows: the Task Scheduler, WMI, a COM server, an
+   * already running instance of a program that ShellExecute hands the work to). POSIX: a descendant
+   * running with other credentials (the command sudo runs) that the helper may not signal: once the
+   * helper has killed everything else, it lets that go and the tree calls report MPROC_EPERM; a
+   * helper that someone kills lets the whole tree go (mproc_popen_wait then reports MPROC_ESYS: the
+   * program's status is lost). macOS and other POSIX systems without a subreaper (untested): the
+   * tree is the program's process group, and the helper leaves, letting go of what remains, when
+   * the program ends.
+   * Errors at start: those of mproc_popen_create; Windows: when the program cannot be put in a job
+   * (before Windows 8, inside a job that forbids nesting) the start fails and nothing runs. */
+  bool process_tree;
+  /* Beyond Python (off by default, as there): end the program when this process dies, however it
+   * dies (killed, crashed); with process_tree, the whole tree. Which mechanism serves which case:
+   *   Linux, without process_tree, started from the main thread, the program not set-user/group-ID
+   *   and without file capabilities: PR_SET_PDEATHSIG(SIGKILL) set in the child just before exec, and
+   *   a check that the parent still lives (no helper, no cost). The kernel ties the signal to the
+   *   creating *thread*, and execve of a set-ID program clears it, so every other case takes the
+   *   helper of process_tree (without process_tree's group and subreaper when not asked): it watches
+   *   this process (PR_SET_PDEATHSIG on itself, re-checked, and a socket from this process) and kills
+   *   the program, or the tree, when this process dies.
+   *   Other POSIX systems (untested): always the helper, which watches the socket only: a fork child
+   *   of this process that did not exec holds the socket, and with it the program's life.
+   *   Windows: a job object with JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE whose only handle is the
+   *   Popen's: the system ends its processes when this process ends. Without process_tree the job
+   *   holds the program alone (its children break away silently).
+   * Without process_tree only the program is ended, not its children (the kernel's mechanisms apply
+   * to one process). With process_tree, mproc_popen_destroy after the program has ended also ends
+   * what it left running (without this option, that is let go). Errors at start: as process_tree. */
+  bool kill_on_parent_death;
+
+  /* ---- Windows: windows and consoles (POSIX: checked, then ignored) ---- */
+  /* Python's creationflags: MPROC_* / Windows CREATE_* flags OR'ed into CreateProcessW's, e.g.
+   *   MPROC_CREATE_NO_WINDOW     a console program started from a GUI program opens no console window
+   *                              (it still has a console, a hidden one, and stdio as you set it);
+   *   MPROC_CREATE_NEW_CONSOLE   a console of its own, with a window (hide it with startupinfo); when all
+   *                              three stdio modes are MPROC_INHERIT the child reads and writes that
+   *                              console (as in Python), else it gets the streams you set and the
+   *                              parent's for the others;
+   *   MPROC_DETACHED_PROCESS     no console at all; its stdio is still what the stdio modes say (the
+   *                              parent's streams by default);
+   *   a priority class, MPROC_CREATE_BREAKAWAY_FROM_JOB, MPROC_CREATE_DEFAULT_ERROR_MODE, ...
+   * Other bits go to Windows as they are. MPROC_EINVAL for MPROC_CREATE_SUSPENDED, MPROC_DEBUG_PROCESS,
+   * MPROC_DEBUG_ONLY_THIS_PROCESS and MPROC_EXTENDED_STARTUPINFO_PRESENT (the child would hang, or mproc
+   * owns the flag), for MPROC_DETACHED_PROCESS with MPROC_CREATE_NEW_CONSOLE (Windows refuses the pair)
+   * and for more than one priority class. MPROC_CREATE_NEW_PROCESS_GROUP is new_process_group. */
+  uint32_t creationflags;
+  /* Python's startupinfo: dwFlags (MPROC_STARTF_USESHOWWINDOW, the feedback cursor bits) and
+   * wShowWindow, e.g. {MPROC_STARTF_USESHOWWINDOW, MPROC_SW_HIDE} for a hidden window, or
+   * MPROC_SW_SHOWMINNOACTIVE for a minimized one that takes no focus. A GUI program reads them for its
+   * first window (ShowWindow's SW_SHOWDEFAULT); a console program's new console window follows them.
+   * MPROC_EINVAL for other dwFlags bits, a show_window above 11, or a show_window without
+   * MPROC_STARTF_USESHOWWINDOW. */
+  mproc_startupinfo startupinfo;
+
+  /* ---- POSIX: credentials and limits (Windows: MPROC_ENOTSUP when any is set) ---- */
+  /* Python 3.9's user, group, extra_groups and umask; names are looked up (getpwnam_r / getgrnam_r) in
+   * the parent before anything starts, and a name of decimal digits only is a numeric id. The child
+   * applies them last, after its stdio, cwd and session are set and the fds it must not keep closed,
+   * right before it runs the program: umask, resource limits, supplementary groups, gid, then uid
+   * (real, effective and saved).
+   *   user          the user to run as (setreuid). Unlike Python, the group follows it: when group is
+   *                 NULL the child gets the user's primary group from the user database (as su, sudo -u
+   *                 and runuser do; MPROC_EINVAL for a numeric uid with no entry there: set group),
+   *                 not the parent's (root's) group.
+   *   group         the group to run as (setregid).
+   *   extra_groups  the supplementary groups (setgroups), a NULL-terminated list; (const char *[]){NULL}
+   *                 clears them. When it is NULL and user or group is set, they are cleared too (as
+   *                 libuv and Rust do; Python keeps the parent's, root's); a parent that may not change
+   *                 groups (not root) keeps its own there, and can only name its own user and group.
+   *   umask         MPROC_UMASK(mask); 0 or -1 leave the parent's.
+   *   rlimits       rlimits_count limits applied in order (setrlimit). Before the user changes, so a
+   *                 privileged parent may raise a hard limit for an unprivileged child.
+   * Errors of mproc_popen_create, with nothing left behind: MPROC_ENOENT for an unknown user or group
+   * name; MPROC_EINVAL for a bad value (an unknown resource, soft > hard, a umask that is not
+   * MPROC_UMASK(0..0777), more groups than the system allows); MPROC_EPERM when the parent lacks the
+   * right (another user or group without root or CAP_SETUID/CAP_SETGID, a hard limit raised without
+   * CAP_SYS_RESOURCE), reported by the child before it runs anything and naming the call that failed;
+   * MPROC_ENOTSUP for a resource this system lacks, and on Windows for any of these (a security
+   * boundary is never silently dropped, unlike the window flags above; Windows has no such calls: a
+   * user needs a logon token, limits a job object). These starts cannot use posix_spawn: user, group
+   * and extra_groups start the child with fork (glibc's set*id calls signal every thread of the
+   * process, which a vfork child shares with its parent), so their cost grows with the parent's size;
+   * umask and rlimits alone use vfork. */
+  const char *user;
+  const char *group;
+  const char *const *extra_groups;
+  int umask;
+  const mproc_rlimit *rlimits;
+  size_t rlimits_count;
+
   /* ---- used by mproc_run / call / check_call / check_output only ---- */
   /* Bytes to send to the child's stdin, which then gets a pipe (stdin_mode must be INHERIT or PIPE).
    * input_len 0 with input non-NULL sends nothing and closes stdin at once (Python's input=b""). */
@@ -191,9 +377,13 @@ typedef struct mproc_popen mproc_popen;
  *                  MPROC_STDOUT for stdin/stdout, a stdio mode without its handle/path, a string that is
  *                  not valid UTF-8 (Windows; encoded surrogates included), an env entry without '=';
  *                  Windows: an argument a batch file cannot be given safely (see argv), a cwd too long
- *                  for Windows (see cwd).
- *   MPROC_ENOENT   the program, the cwd or a stdio path does not exist (the message names it).
- *   MPROC_EPERM    the program is not executable / access denied (the message names it).
+ *                  for Windows (see cwd); creationflags or startupinfo that mproc refuses, a bad umask
+ *                  or resource limit (see their fields).
+ *   MPROC_ENOENT   the program, the cwd, a stdio path, a user or a group does not exist (the message
+ *                  names it).
+ *   MPROC_EPERM    the program is not executable / access denied (the message names it); the parent may
+ *                  not give the child the user, groups or limits asked for (the message names the call).
+ *   MPROC_ENOTSUP  user, group, extra_groups, umask or rlimits on Windows; a resource this system lacks.
  *   MPROC_ENOMEM, MPROC_ESYS   the OS refused (the message names the call and the OS error).
  * Thread-safe: any number of threads may start programs at once; each child inherits only its own
  * pipes. */
@@ -202,7 +392,11 @@ MPROC_API int mproc_popen_create(mproc_popen **out, const mproc_popen_opts *opts
 /* Release a Popen. If its child still runs, the child is killed (SIGKILL / TerminateProcess) and
  * reaped first, so destroy never leaves a zombie or a leaked handle; call mproc_popen_wait first to
  * let it finish instead. Pipe ends the Popen owns are closed. NULL is ignored. Not thread-safe with
- * other calls on the same Popen. */
+ * other calls on the same Popen.
+ * With process_tree: a running program's whole tree is killed (as kill_tree) first; once the program
+ * has ended, what it left running is let go (it no longer belongs to a tree; POSIX: it goes to init or
+ * the nearest subreaper), or killed when kill_on_parent_death is set. POSIX: the tree's helper process
+ * is reaped before destroy returns. */
 MPROC_API void mproc_popen_destroy(mproc_popen *p);
 
 /* The child's process id (Popen.pid). */
@@ -344,12 +538,16 @@ MPROC_API int mproc_popen_communicate_lines(mproc_popen *p, const void *input, s
  * and for mproc_wait (mproc_waitable_popen, mproc/process.h). Owned by the Popen, valid until destroy,
  * the same handle on every call. Once it is ready, mproc_popen_wait / poll reap at once.
  *   Linux 5.3+: a pidfd, readable (POLLIN) when the child has ended;
- *   Windows: the process handle, signalled when the process has ended;
+ *   Windows: the process handle, signalled when the process has ended (with process_tree too);
+ *   POSIX, a child run through the tree helper (process_tree, or kill_on_parent_death where
+ *   PR_SET_PDEATHSIG cannot serve): a socket of the helper's, readable once the program has ended,
+ *   which holds the program's status and keeps it (mproc peeks at it);
  *   elsewhere (Linux before 5.3, macOS, the BSDs): the read end of a pipe whose only write end belongs
  *   to a watcher thread that waits for the child without reaping it (waitid with WNOWAIT; one thread
  *   per Popen, from the first call until the child ends): readable (end of file) when the child has
  *   ended. Nothing the child or its own children inherit can keep it from becoming ready.
- * Readable means ended, never data: don't read a pidfd; the pipe may be read (end of file).
+ * Readable means ended, never data: never read from it (a pidfd has nothing to read; reading the
+ * helper's socket would take the program's status away); the watcher's pipe reads end of file.
  * 0, or MPROC_EINVAL (NULL p or out), MPROC_ENOMEM / MPROC_ESYS (no descriptor or thread for the
  * watcher). Not thread-safe with other calls on the same Popen until it has been called once. */
 MPROC_API int mproc_popen_exit_handle(mproc_popen *p, mproc_os_handle *out);
@@ -358,12 +556,63 @@ MPROC_API int mproc_popen_exit_handle(mproc_popen *p, mproc_os_handle *out);
  * MPROC_SIGKILL end the process with TerminateProcess (exit code 1), or, for a shell command or a batch
  * file, its whole job (TerminateJobObject: cmd.exe and everything it started); other signals give
  * MPROC_ENOTSUP. A child that has already been reaped is left alone (returns 0), so the call never
- * signals a recycled pid. Errors: MPROC_EINVAL, MPROC_ENOTSUP, MPROC_ESYS. */
+ * signals a recycled pid. Errors: MPROC_EINVAL, MPROC_ENOTSUP, MPROC_ESYS.
+ *
+ * MPROC_SIGBREAK (mproc/core.h) is Python's send_signal(CTRL_BREAK_EVENT), Windows only: a CTRL_BREAK
+ * console event to the child's process group (GenerateConsoleCtrlEvent), which a console program can
+ * handle (SetConsoleCtrlHandler; SIGBREAK in the C runtime) to end cleanly, and which otherwise ends it
+ * with exit code 0xC000013A (STATUS_CONTROL_C_EXIT). It can be delivered only when
+ *   - the child was started in a new process group (new_process_group or MPROC_CREATE_NEW_PROCESS_GROUP),
+ *     else MPROC_ESTATE: the event would reach every process on the console, this one too;
+ *   - it shares this process's console: else MPROC_ENOTSUP, for a child started with
+ *     MPROC_CREATE_NEW_CONSOLE, MPROC_DETACHED_PROCESS or MPROC_CREATE_NO_WINDOW (a console of its own,
+ *     or none), and for a parent with no console (a GUI program or a service; wine started from a
+ *     pipe or a terminal has none either);
+ *   - the console takes it: else MPROC_ENOTSUP naming the OS error (wine 8's consoles implement
+ *     CTRL_C but not CTRL_BREAK, so under wine this is where it ends even with a console).
+ * POSIX has no console events: MPROC_ENOTSUP (send MPROC_SIGINT or MPROC_SIGTERM there). */
 MPROC_API int mproc_popen_send_signal(mproc_popen *p, int sig);
 /* Popen.terminate(): SIGTERM on POSIX, TerminateProcess on Windows. */
 MPROC_API int mproc_popen_terminate(mproc_popen *p);
 /* Popen.kill(): SIGKILL on POSIX, TerminateProcess on Windows. */
 MPROC_API int mproc_popen_kill(mproc_popen *p);
+
+/* ---- process trees (opts.process_tree) --------------------------------------------------------- */
+
+/* Beyond Python: these reach every process of the tree (see mproc_popen_opts.process_tree): the
+ * program while it runs, and what it left running after it ended. Common errors: MPROC_EINVAL (NULL p),
+ * MPROC_ESTATE (a Popen started without process_tree), MPROC_ESYS. Not thread-safe with other calls on
+ * the same Popen (as every Popen call).
+ *
+ * mproc_popen_stop_tree: the graded stop (reproc's): ask every process of the tree to end, wait up to
+ * grace_ms for all of them to have ended, then kill what is left and wait for it; then reap the program
+ * and store its returncode (as mproc_popen_wait). grace_ms 0 kills at once; MPROC_INFINITE never kills.
+ * Returns once no process of the tree is left. Asking: POSIX: SIGTERM. Windows, where programs have no
+ * signals: WM_CLOSE to the top-level windows of the tree's processes (what closing a window does;
+ * user32.dll is loaded for it) and, when the program was started with new_process_group,
+ * CTRL_BREAK_EVENT to its process group (it reaches console programs that share this process's
+ * console); a program that has neither is given the grace to end by itself, then ended
+ * (TerminateJobObject: exit code 1). Errors: MPROC_EPERM (POSIX: processes of the tree may not be
+ * signalled, see process_tree; the rest was killed, and they were let go).
+ *
+ * mproc_popen_kill_tree: kill every process of the tree at once (SIGKILL; Windows TerminateJobObject,
+ * exit code 1) without waiting, as mproc_popen_kill; then mproc_popen_wait_tree or mproc_popen_wait.
+ * A tree that has ended already is no error.
+ *
+ * mproc_popen_signal_tree: send a signal to every process of the tree. POSIX: any signal, to every
+ * process of the tree there is at the moment (a process started while the signals go out, outside the
+ * group, may miss it; kill_tree makes up for that by killing until nothing is left). Windows: MPROC_SIGTERM and
+ * MPROC_SIGKILL end every process (TerminateJobObject, exit code 1, as mproc_popen_send_signal does for the program);
+ * other signals give MPROC_ENOTSUP.
+ *
+ * mproc_popen_wait_tree: wait up to timeout_ms (0 checks; MPROC_INFINITE: as long as it takes) until
+ * every process of the tree has ended; MPROC_ETIMEDOUT while any runs, MPROC_EPERM as stop_tree. The
+ * program's own end is mproc_popen_wait's: this call does not reap it. POSIX without a subreaper
+ * (macOS, ...): the tree has ended when the program has. */
+MPROC_API int mproc_popen_stop_tree(mproc_popen *p, int64_t grace_ms, int *returncode);
+MPROC_API int mproc_popen_kill_tree(mproc_popen *p);
+MPROC_API int mproc_popen_signal_tree(mproc_popen *p, int sig);
+MPROC_API int mproc_popen_wait_tree(mproc_popen *p, int64_t timeout_ms);
 
 /* ---- run and friends ----------------------------------------------------------------------- */
 

@@ -36,6 +36,8 @@ int mproc__pal_map_os_error(int e) {
       return MPROC_ENOMEM;
     case EPIPE:
       return MPROC_EPIPE;
+    case EEXIST:
+      return MPROC_EEXIST;
     case ETIMEDOUT:
       return MPROC_ETIMEDOUT;
     case EINVAL:

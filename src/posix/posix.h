@@ -8,6 +8,8 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/resource.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 /* SIGPIPE guard: a write to a pipe whose reader has gone raises SIGPIPE, whose default action kills
@@ -42,14 +44,32 @@ void mproc__posix_force_sigpipe_guard(bool force);
 /* Wait until fd is ready for `events` (poll) or the deadline (pipe.c): 0, MPROC_ETIMEDOUT, or an error. */
 int mproc__posix_wait_fd(int fd, short events, int64_t deadline);
 
-/* The POSIX state of a child (mproc__child.os), made on first need (spawn.c), freed by
- * mproc__pal_child_release. */
+/* Close the fds [lo, hi); hi < 0: to the end (spawn.c). close_range where Linux has it, else a loop. Async-signal-safe.
+ */
+void mproc__posix_close_from(int lo, int hi);
+
+struct mproc__child;
+struct mproc__posix_helper; /* the tree helper's state, private to tree.c */
+
+/* The POSIX state of a child (mproc__child.os; pal.h, "the exit handle"): one struct for the two things
+ * that may need state beyond the pid and the exit handle, made on first need (mproc__posix_child_state,
+ * spawn.c) and freed by mproc__pal_child_release.
+ *   - helper: the tree helper (tree.c) when the program was started through it, else NULL. The one test
+ *     of "started through the helper" is mproc__posix_child_helper; the child's `handle` is then the
+ *     helper's exit socket.
+ *   - exit_rd: the exit handle's watcher pipe (spawn.c, mproc__pal_child_exit_handle): only for a plain
+ *     child (no helper) without a pidfd; -1 otherwise. */
 typedef struct mproc__posix_child {
-  /* ---- the exit handle's watcher (spawn.c, mproc__pal_child_exit_handle) ---- */
-  int exit_rd; /* the read end of the watcher thread's pipe, or -1 */
+  struct mproc__posix_helper *helper; /* or NULL */
+  int exit_rd;                        /* the read end of the watcher thread's pipe, or -1 */
 } mproc__posix_child;
+/* The child's state, made (no helper, no watcher) when it has none yet; NULL with MPROC_ENOMEM set when
+ * out of memory. */
+mproc__posix_child *mproc__posix_child_state(struct mproc__child *c);
+/* The tree helper of the child, or NULL when it was not started through one. */
+struct mproc__posix_helper *mproc__posix_child_helper(const struct mproc__child *c);
 /* White-box tests: make mproc__pal_child_exit_handle use the watcher thread even where a pidfd exists
- * (true), or not (false). */
+ * (true), or not (false). A child with a helper keeps the helper's exit socket either way. */
 void mproc__posix_force_exit_watcher(bool force);
 
 /* The terminal side of a pseudo-terminal (pty.c), for mproc__pal_spawn: the descriptor the child's streams
@@ -57,6 +77,30 @@ void mproc__posix_force_exit_watcher(bool force);
 struct mproc__pty;
 int mproc__posix_pty_slave(const struct mproc__pty *pty);
 void mproc__posix_pty_handed(struct mproc__pty *pty);
+
+/* ---- the tree helper (tree.c; see pal.h, "process trees") ----------------------------------------------
+ * mproc__pal_spawn (spawn.c) starts a program through the helper for a process tree, and for
+ * kill_on_parent_death where PR_SET_PDEATHSIG cannot serve. The helper is a fork of this process; it
+ * calls `start` (async-signal-safe: spawn.c's vfork engine) to start the program, and then serves the
+ * child's calls below. The child's `os` (mproc__posix_child) then holds the helper's state, its `handle`
+ * the helper's exit socket. */
+typedef struct mproc__posix_helper_opts {
+  bool tree;                 /* a process tree: the program leads its own group (start sees to it), the
+                                helper is the subreaper of its subtree */
+  bool kill_on_parent_death; /* kill the program / the tree when this process dies; kill what the tree
+                                left running when the child is released */
+} mproc__posix_helper_opts;
+/* Start the program: 0 with *pid, or an errno (positive) if it could not be started. */
+typedef int (*mproc__posix_helper_start_fn)(void *ctx, int64_t *pid);
+/* 0; a positive errno when the program could not be started (the caller words the message, nothing is
+ * left behind); or a negative MPROC_E* code with a message (the helper itself could not be started). */
+int mproc__posix_helper_spawn(const mproc__posix_helper_opts *o, mproc__posix_helper_start_fn start, void *ctx,
+                              struct mproc__child *child);
+/* mproc__pal_wait, mproc__pal_signal (the program alone) and mproc__pal_child_release of such a child
+ * (release frees the helper's state and clears mproc__posix_child.helper). */
+int mproc__posix_helper_wait(struct mproc__child *c, int64_t deadline_ns);
+int mproc__posix_helper_signal(struct mproc__child *c, int sig);
+void mproc__posix_helper_release(struct mproc__child *c);
 
 /* A pipe whose ends are close-on-exec from the start. Where pipe2 exists (Linux, the BSDs) that is
  * atomic, so no other thread's fork+exec can inherit the ends; macOS has no pipe2, so there the flags
@@ -71,5 +115,51 @@ static inline int mproc__posix_pipe_cloexec(int fds[2]) {
   return pipe2(fds, O_CLOEXEC);
 #endif
 }
+
+/* ---- credentials.c: credentials and limits of a child program (a helper of spawn.c) ---------------
+ * The POSIX block of mproc__spawn_req resolved in the parent (names looked up, ids and limits checked),
+ * so that the child only makes system calls. See the top of credentials.c. */
+struct mproc__spawn_req;
+typedef struct mproc__posix_limit {
+  int res;  /* RLIMIT_* */
+  int kind; /* mproc__rlimit_kind, for messages */
+  struct rlimit rl;
+} mproc__posix_limit;
+typedef struct mproc__posix_creds {
+  bool set_uid, set_gid, set_groups;
+  bool drop_groups; /* user or group without extra_groups: setgroups(0), EPERM ignored */
+  uid_t uid;
+  gid_t gid;
+  gid_t *groups;
+  size_t ngroups;
+  int umask; /* -1: unchanged */
+  mproc__posix_limit *limits;
+  size_t nlimits;
+} mproc__posix_creds;
+/* The steps the child reports through the error pipe (0 is the exec, and the steps before it). */
+enum {
+  MPROC__POSIX_STEP_SETRLIMIT = 1,
+  MPROC__POSIX_STEP_SETGROUPS,
+  MPROC__POSIX_STEP_SETGID,
+  MPROC__POSIX_STEP_SETUID
+};
+/* Resolve req's block into *c: 0, or an error (MPROC_ENOENT unknown name, MPROC_EINVAL, MPROC_ENOTSUP
+ * a resource this system lacks, MPROC_ENOMEM) with nothing to free. */
+int mproc__posix_creds_make(const struct mproc__spawn_req *req, mproc__posix_creds *c);
+void mproc__posix_creds_free(mproc__posix_creds *c);
+/* Whether the child must change its user, group or groups (then it must be a fork child, not vfork). */
+static inline bool mproc__posix_creds_ids(const mproc__posix_creds *c) {
+  return c->set_uid || c->set_gid || c->set_groups || c->drop_groups;
+}
+/* Whether the child has anything of c to do. */
+static inline bool mproc__posix_creds_any(const mproc__posix_creds *c) {
+  return mproc__posix_creds_ids(c) || c->umask >= 0 || c->nlimits > 0;
+}
+/* In the child (system calls only): umask, limits, groups, gid, uid. 0, or -1 with errno and the step
+ * (and the limit's index) that failed. */
+int mproc__posix_creds_apply(const mproc__posix_creds *c, int *step, size_t *index);
+/* In the parent: the start error for a step the child failed with err (MPROC_EPERM for EPERM). */
+int mproc__posix_creds_fail(const struct mproc__spawn_req *req, const mproc__posix_creds *c, const char *path, int step,
+                            size_t index, int err);
 
 #endif

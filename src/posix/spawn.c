@@ -5,10 +5,25 @@
  *     grow with the parent's memory, and it reports exec failures (ENOENT, EACCES) as its return
  *     value. glibc >= 2.34 has every file action we need (addchdir_np, addclosefrom_np).
  *   - vfork + exec with an error pipe otherwise: pass_fds together with close_fds (closefrom would close
- *     them), or a libc without those actions (macOS/BSD paths: written to their documentation,
- *     untested here). The vfork child only calls async-signal-safe functions on memory prepared by the
- *     parent.
+ *     them), a umask or resource limits, a terminal (MPROC_PTY: setsid + TIOCSCTTY, which posix_spawn
+ *     cannot do), or a libc without those actions (macOS/BSD paths: written to
+ *     their documentation, untested here). The vfork child only calls async-signal-safe functions on
+ *     memory prepared by the parent.
+ *   - fork + exec, the same child code and error pipe, when the child changes its user, group or groups:
+ *     glibc's set*id calls would signal the parent's threads from a vfork child (credentials.c).
  * SIGCHLD is never touched: we wait for our own pids only (waitpid(pid), pidfd on Linux >= 5.3).
+ *
+ * Process trees and kill on parent death (see mproc_popen_opts): a program started with
+ * kill_on_parent_death alone, from the main thread, that is not set-ID, takes the vfork engine, whose
+ * child sets PR_SET_PDEATHSIG just before exec (Linux). Every other such start, and every process tree,
+ * goes through the tree helper of tree.c, which forks, and then starts the program with this file's
+ * vfork engine (fork_exec: async-signal-safe, as the helper needs).
+ *
+ * A terminal combines with all of these: the program's session is its own (setsid), so it also leads the
+ * process group a tree wants; credentials are changed after TIOCSCTTY, which keeps the terminal.
+ *
+ * The child's state (mproc__child.os) is one mproc__posix_child (posix.h): the tree helper's state and
+ * the exit handle's watcher pipe, each only where it is needed.
  */
 #if defined(__linux__) && !defined(_GNU_SOURCE)
 #define _GNU_SOURCE
@@ -31,7 +46,9 @@
 #include <time.h>
 #include <unistd.h>
 #if defined(__linux__)
+#include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/xattr.h>
 #endif
 
 #include "../pal.h"
@@ -155,12 +172,21 @@ typedef struct spawn_plan {
   int *keep;    /* pass_fds sorted ascending (fallback engine) */
   size_t nkeep;
   int ctty; /* a pseudo-terminal's side (one of stdio[]) to become the controlling terminal, or -1 */
+  /* ---- POSIX: credentials and limits ---- */
+  mproc__posix_creds creds; /* resolved in the parent; the child applies them (credentials.c) */
+  /* ---- process trees and parent death ---- */
+  bool own_group;       /* the child leads a new process group (new_process_group, or a process tree) */
+  bool die_with_parent; /* the child sets PR_SET_PDEATHSIG(SIGKILL) before exec (vfork engine only) */
+  pid_t parent_pid;     /* ... and ends at once if its parent is no longer this process */
+  bool sigchld_ign;     /* the child sets SIGCHLD to SIG_IGN (the tree helper's program: the helper
+                           handles SIGCHLD itself, but the app ignored it, as the program should) */
 } spawn_plan;
 
 static void plan_free(spawn_plan *pl) {
   free(pl->path);
   free(pl->env_owned);
   free(pl->keep);
+  mproc__posix_creds_free(&pl->creds);
   for (int i = 0; i < 3; ++i)
     if (pl->dups[i] >= 0) close(pl->dups[i]);
 }
@@ -237,7 +263,7 @@ static int plan_make(const mproc__spawn_req *req, spawn_plan *pl) {
     qsort(pl->keep, req->pass_fds_count, sizeof(int), cmp_int);
     pl->nkeep = req->pass_fds_count;
   }
-  return 0;
+  return mproc__posix_creds_make(req, &pl->creds);
 }
 
 static int spawn_error(const mproc__spawn_req *req, const spawn_plan *pl, int e) {
@@ -277,7 +303,7 @@ static int spawn_posix_spawn(const mproc__spawn_req *req, spawn_plan *pl, pid_t 
   if (!e) e = posix_spawnattr_setsigdefault(&at, &def);
   if (req->new_session) {
     flags |= POSIX_SPAWN_SETSID;
-  } else if (req->new_process_group) {
+  } else if (pl->own_group) {
     flags |= POSIX_SPAWN_SETPGROUP;
     if (!e) e = posix_spawnattr_setpgroup(&at, 0);
   }
@@ -296,7 +322,7 @@ static int spawn_posix_spawn(const mproc__spawn_req *req, spawn_plan *pl, pid_t 
 
 /* ---- engine 2: vfork + exec with an error pipe ------------------------------------------------- */
 
-static void close_from(int lo, int hi) { /* [lo, hi) ; hi < 0: to the end */
+void mproc__posix_close_from(int lo, int hi) {
 #if defined(__linux__) && defined(SYS_close_range)
   if (syscall(SYS_close_range, (unsigned)lo, hi < 0 ? ~0U : (unsigned)(hi - 1), 0) == 0) return;
 #endif
@@ -305,9 +331,16 @@ static void close_from(int lo, int hi) { /* [lo, hi) ; hi < 0: to the end */
   for (int fd = lo; fd < (hi < 0 ? (int)max : hi); ++fd) close(fd);
 }
 
-/* Runs in the vfork child: async-signal-safe calls only, on memory the parent prepared. */
+/* What the child writes to the error pipe when it fails: the step (0: the exec and the steps before
+ * it; else a step of credentials.c), the errno, and the index of a resource limit. */
+typedef struct child_error {
+  int step, err;
+  size_t index;
+} child_error;
+
+/* Runs in the vfork (or fork) child: async-signal-safe calls only, on memory the parent prepared. */
 static void child_exec(const mproc__spawn_req *req, const spawn_plan *pl, int errfd) {
-  int e = 0;
+  child_error ce = {0, 0, 0};
   for (int s = 1; s < NSIG; ++s) { /* no parent handler may run in the child */
     struct sigaction sa;
     if (sigaction(s, NULL, &sa) == 0 && (sa.sa_handler != SIG_IGN || s == SIGPIPE || s == SIGXFSZ) &&
@@ -318,12 +351,19 @@ static void child_exec(const mproc__spawn_req *req, const spawn_plan *pl, int er
       sigaction(s, &sa, NULL);
     }
   }
+  if (pl->sigchld_ign) {
+    struct sigaction ign;
+    memset(&ign, 0, sizeof ign);
+    ign.sa_handler = SIG_IGN;
+    sigaction(SIGCHLD, &ign, NULL);
+  }
   /* A terminal for stdio: a session of its own with the terminal as its controlling terminal, so the
    * program sees a real terminal (job control, /dev/tty, SIGHUP when the terminal closes). A session
-   * leader already leads its own process group: setpgid would fail. */
+   * leader already leads its own process group (what own_group asks: a process tree's group is the
+   * session's): setpgid would fail. */
   bool session = req->new_session || pl->ctty >= 0;
   if (session && setsid() < 0) goto fail;
-  if (!session && req->new_process_group && setpgid(0, 0) < 0) goto fail;
+  if (!session && pl->own_group && setpgid(0, 0) < 0) goto fail;
   if (pl->ctty >= 0 && ioctl(pl->ctty, TIOCSCTTY, 0) < 0) goto fail;
   for (int i = 0; i < 3; ++i)
     if (pl->stdio[i] >= 0 && dup2(pl->stdio[i], i) < 0) goto fail;
@@ -335,53 +375,127 @@ static void child_exec(const mproc__spawn_req *req, const spawn_plan *pl, int er
     for (size_t i = 0; i < pl->nkeep; ++i) {
       if (pl->keep[i] < lo) continue;
       if (pl->keep[i] == errfd) continue;
-      if (lo < pl->keep[i]) close_from(lo, pl->keep[i]);
+      if (lo < pl->keep[i]) mproc__posix_close_from(lo, pl->keep[i]);
       lo = pl->keep[i] + 1;
     }
     /* keep errfd open (it is close-on-exec) to report an exec failure */
     if (errfd >= lo) {
-      if (lo < errfd) close_from(lo, errfd);
+      if (lo < errfd) mproc__posix_close_from(lo, errfd);
       lo = errfd + 1;
     }
-    close_from(lo, -1);
+    mproc__posix_close_from(lo, -1);
   }
+  /* after the fds are closed, so that a lower RLIMIT_NOFILE cannot shorten a close loop */
+  if (mproc__posix_creds_apply(&pl->creds, &ce.step, &ce.index) != 0) goto fail;
+  ce.step = 0;
+#if defined(__linux__)
+  /* Last, after anything that changes credentials (which clears it): the kernel kills us when the thread
+   * that started us ends, which is the app's main thread; if the app died before this call, we have
+   * been re-parented already and no signal would come. */
+  if (pl->die_with_parent) {
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) goto fail;
+    if (getppid() != pl->parent_pid) _exit(127);
+  }
+#endif
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
   execve(pl->path, pl->argv, pl->envp);
 fail:
-  e = errno;
-  (void)!write(errfd, &e, sizeof e);
+  ce.err = errno;
+  (void)!write(errfd, &ce, sizeof ce);
   _exit(127);
 }
 
-static int spawn_vfork(const mproc__spawn_req *req, spawn_plan *pl, pid_t *pid) {
+/* vfork (fork: use_fork) + exec: 0 with *pid; or -1 with *ce saying why, the child reaped (ce->step 0:
+ * ce->err is the exec's errno, or the fork's with ce->index 1; else the credentials step that failed).
+ * Async-signal-safe: the tree helper calls it in its fork child (through start_with_plan). */
+static int fork_exec(const mproc__spawn_req *req, spawn_plan *pl, bool use_fork, pid_t *pid, child_error *ce) {
+  ce->step = 0;
+  ce->err = 0;
+  ce->index = 0;
   int ep[2];
-  if (mproc__posix_pipe_cloexec(ep) == -1) return mproc__fail_os(0, errno, "spawn '%s': pipe2", pl->path);
+  if (mproc__posix_pipe_cloexec(ep) == -1) {
+    ce->err = errno;
+    ce->index = 1;
+    return -1;
+  }
   sigset_t all, old;
   sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old); /* no handler may run on the shared stack */
-  pid_t p = vfork();
+  pthread_sigmask(SIG_SETMASK, &all, &old); /* no handler may run on the shared stack (or before the reset) */
+  pid_t p = use_fork ? fork() : vfork();
   if (p == 0) child_exec(req, pl, ep[1]);
   int fork_errno = errno;
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   close(ep[1]);
   if (p < 0) {
     close(ep[0]);
-    return mproc__fail_os(0, fork_errno, "spawn '%s': vfork", pl->path);
+    ce->err = fork_errno;
+    ce->index = 1;
+    return -1;
   }
-  int child_errno = 0;
   ssize_t r;
-  do r = read(ep[0], &child_errno, sizeof child_errno);
+  do r = read(ep[0], ce, sizeof *ce);
   while (r < 0 && errno == EINTR);
   close(ep[0]);
-  if (r == (ssize_t)sizeof child_errno) {
+  if (r == (ssize_t)sizeof *ce) {
     while (waitpid(p, NULL, 0) < 0 && errno == EINTR) {
     }
-    return spawn_error(req, pl, child_errno);
+    if (!ce->err) ce->err = EINVAL;
+    return -1;
   }
+  ce->step = 0;
+  ce->err = 0;
   *pid = p;
   return 0;
+}
+
+/* use_fork: fork instead of vfork (a child that changes its credentials). */
+static int spawn_vfork(const mproc__spawn_req *req, spawn_plan *pl, bool use_fork, pid_t *pid) {
+  child_error ce;
+  if (fork_exec(req, pl, use_fork, pid, &ce) == 0) return 0;
+  if (ce.step) return mproc__posix_creds_fail(req, &pl->creds, pl->path, ce.step, ce.index, ce.err);
+  if (ce.index == 1) return mproc__fail_os(0, ce.err, "spawn '%s': %s", pl->path, use_fork ? "fork" : "vfork or pipe");
+  return spawn_error(req, pl, ce.err);
+}
+
+/* ---- kill on parent death, and the tree helper ------------------------------------------------------- */
+
+/* Whether running `path` changes credentials, which clears PR_SET_PDEATHSIG at exec: set-user-ID or
+ * set-group-ID bits, or file capabilities (Linux). */
+static bool changes_credentials(const char *path) {
+  struct stat st;
+  if (stat(path, &st) != 0) return false; /* the start will report it */
+  if (st.st_mode & (S_ISUID | S_ISGID)) return true;
+#if defined(__linux__)
+  if (getxattr(path, "security.capability", NULL, 0) >= 0) return true;
+#endif
+  return false;
+}
+
+/* Whether PR_SET_PDEATHSIG in the child serves kill_on_parent_death (see mproc_popen_opts). */
+static bool pdeathsig_serves(const spawn_plan *pl) {
+#if defined(__linux__)
+  return mproc__pal_is_main_thread() && !changes_credentials(pl->path);
+#else
+  (void)pl;
+  return false;
+#endif
+}
+
+typedef struct plan_start {
+  const mproc__spawn_req *req;
+  spawn_plan *pl;
+} plan_start;
+
+/* The tree helper's way to start the program (mproc__posix_helper_start_fn). */
+static int start_with_plan(void *ctx, int64_t *pid) {
+  plan_start *ps = (plan_start *)ctx;
+  pid_t p = 0;
+  child_error ce; /* the helper is one thread: vfork serves credentials too; a failed step is its errno */
+  int e = fork_exec(ps->req, ps->pl, false, &p, &ce) == 0 ? 0 : ce.err;
+  *pid = p;
+  return e;
 }
 
 int mproc__pal_spawn(const mproc__spawn_req *req, mproc__child *child) {
@@ -390,14 +504,31 @@ int mproc__pal_spawn(const mproc__spawn_req *req, mproc__child *child) {
   spawn_plan pl;
   int rc = plan_make(req, &pl);
   pid_t pid = 0;
+  pl.own_group = req->new_process_group || req->process_tree;
+  bool helper = req->process_tree || (req->kill_on_parent_death && rc == 0 && !pdeathsig_serves(&pl));
+  if (rc == 0 && helper) {
+    struct sigaction cur;
+    pl.sigchld_ign = sigaction(SIGCHLD, NULL, &cur) == 0 && cur.sa_handler == SIG_IGN;
+    plan_start ps = {req, &pl};
+    mproc__posix_helper_opts ho = {.tree = req->process_tree, .kill_on_parent_death = req->kill_on_parent_death};
+    rc = mproc__posix_helper_spawn(&ho, start_with_plan, &ps, child);
+    if (rc > 0) rc = spawn_error(req, &pl, rc);
+    plan_free(&pl);
+    /* the program's now (the helper closed its copy once the program ran): EOF comes when it closes it */
+    if (rc == 0 && req->pty) mproc__posix_pty_handed(req->pty);
+    return rc;
+  }
   if (rc == 0) {
+    pl.die_with_parent = req->kill_on_parent_death;
+    pl.parent_pid = getpid();
 #if HAVE_SPAWN_ACTIONS
-    /* vfork for pass_fds with closefrom, and for a terminal (posix_spawn has no TIOCSCTTY) */
-    if (!(pl.nkeep && !req->inherit_fds) && pl.ctty < 0)
+    /* vfork for pass_fds with closefrom, a terminal (posix_spawn has no TIOCSCTTY), credentials and
+     * limits, and PR_SET_PDEATHSIG */
+    if (!(pl.nkeep && !req->inherit_fds) && pl.ctty < 0 && !mproc__posix_creds_any(&pl.creds) && !pl.die_with_parent)
       rc = spawn_posix_spawn(req, &pl, &pid);
     else
 #endif
-      rc = spawn_vfork(req, &pl, &pid);
+      rc = spawn_vfork(req, &pl, mproc__posix_creds_ids(&pl.creds), &pid);
   }
   plan_free(&pl);
   if (rc) return rc;
@@ -487,6 +618,7 @@ static void sleep_ms(int64_t ms) {
 
 int mproc__pal_wait(mproc__child *c, int64_t deadline) {
   if (c->reaped) return 0;
+  if (mproc__posix_child_helper(c)) return mproc__posix_helper_wait(c, deadline);
   const mproc__posix_child *os = (const mproc__posix_child *)c->os;
   if (os && os->exit_rd >= 0) {
     /* A watcher thread waits on this pid (mproc__pal_child_exit_handle): reap only once it has seen the
@@ -533,6 +665,11 @@ int mproc__pal_wait(mproc__child *c, int64_t deadline) {
 
 int mproc__pal_signal(mproc__child *c, int sig) {
   if (c->reaped) return 0; /* the pid may belong to someone else now */
+  if (sig == MPROC_SIGBREAK)
+    return mproc__fail(MPROC_ENOTSUP,
+                       "signal MPROC_SIGBREAK: CTRL_BREAK is a Windows console event; POSIX has none "
+                       "(send MPROC_SIGINT or MPROC_SIGTERM)");
+  if (mproc__posix_child_helper(c)) return mproc__posix_helper_signal(c, sig);
 #if defined(__linux__) && defined(SYS_pidfd_send_signal)
   /* A pidfd names the process itself, never a later one with its pid: a forkserver child (the server
    * reaps it, so its pid alone could be reused before we hear) is signalled this way. */
@@ -549,6 +686,7 @@ int mproc__pal_signal(mproc__child *c, int sig) {
 }
 
 void mproc__pal_child_release(mproc__child *c) {
+  if (mproc__posix_child_helper(c)) mproc__posix_helper_release(c);
   mproc__pal_close(c->handle);
   c->handle = MPROC_NO_HANDLE;
   mproc__posix_child *os = (mproc__posix_child *)c->os;
@@ -560,6 +698,23 @@ void mproc__pal_child_release(mproc__child *c) {
 /* ---- the exit handle ---------------------------------------------------------------------------- */
 
 static _Atomic int g_force_watcher;
+
+mproc__posix_child *mproc__posix_child_state(mproc__child *c) {
+  if (!c->os) {
+    mproc__posix_child *os = (mproc__posix_child *)calloc(1, sizeof *os);
+    if (!os) {
+      mproc__fail(MPROC_ENOMEM, "process %lld: out of memory", (long long)c->pid);
+      return NULL;
+    }
+    os->exit_rd = -1;
+    c->os = os;
+  }
+  return (mproc__posix_child *)c->os;
+}
+
+struct mproc__posix_helper *mproc__posix_child_helper(const mproc__child *c) {
+  return c->os ? ((const mproc__posix_child *)c->os)->helper : NULL;
+}
 
 void mproc__posix_force_exit_watcher(bool force) { atomic_store(&g_force_watcher, force ? 1 : 0); }
 
@@ -581,6 +736,10 @@ static void exit_watch_main(void *arg) {
 
 int mproc__pal_child_exit_handle(mproc__child *c, mproc_os_handle *out) {
   *out = MPROC_NO_HANDLE;
+  if (mproc__posix_child_helper(c)) { /* the helper's exit socket: readable once the program has ended */
+    *out = c->handle;
+    return 0;
+  }
   mproc__posix_child *os = (mproc__posix_child *)c->os;
   if (os && os->exit_rd >= 0) {
     *out = os->exit_rd;
@@ -599,12 +758,8 @@ int mproc__pal_child_exit_handle(mproc__child *c, mproc_os_handle *out) {
       return 0;
     }
   }
-  if (!os) {
-    os = (mproc__posix_child *)calloc(1, sizeof *os);
-    if (!os) return mproc__fail(MPROC_ENOMEM, "exit handle: out of memory");
-    os->exit_rd = -1;
-    c->os = os;
-  }
+  os = mproc__posix_child_state(c);
+  if (!os) return MPROC_ENOMEM;
   int fds[2];
   if (mproc__posix_pipe_cloexec(fds) == -1) return mproc__fail_os(0, errno, "exit handle: pipe");
   (void)fcntl(fds[0], F_SETFL, O_NONBLOCK); /* an event loop may read it: never block there */

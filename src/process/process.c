@@ -57,6 +57,13 @@ int mproc_process_create(mproc_process **out, const mproc_process_opts *o) {
   MPROC__CHECK_ARG(o->connection_count && !o->connections, "connections is NULL but connection_count is %zu",
                    o->connection_count);
   for (size_t i = 0; i < o->connection_count; ++i) MPROC__CHECK_ARG(!o->connections[i], "connections[%zu] is NULL", i);
+  MPROC__CHECK_ARG(o->object_count && !o->objects, "objects is NULL but object_count is %zu", o->object_count);
+  for (size_t i = 0; i < o->object_count; ++i) {
+    const mproc__handable_type *t = mproc__handable_find((uint32_t)o->objects[i].kind);
+    MPROC__CHECK_ARG(!t || o->objects[i].kind == MPROC_OBJECT_OS_HANDLE,
+                     "objects[%zu] has kind %d, which cannot be handed to a child", i, (int)o->objects[i].kind);
+    MPROC__CHECK_ARG(!o->objects[i].object, "objects[%zu] is NULL", i);
+  }
   MPROC__CHECK_ARG(o->start_method < MPROC_START_DEFAULT || o->start_method > MPROC_START_FORKSERVER,
                    "start method %d is not an mproc_start_method", (int)o->start_method);
   MPROC__CHECK_ARG(o->kill_on_parent_death < MPROC_OPTION_DEFAULT || o->kill_on_parent_death > MPROC_OPTION_OFF,
@@ -102,6 +109,12 @@ int mproc_process_create(mproc_process **out, const mproc_process_opts *o) {
     }
   }
   p->nconns = o->connection_count;
+  for (size_t i = 0; i < o->object_count; ++i) {
+    if (mproc__process_hand(p, mproc__handable_find((uint32_t)o->objects[i].kind), o->objects[i].object) != 0) {
+      mproc__process_free(p);
+      return MPROC_ENOMEM;
+    }
+  }
   *out = p;
   return 0;
 }

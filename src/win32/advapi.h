@@ -17,8 +17,16 @@ typedef struct mproc__advapi {
   BOOL(WINAPI *set_security_descriptor_dacl)(PSECURITY_DESCRIPTOR, BOOL, PACL, BOOL);
 } mproc__advapi;
 
+/* Load a DLL of the system directory by its file name (never one found on the search path), for the
+ * life of the process: the module, or NULL with GetLastError() set. */
+HMODULE mproc__win32_system_dll(const wchar_t *name);
+
 /* The functions, loaded once (thread-safe); NULL, with the reason as the thread's last OS error
  * (GetLastError), if advapi32.dll or one of them cannot be had. */
 const mproc__advapi *mproc__win32_advapi(void);
+
+/* Security attributes (non-inheritable) whose DACL admits the current user alone (the user of the
+ * process token): for named pipes and named file mappings. 0, or an error naming `what`. */
+int mproc__win32_user_only_sa(SECURITY_ATTRIBUTES *sa, const char *what);
 
 #endif

@@ -34,6 +34,9 @@ int mproc__pal_map_os_error(int e) {
     case ERROR_NO_DATA:
     case ERROR_PIPE_NOT_CONNECTED:
       return MPROC_EPIPE;
+    case ERROR_ALREADY_EXISTS:
+    case ERROR_FILE_EXISTS:
+      return MPROC_EEXIST;
     case ERROR_TIMEOUT:
     case WAIT_TIMEOUT:
       return MPROC_ETIMEDOUT;

@@ -44,62 +44,14 @@
 
 static volatile LONG g_pipe_serial;
 
-/* ---- a security descriptor that admits only the current user --------------------------------------- *
- * A named pipe's default DACL lets Everyone (and the anonymous logon) open it for reading: another user
- * on the machine could try to connect to our pipe names. Ours carry a DACL with one entry, full access
- * for the user of this process's token, so nobody else can open them (remote clients are refused anyway,
- * PIPE_REJECT_REMOTE_CLIENTS). Made once per process. The functions live in advapi32.dll, loaded at run
- * time (advapi.h), so that mproc's binaries keep importing KERNEL32.dll alone.
- * A thread that impersonates another user while it creates a pipe is not provided for: the pipe admits
- * the process's user, and its own client end would be refused (the spawn then fails, ERROR_ACCESS_DENIED). */
-static INIT_ONCE g_sd_once = INIT_ONCE_STATIC_INIT;
-static SECURITY_DESCRIPTOR g_sd;
-static DWORD g_sd_error; /* 0, or why g_sd could not be made */
-static union {
-  ACL acl;
-  unsigned char bytes[sizeof(ACL) + sizeof(ACCESS_ALLOWED_ACE) + SECURITY_MAX_SID_SIZE + 16];
-} g_dacl;
-
-static BOOL CALLBACK make_user_only_sd(PINIT_ONCE once, PVOID param, PVOID *ctx) {
-  (void)once;
-  (void)param;
-  (void)ctx;
-  const mproc__advapi *a = mproc__win32_advapi();
-  if (!a) {
-    g_sd_error = GetLastError();
-    return TRUE;
-  }
-  HANDLE token = NULL;
-  union {
-    TOKEN_USER user;
-    unsigned char bytes[sizeof(TOKEN_USER) + SECURITY_MAX_SID_SIZE];
-  } tu;
-  DWORD got = 0;
-  if (!a->open_process_token(GetCurrentProcess(), TOKEN_QUERY, &token) ||
-      !a->get_token_information(token, TokenUser, &tu, (DWORD)sizeof tu, &got) ||
-      !a->initialize_acl(&g_dacl.acl,
-                         (DWORD)(sizeof(ACL) + sizeof(ACCESS_ALLOWED_ACE) + a->get_length_sid(tu.user.User.Sid)),
-                         ACL_REVISION) ||
-      !a->add_access_allowed_ace(&g_dacl.acl, ACL_REVISION, GENERIC_ALL, tu.user.User.Sid) ||
-      !a->initialize_security_descriptor(&g_sd, SECURITY_DESCRIPTOR_REVISION) ||
-      !a->set_security_descriptor_dacl(&g_sd, TRUE, &g_dacl.acl, FALSE))
-    g_sd_error = GetLastError() ? GetLastError() : ERROR_INVALID_SECURITY_DESCR;
-  if (token) CloseHandle(token);
-  return TRUE;
-}
-
 /* Shared with conn.c (connections), see pipe.h: the pair-making part of mproc__pal_pipe, with the
  * name's prefix, the server's open mode, the quotas and the client's access and flags as parameters. */
 int mproc__win32_pipe_pair(const wchar_t *prefix, DWORD open_mode, DWORD out_size, DWORD in_size, DWORD client_access,
                            DWORD client_flags, HANDLE *server_out, HANDLE *client_out) {
   *server_out = *client_out = INVALID_HANDLE_VALUE;
-  InitOnceExecuteOnce(&g_sd_once, make_user_only_sd, NULL, NULL);
-  if (g_sd_error)
-    return mproc__fail_os(0, (int)g_sd_error, "named pipe: making a security descriptor for the current user alone");
-  SECURITY_ATTRIBUTES sa;
-  sa.nLength = sizeof sa;
-  sa.lpSecurityDescriptor = &g_sd; /* the current user alone (see make_user_only_sd) */
-  sa.bInheritHandle = FALSE;       /* mproc__pal_spawn gives the child an inheritable copy */
+  SECURITY_ATTRIBUTES sa; /* the current user alone; non-inheritable: mproc__pal_spawn gives the child a copy */
+  int rc = mproc__win32_user_only_sa(&sa, "named pipe");
+  if (rc) return rc;
   open_mode |= FILE_FLAG_FIRST_PIPE_INSTANCE;
   DWORD pipe_mode = PIPE_TYPE_BYTE | PIPE_READMODE_BYTE | PIPE_WAIT | PIPE_REJECT_REMOTE_CLIENTS;
 

@@ -71,18 +71,11 @@ int mproc__pal_fork_sentinel(mproc__child *child) {
 void mproc__pal_child_bind(mproc__child *child) {
   mproc__win32_child *os = mproc__win32_child_os(child);
   if (!os || os->job || child->handle == MPROC_NO_HANDLE || child->handle == 0) return;
-  DWORD saved = GetLastError();              /* best effort: a failure here is not the caller's error */
-  HANDLE job = CreateJobObjectW(NULL, NULL); /* NULL attributes: the handle is not inheritable */
-  if (job) {
-    JOBOBJECT_EXTENDED_LIMIT_INFORMATION li;
-    ZeroMemory(&li, sizeof li);
-    li.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE | JOB_OBJECT_LIMIT_SILENT_BREAKAWAY_OK;
-    if (SetInformationJobObject(job, JobObjectExtendedLimitInformation, &li, sizeof li) &&
-        AssignProcessToJobObject(job, MPROC__H(child->handle)))
-      os->job = job;
-    else
-      CloseHandle(job); /* a job with no process in it: closing it kills nothing */
-  }
+  DWORD saved = GetLastError(); /* best effort: a failure here is not the caller's error */
+  HANDLE job = NULL;
+  if (mproc__win32_job_new(MPROC__H(child->handle),
+                           JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE | JOB_OBJECT_LIMIT_SILENT_BREAKAWAY_OK, &job) == 0)
+    os->job = job;
   SetLastError(saved);
 }
 void mproc__pal_die_with_parent(int64_t parent_pid, bool by_main_thread) {

@@ -45,8 +45,18 @@
  * The shell of `command` is <system dir>\cmd.exe (never %ComSpec%, which the environment controls), run
  * as `SHELL /d /c "COMMAND"`: as CPython, plus /d against the registry's AutoRun command; cmd.exe strips
  * the outer quotes and keeps the rest. Shell and batch children get a kill-on-close job of their own
- * before they run (start_tree_job), so terminate/kill and timeouts end what cmd.exe started too.
+ * before they run (job_for below), so terminate/kill and timeouts end what cmd.exe started too; so do
+ * process trees (process_tree: a job without breakaway, tree.c) and kill_on_parent_death (a
+ * kill-on-close job, holding the program alone without process_tree).
  * One lock (g_spawn_lock) keeps an inherit_fds spawn from inheriting another spawn's handles in flight.
+ *
+ * Windows and consoles (Python's creationflags and startupinfo): the caller's CREATE_* flags are OR'ed in
+ * and its STARTUPINFO dwFlags and wShowWindow passed on; the portable layer refused what would hang the
+ * child or fight mproc's own flags. A child given a console of its own (CREATE_NEW_CONSOLE) whose three
+ * streams are all left to inherit gets no STARTF_USESTDHANDLES, so it uses its new console, as Python
+ * does; any redirected stream makes mproc pass all three (the others the parent's), as before.
+ * CTRL_BREAK (MPROC_SIGBREAK) goes through GenerateConsoleCtrlEvent to the child's process group, and only
+ * where it can arrive (send_ctrl_break).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -601,6 +611,10 @@ typedef struct plan {
   wchar_t *env;     /* lpEnvironment, or NULL to inherit */
   wchar_t *cwd;     /* lpCurrentDirectory, or NULL */
   bool tree_job;    /* run cmd.exe (a shell command or a batch file): put the child in a job of its own */
+  /* ---- process trees and parent death (job_for) ---- */
+  bool want_job;     /* start the child suspended and put it in a job of its own first */
+  bool job_required; /* fail the start when it cannot be put in one (asked for explicitly) */
+  DWORD job_limits;  /* the job's limit flags */
 } plan;
 
 static void plan_free(plan *pl) {
@@ -822,6 +836,16 @@ static void handles_release(handles *hs) {
   memset(hs, 0, sizeof *hs);
 }
 
+/* ---- Windows: windows and consoles ---- */
+
+/* Whether the child uses a console of its own for its standard streams instead of being handed the
+ * parent's: a new console (CREATE_NEW_CONSOLE) and all three streams left to inherit (as Python). Not
+ * with a pseudo console (MPROC_PTY), whose streams the handle list leaves out (handles_make). */
+static bool own_console_stdio(const mproc__spawn_req *req) {
+  return !req->pty && (req->creationflags & CREATE_NEW_CONSOLE) && req->stdio[0] == MPROC_NO_HANDLE &&
+         req->stdio[1] == MPROC_NO_HANDLE && req->stdio[2] == MPROC_NO_HANDLE;
+}
+
 static int handles_make(const mproc__spawn_req *req, const char *prog, handles *hs) {
   static const DWORD std_ids[3] = {STD_INPUT_HANDLE, STD_OUTPUT_HANDLE, STD_ERROR_HANDLE};
   static const char *const names[3] = {"stdin", "stdout", "stderr"};
@@ -833,7 +857,7 @@ static int handles_make(const mproc__spawn_req *req, const char *prog, handles *
     return mproc__fail(MPROC_ENOMEM, "spawn: out of memory");
   }
   HANDLE src[3];
-  for (int i = 0; i < 3; ++i) {
+  for (int i = 0; i < 3 && !own_console_stdio(req); ++i) {
     src[i] = NULL;
     if (req->pty && req->on_pty[i]) continue; /* NULL: Windows connects it to the pseudo console */
     bool given = req->stdio[i] != MPROC_NO_HANDLE;
@@ -885,12 +909,16 @@ static int create_process(const mproc__spawn_req *req, plan *pl, handles *hs, PR
   STARTUPINFOEXW si;
   memset(&si, 0, sizeof si);
   si.StartupInfo.cb = sizeof si.StartupInfo;
-  si.StartupInfo.dwFlags = STARTF_USESTDHANDLES;
+  /* the caller's dwFlags and wShowWindow (creationflags and startupinfo), then mproc's own */
+  si.StartupInfo.dwFlags =
+      (req->startup_flags & ~(DWORD)STARTF_USESTDHANDLES) | (own_console_stdio(req) ? 0 : STARTF_USESTDHANDLES);
+  si.StartupInfo.wShowWindow = req->show_window;
   si.StartupInfo.hStdInput = hs->std[0];
   si.StartupInfo.hStdOutput = hs->std[1];
   si.StartupInfo.hStdError = hs->std[2];
-  DWORD flags = CREATE_UNICODE_ENVIRONMENT | (req->new_process_group ? CREATE_NEW_PROCESS_GROUP : 0) |
-                (pl->tree_job ? CREATE_SUSPENDED : 0); /* put in its job before it runs (start_tree_job) */
+  DWORD flags = req->creationflags | CREATE_UNICODE_ENVIRONMENT |
+                (req->new_process_group ? CREATE_NEW_PROCESS_GROUP : 0) |
+                (pl->want_job ? CREATE_SUSPENDED : 0); /* put in its job before it runs (job_for) */
   BOOL inherit = req->inherit_fds || hs->nlist > 0;
   int rc = 0;
   bool have_attrs = false;
@@ -942,23 +970,24 @@ static int create_process(const mproc__spawn_req *req, plan *pl, handles *hs, PR
   return rc;
 }
 
-/* A cmd.exe child (a shell command or a batch file), created suspended: give it a kill-on-close job of its
- * own, then let it run. Everything it starts is in the job too (no breakaway), so mproc__pal_signal ends
- * the whole tree with TerminateJobObject, and the parent's death ends it (the job's only handle is ours,
- * not inheritable). Best effort, like mproc__pal_child_bind: where the child cannot be put in a job
- * (before Windows 8, inside a job that forbids nesting) it runs without one, and signals reach cmd.exe
- * alone. Returns the job or NULL. */
-static HANDLE start_tree_job(HANDLE process) {
-  HANDLE job = CreateJobObjectW(NULL, NULL); /* NULL attributes: not inheritable */
-  if (!job) return NULL;
-  JOBOBJECT_EXTENDED_LIMIT_INFORMATION li;
-  ZeroMemory(&li, sizeof li);
-  li.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE;
-  if (SetInformationJobObject(job, JobObjectExtendedLimitInformation, &li, sizeof li) &&
-      AssignProcessToJobObject(job, process))
-    return job;
-  CloseHandle(job); /* holds no process: closing it kills nothing */
-  return NULL;
+/* Which job a child gets, before it runs (it is created suspended):
+ *   - a cmd.exe child (a shell command or a batch file): a kill-on-close job of its own. Everything it
+ *     starts is in the job too (no breakaway), so mproc__pal_signal ends the whole tree with
+ *     TerminateJobObject, and the parent's death ends it (the job's only handle is ours, not
+ *     inheritable). Best effort, like mproc__pal_child_bind: where the child cannot be put in a job
+ *     (before Windows 8, inside a job that forbids nesting) it runs without one, and signals reach
+ *     cmd.exe alone;
+ *   - process_tree: the same job without breakaway (tree.c), kill-on-close only with
+ *     kill_on_parent_death (or for cmd.exe); signals reach the program alone (but cmd.exe's whole job);
+ *   - kill_on_parent_death alone: a kill-on-close job whose children break away silently, as
+ *     PR_SET_PDEATHSIG applies to the program alone.
+ * The last two were asked for: a child that cannot be put in its job is not started. */
+static void job_for(const mproc__spawn_req *req, plan *pl) {
+  bool shell = pl->tree_job;
+  pl->want_job = shell || req->process_tree || req->kill_on_parent_death;
+  pl->job_required = req->process_tree || req->kill_on_parent_death;
+  pl->job_limits = (shell || req->kill_on_parent_death ? JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE : 0) |
+                   (shell || req->process_tree ? 0 : JOB_OBJECT_LIMIT_SILENT_BREAKAWAY_OK);
 }
 
 /* One lock among mproc's own spawns, around the time a spawn's inheritable handles exist (the stdio
@@ -981,19 +1010,43 @@ mproc__win32_child *mproc__win32_child_os(mproc__child *c) {
   return (mproc__win32_child *)c->os;
 }
 
+/* ---- POSIX: credentials and limits ---- */
+
+/* Windows has none of them (a user needs a logon token, limits a job object): a security boundary the
+ * caller asked for is refused, never dropped. */
+static int refuse_posix_credentials(const mproc__spawn_req *req) {
+  const char *what = req->user                 ? "user"
+                     : req->group              ? "group"
+                     : req->extra_groups       ? "extra_groups"
+                     : req->umask != 0         ? "umask"
+                     : req->rlimits_count != 0 ? "rlimits"
+                                               : NULL;
+  if (!what) return 0;
+  return mproc__fail(MPROC_ENOTSUP,
+                     "popen: %s is POSIX only; Windows has no such call (run the program as another user with a "
+                     "logon token, limit it with a job object)",
+                     what);
+}
+
 int mproc__pal_spawn(const mproc__spawn_req *req, mproc__child *child) {
   memset(child, 0, sizeof *child);
   child->handle = MPROC_NO_HANDLE;
   if (!req->command && (!req->argv || !req->argv[0])) return mproc__fail(MPROC_EINVAL, "spawn: argv is empty");
+  int rc = refuse_posix_credentials(req);
+  if (rc) return rc;
   mproc__win32_child *os = mproc__win32_child_os(child);
   if (!os) return mproc__fail(MPROC_ENOMEM, "spawn: out of memory");
   os->signal_exitcodes = req->signal_exitcodes;
+  /* ---- Windows: windows and consoles ---- */
+  os->ctrl_group = req->new_process_group || (req->creationflags & CREATE_NEW_PROCESS_GROUP);
+  os->console_apart = (req->creationflags & (CREATE_NEW_CONSOLE | DETACHED_PROCESS | CREATE_NO_WINDOW)) != 0;
   plan pl;
-  int rc = plan_make(req, &pl);
+  rc = plan_make(req, &pl);
   if (rc) {
     mproc__pal_child_release(child);
     return rc;
   }
+  job_for(req, &pl);
   if (req->inherit_fds)
     AcquireSRWLockExclusive(&g_spawn_lock);
   else
@@ -1009,15 +1062,22 @@ int mproc__pal_spawn(const mproc__spawn_req *req, mproc__child *child) {
     ReleaseSRWLockExclusive(&g_spawn_lock);
   else
     ReleaseSRWLockShared(&g_spawn_lock);
-  if (rc == 0 && pl.tree_job) {
-    HANDLE job = start_tree_job(pi.hProcess);
-    if (ResumeThread(pi.hThread) == (DWORD)-1) {
+  if (rc == 0 && pl.want_job) {
+    HANDLE job = NULL;
+    DWORD je = mproc__win32_job_new(pi.hProcess, pl.job_limits, &job);
+    if (je && pl.job_required)
+      rc = mproc__fail_os(0, (int)je, "spawn '%s': putting it in a job object (%s)", pl.prog,
+                          req->process_tree ? "process_tree" : "kill_on_parent_death");
+    else if (ResumeThread(pi.hThread) == (DWORD)-1)
       rc = mproc__fail_os(0, (int)GetLastError(), "spawn '%s': ResumeThread", pl.prog);
+    if (rc) {
       abandon(&pi);
       if (job) CloseHandle(job);
-    } else {
+    } else if (job) {
       os->job = job;
-      os->job_tree = job != NULL;
+      os->job_tree = !(pl.job_limits & JOB_OBJECT_LIMIT_SILENT_BREAKAWAY_OK);
+      os->signal_job = pl.tree_job;
+      os->let_go_on_release = pl.tree_job && !req->kill_on_parent_death;
     }
   }
   /* a pseudo console that would never close gives no end of file: no child then (its tree job, if any,
@@ -1069,12 +1129,45 @@ int mproc__pal_wait(mproc__child *c, int64_t deadline_ns) {
   return 0;
 }
 
+/* CTRL_BREAK to the child's process group (MPROC_SIGBREAK), where it can arrive: the child leads a
+ * process group of its own (else GenerateConsoleCtrlEvent would reach every process on the console, this
+ * one too) and shares our console, and we have one. Then the console decides: wine 8's delivers CTRL_C
+ * only, and says ERROR_INVALID_HANDLE for CTRL_BREAK. */
+static int send_ctrl_break(const mproc__child *c) {
+  const mproc__win32_child *os = (const mproc__win32_child *)c->os;
+  if (!os || !os->ctrl_group)
+    return mproc__fail(MPROC_ESTATE,
+                       "signal MPROC_SIGBREAK to process %lld: it was not started in a new process group "
+                       "(new_process_group or MPROC_CREATE_NEW_PROCESS_GROUP), so CTRL_BREAK would reach every "
+                       "process on the console, this one too",
+                       (long long)c->pid);
+  if (os->console_apart)
+    return mproc__fail(MPROC_ENOTSUP,
+                       "signal MPROC_SIGBREAK to process %lld: it was started with a console of its own or none "
+                       "(CREATE_NEW_CONSOLE, CREATE_NO_WINDOW or DETACHED_PROCESS), so no console event of ours "
+                       "reaches it",
+                       (long long)c->pid);
+  DWORD one;
+  if (GetConsoleProcessList(&one, 1) == 0)
+    return mproc__fail_os(MPROC_ENOTSUP, (int)GetLastError(),
+                          "signal MPROC_SIGBREAK to process %lld: this process has no console to send it through "
+                          "(a GUI program or a service; wine started from a pipe or a terminal has none either)",
+                          (long long)c->pid);
+  if (!GenerateConsoleCtrlEvent(CTRL_BREAK_EVENT, (DWORD)c->pid))
+    return mproc__fail_os(MPROC_ENOTSUP, (int)GetLastError(),
+                          "signal MPROC_SIGBREAK to process %lld: the console did not take CTRL_BREAK for its process "
+                          "group (wine's consoles deliver CTRL_C only)",
+                          (long long)c->pid);
+  return 0;
+}
+
 int mproc__pal_signal(mproc__child *c, int sig) {
   if (c->reaped) return 0;
+  if (sig == MPROC_SIGBREAK) return send_ctrl_break(c);
   if (sig != MPROC_SIGTERM && sig != MPROC_SIGKILL)
     return mproc__fail(MPROC_ENOTSUP,
                        "signal %d: Windows has no signals; only MPROC_SIGTERM and MPROC_SIGKILL (TerminateProcess) "
-                       "are supported",
+                       "and MPROC_SIGBREAK (a console's CTRL_BREAK) are supported",
                        sig);
   int rc = check_child(c);
   if (rc) return rc;
@@ -1082,8 +1175,8 @@ int mproc__pal_signal(mproc__child *c, int sig) {
   /* exit code 1 as CPython's Popen.terminate(); the process module asks for 0x10000 | sig (spawn.h) */
   const mproc__win32_child *os = (const mproc__win32_child *)c->os;
   UINT exit_code = os && os->signal_exitcodes ? (UINT)(MPROC__WIN32_SIGNAL_EXIT_BASE | sig) : 1;
-  /* a cmd.exe child: end what it started too (its job, see start_tree_job); TerminateProcess if that fails */
-  if (os && os->job_tree && os->job && TerminateJobObject((HANDLE)os->job, exit_code)) return 0;
+  /* a cmd.exe child: end what it started too (its job, see job_for); TerminateProcess if that fails */
+  if (os && os->signal_job && os->job && TerminateJobObject((HANDLE)os->job, exit_code)) return 0;
   if (!TerminateProcess(h, exit_code)) {
     DWORD e = GetLastError();
     /* ERROR_ACCESS_DENIED once the process has exited (not yet reaped by us): nothing to do */
@@ -1106,12 +1199,14 @@ void mproc__pal_child_release(mproc__child *c) {
   c->handle = MPROC_NO_HANDLE;
   /* the kill-on-close job of mproc__pal_child_bind (src/win32/process.c): its only handle, so closing
    * it kills the child if it still runs; callers release a child only once it has ended.
-   * The job of a cmd.exe child (start_tree_job): once cmd.exe has ended, what it left running on purpose
+   * The job of a cmd.exe child (job_for): once cmd.exe has ended, what it left running on purpose
    * (`start prog`) may outlive the Popen, as it would on POSIX and in Python: kill-on-close is lifted
-   * before the handle goes. (A child killed by a signal took its whole tree with it already.) */
+   * before the handle goes. (A child killed by a signal took its whole tree with it already.)
+   * A process tree's job is kill-on-close only with kill_on_parent_death: then closing it ends what the
+   * program left running, else that runs on, let go (subprocess.h, mproc_popen_destroy). */
   mproc__win32_child *os = (mproc__win32_child *)c->os;
   if (!os) return;
-  if (os->job && os->job_tree && c->reaped) {
+  if (os->job && os->let_go_on_release && c->reaped) {
     JOBOBJECT_EXTENDED_LIMIT_INFORMATION li;
     ZeroMemory(&li, sizeof li);
     SetInformationJobObject((HANDLE)os->job, JobObjectExtendedLimitInformation, &li, sizeof li);

@@ -60,11 +60,19 @@ const wchar_t *mproc__win32_env_find(const wchar_t *block, const wchar_t *name);
 /* The Windows state of a child (mproc__child.os): its jobs and how signals end it. Made by
  * mproc__pal_spawn (or on first need), freed by mproc__pal_child_release. */
 typedef struct mproc__win32_child {
-  void *job;             /* a kill-on-close job object (HANDLE), or NULL: mproc__pal_child_bind's, or the
-                            tree job of a cmd.exe child */
-  bool job_tree;         /* job holds the child's whole tree (a shell command or a batch file): signals end
-                            the job, not only the child */
+  void *job;             /* a job object (HANDLE), or NULL: mproc__pal_child_bind's, the tree job of a
+                            cmd.exe child or of process_tree, or kill_on_parent_death's (tree.c) */
+  bool job_tree;         /* job holds the child's whole tree (a shell command, a batch file, process_tree) */
   bool signal_exitcodes; /* mproc__spawn_req.signal_exitcodes */
+  /* ---- Windows: windows and consoles (MPROC_SIGBREAK) ---- */
+  bool ctrl_group;    /* started in a new process group (its pid names the group): CTRL_BREAK reaches it
+                         (MPROC_SIGBREAK, and a tree's polite stop) */
+  bool console_apart; /* started with a console of its own or none: our console events never reach it */
+  /* ---- process trees and parent death ---- */
+  bool signal_job;        /* mproc__pal_signal ends the job, not only the child (a cmd.exe child) */
+  bool let_go_on_release; /* released after its end, the job's kill-on-close is lifted first, so that what
+                             the child left running outlives the Popen (a cmd.exe child, no
+                             kill_on_parent_death) */
 } mproc__win32_child;
 /* c's state, made if it has none yet; NULL only if memory ran out. */
 mproc__win32_child *mproc__win32_child_os(struct mproc__child *c);

@@ -1,12 +1,15 @@
 /* Internal to the Windows PAL: <windows.h> and the UTF-8 <-> UTF-16 edge (pal_core.c).
  *
  * Besides the files of the pal.h sections, the Windows PAL has one helper file of its own:
- *   advapi.c (advapi.h) - the advapi32.dll functions, loaded at run time (pipe.c's DACL, guard.c).
- * and two internal headers for helpers that live in section files:
+ *   advapi.c (advapi.h) - the advapi32.dll functions, loaded at run time (pipe.c's DACL, guard.c), and
+ *                         loading a system DLL (mproc__win32_system_dll; tree.c takes user32.dll so).
+ * and three internal headers for helpers that live in section files:
  *   pipe.h  - named-pipe pairs (pipe.c), used by conn.c and guard.c;
  *   spawn.h - command lines and environment blocks (spawn.c) and wait_ms (pipe.c), used by conn.c and
  *             the white-box tests (no <windows.h> in it);
- *   pty.h   - the pseudo console (pty.c) as spawn.c gives it to a child. */
+ *   pty.h   - the pseudo console (pty.c) as spawn.c gives it to a child.
+ * and one helper of a section file declared here, since it needs <windows.h>:
+ *   mproc__win32_job_new (tree.c), used by spawn.c and process.c. */
 #ifndef MPROC_WIN32_H
 #define MPROC_WIN32_H
 
@@ -28,5 +31,10 @@
 wchar_t *mproc__utf8_to_wide(const char *s, const char *what);
 /* UTF-16 (n units, or -1 for NUL-terminated) -> newly malloc'ed UTF-8. NULL + error on failure. */
 char *mproc__wide_to_utf8(const wchar_t *w, int n);
+
+/* A new job object (non-inheritable handle) with the JOBOBJECT_EXTENDED_LIMIT_INFORMATION limit flags
+ * `limits`, holding `process` (tree.c). 0 with *job, or the Windows error (no message is set: callers
+ * that need the job word it; nothing is left, a job that holds no process kills nothing when closed). */
+DWORD mproc__win32_job_new(HANDLE process, DWORD limits, HANDLE *job);
 
 #endif /* MPROC_WIN32_H */

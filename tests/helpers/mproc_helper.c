@@ -31,12 +31,28 @@
  *   closeout       close stdout
  *   grandchild MS  start a copy of this program that sleeps MS ms holding our stdout and stderr,
  *                  print its pid, and do not wait for it
+ *   pidln          print our pid and a newline, in one write (lines of several processes sharing a
+ *                  pipe never mix)
+ *   child WORDS... end
+ *                  start a copy of this program running the script WORDS (up to the `end` that matches:
+ *                  child/child-detached and end nest) with our stdio, and go on without waiting for it
+ *   child-detached WORDS... end
+ *                  the same, but the copy leaves our process group and session (POSIX: it calls setsid()
+ *                  before exec; Windows: a new process group, no console, and out of our job if the job
+ *                  allows it: CREATE_BREAKAWAY_FROM_JOB, and without it when that is refused)
+ *   on-term CODE   end with exit code CODE when asked to end: POSIX SIGTERM; Windows CTRL_BREAK_EVENT
+ *   breakaway      Windows: start a copy of this program that exits at once, asking to leave our job
+ *                  (CREATE_BREAKAWAY_FROM_JOB), and print "allowed" or "refused"; POSIX: print "posix"
+ *   ignore-term    POSIX: ignore SIGTERM (only SIGKILL ends us); Windows: nothing
  *   relay-boot FILE EXE ARGS...
  *                  play a forger of mproc bootstraps that is not the program itself: make a boot link
  *                  the way mproc does (Windows: a named pipe named like mproc's connection pipes,
  *                  \\.\pipe\mproc-conn-...; POSIX: a Unix socket pair), write FILE's bytes (a framed
  *                  bootstrap) into our end, run EXE --mproc-spawn=<its end> ARGS... with our stdio,
  *                  and exit with its exit status (ARGS: no spaces or quotes on Windows)
+ *   shm NAME N     attach to the named shared memory block NAME with the OS's own calls (shm_open /
+ *                  OpenFileMapping of Local\NAME), as a program that does not use mproc would, and
+ *                  print its first N bytes
  *   relay-forkserver FILE EXE ARGS...
  *                  (POSIX) the same forger aimed at a fork server: make a control socket pair, run EXE
  *                  --mproc-forkserver=<its end> ARGS... with our stdio, and, once it says hello (as
@@ -57,6 +73,23 @@
  *                  terminal (/dev/tty opens), else "no"; Windows: "no"
  *   winsize        print the terminal's size on stdout as "COLSxROWS" (POSIX TIOCGWINSZ; Windows the
  *                  console's window), or "none"
+ *   ids            (POSIX) print "uid=U euid=E gid=G egid=F groups=A,B,..." (groups sorted; "groups="
+ *                  when there are none); Windows: "windows"
+ *   umask          (POSIX) print the umask in octal ("22"); Windows: "windows"
+ *   rlimit NAME    (POSIX) print the soft and hard limit of RLIMIT_<NAME> (core, cpu, data, fsize,
+ *                  nofile, stack, as, nproc, memlock) as "SOFT HARD", "inf" for no limit; Windows:
+ *                  "windows"
+ *   startupinfo    (Windows) print "flags=<hex> show=<n>", GetStartupInfoW's dwFlags and wShowWindow;
+ *                  POSIX: "posix"
+ *   console        (Windows) print "window=<none|visible|hidden> procs=<n>": GetConsoleWindow() (NULL,
+ *                  or IsWindowVisible of it), and how many processes GetConsoleProcessList counts on
+ *                  our console (0: we have none; 1: one of our own; more: shared); POSIX: "posix"
+ *   stdtypes-to FILE  (Windows) write "in=T out=T err=T " and then the console line above to FILE
+ *                  (not to stdout, which may be a console nobody reads), T the GetFileType of each
+ *                  standard handle: none, char (a console), pipe, disk, other; POSIX: print "posix"
+ *   breakwait MS   (Windows) handle console events: print "ready", then wait up to MS ms for a
+ *                  CTRL_BREAK, print "break" and exit 42 when it comes, exit 1 when it does not; POSIX:
+ *                  print "posix"
  *
  * On Windows a crash never opens a dialog or a Windows Error Reporting report (quiet_crashes.h), and
  * abort() exits with 3 under msvcrt and the UCRT alike.
@@ -74,11 +107,15 @@
 #include "quiet_crashes.h"
 #else
 #define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE /* getgroups, RLIMIT_NPROC, RLIMIT_MEMLOCK */
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -291,6 +328,112 @@ static unsigned long parent_pid(unsigned long self) {
 }
 #endif
 
+/* ---- credentials and limits (POSIX), windows and consoles (Windows) ---- */
+
+#ifndef _WIN32
+static int cmp_gid(const void *a, const void *b) {
+  gid_t x = *(const gid_t *)a, y = *(const gid_t *)b;
+  return (x > y) - (x < y);
+}
+
+static void print_ids(void) {
+  gid_t groups[256];
+  int n = getgroups(256, groups);
+  if (n < 0) exit(124);
+  qsort(groups, (size_t)n, sizeof groups[0], cmp_gid);
+  char line[4096];
+  int k = snprintf(line, sizeof line, "uid=%lu euid=%lu gid=%lu egid=%lu groups=", (unsigned long)getuid(),
+                   (unsigned long)geteuid(), (unsigned long)getgid(), (unsigned long)getegid());
+  for (int i = 0; i < n && k > 0 && (size_t)k < sizeof line; ++i)
+    k += snprintf(line + k, sizeof line - (size_t)k, i ? ",%lu" : "%lu", (unsigned long)groups[i]);
+  print_str(line);
+}
+
+static void print_rlimit(const char *name) {
+  static const struct {
+    const char *name;
+    int res;
+  } k[] = {{"core", RLIMIT_CORE},   {"cpu", RLIMIT_CPU},       {"data", RLIMIT_DATA},
+           {"fsize", RLIMIT_FSIZE}, {"nofile", RLIMIT_NOFILE}, {"stack", RLIMIT_STACK},
+           {"as", RLIMIT_AS},       {"nproc", RLIMIT_NPROC},   {"memlock", RLIMIT_MEMLOCK}};
+  for (size_t i = 0; i < sizeof k / sizeof k[0]; ++i) {
+    if (strcmp(k[i].name, name) != 0) continue;
+    struct rlimit rl;
+    if (getrlimit(k[i].res, &rl) != 0) exit(124);
+    char line[64], soft[24], hard[24];
+    snprintf(soft, sizeof soft, "%llu", (unsigned long long)rl.rlim_cur);
+    snprintf(hard, sizeof hard, "%llu", (unsigned long long)rl.rlim_max);
+    snprintf(line, sizeof line, "%s %s", rl.rlim_cur == RLIM_INFINITY ? "inf" : soft,
+             rl.rlim_max == RLIM_INFINITY ? "inf" : hard);
+    print_str(line);
+    return;
+  }
+  exit(122);
+}
+#else
+static void print_startupinfo(void) {
+  STARTUPINFOW si;
+  GetStartupInfoW(&si);
+  char line[64];
+  snprintf(line, sizeof line, "flags=%lx show=%u", (unsigned long)si.dwFlags, (unsigned)si.wShowWindow);
+  print_str(line);
+}
+
+/* IsWindowVisible, looked up at run time so that the helper keeps importing only KERNEL32 and the C
+ * runtime (quiet_crashes.h). */
+static int window_visible(HWND w) {
+  typedef BOOL(WINAPI * is_visible_fn)(HWND);
+  is_visible_fn is_visible = NULL;
+  HMODULE user32 = LoadLibraryW(L"user32.dll");
+  if (user32) {
+    FARPROC f = GetProcAddress(user32, "IsWindowVisible");
+    memcpy(&is_visible, &f, sizeof f);
+  }
+  return is_visible && is_visible(w);
+}
+
+static void console_line(char *line, size_t size) {
+  DWORD list[16];
+  DWORD n = GetConsoleProcessList(list, 16);
+  HWND w = GetConsoleWindow();
+  const char *window = !w ? "none" : window_visible(w) ? "visible" : "hidden";
+  snprintf(line, size, "window=%s procs=%lu", window, (unsigned long)n);
+}
+
+static const char *std_type(DWORD which) {
+  HANDLE h = GetStdHandle(which);
+  if (h == NULL || h == INVALID_HANDLE_VALUE) return "none";
+  switch (GetFileType(h)) {
+    case FILE_TYPE_CHAR:
+      return "char";
+    case FILE_TYPE_PIPE:
+      return "pipe";
+    case FILE_TYPE_DISK:
+      return "disk";
+    default:
+      return "other";
+  }
+}
+
+static int stdtypes_to(const char *path) {
+  char line[160], con[64];
+  console_line(con, sizeof con);
+  snprintf(line, sizeof line, "in=%s out=%s err=%s %s", std_type(STD_INPUT_HANDLE), std_type(STD_OUTPUT_HANDLE),
+           std_type(STD_ERROR_HANDLE), con);
+  FILE *f = NULL;
+  if (fopen_s(&f, path, "wb") != 0 || !f) return 124;
+  fputs(line, f);
+  fclose(f);
+  return 0;
+}
+
+static BOOL WINAPI on_console_event(DWORD ev) {
+  if (ev != CTRL_BREAK_EVENT) return FALSE;
+  print_str("break");
+  ExitProcess(42);
+}
+#endif
+
 static void start_grandchild(const char *self, const char *ms) {
 #ifdef _WIN32
   wchar_t exe[MAX_PATH * 2], cmd[MAX_PATH * 2 + 64];
@@ -324,14 +467,30 @@ static void start_grandchild(const char *self, const char *ms) {
 #endif
 }
 
-/* Run argv[0] with argv[1..argc) after `flag` (if not NULL), inheriting our inheritable handles / fds
- * and our stdio; its exit status, or 126 if it could not be started. */
-static int run_child(const char *flag, int argc, char **argv) {
 #ifdef _WIN32
+static int g_term_code;
+static BOOL WINAPI on_ctrl(DWORD type) {
+  if (type != CTRL_BREAK_EVENT && type != CTRL_C_EVENT) return FALSE;
+  fflush(NULL);
+  ExitProcess((UINT)g_term_code);
+}
+#else
+static volatile sig_atomic_t g_term_code;
+static void on_term(int sig) {
+  (void)sig;
+  _exit(g_term_code);
+}
+#endif
+
+/* Start exe with `flag` (if not NULL) and words[0..n) as its arguments, with our stdio, letting it inherit
+ * every inheritable handle / fd of ours; detached: see child-detached. The child's process handle (the
+ * caller closes it) / pid, or NULL / -1 if it could not be started. */
+#ifdef _WIN32
+static HANDLE start_program(const char *exe, const char *flag, char **words, int n, int detached) {
   static char cmd[8192];
-  int k = snprintf(cmd, sizeof cmd, "\"%s\"%s%s", argv[0], flag ? " " : "", flag ? flag : "");
-  for (int i = 1; i < argc && k > 0 && (size_t)k < sizeof cmd; ++i)
-    k += snprintf(cmd + k, sizeof cmd - (size_t)k, " %s", argv[i]);
+  int k = snprintf(cmd, sizeof cmd, "\"%s\"%s%s", exe, flag ? " " : "", flag ? flag : "");
+  for (int i = 0; i < n && k > 0 && (size_t)k < sizeof cmd; ++i)
+    k += snprintf(cmd + k, sizeof cmd - (size_t)k, " %s", words[i]);
   STARTUPINFOA si;
   PROCESS_INFORMATION pi;
   ZeroMemory(&si, sizeof si);
@@ -340,27 +499,63 @@ static int run_child(const char *flag, int argc, char **argv) {
   si.hStdInput = GetStdHandle(STD_INPUT_HANDLE);
   si.hStdOutput = GetStdHandle(STD_OUTPUT_HANDLE);
   si.hStdError = GetStdHandle(STD_ERROR_HANDLE);
-  if (!CreateProcessA(argv[0], cmd, NULL, NULL, TRUE, 0, NULL, NULL, &si, &pi)) return 126;
-  WaitForSingleObject(pi.hProcess, INFINITE);
-  DWORD code = 126;
-  GetExitCodeProcess(pi.hProcess, &code);
+  DWORD flags = detached ? CREATE_NEW_PROCESS_GROUP | DETACHED_PROCESS : 0;
+  BOOL ok =
+      detached && CreateProcessA(exe, cmd, NULL, NULL, TRUE, flags | CREATE_BREAKAWAY_FROM_JOB, NULL, NULL, &si, &pi);
+  if (!ok && !CreateProcessA(exe, cmd, NULL, NULL, TRUE, flags, NULL, NULL, &si, &pi)) return NULL;
   CloseHandle(pi.hThread);
-  CloseHandle(pi.hProcess);
-  return (int)code;
+  return pi.hProcess;
+}
 #else
-  char **args = (char **)calloc((size_t)argc + 2, sizeof *args);
-  if (!args) return 126;
-  int n = 0;
-  args[n++] = argv[0];
-  if (flag) args[n++] = (char *)flag;
-  for (int i = 1; i < argc; ++i) args[n++] = argv[i];
+static pid_t start_program(const char *exe, const char *flag, char **words, int n, int detached) {
+  char **args = (char **)calloc((size_t)n + 3, sizeof *args);
+  if (!args) return -1;
+  int k = 0;
+  args[k++] = (char *)exe;
+  if (flag) args[k++] = (char *)flag;
+  for (int i = 0; i < n; ++i) args[k++] = words[i];
+  fflush(NULL);
   pid_t pid = fork();
-  if (pid < 0) return 126;
   if (pid == 0) {
-    execv(argv[0], args);
+    if (detached && setsid() < 0) _exit(121);
+    execv(exe, args);
     _exit(127);
   }
   free(args);
+  return pid;
+}
+#endif
+
+/* child / child-detached: start this program with the script words[0..n), not waiting for it. */
+static void start_child(const char *self, char **words, int n, int detached) {
+#ifdef _WIN32
+  char exe[MAX_PATH * 2];
+  GetModuleFileNameA(NULL, exe, (DWORD)sizeof exe);
+  SetHandleInformation(GetStdHandle(STD_OUTPUT_HANDLE), HANDLE_FLAG_INHERIT, HANDLE_FLAG_INHERIT);
+  SetHandleInformation(GetStdHandle(STD_ERROR_HANDLE), HANDLE_FLAG_INHERIT, HANDLE_FLAG_INHERIT);
+  HANDLE h = start_program(exe, NULL, words, n, detached);
+  if (!h) exit(121);
+  CloseHandle(h);
+  (void)self;
+#else
+  if (start_program(self, NULL, words, n, detached) < 0) exit(121);
+#endif
+}
+
+/* Run argv[0] with argv[1..argc) after `flag` (if not NULL), inheriting our inheritable handles / fds
+ * and our stdio; its exit status, or 126 if it could not be started. */
+static int run_child(const char *flag, int argc, char **argv) {
+#ifdef _WIN32
+  HANDLE h = start_program(argv[0], flag, argv + 1, argc - 1, 0);
+  if (!h) return 126;
+  WaitForSingleObject(h, INFINITE);
+  DWORD code = 126;
+  GetExitCodeProcess(h, &code);
+  CloseHandle(h);
+  return (int)code;
+#else
+  pid_t pid = start_program(argv[0], flag, argv + 1, argc - 1, 0);
+  if (pid < 0) return 126;
   int st = 0;
   while (waitpid(pid, &st, 0) < 0) {
   }
@@ -483,6 +678,27 @@ static int relay_boot(const char *file, int forkserver, int argc, char **argv) {
   if (sv[1] >= 0) close(sv[1]);
 #endif
   return code;
+}
+
+/* shm NAME N: print the first n bytes of the named block; 0, or 1 if it cannot be had. */
+static int print_shm(const char *name, size_t n) {
+#ifdef _WIN32
+  char full[128];
+  snprintf(full, sizeof full, "Local\\%s", name);
+  HANDLE m = OpenFileMappingA(FILE_MAP_READ, FALSE, full);
+  if (!m) return 1;
+  const char *p = (const char *)MapViewOfFile(m, FILE_MAP_READ, 0, 0, n);
+  if (!p) return 1;
+#else
+  char full[128];
+  snprintf(full, sizeof full, "/%s", name);
+  int fd = shm_open(full, O_RDONLY, 0);
+  if (fd < 0) return 1;
+  const char *p = (const char *)mmap(NULL, n, PROT_READ, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) return 1;
+#endif
+  fwrite(p, 1, n, stdout);
+  return 0;
 }
 
 int main(int argc, char **argv) {
@@ -613,9 +829,61 @@ int main(int argc, char **argv) {
 #else
       close(1);
 #endif
+    } else if (!strcmp(c, "shm")) {
+      if (i + 2 >= argc) return 122;
+      if (print_shm(argv[i + 1], (size_t)atoi(argv[i + 2])) != 0) return 1;
+      i += 2;
     } else if (!strcmp(c, "grandchild")) {
       NEED_ARG;
       start_grandchild(argv[0], a);
+    } else if (!strcmp(c, "pidln")) {
+#ifdef _WIN32
+      snprintf(line, sizeof line, "%lu\n", (unsigned long)GetCurrentProcessId());
+#else
+      snprintf(line, sizeof line, "%ld\n", (long)getpid());
+#endif
+      print_str(line);
+    } else if (!strcmp(c, "child") || !strcmp(c, "child-detached")) {
+      int depth = 1, k = i + 1;
+      for (; k < argc; ++k) {
+        if (!strcmp(argv[k], "child") || !strcmp(argv[k], "child-detached")) ++depth;
+        if (!strcmp(argv[k], "end") && --depth == 0) break;
+      }
+      if (k == argc) return 122;
+      start_child(argv[0], argv + i + 1, k - i - 1, c[5] == '-');
+      i = k;
+    } else if (!strcmp(c, "on-term")) {
+      NEED_ARG;
+      g_term_code = atoi(a);
+#ifdef _WIN32
+      SetConsoleCtrlHandler(on_ctrl, TRUE);
+#else
+      signal(SIGTERM, on_term);
+#endif
+    } else if (!strcmp(c, "breakaway")) {
+#ifdef _WIN32
+      char exe[MAX_PATH * 2], cmd[MAX_PATH * 2 + 16];
+      GetModuleFileNameA(NULL, exe, (DWORD)sizeof exe);
+      snprintf(cmd, sizeof cmd, "\"%s\" exit 0", exe);
+      STARTUPINFOA si;
+      PROCESS_INFORMATION pi;
+      ZeroMemory(&si, sizeof si);
+      si.cb = sizeof si;
+      if (CreateProcessA(exe, cmd, NULL, NULL, FALSE, CREATE_BREAKAWAY_FROM_JOB, NULL, NULL, &si, &pi)) {
+        WaitForSingleObject(pi.hProcess, INFINITE);
+        CloseHandle(pi.hThread);
+        CloseHandle(pi.hProcess);
+        print_str("allowed");
+      } else {
+        print_str("refused");
+      }
+#else
+      print_str("posix");
+#endif
+    } else if (!strcmp(c, "ignore-term")) {
+#ifndef _WIN32
+      signal(SIGTERM, SIG_IGN);
+#endif
     } else if (!strcmp(c, "relay-boot") || !strcmp(c, "relay-forkserver")) {
       if (i + 2 >= argc) return 122;
       fflush(NULL);
@@ -623,6 +891,58 @@ int main(int argc, char **argv) {
       if (!strcmp(c, "relay-forkserver")) return 125; /* no fork server on Windows */
 #endif
       return relay_boot(argv[i + 1], !strcmp(c, "relay-forkserver"), argc - i - 2, argv + i + 2);
+    } else if (!strcmp(c, "ids")) {
+#ifdef _WIN32
+      print_str("windows");
+#else
+      print_ids();
+#endif
+    } else if (!strcmp(c, "umask")) {
+#ifdef _WIN32
+      print_str("windows");
+#else
+      mode_t m = umask(0);
+      umask(m);
+      snprintf(line, sizeof line, "%o", (unsigned)m);
+      print_str(line);
+#endif
+    } else if (!strcmp(c, "rlimit")) {
+      NEED_ARG;
+#ifdef _WIN32
+      print_str("windows");
+#else
+      print_rlimit(a);
+#endif
+    } else if (!strcmp(c, "startupinfo")) {
+#ifdef _WIN32
+      print_startupinfo();
+#else
+      print_str("posix");
+#endif
+    } else if (!strcmp(c, "console")) {
+#ifdef _WIN32
+      console_line(line, sizeof line);
+      print_str(line);
+#else
+      print_str("posix");
+#endif
+    } else if (!strcmp(c, "stdtypes-to")) {
+      NEED_ARG;
+#ifdef _WIN32
+      if (stdtypes_to(a) != 0) return 124;
+#else
+      print_str("posix");
+#endif
+    } else if (!strcmp(c, "breakwait")) {
+      NEED_ARG;
+#ifdef _WIN32
+      SetConsoleCtrlHandler(on_console_event, TRUE);
+      print_str("ready");
+      sleep_ms(atol(a));
+      return 1;
+#else
+      print_str("posix");
+#endif
     } else if (!strcmp(c, "run")) {
       NEED_ARG;
       fflush(NULL);
