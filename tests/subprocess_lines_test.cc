@@ -568,8 +568,11 @@ TEST(Pty, RunLinesOnATerminal) {
 }
 
 TEST(Pty, DestroyWhileRunningLeavesNothing) {
-  int before = mproc_test::open_handle_count();
-  for (int i = 0; i < 3; ++i) {
+  int before = 0;
+  for (int i = 0; i <= 3; ++i) {
+    // counted after the first cycle: what the system keeps for a process's first pseudo console (a
+    // fresh wine prefix keeps one handle) is not a leak of a cycle
+    if (i == 1) before = mproc_test::open_handle_count();
     Argv a({"sleep", "60000"});
     mproc_popen *p = nullptr;
     int rc = mproc_popen_create(
