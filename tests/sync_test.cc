@@ -886,11 +886,15 @@ TEST(SharedMemory, CreateAttachNameRulesAndAForeignProgram) {
   EXPECT_EQ(mproc_shared_memory_attach(&m2, "no-such-block-here"), MPROC_ENOENT);
 }
 
+// The blocks of this process's own generated names in /dev/shm ("mp-<our pid, 8 hex digits>..."): other
+// tests and programs running at the same time have names of their own.
 int count_dev_shm() {
   int n = 0;
 #ifndef _WIN32
-  std::string out;
-  if (FILE *f = popen("ls /dev/shm 2>/dev/null | grep -c '^mp'", "r")) {
+  char prefix[16];
+  snprintf(prefix, sizeof prefix, "mp-%08x", (unsigned)(mproc__pal_self_id() >> 32));
+  std::string cmd = std::string("ls /dev/shm 2>/dev/null | grep -c '^") + prefix + "'";
+  if (FILE *f = popen(cmd.c_str(), "r")) {
     char buf[32] = {0};
     if (fgets(buf, sizeof buf, f)) n = atoi(buf);
     pclose(f);
