@@ -195,6 +195,11 @@ int mproc__pal_word_wait(mproc_os_handle h, mproc__wq *q, const volatile uint32_
   mproc__atomic_add32(&q->waiters, 1);
   int rc = 0;
   if (mproc__atomic_load32(word) == val) {
+    /* One semaphore serves every word of the object, and a wake-up cannot choose its waiter: one who
+     * came later (its word unchanged) may take the count meant for another, who would then sleep on.
+     * So no wait here is longer than 20 ms: a wake-up taken so costs its waiter that much, never more. */
+    int64_t until = mproc__pal_monotonic_ns() + 20 * 1000 * 1000LL;
+    if (deadline < until) until = deadline;
     HANDLE hs[2] = {MPROC__H(h), NULL};
     DWORD n = 1;
     if (owner) {
@@ -205,7 +210,7 @@ int mproc__pal_word_wait(mproc_os_handle h, mproc__wq *q, const volatile uint32_
     }
     if (!rc) {
       mproc__atomic_add64(&g_sync_calls, 1);
-      DWORD w = WaitForMultipleObjects(n, hs, FALSE, (DWORD)mproc__win32_wait_ms(deadline));
+      DWORD w = WaitForMultipleObjects(n, hs, FALSE, (DWORD)mproc__win32_wait_ms(until));
       if (w == WAIT_OBJECT_0 + 1)
         rc = MPROC_EOWNERDEAD;
       else if (w == WAIT_TIMEOUT && deadline != INT64_MAX && mproc__ms_until(deadline) == 0)
