@@ -120,19 +120,22 @@ int mproc_barrier_wait(mproc_barrier *b, int64_t timeout_ms, uint32_t *index) {
   }
   mproc__lw_release(&b->o, &sh->lock);
   int64_t deadline = mproc__deadline_from_timeout(timeout_ms);
+  int64_t check = mproc__pal_monotonic_ns() + CHECK_NS; /* when to look at the other waiters next */
   for (;;) {
     if (mproc__atomic_load32(&sh->generation) != gen)
       return sh->outcome[gen % RING] == OUT_PASSED ? 0 : broken_error("the barrier was broken, aborted or reset");
-    int64_t now = mproc__pal_monotonic_ns(), until = now + CHECK_NS;
-    if (deadline < until) until = deadline;
-    int w = mproc__sobj_wait(&b->o, &sh->generation, gen, 0, until);
+    int w = mproc__sobj_wait(&b->o, &sh->generation, gen, 0, deadline < check ? deadline : check);
     if (w && w != MPROC_ETIMEDOUT) return w;
     if (mproc__atomic_load32(&sh->generation) != gen) continue;
-    if (deadline != INT64_MAX && mproc__pal_monotonic_ns() >= deadline) {
+    int64_t now = mproc__pal_monotonic_ns();
+    if (deadline != INT64_MAX && now >= deadline) {
       break_generation(b, gen);
       continue; /* it ended: broken, or passed just before */
     }
-    if (w == MPROC_ETIMEDOUT && a_waiter_died(b, gen)) break_generation(b, gen);
+    if (now >= check) { /* a wait may end early (a wake-up for another word): the checks keep their pace */
+      check = now + CHECK_NS;
+      if (a_waiter_died(b, gen)) break_generation(b, gen);
+    }
   }
 }
 
