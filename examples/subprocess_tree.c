@@ -35,8 +35,7 @@ int main(int argc, char **argv) {
   size_t n = 0;
   if (mproc_popen_read(p, 1, line, sizeof line - 1, 10000, &n) == 0) printf("%.*s", (int)n, line);
   int code = 0;
-  rc = mproc_popen_stop_tree(p, 0, &code); /* at once: the graded stop (grace > 0) ends this process too under wine in a
-                                              release build: a bug under study */
+  rc = mproc_popen_stop_tree(p, 1000, &code);
   char how[MPROC_EXIT_DESC_SIZE];
   printf("stop_tree: %s (the worker: %s); the tree has %s\n", rc == 0 ? "ok" : mproc_last_error(),
          mproc_describe_exit(code, how, sizeof how),

@@ -29,6 +29,8 @@
 #include "spawn.h"
 #include "win32.h"
 
+#include <stddef.h>
+
 DWORD mproc__win32_job_new(HANDLE process, DWORD limits, HANDLE *out) {
   *out = NULL;
   HANDLE job = CreateJobObjectW(NULL, NULL); /* NULL attributes: the handle is not inheritable */
@@ -167,8 +169,13 @@ int mproc__pal_tree_wait(mproc__child *c, int64_t deadline_ns) {
     if (list.l.NumberOfProcessIdsInList == 0) return 0;
     HANDLE hs[MAXIMUM_WAIT_OBJECTS];
     DWORD n = 0;
-    for (DWORD i = 0; i < list.l.NumberOfProcessIdsInList && n < MAXIMUM_WAIT_OBJECTS; ++i) {
-      HANDLE h = open_member(job, (DWORD)list.l.ProcessIdList[i], SYNCHRONIZE);
+    /* the ids run on past the one-element ProcessIdList into `more`: index them through a pointer, not
+     * the declared array (indexing it past [0] is undefined, and an optimizing build acts on that) */
+    const ULONG_PTR *ids = (const ULONG_PTR *)(const void *)((const char *)&list.l +
+                                                             offsetof(JOBOBJECT_BASIC_PROCESS_ID_LIST, ProcessIdList));
+    DWORD count = list.l.NumberOfProcessIdsInList < LIST_MAX ? list.l.NumberOfProcessIdsInList : LIST_MAX;
+    for (DWORD i = 0; i < count && n < MAXIMUM_WAIT_OBJECTS; ++i) {
+      HANDLE h = open_member(job, (DWORD)ids[i], SYNCHRONIZE);
       if (h) hs[n++] = h;
     }
     if (n == 0) { /* they ended between the look and the opening, or may not be opened (another user's,
