@@ -20,6 +20,11 @@ int mproc__sobj_create(mproc__sobj *o, uint32_t kind, size_t size) {
   return 0;
 }
 
+void mproc__sobj_unmap(mproc__sobj *o) {
+  o->shm.h = o->wq = MPROC_NO_HANDLE; /* the handles stay the caller's */
+  mproc__sobj_close(o);
+}
+
 void mproc__sobj_close(mproc__sobj *o) {
   mproc__pal_shm_close(&o->shm);
   mproc__pal_close(o->wq);
@@ -46,8 +51,7 @@ int mproc__sobj_import(mproc__sobj *o, uint32_t kind, size_t size, const mproc_o
   if (rc) return rc;
   const mproc__sobj_header *h = mproc__sobj_head(o);
   if (h->magic != MPROC__SOBJ_MAGIC || h->kind != kind) {
-    o->shm.h = MPROC_NO_HANDLE; /* still the caller's */
-    mproc__pal_shm_close(&o->shm);
+    mproc__sobj_unmap(o);
     return mproc__fail(MPROC_ESYS, "a handed shared object is not of the kind expected (%u)", (unsigned)kind);
   }
   if (bytes[*at]) o->wq = hs[*used + 1];
@@ -71,8 +75,7 @@ int mproc__sobj_import_view(uint32_t kind, size_t view, size_t layout, const voi
   int rc = mproc__sobj_import(o, kind, layout, hs, n, &used, (const unsigned char *)bytes, len, &at);
   if (!rc && (used != n || at != len)) {
     rc = mproc__fail(MPROC_ESYS, "a handed shared object is malformed");
-    o->shm.h = o->wq = MPROC_NO_HANDLE; /* still the caller's */
-    mproc__sobj_close(o);
+    mproc__sobj_unmap(o);
   }
   if (rc) {
     free(o);

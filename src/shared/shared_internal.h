@@ -32,6 +32,9 @@ typedef struct mproc__sobj {
 int mproc__sobj_create(mproc__sobj *o, uint32_t kind, size_t size);
 /* This process's view goes (the object lives on in the others). An empty one is ignored. */
 void mproc__sobj_close(mproc__sobj *o);
+/* The same for a view whose handles are still the caller's (an import that failed after mapping):
+ * unmap, close nothing. */
+void mproc__sobj_unmap(mproc__sobj *o);
 static inline mproc__sobj_header *mproc__sobj_head(const mproc__sobj *o) { return (mproc__sobj_header *)o->shm.base; }
 /* For export_obj: append the object's handles to hs[*n ..] and one byte to bytes saying which. */
 int mproc__sobj_export(const mproc__sobj *o, mproc_os_handle *hs, size_t *n, mproc__buf *bytes);

@@ -221,12 +221,10 @@ static int value_import(const void *bytes, size_t len, const mproc_os_handle *hs
   if (!rc && (used != n || at != len)) rc = mproc__fail(MPROC_ESYS, "a handed value is malformed");
   if (rc) { /* the handles stay the caller's */
     if (v->lock) {
-      v->lock->o.shm.h = v->lock->o.wq = MPROC_NO_HANDLE;
-      mproc__sobj_close(&v->lock->o);
+      mproc__sobj_unmap(&v->lock->o);
       free(v->lock);
     }
-    v->o.shm.h = v->o.wq = MPROC_NO_HANDLE;
-    mproc__sobj_close(&v->o);
+    mproc__sobj_unmap(&v->o);
     free(v);
     return rc;
   }

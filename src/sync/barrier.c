@@ -200,8 +200,7 @@ static int barrier_import(const void *bytes, size_t len, const mproc_os_handle *
   void *fn = NULL;
   if (!rc && at < len) rc = mproc__pal_fn_resolve(p + at, len - at, &fn);
   if (rc) {
-    b->o.shm.h = b->o.wq = MPROC_NO_HANDLE; /* the handles stay the caller's */
-    mproc__sobj_close(&b->o);
+    mproc__sobj_unmap(&b->o);
     free(b);
     return rc;
   }

@@ -183,13 +183,11 @@ static int cond_import(const void *bytes, size_t len, const mproc_os_handle *hs,
   if (!rc) rc = mproc__sobj_import(&l->o, MPROC_OBJECT_LOCK, sizeof(mproc__sobj_header), hs, n, &used, b, len, &at);
   if (!rc && (used != n || at != len)) {
     rc = mproc__fail(MPROC_ESYS, "a handed condition is malformed");
-    l->o.shm.h = l->o.wq = MPROC_NO_HANDLE;
-    mproc__sobj_close(&l->o);
+    mproc__sobj_unmap(&l->o);
   }
   if (rc) {
     if (have_c) {
-      c->o.shm.h = c->o.wq = MPROC_NO_HANDLE; /* the handles stay the caller's */
-      mproc__sobj_close(&c->o);
+      mproc__sobj_unmap(&c->o);
     }
     free(c);
     free(l);
