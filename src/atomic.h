@@ -45,6 +45,13 @@ static inline void mproc__atomic_store32(volatile uint32_t *p, uint32_t v) {
 }
 /* A store that orders nothing but itself (a field only its writer compares against its own value). */
 static inline void mproc__atomic_store32_relaxed(volatile uint32_t *p, uint32_t v) { *p = v; }
+#if defined(_M_X64)
+static inline void mproc__atomic_store64_relaxed(volatile uint64_t *p, uint64_t v) { *p = v; }
+#else
+static inline void mproc__atomic_store64_relaxed(volatile uint64_t *p, uint64_t v) {
+  (void)_InterlockedExchange64((volatile long long *)p, (long long)v);
+}
+#endif
 static inline uint32_t mproc__atomic_xchg32(volatile uint32_t *p, uint32_t v) {
   return (uint32_t)_InterlockedExchange((volatile long *)p, (long)v);
 }
@@ -82,6 +89,9 @@ static inline uint32_t mproc__atomic_load32(const volatile uint32_t *p) { return
 static inline void mproc__atomic_store32(volatile uint32_t *p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_SEQ_CST); }
 /* A store that orders nothing but itself (a field only its writer compares against its own value). */
 static inline void mproc__atomic_store32_relaxed(volatile uint32_t *p, uint32_t v) {
+  __atomic_store_n(p, v, __ATOMIC_RELAXED);
+}
+static inline void mproc__atomic_store64_relaxed(volatile uint64_t *p, uint64_t v) {
   __atomic_store_n(p, v, __ATOMIC_RELAXED);
 }
 static inline uint32_t mproc__atomic_xchg32(volatile uint32_t *p, uint32_t v) {

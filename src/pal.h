@@ -553,6 +553,16 @@ void mproc__pal_word_wake(mproc_os_handle h, mproc__wq *q, volatile uint32_t *wo
 /* Kernel calls made by the two above in this process (tests: none when uncontended). */
 uint64_t mproc__pal_sync_calls(void);
 
+/* ---- a flag for mproc_wait ------------------------------------------------------------------------
+ * A handle that mproc__pal_wait_ready (MPROC__WAIT_SENTINEL) reports ready while the flag is set, for
+ * shared objects that an application waits on beside connections and processes (a queue). Handed to
+ * other processes with its object. Linux: an eventfd; Windows: a manual-reset event; elsewhere
+ * MPROC_ENOTSUP. set and clear are one kernel call each; the caller keeps the flag's state in shared
+ * memory to call them only on a change. */
+int mproc__pal_flag_open(mproc_os_handle *h);
+void mproc__pal_flag_set(mproc_os_handle h);
+void mproc__pal_flag_clear(mproc_os_handle h);
+
 /* ==== handing handles to other processes, and the fork server: src/posix/fdpass.c, src/win32/fdpass.c ==== */
 
 /* ---- handles to a running process (the object frames of src/connection.c) -------------------

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "process/process_internal.h"
+#include "shared/shared_internal.h"
 #include "subprocess_internal.h"
 
 /* ---- connections ----------------------------------------------------------------------------------- */
@@ -25,10 +26,13 @@ static const struct {
   int (*prepare)(void *obj, mproc__wait_item *item, bool *ready_now);
   /* Once it was reported ready (optional). */
   void (*ready)(void *obj);
+  /* Once the wait is over, for every object prepared, ready or not (optional). */
+  void (*done)(void *obj);
 } k_kinds[] = {
-    [MPROC_WAIT_CONNECTION] = {"connection", connection_prepare, NULL},
-    [MPROC_WAIT_PROCESS] = {"process", mproc__process_wait_prepare, mproc__process_wait_ready},
-    [MPROC_WAIT_POPEN] = {"popen", mproc__popen_wait_prepare, mproc__popen_wait_ready},
+    [MPROC_WAIT_CONNECTION] = {"connection", connection_prepare, NULL, NULL},
+    [MPROC_WAIT_PROCESS] = {"process", mproc__process_wait_prepare, mproc__process_wait_ready, NULL},
+    [MPROC_WAIT_POPEN] = {"popen", mproc__popen_wait_prepare, mproc__popen_wait_ready, NULL},
+    [MPROC_WAIT_QUEUE] = {"queue", mproc__queue_wait_prepare, NULL, mproc__queue_wait_done},
 };
 
 int mproc_wait(mproc_waitable *objs, size_t count, int64_t timeout_ms, size_t *nready) {
@@ -38,7 +42,8 @@ int mproc_wait(mproc_waitable *objs, size_t count, int64_t timeout_ms, size_t *n
   mproc__wait_item *items = (mproc__wait_item *)malloc(count * sizeof *items);
   bool *ready = (bool *)calloc(count, sizeof *ready);
   int rc = (!items || !ready) ? mproc__fail(MPROC_ENOMEM, "wait: out of memory") : 0;
-  size_t pre = 0; /* ready without waiting */
+  size_t pre = 0;      /* ready without waiting */
+  size_t prepared = 0; /* objects whose prepare succeeded */
   for (size_t i = 0; i < count && !rc; ++i) {
     mproc_waitable *w = &objs[i];
     w->ready = false;
@@ -49,6 +54,7 @@ int mproc_wait(mproc_waitable *objs, size_t count, int64_t timeout_ms, size_t *n
       rc = mproc__fail(MPROC_EINVAL, "wait: objects[%zu] (a %s) is NULL", i, k_kinds[w->kind].name);
     else
       rc = k_kinds[w->kind].prepare(w->object, &items[i], &ready[i]);
+    if (!rc) prepared = i + 1;
     if (!rc && ready[i]) ++pre;
   }
   if (!rc && !pre) rc = mproc__pal_wait_ready(items, count, deadline, ready);
@@ -59,6 +65,8 @@ int mproc_wait(mproc_waitable *objs, size_t count, int64_t timeout_ms, size_t *n
       ++n;
       if (k_kinds[objs[i].kind].ready) k_kinds[objs[i].kind].ready(objs[i].object);
     }
+  for (size_t i = 0; i < prepared; ++i)
+    if (k_kinds[objs[i].kind].done) k_kinds[objs[i].kind].done(objs[i].object);
   free(items);
   free(ready);
   if (rc == MPROC_ETIMEDOUT) return mproc__fail(rc, "wait: nothing became ready within %lld ms", (long long)timeout_ms);

@@ -23,15 +23,16 @@ extern "C" {
 /* The kinds of objects that can be handed on. The values are stable within one build of mproc (they
  * travel between processes of the same program). */
 typedef enum mproc_object_kind {
-  MPROC_OBJECT_CONNECTION = 1,    /* mproc_connection * */
-  MPROC_OBJECT_OS_HANDLE = 2,     /* a bare handle: only over a connection, see connection.h */
-  MPROC_OBJECT_LOCK = 10,         /* mproc_lock * (Lock and RLock) */
-  MPROC_OBJECT_SEMAPHORE = 11,    /* mproc_semaphore * (Semaphore and BoundedSemaphore) */
-  MPROC_OBJECT_EVENT = 12,        /* mproc_event * */
-  MPROC_OBJECT_CONDITION = 13,    /* mproc_condition * (with its lock) */
-  MPROC_OBJECT_BARRIER = 14,      /* mproc_barrier * */
-  MPROC_OBJECT_VALUE = 15,        /* mproc_value * (Value, Array, RawValue, RawArray, shared blocks; with its lock) */
-  MPROC_OBJECT_SHARED_MEMORY = 16 /* mproc_shared_memory * (a named block) */
+  MPROC_OBJECT_CONNECTION = 1,     /* mproc_connection * */
+  MPROC_OBJECT_OS_HANDLE = 2,      /* a bare handle: only over a connection, see connection.h */
+  MPROC_OBJECT_LOCK = 10,          /* mproc_lock * (Lock and RLock) */
+  MPROC_OBJECT_SEMAPHORE = 11,     /* mproc_semaphore * (Semaphore and BoundedSemaphore) */
+  MPROC_OBJECT_EVENT = 12,         /* mproc_event * */
+  MPROC_OBJECT_CONDITION = 13,     /* mproc_condition * (with its lock) */
+  MPROC_OBJECT_BARRIER = 14,       /* mproc_barrier * */
+  MPROC_OBJECT_VALUE = 15,         /* mproc_value * (Value, Array, RawValue, RawArray, shared blocks; with its lock) */
+  MPROC_OBJECT_SHARED_MEMORY = 16, /* mproc_shared_memory * (a named block) */
+  MPROC_OBJECT_QUEUE = 17          /* mproc_queue * (Queue, SimpleQueue, JoinableQueue) */
 } mproc_object_kind;
 
 /* An object and its kind. Made with the constructors of each module (mproc_object_lock(l), ...) or

@@ -206,8 +206,10 @@ typedef enum mproc_wait_kind {
   MPROC_WAIT_CONNECTION, /* object: mproc_connection *; ready: a receive can make progress (a message, or
                             end of file; see connection.h) */
   MPROC_WAIT_PROCESS,    /* object: mproc_process *; ready: the process has ended (its sentinel) */
-  MPROC_WAIT_POPEN       /* object: mproc_popen *; ready: the program has ended (its exit handle,
+  MPROC_WAIT_POPEN,      /* object: mproc_popen *; ready: the program has ended (its exit handle,
                             mproc_popen_exit_handle); once reported, it has been reaped (returncode set) */
+  MPROC_WAIT_QUEUE       /* object: mproc_queue *; ready: an item may be got, or the queue is shut down and
+                            drained (mproc/queue.h, mproc_waitable_queue) */
 } mproc_wait_kind;
 
 /* One object for mproc_wait: its kind and the object. Fill it with the constructors below,

@@ -20,6 +20,7 @@
 
 #if defined(__linux__)
 #include <linux/futex.h>
+#include <sys/eventfd.h>
 #include <sys/syscall.h>
 #endif
 
@@ -353,3 +354,31 @@ void mproc__pal_word_wake(mproc_os_handle h, mproc__wq *q, volatile uint32_t *wo
 }
 
 uint64_t mproc__pal_sync_calls(void) { return mproc__atomic_load64(&g_sync_calls); }
+
+/* ---- a flag for mproc_wait ----------------------------------------------------------------------- */
+
+int mproc__pal_flag_open(mproc_os_handle *h) {
+  *h = MPROC_NO_HANDLE;
+#if defined(__linux__)
+  int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (fd < 0) return mproc__fail_os(0, errno, "eventfd");
+  *h = fd;
+  return 0;
+#else
+  return mproc__fail(MPROC_ENOTSUP, "waiting on shared objects with other handles needs Linux's eventfd");
+#endif
+}
+
+void mproc__pal_flag_set(mproc_os_handle h) {
+  uint64_t one = 1;
+  mproc__atomic_add64(&g_sync_calls, 1);
+  ssize_t r = write((int)h, &one, sizeof one); /* EAGAIN: the counter is full, so set already */
+  (void)r;
+}
+
+void mproc__pal_flag_clear(mproc_os_handle h) {
+  uint64_t v;
+  mproc__atomic_add64(&g_sync_calls, 1);
+  ssize_t r = read((int)h, &v, sizeof v); /* EAGAIN: clear already */
+  (void)r;
+}

@@ -100,5 +100,10 @@ extern const mproc__handable_type mproc__condition_handable;
 extern const mproc__handable_type mproc__barrier_handable;
 extern const mproc__handable_type mproc__value_handable;
 extern const mproc__handable_type mproc__shared_memory_handable;
+extern const mproc__handable_type mproc__queue_handable;
+
+/* mproc_wait's row for queues (src/wait.c): the flag to wait on (counted as a waiter until done). */
+int mproc__queue_wait_prepare(void *obj, mproc__wait_item *item, bool *ready_now);
+void mproc__queue_wait_done(void *obj);
 
 #endif

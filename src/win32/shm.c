@@ -235,3 +235,21 @@ void mproc__pal_word_wake(mproc_os_handle h, mproc__wq *q, volatile uint32_t *wo
 }
 
 uint64_t mproc__pal_sync_calls(void) { return mproc__atomic_load64(&g_sync_calls); }
+
+/* ---- a flag for mproc_wait ----------------------------------------------------------------------- */
+
+int mproc__pal_flag_open(mproc_os_handle *h) {
+  HANDLE e = CreateEventW(NULL, TRUE, FALSE, NULL); /* manual reset: set until cleared */
+  *h = e ? (mproc_os_handle)(intptr_t)e : MPROC_NO_HANDLE;
+  return e ? 0 : mproc__fail_os(0, (int)GetLastError(), "CreateEvent");
+}
+
+void mproc__pal_flag_set(mproc_os_handle h) {
+  mproc__atomic_add64(&g_sync_calls, 1);
+  SetEvent(MPROC__H(h));
+}
+
+void mproc__pal_flag_clear(mproc_os_handle h) {
+  mproc__atomic_add64(&g_sync_calls, 1);
+  ResetEvent(MPROC__H(h));
+}
