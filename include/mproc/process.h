@@ -18,7 +18,9 @@
  *   MPROC_START_SPAWN  (all platforms; the default everywhere) the child re-executes the program; the
  *                      main guard receives the target, runs it and exits. Code before the guard runs in
  *                      every child, like module-level code in Python. The target is found again from
- *                      its module and offset, and the child checks it runs the same binary.
+ *                      its module and offset, and the child checks it runs the same binary. Works in
+ *                      statically linked programs too (glibc or musl, -static or -static-pie:
+ *                      docs/PLATFORMS.md), as does forkserver.
  *   MPROC_START_FORK   (POSIX; MPROC_ENOTSUP on Windows) the child is a copy of the parent and runs the
  *                      target at once. Fast, but unsafe if the parent has other threads holding locks.
  *   MPROC_START_FORKSERVER  (POSIX; MPROC_ENOTSUP on Windows) a fork server, started on first use as a

@@ -16,6 +16,14 @@
 #include "../pal.h"
 #include "posix.h"
 
+/* preadv2 / pwritev2 with per-call flags: Linux with glibc (2.26 and later declare them with RWF_NOWAIT);
+ * musl declares neither, and its programs take the portable paths. */
+#if defined(__linux__) && defined(RWF_NOWAIT)
+#define HAVE_RWF 1
+#else
+#define HAVE_RWF 0
+#endif
+
 /* Bytes a read asks for at once; captured output grows geometrically around it. */
 #define READ_CHUNK (256 * 1024)
 
@@ -36,10 +44,12 @@ int mproc__pal_set_blocking(mproc_os_handle h, bool blocking) {
  * took a third longer that way). Reads that must not wait (with a deadline, the communicate pump) ask
  * for it with the flag; elsewhere, and for a terminal's master (which does not take the flag), the end
  * is non-blocking and they are plain reads. */
+#if HAVE_RWF
 static _Atomic int g_read_nowait;
+#endif
 
 static ssize_t read_nowait(int fd, void *buf, size_t cap) {
-#if defined(__linux__) && defined(RWF_NOWAIT)
+#if HAVE_RWF
   if (atomic_load_explicit(&g_read_nowait, memory_order_relaxed) > 0) {
     struct iovec v = {buf, cap};
     ssize_t r = preadv2(fd, &v, 1, -1, RWF_NOWAIT);
@@ -52,7 +62,7 @@ static ssize_t read_nowait(int fd, void *buf, size_t cap) {
 
 /* Whether the parent's read end `fd` (a new, empty pipe) may stay blocking: see g_read_nowait. */
 static bool reads_without_waiting(int fd) {
-#if defined(__linux__) && defined(RWF_NOWAIT)
+#if HAVE_RWF
   int known = atomic_load_explicit(&g_read_nowait, memory_order_relaxed);
   if (known == 0) {
     char c;
@@ -175,7 +185,7 @@ static _Atomic int g_nosignal;
 void mproc__posix_force_sigpipe_guard(bool force) { atomic_store(&g_nosignal, force ? -1 : 0); }
 
 ssize_t mproc__posix_writev_nosigpipe(int fd, const struct iovec *iov, int n) {
-#ifdef __linux__
+#if HAVE_RWF
   int known = atomic_load_explicit(&g_nosignal, memory_order_relaxed);
   if (known >= 0) {
     ssize_t w = pwritev2(fd, iov, n, -1, RWF_NOSIGNAL); /* offset -1: the current position, as writev */

@@ -1,9 +1,9 @@
 /* POSIX PAL: processes running a function (pal.h, "processes running a function"): fork and its pidfd
  * sentinel, ending at once, kill on parent death, and finding a function again in a re-executed child
- * (dladdr / dl_iterate_phdr).
+ * (dl_iterate_phdr).
  * Linux is tested here; the macOS/BSD branches follow their documentation and are untested. */
 #if defined(__linux__) && !defined(_GNU_SOURCE)
-#define _GNU_SOURCE /* dladdr, dl_iterate_phdr */
+#define _GNU_SOURCE /* dl_iterate_phdr */
 #endif
 
 #include <dlfcn.h>
@@ -125,46 +125,56 @@ void mproc__pal_die_with_parent(int64_t parent_pid, bool by_main_thread) {
 
 /* ---- finding a function again in a re-executed child --------------------------------------------- */
 
-/* The address where the main executable's image starts (dladdr's dli_fbase for its functions). */
-static int main_image_cb(struct dl_phdr_info *info, size_t size, void *data) {
-  (void)size;
-  uintptr_t lo = UINTPTR_MAX;
-  for (int i = 0; i < info->dlpi_phnum; ++i)
-    if (info->dlpi_phdr[i].p_type == PT_LOAD && info->dlpi_phdr[i].p_vaddr < lo) lo = info->dlpi_phdr[i].p_vaddr;
-  long page = sysconf(_SC_PAGESIZE);
-  *(uintptr_t *)data = (info->dlpi_addr + lo) & ~(uintptr_t)(page - 1);
-  return 1; /* the first object reported is the main program */
-}
+/* The objects come from dl_iterate_phdr, never dladdr: in a program linked with -static or -static-pie
+ * (glibc or musl) dladdr knows no object at all, while dl_iterate_phdr reports the executable itself
+ * (from the auxiliary vector) as in a dynamic one. The first object reported is the main program. */
+typedef struct find_mod {
+  const char *path; /* resolve: the module's path, NULL for the main program; locate: the one found */
+  uintptr_t addr;   /* locate: the function's address; resolve: its offset from the image's start */
+  uintptr_t base;   /* out: where the module's image starts (page-aligned lowest PT_LOAD) */
+  bool in_code;     /* out: the address lies in one of its executable PT_LOAD segments */
+  bool is_main;     /* out (locate): the module is the main program */
+  bool first;       /* locate: the next object reported is the first one */
+} find_mod;
 
-static uintptr_t main_image_base(void) {
-  uintptr_t base = 0;
-  dl_iterate_phdr(main_image_cb, &base);
-  return base;
-}
-
-typedef struct find_lib {
-  const char *path; /* NULL: the main program (the first object reported) */
-  uintptr_t base;   /* where its image starts (page-aligned lowest PT_LOAD) */
-  uintptr_t target; /* an address to check ... */
-  bool in_code;     /* ... lies in one of its executable PT_LOAD segments */
-} find_lib;
-
-static int lib_cb(struct dl_phdr_info *info, size_t size, void *data) {
-  (void)size;
-  find_lib *f = (find_lib *)data;
-  if (f->path && (!info->dlpi_name || strcmp(info->dlpi_name, f->path) != 0)) return 0;
+/* Set f->base to where this object's image starts; whether `at` (base-relative when relative) lies in
+ * one of its executable PT_LOAD segments. */
+static bool mod_has_code_at(const struct dl_phdr_info *info, find_mod *f, uintptr_t at, bool relative) {
   uintptr_t lo = UINTPTR_MAX;
   for (int i = 0; i < info->dlpi_phnum; ++i)
     if (info->dlpi_phdr[i].p_type == PT_LOAD && info->dlpi_phdr[i].p_vaddr < lo) lo = info->dlpi_phdr[i].p_vaddr;
   long page = sysconf(_SC_PAGESIZE);
   f->base = (info->dlpi_addr + lo) & ~(uintptr_t)(page - 1);
-  uintptr_t at = f->base + f->target;
+  if (relative && at > UINTPTR_MAX - f->base) return false;
+  if (relative) at += f->base;
   for (int i = 0; i < info->dlpi_phnum; ++i) {
     const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
     if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X) && at >= info->dlpi_addr + ph->p_vaddr &&
         at - (info->dlpi_addr + ph->p_vaddr) < ph->p_memsz)
-      f->in_code = f->target < UINTPTR_MAX - f->base;
+      return true;
   }
+  return false;
+}
+
+/* locate: the object whose code holds f->addr. */
+static int locate_cb(struct dl_phdr_info *info, size_t size, void *data) {
+  (void)size;
+  find_mod *f = (find_mod *)data;
+  bool first = f->first;
+  f->first = false;
+  if (!mod_has_code_at(info, f, f->addr, false)) return 0;
+  f->in_code = true;
+  f->is_main = first;
+  f->path = info->dlpi_name;
+  return 1;
+}
+
+/* resolve: the object named f->path (the first one when NULL), and whether f->addr is in its code. */
+static int resolve_cb(struct dl_phdr_info *info, size_t size, void *data) {
+  (void)size;
+  find_mod *f = (find_mod *)data;
+  if (f->path && (!info->dlpi_name || strcmp(info->dlpi_name, f->path) != 0)) return 0;
+  f->in_code = mod_has_code_at(info, f, f->addr, true);
   return 1;
 }
 
@@ -187,23 +197,21 @@ static const char *exe_link(void) { return "/proc/self/exe"; }
 
 /* Reference layout: u64 is_main | u64 offset | u64 id[4] | path bytes (to the end). */
 int mproc__pal_fn_locate(void *fn, mproc__buf *out) {
-  Dl_info info;
-  if (!dladdr(fn, &info) || !info.dli_fbase)
+  find_mod f = {NULL, (uintptr_t)fn, 0, false, false, true};
+  dl_iterate_phdr(locate_cb, &f);
+  if (!f.in_code || (!f.is_main && (!f.path || !f.path[0])))
     return mproc__fail(MPROC_ENOENT,
                        "target %p is not inside a module of this program: it cannot be found again "
                        "in a spawned child",
                        fn);
-  uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-  uintptr_t base = (uintptr_t)info.dli_fbase & ~(page - 1);
-  bool is_main = base == main_image_base();
   char resolved[PATH_MAX];
-  const char *path = is_main ? exe_link() : info.dli_fname;
-  if (!is_main && realpath(info.dli_fname, resolved)) path = resolved;
-  uint64_t hdr[6] = {is_main, (uint64_t)((uintptr_t)fn - base), 0, 0, 0, 0};
+  const char *path = f.is_main ? exe_link() : f.path;
+  if (!f.is_main && realpath(f.path, resolved)) path = resolved;
+  uint64_t hdr[6] = {f.is_main, (uint64_t)((uintptr_t)fn - f.base), 0, 0, 0, 0};
   int rc = file_identity(path, hdr + 2);
   if (rc) return rc;
   rc = mproc__buf_append(out, hdr, sizeof hdr);
-  if (!rc && !is_main) rc = mproc__buf_append(out, path, strlen(path));
+  if (!rc && !f.is_main) rc = mproc__buf_append(out, path, strlen(path));
   return rc;
 }
 
@@ -233,8 +241,8 @@ int mproc__pal_fn_resolve(const void *ref, size_t len, void **fn) {
                        hdr[0] ? "the executable" : path);
   if (!hdr[0] && !dlopen(path, RTLD_NOW | RTLD_NOLOAD) && !dlopen(path, RTLD_NOW))
     return mproc__fail(MPROC_ENOENT, "cannot load module '%s' of the target: %s", path, dlerror());
-  find_lib f = {hdr[0] ? NULL : path, 0, hdr[1] > UINTPTR_MAX ? UINTPTR_MAX : (uintptr_t)hdr[1], false};
-  dl_iterate_phdr(lib_cb, &f);
+  find_mod f = {hdr[0] ? NULL : path, hdr[1] > UINTPTR_MAX ? UINTPTR_MAX : (uintptr_t)hdr[1], 0, false, false, true};
+  dl_iterate_phdr(resolve_cb, &f);
   if (!f.base)
     return mproc__fail(MPROC_ENOENT, "module '%s' of the target is not mapped", hdr[0] ? "the executable" : path);
   if (!f.in_code)

@@ -19,9 +19,12 @@
 #include <unistd.h>
 
 #if defined(__linux__)
-#include <linux/futex.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
+/* The futex operations used here, from <linux/futex.h> (kernel ABI, fixed): that header is not in
+ * every C library's include path (musl's compiler wrapper has no kernel headers). */
+#define FUTEX_WAIT 0
+#define FUTEX_WAKE 1
 #endif
 
 #include "../atomic.h"
