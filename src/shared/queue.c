@@ -5,19 +5,10 @@
  * the queue's lock word (a robust lock: a holder that dies leaves it to the next process, which then
  * repairs the counters: see repair()).
  *
- * The ring. Records lie one after another from the read position rpos to the write position wpos
- * (64-bit positions that only grow; the offset in the ring is the position modulo its size). A record
- * is a 32-byte header and the item's bytes, rounded up to 64; one that would cross the ring's end is
- * preceded by a FREE record that fills the rest. A record is
- *   WRITING  being put by `owner` outside the lock (a big item),
- *   READY    in the queue,
- *   TAKING   being got by `owner` outside the lock (a big item),
- *   FREE     got (or filler); rpos moves over FREE records at its front.
- * Every change that a death could cut in two is ordered so that one store commits it: a put writes its
- * record beyond wpos and then moves wpos (killed before: the record never was); a get copies an item
- * out and then marks its record FREE (killed before: the item is still READY). What a dead process
- * leaves in flight is put right by whoever notices the death: a WRITING record is dropped, a TAKING one
- * is READY again, at its old place, so it is the oldest item.
+ * The ring (ring.h) holds the items. A record is WRITING while a big item is put outside the lock,
+ * READY in the queue, TAKING while a big item is got outside the lock, FREE once got. What a dead
+ * process leaves in flight is put right by whoever notices the death: a WRITING record is dropped, a
+ * TAKING one is READY again at its old place, so it is the oldest item.
  *
  * Waiting. Consumers sleep on put_seq, producers on get_seq, join on join_seq (futex words; the
  * counts of sleepers beside them, so a put or get wakes nobody, and makes no system call, when no one
@@ -28,23 +19,13 @@
 #include <string.h>
 
 #include "mproc/queue.h"
+#include "ring.h"
 #include "shared_internal.h"
 
 enum { FLAVOR_QUEUE = 1, FLAVOR_SIMPLE = 2, FLAVOR_JOINABLE = 3 };
-enum { REC_FREE = 1, REC_WRITING = 2, REC_READY = 3, REC_TAKING = 4 };
 
-#define REC_HEADER 32u
-#define REC_ALIGN 64u
 #define SLOTS 256u
 #define MIN_BYTES 4096u
-
-typedef struct rec {
-  volatile uint32_t state;
-  uint32_t reserved;
-  uint64_t len;   /* the item's bytes */
-  uint64_t owner; /* WRITING, TAKING: the PAL id of the process doing it */
-  uint64_t size;  /* the record's bytes: to the next record */
-} rec;
 
 typedef struct slot { /* a joinable queue's consumer: the tasks it got and has not said done */
   volatile uint64_t owner;
@@ -59,7 +40,7 @@ typedef struct queue_shared {
   uint64_t cap;     /* the ring's bytes */
   uint64_t data_off;
   mproc__lockword lock;
-  volatile uint64_t wpos, rpos;
+  mproc__ring_pos pos;
   volatile uint64_t count;       /* records not FREE: items put and not yet got whole */
   volatile uint64_t ready;       /* READY records */
   volatile uint64_t outstanding; /* joinable: the sum of the slots' */
@@ -74,8 +55,7 @@ typedef struct queue_shared {
 struct mproc_queue {
   mproc__sobj o;
   mproc_os_handle flag; /* MPROC_NO_HANDLE where the OS has none */
-  unsigned char *ring;
-  uint64_t cap;
+  mproc__ring ring;
   volatile uint32_t slot; /* this process's slot, a hint */
   volatile uint32_t closed;
 };
@@ -85,8 +65,15 @@ struct mproc_queue {
 static void set64(volatile uint64_t *p, uint64_t v) { mproc__atomic_store64_relaxed(p, v); }
 
 static queue_shared *qs(const mproc_queue *q) { return (queue_shared *)q->o.shm.base; }
-static rec *rec_at(const mproc_queue *q, uint64_t pos) { return (rec *)(void *)(q->ring + pos % q->cap); }
-static uint64_t rec_size(uint64_t len) { return (REC_HEADER + len + REC_ALIGN - 1) / REC_ALIGN * REC_ALIGN; }
+static mproc__rec *rec_at(const mproc_queue *q, uint64_t pos) { return mproc__ring_at(&q->ring, pos); }
+
+/* The view's ring over the block's. */
+static void ring_view(mproc_queue *q) {
+  queue_shared *s = qs(q);
+  q->ring.pos = &s->pos;
+  q->ring.data = (unsigned char *)q->o.shm.base + s->data_off;
+  q->ring.cap = s->cap;
+}
 
 /* ---- creating ------------------------------------------------------------------------------------ */
 
@@ -95,7 +82,7 @@ static int queue_new(mproc_queue **out, const mproc_queue_opts *opts, uint32_t f
   *out = NULL;
   size_t max_bytes = opts && opts->max_bytes ? opts->max_bytes : MPROC_QUEUE_DEFAULT_MAX_BYTES;
   MPROC__CHECK_ARG_AS(call, max_bytes < MIN_BYTES, "max_bytes is %zu; at least %u", max_bytes, MIN_BYTES);
-  uint64_t cap = (uint64_t)max_bytes / REC_ALIGN * REC_ALIGN;
+  uint64_t cap = (uint64_t)max_bytes / MPROC__REC_ALIGN * MPROC__REC_ALIGN;
   uint64_t data_off = (sizeof(queue_shared) + 4095) / 4096 * 4096;
   if (cap > SIZE_MAX - data_off) return mproc__fail(MPROC_ENOMEM, "%s: max_bytes %zu is too large", call, max_bytes);
   mproc_queue *q = (mproc_queue *)calloc(1, sizeof *q);
@@ -119,9 +106,9 @@ static int queue_new(mproc_queue **out, const mproc_queue_opts *opts, uint32_t f
   queue_shared *s = qs(q);
   s->flavor = flavor;
   s->maxsize = opts ? opts->maxsize : 0;
-  s->cap = q->cap = cap;
+  s->cap = cap;
   s->data_off = data_off;
-  q->ring = (unsigned char *)q->o.shm.base + data_off;
+  ring_view(q);
   *out = q;
   return 0;
 }
@@ -143,55 +130,9 @@ void mproc_queue_destroy(mproc_queue *q) {
 
 /* ---- the ring, under the lock --------------------------------------------------------------------- */
 
-/* Move rpos over the FREE records at the front. */
-static void advance(mproc_queue *q) {
-  queue_shared *s = qs(q);
-  uint64_t r = s->rpos, w = s->wpos;
-  while (r < w) {
-    const rec *p = rec_at(q, r);
-    if (p->state != REC_FREE) break;
-    r += p->size;
-  }
-  mproc__atomic_store64(&s->rpos, r);
-}
-
-/* Where a record of `size` bytes can go now: its position (a filler written before it if needed), or
- * UINT64_MAX when there is no room. Nothing is visible until the caller moves wpos past it. */
-static uint64_t reserve(mproc_queue *q, uint64_t size) {
-  queue_shared *s = qs(q);
-  uint64_t w = s->wpos, used = w - s->rpos, off = w % q->cap;
-  if (used == 0 && off) { /* empty: start again at the ring's beginning (rpos first: see repair) */
-    w += q->cap - off;
-    mproc__atomic_store64(&s->rpos, w);
-    mproc__atomic_store64(&s->wpos, w);
-    off = 0;
-  }
-  uint64_t room = q->cap - off; /* before the ring's end */
-  if ((size <= room ? size : room + size) > q->cap - used) return UINT64_MAX;
-  if (size > room) {
-    rec *f = rec_at(q, w);
-    f->state = REC_FREE;
-    f->size = room;
-    w += room;
-  }
-  return w;
-}
-
-static bool in_flight(const rec *r) { return r->state == REC_WRITING || r->state == REC_TAKING; }
-
-/* The first record in the state wanted (UINT64_MAX: none). */
-static uint64_t first_record(const mproc_queue *q, bool ready) {
-  const queue_shared *s = qs(q);
-  for (uint64_t p = s->rpos, w = s->wpos; p < w; p += rec_at(q, p)->size) {
-    const rec *r = rec_at(q, p);
-    if (ready ? r->state == REC_READY : in_flight(r)) return p;
-  }
-  return UINT64_MAX;
-}
-
 /* The owner of the first record in flight (what a waiter watches: its death ends the wait), or 0. */
 static uint64_t first_in_flight(const mproc_queue *q) {
-  uint64_t p = first_record(q, false);
+  uint64_t p = mproc__ring_find(&q->ring, false);
   return p == UINT64_MAX ? 0 : rec_at(q, p)->owner;
 }
 
@@ -220,21 +161,21 @@ static void flag_update(mproc_queue *q) {
 static bool settle_dead(mproc_queue *q, uint64_t dead) {
   queue_shared *s = qs(q);
   bool changed = false;
-  for (uint64_t p = s->rpos, w = s->wpos; p < w; p += rec_at(q, p)->size) {
-    rec *r = rec_at(q, p);
-    if (!in_flight(r)) continue;
+  MPROC__RING_EACH(&q->ring, p) {
+    mproc__rec *r = rec_at(q, p);
+    if (!mproc__rec_in_flight(r)) continue;
     if (dead ? r->owner != dead : mproc__pal_id_alive(r->owner)) continue;
-    if (r->state == REC_WRITING) { /* half an item: never was */
-      r->state = REC_FREE;
+    if (r->state == MPROC__REC_WRITING) { /* half an item: never was */
+      r->state = MPROC__REC_FREE;
       set64(&s->count, s->count - 1);
     } else { /* not got whole: back in the queue, the oldest item */
-      r->state = REC_READY;
+      r->state = MPROC__REC_READY;
       mproc__atomic_store64(&s->ready, s->ready + 1);
     }
     changed = true;
   }
   if (changed) {
-    advance(q);
+    mproc__ring_advance(&q->ring);
     flag_update(q);
     wake(q, &s->put_seq, &s->cons_waiting, UINT32_MAX);
     wake(q, &s->get_seq, &s->prod_waiting, UINT32_MAX);
@@ -247,13 +188,13 @@ static bool settle_dead(mproc_queue *q, uint64_t dead) {
  * the counters beside it may be one step behind: count them again, and settle what the dead left. */
 static void repair(mproc_queue *q) {
   queue_shared *s = qs(q);
-  if (s->rpos > s->wpos) mproc__atomic_store64(&s->wpos, s->rpos); /* cut between the two stores of reserve */
+  mproc__ring_repair(&q->ring);
   settle_dead(q, 0);
   uint64_t count = 0, ready = 0;
-  for (uint64_t p = s->rpos, w = s->wpos; p < w; p += rec_at(q, p)->size) {
+  MPROC__RING_EACH(&q->ring, p) {
     uint32_t st = rec_at(q, p)->state;
-    count += st != REC_FREE;
-    ready += st == REC_READY;
+    count += st != MPROC__REC_FREE;
+    ready += st == MPROC__REC_READY;
   }
   uint64_t outstanding = 0;
   for (uint32_t i = 0; i < SLOTS; ++i) outstanding += s->slots[i].outstanding;
@@ -306,8 +247,8 @@ int mproc_queue_put(mproc_queue *q, const void *data, size_t len, int64_t timeou
   int rc = check_open(q, "queue_put");
   if (rc) return rc;
   queue_shared *s = qs(q);
-  uint64_t size = len <= q->cap ? rec_size(len) : UINT64_MAX;
-  if (size > q->cap)
+  uint64_t size = mproc__ring_rec_size(&q->ring, len);
+  if (size == UINT64_MAX)
     return mproc__fail(MPROC_EMSGSIZE, "queue_put: an item of %zu bytes can never fit (at most %zu)", len,
                        mproc_queue_max_item(q));
   int64_t deadline = 0;
@@ -318,7 +259,7 @@ int mproc_queue_put(mproc_queue *q, const void *data, size_t len, int64_t timeou
       q_unlock(q);
       return mproc__fail(MPROC_ECLOSED, "queue_put: the queue was shut down");
     }
-    pos = !s->maxsize || s->count < s->maxsize ? reserve(q, size) : UINT64_MAX;
+    pos = !s->maxsize || s->count < s->maxsize ? mproc__ring_reserve(&q->ring, size) : UINT64_MAX;
     if (pos != UINT64_MAX) break;
     if (timeout_ms == 0) {
       q_unlock(q);
@@ -326,31 +267,31 @@ int mproc_queue_put(mproc_queue *q, const void *data, size_t len, int64_t timeou
     }
     if (!deadline) deadline = mproc__deadline_from_timeout(timeout_ms);
     /* room is held up by the oldest record while it is in flight: watch its owner */
-    const rec *front = s->rpos < s->wpos ? rec_at(q, s->rpos) : NULL;
-    uint64_t watch = front && in_flight(front) ? front->owner : 0;
+    const mproc__rec *front = s->pos.rpos < s->pos.wpos ? rec_at(q, s->pos.rpos) : NULL;
+    uint64_t watch = front && mproc__rec_in_flight(front) ? front->owner : 0;
     if (sleep_on(q, &s->get_seq, &s->prod_waiting, watch, deadline) == MPROC_ETIMEDOUT)
       return mproc__fail(MPROC_EFULL, "queue_put: the queue stayed full for %lld ms", (long long)timeout_ms);
     q_lock(q);
   }
-  rec *r = rec_at(q, pos);
+  mproc__rec *r = rec_at(q, pos);
   r->len = len;
   r->size = size;
   r->owner = mproc__pal_self_id();
   bool big = len >= MPROC_QUEUE_BIG;
   if (big) { /* reserve now, copy outside the lock, then publish */
-    r->state = REC_WRITING;
-    mproc__atomic_store64(&s->wpos, pos + size);
+    r->state = MPROC__REC_WRITING;
+    mproc__ring_commit(&q->ring, pos, size);
     set64(&s->count, s->count + 1);
     q_unlock(q);
     memcpy(r + 1, data, len);
     q_lock(q);
   } else {
-    r->state = REC_READY;
+    r->state = MPROC__REC_READY;
     if (len) memcpy(r + 1, data, len);
-    mproc__atomic_store64(&s->wpos, pos + size); /* the commit */
+    mproc__ring_commit(&q->ring, pos, size); /* the commit */
     set64(&s->count, s->count + 1);
   }
-  r->state = REC_READY;
+  r->state = MPROC__REC_READY;
   mproc__atomic_store64(&s->ready, s->ready + 1);
   flag_update(q);
   wake(q, &s->put_seq, &s->cons_waiting, big ? UINT32_MAX : 1);
@@ -392,7 +333,7 @@ static int queue_get(mproc_queue *q, void *buf, size_t cap, int64_t timeout_ms, 
   uint64_t pos = UINT64_MAX;
   q_lock(q);
   for (;;) {
-    if (s->ready) pos = first_record(q, true);
+    if (s->ready) pos = mproc__ring_find(&q->ring, true);
     if (pos != UINT64_MAX) break;
     if (s->shut && s->count == 0) {
       q_unlock(q);
@@ -407,7 +348,7 @@ static int queue_get(mproc_queue *q, void *buf, size_t cap, int64_t timeout_ms, 
       return mproc__fail(MPROC_EEMPTY, "%s: the queue stayed empty for %lld ms", call, (long long)timeout_ms);
     q_lock(q);
   }
-  rec *r = rec_at(q, pos);
+  mproc__rec *r = rec_at(q, pos);
   size_t n = (size_t)r->len;
   *len = n;
   if (buf && cap < n) {
@@ -427,7 +368,7 @@ static int queue_get(mproc_queue *q, void *buf, size_t cap, int64_t timeout_ms, 
   bool big = n >= MPROC_QUEUE_BIG;
   if (big) { /* take it, copy outside the lock */
     r->owner = mproc__pal_self_id();
-    r->state = REC_TAKING;
+    r->state = MPROC__REC_TAKING;
     mproc__atomic_store64(&s->ready, s->ready - 1);
     flag_update(q);
     q_unlock(q);
@@ -436,7 +377,7 @@ static int queue_get(mproc_queue *q, void *buf, size_t cap, int64_t timeout_ms, 
   if (!dst) {
     if (big) {
       q_lock(q);
-      r->state = REC_READY;
+      r->state = MPROC__REC_READY;
       mproc__atomic_store64(&s->ready, s->ready + 1);
       flag_update(q);
       wake(q, &s->put_seq, &s->cons_waiting, 1);
@@ -450,10 +391,10 @@ static int queue_get(mproc_queue *q, void *buf, size_t cap, int64_t timeout_ms, 
   }
   if (n) memcpy(dst, r + 1, n);
   if (big) q_lock(q);
-  r->state = REC_FREE; /* the commit */
+  r->state = MPROC__REC_FREE; /* the commit */
   set64(&s->count, s->count - 1);
   if (!big) mproc__atomic_store64(&s->ready, s->ready - 1);
-  advance(q);
+  mproc__ring_advance(&q->ring);
   flag_update(q);
   wake(q, &s->get_seq, &s->prod_waiting, 1);
   if (big) wake(q, &s->put_seq, &s->cons_waiting, UINT32_MAX); /* sleepers watching this take look again */
@@ -487,10 +428,10 @@ bool mproc_queue_empty(const mproc_queue *q) { return !q || mproc__atomic_load64
 bool mproc_queue_full(const mproc_queue *q) {
   if (!q) return false;
   const queue_shared *s = qs(q);
-  uint64_t used = mproc__atomic_load64(&s->wpos) - mproc__atomic_load64(&s->rpos);
-  return (s->maxsize && mproc__atomic_load64(&s->count) >= s->maxsize) || q->cap - used < REC_ALIGN;
+  return (s->maxsize && mproc__atomic_load64(&s->count) >= s->maxsize) ||
+         q->ring.cap - mproc__ring_used(&q->ring) < MPROC__REC_ALIGN;
 }
-size_t mproc_queue_max_item(const mproc_queue *q) { return q ? (size_t)(q->cap - REC_HEADER) : 0; }
+size_t mproc_queue_max_item(const mproc_queue *q) { return q ? (size_t)(q->ring.cap - MPROC__REC_HEADER) : 0; }
 bool mproc_queue_is_shutdown(const mproc_queue *q) { return q && mproc__atomic_load32(&qs(q)->shut); }
 
 int mproc_queue_close(mproc_queue *q) {
@@ -625,8 +566,8 @@ static int queue_import(const void *bytes, size_t len, const mproc_os_handle *hs
   }
   const queue_shared *s = qs(q);
   bool has_flag = at < len && b[at] == 1;
-  bool ok = at + 1 == len && b[at] <= 1 && used + has_flag == n && s->cap % REC_ALIGN == 0 && s->cap >= MIN_BYTES &&
-            s->data_off >= sizeof(queue_shared) && s->data_off <= q->o.shm.size &&
+  bool ok = at + 1 == len && b[at] <= 1 && used + has_flag == n && s->cap % MPROC__REC_ALIGN == 0 &&
+            s->cap >= MIN_BYTES && s->data_off >= sizeof(queue_shared) && s->data_off <= q->o.shm.size &&
             q->o.shm.size - s->data_off >= s->cap &&
             (!has_flag || mproc__pal_handle_kind(hs[used]) != MPROC__HK_INVALID);
   if (!ok) {
@@ -635,8 +576,7 @@ static int queue_import(const void *bytes, size_t len, const mproc_os_handle *hs
     return mproc__fail(MPROC_ESYS, "a handed queue is malformed");
   }
   q->flag = has_flag ? hs[used] : MPROC_NO_HANDLE;
-  q->cap = s->cap;
-  q->ring = (unsigned char *)q->o.shm.base + s->data_off;
+  ring_view(q);
   q->slot = SLOTS;
   *obj = q;
   return 0;
