@@ -410,7 +410,7 @@ class QueueAcross : public ::testing::TestWithParam<mproc_start_method> {
 };
 
 const uint32_t kProducers = 4, kConsumers = 4;
-const uint32_t kPerProducer = mproc_test::kThreadSanitizer ? 2500 : 250000; // 1,000,000 items in all
+const uint32_t kPerProducer = mproc_test::kSanitizer ? 25000 : 250000; // 1,000,000 items in all (sanitizers: 100,000)
 
 int arg(const mproc_args *a) { return *(const int *)a->data; }
 
@@ -628,7 +628,7 @@ bool wait_progress(volatile int64_t *counter, int64_t target) {
   return true;
 }
 
-int kill_rounds() { return kWindows ? 120 : 200; }
+int kill_rounds() { return mproc_test::kSanitizer ? 40 : kWindows ? 120 : 200; }
 
 // A producer killed at a random moment, again and again: every item whose put returned is there, whole
 // and in order; no half item; the queue works on and counts nothing left over.

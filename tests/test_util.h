@@ -47,6 +47,21 @@ constexpr bool kThreadSanitizer = false;
 constexpr bool kThreadSanitizer = false;
 #endif
 
+// Whether this build runs under AddressSanitizer (GCC: a macro; Clang: a feature test).
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kAddressSanitizer = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kAddressSanitizer = true;
+#else
+constexpr bool kAddressSanitizer = false;
+#endif
+#else
+constexpr bool kAddressSanitizer = false;
+#endif
+// A sanitizer build, several times slower: long stress tests run shorter there (full length elsewhere).
+constexpr bool kSanitizer = kAddressSanitizer || kThreadSanitizer;
+
 #ifdef _WIN32
 // Whether we run under wine (for its documented deviations only).
 inline bool under_wine() {

@@ -56,7 +56,7 @@ struct mproc_queue {
   mproc__sobj o;
   mproc_os_handle flag; /* MPROC_NO_HANDLE where the OS has none */
   mproc__ring ring;
-  volatile uint32_t slot; /* this process's slot, a hint */
+  uint32_t slot; /* this process's slot, a hint (read and written under the lock) */
   volatile uint32_t closed;
 };
 
@@ -237,7 +237,8 @@ static int sleep_on(mproc_queue *q, volatile uint32_t *seq, volatile uint32_t *w
 /* ---- put and get ------------------------------------------------------------------------------- */
 
 static int check_open(const mproc_queue *q, const char *call) {
-  if (q->closed) return mproc__fail(MPROC_ECLOSED, "%s: the queue was closed in this process", call);
+  if (mproc__atomic_load32(&q->closed))
+    return mproc__fail(MPROC_ECLOSED, "%s: the queue was closed in this process", call);
   return 0;
 }
 
@@ -436,7 +437,7 @@ bool mproc_queue_is_shutdown(const mproc_queue *q) { return q && mproc__atomic_l
 
 int mproc_queue_close(mproc_queue *q) {
   MPROC__CHECK_ARG(!q, "queue is NULL");
-  q->closed = 1;
+  mproc__atomic_store32(&q->closed, 1);
   return 0;
 }
 
@@ -534,7 +535,7 @@ int mproc__queue_wait_prepare(void *obj, mproc__wait_item *item, bool *ready_now
   mproc_queue *q = (mproc_queue *)obj;
   if (q->flag == MPROC_NO_HANDLE)
     return mproc__fail(MPROC_ENOTSUP, "wait: a queue cannot be waited on with other handles on this system");
-  if (q->closed) return mproc__fail(MPROC_ECLOSED, "wait: the queue was closed in this process");
+  if (mproc__atomic_load32(&q->closed)) return mproc__fail(MPROC_ECLOSED, "wait: the queue was closed in this process");
   queue_shared *s = qs(q);
   mproc__atomic_add32(&s->poll_waiters, 1); /* then look: a put after this sets the flag */
   *ready_now = mproc__atomic_load64(&s->ready) > 0 || mproc__atomic_load32(&s->shut);
