@@ -579,6 +579,43 @@ TEST_P(QueueAcross, AProducerCanBeJoinedBeforeDrainingAndItsItemsSurviveItsDeath
   mproc_queue_destroy(q);
 }
 
+const size_t kSizes[] = {0, 1, 12, MPROC_QUEUE_BIG - 1, MPROC_QUEUE_BIG, 1 << 20, (size_t)64 << 20};
+
+unsigned char pattern(size_t size, size_t i) { return (unsigned char)(size * 7 + i * 13 + (i >> 12)); }
+
+// objects: queue. Puts one item of each of kSizes, each filled with its pattern.
+int t_put_sizes(const mproc_args *a) {
+  mproc_queue *q = (mproc_queue *)a->objects[0];
+  for (size_t size : kSizes) {
+    std::vector<unsigned char> v(size);
+    for (size_t i = 0; i < size; ++i) v[i] = pattern(size, i);
+    if (mproc_queue_put(q, v.data(), size, kLong) != 0) return 10;
+  }
+  return 0;
+}
+
+// Items from 0 bytes to 64 MiB, through a queue with the default bounds, each got exactly as put.
+TEST_P(QueueAcross, ItemsFromZeroBytesTo64MiBArriveWhole) {
+  mproc_queue *q = nullptr;
+  ASSERT_EQ(mproc_queue_create(&q, nullptr), 0);
+  EXPECT_GE(mproc_queue_max_item(q), (size_t)64 << 20);
+  mproc_process *p = start(t_put_sizes, {mproc_object_queue(q)});
+  for (size_t size : kSizes) {
+    SCOPED_TRACE(size);
+    void *d = nullptr;
+    size_t n = 0;
+    ASSERT_EQ(mproc_queue_get(q, kLong, &d, &n), 0);
+    ASSERT_EQ(n, size);
+    const unsigned char *b = (const unsigned char *)d;
+    size_t bad = 0;
+    for (size_t i = 0; i < size; ++i) bad += b[i] != pattern(size, i);
+    EXPECT_EQ(bad, 0u);
+    mproc_free(d);
+  }
+  EXPECT_EQ(join(p), 0);
+  mproc_queue_destroy(q);
+}
+
 // ---- killed peers ----------------------------------------------------------------------------------
 
 // objects: queue, a 'q' counter of puts returned. Puts items 0, 1, 2, ... until killed.
