@@ -12,6 +12,7 @@
 #include "mproc/subprocess.h"
 #include "mproc/object.h"
 #include "mproc/sync.h"
+#include "mproc/pool.h"
 #include "mproc/queue.h"
 #include "mproc/shared.h"
 

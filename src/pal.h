@@ -87,6 +87,26 @@ mproc__handle_kind mproc__pal_handle_kind(mproc_os_handle h);
 /* Start a detached thread running fn(arg). 0 or an error. */
 int mproc__pal_thread_start(void (*fn)(void *), void *arg);
 
+/* A joinable thread: started running fn(arg); mproc__pal_thread_join waits for it to end and frees it. */
+typedef struct mproc__thread mproc__thread;
+int mproc__pal_thread_create(mproc__thread **t, void (*fn)(void *), void *arg);
+void mproc__pal_thread_join(mproc__thread *t);
+
+/* A mutex and a condition variable between threads of this process (POSIX: pthread, the condition on
+ * CLOCK_MONOTONIC; Windows: SRWLOCK and CONDITION_VARIABLE). Not recursive. */
+typedef struct mproc__mutex mproc__mutex;
+typedef struct mproc__cond mproc__cond;
+int mproc__pal_mutex_new(mproc__mutex **m);
+void mproc__pal_mutex_free(mproc__mutex *m); /* NULL is ignored */
+void mproc__pal_mutex_lock(mproc__mutex *m);
+void mproc__pal_mutex_unlock(mproc__mutex *m);
+int mproc__pal_cond_new(mproc__cond **c);
+void mproc__pal_cond_free(mproc__cond *c); /* NULL is ignored */
+/* With m held: sleep until woken or the deadline (mproc__pal_monotonic_ns; INT64_MAX: none): 0 (maybe
+ * spurious: check the state again) or MPROC_ETIMEDOUT. */
+int mproc__pal_cond_wait(mproc__cond *c, mproc__mutex *m, int64_t deadline_ns);
+void mproc__pal_cond_broadcast(mproc__cond *c);
+
 /* The library's global lock, for its bookkeeping (lists of children, counters). Not recursive. */
 void mproc__pal_global_lock(void);
 void mproc__pal_global_unlock(void);

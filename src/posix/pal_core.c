@@ -240,6 +240,99 @@ int mproc__pal_thread_start(void (*fn)(void *), void *arg) {
   return 0;
 }
 
+struct mproc__thread {
+  pthread_t t;
+  thread_start start;
+};
+
+static void *joinable_main(void *p) {
+  thread_start *ts = (thread_start *)p;
+  ts->fn(ts->arg);
+  return NULL;
+}
+
+int mproc__pal_thread_create(mproc__thread **out, void (*fn)(void *), void *arg) {
+  mproc__thread *t = (mproc__thread *)calloc(1, sizeof *t);
+  if (!t) return mproc__fail(MPROC_ENOMEM, "thread: out of memory");
+  t->start.fn = fn;
+  t->start.arg = arg;
+  int e = pthread_create(&t->t, NULL, joinable_main, &t->start);
+  if (e) {
+    free(t);
+    return mproc__fail_os(0, e, "pthread_create");
+  }
+  *out = t;
+  return 0;
+}
+
+void mproc__pal_thread_join(mproc__thread *t) {
+  if (!t) return;
+  pthread_join(t->t, NULL);
+  free(t);
+}
+
+struct mproc__mutex {
+  pthread_mutex_t m;
+};
+struct mproc__cond {
+  pthread_cond_t c;
+};
+
+int mproc__pal_mutex_new(mproc__mutex **out) {
+  mproc__mutex *m = (mproc__mutex *)malloc(sizeof *m);
+  if (!m) return mproc__fail(MPROC_ENOMEM, "mutex: out of memory");
+  pthread_mutex_init(&m->m, NULL);
+  *out = m;
+  return 0;
+}
+
+void mproc__pal_mutex_free(mproc__mutex *m) {
+  if (!m) return;
+  pthread_mutex_destroy(&m->m);
+  free(m);
+}
+
+void mproc__pal_mutex_lock(mproc__mutex *m) { pthread_mutex_lock(&m->m); }
+void mproc__pal_mutex_unlock(mproc__mutex *m) { pthread_mutex_unlock(&m->m); }
+
+int mproc__pal_cond_new(mproc__cond **out) {
+  mproc__cond *c = (mproc__cond *)malloc(sizeof *c);
+  if (!c) return mproc__fail(MPROC_ENOMEM, "condition: out of memory");
+  pthread_condattr_t a;
+  pthread_condattr_init(&a);
+#if !defined(__APPLE__)
+  pthread_condattr_setclock(&a, CLOCK_MONOTONIC); /* the clock of mproc__pal_monotonic_ns */
+#endif
+  pthread_cond_init(&c->c, &a);
+  pthread_condattr_destroy(&a);
+  *out = c;
+  return 0;
+}
+
+void mproc__pal_cond_free(mproc__cond *c) {
+  if (!c) return;
+  pthread_cond_destroy(&c->c);
+  free(c);
+}
+
+int mproc__pal_cond_wait(mproc__cond *c, mproc__mutex *m, int64_t deadline_ns) {
+  if (deadline_ns == INT64_MAX) {
+    pthread_cond_wait(&c->c, &m->m);
+    return 0;
+  }
+#if defined(__APPLE__)
+  int64_t left = deadline_ns - mproc__pal_monotonic_ns();
+  if (left <= 0) return MPROC_ETIMEDOUT;
+  struct timespec rel = {(time_t)(left / 1000000000), (long)(left % 1000000000)};
+  return pthread_cond_timedwait_relative_np(&c->c, &m->m, &rel) == ETIMEDOUT ? MPROC_ETIMEDOUT : 0;
+#else
+  struct timespec ts = {(time_t)(deadline_ns / 1000000000), (long)(deadline_ns % 1000000000)};
+  return pthread_cond_timedwait(&c->c, &m->m, &ts) == ETIMEDOUT ? MPROC_ETIMEDOUT : 0;
+#endif
+}
+
+void mproc__pal_cond_broadcast(mproc__cond *c) { pthread_cond_broadcast(&c->c); }
+
 void mproc__pal_unsetenv(const char *name) { unsetenv(name); }
 
 int mproc__pal_getenv(const char *name, char **value) {

@@ -2,6 +2,8 @@
  * identity, handle flags, threads, the global lock, the environment, and UTF-8 <-> UTF-16. */
 #include "win32.h"
 
+#include "spawn.h" /* mproc__win32_wait_ms */
+
 #include <process.h> /* _beginthreadex */
 #include <stdio.h>
 #include <stdlib.h>
@@ -322,6 +324,77 @@ int mproc__pal_thread_start(void (*fn)(void *), void *arg) {
   CloseHandle((HANDLE)t); /* detached */
   return 0;
 }
+
+struct mproc__thread {
+  HANDLE h;
+  thread_start start;
+};
+
+static unsigned __stdcall joinable_main(void *p) {
+  thread_start *ts = (thread_start *)p;
+  ts->fn(ts->arg);
+  return 0;
+}
+
+int mproc__pal_thread_create(mproc__thread **out, void (*fn)(void *), void *arg) {
+  mproc__thread *t = (mproc__thread *)calloc(1, sizeof *t);
+  if (!t) return mproc__fail(MPROC_ENOMEM, "thread: out of memory");
+  t->start.fn = fn;
+  t->start.arg = arg;
+  uintptr_t h = _beginthreadex(NULL, 0, joinable_main, &t->start, 0, NULL);
+  if (h == 0) {
+    DWORD e = GetLastError();
+    free(t);
+    return mproc__fail_os(0, (int)e, "_beginthreadex");
+  }
+  t->h = (HANDLE)h;
+  *out = t;
+  return 0;
+}
+
+void mproc__pal_thread_join(mproc__thread *t) {
+  if (!t) return;
+  WaitForSingleObject(t->h, INFINITE);
+  CloseHandle(t->h);
+  free(t);
+}
+
+struct mproc__mutex {
+  SRWLOCK l;
+};
+struct mproc__cond {
+  CONDITION_VARIABLE c;
+};
+
+int mproc__pal_mutex_new(mproc__mutex **out) {
+  mproc__mutex *m = (mproc__mutex *)malloc(sizeof *m);
+  if (!m) return mproc__fail(MPROC_ENOMEM, "mutex: out of memory");
+  InitializeSRWLock(&m->l);
+  *out = m;
+  return 0;
+}
+
+void mproc__pal_mutex_free(mproc__mutex *m) { free(m); }
+void mproc__pal_mutex_lock(mproc__mutex *m) { AcquireSRWLockExclusive(&m->l); }
+void mproc__pal_mutex_unlock(mproc__mutex *m) { ReleaseSRWLockExclusive(&m->l); }
+
+int mproc__pal_cond_new(mproc__cond **out) {
+  mproc__cond *c = (mproc__cond *)malloc(sizeof *c);
+  if (!c) return mproc__fail(MPROC_ENOMEM, "condition: out of memory");
+  InitializeConditionVariable(&c->c);
+  *out = c;
+  return 0;
+}
+
+void mproc__pal_cond_free(mproc__cond *c) { free(c); }
+
+int mproc__pal_cond_wait(mproc__cond *c, mproc__mutex *m, int64_t deadline_ns) {
+  DWORD ms = (DWORD)mproc__win32_wait_ms(deadline_ns);
+  if (SleepConditionVariableSRW(&c->c, &m->l, ms, 0)) return 0;
+  return GetLastError() == ERROR_TIMEOUT ? MPROC_ETIMEDOUT : 0;
+}
+
+void mproc__pal_cond_broadcast(mproc__cond *c) { WakeAllConditionVariable(&c->c); }
 
 void mproc__pal_unsetenv(const char *name) {
   wchar_t *w = mproc__utf8_to_wide(name, "environment variable name");

@@ -1,0 +1,188 @@
+/*
+ * mproc/pool.h: pools of worker processes, or of threads.
+ * Python counterparts: multiprocessing.Pool, AsyncResult, multiprocessing.pool.ThreadPool.
+ *
+ *   static int square(const void *in, size_t len, mproc_task *t) {
+ *     int x;
+ *     memcpy(&x, in, sizeof x);
+ *     x *= x;
+ *     return mproc_task_return(t, &x, sizeof x);
+ *   }
+ *   ...
+ *   mproc_pool *pool;
+ *   mproc_pool_create(&pool, NULL);                       // Pool(): one worker per CPU
+ *   mproc_bytes in[3] = {{&a, 4}, {&b, 4}, {&c, 4}};
+ *   mproc_async_result *r;
+ *   mproc_pool_map(pool, square, in, 3, 0, MPROC_INFINITE, &r);   // pool.map(square, [a, b, c])
+ *   const void *out; size_t len;
+ *   mproc_async_result_item(r, 0, &out, &len);            // the square of a
+ *   mproc_async_result_destroy(r);
+ *   mproc_pool_close(pool); mproc_pool_join(pool, MPROC_INFINITE); mproc_pool_destroy(pool);
+ *
+ * ---- Tasks ----
+ * A task is an ordinary function of the program (mproc_task_fn): input bytes in, output bytes out
+ * (mproc_task_return), a status back. Workers find it again as a Process finds its target: under spawn
+ * and forkserver it must live in the executable or a shared library loaded from the same path
+ * (MPROC_ENOENT from the submitting call otherwise). Several arguments travel as one byte string the
+ * caller packs (a struct, or a serialization of its own): that is C's starmap.
+ *
+ * ---- Workers ----
+ * Process workers are mproc processes started with the pool's start method; each is fed through a
+ * connection of its own, one task (or one chunk of a map) at a time, with a second small task sent
+ * ahead so a worker never waits for the parent between tasks. Thread workers (a ThreadPool:
+ * mproc_thread_pool_create or opts.threads) run the same loop over in-process connections: one API.
+ * A worker that dies running a task (killed, crashed, exit() in the task) fails that task - or the map
+ * it belongs to - with MPROC_EWORKERDIED, the message naming the exit code or signal; the worker is
+ * replaced and every other task goes on (CPython's Pool hangs there). One that dies idle is replaced
+ * silently. With opts.task_timeout_ms, a task that runs longer is ended by killing its worker (which is
+ * replaced) and fails with MPROC_ETIMEDOUT; a chunk of k items has k times the timeout.
+ *
+ * ---- Results and callbacks ----
+ * Every submission gives an mproc_async_result, owned by the caller (mproc_async_result_destroy); it
+ * outlives its pool (a result not finished when the pool is terminated or destroyed fails with
+ * MPROC_ECLOSED). Its outputs belong to it: pointers from mproc_async_result_item / _next stay valid
+ * until it is destroyed. Callbacks run in the parent on the pool's one result thread, one at a time;
+ * they may submit more work, but mproc_pool_terminate, _join and _destroy called from a callback give
+ * MPROC_ESTATE.
+ *
+ * ---- Lifecycle ----
+ * close: no more submissions (MPROC_ESTATE after), the workers end once the work is done. terminate:
+ * the workers are killed now, unfinished results fail with MPROC_ECLOSED. join: wait for the workers
+ * to end, after close or terminate (MPROC_ESTATE before). destroy: terminates an open pool (as leaving
+ * Python's `with` block) and frees it.
+ *
+ * Under the fork start method, workers that replace dead ones are forked from a parent that runs the
+ * pool's result thread (and maybe threads of its own): choose spawn or forkserver where that matters.
+ */
+#ifndef MPROC_POOL_H
+#define MPROC_POOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mproc/core.h"
+#include "mproc/mproc_export.h"
+#include "mproc/process.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mproc_pool mproc_pool;
+typedef struct mproc_async_result mproc_async_result;
+typedef struct mproc_task mproc_task;
+
+/* A task: in/len are its input (valid during the call). Return 0 for success (the output is what
+ * mproc_task_return set, or empty), anything else to fail it: the caller then gets MPROC_ETASK with
+ * the message of mproc_task_fail, or "the task returned N". */
+typedef int (*mproc_task_fn)(const void *in, size_t len, mproc_task *t);
+
+/* Inside a task: set its output (copied; a later call replaces it). 0, or MPROC_ENOMEM. */
+MPROC_API int mproc_task_return(mproc_task *t, const void *data, size_t len);
+/* Inside a task: fail it with a message (printf-style). Returns MPROC_ETASK, for `return
+ * mproc_task_fail(t, "...")`. */
+MPROC_API int mproc_task_fail(mproc_task *t, const char *fmt, ...);
+
+/* One input: bytes. */
+typedef struct mproc_bytes {
+  const void *data;
+  size_t len;
+} mproc_bytes;
+
+typedef struct mproc_pool_opts {
+  size_t processes; /* workers; 0: mproc_process_cpu_count() */
+  /* Run once in every worker before its first task, with initarg's bytes. */
+  void (*initializer)(const void *arg, size_t size);
+  const void *initarg;
+  size_t initarg_size;
+  size_t maxtasksperchild;         /* tasks (chunks) a worker runs before it is replaced; 0: no limit */
+  mproc_start_method start_method; /* DEFAULT: the context's, else the global method */
+  const mproc_context *context;
+  bool threads;            /* a ThreadPool: workers are threads of this process */
+  int64_t task_timeout_ms; /* 0: none; else a task running longer fails with MPROC_ETIMEDOUT */
+} mproc_pool_opts;
+
+/* Pool(...): start the workers. opts NULL gives the defaults. Errors: MPROC_EINVAL, MPROC_ENOTSUP (the
+ * start method), MPROC_ENOENT, MPROC_ENOMEM, MPROC_ESYS and those of mproc_process_start. */
+MPROC_API int mproc_pool_create(mproc_pool **out, const mproc_pool_opts *opts);
+/* ThreadPool(threads): the same pool over threads (0: mproc_process_cpu_count()). */
+MPROC_API int mproc_thread_pool_create(mproc_pool **out, size_t threads);
+
+/* What an asynchronous call takes beside its input. All optional. */
+typedef struct mproc_async_opts {
+  /* On success / on failure, on the result thread, once the result is ready (read it with the
+   * mproc_async_result calls; do not destroy it there). */
+  void (*callback)(void *user, mproc_async_result *r);
+  void (*error_callback)(void *user, mproc_async_result *r);
+  void *user;
+  size_t chunksize; /* map and imap: items per task; 0: as Python (about 4 chunks per worker) */
+} mproc_async_opts;
+
+/* apply(fn, (in,)): run one task and wait up to timeout_ms: 0 with *out (allocated: mproc_free; never
+ * NULL) and *out_len; the task's failure (MPROC_ETASK, MPROC_EWORKERDIED, MPROC_ETIMEDOUT); or
+ * MPROC_ETIMEDOUT when it is not done in time (it still runs). */
+MPROC_API int mproc_pool_apply(mproc_pool *p, mproc_task_fn fn, const void *in, size_t len, int64_t timeout_ms,
+                               void **out, size_t *out_len);
+/* apply_async(fn, (in,), callback, error_callback): submit one task (its input is copied). */
+MPROC_API int mproc_pool_apply_async(mproc_pool *p, mproc_task_fn fn, const void *in, size_t len,
+                                     const mproc_async_opts *opts, mproc_async_result **out);
+/* map_async(fn, inputs, chunksize, callback, error_callback): n tasks (inputs copied), in chunks; the
+ * result has n items in input order, or fails as a whole with the first task failure. */
+MPROC_API int mproc_pool_map_async(mproc_pool *p, mproc_task_fn fn, const mproc_bytes *inputs, size_t n,
+                                   const mproc_async_opts *opts, mproc_async_result **out);
+/* map(fn, inputs, chunksize): map_async, then wait up to timeout_ms. The result is returned when it is
+ * ready and successful; otherwise it is destroyed and its error returned (MPROC_ETIMEDOUT if not
+ * ready in time: the work goes on). */
+MPROC_API int mproc_pool_map(mproc_pool *p, mproc_task_fn fn, const mproc_bytes *inputs, size_t n, size_t chunksize,
+                             int64_t timeout_ms, mproc_async_result **out);
+/* imap / imap_unordered(fn, inputs, chunksize): as map_async, read item by item with
+ * mproc_async_result_next as they complete: in input order (ordered), or as they complete. */
+MPROC_API int mproc_pool_imap(mproc_pool *p, mproc_task_fn fn, const mproc_bytes *inputs, size_t n, size_t chunksize,
+                              bool ordered, mproc_async_result **out);
+
+/* close(): no more work; the workers end once what was submitted is done. */
+MPROC_API int mproc_pool_close(mproc_pool *p);
+/* terminate(): kill the workers now; unfinished results fail with MPROC_ECLOSED. MPROC_ESTATE from a
+ * callback. */
+MPROC_API int mproc_pool_terminate(mproc_pool *p);
+/* join(): wait up to timeout_ms for the workers to end: 0 or MPROC_ETIMEDOUT. MPROC_ESTATE before
+ * close or terminate, or from a callback. */
+MPROC_API int mproc_pool_join(mproc_pool *p, int64_t timeout_ms);
+/* Terminate an open pool and free it (results live on). NULL is ignored. Not from a callback. */
+MPROC_API void mproc_pool_destroy(mproc_pool *p);
+/* The number of workers. */
+MPROC_API size_t mproc_pool_size(const mproc_pool *p);
+
+/* ---- results -------------------------------------------------------------------------------------- */
+
+/* AsyncResult.wait(timeout): 0 once ready (succeeded or failed), MPROC_ETIMEDOUT. */
+MPROC_API int mproc_async_result_wait(mproc_async_result *r, int64_t timeout_ms);
+/* AsyncResult.get(timeout): wait, then 0 if it succeeded, or its failure: MPROC_ETASK (the task's
+ * message), MPROC_EWORKERDIED, MPROC_ETIMEDOUT (the task's time ran out), MPROC_ECLOSED (the pool was
+ * terminated). MPROC_ETIMEDOUT also when it is not ready within timeout_ms: ask mproc_async_result_ready
+ * to tell the two apart. */
+MPROC_API int mproc_async_result_get(mproc_async_result *r, int64_t timeout_ms);
+/* AsyncResult.ready() */
+MPROC_API bool mproc_async_result_ready(mproc_async_result *r);
+/* AsyncResult.successful(): MPROC_ESTATE before it is ready. */
+MPROC_API int mproc_async_result_successful(mproc_async_result *r, bool *ok);
+/* The number of items: 1 for apply, n for map and imap. */
+MPROC_API size_t mproc_async_result_count(const mproc_async_result *r);
+/* Item i of a successful result (borrowed: valid until destroy). MPROC_ESTATE if it is not ready or
+ * failed (imap: if item i is not ready yet), MPROC_EINVAL for i out of range. */
+MPROC_API int mproc_async_result_item(mproc_async_result *r, size_t i, const void **data, size_t *len);
+/* imap: the next item, waiting up to timeout_ms: 0 with it (borrowed) and *index (its input position;
+ * may be NULL), MPROC_EEOF after the last, MPROC_ETIMEDOUT, or the failure of its task (the iteration
+ * ends there). */
+MPROC_API int mproc_async_result_next(mproc_async_result *r, int64_t timeout_ms, const void **data, size_t *len,
+                                      size_t *index);
+/* Free a result (one still running is dropped when it finishes; its callbacks still run). NULL is
+ * ignored. Not from its own callback. */
+MPROC_API void mproc_async_result_destroy(mproc_async_result *r);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MPROC_POOL_H */

@@ -1,0 +1,1039 @@
+/* Pools (mproc/pool.h): the parent's side. Workers and the messages they speak: pool_internal.h.
+ *
+ * One mutex (in a core shared with the results, which may outlive the pool) guards everything. Any
+ * thread that submits work, and the result thread after each reply, sends pending tasks to workers
+ * that have room (pump): a worker takes one task, and a second one ahead when both are small, so
+ * that a send never waits on a worker that is itself waiting to send its reply (a deadlock between
+ * two full pipes). The result thread waits (mproc_wait) on every worker's connection and process
+ * and on a wake-up connection, takes replies, completes results, runs callbacks (outside the mutex),
+ * replaces dead workers, and ends workers whose task ran out of time. */
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../atomic.h"
+#include "../pal.h"
+#include "../wire.h"
+#include "mproc/shared.h"
+#include "pool_internal.h"
+
+enum { RUN = 0, CLOSED = 1, TERMINATED = 2 };
+#define SMALL_TASK (16u << 10) /* a second task is sent ahead only when both are at most this */
+
+typedef struct core {
+  mproc__mutex *mu;
+  mproc__cond *cv;
+  size_t refs; /* the pool and each result */
+} core;
+
+typedef struct task {
+  struct task *next;
+  mproc_async_result *r;
+  size_t fn;       /* index in the pool's table */
+  size_t first, n; /* the result's items it computes */
+  mproc__buf msg;  /* the task message */
+  int64_t started; /* when its worker began it */
+} task;
+
+struct mproc_async_result {
+  core *k;
+  size_t tasks; /* tasks that still refer to it */
+  bool user_gone;
+  size_t n, done;
+  struct item {
+    void *data;
+    size_t len;
+    bool ready;
+  } * items;
+  bool ready, ok;
+  int code;
+  char *message;
+  size_t failed_at; /* the first item that failed (SIZE_MAX: none) */
+  mproc_async_opts opts;
+  bool imap, ordered;
+  size_t next;           /* imap: the next item to hand out (ordered), or position in order[] */
+  size_t *order, norder; /* imap unordered: items in the order they completed */
+};
+
+typedef struct worker {
+  mproc_process *proc; /* a process worker */
+  mproc__thread *thr;  /* a thread worker */
+  mproc_connection *conn;
+  task *inflight[2];
+  size_t ninflight;
+  uint64_t sent;    /* tasks sent (maxtasksperchild) */
+  uint64_t replied; /* replies received */
+  size_t fns_known; /* functions defined to it */
+  bool broken;      /* a send failed: it is dying */
+  bool timed_out;   /* killed for its task's time */
+  uint64_t gen;     /* which worker of this slot (each replacement is the next) */
+} worker;
+
+typedef struct thread_worker { /* what a thread worker's thread gets */
+  mproc_connection *conn;
+  mproc__pool_worker_cfg cfg;
+} thread_worker;
+
+struct mproc_pool {
+  core *k;
+  mproc_pool_opts o;
+  mproc__buf worker_arg; /* a process worker's argument bytes, but its slot */
+  mproc_value *begun;    /* process workers: the tasks each slot's worker has begun */
+  worker *w;
+  size_t nw;
+  task *head, *tail; /* pending */
+  void **fns;
+  mproc__buf *refs;
+  size_t nfns;
+  mproc__thread *thr;
+  volatile uint32_t thr_id; /* the result thread's id (callbacks run there) */
+  mproc_connection *wake_tx, *wake_rx;
+  int state;
+  bool finished; /* the result thread has ended */
+};
+
+/* ---- the core, results -------------------------------------------------------------------------- */
+
+static void core_release(core *k) { /* with k->mu held; unlocks it */
+  bool last = --k->refs == 0;
+  mproc__pal_mutex_unlock(k->mu);
+  if (!last) return;
+  mproc__pal_mutex_free(k->mu);
+  mproc__pal_cond_free(k->cv);
+  free(k);
+}
+
+static void result_free_items(mproc_async_result *r) {
+  for (size_t i = 0; r->items && i < r->n; ++i) free(r->items[i].data);
+  free(r->items);
+  free(r->order);
+  free(r->message);
+}
+
+/* With the mutex held: drop one reference (a task's or the user's); the last frees it. Unlocks. */
+static void result_release(mproc_async_result *r, bool user) {
+  core *k = r->k;
+  if (user)
+    r->user_gone = true;
+  else
+    --r->tasks;
+  if (r->user_gone && r->tasks == 0) {
+    result_free_items(r);
+    free(r);
+    core_release(k);
+    return;
+  }
+  mproc__pal_mutex_unlock(k->mu);
+}
+
+/* With the mutex held: a task lets go of r (freed when the user has too). */
+static void task_unref(core *k, mproc_async_result *r) {
+  if (--r->tasks || !r->user_gone) return;
+  result_free_items(r);
+  free(r);
+  --k->refs; /* never the last: the pool holds one */
+}
+
+/* With the mutex held: fail r (the first failure wins). Returns whether it became ready now. */
+static bool result_fail(mproc_async_result *r, int code, size_t item, const char *message) {
+  if (r->ready) return false;
+  r->ready = true;
+  r->ok = false;
+  r->code = code;
+  r->failed_at = item;
+  r->message = mproc__strdup(message);
+  mproc__pal_cond_broadcast(r->k->cv);
+  return true;
+}
+
+/* ---- tasks ---------------------------------------------------------------------------------------- */
+
+static int put_u64(mproc__buf *b, uint64_t v) {
+  unsigned char w[8];
+  mproc__wire_put_le64(w, v);
+  return mproc__buf_append(b, w, 8);
+}
+
+/* The table index of fn (with the mutex held), located on first use. */
+static int fn_index(mproc_pool *p, mproc_task_fn fn, size_t *index) {
+  for (size_t i = 0; i < p->nfns; ++i)
+    if (p->fns[i] == (void *)fn) {
+      *index = i;
+      return 0;
+    }
+  mproc__buf ref = {0};
+  int rc = mproc__pal_fn_locate((void *)fn, &ref);
+  if (rc) {
+    mproc__buf_free(&ref);
+    return mproc__fail(rc, "pool: the task function cannot be found in a worker: %s", mproc_last_error());
+  }
+  void **fns = (void **)realloc(p->fns, (p->nfns + 1) * sizeof *fns);
+  if (fns) p->fns = fns;
+  mproc__buf *refs = fns ? (mproc__buf *)realloc(p->refs, (p->nfns + 1) * sizeof *refs) : NULL;
+  if (refs) p->refs = refs;
+  if (!fns || !refs) {
+    mproc__buf_free(&ref);
+    return mproc__fail(MPROC_ENOMEM, "pool: out of memory");
+  }
+  p->fns[p->nfns] = (void *)fn;
+  p->refs[p->nfns] = ref;
+  *index = p->nfns++;
+  return 0;
+}
+
+static task *task_new(mproc_async_result *r, size_t fn, size_t first, size_t n, const mproc_bytes *in) {
+  task *t = (task *)calloc(1, sizeof *t);
+  if (!t) return NULL;
+  t->r = r;
+  t->fn = fn;
+  t->first = first;
+  t->n = n;
+  int rc = mproc__buf_append(&t->msg, "T", 1);
+  if (!rc) rc = put_u64(&t->msg, fn);
+  if (!rc) rc = put_u64(&t->msg, n);
+  for (size_t i = 0; i < n && !rc; ++i) {
+    rc = put_u64(&t->msg, in[first + i].len);
+    if (!rc && in[first + i].len) rc = mproc__buf_append(&t->msg, in[first + i].data, in[first + i].len);
+  }
+  if (rc) {
+    mproc__buf_free(&t->msg);
+    free(t);
+    return NULL;
+  }
+  return t;
+}
+
+static void task_free(task *t) {
+  mproc__buf_free(&t->msg);
+  free(t);
+}
+
+/* ---- sending tasks ------------------------------------------------------------------------------- */
+
+static bool worker_live(const worker *w) { return w->conn && !w->broken; }
+
+static bool has_room(const mproc_pool *p, const worker *w, const task *t) {
+  if (!worker_live(w) || (p->o.maxtasksperchild && w->sent >= p->o.maxtasksperchild)) return false;
+  if (w->ninflight == 0) return true;
+  return w->ninflight == 1 && t->msg.len <= SMALL_TASK && w->inflight[0]->msg.len <= SMALL_TASK;
+}
+
+/* Send to w the definitions it lacks and t (with the mutex held). */
+static int send_task(mproc_pool *p, worker *w, task *t) {
+  int rc = 0;
+  for (; w->fns_known <= t->fn && !rc; ++w->fns_known) {
+    mproc__buf d = {0};
+    rc = mproc__buf_append(&d, "F", 1);
+    if (!rc) rc = put_u64(&d, w->fns_known);
+    if (!rc) rc = mproc__buf_append(&d, p->refs[w->fns_known].data, p->refs[w->fns_known].len);
+    if (!rc) rc = mproc_connection_send_bytes(w->conn, d.data, d.len, 0, d.len);
+    mproc__buf_free(&d);
+  }
+  if (!rc) rc = mproc_connection_send_bytes(w->conn, t->msg.data, t->msg.len, 0, t->msg.len);
+  return rc;
+}
+
+/* Hand pending tasks to workers with room (with the mutex held). */
+static void pump(mproc_pool *p) {
+  for (bool sent = true; sent && p->head;) {
+    sent = false;
+    for (size_t i = 0; i < p->nw && p->head; ++i) {
+      worker *w = &p->w[i];
+      task *t = p->head;
+      if (!has_room(p, w, t)) continue;
+      if (t->r->ready) { /* its result failed already (another chunk): drop it */
+        p->head = t->next;
+        mproc_async_result *r = t->r;
+        task_free(t);
+        task_unref(p->k, r);
+        sent = true;
+        continue;
+      }
+      if (send_task(p, w, t) != 0) { /* it is dying: the result thread replaces it */
+        mproc_clear_error();
+        w->broken = true;
+        continue;
+      }
+      p->head = t->next;
+      if (!p->head) p->tail = NULL;
+      t->next = NULL;
+      if (w->ninflight == 0) t->started = mproc__pal_monotonic_ns();
+      w->inflight[w->ninflight++] = t;
+      ++w->sent;
+      sent = true;
+    }
+  }
+}
+
+static void wake_result_thread(mproc_pool *p) {
+  if (mproc_connection_send_bytes(p->wake_tx, "w", 1, 0, 1) != 0) mproc_clear_error();
+}
+
+/* ---- workers --------------------------------------------------------------------------------------- */
+
+static void thread_worker_main(void *arg) {
+  thread_worker *tw = (thread_worker *)arg;
+  if (mproc__pool_worker_loop(tw->conn, &tw->cfg) != 0) mproc_clear_error();
+  mproc_connection_destroy(tw->conn); /* the parent sees the end */
+  free(tw);
+}
+
+static int start_worker(mproc_pool *p, size_t slot) {
+  worker *w = &p->w[slot];
+  uint64_t gen = w->gen;
+  memset(w, 0, sizeof *w);
+  w->gen = gen + 1;
+  mproc_connection *mine = NULL, *theirs = NULL;
+  int rc = mproc_pipe(true, &mine, &theirs);
+  if (rc) return rc;
+  if (p->o.threads) {
+    thread_worker *tw = (thread_worker *)calloc(1, sizeof *tw);
+    if (!tw) rc = mproc__fail(MPROC_ENOMEM, "pool: out of memory");
+    if (!rc) {
+      tw->conn = theirs;
+      tw->cfg.maxtasks = p->o.maxtasksperchild;
+      tw->cfg.initializer = p->o.initializer;
+      tw->cfg.initarg = p->o.initarg;
+      tw->cfg.initarg_size = p->o.initarg_size;
+      rc = mproc__pal_thread_create(&w->thr, thread_worker_main, tw);
+      if (rc)
+        free(tw);
+      else
+        theirs = NULL; /* the thread's */
+    }
+  } else {
+    mproc__buf arg = {0};
+    uint64_t zero = 0;
+    mproc_array_set(p->begun, slot, &zero);
+    rc = mproc__buf_append(&arg, p->worker_arg.data, 8); /* maxtasks, then the slot */
+    if (!rc) rc = put_u64(&arg, slot);
+    if (!rc) rc = mproc__buf_append(&arg, p->worker_arg.data + 8, p->worker_arg.len - 8);
+    mproc_object objs[1] = {{MPROC_OBJECT_VALUE, p->begun}};
+    mproc_process_opts po;
+    memset(&po, 0, sizeof po);
+    po.target = mproc__pool_worker_main;
+    po.arg = arg.data;
+    po.arg_size = arg.len;
+    po.connections = &theirs;
+    po.connection_count = 1;
+    po.objects = objs;
+    po.object_count = 1;
+    po.daemon = true;
+    po.start_method = p->o.start_method;
+    po.context = p->o.context;
+    if (!rc) rc = mproc_process_create(&w->proc, &po);
+    if (!rc) rc = mproc_process_start(w->proc);
+    mproc__buf_free(&arg);
+    if (rc) {
+      mproc_process_destroy(w->proc);
+      w->proc = NULL;
+    }
+  }
+  mproc_connection_destroy(theirs);
+  if (rc) {
+    mproc_connection_destroy(mine);
+    return rc;
+  }
+  w->conn = mine;
+  return 0;
+}
+
+/* Wait for an ended (or ending) worker and release it: a description of how it ended. */
+static void reap_worker(worker *w, char *how, size_t size) {
+  mproc_connection_destroy(w->conn);
+  w->conn = NULL;
+  snprintf(how, size, "ended");
+  if (w->thr) {
+    mproc__pal_thread_join(w->thr);
+    w->thr = NULL;
+  }
+  if (w->proc) {
+    int code = 0;
+    char d[MPROC_EXIT_DESC_SIZE];
+    if (mproc_process_join(w->proc, MPROC_INFINITE) == 0 && mproc_process_exitcode(w->proc, &code))
+      snprintf(how, size, "ended (%s)", mproc_describe_exit(code, d, sizeof d));
+    mproc_process_destroy(w->proc);
+    w->proc = NULL;
+  }
+}
+
+/* ---- replies and deaths (the result thread) --------------------------------------------------------- */
+
+typedef struct callback_call {
+  mproc_async_result *r;
+  bool ok;
+} callback_call;
+
+/* Run a result's callback (outside the mutex), then drop the task's reference. */
+static void run_callback(core *k, callback_call c) {
+  if (c.r) {
+    const mproc_async_opts *o = &c.r->opts;
+    if (c.ok && o->callback) o->callback(o->user, c.r);
+    if (!c.ok && o->error_callback) o->error_callback(o->user, c.r);
+  }
+  (void)k;
+}
+
+/* With the mutex held: the reply to w's oldest task. What to call back, in *cb (its reference kept). */
+static void take_reply(mproc_pool *p, worker *w, const char *msg, size_t len, callback_call *cb) {
+  task *t = w->inflight[0];
+  w->inflight[0] = w->inflight[1];
+  w->inflight[1] = NULL;
+  ++w->replied;
+  if (--w->ninflight) w->inflight[0]->started = mproc__pal_monotonic_ns();
+  mproc_async_result *r = t->r;
+  mproc__wire_reader rd = mproc__wire_reader_make(msg + 1, len ? len - 1 : 0);
+  uint64_t code = mproc__wire_get_u64(&rd, "a status");
+  bool became = false;
+  if (!len || msg[0] != MPROC__POOL_RESULT) rd.bad = "a reply";
+  if (!rd.bad && code == 0) {
+    uint64_t n = mproc__wire_get_u64(&rd, "a count");
+    if (n != t->n) rd.bad = "a count";
+    for (size_t i = 0; i < t->n && !rd.bad; ++i) {
+      size_t olen;
+      const void *out = mproc__wire_get_bytes(&rd, &olen, "an output");
+      if (rd.bad || r->ready) break;
+      struct item *it = &r->items[t->first + i];
+      it->data = malloc(olen ? olen : 1);
+      if (!it->data) {
+        became = result_fail(r, MPROC_ENOMEM, t->first + i, "pool: out of memory for a task's output");
+        break;
+      }
+      if (olen) memcpy(it->data, out, olen);
+      it->len = olen;
+      it->ready = true;
+      if (r->order) r->order[r->norder++] = t->first + i;
+      if (++r->done == r->n) {
+        r->ready = became = true;
+        r->ok = true;
+      }
+    }
+    if (!rd.bad) mproc__pal_cond_broadcast(p->k->cv);
+  } else if (!rd.bad) {
+    uint64_t item = mproc__wire_get_u64(&rd, "an item");
+    size_t mlen;
+    const char *m = (const char *)mproc__wire_get_bytes(&rd, &mlen, "a message");
+    if (!rd.bad) {
+      char *text = (char *)malloc(mlen + 1);
+      if (text) {
+        memcpy(text, m, mlen);
+        text[mlen] = 0;
+      }
+      became = result_fail(r, (int)-(int64_t)code, t->first + (size_t)item, text ? text : "the task failed");
+      free(text);
+    }
+  }
+  if (rd.bad) became = result_fail(r, MPROC_ESYS, t->first, "pool: a worker sent a malformed reply");
+  task_free(t);
+  cb->r = became ? r : NULL;
+  cb->ok = became && r->ok;
+  if (!became) task_unref(p->k, r);
+}
+
+/* With the mutex held: w has ended. Fail its running task, put the rest back, replace it. */
+static void worker_died(mproc_pool *p, worker *w, callback_call *cb) {
+  char how[160];
+  bool timed_out = w->timed_out;
+  mproc__pal_mutex_unlock(p->k->mu); /* joining may take a moment */
+  reap_worker(w, how, sizeof how);
+  mproc__pal_mutex_lock(p->k->mu);
+  cb->r = NULL;
+  uint64_t begun = UINT64_MAX; /* what it had begun (threads: everything sent) */
+  if (p->begun) mproc_array_get(p->begun, (size_t)(w - p->w), &begun);
+  if (w->ninflight && begun <= w->replied) { /* it died before it began its next task: not that task's fault */
+    for (size_t j = w->ninflight; j-- > 0;) {
+      task *u = w->inflight[j];
+      u->next = p->head;
+      p->head = u;
+      if (!p->tail) p->tail = u;
+    }
+    w->ninflight = 0;
+  }
+  if (w->ninflight) {
+    task *t = w->inflight[0];
+    mproc_async_result *r = t->r;
+    char msg[256];
+    if (timed_out)
+      snprintf(msg, sizeof msg, "pool: a task ran out of its time (%lld ms per item); its worker was killed",
+               (long long)p->o.task_timeout_ms);
+    else
+      snprintf(msg, sizeof msg, "pool: the worker running the task %s", how);
+    bool became = result_fail(r, timed_out ? MPROC_ETIMEDOUT : MPROC_EWORKERDIED, t->first, msg);
+    if (w->ninflight == 2) { /* not started: back to the front */
+      task *u = w->inflight[1];
+      u->next = p->head;
+      p->head = u;
+      if (!p->tail) p->tail = u;
+    }
+    task_free(t);
+    if (became) {
+      cb->r = r;
+      cb->ok = false;
+    } else {
+      task_unref(p->k, r);
+    }
+  }
+  if (p->state == TERMINATED) return;
+  int rc = start_worker(p, (size_t)(w - p->w)); /* the pool goes on with one worker less if this fails */
+  if (rc) mproc_clear_error();
+}
+
+/* ---- the result thread ------------------------------------------------------------------------------- */
+
+static bool all_idle(const mproc_pool *p) {
+  for (size_t i = 0; i < p->nw; ++i)
+    if (p->w[i].ninflight) return false;
+  return true;
+}
+
+static void result_thread(void *arg) {
+  mproc_pool *p = (mproc_pool *)arg;
+  mproc__atomic_store32(&p->thr_id, mproc__pal_thread_id());
+  mproc_waitable *ws = (mproc_waitable *)calloc(1 + 2 * p->nw, sizeof *ws);
+  size_t *who = (size_t *)calloc(1 + 2 * p->nw, sizeof *who);
+  uint64_t *gen = (uint64_t *)calloc(1 + 2 * p->nw, sizeof *gen); /* the worker each entry was for */
+  mproc__pal_mutex_lock(p->k->mu);
+  while (ws && who && gen) {
+    if (p->state == TERMINATED || (p->state == CLOSED && !p->head && all_idle(p))) break;
+    size_t n = 0;
+    ws[n++] = mproc_waitable_connection(p->wake_rx);
+    int64_t soonest = INT64_MAX;
+    for (size_t i = 0; i < p->nw; ++i) {
+      worker *w = &p->w[i];
+      if (w->conn) {
+        who[n] = i;
+        gen[n] = w->gen;
+        ws[n++] = mproc_waitable_connection(w->conn);
+      }
+      if (w->proc) {
+        who[n] = i;
+        gen[n] = w->gen;
+        ws[n++] = mproc_waitable_process(w->proc);
+      }
+      if (p->o.task_timeout_ms > 0 && w->ninflight && !w->timed_out) {
+        int64_t end = w->inflight[0]->started + p->o.task_timeout_ms * 1000000 * (int64_t)w->inflight[0]->n;
+        if (end < soonest) soonest = end;
+      }
+    }
+    mproc__pal_mutex_unlock(p->k->mu);
+    int64_t ms = soonest == INT64_MAX ? MPROC_INFINITE : mproc__ms_until(soonest);
+    size_t nready = 0;
+    int rc = mproc_wait(ws, n, ms, &nready);
+    if (rc && rc != MPROC_ETIMEDOUT) mproc_clear_error();
+    if (ws[0].ready) { /* drain the wake-ups */
+      char *b = NULL;
+      size_t bl = 0;
+      while (mproc_connection_recv_bytes(p->wake_rx, 0, 0, &b, &bl) == 0) mproc_free(b);
+      mproc_clear_error();
+    }
+    for (size_t j = 1; j < n; ++j) {
+      if (!ws[j].ready) continue;
+      worker *w = &p->w[who[j]];
+      if (w->gen != gen[j]) continue; /* replaced in this round */
+      callback_call cb = {NULL, false};
+      if (ws[j].kind == MPROC_WAIT_CONNECTION) {
+        if (!w->conn) continue;
+        char *msg = NULL;
+        size_t len = 0;
+        int r = mproc_connection_recv_bytes(w->conn, 0, 0, &msg, &len);
+        mproc__pal_mutex_lock(p->k->mu);
+        if (r == 0 && w->ninflight)
+          take_reply(p, w, msg, len, &cb);
+        else if (r != MPROC_ETIMEDOUT && w->conn)
+          worker_died(p, w, &cb); /* end of file, or a reply nobody asked for */
+        pump(p);
+        mproc__pal_mutex_unlock(p->k->mu);
+        mproc_free(msg);
+        mproc_clear_error();
+      } else { /* the process ended: take what it sent first */
+        mproc__pal_mutex_lock(p->k->mu);
+        if (w->proc && w->ninflight == 0) worker_died(p, w, &cb);
+        /* with a task in flight, its connection reports the end (after any last reply) */
+        pump(p);
+        mproc__pal_mutex_unlock(p->k->mu);
+      }
+      if (cb.r) {
+        run_callback(p->k, cb);
+        mproc__pal_mutex_lock(p->k->mu);
+        result_release(cb.r, false);
+      }
+    }
+    mproc__pal_mutex_lock(p->k->mu);
+    int64_t now = mproc__pal_monotonic_ns();
+    for (size_t i = 0; i < p->nw && p->o.task_timeout_ms > 0; ++i) {
+      worker *w = &p->w[i];
+      if (!w->proc || !w->ninflight || w->timed_out) continue;
+      if (now >= w->inflight[0]->started + p->o.task_timeout_ms * 1000000 * (int64_t)w->inflight[0]->n) {
+        w->timed_out = true;
+        if (mproc_process_kill(w->proc) != 0) mproc_clear_error();
+      }
+    }
+  }
+  /* closed and done, or terminated: end the workers */
+  for (size_t i = 0; i < p->nw; ++i) {
+    worker *w = &p->w[i];
+    if (p->state == TERMINATED && w->proc && mproc_process_kill(w->proc) != 0) mproc_clear_error();
+    if (w->conn && mproc_connection_send_bytes(w->conn, "Q", 1, 0, 1) != 0)
+      mproc_clear_error(); /* idle: never blocks */
+    mproc_connection_destroy(w->conn);
+    w->conn = NULL;
+  }
+  mproc__pal_mutex_unlock(p->k->mu);
+  for (size_t i = 0; i < p->nw; ++i) {
+    char how[160];
+    reap_worker(&p->w[i], how, sizeof how);
+  }
+  mproc__pal_mutex_lock(p->k->mu);
+  p->finished = true;
+  mproc__pal_cond_broadcast(p->k->cv);
+  mproc__pal_mutex_unlock(p->k->mu);
+  free(ws);
+  free(who);
+  free(gen);
+}
+
+/* ---- creating ----------------------------------------------------------------------------------------- */
+
+static int core_new(core **out) {
+  core *k = (core *)calloc(1, sizeof *k);
+  if (!k) return mproc__fail(MPROC_ENOMEM, "pool: out of memory");
+  int rc = mproc__pal_mutex_new(&k->mu);
+  if (!rc) rc = mproc__pal_cond_new(&k->cv);
+  if (rc) {
+    mproc__pal_mutex_free(k->mu);
+    free(k);
+    return rc;
+  }
+  k->refs = 1;
+  *out = k;
+  return 0;
+}
+
+static void pool_free(mproc_pool *p) {
+  for (size_t i = 0; i < p->nfns; ++i) mproc__buf_free(&p->refs[i]);
+  free(p->refs);
+  free(p->fns);
+  free(p->w);
+  mproc__buf_free(&p->worker_arg);
+  mproc_value_destroy(p->begun);
+  mproc_connection_destroy(p->wake_tx);
+  mproc_connection_destroy(p->wake_rx);
+  if (p->k) {
+    mproc__pal_mutex_lock(p->k->mu);
+    core_release(p->k);
+  }
+  free(p);
+}
+
+int mproc_pool_create(mproc_pool **out, const mproc_pool_opts *opts) {
+  MPROC__CHECK_ARG(!out, "out is NULL");
+  *out = NULL;
+  MPROC__CHECK_ARG(opts && opts->task_timeout_ms < 0, "task_timeout_ms is negative");
+  MPROC__CHECK_ARG(opts && !opts->initarg && opts->initarg_size, "initarg is NULL with initarg_size %zu",
+                   opts->initarg_size);
+  MPROC__CHECK_ARG(opts && opts->threads && opts->task_timeout_ms > 0,
+                   "a ThreadPool cannot end a task that runs too long (a thread cannot be killed)");
+  mproc_pool *p = (mproc_pool *)calloc(1, sizeof *p);
+  if (!p) return mproc__fail(MPROC_ENOMEM, "pool_create: out of memory");
+  if (opts) p->o = *opts;
+  p->nw = p->o.processes ? p->o.processes : (size_t)mproc_process_cpu_count();
+  int rc = core_new(&p->k);
+  if (!rc) rc = mproc_pipe(true, &p->wake_tx, &p->wake_rx);
+  p->w = rc ? NULL : (worker *)calloc(p->nw, sizeof *p->w);
+  if (!rc && !p->w) rc = mproc__fail(MPROC_ENOMEM, "pool_create: out of memory");
+  if (!rc && !p->o.threads) { /* the slots, and the workers' argument: maxtasks, the initializer, its argument */
+    mproc_shared_opts so;
+    memset(&so, 0, sizeof so);
+    so.typecode = 'Q';
+    so.length = p->nw;
+    so.raw = true;
+    rc = mproc_shared_create(&p->begun, &so);
+  }
+  if (!rc && !p->o.threads) {
+    mproc__buf ref = {0};
+    if (p->o.initializer) rc = mproc__pal_fn_locate((void *)p->o.initializer, &ref);
+    if (rc) rc = mproc__fail(rc, "pool_create: the initializer cannot be found in a worker: %s", mproc_last_error());
+    if (!rc) rc = put_u64(&p->worker_arg, p->o.maxtasksperchild);
+    if (!rc) rc = put_u64(&p->worker_arg, ref.len);
+    if (!rc && ref.len) rc = mproc__buf_append(&p->worker_arg, ref.data, ref.len);
+    if (!rc) rc = put_u64(&p->worker_arg, p->o.initarg_size);
+    if (!rc && p->o.initarg_size) rc = mproc__buf_append(&p->worker_arg, p->o.initarg, p->o.initarg_size);
+    mproc__buf_free(&ref);
+  }
+  size_t started = 0;
+  for (; !rc && started < p->nw; ++started) rc = start_worker(p, started);
+  if (!rc) rc = mproc__pal_thread_create(&p->thr, result_thread, p);
+  if (rc) {
+    for (size_t i = 0; i < started; ++i) {
+      char how[160];
+      if (p->w[i].proc && mproc_process_kill(p->w[i].proc) != 0) mproc_clear_error();
+      mproc_connection_destroy(p->w[i].conn);
+      p->w[i].conn = NULL;
+      reap_worker(&p->w[i], how, sizeof how);
+    }
+    pool_free(p);
+    return rc;
+  }
+  *out = p;
+  return 0;
+}
+
+int mproc_thread_pool_create(mproc_pool **out, size_t threads) {
+  mproc_pool_opts o;
+  memset(&o, 0, sizeof o);
+  o.processes = threads;
+  o.threads = true;
+  return mproc_pool_create(out, &o);
+}
+
+size_t mproc_pool_size(const mproc_pool *p) { return p ? p->nw : 0; }
+
+/* ---- submitting ------------------------------------------------------------------------------------- */
+
+static bool in_callback(mproc_pool *p) { return mproc__atomic_load32(&p->thr_id) == mproc__pal_thread_id(); }
+
+/* Submit n inputs in chunks of `chunk` as one result. */
+static int submit(mproc_pool *p, mproc_task_fn fn, const mproc_bytes *in, size_t n, size_t chunk,
+                  const mproc_async_opts *o, bool imap, bool ordered, mproc_async_result **out, const char *call) {
+  MPROC__CHECK_ARG_AS(call, !p || !fn || !out, "pool, fn and out must be set");
+  *out = NULL;
+  MPROC__CHECK_ARG_AS(call, !in && n, "inputs is NULL with n %zu", n);
+  for (size_t i = 0; i < n; ++i)
+    MPROC__CHECK_ARG_AS(call, !in[i].data && in[i].len, "inputs[%zu] is NULL with len %zu", i, in[i].len);
+  mproc_async_result *r = (mproc_async_result *)calloc(1, sizeof *r);
+  if (!r) return mproc__fail(MPROC_ENOMEM, "%s: out of memory", call);
+  r->n = n;
+  r->failed_at = SIZE_MAX;
+  r->imap = imap;
+  r->ordered = ordered;
+  if (o) r->opts = *o;
+  r->items = (struct item *)calloc(n ? n : 1, sizeof *r->items);
+  r->order = imap && !ordered ? (size_t *)calloc(n ? n : 1, sizeof *r->order) : NULL;
+  if (!r->items || (imap && !ordered && !r->order)) {
+    result_free_items(r);
+    free(r);
+    return mproc__fail(MPROC_ENOMEM, "%s: out of memory", call);
+  }
+  if (!chunk) { /* as Python: about four chunks per worker */
+    chunk = n / (p->nw * 4);
+    if (n % (p->nw * 4)) ++chunk;
+  }
+  /* the tasks, built before the pool is touched */
+  task *first = NULL, **link = &first;
+  size_t ntasks = 0;
+  int rc = 0;
+  mproc__pal_mutex_lock(p->k->mu);
+  if (p->state != RUN)
+    rc = mproc__fail(MPROC_ESTATE, "%s: the pool is %s", call, p->state == CLOSED ? "closed" : "terminated");
+  size_t fn_i = 0;
+  if (!rc) rc = fn_index(p, fn, &fn_i);
+  mproc__pal_mutex_unlock(p->k->mu);
+  for (size_t at = 0; at < n && !rc; at += chunk) {
+    task *t = task_new(r, fn_i, at, n - at < chunk ? n - at : chunk, in);
+    if (!t) {
+      rc = mproc__fail(MPROC_ENOMEM, "%s: out of memory", call);
+      break;
+    }
+    *link = t;
+    link = &t->next;
+    ++ntasks;
+  }
+  if (!rc) {
+    mproc__pal_mutex_lock(p->k->mu);
+    if (p->state != RUN) rc = mproc__fail(MPROC_ESTATE, "%s: the pool was closed", call); /* while building */
+    if (rc) mproc__pal_mutex_unlock(p->k->mu);
+  }
+  if (rc) {
+    while (first) {
+      task *t = first;
+      first = t->next;
+      task_free(t);
+    }
+    result_free_items(r);
+    free(r);
+    return rc;
+  }
+  r->k = p->k;
+  ++p->k->refs;
+  r->tasks = ntasks;
+  callback_call cb = {NULL, false};
+  if (n == 0) { /* nothing to do: ready at once */
+    r->ready = r->ok = true;
+    if (r->opts.callback) {
+      cb.r = r;
+      cb.ok = true;
+      ++r->tasks;
+    }
+  }
+  if (first) {
+    if (p->tail)
+      p->tail->next = first;
+    else
+      p->head = first;
+    p->tail = (task *)((char *)link - offsetof(task, next));
+  }
+  pump(p);
+  if (p->o.task_timeout_ms > 0) wake_result_thread(p); /* it waits for the earliest deadline */
+  mproc__pal_mutex_unlock(p->k->mu);
+  if (cb.r) { /* an empty map's callback: here, as there is no task to report it */
+    run_callback(p->k, cb);
+    mproc__pal_mutex_lock(p->k->mu);
+    --r->tasks;
+    mproc__pal_mutex_unlock(p->k->mu);
+  }
+  *out = r;
+  return 0;
+}
+
+int mproc_pool_apply_async(mproc_pool *p, mproc_task_fn fn, const void *in, size_t len, const mproc_async_opts *opts,
+                           mproc_async_result **out) {
+  MPROC__CHECK_ARG(!in && len, "in is NULL with len %zu", len);
+  mproc_bytes b = {in, len};
+  return submit(p, fn, &b, 1, 1, opts, false, false, out, "pool_apply_async");
+}
+
+int mproc_pool_map_async(mproc_pool *p, mproc_task_fn fn, const mproc_bytes *inputs, size_t n,
+                         const mproc_async_opts *opts, mproc_async_result **out) {
+  return submit(p, fn, inputs, n, opts ? opts->chunksize : 0, opts, false, false, out, "pool_map_async");
+}
+
+int mproc_pool_imap(mproc_pool *p, mproc_task_fn fn, const mproc_bytes *inputs, size_t n, size_t chunksize,
+                    bool ordered, mproc_async_result **out) {
+  return submit(p, fn, inputs, n, chunksize ? chunksize : 1, NULL, true, ordered, out, "pool_imap");
+}
+
+int mproc_pool_map(mproc_pool *p, mproc_task_fn fn, const mproc_bytes *inputs, size_t n, size_t chunksize,
+                   int64_t timeout_ms, mproc_async_result **out) {
+  MPROC__CHECK_ARG(!out, "out is NULL");
+  *out = NULL;
+  mproc_async_opts o;
+  memset(&o, 0, sizeof o);
+  o.chunksize = chunksize;
+  mproc_async_result *r = NULL;
+  int rc = submit(p, fn, inputs, n, chunksize, &o, false, false, &r, "pool_map");
+  if (!rc) rc = mproc_async_result_get(r, timeout_ms);
+  if (rc && r) {
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", mproc_last_error());
+    mproc_async_result_destroy(r);
+    return mproc__fail(rc, "%s", msg);
+  }
+  *out = r;
+  return rc;
+}
+
+int mproc_pool_apply(mproc_pool *p, mproc_task_fn fn, const void *in, size_t len, int64_t timeout_ms, void **out,
+                     size_t *out_len) {
+  MPROC__CHECK_ARG(!out || !out_len, "out and out_len must be set");
+  *out = NULL;
+  *out_len = 0;
+  mproc_async_result *r = NULL;
+  int rc = mproc_pool_apply_async(p, fn, in, len, NULL, &r);
+  if (!rc) rc = mproc_async_result_get(r, timeout_ms);
+  if (!rc) {
+    mproc__pal_mutex_lock(r->k->mu);
+    *out = r->items[0].data; /* taken over */
+    *out_len = r->items[0].len;
+    r->items[0].data = NULL;
+    mproc__pal_mutex_unlock(r->k->mu);
+  }
+  if (r) {
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", mproc_last_error());
+    mproc_async_result_destroy(r);
+    if (rc) mproc__fail(rc, "%s", msg);
+  }
+  return rc;
+}
+
+/* ---- lifecycle ---------------------------------------------------------------------------------------- */
+
+int mproc_pool_close(mproc_pool *p) {
+  MPROC__CHECK_ARG(!p, "pool is NULL");
+  mproc__pal_mutex_lock(p->k->mu);
+  if (p->state == RUN) p->state = CLOSED;
+  wake_result_thread(p);
+  mproc__pal_mutex_unlock(p->k->mu);
+  return 0;
+}
+
+int mproc_pool_terminate(mproc_pool *p) {
+  MPROC__CHECK_ARG(!p, "pool is NULL");
+  if (in_callback(p)) return mproc__fail(MPROC_ESTATE, "pool_terminate: called from a callback");
+  mproc__pal_mutex_lock(p->k->mu);
+  p->state = TERMINATED;
+  wake_result_thread(p);
+  mproc__pal_mutex_unlock(p->k->mu);
+  mproc__pal_thread_join(p->thr); /* it kills and reaps the workers */
+  p->thr = NULL;
+  /* what was not done fails; tasks let go of their results */
+  mproc__pal_mutex_lock(p->k->mu);
+  for (size_t i = 0; i < p->nw; ++i)
+    for (size_t j = 0; j < p->w[i].ninflight; ++j) {
+      task *t = p->w[i].inflight[j];
+      t->next = p->head;
+      p->head = t;
+    }
+  while (p->head) {
+    task *t = p->head;
+    p->head = t->next;
+    mproc_async_result *r = t->r;
+    result_fail(r, MPROC_ECLOSED, t->first, "pool: the pool was terminated");
+    task_free(t);
+    task_unref(p->k, r);
+  }
+  p->tail = NULL;
+  mproc__pal_mutex_unlock(p->k->mu);
+  return 0;
+}
+
+int mproc_pool_join(mproc_pool *p, int64_t timeout_ms) {
+  MPROC__CHECK_ARG(!p, "pool is NULL");
+  if (in_callback(p)) return mproc__fail(MPROC_ESTATE, "pool_join: called from a callback");
+  int64_t deadline = mproc__deadline_from_timeout(timeout_ms);
+  mproc__pal_mutex_lock(p->k->mu);
+  if (p->state == RUN) {
+    mproc__pal_mutex_unlock(p->k->mu);
+    return mproc__fail(MPROC_ESTATE, "pool_join: close or terminate the pool first");
+  }
+  int rc = 0;
+  while (!p->finished && !rc) rc = mproc__pal_cond_wait(p->k->cv, p->k->mu, deadline);
+  mproc__pal_mutex_unlock(p->k->mu);
+  if (rc) return mproc__fail(rc, "pool_join: the workers still run after %lld ms", (long long)timeout_ms);
+  mproc__pal_thread_join(p->thr);
+  p->thr = NULL;
+  return 0;
+}
+
+void mproc_pool_destroy(mproc_pool *p) {
+  if (!p || in_callback(p)) return;
+  if (p->thr) {
+    mproc__pal_mutex_lock(p->k->mu);
+    bool open = p->state == RUN;
+    mproc__pal_mutex_unlock(p->k->mu);
+    if (open) {
+      mproc_pool_terminate(p);
+    } else if (p->thr) {
+      mproc_pool_join(p, MPROC_INFINITE);
+    }
+  }
+  mproc__pal_mutex_lock(p->k->mu);
+  while (p->head) { /* closed but never joined: nothing is left after join */
+    task *t = p->head;
+    p->head = t->next;
+    task_free(t);
+  }
+  mproc__pal_mutex_unlock(p->k->mu);
+  pool_free(p);
+}
+
+/* ---- results ------------------------------------------------------------------------------------------ */
+
+static int wait_ready(mproc_async_result *r, int64_t timeout_ms) {
+  int64_t deadline = mproc__deadline_from_timeout(timeout_ms);
+  int rc = 0;
+  while (!r->ready && !rc) rc = timeout_ms == 0 ? MPROC_ETIMEDOUT : mproc__pal_cond_wait(r->k->cv, r->k->mu, deadline);
+  return rc;
+}
+
+int mproc_async_result_wait(mproc_async_result *r, int64_t timeout_ms) {
+  MPROC__CHECK_ARG(!r, "result is NULL");
+  mproc__pal_mutex_lock(r->k->mu);
+  int rc = wait_ready(r, timeout_ms);
+  mproc__pal_mutex_unlock(r->k->mu);
+  return rc ? mproc__fail(rc, "async_result_wait: not ready after %lld ms", (long long)timeout_ms) : 0;
+}
+
+int mproc_async_result_get(mproc_async_result *r, int64_t timeout_ms) {
+  MPROC__CHECK_ARG(!r, "result is NULL");
+  mproc__pal_mutex_lock(r->k->mu);
+  int rc = wait_ready(r, timeout_ms);
+  if (rc) {
+    mproc__pal_mutex_unlock(r->k->mu);
+    return mproc__fail(rc, "async_result_get: not ready after %lld ms", (long long)timeout_ms);
+  }
+  if (!r->ok) {
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", r->message ? r->message : "the task failed");
+    rc = r->code;
+    mproc__pal_mutex_unlock(r->k->mu);
+    return mproc__fail(rc, "%s", msg);
+  }
+  mproc__pal_mutex_unlock(r->k->mu);
+  return 0;
+}
+
+bool mproc_async_result_ready(mproc_async_result *r) {
+  if (!r) return false;
+  mproc__pal_mutex_lock(r->k->mu);
+  bool ready = r->ready;
+  mproc__pal_mutex_unlock(r->k->mu);
+  return ready;
+}
+
+int mproc_async_result_successful(mproc_async_result *r, bool *ok) {
+  MPROC__CHECK_ARG(!r || !ok, "result and ok must be set");
+  mproc__pal_mutex_lock(r->k->mu);
+  bool ready = r->ready;
+  *ok = ready && r->ok;
+  mproc__pal_mutex_unlock(r->k->mu);
+  return ready ? 0 : mproc__fail(MPROC_ESTATE, "async_result_successful: not ready");
+}
+
+size_t mproc_async_result_count(const mproc_async_result *r) { return r ? r->n : 0; }
+
+int mproc_async_result_item(mproc_async_result *r, size_t i, const void **data, size_t *len) {
+  MPROC__CHECK_ARG(!r || !data || !len, "result, data and len must be set");
+  MPROC__CHECK_ARG(i >= r->n, "item %zu of %zu", i, r->n);
+  mproc__pal_mutex_lock(r->k->mu);
+  bool there = r->items[i].ready && (r->ok || !r->ready || r->imap);
+  *data = there ? r->items[i].data : NULL;
+  *len = there ? r->items[i].len : 0;
+  mproc__pal_mutex_unlock(r->k->mu);
+  return there ? 0 : mproc__fail(MPROC_ESTATE, "async_result_item: item %zu is not ready", i);
+}
+
+int mproc_async_result_next(mproc_async_result *r, int64_t timeout_ms, const void **data, size_t *len, size_t *index) {
+  MPROC__CHECK_ARG(!r || !data || !len, "result, data and len must be set");
+  MPROC__CHECK_ARG(!r->imap, "async_result_next: not an imap result");
+  int64_t deadline = mproc__deadline_from_timeout(timeout_ms);
+  mproc__pal_mutex_lock(r->k->mu);
+  int rc = 0;
+  size_t at = SIZE_MAX;
+  for (;;) {
+    if (r->next >= r->n) {
+      rc = MPROC_EEOF;
+      break;
+    }
+    at = r->ordered ? r->next : r->next < r->norder ? r->order[r->next] : SIZE_MAX;
+    if (at != SIZE_MAX && r->items[at].ready) break;
+    if (r->ready && !r->ok) { /* the failure, where it comes in the iteration */
+      rc = r->code;
+      break;
+    }
+    if (timeout_ms == 0) rc = MPROC_ETIMEDOUT;
+    if (!rc) rc = mproc__pal_cond_wait(r->k->cv, r->k->mu, deadline);
+    if (rc) break;
+  }
+  if (!rc) {
+    *data = r->items[at].data;
+    *len = r->items[at].len;
+    if (index) *index = at;
+    ++r->next;
+  }
+  char msg[1024];
+  snprintf(msg, sizeof msg, "%s", rc && r->message ? r->message : "");
+  mproc__pal_mutex_unlock(r->k->mu);
+  if (rc == MPROC_EEOF) return mproc__fail(rc, "async_result_next: no more items");
+  if (rc == MPROC_ETIMEDOUT && !*msg)
+    return mproc__fail(rc, "async_result_next: no item within %lld ms", (long long)timeout_ms);
+  if (rc) return mproc__fail(rc, "%s", msg);
+  return 0;
+}
+
+void mproc_async_result_destroy(mproc_async_result *r) {
+  if (!r) return;
+  mproc__pal_mutex_lock(r->k->mu);
+  result_release(r, true);
+}

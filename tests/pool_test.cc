@@ -1,0 +1,460 @@
+// Pools (mproc/pool.h): every call and its ordering, under every start method and with threads;
+// callbacks, failures, worker death in every way (idle, mid-task, abort, exit), the per-task timeout,
+// maxtasksperchild, the initializer, close, terminate.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "test_util.h"
+
+using mproc_test::kWindows;
+
+namespace {
+
+const int64_t kLong = 60000;
+
+// ---- task functions (found again in the workers) ---------------------------------------------------
+
+// In a worker: how many times the initializer ran in this process (a fork child inherits the parent's
+// variables: the pid tells whose count it is).
+int g_initialized = 0;
+int64_t g_initialized_pid = 0;
+
+void t_init(const void *arg, size_t size) {
+  if (g_initialized_pid != mproc_getpid()) {
+    g_initialized_pid = mproc_getpid();
+    g_initialized = 0;
+  }
+  if (size == sizeof(int)) g_initialized += *(const int *)arg;
+}
+
+int t_square(const void *in, size_t len, mproc_task *t) {
+  if (len != sizeof(int64_t)) return mproc_task_fail(t, "want 8 bytes, got %zu", len);
+  int64_t x;
+  std::memcpy(&x, in, sizeof x);
+  x *= x;
+  return mproc_task_return(t, &x, sizeof x);
+}
+
+int t_echo(const void *in, size_t len, mproc_task *t) { return mproc_task_return(t, in, len); }
+
+int t_pid(const void *, size_t, mproc_task *t) {
+  int64_t pid = mproc_getpid();
+  return mproc_task_return(t, &pid, sizeof pid);
+}
+
+int t_initialized(const void *, size_t, mproc_task *t) {
+  int count = g_initialized_pid == mproc_getpid() ? g_initialized : 0;
+  return mproc_task_return(t, &count, sizeof count);
+}
+
+int t_fail_odd(const void *in, size_t len, mproc_task *t) {
+  int64_t x = 0;
+  std::memcpy(&x, in, std::min(len, sizeof x));
+  if (x % 2) return mproc_task_fail(t, "odd input %lld", (long long)x);
+  return mproc_task_return(t, &x, sizeof x);
+}
+
+int t_returns_7(const void *, size_t, mproc_task *) { return 7; }
+
+// input: 'a' abort, 'e' exit(3), 's' sleep for ever, anything else: return it
+int t_misbehave(const void *in, size_t len, mproc_task *t) {
+  char c = len ? *(const char *)in : 0;
+  if (c == 'a') abort();
+  if (c == 'e') exit(3);
+  if (c == 's')
+    for (;;) std::this_thread::sleep_for(std::chrono::milliseconds(10)); // killed for its time
+  return mproc_task_return(t, in, len);
+}
+
+int64_t as_i64(const void *p) {
+  int64_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+// ---- the pools under test -----------------------------------------------------------------------------
+
+struct Kind {
+  bool threads;
+  mproc_start_method method;
+};
+
+std::vector<Kind> kinds() {
+  std::vector<Kind> k = {{true, MPROC_START_DEFAULT}, {false, MPROC_START_SPAWN}};
+  if (!kWindows) {
+    k.push_back({false, MPROC_START_FORK});
+    k.push_back({false, MPROC_START_FORKSERVER});
+  }
+  return k;
+}
+
+std::string kind_name(const ::testing::TestParamInfo<Kind> &i) {
+  return i.param.threads ? std::string("threads") : std::string(mproc_start_method_name(i.param.method));
+}
+
+class Pool : public ::testing::TestWithParam<Kind> {
+ protected:
+  mproc_pool *make(size_t n = 2, mproc_pool_opts o = {}) {
+    o.processes = n;
+    o.threads = GetParam().threads;
+    o.start_method = GetParam().method;
+    mproc_pool *p = nullptr;
+    EXPECT_EQ(mproc_pool_create(&p, &o), 0) << mproc_last_error();
+    return p;
+  }
+  static void finish(mproc_pool *p) {
+    EXPECT_EQ(mproc_pool_close(p), 0);
+    EXPECT_EQ(mproc_pool_join(p, kLong), 0);
+    mproc_pool_destroy(p);
+  }
+  bool threads() const { return GetParam().threads; }
+};
+
+std::vector<mproc_bytes> inputs_of(std::vector<int64_t> &v) {
+  std::vector<mproc_bytes> in;
+  for (int64_t &x : v) in.push_back({&x, sizeof x});
+  return in;
+}
+
+TEST_P(Pool, ApplyAndApplyAsyncWithCallbacks) {
+  mproc_pool *p = make();
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(mproc_pool_size(p), 2u);
+  int64_t x = 12;
+  void *out = nullptr;
+  size_t len = 0;
+  ASSERT_EQ(mproc_pool_apply(p, t_square, &x, sizeof x, kLong, &out, &len), 0) << mproc_last_error();
+  ASSERT_EQ(len, sizeof(int64_t));
+  EXPECT_EQ(as_i64(out), 144);
+  mproc_free(out);
+  // a failing task's message reaches the caller
+  EXPECT_EQ(mproc_pool_apply(p, t_square, "abc", 3, kLong, &out, &len), MPROC_ETASK);
+  EXPECT_NE(std::string(mproc_last_error()).find("want 8 bytes, got 3"), std::string::npos) << mproc_last_error();
+  EXPECT_EQ(mproc_pool_apply(p, t_returns_7, nullptr, 0, kLong, &out, &len), MPROC_ETASK);
+  EXPECT_NE(std::string(mproc_last_error()).find("returned 7"), std::string::npos) << mproc_last_error();
+  // callbacks run on the result thread, once each
+  struct Seen {
+    std::mutex m;
+    std::vector<int64_t> ok;
+    int errors = 0;
+  } seen;
+  mproc_async_opts o{};
+  o.user = &seen;
+  o.callback = [](void *u, mproc_async_result *r) {
+    const void *d;
+    size_t n;
+    ASSERT_EQ(mproc_async_result_item(r, 0, &d, &n), 0);
+    std::lock_guard<std::mutex> g(((Seen *)u)->m);
+    ((Seen *)u)->ok.push_back(as_i64(d));
+  };
+  o.error_callback = [](void *u, mproc_async_result *r) {
+    bool ok = true;
+    EXPECT_EQ(mproc_async_result_successful(r, &ok), 0);
+    EXPECT_FALSE(ok);
+    std::lock_guard<std::mutex> g(((Seen *)u)->m);
+    ((Seen *)u)->errors++;
+  };
+  std::vector<mproc_async_result *> rs;
+  for (int64_t i = 0; i < 20; ++i) {
+    mproc_async_result *r = nullptr;
+    ASSERT_EQ(mproc_pool_apply_async(p, t_fail_odd, &i, sizeof i, &o, &r), 0);
+    rs.push_back(r);
+  }
+  for (size_t i = 0; i < rs.size(); ++i) {
+    EXPECT_EQ(mproc_async_result_get(rs[i], kLong), i % 2 ? MPROC_ETASK : 0);
+    EXPECT_TRUE(mproc_async_result_ready(rs[i]));
+    mproc_async_result_destroy(rs[i]);
+  }
+  finish(p); // join: every callback has run
+  std::sort(seen.ok.begin(), seen.ok.end());
+  EXPECT_EQ(seen.ok, (std::vector<int64_t>{0, 2, 4, 6, 8, 10, 12, 14, 16, 18}));
+  EXPECT_EQ(seen.errors, 10);
+}
+
+TEST_P(Pool, MapKeepsInputOrderForEveryChunksize) {
+  mproc_pool *p = make(3);
+  ASSERT_NE(p, nullptr);
+  std::vector<int64_t> v(1000);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = (int64_t)i;
+  std::vector<mproc_bytes> in = inputs_of(v);
+  for (size_t chunk : {size_t(1), size_t(0), size_t(7), size_t(5000)}) {
+    SCOPED_TRACE(chunk);
+    mproc_async_result *r = nullptr;
+    ASSERT_EQ(mproc_pool_map(p, t_square, in.data(), in.size(), chunk, kLong, &r), 0) << mproc_last_error();
+    ASSERT_EQ(mproc_async_result_count(r), v.size());
+    for (size_t i = 0; i < v.size(); ++i) {
+      const void *d;
+      size_t n;
+      ASSERT_EQ(mproc_async_result_item(r, i, &d, &n), 0);
+      ASSERT_EQ(as_i64(d), (int64_t)(i * i));
+    }
+    mproc_async_result_destroy(r);
+  }
+  // empty input: ready at once, no item
+  mproc_async_result *r = nullptr;
+  ASSERT_EQ(mproc_pool_map(p, t_square, nullptr, 0, 0, kLong, &r), 0);
+  EXPECT_EQ(mproc_async_result_count(r), 0u);
+  mproc_async_result_destroy(r);
+  // a map fails as a whole with the first failure
+  std::vector<int64_t> w = {2, 4, 5, 6};
+  std::vector<mproc_bytes> win = inputs_of(w);
+  EXPECT_EQ(mproc_pool_map(p, t_fail_odd, win.data(), win.size(), 1, kLong, &r), MPROC_ETASK);
+  EXPECT_EQ(r, nullptr);
+  EXPECT_NE(std::string(mproc_last_error()).find("odd input 5"), std::string::npos);
+  finish(p);
+}
+
+TEST_P(Pool, MapAsyncCallbackAndImapBothOrders) {
+  mproc_pool *p = make(2);
+  ASSERT_NE(p, nullptr);
+  std::vector<int64_t> v(200);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = (int64_t)i;
+  std::vector<mproc_bytes> in = inputs_of(v);
+  std::atomic<int> called{0};
+  mproc_async_opts o{};
+  o.user = &called;
+  o.callback = [](void *u, mproc_async_result *r) {
+    EXPECT_EQ(mproc_async_result_count(r), 200u);
+    (*(std::atomic<int> *)u)++;
+  };
+  mproc_async_result *r = nullptr;
+  ASSERT_EQ(mproc_pool_map_async(p, t_square, in.data(), in.size(), &o, &r), 0);
+  ASSERT_EQ(mproc_async_result_get(r, kLong), 0);
+  mproc_async_result_destroy(r);
+  for (bool ordered : {true, false}) {
+    SCOPED_TRACE(ordered);
+    ASSERT_EQ(mproc_pool_imap(p, t_square, in.data(), in.size(), 3, ordered, &r), 0);
+    std::set<size_t> got;
+    size_t expect = 0;
+    for (;;) {
+      const void *d;
+      size_t n, idx = 99999;
+      int rc = mproc_async_result_next(r, kLong, &d, &n, &idx);
+      if (rc == MPROC_EEOF) break;
+      ASSERT_EQ(rc, 0) << mproc_last_error();
+      ASSERT_EQ(as_i64(d), (int64_t)(idx * idx));
+      if (ordered) {
+        EXPECT_EQ(idx, expect++);
+      }
+      EXPECT_TRUE(got.insert(idx).second);
+    }
+    EXPECT_EQ(got.size(), 200u);
+    mproc_async_result_destroy(r);
+  }
+  finish(p);
+  EXPECT_EQ(called.load(), 1);
+}
+
+TEST_P(Pool, SixtyFourMiBInAndOut) {
+  mproc_pool *p = make(1);
+  ASSERT_NE(p, nullptr);
+  std::vector<unsigned char> big((size_t)64 << 20);
+  for (size_t i = 0; i < big.size(); ++i) big[i] = (unsigned char)(i * 131 + (i >> 16));
+  void *out = nullptr;
+  size_t len = 0;
+  ASSERT_EQ(mproc_pool_apply(p, t_echo, big.data(), big.size(), kLong, &out, &len), 0) << mproc_last_error();
+  ASSERT_EQ(len, big.size());
+  EXPECT_EQ(std::memcmp(out, big.data(), len), 0);
+  mproc_free(out);
+  finish(p);
+}
+
+TEST_P(Pool, AHundredThousandTinyTasks) {
+  mproc_pool *p = make(2);
+  ASSERT_NE(p, nullptr);
+  const size_t n = mproc_test::kSanitizer ? 10000 : 100000;
+  std::vector<int64_t> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = (int64_t)i;
+  std::vector<mproc_bytes> in = inputs_of(v);
+  mproc_async_result *r = nullptr;
+  ASSERT_EQ(mproc_pool_map(p, t_square, in.data(), n, 1, kLong, &r), 0) << mproc_last_error();
+  const void *d;
+  size_t len;
+  ASSERT_EQ(mproc_async_result_item(r, n - 1, &d, &len), 0);
+  EXPECT_EQ(as_i64(d), (int64_t)((n - 1) * (n - 1)));
+  mproc_async_result_destroy(r);
+  finish(p);
+}
+
+TEST_P(Pool, InitializerOncePerWorkerAndMaxtasksperchildReplacesWorkers) {
+  mproc_pool_opts o{};
+  int one = 1;
+  o.initializer = t_init;
+  o.initarg = &one;
+  o.initarg_size = sizeof one;
+  o.maxtasksperchild = 3;
+  mproc_pool *p = make(2, o);
+  ASSERT_NE(p, nullptr);
+  std::vector<int64_t> dummy(30);
+  std::vector<mproc_bytes> in = inputs_of(dummy);
+  mproc_async_result *r = nullptr;
+  ASSERT_EQ(mproc_pool_map(p, t_initialized, in.data(), in.size(), 1, kLong, &r), 0) << mproc_last_error();
+  for (size_t i = 0; i < in.size(); ++i) {
+    const void *d;
+    size_t len;
+    ASSERT_EQ(mproc_async_result_item(r, i, &d, &len), 0);
+    int count;
+    std::memcpy(&count, d, sizeof count);
+    if (threads()) {
+      EXPECT_GE(count, 1); // threads share the process's memory: the count only grows
+    } else {
+      EXPECT_EQ(count, 1) << "the initializer ran more than once in one worker";
+    }
+  }
+  mproc_async_result_destroy(r);
+  if (!threads()) { // 30 tasks, at most 3 per worker: at least 10 different pids
+    ASSERT_EQ(mproc_pool_map(p, t_pid, in.data(), in.size(), 1, kLong, &r), 0);
+    std::set<int64_t> pids;
+    for (size_t i = 0; i < in.size(); ++i) {
+      const void *d;
+      size_t len;
+      ASSERT_EQ(mproc_async_result_item(r, i, &d, &len), 0);
+      pids.insert(as_i64(d));
+    }
+    EXPECT_GE(pids.size(), 10u);
+    EXPECT_EQ(pids.count(mproc_getpid()), 0u);
+    mproc_async_result_destroy(r);
+  }
+  finish(p);
+}
+
+// A worker that dies running a task fails that task with MPROC_EWORKERDIED naming how; the pool goes on.
+TEST_P(Pool, AWorkerThatDiesFailsItsTaskAndIsReplaced) {
+  if (threads()) GTEST_SKIP() << "a thread worker cannot die alone";
+  mproc_pool *p = make(2);
+  ASSERT_NE(p, nullptr);
+  for (char how : {'a', 'e'}) {
+    SCOPED_TRACE(how);
+    void *out = nullptr;
+    size_t len = 0;
+    EXPECT_EQ(mproc_pool_apply(p, t_misbehave, &how, 1, kLong, &out, &len), MPROC_EWORKERDIED);
+    std::string msg = mproc_last_error();
+    if (how == 'e') {
+      EXPECT_NE(msg.find("exit code 3"), std::string::npos) << msg;
+    }
+    // the pool still serves, on both workers
+    std::vector<int64_t> v(50, 3);
+    std::vector<mproc_bytes> in = inputs_of(v);
+    mproc_async_result *r = nullptr;
+    ASSERT_EQ(mproc_pool_map(p, t_square, in.data(), in.size(), 1, kLong, &r), 0) << mproc_last_error();
+    mproc_async_result_destroy(r);
+  }
+  // a worker killed while idle is replaced silently
+  int64_t x = 0;
+  void *out = nullptr;
+  size_t len = 0;
+  ASSERT_EQ(mproc_pool_apply(p, t_pid, &x, sizeof x, kLong, &out, &len), 0);
+  int64_t pid = as_i64(out);
+  mproc_free(out);
+#ifdef _WIN32
+  HANDLE h = OpenProcess(PROCESS_TERMINATE, FALSE, (DWORD)pid);
+  ASSERT_NE(h, nullptr);
+  TerminateProcess(h, 9);
+  CloseHandle(h);
+#else
+  ASSERT_EQ(kill((pid_t)pid, SIGKILL), 0);
+#endif
+  std::vector<int64_t> v(100, 2);
+  std::vector<mproc_bytes> in = inputs_of(v);
+  mproc_async_result *r = nullptr;
+  ASSERT_EQ(mproc_pool_map(p, t_square, in.data(), in.size(), 1, kLong, &r), 0) << mproc_last_error();
+  mproc_async_result_destroy(r);
+  finish(p);
+}
+
+TEST_P(Pool, ATaskThatRunsTooLongFailsWithTimeoutAndThePoolGoesOn) {
+  if (threads()) {
+    mproc_pool_opts o{};
+    o.threads = true;
+    o.task_timeout_ms = 100;
+    mproc_pool *p = nullptr;
+    EXPECT_EQ(mproc_pool_create(&p, &o), MPROC_EINVAL); // a thread cannot be killed
+    return;
+  }
+  mproc_pool_opts o{};
+  o.task_timeout_ms = 200;
+  mproc_pool *p = make(1, o);
+  ASSERT_NE(p, nullptr);
+  char s = 's';
+  void *out = nullptr;
+  size_t len = 0;
+  EXPECT_EQ(mproc_pool_apply(p, t_misbehave, &s, 1, kLong, &out, &len), MPROC_ETIMEDOUT);
+  EXPECT_NE(std::string(mproc_last_error()).find("ran out of its time"), std::string::npos) << mproc_last_error();
+  char k = 'k';
+  ASSERT_EQ(mproc_pool_apply(p, t_misbehave, &k, 1, kLong, &out, &len), 0) << mproc_last_error();
+  mproc_free(out);
+  finish(p);
+}
+
+TEST_P(Pool, CloseRefusesWorkTerminateFailsWhatIsLeft) {
+  mproc_pool *p = make(2);
+  ASSERT_NE(p, nullptr);
+  int64_t x = 3;
+  mproc_async_result *r = nullptr;
+  void *out = nullptr;
+  size_t len = 0;
+  EXPECT_EQ(mproc_pool_join(p, 0), MPROC_ESTATE); // before close
+  ASSERT_EQ(mproc_pool_apply_async(p, t_square, &x, sizeof x, nullptr, &r), 0);
+  ASSERT_EQ(mproc_pool_close(p), 0);
+  EXPECT_EQ(mproc_pool_apply(p, t_square, &x, sizeof x, kLong, &out, &len), MPROC_ESTATE);
+  EXPECT_EQ(mproc_pool_join(p, kLong), 0); // the work submitted before close is done
+  EXPECT_EQ(mproc_async_result_get(r, 0), 0);
+  mproc_async_result_destroy(r);
+  mproc_pool_destroy(p);
+
+  if (!threads()) { // terminate while tasks run: they fail, nothing is left running
+    p = make(2);
+    ASSERT_NE(p, nullptr);
+    std::vector<char> sleepy(6, 's');
+    std::vector<mproc_bytes> in;
+    for (char &c : sleepy) in.push_back({&c, 1});
+    ASSERT_EQ(mproc_pool_map_async(p, t_misbehave, in.data(), in.size(), nullptr, &r), 0);
+    ASSERT_EQ(mproc_pool_terminate(p), 0);
+    EXPECT_EQ(mproc_async_result_get(r, kLong), MPROC_ECLOSED);
+    EXPECT_EQ(mproc_pool_join(p, kLong), 0);
+    mproc_pool_destroy(p);
+    mproc_async_result_destroy(r); // a result outlives its pool
+  }
+  // destroying an open pool terminates it
+  p = make(1);
+  ASSERT_NE(p, nullptr);
+  ASSERT_EQ(mproc_pool_apply_async(p, t_square, &x, sizeof x, nullptr, &r), 0);
+  mproc_pool_destroy(p);
+  int rc = mproc_async_result_get(r, kLong);
+  EXPECT_TRUE(rc == 0 || rc == MPROC_ECLOSED) << rc;
+  mproc_async_result_destroy(r);
+}
+
+TEST(PoolArgs, BadArgumentsAreErrors) {
+  mproc_pool *p = nullptr;
+  EXPECT_EQ(mproc_pool_create(nullptr, nullptr), MPROC_EINVAL);
+  mproc_pool_opts o{};
+  o.task_timeout_ms = -1;
+  EXPECT_EQ(mproc_pool_create(&p, &o), MPROC_EINVAL);
+  ASSERT_EQ(mproc_thread_pool_create(&p, 1), 0);
+  mproc_async_result *r = nullptr;
+  EXPECT_EQ(mproc_pool_apply_async(p, nullptr, "x", 1, nullptr, &r), MPROC_EINVAL);
+  EXPECT_EQ(mproc_pool_apply_async(p, t_echo, nullptr, 1, nullptr, &r), MPROC_EINVAL);
+  mproc_bytes bad = {nullptr, 4};
+  EXPECT_EQ(mproc_pool_map_async(p, t_echo, &bad, 1, nullptr, &r), MPROC_EINVAL);
+  std::vector<char> fake(64); // heap memory: no module's function
+  EXPECT_EQ(mproc_pool_apply_async(p, (mproc_task_fn)(void *)fake.data(), "x", 1, nullptr, &r), MPROC_ENOENT);
+  ASSERT_EQ(mproc_pool_apply_async(p, t_echo, "x", 1, nullptr, &r), 0);
+  EXPECT_EQ(mproc_async_result_next(r, 0, nullptr, nullptr, nullptr), MPROC_EINVAL);
+  mproc_async_result_destroy(r);
+  mproc_pool_destroy(p);
+  mproc_pool_destroy(nullptr);
+  mproc_async_result_destroy(nullptr);
+}
+
+INSTANTIATE_TEST_SUITE_P(Kinds, Pool, ::testing::ValuesIn(kinds()), kind_name);
+
+} // namespace
