@@ -720,7 +720,7 @@ static int submit(mproc_pool *p, mproc_task_fn fn, const mproc_bytes *in, size_t
     if (n % (p->nw * 4)) ++chunk;
   }
   /* the tasks, built before the pool is touched */
-  task *first = NULL, **link = &first;
+  task *first = NULL, *last = NULL, **link = &first;
   size_t ntasks = 0;
   int rc = 0;
   mproc__pal_mutex_lock(p->k->mu);
@@ -735,7 +735,7 @@ static int submit(mproc_pool *p, mproc_task_fn fn, const mproc_bytes *in, size_t
       rc = mproc__fail(MPROC_ENOMEM, "%s: out of memory", call);
       break;
     }
-    *link = t;
+    *link = last = t;
     link = &t->next;
     ++ntasks;
   }
@@ -771,7 +771,7 @@ static int submit(mproc_pool *p, mproc_task_fn fn, const mproc_bytes *in, size_t
       p->tail->next = first;
     else
       p->head = first;
-    p->tail = (task *)((char *)link - offsetof(task, next));
+    p->tail = last;
   }
   pump(p);
   if (p->o.task_timeout_ms > 0) wake_result_thread(p); /* it waits for the earliest deadline */
