@@ -336,8 +336,8 @@ TEST_P(Pool, AWorkerThatDiesFailsItsTaskAndIsReplaced) {
     size_t len = 0;
     EXPECT_EQ(mproc_pool_apply(p, t_misbehave, &how, 1, kLong, &out, &len), MPROC_EWORKERDIED);
     std::string msg = mproc_last_error();
-    if (how == 'e') {
-      EXPECT_NE(msg.find("exit code 3"), std::string::npos) << msg;
+    if (how == 'e') { // (under ASan the leak check at exit() turns a fork child's 3 into 1)
+      EXPECT_NE(msg.find(mproc_test::kAddressSanitizer ? "exit code" : "exit code 3"), std::string::npos) << msg;
     }
     // the pool still serves, on both workers
     std::vector<int64_t> v(50, 3);
