@@ -173,7 +173,13 @@ static int locate_cb(struct dl_phdr_info *info, size_t size, void *data) {
 static int resolve_cb(struct dl_phdr_info *info, size_t size, void *data) {
   (void)size;
   find_mod *f = (find_mod *)data;
-  if (f->path && (!info->dlpi_name || strcmp(info->dlpi_name, f->path) != 0)) return 0;
+  if (f->path) { /* the parent named the file itself (realpath): this one may be loaded by a link to it
+                   (libx.so.1 -> libx.so.1.2.3) */
+    char real[PATH_MAX];
+    if (!info->dlpi_name || !info->dlpi_name[0]) return 0;
+    if (strcmp(info->dlpi_name, f->path) != 0 && (!realpath(info->dlpi_name, real) || strcmp(real, f->path) != 0))
+      return 0;
+  }
   f->in_code = mod_has_code_at(info, f, f->addr, true);
   return 1;
 }
