@@ -19,14 +19,7 @@
 #include "pool_internal.h"
 
 enum { RUN = 0, CLOSED = 1, TERMINATED = 2 };
-/* Tasks sent ahead of the one a worker runs: only small ones, so that what is in flight to a worker
- * always fits its connection's buffer and a send never waits on a worker that waits to send its reply.
- * One ahead while tasks take long (the others stay free for other workers), up to AHEAD_MAX while they
- * take under FAST_NS (a round trip per tiny task would cost more than the task). */
-#define SMALL_TASK (16u << 10)
-#define AHEAD_BYTES (32u << 10)
-#define AHEAD_MAX 8
-#define FAST_NS (1000 * 1000)
+#define SMALL_TASK (16u << 10) /* a second task is sent ahead only when both are at most this */
 
 typedef struct core {
   mproc__mutex *mu;
@@ -67,10 +60,8 @@ typedef struct worker {
   mproc_process *proc; /* a process worker */
   mproc__thread *thr;  /* a thread worker */
   mproc_connection *conn;
-  task *inflight[AHEAD_MAX];
+  task *inflight[2];
   size_t ninflight;
-  size_t inflight_bytes; /* of the tasks in flight */
-  int64_t last_run;      /* how long its last task took */
   uint64_t sent;    /* tasks sent (maxtasksperchild) */
   uint64_t replied; /* replies received */
   size_t fns_known; /* functions defined to it */
@@ -225,8 +216,7 @@ static bool worker_live(const worker *w) { return w->conn && !w->broken; }
 static bool has_room(const mproc_pool *p, const worker *w, const task *t) {
   if (!worker_live(w) || (p->o.maxtasksperchild && w->sent >= p->o.maxtasksperchild)) return false;
   if (w->ninflight == 0) return true;
-  size_t ahead = w->last_run < FAST_NS ? AHEAD_MAX : 2;
-  return w->ninflight < ahead && t->msg.len <= SMALL_TASK && w->inflight_bytes + t->msg.len <= AHEAD_BYTES;
+  return w->ninflight == 1 && t->msg.len <= SMALL_TASK && w->inflight[0]->msg.len <= SMALL_TASK;
 }
 
 /* Send to w the definitions it lacks and t (with the mutex held). */
@@ -270,7 +260,6 @@ static void pump(mproc_pool *p) {
       t->next = NULL;
       if (w->ninflight == 0) t->started = mproc__pal_monotonic_ns();
       w->inflight[w->ninflight++] = t;
-      w->inflight_bytes += t->msg.len;
       ++w->sent;
       sent = true;
     }
@@ -389,13 +378,10 @@ static void run_callback(core *k, callback_call c) {
 /* With the mutex held: the reply to w's oldest task. What to call back, in *cb (its reference kept). */
 static void take_reply(mproc_pool *p, worker *w, const char *msg, size_t len, callback_call *cb) {
   task *t = w->inflight[0];
-  int64_t now = mproc__pal_monotonic_ns();
-  w->last_run = now - t->started;
-  w->inflight_bytes -= t->msg.len;
-  memmove(&w->inflight[0], &w->inflight[1], (w->ninflight - 1) * sizeof *w->inflight);
-  w->inflight[w->ninflight - 1] = NULL;
+  w->inflight[0] = w->inflight[1];
+  w->inflight[1] = NULL;
   ++w->replied;
-  if (--w->ninflight) w->inflight[0]->started = now;
+  if (--w->ninflight) w->inflight[0]->started = mproc__pal_monotonic_ns();
   mproc_async_result *r = t->r;
   mproc__wire_reader rd = mproc__wire_reader_make(msg + 1, len ? len - 1 : 0);
   uint64_t code = mproc__wire_get_u64(&rd, "a status");
@@ -474,8 +460,8 @@ static void worker_died(mproc_pool *p, worker *w, callback_call *cb) {
     else
       snprintf(msg, sizeof msg, "pool: the worker running the task %s", how);
     bool became = result_fail(r, timed_out ? MPROC_ETIMEDOUT : MPROC_EWORKERDIED, t->first, msg);
-    for (size_t j = w->ninflight; j-- > 1;) { /* not started: back to the front, in order */
-      task *u = w->inflight[j];
+    if (w->ninflight == 2) { /* not started: back to the front */
+      task *u = w->inflight[1];
       u->next = p->head;
       p->head = u;
       if (!p->tail) p->tail = u;
