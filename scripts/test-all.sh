@@ -19,7 +19,9 @@
 #                 runs each 20 s over a copy of its seed corpus; any crash, leak or timeout fails
 #   linux         cmake --workflow --preset linux         (GCC; last, so CTest's summary closes the output)
 #
-# Every stage runs even if an earlier one failed; the exit status is 1 if any failed. Wine runs in
+# Every stage runs even if an earlier one failed; the exit status is 1 if any failed, and the closing
+# summary repeats what each failed stage said of its failures (CTest's list of failed tests, gtest's
+# failure lines), since CI keeps only the end of the output. Wine runs in
 # $WINEPREFIX if set (CI sets a fresh one), else in a temporary prefix removed at exit.
 # Needs what scripts/setup.sh installs.
 set -euo pipefail
@@ -53,6 +55,7 @@ if [[ -z "${WINEPREFIX:-}" ]]; then
   trap 'wineserver -k >/dev/null 2>&1 || true; wineserver -w >/dev/null 2>&1 || true; rm -rf "$WINEPREFIX"' EXIT
 fi
 
+logs="$(mktemp -d "${TMPDIR:-/tmp}/mproc-test-all.XXXXXX")"
 t0=$SECONDS
 failed=()
 summary=()
@@ -69,7 +72,7 @@ for s in "${stages[@]}"; do
   echo
   echo "==== [$i/${#stages[@]}] $s: ${cmd[*]}   (t+$((SECONDS - t0)) s)"
   st=$SECONDS
-  if "${cmd[@]}" </dev/null; then
+  if "${cmd[@]}" </dev/null 2>&1 | tee "$logs/$s.log"; then
     result=ok
   else
     result=FAILED
@@ -86,7 +89,19 @@ for s in "${stages[@]}"; do
   fi
 done
 
+# What a failed stage said of its failures: gtest's failure lines and CTest's closing list, at most 40
+# lines a stage.
+failures_of() {
+  { grep -E -a '^\[  FAILED  \]|: Failure$|^[^ ]*:[0-9]+: (error|Failure)|\*\*\*(Failed|Timeout|Exception)|^[[:space:]]+[0-9]+ - .*\((Failed|Timeout|Subprocess aborted|SEGFAULT|Not Run)\)|error:|FAILED:' \
+    "$1" || true; } | awk '!seen[$0]++' | tail -n 40
+}
 if ((${#failed[@]})); then
+  for s in "${failed[@]}"; do
+    echo "==== test-all: what $s said of its failures:"
+    failures_of "$logs/$s.log" | sed 's/^/====     /'
+  done
+  rm -rf "$logs"
   echo "==== test-all: FAILED stages: ${failed[*]}"
   exit 1
 fi
+rm -rf "$logs"
