@@ -14,8 +14,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #if defined(__linux__)
-#include <linux/futex.h>
-#include <sys/syscall.h>
 #define HAVE_SHM_RING 1
 #endif
 
@@ -129,9 +127,9 @@ int bench_raw_pair(bench_spec spec, bench_placement pl, bench_raw_channel ch, co
  * receiver copies a message out while the sender copies the next ones in). Sending is one memcpy
  * into the slots, receiving one memcpy out of them into the receiver's own buffer: the two copies a
  * socket pair makes too, without the kernel.
- * Wake-ups are futexes on the ring's counters (FUTEX_WAIT / FUTEX_WAKE, shared), with no spinning:
- * a side that finds nothing to do announces that it sleeps (a waiter flag) and the other side makes
- * the wake call only then. The protocol is bw's: N messages, a 1-byte message, a 1-byte
+ * Wake-ups are futexes on the ring's counters (bench_seq: FUTEX_WAIT / FUTEX_WAKE, shared), with no
+ * spinning: a side that finds nothing to do announces that it sleeps and the other side makes the wake
+ * call only then. The protocol is bw's: N messages, a 1-byte message, a 1-byte
  * acknowledgement (the `acks` counter); a 0-byte message stops the child. */
 #ifdef HAVE_SHM_RING
 #ifndef SHM_SLOT
@@ -144,56 +142,39 @@ int bench_raw_pair(bench_spec spec, bench_placement pl, bench_raw_channel ch, co
 #define SHM_LAST 0x80000000u /* in len[]: the message's last chunk */
 
 struct shm_ring {
-  _Atomic uint32_t head; /* chunks published (producer) */
-  char pad0[60];
-  _Atomic uint32_t tail; /* chunks consumed (consumer) */
-  char pad1[60];
-  _Atomic uint32_t acks; /* batches acknowledged (consumer) */
-  char pad2[60];
-  _Atomic uint32_t head_waiter, tail_waiter, acks_waiter; /* 1: the one side that waits on it sleeps */
+  bench_seq head; /* chunks published (sender) */
+  char pad0[48];
+  bench_seq tail; /* chunks consumed (receiver) */
+  char pad1[48];
+  bench_seq acks; /* batches acknowledged (receiver) */
+  char pad2[48];
   uint32_t len[SHM_SLOTS];
 };
 
 static char *shm_slot(shm_ring *r, uint32_t i) { return (char *)r + SHM_HDR + (size_t)(i % SHM_SLOTS) * SHM_SLOT; }
 
-/* Sleep until *word is no longer `seen` (one side only waits on each word). */
-static void shm_wait(_Atomic uint32_t *word, uint32_t seen, _Atomic uint32_t *waiter) {
-  while (atomic_load(word) == seen) {
-    atomic_store(waiter, 1);
-    if (atomic_load(word) != seen) break; /* the poster may have missed the flag: no wake needed */
-    syscall(SYS_futex, (void *)word, FUTEX_WAIT, seen, NULL, NULL, 0);
-  }
-  atomic_store_explicit(waiter, 0, memory_order_relaxed); /* awake: no wake call for the next post */
-}
-
-/* Advance *word; wake its sleeper if one announced itself. */
-static void shm_post(_Atomic uint32_t *word, _Atomic uint32_t *waiter) {
-  atomic_fetch_add(word, 1);
-  if (atomic_load(waiter) && atomic_exchange(waiter, 0)) syscall(SYS_futex, (void *)word, FUTEX_WAKE, 1, NULL, NULL, 0);
-}
-
 static void shm_send(shm_ring *r, const char *p, uint32_t n) {
   uint32_t off = 0;
   do {
     uint32_t chunk = n - off < SHM_SLOT ? n - off : SHM_SLOT;
-    uint32_t h = atomic_load_explicit(&r->head, memory_order_relaxed), t;
-    while (h - (t = atomic_load(&r->tail)) >= SHM_SLOTS) shm_wait(&r->tail, t, &r->tail_waiter);
+    uint32_t h = atomic_load_explicit(&r->head.value, memory_order_relaxed), t;
+    while (h - (t = atomic_load(&r->tail.value)) >= SHM_SLOTS) bench_seq_wait(&r->tail, t);
     memcpy(shm_slot(r, h), p + off, chunk);
     off += chunk;
     r->len[h % SHM_SLOTS] = chunk | (off == n ? SHM_LAST : 0);
-    shm_post(&r->head, &r->head_waiter);
+    bench_seq_post(&r->head);
   } while (off < n);
 }
 
 static uint32_t shm_recv(shm_ring *r, char *p) {
   uint32_t got = 0, l;
   do {
-    uint32_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);
-    shm_wait(&r->head, t, &r->head_waiter);
+    uint32_t t = atomic_load_explicit(&r->tail.value, memory_order_relaxed);
+    while (atomic_load(&r->head.value) == t) bench_seq_wait(&r->head, t);
     l = r->len[t % SHM_SLOTS];
     memcpy(p + got, shm_slot(r, t), l & ~SHM_LAST);
     got += l & ~SHM_LAST;
-    shm_post(&r->tail, &r->tail_waiter);
+    bench_seq_post(&r->tail);
   } while (!(l & SHM_LAST));
   return got;
 }
@@ -201,9 +182,9 @@ static uint32_t shm_recv(shm_ring *r, char *p) {
 static void bw_shm(void *vctx, int64_t iters) {
   raw_ctx *c = (raw_ctx *)vctx;
   for (int64_t i = 0; i < iters; i++) shm_send(c->ring, c->buf, BENCH_MSG_1M);
-  uint32_t acks = atomic_load(&c->ring->acks);
+  uint32_t acks = atomic_load(&c->ring->acks.value);
   shm_send(c->ring, "e", 1);
-  shm_wait(&c->ring->acks, acks, &c->ring->acks_waiter);
+  while (atomic_load(&c->ring->acks.value) == acks) bench_seq_wait(&c->ring->acks, acks);
 }
 
 int bench_shm_bw(bench_spec spec, bench_placement pl, const char *buf) {
@@ -226,7 +207,7 @@ int bench_shm_bw(bench_spec spec, bench_placement pl, const char *buf) {
     for (;;) {
       uint32_t n = shm_recv(c.ring, in);
       if (n == 0) break;
-      if (n == 1) shm_post(&c.ring->acks, &c.ring->acks_waiter);
+      if (n == 1) bench_seq_post(&c.ring->acks);
     }
     _exit(0);
   }

@@ -13,8 +13,50 @@
 #define MPROC_BENCH_RAWPAIR_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "bench.h"
+
+#if defined(__linux__)
+#include <linux/futex.h>
+#include <stdatomic.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* ---- a counter one process sleeps on until another moves it (Linux: a futex) ---------------------
+ * One poster advances value; one sleeper waits for it to leave a value it has seen. No spinning, and a
+ * wake call only when the sleeper announced itself: bench_seq_wait stores the value it sleeps on in
+ * `sleeper` (with BENCH_SEQ_ASLEEP) before it looks at the counter a last time and calls FUTEX_WAIT;
+ * bench_seq_post, after moving the counter, takes that announcement back with a compare-and-swap and
+ * makes the FUTEX_WAKE call only when it was for an older value. Taking back exactly the announcement
+ * read (not any) matters: a poster that read an announcement and was then delayed must not take the
+ * sleeper's next one, made after the sleeper saw this post's value, whose wake is the next post's job
+ * (with a flag that the poster clears by exchange, that wake is lost and both sides can sleep for
+ * ever). The sleeper takes back its own announcement after the wait, so a post while it runs makes no
+ * call. */
+#define BENCH_SEQ_ASLEEP ((uint64_t)1 << 32)
+typedef struct bench_seq {
+  _Atomic uint32_t value; /* the futex word; only grows (modulo 2^32) */
+  uint32_t reserved;
+  _Atomic uint64_t sleeper; /* 0, or BENCH_SEQ_ASLEEP | the value the sleeper sleeps on */
+} bench_seq;
+
+/* Sleep until value is no longer seen (it may return early: look again). */
+static inline void bench_seq_wait(bench_seq *s, uint32_t seen) {
+  uint64_t me = BENCH_SEQ_ASLEEP | seen;
+  atomic_store(&s->sleeper, me);
+  if (atomic_load(&s->value) == seen) syscall(SYS_futex, (void *)&s->value, FUTEX_WAIT, seen, NULL, NULL, 0);
+  atomic_compare_exchange_strong(&s->sleeper, &me, 0);
+}
+
+/* Advance value by one; wake the sleeper if it sleeps on an older value. */
+static inline void bench_seq_post(bench_seq *s) {
+  uint32_t now = atomic_fetch_add(&s->value, 1) + 1;
+  uint64_t w = atomic_load(&s->sleeper);
+  if (w && (uint32_t)w != now && atomic_compare_exchange_strong(&s->sleeper, &w, 0))
+    syscall(SYS_futex, (void *)&s->value, FUTEX_WAKE, 1, NULL, NULL, 0);
+}
+#endif
 
 #define BENCH_MSG_1M (1u << 20)
 
