@@ -26,11 +26,10 @@
  * The bw line: the parent puts, one fork child gets (pinned as the consumer above), as process.bw.conn.
  *
  * Every queue holds the same number of bytes for every implementation: QUEUE_BYTES for the 8-byte lines
- * (mproc: max_bytes; c-raw: QUEUE_BYTES / 8 slots), BW_QUEUE_BYTES for bw (mproc: max_bytes, four items
- * of 1 MiB; c-shm: four slots of 1 MiB; the socket pair's buffers are 1 MiB each way, as mproc's bulk
- * channel). */
+ * (mproc's Queue: max_bytes; c-raw: QUEUE_BYTES / 8 slots; mproc's SimpleQueue takes no bound and has the
+ * default 128 MiB), BW_QUEUE_BYTES for bw (mproc: max_bytes, four items of 1 MiB; c-shm: four slots of
+ * 1 MiB; the socket pair's buffers are 1 MiB each way, as mproc's bulk channel). */
 #include <errno.h>
-#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
