@@ -2,11 +2,13 @@
  * placement. See bench.h. */
 #include "bench.h"
 
+#include <errno.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "mproc.h"
 
@@ -214,4 +216,17 @@ int bench_sibling_path(const char *program, char *buf, size_t size) {
   int n = snprintf(buf, size, "%.*s/%s", (int)dirlen, self, program);
   mproc_free(self);
   return n > 0 && (size_t)n < size ? 0 : -1;
+}
+
+int bench_read_full(int fd, void *p, size_t n) {
+  while (n) {
+    ssize_t r = read(fd, p, n);
+    if (r <= 0) {
+      if (r < 0 && errno == EINTR) continue;
+      return -1;
+    }
+    p = (char *)p + r;
+    n -= (size_t)r;
+  }
+  return 0;
 }

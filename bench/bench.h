@@ -71,6 +71,10 @@ int bench_report(const char *name, const char *impl, const char *unit, const dou
 /* The same with the operation named (op=<noun> in the line; NULL: none). */
 int bench_report_op(const char *name, const char *impl, const char *unit, const char *op, const double *values, int n);
 
+/* Read exactly n bytes from fd (a control pipe between the sides of a benchmark), again after EINTR:
+ * 0, or -1 at end of file or on an error. */
+int bench_read_full(int fd, void *p, size_t n);
+
 /* Statistics over n >= 1 values (the array is not modified). */
 void bench_stats(const double *values, int n, double *median, double *min, double *max);
 

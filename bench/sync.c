@@ -206,24 +206,11 @@ static int64_t work(side *s, int which, int64_t param) {
 
 /* ---- the two processes ---------------------------------------------------------------------------- */
 
-static int read_full(int fd, void *p, size_t n) {
-  while (n) {
-    ssize_t r = read(fd, p, n);
-    if (r <= 0) {
-      if (r < 0 && errno == EINTR) continue;
-      return -1;
-    }
-    p = (char *)p + r;
-    n -= (size_t)r;
-  }
-  return 0;
-}
-
 /* The child: pin itself, then one repetition per parameter read, until a negative one. */
 static int serve(side *s) {
   bench_pin_side(s->placement, 1);
   int64_t param;
-  while (read_full(s->in, &param, sizeof param) == 0 && param >= 0) {
+  while (bench_read_full(s->in, &param, sizeof param) == 0 && param >= 0) {
     int64_t mine = work(s, 1, param);
     if (write(s->out, &mine, sizeof mine) != (ssize_t)sizeof mine) return 1;
   }
@@ -253,7 +240,7 @@ static void pair_run(void *vctx, int64_t iters) {
   if (s->line == LINE_INCR) param = iters / 2;
   if (write(s->out, &param, sizeof param) != (ssize_t)sizeof param) exit(1);
   mine = work(s, 0, s->line == LINE_INCR ? iters - iters / 2 : param);
-  if (read_full(s->in, &theirs, sizeof theirs) != 0) exit(1);
+  if (bench_read_full(s->in, &theirs, sizeof theirs) != 0) exit(1);
   if (s->line == LINE_CONTENDED && c->calls < MAX_CALLS)
     c->share[c->calls] = (double)(mine < theirs ? mine : theirs) / (double)(mine + theirs);
   c->calls++;

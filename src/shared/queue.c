@@ -10,9 +10,11 @@
  * process leaves in flight is put right by whoever notices the death: a WRITING record is dropped, a
  * TAKING one is READY again at its old place, so it is the oldest item.
  *
- * Waiting. Consumers sleep on put_seq, producers on get_seq, join on join_seq (futex words; the
- * counts of sleepers beside them, so a put or get wakes nobody, and makes no system call, when no one
- * sleeps). A sleeper watches the owner of the oldest record in flight, so that its death ends the
+ * Waiting. Consumers sleep on cons.seq, producers on prod.seq, join on join.seq (futex words; beside
+ * each, the count of its sleepers and how many of them were sent a wake and have not run yet, so that a
+ * put or get makes no system call when no one sleeps, nor while the sleeper it woke has not run: on one
+ * CPU a woken consumer runs only once the producer yields, and a wake call per put until then would
+ * cost more than the put). A sleeper watches the owner of the oldest record in flight, so that its death ends the
  * sleep (the PAL's owner wait). The flag for mproc_wait is set by a put only while someone waits on it
  * (poll_waiters), and cleared when the last READY item is taken. */
 #include <stdlib.h>
@@ -32,6 +34,12 @@ typedef struct slot { /* a joinable queue's consumer: the tasks it got and has n
   volatile uint64_t outstanding;
 } slot;
 
+typedef struct sleepers { /* processes sleeping on seq (a futex word); all three change under the lock */
+  volatile uint32_t seq;
+  volatile uint32_t waiting; /* from before their last look until they have the lock again */
+  volatile uint32_t woken;   /* of them, those sent a wake (a count: it need not be they who took it) */
+} sleepers;
+
 typedef struct queue_shared {
   mproc__sobj_header head;
   uint32_t flavor;
@@ -41,11 +49,10 @@ typedef struct queue_shared {
   uint64_t data_off;
   mproc__lockword lock;
   mproc__ring_pos pos;
-  volatile uint64_t count;       /* records not FREE: items put and not yet got whole */
-  volatile uint64_t ready;       /* READY records */
-  volatile uint64_t outstanding; /* joinable: the sum of the slots' */
-  volatile uint32_t put_seq, get_seq, join_seq;
-  volatile uint32_t cons_waiting, prod_waiting, join_waiting;
+  volatile uint64_t count;        /* records not FREE: items put and not yet got whole */
+  volatile uint64_t ready;        /* READY records */
+  volatile uint64_t outstanding;  /* joinable: the sum of the slots' */
+  sleepers cons, prod, join;      /* gets waiting for an item, puts waiting for room, joins */
   volatile uint32_t poll_waiters; /* in mproc_wait on the flag */
   volatile uint32_t flag_set;     /* the flag's state (changed under the lock) */
   uint32_t reserved;
@@ -136,10 +143,16 @@ static uint64_t first_in_flight(const mproc_queue *q) {
   return p == UINT64_MAX ? 0 : rec_at(q, p)->owner;
 }
 
-/* Under the lock: a sleeper read seq and counted itself under it too, so the lock orders both. */
-static void wake(mproc_queue *q, volatile uint32_t *seq, volatile uint32_t *waiting, uint32_t n) {
-  mproc__atomic_store32_relaxed(seq, *seq + 1);
-  if (mproc__atomic_load32(waiting)) mproc__sobj_wake(&q->o, seq, n);
+/* Under the lock: bump w's word, and wake up to n of its sleepers not sent a wake yet (none: no system
+ * call). A sleeper read seq and counted itself under the lock too, so the lock orders both. Every sleeper
+ * counts itself out of both counts once it has the lock again, for whatever reason it woke: a wake that
+ * another sleeper took (Windows' semaphore cannot choose) then lowers `woken` as well. */
+static void wake(mproc_queue *q, sleepers *w, uint32_t n) {
+  mproc__atomic_store32_relaxed(&w->seq, w->seq + 1);
+  uint32_t idle = w->waiting - w->woken;
+  if (idle == 0) return;
+  w->woken += n < idle ? n : idle;
+  mproc__sobj_wake(&q->o, &w->seq, n);
 }
 
 /* The flag follows `ready` (set only while someone waits on it; kept set once shut down). */
@@ -177,9 +190,9 @@ static bool settle_dead(mproc_queue *q, uint64_t dead) {
   if (changed) {
     mproc__ring_advance(&q->ring);
     flag_update(q);
-    wake(q, &s->put_seq, &s->cons_waiting, UINT32_MAX);
-    wake(q, &s->get_seq, &s->prod_waiting, UINT32_MAX);
-    wake(q, &s->join_seq, &s->join_waiting, UINT32_MAX);
+    wake(q, &s->cons, UINT32_MAX);
+    wake(q, &s->prod, UINT32_MAX);
+    wake(q, &s->join, UINT32_MAX);
   }
   return changed;
 }
@@ -202,9 +215,11 @@ static void repair(mproc_queue *q) {
   mproc__atomic_store64(&s->ready, ready);
   set64(&s->outstanding, outstanding);
   flag_update(q);
-  wake(q, &s->put_seq, &s->cons_waiting, UINT32_MAX);
-  wake(q, &s->get_seq, &s->prod_waiting, UINT32_MAX);
-  wake(q, &s->join_seq, &s->join_waiting, UINT32_MAX);
+  /* the dead may have been between a sleeper's two stores: wake every sleeper, counted afresh */
+  s->cons.woken = s->prod.woken = s->join.woken = 0;
+  wake(q, &s->cons, UINT32_MAX);
+  wake(q, &s->prod, UINT32_MAX);
+  wake(q, &s->join, UINT32_MAX);
 }
 
 static void q_lock(mproc_queue *q) {
@@ -214,19 +229,18 @@ static void q_lock(mproc_queue *q) {
 }
 static void q_unlock(mproc_queue *q) { mproc__lw_release(&q->o, &qs(q)->lock); }
 
-/* Sleep on *seq (read under the lock, which the caller holds and this releases) watching `owner`,
- * until the deadline. 0 (look again), or MPROC_ETIMEDOUT. */
-static int sleep_on(mproc_queue *q, volatile uint32_t *seq, volatile uint32_t *waiting, uint64_t owner,
-                    int64_t deadline) {
-  uint32_t seen = mproc__atomic_load32(seq);
-  mproc__atomic_add32(waiting, 1);
+/* Sleep on w (its seq read under the lock, which the caller holds) watching `owner`, until the deadline;
+ * the lock is released meanwhile and held again on return. 0 (look again), or MPROC_ETIMEDOUT. */
+static int sleep_on(mproc_queue *q, sleepers *w, uint64_t owner, int64_t deadline) {
+  uint32_t seen = mproc__atomic_load32(&w->seq);
+  w->waiting++;
   q_unlock(q);
-  int rc = mproc__sobj_wait(&q->o, seq, seen, owner, deadline);
-  mproc__atomic_add32(waiting, (uint32_t)-1);
+  int rc = mproc__sobj_wait(&q->o, &w->seq, seen, owner, deadline);
+  q_lock(q);
+  w->waiting--;
+  if (w->woken) w->woken--;
   if (rc == MPROC_EOWNERDEAD) {
-    q_lock(q);
     settle_dead(q, owner);
-    q_unlock(q);
     return 0;
   }
   if (rc == MPROC_ETIMEDOUT) return rc;
@@ -270,9 +284,10 @@ int mproc_queue_put(mproc_queue *q, const void *data, size_t len, int64_t timeou
     /* room is held up by the oldest record while it is in flight: watch its owner */
     const mproc__rec *front = s->pos.rpos < s->pos.wpos ? rec_at(q, s->pos.rpos) : NULL;
     uint64_t watch = front && mproc__rec_in_flight(front) ? front->owner : 0;
-    if (sleep_on(q, &s->get_seq, &s->prod_waiting, watch, deadline) == MPROC_ETIMEDOUT)
+    if (sleep_on(q, &s->prod, watch, deadline) == MPROC_ETIMEDOUT) {
+      q_unlock(q);
       return mproc__fail(MPROC_EFULL, "queue_put: the queue stayed full for %lld ms", (long long)timeout_ms);
-    q_lock(q);
+    }
   }
   mproc__rec *r = rec_at(q, pos);
   r->len = len;
@@ -295,7 +310,7 @@ int mproc_queue_put(mproc_queue *q, const void *data, size_t len, int64_t timeou
   r->state = MPROC__REC_READY;
   mproc__atomic_store64(&s->ready, s->ready + 1);
   flag_update(q);
-  wake(q, &s->put_seq, &s->cons_waiting, big ? UINT32_MAX : 1);
+  wake(q, &s->cons, big ? UINT32_MAX : 1);
   q_unlock(q);
   return 0;
 }
@@ -345,9 +360,10 @@ static int queue_get(mproc_queue *q, void *buf, size_t cap, int64_t timeout_ms, 
       return mproc__fail(MPROC_EEMPTY, "%s: the queue is empty", call);
     }
     if (!deadline) deadline = mproc__deadline_from_timeout(timeout_ms);
-    if (sleep_on(q, &s->put_seq, &s->cons_waiting, first_in_flight(q), deadline) == MPROC_ETIMEDOUT)
+    if (sleep_on(q, &s->cons, first_in_flight(q), deadline) == MPROC_ETIMEDOUT) {
+      q_unlock(q);
       return mproc__fail(MPROC_EEMPTY, "%s: the queue stayed empty for %lld ms", call, (long long)timeout_ms);
-    q_lock(q);
+    }
   }
   mproc__rec *r = rec_at(q, pos);
   size_t n = (size_t)r->len;
@@ -381,7 +397,7 @@ static int queue_get(mproc_queue *q, void *buf, size_t cap, int64_t timeout_ms, 
       r->state = MPROC__REC_READY;
       mproc__atomic_store64(&s->ready, s->ready + 1);
       flag_update(q);
-      wake(q, &s->put_seq, &s->cons_waiting, 1);
+      wake(q, &s->cons, 1);
     }
     if (sl < SLOTS) {
       set64(&s->slots[sl].outstanding, s->slots[sl].outstanding - 1);
@@ -397,9 +413,9 @@ static int queue_get(mproc_queue *q, void *buf, size_t cap, int64_t timeout_ms, 
   if (!big) mproc__atomic_store64(&s->ready, s->ready - 1);
   mproc__ring_advance(&q->ring);
   flag_update(q);
-  wake(q, &s->get_seq, &s->prod_waiting, 1);
-  if (big) wake(q, &s->put_seq, &s->cons_waiting, UINT32_MAX); /* sleepers watching this take look again */
-  if (s->count == 0 && s->outstanding == 0) wake(q, &s->join_seq, &s->join_waiting, UINT32_MAX);
+  wake(q, &s->prod, 1);
+  if (big) wake(q, &s->cons, UINT32_MAX); /* sleepers watching this take look again */
+  if (s->count == 0 && s->outstanding == 0) wake(q, &s->join, UINT32_MAX);
   q_unlock(q);
   if (out) *out = dst;
   return 0;
@@ -447,8 +463,8 @@ int mproc_queue_shutdown(mproc_queue *q) {
   q_lock(q);
   mproc__atomic_store32(&s->shut, 1);
   flag_update(q);
-  wake(q, &s->put_seq, &s->cons_waiting, UINT32_MAX);
-  wake(q, &s->get_seq, &s->prod_waiting, UINT32_MAX);
+  wake(q, &s->cons, UINT32_MAX);
+  wake(q, &s->prod, UINT32_MAX);
   q_unlock(q);
   return 0;
 }
@@ -475,7 +491,7 @@ int mproc_queue_task_done(mproc_queue *q) {
   }
   set64(&s->slots[sl].outstanding, s->slots[sl].outstanding - 1);
   set64(&s->outstanding, s->outstanding - 1);
-  if (s->count == 0 && s->outstanding == 0) wake(q, &s->join_seq, &s->join_waiting, UINT32_MAX);
+  if (s->count == 0 && s->outstanding == 0) wake(q, &s->join, UINT32_MAX);
   q_unlock(q);
   return 0;
 }
@@ -509,7 +525,7 @@ int mproc_queue_join(mproc_queue *q, int64_t timeout_ms) {
     settle_dead(q, 0); /* a dead producer's half item would hold join for ever */
     uint64_t lost = write_off_dead(q);
     if (lost) {
-      if (s->count == 0 && s->outstanding == 0) wake(q, &s->join_seq, &s->join_waiting, UINT32_MAX);
+      if (s->count == 0 && s->outstanding == 0) wake(q, &s->join, UINT32_MAX);
       q_unlock(q);
       return mproc__fail(MPROC_EWORKERDIED, "queue_join: a consumer died with %llu unfinished tasks (written off)",
                          (unsigned long long)lost);
@@ -522,8 +538,7 @@ int mproc_queue_join(mproc_queue *q, int64_t timeout_ms) {
     for (uint32_t i = 0; i < SLOTS && !watch; ++i)
       if (s->slots[i].outstanding) watch = s->slots[i].owner;
     int64_t until = mproc__pal_monotonic_ns() + JOIN_CHECK_NS;
-    sleep_on(q, &s->join_seq, &s->join_waiting, watch, deadline < until ? deadline : until);
-    q_lock(q);
+    sleep_on(q, &s->join, watch, deadline < until ? deadline : until);
   }
   q_unlock(q);
   return 0;
