@@ -31,9 +31,7 @@
 #include "spawn.h" /* mproc__win32_wait_ms */
 #include "win32.h"
 
-/* The buffer quota of each direction, as the POSIX socket pairs: a 1 MiB message in flight without a
- * wake-up of the writer. Windows charges it only for bytes actually buffered. */
-#define CONN_BUFFER (1024 * 1024)
+#define CONN_BUFFER MPROC__WIN32_CONN_BUFFER
 
 /* ---- connections ------------------------------------------------------------------------------ */
 

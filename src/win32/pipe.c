@@ -164,7 +164,10 @@ enum { IO_DONE, IO_PENDING, IO_EOF, IO_FAIL };
 
 /* Errors that mean the other end has gone: end of file for a reader, "no reader" for a writer. */
 static bool peer_gone(DWORD e) {
-  return e == ERROR_BROKEN_PIPE || e == ERROR_NO_DATA || e == ERROR_PIPE_NOT_CONNECTED || e == ERROR_HANDLE_EOF;
+  return e == ERROR_BROKEN_PIPE || e == ERROR_NO_DATA || e == ERROR_PIPE_NOT_CONNECTED || e == ERROR_HANDLE_EOF ||
+         /* a socket (Listener/Client connections) whose peer reset or aborted the connection */
+         e == ERROR_NETNAME_DELETED || e == ERROR_CONNECTION_ABORTED || e == 10054 /* WSAECONNRESET */ ||
+         e == 10053 /* WSAECONNABORTED */;
 }
 
 unsigned long mproc__win32_wait_ms(int64_t deadline_ns) {
@@ -278,6 +281,9 @@ int mproc__pal_read(mproc_os_handle mh, void *buf, size_t cap, int64_t deadline_
       *n = got;
       break;
     }
+    /* A socket (Listener/Client connections) completes a read with 0 bytes at end of file; a pipe
+     * does so for a zero-length write, which is no end. */
+    if (!expired && !GetNamedPipeInfo(h, NULL, NULL, NULL, NULL)) break;
     /* Nothing: the deadline passed, or a zero-length write by the child completed the read. */
     if (expired || mproc__ms_until(deadline_ns) == 0) {
       rc = mproc__fail(MPROC_ETIMEDOUT, "read from pipe handle %p: nothing arrived before the timeout", (void *)h);
