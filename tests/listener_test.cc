@@ -511,6 +511,17 @@ int t_client_with_process_key(const mproc_args *a) {
   return back == "welcome" ? 0 : 9;
 }
 
+// Child: answer what comes on the handed connection, in capitals, until an empty message.
+int t_serve_handed(const mproc_args *a) {
+  mproc_connection *c = a->connections[0];
+  for (;;) {
+    std::string m = recv_str(c);
+    if (m.empty() || m[0] == '<') return m.empty() ? 0 : 1;
+    for (auto &ch : m) ch = (char)toupper((unsigned char)ch);
+    if (send_str(c, m) != 0) return 2;
+  }
+}
+
 std::vector<mproc_start_method> methods() {
   if (kWindows) return {MPROC_START_SPAWN};
   return {MPROC_START_FORK, MPROC_START_SPAWN, MPROC_START_FORKSERVER};
@@ -604,5 +615,34 @@ TEST_P(AuthkeyAcross, AListenerAndChildrenSharingTheProcessKey) {
     mproc_connection_destroy(s);
     mproc_process_destroy(p);
   }
+  mproc_listener_destroy(l);
+}
+
+TEST_P(AuthkeyAcross, AnAcceptedConnectionIsHandedToAChild) {
+  // A server that accepts and hands each client to a worker process (the way a server forks per client).
+  mproc_listener *l = nullptr;
+  ASSERT_EQ(mproc_listener_create(&l, ptr(mproc_listener_opts{.address = "127.0.0.1:0"})), 0) << mproc_last_error();
+  ClientThread client(mproc_listener_address(l), {});
+  mproc_connection *s = nullptr;
+  ASSERT_EQ(mproc_listener_accept(l, 20000, &s), 0) << mproc_last_error();
+  client.join();
+  ASSERT_EQ(client.rc, 0) << client.error;
+  mproc_process *p = nullptr;
+  ASSERT_EQ(
+      mproc_process_create(
+          &p, ptr(mproc_process_opts{
+                  .target = t_serve_handed, .connections = &s, .connection_count = 1, .start_method = GetParam()})),
+      0)
+      << mproc_last_error();
+  ASSERT_EQ(mproc_process_start(p), 0) << mproc_last_error();
+  mproc_connection_destroy(s); // the worker has its own
+  EXPECT_EQ(send_str(client.c, "served by a child"), 0);
+  EXPECT_EQ(recv_str(client.c), "SERVED BY A CHILD");
+  EXPECT_EQ(send_str(client.c, ""), 0);
+  EXPECT_EQ(mproc_process_join(p, 60000), 0);
+  int code = -1;
+  EXPECT_TRUE(mproc_process_exitcode(p, &code));
+  EXPECT_EQ(code, 0);
+  mproc_process_destroy(p);
   mproc_listener_destroy(l);
 }

@@ -19,7 +19,10 @@
  * CPython 3.12 and 3.13; see docs/guide.md, "Talking to Python programs"). Python pickles objects with
  * send(); a C program sends and receives bytes (send_bytes / recv_bytes on the Python side, or a format
  * both sides agree on). These connections carry bytes only: sending an object or a handle over them
- * gives MPROC_ENOTSUP.
+ * gives MPROC_ENOTSUP. They can themselves be handed to a child (mproc_process_opts.connections), as a
+ * Pipe's end can, under every start method: a server may accept and give each client to a worker
+ * (tested on Linux and under wine; on Windows the socket is inherited as a handle, which the system's
+ * own winsock providers allow).
  *
  * FAMILIES AND ADDRESSES (strings; the family is inferred from the address, as Python's address_type):
  *   MPROC_FAMILY_UNIX  (POSIX) a Unix-domain socket: a path ("/run/app.sock", "./app.sock"), or on Linux
