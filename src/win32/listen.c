@@ -13,10 +13,14 @@
  * TCP: ws2_32.dll is loaded from the system directory at run time (like advapi32.dll, advapi.h), so the
  * library imports KERNEL32 and the C runtime alone. A listening socket signals FD_ACCEPT on an event
  * (WSAEventSelect: non-blocking), and SO_EXCLUSIVEADDRUSE keeps others from binding its port. Accepted and
- * connected sockets are made blocking and non-inheritable again and used like pipes: overlapped ReadFile
- * and WriteFile (conn.c, pipe.c; a socket completes a read of 0 bytes at end of file), and a zero-byte
- * read to wait for data (verified under wine 8: pending while empty, completes on data and at end of
- * file). A socket is closed with closesocket (mproc__win32_close_socket, called by mproc__pal_close). */
+ * connected sockets are made blocking and non-inheritable again. They are read like pipes: overlapped
+ * ReadFile (pipe.c; a socket completes a read of 0 bytes at end of file), and a zero-byte read to wait
+ * for data (verified under wine 8: pending while empty, completes on data and at end of file). They are
+ * written with a blocking send (mproc__win32_socket_send; sends have no deadline): wine 8 sometimes never
+ * completes an overlapped WriteFile on a socket that had to wait for room while the peer reads
+ * (measured: a 3 MiB message stalled for good in about one transfer of twenty, the data already
+ * drained at the other end). A socket is closed with closesocket (mproc__win32_close_socket, called by
+ * mproc__pal_close). */
 #include <winsock2.h>
 #include <ws2tcpip.h>
 
@@ -42,6 +46,7 @@ typedef struct ws2_api {
   int(WSAAPI *setsockopt_)(SOCKET, int, int, const char *, int);
   int(WSAAPI *getsockopt_)(SOCKET, int, int, char *, int *);
   int(WSAAPI *closesocket_)(SOCKET);
+  int(WSAAPI *send_)(SOCKET, const char *, int, int);
   int(WSAAPI *ioctlsocket_)(SOCKET, long, u_long *);
   int(WSAAPI *select_)(int, fd_set *, fd_set *, fd_set *, const struct timeval *);
   int(WSAAPI *last_error)(void);
@@ -77,6 +82,7 @@ static BOOL CALLBACK ws2_load(PINIT_ONCE once, PVOID param, PVOID *ctx) {
   MPROC__WIN32_LOAD(m, ok, g_ws2.setsockopt_, "setsockopt");
   MPROC__WIN32_LOAD(m, ok, g_ws2.getsockopt_, "getsockopt");
   MPROC__WIN32_LOAD(m, ok, g_ws2.closesocket_, "closesocket");
+  MPROC__WIN32_LOAD(m, ok, g_ws2.send_, "send");
   MPROC__WIN32_LOAD(m, ok, g_ws2.ioctlsocket_, "ioctlsocket");
   MPROC__WIN32_LOAD(m, ok, g_ws2.select_, "select");
   MPROC__WIN32_LOAD(m, ok, g_ws2.last_error, "WSAGetLastError");
@@ -102,13 +108,31 @@ static const ws2_api *ws2(const char *call, int *rc) {
   return &g_ws2;
 }
 
-bool mproc__win32_close_socket(mproc_os_handle h) {
+bool mproc__win32_is_socket(mproc_os_handle h) {
   if (!InterlockedCompareExchange(&g_ws2_ready, 0, 0) || GetFileType(MPROC__H(h)) != FILE_TYPE_PIPE) return false;
-  SOCKET s = (SOCKET)(intptr_t)h;
   int type = 0, len = (int)sizeof type;
-  if (g_ws2.getsockopt_(s, SOL_SOCKET, SO_TYPE, (char *)&type, &len) != 0) return false; /* a pipe */
-  g_ws2.closesocket_(s);
+  return g_ws2.getsockopt_((SOCKET)(intptr_t)h, SOL_SOCKET, SO_TYPE, (char *)&type, &len) == 0; /* else a pipe */
+}
+
+bool mproc__win32_close_socket(mproc_os_handle h) {
+  if (!mproc__win32_is_socket(h)) return false;
+  g_ws2.closesocket_((SOCKET)(intptr_t)h);
   return true;
+}
+
+int mproc__win32_socket_send(mproc_os_handle h, const void *p, size_t n) {
+  for (size_t done = 0; done < n;) {
+    int want = n - done > 0x40000000 ? 0x40000000 : (int)(n - done);
+    int k = g_ws2.send_((SOCKET)(intptr_t)h, (const char *)p + done, want, 0);
+    if (k == SOCKET_ERROR) {
+      int e = g_ws2.last_error();
+      if (e == WSAECONNRESET || e == WSAECONNABORTED || e == WSAESHUTDOWN || e == WSAENOTCONN)
+        return mproc__fail_os(MPROC_EPIPE, e, "send: the peer has closed the connection");
+      return mproc__fail_os(MPROC_ESYS, e, "send on socket %p", (void *)(intptr_t)h);
+    }
+    done += (size_t)k;
+  }
+  return 0;
 }
 
 static int sock_fail(const ws2_api *w, int code, const char *fmt, const char *what) {

@@ -25,4 +25,8 @@
 int mproc__win32_pipe_pair(const wchar_t *prefix, DWORD open_mode, DWORD out_size, DWORD in_size, DWORD client_access,
                            DWORD client_flags, HANDLE *server, HANDLE *client);
 
+/* Zero an OVERLAPPED for a new ReadFile / WriteFile with event ev (reset here), its status preset to
+ * pending (pipe.c says why: wine and sockets). conn.c's zero-byte reads use it too. */
+void mproc__win32_overlapped_init(OVERLAPPED *ov, HANDLE ev);
+
 #endif /* MPROC_WIN32_PIPE_H */
