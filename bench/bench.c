@@ -230,3 +230,22 @@ int bench_read_full(int fd, void *p, size_t n) {
   }
   return 0;
 }
+
+/* ---- mproc connections ------------------------------------------------------------------------ */
+
+void bench_conn_pingpong(struct mproc_connection *c, int64_t iters) {
+  char b[8];
+  size_t n;
+  for (int64_t i = 0; i < iters; i++)
+    if (mproc_connection_send_bytes(c, "x", 1, 0, 1) != 0 ||
+        mproc_connection_recv_bytes_into(c, b, sizeof b, MPROC_INFINITE, &n) != 0)
+      exit(1);
+}
+
+void bench_conn_echo(struct mproc_connection *c) {
+  char b[8];
+  size_t n;
+  /* an empty message ends it: under fork a child also holds the parent's end, so no end of file comes */
+  while (mproc_connection_recv_bytes_into(c, b, sizeof b, MPROC_INFINITE, &n) == 0 && n > 0)
+    if (mproc_connection_send_bytes(c, b, n, 0, MPROC_ALL) != 0) break;
+}

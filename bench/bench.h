@@ -123,4 +123,11 @@ void bench_unpin(void);
  * Writes it to buf and returns 0; -1 if it does not fit or the own path is unknown. */
 int bench_sibling_path(const char *program, char *buf, size_t size);
 
+/* ---- mproc connections: the ping-pong lines of several areas ---------------------------------- */
+struct mproc_connection;
+/* iters 1-byte round trips on c: send "x", receive the echo (exits the process on an error). */
+void bench_conn_pingpong(struct mproc_connection *c, int64_t iters);
+/* The other side: echo every message back, until an empty one, end of file or an error. */
+void bench_conn_echo(struct mproc_connection *c);
+
 #endif /* MPROC_BENCH_H */

@@ -105,12 +105,7 @@ typedef struct pair_ctx {
 /* mproc child: echo every message back (ping-pong), or acknowledge each batch of 1 MiB messages (bw). */
 static int echo_child(const mproc_args *a) {
   bench_pin_side(*(const bench_placement *)a->data, 1);
-  mproc_connection *c = a->connections[0];
-  char b[8];
-  size_t n;
-  /* an empty message ends it: under fork the child also holds the parent's end, so no EOF comes */
-  while (mproc_connection_recv_bytes_into(c, b, sizeof b, MPROC_INFINITE, &n) == 0 && n > 0)
-    if (mproc_connection_send_bytes(c, b, n, 0, MPROC_ALL) != 0) break;
+  bench_conn_echo(a->connections[0]);
   return 0;
 }
 
@@ -127,16 +122,7 @@ static int sink_child(const mproc_args *a) {
   return 0;
 }
 
-static void pingpong_mproc(void *vctx, int64_t iters) {
-  pair_ctx *c = (pair_ctx *)vctx;
-  char b[8];
-  size_t n;
-  for (int64_t i = 0; i < iters; i++) {
-    if (mproc_connection_send_bytes(c->mine, "x", 1, 0, 1) != 0 ||
-        mproc_connection_recv_bytes_into(c->mine, b, sizeof b, MPROC_INFINITE, &n) != 0)
-      exit(1);
-  }
-}
+static void pingpong_mproc(void *vctx, int64_t iters) { bench_conn_pingpong(((pair_ctx *)vctx)->mine, iters); }
 
 static void bw_mproc(void *vctx, int64_t iters) {
   pair_ctx *c = (pair_ctx *)vctx;

@@ -8,6 +8,7 @@
 #include "mproc/core.h"
 #include "mproc/handle.h"
 #include "mproc/connection.h"
+#include "mproc/listener.h"
 #include "mproc/process.h"
 #include "mproc/subprocess.h"
 #include "mproc/object.h"

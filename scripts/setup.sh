@@ -11,6 +11,8 @@
 # What each package is for:
 #   build-essential cmake ninja-build  the native build (cmake >= 3.25 for `cmake --workflow`)
 #   pkgconf                            the pkg-config consumer test
+#   libssl-dev                         OpenSSL's libcrypto: HMAC for authkeys (Listener/Client handshakes);
+#                                      without it mproc builds, and refuses authkeys with MPROC_ENOTSUP
 #   libgtest-dev                       GoogleTest for the Linux builds
 #   googletest                         GoogleTest sources, built by the MinGW presets
 #   clang-format                       the format stage (scripts/format.sh --check; .clang-format)
@@ -53,6 +55,7 @@ want build-essential gcc g++ make
 want cmake cmake
 want ninja-build ninja
 want pkgconf pkg-config
+want libssl-dev /usr/include/openssl/hmac.h
 want libgtest-dev /usr/include/gtest/gtest.h
 want googletest /usr/src/googletest/CMakeLists.txt
 want clang clang clang++

@@ -1,6 +1,7 @@
 /* The bootstrap message (see bootstrap.h). Layout, integers as 8 bytes little-endian:
  *   magic << 32 | version
- *   bytes ref | bytes arg | bytes name | bytes ident | bytes parent_name      (bytes: u64 length, data)
+ *   bytes ref | bytes arg | bytes name | bytes ident | bytes parent_name | bytes authkey
+ *                                                                         (bytes: u64 length, data)
  *   u64 parent_pid | u64 flags | u64 nconns | nconns x (u64 rd, u64 wr, u64 bulk)
  * A handle is its number, or all ones for none. */
 #include "bootstrap.h"
@@ -8,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mproc/process.h" /* MPROC_AUTHKEY_MAX */
 #include "wire.h"
 
 #define NONE UINT64_MAX
@@ -34,6 +36,7 @@ int mproc__boot_encode(const mproc__boot *b, mproc__buf *out) {
   if (!rc) rc = put_str(out, b->name);
   if (!rc) rc = put_str(out, b->ident);
   if (!rc) rc = put_str(out, b->parent_name);
+  if (!rc) rc = put_bytes(out, b->authkey, b->authkey_len);
   if (!rc) rc = put_u64(out, (uint64_t)b->parent_pid);
   if (!rc) rc = put_u64(out, b->flags);
   if (!rc) rc = put_u64(out, b->nobjs);
@@ -97,6 +100,8 @@ int mproc__boot_parse(const void *msg, size_t len, mproc__boot *b) {
   b->name = get_str(&r, "the name");
   b->ident = get_str(&r, "the ident");
   b->parent_name = get_str(&r, "the parent's name");
+  b->authkey = mproc__wire_get_bytes(&r, &b->authkey_len, "the authkey");
+  if (!r.bad && b->authkey_len > MPROC_AUTHKEY_MAX) r.bad = "the authkey is longer than MPROC_AUTHKEY_MAX";
   b->parent_pid = (int64_t)mproc__wire_get_u64(&r, "the parent's pid");
   uint64_t flags = mproc__wire_get_u64(&r, "the flags");
   if (!r.bad && (flags & ~(uint64_t)MPROC__BOOT_FLAGS_ALL)) r.bad = "unknown flags";

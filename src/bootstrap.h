@@ -1,5 +1,5 @@
 /* The bootstrap message: what a parent sends a child started by spawn or forkserver (the target's
- * reference, the argument bytes, names, flags and the objects handed to it: each its type, bytes and
+ * reference, the argument bytes, names, the authkey, flags and the objects handed to it: each its type, bytes and
  * OS handles, see handable.h), and the
  * strict parser the child's main guard runs on it. The parser is the one place that reads these bytes
  * (fuzzed: tests/fuzz/fuzz_bootstrap.c): it never trusts a length it has not checked against the data
@@ -15,7 +15,7 @@
 #include "pal.h"
 
 #define MPROC__BOOT_MAGIC 0x6D70726Fu /* "mpro" */
-#define MPROC__BOOT_VERSION 4u
+#define MPROC__BOOT_VERSION 5u
 
 /* flags */
 #define MPROC__BOOT_DAEMON 1u
@@ -32,6 +32,8 @@ typedef struct mproc__boot {
   const void *arg; /* the argument bytes */
   size_t arg_len;
   const char *name, *ident, *parent_name; /* NUL-terminated */
+  const void *authkey;                    /* the child's authkey (at most MPROC_AUTHKEY_MAX bytes) */
+  size_t authkey_len;
   int64_t parent_pid;
   uint32_t flags; /* MPROC__BOOT_* */
   size_t nobjs;

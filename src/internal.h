@@ -33,6 +33,10 @@ typedef struct mproc__thread_state {
  * failing path reads `return mproc__fail(MPROC_EINVAL, "popen: argv is empty");`. */
 int mproc__fail(int code, const char *fmt, ...) MPROC__PRINTF(2, 3);
 
+/* The same, keeping the thread's current message after the new one: "<formatted>: <message so far>" (a
+ * caller that adds who or where to what a helper said). */
+int mproc__fail_prefix(int code, const char *fmt, ...) MPROC__PRINTF(2, 3);
+
 /* Argument checks, one macro for every public call: if `bad` holds, return MPROC_EINVAL with the message
  * "<function>: <what>" naming the calling function (its mproc_ prefix dropped), e.g.
  *   MPROC__CHECK_ARG(!out, "out is NULL");   in mproc_popen_create -> "popen_create: out is NULL" */

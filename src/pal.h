@@ -416,7 +416,8 @@ int mproc__pal_conn_recv(mproc_os_handle h, void *buf, size_t cap, int64_t deadl
 /* Things mproc__pal_wait_ready can wait for. */
 typedef enum mproc__wait_kind {
   MPROC__WAIT_CONN = 1,    /* a connection handle: readable (data or end of file) */
-  MPROC__WAIT_SENTINEL = 2 /* a process sentinel (mproc__pal_sentinel): the process has ended */
+  MPROC__WAIT_SENTINEL = 2 /* a process sentinel (mproc__pal_sentinel): the process has ended; or any handle
+                              the PAL gives as one (POSIX readable, Windows signalled: a listener's) */
 } mproc__wait_kind;
 typedef struct mproc__wait_item {
   mproc_os_handle h;
@@ -643,5 +644,96 @@ void mproc__pal_child_events_close(void);
 /* Take the pending events, then reap one ended child of this process, any: 1 with *pid and *code (exit
  * status, or -signal), 0 when none is left to reap. */
 int mproc__pal_reap_any(int64_t *pid, int *code);
+
+/* ==== listeners and clients (Listener/Client): src/posix/listen.c, src/win32/listen.c =================== */
+
+/* Address families: the values of mproc_family (mproc/listener.h; listener.c checks that they agree). */
+#define MPROC__FAMILY_UNIX 1  /* Unix-domain stream sockets: a path, or the Linux abstract namespace */
+#define MPROC__FAMILY_INET 2  /* TCP over IPv4 */
+#define MPROC__FAMILY_INET6 3 /* TCP over IPv6 */
+#define MPROC__FAMILY_PIPE 4  /* Windows named pipes */
+
+/* An address, parsed by listener.c. */
+typedef struct mproc__addr {
+  int family;
+  const char *name; /* UNIX: a path, or "@name" in the Linux abstract namespace ("@" alone to listen: the kernel
+                       picks a name); PIPE: "\\.\pipe\<name>"; INET, INET6: the host, a name or a numeric
+                       address ("": listening, every address; connecting, this machine) */
+  unsigned port;    /* INET, INET6 (0 to listen: the system picks one) */
+} mproc__addr;
+
+/* The family of a listener given neither address nor family: MPROC__FAMILY_UNIX on POSIX,
+ * MPROC__FAMILY_PIPE on Windows (CPython's default_family). */
+int mproc__pal_listen_default_family(void);
+
+/* A listening socket or named pipe, the backend's. */
+typedef struct mproc__listen mproc__listen;
+
+/* Listen on a. *bound: the address as bound, malloc'ed, in the form listener.c parses (a path or
+ * "@name", "host:port" with a numeric host, "[host]:port", the pipe's name): the port picked for 0, the
+ * name picked for "@". a->name NULL: a new address for this listener alone (UNIX: "listener-<random>" in a
+ * fresh directory of mode 0700 under $TMPDIR or /tmp, so only this user can reach it; PIPE: a random
+ * name); INET and INET6 never come so (listener.c gives loopback, port 0).
+ *   POSIX: a non-blocking, close-on-exec SOCK_STREAM socket; TCP: SO_REUSEADDR (as CPython), INET6 with
+ *     IPV6_V6ONLY. A path socket is created with the process's umask and removed by close (only if it is
+ *     still the file we bound), the generated directory too. PIPE: MPROC_ENOTSUP.
+ *   Windows: PIPE: overlapped byte-mode instances (PIPE_UNLIMITED_INSTANCES, PIPE_REJECT_REMOTE_CLIENTS,
+ *     the first with FILE_FLAG_FIRST_PIPE_INSTANCE, so a name someone else holds is refused), whose DACL
+ *     admits the current user alone; one instance always waits in an overlapped ConnectNamedPipe. TCP:
+ *     ws2_32.dll (loaded at run time), SO_EXCLUSIVEADDRUSE, FD_ACCEPT signalled on an event
+ *     (WSAEventSelect). UNIX: MPROC_ENOTSUP.
+ * Errors: MPROC_EEXIST (the address is in use), MPROC_ENOENT (no such host, no such directory),
+ * MPROC_EINVAL (a path too long for a socket address), MPROC_EPERM, MPROC_ENOTSUP, MPROC_ESYS. */
+int mproc__pal_listen(const mproc__addr *a, int backlog, mproc__listen **out, char **bound);
+/* The item mproc__pal_wait_ready reports when a connection waits to be taken (POSIX: the socket, readable;
+ * Windows: an event, as MPROC__WAIT_SENTINEL: signalled). */
+void mproc__pal_listen_wait_item(const mproc__listen *l, mproc__wait_item *it);
+/* Take one waiting connection, never blocking: 0 with *h (a blocking handle for mproc__pal_conn_send /
+ * recv, close-on-exec / non-inheritable; TCP_NODELAY on TCP) and *peer (malloc'ed: "host:port",
+ * "[host]:port", a Unix client's bound path, or "" where the peer has no address); MPROC_ETIMEDOUT when
+ * none waits; or an error. */
+int mproc__pal_listen_accept(mproc__listen *l, mproc_os_handle *h, char **peer);
+/* Whether the peer of h, accepted by l, runs as this process's (effective) user: 1 yes, 0 no,
+ * MPROC_ENOTSUP where the system cannot tell. POSIX: a Unix socket's peer credentials (SO_PEERCRED,
+ * getpeereid); TCP on Linux: a peer on this machine is found in /proc/net/tcp (tcp6) by its address and
+ * port, and its socket's owner compared; a peer on another machine cannot be told. Windows: MPROC_ENOTSUP
+ * (named pipes admit the user alone by their DACL; TCP cannot be told). */
+int mproc__pal_peer_same_user(const mproc__listen *l, mproc_os_handle h);
+/* Stop listening and release everything (see mproc__pal_listen for what is removed). NULL is ignored. */
+void mproc__pal_listen_close(mproc__listen *l);
+
+/* Connect to a, waiting up to the deadline: *h as accepted above. Errors: MPROC_ENOENT (nothing listens
+ * there: no such socket file or pipe, the connection refused, no such host), MPROC_ETIMEDOUT, MPROC_EPERM,
+ * MPROC_EINVAL, MPROC_ENOTSUP (a family this system lacks), MPROC_ESYS. A Unix socket whose backlog is
+ * full, or a pipe whose instances are all taken, is tried again until the deadline. */
+int mproc__pal_connect(const mproc__addr *a, int64_t deadline, mproc_os_handle *h);
+
+/* ==== authentication: random bytes and HMAC: src/posix/crypto.c, src/win32/crypto.c ==================== */
+
+/* n random bytes from the operating system's generator, for keys and challenges. POSIX: getentropy
+ * (Linux getrandom; the BSDs and macOS their own), in pieces of 256 bytes; Windows: BCryptGenRandom
+ * with the system-preferred generator (bcrypt.dll loaded from the system directory at run time, so the
+ * library imports KERNEL32 and the C runtime alone). 0, or MPROC_ESYS naming the call. */
+int mproc__pal_random(void *buf, size_t n);
+
+/* The digests of CPython's connection handshake (multiprocessing.connection._ALLOWED_DIGESTS). */
+typedef enum mproc__digest {
+  MPROC__DIGEST_MD5 = 1,
+  MPROC__DIGEST_SHA256,
+  MPROC__DIGEST_SHA384,
+  MPROC__DIGEST_SHA3_256,
+  MPROC__DIGEST_SHA3_384
+} mproc__digest;
+/* The largest digest (SHA-384), in bytes. */
+#define MPROC__DIGEST_MAX 48
+
+/* HMAC-<d> of msg[0..mlen) under key[0..klen) into out; *outlen is the digest's size. The platform's
+ * crypto computes it, never code of ours: POSIX OpenSSL's libcrypto (HMAC()), when mproc was built with
+ * it (MPROC_WITH_LIBCRYPTO, found by find_package(OpenSSL)); Windows BCrypt (BCRYPT_ALG_HANDLE_HMAC_FLAG;
+ * SHA-3 where the system has it: Windows 11 24H2 and later, not wine 8). MPROC_ENOTSUP with a message
+ * naming the digest when the platform lacks it (a build without libcrypto: every digest; a FIPS-only
+ * libcrypto: MD5), else 0 or MPROC_ESYS. key may be NULL when klen is 0. */
+int mproc__pal_hmac(mproc__digest d, const void *key, size_t klen, const void *msg, size_t mlen,
+                    unsigned char out[MPROC__DIGEST_MAX], size_t *outlen);
 
 #endif /* MPROC_PAL_H */

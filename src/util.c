@@ -65,6 +65,23 @@ int mproc__fail(int code, const char *fmt, ...) {
   return code;
 }
 
+int mproc__fail_prefix(int code, const char *fmt, ...) {
+  char why[sizeof t_msg];
+  memcpy(why, t_msg, sizeof why);
+  va_list ap;
+  va_start(ap, fmt);
+  set_msg(fmt, ap);
+  va_end(ap);
+  size_t used = strlen(t_msg), n = strlen(why);
+  if (used + 3 < sizeof t_msg) {
+    if (n > sizeof t_msg - used - 3) n = sizeof t_msg - used - 3; /* cut to fit */
+    memcpy(t_msg + used, ": ", 2);
+    memcpy(t_msg + used + 2, why, n);
+    t_msg[used + 2 + n] = '\0';
+  }
+  return code; /* the OS error of the message kept, if it had one */
+}
+
 int mproc__fail_arg(const char *func, const char *fmt, ...) {
   /* "mproc_popen_create: out is NULL": the public function's name, without its prefix */
   const char *name = strncmp(func, "mproc_", 6) == 0 ? func + 6 : func;

@@ -1,9 +1,12 @@
 /* mproc_wait (Python's multiprocessing.connection.wait): wait until any of several objects of any
  * waitable kind is ready. Each kind is one row of k_kinds: how to check an object and find the handle
- * that becomes ready with it, and what to do once it is reported ready. A new kind (a queue, a pool
- * result, a listener) is one enum value in process.h and one row here; this loop does not change. */
+ * that becomes ready with it (or the handles: a kind with `count` waits on that many, a listener on its
+ * listening handle and every handshake in progress), and what to do once it is reported ready. A new
+ * kind (a queue, a pool result) is one enum value in process.h and one row here; this loop does not
+ * change. */
 #include <stdlib.h>
 
+#include "listener_internal.h"
 #include "process/process_internal.h"
 #include "shared/shared_internal.h"
 #include "subprocess_internal.h"
@@ -22,53 +25,73 @@ static int connection_prepare(void *obj, mproc__wait_item *item, bool *ready_now
 
 static const struct {
   const char *name;
-  /* Check the object; say whether it is ready already; fill the item that becomes ready with it. */
+  /* Check the object; say whether it is ready already; fill the item that becomes ready with it (the
+   * `count` items, for a kind that has count). */
   int (*prepare)(void *obj, mproc__wait_item *item, bool *ready_now);
+  /* How many items the object waits on (optional: 1); the object is ready when any of them is. */
+  size_t (*count)(void *obj);
   /* Once it was reported ready (optional). */
   void (*ready)(void *obj);
   /* Once the wait is over, for every object prepared, ready or not (optional). */
   void (*done)(void *obj);
 } k_kinds[] = {
-    [MPROC_WAIT_CONNECTION] = {"connection", connection_prepare, NULL, NULL},
-    [MPROC_WAIT_PROCESS] = {"process", mproc__process_wait_prepare, mproc__process_wait_ready, NULL},
-    [MPROC_WAIT_POPEN] = {"popen", mproc__popen_wait_prepare, mproc__popen_wait_ready, NULL},
-    [MPROC_WAIT_QUEUE] = {"queue", mproc__queue_wait_prepare, NULL, mproc__queue_wait_done},
+    [MPROC_WAIT_CONNECTION] = {"connection", connection_prepare, NULL, NULL, NULL},
+    [MPROC_WAIT_PROCESS] = {"process", mproc__process_wait_prepare, NULL, mproc__process_wait_ready, NULL},
+    [MPROC_WAIT_POPEN] = {"popen", mproc__popen_wait_prepare, NULL, mproc__popen_wait_ready, NULL},
+    [MPROC_WAIT_QUEUE] = {"queue", mproc__queue_wait_prepare, NULL, NULL, mproc__queue_wait_done},
+    [MPROC_WAIT_LISTENER] = {"listener", mproc__listener_wait_prepare, mproc__listener_wait_count, NULL, NULL},
 };
+
+/* Check objects[i]; 0, or MPROC_EINVAL naming it. */
+static int check(const mproc_waitable *w, size_t i) {
+  if ((size_t)w->kind >= MPROC__ARRAY_LEN(k_kinds) || !k_kinds[w->kind].prepare)
+    return mproc__fail(MPROC_EINVAL, "wait: objects[%zu] has kind %d, which is not an mproc_wait_kind", i,
+                       (int)w->kind);
+  if (!w->object) return mproc__fail(MPROC_EINVAL, "wait: objects[%zu] (a %s) is NULL", i, k_kinds[w->kind].name);
+  return 0;
+}
 
 int mproc_wait(mproc_waitable *objs, size_t count, int64_t timeout_ms, size_t *nready) {
   if (nready) *nready = 0;
   MPROC__CHECK_ARG(!objs || count == 0, "no objects");
   int64_t deadline = mproc__deadline_from_timeout(timeout_ms);
-  mproc__wait_item *items = (mproc__wait_item *)malloc(count * sizeof *items);
-  bool *ready = (bool *)calloc(count, sizeof *ready);
-  int rc = (!items || !ready) ? mproc__fail(MPROC_ENOMEM, "wait: out of memory") : 0;
+  size_t *first = (size_t *)malloc((count + 1) * sizeof *first); /* objects[i]'s items: [first[i], first[i+1]) */
+  int rc = first ? 0 : mproc__fail(MPROC_ENOMEM, "wait: out of memory");
+  if (first) first[0] = 0;
+  for (size_t i = 0; i < count && !rc; ++i) {
+    objs[i].ready = false;
+    rc = check(&objs[i], i);
+    if (!rc) first[i + 1] = first[i] + (k_kinds[objs[i].kind].count ? k_kinds[objs[i].kind].count(objs[i].object) : 1);
+  }
+  size_t nitems = rc ? 0 : first[count];
+  mproc__wait_item *items = rc ? NULL : (mproc__wait_item *)malloc((nitems ? nitems : 1) * sizeof *items);
+  bool *ready = rc ? NULL : (bool *)calloc(nitems ? nitems : 1, sizeof *ready);
+  bool *ready_now = rc ? NULL : (bool *)calloc(count, sizeof *ready_now);
+  if (!rc && (!items || !ready || !ready_now)) rc = mproc__fail(MPROC_ENOMEM, "wait: out of memory");
   size_t pre = 0;      /* ready without waiting */
   size_t prepared = 0; /* objects whose prepare succeeded */
   for (size_t i = 0; i < count && !rc; ++i) {
-    mproc_waitable *w = &objs[i];
-    w->ready = false;
-    if ((size_t)w->kind >= MPROC__ARRAY_LEN(k_kinds) || !k_kinds[w->kind].prepare)
-      rc =
-          mproc__fail(MPROC_EINVAL, "wait: objects[%zu] has kind %d, which is not an mproc_wait_kind", i, (int)w->kind);
-    else if (!w->object)
-      rc = mproc__fail(MPROC_EINVAL, "wait: objects[%zu] (a %s) is NULL", i, k_kinds[w->kind].name);
-    else
-      rc = k_kinds[w->kind].prepare(w->object, &items[i], &ready[i]);
+    rc = k_kinds[objs[i].kind].prepare(objs[i].object, &items[first[i]], &ready_now[i]);
     if (!rc) prepared = i + 1;
-    if (!rc && ready[i]) ++pre;
+    if (!rc && ready_now[i]) ++pre;
   }
-  if (!rc && !pre) rc = mproc__pal_wait_ready(items, count, deadline, ready);
+  if (!rc && !pre) rc = mproc__pal_wait_ready(items, nitems, deadline, ready);
   size_t n = 0;
-  for (size_t i = 0; i < count && !rc; ++i)
-    if (ready[i]) {
+  for (size_t i = 0; i < count && !rc; ++i) {
+    bool r = ready_now[i];
+    for (size_t k = first[i]; k < first[i + 1] && !pre; ++k) r = r || ready[k];
+    if (r) {
       objs[i].ready = true;
       ++n;
       if (k_kinds[objs[i].kind].ready) k_kinds[objs[i].kind].ready(objs[i].object);
     }
+  }
   for (size_t i = 0; i < prepared; ++i)
     if (k_kinds[objs[i].kind].done) k_kinds[objs[i].kind].done(objs[i].object);
+  free(first);
   free(items);
   free(ready);
+  free(ready_now);
   if (rc == MPROC_ETIMEDOUT) return mproc__fail(rc, "wait: nothing became ready within %lld ms", (long long)timeout_ms);
   if (nready) *nready = n;
   return rc;

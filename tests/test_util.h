@@ -34,6 +34,14 @@ constexpr bool kWindows = true;
 constexpr bool kWindows = false;
 #endif
 
+// Whether mproc was built without OpenSSL's libcrypto (POSIX, MPROC_WITH_LIBCRYPTO off or not found): then
+// every authkey is refused with MPROC_ENOTSUP (the suites that use keys define MPROC_TEST_NO_CRYPTO so).
+#ifdef MPROC_TEST_NO_CRYPTO
+constexpr bool kNoCrypto = true;
+#else
+constexpr bool kNoCrypto = false;
+#endif
+
 // Whether this build runs under ThreadSanitizer (GCC says so with a macro, Clang with a feature test).
 #if defined(__SANITIZE_THREAD__)
 constexpr bool kThreadSanitizer = true;

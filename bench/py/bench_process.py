@@ -35,15 +35,7 @@ def child_start(b, method, cross, iters):
 
 def echo_child(conn, cross):
     benchlib.pin_side(cross, 1)
-    buf = bytearray(8)
-    try:
-        while True:  # an empty message ends it (the fork child holds the parent's end too)
-            n = conn.recv_bytes_into(buf)
-            if n == 0:
-                break
-            conn.send_bytes(buf, 0, n)
-    except EOFError:
-        pass
+    benchlib.conn_echo(conn)
 
 
 def sink_child(conn, cross):
@@ -72,10 +64,7 @@ def pair(b, what, cross, iters, unit, bytes_per_op=0.0):
     payload = bytes(MSG_1M)
     small = bytearray(8)
 
-    def pingpong(n):
-        for _ in range(n):
-            mine.send_bytes(b"x")
-            mine.recv_bytes_into(small)
+    pingpong = benchlib.conn_pingpong(mine)
 
     def bulk(n):
         for _ in range(n):

@@ -177,3 +177,27 @@ def sibling(program):
     if not d:
         sys.exit("benchlib: MPROC_BENCH_BIN is not set (run through bench/run.sh)")
     return os.path.join(d, program)
+
+
+def conn_echo(conn):
+    """Echo every message of a multiprocessing Connection back, until an empty one or end of file."""
+    buf = bytearray(8)
+    try:
+        while True:  # an empty message ends it (a fork child holds the parent's end too)
+            n = conn.recv_bytes_into(buf)
+            if n == 0:
+                break
+            conn.send_bytes(buf, 0, n)
+    except EOFError:
+        pass
+
+
+def conn_pingpong(conn):
+    """A run(iters) of 1-byte round trips on a Connection whose peer runs conn_echo."""
+    small = bytearray(8)
+
+    def run(n):
+        for _ in range(n):
+            conn.send_bytes(b"x")
+            conn.recv_bytes_into(small)
+    return run

@@ -123,12 +123,18 @@ typedef struct mproc_process_opts {
    * forkserver the server's own thread creates it); on Windows a kill-on-close job object per child,
    * whose only handle the parent holds (the child's own children are not in it). */
   mproc_option kill_on_parent_death;
+  /* Process.authkey: the child's authentication key (mproc_current_process_authkey inside it), copied.
+   * NULL (with authkey_size 0): this process's key at create, as Python's Process inherits its
+   * creator's. At most MPROC_AUTHKEY_MAX bytes; an empty key (authkey set, size 0) is a key too. */
+  const void *authkey;
+  size_t authkey_size;
 } mproc_process_opts;
 
 typedef struct mproc_process mproc_process;
 
 /* Process(...): create a process object (not started). Errors: MPROC_EINVAL (NULL out/opts/target,
- * arg NULL with arg_size > 0, a NULL connection), MPROC_ENOMEM. */
+ * arg NULL with arg_size > 0, a NULL connection, an authkey longer than MPROC_AUTHKEY_MAX), MPROC_ENOMEM,
+ * MPROC_ESYS (this process's authkey was still to be drawn and the OS gave no random bytes). */
 MPROC_API int mproc_process_create(mproc_process **out, const mproc_process_opts *opts);
 
 /* Process.start(). Returns once the child runs: under spawn, once its main guard has received the
@@ -194,6 +200,21 @@ MPROC_API bool mproc_current_process_daemon(void);
 MPROC_API int64_t mproc_parent_process_pid(void);
 MPROC_API const char *mproc_parent_process_name(void);
 
+/* current_process().authkey: this process's authentication key, which Listener/Client handshakes use
+ * when asked to (mproc/listener.h, .process_authkey) and a Manager by default. The main process draws
+ * 32 random bytes from the OS on first use (os.urandom(32), as CPython); a child gets the key of its
+ * Process object (mproc_process_opts.authkey, by default its creator's) under every start method. The
+ * key never leaves the process except to a child it starts (in the bootstrap, over the private boot
+ * link). Copies it into buf (cap bytes); *len is its size. Errors: MPROC_EINVAL (NULL len, buf NULL with
+ * cap > 0), MPROC_EMSGSIZE (cap too small; *len says how much is needed), MPROC_ESYS (no random bytes).
+ * Thread-safe. */
+#define MPROC_AUTHKEY_MAX 1024
+MPROC_API int mproc_current_process_authkey(void *buf, size_t cap, size_t *len);
+/* current_process().authkey = key: set this process's key (len bytes, at most MPROC_AUTHKEY_MAX; 0 is an
+ * empty key). Processes created afterwards inherit it; Listeners and Clients created before keep the key
+ * they were given. Errors: MPROC_EINVAL. Thread-safe. */
+MPROC_API int mproc_current_process_set_authkey(const void *key, size_t len);
+
 /* active_children(): the children this process started that still run (finished ones are reaped
  * by this call). *list is allocated (release with mproc_free; NULL when *count is 0); the
  * processes themselves stay owned by their creators. */
@@ -210,8 +231,10 @@ typedef enum mproc_wait_kind {
   MPROC_WAIT_PROCESS,    /* object: mproc_process *; ready: the process has ended (its sentinel) */
   MPROC_WAIT_POPEN,      /* object: mproc_popen *; ready: the program has ended (its exit handle,
                             mproc_popen_exit_handle); once reported, it has been reaped (returncode set) */
-  MPROC_WAIT_QUEUE       /* object: mproc_queue *; ready: an item may be got, or the queue is shut down and
+  MPROC_WAIT_QUEUE,      /* object: mproc_queue *; ready: an item may be got, or the queue is shut down and
                             drained (mproc/queue.h, mproc_waitable_queue) */
+  MPROC_WAIT_LISTENER    /* object: mproc_listener *; ready: accept can make progress (mproc/listener.h,
+                            mproc_waitable_listener) */
 } mproc_wait_kind;
 
 /* One object for mproc_wait: its kind and the object. Fill it with the constructors below,
@@ -248,7 +271,7 @@ static inline mproc_waitable mproc_waitable_popen(mproc_popen *p) {
 
 /* multiprocessing.connection.wait(objects, timeout): wait until at least one object is ready, up to
  * timeout_ms; sets each `ready`. 0 with *nready >= 1, or MPROC_ETIMEDOUT (none ready).
- * Errors: MPROC_EINVAL (an unknown kind, a NULL object), MPROC_ECLOSED (a closed connection),
+ * Errors: MPROC_EINVAL (an unknown kind, a NULL object), MPROC_ECLOSED (a closed connection or listener),
  * MPROC_ESTATE (a process not started, closed, or not this process's child), MPROC_ENOMEM, and those
  * of mproc_popen_exit_handle.
  * After a ready connection another thread may receive first: a receive with timeout 0 may then give

@@ -17,6 +17,7 @@ vcpkg_cmake_configure(
     -DMPROC_BUILD_EXAMPLES=OFF
     -DMPROC_BUILD_BENCH=OFF
     -DMPROC_INSTALL=ON
+    -DMPROC_WITH_LIBCRYPTO=ON   # POSIX: HMAC for authkeys from the openssl port (vcpkg.json); Windows: BCrypt
 )
 vcpkg_cmake_install()
 vcpkg_copy_pdbs()

@@ -57,6 +57,8 @@ int mproc__boot_message(const mproc_process *p, mproc__buf *b, mproc_os_handle *
                         .name = p->name,
                         .ident = p->ident,
                         .parent_name = mproc__me.name,
+                        .authkey = p->authkey,
+                        .authkey_len = p->authkey_len,
                         .parent_pid = mproc__pal_getpid(),
                         .flags = flags,
                         .nobjs = p->nhanded,
@@ -171,6 +173,7 @@ void mproc__boot_run(mproc_connection *link, const char *msg, size_t len, const 
                                forked || (b.flags & MPROC__BOOT_MAIN_THREAD) != 0);
   mproc__self_become(b.name, b.ident, b.parent_name, b.parent_pid,
                      (b.flags & MPROC__BOOT_DAEMON) != 0); /* kept for life */
+  mproc__authkey_become(b.authkey, b.authkey_len);
   mproc__me.parent_link = link->e.rd;
   char ok[32] = "ok"; /* a forkserver child adds its pid: its parent may not have it from the server */
   if (forked) snprintf(ok, sizeof ok, "ok%lld", (long long)mproc__pal_getpid());

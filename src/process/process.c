@@ -8,6 +8,7 @@
 #include "process_internal.h"
 
 void mproc__process_free(mproc_process *p) {
+  free(p->authkey);
   free(p->handed);
   free(p->objs);
   mproc_connection_destroy(p->boot);
@@ -68,6 +69,9 @@ int mproc_process_create(mproc_process **out, const mproc_process_opts *o) {
                    "start method %d is not an mproc_start_method", (int)o->start_method);
   MPROC__CHECK_ARG(o->kill_on_parent_death < MPROC_OPTION_DEFAULT || o->kill_on_parent_death > MPROC_OPTION_OFF,
                    "kill_on_parent_death %d is not an mproc_option", (int)o->kill_on_parent_death);
+  MPROC__CHECK_ARG(!o->authkey && o->authkey_size, "authkey is NULL but authkey_size is %zu", o->authkey_size);
+  MPROC__CHECK_ARG(o->authkey_size > MPROC_AUTHKEY_MAX, "an authkey of %zu bytes (at most MPROC_AUTHKEY_MAX, %d)",
+                   o->authkey_size, MPROC_AUTHKEY_MAX);
   size_t room = (size_t)PTRDIFF_MAX - sizeof(mproc_process); /* no C object is larger than PTRDIFF_MAX */
   if (o->arg_size > room || o->connection_count > (room - o->arg_size) / sizeof(mproc_connection *))
     return mproc__fail(MPROC_ENOMEM,
@@ -99,6 +103,17 @@ int mproc_process_create(mproc_process **out, const mproc_process_opts *o) {
     mproc__process_free(p);
     return mproc__fail(MPROC_ENOMEM, "process_create: out of memory");
   }
+  unsigned char key[MPROC_AUTHKEY_MAX];
+  size_t klen = o->authkey_size;
+  int rc = o->authkey ? 0 : mproc__authkey_copy(key, &klen); /* Python: the creator's config, copied */
+  if (!rc && o->authkey && klen) memcpy(key, o->authkey, klen);
+  p->authkey = rc ? NULL : (unsigned char *)malloc(klen ? klen : 1);
+  if (!p->authkey) {
+    mproc__process_free(p);
+    return rc ? rc : mproc__fail(MPROC_ENOMEM, "process_create: out of memory");
+  }
+  if (klen) memcpy(p->authkey, key, klen);
+  p->authkey_len = klen;
   if (o->arg_size) memcpy(p->arg, o->arg, o->arg_size);
   p->arg_size = o->arg_size;
   for (size_t i = 0; i < o->connection_count; ++i) {

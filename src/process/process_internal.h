@@ -49,6 +49,8 @@ struct mproc_process {
   mproc_start_method req_method;
   const mproc_context *context;
   bool kill_on_parent_death;
+  unsigned char *authkey; /* the child's (malloc'ed; authkey_len bytes, maybe 0) */
+  size_t authkey_len;
   int64_t creator; /* the pid of the process that created it: only it may start, join or signal it */
   /* after start */
   bool started, closed, detached;
@@ -101,6 +103,11 @@ extern mproc__self mproc__me;
 /* Become a child: set who we are. Allocates and formats nothing (a fork child touches as few pages as it
  * can: each page it writes is a copy-on-write fault). */
 void mproc__self_become(const char *name, const char *ident, const char *parent_name, int64_t parent_pid, bool daemon);
+
+/* This process's authkey into buf (room for MPROC_AUTHKEY_MAX bytes), drawn first if it was not yet: 0
+ * or MPROC_ESYS. Become a child: its key is `key` (what the parent's Process object held). */
+int mproc__authkey_copy(unsigned char *buf, size_t *len);
+void mproc__authkey_become(const void *key, size_t len);
 
 /* The children this process started and has not destroyed (reaped or not). */
 void mproc__children_add(mproc_process *p);

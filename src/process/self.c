@@ -26,6 +26,64 @@ bool mproc_current_process_daemon(void) { return mproc__me.daemon; }
 int64_t mproc_parent_process_pid(void) { return mproc__me.parent_pid; }
 const char *mproc_parent_process_name(void) { return mproc__me.parent_name; }
 
+/* ---- the authkey ---------------------------------------------------------------------------------- */
+
+/* current_process().authkey, under the global lock. The main process draws it on first use; a child
+ * has it set before its target runs (its Process object's: the bootstrap, or the fork's copy). */
+static unsigned char g_key[MPROC_AUTHKEY_MAX];
+static size_t g_key_len;
+static bool g_key_ready;
+
+#define AUTHKEY_DRAWN 32 /* os.urandom(32), as CPython's main process */
+
+int mproc__authkey_copy(unsigned char *buf, size_t *len) {
+  int rc = 0;
+  mproc__pal_global_lock();
+  if (!g_key_ready && (rc = mproc__pal_random(g_key, AUTHKEY_DRAWN)) == 0) {
+    g_key_len = AUTHKEY_DRAWN;
+    g_key_ready = true;
+  }
+  if (!rc) {
+    memcpy(buf, g_key, g_key_len);
+    *len = g_key_len;
+  }
+  mproc__pal_global_unlock();
+  return rc;
+}
+
+void mproc__authkey_become(const void *key, size_t len) {
+  mproc__pal_global_lock();
+  /* a fork child with its parent's key writes nothing (each page it writes is a copy-on-write fault) */
+  if (!g_key_ready || g_key_len != len || (len && memcmp(g_key, key, len) != 0)) {
+    if (len) memcpy(g_key, key, len);
+    g_key_len = len;
+    g_key_ready = true;
+  }
+  mproc__pal_global_unlock();
+}
+
+int mproc_current_process_authkey(void *buf, size_t cap, size_t *len) {
+  MPROC__CHECK_ARG(!len, "len is NULL");
+  MPROC__CHECK_ARG(!buf && cap, "buf is NULL but cap is %zu", cap);
+  unsigned char key[MPROC_AUTHKEY_MAX];
+  size_t n = 0;
+  int rc = mproc__authkey_copy(key, &n);
+  *len = n;
+  if (rc) return rc;
+  if (n > cap)
+    return mproc__fail(MPROC_EMSGSIZE, "current_process_authkey: the key has %zu bytes, the buffer %zu", n, cap);
+  if (n) memcpy(buf, key, n);
+  return 0;
+}
+
+int mproc_current_process_set_authkey(const void *key, size_t len) {
+  MPROC__CHECK_ARG(!key && len, "key is NULL but len is %zu", len);
+  MPROC__CHECK_ARG(len > MPROC_AUTHKEY_MAX, "a key of %zu bytes (at most MPROC_AUTHKEY_MAX, %d)", len,
+                   MPROC_AUTHKEY_MAX);
+  mproc__authkey_become(key, len);
+  return 0;
+}
+
 /* ---- the list of children ----------------------------------------------------------------------- */
 
 /* In a fork child: the parent's children are not ours. Close their links (and pidfds), and forget them;

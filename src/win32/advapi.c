@@ -8,13 +8,7 @@ static INIT_ONCE g_once = INIT_ONCE_STATIC_INIT;
 static mproc__advapi g_api;
 static DWORD g_error; /* 0 once loaded, else why not */
 
-/* Through void (*)(void): the cast between function pointer types that compilers accept silently. */
-#define LOAD(field, name)                                        \
-  do {                                                           \
-    FARPROC f_ = GetProcAddress(m, name);                        \
-    if (!f_) ok = false;                                         \
-    *(void (**)(void))(void *)&g_api.field = (void (*)(void))f_; \
-  } while (0)
+#define LOAD(field, name) MPROC__WIN32_LOAD(m, ok, g_api.field, name)
 
 HMODULE mproc__win32_system_dll(const wchar_t *name) {
   wchar_t path[MAX_PATH + 64];

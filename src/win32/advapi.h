@@ -21,6 +21,16 @@ typedef struct mproc__advapi {
  * life of the process: the module, or NULL with GetLastError() set. */
 HMODULE mproc__win32_system_dll(const wchar_t *name);
 
+/* Load function `name` of module m into the function pointer dst (through void (*)(void): the cast
+ * between function pointer types that compilers accept silently); ok becomes false if it is missing.
+ * For the tables of functions taken at run time (here, and bcrypt.dll's and ws2_32.dll's). */
+#define MPROC__WIN32_LOAD(m, ok, dst, name)                \
+  do {                                                     \
+    FARPROC f_ = GetProcAddress((m), (name));              \
+    if (!f_) (ok) = false;                                 \
+    *(void (**)(void))(void *)&(dst) = (void (*)(void))f_; \
+  } while (0)
+
 /* The functions, loaded once (thread-safe); NULL, with the reason as the thread's last OS error
  * (GetLastError), if advapi32.dll or one of them cannot be had. */
 const mproc__advapi *mproc__win32_advapi(void);

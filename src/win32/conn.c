@@ -31,9 +31,7 @@
 #include "spawn.h" /* mproc__win32_wait_ms */
 #include "win32.h"
 
-/* The buffer quota of each direction, as the POSIX socket pairs: a 1 MiB message in flight without a
- * wake-up of the writer. Windows charges it only for bytes actually buffered. */
-#define CONN_BUFFER (1024 * 1024)
+#define CONN_BUFFER MPROC__WIN32_CONN_BUFFER
 
 /* ---- connections ------------------------------------------------------------------------------ */
 
@@ -64,6 +62,10 @@ int mproc__pal_conn_ends(bool duplex, mproc__conn_end *a, mproc__conn_end *b) {
 }
 
 int mproc__pal_conn_send(mproc_os_handle h, const void *p1, size_t n1, const void *p2, size_t n2) {
+  if (mproc__win32_is_socket(h)) { /* a Listener/Client connection (listen.c says why not WriteFile) */
+    int rc = mproc__win32_socket_send(h, p1, n1);
+    return rc ? rc : mproc__win32_socket_send(h, p2, n2);
+  }
   size_t n = 0;
   int rc = mproc__pal_write(h, p1, n1, INT64_MAX, &n);
   if (rc == 0) rc = mproc__pal_write(h, p2, n2, INT64_MAX, &n);
@@ -158,9 +160,9 @@ static char g_zero_buf; /* never written: a zero-byte read moves nothing */
 /* Start one: 1 if the connection is ready now (data waiting, end of file, or an error that the receive
  * will report), 0 if the read is pending, or an error (no event could be made). */
 static int zero_read_start(HANDLE h, zero_read *zr) {
-  memset(&zr->ov, 0, sizeof zr->ov);
+  mproc__win32_overlapped_init(&zr->ov, NULL);
   zr->pending = false;
-  zr->ov.hEvent = CreateEventW(NULL, TRUE, FALSE, NULL);
+  zr->ov.hEvent = CreateEventW(NULL, TRUE, FALSE, NULL); /* new: not signalled */
   if (!zr->ov.hEvent) return mproc__fail_os(0, (int)GetLastError(), "wait: CreateEventW");
   if (ReadFile(h, &g_zero_buf, 0, NULL, &zr->ov)) return 1;
   if (GetLastError() != ERROR_IO_PENDING) return 1;

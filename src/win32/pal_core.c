@@ -70,7 +70,17 @@ static const char *error_name(DWORD e) {
     N(ERROR_PIPE_CONNECTED) N(ERROR_TIMEOUT) N(ERROR_PRIVILEGE_NOT_HELD) N(ERROR_COMMITMENT_LIMIT)
     N(ERROR_TOO_MANY_POSTS) N(ERROR_NOT_OWNER) N(ERROR_SEM_TIMEOUT)
     N(ERROR_ENVVAR_NOT_FOUND) N(ERROR_NO_UNICODE_TRANSLATION) N(ERROR_ABANDONED_WAIT_0)
+    N(ERROR_NETNAME_DELETED) N(ERROR_CONNECTION_ABORTED)
 #undef N
+/* winsock's (listen.c): <winsock2.h> is not included here, so by number */
+#define W(n, x) \
+  case n:       \
+    return #x;
+    W(10013, WSAEACCES) W(10035, WSAEWOULDBLOCK) W(10047, WSAEAFNOSUPPORT) W(10048, WSAEADDRINUSE)
+    W(10049, WSAEADDRNOTAVAIL) W(10051, WSAENETUNREACH) W(10053, WSAECONNABORTED) W(10054, WSAECONNRESET)
+    W(10060, WSAETIMEDOUT) W(10061, WSAECONNREFUSED) W(10065, WSAEHOSTUNREACH) W(10093, WSANOTINITIALISED)
+    W(11001, WSAHOST_NOT_FOUND) W(11004, WSANO_DATA)
+#undef W
     default:
       return "ERROR_?";
     // clang-format on
@@ -142,6 +152,7 @@ int64_t mproc__pal_getppid(void) {
 
 void mproc__pal_close(mproc_os_handle h) {
   if (h == MPROC_NO_HANDLE || h == 0) return;
+  if (mproc__win32_close_socket(h)) return; /* a socket wants closesocket, which frees winsock's part too */
   CloseHandle(MPROC__H(h));
 }
 

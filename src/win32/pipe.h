@@ -10,6 +10,11 @@
 #define MPROC__WIN32_CONN_PIPE_PREFIX L"mproc-conn-"
 #define MPROC__WIN32_IO_PIPE_PREFIX L"mproc-io-"
 
+/* The buffer quota of each direction of a connection's pipe (conn.c, listen.c), as the POSIX socket
+ * pairs: a 1 MiB message in flight without a wake-up of the writer. Windows charges it only for bytes
+ * actually buffered. */
+#define MPROC__WIN32_CONN_BUFFER (1024 * 1024)
+
 /* A connected pair of ends of a new named pipe: byte mode, one instance, a unique and unguessable name
  * (\\.\pipe\<prefix><pid>-<serial>-<random>, prefix one of the above), FILE_FLAG_FIRST_PIPE_INSTANCE,
  * PIPE_REJECT_REMOTE_CLIENTS and a DACL that admits only the current user (the user of the process token).
@@ -19,5 +24,9 @@
  * 0 or an error; on failure nothing is left open. */
 int mproc__win32_pipe_pair(const wchar_t *prefix, DWORD open_mode, DWORD out_size, DWORD in_size, DWORD client_access,
                            DWORD client_flags, HANDLE *server, HANDLE *client);
+
+/* Zero an OVERLAPPED for a new ReadFile / WriteFile with event ev (reset here), its status preset to
+ * pending (pipe.c says why: wine and sockets). conn.c's zero-byte reads use it too. */
+void mproc__win32_overlapped_init(OVERLAPPED *ov, HANDLE ev);
 
 #endif /* MPROC_WIN32_PIPE_H */

@@ -8,8 +8,9 @@
  *   spawn.h - command lines and environment blocks (spawn.c) and wait_ms (pipe.c), used by conn.c and
  *             the white-box tests (no <windows.h> in it);
  *   pty.h   - the pseudo console (pty.c) as spawn.c gives it to a child.
- * and one helper of a section file declared here, since it needs <windows.h>:
- *   mproc__win32_job_new (tree.c), used by spawn.c and process.c. */
+ * and helpers of section files declared here, since they need <windows.h>:
+ *   mproc__win32_job_new (tree.c), used by spawn.c and process.c;
+ *   mproc__win32_is_socket, _close_socket, _socket_send (listen.c), used by pal_core.c and conn.c. */
 #ifndef MPROC_WIN32_H
 #define MPROC_WIN32_H
 
@@ -31,6 +32,14 @@
 wchar_t *mproc__utf8_to_wide(const char *s, const char *what);
 /* UTF-16 (n units, or -1 for NUL-terminated) -> newly malloc'ed UTF-8. NULL + error on failure. */
 char *mproc__wide_to_utf8(const wchar_t *w, int n);
+
+/* Sockets (listen.c: the sockets of Listener/Client connections). Whether h is one: costs nothing in a
+ * process that never made a socket, two calls otherwise. Close h with closesocket if it is one (true), as
+ * mproc__pal_close does. Send all of p[0..n) on a socket, blocking: 0, MPROC_EPIPE (the peer has gone),
+ * or an error (conn.c's mproc__pal_conn_send; listen.c says why not WriteFile). */
+bool mproc__win32_is_socket(mproc_os_handle h);
+bool mproc__win32_close_socket(mproc_os_handle h);
+int mproc__win32_socket_send(mproc_os_handle h, const void *p, size_t n);
 
 /* A new job object (non-inheritable handle) with the JOBOBJECT_EXTENDED_LIMIT_INFORMATION limit flags
  * `limits`, holding `process` (tree.c). 0 with *job, or the Windows error (no message is set: callers

@@ -31,6 +31,17 @@ int main(int argc, char **argv) {
   const char *unknown = mproc_strerror(12345);
   expect(unknown != NULL && strstr(unknown, "unknown") != NULL, "mproc_strerror(12345) says unknown");
 
+  /* authkeys: HMAC from the platform's crypto (POSIX: OpenSSL's libcrypto, which the package's CMake
+   * config and pkg-config file carry for a static link; Windows: BCrypt, loaded at run time). A listener
+   * with a key needs it, and a TCP listener the sockets. */
+  mproc_listener *l = NULL;
+  int rc =
+      mproc_listener_create(&l, &(mproc_listener_opts){.address = "127.0.0.1:0", .authkey = "k", .authkey_size = 1});
+  expect(rc == 0, "a TCP listener with an authkey");
+  mproc_connection *c = NULL;
+  expect(rc != 0 || mproc_listener_accept(l, 0, &c) == MPROC_ETIMEDOUT, "accept without a client: MPROC_ETIMEDOUT");
+  mproc_listener_destroy(l);
+
   if (failures) return 1;
   printf("consumer ok: mproc %s, %d CPUs, \"%s\"\n", version ? version : "?", cpus, timedout);
   return 0;

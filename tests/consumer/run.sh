@@ -156,12 +156,19 @@ cmake_consumer() {
   fi
 }
 
-# (b) the pkg-config consumer: PKG_CONFIG_LIBDIR=<prefix>/lib/pkgconfig pkg-config ... + the compiler.
+# (b) the pkg-config consumer: PKG_CONFIG_LIBDIR=<prefix>/lib/pkgconfig pkg-config ... + the compiler
+# (Linux: PKG_CONFIG_PATH, so the system's .pc files are found too: libcrypto's).
 pkgconfig_consumer() {
   local v="$1" prefix="$2" dir="$3" flags
   local pc=(--cflags --libs)
   is_shared "$v" || pc+=(--static)
-  flags="$(PKG_CONFIG_LIBDIR="$prefix/lib/pkgconfig" pkg-config "${pc[@]}" mproc)" || return 1
+  # Windows: the install tree alone. Linux: it first, then the system's own directories, where a static
+  # link finds what mproc's .pc requires (libcrypto's .pc, from libssl-dev).
+  if is_mingw "$v"; then
+    flags="$(PKG_CONFIG_LIBDIR="$prefix/lib/pkgconfig" pkg-config "${pc[@]}" mproc)" || return 1
+  else
+    flags="$(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config "${pc[@]}" mproc)" || return 1
+  fi
   echo "pkg-config ${pc[*]} mproc: $flags"
   mkdir -p "$dir" || return 1
   local exe="$dir/consumer-pc$(exe_suffix "$v")"

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "bootstrap.h"
+#include "mproc/process.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -20,6 +21,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (rc == 0) {
     if (b.ref_len && (const uint8_t *)b.ref < msg) __builtin_trap();
     if (b.arg_len && (const uint8_t *)b.arg + b.arg_len > msg + size) __builtin_trap();
+    if (b.authkey_len > MPROC_AUTHKEY_MAX || (b.authkey_len && (const uint8_t *)b.authkey + b.authkey_len > msg + size))
+      __builtin_trap();
     for (size_t i = 0; i < b.nobjs; ++i) { /* each object's handles lie in the list, none of them none */
       if (b.objs[i].type == 0 || b.objs[i].count > MPROC__HANDABLE_MAX_HANDLES) __builtin_trap();
       if (b.objs[i].first + b.objs[i].count > b.nhandles) __builtin_trap();

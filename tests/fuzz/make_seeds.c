@@ -62,6 +62,8 @@ static void boot_seeds(void) {
                    .name = "Process-1",
                    .ident = "1:2",
                    .parent_name = "MainProcess",
+                   .authkey = "0123456789abcdef0123456789abcdef",
+                   .authkey_len = 32,
                    .parent_pid = 4242,
                    .flags = MPROC__BOOT_DAEMON | MPROC__BOOT_MAIN_THREAD,
                    .nobjs = 3,
@@ -77,13 +79,15 @@ static void boot_seeds(void) {
   k.nhandles = 3;
   k.arg_len = 0;
   k.parent_pid = -1;
+  k.authkey_len = 0;
   m = encode(&k);
   write_seed(sub, "valid-1obj", m.data, m.len);
   mproc__buf_free(&m);
 
   /* hostile: edits of valid-3objs. Offsets: header 8, ref at 8 (len) + 16, arg, name ... */
   size_t ref_at = 8, arg_at = ref_at + 8 + b.ref_len, name_at = arg_at + 8 + b.arg_len;
-  size_t pid_at = name_at + 8 + 9 + 8 + 3 + 8 + 11, flags_at = pid_at + 8, n_at = flags_at + 8, o_at = n_at + 8;
+  size_t key_at = name_at + 8 + 9 + 8 + 3 + 8 + 11, pid_at = key_at + 8 + 32, flags_at = pid_at + 8,
+         n_at = flags_at + 8, o_at = n_at + 8;
   /* the first object: type, bytes (8 + 4), handle count, three handles; the second starts after it */
   size_t count_at = o_at + 8 + 8 + 4, h_at = count_at + 8, o2_at = h_at + 24, h2_at = o2_at + 8 + 8 + 4 + 8;
   unsigned char *e = (unsigned char *)malloc(v.len + 1);
@@ -102,6 +106,7 @@ static void boot_seeds(void) {
   EDIT("bad-ref-len-huge", mproc__wire_put_le64(e + ref_at, UINT64_MAX));
   EDIT("bad-arg-len-past-end", mproc__wire_put_le64(e + arg_at, v.len));
   EDIT("bad-name-nul", e[name_at + 8 + 3] = 0);
+  EDIT("bad-authkey-len-past-end", mproc__wire_put_le64(e + key_at, v.len));
   EDIT("bad-flags", mproc__wire_put_le64(e + flags_at, 8));
   EDIT("bad-obj-count-huge", mproc__wire_put_le64(e + n_at, UINT64_MAX / 24 + 1));
   EDIT("bad-obj-count-one-more", mproc__wire_put_le64(e + n_at, 4));
@@ -214,13 +219,56 @@ static void frame_seeds(void) {
   mproc__buf_free(&several);
 }
 
+/* ---- handshakes: 1 option byte (see fuzz_handshake.c), then the peer's CPython frames --------------- */
+
+/* Append one CPython frame (4-byte big-endian length) holding p[0..n). */
+static void cpython_frame(mproc__buf *b, const void *p, size_t n) {
+  unsigned char h[4];
+  mproc__wire_put_be32(h, (uint32_t)n);
+  if (mproc__buf_append(b, h, 4) != 0 || (n && mproc__buf_append(b, p, n) != 0)) exit(1);
+}
+
+static void handshake_seed(const char *name, unsigned opt, const char *const *msgs, const size_t *lens, size_t n) {
+  mproc__buf b = {0};
+  unsigned char o = (unsigned char)opt;
+  if (mproc__buf_append(&b, &o, 1) != 0) exit(1);
+  for (size_t i = 0; i < n; ++i) cpython_frame(&b, msgs[i], lens[i]);
+  write_seed("handshake", name, b.data, b.len);
+  mproc__buf_free(&b);
+}
+
+static void handshake_seeds(void) {
+  /* what a listener sends first (40 bytes after the digest's name), then its verdict */
+  static const char ch256[] = "#CHALLENGE#{sha256}0123456789012345678901234567890123456789";
+  static const char ch3[] = "#CHALLENGE#{sha3_384}0123456789012345678901234567890123456789";
+  static const char legacy[] = "#CHALLENGE#01234567890123456789"; /* Python 3.11: 20 bytes, no name */
+  static const char welcome[] = "#WELCOME#", failure[] = "#FAILURE#";
+  static const char answer[] = "{sha256}01234567890123456789012345678901"; /* the right shape, a wrong digest */
+  static const char md5[] = "0123456789012345";                            /* a legacy answer's shape */
+  const char *m1[] = {ch256, welcome};
+  const size_t l1[] = {sizeof ch256 - 1, sizeof welcome - 1};
+  handshake_seed("answer-sha256-welcome", 3, m1, l1, 2);
+  handshake_seed("client-sha256-welcome-then-answer", 1, (const char *[]){ch256, welcome, answer},
+                 (const size_t[]){sizeof ch256 - 1, sizeof welcome - 1, sizeof answer - 1}, 3);
+  handshake_seed("answer-sha3-failure", 3, (const char *[]){ch3, failure},
+                 (const size_t[]){sizeof ch3 - 1, sizeof failure - 1}, 2);
+  handshake_seed("answer-legacy-allowed", 3 | 4, (const char *[]){legacy, welcome},
+                 (const size_t[]){sizeof legacy - 1, sizeof welcome - 1}, 2);
+  handshake_seed("server-wrong-answer", 0, (const char *[]){answer}, (const size_t[]){sizeof answer - 1}, 1);
+  handshake_seed("server-legacy-answer-allowed", 0 | 4, (const char *[]){md5}, (const size_t[]){sizeof md5 - 1}, 1);
+  static char big[300]; /* longer than any handshake message may be */
+  memset(big, '{', sizeof big);
+  handshake_seed("deliver-too-long", 2, (const char *[]){big}, (const size_t[]){sizeof big}, 1);
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) {
-    fprintf(stderr, "usage: fuzz_make_seeds <corpus dir (with bootstrap/ and frames/)>\n");
+    fprintf(stderr, "usage: fuzz_make_seeds <corpus dir (with bootstrap/, frames/ and handshake/)>\n");
     return 2;
   }
   g_dir = argv[1];
   boot_seeds();
   frame_seeds();
+  handshake_seeds();
   return 0;
 }
