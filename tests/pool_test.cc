@@ -456,6 +456,67 @@ TEST(PoolArgs, BadArgumentsAreErrors) {
   mproc_async_result_destroy(nullptr);
 }
 
+#ifndef _WIN32
+// A lock of the program's own: a fork child of a process where another thread holds it inherits it held.
+std::mutex g_user_lock;
+
+int t_take_user_lock(const void *, size_t, mproc_task *t) {
+  std::lock_guard<std::mutex> hold(g_user_lock);
+  void *block = std::malloc(1 << 20); // and the C runtime's allocator, busy in the parent meanwhile
+  if (!block) return mproc_task_fail(t, "out of memory");
+  std::memset(block, 1, 1 << 20);
+  std::free(block);
+  int64_t pid = mproc_getpid();
+  return mproc_task_return(t, &pid, sizeof pid);
+}
+
+// Issue 12, item 3: a fork pool's replacement workers come from a single-threaded copy of the process as
+// it was at the pool's creation (its zygote), never from the parent, whose other threads (the result
+// thread, the user's) may hold locks at the fork. Here the parent holds a lock of its own and another
+// thread is allocating and freeing memory while a worker dies and is replaced; the replacement takes that
+// lock and allocates. Forked from the parent, it would wait for the lock for ever (the task's timeout
+// ends it: MPROC_ETIMEDOUT).
+TEST(PoolFork, AReplacementWorkerIsForkedFromTheZygoteNotFromTheThreadedParent) {
+  if (mproc_test::kThreadSanitizer) GTEST_SKIP() << "TSan cannot follow a fork of a process with threads";
+  mproc_pool_opts o{};
+  o.processes = 1;
+  o.start_method = MPROC_START_FORK;
+  o.task_timeout_ms = 20000;
+  mproc_pool *p = nullptr;
+  ASSERT_EQ(mproc_pool_create(&p, &o), 0) << mproc_last_error();
+  void *out = nullptr;
+  size_t len = 0;
+  ASSERT_EQ(mproc_pool_apply(p, t_take_user_lock, "", 0, kLong, &out, &len), 0) << mproc_last_error();
+  int64_t first = as_i64(out);
+  mproc_free(out);
+  std::atomic<bool> stop{false};
+  std::thread allocator([&] {
+    while (!stop) {
+      for (size_t n = 16; n < (1u << 18); n *= 3) std::free(std::malloc(n));
+    }
+  });
+  {
+    std::lock_guard<std::mutex> held(g_user_lock);
+    for (int round = 0; round < 3; ++round) {
+      SCOPED_TRACE(round);
+      char how = round % 2 ? 'a' : 'e';
+      EXPECT_EQ(mproc_pool_apply(p, t_misbehave, &how, 1, kLong, &out, &len), MPROC_EWORKERDIED);
+    }
+    out = nullptr;
+    EXPECT_EQ(mproc_pool_apply(p, t_take_user_lock, "", 0, kLong, &out, &len), 0) << mproc_last_error();
+    if (out) {
+      EXPECT_NE(as_i64(out), first) << "the worker was replaced";
+      mproc_free(out);
+    }
+  }
+  stop = true;
+  allocator.join();
+  EXPECT_EQ(mproc_pool_close(p), 0);
+  EXPECT_EQ(mproc_pool_join(p, kLong), 0);
+  mproc_pool_destroy(p);
+}
+#endif
+
 INSTANTIATE_TEST_SUITE_P(Kinds, Pool, ::testing::ValuesIn(kinds()), kind_name);
 
 } // namespace

@@ -51,8 +51,12 @@
  * to end, after close or terminate (MPROC_ESTATE before). destroy: terminates an open pool (as leaving
  * Python's `with` block) and frees it.
  *
- * Under the fork start method, workers that replace dead ones are forked from a parent that runs the
- * pool's result thread (and maybe threads of its own): choose spawn or forkserver where that matters.
+ * Under the fork start method the pool forks a single-threaded copy of this process (its zygote) at
+ * mproc_pool_create, before its result thread starts: the first workers are forked directly, and every
+ * later one (replacing a worker that died, timed out or ran maxtasksperchild tasks) by the zygote, never
+ * from this process once it runs the pool's thread. Every worker is a copy of this process as it was at
+ * mproc_pool_create. Threads of the program's own that run at that moment are forked as for any fork:
+ * create fork pools before starting threads, or use spawn or forkserver.
  */
 #ifndef MPROC_POOL_H
 #define MPROC_POOL_H

@@ -14,6 +14,7 @@
 
 #include "../atomic.h"
 #include "../pal.h"
+#include "../process/zygote.h"
 #include "../wire.h"
 #include "mproc/shared.h"
 #include "pool_internal.h"
@@ -80,6 +81,8 @@ struct mproc_pool {
   mproc_pool_opts o;
   mproc__buf worker_arg; /* a process worker's argument bytes, but its slot */
   mproc_value *begun;    /* process workers: the tasks each slot's worker has begun */
+  mproc__zygote *zygote; /* fork workers: forks those started once the result thread runs (zygote.h) */
+  bool threaded;         /* the result thread is (about to be) running */
   worker *w;
   size_t nw;
   task *head, *tail; /* pending */
@@ -323,6 +326,7 @@ static int start_worker(mproc_pool *p, size_t slot) {
     po.start_method = p->o.start_method;
     po.context = p->o.context;
     if (!rc) rc = mproc_process_create(&w->proc, &po);
+    if (!rc && p->zygote && p->threaded) rc = mproc__process_set_zygote(w->proc, p->zygote); /* not from here */
     if (!rc) rc = mproc_process_start(w->proc);
     mproc__buf_free(&arg);
     if (rc) {
@@ -610,6 +614,13 @@ static int core_new(core **out) {
   return 0;
 }
 
+/* The start method of the pool's process workers. */
+static mproc_start_method pool_method(const mproc_pool *p) {
+  mproc_start_method m = p->o.start_method;
+  if (m == MPROC_START_DEFAULT) m = mproc_context_start_method(p->o.context);
+  return m == MPROC_START_DEFAULT ? mproc_get_start_method() : m;
+}
+
 static void pool_free(mproc_pool *p) {
   for (size_t i = 0; i < p->nfns; ++i) mproc__buf_free(&p->refs[i]);
   free(p->refs);
@@ -617,6 +628,7 @@ static void pool_free(mproc_pool *p) {
   free(p->w);
   mproc__buf_free(&p->worker_arg);
   mproc_value_destroy(p->begun);
+  mproc__zygote_stop(p->zygote); /* after the workers it forked */
   mproc_connection_destroy(p->wake_tx);
   mproc_connection_destroy(p->wake_rx);
   if (p->k) {
@@ -661,8 +673,10 @@ int mproc_pool_create(mproc_pool **out, const mproc_pool_opts *opts) {
     if (!rc && p->o.initarg_size) rc = mproc__buf_append(&p->worker_arg, p->o.initarg, p->o.initarg_size);
     mproc__buf_free(&ref);
   }
+  if (!rc && !p->o.threads && pool_method(p) == MPROC_START_FORK) rc = mproc__zygote_start(&p->zygote);
   size_t started = 0;
   for (; !rc && started < p->nw; ++started) rc = start_worker(p, started);
+  p->threaded = true;
   if (!rc) rc = mproc__pal_thread_create(&p->thr, result_thread, p);
   if (rc) {
     for (size_t i = 0; i < started; ++i) {

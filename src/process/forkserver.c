@@ -18,16 +18,31 @@
 
 #define EXIT_BOOT_FAILED MPROC_EXIT_BOOT_FAILED
 
-/* The fork server this process uses (under the global lock): our end of its control socket. */
-static mproc_os_handle g_fs_ctl = MPROC_NO_HANDLE;
-static mproc__child g_fs_child = {.handle = MPROC_NO_HANDLE};
+/* A fork server this process talks to: the one the forkserver start method uses (g_fs, started on
+ * first use), or a pool's zygote (forked from this process, mproc__zygote_start). All under the global
+ * lock. */
+struct mproc__zygote {
+  mproc_os_handle ctl; /* our end of its control socket; MPROC_NO_HANDLE: not running */
+  mproc__child child;
+  struct mproc__zygote *next; /* the zygotes, listed so that a fork child closes their sockets */
+};
+typedef struct mproc__zygote fserver;
 
-/* In a fork child: our fork server is not the child's (after-fork hook). */
+static fserver g_fs = {MPROC_NO_HANDLE, {.handle = MPROC_NO_HANDLE}, NULL};
+static fserver *g_zygotes;
+
+/* In a fork child: no fork server of ours is the child's (after-fork hook). The zygotes' structures are
+ * the parent's objects' copies: only their descriptors are closed. */
+static void forget_one(fserver *fs) {
+  if (fs->ctl == MPROC_NO_HANDLE) return;
+  mproc__pal_close(fs->ctl);
+  fs->ctl = MPROC_NO_HANDLE;
+  mproc__pal_child_release(&fs->child);
+}
 static void forget_server(void) {
-  if (g_fs_ctl == MPROC_NO_HANDLE) return;
-  mproc__pal_close(g_fs_ctl);
-  g_fs_ctl = MPROC_NO_HANDLE;
-  mproc__pal_child_release(&g_fs_child);
+  forget_one(&g_fs);
+  for (fserver *z = g_zygotes; z; z = z->next) forget_one(z);
+  g_zygotes = NULL;
 }
 
 /* ---- the client side --------------------------------------------------------------------------- */
@@ -70,16 +85,26 @@ static bool recv_reply(mproc_os_handle h, int64_t *pid, mproc_os_handle *pidfd) 
 }
 
 /* Forget a dead (or broken) server; reap it. Under the global lock. */
-static void server_drop(void) {
-  mproc__pal_close(g_fs_ctl);
-  g_fs_ctl = MPROC_NO_HANDLE;
-  if (g_fs_child.pid > 0) {
-    mproc__pal_signal(&g_fs_child, MPROC_SIGKILL);
-    mproc__pal_wait(&g_fs_child, INT64_MAX);
+static void server_drop(fserver *fs) {
+  mproc__pal_close(fs->ctl);
+  fs->ctl = MPROC_NO_HANDLE;
+  if (fs->child.pid > 0) {
+    mproc__pal_signal(&fs->child, MPROC_SIGKILL);
+    mproc__pal_wait(&fs->child, INT64_MAX);
   }
-  mproc__pal_child_release(&g_fs_child);
-  memset(&g_fs_child, 0, sizeof g_fs_child);
-  g_fs_child.handle = MPROC_NO_HANDLE;
+  mproc__pal_child_release(&fs->child);
+  memset(&fs->child, 0, sizeof fs->child);
+  fs->child.handle = MPROC_NO_HANDLE;
+}
+
+/* A server started says hello: its pid. 0, or it is dropped and `why` is the error. */
+static int server_hello(fserver *fs, const char *why) {
+  int64_t hello = 0;
+  if (!recv_i64(fs->ctl, &hello) || hello != fs->child.pid) {
+    server_drop(fs);
+    return mproc__fail(MPROC_ESTATE, "%s", why);
+  }
+  return 0;
 }
 
 /* Start the fork server: this program re-executed with FORKSERVER_FLAG; its guard says hello (its
@@ -88,41 +113,42 @@ static int server_start(void) {
   mproc_os_handle mine, theirs;
   int rc = mproc__pal_conn_pair(true, &mine, &theirs);
   if (rc) return rc;
-  rc = mproc__respawn_self(MPROC__FORKSERVER_FLAG, theirs, &theirs, 1, false, &g_fs_child);
+  rc = mproc__respawn_self(MPROC__FORKSERVER_FLAG, theirs, &theirs, 1, false, &g_fs.child);
   mproc__pal_close(theirs);
   if (rc) {
     mproc__pal_close(mine);
     return rc;
   }
-  g_fs_ctl = mine;
-  int64_t hello = 0;
-  if (!recv_i64(mine, &hello) || hello != g_fs_child.pid) {
-    server_drop();
-    return mproc__fail(MPROC_ESTATE,
-                       "start: the fork server exited before serving: does the program's main() call "
-                       "mproc_main_guard(argc, argv) first?");
-  }
-  return 0;
+  g_fs.ctl = mine;
+  return server_hello(&g_fs,
+                      "start: the fork server exited before serving: does the program's main() call "
+                      "mproc_main_guard(argc, argv) first?");
 }
 
-/* One request to the server (started if needed; restarted once if it had died): the child's pid.
- * *lost: the server died after the request reached it (it may have forked the child or not). */
+/* One request to p's server (the start method's: started if needed, restarted once if it had died; a
+ * zygote is never restarted): the child's pid. *lost: the server died after the request reached it (it
+ * may have forked the child or not). */
 static int server_request(const mproc_process *p, const mproc__buf *req, const mproc_os_handle *fds, size_t nfds,
                           int64_t *pid, mproc_os_handle *pidfd, bool *lost) {
   *lost = false;
   *pidfd = MPROC_NO_HANDLE;
   int rc = 0;
+  fserver *fs = p->zygote ? p->zygote : &g_fs;
   mproc__pal_global_lock();
   for (int attempt = 0; attempt < 2; ++attempt) {
-    if (g_fs_ctl == MPROC_NO_HANDLE && (rc = server_start()) != 0) break;
-    rc = mproc__pal_conn_send_fds(g_fs_ctl, req->data, req->len, fds, nfds);
+    if (fs->ctl == MPROC_NO_HANDLE && fs != &g_fs) {
+      rc = mproc__fail(MPROC_ESTATE, "start '%s': the pool's fork server (its zygote) has ended", p->name);
+      break;
+    }
+    if (fs->ctl == MPROC_NO_HANDLE && (rc = server_start()) != 0) break;
+    rc = mproc__pal_conn_send_fds(fs->ctl, req->data, req->len, fds, nfds);
     if (rc == MPROC_EPIPE) { /* the server has died since the last start: nothing was delivered */
-      server_drop();
+      server_drop(fs);
       continue;
     }
     if (rc) break;
-    if (!recv_reply(g_fs_ctl, pid, pidfd)) {
-      server_drop();
+    if (!recv_reply(fs->ctl, pid, pidfd)) {
+      server_drop(fs);
       *lost = true;
       rc = mproc__fail(MPROC_ESYS, "start '%s': the fork server died while starting it", p->name);
     } else if (*pid <= 0) {
@@ -199,6 +225,77 @@ int mproc__start_forkserver(mproc_process *p, mproc_os_handle child_end) {
   rc = mproc__boot_answer(p, "forkserver", &answered_pid); /* the child's answer, as under spawn */
   if (rc == 0 && answered_pid > 0) p->child.pid = answered_pid;
   return rc;
+}
+
+/* ---- zygotes ------------------------------------------------------------------------------------ */
+
+int mproc__zygote_start(mproc__zygote **out) {
+  *out = NULL;
+  if (!mproc__pal_fork_supported()) return mproc__fail(MPROC_ENOTSUP, "zygote: this system has no fork");
+  mproc__after_fork_register(forget_server);
+  fserver *z = (fserver *)calloc(1, sizeof *z);
+  if (!z) return mproc__fail(MPROC_ENOMEM, "zygote: out of memory");
+  mproc_os_handle mine, theirs;
+  int rc = mproc__pal_conn_pair(true, &mine, &theirs);
+  if (rc) {
+    free(z);
+    return rc;
+  }
+  fflush(NULL); /* what we buffered must not be printed twice */
+  int64_t pid = 0;
+  rc = mproc__pal_fork(&pid);
+  if (rc == 0 && pid == 0) {         /* the zygote */
+    mproc__after_fork_run();         /* drop our children, links and the other servers */
+    mproc__pal_close(mine);          /* not listed yet: closed here */
+    mproc__forkserver_serve(theirs); /* never returns */
+  }
+  mproc__pal_close(theirs);
+  if (rc) {
+    mproc__pal_close(mine);
+    free(z);
+    return rc;
+  }
+  z->ctl = mine;
+  z->child.pid = pid;
+  if (mproc__pal_fork_sentinel(&z->child) != 0) {
+    mproc_clear_error();
+    z->child.handle = MPROC_NO_HANDLE; /* waited for by pid */
+  }
+  mproc__pal_global_lock();
+  rc = server_hello(z, "zygote: the fork server forked from this process ended before serving");
+  if (!rc) {
+    z->next = g_zygotes;
+    g_zygotes = z;
+  }
+  mproc__pal_global_unlock();
+  if (rc) {
+    free(z);
+    return rc;
+  }
+  *out = z;
+  return 0;
+}
+
+void mproc__zygote_stop(mproc__zygote *z) {
+  if (!z) return;
+  mproc__pal_global_lock();
+  for (fserver **pp = &g_zygotes; *pp; pp = &(*pp)->next)
+    if (*pp == z) {
+      *pp = z->next;
+      break;
+    }
+  /* At the end of its control socket the server exits; its children are the pool's workers, joined
+   * before. A server that has not ended within a second is killed. */
+  mproc__pal_close(z->ctl);
+  z->ctl = MPROC_NO_HANDLE;
+  mproc__pal_global_unlock();
+  if (z->child.pid > 0 && mproc__pal_wait(&z->child, mproc__pal_monotonic_ns() + 1000000000) != 0) {
+    mproc_clear_error();
+    mproc__pal_signal(&z->child, MPROC_SIGKILL);
+    mproc__pal_wait(&z->child, INT64_MAX);
+  }
+  mproc__pal_child_release(&z->child);
+  free(z);
 }
 
 /* ---- the server side ------------------------------------------------------------------------------- */

@@ -190,7 +190,7 @@ int mproc_process_start(mproc_process *p) {
 
   /* A fork child needs its boot link only to watch for its parent's death; its sentinel can be the
    * system's own where there is one (mproc__pal_fork_sentinel). */
-  bool link = m != MPROC_START_FORK || p->kill_on_parent_death || !mproc__pal_fork_sentinel_supported();
+  bool link = p->zygote || m != MPROC_START_FORK || p->kill_on_parent_death || !mproc__pal_fork_sentinel_supported();
   mproc_os_handle parent_end = MPROC_NO_HANDLE, child_end = MPROC_NO_HANDLE;
   if (link) {
     rc = mproc__pal_conn_pair(true, &parent_end, &child_end);
@@ -203,7 +203,8 @@ int mproc_process_start(mproc_process *p) {
     }
   }
   mproc__children_join_at_exit();
-  rc = m == MPROC_START_FORK         ? mproc__start_fork(p, child_end)
+  rc = p->zygote                     ? mproc__start_forkserver(p, child_end)
+       : m == MPROC_START_FORK       ? mproc__start_fork(p, child_end)
        : m == MPROC_START_FORKSERVER ? mproc__start_forkserver(p, child_end)
                                      : mproc__start_spawn(p, child_end);
   if (rc) {
@@ -311,5 +312,13 @@ int mproc__process_hand(mproc_process *p, const mproc__handable_type *t, void *o
   p->handed[p->nhanded].type = t;
   p->handed[p->nhanded].obj = obj;
   p->objs[p->nhanded++] = obj;
+  return 0;
+}
+
+int mproc__process_set_zygote(mproc_process *p, mproc__zygote *z) {
+  int rc = mproc__process_check(p, "process_start");
+  if (rc) return rc;
+  if (p->started) return mproc__fail(MPROC_ESTATE, "process_start: '%s' was started already", p->name);
+  p->zygote = z;
   return 0;
 }

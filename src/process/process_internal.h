@@ -23,6 +23,7 @@
 #include "../internal.h"
 #include "../pal.h"
 #include "mproc/process.h"
+#include "zygote.h"
 
 /* The guard's roles: argv[1] is "<flag><handle>" (see guard.c). */
 #define MPROC__SPAWN_FLAG "--mproc-spawn="
@@ -49,7 +50,8 @@ struct mproc_process {
   mproc_start_method req_method;
   const mproc_context *context;
   bool kill_on_parent_death;
-  unsigned char *authkey; /* the child's (malloc'ed; authkey_len bytes, maybe 0) */
+  struct mproc__zygote *zygote; /* forked by this zygote (zygote.h), whatever the start method; NULL: none */
+  unsigned char *authkey;       /* the child's (malloc'ed; authkey_len bytes, maybe 0) */
   size_t authkey_len;
   int64_t creator; /* the pid of the process that created it: only it may start, join or signal it */
   /* after start */
