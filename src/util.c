@@ -37,6 +37,7 @@ static const char *const k_names[] = {
     "MPROC_EINTR: interrupted",
     "MPROC_EPIPE: broken pipe: the reader has gone",
     "MPROC_EEXIST: the name exists already",
+    "MPROC_ECANCELED: cancelled before it ran",
 };
 
 const char *mproc_strerror(int code) {

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "listener_internal.h"
+#include "pool/pool_internal.h"
 #include "process/process_internal.h"
 #include "shared/shared_internal.h"
 #include "subprocess_internal.h"
@@ -40,6 +41,7 @@ static const struct {
     [MPROC_WAIT_POPEN] = {"popen", mproc__popen_wait_prepare, NULL, mproc__popen_wait_ready, NULL},
     [MPROC_WAIT_QUEUE] = {"queue", mproc__queue_wait_prepare, NULL, NULL, mproc__queue_wait_done},
     [MPROC_WAIT_LISTENER] = {"listener", mproc__listener_wait_prepare, mproc__listener_wait_count, NULL, NULL},
+    [MPROC_WAIT_RESULT] = {"pool result", mproc__pool_result_wait_prepare, NULL, NULL, NULL},
 };
 
 /* Check objects[i]; 0, or MPROC_EINVAL naming it. */

@@ -72,6 +72,39 @@ int t_misbehave(const void *in, size_t len, mproc_task *t) {
   return mproc_task_return(t, in, len);
 }
 
+// A gate in named shared memory (its name is the input): the task waits until the test opens it.
+int t_gate(const void *in, size_t len, mproc_task *t) {
+  std::string name((const char *)in, len);
+  mproc_shared_memory *m = nullptr;
+  if (mproc_shared_memory_attach(&m, name.c_str()) != 0) return mproc_task_fail(t, "attach: %s", mproc_last_error());
+  auto *open = (volatile std::atomic<uint32_t> *)mproc_shared_memory_buf(m);
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!open->load() && std::chrono::steady_clock::now() < until) std::this_thread::yield();
+  bool opened = open->load() != 0;
+  mproc_shared_memory_destroy(m);
+  return opened ? mproc_task_return(t, "g", 1) : mproc_task_fail(t, "the gate never opened");
+}
+
+// starmap: the sum of two 8-byte arguments
+int t_add(const void *in, size_t len, mproc_task *t) {
+  mproc_bytes a[3];
+  size_t n = 0;
+  if (mproc_task_args(in, len, a, 3, &n) != 0) return mproc_task_fail(t, "%s", mproc_last_error());
+  if (n != 2 || a[0].len != 8 || a[1].len != 8) return mproc_task_fail(t, "want two 8-byte arguments, got %zu", n);
+  int64_t x, y;
+  std::memcpy(&x, a[0].data, 8);
+  std::memcpy(&y, a[1].data, 8);
+  x += y;
+  return mproc_task_return(t, &x, sizeof x);
+}
+
+int t_count_args(const void *in, size_t len, mproc_task *t) {
+  size_t n = 0;
+  if (mproc_task_args(in, len, nullptr, 0, &n) != 0) return mproc_task_fail(t, "%s", mproc_last_error());
+  int64_t k = (int64_t)n;
+  return mproc_task_return(t, &k, sizeof k);
+}
+
 int64_t as_i64(const void *p) {
   int64_t v;
   std::memcpy(&v, p, sizeof v);
@@ -432,6 +465,198 @@ TEST_P(Pool, CloseRefusesWorkTerminateFailsWhatIsLeft) {
   int rc = mproc_async_result_get(r, kLong);
   EXPECT_TRUE(rc == 0 || rc == MPROC_ECLOSED) << rc;
   mproc_async_result_destroy(r);
+}
+
+// A gate for t_gate: shut until lift() (and at destruction).
+struct Gate {
+  mproc_shared_memory *m = nullptr;
+  std::string name;
+  Gate() {
+    static int n = 0;
+    name = "mproc-test-gate-" + std::to_string(mproc_getpid()) + "-" + std::to_string(++n);
+    EXPECT_EQ(mproc_shared_memory_create(&m, name.c_str(), 64, false), 0) << mproc_last_error();
+  }
+  void lift() { ((std::atomic<uint32_t> *)mproc_shared_memory_buf(m))->store(1); }
+  ~Gate() {
+    lift();
+    mproc_shared_memory_unlink(m);
+    mproc_shared_memory_destroy(m);
+  }
+};
+
+std::atomic<int> g_cancelled_callbacks{0};
+void count_cancelled(void *, mproc_async_result *r) {
+  if (mproc_async_result_get(r, 0) == MPROC_ECANCELED) ++g_cancelled_callbacks;
+}
+
+std::atomic<int> g_callback_done{0};
+void slow_callback(void *, mproc_async_result *r) {
+  // its own calls on r do not wait for it to end
+  EXPECT_TRUE(mproc_async_result_ready(r));
+  EXPECT_EQ(mproc_async_result_get(r, 0), 0);
+  for (int i = 0; i < 2000; ++i) std::this_thread::yield(); // some work: get() in the caller waits for it
+  ++g_callback_done;
+}
+
+// As in CPython, get(), wait() and ready() see a result once its callback has run (the seed notes print
+// from the callback, then after get())
+TEST_P(Pool, GetReturnsOnceTheCallbackHasRun) {
+  mproc_pool *p = make(2);
+  ASSERT_NE(p, nullptr);
+  mproc_async_opts cb{};
+  cb.callback = slow_callback;
+  for (int round = 0; round < 20; ++round) {
+    g_callback_done = 0;
+    mproc_async_result *r = nullptr;
+    int64_t x = round;
+    ASSERT_EQ(mproc_pool_apply_async(p, t_square, &x, sizeof x, &cb, &r), 0);
+    ASSERT_EQ(mproc_async_result_get(r, kLong), 0) << mproc_last_error();
+    EXPECT_EQ(g_callback_done.load(), 1) << "round " << round;
+    EXPECT_TRUE(mproc_async_result_ready(r));
+    mproc_async_result_destroy(r);
+  }
+  finish(p);
+}
+
+// cancel: what no worker has yet is dropped and fails at once; what a worker has runs on
+TEST_P(Pool, CancelDropsTasksNoWorkerHasAndFailsTheResult) {
+  mproc_pool *p = make(1);
+  ASSERT_NE(p, nullptr);
+  Gate gate;
+  g_cancelled_callbacks = 0;
+  mproc_async_opts cb{};
+  cb.error_callback = count_cancelled;
+  mproc_async_result *a = nullptr, *b = nullptr, *c = nullptr, *d = nullptr;
+  // a runs (held by the gate), b is given to the worker ahead of it, c and d wait in the pool
+  ASSERT_EQ(mproc_pool_apply_async(p, t_gate, gate.name.data(), gate.name.size(), nullptr, &a), 0);
+  ASSERT_EQ(mproc_pool_apply_async(p, t_echo, "b", 1, nullptr, &b), 0);
+  ASSERT_EQ(mproc_pool_apply_async(p, t_echo, "c", 1, &cb, &c), 0);
+  std::vector<int64_t> v(10, 4);
+  std::vector<mproc_bytes> in = inputs_of(v);
+  cb.chunksize = 1;
+  ASSERT_EQ(mproc_pool_map_async(p, t_square, in.data(), in.size(), &cb, &d), 0);
+  EXPECT_EQ(mproc_async_result_cancel(c), 0) << mproc_last_error();
+  EXPECT_EQ(mproc_async_result_get(c, kLong), MPROC_ECANCELED); // once its error callback has run
+  EXPECT_TRUE(mproc_async_result_ready(c));
+  EXPECT_EQ(mproc_async_result_cancel(c), MPROC_ESTATE); // ready already
+  EXPECT_EQ(mproc_async_result_cancel(b), MPROC_ESTATE); // its worker has it
+  EXPECT_EQ(mproc_async_result_cancel(a), MPROC_ESTATE); // running
+  EXPECT_EQ(mproc_async_result_cancel(d), 0) << mproc_last_error();
+  EXPECT_EQ(mproc_async_result_get(d, kLong), MPROC_ECANCELED);
+  EXPECT_FALSE(mproc_async_result_ready(a));
+  gate.lift();
+  EXPECT_EQ(mproc_async_result_get(a, kLong), 0) << mproc_last_error();
+  EXPECT_EQ(mproc_async_result_get(b, kLong), 0) << mproc_last_error();
+  const void *data = nullptr;
+  size_t len = 0;
+  ASSERT_EQ(mproc_async_result_item(b, 0, &data, &len), 0);
+  EXPECT_EQ(std::string((const char *)data, len), "b");
+  // the pool still serves, and the cancelled results' error callbacks ran on the result thread
+  int64_t x = 5;
+  void *out = nullptr;
+  ASSERT_EQ(mproc_pool_apply(p, t_square, &x, sizeof x, kLong, &out, &len), 0);
+  EXPECT_EQ(as_i64(out), 25);
+  mproc_free(out);
+  finish(p); // join: every callback has run
+  EXPECT_EQ(g_cancelled_callbacks.load(), 2);
+  EXPECT_EQ(mproc_async_result_cancel(a), MPROC_ESTATE);
+  for (mproc_async_result *r : {a, b, c, d}) mproc_async_result_destroy(r);
+}
+
+// mproc_wait on results: first completed, and imap item by item, without polling
+TEST_P(Pool, ResultsAreWaitableWithMprocWait) {
+  mproc_pool *p = make(2);
+  ASSERT_NE(p, nullptr);
+  Gate gate;
+  mproc_async_result *slow = nullptr, *fast = nullptr;
+  ASSERT_EQ(mproc_pool_apply_async(p, t_gate, gate.name.data(), gate.name.size(), nullptr, &slow), 0);
+  ASSERT_EQ(mproc_pool_apply_async(p, t_echo, "f", 1, nullptr, &fast), 0);
+  mproc_waitable w[2] = {mproc_waitable_result(slow), mproc_waitable_result(fast)};
+  size_t n = 0;
+  ASSERT_EQ(mproc_wait(w, 2, kLong, &n), 0) << mproc_last_error();
+  EXPECT_EQ(n, 1u);
+  EXPECT_FALSE(w[0].ready);
+  EXPECT_TRUE(w[1].ready);
+  EXPECT_EQ(mproc_wait(w, 1, 0, &n), MPROC_ETIMEDOUT); // the slow one is held by the gate
+  gate.lift();
+  ASSERT_EQ(mproc_wait(w, 1, kLong, &n), 0) << mproc_last_error();
+  EXPECT_TRUE(w[0].ready);
+  EXPECT_EQ(mproc_async_result_get(slow, 0), 0);
+  // imap: ready whenever next() would not wait, to the end
+  std::vector<int64_t> v = {1, 2, 3, 4, 5};
+  std::vector<mproc_bytes> in = inputs_of(v);
+  mproc_async_result *it = nullptr;
+  ASSERT_EQ(mproc_pool_imap(p, t_square, in.data(), in.size(), 1, false, &it), 0);
+  std::set<int64_t> got;
+  for (int rounds = 0; rounds < 20; ++rounds) {
+    mproc_waitable wi = mproc_waitable_result(it);
+    ASSERT_EQ(mproc_wait(&wi, 1, kLong, &n), 0) << mproc_last_error();
+    const void *data = nullptr;
+    size_t len = 0;
+    int rc = mproc_async_result_next(it, 0, &data, &len, nullptr);
+    if (rc == MPROC_EEOF) break;
+    ASSERT_EQ(rc, 0) << "ready, yet next() would wait: " << mproc_last_error();
+    got.insert(as_i64(data));
+  }
+  EXPECT_EQ(got, (std::set<int64_t>{1, 4, 9, 16, 25}));
+  for (mproc_async_result *r : {slow, fast, it}) mproc_async_result_destroy(r);
+  finish(p);
+}
+
+// starmap: several arguments per task, packed into one input and read back with mproc_task_args
+TEST_P(Pool, StarmapPassesSeveralArgumentsPerTask) {
+  mproc_pool *p = make(2);
+  ASSERT_NE(p, nullptr);
+  const size_t n = 100;
+  std::vector<int64_t> xs(n), ys(n);
+  std::vector<mproc_bytes> args;
+  for (size_t i = 0; i < n; ++i) {
+    xs[i] = (int64_t)i;
+    ys[i] = (int64_t)(1000 * i);
+    args.push_back({&xs[i], 8});
+    args.push_back({&ys[i], 8});
+  }
+  mproc_async_result *r = nullptr;
+  ASSERT_EQ(mproc_pool_starmap(p, t_add, args.data(), 2, n, 7, kLong, &r), 0) << mproc_last_error();
+  for (size_t i = 0; i < n; ++i) {
+    const void *data = nullptr;
+    size_t len = 0;
+    ASSERT_EQ(mproc_async_result_item(r, i, &data, &len), 0);
+    EXPECT_EQ(as_i64(data), (int64_t)(1001 * i));
+  }
+  mproc_async_result_destroy(r);
+  // no arguments at all is a row too
+  ASSERT_EQ(mproc_pool_starmap(p, t_count_args, nullptr, 0, 3, 0, kLong, &r), 0) << mproc_last_error();
+  const void *data = nullptr;
+  size_t len = 0;
+  ASSERT_EQ(mproc_async_result_item(r, 2, &data, &len), 0);
+  EXPECT_EQ(as_i64(data), 0);
+  mproc_async_result_destroy(r);
+  // a row whose arguments do not fit the task's reading fails that task, with its message
+  mproc_bytes three[3] = {{"a", 1}, {"b", 1}, {"c", 1}};
+  EXPECT_EQ(mproc_pool_starmap(p, t_add, three, 3, 1, 0, kLong, &r), MPROC_ETASK);
+  EXPECT_NE(std::string(mproc_last_error()).find("want two 8-byte arguments, got 3"), std::string::npos)
+      << mproc_last_error();
+  EXPECT_EQ(r, nullptr);
+  finish(p);
+}
+
+TEST(PoolArgs, TaskArgsRefusesWhatIsNotARowOfArguments) {
+  mproc_bytes a[2];
+  size_t n = 99;
+  EXPECT_EQ(mproc_task_args("abc", 3, a, 2, &n), MPROC_EINVAL);
+  EXPECT_EQ(n, 0u);
+  unsigned char overrun[16 + 3] = {1, 0, 0, 0, 0, 0, 0, 0, 100};
+  EXPECT_EQ(mproc_task_args(overrun, sizeof overrun, a, 2, &n), MPROC_EINVAL);
+  unsigned char extra[16 + 3] = {1, 0, 0, 0, 0, 0, 0, 0, 2};
+  EXPECT_EQ(mproc_task_args(extra, sizeof extra, a, 2, &n), MPROC_EINVAL); // a byte left over
+  EXPECT_EQ(mproc_task_args(extra, 18, a, 2, &n), 0);
+  EXPECT_EQ(n, 1u);
+  EXPECT_EQ(a[0].len, 2u);
+  unsigned char huge[8] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f};
+  EXPECT_EQ(mproc_task_args(huge, sizeof huge, a, 2, &n), MPROC_EINVAL);
+  EXPECT_EQ(mproc_task_args(nullptr, 0, a, 2, &n), MPROC_EINVAL);
+  EXPECT_EQ(mproc_task_args("x", 1, a, 2, nullptr), MPROC_EINVAL);
 }
 
 TEST(PoolArgs, BadArgumentsAreErrors) {

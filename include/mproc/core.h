@@ -69,7 +69,8 @@ typedef enum mproc_error {
   MPROC_EINTR = -21,         /* InterruptedError: reserved; mproc retries EINTR itself */
   MPROC_EPIPE = -22,         /* BrokenPipeError: writing to a pipe whose reader has gone */
   MPROC_EEXIST = -23,        /* FileExistsError: a name to create exists already */
-  MPROC_ERROR_MIN_ = -23     /* the lowest code; not an error itself */
+  MPROC_ECANCELED = -24,     /* concurrent.futures.CancelledError: the work was cancelled before it ran */
+  MPROC_ERROR_MIN_ = -24     /* the lowest code; not an error itself */
 } mproc_error;
 
 /* The symbolic name of an error code ("MPROC_ETIMEDOUT") followed by a short description, e.g.

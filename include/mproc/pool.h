@@ -145,6 +145,20 @@ MPROC_API int mproc_pool_map(mproc_pool *p, mproc_task_fn fn, const mproc_bytes 
 MPROC_API int mproc_pool_imap(mproc_pool *p, mproc_task_fn fn, const mproc_bytes *inputs, size_t n, size_t chunksize,
                               bool ordered, mproc_async_result **out);
 
+/* starmap_async(fn, [(a, b), ...]): n tasks of nargs arguments each. args holds n rows of nargs
+ * arguments (row-major: item i's argument j is args[i * nargs + j]); each row travels as one input of
+ * the task, packed ([u64 count] [u64 length] x count, then the bytes, little-endian), which the task
+ * reads with mproc_task_args. Otherwise as map_async. */
+MPROC_API int mproc_pool_starmap_async(mproc_pool *p, mproc_task_fn fn, const mproc_bytes *args, size_t nargs, size_t n,
+                                       const mproc_async_opts *opts, mproc_async_result **out);
+/* starmap(fn, [(a, b), ...], chunksize): starmap_async, then wait as mproc_pool_map does. */
+MPROC_API int mproc_pool_starmap(mproc_pool *p, mproc_task_fn fn, const mproc_bytes *args, size_t nargs, size_t n,
+                                 size_t chunksize, int64_t timeout_ms, mproc_async_result **out);
+/* Inside a task of a starmap: its arguments. Fills args[0..min(count, max)) with pointers into `in`
+ * and sets *count to their number: 0, MPROC_EMSGSIZE (more than max: the first max are filled), or
+ * MPROC_EINVAL (in is not a packed row of arguments). */
+MPROC_API int mproc_task_args(const void *in, size_t len, mproc_bytes *args, size_t max, size_t *count);
+
 /* close(): no more work; the workers end once what was submitted is done. */
 MPROC_API int mproc_pool_close(mproc_pool *p);
 /* terminate(): kill the workers now; unfinished results fail with MPROC_ECLOSED. MPROC_ESTATE from a
@@ -181,9 +195,28 @@ MPROC_API int mproc_async_result_item(mproc_async_result *r, size_t i, const voi
  * ends there). */
 MPROC_API int mproc_async_result_next(mproc_async_result *r, int64_t timeout_ms, const void **data, size_t *len,
                                       size_t *index);
+/* Cancel what of r has not been given to a worker yet: those tasks are dropped and r fails at once with
+ * MPROC_ECANCELED (its error_callback runs on the result thread); a task already given to a worker
+ * runs on, its output discarded. 0, or MPROC_ESTATE when r is ready already or every task of it has
+ * been given to a worker (a task that may have begun is never cancelled; a worker takes up to two
+ * small tasks ahead). */
+MPROC_API int mproc_async_result_cancel(mproc_async_result *r);
 /* Free a result (one still running is dropped when it finishes; its callbacks still run). NULL is
  * ignored. Not from its own callback. */
 MPROC_API void mproc_async_result_destroy(mproc_async_result *r);
+
+/* For mproc_wait: ready when r is ready (succeeded or failed), and for imap when the next item, the end
+ * or the failure is there (mproc_async_result_next would not wait): "first completed" and "as
+ * completed" over several results, beside connections and processes, without polling. Costs a handle
+ * per result, made the first time it is waited on. Linux and Windows; MPROC_ENOTSUP from mproc_wait
+ * elsewhere. */
+static inline mproc_waitable mproc_waitable_result(mproc_async_result *r) {
+  mproc_waitable w;
+  w.kind = MPROC_WAIT_RESULT;
+  w.object = r;
+  w.ready = false;
+  return w;
+}
 
 #ifdef __cplusplus
 }

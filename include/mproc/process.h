@@ -233,8 +233,10 @@ typedef enum mproc_wait_kind {
                             mproc_popen_exit_handle); once reported, it has been reaped (returncode set) */
   MPROC_WAIT_QUEUE,      /* object: mproc_queue *; ready: an item may be got, or the queue is shut down and
                             drained (mproc/queue.h, mproc_waitable_queue) */
-  MPROC_WAIT_LISTENER    /* object: mproc_listener *; ready: accept can make progress (mproc/listener.h,
+  MPROC_WAIT_LISTENER,   /* object: mproc_listener *; ready: accept can make progress (mproc/listener.h,
                             mproc_waitable_listener) */
+  MPROC_WAIT_RESULT      /* object: mproc_async_result *; ready: it is ready, or for imap its next item (or
+                            its end) is there (mproc/pool.h, mproc_waitable_result) */
 } mproc_wait_kind;
 
 /* One object for mproc_wait: its kind and the object. Fill it with the constructors below,

@@ -25,7 +25,8 @@ enum { RUN = 0, CLOSED = 1, TERMINATED = 2 };
 typedef struct core {
   mproc__mutex *mu;
   mproc__cond *cv;
-  size_t refs; /* the pool and each result */
+  size_t refs;             /* the pool and each result */
+  struct mproc_pool *pool; /* NULL once the pool is freed (results outlive it) */
 } core;
 
 typedef struct task {
@@ -55,6 +56,12 @@ struct mproc_async_result {
   bool imap, ordered;
   size_t next;           /* imap: the next item to hand out (ordered), or position in order[] */
   size_t *order, norder; /* imap unordered: items in the order they completed */
+  mproc_os_handle flag;  /* for mproc_wait, made on its first use (MPROC_NO_HANDLE: none) */
+  bool flag_set;
+  /* Ready, and its callback (or error callback) is still to run: waiters other than the thread running
+   * it wait for it, as in CPython, where get() returns once the callback has run. */
+  bool calling;
+  uint32_t cb_thread; /* the thread running its callback */
 };
 
 typedef struct worker {
@@ -92,6 +99,8 @@ struct mproc_pool {
   mproc__thread *thr;
   volatile uint32_t thr_id; /* the result thread's id (callbacks run there) */
   mproc_connection *wake_tx, *wake_rx;
+  struct callback_call *later; /* callbacks for the result thread to run (a cancelled result's) */
+  size_t nlater, caplater;
   int state;
   bool finished; /* the result thread has ended */
 };
@@ -108,6 +117,8 @@ static void core_release(core *k) { /* with k->mu held; unlocks it */
 }
 
 static void result_free_items(mproc_async_result *r) {
+  if (r->flag != MPROC_NO_HANDLE) mproc__pal_close(r->flag);
+  r->flag = MPROC_NO_HANDLE;
   for (size_t i = 0; r->items && i < r->n; ++i) free(r->items[i].data);
   free(r->items);
   free(r->order);
@@ -138,6 +149,25 @@ static void task_unref(core *k, mproc_async_result *r) {
   --k->refs; /* never the last: the pool holds one */
 }
 
+/* With the mutex held: whether a waiter on r can make progress: it is ready; for imap, the next item
+ * (or the end, or the failure) is there. */
+static bool result_can_progress(const mproc_async_result *r) {
+  if (r->ready || !r->imap) return r->ready && !r->calling;
+  if (r->next >= r->n) return true;
+  size_t at = r->ordered ? r->next : r->next < r->norder ? r->order[r->next] : SIZE_MAX;
+  return at != SIZE_MAX && r->items[at].ready;
+}
+
+/* With the mutex held: r changed (an item or its end came): wake its waiters, and its flag for mproc_wait
+ * when they can make progress now. */
+static void result_notify(mproc_async_result *r) {
+  mproc__pal_cond_broadcast(r->k->cv);
+  if (r->flag != MPROC_NO_HANDLE && !r->flag_set && result_can_progress(r)) {
+    mproc__pal_flag_set(r->flag);
+    r->flag_set = true;
+  }
+}
+
 /* With the mutex held: fail r (the first failure wins). Returns whether it became ready now. */
 static bool result_fail(mproc_async_result *r, int code, size_t item, const char *message) {
   if (r->ready) return false;
@@ -146,7 +176,8 @@ static bool result_fail(mproc_async_result *r, int code, size_t item, const char
   r->code = code;
   r->failed_at = item;
   r->message = mproc__strdup(message);
-  mproc__pal_cond_broadcast(r->k->cv);
+  r->calling = r->opts.error_callback != NULL; /* whoever made it fail runs it (terminate runs none) */
+  result_notify(r);
   return true;
 }
 
@@ -237,14 +268,18 @@ static int send_task(mproc_pool *p, worker *w, task *t) {
   return rc;
 }
 
-/* Hand pending tasks to workers with room (with the mutex held). */
+/* Hand pending tasks to workers with room (with the mutex held): idle workers first, and a task ahead to a
+ * busy one only when none is idle (else a task would wait behind a long one while a worker idles). */
 static void pump(mproc_pool *p) {
   for (bool sent = true; sent && p->head;) {
     sent = false;
+    bool idle_only = false;
+    for (size_t i = 0; i < p->nw && !idle_only; ++i)
+      idle_only = has_room(p, &p->w[i], p->head) && p->w[i].ninflight == 0;
     for (size_t i = 0; i < p->nw && p->head; ++i) {
       worker *w = &p->w[i];
       task *t = p->head;
-      if (!has_room(p, w, t)) continue;
+      if (!has_room(p, w, t) || (idle_only && w->ninflight)) continue;
       if (t->r->ready) { /* its result failed already (another chunk): drop it */
         p->head = t->next;
         mproc_async_result *r = t->r;
@@ -371,12 +406,33 @@ typedef struct callback_call {
 
 /* Run a result's callback (outside the mutex), then drop the task's reference. */
 static void run_callback(core *k, callback_call c) {
-  if (c.r) {
-    const mproc_async_opts *o = &c.r->opts;
-    if (c.ok && o->callback) o->callback(o->user, c.r);
-    if (!c.ok && o->error_callback) o->error_callback(o->user, c.r);
+  if (!c.r) return;
+  mproc__pal_mutex_lock(k->mu);
+  c.r->cb_thread = mproc__pal_thread_id(); /* its calls do not wait for the callback */
+  mproc__pal_mutex_unlock(k->mu);
+  const mproc_async_opts *o = &c.r->opts;
+  if (c.ok && o->callback) o->callback(o->user, c.r);
+  if (!c.ok && o->error_callback) o->error_callback(o->user, c.r);
+  mproc__pal_mutex_lock(k->mu);
+  c.r->calling = false;
+  result_notify(c.r);
+  mproc__pal_mutex_unlock(k->mu);
+}
+
+/* On the result thread: run the callbacks other threads left for it, in order (each holds a reference). */
+static void run_later(mproc_pool *p) {
+  mproc__pal_mutex_lock(p->k->mu);
+  callback_call *list = p->later;
+  size_t n = p->nlater;
+  p->later = NULL;
+  p->nlater = p->caplater = 0;
+  mproc__pal_mutex_unlock(p->k->mu);
+  for (size_t i = 0; i < n; ++i) {
+    run_callback(p->k, list[i]);
+    mproc__pal_mutex_lock(p->k->mu);
+    result_release(list[i].r, false);
   }
-  (void)k;
+  free(list);
 }
 
 /* With the mutex held: the reply to w's oldest task. What to call back, in *cb (its reference kept). */
@@ -411,9 +467,10 @@ static void take_reply(mproc_pool *p, worker *w, const char *msg, size_t len, ca
       if (++r->done == r->n) {
         r->ready = became = true;
         r->ok = true;
+        r->calling = r->opts.callback != NULL;
       }
     }
-    if (!rd.bad) mproc__pal_cond_broadcast(p->k->cv);
+    if (!rd.bad && (became || r->imap)) result_notify(r); /* get() waits for the whole, next() for items */
   } else if (!rd.bad) {
     uint64_t item = mproc__wire_get_u64(&rd, "an item");
     size_t mlen;
@@ -530,6 +587,7 @@ static void result_thread(void *arg) {
       size_t bl = 0;
       while (mproc_connection_recv_bytes(p->wake_rx, 0, 0, &b, &bl) == 0) mproc_free(b);
       mproc_clear_error();
+      run_later(p);
     }
     for (size_t j = 1; j < n; ++j) {
       if (!ws[j].ready) continue;
@@ -588,6 +646,7 @@ static void result_thread(void *arg) {
     char how[160];
     reap_worker(&p->w[i], how, sizeof how);
   }
+  run_later(p);
   mproc__pal_mutex_lock(p->k->mu);
   p->finished = true;
   mproc__pal_cond_broadcast(p->k->cv);
@@ -631,8 +690,10 @@ static void pool_free(mproc_pool *p) {
   mproc__zygote_stop(p->zygote); /* after the workers it forked */
   mproc_connection_destroy(p->wake_tx);
   mproc_connection_destroy(p->wake_rx);
+  free(p->later);
   if (p->k) {
     mproc__pal_mutex_lock(p->k->mu);
+    p->k->pool = NULL;
     core_release(p->k);
   }
   free(p);
@@ -651,6 +712,7 @@ int mproc_pool_create(mproc_pool **out, const mproc_pool_opts *opts) {
   if (opts) p->o = *opts;
   p->nw = p->o.processes ? p->o.processes : (size_t)mproc_process_cpu_count();
   int rc = core_new(&p->k);
+  if (!rc) p->k->pool = p;
   if (!rc) rc = mproc_pipe(true, &p->wake_tx, &p->wake_rx);
   p->w = rc ? NULL : (worker *)calloc(p->nw, sizeof *p->w);
   if (!rc && !p->w) rc = mproc__fail(MPROC_ENOMEM, "pool_create: out of memory");
@@ -717,6 +779,7 @@ static int submit(mproc_pool *p, mproc_task_fn fn, const mproc_bytes *in, size_t
     MPROC__CHECK_ARG_AS(call, !in[i].data && in[i].len, "inputs[%zu] is NULL with len %zu", i, in[i].len);
   mproc_async_result *r = (mproc_async_result *)calloc(1, sizeof *r);
   if (!r) return mproc__fail(MPROC_ENOMEM, "%s: out of memory", call);
+  r->flag = MPROC_NO_HANDLE;
   r->n = n;
   r->failed_at = SIZE_MAX;
   r->imap = imap;
@@ -774,6 +837,7 @@ static int submit(mproc_pool *p, mproc_task_fn fn, const mproc_bytes *in, size_t
   callback_call cb = {NULL, false};
   if (n == 0) { /* nothing to do: ready at once */
     r->ready = r->ok = true;
+    r->calling = r->opts.callback != NULL;
     if (r->opts.callback) {
       cb.r = r;
       cb.ok = true;
@@ -817,6 +881,20 @@ int mproc_pool_imap(mproc_pool *p, mproc_task_fn fn, const mproc_bytes *inputs, 
   return submit(p, fn, inputs, n, chunksize ? chunksize : 1, NULL, true, ordered, out, "pool_imap");
 }
 
+/* A synchronous call's end: wait for *out; a result that fails (or is not ready in time) is destroyed and
+ * its error returned. */
+static int finish_sync(mproc_async_result **out, int64_t timeout_ms) {
+  int rc = mproc_async_result_get(*out, timeout_ms);
+  if (rc) {
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", mproc_last_error());
+    mproc_async_result_destroy(*out);
+    *out = NULL;
+    return mproc__fail(rc, "%s", msg);
+  }
+  return 0;
+}
+
 int mproc_pool_map(mproc_pool *p, mproc_task_fn fn, const mproc_bytes *inputs, size_t n, size_t chunksize,
                    int64_t timeout_ms, mproc_async_result **out) {
   MPROC__CHECK_ARG(!out, "out is NULL");
@@ -824,17 +902,8 @@ int mproc_pool_map(mproc_pool *p, mproc_task_fn fn, const mproc_bytes *inputs, s
   mproc_async_opts o;
   memset(&o, 0, sizeof o);
   o.chunksize = chunksize;
-  mproc_async_result *r = NULL;
-  int rc = submit(p, fn, inputs, n, chunksize, &o, false, false, &r, "pool_map");
-  if (!rc) rc = mproc_async_result_get(r, timeout_ms);
-  if (rc && r) {
-    char msg[1024];
-    snprintf(msg, sizeof msg, "%s", mproc_last_error());
-    mproc_async_result_destroy(r);
-    return mproc__fail(rc, "%s", msg);
-  }
-  *out = r;
-  return rc;
+  int rc = submit(p, fn, inputs, n, chunksize, &o, false, false, out, "pool_map");
+  return rc ? rc : finish_sync(out, timeout_ms);
 }
 
 int mproc_pool_apply(mproc_pool *p, mproc_task_fn fn, const void *in, size_t len, int64_t timeout_ms, void **out,
@@ -893,7 +962,10 @@ int mproc_pool_terminate(mproc_pool *p) {
     task *t = p->head;
     p->head = t->next;
     mproc_async_result *r = t->r;
-    result_fail(r, MPROC_ECLOSED, t->first, "pool: the pool was terminated");
+    if (result_fail(r, MPROC_ECLOSED, t->first, "pool: the pool was terminated")) {
+      r->calling = false; /* a terminated pool runs no callback */
+      result_notify(r);
+    }
     task_free(t);
     task_unref(p->k, r);
   }
@@ -944,10 +1016,16 @@ void mproc_pool_destroy(mproc_pool *p) {
 
 /* ---- results ------------------------------------------------------------------------------------------ */
 
+/* With the mutex held: ready for the calling thread (its callback has run, or this thread runs it). */
+static bool ready_here(const mproc_async_result *r) {
+  return r->ready && (!r->calling || r->cb_thread == mproc__pal_thread_id());
+}
+
 static int wait_ready(mproc_async_result *r, int64_t timeout_ms) {
   int64_t deadline = mproc__deadline_from_timeout(timeout_ms);
   int rc = 0;
-  while (!r->ready && !rc) rc = timeout_ms == 0 ? MPROC_ETIMEDOUT : mproc__pal_cond_wait(r->k->cv, r->k->mu, deadline);
+  while (!ready_here(r) && !rc)
+    rc = timeout_ms == 0 ? MPROC_ETIMEDOUT : mproc__pal_cond_wait(r->k->cv, r->k->mu, deadline);
   return rc;
 }
 
@@ -981,7 +1059,7 @@ int mproc_async_result_get(mproc_async_result *r, int64_t timeout_ms) {
 bool mproc_async_result_ready(mproc_async_result *r) {
   if (!r) return false;
   mproc__pal_mutex_lock(r->k->mu);
-  bool ready = r->ready;
+  bool ready = ready_here(r);
   mproc__pal_mutex_unlock(r->k->mu);
   return ready;
 }
@@ -989,7 +1067,7 @@ bool mproc_async_result_ready(mproc_async_result *r) {
 int mproc_async_result_successful(mproc_async_result *r, bool *ok) {
   MPROC__CHECK_ARG(!r || !ok, "result and ok must be set");
   mproc__pal_mutex_lock(r->k->mu);
-  bool ready = r->ready;
+  bool ready = ready_here(r);
   *ok = ready && r->ok;
   mproc__pal_mutex_unlock(r->k->mu);
   return ready ? 0 : mproc__fail(MPROC_ESTATE, "async_result_successful: not ready");
@@ -1050,4 +1128,154 @@ void mproc_async_result_destroy(mproc_async_result *r) {
   if (!r) return;
   mproc__pal_mutex_lock(r->k->mu);
   result_release(r, true);
+}
+
+int mproc_async_result_cancel(mproc_async_result *r) {
+  MPROC__CHECK_ARG(!r, "result is NULL");
+  core *k = r->k;
+  mproc__pal_mutex_lock(k->mu);
+  mproc_pool *p = k->pool;
+  if (r->ready || !p) {
+    mproc__pal_mutex_unlock(k->mu);
+    return mproc__fail(MPROC_ESTATE, "async_result_cancel: the result is ready already");
+  }
+  callback_call *later = NULL;
+  if (r->opts.error_callback && p->nlater == p->caplater) { /* room first: nothing is undone after */
+    size_t cap = p->caplater * 2 + 4;
+    later = (callback_call *)realloc(p->later, cap * sizeof *later);
+    if (!later) {
+      mproc__pal_mutex_unlock(k->mu);
+      return mproc__fail(MPROC_ENOMEM, "async_result_cancel: out of memory");
+    }
+    p->later = later;
+    p->caplater = cap;
+  }
+  size_t dropped = 0, first = SIZE_MAX;
+  for (task **at = &p->head, *prev = NULL; *at;) {
+    task *t = *at;
+    if (t->r != r) {
+      prev = t;
+      at = &t->next;
+      continue;
+    }
+    *at = t->next;
+    if (p->tail == t) p->tail = prev;
+    if (t->first < first) first = t->first;
+    task_free(t);
+    --r->tasks; /* never the last reference: the caller holds r */
+    ++dropped;
+  }
+  if (!dropped) {
+    mproc__pal_mutex_unlock(k->mu);
+    return mproc__fail(MPROC_ESTATE,
+                       "async_result_cancel: its tasks have all been given to workers (a task that may have begun "
+                       "is not cancelled)");
+  }
+  result_fail(r, MPROC_ECANCELED, first, "pool: cancelled before it ran");
+  if (r->opts.error_callback) { /* on the result thread, as every callback */
+    ++r->tasks;
+    p->later[p->nlater].r = r;
+    p->later[p->nlater++].ok = false;
+    wake_result_thread(p);
+  }
+  mproc__pal_mutex_unlock(k->mu);
+  return 0;
+}
+
+int mproc__pool_result_wait_prepare(void *obj, mproc__wait_item *item, bool *ready_now) {
+  mproc_async_result *r = (mproc_async_result *)obj;
+  int rc = 0;
+  mproc__pal_mutex_lock(r->k->mu);
+  *ready_now = result_can_progress(r);
+  if (!*ready_now && r->flag == MPROC_NO_HANDLE) {
+    rc = mproc__pal_flag_open(&r->flag);
+    if (rc) r->flag = MPROC_NO_HANDLE;
+  } else if (!*ready_now && r->flag_set) { /* set for what a waiter has taken since */
+    mproc__pal_flag_clear(r->flag);
+    r->flag_set = false;
+  }
+  item->h = r->flag;
+  item->kind = MPROC__WAIT_SENTINEL;
+  mproc__pal_mutex_unlock(r->k->mu);
+  if (rc == MPROC_ENOTSUP)
+    return mproc__fail(rc, "wait: a pool's result cannot be waited on with other handles on this system");
+  return rc;
+}
+
+/* ---- starmap: several arguments in one input ------------------------------------------------------- */
+
+/* An input of several arguments: [u64 count] [u64 length] x count, then the arguments' bytes in order. */
+static int pack_args(const mproc_bytes *args, size_t nargs, mproc__buf *b) {
+  int rc = put_u64(b, nargs);
+  for (size_t i = 0; i < nargs && !rc; ++i) rc = put_u64(b, args[i].len);
+  for (size_t i = 0; i < nargs && !rc; ++i)
+    if (args[i].len) rc = mproc__buf_append(b, args[i].data, args[i].len);
+  return rc;
+}
+
+int mproc_task_args(const void *in, size_t len, mproc_bytes *args, size_t max, size_t *count) {
+  MPROC__CHECK_ARG(!in && len, "in is NULL with len %zu", len);
+  MPROC__CHECK_ARG(!count || (!args && max), "count must be set, and args with max %zu", max);
+  *count = 0;
+  mproc__wire_reader rd = mproc__wire_reader_make((const char *)in, len);
+  uint64_t n = mproc__wire_get_u64(&rd, "a count");
+  if (rd.bad || n > (len - 8) / 8)
+    return mproc__fail(MPROC_EINVAL, "task_args: %zu bytes are not arguments packed by a starmap", len);
+  uint64_t total = 8 + 8 * n;
+  const unsigned char *data = (const unsigned char *)in + total;
+  for (uint64_t i = 0; i < n; ++i) {
+    uint64_t l = mproc__wire_get_u64(&rd, "a length");
+    if (l > len - total)
+      return mproc__fail(MPROC_EINVAL, "task_args: argument %llu overruns the input", (unsigned long long)i);
+    if (i < max) {
+      args[i].data = data;
+      args[i].len = (size_t)l;
+    }
+    data += l;
+    total += l;
+  }
+  if (total != len)
+    return mproc__fail(MPROC_EINVAL, "task_args: %zu bytes left after the arguments", (size_t)(len - total));
+  *count = (size_t)n;
+  return n > max ? mproc__fail(MPROC_EMSGSIZE, "task_args: %zu arguments, room for %zu", (size_t)n, max) : 0;
+}
+
+int mproc_pool_starmap_async(mproc_pool *p, mproc_task_fn fn, const mproc_bytes *args, size_t nargs, size_t n,
+                             const mproc_async_opts *opts, mproc_async_result **out) {
+  MPROC__CHECK_ARG(!out, "out is NULL");
+  *out = NULL;
+  MPROC__CHECK_ARG(!args && n && nargs, "args is NULL with n %zu and nargs %zu", n, nargs);
+  MPROC__CHECK_ARG(n && nargs > SIZE_MAX / n, "n %zu x nargs %zu overflows", n, nargs);
+  for (size_t i = 0; i < n * nargs; ++i)
+    MPROC__CHECK_ARG(!args[i].data && args[i].len, "args[%zu] is NULL with len %zu", i, args[i].len);
+  mproc__buf packed = {0};
+  size_t *ends = (size_t *)malloc((n ? n : 1) * sizeof *ends);
+  mproc_bytes *in = (mproc_bytes *)malloc((n ? n : 1) * sizeof *in);
+  int rc = ends && in ? 0 : mproc__fail(MPROC_ENOMEM, "pool_starmap_async: out of memory");
+  for (size_t i = 0; i < n && !rc; ++i) {
+    rc = pack_args(args + i * nargs, nargs, &packed);
+    if (rc) rc = mproc__fail(MPROC_ENOMEM, "pool_starmap_async: out of memory");
+    ends[i] = packed.len;
+  }
+  for (size_t i = 0; i < n && !rc; ++i) { /* the buffer has stopped moving */
+    size_t start = i ? ends[i - 1] : 0;
+    in[i].data = packed.data + start;
+    in[i].len = ends[i] - start;
+  }
+  if (!rc) rc = submit(p, fn, in, n, opts ? opts->chunksize : 0, opts, false, false, out, "pool_starmap_async");
+  mproc__buf_free(&packed);
+  free(ends);
+  free(in);
+  return rc;
+}
+
+int mproc_pool_starmap(mproc_pool *p, mproc_task_fn fn, const mproc_bytes *args, size_t nargs, size_t n,
+                       size_t chunksize, int64_t timeout_ms, mproc_async_result **out) {
+  MPROC__CHECK_ARG(!out, "out is NULL");
+  *out = NULL;
+  mproc_async_opts o;
+  memset(&o, 0, sizeof o);
+  o.chunksize = chunksize;
+  int rc = mproc_pool_starmap_async(p, fn, args, nargs, n, &o, out);
+  return rc ? rc : finish_sync(out, timeout_ms);
 }

@@ -15,6 +15,7 @@
 #define MPROC_POOL_INTERNAL_H
 
 #include "../internal.h"
+#include "../pal.h"
 #include "mproc/pool.h"
 
 enum { MPROC__POOL_DEFINE = 'F', MPROC__POOL_TASK = 'T', MPROC__POOL_QUIT = 'Q', MPROC__POOL_RESULT = 'R' };
@@ -37,5 +38,9 @@ int mproc__pool_worker_loop(mproc_connection *c, const mproc__pool_worker_cfg *c
  * pool's slots, where slot `slot` counts the tasks it has begun (so the parent tells a task it never
  * began, to give to another worker, from one it died running). */
 int mproc__pool_worker_main(const mproc_args *args);
+
+/* mproc_wait's result kind (wait.c): ready when a waiter can make progress: the result is ready (for
+ * imap: the next item, the end or the failure is there). */
+int mproc__pool_result_wait_prepare(void *obj, mproc__wait_item *item, bool *ready_now);
 
 #endif
