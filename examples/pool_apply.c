@@ -13,7 +13,7 @@
 #define SIZE 5
 
 static int func(const void *in, size_t len, mproc_task *t) {
-  int64_t num;
+  int64_t num = 0;
   int rc = task_input_i64(in, len, t, &num);
   if (rc) return rc;
   nap_ms(300);

@@ -19,7 +19,7 @@
 #include <stdlib.h>
 
 static int long_time_task(const void *in, size_t len, mproc_task *t) {
-  int64_t name;
+  int64_t name = 0;
   int rc = task_input_i64(in, len, t, &name);
   if (rc) return rc;
   printf("Run task %lld (%lld)...\n", (long long)name, (long long)mproc_getpid());

@@ -10,7 +10,7 @@
 #include "pool_common.h"
 
 static int task(const void *in, size_t len, mproc_task *t) {
-  int64_t x;
+  int64_t x = 0;
   int rc = task_input_i64(in, len, t, &x);
   if (rc) return rc;
   printf("Run task %lld (%lld)...\n", (long long)x, (long long)mproc_getpid());

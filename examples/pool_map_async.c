@@ -21,7 +21,7 @@
 #include "pool_common.h"
 
 static int func(const void *in, size_t len, mproc_task *t) {
-  int64_t num;
+  int64_t num = 0;
   int rc = task_input_i64(in, len, t, &num);
   if (rc) return rc;
   printf("I am number %lld, process id %lld\n", (long long)num, (long long)mproc_getpid());
