@@ -8,6 +8,9 @@
  *                                       op = one task
  *   pool.create_join.fork.<placement>   create a pool of 2 workers (fork), run one task on each, close, join;
  *   pool.create_join.spawn.<placement>  op = the whole; the same with spawn
+ *   pool.map.c1.array.<placement>       map over an array of 100,000 records of 8 bytes into an array of
+ *   pool.map.default.array.<placement>  100,000 records, chunksize 1 / the default; op = one item. c-raw
+ *                                       only: mproc's array path (issue 12, item 4) does not exist yet
  *
  * The task: bench_trivial_task (bench.c: 8 bytes in, the input plus one out), called through a pointer in
  * every implementation (python: a module-level function doing the same on 8-byte bytes). Every output is
@@ -21,6 +24,11 @@
  * read, runs them, and writes all their results in one write. So a system call carries many records
  * whenever there are many: the best a program can do on these channels without giving up per-item
  * dispatch. The results land in one preallocated array.
+ * c-raw (array lines): the input and output arrays and a counter in one MAP_SHARED mapping, made once; the
+ * workers (fork children) claim `chunksize` indices at a time from the counter (atomic fetch-and-add) and
+ * write their outputs in place, so nothing is copied per task and there is no round trip per chunk. A
+ * repetition: the parent resets the counter and writes a go byte to every worker's pipe; each worker
+ * claims until the counter passes the end and answers with a done byte.
  * c-raw (create_join): fork (.fork) or posix_spawn of this program (.spawn) per worker; each child pins
  * itself, runs the task, writes its 8 bytes to a pipe, exits; the parent reads both and waits (waitpid).
  *
@@ -33,10 +41,12 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <spawn.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -361,6 +371,97 @@ static void create_join_raw(void *vctx, int64_t iters) {
   }
 }
 
+/* ---- c-raw of the array lines: indices claimed from a shared counter ---------------------------------------- */
+
+typedef struct arr_shared {
+  _Alignas(64) _Atomic uint64_t next; /* the next index to claim */
+  _Alignas(64) uint64_t n, chunk;
+  uint64_t in[MAP_ITEMS], out[MAP_ITEMS];
+} arr_shared;
+
+typedef struct arr_pool {
+  arr_shared *sh;
+  pid_t pid[WORKERS];
+  int go[WORKERS], done[WORKERS]; /* the parent's ends */
+} arr_pool;
+
+static void arr_worker_main(arr_shared *sh, int go, int done, int cpu) {
+  bench_pin_cpu(cpu);
+  char b;
+  while (bench_read_full(go, &b, 1) == 0) {
+    uint64_t n = sh->n, chunk = sh->chunk;
+    for (;;) {
+      uint64_t s = atomic_fetch_add_explicit(&sh->next, chunk, memory_order_relaxed);
+      if (s >= n) break;
+      uint64_t e = n - s < chunk ? n : s + chunk;
+      for (uint64_t i = s; i < e; ++i) sh->out[i] = trivial(sh->in[i]);
+    }
+    write_full(done, &b, 1); /* a pipe write orders the outputs before the parent's read */
+  }
+  _exit(0);
+}
+
+static void arr_start(arr_pool *ap, uint64_t chunk, int cpu) {
+  ap->sh = mmap(NULL, sizeof *ap->sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (ap->sh == MAP_FAILED) exit(1);
+  memcpy(ap->sh->in, g_x, sizeof ap->sh->in);
+  ap->sh->chunk = chunk;
+  for (int i = 0; i < WORKERS; ++i) {
+    int a[2], b[2];
+    if (pipe(a) != 0 || pipe(b) != 0) exit(1);
+    if ((ap->pid[i] = fork()) == 0) {
+      for (int j = 0; j < i; ++j) {
+        close(ap->go[j]);
+        close(ap->done[j]);
+      }
+      close(a[1]);
+      close(b[0]);
+      arr_worker_main(ap->sh, a[0], b[1], cpu);
+    }
+    close(a[0]);
+    close(b[1]);
+    ap->go[i] = a[1];
+    ap->done[i] = b[0];
+  }
+}
+
+static void arr_stop(arr_pool *ap) {
+  for (int i = 0; i < WORKERS; ++i) {
+    close(ap->go[i]);
+    close(ap->done[i]);
+    int st;
+    while (waitpid(ap->pid[i], &st, 0) < 0 && errno == EINTR) {
+    }
+  }
+  munmap(ap->sh, sizeof *ap->sh);
+}
+
+static void map_arr(void *vctx, int64_t iters) {
+  arr_pool *ap = (arr_pool *)vctx;
+  ap->sh->n = (uint64_t)iters;
+  atomic_store(&ap->sh->next, 0);
+  for (int i = 0; i < WORKERS; ++i) write_full(ap->go[i], "g", 1);
+  for (int i = 0; i < WORKERS; ++i) {
+    char b;
+    if (bench_read_full(ap->done[i], &b, 1) != 0) exit(1);
+  }
+  for (int64_t i = 0; i < iters; ++i) check((uint64_t)i, ap->sh->out[i]);
+}
+
+static int run_array(const char *line, bench_placement pl, size_t chunk) {
+  char name[96], prefix[64];
+  snprintf(prefix, sizeof prefix, "pool.%s", line);
+  if (!bench_pair_begin(name, sizeof name, prefix, pl)) return 0;
+  bench_spec spec = {.name = name, .impl = "c-raw", .unit = "ns/op", .iters = MAP_ITEMS, .smoke_iters = 100};
+  size_t n = bench_smoke() ? (size_t)spec.smoke_iters : MAP_ITEMS;
+  arr_pool ap;
+  arr_start(&ap, chunk ? chunk : (n + WORKERS * 4 - 1) / (WORKERS * 4), bench_side_cpu(pl, 1));
+  int rc = bench_run(&spec, map_arr, &ap) < 0;
+  arr_stop(&ap);
+  bench_unpin();
+  return rc;
+}
+
 /* ---- the lines -------------------------------------------------------------------------------------------- */
 
 static int run_bytes(const char *line, bench_placement pl, size_t chunk, int64_t iters, bool apply) {
@@ -430,6 +531,8 @@ int main(int argc, char **argv) {
     rc |= run_bytes("apply_async", (bench_placement)pl, 1, APPLY_TASKS, true);
     rc |= run_create_join("fork", MPROC_START_FORK, (bench_placement)pl, 40, self);
     rc |= run_create_join("spawn", MPROC_START_SPAWN, (bench_placement)pl, 20, self);
+    rc |= run_array("map.c1.array", (bench_placement)pl, 1);
+    rc |= run_array("map.default.array", (bench_placement)pl, 0);
   }
   mproc_free(self);
   free(g_x);
