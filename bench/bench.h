@@ -123,6 +123,11 @@ void bench_unpin(void);
  * Writes it to buf and returns 0; -1 if it does not fit or the own path is unknown. */
 int bench_sibling_path(const char *program, char *buf, size_t size);
 
+/* ---- the pool lines' task -------------------------------------------------------------------------
+ * The trivial task of bench/pool.c: 8 bytes in, 8 bytes out (the input plus one). It lives here, in
+ * another translation unit, and every implementation calls it through a pointer (never inlined). */
+uint64_t bench_trivial_task(uint64_t x);
+
 /* ---- mproc connections: the ping-pong lines of several areas ---------------------------------- */
 struct mproc_connection;
 /* iters 1-byte round trips on c: send "x", receive the echo (exits the process on an error). */
