@@ -1253,7 +1253,7 @@ int mproc_pool_starmap_async(mproc_pool *p, mproc_task_fn fn, const mproc_bytes 
   mproc_bytes *in = (mproc_bytes *)malloc((n ? n : 1) * sizeof *in);
   int rc = ends && in ? 0 : mproc__fail(MPROC_ENOMEM, "pool_starmap_async: out of memory");
   for (size_t i = 0; i < n && !rc; ++i) {
-    rc = pack_args(args + i * nargs, nargs, &packed);
+    rc = pack_args(nargs ? args + i * nargs : NULL, nargs, &packed);
     if (rc) rc = mproc__fail(MPROC_ENOMEM, "pool_starmap_async: out of memory");
     ends[i] = packed.len;
   }
