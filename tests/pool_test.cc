@@ -641,6 +641,122 @@ TEST_P(Pool, StarmapPassesSeveralArgumentsPerTask) {
   finish(p);
 }
 
+// A lazy input: `total` inputs of `size` bytes, the first 8 its index; it counts how far it ran ahead of
+// what the test has read.
+struct LazyInput {
+  size_t total = 0, size = 0, taken = 0, read = 0, most_ahead = 0;
+  int fail_at = -1; // an index where the input fails (MPROC_EINVAL)
+  std::vector<unsigned char> buf;
+  static int next(void *user, mproc_bytes *item) {
+    LazyInput *in = (LazyInput *)user;
+    if (in->taken == in->total) return 0;
+    if ((int)in->taken == in->fail_at) return fail_input();
+    int64_t i = (int64_t)in->taken++;
+    std::memcpy(in->buf.data(), &i, sizeof i);
+    in->most_ahead = std::max(in->most_ahead, in->taken - in->read);
+    item->data = in->buf.data();
+    item->len = in->size;
+    return 1;
+  }
+  // an error with a message, as from a call that failed: MPROC_EINVAL, "out is NULL"
+  static int fail_input() { return mproc_pool_create(nullptr, nullptr); }
+};
+
+int t_first8(const void *in, size_t len, mproc_task *t) {
+  if (len < 8) return mproc_task_fail(t, "short input");
+  return mproc_task_return(t, in, 8);
+}
+
+// imap over a lazy input larger than memory would allow eagerly (GiBs of inputs): at most `window`
+// inputs are ever taken ahead of what was read, in both orders
+TEST_P(Pool, ImapLazyTakesInputsAsTheyAreReadWithinTheWindow) {
+  mproc_pool *p = make(2);
+  ASSERT_NE(p, nullptr);
+  for (bool ordered : {true, false}) {
+    SCOPED_TRACE(ordered);
+    LazyInput in;
+    in.total = kWindows || mproc_test::kSanitizer ? 20000 : 100000; // x 16 KiB: 1.6 GB eagerly
+    in.size = 16 << 10;
+    in.buf.assign(in.size, 7);
+    const size_t window = 256, chunk = 16;
+    mproc_async_result *r = nullptr;
+    ASSERT_EQ(mproc_pool_imap_lazy(p, t_first8, LazyInput::next, &in, chunk, window, ordered, &r), 0)
+        << mproc_last_error();
+    EXPECT_EQ(in.taken, window); // the first window, at once
+    std::vector<bool> seen(in.total);
+    size_t expect = 0;
+    for (;;) {
+      const void *data = nullptr;
+      size_t len = 0, index = 0;
+      int rc = mproc_async_result_next(r, kLong, &data, &len, &index);
+      if (rc == MPROC_EEOF) break;
+      ASSERT_EQ(rc, 0) << mproc_last_error();
+      ASSERT_EQ(len, 8u);
+      ASSERT_EQ(as_i64(data), (int64_t)index);
+      ASSERT_LT(index, in.total);
+      ASSERT_FALSE(seen[index]) << index;
+      seen[index] = true;
+      if (ordered) {
+        ASSERT_EQ(index, expect++);
+      }
+      ++in.read;
+    }
+    EXPECT_EQ(in.read, in.total);
+    EXPECT_LE(in.most_ahead, window + 1); // +1: the item handed out last is let go at the next call
+    EXPECT_EQ(mproc_async_result_count(r), in.total);
+    EXPECT_TRUE(mproc_async_result_ready(r));
+    const void *data = nullptr;
+    size_t len = 0;
+    EXPECT_EQ(mproc_async_result_item(r, 0, &data, &len), MPROC_EINVAL); // read with next()
+    mproc_async_result_destroy(r);
+  }
+  finish(p);
+}
+
+TEST_P(Pool, ImapLazyInputFailureAndCloseEndTheIteration) {
+  mproc_pool *p = make(2);
+  ASSERT_NE(p, nullptr);
+  LazyInput in;
+  in.total = 1000;
+  in.size = 8;
+  in.buf.assign(8, 0);
+  in.fail_at = 100;
+  mproc_async_result *r = nullptr;
+  ASSERT_EQ(mproc_pool_imap_lazy(p, t_first8, LazyInput::next, &in, 4, 32, true, &r), 0) << mproc_last_error();
+  int rc = 0;
+  size_t got = 0;
+  for (;;) {
+    const void *data = nullptr;
+    size_t len = 0;
+    rc = mproc_async_result_next(r, kLong, &data, &len, nullptr);
+    if (rc) break;
+    ++got;
+  }
+  EXPECT_EQ(rc, MPROC_EINVAL);
+  EXPECT_NE(std::string(mproc_last_error()).find("the input failed"), std::string::npos) << mproc_last_error();
+  EXPECT_LE(got, 100u);
+  mproc_async_result_destroy(r);
+  // an input the pool outlives no more: closing it ends the iteration with MPROC_ECLOSED
+  LazyInput more;
+  more.total = 1000;
+  more.size = 8;
+  more.buf.assign(8, 0);
+  ASSERT_EQ(mproc_pool_imap_lazy(p, t_first8, LazyInput::next, &more, 1, 8, false, &r), 0);
+  EXPECT_EQ(mproc_pool_close(p), 0);
+  for (;;) {
+    const void *data = nullptr;
+    size_t len = 0;
+    rc = mproc_async_result_next(r, kLong, &data, &len, nullptr);
+    if (rc) break;
+  }
+  EXPECT_EQ(rc, MPROC_ECLOSED) << mproc_last_error();
+  EXPECT_LT(more.taken, more.total);
+  mproc_async_result_destroy(r);
+  EXPECT_EQ(mproc_pool_join(p, kLong), 0);
+  mproc_pool_destroy(p);
+  EXPECT_EQ(mproc_pool_imap_lazy(nullptr, t_first8, LazyInput::next, &more, 1, 8, false, &r), MPROC_EINVAL);
+}
+
 TEST(PoolArgs, TaskArgsRefusesWhatIsNotARowOfArguments) {
   mproc_bytes a[2];
   size_t n = 99;

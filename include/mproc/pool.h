@@ -145,6 +145,21 @@ MPROC_API int mproc_pool_map(mproc_pool *p, mproc_task_fn fn, const mproc_bytes 
 MPROC_API int mproc_pool_imap(mproc_pool *p, mproc_task_fn fn, const mproc_bytes *inputs, size_t n, size_t chunksize,
                               bool ordered, mproc_async_result **out);
 
+/* The next input of a lazy imap: 1 with *item set (its bytes are copied before the next call), 0 at the
+ * end, or a negative mproc error code (the iteration fails there, with mproc_last_error's message). */
+typedef int (*mproc_input_fn)(void *user, mproc_bytes *item);
+/* imap / imap_unordered over an input produced as it is needed (an iterator): at most `window` inputs
+ * are taken ahead of what mproc_async_result_next has handed out and let go (0: 4 x chunksize x
+ * workers), so memory stays bounded however long the input. `input` runs in the calling thread: here
+ * for the first window, then inside mproc_async_result_next as items are read (never under the pool's
+ * lock; it may not call this result's functions). Each item next() hands out stays valid until the next
+ * call to next() (or destroy); mproc_async_result_item is refused; mproc_async_result_count gives the
+ * inputs taken so far. Closing the pool ends the input: the result fails with MPROC_ECLOSED where inputs
+ * were still to come. Unordered, an input whose task still runs holds back taking more once `window`
+ * inputs after it were taken. */
+MPROC_API int mproc_pool_imap_lazy(mproc_pool *p, mproc_task_fn fn, mproc_input_fn input, void *user, size_t chunksize,
+                                   size_t window, bool ordered, mproc_async_result **out);
+
 /* starmap_async(fn, [(a, b), ...]): n tasks of nargs arguments each. args holds n rows of nargs
  * arguments (row-major: item i's argument j is args[i * nargs + j]); each row travels as one input of
  * the task, packed ([u64 count] [u64 length] x count, then the bytes, little-endian), which the task

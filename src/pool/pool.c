@@ -47,6 +47,7 @@ struct mproc_async_result {
     void *data;
     size_t len;
     bool ready;
+    bool live; /* lazy imap: taken and not freed yet */
   } * items;
   bool ready, ok;
   int code;
@@ -62,6 +63,16 @@ struct mproc_async_result {
    * it wait for it, as in CPython, where get() returns once the callback has run. */
   bool calling;
   uint32_t cb_thread; /* the thread running its callback */
+  /* A lazy imap (mproc_pool_imap_lazy): n counts the inputs taken so far; item i lives in items[i % nslots]
+   * from when it is taken until the next call after next() handed it out (held, live). */
+  bool lazy;
+  size_t nslots;        /* items[] and order[] (the window); n for the others */
+  mproc_input_fn input; /* NULL once it has ended */
+  void *input_user;
+  size_t fn, chunk; /* the task function's index, inputs per task */
+  size_t base;      /* the oldest input whose slot is not free yet */
+  size_t held;      /* the item next() handed out last (SIZE_MAX: none) */
+  bool pulling;     /* a thread is taking inputs (outside the mutex) */
 };
 
 typedef struct worker {
@@ -119,7 +130,7 @@ static void core_release(core *k) { /* with k->mu held; unlocks it */
 static void result_free_items(mproc_async_result *r) {
   if (r->flag != MPROC_NO_HANDLE) mproc__pal_close(r->flag);
   r->flag = MPROC_NO_HANDLE;
-  for (size_t i = 0; r->items && i < r->n; ++i) free(r->items[i].data);
+  for (size_t i = 0; r->items && i < r->nslots; ++i) free(r->items[i].data);
   free(r->items);
   free(r->order);
   free(r->message);
@@ -149,13 +160,16 @@ static void task_unref(core *k, mproc_async_result *r) {
   --k->refs; /* never the last: the pool holds one */
 }
 
+/* Item i of r (a lazy imap keeps a window of them). */
+static struct item *item_at(mproc_async_result *r, size_t i) { return &r->items[r->lazy ? i % r->nslots : i]; }
+
 /* With the mutex held: whether a waiter on r can make progress: it is ready; for imap, the next item
  * (or the end, or the failure) is there. */
 static bool result_can_progress(const mproc_async_result *r) {
   if (r->ready || !r->imap) return r->ready && !r->calling;
-  if (r->next >= r->n) return true;
-  size_t at = r->ordered ? r->next : r->next < r->norder ? r->order[r->next] : SIZE_MAX;
-  return at != SIZE_MAX && r->items[at].ready;
+  if (r->next >= r->n) return true; /* the end, or (lazy) next() takes more input */
+  size_t at = r->ordered ? r->next : r->next < r->norder ? r->order[r->next % r->nslots] : SIZE_MAX;
+  return at != SIZE_MAX && item_at((mproc_async_result *)r, at)->ready;
 }
 
 /* With the mutex held: r changed (an item or its end came): wake its waiters, and its flag for mproc_wait
@@ -216,31 +230,44 @@ static int fn_index(mproc_pool *p, mproc_task_fn fn, size_t *index) {
   return 0;
 }
 
-static task *task_new(mproc_async_result *r, size_t fn, size_t first, size_t n, const mproc_bytes *in) {
+static void task_free(task *t) {
+  mproc__buf_free(&t->msg);
+  free(t);
+}
+
+/* A task of r's inputs from `first` on, without inputs yet (task_add adds them). NULL: out of memory. */
+static task *task_begin(mproc_async_result *r, size_t fn, size_t first) {
   task *t = (task *)calloc(1, sizeof *t);
   if (!t) return NULL;
   t->r = r;
   t->fn = fn;
   t->first = first;
-  t->n = n;
   int rc = mproc__buf_append(&t->msg, "T", 1);
   if (!rc) rc = put_u64(&t->msg, fn);
-  if (!rc) rc = put_u64(&t->msg, n);
-  for (size_t i = 0; i < n && !rc; ++i) {
-    rc = put_u64(&t->msg, in[first + i].len);
-    if (!rc && in[first + i].len) rc = mproc__buf_append(&t->msg, in[first + i].data, in[first + i].len);
-  }
+  if (!rc) rc = put_u64(&t->msg, 0); /* the count, kept up by task_add */
   if (rc) {
-    mproc__buf_free(&t->msg);
-    free(t);
+    task_free(t);
     return NULL;
   }
   return t;
 }
 
-static void task_free(task *t) {
-  mproc__buf_free(&t->msg);
-  free(t);
+static int task_add(task *t, const void *data, size_t len) {
+  int rc = put_u64(&t->msg, len);
+  if (!rc && len) rc = mproc__buf_append(&t->msg, data, len);
+  if (!rc) mproc__wire_put_le64((unsigned char *)t->msg.data + 9, ++t->n);
+  return rc;
+}
+
+/* A task of the n inputs in[0..n), r's items from `first` on. NULL: out of memory. */
+static task *task_new(mproc_async_result *r, size_t fn, size_t first, size_t n, const mproc_bytes *in) {
+  task *t = task_begin(r, fn, first);
+  for (size_t i = 0; i < n && t; ++i)
+    if (task_add(t, in[i].data, in[i].len) != 0) {
+      task_free(t);
+      t = NULL;
+    }
+  return t;
 }
 
 /* ---- sending tasks ------------------------------------------------------------------------------- */
@@ -454,7 +481,7 @@ static void take_reply(mproc_pool *p, worker *w, const char *msg, size_t len, ca
       size_t olen;
       const void *out = mproc__wire_get_bytes(&rd, &olen, "an output");
       if (rd.bad || r->ready) break;
-      struct item *it = &r->items[t->first + i];
+      struct item *it = item_at(r, t->first + i);
       it->data = malloc(olen ? olen : 1);
       if (!it->data) {
         became = result_fail(r, MPROC_ENOMEM, t->first + i, "pool: out of memory for a task's output");
@@ -463,8 +490,8 @@ static void take_reply(mproc_pool *p, worker *w, const char *msg, size_t len, ca
       if (olen) memcpy(it->data, out, olen);
       it->len = olen;
       it->ready = true;
-      if (r->order) r->order[r->norder++] = t->first + i;
-      if (++r->done == r->n) {
+      if (r->order) r->order[r->norder++ % r->nslots] = t->first + i;
+      if (++r->done == r->n && !r->input) {
         r->ready = became = true;
         r->ok = true;
         r->calling = r->opts.callback != NULL;
@@ -780,7 +807,8 @@ static int submit(mproc_pool *p, mproc_task_fn fn, const mproc_bytes *in, size_t
   mproc_async_result *r = (mproc_async_result *)calloc(1, sizeof *r);
   if (!r) return mproc__fail(MPROC_ENOMEM, "%s: out of memory", call);
   r->flag = MPROC_NO_HANDLE;
-  r->n = n;
+  r->n = r->nslots = n;
+  r->held = SIZE_MAX;
   r->failed_at = SIZE_MAX;
   r->imap = imap;
   r->ordered = ordered;
@@ -807,7 +835,7 @@ static int submit(mproc_pool *p, mproc_task_fn fn, const mproc_bytes *in, size_t
   if (!rc) rc = fn_index(p, fn, &fn_i);
   mproc__pal_mutex_unlock(p->k->mu);
   for (size_t at = 0; at < n && !rc; at += chunk) {
-    task *t = task_new(r, fn_i, at, n - at < chunk ? n - at : chunk, in);
+    task *t = task_new(r, fn_i, at, n - at < chunk ? n - at : chunk, in + at);
     if (!t) {
       rc = mproc__fail(MPROC_ENOMEM, "%s: out of memory", call);
       break;
@@ -1016,6 +1044,123 @@ void mproc_pool_destroy(mproc_pool *p) {
 
 /* ---- results ------------------------------------------------------------------------------------------ */
 
+/* ---- lazy imap ---------------------------------------------------------------------------------- */
+
+/* With the mutex held (released while the input runs): take inputs of a lazy imap into tasks until its
+ * window is full or the input ends, and hand them to the pool. */
+static void pull_inputs(mproc_async_result *r) {
+  core *k = r->k;
+  if (!r->lazy || !r->input || r->pulling || r->ready || !k->pool) return;
+  while (r->base < r->n && !item_at(r, r->base)->live) ++r->base;
+  size_t room = r->nslots - (r->n - r->base), first = r->n, taken = 0, chunk = r->chunk, fn = r->fn;
+  if (!room) return;
+  mproc_input_fn input = r->input;
+  void *user = r->input_user;
+  r->pulling = true;
+  mproc__pal_mutex_unlock(k->mu);
+  task *head = NULL, **link = &head, *cur = NULL;
+  int status = 1;
+  char msg[512] = "";
+  while (taken < room) {
+    mproc_bytes b = {NULL, 0};
+    status = input(user, &b);
+    if (status < 0) snprintf(msg, sizeof msg, "imap: the input failed: %s", mproc_last_error());
+    if (status == 1 && !b.data && b.len) {
+      status = MPROC_EINVAL;
+      snprintf(msg, sizeof msg, "imap: input %zu is NULL with len %zu", first + taken, b.len);
+    }
+    if (status != 1) break;
+    if (!cur && (cur = task_begin(r, fn, first + taken)) != NULL) {
+      *link = cur;
+      link = &cur->next;
+    }
+    if (!cur || task_add(cur, b.data, b.len) != 0) {
+      status = MPROC_ENOMEM;
+      snprintf(msg, sizeof msg, "imap: out of memory for input %zu", first + taken);
+      break;
+    }
+    ++taken;
+    if (cur->n == chunk) cur = NULL;
+  }
+  mproc__pal_mutex_lock(k->mu);
+  r->pulling = false;
+  mproc_pool *p = k->pool;
+  if (!r->ready && (!p || p->state != RUN) && (taken || status == 1)) {
+    status = MPROC_ECLOSED;
+    snprintf(msg, sizeof msg, "imap: the pool was closed before the input ended");
+  }
+  for (task *t = head; t;) {
+    task *next = t->next;
+    t->next = NULL;
+    if (status == MPROC_ECLOSED || r->ready || t->n == 0) {
+      task_free(t);
+    } else {
+      for (size_t i = 0; i < t->n; ++i) item_at(r, t->first + i)->live = true;
+      ++r->tasks;
+      if (p->tail)
+        p->tail->next = t;
+      else
+        p->head = t;
+      p->tail = t;
+    }
+    t = next;
+  }
+  if (status != MPROC_ECLOSED && !r->ready) r->n += taken;
+  if (status == 0) {
+    r->input = NULL; /* the end */
+    if (r->done == r->n && !r->ready) {
+      r->ready = r->ok = true;
+      result_notify(r);
+    }
+  } else if (status < 0) {
+    r->input = NULL;
+    result_fail(r, status, r->n, msg);
+  }
+  if (p && p->state == RUN) {
+    pump(p);
+    if (p->o.task_timeout_ms > 0) wake_result_thread(p);
+  }
+  mproc__pal_cond_broadcast(k->cv); /* another next() may wait for this one's inputs */
+}
+
+int mproc_pool_imap_lazy(mproc_pool *p, mproc_task_fn fn, mproc_input_fn input, void *user, size_t chunksize,
+                         size_t window, bool ordered, mproc_async_result **out) {
+  MPROC__CHECK_ARG(!p || !fn || !input || !out, "pool, fn, input and out must be set");
+  *out = NULL;
+  size_t chunk = chunksize ? chunksize : 1;
+  if (!window) window = 4 * chunk * p->nw;
+  MPROC__CHECK_ARG(window > SIZE_MAX / 2 / sizeof(struct item), "window %zu is too large", window);
+  mproc_async_result *r = (mproc_async_result *)calloc(1, sizeof *r);
+  if (!r) return mproc__fail(MPROC_ENOMEM, "pool_imap_lazy: out of memory");
+  r->flag = MPROC_NO_HANDLE;
+  r->held = r->failed_at = SIZE_MAX;
+  r->imap = r->lazy = true;
+  r->ordered = ordered;
+  r->nslots = window;
+  r->chunk = chunk;
+  r->items = (struct item *)calloc(window, sizeof *r->items);
+  r->order = ordered ? NULL : (size_t *)calloc(window, sizeof *r->order);
+  int rc = r->items && (ordered || r->order) ? 0 : mproc__fail(MPROC_ENOMEM, "pool_imap_lazy: out of memory");
+  mproc__pal_mutex_lock(p->k->mu);
+  if (!rc && p->state != RUN)
+    rc = mproc__fail(MPROC_ESTATE, "pool_imap_lazy: the pool is %s", p->state == CLOSED ? "closed" : "terminated");
+  if (!rc) rc = fn_index(p, fn, &r->fn);
+  if (rc) {
+    mproc__pal_mutex_unlock(p->k->mu);
+    result_free_items(r);
+    free(r);
+    return rc;
+  }
+  r->k = p->k;
+  ++p->k->refs;
+  r->input = input;
+  r->input_user = user;
+  pull_inputs(r); /* the first window */
+  mproc__pal_mutex_unlock(p->k->mu);
+  *out = r;
+  return 0;
+}
+
 /* With the mutex held: ready for the calling thread (its callback has run, or this thread runs it). */
 static bool ready_here(const mproc_async_result *r) {
   return r->ready && (!r->calling || r->cb_thread == mproc__pal_thread_id());
@@ -1073,10 +1218,17 @@ int mproc_async_result_successful(mproc_async_result *r, bool *ok) {
   return ready ? 0 : mproc__fail(MPROC_ESTATE, "async_result_successful: not ready");
 }
 
-size_t mproc_async_result_count(const mproc_async_result *r) { return r ? r->n : 0; }
+size_t mproc_async_result_count(const mproc_async_result *r) {
+  if (!r) return 0;
+  mproc__pal_mutex_lock(r->k->mu);
+  size_t n = r->n;
+  mproc__pal_mutex_unlock(r->k->mu);
+  return n;
+}
 
 int mproc_async_result_item(mproc_async_result *r, size_t i, const void **data, size_t *len) {
   MPROC__CHECK_ARG(!r || !data || !len, "result, data and len must be set");
+  MPROC__CHECK_ARG(r->lazy, "async_result_item: a lazy imap's items are read with mproc_async_result_next");
   MPROC__CHECK_ARG(i >= r->n, "item %zu of %zu", i, r->n);
   mproc__pal_mutex_lock(r->k->mu);
   bool there = r->items[i].ready && (r->ok || !r->ready || r->imap);
@@ -1093,13 +1245,21 @@ int mproc_async_result_next(mproc_async_result *r, int64_t timeout_ms, const voi
   mproc__pal_mutex_lock(r->k->mu);
   int rc = 0;
   size_t at = SIZE_MAX;
+  if (r->held != SIZE_MAX) { /* a lazy imap's item handed out last: its slot is free again */
+    struct item *it = item_at(r, r->held);
+    free(it->data);
+    it->data = NULL;
+    it->ready = it->live = false;
+    r->held = SIZE_MAX;
+  }
   for (;;) {
-    if (r->next >= r->n) {
+    pull_inputs(r);
+    if (r->next >= r->n && !r->input) {
       rc = MPROC_EEOF;
       break;
     }
-    at = r->ordered ? r->next : r->next < r->norder ? r->order[r->next] : SIZE_MAX;
-    if (at != SIZE_MAX && r->items[at].ready) break;
+    at = r->ordered ? r->next : r->next < r->norder ? r->order[r->next % r->nslots] : SIZE_MAX;
+    if (at != SIZE_MAX && item_at(r, at)->ready) break;
     if (r->ready && !r->ok) { /* the failure, where it comes in the iteration */
       rc = r->code;
       break;
@@ -1109,10 +1269,11 @@ int mproc_async_result_next(mproc_async_result *r, int64_t timeout_ms, const voi
     if (rc) break;
   }
   if (!rc) {
-    *data = r->items[at].data;
-    *len = r->items[at].len;
+    *data = item_at(r, at)->data;
+    *len = item_at(r, at)->len;
     if (index) *index = at;
     ++r->next;
+    if (r->lazy) r->held = at;
   }
   char msg[1024];
   snprintf(msg, sizeof msg, "%s", rc && r->message ? r->message : "");
