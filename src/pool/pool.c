@@ -309,6 +309,7 @@ static void pump(mproc_pool *p) {
       if (!has_room(p, w, t) || (idle_only && w->ninflight)) continue;
       if (t->r->ready) { /* its result failed already (another chunk): drop it */
         p->head = t->next;
+        if (!p->head) p->tail = NULL;
         mproc_async_result *r = t->r;
         task_free(t);
         task_unref(p->k, r);
@@ -1254,8 +1255,8 @@ int mproc_async_result_next(mproc_async_result *r, int64_t timeout_ms, const voi
   }
   for (;;) {
     pull_inputs(r);
-    if (r->next >= r->n && !r->input) {
-      rc = MPROC_EEOF;
+    if (r->next >= r->n && !r->input) { /* the end, or a lazy input's failure there */
+      rc = r->ready && !r->ok ? r->code : MPROC_EEOF;
       break;
     }
     at = r->ordered ? r->next : r->next < r->norder ? r->order[r->next % r->nslots] : SIZE_MAX;
