@@ -182,15 +182,16 @@ static void result_notify(mproc_async_result *r) {
   }
 }
 
-/* With the mutex held: fail r (the first failure wins). Returns whether it became ready now. */
-static bool result_fail(mproc_async_result *r, int code, size_t item, const char *message) {
+/* With the mutex held: fail r (the first failure wins). Returns whether it became ready now. calls_back:
+ * the caller has its error callback run (all but terminate, which runs none). */
+static bool result_fail(mproc_async_result *r, int code, size_t item, const char *message, bool calls_back) {
   if (r->ready) return false;
   r->ready = true;
   r->ok = false;
   r->code = code;
   r->failed_at = item;
   r->message = mproc__strdup(message);
-  r->calling = r->opts.error_callback != NULL; /* whoever made it fail runs it (terminate runs none) */
+  r->calling = calls_back && r->opts.error_callback;
   result_notify(r);
   return true;
 }
@@ -485,7 +486,7 @@ static void take_reply(mproc_pool *p, worker *w, const char *msg, size_t len, ca
       struct item *it = item_at(r, t->first + i);
       it->data = malloc(olen ? olen : 1);
       if (!it->data) {
-        became = result_fail(r, MPROC_ENOMEM, t->first + i, "pool: out of memory for a task's output");
+        became = result_fail(r, MPROC_ENOMEM, t->first + i, "pool: out of memory for a task's output", true);
         break;
       }
       if (olen) memcpy(it->data, out, olen);
@@ -509,11 +510,11 @@ static void take_reply(mproc_pool *p, worker *w, const char *msg, size_t len, ca
         memcpy(text, m, mlen);
         text[mlen] = 0;
       }
-      became = result_fail(r, (int)-(int64_t)code, t->first + (size_t)item, text ? text : "the task failed");
+      became = result_fail(r, (int)-(int64_t)code, t->first + (size_t)item, text ? text : "the task failed", true);
       free(text);
     }
   }
-  if (rd.bad) became = result_fail(r, MPROC_ESYS, t->first, "pool: a worker sent a malformed reply");
+  if (rd.bad) became = result_fail(r, MPROC_ESYS, t->first, "pool: a worker sent a malformed reply", true);
   task_free(t);
   cb->r = became ? r : NULL;
   cb->ok = became && r->ok;
@@ -548,7 +549,7 @@ static void worker_died(mproc_pool *p, worker *w, callback_call *cb) {
                (long long)p->o.task_timeout_ms);
     else
       snprintf(msg, sizeof msg, "pool: the worker running the task %s", how);
-    bool became = result_fail(r, timed_out ? MPROC_ETIMEDOUT : MPROC_EWORKERDIED, t->first, msg);
+    bool became = result_fail(r, timed_out ? MPROC_ETIMEDOUT : MPROC_EWORKERDIED, t->first, msg, true);
     if (w->ninflight == 2) { /* not started: back to the front */
       task *u = w->inflight[1];
       u->next = p->head;
@@ -991,10 +992,7 @@ int mproc_pool_terminate(mproc_pool *p) {
     task *t = p->head;
     p->head = t->next;
     mproc_async_result *r = t->r;
-    if (result_fail(r, MPROC_ECLOSED, t->first, "pool: the pool was terminated")) {
-      r->calling = false; /* a terminated pool runs no callback */
-      result_notify(r);
-    }
+    result_fail(r, MPROC_ECLOSED, t->first, "pool: the pool was terminated", false);
     task_free(t);
     task_unref(p->k, r);
   }
@@ -1115,7 +1113,7 @@ static void pull_inputs(mproc_async_result *r) {
     }
   } else if (status < 0) {
     r->input = NULL;
-    result_fail(r, status, r->n, msg);
+    result_fail(r, status, r->n, msg, true);
   }
   if (p && p->state == RUN) {
     pump(p);
@@ -1333,7 +1331,7 @@ int mproc_async_result_cancel(mproc_async_result *r) {
                        "async_result_cancel: its tasks have all been given to workers (a task that may have begun "
                        "is not cancelled)");
   }
-  result_fail(r, MPROC_ECANCELED, first, "pool: cancelled before it ran");
+  result_fail(r, MPROC_ECANCELED, first, "pool: cancelled before it ran", true);
   if (r->opts.error_callback) { /* on the result thread, as every callback */
     ++r->tasks;
     p->later[p->nlater].r = r;
