@@ -79,7 +79,15 @@ typedef struct mproc_queue mproc_queue;
 
 /* The default bound in bytes (128 MiB): an item of 64 MiB fits with room to spare. */
 #define MPROC_QUEUE_DEFAULT_MAX_BYTES ((size_t)128 << 20)
-/* Items of this size and more are copied outside the queue's lock. */
+/* Items of at most this many bytes are copied into their place in the queue's order (a 64-byte slot),
+ * taking no lock; larger ones go to the store of max_bytes, and take the queue's lock once at each
+ * end, for no longer than a reservation. */
+#define MPROC_QUEUE_INLINE ((size_t)48)
+/* The places in the order of a queue created with maxsize 0: with max_bytes / 64 when that is fewer,
+ * the most items it holds at once (a queue with maxsize holds min(maxsize, max_bytes / 64)). */
+#define MPROC_QUEUE_DEFAULT_SLOTS ((size_t)65536)
+/* A size that tests and benchmarks use for "a big item": every item over MPROC_QUEUE_INLINE bytes is
+ * copied outside the queue's lock. */
 #define MPROC_QUEUE_BIG ((size_t)16 << 10)
 
 typedef struct mproc_queue_opts {
