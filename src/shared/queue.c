@@ -36,6 +36,7 @@
 #include <string.h>
 
 #include "mproc/queue.h"
+#include "queue_testing.h"
 #include "ring.h"
 #include "shared_internal.h"
 
@@ -89,7 +90,8 @@ typedef struct queue_shared {
   volatile uint64_t outstanding;  /* joinable: the sum of the table's */
   volatile uint32_t poll_waiters; /* in mproc_wait on the flag */
   volatile uint32_t flag_set;     /* the flag's state (changed under the lock) */
-  unsigned char pad1[40];
+  uint32_t nprocs;                /* the table's entries in use (PROCS but in tests) */
+  unsigned char pad1[36];
   proc procs[PROCS];
 } queue_shared;
 
@@ -108,6 +110,12 @@ struct mproc_queue {
 };
 
 static queue_shared *qs(const mproc_queue *q) { return (queue_shared *)q->o.shm.base; }
+
+void (*mproc__queue_test_hook)(int where);
+uint32_t mproc__queue_test_procs;
+static void test_hook(int where) {
+  if (mproc__queue_test_hook) mproc__queue_test_hook(where);
+}
 
 /* ---- slots --------------------------------------------------------------------------------------- */
 
@@ -260,6 +268,7 @@ static int queue_new(mproc_queue **out, const mproc_queue_opts *opts, uint32_t f
   queue_shared *s = qs(q);
   s->flavor = flavor;
   s->maxsize = maxsize;
+  s->nprocs = mproc__queue_test_procs && mproc__queue_test_procs < PROCS ? mproc__queue_test_procs : PROCS;
   s->nslots = nslots;
   s->cap = cap;
   s->slots_off = slots_off;
@@ -385,24 +394,24 @@ static uint32_t my_index(mproc_queue *q, const char *call) {
   uint32_t i = mproc__atomic_load32(&q->me);
   if (i && mproc__atomic_load64(&s->procs[i - 1].owner) == me) return i;
   q_lock(q);
-  uint32_t empty = PROCS, dead = PROCS;
-  for (i = 0; i < PROCS; ++i) {
+  uint32_t n = s->nprocs, empty = n, dead = n;
+  for (i = 0; i < n; ++i) {
     uint64_t o = s->procs[i].owner;
     if (o == me) break;
-    if (empty == PROCS && o == 0) empty = i;
+    if (empty == n && o == 0) empty = i;
   }
-  if (i == PROCS && empty == PROCS) /* reuse the entry of an ended process with no tasks */
-    for (uint32_t k = 0; k < PROCS && dead == PROCS; ++k)
+  if (i == n && empty == n) /* reuse the entry of an ended process with no tasks */
+    for (uint32_t k = 0; k < n && dead == n; ++k)
       if (s->procs[k].outstanding == 0 && !mproc__pal_id_alive(s->procs[k].owner)) dead = k;
-  if (i == PROCS && dead < PROCS) settle_dead(q, s->procs[dead].owner); /* nothing in flight names it */
-  if (i == PROCS) i = empty < PROCS ? empty : dead;
-  if (i < PROCS && s->procs[i].owner != me) {
+  if (i == n && dead < n) settle_dead(q, s->procs[dead].owner); /* nothing in flight names it */
+  if (i == n) i = empty < n ? empty : dead;
+  if (i < n && s->procs[i].owner != me) {
     mproc__atomic_store64(&s->procs[i].outstanding, 0);
     mproc__atomic_store64(&s->procs[i].owner, me);
   }
   q_unlock(q);
-  if (i == PROCS) {
-    mproc__fail(MPROC_ENOMEM, "%s: %u live processes use this queue already", call, PROCS);
+  if (i == n) {
+    mproc__fail(MPROC_ENOMEM, "%s: %u live processes use this queue already", call, n);
     return 0;
   }
   mproc__atomic_store32(&q->me, i + 1);
@@ -470,11 +479,12 @@ static void drop_slot(mproc_queue *q, uint64_t pos) {
   if (mproc__atomic_load32(&s->shut)) ec_wake(q, &s->cons, UINT32_MAX); /* gets waiting for the end */
 }
 
-/* For a record put: the owner to watch while the store is full (the taker of its oldest record). */
+/* For a record put: the owner to watch while the store is full (the taker of its oldest record, or the
+ * writer of its slot). */
 static bool taker_fn(mproc_queue *q, uint64_t pos, qslot *sl, uint64_t w, void *ctx) {
   (void)pos;
   uint64_t *watch = (uint64_t *)ctx;
-  if (w_state(w) != S_TAKING || mproc__atomic_load64_relaxed(&sl->data[0]) != q->ring.pos->rpos) return false;
+  if (w_state(w) == S_READY || mproc__atomic_load64_relaxed(&sl->data[0]) != q->ring.pos->rpos) return false;
   *watch = owner_id(q, w);
   return true;
 }
@@ -597,6 +607,7 @@ int mproc_queue_put(mproc_queue *q, const void *data, size_t len, int64_t timeou
     mproc__atomic_store32(&r->state, MPROC__REC_READY); /* killed from here to the slot's READY: its drop frees it */
   }
   mproc__atomic_store64_relaxed(&sl->len, len);
+  test_hook(MPROC__QHOOK_PUBLISHING);
   mproc__atomic_store64(&sl->word, mkword(lap_of(q, pos), S_READY, 0)); /* the commit */
   ec_wake(q, &s->cons, 1);
   if (mproc__atomic_load32(&s->poll_waiters)) {
@@ -731,6 +742,7 @@ static int queue_get(mproc_queue *q, void *buf, size_t cap, int64_t timeout_ms, 
   if (t.result == 1) {
     if (n) memcpy(dst, t.words, n);
   } else {
+    test_hook(MPROC__QHOOK_TAKING);
     uint64_t rp = mproc__atomic_load64_relaxed(&sl->data[0]);
     mproc__rec *r = mproc__ring_at(&q->ring, rp);
     if (n) memcpy(dst, r + 1, n);
@@ -928,11 +940,11 @@ static int queue_import(const void *bytes, size_t len, const mproc_os_handle *hs
   uint64_t size = q->o.shm.size;
   bool has_flag = at < len && b[at] == 1;
   bool ok = at + 1 == len && b[at] <= 1 && used + has_flag == n && s->cap % MPROC__REC_ALIGN == 0 &&
-            s->cap >= MIN_BYTES && s->nslots >= 1 && s->nslots <= s->cap / MPROC__REC_ALIGN &&
-            s->slots_off >= sizeof(queue_shared) && s->slots_off % SLOT_BYTES == 0 && s->slots_off <= size &&
-            (size - s->slots_off) / SLOT_BYTES >= s->nslots && s->data_off >= s->slots_off + s->nslots * SLOT_BYTES &&
-            s->data_off <= size && size - s->data_off >= s->cap &&
-            (!has_flag || mproc__pal_handle_kind(hs[used]) != MPROC__HK_INVALID);
+            s->cap >= MIN_BYTES && s->nprocs >= 1 && s->nprocs <= PROCS && s->nslots >= 1 &&
+            s->nslots <= s->cap / MPROC__REC_ALIGN && s->slots_off >= sizeof(queue_shared) &&
+            s->slots_off % SLOT_BYTES == 0 && s->slots_off <= size && (size - s->slots_off) / SLOT_BYTES >= s->nslots &&
+            s->data_off >= s->slots_off + s->nslots * SLOT_BYTES && s->data_off <= size &&
+            size - s->data_off >= s->cap && (!has_flag || mproc__pal_handle_kind(hs[used]) != MPROC__HK_INVALID);
   if (!ok) {
     mproc__sobj_unmap(&q->o);
     free(q);
