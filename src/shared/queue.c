@@ -675,6 +675,10 @@ static void after_get(mproc_queue *q, bool record) {
   advance_head(q);
   ec_wake(q, &s->prod, record ? UINT32_MAX : 1);
   if (record) ec_wake(q, &s->room, UINT32_MAX);
+  /* Pass the wake on: a sleeper woken by a put behind an unfinished one found nothing to get and slept
+   * again, so the put that ends that one wakes one get only. One load when nobody sleeps. */
+  uint64_t c = mproc__atomic_load64(&s->cons.count);
+  if ((uint32_t)(c >> 32) > (uint32_t)c && look_now(q).ready) ec_wake(q, &s->cons, 1);
   if (mproc__atomic_load32(&s->flag_set)) {
     q_lock(q);
     flag_update(q);
