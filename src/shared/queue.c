@@ -105,6 +105,7 @@ struct mproc_queue {
   mproc__ring ring;
   qslot *slots;
   uint64_t nslots;
+  uint32_t shift;       /* nslots a power of two: log2 of it (a place by mask and shift), else 64 (by division) */
   volatile uint32_t me; /* this process's table index + 1, a hint (checked against the table) */
   volatile uint32_t closed;
 };
@@ -125,8 +126,12 @@ static uint64_t mkword(uint32_t lap, uint32_t state, uint32_t owner) {
 static uint32_t w_lap(uint64_t w) { return (uint32_t)(w >> 32); }
 static uint32_t w_state(uint64_t w) { return (uint32_t)(w & 0xff); }
 static uint32_t w_owner(uint64_t w) { return (uint32_t)(w >> 8) & 0xffffffu; }
-static qslot *slot_at(const mproc_queue *q, uint64_t pos) { return &q->slots[pos % q->nslots]; }
-static uint32_t lap_of(const mproc_queue *q, uint64_t pos) { return (uint32_t)(pos / q->nslots); }
+static qslot *slot_at(const mproc_queue *q, uint64_t pos) {
+  return &q->slots[q->shift < 64 ? pos & (q->nslots - 1) : pos % q->nslots];
+}
+static uint32_t lap_of(const mproc_queue *q, uint64_t pos) {
+  return (uint32_t)(q->shift < 64 ? pos >> q->shift : pos / q->nslots);
+}
 /* Where a slot's word stands to the lap of a position: > 0 got (a later lap), 0 this lap, < 0 earlier. */
 static int32_t lap_cmp(uint64_t w, uint32_t lap) { return (int32_t)(w_lap(w) - lap); }
 
@@ -232,6 +237,9 @@ static void view(mproc_queue *q) {
   q->ring.cap = s->cap;
   q->slots = (qslot *)(void *)((unsigned char *)q->o.shm.base + s->slots_off);
   q->nslots = s->nslots;
+  q->shift = 64;
+  if ((q->nslots & (q->nslots - 1)) == 0)
+    for (q->shift = 0; ((uint64_t)1 << q->shift) < q->nslots;) ++q->shift;
 }
 
 static int queue_new(mproc_queue **out, const mproc_queue_opts *opts, uint32_t flavor, const char *call) {
@@ -373,7 +381,7 @@ static void repair(mproc_queue *q) {
   mproc__ring_repair(&q->ring);
   settle_dead(q, 0);
   uint64_t outstanding = 0;
-  for (uint32_t i = 0; i < PROCS; ++i) outstanding += s->procs[i].outstanding;
+  for (uint32_t i = 0; i < PROCS; ++i) outstanding += mproc__atomic_load64(&s->procs[i].outstanding);
   mproc__atomic_store64(&s->outstanding, outstanding);
   flag_update(q);
   wake_all(q);
@@ -396,16 +404,18 @@ static uint32_t my_index(mproc_queue *q, const char *call) {
   q_lock(q);
   uint32_t n = s->nprocs, empty = n, dead = n;
   for (i = 0; i < n; ++i) {
-    uint64_t o = s->procs[i].owner;
+    uint64_t o = mproc__atomic_load64(&s->procs[i].owner);
     if (o == me) break;
     if (empty == n && o == 0) empty = i;
   }
   if (i == n && empty == n) /* reuse the entry of an ended process with no tasks */
     for (uint32_t k = 0; k < n && dead == n; ++k)
-      if (s->procs[k].outstanding == 0 && !mproc__pal_id_alive(s->procs[k].owner)) dead = k;
-  if (i == n && dead < n) settle_dead(q, s->procs[dead].owner); /* nothing in flight names it */
+      if (mproc__atomic_load64(&s->procs[k].outstanding) == 0 &&
+          !mproc__pal_id_alive(mproc__atomic_load64(&s->procs[k].owner)))
+        dead = k;
+  if (i == n && dead < n) settle_dead(q, mproc__atomic_load64(&s->procs[dead].owner)); /* nothing in flight names it */
   if (i == n) i = empty < n ? empty : dead;
-  if (i < n && s->procs[i].owner != me) {
+  if (i < n && mproc__atomic_load64(&s->procs[i].owner) != me) {
     mproc__atomic_store64(&s->procs[i].outstanding, 0);
     mproc__atomic_store64(&s->procs[i].owner, me);
   }
@@ -669,10 +679,15 @@ static bool take_fn(mproc_queue *q, uint64_t pos, qslot *sl, uint64_t w, void *c
   }
 }
 
-/* After a get: room for producers (a record: bytes for every waiting put), the flag. */
-static void after_get(mproc_queue *q, bool record) {
+/* After a get of the item at pos: head, room for producers (a record: bytes for every waiting put), the
+ * flag. */
+static void after_get(mproc_queue *q, uint64_t pos, bool record) {
   queue_shared *s = qs(q);
-  advance_head(q);
+  uint64_t h = pos;
+  /* Got at head (the usual case): move it by one without reading the next slot, whose line the
+   * producer is writing. Slots after it got meanwhile are passed over by the next get that finds head
+   * behind (or by qsize). */
+  if (mproc__atomic_load64(&s->hd.v) != pos || !mproc__atomic_cas64(&s->hd.v, &h, pos + 1)) advance_head(q);
   ec_wake(q, &s->prod, record ? UINT32_MAX : 1);
   if (record) ec_wake(q, &s->room, UINT32_MAX);
   /* Pass the wake on: a sleeper woken by a put behind an unfinished one found nothing to get and slept
@@ -761,7 +776,7 @@ static int queue_get(mproc_queue *q, void *buf, size_t cap, int64_t timeout_ms, 
     q_unlock(q);
     if (mproc__atomic_load32(&s->shut)) ec_wake(q, &s->cons, UINT32_MAX); /* gets waiting for the end */
   }
-  after_get(q, t.result == 2);
+  after_get(q, t.pos, t.result == 2);
   if (out) *out = dst;
   return 0;
 }
@@ -788,6 +803,7 @@ int mproc_queue_get_into(mproc_queue *q, void *buf, size_t cap, int64_t timeout_
 size_t mproc_queue_qsize(const mproc_queue *q) {
   if (!q) return 0;
   const queue_shared *s = qs(q);
+  advance_head((mproc_queue *)q); /* over slots got behind one got last */
   uint64_t h = mproc__atomic_load64(&s->hd.v), t = mproc__atomic_load64(&s->tail.v);
   return t > h ? (size_t)(t - h) : 0;
 }
@@ -837,7 +853,10 @@ int mproc_queue_task_done(mproc_queue *q) {
   queue_shared *s = qs(q);
   q_lock(q);
   uint32_t i = mproc__atomic_load32(&q->me); /* this process's, else any (any process may say done) */
-  uint32_t k = i && s->procs[i - 1].owner == mproc__pal_self_id() && s->procs[i - 1].outstanding ? i - 1 : 0;
+  uint32_t k = i && mproc__atomic_load64(&s->procs[i - 1].owner) == mproc__pal_self_id() &&
+                       mproc__atomic_load64(&s->procs[i - 1].outstanding)
+                   ? i - 1
+                   : 0;
   while (k < PROCS && !mproc__atomic_load64(&s->procs[k].outstanding)) ++k;
   if (k == PROCS) {
     q_unlock(q);
@@ -858,7 +877,7 @@ static uint64_t write_off_dead(mproc_queue *q) {
   for (uint32_t i = 0; i < PROCS; ++i) {
     proc *c = &s->procs[i];
     uint64_t n = mproc__atomic_load64(&c->outstanding);
-    if (!n || mproc__pal_id_alive(c->owner)) continue;
+    if (!n || mproc__pal_id_alive(mproc__atomic_load64(&c->owner))) continue;
     lost += n;
     mproc__atomic_add64(&s->outstanding, (uint64_t)0 - n);
     mproc__atomic_store64(&c->outstanding, 0);
@@ -886,7 +905,7 @@ int mproc_queue_join(mproc_queue *q, int64_t timeout_ms) {
     uint64_t lost = write_off_dead(q);
     uint64_t watch = 0;
     for (uint32_t i = 0; i < PROCS && !watch; ++i)
-      if (s->procs[i].outstanding) watch = s->procs[i].owner;
+      if (mproc__atomic_load64(&s->procs[i].outstanding)) watch = mproc__atomic_load64(&s->procs[i].owner);
     q_unlock(q);
     if (lost) {
       ec_out(&s->join);
