@@ -47,10 +47,13 @@ static inline void mproc__atomic_store32(volatile uint32_t *p, uint32_t v) {
 static inline void mproc__atomic_store32_relaxed(volatile uint32_t *p, uint32_t v) { *p = v; }
 #if defined(_M_X64)
 static inline void mproc__atomic_store64_relaxed(volatile uint64_t *p, uint64_t v) { *p = v; }
+/* A load that orders nothing but itself (a word copied optimistically, checked by a later CAS). */
+static inline uint64_t mproc__atomic_load64_relaxed(const volatile uint64_t *p) { return *p; }
 #else
 static inline void mproc__atomic_store64_relaxed(volatile uint64_t *p, uint64_t v) {
   (void)_InterlockedExchange64((volatile long long *)p, (long long)v);
 }
+static inline uint64_t mproc__atomic_load64_relaxed(const volatile uint64_t *p) { return mproc__atomic_load64(p); }
 #endif
 static inline uint32_t mproc__atomic_xchg32(volatile uint32_t *p, uint32_t v) {
   return (uint32_t)_InterlockedExchange((volatile long *)p, (long)v);
@@ -93,6 +96,10 @@ static inline void mproc__atomic_store32_relaxed(volatile uint32_t *p, uint32_t 
 }
 static inline void mproc__atomic_store64_relaxed(volatile uint64_t *p, uint64_t v) {
   __atomic_store_n(p, v, __ATOMIC_RELAXED);
+}
+/* A load that orders nothing but itself (a word copied optimistically, checked by a later CAS). */
+static inline uint64_t mproc__atomic_load64_relaxed(const volatile uint64_t *p) {
+  return __atomic_load_n(p, __ATOMIC_RELAXED);
 }
 static inline uint32_t mproc__atomic_xchg32(volatile uint32_t *p, uint32_t v) {
   return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST);

@@ -14,6 +14,7 @@
 
 extern "C" {
 #include "pal.h"
+#include "shared/queue_testing.h"
 }
 #include "test_util.h"
 
@@ -215,6 +216,60 @@ TEST(Queue, ThreadsThroughASmallRingLoseAndDuplicateNothing) {
       for (uint32_t i = 0; i < per; ++i) ASSERT_EQ(g[i], i);
     }
     EXPECT_EQ(mproc_queue_qsize(q), 0u);
+    mproc_queue_destroy(q);
+  }
+}
+
+// Items in place (up to MPROC_QUEUE_INLINE bytes) and items in the record store share one order: a
+// producer's 8-byte item put after its 1 MiB item is got after it, by one consumer or by either of two.
+TEST(Queue, SmallAndLargeItemsOfOneProducerKeepTheirOrder) {
+  const size_t sizes[] = {1 << 20, 8, 12, MPROC_QUEUE_INLINE, MPROC_QUEUE_INLINE + 1, 70000, 8, 100, 8};
+  const uint32_t per = mproc_test::kSanitizer ? 180 : 900;
+  for (int consumers : {1, 2}) {
+    SCOPED_TRACE(consumers);
+    mproc_queue *q = nullptr;
+    mproc_queue_opts o{};
+    o.max_bytes = 4 << 20;
+    ASSERT_EQ(mproc_queue_create(&q, &o), 0);
+    std::thread producer([&] {
+      for (uint32_t i = 0; i < per; ++i) {
+        size_t len = sizes[i % (sizeof sizes / sizeof sizes[0])];
+        std::vector<unsigned char> v = len == 8 ? std::vector<unsigned char>(8) : make_item(0, i, len);
+        if (len == 8) std::memcpy(&v[4], &i, 4);
+        ASSERT_EQ(mproc_queue_put(q, v.data(), v.size(), kLong), 0);
+      }
+      ASSERT_EQ(mproc_queue_shutdown(q), 0);
+    });
+    std::vector<std::vector<uint32_t>> got(consumers);
+    std::vector<std::thread> cs;
+    for (int c = 0; c < consumers; ++c)
+      cs.emplace_back([&, c] {
+        std::vector<unsigned char> buf(1 << 20);
+        for (;;) {
+          size_t n = 0;
+          int rc = mproc_queue_get_into(q, buf.data(), buf.size(), kLong, &n);
+          if (rc == MPROC_EEOF) return;
+          ASSERT_EQ(rc, 0);
+          uint32_t p = 0, seq = 0;
+          if (n == 8) {
+            std::memcpy(&seq, &buf[4], 4);
+          } else {
+            ASSERT_TRUE(check_item(buf.data(), n, &p, &seq)) << "a half item";
+          }
+          ASSERT_EQ(n, sizes[seq % (sizeof sizes / sizeof sizes[0])]);
+          if (!got[c].empty()) {
+            ASSERT_GT(seq, got[c].back()) << "out of the producer's order";
+          }
+          got[c].push_back(seq);
+        }
+      });
+    producer.join();
+    for (auto &t : cs) t.join();
+    std::vector<uint32_t> all;
+    for (auto &g : got) all.insert(all.end(), g.begin(), g.end());
+    std::sort(all.begin(), all.end());
+    ASSERT_EQ(all.size(), per);
+    for (uint32_t i = 0; i < per; ++i) ASSERT_EQ(all[i], i);
     mproc_queue_destroy(q);
   }
 }
@@ -761,6 +816,140 @@ TEST_P(QueueAcross, ConsumersKilledAtRandomMomentsLeaveTheirItemForTheNextGet) {
   }
   mproc_value_destroy(ret);
   mproc_value_destroy(got);
+  mproc_queue_destroy(q);
+}
+
+// ---- white-box: deaths at the hardest moments, the process table -----------------------------------
+
+void die_at_publishing(int where) {
+  if (where == MPROC__QHOOK_PUBLISHING) std::_Exit(3);
+}
+void die_at_taking(int where) {
+  if (where == MPROC__QHOOK_TAKING) std::_Exit(3);
+}
+
+// objects: queue; n: 0 or 1. Puts items 0 (in place) and 1 (a record), then dies in the put of item 2
+// (1: a record of 200 KB) with the item written and its slot WRITING.
+int t_die_publishing(const mproc_args *a) {
+  mproc_queue *q = (mproc_queue *)a->objects[0];
+  if (put_item(q, 0, 0, 20) != 0 || put_item(q, 0, 1, 100000) != 0) return 10;
+  mproc__queue_test_hook = die_at_publishing;
+  put_item(q, 0, 2, arg(a) ? 200000 : 30);
+  return 11;
+}
+
+// A producer that dies in the middle of a put, its item written and its slot still WRITING: the item
+// never was, what it held in the record store is given back, and nothing behind it is held up.
+TEST_P(QueueAcross, AProducerKilledWhileWritingLeavesNoItemAndGivesBackItsRoom) {
+  for (int big : {0, 1}) {
+    SCOPED_TRACE(big);
+    mproc_queue *q = nullptr;
+    mproc_queue_opts o{};
+    o.max_bytes = 512 << 10; // 100 KB + the dead 200 KB + 300 KB do not fit: the dead record must go
+    ASSERT_EQ(mproc_queue_create(&q, &o), 0);
+    EXPECT_EQ(join(start(t_die_publishing, {mproc_object_queue(q)}, big)), 3);
+    std::vector<unsigned char> buf(1 << 20);
+    size_t n = 0;
+    uint32_t p, s;
+    for (uint32_t i = 0; i < 2; ++i) {
+      ASSERT_EQ(mproc_queue_get_into(q, buf.data(), buf.size(), kLong, &n), 0);
+      ASSERT_TRUE(check_item(buf.data(), n, &p, &s));
+      EXPECT_EQ(s, i);
+    }
+    if (big) { // waits for room held by the dead put's record: it watches the dead writer
+      ASSERT_EQ(put_item(q, 1, 3, 300000, kLong), 0);
+    } else { // waits on the dead put's slot: it watches the dead writer, then finds nothing
+      EXPECT_EQ(mproc_queue_get_into(q, buf.data(), buf.size(), 100, &n), MPROC_EEMPTY);
+      ASSERT_EQ(put_item(q, 1, 3, 300000, 0), 0);
+    }
+    ASSERT_EQ(mproc_queue_get_into(q, buf.data(), buf.size(), kLong, &n), 0);
+    ASSERT_TRUE(check_item(buf.data(), n, &p, &s));
+    EXPECT_EQ(p, 1u);
+    EXPECT_EQ(mproc_queue_get_into(q, buf.data(), buf.size(), 0, &n), MPROC_EEMPTY);
+    EXPECT_EQ(mproc_queue_qsize(q), 0u);
+    mproc_queue_destroy(q);
+  }
+}
+
+// objects: queue. Dies in a get that has taken a record (TAKING), before copying it.
+int t_die_taking(const mproc_args *a) {
+  mproc_queue *q = (mproc_queue *)a->objects[0];
+  mproc__queue_test_hook = die_at_taking;
+  std::vector<unsigned char> buf(1 << 20);
+  size_t n = 0;
+  mproc_queue_get_into(q, buf.data(), buf.size(), kLong, &n);
+  return 11;
+}
+
+// A consumer that dies holding a record it took: the item is READY again at its place (gets find it
+// once the death is noticed: the ones before that take the items behind it), got once and whole.
+TEST_P(QueueAcross, AConsumerKilledWhileTakingLeavesTheItemAtItsPlace) {
+  mproc_queue *q = nullptr;
+  ASSERT_EQ(mproc_queue_create(&q, nullptr), 0);
+  ASSERT_EQ(put_item(q, 0, 0, 100000), 0);
+  ASSERT_EQ(put_item(q, 0, 1, 20), 0);
+  ASSERT_EQ(put_item(q, 0, 2, 70000), 0);
+  EXPECT_EQ(join(start(t_die_taking, {mproc_object_queue(q)})), 3);
+  EXPECT_EQ(mproc_queue_qsize(q), 3u);
+  std::vector<unsigned char> buf(1 << 20);
+  for (uint32_t want : {1u, 2u, 0u}) { // the taken one last: it comes back once a get waits on its taker
+    size_t n = 0;
+    uint32_t p, s;
+    ASSERT_EQ(mproc_queue_get_into(q, buf.data(), buf.size(), kLong, &n), 0);
+    ASSERT_TRUE(check_item(buf.data(), n, &p, &s)) << "a half item";
+    EXPECT_EQ(s, want);
+  }
+  size_t n = 0;
+  EXPECT_EQ(mproc_queue_get_into(q, buf.data(), buf.size(), 0, &n), MPROC_EEMPTY);
+  EXPECT_EQ(mproc_queue_qsize(q), 0u);
+  mproc_queue_destroy(q);
+}
+
+// objects: queue. Tries one put; exit code 0 (put), 20 (MPROC_ENOMEM: no entry in the table), 21.
+int t_try_put(const mproc_args *a) {
+  int rc = put_item((mproc_queue *)a->objects[0], 2, (uint32_t)arg(a), 20, 0);
+  return rc == 0 ? 0 : rc == MPROC_ENOMEM ? 20 : 21;
+}
+
+// The table of the processes that use a queue (3 entries here): a process takes one on its first put,
+// a dead one's entry is taken over (what it left WRITING put right first, so that nothing in flight
+// names the new owner), and with every entry held by a live process a put says so.
+TEST_P(QueueAcross, TheProcessTableRecyclesTheEntriesOfDeadProcesses) {
+  mproc_queue *q = nullptr;
+  mproc__queue_test_procs = 3;
+  int rc = mproc_queue_create(&q, nullptr);
+  mproc__queue_test_procs = 0;
+  ASSERT_EQ(rc, 0);
+  mproc_event *done = nullptr, *never = nullptr;
+  ASSERT_EQ(mproc_event_create(&done), 0);
+  ASSERT_EQ(mproc_event_create(&never), 0);
+  ASSERT_EQ(put_item(q, 1, 0, 20), 0);                                     // entry 1: this process
+  EXPECT_EQ(join(start(t_die_publishing, {mproc_object_queue(q)}, 0)), 3); // entry 2: dead, a slot WRITING
+  std::vector<mproc_object> objs = {mproc_object_queue(q), mproc_object_event(done), mproc_object_event(never)};
+  mproc_process *y = start(t_put_then, objs, -1); // entry 3: alive
+  ASSERT_EQ(mproc_event_wait(done, kLong), 0);
+  ASSERT_EQ(mproc_event_clear(done), 0);
+  mproc_process *z = start(t_put_then, objs, -1); // takes over entry 2
+  ASSERT_EQ(mproc_event_wait(done, kLong), 0);
+  EXPECT_EQ(join(start(t_try_put, {mproc_object_queue(q)}, 1)), 20); // every entry held by a live process
+  ASSERT_EQ(mproc_process_kill(z), 0);
+  EXPECT_NE(join(z), 0);
+  EXPECT_EQ(join(start(t_try_put, {mproc_object_queue(q)}, 2)), 0); // takes over z's
+  // this process's item, the dead one's two, y's, z's, the last one's: none held up by the dead WRITING
+  std::vector<unsigned char> buf(1 << 20);
+  for (int i = 0; i < 6; ++i) {
+    size_t n = 0;
+    uint32_t p, s;
+    ASSERT_EQ(mproc_queue_get_into(q, buf.data(), buf.size(), kLong, &n), 0) << i;
+    ASSERT_TRUE(check_item(buf.data(), n, &p, &s));
+  }
+  size_t n = 0;
+  EXPECT_EQ(mproc_queue_get_into(q, buf.data(), buf.size(), 100, &n), MPROC_EEMPTY);
+  EXPECT_EQ(mproc_queue_qsize(q), 0u);
+  ASSERT_EQ(mproc_process_kill(y), 0);
+  EXPECT_NE(join(y), 0);
+  mproc_event_destroy(done);
+  mproc_event_destroy(never);
   mproc_queue_destroy(q);
 }
 

@@ -13,11 +13,14 @@
  *
  * ---- Where items live ----
  * Between put and get an item lives in the queue's own shared memory: one block, created with the
- * queue and mapped by every process that holds it, whose size is the queue's max_bytes. Items are
- * records laid one after another around it (a ring), each a 32-byte header and the bytes, rounded up
- * to 64. put copies an item in, get copies it out: no feeder thread, no pipe, no pickling. Items of
- * MPROC_QUEUE_BIG bytes and more are copied outside the queue's lock, so several large puts and gets
- * proceed at once; smaller ones are copied under it (one lock operation per call).
+ * queue and mapped by every process that holds it. It holds the queue's order, a ring of 64-byte slots
+ * (one per item), and a store of max_bytes for items over MPROC_QUEUE_INLINE bytes: records laid one
+ * after another around it (a ring), each a 32-byte header and the bytes, rounded up to 64. An item of
+ * up to MPROC_QUEUE_INLINE bytes is copied into its slot, and a put or get of one takes no lock (one
+ * compare-and-swap claims the slot, one store or compare-and-swap publishes or takes it); a larger one
+ * is copied into its record outside the queue's lock, which is held only to reserve or free the
+ * record, so several large puts and gets proceed at once. put copies an item in, get copies it out: no
+ * feeder thread, no pipe, no pickling.
  *
  * ---- Delivery guarantees ----
  *  - Once put returns 0 the item is in the queue: the producer may exit, be joined or be killed, and
@@ -30,17 +33,23 @@
  *    process died holding it; within about 20 ms on Linux, at once on Windows). A producer killed in
  *    the middle of a put leaves nothing of the item, and the queue works on.
  *  - The queue's lock is recovered as mproc/sync.h's locks are: a process that dies holding it (killed
- *    in the middle of a put or get) leaves the queue consistent, and the next process to lock it
- *    repairs its counters.
+ *    in the middle of a put or get) leaves the queue consistent, and the next process to lock it puts
+ *    right what the dead left.
+ *  - A queue is used by at most 1024 live processes at once (a process takes an entry on its first
+ *    put or get; a dead one's entry is taken over): past that, put and get give MPROC_ENOMEM.
  *
- * ---- The one difference from Python: a bound in bytes ----
+ * ---- The one difference from Python: bounds ----
  * Python's queue grows in the producer's memory. This one is bounded by max_bytes (default
- * MPROC_QUEUE_DEFAULT_MAX_BYTES, 128 MiB) as well as by maxsize (items; 0: no bound in items): a put
- * that finds no room blocks, or gives MPROC_EFULL at its timeout. An item larger than the queue can
- * ever hold (see mproc_queue_max_item) gives MPROC_EMSGSIZE. Memory: Linux commits pages as the
- * ring first reaches them, so a queue costs what its fullest moment needed (an empty queue starts
- * again at the beginning, keeping a queue that is kept short small); Windows commits max_bytes of
- * pagefile when the queue is created.
+ * MPROC_QUEUE_DEFAULT_MAX_BYTES, 128 MiB: the store of items over MPROC_QUEUE_INLINE bytes; a queue
+ * whose store is full takes no item, small ones included) and by its slots, one per item: maxsize
+ * when set, else MPROC_QUEUE_DEFAULT_SLOTS (65,536), and never more than max_bytes / 64 (what the
+ * store could hold of the smallest records). A put that finds no room blocks, or gives MPROC_EFULL at
+ * its timeout. An item larger than the queue can ever hold (see mproc_queue_max_item) gives
+ * MPROC_EMSGSIZE. Memory: 64 bytes a slot beside max_bytes; Linux commits pages as the rings first
+ * reach them, so the store costs what its fullest moment needed (an empty store starts again at the
+ * beginning, keeping a queue that is kept short small) and the slots, used in turn, what the busiest
+ * stretch reached (4 MiB for the default count); Windows commits the whole block of pagefile when the
+ * queue is created.
  *
  * ---- Timeouts ----
  * In milliseconds: MPROC_INFINITE waits for ever, 0 does not wait (Python's block=False). A full queue
@@ -79,7 +88,15 @@ typedef struct mproc_queue mproc_queue;
 
 /* The default bound in bytes (128 MiB): an item of 64 MiB fits with room to spare. */
 #define MPROC_QUEUE_DEFAULT_MAX_BYTES ((size_t)128 << 20)
-/* Items of this size and more are copied outside the queue's lock. */
+/* Items of at most this many bytes are copied into their place in the queue's order (a 64-byte slot),
+ * taking no lock; larger ones go to the store of max_bytes, and take the queue's lock once at each
+ * end, for no longer than a reservation. */
+#define MPROC_QUEUE_INLINE ((size_t)48)
+/* The places in the order of a queue created with maxsize 0: with max_bytes / 64 when that is fewer,
+ * the most items it holds at once (a queue with maxsize holds min(maxsize, max_bytes / 64)). */
+#define MPROC_QUEUE_DEFAULT_SLOTS ((size_t)65536)
+/* A size that tests and benchmarks use for "a big item": every item over MPROC_QUEUE_INLINE bytes is
+ * copied outside the queue's lock. */
 #define MPROC_QUEUE_BIG ((size_t)16 << 10)
 
 typedef struct mproc_queue_opts {
@@ -100,7 +117,7 @@ MPROC_API int mproc_joinable_queue_create(mproc_queue **out, const mproc_queue_o
 /* put(item, block, timeout): copy len bytes (0 allowed; data may then be NULL) into the queue, waiting
  * up to timeout_ms for room. 0: the item is in the queue. MPROC_EFULL (no room within the timeout),
  * MPROC_EMSGSIZE (the item can never fit: larger than mproc_queue_max_item), MPROC_ECLOSED (closed in
- * this process, or shut down), MPROC_EINVAL. */
+ * this process, or shut down), MPROC_ENOMEM (more than 1024 live processes use the queue), MPROC_EINVAL. */
 MPROC_API int mproc_queue_put(mproc_queue *q, const void *data, size_t len, int64_t timeout_ms);
 /* put_nowait(item): put with timeout 0. */
 MPROC_API int mproc_queue_put_nowait(mproc_queue *q, const void *data, size_t len);
@@ -108,8 +125,9 @@ MPROC_API int mproc_queue_put_nowait(mproc_queue *q, const void *data, size_t le
 /* get(block, timeout): take the oldest item, waiting up to timeout_ms for one: 0 with *data (allocated:
  * release with mproc_free; never NULL, even for 0 bytes) and *len. MPROC_EEMPTY (none within the
  * timeout), MPROC_EEOF (shut down and drained), MPROC_ECLOSED (closed in this process), MPROC_ENOMEM
- * (the item stays in the queue), MPROC_EINVAL. After mproc_wait reported the queue ready another
- * consumer may have taken the item: a get with timeout 0 may then give MPROC_EEMPTY. */
+ * (the item stays in the queue; or more than 1024 live processes use the queue), MPROC_EINVAL. After mproc_wait
+ * reported the queue ready another consumer may have taken the item: a get with timeout 0 may then give MPROC_EEMPTY.
+ */
 MPROC_API int mproc_queue_get(mproc_queue *q, int64_t timeout_ms, void **data, size_t *len);
 /* get_nowait(): get with timeout 0. */
 MPROC_API int mproc_queue_get_nowait(mproc_queue *q, void **data, size_t *len);
@@ -118,12 +136,14 @@ MPROC_API int mproc_queue_get_nowait(mproc_queue *q, void **data, size_t *len);
  * large enough buffer). Other errors as mproc_queue_get. */
 MPROC_API int mproc_queue_get_into(mproc_queue *q, void *buf, size_t cap, int64_t timeout_ms, size_t *len);
 
-/* qsize(): the items in the queue, those being put or got at this moment included. Approximate, as in
- * Python: other processes change it at any time. */
+/* qsize(): the items in the queue, those being put or got at this moment included (and, for a moment,
+ * items got behind one still being got). Approximate, as in Python: other processes change it at any
+ * time. */
 MPROC_API size_t mproc_queue_qsize(const mproc_queue *q);
 /* empty(): no item can be got now. Approximate, as in Python. */
 MPROC_API bool mproc_queue_empty(const mproc_queue *q);
-/* full(): the queue holds maxsize items, or has no room left for an empty item. Approximate. */
+/* full(): the queue has no slot left (maxsize items, or its slot count), or its store no room left for
+ * a record. Approximate. */
 MPROC_API bool mproc_queue_full(const mproc_queue *q);
 /* The largest item a put can ever take: max_bytes less one record header. */
 MPROC_API size_t mproc_queue_max_item(const mproc_queue *q);

@@ -1,6 +1,8 @@
 /* A ring of records in shared memory (ring.h). */
 #include "ring.h"
 
+#include <stddef.h>
+
 uint64_t mproc__ring_reserve(mproc__ring *r, uint64_t size) {
   uint64_t w = r->pos->wpos, used = w - r->pos->rpos, off = w % r->cap;
   if (used == 0 && off) { /* empty: start again at the beginning (rpos first: see mproc__ring_repair) */
@@ -28,18 +30,18 @@ void mproc__ring_advance(mproc__ring *r) {
   uint64_t p = r->pos->rpos, w = r->pos->wpos;
   while (p < w) {
     const mproc__rec *x = mproc__ring_at(r, p);
-    if (x->state != MPROC__REC_FREE) break;
+    if (mproc__rec_state(x) != MPROC__REC_FREE) break;
     p += x->size;
   }
   mproc__atomic_store64(&r->pos->rpos, p);
 }
 
-uint64_t mproc__ring_find(const mproc__ring *r, bool ready) {
+mproc__rec *mproc__ring_record(const mproc__ring *r, uint64_t pos) {
   MPROC__RING_EACH(r, p) {
-    const mproc__rec *x = mproc__ring_at(r, p);
-    if (ready ? x->state == MPROC__REC_READY : mproc__rec_in_flight(x)) return p;
+    if (p == pos) return mproc__ring_at(r, p);
+    if (p > pos) break;
   }
-  return UINT64_MAX;
+  return NULL;
 }
 
 void mproc__ring_repair(mproc__ring *r) {
