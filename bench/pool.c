@@ -9,8 +9,9 @@
  *   pool.create_join.fork.<placement>   create a pool of 2 workers (fork), run one task on each, close, join;
  *   pool.create_join.spawn.<placement>  op = the whole; the same with spawn
  *   pool.map.c1.array.<placement>       map over an array of 100,000 records of 8 bytes into an array of
- *   pool.map.default.array.<placement>  100,000 records, chunksize 1 / the default; op = one item. c-raw
- *                                       only: mproc's array path (issue 12, item 4) does not exist yet
+ *   pool.map.default.array.<placement>  100,000 records, chunksize 1 / the default; op = one item (mproc:
+ *                                       mproc_pool_map_array, which copies the inputs into its arena and
+ *                                       the outputs back, both counted)
  *
  * The task: bench_trivial_task (bench.c: 8 bytes in, the input plus one out), called through a pointer in
  * every implementation (python: a module-level function doing the same on 8-byte bytes). Every output is
@@ -114,6 +115,22 @@ static uint64_t item_u64(mproc_async_result *r, size_t i) {
   if (mproc_async_result_item(r, i, &d, &len) != 0 || len != sizeof y) die("an item");
   memcpy(&y, d, sizeof y);
   return y;
+}
+
+static int rec_mproc(const void *in, void *out, mproc_task *t) {
+  (void)t;
+  uint64_t x;
+  memcpy(&x, in, sizeof x);
+  x = trivial(x);
+  memcpy(out, &x, sizeof x);
+  return 0;
+}
+
+static void map_array_mproc(void *vctx, int64_t iters) {
+  mproc_ctx *c = (mproc_ctx *)vctx;
+  mproc_array_map m = {g_x, sizeof *g_x, g_raw_out, sizeof *g_raw_out, (size_t)iters};
+  if (mproc_pool_map_array(c->pool, rec_mproc, &m, c->chunk, MPROC_INFINITE) != 0) die("map_array");
+  for (int64_t i = 0; i < iters; ++i) check((uint64_t)i, g_raw_out[i]);
 }
 
 static void map_mproc(void *vctx, int64_t iters) {
@@ -452,11 +469,17 @@ static int run_array(const char *line, bench_placement pl, size_t chunk) {
   char name[96], prefix[64];
   snprintf(prefix, sizeof prefix, "pool.%s", line);
   if (!bench_pair_begin(name, sizeof name, prefix, pl)) return 0;
-  bench_spec spec = {.name = name, .impl = "c-raw", .unit = "ns/op", .iters = MAP_ITEMS, .smoke_iters = 100};
+  bench_spec spec = {.name = name, .impl = "mproc", .unit = "ns/op", .iters = MAP_ITEMS, .smoke_iters = 100};
+  int cpu = bench_side_cpu(pl, 1);
+  mproc_ctx c = {new_pool(MPROC_START_FORK, cpu), chunk, MPROC_START_FORK, cpu, NULL};
+  int rc = bench_run(&spec, map_array_mproc, &c) < 0;
+  if (mproc_pool_close(c.pool) != 0 || mproc_pool_join(c.pool, MPROC_INFINITE) != 0) die("close/join");
+  mproc_pool_destroy(c.pool);
+  spec.impl = "c-raw";
   size_t n = bench_smoke() ? (size_t)spec.smoke_iters : MAP_ITEMS;
   arr_pool ap;
-  arr_start(&ap, chunk ? chunk : (n + WORKERS * 4 - 1) / (WORKERS * 4), bench_side_cpu(pl, 1));
-  int rc = bench_run(&spec, map_arr, &ap) < 0;
+  arr_start(&ap, chunk ? chunk : (n + WORKERS * 4 - 1) / (WORKERS * 4), cpu);
+  rc |= bench_run(&spec, map_arr, &ap) < 0;
   arr_stop(&ap);
   bench_unpin();
   return rc;

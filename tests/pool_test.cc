@@ -758,6 +758,179 @@ TEST_P(Pool, ImapLazyInputFailureAndCloseEndTheIteration) {
   EXPECT_EQ(mproc_pool_imap_lazy(nullptr, t_first8, LazyInput::next, &more, 1, 8, false, &r), MPROC_EINVAL);
 }
 
+// ---- the array path (issue 12, item 4) ------------------------------------------------------------------
+
+// A record of the array tests: op 0 squares x; 1 fails the task; 2 aborts; 3 loops until its worker is
+// killed; 4 waits on the gate named in `gate`.
+struct Rec {
+  int64_t op, x;
+  char gate[48];
+};
+
+int r_square(const void *in, void *out, mproc_task *) {
+  int64_t x = as_i64(in), o[2] = {x, x * x};
+  std::memcpy(out, o, sizeof o);
+  return 0;
+}
+
+int r_misbehave(const void *in, void *out, mproc_task *t) {
+  Rec r;
+  std::memcpy(&r, in, sizeof r);
+  if (r.op == 1) return mproc_task_fail(t, "record %lld says no", (long long)r.x);
+  if (r.op == 2) abort();
+  if (r.op == 3)
+    for (;;) std::this_thread::sleep_for(std::chrono::milliseconds(10)); // killed for its time
+  if (r.op == 4 && t_gate(r.gate, std::strlen(r.gate), t) != 0) return MPROC_ETASK;
+  std::memcpy(out, &r.x, sizeof r.x);
+  return 0;
+}
+
+std::vector<Rec> recs(size_t n) {
+  std::vector<Rec> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = Rec{0, (int64_t)i * 3 + 1, {0}};
+  return v;
+}
+
+mproc_array_map array_of(std::vector<Rec> &in, std::vector<int64_t> &out) {
+  out.assign(in.size(), -7);
+  return mproc_array_map{in.data(), sizeof(Rec), out.data(), sizeof(int64_t), in.size()};
+}
+
+TEST_P(Pool, MapArrayComputesEveryRecordForEveryChunksize) {
+  mproc_pool *p = make(2);
+  ASSERT_NE(p, nullptr);
+  // sizes that grow and shrink: the pool's arenas are reused and replaced
+  for (size_t n : {size_t(10000), size_t(0), size_t(1), size_t(100000), size_t(37)}) {
+    std::vector<int64_t> in(n);
+    for (size_t i = 0; i < n; ++i) in[i] = (int64_t)i - 500;
+    for (size_t chunk : {size_t(1), size_t(0), size_t(7), n + 5}) {
+      SCOPED_TRACE(std::to_string(n) + " records, chunksize " + std::to_string(chunk));
+      std::vector<int64_t> out(2 * n, -1);
+      mproc_array_map m{in.data(), sizeof(int64_t), out.data(), 2 * sizeof(int64_t), n};
+      ASSERT_EQ(mproc_pool_map_array(p, r_square, &m, chunk, kLong), 0) << mproc_last_error();
+      for (size_t i = 0; i < n; ++i)
+        ASSERT_TRUE(out[2 * i] == in[i] && out[2 * i + 1] == in[i] * in[i]) << "record " << i;
+    }
+  }
+  // async, with a callback; its items point at the output records
+  std::vector<int64_t> in(1000), out(2000, -1);
+  for (size_t i = 0; i < in.size(); ++i) in[i] = (int64_t)i;
+  mproc_array_map m{in.data(), sizeof(int64_t), out.data(), 2 * sizeof(int64_t), in.size()};
+  g_callback_done = 0;
+  mproc_async_opts cb{};
+  cb.callback = slow_callback;
+  cb.chunksize = 3;
+  mproc_async_result *r = nullptr;
+  ASSERT_EQ(mproc_pool_map_array_async(p, r_square, &m, &cb, &r), 0) << mproc_last_error();
+  ASSERT_EQ(mproc_async_result_get(r, kLong), 0) << mproc_last_error();
+  EXPECT_EQ(g_callback_done.load(), 1);
+  ASSERT_EQ(mproc_async_result_count(r), in.size());
+  const void *item = nullptr;
+  size_t len = 0;
+  ASSERT_EQ(mproc_async_result_item(r, 999, &item, &len), 0);
+  EXPECT_EQ(item, (const void *)&out[1998]);
+  EXPECT_EQ(len, 2 * sizeof(int64_t));
+  EXPECT_EQ(out[1999], 999 * 999);
+  mproc_async_result_destroy(r);
+  finish(p);
+}
+
+TEST_P(Pool, MapArrayFailsAsAWholeAndLeavesTheOutputUntouched) {
+  mproc_pool *p = make(2);
+  ASSERT_NE(p, nullptr);
+  std::vector<Rec> in = recs(5000);
+  in[4321].op = 1;
+  std::vector<int64_t> out;
+  mproc_array_map m = array_of(in, out);
+  EXPECT_EQ(mproc_pool_map_array(p, r_misbehave, &m, 16, kLong), MPROC_ETASK);
+  EXPECT_NE(std::string(mproc_last_error()).find("record 12964 says no"), std::string::npos) << mproc_last_error();
+  EXPECT_EQ(std::count(out.begin(), out.end(), -7), (long)out.size()) << "a failed map writes nothing";
+  in[4321].op = 0; // the pool still serves
+  ASSERT_EQ(mproc_pool_map_array(p, r_misbehave, &m, 0, kLong), 0) << mproc_last_error();
+  EXPECT_EQ(out[4321], 4321 * 3 + 1);
+  finish(p);
+}
+
+TEST_P(Pool, MapArrayWorkerDeathAndTimeoutFailTheMapAndThePoolGoesOn) {
+  if (threads()) GTEST_SKIP() << "a thread worker cannot die alone, nor be ended for its time";
+  mproc_pool_opts o{};
+  o.task_timeout_ms = 300;
+  mproc_pool *p = make(2, o);
+  ASSERT_NE(p, nullptr);
+  for (int op : {2, 3}) {
+    SCOPED_TRACE(op);
+    std::vector<Rec> in = recs(3000);
+    in[1234].op = op;
+    std::vector<int64_t> out;
+    mproc_array_map m = array_of(in, out);
+    EXPECT_EQ(mproc_pool_map_array(p, r_misbehave, &m, 10, kLong), op == 2 ? MPROC_EWORKERDIED : MPROC_ETIMEDOUT);
+    std::string msg = mproc_last_error();
+    EXPECT_NE(msg.find(op == 2 ? "the worker running the task" : "ran out of its time"), std::string::npos) << msg;
+    in[1234].op = 0;
+    ASSERT_EQ(mproc_pool_map_array(p, r_misbehave, &m, 1, kLong), 0) << mproc_last_error();
+    EXPECT_EQ(out[2999], 2999 * 3 + 1);
+  }
+  finish(p);
+}
+
+TEST_P(Pool, MapArrayNotWaitedForNeverWritesAndTerminateFailsIt) {
+  if (threads()) GTEST_SKIP() << "a thread worker blocked in a record cannot be terminated";
+  mproc_pool *p = make(2);
+  ASSERT_NE(p, nullptr);
+  std::vector<int64_t> out;
+  {
+    Gate gate;
+    std::vector<Rec> in = recs(200);
+    in[0].op = 4;
+    std::snprintf(in[0].gate, sizeof in[0].gate, "%s", gate.name.c_str());
+    mproc_array_map m = array_of(in, out);
+    EXPECT_EQ(mproc_pool_map_array(p, r_misbehave, &m, 1, 0), MPROC_ETIMEDOUT);
+    gate.lift();
+    // the map ends once the gate is open; its result was dropped, so nothing is copied to `out`
+    std::vector<int64_t> out2;
+    std::vector<Rec> in2 = recs(10);
+    mproc_array_map m2 = array_of(in2, out2);
+    ASSERT_EQ(mproc_pool_map_array(p, r_misbehave, &m2, 1, kLong), 0) << mproc_last_error();
+  }
+  EXPECT_EQ(std::count(out.begin(), out.end(), -7), (long)out.size());
+  Gate gate;
+  std::vector<Rec> in = recs(200);
+  in[0].op = in[1].op = 4;
+  std::snprintf(in[0].gate, sizeof in[0].gate, "%s", gate.name.c_str());
+  std::snprintf(in[1].gate, sizeof in[1].gate, "%s", gate.name.c_str());
+  mproc_array_map m = array_of(in, out);
+  mproc_async_result *r = nullptr;
+  ASSERT_EQ(mproc_pool_map_array_async(p, r_misbehave, &m, nullptr, &r), 0) << mproc_last_error();
+  EXPECT_EQ(mproc_pool_terminate(p), 0);
+  EXPECT_EQ(mproc_async_result_get(r, kLong), MPROC_ECLOSED);
+  mproc_async_result_destroy(r);
+  EXPECT_EQ(mproc_pool_join(p, kLong), 0);
+  mproc_pool_destroy(p);
+}
+
+TEST(PoolArgs, MapArrayBadArguments) {
+  mproc_pool *p = nullptr;
+  ASSERT_EQ(mproc_thread_pool_create(&p, 1), 0);
+  int64_t x[2] = {1, 2}, y[4];
+  mproc_array_map m{x, 8, y, 16, 2};
+  mproc_async_result *r = nullptr;
+  EXPECT_EQ(mproc_pool_map_array_async(p, nullptr, &m, nullptr, &r), MPROC_EINVAL);
+  EXPECT_EQ(mproc_pool_map_array_async(p, r_square, nullptr, nullptr, &r), MPROC_EINVAL);
+  EXPECT_EQ(mproc_pool_map_array_async(p, r_square, &m, nullptr, nullptr), MPROC_EINVAL);
+  mproc_array_map bad = m;
+  bad.in_size = 0;
+  EXPECT_EQ(mproc_pool_map_array(p, r_square, &bad, 0, kLong), MPROC_EINVAL);
+  bad = m;
+  bad.out = nullptr;
+  EXPECT_EQ(mproc_pool_map_array(p, r_square, &bad, 0, kLong), MPROC_EINVAL);
+  bad = m;
+  bad.n = SIZE_MAX / 8;
+  EXPECT_EQ(mproc_pool_map_array(p, r_square, &bad, 0, kLong), MPROC_EINVAL);
+  ASSERT_EQ(mproc_pool_close(p), 0);
+  EXPECT_EQ(mproc_pool_map_array(p, r_square, &m, 0, kLong), MPROC_ESTATE);
+  mproc_pool_destroy(p);
+}
+
 TEST(PoolArgs, TaskArgsRefusesWhatIsNotARowOfArguments) {
   mproc_bytes a[2];
   size_t n = 99;

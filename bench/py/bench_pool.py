@@ -5,6 +5,7 @@ pins itself in the pool's initializer (to the parent's CPU in .same-cpu, to the 
 The task is a module-level function doing what bench_trivial_task does: 8 bytes in, the input plus one
 out (little-endian). The map and apply_async lines use the fork context and one pool created before
 timing; create_join creates a pool (fork or spawn), maps 2 items with chunksize 1, closes and joins it.
+The array lines map over the inputs as ints (CPython has no array path).
 Every output is checked.
 """
 import multiprocessing as mp
@@ -20,6 +21,10 @@ INPUTS = [x.to_bytes(8, "little") for x in XS]
 
 def task(b):
     return (int.from_bytes(b, "little") + 1).to_bytes(8, "little")
+
+
+def int_task(x):
+    return x + 1
 
 
 def check(outs, n):
@@ -45,6 +50,25 @@ def bytes_line(b, line, cross, chunksize, iters, apply):
         check(outs, n)
 
     b.run(name, "ns/op", run, iters=iters, smoke_iters=100, reps=5)
+    pool.close()
+    pool.join()
+    benchlib.unpin()
+
+
+def array_line(b, line, cross, chunksize):
+    """CPython has no array path: Pool.map over the records as ints, its nearest."""
+    name = b.pair_begin("pool." + line, cross)
+    if name is None:
+        return
+    cpu = benchlib.side_cpu(cross, 1)
+    pool = mp.get_context("fork").Pool(WORKERS, initializer=benchlib.pin_cpu, initargs=(cpu,))
+
+    def run(n):
+        outs = pool.map(int_task, XS[:n], chunksize)
+        if any(outs[i] != XS[i] + 1 for i in range(n)):
+            raise SystemExit("bench_pool.py: an array item is wrong")
+
+    b.run(name, "ns/op", run, iters=MAP_ITEMS, smoke_iters=100, reps=5)
     pool.close()
     pool.join()
     benchlib.unpin()
@@ -77,6 +101,8 @@ def main():
         bytes_line(b, "apply_async", cross, 1, APPLY_TASKS, True)
         create_join(b, "fork", cross, 20)
         create_join(b, "spawn", cross, 5)
+        array_line(b, "map.c1.array", cross, 1)
+        array_line(b, "map.default.array", cross, None)
 
 
 if __name__ == "__main__":

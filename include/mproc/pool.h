@@ -174,6 +174,45 @@ MPROC_API int mproc_pool_starmap(mproc_pool *p, mproc_task_fn fn, const mproc_by
  * MPROC_EINVAL (in is not a packed row of arguments). */
 MPROC_API int mproc_task_args(const void *in, size_t len, mproc_bytes *args, size_t max, size_t *count);
 
+/* ---- the array path ------------------------------------------------------------------------------- */
+
+/* A task of the array path: one input record of in_size bytes at `in`, its output record of out_size
+ * bytes to write at `out` (its bytes are unspecified before: write them all). Return 0 for success,
+ * anything else to fail the map (MPROC_ETASK with mproc_task_fail's message, or "the task returned N");
+ * mproc_task_return is not used here. */
+typedef int (*mproc_record_fn)(const void *in, void *out, mproc_task *t);
+
+/* An array to map: n records of in_size bytes at `in`, into n records of out_size bytes at `out` (both
+ * sizes at least 1). */
+typedef struct mproc_array_map {
+  const void *in;
+  size_t in_size;
+  void *out;
+  size_t out_size;
+  size_t n;
+} mproc_array_map;
+
+/* map_async over fixed-size records, the array path: the inputs are copied once into an arena of
+ * shared memory that the pool keeps and reuses (mapped by every worker once, not sent per task), each
+ * worker claims chunksize records at a time from a counter in the arena - no message per chunk, no
+ * copy per record - and runs fn on them where they lie; the outputs are copied to m->out when the map
+ * succeeds, before the result is ready (and its callback runs). m->out must stay valid until the result
+ * is ready or destroyed (a destroyed result never writes it); a failed map leaves it untouched. A ThreadPool uses a
+ * heap arena: the same copies, the same rules. The result has n items: mproc_async_result_item(r, i) points at m->out's
+ * record i. Failures as map: the first failing record (MPROC_ETASK, its index in the message and mproc_async_result's
+ * failed item), a worker that died in the map (MPROC_EWORKERDIED: the map fails, the worker is
+ * replaced), the per-task timeout (per record: a chunk of k records has k times it; MPROC_ETIMEDOUT).
+ * opts->chunksize 0: about four chunks per worker, as map. The byte-string calls above stay the way
+ * for inputs of different sizes. Errors: MPROC_EINVAL (a NULL fn or array with n > 0, a size of 0, n *
+ * size overflowing), MPROC_ESTATE (pool closed), MPROC_ENOMEM, those of making shared memory. */
+MPROC_API int mproc_pool_map_array_async(mproc_pool *p, mproc_record_fn fn, const mproc_array_map *m,
+                                         const mproc_async_opts *opts, mproc_async_result **out);
+/* map over an array, waiting up to timeout_ms: 0 once every output record is in m->out, or the map's
+ * failure. MPROC_ETIMEDOUT if it is not done in time: the map is then dropped (its workers stop at
+ * their next chunk) and m->out is never written. */
+MPROC_API int mproc_pool_map_array(mproc_pool *p, mproc_record_fn fn, const mproc_array_map *m, size_t chunksize,
+                                   int64_t timeout_ms);
+
 /* close(): no more work; the workers end once what was submitted is done. */
 MPROC_API int mproc_pool_close(mproc_pool *p);
 /* terminate(): kill the workers now; unfinished results fail with MPROC_ECLOSED. MPROC_ESTATE from a

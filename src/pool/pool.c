@@ -29,13 +29,28 @@ typedef struct core {
   struct mproc_pool *pool; /* NULL once the pool is freed (results outlive it) */
 } core;
 
+/* An array map's arena (pool_internal.h): a shared block a process pool keeps and reuses, or a heap block
+ * for a ThreadPool. */
+typedef struct arena {
+  struct arena *next; /* in the pool's cache of free arenas */
+  uint64_t id;
+  mproc_value *v;      /* a process pool's block */
+  void *heap;          /* a ThreadPool's */
+  unsigned char *base; /* either */
+  size_t cap;
+  size_t users; /* the array tasks that use it */
+  core *k;
+} arena;
+
 typedef struct task {
   struct task *next;
   mproc_async_result *r;
   size_t fn;       /* index in the pool's table */
-  size_t first, n; /* the result's items it computes */
+  size_t first, n; /* the result's items it computes (an array task: none) */
   mproc__buf msg;  /* the task message */
   int64_t started; /* when its worker began it */
+  arena *arena;    /* an array task ('A'): its map's arena */
+  size_t chunk;    /* an array task: the records per claim */
 } task;
 
 struct mproc_async_result {
@@ -73,6 +88,10 @@ struct mproc_async_result {
   size_t base;      /* the oldest input whose slot is not free yet */
   size_t held;      /* the item next() handed out last (SIZE_MAX: none) */
   bool pulling;     /* a thread is taking inputs (outside the mutex) */
+  /* An array map: its arena while tasks use it, and where its outputs go (items[] is not used). */
+  arena *arena;
+  unsigned char *out;
+  size_t out_size, out_off;
 };
 
 typedef struct worker {
@@ -87,6 +106,8 @@ typedef struct worker {
   bool broken;      /* a send failed: it is dying */
   bool timed_out;   /* killed for its task's time */
   uint64_t gen;     /* which worker of this slot (each replacement is the next) */
+  uint64_t *arenas; /* the arenas sent to it ('S') */
+  size_t narenas;
 } worker;
 
 typedef struct thread_worker { /* what a thread worker's thread gets */
@@ -112,6 +133,8 @@ struct mproc_pool {
   mproc_connection *wake_tx, *wake_rx;
   struct callback_call *later; /* callbacks for the result thread to run (a cancelled result's) */
   size_t nlater, caplater;
+  arena *arenas; /* free arenas, kept for the next array map */
+  uint64_t arena_ids;
   int state;
   bool finished; /* the result thread has ended */
 };
@@ -192,6 +215,7 @@ static bool result_fail(mproc_async_result *r, int code, size_t item, const char
   r->failed_at = item;
   r->message = mproc__strdup(message);
   r->calling = calls_back && r->opts.error_callback;
+  if (r->arena) mproc__atomic_store32(&((mproc__pool_array_hdr *)(void *)r->arena->base)->stop, 1);
   result_notify(r);
   return true;
 }
@@ -205,14 +229,14 @@ static int put_u64(mproc__buf *b, uint64_t v) {
 }
 
 /* The table index of fn (with the mutex held), located on first use. */
-static int fn_index(mproc_pool *p, mproc_task_fn fn, size_t *index) {
+static int fn_index(mproc_pool *p, void *fn, size_t *index) {
   for (size_t i = 0; i < p->nfns; ++i)
-    if (p->fns[i] == (void *)fn) {
+    if (p->fns[i] == fn) {
       *index = i;
       return 0;
     }
   mproc__buf ref = {0};
-  int rc = mproc__pal_fn_locate((void *)fn, &ref);
+  int rc = mproc__pal_fn_locate(fn, &ref);
   if (rc) {
     mproc__buf_free(&ref);
     return mproc__fail(rc, "pool: the task function cannot be found in a worker: %s", mproc_last_error());
@@ -225,13 +249,17 @@ static int fn_index(mproc_pool *p, mproc_task_fn fn, size_t *index) {
     mproc__buf_free(&ref);
     return mproc__fail(MPROC_ENOMEM, "pool: out of memory");
   }
-  p->fns[p->nfns] = (void *)fn;
+  p->fns[p->nfns] = fn;
   p->refs[p->nfns] = ref;
   *index = p->nfns++;
   return 0;
 }
 
+static void arena_unuse(arena *a);
+
 static void task_free(task *t) {
+  if (t->arena && t->arena->users == 1) t->r->arena = NULL; /* the map's last task: the arena goes back */
+  if (t->arena) arena_unuse(t->arena);
   mproc__buf_free(&t->msg);
   free(t);
 }
@@ -271,14 +299,122 @@ static task *task_new(mproc_async_result *r, size_t fn, size_t first, size_t n, 
   return t;
 }
 
+static bool worker_live(const struct worker *w);
+
+/* ---- arenas (the array path) ---------------------------------------------------------------------- */
+
+#define ARENA_MIN ((size_t)64 << 10)
+#define ARENAS_KEPT 2 /* free arenas a pool keeps */
+
+/* Free an arena (with the mutex held): the workers that have it let it go. */
+static void arena_free(arena *a) {
+  mproc_pool *p = a->k->pool;
+  for (size_t i = 0; p && a->v && i < p->nw; ++i) {
+    worker *w = &p->w[i];
+    for (size_t j = 0; j < w->narenas; ++j) {
+      if (w->arenas[j] != a->id) continue;
+      w->arenas[j] = w->arenas[--w->narenas];
+      unsigned char m[9] = {MPROC__POOL_UNMAP};
+      mproc__wire_put_le64(m + 1, a->id);
+      if (worker_live(w) && mproc_connection_send_bytes(w->conn, m, sizeof m, 0, sizeof m) != 0) {
+        mproc_clear_error();
+        w->broken = true;
+      }
+      break;
+    }
+  }
+  mproc_value_destroy(a->v);
+  free(a->heap);
+  free(a);
+}
+
+/* An array task is done with its arena (with the mutex held): the last one gives it back to the pool's
+ * cache (or frees it). */
+static void arena_unuse(arena *a) {
+  if (--a->users) return;
+  mproc_pool *p = a->k->pool;
+  if (!p || p->state != RUN) {
+    arena_free(a);
+    return;
+  }
+  a->next = p->arenas;
+  p->arenas = a;
+  size_t kept = 0;
+  arena **smallest = NULL;
+  for (arena **at = &p->arenas; *at; at = &(*at)->next) {
+    ++kept;
+    if (!smallest || (*at)->cap < (*smallest)->cap) smallest = at;
+  }
+  if (kept > ARENAS_KEPT) {
+    arena *x = *smallest;
+    *smallest = x->next;
+    arena_free(x);
+  }
+}
+
+/* An arena of at least `need` bytes (with the mutex held): a free one of the pool's, else a new one. */
+static int arena_take(mproc_pool *p, size_t need, arena **out) {
+  for (arena **at = &p->arenas; *at; at = &(*at)->next)
+    if ((*at)->cap >= need) {
+      *out = *at;
+      *at = (*at)->next;
+      (*out)->next = NULL;
+      return 0;
+    }
+  arena *a = (arena *)calloc(1, sizeof *a);
+  if (!a) return mproc__fail(MPROC_ENOMEM, "pool: out of memory");
+  a->cap = need < ARENA_MIN ? ARENA_MIN : (need + 4095) / 4096 * 4096;
+  a->k = p->k;
+  a->id = ++p->arena_ids;
+  int rc = 0;
+  if (p->o.threads) {
+    if (!(a->base = (unsigned char *)(a->heap = malloc(a->cap))))
+      rc = mproc__fail(MPROC_ENOMEM, "pool: out of memory for an array of %zu bytes", a->cap);
+  } else {
+    mproc_shared_opts so;
+    memset(&so, 0, sizeof so);
+    so.elem_size = 1;
+    so.align = 4096;
+    so.length = a->cap;
+    so.raw = true;
+    rc = mproc_shared_create(&a->v, &so);
+    if (!rc) a->base = (unsigned char *)mproc_value_ptr(a->v);
+  }
+  if (rc) {
+    free(a);
+    return rc;
+  }
+  *out = a;
+  return 0;
+}
+
 /* ---- sending tasks ------------------------------------------------------------------------------- */
 
-static bool worker_live(const worker *w) { return w->conn && !w->broken; }
+static bool worker_live(const struct worker *w) { return w->conn && !w->broken; }
 
 static bool has_room(const mproc_pool *p, const worker *w, const task *t) {
   if (!worker_live(w) || (p->o.maxtasksperchild && w->sent >= p->o.maxtasksperchild)) return false;
   if (w->ninflight == 0) return true;
   return w->ninflight == 1 && t->msg.len <= SMALL_TASK && w->inflight[0]->msg.len <= SMALL_TASK;
+}
+
+/* An array task about to go to w: its slot in the message, and its arena sent to w unless w has it. */
+static int send_arena(mproc_pool *p, worker *w, task *t) {
+  mproc__wire_put_le64((unsigned char *)t->msg.data + 17, (uint64_t)(w - p->w));
+  arena *a = t->arena;
+  if (!a->v) return 0; /* a ThreadPool's: addresses */
+  for (size_t i = 0; i < w->narenas; ++i)
+    if (w->arenas[i] == a->id) return 0;
+  uint64_t *more = (uint64_t *)realloc(w->arenas, (w->narenas + 1) * sizeof *more);
+  if (!more) return mproc__fail(MPROC_ENOMEM, "pool: out of memory");
+  w->arenas = more;
+  unsigned char m[9] = {MPROC__POOL_ARENA};
+  mproc__wire_put_le64(m + 1, a->id);
+  int rc = mproc_connection_send_bytes(w->conn, m, sizeof m, 0, sizeof m);
+  if (!rc)
+    rc = mproc_connection_send_object(w->conn, mproc_object_make(MPROC_OBJECT_VALUE, a->v), mproc_process_pid(w->proc));
+  if (!rc) w->arenas[w->narenas++] = a->id;
+  return rc;
 }
 
 /* Send to w the definitions it lacks and t (with the mutex held). */
@@ -292,6 +428,7 @@ static int send_task(mproc_pool *p, worker *w, task *t) {
     if (!rc) rc = mproc_connection_send_bytes(w->conn, d.data, d.len, 0, d.len);
     mproc__buf_free(&d);
   }
+  if (!rc && t->arena) rc = send_arena(p, w, t);
   if (!rc) rc = mproc_connection_send_bytes(w->conn, t->msg.data, t->msg.len, 0, t->msg.len);
   return rc;
 }
@@ -349,6 +486,7 @@ static void thread_worker_main(void *arg) {
 static int start_worker(mproc_pool *p, size_t slot) {
   worker *w = &p->w[slot];
   uint64_t gen = w->gen;
+  free(w->arenas); /* the new worker has none */
   memset(w, 0, sizeof *w);
   w->gen = gen + 1;
   mproc_connection *mine = NULL, *theirs = NULL;
@@ -499,6 +637,16 @@ static void take_reply(mproc_pool *p, worker *w, const char *msg, size_t len, ca
         r->calling = r->opts.callback != NULL;
       }
     }
+    if (!rd.bad && t->arena && !r->ready && r->tasks == 1) { /* an array map's last part: done */
+      if (mproc__atomic_load32(&((mproc__pool_array_hdr *)(void *)t->arena->base)->stop)) {        /* (never: a stop */
+        became = result_fail(r, MPROC_ESYS, 0, "pool: an array map stopped before its end", true); /* fails it) */
+      } else {
+        if (!r->user_gone && r->n) memcpy(r->out, t->arena->base + r->out_off, r->n * r->out_size);
+        r->done = r->n;
+        r->ready = became = r->ok = true;
+        r->calling = r->opts.callback != NULL;
+      }
+    }
     if (!rd.bad && (became || r->imap)) result_notify(r); /* get() waits for the whole, next() for items */
   } else if (!rd.bad) {
     uint64_t item = mproc__wire_get_u64(&rd, "an item");
@@ -549,7 +697,13 @@ static void worker_died(mproc_pool *p, worker *w, callback_call *cb) {
                (long long)p->o.task_timeout_ms);
     else
       snprintf(msg, sizeof msg, "pool: the worker running the task %s", how);
-    bool became = result_fail(r, timed_out ? MPROC_ETIMEDOUT : MPROC_EWORKERDIED, t->first, msg, true);
+    size_t item = t->first;
+    if (t->arena) { /* the record it was running, if it had claimed one in this map */
+      const mproc__pool_claim *c = &((mproc__pool_array_hdr *)(void *)t->arena->base)->claims[w - p->w];
+      uint64_t at = mproc__atomic_load64(&c->at);
+      if (at) item = (size_t)at - 1;
+    }
+    bool became = result_fail(r, timed_out ? MPROC_ETIMEDOUT : MPROC_EWORKERDIED, item, msg, true);
     if (w->ninflight == 2) { /* not started: back to the front */
       task *u = w->inflight[1];
       u->next = p->head;
@@ -570,6 +724,20 @@ static void worker_died(mproc_pool *p, worker *w, callback_call *cb) {
 }
 
 /* ---- the result thread ------------------------------------------------------------------------------- */
+
+/* When w's running task runs out of time (with the mutex held): its time per item from when it began; an
+ * array task's, from when its worker claimed its chunk (or, when it has none claimed, when to look
+ * again). */
+static int64_t task_deadline(const mproc_pool *p, const worker *w) {
+  const task *t = w->inflight[0];
+  int64_t per = p->o.task_timeout_ms * 1000000;
+  if (!t->arena) return t->started + per * (int64_t)t->n;
+  const mproc__pool_claim *c = &((mproc__pool_array_hdr *)(void *)t->arena->base)->claims[w - p->w];
+  uint64_t at = mproc__atomic_load64(&c->at);
+  int64_t since = (int64_t)mproc__atomic_load64(&c->since);
+  if (!at) return mproc__pal_monotonic_ns() + per; /* (the header is zeroed for each map) */
+  return since + per * (int64_t)t->chunk;
+}
 
 static bool all_idle(const mproc_pool *p) {
   for (size_t i = 0; i < p->nw; ++i)
@@ -602,7 +770,7 @@ static void result_thread(void *arg) {
         ws[n++] = mproc_waitable_process(w->proc);
       }
       if (p->o.task_timeout_ms > 0 && w->ninflight && !w->timed_out) {
-        int64_t end = w->inflight[0]->started + p->o.task_timeout_ms * 1000000 * (int64_t)w->inflight[0]->n;
+        int64_t end = task_deadline(p, w);
         if (end < soonest) soonest = end;
       }
     }
@@ -655,7 +823,7 @@ static void result_thread(void *arg) {
     for (size_t i = 0; i < p->nw && p->o.task_timeout_ms > 0; ++i) {
       worker *w = &p->w[i];
       if (!w->proc || !w->ninflight || w->timed_out) continue;
-      if (now >= w->inflight[0]->started + p->o.task_timeout_ms * 1000000 * (int64_t)w->inflight[0]->n) {
+      if (now >= task_deadline(p, w)) {
         w->timed_out = true;
         if (mproc_process_kill(w->proc) != 0) mproc_clear_error();
       }
@@ -710,6 +878,12 @@ static mproc_start_method pool_method(const mproc_pool *p) {
 }
 
 static void pool_free(mproc_pool *p) {
+  while (p->arenas) { /* the workers are gone: nothing to tell them */
+    arena *a = p->arenas;
+    p->arenas = a->next;
+    arena_free(a);
+  }
+  for (size_t i = 0; p->w && i < p->nw; ++i) free(p->w[i].arenas);
   for (size_t i = 0; i < p->nfns; ++i) mproc__buf_free(&p->refs[i]);
   free(p->refs);
   free(p->fns);
@@ -834,7 +1008,7 @@ static int submit(mproc_pool *p, mproc_task_fn fn, const mproc_bytes *in, size_t
   if (p->state != RUN)
     rc = mproc__fail(MPROC_ESTATE, "%s: the pool is %s", call, p->state == CLOSED ? "closed" : "terminated");
   size_t fn_i = 0;
-  if (!rc) rc = fn_index(p, fn, &fn_i);
+  if (!rc) rc = fn_index(p, (void *)fn, &fn_i);
   mproc__pal_mutex_unlock(p->k->mu);
   for (size_t at = 0; at < n && !rc; at += chunk) {
     task *t = task_new(r, fn_i, at, n - at < chunk ? n - at : chunk, in + at);
@@ -960,6 +1134,121 @@ int mproc_pool_apply(mproc_pool *p, mproc_task_fn fn, const void *in, size_t len
   return rc;
 }
 
+/* ---- the array path ---------------------------------------------------------------------------------- */
+
+static size_t round64(size_t x) { return (x + 63) / 64 * 64; }
+
+int mproc_pool_map_array_async(mproc_pool *p, mproc_record_fn fn, const mproc_array_map *m, const mproc_async_opts *o,
+                               mproc_async_result **out) {
+  const char *call = "pool_map_array";
+  MPROC__CHECK_ARG_AS(call, !p || !fn || !m || !out, "pool, fn, the array and out must be set");
+  *out = NULL;
+  size_t n = m->n;
+  MPROC__CHECK_ARG_AS(call, !m->in_size || !m->out_size, "a record size is 0 (in %zu, out %zu)", m->in_size,
+                      m->out_size);
+  MPROC__CHECK_ARG_AS(call, n && (!m->in || !m->out), "in or out is NULL with n %zu", n);
+  size_t hdr = round64(mproc__pool_array_hdr_size(p->nw));
+  MPROC__CHECK_ARG_AS(call, n > (SIZE_MAX / 4 - hdr) / m->in_size || n > (SIZE_MAX / 4 - hdr) / m->out_size,
+                      "%zu records of %zu and %zu bytes are too many", n, m->in_size, m->out_size);
+  size_t in_off = hdr, out_off = hdr + round64(n * m->in_size), need = out_off + n * m->out_size;
+  size_t chunk = o ? o->chunksize : 0;
+  if (!chunk) { /* as map: about four chunks per worker */
+    chunk = n / (p->nw * 4);
+    if (!chunk || n % (p->nw * 4)) ++chunk;
+  }
+  mproc_async_result *r = (mproc_async_result *)calloc(1, sizeof *r);
+  if (!r) return mproc__fail(MPROC_ENOMEM, "%s: out of memory", call);
+  r->flag = MPROC_NO_HANDLE;
+  r->n = r->nslots = n;
+  r->held = r->failed_at = SIZE_MAX;
+  if (o) r->opts = *o;
+  r->out = (unsigned char *)m->out;
+  r->out_size = m->out_size;
+  r->out_off = out_off;
+  task **ts = (task **)calloc(p->nw, sizeof *ts);
+  if (!ts) {
+    free(r);
+    return mproc__fail(MPROC_ENOMEM, "%s: out of memory", call);
+  }
+  arena *a = NULL;
+  size_t fn_i = 0;
+  mproc__pal_mutex_lock(p->k->mu);
+  int rc = p->state == RUN
+               ? 0
+               : mproc__fail(MPROC_ESTATE, "%s: the pool is %s", call, p->state == CLOSED ? "closed" : "terminated");
+  if (!rc) rc = fn_index(p, (void *)fn, &fn_i);
+  if (!rc) rc = arena_take(p, need, &a);
+  mproc__pal_mutex_unlock(p->k->mu);
+  /* the arena is this map's alone now: its header reset, the inputs copied in, outside the lock */
+  if (!rc) {
+    memset(a->base, 0, hdr);
+    if (n) memcpy(a->base + in_off, m->in, n * m->in_size);
+  }
+  for (size_t i = 0; i < p->nw && !rc; ++i) { /* one part per worker: each claims until the end */
+    task *t = (task *)calloc(1, sizeof *t);
+    if (!t) {
+      rc = mproc__fail(MPROC_ENOMEM, "%s: out of memory", call);
+      break;
+    }
+    t->r = r;
+    t->fn = fn_i;
+    t->chunk = chunk;
+    uint64_t v[12] = {fn_i,        a->v ? a->id : 0,         0, n,      chunk,   m->in_size,
+                      m->out_size, p->o.task_timeout_ms > 0, 0, in_off, out_off, 0};
+    if (!a->v) /* a ThreadPool's: addresses in this process */
+      for (int j = 8; j < 11; ++j) v[j] += (uint64_t)(uintptr_t)a->base;
+    rc = mproc__buf_append(&t->msg, "A", 1);
+    for (int j = 0; j < 11 && !rc; ++j) rc = put_u64(&t->msg, v[j]);
+    ts[i] = t;
+    if (rc) rc = mproc__fail(MPROC_ENOMEM, "%s: out of memory", call);
+  }
+  mproc__pal_mutex_lock(p->k->mu);
+  if (!rc && p->state != RUN) rc = mproc__fail(MPROC_ESTATE, "%s: the pool was closed", call);
+  if (rc) {
+    for (size_t i = 0; i < p->nw; ++i)
+      if (ts[i]) task_free(ts[i]); /* no arena yet */
+    if (a) {
+      a->users = 1;
+      arena_unuse(a);
+    }
+    mproc__pal_mutex_unlock(p->k->mu);
+    free(ts);
+    free(r);
+    return rc;
+  }
+  r->k = p->k;
+  ++p->k->refs;
+  r->arena = a;
+  a->users = r->tasks = p->nw;
+  for (size_t i = 0; i < p->nw; ++i) {
+    task *t = ts[i];
+    t->arena = a;
+    if (p->tail)
+      p->tail->next = t;
+    else
+      p->head = t;
+    p->tail = t;
+  }
+  free(ts);
+  pump(p);
+  if (p->o.task_timeout_ms > 0) wake_result_thread(p);
+  mproc__pal_mutex_unlock(p->k->mu);
+  *out = r;
+  return 0;
+}
+
+int mproc_pool_map_array(mproc_pool *p, mproc_record_fn fn, const mproc_array_map *m, size_t chunksize,
+                         int64_t timeout_ms) {
+  mproc_async_opts o;
+  memset(&o, 0, sizeof o);
+  o.chunksize = chunksize;
+  mproc_async_result *r = NULL;
+  int rc = mproc_pool_map_array_async(p, fn, m, &o, &r);
+  if (!rc) rc = finish_sync(&r, timeout_ms); /* a failed result is destroyed there */
+  mproc_async_result_destroy(r);
+  return rc;
+}
+
 /* ---- lifecycle ---------------------------------------------------------------------------------------- */
 
 int mproc_pool_close(mproc_pool *p) {
@@ -976,6 +1265,10 @@ int mproc_pool_terminate(mproc_pool *p) {
   if (in_callback(p)) return mproc__fail(MPROC_ESTATE, "pool_terminate: called from a callback");
   mproc__pal_mutex_lock(p->k->mu);
   p->state = TERMINATED;
+  for (size_t i = 0; i < p->nw; ++i)               /* array maps fail now, so their workers claim no more (a thread */
+    for (size_t j = 0; j < p->w[i].ninflight; ++j) /* worker is joined, not killed) */
+      if (p->w[i].inflight[j]->arena)
+        result_fail(p->w[i].inflight[j]->r, MPROC_ECLOSED, 0, "pool: the pool was terminated", false);
   wake_result_thread(p);
   mproc__pal_mutex_unlock(p->k->mu);
   mproc__pal_thread_join(p->thr); /* it kills and reaps the workers */
@@ -1143,7 +1436,7 @@ int mproc_pool_imap_lazy(mproc_pool *p, mproc_task_fn fn, mproc_input_fn input, 
   mproc__pal_mutex_lock(p->k->mu);
   if (!rc && p->state != RUN)
     rc = mproc__fail(MPROC_ESTATE, "pool_imap_lazy: the pool is %s", p->state == CLOSED ? "closed" : "terminated");
-  if (!rc) rc = fn_index(p, fn, &r->fn);
+  if (!rc) rc = fn_index(p, (void *)fn, &r->fn);
   if (rc) {
     mproc__pal_mutex_unlock(p->k->mu);
     result_free_items(r);
@@ -1230,9 +1523,9 @@ int mproc_async_result_item(mproc_async_result *r, size_t i, const void **data, 
   MPROC__CHECK_ARG(r->lazy, "async_result_item: a lazy imap's items are read with mproc_async_result_next");
   MPROC__CHECK_ARG(i >= r->n, "item %zu of %zu", i, r->n);
   mproc__pal_mutex_lock(r->k->mu);
-  bool there = r->items[i].ready && (r->ok || !r->ready || r->imap);
-  *data = there ? r->items[i].data : NULL;
-  *len = there ? r->items[i].len : 0;
+  bool there = r->out ? r->ready && r->ok : r->items[i].ready && (r->ok || !r->ready || r->imap);
+  *data = !there ? NULL : r->out ? (const void *)(r->out + i * r->out_size) : r->items[i].data;
+  *len = !there ? 0 : r->out ? r->out_size : r->items[i].len;
   mproc__pal_mutex_unlock(r->k->mu);
   return there ? 0 : mproc__fail(MPROC_ESTATE, "async_result_item: item %zu is not ready", i);
 }

@@ -4,13 +4,25 @@
  * Parent -> worker, one message each:
  *   'F' [u64 index] [the rest: a function reference, mproc__pal_fn_locate]   define function `index`
  *   'T' [u64 function index] [u64 n] n x ([u64 len] [bytes])                  run a task of n items
+ *   'S' [u64 arena id], then the arena itself (an object: a shared block)      keep arena `id` mapped
+ *   'U' [u64 arena id]                                                          let arena `id` go
+ *   'A' [u64 function index] [u64 arena id] [u64 slot] [u64 n] [u64 chunk] [u64 in_size] [u64 out_size]
+ *       [u64 timed] [u64 header] [u64 in] [u64 out]                             an array map (below)
  *   'Q'                                                                        end (the end of the
  *        connection may never come: a fork child holds copies of the parent's other descriptors)
  * Worker -> parent, one per task, in the order the tasks came:
  *   'R' [u64 0] [u64 n] n x ([u64 len] [bytes])                               the outputs
  *   'R' [u64 code] [u64 item] [u64 len] [message]                             item failed with code
+ *   'R' [u64 0] [u64 0]                                                        an array map's part done
  * A worker ends at 'Q' or the end of its connection; one that ran its maxtasksperchild tasks ends by
- * itself (the parent never sends it more). */
+ * itself (the parent never sends it more).
+ *
+ * The array path (mproc_pool_map_array). The inputs, the outputs and an mproc__pool_array_hdr live in
+ * an arena: a shared block the pool keeps and reuses (a heap block for a ThreadPool). 'A' gives header,
+ * in and out as offsets in arena `id` (id 0: addresses in this process, a thread worker's). Every
+ * worker gets one 'A' per map and claims `chunk` records at a time from the header's counter, running
+ * fn on each record where it lies, until the counter passes n or `stop` is set; then it replies. No
+ * message per chunk, no copy per record. */
 #ifndef MPROC_POOL_INTERNAL_H
 #define MPROC_POOL_INTERNAL_H
 
@@ -18,7 +30,32 @@
 #include "../pal.h"
 #include "mproc/pool.h"
 
+#include <stddef.h>
+
 enum { MPROC__POOL_DEFINE = 'F', MPROC__POOL_TASK = 'T', MPROC__POOL_QUIT = 'Q', MPROC__POOL_RESULT = 'R' };
+
+enum { MPROC__POOL_ARENA = 'S', MPROC__POOL_UNMAP = 'U', MPROC__POOL_ARRAY = 'A' };
+
+/* What a worker is doing in an array map, on a cache line of its own (one per worker slot). */
+typedef struct mproc__pool_claim {
+  volatile uint64_t at;    /* the first record of the chunk it runs + 1; 0: none */
+  volatile uint64_t since; /* when it claimed it (monotonic ns), for the per-task timeout ('A' timed) */
+  unsigned char pad[48];
+} mproc__pool_claim;
+
+/* The head of an array map's arena: the counter workers claim from, the stop flag, then the claims. */
+typedef struct mproc__pool_array_hdr {
+  volatile uint64_t next; /* the next record to claim */
+  unsigned char pad0[56];
+  volatile uint32_t stop; /* set by the first failure (or the parent): claim no more */
+  unsigned char pad1[60];
+  mproc__pool_claim claims[1]; /* one per worker slot */
+} mproc__pool_array_hdr;
+
+/* The bytes of a header for nw worker slots. */
+static inline size_t mproc__pool_array_hdr_size(size_t nw) {
+  return offsetof(mproc__pool_array_hdr, claims) + (nw ? nw : 1) * sizeof(mproc__pool_claim);
+}
 
 /* A worker's settings. */
 typedef struct mproc__pool_worker_cfg {

@@ -76,10 +76,102 @@ static int run_task(mproc_task_fn fn, mproc__wire_reader *r, mproc__buf *reply) 
   return rc;
 }
 
+/* The arenas a process worker holds mapped (pool_internal.h: 'S', 'U'). */
+typedef struct arena_view {
+  uint64_t id;
+  mproc_value *v;
+} arena_view;
+
+typedef struct arenas {
+  arena_view *a;
+  size_t n;
+} arenas;
+
+static unsigned char *arena_base(const arenas *as, uint64_t id) {
+  for (size_t i = 0; i < as->n; ++i)
+    if (as->a[i].id == id) return (unsigned char *)mproc_value_ptr(as->a[i].v);
+  return NULL;
+}
+
+static int arena_keep(mproc_connection *c, arenas *as, uint64_t id) {
+  void *v = NULL;
+  int rc = mproc_connection_recv_object(c, MPROC_OBJECT_VALUE, MPROC_INFINITE, &v);
+  if (rc) return rc;
+  arena_view *more = (arena_view *)realloc(as->a, (as->n + 1) * sizeof *more);
+  if (!more) {
+    mproc_value_destroy((mproc_value *)v);
+    return mproc__fail(MPROC_ENOMEM, "pool worker: out of memory");
+  }
+  as->a = more;
+  as->a[as->n].id = id;
+  as->a[as->n++].v = (mproc_value *)v;
+  return 0;
+}
+
+static void arena_drop(arenas *as, uint64_t id) {
+  for (size_t i = 0; i < as->n; ++i)
+    if (as->a[i].id == id) {
+      mproc_value_destroy(as->a[i].v);
+      as->a[i] = as->a[--as->n];
+      return;
+    }
+}
+
+/* Run an array map's part ('A'): claim chunks and run fn on their records where they lie; the reply in
+ * *reply. */
+static int run_array(mproc_record_fn fn, mproc__wire_reader *r, const arenas *as, mproc__buf *reply) {
+  uint64_t v[10];
+  static const char *const what[10] = {"an arena",       "a slot", "a count",  "a chunk",    "an input size",
+                                       "an output size", "a flag", "a header", "the inputs", "the outputs"};
+  for (int i = 0; i < 10; ++i) v[i] = mproc__wire_get_u64(r, what[i]);
+  if (r->bad) return mproc__fail(MPROC_ESYS, "pool worker: a malformed array map (%s)", r->bad);
+  unsigned char *base = v[0] ? arena_base(as, v[0]) : NULL;
+  if (v[0] && !base) return mproc__fail(MPROC_ESYS, "pool worker: an array map in an unknown arena");
+  uint64_t slot = v[1], n = v[2], chunk = v[3] ? v[3] : 1, in_size = v[4], out_size = v[5];
+  bool timed = v[6] != 0;
+  mproc__pool_array_hdr *h = (mproc__pool_array_hdr *)(void *)(base + v[7]);
+  const unsigned char *in = base + v[8];
+  unsigned char *out = base + v[9];
+  mproc__pool_claim *claim = &h->claims[slot];
+  int rc = mproc__buf_append(reply, "R", 1);
+  if (!rc) rc = put_u64(reply, 0);
+  if (!rc) rc = put_u64(reply, 0);
+  mproc_task t;
+  memset(&t, 0, sizeof t);
+  bool failed = false;
+  while (!rc && !failed && !mproc__atomic_load32(&h->stop)) {
+    uint64_t s = mproc__atomic_add64(&h->next, chunk);
+    if (s >= n) break;
+    uint64_t e = n - s < chunk ? n : s + chunk;
+    if (timed) mproc__atomic_store64(&claim->since, (uint64_t)mproc__pal_monotonic_ns());
+    mproc__atomic_store64(&claim->at, s + 1);
+    for (uint64_t i = s; i < e; ++i) {
+      int st = fn(in + i * in_size, out + i * out_size, &t);
+      if (!st) continue;
+      mproc__atomic_store32(&h->stop, 1); /* the map fails: the others claim no more */
+      char msg[64];
+      if (!t.message) snprintf(msg, sizeof msg, "the task returned %d", st);
+      const char *m = t.message ? t.message : msg;
+      reply->len = 1;
+      rc = put_u64(reply, (uint64_t)-MPROC_ETASK);
+      if (!rc) rc = put_u64(reply, i);
+      if (!rc) rc = put_u64(reply, strlen(m));
+      if (!rc) rc = mproc__buf_append(reply, m, strlen(m));
+      failed = true;
+      break;
+    }
+  }
+  mproc__atomic_store64(&claim->at, 0);
+  mproc__buf_free(&t.out);
+  free(t.message);
+  return rc;
+}
+
 int mproc__pool_worker_loop(mproc_connection *c, const mproc__pool_worker_cfg *cfg) {
   if (cfg->initializer) cfg->initializer(cfg->initarg, cfg->initarg_size);
   mproc_task_fn *fns = NULL;
   size_t nfns = 0;
+  arenas as = {NULL, 0};
   int rc = 0;
   for (uint64_t done = 0; !rc && (!cfg->maxtasks || done < cfg->maxtasks);) {
     char *msg = NULL;
@@ -104,10 +196,18 @@ int mproc__pool_worker_loop(mproc_connection *c, const mproc__pool_worker_cfg *c
         nfns = nfns > index + 1 ? nfns : (size_t)index + 1;
         fns[index] = (mproc_task_fn)fn;
       }
-    } else if (len && msg[0] == MPROC__POOL_TASK && !r.bad && index < nfns && fns[index]) {
+    } else if (len && msg[0] == MPROC__POOL_ARENA && !r.bad) {
+      rc = arena_keep(c, &as, index);
+    } else if (len && msg[0] == MPROC__POOL_UNMAP && !r.bad) {
+      arena_drop(&as, index);
+    } else if (len && (msg[0] == MPROC__POOL_TASK || msg[0] == MPROC__POOL_ARRAY) && !r.bad && index < nfns &&
+               fns[index]) {
       mproc__buf reply = {0};
       if (cfg->begun) mproc__atomic_store64(cfg->begun, done + 1);
-      rc = run_task(fns[index], &r, &reply);
+      if (msg[0] == MPROC__POOL_TASK)
+        rc = run_task(fns[index], &r, &reply);
+      else
+        rc = run_array((mproc_record_fn)(void (*)(void))fns[index], &r, &as, &reply);
       if (!rc) rc = mproc_connection_send_bytes(c, reply.data, reply.len, 0, reply.len);
       mproc__buf_free(&reply);
       ++done;
@@ -117,6 +217,8 @@ int mproc__pool_worker_loop(mproc_connection *c, const mproc__pool_worker_cfg *c
     mproc_free(msg);
   }
   free(fns);
+  while (as.n) arena_drop(&as, as.a[0].id);
+  free(as.a);
   return rc;
 }
 
