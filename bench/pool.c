@@ -10,8 +10,10 @@
  *   pool.create_join.spawn.<placement>  op = the whole; the same with spawn
  *   pool.map.c1.array.<placement>       map over an array of 100,000 records of 8 bytes into an array of
  *   pool.map.default.array.<placement>  100,000 records, chunksize 1 / the default; op = one item (mproc:
- *                                       mproc_pool_map_array, which copies the inputs into its arena and
- *                                       the outputs back, both counted)
+ *                                       mproc_pool_map_array with the inputs and outputs in blocks of
+ *                                       mproc_pool_array_alloc, filled once, as c-raw's mapping: nothing
+ *                                       copied; MPROC_BENCH_ARRAY_COPY=1 maps from and to the heap instead,
+ *                                       the inputs and outputs then copied once each per map)
  *
  * The task: bench_trivial_task (bench.c: 8 bytes in, the input plus one out), called through a pointer in
  * every implementation (python: a module-level function doing the same on 8-byte bytes). Every output is
@@ -98,6 +100,7 @@ typedef struct mproc_ctx {
   mproc_start_method method; /* create_join */
   int cpu;                   /* the workers' */
   mproc_async_result **rs;   /* apply_async */
+  uint64_t *in, *out;        /* the array lines' records */
 } mproc_ctx;
 
 static void check(uint64_t i, uint64_t y) {
@@ -128,9 +131,9 @@ static int rec_mproc(const void *in, void *out, mproc_task *t) {
 
 static void map_array_mproc(void *vctx, int64_t iters) {
   mproc_ctx *c = (mproc_ctx *)vctx;
-  mproc_array_map m = {g_x, sizeof *g_x, g_raw_out, sizeof *g_raw_out, (size_t)iters};
+  mproc_array_map m = {c->in, sizeof *c->in, c->out, sizeof *c->out, (size_t)iters};
   if (mproc_pool_map_array(c->pool, rec_mproc, &m, c->chunk, MPROC_INFINITE) != 0) die("map_array");
-  for (int64_t i = 0; i < iters; ++i) check((uint64_t)i, g_raw_out[i]);
+  for (int64_t i = 0; i < iters; ++i) check((uint64_t)i, c->out[i]);
 }
 
 static void map_mproc(void *vctx, int64_t iters) {
@@ -471,8 +474,20 @@ static int run_array(const char *line, bench_placement pl, size_t chunk) {
   if (!bench_pair_begin(name, sizeof name, prefix, pl)) return 0;
   bench_spec spec = {.name = name, .impl = "mproc", .unit = "ns/op", .iters = MAP_ITEMS, .smoke_iters = 100};
   int cpu = bench_side_cpu(pl, 1);
-  mproc_ctx c = {new_pool(MPROC_START_FORK, cpu), chunk, MPROC_START_FORK, cpu, NULL};
+  mproc_ctx c = {new_pool(MPROC_START_FORK, cpu), chunk, MPROC_START_FORK, cpu, NULL, g_x, g_raw_out};
+  const char *copy = getenv("MPROC_BENCH_ARRAY_COPY");
+  void *in = NULL, *out = NULL;
+  if (!(copy && *copy == '1')) {
+    if (mproc_pool_array_alloc(c.pool, MAP_ITEMS * sizeof *g_x, &in) != 0 ||
+        mproc_pool_array_alloc(c.pool, MAP_ITEMS * sizeof *g_x, &out) != 0)
+      die("array_alloc");
+    memcpy(in, g_x, MAP_ITEMS * sizeof *g_x);
+    c.in = (uint64_t *)in;
+    c.out = (uint64_t *)out;
+  }
   int rc = bench_run(&spec, map_array_mproc, &c) < 0;
+  mproc_pool_array_free(c.pool, in);
+  mproc_pool_array_free(c.pool, out);
   if (mproc_pool_close(c.pool) != 0 || mproc_pool_join(c.pool, MPROC_INFINITE) != 0) die("close/join");
   mproc_pool_destroy(c.pool);
   spec.impl = "c-raw";
@@ -493,7 +508,7 @@ static int run_bytes(const char *line, bench_placement pl, size_t chunk, int64_t
   if (!bench_pair_begin(name, sizeof name, prefix, pl)) return 0;
   int cpu = bench_side_cpu(pl, 1), rc = 0;
   bench_spec spec = {.name = name, .impl = "mproc", .unit = "ns/op", .iters = iters, .smoke_iters = 100};
-  mproc_ctx c = {new_pool(MPROC_START_FORK, cpu), chunk, MPROC_START_FORK, cpu, NULL};
+  mproc_ctx c = {new_pool(MPROC_START_FORK, cpu), chunk, MPROC_START_FORK, cpu, NULL, NULL, NULL};
   if (apply && !(c.rs = calloc((size_t)iters, sizeof *c.rs))) exit(1);
   rc |= bench_run(&spec, apply ? apply_mproc : map_mproc, &c) < 0;
   if (mproc_pool_close(c.pool) != 0 || mproc_pool_join(c.pool, MPROC_INFINITE) != 0) die("close/join");
@@ -518,7 +533,7 @@ static int run_create_join(const char *what, mproc_start_method method, bench_pl
   if (!bench_pair_begin(name, sizeof name, prefix, pl)) return 0;
   int cpu = bench_side_cpu(pl, 1);
   bench_spec spec = {.name = name, .impl = "mproc", .unit = "us/op", .iters = iters, .smoke_iters = 2};
-  mproc_ctx c = {NULL, 1, method, cpu, NULL};
+  mproc_ctx c = {NULL, 1, method, cpu, NULL, NULL, NULL};
   int rc = bench_run(&spec, create_join_mproc, &c) < 0;
   raw_cj_ctx rc_ctx = {cpu, method == MPROC_START_SPAWN, ""};
   snprintf(rc_ctx.self, sizeof rc_ctx.self, "%s", self);

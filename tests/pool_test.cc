@@ -781,7 +781,7 @@ int r_misbehave(const void *in, void *out, mproc_task *t) {
   if (r.op == 3)
     for (;;) std::this_thread::sleep_for(std::chrono::milliseconds(10)); // killed for its time
   if (r.op == 4 && t_gate(r.gate, std::strlen(r.gate), t) != 0) return MPROC_ETASK;
-  std::memcpy(out, &r.x, sizeof r.x);
+  std::atomic_ref<int64_t>(*(int64_t *)out).store(r.x); // (a test reads it while the map runs)
   return 0;
 }
 
@@ -832,6 +832,74 @@ TEST_P(Pool, MapArrayComputesEveryRecordForEveryChunksize) {
   EXPECT_EQ(len, 2 * sizeof(int64_t));
   EXPECT_EQ(out[1999], 999 * 999);
   mproc_async_result_destroy(r);
+  finish(p);
+}
+
+// Inputs and outputs in the pool's own blocks: used in place (nothing copied), in any combination
+TEST_P(Pool, MapArrayInThePoolsBlocksWorksInPlace) {
+  mproc_pool *p = make(2);
+  ASSERT_NE(p, nullptr);
+  const size_t n = 20000;
+  void *a = nullptr, *b = nullptr;
+  ASSERT_EQ(mproc_pool_array_alloc(p, n * 8 + 4096, &a), 0) << mproc_last_error();
+  ASSERT_EQ(mproc_pool_array_alloc(p, 2 * n * 8, &b), 0) << mproc_last_error();
+  auto *in = (int64_t *)(void *)((char *)a + 4096); // inside the block, not at its start
+  for (size_t i = 0; i < n; ++i) in[i] = (int64_t)i * 5 - 3;
+  std::vector<int64_t> heap_in(in, in + n), heap_out(2 * n);
+  auto *out = (int64_t *)b;
+  struct Case {
+    const void *in;
+    void *out;
+  } cases[] = {{in, out}, {in, heap_out.data()}, {heap_in.data(), out}};
+  for (const Case &c : cases) {
+    std::fill(out, out + 2 * n, -1);
+    std::fill(heap_out.begin(), heap_out.end(), -1);
+    mproc_array_map m{c.in, 8, c.out, 16, n};
+    ASSERT_EQ(mproc_pool_map_array(p, r_square, &m, 0, kLong), 0) << mproc_last_error();
+    const int64_t *o = (const int64_t *)c.out;
+    for (size_t i = 0; i < n; ++i) ASSERT_TRUE(o[2 * i] == in[i] && o[2 * i + 1] == in[i] * in[i]) << "record " << i;
+  }
+  { // in place: a record's output is there while the map still runs (record 1 waits on a gate)
+    Gate gate;
+    void *g = nullptr;
+    ASSERT_EQ(mproc_pool_array_alloc(p, 2 * sizeof(Rec), &g), 0);
+    Rec *gr = (Rec *)g;
+    gr[0] = Rec{0, 41, {0}};
+    gr[1] = Rec{4, 42, {0}};
+    std::snprintf(gr[1].gate, sizeof gr[1].gate, "%s", gate.name.c_str());
+    out[0] = out[1] = -1;
+    mproc_array_map gm{g, sizeof(Rec), out, 8, 2};
+    mproc_async_result *r = nullptr;
+    ASSERT_EQ(mproc_pool_map_array_async(p, r_misbehave, &gm, nullptr, &r), 0);
+    auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    std::atomic_ref<int64_t> first(out[0]);
+    while (first.load() != 41 && std::chrono::steady_clock::now() < until) std::this_thread::yield();
+    EXPECT_EQ(first.load(), 41) << "written in place before the map ended";
+    EXPECT_FALSE(mproc_async_result_ready(r));
+    gate.lift();
+    EXPECT_EQ(mproc_async_result_get(r, kLong), 0) << mproc_last_error();
+    EXPECT_EQ(out[1], 42);
+    mproc_async_result_destroy(r);
+    mproc_pool_array_free(p, g);
+  }
+  // in place, a failed map may have written some records; the block is given back while a map runs
+  std::vector<Rec> recs_in = recs(3000);
+  void *c = nullptr;
+  ASSERT_EQ(mproc_pool_array_alloc(p, recs_in.size() * sizeof(Rec), &c), 0);
+  std::memcpy(c, recs_in.data(), recs_in.size() * sizeof(Rec));
+  ((Rec *)c)[2999].op = 1;
+  mproc_array_map m{c, sizeof(Rec), out, 8, recs_in.size()};
+  mproc_async_result *r = nullptr;
+  ASSERT_EQ(mproc_pool_map_array_async(p, r_misbehave, &m, nullptr, &r), 0);
+  mproc_pool_array_free(p, c); // kept until the map ends
+  EXPECT_EQ(mproc_async_result_get(r, kLong), MPROC_ETASK);
+  mproc_async_result_destroy(r);
+  mproc_pool_array_free(p, a);
+  mproc_pool_array_free(p, b);
+  mproc_pool_array_free(p, b); // no longer a block: ignored
+  mproc_pool_array_free(p, nullptr);
+  void *z = nullptr;
+  EXPECT_EQ(mproc_pool_array_alloc(p, 0, &z), MPROC_EINVAL);
   finish(p);
 }
 

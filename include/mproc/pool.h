@@ -207,6 +207,16 @@ typedef struct mproc_array_map {
  * size overflowing), MPROC_ESTATE (pool closed), MPROC_ENOMEM, those of making shared memory. */
 MPROC_API int mproc_pool_map_array_async(mproc_pool *p, mproc_record_fn fn, const mproc_array_map *m,
                                          const mproc_async_opts *opts, mproc_async_result **out);
+/* Memory the array path uses where it lies: a block of `size` bytes of shared memory (a heap block for a
+ * ThreadPool) that the pool's workers map once. A map whose inputs or outputs lie inside such a block
+ * (each array whole inside one block) copies nothing for them: the workers read the inputs and write the
+ * outputs in place - then, unlike a copied output, a map that fails may have written some of its
+ * records. 0 with *buf (aligned as malloc's), MPROC_EINVAL, MPROC_ENOMEM, or the errors of making shared
+ * memory. The block lives until mproc_pool_array_free or the pool is destroyed. */
+MPROC_API int mproc_pool_array_alloc(mproc_pool *p, size_t size, void **buf);
+/* Give back a block of mproc_pool_array_alloc (a map still using it keeps it until it ends). NULL, or a
+ * pointer that is not such a block, is ignored. */
+MPROC_API void mproc_pool_array_free(mproc_pool *p, void *buf);
 /* map over an array, waiting up to timeout_ms: 0 once every output record is in m->out, or the map's
  * failure. MPROC_ETIMEDOUT if it is not done in time: the map is then dropped (its workers stop at
  * their next chunk) and m->out is never written. */

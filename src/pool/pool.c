@@ -39,6 +39,7 @@ typedef struct arena {
   unsigned char *base; /* either */
   size_t cap;
   size_t users; /* the array tasks that use it */
+  bool lent;    /* lent to the caller (mproc_pool_array_alloc) */
   core *k;
 } arena;
 
@@ -49,7 +50,8 @@ typedef struct task {
   size_t first, n; /* the result's items it computes (an array task: none) */
   mproc__buf msg;  /* the task message */
   int64_t started; /* when its worker began it */
-  arena *arena;    /* an array task ('A'): its map's arena */
+  arena *arena;    /* an array task ('A'): its map's arena (the header, and what was copied) */
+  arena *lent[2];  /* ... and the caller's blocks where its inputs, its outputs lie (or NULL) */
   size_t chunk;    /* an array task: the records per claim */
 } task;
 
@@ -134,6 +136,7 @@ struct mproc_pool {
   struct callback_call *later; /* callbacks for the result thread to run (a cancelled result's) */
   size_t nlater, caplater;
   arena *arenas; /* free arenas, kept for the next array map */
+  arena *lent;   /* arenas lent to the caller */
   uint64_t arena_ids;
   int state;
   bool finished; /* the result thread has ended */
@@ -258,8 +261,12 @@ static int fn_index(mproc_pool *p, void *fn, size_t *index) {
 static void arena_unuse(arena *a);
 
 static void task_free(task *t) {
+  if (t->arena) /* what its worker wrote comes before the arena's next use */
+    (void)mproc__atomic_load64(&((const mproc__pool_array_hdr *)(const void *)t->arena->base)->parts);
   if (t->arena && t->arena->users == 1) t->r->arena = NULL; /* the map's last task: the arena goes back */
   if (t->arena) arena_unuse(t->arena);
+  for (int i = 0; i < 2; ++i)
+    if (t->lent[i]) arena_unuse(t->lent[i]);
   mproc__buf_free(&t->msg);
   free(t);
 }
@@ -331,7 +338,7 @@ static void arena_free(arena *a) {
 /* An array task is done with its arena (with the mutex held): the last one gives it back to the pool's
  * cache (or frees it). */
 static void arena_unuse(arena *a) {
-  if (--a->users) return;
+  if (--a->users || a->lent) return;
   mproc_pool *p = a->k->pool;
   if (!p || p->state != RUN) {
     arena_free(a);
@@ -398,11 +405,9 @@ static bool has_room(const mproc_pool *p, const worker *w, const task *t) {
   return w->ninflight == 1 && t->msg.len <= SMALL_TASK && w->inflight[0]->msg.len <= SMALL_TASK;
 }
 
-/* An array task about to go to w: its slot in the message, and its arena sent to w unless w has it. */
-static int send_arena(mproc_pool *p, worker *w, task *t) {
-  mproc__wire_put_le64((unsigned char *)t->msg.data + 17, (uint64_t)(w - p->w));
-  arena *a = t->arena;
-  if (!a->v) return 0; /* a ThreadPool's: addresses */
+/* Send arena a to worker w unless w has it. */
+static int send_one_arena(worker *w, arena *a) {
+  if (!a || !a->v) return 0; /* a ThreadPool's: addresses */
   for (size_t i = 0; i < w->narenas; ++i)
     if (w->arenas[i] == a->id) return 0;
   uint64_t *more = (uint64_t *)realloc(w->arenas, (w->narenas + 1) * sizeof *more);
@@ -414,6 +419,14 @@ static int send_arena(mproc_pool *p, worker *w, task *t) {
   if (!rc)
     rc = mproc_connection_send_object(w->conn, mproc_object_make(MPROC_OBJECT_VALUE, a->v), mproc_process_pid(w->proc));
   if (!rc) w->arenas[w->narenas++] = a->id;
+  return rc;
+}
+
+/* An array task about to go to w: its slot in the message, and its arenas sent to w unless w has them. */
+static int send_arena(mproc_pool *p, worker *w, task *t) {
+  mproc__wire_put_le64((unsigned char *)t->msg.data + 9, (uint64_t)(w - p->w));
+  int rc = send_one_arena(w, t->arena);
+  for (int i = 0; i < 2 && !rc; ++i) rc = send_one_arena(w, t->lent[i]);
   return rc;
 }
 
@@ -638,10 +651,13 @@ static void take_reply(mproc_pool *p, worker *w, const char *msg, size_t len, ca
       }
     }
     if (!rd.bad && t->arena && !r->ready && r->tasks == 1) { /* an array map's last part: done */
-      if (mproc__atomic_load32(&((mproc__pool_array_hdr *)(void *)t->arena->base)->stop)) {        /* (never: a stop */
-        became = result_fail(r, MPROC_ESYS, 0, "pool: an array map stopped before its end", true); /* fails it) */
+      const mproc__pool_array_hdr *h = (const mproc__pool_array_hdr *)(const void *)t->arena->base;
+      (void)mproc__atomic_load64(&h->parts); /* after every worker's outputs */
+      if (mproc__atomic_load32(&h->stop)) {  /* (never: a stop fails it) */
+        became = result_fail(r, MPROC_ESYS, 0, "pool: an array map stopped before its end", true);
       } else {
-        if (!r->user_gone && r->n) memcpy(r->out, t->arena->base + r->out_off, r->n * r->out_size);
+        if (!r->user_gone && r->n && r->out_off != SIZE_MAX)
+          memcpy(r->out, t->arena->base + r->out_off, r->n * r->out_size);
         r->done = r->n;
         r->ready = became = r->ok = true;
         r->calling = r->opts.callback != NULL;
@@ -878,11 +894,12 @@ static mproc_start_method pool_method(const mproc_pool *p) {
 }
 
 static void pool_free(mproc_pool *p) {
-  while (p->arenas) { /* the workers are gone: nothing to tell them */
-    arena *a = p->arenas;
-    p->arenas = a->next;
-    arena_free(a);
-  }
+  for (arena **list = &p->arenas; list; list = list == &p->arenas ? &p->lent : NULL)
+    while (*list) { /* the workers are gone: nothing to tell them */
+      arena *a = *list;
+      *list = a->next;
+      arena_free(a);
+    }
   for (size_t i = 0; p->w && i < p->nw; ++i) free(p->w[i].arenas);
   for (size_t i = 0; i < p->nfns; ++i) mproc__buf_free(&p->refs[i]);
   free(p->refs);
@@ -1138,6 +1155,51 @@ int mproc_pool_apply(mproc_pool *p, mproc_task_fn fn, const void *in, size_t len
 
 static size_t round64(size_t x) { return (x + 63) / 64 * 64; }
 
+/* The caller's block holding [ptr, ptr + len) whole, with ptr's offset in it (with the mutex held). */
+static arena *lent_find(mproc_pool *p, const void *ptr, size_t len, size_t *off) {
+  for (arena *a = p->lent; a; a = a->next) {
+    uintptr_t b = (uintptr_t)a->base, x = (uintptr_t)ptr;
+    if (x >= b && x - b <= a->cap && len <= a->cap - (x - b)) {
+      *off = (size_t)(x - b);
+      return a;
+    }
+  }
+  return NULL;
+}
+
+int mproc_pool_array_alloc(mproc_pool *p, size_t size, void **buf) {
+  MPROC__CHECK_ARG_AS("pool_array_alloc", !p || !buf, "pool and buf must be set");
+  *buf = NULL;
+  MPROC__CHECK_ARG_AS("pool_array_alloc", !size || size > SIZE_MAX / 2, "size %zu", size);
+  arena *a = NULL;
+  mproc__pal_mutex_lock(p->k->mu);
+  int rc = arena_take(p, size, &a);
+  if (!rc) {
+    a->lent = true;
+    a->next = p->lent;
+    p->lent = a;
+    *buf = a->base;
+  }
+  mproc__pal_mutex_unlock(p->k->mu);
+  return rc;
+}
+
+void mproc_pool_array_free(mproc_pool *p, void *buf) {
+  if (!p || !buf) return;
+  mproc__pal_mutex_lock(p->k->mu);
+  for (arena **at = &p->lent; *at; at = &(*at)->next) {
+    arena *a = *at;
+    if (a->base != buf) continue;
+    *at = a->next;
+    a->next = NULL;
+    a->lent = false;
+    ++a->users; /* given back as any arena: to the cache, or freed, once no map uses it */
+    arena_unuse(a);
+    break;
+  }
+  mproc__pal_mutex_unlock(p->k->mu);
+}
+
 int mproc_pool_map_array_async(mproc_pool *p, mproc_record_fn fn, const mproc_array_map *m, const mproc_async_opts *o,
                                mproc_async_result **out) {
   const char *call = "pool_map_array";
@@ -1150,7 +1212,6 @@ int mproc_pool_map_array_async(mproc_pool *p, mproc_record_fn fn, const mproc_ar
   size_t hdr = round64(mproc__pool_array_hdr_size(p->nw));
   MPROC__CHECK_ARG_AS(call, n > (SIZE_MAX / 4 - hdr) / m->in_size || n > (SIZE_MAX / 4 - hdr) / m->out_size,
                       "%zu records of %zu and %zu bytes are too many", n, m->in_size, m->out_size);
-  size_t in_off = hdr, out_off = hdr + round64(n * m->in_size), need = out_off + n * m->out_size;
   size_t chunk = o ? o->chunksize : 0;
   if (!chunk) { /* as map: about four chunks per worker */
     chunk = n / (p->nw * 4);
@@ -1164,25 +1225,36 @@ int mproc_pool_map_array_async(mproc_pool *p, mproc_record_fn fn, const mproc_ar
   if (o) r->opts = *o;
   r->out = (unsigned char *)m->out;
   r->out_size = m->out_size;
-  r->out_off = out_off;
   task **ts = (task **)calloc(p->nw, sizeof *ts);
   if (!ts) {
     free(r);
     return mproc__fail(MPROC_ENOMEM, "%s: out of memory", call);
   }
-  arena *a = NULL;
+  arena *a = NULL, *lent[2] = {NULL, NULL}; /* the map's arena; the caller's blocks holding in, out */
+  size_t off[3] = {0, 0, 0};                /* the header, in, out: offsets in their arenas */
   size_t fn_i = 0;
   mproc__pal_mutex_lock(p->k->mu);
   int rc = p->state == RUN
                ? 0
                : mproc__fail(MPROC_ESTATE, "%s: the pool is %s", call, p->state == CLOSED ? "closed" : "terminated");
   if (!rc) rc = fn_index(p, (void *)fn, &fn_i);
-  if (!rc) rc = arena_take(p, need, &a);
+  if (!rc && n) { /* in place where the caller's block holds them (held by the map's tasks from here) */
+    lent[0] = lent_find(p, m->in, n * m->in_size, &off[1]);
+    lent[1] = lent_find(p, m->out, n * m->out_size, &off[2]);
+  }
+  size_t out_at = hdr + (lent[0] ? 0 : round64(n * m->in_size)); /* after what is copied in */
+  if (!lent[0]) off[1] = hdr;
+  if (!lent[1]) off[2] = out_at;
+  if (!rc) rc = arena_take(p, lent[1] ? out_at : out_at + n * m->out_size, &a);
+  for (int i = 0; i < 2; ++i)
+    if (lent[i]) lent[i]->users += p->nw;
   mproc__pal_mutex_unlock(p->k->mu);
+  r->out_off = lent[1] ? SIZE_MAX : off[2]; /* SIZE_MAX: written in place, nothing to copy out */
   /* the arena is this map's alone now: its header reset, the inputs copied in, outside the lock */
   if (!rc) {
     memset(a->base, 0, hdr);
-    if (n) memcpy(a->base + in_off, m->in, n * m->in_size);
+    if (n && !lent[0]) memcpy(a->base + off[1], m->in, n * m->in_size);
+    mproc__atomic_store32(&((mproc__pool_array_hdr *)(void *)a->base)->go, 1);
   }
   for (size_t i = 0; i < p->nw && !rc; ++i) { /* one part per worker: each claims until the end */
     task *t = (task *)calloc(1, sizeof *t);
@@ -1193,12 +1265,14 @@ int mproc_pool_map_array_async(mproc_pool *p, mproc_record_fn fn, const mproc_ar
     t->r = r;
     t->fn = fn_i;
     t->chunk = chunk;
-    uint64_t v[12] = {fn_i,        a->v ? a->id : 0,         0, n,      chunk,   m->in_size,
-                      m->out_size, p->o.task_timeout_ms > 0, 0, in_off, out_off, 0};
-    if (!a->v) /* a ThreadPool's: addresses in this process */
-      for (int j = 8; j < 11; ++j) v[j] += (uint64_t)(uintptr_t)a->base;
+    uint64_t v[13] = {fn_i, 0, n, chunk, m->in_size, m->out_size, p->o.task_timeout_ms > 0};
+    for (int j = 0; j < 3; ++j) { /* where each part lies: (arena id, offset), or (0, an address) */
+      const arena *x = j && lent[j - 1] ? lent[j - 1] : a;
+      v[7 + 2 * j] = x->v ? x->id : 0;
+      v[8 + 2 * j] = (x->v ? 0 : (uint64_t)(uintptr_t)x->base) + off[j];
+    }
     rc = mproc__buf_append(&t->msg, "A", 1);
-    for (int j = 0; j < 11 && !rc; ++j) rc = put_u64(&t->msg, v[j]);
+    for (int j = 0; j < 13 && !rc; ++j) rc = put_u64(&t->msg, v[j]);
     ts[i] = t;
     if (rc) rc = mproc__fail(MPROC_ENOMEM, "%s: out of memory", call);
   }
@@ -1211,6 +1285,8 @@ int mproc_pool_map_array_async(mproc_pool *p, mproc_record_fn fn, const mproc_ar
       a->users = 1;
       arena_unuse(a);
     }
+    for (int i = 0; i < 2; ++i)
+      for (size_t j = 0; lent[i] && j < p->nw; ++j) arena_unuse(lent[i]);
     mproc__pal_mutex_unlock(p->k->mu);
     free(ts);
     free(r);
@@ -1223,6 +1299,8 @@ int mproc_pool_map_array_async(mproc_pool *p, mproc_record_fn fn, const mproc_ar
   for (size_t i = 0; i < p->nw; ++i) {
     task *t = ts[i];
     t->arena = a;
+    t->lent[0] = lent[0];
+    t->lent[1] = lent[1];
     if (p->tail)
       p->tail->next = t;
     else

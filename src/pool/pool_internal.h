@@ -6,8 +6,8 @@
  *   'T' [u64 function index] [u64 n] n x ([u64 len] [bytes])                  run a task of n items
  *   'S' [u64 arena id], then the arena itself (an object: a shared block)      keep arena `id` mapped
  *   'U' [u64 arena id]                                                          let arena `id` go
- *   'A' [u64 function index] [u64 arena id] [u64 slot] [u64 n] [u64 chunk] [u64 in_size] [u64 out_size]
- *       [u64 timed] [u64 header] [u64 in] [u64 out]                             an array map (below)
+ *   'A' [u64 function index] [u64 slot] [u64 n] [u64 chunk] [u64 in_size] [u64 out_size] [u64 timed]
+ *       3 x ([u64 arena id] [u64 offset]): the header, the inputs, the outputs   an array map (below)
  *   'Q'                                                                        end (the end of the
  *        connection may never come: a fork child holds copies of the parent's other descriptors)
  * Worker -> parent, one per task, in the order the tasks came:
@@ -18,8 +18,9 @@
  * itself (the parent never sends it more).
  *
  * The array path (mproc_pool_map_array). The inputs, the outputs and an mproc__pool_array_hdr live in
- * an arena: a shared block the pool keeps and reuses (a heap block for a ThreadPool). 'A' gives header,
- * in and out as offsets in arena `id` (id 0: addresses in this process, a thread worker's). Every
+ * arenas: shared blocks the pool keeps and reuses, or lends to the caller (mproc_pool_array_alloc); heap
+ * blocks for a ThreadPool. 'A' gives header, in and out each as an offset in an arena (id 0: an address
+ * in this process, a thread worker's). Every
  * worker gets one 'A' per map and claims `chunk` records at a time from the header's counter, running
  * fn on each record where it lies, until the counter passes n or `stop` is set; then it replies. No
  * message per chunk, no copy per record. */
@@ -48,7 +49,12 @@ typedef struct mproc__pool_array_hdr {
   volatile uint64_t next; /* the next record to claim */
   unsigned char pad0[56];
   volatile uint32_t stop; /* set by the first failure (or the parent): claim no more */
-  unsigned char pad1[60];
+  /* The map's hand-overs, besides the messages (which order them too): the parent sets `go` once the
+   * header and inputs are in place, a worker reads it before anything else; a worker adds to `parts`
+   * once its last output is written, the parent reads it before the outputs. (What a sanitizer sees.) */
+  volatile uint32_t go;
+  volatile uint64_t parts;
+  unsigned char pad1[48];
   mproc__pool_claim claims[1]; /* one per worker slot */
 } mproc__pool_array_hdr;
 

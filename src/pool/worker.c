@@ -120,18 +120,22 @@ static void arena_drop(arenas *as, uint64_t id) {
 /* Run an array map's part ('A'): claim chunks and run fn on their records where they lie; the reply in
  * *reply. */
 static int run_array(mproc_record_fn fn, mproc__wire_reader *r, const arenas *as, mproc__buf *reply) {
-  uint64_t v[10];
-  static const char *const what[10] = {"an arena",       "a slot", "a count",  "a chunk",    "an input size",
-                                       "an output size", "a flag", "a header", "the inputs", "the outputs"};
-  for (int i = 0; i < 10; ++i) v[i] = mproc__wire_get_u64(r, what[i]);
+  uint64_t v[12];
+  for (int i = 0; i < 12; ++i) v[i] = mproc__wire_get_u64(r, "an array map's field");
   if (r->bad) return mproc__fail(MPROC_ESYS, "pool worker: a malformed array map (%s)", r->bad);
-  unsigned char *base = v[0] ? arena_base(as, v[0]) : NULL;
-  if (v[0] && !base) return mproc__fail(MPROC_ESYS, "pool worker: an array map in an unknown arena");
-  uint64_t slot = v[1], n = v[2], chunk = v[3] ? v[3] : 1, in_size = v[4], out_size = v[5];
-  bool timed = v[6] != 0;
-  mproc__pool_array_hdr *h = (mproc__pool_array_hdr *)(void *)(base + v[7]);
-  const unsigned char *in = base + v[8];
-  unsigned char *out = base + v[9];
+  uint64_t slot = v[0], n = v[1], chunk = v[2] ? v[2] : 1, in_size = v[3], out_size = v[4];
+  bool timed = v[5] != 0;
+  unsigned char *at[3]; /* the header, the inputs, the outputs: arena id and offset (id 0: an address) */
+  for (int i = 0; i < 3; ++i) {
+    uint64_t id = v[6 + 2 * i];
+    unsigned char *base = id ? arena_base(as, id) : NULL;
+    if (id && !base) return mproc__fail(MPROC_ESYS, "pool worker: an array map in an unknown arena");
+    at[i] = id ? base + v[7 + 2 * i] : (unsigned char *)(uintptr_t)v[7 + 2 * i];
+  }
+  mproc__pool_array_hdr *h = (mproc__pool_array_hdr *)(void *)at[0];
+  if (!mproc__atomic_load32(&h->go)) return mproc__fail(MPROC_ESYS, "pool worker: an array map not set up");
+  const unsigned char *in = at[1];
+  unsigned char *out = at[2];
   mproc__pool_claim *claim = &h->claims[slot];
   int rc = mproc__buf_append(reply, "R", 1);
   if (!rc) rc = put_u64(reply, 0);
@@ -143,8 +147,8 @@ static int run_array(mproc_record_fn fn, mproc__wire_reader *r, const arenas *as
     uint64_t s = mproc__atomic_add64(&h->next, chunk);
     if (s >= n) break;
     uint64_t e = n - s < chunk ? n : s + chunk;
-    if (timed) mproc__atomic_store64(&claim->since, (uint64_t)mproc__pal_monotonic_ns());
-    mproc__atomic_store64(&claim->at, s + 1);
+    if (timed) mproc__atomic_store64_relaxed(&claim->since, (uint64_t)mproc__pal_monotonic_ns());
+    mproc__atomic_store64_relaxed(&claim->at, s + 1); /* read by the parent for a death or a timeout only */
     for (uint64_t i = s; i < e; ++i) {
       int st = fn(in + i * in_size, out + i * out_size, &t);
       if (!st) continue;
@@ -162,6 +166,7 @@ static int run_array(mproc_record_fn fn, mproc__wire_reader *r, const arenas *as
     }
   }
   mproc__atomic_store64(&claim->at, 0);
+  mproc__atomic_add64(&h->parts, 1); /* after every output it wrote */
   mproc__buf_free(&t.out);
   free(t.message);
   return rc;
