@@ -404,6 +404,28 @@ TEST_P(Pool, AWorkerThatDiesFailsItsTaskAndIsReplaced) {
   finish(p);
 }
 
+// Quick tasks go to a worker many at a time (a window of them in flight): a death among them fails the
+// task it was running and no other; those sent after it run on another worker or its replacement.
+TEST_P(Pool, ADeathAmongManyQuickTasksInFlightFailsOnlyItsTask) {
+  if (threads()) GTEST_SKIP() << "a thread worker cannot die alone";
+  mproc_pool *p = make(2);
+  ASSERT_NE(p, nullptr);
+  for (int round = 0; round < 3; ++round) {
+    SCOPED_TRACE(round);
+    const int n = 400, bad = 150 + round * 40;
+    std::vector<mproc_async_result *> rs(n, nullptr);
+    for (int i = 0; i < n; ++i) {
+      char c = i == bad ? 'a' : 'k';
+      ASSERT_EQ(mproc_pool_apply_async(p, t_misbehave, &c, 1, nullptr, &rs[i]), 0) << mproc_last_error();
+    }
+    for (int i = 0; i < n; ++i) {
+      EXPECT_EQ(mproc_async_result_get(rs[i], kLong), i == bad ? MPROC_EWORKERDIED : 0) << "task " << i;
+      mproc_async_result_destroy(rs[i]);
+    }
+  }
+  finish(p);
+}
+
 TEST_P(Pool, ATaskThatRunsTooLongFailsWithTimeoutAndThePoolGoesOn) {
   if (threads()) {
     mproc_pool_opts o{};

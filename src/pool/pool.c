@@ -20,7 +20,10 @@
 #include "pool_internal.h"
 
 enum { RUN = 0, CLOSED = 1, TERMINATED = 2 };
-#define SMALL_TASK (16u << 10) /* a second task is sent ahead only when both are at most this */
+#define SMALL_TASK (16u << 10)   /* a task is sent ahead of another only when both are at most this */
+#define WINDOW 64                /* tasks in flight to one worker whose tasks are quick */
+#define WINDOW_BYTES (32u << 10) /* and their bytes: never more than a connection's buffer holds */
+#define QUICK_NS 100000          /* quick: a worker's tasks took under 100 us each, lately */
 
 typedef struct core {
   mproc__mutex *mu;
@@ -100,8 +103,10 @@ typedef struct worker {
   mproc_process *proc; /* a process worker */
   mproc__thread *thr;  /* a thread worker */
   mproc_connection *conn;
-  task *inflight[2];
+  task *inflight[WINDOW]; /* oldest first: [0] is running (or next to) */
   size_t ninflight;
+  size_t inbytes;   /* the task messages in flight */
+  int64_t avg_ns;   /* how long its tasks took lately (from its previous reply, or the send, to the reply) */
   uint64_t sent;    /* tasks sent (maxtasksperchild) */
   uint64_t replied; /* replies received */
   size_t fns_known; /* functions defined to it */
@@ -402,7 +407,13 @@ static bool worker_live(const struct worker *w) { return w->conn && !w->broken; 
 static bool has_room(const mproc_pool *p, const worker *w, const task *t) {
   if (!worker_live(w) || (p->o.maxtasksperchild && w->sent >= p->o.maxtasksperchild)) return false;
   if (w->ninflight == 0) return true;
-  return w->ninflight == 1 && t->msg.len <= SMALL_TASK && w->inflight[0]->msg.len <= SMALL_TASK;
+  /* Ahead of what it runs: a small task, while the bytes in flight stay under what a connection holds
+   * (so a send never waits on a worker that waits to send its reply: two full pipes). One ahead, or a
+   * window of them when its tasks are quick, so a worker never waits for the parent between tasks and
+   * the parent's sends, the worker's reads and the replies come many at a time. */
+  size_t most = w->avg_ns && w->avg_ns < QUICK_NS ? WINDOW : 2;
+  return w->ninflight < most && t->msg.len <= SMALL_TASK && w->inflight[0]->msg.len <= SMALL_TASK &&
+         w->inbytes + t->msg.len <= WINDOW_BYTES;
 }
 
 /* Send arena a to worker w unless w has it. */
@@ -477,6 +488,7 @@ static void pump(mproc_pool *p) {
       t->next = NULL;
       if (w->ninflight == 0) t->started = mproc__pal_monotonic_ns();
       w->inflight[w->ninflight++] = t;
+      w->inbytes += t->msg.len;
       ++w->sent;
       sent = true;
     }
@@ -618,10 +630,12 @@ static void run_later(mproc_pool *p) {
 /* With the mutex held: the reply to w's oldest task. What to call back, in *cb (its reference kept). */
 static void take_reply(mproc_pool *p, worker *w, const char *msg, size_t len, callback_call *cb) {
   task *t = w->inflight[0];
-  w->inflight[0] = w->inflight[1];
-  w->inflight[1] = NULL;
+  memmove(w->inflight, w->inflight + 1, --w->ninflight * sizeof *w->inflight);
+  w->inbytes -= t->msg.len;
   ++w->replied;
-  if (--w->ninflight) w->inflight[0]->started = mproc__pal_monotonic_ns();
+  int64_t now = mproc__pal_monotonic_ns(), took = now - t->started;
+  w->avg_ns = w->avg_ns ? (w->avg_ns * 7 + took) / 8 : took + 1;
+  if (w->ninflight) w->inflight[0]->started = now;
   mproc_async_result *r = t->r;
   mproc__wire_reader rd = mproc__wire_reader_make(msg + 1, len ? len - 1 : 0);
   uint64_t code = mproc__wire_get_u64(&rd, "a status");
@@ -704,6 +718,7 @@ static void worker_died(mproc_pool *p, worker *w, callback_call *cb) {
     }
     w->ninflight = 0;
   }
+  w->inbytes = 0;
   if (w->ninflight) {
     task *t = w->inflight[0];
     mproc_async_result *r = t->r;
@@ -720,12 +735,13 @@ static void worker_died(mproc_pool *p, worker *w, callback_call *cb) {
       if (at) item = (size_t)at - 1;
     }
     bool became = result_fail(r, timed_out ? MPROC_ETIMEDOUT : MPROC_EWORKERDIED, item, msg, true);
-    if (w->ninflight == 2) { /* not started: back to the front */
-      task *u = w->inflight[1];
+    for (size_t j = w->ninflight; j-- > 1;) { /* not started: back to the front, in order */
+      task *u = w->inflight[j];
       u->next = p->head;
       p->head = u;
       if (!p->tail) p->tail = u;
     }
+    w->ninflight = 0; /* (terminate, which may come next, must not meet them again) */
     task_free(t);
     if (became) {
       cb->r = r;
