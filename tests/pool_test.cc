@@ -933,7 +933,8 @@ TEST_P(Pool, MapArrayFailsAsAWholeAndLeavesTheOutputUntouched) {
   std::vector<int64_t> out;
   mproc_array_map m = array_of(in, out);
   EXPECT_EQ(mproc_pool_map_array(p, r_misbehave, &m, 16, kLong), MPROC_ETASK);
-  EXPECT_NE(std::string(mproc_last_error()).find("record 12964 says no"), std::string::npos) << mproc_last_error();
+  EXPECT_NE(std::string(mproc_last_error()).find("record 4321: record 12964 says no"), std::string::npos)
+      << mproc_last_error();
   EXPECT_EQ(std::count(out.begin(), out.end(), -7), (long)out.size()) << "a failed map writes nothing";
   in[4321].op = 0; // the pool still serves
   ASSERT_EQ(mproc_pool_map_array(p, r_misbehave, &m, 0, kLong), 0) << mproc_last_error();
@@ -956,6 +957,7 @@ TEST_P(Pool, MapArrayWorkerDeathAndTimeoutFailTheMapAndThePoolGoesOn) {
     EXPECT_EQ(mproc_pool_map_array(p, r_misbehave, &m, 10, kLong), op == 2 ? MPROC_EWORKERDIED : MPROC_ETIMEDOUT);
     std::string msg = mproc_last_error();
     EXPECT_NE(msg.find(op == 2 ? "the worker running the task" : "ran out of its time"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("(in the chunk from record 1230)"), std::string::npos) << msg; // chunks of 10
     in[1234].op = 0;
     ASSERT_EQ(mproc_pool_map_array(p, r_misbehave, &m, 1, kLong), 0) << mproc_last_error();
     EXPECT_EQ(out[2999], 2999 * 3 + 1);

@@ -193,19 +193,22 @@ typedef struct mproc_array_map {
   size_t n;
 } mproc_array_map;
 
-/* map_async over fixed-size records, the array path: the inputs are copied once into an arena of
- * shared memory that the pool keeps and reuses (mapped by every worker once, not sent per task), each
- * worker claims chunksize records at a time from a counter in the arena - no message per chunk, no
- * copy per record - and runs fn on them where they lie; the outputs are copied to m->out when the map
- * succeeds, before the result is ready (and its callback runs). m->out must stay valid until the result
- * is ready or destroyed (a destroyed result never writes it); a failed map leaves it untouched. A ThreadPool uses a
- * heap arena: the same copies, the same rules. The result has n items: mproc_async_result_item(r, i) points at m->out's
- * record i. Failures as map: the first failing record (MPROC_ETASK, its index in the message and mproc_async_result's
- * failed item), a worker that died in the map (MPROC_EWORKERDIED: the map fails, the worker is
- * replaced), the per-task timeout (per record: a chunk of k records has k times it; MPROC_ETIMEDOUT).
- * opts->chunksize 0: about four chunks per worker, as map. The byte-string calls above stay the way
- * for inputs of different sizes. Errors: MPROC_EINVAL (a NULL fn or array with n > 0, a size of 0, n *
- * size overflowing), MPROC_ESTATE (pool closed), MPROC_ENOMEM, those of making shared memory. */
+/* map_async over fixed-size records, the array path. The inputs are copied once into an arena of
+ * shared memory that the pool keeps and reuses (mapped by each worker once, not sent per task); each
+ * worker is sent one message for the whole map, claims chunksize records at a time from a counter in
+ * the arena - no message per chunk, no copy per record - and runs fn on them where they lie. The
+ * outputs are copied to m->out when the map succeeds, before the result is ready (and its callback
+ * runs). m->out must stay valid until the result is ready or destroyed (a destroyed result never writes
+ * it); a failed map leaves it untouched. Inputs or outputs inside blocks of mproc_pool_array_alloc are
+ * used in place instead (nothing copied). A ThreadPool uses heap arenas, with the same rules.
+ * The result has n items: mproc_async_result_item(r, i) points at m->out's record i. Failures, as
+ * map: the first failing record stops the others at their next chunk (MPROC_ETASK, the message
+ * "record N: " and the task's); a worker that died in the map (MPROC_EWORKERDIED, naming the chunk it
+ * was on; the worker is replaced); the per-task timeout, per record (a chunk of k records has k times
+ * it; MPROC_ETIMEDOUT). opts->chunksize 0: about four chunks per worker, as map. The byte-string calls
+ * above stay the way for inputs of different sizes. Errors: MPROC_EINVAL (a NULL fn or array with n >
+ * 0, a size of 0, n * size overflowing), MPROC_ESTATE (pool closed), MPROC_ENOMEM, those of making
+ * shared memory. */
 MPROC_API int mproc_pool_map_array_async(mproc_pool *p, mproc_record_fn fn, const mproc_array_map *m,
                                          const mproc_async_opts *opts, mproc_async_result **out);
 /* Memory the array path uses where it lies: a block of `size` bytes of shared memory (a heap block for a

@@ -683,10 +683,11 @@ static void take_reply(mproc_pool *p, worker *w, const char *msg, size_t len, ca
     size_t mlen;
     const char *m = (const char *)mproc__wire_get_bytes(&rd, &mlen, "a message");
     if (!rd.bad) {
-      char *text = (char *)malloc(mlen + 1);
-      if (text) {
-        memcpy(text, m, mlen);
-        text[mlen] = 0;
+      char *text = (char *)malloc(mlen + 48);
+      if (text) { /* an array map's failure names its record */
+        int at = t->arena ? snprintf(text, 48, "record %llu: ", (unsigned long long)item) : 0;
+        memcpy(text + at, m, mlen);
+        text[at + mlen] = 0;
       }
       became = result_fail(r, (int)-(int64_t)code, t->first + (size_t)item, text ? text : "the task failed", true);
       free(text);
@@ -729,10 +730,12 @@ static void worker_died(mproc_pool *p, worker *w, callback_call *cb) {
     else
       snprintf(msg, sizeof msg, "pool: the worker running the task %s", how);
     size_t item = t->first;
-    if (t->arena) { /* the record it was running, if it had claimed one in this map */
+    if (t->arena) { /* the chunk it was running, if it had claimed one in this map */
       const mproc__pool_claim *c = &((mproc__pool_array_hdr *)(void *)t->arena->base)->claims[w - p->w];
       uint64_t at = mproc__atomic_load64(&c->at);
       if (at) item = (size_t)at - 1;
+      size_t k = strlen(msg);
+      if (at) snprintf(msg + k, sizeof msg - k, " (in the chunk from record %zu)", item);
     }
     bool became = result_fail(r, timed_out ? MPROC_ETIMEDOUT : MPROC_EWORKERDIED, item, msg, true);
     for (size_t j = w->ninflight; j-- > 1;) { /* not started: back to the front, in order */
