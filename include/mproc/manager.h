@@ -48,6 +48,12 @@
  * the authkey; see mproc/listener.h, SECURITY). The server ends on mproc_manager_shutdown, on the
  * destroy of the handle that started it, and when the process that started it ends.
  *
+ * SECURITY. Every client proves the authkey (by default the starter's process authkey, which its
+ * children inherit) before anything is served; the default address is one only this user can reach
+ * (mproc/listener.h). The bytes are not encrypted: see mproc/listener.h, SECURITY, before listening
+ * on TCP. A POSIX build without OpenSSL's libcrypto has no authkeys, so start, connect and
+ * serve_forever give MPROC_ENOTSUP there.
+ *
  * Not yet here (issue 13): Queue, Condition, Event, Semaphore, Barrier, Value and Array proxies, RLock,
  * custom types (register).
  */

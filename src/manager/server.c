@@ -11,6 +11,11 @@
 #include "../pal.h"
 
 #define DEFERRED 1 /* a handler's result: the reply comes later */
+/* The server tries to accept at least this often, whatever mproc_wait says of the listener: under wine,
+ * a named-pipe listener's readiness (a client's connect, the next message of a handshake) is sometimes
+ * not reported to an mproc_wait that also waits on other connections, and a client would wait for ever
+ * (seen with this module's tests; a blocking accept is not affected). Costs ten wake-ups a second. */
+#define ACCEPT_POLL_NS (100 * 1000000LL)
 
 typedef struct bstr {
   char *p;
@@ -73,6 +78,7 @@ typedef struct server {
   size_t nobj, capobj;
   uint32_t free_head; /* index + 1 of a free slot, 0: none */
   uint64_t seed, tickets;
+  int64_t next_accept; /* when accept is tried even if the listener was not reported ready */
   bool stop;
 } server;
 
@@ -703,6 +709,7 @@ static void expire(server *s) {
 
 static void accept_one(server *s) {
   mproc_connection *conn;
+  s->next_accept = mproc_monotonic_ns() + ACCEPT_POLL_NS;
   if (mproc_listener_accept(s->l, 0, &conn) != 0) return; /* a refused client, or one still to finish */
   client *c = (client *)calloc(1, sizeof *c);
   if (s->ncl == s->capcl) {
@@ -757,7 +764,8 @@ static int serve(server *s) {
       who[n++] = s->cl[i];
     }
     size_t nready;
-    int w = mproc_wait(ws, n, deadline == INT64_MAX ? MPROC_INFINITE : mproc__ms_until(deadline), &nready);
+    if (s->next_accept < deadline) deadline = s->next_accept;
+    int w = mproc_wait(ws, n, mproc__ms_until(deadline), &nready);
     if (w != 0 && w != MPROC_ETIMEDOUT) {
       rc = w;
       break;
@@ -780,6 +788,7 @@ static int serve(server *s) {
         }
       }
     }
+    if (mproc_monotonic_ns() >= s->next_accept) accept_one(s);
     expire(s);
     sweep(s);
   }
