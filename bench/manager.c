@@ -91,13 +91,21 @@ static void pingpong_raw(void *vctx, int64_t iters) {
     if (write(c->fd, &b, 1) != 1 || read(c->fd, &b, 1) != 1) exit(1);
 }
 
+/* A listening Unix stream socket at dir/raw.sock (dir made here, the caller's template): the socket, or -1. */
+static int raw_listen(char *dir, struct sockaddr_un *sa) {
+  if (!mkdtemp(dir)) return -1;
+  *sa = (struct sockaddr_un){.sun_family = AF_UNIX};
+  snprintf(sa->sun_path, sizeof sa->sun_path, "%s/raw.sock", dir);
+  int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (l < 0 || bind(l, (struct sockaddr *)sa, sizeof *sa) != 0 || listen(l, 1) != 0) return -1;
+  return l;
+}
+
 static int run_raw(bench_spec spec, pair_ctx *c) {
   char dir[] = "/tmp/mproc-bench-XXXXXX";
-  if (!mkdtemp(dir)) return 1;
-  struct sockaddr_un sa = {.sun_family = AF_UNIX};
-  snprintf(sa.sun_path, sizeof sa.sun_path, "%s/raw.sock", dir);
-  int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (l < 0 || bind(l, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(l, 1) != 0) return 1;
+  struct sockaddr_un sa;
+  int l = raw_listen(dir, &sa);
+  if (l < 0) return 1;
   pid_t pid = fork();
   if (pid < 0) return 1;
   if (pid == 0) {
@@ -231,11 +239,9 @@ static void raw_serve(int s) {
 
 static int setget_run_raw(bench_spec spec, bench_placement pl) {
   char dir[] = "/tmp/mproc-bench-XXXXXX";
-  if (!mkdtemp(dir)) return 1;
-  struct sockaddr_un sa = {.sun_family = AF_UNIX};
-  snprintf(sa.sun_path, sizeof sa.sun_path, "%s/raw.sock", dir);
-  int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (l < 0 || bind(l, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(l, 1) != 0) return 1;
+  struct sockaddr_un sa;
+  int l = raw_listen(dir, &sa);
+  if (l < 0) return 1;
   pid_t pid = fork();
   if (pid < 0) return 1;
   if (pid == 0) { /* the server */

@@ -432,6 +432,46 @@ TEST_F(Manager, MalformedRequestsCloseThatConnectionOnly) {
   EXPECT_EQ(get(m, d, "still"), "served");
 }
 
+// connections[0]: a manager arrives there, then the dict's id as bytes
+int t_receive_manager(const mproc_args *a) {
+  void *obj = nullptr;
+  if (mproc_connection_recv_object(a->connections[0], MPROC_OBJECT_MANAGER, kLong, &obj) != 0) return 10;
+  mproc_manager *m = (mproc_manager *)obj;
+  char *id;
+  size_t n;
+  if (mproc_connection_recv_bytes(a->connections[0], 0, kLong, &id, &n) != 0 || n != sizeof(mproc_mdict)) return 11;
+  mproc_mdict d;
+  memcpy(&d, id, sizeof d);
+  mproc_free(id);
+  int rc = set(m, d, "sent", "over a connection");
+  mproc_manager_destroy(m); // a handle it did not start: the server goes on
+  return rc == 0 ? 0 : 12;
+}
+
+TEST_F(Manager, AHandleSentToARunningProcessReachesTheSameServer) {
+  mproc_mdict d;
+  ASSERT_EQ(mproc_manager_dict(m, &d, kLong), 0);
+  mproc_connection *mine, *theirs;
+  ASSERT_EQ(mproc_pipe(true, &mine, &theirs), 0);
+  mproc_process_opts po{};
+  po.target = t_receive_manager;
+  po.connections = &theirs;
+  po.connection_count = 1;
+  mproc_process *p;
+  ASSERT_EQ(mproc_process_create(&p, &po), 0);
+  ASSERT_EQ(mproc_process_start(p), 0) << mproc_last_error();
+  ASSERT_EQ(mproc_connection_send_object(mine, mproc_object_manager(m), mproc_process_pid(p)), 0) << mproc_last_error();
+  ASSERT_EQ(mproc_connection_send_bytes(mine, &d, sizeof d, 0, MPROC_ALL), 0);
+  EXPECT_EQ(mproc_process_join(p, kLong), 0);
+  int code = -1;
+  EXPECT_TRUE(mproc_process_exitcode(p, &code));
+  EXPECT_EQ(code, 0);
+  EXPECT_EQ(get(m, d, "sent"), "over a connection");
+  mproc_process_destroy(p);
+  mproc_connection_destroy(theirs);
+  mproc_connection_destroy(mine);
+}
+
 // ---- a server of this program's own: serve_forever in a child ------------------------------------
 
 void on_listening(const char *address, void *arg) {
@@ -465,6 +505,13 @@ struct Served {
     address.assign(a, n);
     mproc_free(a);
   }
+  mproc_manager *connect() { // a handle on it
+    mproc_manager_opts o{};
+    o.address = address.c_str();
+    mproc_manager *c = nullptr;
+    EXPECT_EQ(mproc_manager_connect(&c, &o, kLong), 0) << mproc_last_error();
+    return c;
+  }
   ~Served() {
     if (p) {
       mproc_process_kill(p);
@@ -479,10 +526,8 @@ TEST(ManagerServeForever, ServesUntilAClientShutsItDown) {
   if (kNoCrypto) GTEST_SKIP() << "a build without libcrypto has no authkeys, so no manager";
   Served s;
   s.start();
-  mproc_manager_opts o{};
-  o.address = s.address.c_str();
-  mproc_manager *c;
-  ASSERT_EQ(mproc_manager_connect(&c, &o, kLong), 0) << mproc_last_error();
+  mproc_manager *c = s.connect();
+  ASSERT_NE(c, nullptr);
   mproc_mdict d;
   ASSERT_EQ(mproc_manager_dict(c, &d, kLong), 0);
   EXPECT_EQ(set(c, d, "a", "b"), 0);
@@ -500,14 +545,10 @@ TEST(ManagerServeForever, AClientWhoseServerDiedGetsAnErrorWithinItsTimeout) {
   if (kNoCrypto) GTEST_SKIP() << "a build without libcrypto has no authkeys, so no manager";
   Served s;
   s.start();
-  mproc_manager_opts o{};
-  o.address = s.address.c_str();
-  mproc_manager *c;
-  ASSERT_EQ(mproc_manager_connect(&c, &o, kLong), 0) << mproc_last_error();
+  mproc_manager *c = s.connect(), *w = s.connect();
+  ASSERT_TRUE(c && w);
   mproc_mlock k;
   ASSERT_EQ(mproc_manager_lock(c, &k, kLong), 0);
-  mproc_manager *w;
-  ASSERT_EQ(mproc_manager_connect(&w, &o, kLong), 0);
   ASSERT_EQ(mproc_mlock_acquire(c, k, 0), 0);
   std::thread waiter([&] { EXPECT_EQ(mproc_mlock_acquire(w, k, MPROC_INFINITE), MPROC_EPIPE); });
   mproc_mdict d;

@@ -193,6 +193,9 @@ static int exec_until(mproc_manager *m, rq *q, uint32_t op, uint64_t id, int64_t
   memset(r, 0, sizeof *r);
   if (!q->rc && !q->b.len && !(q->rc = mproc__buf_reserve(&q->b, MGR_REQ_HEADER))) q->b.len = MGR_REQ_HEADER;
   int rc = q->rc;
+  if (!rc && q->b.len > MPROC_MANAGER_MAX_MESSAGE)
+    rc = mproc__fail(MPROC_EMSGSIZE, "manager: the request (%zu bytes) is longer than MPROC_MANAGER_MAX_MESSAGE",
+                     q->b.len);
   if (rc) {
     mproc__buf_free(&q->b);
     return rc;
@@ -321,7 +324,9 @@ static int take_list(rs *r, mproc_bytes **out, size_t *count) {
 
 /* ---- objects ------------------------------------------------------------------------------------ */
 
-static int create(mproc_manager *m, char kind, uint64_t *id, int64_t timeout_ms) {
+static int create(mproc_manager *m, char kind, uint64_t *id, int64_t timeout_ms, const char *call) {
+  MPROC__CHECK_ARG_AS(call, !m, "the manager is NULL");
+  MPROC__CHECK_ARG_AS(call, !id, "out is NULL");
   rq q = {0};
   rs r;
   arg(&q, &kind, 1);
@@ -332,24 +337,16 @@ static int create(mproc_manager *m, char kind, uint64_t *id, int64_t timeout_ms)
   return rc;
 }
 int mproc_manager_dict(mproc_manager *m, mproc_mdict *out, int64_t timeout_ms) {
-  CHECK_M();
-  MPROC__CHECK_ARG(!out, "out is NULL");
-  return create(m, MGR_KIND_DICT, &out->id, timeout_ms);
+  return create(m, MGR_KIND_DICT, out ? &out->id : NULL, timeout_ms, "manager_dict");
 }
 int mproc_manager_list(mproc_manager *m, mproc_mlist *out, int64_t timeout_ms) {
-  CHECK_M();
-  MPROC__CHECK_ARG(!out, "out is NULL");
-  return create(m, MGR_KIND_LIST, &out->id, timeout_ms);
+  return create(m, MGR_KIND_LIST, out ? &out->id : NULL, timeout_ms, "manager_list");
 }
 int mproc_manager_namespace(mproc_manager *m, mproc_mnamespace *out, int64_t timeout_ms) {
-  CHECK_M();
-  MPROC__CHECK_ARG(!out, "out is NULL");
-  return create(m, MGR_KIND_NAMESPACE, &out->id, timeout_ms);
+  return create(m, MGR_KIND_NAMESPACE, out ? &out->id : NULL, timeout_ms, "manager_namespace");
 }
 int mproc_manager_lock(mproc_manager *m, mproc_mlock *out, int64_t timeout_ms) {
-  CHECK_M();
-  MPROC__CHECK_ARG(!out, "out is NULL");
-  return create(m, MGR_KIND_LOCK, &out->id, timeout_ms);
+  return create(m, MGR_KIND_LOCK, out ? &out->id : NULL, timeout_ms, "manager_lock");
 }
 int mproc_manager_drop(mproc_manager *m, uint64_t id, int64_t timeout_ms) {
   CHECK_M();
@@ -359,10 +356,14 @@ int mproc_manager_drop(mproc_manager *m, uint64_t id, int64_t timeout_ms) {
 
 /* ---- dict --------------------------------------------------------------------------------------- */
 
-/* A request of one key (and maybe one more string) whose reply is one value. */
-static int key_value_call(mproc_manager *m, uint32_t op, uint64_t id, const void *key, size_t key_size,
-                          const void *more, size_t more_size, bool has_more, char **value, size_t *value_size,
-                          int64_t timeout_ms) {
+/* A request of one key (and maybe one more string) whose reply is one value; `call` names the public call. */
+static int key_value_call(mproc_manager *m, const char *call, uint32_t op, uint64_t id, const void *key,
+                          size_t key_size, const void *more, size_t more_size, bool has_more, char **value,
+                          size_t *value_size, int64_t timeout_ms) {
+  MPROC__CHECK_ARG_AS(call, !m, "the manager is NULL");
+  MPROC__CHECK_ARG_AS(call, !key && key_size, "key is NULL with a size");
+  MPROC__CHECK_ARG_AS(call, !more && more_size, "the default is NULL with a size");
+  MPROC__CHECK_ARG_AS(call, !value || !value_size, "value or value_size is NULL");
   rq q = {0};
   rs r;
   arg(&q, key, key_size);
@@ -374,34 +375,23 @@ static int key_value_call(mproc_manager *m, uint32_t op, uint64_t id, const void
 
 int mproc_mdict_get(mproc_manager *m, mproc_mdict d, const void *key, size_t key_size, char **value, size_t *value_size,
                     int64_t timeout_ms) {
-  CHECK_M();
-  CHECK_BUF(key, key_size);
-  CHECK_OUT_VALUE();
-  return key_value_call(m, MGR_DICT_GET, d.id, key, key_size, NULL, 0, false, value, value_size, timeout_ms);
+  return key_value_call(m, "mdict_get", MGR_DICT_GET, d.id, key, key_size, NULL, 0, false, value, value_size,
+                        timeout_ms);
 }
 int mproc_mdict_get_default(mproc_manager *m, mproc_mdict d, const void *key, size_t key_size, const void *def,
                             size_t def_size, char **value, size_t *value_size, int64_t timeout_ms) {
-  CHECK_M();
-  CHECK_BUF(key, key_size);
-  CHECK_BUF(def, def_size);
-  CHECK_OUT_VALUE();
-  return key_value_call(m, MGR_DICT_GET, d.id, key, key_size, def, def_size, true, value, value_size, timeout_ms);
+  return key_value_call(m, "mdict_get_default", MGR_DICT_GET, d.id, key, key_size, def, def_size, true, value,
+                        value_size, timeout_ms);
 }
 int mproc_mdict_setdefault(mproc_manager *m, mproc_mdict d, const void *key, size_t key_size, const void *def,
                            size_t def_size, char **value, size_t *value_size, int64_t timeout_ms) {
-  CHECK_M();
-  CHECK_BUF(key, key_size);
-  CHECK_BUF(def, def_size);
-  CHECK_OUT_VALUE();
-  return key_value_call(m, MGR_DICT_SETDEFAULT, d.id, key, key_size, def, def_size, true, value, value_size,
-                        timeout_ms);
+  return key_value_call(m, "mdict_setdefault", MGR_DICT_SETDEFAULT, d.id, key, key_size, def, def_size, true, value,
+                        value_size, timeout_ms);
 }
 int mproc_mdict_pop(mproc_manager *m, mproc_mdict d, const void *key, size_t key_size, char **value, size_t *value_size,
                     int64_t timeout_ms) {
-  CHECK_M();
-  CHECK_BUF(key, key_size);
-  CHECK_OUT_VALUE();
-  return key_value_call(m, MGR_DICT_POP, d.id, key, key_size, NULL, 0, false, value, value_size, timeout_ms);
+  return key_value_call(m, "mdict_pop", MGR_DICT_POP, d.id, key, key_size, NULL, 0, false, value, value_size,
+                        timeout_ms);
 }
 int mproc_mdict_set(mproc_manager *m, mproc_mdict d, const void *key, size_t key_size, const void *value,
                     size_t value_size, int64_t timeout_ms) {
@@ -638,10 +628,9 @@ int mproc_mlist_len(mproc_manager *m, mproc_mlist l, size_t *len, int64_t timeou
 #define CHECK_NAME() MPROC__CHECK_ARG(!name || !*name, "no name")
 int mproc_mnamespace_get(mproc_manager *m, mproc_mnamespace ns, const char *name, char **value, size_t *value_size,
                          int64_t timeout_ms) {
-  CHECK_M();
   CHECK_NAME();
-  CHECK_OUT_VALUE();
-  int rc = key_value_call(m, MGR_DICT_GET, ns.id, name, strlen(name), NULL, 0, false, value, value_size, timeout_ms);
+  int rc = key_value_call(m, "mnamespace_get", MGR_DICT_GET, ns.id, name, strlen(name), NULL, 0, false, value,
+                          value_size, timeout_ms);
   return rc == MPROC_ENOENT ? mproc__fail(rc, "manager: the namespace has no attribute '%s'", name) : rc;
 }
 int mproc_mnamespace_set(mproc_manager *m, mproc_mnamespace ns, const char *name, const void *value, size_t value_size,

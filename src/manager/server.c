@@ -349,6 +349,12 @@ static void send_reply(client *c, uint32_t seq, int status, reply *r) {
     mproc__mgr_put_item(out, msg, strlen(msg));
   }
   if (out->len < MGR_REP_HEADER) out->len = MGR_REP_HEADER;
+  if (status >= 0 && out->len > MPROC_MANAGER_MAX_MESSAGE) { /* the client would refuse it */
+    status = mproc__fail(MPROC_EMSGSIZE, "manager: the reply (%zu bytes) is longer than MPROC_MANAGER_MAX_MESSAGE",
+                         out->len);
+    out->len = MGR_REP_HEADER;
+    mproc__mgr_put_item(out, mproc_last_error(), strlen(mproc_last_error()));
+  }
   size_t len = out->len;
   out->len = 0;
   mproc__mgr_put_u32(out, seq);
@@ -470,8 +476,8 @@ static int handle(server *s, client *c, const char *msg, size_t len) {
   if (rc) goto out;
   r.b.len = MGR_REP_HEADER;
   obj *o = NULL;
-  int64_t i1, i2;
-  size_t at;
+  int64_t i1 = 0, i2 = 0;
+  size_t at = 0;
   switch (op) {
     case MGR_SHUTDOWN:
       NARGS(0);
@@ -479,7 +485,7 @@ static int handle(server *s, client *c, const char *msg, size_t len) {
       break;
     case MGR_CREATE: {
       NARGS(1);
-      uint64_t nid;
+      uint64_t nid = 0;
       if (a[0].n != 1 || a[0].p[0] < MGR_KIND_DICT || a[0].p[0] > MGR_KIND_LOCK) {
         rc = mproc__fail(MPROC_EINVAL, "manager: no such kind of object");
         goto out;
