@@ -228,7 +228,10 @@ TEST_F(Manager, ListEveryCall) {
   EXPECT_EQ(b, nullptr);
   EXPECT_EQ(mproc_mlist_slice(m, l, -100, -3, &b, &n, kLong), 0);
   EXPECT_EQ(strings(b, n), (V{"a"}));
-  for (int i = 0; i < 4; ++i) ASSERT_EQ(mproc_mlist_pop(m, l, -1, &v, &n, kLong), 0), mproc_free(v);
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_EQ(mproc_mlist_pop(m, l, -1, &v, &n, kLong), 0);
+    mproc_free(v);
+  }
   EXPECT_EQ(mproc_mlist_pop(m, l, -1, &v, &n, kLong), MPROC_ENOENT); // empty
 }
 
