@@ -78,6 +78,16 @@ int mproc__mgr_parse_items(const char *p, size_t n, uint32_t count, mproc__mgr_i
  * starter, the argument bytes are u32 family | address (may be empty). */
 int mproc__manager_server_main(const mproc_args *a);
 
+/* The request handler alone, for the fuzz target: a server with no listener. feed hands one request
+ * from the client on conn (the server owns conn from its first request on, and destroys it when it drops
+ * the client): 0 (answered on conn), MPROC_ETIMEDOUT (an acquire waits: its requests are not read
+ * until it is answered, and feed ignores them), or MPROC_ECLOSED (the client was dropped, conn
+ * destroyed: a request that does not parse, or a reply that could not be sent). */
+typedef struct mproc__mgr_server mproc__mgr_server;
+mproc__mgr_server *mproc__mgr_server_new(void);
+int mproc__mgr_server_feed(mproc__mgr_server *s, mproc_connection *conn, const void *msg, size_t len);
+void mproc__mgr_server_free(mproc__mgr_server *s);
+
 /* The manager handle's handable type (client.c). */
 struct mproc__handable_type;
 extern const struct mproc__handable_type mproc__manager_handable;

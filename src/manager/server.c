@@ -69,7 +69,7 @@ typedef struct client {
   uint64_t ticket;
 } client;
 
-typedef struct server {
+struct mproc__mgr_server {
   mproc_listener *l;
   mproc_connection *control;
   client **cl;
@@ -80,7 +80,8 @@ typedef struct server {
   uint64_t seed, tickets;
   int64_t next_accept; /* when accept is tried even if the listener was not reported ready */
   bool stop;
-} server;
+};
+typedef struct mproc__mgr_server server;
 
 /* ---- the codec (shared with client.c) ---------------------------------------------------------- */
 
@@ -713,10 +714,8 @@ static void expire(server *s) {
   }
 }
 
-static void accept_one(server *s) {
-  mproc_connection *conn;
-  s->next_accept = mproc_monotonic_ns() + ACCEPT_POLL_NS;
-  if (mproc_listener_accept(s->l, 0, &conn) != 0) return; /* a refused client, or one still to finish */
+/* Serve conn (owned by the server from here, destroyed if it cannot be added): its client, or NULL. */
+static client *add_client(server *s, mproc_connection *conn) {
   client *c = (client *)calloc(1, sizeof *c);
   if (s->ncl == s->capcl) {
     size_t cap = s->capcl ? 2 * s->capcl : 8;
@@ -729,10 +728,34 @@ static void accept_one(server *s) {
   if (!c || s->ncl == s->capcl) {
     free(c);
     mproc_connection_destroy(conn);
-    return;
+    return NULL;
   }
   c->conn = conn;
   s->cl[s->ncl++] = c;
+  return c;
+}
+
+/* Every client and object of the server. */
+static void server_release(server *s) {
+  for (size_t i = 0; i < s->ncl; ++i) {
+    mproc_connection_destroy(s->cl[i]->conn);
+    free(s->cl[i]);
+  }
+  free(s->cl);
+  for (size_t i = 0; i < s->nobj; ++i)
+    if (s->objs[i].kind == MGR_KIND_DICT || s->objs[i].kind == MGR_KIND_NAMESPACE)
+      dict_free(&s->objs[i].u.d);
+    else if (s->objs[i].kind == MGR_KIND_LIST)
+      list_free(&s->objs[i].u.l);
+  free(s->objs);
+  memset(s, 0, sizeof *s);
+}
+
+static void accept_one(server *s) {
+  mproc_connection *conn;
+  s->next_accept = mproc_monotonic_ns() + ACCEPT_POLL_NS;
+  if (mproc_listener_accept(s->l, 0, &conn) != 0) return; /* a refused client, or one still to finish */
+  add_client(s, conn);
 }
 
 static int serve(server *s) {
@@ -800,17 +823,7 @@ static int serve(server *s) {
   }
   free(ws);
   free(who);
-  for (size_t i = 0; i < s->ncl; ++i) {
-    mproc_connection_destroy(s->cl[i]->conn);
-    free(s->cl[i]);
-  }
-  free(s->cl);
-  for (size_t i = 0; i < s->nobj; ++i)
-    if (s->objs[i].kind == MGR_KIND_DICT || s->objs[i].kind == MGR_KIND_NAMESPACE)
-      dict_free(&s->objs[i].u.d);
-    else if (s->objs[i].kind == MGR_KIND_LIST)
-      list_free(&s->objs[i].u.l);
-  free(s->objs);
+  server_release(s);
   return rc;
 }
 
@@ -855,4 +868,31 @@ int mproc_manager_serve_forever(const mproc_manager_opts *opts) {
   rc = serve(&s);
   mproc_listener_destroy(s.l);
   return rc;
+}
+
+/* ---- the request handler without the loop (tests/fuzz/fuzz_manager.c) --------------------------- */
+
+mproc__mgr_server *mproc__mgr_server_new(void) {
+  server *s = (server *)calloc(1, sizeof *s);
+  if (s) s->seed = 0x5eed;
+  return s;
+}
+
+int mproc__mgr_server_feed(mproc__mgr_server *s, mproc_connection *conn, const void *msg, size_t len) {
+  client *c = NULL;
+  for (size_t i = 0; i < s->ncl && !c; ++i)
+    if (s->cl[i]->conn == conn) c = s->cl[i];
+  if (!c && !(c = add_client(s, conn))) return MPROC_ECLOSED;
+  if (!c->waiting && handle(s, c, (const char *)msg, len) != 0) c->dead = true;
+  expire(s);
+  sweep(s);
+  for (size_t i = 0; i < s->ncl; ++i)
+    if (s->cl[i]->conn == conn) return s->cl[i]->waiting ? MPROC_ETIMEDOUT : 0;
+  return MPROC_ECLOSED;
+}
+
+void mproc__mgr_server_free(mproc__mgr_server *s) {
+  if (!s) return;
+  server_release(s);
+  free(s);
 }
