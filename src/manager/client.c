@@ -664,7 +664,8 @@ int mproc_mnamespace_list(mproc_manager *m, mproc_mnamespace ns, mproc_bytes **n
 int mproc_mlock_acquire(mproc_manager *m, mproc_mlock l, int64_t timeout_ms) {
   CHECK_M();
   int64_t deadline = mproc__deadline_from_timeout(timeout_ms);
-  int64_t reply = deadline == INT64_MAX ? INT64_MAX : deadline + (int64_t)ACQUIRE_GRACE_MS * 1000000;
+  const int64_t grace = (int64_t)ACQUIRE_GRACE_MS * 1000000;
+  int64_t reply = deadline > INT64_MAX - grace ? INT64_MAX : deadline + grace;
   rq q = {0};
   rs r;
   arg_i64(&q, timeout_ms < 0 ? -1 : timeout_ms);
