@@ -35,18 +35,20 @@
  * Calls on one handle are serialized (thread-safe, one call at a time): a thread blocked in
  * mproc_mlock_acquire holds up the handle's other threads, so threads that wait on locks should
  * mproc_manager_connect a handle each. A handle handed to a fork child connects anew there on its first
- * call (the connection is never shared between processes).
+ * call (the connection is never shared between processes); as with any lock, fork while no other thread
+ * is in a call on that handle.
  *
  * THE SERVER. One thread serves every client: it waits on the listener and every connection at once
  * (mproc_wait) and answers each request in turn; a lock acquire that must wait is answered later
  * (deferred), when the lock comes free or the acquire's timeout runs out, so a blocked acquire never
- * stalls the other clients. A client's requests are answered in order: the server reads no further
- * request from a client whose acquire waits. A request longer than MPROC_MANAGER_MAX_MESSAGE, or one
- * that does not parse, closes that client's connection (what it held is let go) and nothing else; the
- * server allocates in proportion to what arrived. Replies are written with blocking sends: a client
- * that stops reading its replies while sending requests can hold the server up (clients have proved
- * the authkey; see mproc/listener.h, SECURITY). The server ends on mproc_manager_shutdown, on the
- * destroy of the handle that started it, and when the process that started it ends.
+ * stalls the other clients. It also tries to accept every 100 ms whatever the wait says (under wine a
+ * named-pipe listener's readiness was not always reported). A client's requests are answered in order: the server reads
+ * no further request from a client whose acquire waits. A request longer than MPROC_MANAGER_MAX_MESSAGE, or one that
+ * does not parse, closes that client's connection (what it held is let go) and nothing else; the server allocates in
+ * proportion to what arrived. Replies are written with blocking sends: a client that stops reading its replies while
+ * sending requests can hold the server up (clients have proved the authkey; see mproc/listener.h, SECURITY). The server
+ * ends on mproc_manager_shutdown, on the destroy of the handle that started it, and when the process that started it
+ * ends.
  *
  * SECURITY. Every client proves the authkey (by default the starter's process authkey, which its
  * children inherit) before anything is served; the default address is one only this user can reach
