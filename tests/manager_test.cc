@@ -435,6 +435,44 @@ TEST_F(Manager, MalformedRequestsCloseThatConnectionOnly) {
   EXPECT_EQ(get(m, d, "still"), "served");
 }
 
+TEST_F(Manager, ARequestLongerThanTheLimitIsRefusedBeforeItTravels) {
+  mproc_mdict d;
+  ASSERT_EQ(mproc_manager_dict(m, &d, kLong), 0);
+  std::string big(MPROC_MANAGER_MAX_MESSAGE, 'b');
+  EXPECT_EQ(mproc_mdict_set(m, d, "k", 1, big.data(), big.size(), kLong), MPROC_EMSGSIZE);
+  EXPECT_EQ(set(m, d, "k", "small"), 0) << mproc_last_error(); // the connection is as it was
+  EXPECT_EQ(get(m, d, "k"), "small");
+}
+
+TEST(ManagerTcp, AManagerOnTcpServesAHandleConnectedByAddress) {
+  if (kNoCrypto) GTEST_SKIP() << "a build without libcrypto has no authkeys, so no manager";
+  mproc_manager_opts o{};
+  o.address = "127.0.0.1:0"; // the system picks the port
+  o.authkey = "tcp key";
+  o.authkey_size = 7;
+  mproc_manager *m = nullptr;
+  ASSERT_EQ(mproc_manager_start(&m, &o), 0) << mproc_last_error();
+  std::string address = mproc_manager_address(m);
+  EXPECT_EQ(address.rfind("127.0.0.1:", 0), 0u) << address;
+  EXPECT_NE(address, "127.0.0.1:0");
+  mproc_mdict d;
+  ASSERT_EQ(mproc_manager_dict(m, &d, kLong), 0);
+  EXPECT_EQ(set(m, d, "over", "tcp"), 0);
+  mproc_manager_opts co{};
+  co.address = address.c_str();
+  co.authkey = "tcp key";
+  co.authkey_size = 7;
+  mproc_manager *c = nullptr;
+  ASSERT_EQ(mproc_manager_connect(&c, &co, kLong), 0) << mproc_last_error();
+  EXPECT_EQ(get(c, d, "over"), "tcp");
+  co.authkey = "other";
+  co.authkey_size = 5;
+  mproc_manager *bad = nullptr;
+  EXPECT_EQ(mproc_manager_connect(&bad, &co, kLong), MPROC_EAUTH);
+  mproc_manager_destroy(c);
+  mproc_manager_destroy(m);
+}
+
 // connections[0]: a manager arrives there, then the dict's id as bytes
 int t_receive_manager(const mproc_args *a) {
   void *obj = nullptr;
