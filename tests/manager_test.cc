@@ -289,6 +289,39 @@ TEST_F(Manager, ObjectIdsAreCheckedAndDropped) {
   EXPECT_EQ(mproc_manager_connect(&c, &none, kLong), MPROC_EINVAL);
 }
 
+TEST_F(Manager, NamedObjectsAreFoundByEveryHandle) {
+  mproc_manager_opts o{};
+  o.address = mproc_manager_address(m);
+  mproc_manager *other;
+  ASSERT_EQ(mproc_manager_connect(&other, &o, kLong), 0) << mproc_last_error();
+  mproc_mdict a, b;
+  ASSERT_EQ(mproc_manager_dict_named(m, "settings", &a, kLong), 0) << mproc_last_error();
+  EXPECT_EQ(set(m, a, "mode", "fast"), 0);
+  ASSERT_EQ(mproc_manager_dict_named(other, "settings", &b, kLong), 0);
+  EXPECT_EQ(b.id, a.id);
+  EXPECT_EQ(get(other, b, "mode"), "fast");
+  mproc_mlist l;
+  EXPECT_EQ(mproc_manager_list_named(other, "settings", &l, kLong), MPROC_EINVAL); // a dict's name
+  ASSERT_EQ(mproc_manager_list_named(other, "jobs", &l, kLong), 0);
+  mproc_mnamespace ns;
+  mproc_mlock k;
+  ASSERT_EQ(mproc_manager_namespace_named(m, "ns", &ns, kLong), 0);
+  ASSERT_EQ(mproc_manager_lock_named(m, "guard", &k, kLong), 0);
+  mproc_mlock k2;
+  ASSERT_EQ(mproc_manager_lock_named(other, "guard", &k2, kLong), 0);
+  EXPECT_EQ(k2.id, k.id);
+  // a dropped object's name is free again: the next ask makes a new, empty object
+  EXPECT_EQ(mproc_manager_drop(m, a.id, kLong), 0);
+  ASSERT_EQ(mproc_manager_dict_named(other, "settings", &b, kLong), 0);
+  EXPECT_NE(b.id, a.id);
+  size_t n = 1;
+  EXPECT_EQ(mproc_mdict_len(other, b, &n, kLong), 0);
+  EXPECT_EQ(n, 0u);
+  EXPECT_EQ(mproc_manager_dict_named(m, "", &b, kLong), MPROC_EINVAL);
+  EXPECT_EQ(mproc_manager_dict_named(m, nullptr, &b, kLong), MPROC_EINVAL);
+  mproc_manager_destroy(other);
+}
+
 TEST_F(Manager, LockAcquireTimeoutAndRelease) {
   mproc_mlock k;
   ASSERT_EQ(mproc_manager_lock(m, &k, kLong), 0);

@@ -161,6 +161,15 @@ MPROC_API int mproc_manager_dict(mproc_manager *m, mproc_mdict *out, int64_t tim
 MPROC_API int mproc_manager_list(mproc_manager *m, mproc_mlist *out, int64_t timeout_ms);
 MPROC_API int mproc_manager_namespace(mproc_manager *m, mproc_mnamespace *out, int64_t timeout_ms);
 MPROC_API int mproc_manager_lock(mproc_manager *m, mproc_mlock *out, int64_t timeout_ms);
+/* The object of that name (a non-empty string), made empty on first use; every handle on the server that
+ * asks for the name gets the same object: how programs that did not start each other find theirs (as
+ * BaseManager.register('get_dict', ...) does with a function of the server). MPROC_EINVAL: the name
+ * belongs to an object of another kind. A dropped object's name is free again. */
+MPROC_API int mproc_manager_dict_named(mproc_manager *m, const char *name, mproc_mdict *out, int64_t timeout_ms);
+MPROC_API int mproc_manager_list_named(mproc_manager *m, const char *name, mproc_mlist *out, int64_t timeout_ms);
+MPROC_API int mproc_manager_namespace_named(mproc_manager *m, const char *name, mproc_mnamespace *out,
+                                            int64_t timeout_ms);
+MPROC_API int mproc_manager_lock_named(mproc_manager *m, const char *name, mproc_mlock *out, int64_t timeout_ms);
 /* Free an object in the server (pass its .id). Its id is then no object's: MPROC_EINVAL. A lock is
  * dropped with its waiters, who get MPROC_EINVAL. */
 MPROC_API int mproc_manager_drop(mproc_manager *m, uint64_t id, int64_t timeout_ms);

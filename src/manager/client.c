@@ -324,12 +324,14 @@ static int take_list(rs *r, mproc_bytes **out, size_t *count) {
 
 /* ---- objects ------------------------------------------------------------------------------------ */
 
-static int create(mproc_manager *m, char kind, uint64_t *id, int64_t timeout_ms, const char *call) {
+static int create(mproc_manager *m, char kind, const char *name, uint64_t *id, int64_t timeout_ms, const char *call) {
   MPROC__CHECK_ARG_AS(call, !m, "the manager is NULL");
   MPROC__CHECK_ARG_AS(call, !id, "out is NULL");
+  MPROC__CHECK_ARG_AS(call, name && !*name, "the name is empty");
   rq q = {0};
   rs r;
   arg(&q, &kind, 1);
+  if (name) arg(&q, name, strlen(name));
   int rc = exec(m, &q, MGR_CREATE, 0, timeout_ms, &r);
   int64_t v = 0;
   if (!rc) rc = take_i64(&r, &v);
@@ -337,16 +339,32 @@ static int create(mproc_manager *m, char kind, uint64_t *id, int64_t timeout_ms,
   return rc;
 }
 int mproc_manager_dict(mproc_manager *m, mproc_mdict *out, int64_t timeout_ms) {
-  return create(m, MGR_KIND_DICT, out ? &out->id : NULL, timeout_ms, "manager_dict");
+  return create(m, MGR_KIND_DICT, NULL, out ? &out->id : NULL, timeout_ms, "manager_dict");
 }
 int mproc_manager_list(mproc_manager *m, mproc_mlist *out, int64_t timeout_ms) {
-  return create(m, MGR_KIND_LIST, out ? &out->id : NULL, timeout_ms, "manager_list");
+  return create(m, MGR_KIND_LIST, NULL, out ? &out->id : NULL, timeout_ms, "manager_list");
 }
 int mproc_manager_namespace(mproc_manager *m, mproc_mnamespace *out, int64_t timeout_ms) {
-  return create(m, MGR_KIND_NAMESPACE, out ? &out->id : NULL, timeout_ms, "manager_namespace");
+  return create(m, MGR_KIND_NAMESPACE, NULL, out ? &out->id : NULL, timeout_ms, "manager_namespace");
 }
 int mproc_manager_lock(mproc_manager *m, mproc_mlock *out, int64_t timeout_ms) {
-  return create(m, MGR_KIND_LOCK, out ? &out->id : NULL, timeout_ms, "manager_lock");
+  return create(m, MGR_KIND_LOCK, NULL, out ? &out->id : NULL, timeout_ms, "manager_lock");
+}
+int mproc_manager_dict_named(mproc_manager *m, const char *name, mproc_mdict *out, int64_t timeout_ms) {
+  MPROC__CHECK_ARG(!name, "name is NULL");
+  return create(m, MGR_KIND_DICT, name, out ? &out->id : NULL, timeout_ms, "manager_dict_named");
+}
+int mproc_manager_list_named(mproc_manager *m, const char *name, mproc_mlist *out, int64_t timeout_ms) {
+  MPROC__CHECK_ARG(!name, "name is NULL");
+  return create(m, MGR_KIND_LIST, name, out ? &out->id : NULL, timeout_ms, "manager_list_named");
+}
+int mproc_manager_namespace_named(mproc_manager *m, const char *name, mproc_mnamespace *out, int64_t timeout_ms) {
+  MPROC__CHECK_ARG(!name, "name is NULL");
+  return create(m, MGR_KIND_NAMESPACE, name, out ? &out->id : NULL, timeout_ms, "manager_namespace_named");
+}
+int mproc_manager_lock_named(mproc_manager *m, const char *name, mproc_mlock *out, int64_t timeout_ms) {
+  MPROC__CHECK_ARG(!name, "name is NULL");
+  return create(m, MGR_KIND_LOCK, name, out ? &out->id : NULL, timeout_ms, "manager_lock_named");
 }
 int mproc_manager_drop(mproc_manager *m, uint64_t id, int64_t timeout_ms) {
   CHECK_M();

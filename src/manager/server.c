@@ -77,6 +77,7 @@ struct mproc__mgr_server {
   obj *objs;
   size_t nobj, capobj;
   uint32_t free_head; /* index + 1 of a free slot, 0: none */
+  dict names;         /* name -> the 8-byte id of the object it names */
   uint64_t seed, tickets;
   int64_t next_accept; /* when accept is tried even if the listener was not reported ready */
   bool stop;
@@ -424,6 +425,11 @@ static void drop_object(server *s, obj *o) {
         mproc__fail(MPROC_EINVAL, "manager: the lock was dropped while this acquire waited");
         send_reply(s->cl[i], s->cl[i]->wait_seq, MPROC_EINVAL, NULL);
       }
+  for (size_t i = 0; i < s->names.n; ++i) /* its name, if it has one, names nothing now */
+    if (s->names.e[i].live && mproc__mgr_get_u64(s->names.e[i].v.p) == id) {
+      dict_remove(&s->names, i);
+      break;
+    }
   o->kind = 0;
   o->next_free = s->free_head;
   s->free_head = (uint32_t)(o - s->objs + 1);
@@ -484,14 +490,27 @@ static int handle(server *s, client *c, const char *msg, size_t len) {
       NARGS(0);
       s->stop = true;
       break;
-    case MGR_CREATE: {
-      NARGS(1);
+    case MGR_CREATE: { /* kind [, name]: a name gives the object of that name, made on first use */
+      if (na != 2) NARGS(1u);
       uint64_t nid = 0;
       if (a[0].n != 1 || a[0].p[0] < MGR_KIND_DICT || a[0].p[0] > MGR_KIND_LOCK) {
         rc = mproc__fail(MPROC_EINVAL, "manager: no such kind of object");
         goto out;
       }
-      if (!(rc = create(s, a[0].p[0], &nid))) rc = rep_i64(&r, (int64_t)nid);
+      ptrdiff_t e = na == 2 ? dict_find(&s->names, a[1].p, a[1].n, hash(s->seed, a[1].p, a[1].n)) : -1;
+      if (e >= 0) {
+        nid = mproc__mgr_get_u64(s->names.e[e].v.p);
+        if (!lookup(s, nid, a[0].p[0], 0)) {
+          rc = mproc__fail(MPROC_EINVAL, "manager: the name '%.*s' belongs to an object of another kind",
+                           (int)(a[1].n > 200 ? 200 : a[1].n), a[1].p);
+          goto out;
+        }
+      } else if (!(rc = create(s, a[0].p[0], &nid)) && na == 2) {
+        char v[8];
+        for (int i = 0; i < 8; ++i) v[i] = (char)(nid >> (8 * i));
+        if ((rc = dict_set(&s->names, s->seed, a[1].p, a[1].n, v, 8)) != 0) drop_object(s, lookup(s, nid, 0, 0));
+      }
+      if (!rc) rc = rep_i64(&r, (int64_t)nid);
       break;
     }
     case MGR_DROP:
@@ -748,6 +767,7 @@ static void server_release(server *s) {
     else if (s->objs[i].kind == MGR_KIND_LIST)
       list_free(&s->objs[i].u.l);
   free(s->objs);
+  dict_free(&s->names);
   memset(s, 0, sizeof *s);
 }
 
@@ -847,9 +867,11 @@ int mproc__manager_server_main(const mproc_args *a) {
   mproc__buf_append(&b, text, strlen(text));
   int sent = mproc_connection_send_bytes(control, b.data, b.len, 0, MPROC_ALL);
   mproc__buf_free(&b);
+  if (!rc && sent) mproc_listener_destroy(s.l);
   if (rc || sent) return 1;
+  mproc_listener *l = s.l; /* serve forgets it with the rest */
   rc = serve(&s);
-  mproc_listener_destroy(s.l);
+  mproc_listener_destroy(l);
   return rc ? 1 : 0;
 }
 
@@ -864,9 +886,10 @@ int mproc_manager_serve_forever(const mproc_manager_opts *opts) {
                                                          .authkey_size = opts->authkey_size,
                                                          .process_authkey = !opts->authkey && !opts->authkey_size});
   if (rc) return rc;
-  if (opts->on_listening) opts->on_listening(mproc_listener_address(s.l), opts->on_listening_arg);
+  mproc_listener *l = s.l; /* serve forgets it with the rest */
+  if (opts->on_listening) opts->on_listening(mproc_listener_address(l), opts->on_listening_arg);
   rc = serve(&s);
-  mproc_listener_destroy(s.l);
+  mproc_listener_destroy(l);
   return rc;
 }
 
