@@ -9,6 +9,7 @@
 #include "mproc/handle.h"
 #include "mproc/connection.h"
 #include "mproc/listener.h"
+#include "mproc/manager.h"
 #include "mproc/process.h"
 #include "mproc/subprocess.h"
 #include "mproc/object.h"

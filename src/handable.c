@@ -1,6 +1,7 @@
 /* The table of handable types (see handable.h). */
 #include "handable.h"
 
+#include "manager/manager_internal.h"
 #include "shared/shared_internal.h"
 
 #define MAX_REGISTERED 8
@@ -8,7 +9,7 @@
 static const mproc__handable_type *const k_builtin[] = {
     &mproc__connection_handable,    &mproc__os_handle_handable, &mproc__lock_handable,    &mproc__semaphore_handable,
     &mproc__event_handable,         &mproc__condition_handable, &mproc__barrier_handable, &mproc__value_handable,
-    &mproc__shared_memory_handable, &mproc__queue_handable};
+    &mproc__shared_memory_handable, &mproc__queue_handable,     &mproc__manager_handable};
 static const mproc__handable_type *g_registered[MAX_REGISTERED];
 static size_t g_nregistered;
 

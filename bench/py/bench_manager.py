@@ -1,11 +1,13 @@
 """Benchmark area "manager", Python side (see bench/manager.c).
 
 manager.listener.pingpong: a 1-byte round trip over multiprocessing.connection's Listener/Client on a
-Unix socket, with an authkey (the handshake once, before timing). Both processes pinned as
+Unix socket, with an authkey (the handshake once, before timing). manager.dict.setget: d[key] = value
+and d[key] on a Manager().dict() whose server is pinned as side 1. Both processes pinned as
 bench/manager.c pins mproc and c-raw: the parent before timing, the child as its first work.
 """
 import multiprocessing as mp
 from multiprocessing.connection import Client, Listener
+from multiprocessing.managers import SyncManager
 
 import benchlib
 
@@ -35,11 +37,36 @@ def pingpong(b, cross, iters):
     benchlib.unpin()
 
 
+VALUE = b"0123456789abcdef"
+
+
+def setget(b, cross, iters):
+    """manager.dict.setget: d["key"] = value and d["key"] on a Manager().dict(), its server pinned as
+    side 1 (its first work, through the manager's initializer)."""
+    name = b.pair_begin("manager.dict.setget", cross)
+    if name is None:
+        return
+    m = SyncManager(ctx=mp.get_context("fork"))
+    m.start(initializer=benchlib.pin_side, initargs=(cross, 1))
+    d = m.dict()
+
+    def run(n):
+        for _ in range(n):
+            d["key"] = VALUE
+            d["key"]
+
+    b.run(name, "us/op", run, iters=iters, smoke_iters=100)
+    m.shutdown()
+    benchlib.unpin()
+
+
 def main():
     b = benchlib.Bench()
     benchlib.print_cpu_map()
     for cross in (False, True):
         pingpong(b, cross, 20000)
+    for cross in (False, True):
+        setget(b, cross, 20000)
 
 
 if __name__ == "__main__":

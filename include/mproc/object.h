@@ -32,7 +32,8 @@ typedef enum mproc_object_kind {
   MPROC_OBJECT_BARRIER = 14,       /* mproc_barrier * */
   MPROC_OBJECT_VALUE = 15,         /* mproc_value * (Value, Array, RawValue, RawArray, shared blocks; with its lock) */
   MPROC_OBJECT_SHARED_MEMORY = 16, /* mproc_shared_memory * (a named block) */
-  MPROC_OBJECT_QUEUE = 17          /* mproc_queue * (Queue, SimpleQueue, JoinableQueue) */
+  MPROC_OBJECT_QUEUE = 17,         /* mproc_queue * (Queue, SimpleQueue, JoinableQueue) */
+  MPROC_OBJECT_MANAGER = 18        /* mproc_manager * (a handle on a manager's server: mproc/manager.h) */
 } mproc_object_kind;
 
 /* An object and its kind. Made with the constructors of each module (mproc_object_lock(l), ...) or

@@ -23,8 +23,8 @@ trap 'rm -rf "$work"' EXIT
 mkdir -p "$art"
 
 failed=()
-# target:corpus:max_len (fuzz_frames and fuzz_handshake cut their inputs at 60 KiB: a buffer holds them)
-for spec in fuzz_bootstrap:bootstrap:4096 fuzz_frames:frames:61440 fuzz_handshake:handshake:61441; do
+# target:corpus:max_len (fuzz_frames, fuzz_handshake and fuzz_manager cut their inputs at 60 KiB)
+for spec in fuzz_bootstrap:bootstrap:4096 fuzz_frames:frames:61440 fuzz_handshake:handshake:61441 fuzz_manager:manager:61440; do
   IFS=: read -r target corpus maxlen <<<"$spec"
   rm -f "$art/$target-"* # what an earlier run found
   mkdir -p "$work/$corpus"

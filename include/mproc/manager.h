@@ -1,0 +1,291 @@
+/*
+ * mproc/manager.h: the server-process way of sharing state: a process that holds dicts, lists,
+ * namespaces and locks, and serves them to every process that has the manager (or its address and
+ * authkey).
+ * Python counterparts: multiprocessing.Manager() / SyncManager, managers.BaseManager (start, connect,
+ * shutdown, serve_forever, address), DictProxy, ListProxy, Namespace, the managed Lock.
+ *
+ *   mproc_manager *m;
+ *   mproc_manager_start(&m, NULL);                        // a server process, the default start method
+ *   mproc_mdict d;
+ *   mproc_manager_dict(m, &d, MPROC_INFINITE);            // a dict in the server
+ *   mproc_mdict_set(m, d, "k", 1, "v", 1, MPROC_INFINITE);
+ *   // hand m to a child (mproc_object_manager(m) in mproc_process_opts.objects) and d in its argument
+ *   // bytes: the child calls mproc_mdict_get(m, d, ...) on the same dict
+ *   mproc_manager_destroy(m);                             // shuts the server down (the scoped form)
+ *
+ * OBJECTS. A dict, list, namespace or lock lives in the server, named by a small value (mproc_mdict,
+ * mproc_mlist, mproc_mnamespace, mproc_mlock): the server's table index and a generation, never an
+ * address. Copy it freely, put it in a child's argument bytes or send it over a connection; any
+ * process connected to the same server uses it. An object lives until mproc_manager_drop or the
+ * server's end (unlike CPython, whose proxies count references). An id of a dropped object, of another
+ * kind or of no object gives MPROC_EINVAL.
+ *
+ * Keys and values are byte strings (any bytes, any size up to MPROC_MANAGER_MAX_MESSAGE together).
+ * Every call that returns bytes allocates them: one value comes back NUL-terminated (the NUL not
+ * counted); lists come back as one array of mproc_bytes whose strings follow it in the same block.
+ * Release either with mproc_free(). "No such item" is MPROC_ENOENT everywhere: a missing key
+ * (KeyError), a value not in a list (ValueError), an index out of range (IndexError), a pop from an
+ * empty list.
+ *
+ * CALLS. Every call takes a timeout in milliseconds for the whole round trip (connecting included);
+ * MPROC_ETIMEDOUT when it runs out. A call whose reply has not come in time, or whose server has gone
+ * (shut down, died: MPROC_EPIPE), closes this handle's connection: the server then lets go of what the
+ * connection held (a managed lock passes on with MPROC_EOWNERDEAD), and the next call connects again.
+ * Calls on one handle are serialized (thread-safe, one call at a time): a thread blocked in
+ * mproc_mlock_acquire holds up the handle's other threads, so threads that wait on locks should
+ * mproc_manager_connect a handle each. A handle handed to a fork child connects anew there on its first
+ * call (the connection is never shared between processes); as with any lock, fork while no other thread
+ * is in a call on that handle.
+ *
+ * THE SERVER. One thread serves every client: it waits on the listener and every connection at once
+ * (mproc_wait) and answers each request in turn; a lock acquire that must wait is answered later
+ * (deferred), when the lock comes free or the acquire's timeout runs out, so a blocked acquire never
+ * stalls the other clients. It also tries to accept every 100 ms whatever the wait says (under wine a
+ * named-pipe listener's readiness was not always reported). A client's requests are answered in order: the server reads
+ * no further request from a client whose acquire waits. A request longer than MPROC_MANAGER_MAX_MESSAGE, or one that
+ * does not parse, closes that client's connection (what it held is let go) and nothing else; the server allocates in
+ * proportion to what arrived. Replies are written with blocking sends: a client that stops reading its replies while
+ * sending requests can hold the server up (clients have proved the authkey; see mproc/listener.h, SECURITY). The server
+ * ends on mproc_manager_shutdown, on the destroy of the handle that started it, and when the process that started it
+ * ends.
+ *
+ * SECURITY. Every client proves the authkey (by default the starter's process authkey, which its
+ * children inherit) before anything is served; the default address is one only this user can reach
+ * (mproc/listener.h). The bytes are not encrypted: see mproc/listener.h, SECURITY, before listening
+ * on TCP. A POSIX build without OpenSSL's libcrypto has no authkeys, so start, connect and
+ * serve_forever give MPROC_ENOTSUP there.
+ *
+ * Not yet here (issue 13): Queue, Condition, Event, Semaphore, Barrier, Value and Array proxies, RLock,
+ * custom types (register).
+ */
+#ifndef MPROC_MANAGER_H
+#define MPROC_MANAGER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mproc/core.h"
+#include "mproc/listener.h"
+#include "mproc/mproc_export.h"
+#include "mproc/object.h"
+#include "mproc/pool.h" /* mproc_bytes */
+#include "mproc/process.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The largest request or reply: 64 MiB. A value, or the keys and values of one call, must fit. */
+#define MPROC_MANAGER_MAX_MESSAGE ((size_t)64 << 20)
+
+typedef struct mproc_manager mproc_manager;
+
+/* Options for start, connect and serve_forever. All-zero means the defaults. Read only during the
+ * call. */
+typedef struct mproc_manager_opts {
+  /* start / serve_forever: where to listen (NULL: the default family with a generated address only this
+   * user can reach; see mproc/listener.h). connect: required, the manager's address. */
+  const char *address;
+  mproc_family family; /* DEFAULT: inferred from the address */
+  /* The key clients prove (HMAC handshake, mproc/listener.h). NULL with size 0: this process's authkey
+   * (mproc_current_process_authkey), as Python's managers. An empty key (authkey set, size 0) is a key. */
+  const void *authkey;
+  size_t authkey_size;
+  /* start: how the server process starts (DEFAULT: the context's, else the global method). */
+  mproc_start_method start_method;
+  const mproc_context *context;
+  /* serve_forever: called once the server listens, with its address (for a generated one). */
+  void (*on_listening)(const char *address, void *arg);
+  void *on_listening_arg;
+} mproc_manager_opts;
+
+/* BaseManager.start(): start a server process and connect to it. opts NULL: the defaults. The server
+ * is killed if this process dies (kill_on_parent_death), and shut down by mproc_manager_shutdown or
+ * mproc_manager_destroy. Errors: MPROC_EINVAL, MPROC_ENOMEM, those of mproc_process_start and of
+ * mproc_listener_create (in the server: MPROC_EEXIST for an address in use, ...), MPROC_ESYS. */
+MPROC_API int mproc_manager_start(mproc_manager **out, const mproc_manager_opts *opts);
+
+/* BaseManager(address, authkey).connect(): a handle on a manager started elsewhere (mproc's server; a
+ * Python manager speaks pickle and is not understood). The connection is made here, within timeout_ms.
+ * Errors: MPROC_EINVAL (no address), MPROC_ENOENT (nothing listens there), MPROC_EAUTH (wrong key),
+ * MPROC_ETIMEDOUT, and those of mproc_client. */
+MPROC_API int mproc_manager_connect(mproc_manager **out, const mproc_manager_opts *opts, int64_t timeout_ms);
+
+/* The server's address (Manager.address), in the form connect takes. Owned by the handle. */
+MPROC_API const char *mproc_manager_address(const mproc_manager *m);
+
+/* Manager.shutdown(): ask the server to end and wait for it, up to timeout_ms. For the handle that
+ * started it, the server process is joined (killed if it has not ended in time: MPROC_ETIMEDOUT then);
+ * any other handle asks the server over its connection (a serve_forever program ends its serve_forever).
+ * Clients still connected get MPROC_EPIPE on their next call. Calls on this handle afterwards give
+ * MPROC_ECLOSED. Errors: MPROC_ECLOSED (shut down already), MPROC_ETIMEDOUT, MPROC_EPIPE. */
+MPROC_API int mproc_manager_shutdown(mproc_manager *m, int64_t timeout_ms);
+
+/* Free the handle. A handle that started its server shuts it down first (waiting up to 10 s, then
+ * killing it): the scoped form, `with Manager() as m:`. NULL is ignored. */
+MPROC_API void mproc_manager_destroy(mproc_manager *m);
+
+/* BaseManager.get_server().serve_forever(): this process is the server. Listens (opts as for start),
+ * calls opts->on_listening, and serves until a client's mproc_manager_shutdown: 0 then. Errors: those
+ * of mproc_listener_create, MPROC_ENOMEM. */
+MPROC_API int mproc_manager_serve_forever(const mproc_manager_opts *opts);
+
+/* For mproc_process_opts.objects: the child gets a handle (mproc_manager *) on the same server, which
+ * connects on its first call, with the address and authkey (under every start method). */
+static inline mproc_object mproc_object_manager(mproc_manager *m) { return mproc_object_make(MPROC_OBJECT_MANAGER, m); }
+
+/* Byte strings in and out of the calls that take or return several (update, extend; keys, values,
+ * items, slices) are mproc_bytes {data, len} (mproc/pool.h). Those returned are NUL-terminated (the NUL
+ * not counted in len). */
+
+/* Objects in a manager. Plain values: copy them, hand them to other processes in bytes. */
+typedef struct mproc_mdict {
+  uint64_t id;
+} mproc_mdict;
+typedef struct mproc_mlist {
+  uint64_t id;
+} mproc_mlist;
+typedef struct mproc_mnamespace {
+  uint64_t id;
+} mproc_mnamespace;
+typedef struct mproc_mlock {
+  uint64_t id;
+} mproc_mlock;
+
+/* Manager.dict() / list() / Namespace() / Lock(): a new empty object in the server. Errors (every call
+ * below has these too): MPROC_ETIMEDOUT, MPROC_EPIPE (the server has gone), MPROC_ECLOSED (the handle
+ * was shut down), MPROC_ENOMEM (here or in the server), MPROC_EINVAL, and those of connecting. */
+MPROC_API int mproc_manager_dict(mproc_manager *m, mproc_mdict *out, int64_t timeout_ms);
+MPROC_API int mproc_manager_list(mproc_manager *m, mproc_mlist *out, int64_t timeout_ms);
+MPROC_API int mproc_manager_namespace(mproc_manager *m, mproc_mnamespace *out, int64_t timeout_ms);
+MPROC_API int mproc_manager_lock(mproc_manager *m, mproc_mlock *out, int64_t timeout_ms);
+/* The object of that name (a non-empty string), made empty on first use; every handle on the server that
+ * asks for the name gets the same object: how programs that did not start each other find theirs (as
+ * BaseManager.register('get_dict', ...) does with a function of the server). MPROC_EINVAL: the name
+ * belongs to an object of another kind. A dropped object's name is free again. */
+MPROC_API int mproc_manager_dict_named(mproc_manager *m, const char *name, mproc_mdict *out, int64_t timeout_ms);
+MPROC_API int mproc_manager_list_named(mproc_manager *m, const char *name, mproc_mlist *out, int64_t timeout_ms);
+MPROC_API int mproc_manager_namespace_named(mproc_manager *m, const char *name, mproc_mnamespace *out,
+                                            int64_t timeout_ms);
+MPROC_API int mproc_manager_lock_named(mproc_manager *m, const char *name, mproc_mlock *out, int64_t timeout_ms);
+/* Free an object in the server (pass its .id). Its id is then no object's: MPROC_EINVAL. A lock is
+ * dropped with its waiters, who get MPROC_EINVAL. */
+MPROC_API int mproc_manager_drop(mproc_manager *m, uint64_t id, int64_t timeout_ms);
+
+/* ---- dict ------------------------------------------------------------------------------------- */
+
+/* d[key]: *value (mproc_free). MPROC_ENOENT: no such key. */
+MPROC_API int mproc_mdict_get(mproc_manager *m, mproc_mdict d, const void *key, size_t key_size, char **value,
+                              size_t *value_size, int64_t timeout_ms);
+/* d.get(key, default): as get, with a copy of def (NULL with size 0: an empty value) for a missing key. */
+MPROC_API int mproc_mdict_get_default(mproc_manager *m, mproc_mdict d, const void *key, size_t key_size,
+                                      const void *def, size_t def_size, char **value, size_t *value_size,
+                                      int64_t timeout_ms);
+/* d[key] = value. */
+MPROC_API int mproc_mdict_set(mproc_manager *m, mproc_mdict d, const void *key, size_t key_size, const void *value,
+                              size_t value_size, int64_t timeout_ms);
+/* del d[key]. MPROC_ENOENT: no such key. */
+MPROC_API int mproc_mdict_delete(mproc_manager *m, mproc_mdict d, const void *key, size_t key_size, int64_t timeout_ms);
+/* key in d. */
+MPROC_API int mproc_mdict_contains(mproc_manager *m, mproc_mdict d, const void *key, size_t key_size, bool *found,
+                                   int64_t timeout_ms);
+/* len(d). */
+MPROC_API int mproc_mdict_len(mproc_manager *m, mproc_mdict d, size_t *len, int64_t timeout_ms);
+/* d.keys() / d.values(): in insertion order, *count strings in one block *out (mproc_free; NULL when
+ * *count is 0). d.items(): 2 * *count strings, key then value. */
+MPROC_API int mproc_mdict_keys(mproc_manager *m, mproc_mdict d, mproc_bytes **out, size_t *count, int64_t timeout_ms);
+MPROC_API int mproc_mdict_values(mproc_manager *m, mproc_mdict d, mproc_bytes **out, size_t *count, int64_t timeout_ms);
+MPROC_API int mproc_mdict_items(mproc_manager *m, mproc_mdict d, mproc_bytes **out, size_t *count, int64_t timeout_ms);
+/* d.update(pairs): pairs holds 2 * npairs strings, key then value, set in order as one request (no
+ * other client's call runs in between). */
+MPROC_API int mproc_mdict_update(mproc_manager *m, mproc_mdict d, const mproc_bytes *pairs, size_t npairs,
+                                 int64_t timeout_ms);
+/* d.pop(key): the value, removed. MPROC_ENOENT: no such key. */
+MPROC_API int mproc_mdict_pop(mproc_manager *m, mproc_mdict d, const void *key, size_t key_size, char **value,
+                              size_t *value_size, int64_t timeout_ms);
+/* d.clear(). */
+MPROC_API int mproc_mdict_clear(mproc_manager *m, mproc_mdict d, int64_t timeout_ms);
+/* d.setdefault(key, def): the value of key, set to def first if missing. */
+MPROC_API int mproc_mdict_setdefault(mproc_manager *m, mproc_mdict d, const void *key, size_t key_size, const void *def,
+                                     size_t def_size, char **value, size_t *value_size, int64_t timeout_ms);
+/* Beyond Python: d[key] += delta, atomically in the server (no lock needed for a counter). The value
+ * is a decimal integer in text ("-42"; as mproc_mdict_get shows it), a missing key counts as 0, and
+ * *result (may be NULL) is the new value. MPROC_EINVAL: the value is not such an integer, or the sum
+ * leaves int64_t (nothing changes). */
+MPROC_API int mproc_mdict_increment(mproc_manager *m, mproc_mdict d, const void *key, size_t key_size, int64_t delta,
+                                    int64_t *result, int64_t timeout_ms);
+/* Beyond Python: compare-and-set, atomically in the server: if the key's value is exactly `expected`
+ * (expected NULL: if the key is missing), set it to `desired`, *swapped true; else change nothing,
+ * *swapped false. */
+MPROC_API int mproc_mdict_compare_set(mproc_manager *m, mproc_mdict d, const void *key, size_t key_size,
+                                      const void *expected, size_t expected_size, const void *desired,
+                                      size_t desired_size, bool *swapped, int64_t timeout_ms);
+
+/* ---- list ------------------------------------------------------------------------------------- */
+/* Indexes as Python's: negative ones count from the end. */
+
+/* l.append(v) / l.extend(values): values in order, as one request. */
+MPROC_API int mproc_mlist_append(mproc_manager *m, mproc_mlist l, const void *value, size_t value_size,
+                                 int64_t timeout_ms);
+MPROC_API int mproc_mlist_extend(mproc_manager *m, mproc_mlist l, const mproc_bytes *values, size_t count,
+                                 int64_t timeout_ms);
+/* l.insert(index, v): before index, clamped to the list as Python's. */
+MPROC_API int mproc_mlist_insert(mproc_manager *m, mproc_mlist l, int64_t index, const void *value, size_t value_size,
+                                 int64_t timeout_ms);
+/* l.index(v): the first index holding v. MPROC_ENOENT: none. */
+MPROC_API int mproc_mlist_index(mproc_manager *m, mproc_mlist l, const void *value, size_t value_size, size_t *index,
+                                int64_t timeout_ms);
+/* l.count(v). */
+MPROC_API int mproc_mlist_count(mproc_manager *m, mproc_mlist l, const void *value, size_t value_size, size_t *count,
+                                int64_t timeout_ms);
+/* l.remove(v): the first v. MPROC_ENOENT: none. */
+MPROC_API int mproc_mlist_remove(mproc_manager *m, mproc_mlist l, const void *value, size_t value_size,
+                                 int64_t timeout_ms);
+/* l.pop(index) (index -1: the last): the value, removed. MPROC_ENOENT: out of range or empty. */
+MPROC_API int mproc_mlist_pop(mproc_manager *m, mproc_mlist l, int64_t index, char **value, size_t *value_size,
+                              int64_t timeout_ms);
+/* l[index] / l[index] = v / del l[index]. MPROC_ENOENT: out of range. */
+MPROC_API int mproc_mlist_get(mproc_manager *m, mproc_mlist l, int64_t index, char **value, size_t *value_size,
+                              int64_t timeout_ms);
+MPROC_API int mproc_mlist_set(mproc_manager *m, mproc_mlist l, int64_t index, const void *value, size_t value_size,
+                              int64_t timeout_ms);
+MPROC_API int mproc_mlist_delete(mproc_manager *m, mproc_mlist l, int64_t index, int64_t timeout_ms);
+/* l[start:stop] (clamped as Python's; stop INT64_MAX: to the end): *count strings in one block *out
+ * (mproc_free; NULL when *count is 0). */
+MPROC_API int mproc_mlist_slice(mproc_manager *m, mproc_mlist l, int64_t start, int64_t stop, mproc_bytes **out,
+                                size_t *count, int64_t timeout_ms);
+/* len(l). */
+MPROC_API int mproc_mlist_len(mproc_manager *m, mproc_mlist l, size_t *len, int64_t timeout_ms);
+
+/* ---- Namespace: named attributes (NUL-terminated names, byte-string values) -------------------- */
+
+/* getattr(ns, name): MPROC_ENOENT: no such attribute (AttributeError). */
+MPROC_API int mproc_mnamespace_get(mproc_manager *m, mproc_mnamespace ns, const char *name, char **value,
+                                   size_t *value_size, int64_t timeout_ms);
+MPROC_API int mproc_mnamespace_set(mproc_manager *m, mproc_mnamespace ns, const char *name, const void *value,
+                                   size_t value_size, int64_t timeout_ms);
+/* delattr: MPROC_ENOENT: no such attribute. */
+MPROC_API int mproc_mnamespace_delete(mproc_manager *m, mproc_mnamespace ns, const char *name, int64_t timeout_ms);
+/* The names, in the order first set: *count strings in one block (mproc_free). */
+MPROC_API int mproc_mnamespace_list(mproc_manager *m, mproc_mnamespace ns, mproc_bytes **names, size_t *count,
+                                    int64_t timeout_ms);
+
+/* ---- Lock ------------------------------------------------------------------------------------- */
+
+/* Manager().Lock(): held by a connection (the handle that acquired it). acquire waits up to timeout_ms
+ * in the server (0: try): 0, MPROC_ETIMEDOUT (not acquired), or MPROC_EOWNERDEAD: acquired, but the
+ * connection that held it ended without releasing (its process died, or its call timed out): check the
+ * data it protects, as for mproc_lock_acquire. The reply is waited for up to 2 s beyond timeout_ms
+ * before the server counts as hung. Waiters are served first come, first served. A handle that
+ * acquires a lock it holds waits (a Lock, not an RLock). */
+MPROC_API int mproc_mlock_acquire(mproc_manager *m, mproc_mlock l, int64_t timeout_ms);
+/* release(): any handle may release (as Python's Lock). MPROC_ESTATE: not locked. */
+MPROC_API int mproc_mlock_release(mproc_manager *m, mproc_mlock l, int64_t timeout_ms);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MPROC_MANAGER_H */

@@ -1,0 +1,95 @@
+/* The manager's wire protocol (client.c and server.c) and the server's entry points.
+ *
+ * Every message is one connection message (CPython's framing underneath), little-endian:
+ *   request  u32 op | u32 seq | u64 object id | u32 nargs | nargs x (u32 size | bytes)
+ *   reply    u32 seq | i32 status | u32 nitems | nitems x (u32 size | bytes)
+ * A reply echoes its request's seq, so a client skips the late reply of a call that timed out. An error
+ * reply (status < 0) carries one item, the server's message. Integers travel as 8-byte items. Object ids
+ * are (generation << 32 | table index + 1): never an address. */
+#ifndef MPROC_MANAGER_INTERNAL_H
+#define MPROC_MANAGER_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../internal.h"
+#include "mproc/manager.h"
+
+typedef enum mproc__mgr_op {
+  MGR_SHUTDOWN = 1,
+  MGR_CREATE, /* arg: u8 kind -> u64 id */
+  MGR_DROP,
+  MGR_DICT_GET, /* key [, default] -> value */
+  MGR_DICT_SET,
+  MGR_DICT_DEL,
+  MGR_DICT_CONTAINS, /* -> u8 */
+  MGR_DICT_LEN,      /* -> u64 */
+  MGR_DICT_KEYS,
+  MGR_DICT_VALUES,
+  MGR_DICT_ITEMS,
+  MGR_DICT_UPDATE, /* k, v, k, v, ... */
+  MGR_DICT_POP,
+  MGR_DICT_CLEAR,
+  MGR_DICT_SETDEFAULT,
+  MGR_DICT_INCR, /* key, i64 delta -> i64 */
+  MGR_DICT_CAS,  /* key, u8 expect_present, expected, desired -> u8 swapped */
+  MGR_LIST_APPEND,
+  MGR_LIST_EXTEND,
+  MGR_LIST_INSERT, /* i64, v */
+  MGR_LIST_INDEX,  /* v -> u64 */
+  MGR_LIST_COUNT,  /* v -> u64 */
+  MGR_LIST_REMOVE,
+  MGR_LIST_POP,   /* i64 -> v */
+  MGR_LIST_GET,   /* i64 -> v */
+  MGR_LIST_SET,   /* i64, v */
+  MGR_LIST_DEL,   /* i64 */
+  MGR_LIST_SLICE, /* i64, i64 -> values */
+  MGR_LIST_LEN,
+  MGR_LOCK_ACQUIRE, /* i64 timeout_ms */
+  MGR_LOCK_RELEASE,
+  MGR_OP_END_
+} mproc__mgr_op;
+
+/* Object kinds in the server's table (MGR_CREATE's argument). */
+typedef enum mproc__mgr_kind { MGR_KIND_DICT = 1, MGR_KIND_LIST, MGR_KIND_NAMESPACE, MGR_KIND_LOCK } mproc__mgr_kind;
+
+#define MGR_REQ_HEADER 20
+#define MGR_REP_HEADER 12
+
+/* One byte string of a message: points into the message. */
+typedef struct mproc__mgr_item {
+  const char *p;
+  size_t n;
+} mproc__mgr_item;
+
+void mproc__mgr_put_u32(mproc__buf *b, uint32_t v); /* into reserved room: callers reserve first */
+uint32_t mproc__mgr_get_u32(const char *p);
+uint64_t mproc__mgr_get_u64(const char *p);
+/* Append one item (u32 size, bytes). 0 or MPROC_ENOMEM. */
+int mproc__mgr_put_item(mproc__buf *b, const void *p, size_t n);
+int mproc__mgr_put_i64_item(mproc__buf *b, int64_t v);
+/* An 8-byte item as an integer: 0, or MPROC_EINVAL when it is not 8 bytes. */
+int mproc__mgr_item_i64(mproc__mgr_item it, int64_t *v);
+/* Parse `count` items filling exactly p[0..n): *items is allocated (NULL for none). 0, MPROC_EINVAL (does
+ * not parse: the count cannot fit, an item runs past the end, bytes left over), MPROC_ENOMEM. */
+int mproc__mgr_parse_items(const char *p, size_t n, uint32_t count, mproc__mgr_item **items);
+
+/* The server (server.c). The server process's target: connections[0] is the control pipe to the
+ * starter, the argument bytes are u32 family | address (may be empty). */
+int mproc__manager_server_main(const mproc_args *a);
+
+/* The request handler alone, for the fuzz target: a server with no listener. feed hands one request
+ * from the client on conn (the server owns conn from its first request on, and destroys it when it drops
+ * the client): 0 (answered on conn), MPROC_ETIMEDOUT (an acquire waits: its requests are not read
+ * until it is answered, and feed ignores them), or MPROC_ECLOSED (the client was dropped, conn
+ * destroyed: a request that does not parse, or a reply that could not be sent). */
+typedef struct mproc__mgr_server mproc__mgr_server;
+mproc__mgr_server *mproc__mgr_server_new(void);
+int mproc__mgr_server_feed(mproc__mgr_server *s, mproc_connection *conn, const void *msg, size_t len);
+void mproc__mgr_server_free(mproc__mgr_server *s);
+
+/* The manager handle's handable type (client.c). */
+struct mproc__handable_type;
+extern const struct mproc__handable_type mproc__manager_handable;
+
+#endif

@@ -1,0 +1,921 @@
+/* The manager's server: the table of objects (dicts, lists, namespaces, locks) and one thread serving
+ * every client over mproc_wait, with deferred replies for lock acquires that wait (see manager.h, "THE
+ * SERVER"). Portable: the Listener, Connection and mproc_wait do the OS's part. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "manager_internal.h"
+#include "mproc/connection.h"
+#include "mproc/listener.h"
+#include "../pal.h"
+
+#define DEFERRED 1 /* a handler's result: the reply comes later */
+/* The server tries to accept at least this often, whatever mproc_wait says of the listener: under wine,
+ * a named-pipe listener's readiness (a client's connect, the next message of a handshake) is sometimes
+ * not reported to an mproc_wait that also waits on other connections, and a client would wait for ever
+ * (seen with this module's tests; a blocking accept is not affected). Costs ten wake-ups a second. */
+#define ACCEPT_POLL_NS (100 * 1000000LL)
+
+typedef struct bstr {
+  char *p;
+  size_t n;
+} bstr;
+
+/* A dict: entries in insertion order (dead ones skipped until the next rebuild) and an open-addressing
+ * index of entry numbers + 1 (0: empty, TOMB: deleted). */
+#define TOMB UINT32_MAX
+typedef struct dentry {
+  bstr k, v;
+  uint64_t h;
+  bool live;
+} dentry;
+typedef struct dict {
+  dentry *e;
+  size_t n, cap, live;
+  uint32_t *slot;
+  size_t nslot; /* a power of two, or 0 */
+} dict;
+
+typedef struct list {
+  bstr *v;
+  size_t n, cap;
+} list;
+
+struct client;
+typedef struct mlock {
+  bool locked, owner_dead;
+  struct client *holder;
+} mlock;
+
+typedef struct obj {
+  uint32_t gen;
+  uint8_t kind; /* 0: free */
+  uint32_t next_free;
+  union {
+    dict d;
+    list l;
+    mlock k;
+  } u;
+} obj;
+
+typedef struct client {
+  mproc_connection *conn;
+  bool dead;
+  bool waiting; /* an acquire waits: wait_lock, wait_seq, deadline, ticket */
+  uint64_t wait_lock;
+  uint32_t wait_seq;
+  int64_t deadline;
+  uint64_t ticket;
+} client;
+
+struct mproc__mgr_server {
+  mproc_listener *l;
+  mproc_connection *control;
+  client **cl;
+  size_t ncl, capcl;
+  obj *objs;
+  size_t nobj, capobj;
+  uint32_t free_head; /* index + 1 of a free slot, 0: none */
+  dict names;         /* name -> the 8-byte id of the object it names */
+  uint64_t seed, tickets;
+  int64_t next_accept; /* when accept is tried even if the listener was not reported ready */
+  bool stop;
+};
+typedef struct mproc__mgr_server server;
+
+/* ---- the codec (shared with client.c) ---------------------------------------------------------- */
+
+void mproc__mgr_put_u32(mproc__buf *b, uint32_t v) {
+  for (int i = 0; i < 4; ++i) b->data[b->len++] = (char)(v >> (8 * i));
+}
+uint32_t mproc__mgr_get_u32(const char *p) {
+  const unsigned char *u = (const unsigned char *)p;
+  return (uint32_t)u[0] | (uint32_t)u[1] << 8 | (uint32_t)u[2] << 16 | (uint32_t)u[3] << 24;
+}
+uint64_t mproc__mgr_get_u64(const char *p) {
+  return (uint64_t)mproc__mgr_get_u32(p) | (uint64_t)mproc__mgr_get_u32(p + 4) << 32;
+}
+int mproc__mgr_put_item(mproc__buf *b, const void *p, size_t n) {
+  if (n > UINT32_MAX) return mproc__fail(MPROC_EMSGSIZE, "manager: an item of %zu bytes is too long", n);
+  if (mproc__buf_reserve(b, 4 + n) != 0) return MPROC_ENOMEM;
+  mproc__mgr_put_u32(b, (uint32_t)n);
+  if (n) memcpy(b->data + b->len, p, n);
+  b->len += n;
+  return 0;
+}
+int mproc__mgr_put_i64_item(mproc__buf *b, int64_t v) {
+  char x[8];
+  for (int i = 0; i < 8; ++i) x[i] = (char)((uint64_t)v >> (8 * i));
+  return mproc__mgr_put_item(b, x, 8);
+}
+int mproc__mgr_item_i64(mproc__mgr_item it, int64_t *v) {
+  if (it.n != 8) return mproc__fail(MPROC_EINVAL, "manager: an integer item has %zu bytes, not 8", it.n);
+  *v = (int64_t)mproc__mgr_get_u64(it.p);
+  return 0;
+}
+int mproc__mgr_parse_items(const char *p, size_t n, uint32_t count, mproc__mgr_item **items) {
+  *items = NULL;
+  if (count > n / 4) return mproc__fail(MPROC_EINVAL, "manager: %u items cannot fit in %zu bytes", count, n);
+  if (count == 0) return n == 0 ? 0 : mproc__fail(MPROC_EINVAL, "manager: %zu bytes after the last item", n);
+  mproc__mgr_item *it = (mproc__mgr_item *)malloc(count * sizeof *it);
+  if (!it) return mproc__fail(MPROC_ENOMEM, "manager: out of memory parsing %u items", count);
+  size_t at = 0;
+  for (uint32_t i = 0; i < count; ++i) {
+    size_t len = n - at >= 4 ? mproc__mgr_get_u32(p + at) : 0;
+    if (n - at < 4 || len > n - at - 4) {
+      free(it);
+      return mproc__fail(MPROC_EINVAL, "manager: item %u runs past the end of the message", i);
+    }
+    it[i].p = p + at + 4;
+    it[i].n = len;
+    at += 4 + len;
+  }
+  if (at != n) {
+    free(it);
+    return mproc__fail(MPROC_EINVAL, "manager: %zu bytes after the last item", n - at);
+  }
+  *items = it;
+  return 0;
+}
+
+/* ---- byte strings, dicts, lists ----------------------------------------------------------------- */
+
+static int bstr_set(bstr *s, const char *p, size_t n) {
+  char *c = (char *)malloc(n ? n : 1);
+  if (!c) return mproc__fail(MPROC_ENOMEM, "manager: out of memory for %zu bytes", n);
+  if (n) memcpy(c, p, n);
+  free(s->p);
+  s->p = c;
+  s->n = n;
+  return 0;
+}
+static bool bstr_eq(const bstr *s, const char *p, size_t n) { return s->n == n && (n == 0 || !memcmp(s->p, p, n)); }
+
+static uint64_t hash(uint64_t seed, const char *p, size_t n) {
+  uint64_t h = 14695981039346656037ull ^ seed;
+  for (size_t i = 0; i < n; ++i) h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
+  return h ^ (h >> 29);
+}
+
+/* The entry of key, or -1. */
+static ptrdiff_t dict_find(const dict *d, const char *k, size_t kn, uint64_t h) {
+  if (!d->nslot) return -1;
+  for (size_t i = h & (d->nslot - 1);; i = (i + 1) & (d->nslot - 1)) {
+    uint32_t s = d->slot[i];
+    if (s == 0) return -1;
+    if (s != TOMB && d->e[s - 1].h == h && bstr_eq(&d->e[s - 1].k, k, kn)) return (ptrdiff_t)(s - 1);
+  }
+}
+static void dict_index(dict *d, size_t e) {
+  for (size_t i = d->e[e].h & (d->nslot - 1);; i = (i + 1) & (d->nslot - 1))
+    if (d->slot[i] == 0 || d->slot[i] == TOMB) {
+      d->slot[i] = (uint32_t)(e + 1);
+      return;
+    }
+}
+/* Compact the entries and rebuild the index with room for one more. */
+static int dict_rebuild(dict *d) {
+  size_t live = 0;
+  for (size_t i = 0; i < d->n; ++i)
+    if (d->e[i].live) d->e[live++] = d->e[i];
+  d->n = live;
+  size_t nslot = 8;
+  while (nslot < 2 * (live + 1)) nslot *= 2;
+  if (nslot >= TOMB) return mproc__fail(MPROC_ENOMEM, "manager: a dict of %zu keys is too large", live);
+  uint32_t *slot = (uint32_t *)calloc(nslot, sizeof *slot);
+  if (!slot) return mproc__fail(MPROC_ENOMEM, "manager: out of memory for a dict of %zu keys", live);
+  free(d->slot);
+  d->slot = slot;
+  d->nslot = nslot;
+  for (size_t i = 0; i < live; ++i) dict_index(d, i);
+  return 0;
+}
+static int dict_set(dict *d, uint64_t seed, const char *k, size_t kn, const char *v, size_t vn) {
+  uint64_t h = hash(seed, k, kn);
+  ptrdiff_t at = dict_find(d, k, kn, h);
+  if (at >= 0) return bstr_set(&d->e[at].v, v, vn);
+  if (d->n + 1 > d->nslot / 2 && dict_rebuild(d) != 0) return MPROC_ENOMEM;
+  if (d->n == d->cap) {
+    size_t cap = d->cap ? 2 * d->cap : 8;
+    dentry *e = (dentry *)realloc(d->e, cap * sizeof *e);
+    if (!e) return mproc__fail(MPROC_ENOMEM, "manager: out of memory for a dict of %zu keys", d->n);
+    d->e = e;
+    d->cap = cap;
+  }
+  dentry *e = &d->e[d->n];
+  memset(e, 0, sizeof *e);
+  if (bstr_set(&e->k, k, kn) != 0) return MPROC_ENOMEM;
+  if (bstr_set(&e->v, v, vn) != 0) {
+    free(e->k.p);
+    return MPROC_ENOMEM;
+  }
+  e->h = h;
+  e->live = true;
+  dict_index(d, d->n++);
+  d->live++;
+  return 0;
+}
+static void dict_remove(dict *d, size_t at) {
+  for (size_t i = d->e[at].h & (d->nslot - 1);; i = (i + 1) & (d->nslot - 1))
+    if (d->slot[i] == at + 1) {
+      d->slot[i] = TOMB;
+      break;
+    }
+  free(d->e[at].k.p);
+  free(d->e[at].v.p);
+  d->e[at].k.p = d->e[at].v.p = NULL;
+  d->e[at].live = false;
+  d->live--;
+  if (d->live == 0) { /* start afresh: no tombstones */
+    d->n = 0;
+    memset(d->slot, 0, d->nslot * sizeof *d->slot);
+  }
+}
+static void dict_free(dict *d) {
+  for (size_t i = 0; i < d->n; ++i)
+    if (d->e[i].live) {
+      free(d->e[i].k.p);
+      free(d->e[i].v.p);
+    }
+  free(d->e);
+  free(d->slot);
+  memset(d, 0, sizeof *d);
+}
+
+static void list_free(list *l) {
+  for (size_t i = 0; i < l->n; ++i) free(l->v[i].p);
+  free(l->v);
+  memset(l, 0, sizeof *l);
+}
+static int list_insert(list *l, size_t at, const char *p, size_t n) {
+  if (l->n == l->cap) {
+    size_t cap = l->cap ? 2 * l->cap : 8;
+    bstr *v = (bstr *)realloc(l->v, cap * sizeof *v);
+    if (!v) return mproc__fail(MPROC_ENOMEM, "manager: out of memory for a list of %zu items", l->n);
+    l->v = v;
+    l->cap = cap;
+  }
+  bstr s = {NULL, 0};
+  if (bstr_set(&s, p, n) != 0) return MPROC_ENOMEM;
+  memmove(l->v + at + 1, l->v + at, (l->n - at) * sizeof *l->v);
+  l->v[at] = s;
+  l->n++;
+  return 0;
+}
+static void list_remove(list *l, size_t at) {
+  free(l->v[at].p);
+  memmove(l->v + at, l->v + at + 1, (l->n - at - 1) * sizeof *l->v);
+  l->n--;
+}
+/* Python's index: negative counts from the end. 0 with *at, or MPROC_ENOENT. */
+static int list_at(const list *l, int64_t i, size_t *at) {
+  if (i < 0) i += (int64_t)l->n;
+  if (i < 0 || (uint64_t)i >= l->n) return mproc__fail(MPROC_ENOENT, "manager: list index out of range");
+  *at = (size_t)i;
+  return 0;
+}
+/* Python's clamping of a slice bound or an insert position into [0, n]. */
+static size_t clamp(int64_t i, size_t n) {
+  if (i < 0) {
+    i += (int64_t)n;
+    return i < 0 ? 0 : (size_t)i;
+  }
+  return (uint64_t)i > n ? n : (size_t)i;
+}
+
+/* ---- the table ---------------------------------------------------------------------------------- */
+
+static obj *lookup(server *s, uint64_t id, int kind, int kind2) {
+  uint32_t idx = (uint32_t)id;
+  obj *o = idx && idx <= s->nobj ? &s->objs[idx - 1] : NULL;
+  if (!o || !o->kind || o->gen != (uint32_t)(id >> 32) || (kind && o->kind != kind && o->kind != kind2)) {
+    mproc__fail(MPROC_EINVAL, "manager: object %016llx is no %s", (unsigned long long)id,
+                kind == MGR_KIND_DICT   ? "dict"
+                : kind == MGR_KIND_LIST ? "list"
+                : kind == MGR_KIND_LOCK ? "lock"
+                                        : "object");
+    return NULL;
+  }
+  return o;
+}
+static uint64_t id_of(const server *s, const obj *o) { return (uint64_t)o->gen << 32 | (uint64_t)(o - s->objs + 1); }
+
+static int create(server *s, int kind, uint64_t *id) {
+  if (!s->free_head) {
+    if (s->nobj >= UINT32_MAX - 1) return mproc__fail(MPROC_ENOMEM, "manager: the object table is full");
+    if (s->nobj == s->capobj) {
+      size_t cap = s->capobj ? 2 * s->capobj : 16;
+      obj *o = (obj *)realloc(s->objs, cap * sizeof *o);
+      if (!o) return mproc__fail(MPROC_ENOMEM, "manager: out of memory for %zu objects", cap);
+      s->objs = o;
+      s->capobj = cap;
+    }
+    memset(&s->objs[s->nobj], 0, sizeof *s->objs);
+    s->free_head = (uint32_t)++s->nobj;
+  }
+  obj *o = &s->objs[s->free_head - 1];
+  s->free_head = o->next_free;
+  o->kind = (uint8_t)kind;
+  o->gen++;
+  memset(&o->u, 0, sizeof o->u);
+  *id = id_of(s, o);
+  return 0;
+}
+
+/* ---- replies ------------------------------------------------------------------------------------ */
+
+typedef struct reply {
+  mproc__buf b;
+  uint32_t n;
+} reply;
+
+static int rep_item(reply *r, const void *p, size_t n) {
+  r->n++;
+  return mproc__mgr_put_item(&r->b, p, n);
+}
+static int rep_i64(reply *r, int64_t v) {
+  r->n++;
+  return mproc__mgr_put_i64_item(&r->b, v);
+}
+static void send_reply(client *c, uint32_t seq, int status, reply *r) {
+  mproc__buf b = {0};
+  mproc__buf *out = r ? &r->b : &b;
+  if (mproc__buf_reserve(out, MGR_REP_HEADER) != 0) {
+    c->dead = true;
+    return;
+  }
+  const char *msg = status < 0 ? mproc_last_error() : NULL;
+  if (status < 0) {
+    out->len = MGR_REP_HEADER;
+    mproc__mgr_put_item(out, msg, strlen(msg));
+  }
+  if (out->len < MGR_REP_HEADER) out->len = MGR_REP_HEADER;
+  if (status >= 0 && out->len > MPROC_MANAGER_MAX_MESSAGE) { /* the client would refuse it */
+    status = mproc__fail(MPROC_EMSGSIZE, "manager: the reply (%zu bytes) is longer than MPROC_MANAGER_MAX_MESSAGE",
+                         out->len);
+    out->len = MGR_REP_HEADER;
+    mproc__mgr_put_item(out, mproc_last_error(), strlen(mproc_last_error()));
+  }
+  size_t len = out->len;
+  out->len = 0;
+  mproc__mgr_put_u32(out, seq);
+  mproc__mgr_put_u32(out, (uint32_t)status);
+  mproc__mgr_put_u32(out, status < 0 ? 1 : r ? r->n : 0);
+  out->len = len;
+  if (mproc_connection_send_bytes(c->conn, out->data, out->len, 0, MPROC_ALL) != 0) c->dead = true;
+  mproc__buf_free(&b);
+}
+
+/* ---- locks -------------------------------------------------------------------------------------- */
+
+/* Give lock `o` to its first waiter with `status` (0 or MPROC_EOWNERDEAD); none: it is free (and
+ * remembers a dead owner). */
+static void pass_on(server *s, obj *o, int status) {
+  uint64_t id = id_of(s, o);
+  client *next = NULL;
+  for (size_t i = 0; i < s->ncl; ++i) {
+    client *c = s->cl[i];
+    if (c->waiting && !c->dead && c->wait_lock == id && (!next || c->ticket < next->ticket)) next = c;
+  }
+  mlock *k = &o->u.k;
+  if (!next) {
+    k->locked = false;
+    k->holder = NULL;
+    k->owner_dead = status == MPROC_EOWNERDEAD;
+    return;
+  }
+  k->locked = true;
+  k->holder = next;
+  k->owner_dead = false;
+  next->waiting = false;
+  if (status) mproc__fail(status, "manager: lock acquired; its previous holder's connection ended holding it");
+  send_reply(next, next->wait_seq, status, NULL);
+}
+
+static int lock_acquire(server *s, client *c, obj *o, uint32_t seq, int64_t timeout_ms) {
+  mlock *k = &o->u.k;
+  if (!k->locked) {
+    k->locked = true;
+    k->holder = c;
+    int rc = k->owner_dead ? mproc__fail(MPROC_EOWNERDEAD,
+                                         "manager: lock acquired; its previous holder's "
+                                         "connection ended holding it")
+                           : 0;
+    k->owner_dead = false;
+    return rc;
+  }
+  if (timeout_ms == 0) return mproc__fail(MPROC_ETIMEDOUT, "manager: the lock is held");
+  c->waiting = true;
+  c->wait_lock = id_of(s, o);
+  c->wait_seq = seq;
+  c->deadline = mproc__deadline_from_timeout(timeout_ms);
+  c->ticket = ++s->tickets;
+  return DEFERRED;
+}
+
+static void drop_object(server *s, obj *o) {
+  uint64_t id = id_of(s, o);
+  if (o->kind == MGR_KIND_DICT || o->kind == MGR_KIND_NAMESPACE) dict_free(&o->u.d);
+  if (o->kind == MGR_KIND_LIST) list_free(&o->u.l);
+  if (o->kind == MGR_KIND_LOCK)
+    for (size_t i = 0; i < s->ncl; ++i)
+      if (s->cl[i]->waiting && s->cl[i]->wait_lock == id) {
+        s->cl[i]->waiting = false;
+        mproc__fail(MPROC_EINVAL, "manager: the lock was dropped while this acquire waited");
+        send_reply(s->cl[i], s->cl[i]->wait_seq, MPROC_EINVAL, NULL);
+      }
+  for (size_t i = 0; i < s->names.n; ++i) /* its name, if it has one, names nothing now */
+    if (s->names.e[i].live && mproc__mgr_get_u64(s->names.e[i].v.p) == id) {
+      dict_remove(&s->names, i);
+      break;
+    }
+  o->kind = 0;
+  o->next_free = s->free_head;
+  s->free_head = (uint32_t)(o - s->objs + 1);
+}
+
+/* ---- requests ----------------------------------------------------------------------------------- */
+
+#define NARGS(k)                                                                                     \
+  do {                                                                                               \
+    if (na != (k)) {                                                                                 \
+      rc = mproc__fail(MPROC_EINVAL, "manager: request %u takes %u arguments, not %u", op, (k), na); \
+      goto out;                                                                                      \
+    }                                                                                                \
+  } while (0)
+#define OBJ(kind, kind2)                         \
+  do {                                           \
+    if (!(o = lookup(s, id, (kind), (kind2)))) { \
+      rc = MPROC_EINVAL;                         \
+      goto out;                                  \
+    }                                            \
+  } while (0)
+#define I64(i, v)                                              \
+  do {                                                         \
+    if ((rc = mproc__mgr_item_i64(a[i], &(v))) != 0) goto out; \
+  } while (0)
+
+static int parse_int(const bstr *v, int64_t *out) {
+  size_t i = v->n && v->p[0] == '-' ? 1 : 0;
+  bool neg = i == 1;
+  uint64_t x = 0, lim = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+  if (i == v->n || v->n - i > 19) return mproc__fail(MPROC_EINVAL, "manager: the value is not a decimal integer");
+  for (; i < v->n; ++i) {
+    if (v->p[i] < '0' || v->p[i] > '9' || x > (lim - (uint64_t)(v->p[i] - '0')) / 10)
+      return mproc__fail(MPROC_EINVAL, "manager: the value is not a decimal integer of int64_t's range");
+    x = x * 10 + (uint64_t)(v->p[i] - '0');
+  }
+  *out = neg ? (int64_t)(0 - x) : (int64_t)x;
+  return 0;
+}
+
+/* Handle one request: 0 or an error (replied), DEFERRED, or -1000 + code: the request does not parse
+ * (the client is dropped). */
+static int handle(server *s, client *c, const char *msg, size_t len) {
+  if (len < MGR_REQ_HEADER) return mproc__fail(MPROC_EINVAL, "manager: a request of %zu bytes", len), -1;
+  uint32_t op = mproc__mgr_get_u32(msg), seq = mproc__mgr_get_u32(msg + 4), na = mproc__mgr_get_u32(msg + 16);
+  uint64_t id = mproc__mgr_get_u64(msg + 8);
+  mproc__mgr_item *a;
+  if (mproc__mgr_parse_items(msg + MGR_REQ_HEADER, len - MGR_REQ_HEADER, na, &a) != 0) return -1;
+  reply r = {{0}, 0};
+  int rc = mproc__buf_reserve(&r.b, 64);
+  if (rc) goto out;
+  r.b.len = MGR_REP_HEADER;
+  obj *o = NULL;
+  int64_t i1 = 0, i2 = 0;
+  size_t at = 0;
+  switch (op) {
+    case MGR_SHUTDOWN:
+      NARGS(0);
+      s->stop = true;
+      break;
+    case MGR_CREATE: { /* kind [, name]: a name gives the object of that name, made on first use */
+      if (na != 2) NARGS(1u);
+      uint64_t nid = 0;
+      if (a[0].n != 1 || a[0].p[0] < MGR_KIND_DICT || a[0].p[0] > MGR_KIND_LOCK) {
+        rc = mproc__fail(MPROC_EINVAL, "manager: no such kind of object");
+        goto out;
+      }
+      ptrdiff_t e = na == 2 ? dict_find(&s->names, a[1].p, a[1].n, hash(s->seed, a[1].p, a[1].n)) : -1;
+      if (e >= 0) {
+        nid = mproc__mgr_get_u64(s->names.e[e].v.p);
+        if (!lookup(s, nid, a[0].p[0], 0)) {
+          rc = mproc__fail(MPROC_EINVAL, "manager: the name '%.*s' belongs to an object of another kind",
+                           (int)(a[1].n > 200 ? 200 : a[1].n), a[1].p);
+          goto out;
+        }
+      } else if (!(rc = create(s, a[0].p[0], &nid)) && na == 2) {
+        char v[8];
+        for (int i = 0; i < 8; ++i) v[i] = (char)(nid >> (8 * i));
+        if ((rc = dict_set(&s->names, s->seed, a[1].p, a[1].n, v, 8)) != 0) drop_object(s, lookup(s, nid, 0, 0));
+      }
+      if (!rc) rc = rep_i64(&r, (int64_t)nid);
+      break;
+    }
+    case MGR_DROP:
+      NARGS(0);
+      OBJ(0, 0);
+      drop_object(s, o);
+      break;
+    case MGR_DICT_GET: /* key [, default] */
+    case MGR_DICT_POP:
+    case MGR_DICT_SETDEFAULT: {
+      if (op != MGR_DICT_GET || na != 2) NARGS(op == MGR_DICT_SETDEFAULT ? 2u : 1u);
+      OBJ(MGR_KIND_DICT, MGR_KIND_NAMESPACE);
+      ptrdiff_t e = dict_find(&o->u.d, a[0].p, a[0].n, hash(s->seed, a[0].p, a[0].n));
+      if (e < 0 && na == 1) {
+        rc = mproc__fail(MPROC_ENOENT, "manager: no such key (%zu bytes)", a[0].n);
+      } else if (e < 0 && op == MGR_DICT_SETDEFAULT) {
+        if (!(rc = dict_set(&o->u.d, s->seed, a[0].p, a[0].n, a[1].p, a[1].n))) rc = rep_item(&r, a[1].p, a[1].n);
+      } else if (e < 0) {
+        rc = rep_item(&r, a[1].p, a[1].n);
+      } else {
+        rc = rep_item(&r, o->u.d.e[e].v.p, o->u.d.e[e].v.n);
+        if (!rc && op == MGR_DICT_POP) dict_remove(&o->u.d, (size_t)e);
+      }
+      break;
+    }
+    case MGR_DICT_SET:
+      NARGS(2);
+      OBJ(MGR_KIND_DICT, MGR_KIND_NAMESPACE);
+      rc = dict_set(&o->u.d, s->seed, a[0].p, a[0].n, a[1].p, a[1].n);
+      break;
+    case MGR_DICT_DEL:
+    case MGR_DICT_CONTAINS: {
+      NARGS(1);
+      OBJ(MGR_KIND_DICT, MGR_KIND_NAMESPACE);
+      ptrdiff_t e = dict_find(&o->u.d, a[0].p, a[0].n, hash(s->seed, a[0].p, a[0].n));
+      if (op == MGR_DICT_CONTAINS)
+        rc = rep_item(&r, e >= 0 ? "\1" : "\0", 1);
+      else if (e < 0)
+        rc = mproc__fail(MPROC_ENOENT, "manager: no such key (%zu bytes)", a[0].n);
+      else
+        dict_remove(&o->u.d, (size_t)e);
+      break;
+    }
+    case MGR_DICT_LEN:
+      NARGS(0);
+      OBJ(MGR_KIND_DICT, MGR_KIND_NAMESPACE);
+      rc = rep_i64(&r, (int64_t)o->u.d.live);
+      break;
+    case MGR_DICT_KEYS:
+    case MGR_DICT_VALUES:
+    case MGR_DICT_ITEMS:
+      NARGS(0);
+      OBJ(MGR_KIND_DICT, MGR_KIND_NAMESPACE);
+      for (size_t i = 0; i < o->u.d.n && !rc; ++i) {
+        const dentry *e = &o->u.d.e[i];
+        if (!e->live) continue;
+        if (op != MGR_DICT_VALUES) rc = rep_item(&r, e->k.p, e->k.n);
+        if (!rc && op != MGR_DICT_KEYS) rc = rep_item(&r, e->v.p, e->v.n);
+      }
+      break;
+    case MGR_DICT_UPDATE:
+      if (na % 2) {
+        rc = mproc__fail(MPROC_EINVAL, "manager: update takes pairs, not %u items", na);
+        goto out;
+      }
+      OBJ(MGR_KIND_DICT, 0);
+      for (uint32_t i = 0; i < na && !rc; i += 2)
+        rc = dict_set(&o->u.d, s->seed, a[i].p, a[i].n, a[i + 1].p, a[i + 1].n);
+      break;
+    case MGR_DICT_CLEAR:
+      NARGS(0);
+      OBJ(MGR_KIND_DICT, 0);
+      dict_free(&o->u.d);
+      break;
+    case MGR_DICT_INCR: {
+      NARGS(2);
+      OBJ(MGR_KIND_DICT, 0);
+      I64(1, i1);
+      ptrdiff_t e = dict_find(&o->u.d, a[0].p, a[0].n, hash(s->seed, a[0].p, a[0].n));
+      int64_t v = 0;
+      if (e >= 0 && (rc = parse_int(&o->u.d.e[e].v, &v)) != 0) goto out;
+      if ((i1 > 0 && v > INT64_MAX - i1) || (i1 < 0 && v < INT64_MIN - i1)) {
+        rc = mproc__fail(MPROC_EINVAL, "manager: %lld + %lld leaves int64_t", (long long)v, (long long)i1);
+        goto out;
+      }
+      char text[24];
+      int tn = snprintf(text, sizeof text, "%lld", (long long)(v + i1));
+      if (!(rc = dict_set(&o->u.d, s->seed, a[0].p, a[0].n, text, (size_t)tn))) rc = rep_i64(&r, v + i1);
+      break;
+    }
+    case MGR_DICT_CAS: {
+      NARGS(4);
+      OBJ(MGR_KIND_DICT, 0);
+      ptrdiff_t e = dict_find(&o->u.d, a[0].p, a[0].n, hash(s->seed, a[0].p, a[0].n));
+      bool want = a[1].n == 1 && a[1].p[0];
+      bool match = want ? e >= 0 && bstr_eq(&o->u.d.e[e].v, a[2].p, a[2].n) : e < 0;
+      if (match) rc = dict_set(&o->u.d, s->seed, a[0].p, a[0].n, a[3].p, a[3].n);
+      if (!rc) rc = rep_item(&r, match ? "\1" : "\0", 1);
+      break;
+    }
+    case MGR_LIST_APPEND:
+    case MGR_LIST_EXTEND:
+      if (op == MGR_LIST_APPEND) NARGS(1);
+      OBJ(MGR_KIND_LIST, 0);
+      for (uint32_t i = 0; i < na && !rc; ++i) rc = list_insert(&o->u.l, o->u.l.n, a[i].p, a[i].n);
+      break;
+    case MGR_LIST_INSERT:
+      NARGS(2);
+      OBJ(MGR_KIND_LIST, 0);
+      I64(0, i1);
+      rc = list_insert(&o->u.l, clamp(i1, o->u.l.n), a[1].p, a[1].n);
+      break;
+    case MGR_LIST_INDEX:
+    case MGR_LIST_COUNT:
+    case MGR_LIST_REMOVE: {
+      NARGS(1);
+      OBJ(MGR_KIND_LIST, 0);
+      size_t count = 0, first = SIZE_MAX;
+      for (size_t i = 0; i < o->u.l.n && (op == MGR_LIST_COUNT || first == SIZE_MAX); ++i)
+        if (bstr_eq(&o->u.l.v[i], a[0].p, a[0].n)) {
+          if (first == SIZE_MAX) first = i;
+          count++;
+        }
+      if (op == MGR_LIST_COUNT)
+        rc = rep_i64(&r, (int64_t)count);
+      else if (first == SIZE_MAX)
+        rc = mproc__fail(MPROC_ENOENT, "manager: the value is not in the list");
+      else if (op == MGR_LIST_INDEX)
+        rc = rep_i64(&r, (int64_t)first);
+      else
+        list_remove(&o->u.l, first);
+      break;
+    }
+    case MGR_LIST_POP:
+    case MGR_LIST_GET:
+    case MGR_LIST_DEL:
+      NARGS(1);
+      OBJ(MGR_KIND_LIST, 0);
+      I64(0, i1);
+      if ((rc = list_at(&o->u.l, i1, &at)) != 0) goto out;
+      if (op != MGR_LIST_DEL) rc = rep_item(&r, o->u.l.v[at].p, o->u.l.v[at].n);
+      if (!rc && op != MGR_LIST_GET) list_remove(&o->u.l, at);
+      break;
+    case MGR_LIST_SET:
+      NARGS(2);
+      OBJ(MGR_KIND_LIST, 0);
+      I64(0, i1);
+      if (!(rc = list_at(&o->u.l, i1, &at))) rc = bstr_set(&o->u.l.v[at], a[1].p, a[1].n);
+      break;
+    case MGR_LIST_SLICE: {
+      NARGS(2);
+      OBJ(MGR_KIND_LIST, 0);
+      I64(0, i1);
+      I64(1, i2);
+      size_t from = clamp(i1, o->u.l.n), to = clamp(i2, o->u.l.n);
+      for (size_t i = from; i < to && !rc; ++i) rc = rep_item(&r, o->u.l.v[i].p, o->u.l.v[i].n);
+      break;
+    }
+    case MGR_LIST_LEN:
+      NARGS(0);
+      OBJ(MGR_KIND_LIST, 0);
+      rc = rep_i64(&r, (int64_t)o->u.l.n);
+      break;
+    case MGR_LOCK_ACQUIRE:
+      NARGS(1);
+      OBJ(MGR_KIND_LOCK, 0);
+      I64(0, i1);
+      rc = lock_acquire(s, c, o, seq, i1);
+      break;
+    case MGR_LOCK_RELEASE:
+      NARGS(0);
+      OBJ(MGR_KIND_LOCK, 0);
+      if (!o->u.k.locked)
+        rc = mproc__fail(MPROC_ESTATE, "manager: release of a lock that is not locked");
+      else
+        pass_on(s, o, 0);
+      break;
+    default:
+      rc = mproc__fail(MPROC_EINVAL, "manager: no such request (%u)", op);
+  }
+out:
+  if (rc != DEFERRED) send_reply(c, seq, rc, &r);
+  mproc__buf_free(&r.b);
+  free(a);
+  return 0;
+}
+
+/* ---- the loop ----------------------------------------------------------------------------------- */
+
+static void drop_client(server *s, client *c) {
+  for (size_t i = 0; i < s->nobj; ++i)
+    if (s->objs[i].kind == MGR_KIND_LOCK && s->objs[i].u.k.holder == c) pass_on(s, &s->objs[i], MPROC_EOWNERDEAD);
+  mproc_connection_destroy(c->conn);
+  free(c);
+}
+
+static void sweep(server *s) {
+  for (bool again = true; again;) {
+    again = false;
+    for (size_t i = 0; i < s->ncl; ++i)
+      if (s->cl[i]->dead) {
+        client *c = s->cl[i];
+        s->cl[i--] = s->cl[--s->ncl];
+        c->waiting = false;
+        drop_client(s, c); /* passing its locks on may find another dead one */
+        again = true;
+      }
+  }
+}
+
+static void expire(server *s) {
+  int64_t now = mproc_monotonic_ns();
+  for (size_t i = 0; i < s->ncl; ++i) {
+    client *c = s->cl[i];
+    if (c->waiting && c->deadline <= now) {
+      c->waiting = false;
+      mproc__fail(MPROC_ETIMEDOUT, "manager: the lock stayed held for the acquire's timeout");
+      send_reply(c, c->wait_seq, MPROC_ETIMEDOUT, NULL);
+    }
+  }
+}
+
+/* Serve conn (owned by the server from here, destroyed if it cannot be added): its client, or NULL. */
+static client *add_client(server *s, mproc_connection *conn) {
+  client *c = (client *)calloc(1, sizeof *c);
+  if (s->ncl == s->capcl) {
+    size_t cap = s->capcl ? 2 * s->capcl : 8;
+    client **cl = (client **)realloc(s->cl, cap * sizeof *cl);
+    if (cl) {
+      s->cl = cl;
+      s->capcl = cap;
+    }
+  }
+  if (!c || s->ncl == s->capcl) {
+    free(c);
+    mproc_connection_destroy(conn);
+    return NULL;
+  }
+  c->conn = conn;
+  s->cl[s->ncl++] = c;
+  return c;
+}
+
+/* Every client and object of the server. */
+static void server_release(server *s) {
+  for (size_t i = 0; i < s->ncl; ++i) {
+    mproc_connection_destroy(s->cl[i]->conn);
+    free(s->cl[i]);
+  }
+  free(s->cl);
+  for (size_t i = 0; i < s->nobj; ++i)
+    if (s->objs[i].kind == MGR_KIND_DICT || s->objs[i].kind == MGR_KIND_NAMESPACE)
+      dict_free(&s->objs[i].u.d);
+    else if (s->objs[i].kind == MGR_KIND_LIST)
+      list_free(&s->objs[i].u.l);
+  free(s->objs);
+  dict_free(&s->names);
+  memset(s, 0, sizeof *s);
+}
+
+static void accept_one(server *s) {
+  mproc_connection *conn;
+  s->next_accept = mproc_monotonic_ns() + ACCEPT_POLL_NS;
+  if (mproc_listener_accept(s->l, 0, &conn) != 0) return; /* a refused client, or one still to finish */
+  add_client(s, conn);
+}
+
+static int serve(server *s) {
+  mproc_waitable *ws = NULL;
+  client **who = NULL;
+  size_t cap = 0;
+  int rc = 0;
+  s->seed = (uint64_t)mproc_monotonic_ns() ^ (uint64_t)mproc_getpid() << 32;
+  while (!s->stop) {
+    if (cap < s->ncl + 2) {
+      cap = 2 * (s->ncl + 2);
+      free(ws);
+      free(who);
+      ws = (mproc_waitable *)malloc(cap * sizeof *ws);
+      who = (client **)malloc(cap * sizeof *who);
+      if (!ws || !who) {
+        rc = mproc__fail(MPROC_ENOMEM, "manager: out of memory serving %zu clients", s->ncl);
+        break;
+      }
+    }
+    size_t n = 0;
+    int64_t deadline = INT64_MAX;
+    ws[n] = mproc_waitable_listener(s->l);
+    who[n++] = NULL;
+    if (s->control) {
+      ws[n] = mproc_waitable_connection(s->control);
+      who[n++] = NULL;
+    }
+    for (size_t i = 0; i < s->ncl; ++i) {
+      if (s->cl[i]->waiting) {
+        if (s->cl[i]->deadline < deadline) deadline = s->cl[i]->deadline;
+        continue;
+      }
+      ws[n] = mproc_waitable_connection(s->cl[i]->conn);
+      who[n++] = s->cl[i];
+    }
+    size_t nready;
+    if (s->next_accept < deadline) deadline = s->next_accept;
+    int w = mproc_wait(ws, n, mproc__ms_until(deadline), &nready);
+    if (w != 0 && w != MPROC_ETIMEDOUT) {
+      rc = w;
+      break;
+    }
+    for (size_t i = 0; i < n && w == 0; ++i) {
+      if (!ws[i].ready) continue;
+      if (ws[i].kind == MPROC_WAIT_LISTENER) {
+        accept_one(s);
+      } else if (!who[i]) { /* the control pipe: a word from the starter, or its end */
+        s->stop = true;
+      } else {
+        char *msg;
+        size_t len;
+        int r = mproc_connection_recv_bytes(who[i]->conn, MPROC_MANAGER_MAX_MESSAGE, 0, &msg, &len);
+        if (r == 0) {
+          if (handle(s, who[i], msg, len) != 0) who[i]->dead = true;
+          mproc_free(msg);
+        } else if (r != MPROC_ETIMEDOUT) {
+          who[i]->dead = true; /* gone, or a stream or a request we will not take */
+        }
+      }
+    }
+    if (mproc_monotonic_ns() >= s->next_accept) accept_one(s);
+    expire(s);
+    sweep(s);
+  }
+  free(ws);
+  free(who);
+  server_release(s);
+  return rc;
+}
+
+int mproc__manager_server_main(const mproc_args *a) {
+  if (a->connection_count != 1 || a->size < 4) return MPROC_EXIT_BOOT_FAILED;
+  mproc_connection *control = a->connections[0];
+  uint32_t family = mproc__mgr_get_u32((const char *)a->data);
+  char *address = NULL;
+  if (a->size > 4 && !(address = (char *)calloc(1, a->size - 3))) return MPROC_EXIT_BOOT_FAILED;
+  if (address) memcpy(address, (const char *)a->data + 4, a->size - 4);
+  server s = {0};
+  s.control = control;
+  int rc = mproc_listener_create(
+      &s.l, &(mproc_listener_opts){.address = address, .family = (mproc_family)family, .process_authkey = true});
+  free(address);
+  /* the answer: i32 status | the address, or the message */
+  const char *text = rc ? mproc_last_error() : mproc_listener_address(s.l);
+  mproc__buf b = {0};
+  if (mproc__buf_reserve(&b, 4 + strlen(text)) != 0) return MPROC_EXIT_BOOT_FAILED;
+  mproc__mgr_put_u32(&b, (uint32_t)rc);
+  mproc__buf_append(&b, text, strlen(text));
+  int sent = mproc_connection_send_bytes(control, b.data, b.len, 0, MPROC_ALL);
+  mproc__buf_free(&b);
+  if (!rc && sent) mproc_listener_destroy(s.l);
+  if (rc || sent) return 1;
+  mproc_listener *l = s.l; /* serve forgets it with the rest */
+  rc = serve(&s);
+  mproc_listener_destroy(l);
+  return rc ? 1 : 0;
+}
+
+int mproc_manager_serve_forever(const mproc_manager_opts *opts) {
+  const mproc_manager_opts none = {0};
+  if (!opts) opts = &none;
+  server s = {0};
+  int rc =
+      mproc_listener_create(&s.l, &(mproc_listener_opts){.address = opts->address,
+                                                         .family = opts->family,
+                                                         .authkey = opts->authkey,
+                                                         .authkey_size = opts->authkey_size,
+                                                         .process_authkey = !opts->authkey && !opts->authkey_size});
+  if (rc) return rc;
+  mproc_listener *l = s.l; /* serve forgets it with the rest */
+  if (opts->on_listening) opts->on_listening(mproc_listener_address(l), opts->on_listening_arg);
+  rc = serve(&s);
+  mproc_listener_destroy(l);
+  return rc;
+}
+
+/* ---- the request handler without the loop (tests/fuzz/fuzz_manager.c) --------------------------- */
+
+mproc__mgr_server *mproc__mgr_server_new(void) {
+  server *s = (server *)calloc(1, sizeof *s);
+  if (s) s->seed = 0x5eed;
+  return s;
+}
+
+int mproc__mgr_server_feed(mproc__mgr_server *s, mproc_connection *conn, const void *msg, size_t len) {
+  client *c = NULL;
+  for (size_t i = 0; i < s->ncl && !c; ++i)
+    if (s->cl[i]->conn == conn) c = s->cl[i];
+  if (!c && !(c = add_client(s, conn))) return MPROC_ECLOSED;
+  if (!c->waiting && handle(s, c, (const char *)msg, len) != 0) c->dead = true;
+  expire(s);
+  sweep(s);
+  for (size_t i = 0; i < s->ncl; ++i)
+    if (s->cl[i]->conn == conn) return s->cl[i]->waiting ? MPROC_ETIMEDOUT : 0;
+  return MPROC_ECLOSED;
+}
+
+void mproc__mgr_server_free(mproc__mgr_server *s) {
+  if (!s) return;
+  server_release(s);
+  free(s);
+}
