@@ -18,6 +18,9 @@
  *                                  Two processes: the parent pins itself, and every implementation
  *                                  starts mproc_helper through bench_pinexec, which pins it to the
  *                                  placement's CPU (the same call and the same extra exec for all).
+ *   subprocess.capture.small.<placement>
+ *                                  the same with 4 KiB on each stream: a start, a capture and a reap per
+ *                                  op, where a capture buffer that reserves big would cost (us/op)
  *   subprocess.lines.100k.<placement>
  *                                  a child writing 100,000 lines of 64 bytes, one write per line
  *                                  (bench_linewriter, which pins itself to the placement's CPU), read
@@ -440,31 +443,36 @@ int main(int argc, char **argv) {
     fprintf(stderr, "bench_subprocess: mproc_helper or bench_pinexec not found beside the binary\n");
     return 1;
   }
-  size_t each = bench_smoke() ? (1u << 20) : (200u << 20);
-  snprintf(cc.size, sizeof cc.size, "%zu", each);
-  cc.each = each;
   bench_print_cpu_map();
-  for (int pl = BENCH_SAME_CPU; pl <= BENCH_CROSS_CPU; ++pl) {
-    char name[96];
-    if (!bench_pair_begin(name, sizeof name, "subprocess.capture.both200m", (bench_placement)pl)) continue;
-    int cpu = bench_side_cpu((bench_placement)pl, 1);
-    snprintf(cc.cpu, sizeof cc.cpu, "%d", cpu);
-    rc |= bench_run(&(bench_spec){.name = name,
-                                  .impl = "mproc",
-                                  .unit = "MB/s",
-                                  .iters = 1,
-                                  .smoke_iters = 1,
-                                  .bytes_per_op = 2.0 * (double)each,
-                                  .reps = 5},
-                    capture_mproc, &cc) < 0;
-    rc |= bench_run(&(bench_spec){.name = name,
-                                  .impl = "c-raw",
-                                  .unit = "MB/s",
-                                  .iters = 1,
-                                  .smoke_iters = 1,
-                                  .bytes_per_op = 2.0 * (double)each,
-                                  .reps = 5},
-                    capture_raw, &cc) < 0;
+  /* both200m: 200 MiB on each stream, a rate; small: 4 KiB on each, a start and its capture, a time */
+  static const struct {
+    const char *name, *unit;
+    size_t each, smoke_each;
+    int64_t iters;
+  } caps[] = {{"subprocess.capture.both200m", "MB/s", 200u << 20, 1u << 20, 1},
+              {"subprocess.capture.small", "us/op", 4096, 4096, 200}};
+  for (size_t k = 0; k < sizeof caps / sizeof caps[0]; ++k) {
+    size_t each = bench_smoke() ? caps[k].smoke_each : caps[k].each;
+    snprintf(cc.size, sizeof cc.size, "%zu", each);
+    cc.each = each;
+    bool rate = caps[k].iters == 1;
+    for (int pl = BENCH_SAME_CPU; pl <= BENCH_CROSS_CPU; ++pl) {
+      char name[96];
+      if (!bench_pair_begin(name, sizeof name, caps[k].name, (bench_placement)pl)) continue;
+      int cpu = bench_side_cpu((bench_placement)pl, 1);
+      snprintf(cc.cpu, sizeof cc.cpu, "%d", cpu);
+      static void (*const impls[])(void *, int64_t) = {capture_mproc, capture_raw};
+      static const char *const names[] = {"mproc", "c-raw"};
+      for (int i = 0; i < 2; ++i)
+        rc |= bench_run(&(bench_spec){.name = name,
+                                      .impl = names[i],
+                                      .unit = caps[k].unit,
+                                      .iters = caps[k].iters,
+                                      .smoke_iters = rate ? 1 : 3,
+                                      .bytes_per_op = rate ? 2.0 * (double)each : 0,
+                                      .reps = rate ? 5 : 0},
+                        impls[i], &cc) < 0;
+    }
   }
   bench_unpin();
   rc |= lines_bench("100k", 100000, 1);

@@ -55,6 +55,14 @@ int64_t mproc__pal_getppid(void);
 /* Absolute UTF-8 path of the running executable, malloc'ed. 0 or an error. */
 int mproc__pal_self_exe(char **out);
 
+/* ---- memory -------------------------------------------------------------------------------- */
+
+/* A hint that [p, p + len), malloc'ed memory about to be filled, is best backed by huge pages (one page
+ * fault per 2 MiB instead of per 4 KiB): POSIX madvise(MADV_HUGEPAGE) on the pages holding it, where the
+ * system has transparent huge pages; Windows nothing (large pages need a privilege). Best effort: never
+ * fails, never changes the memory's contents. */
+void mproc__pal_advise_huge(void *p, size_t len);
+
 /* ---- handles -------------------------------------------------------------------------------- */
 
 /* Close a handle; MPROC_NO_HANDLE is ignored. Never fails visibly (errors are not actionable). */

@@ -4,6 +4,7 @@
 
 #include <cstring>
 #include <string>
+#include <vector>
 
 extern "C" {
 #include "internal.h"
@@ -27,6 +28,26 @@ TEST(Util, FailOsNamesTheOsErrorAndMapsIt) {
       << m;
   EXPECT_EQ(mproc_last_os_error(), 2);
   EXPECT_EQ(mproc__fail_os(MPROC_ESYS, 2, "x"), MPROC_ESYS); // explicit code wins
+}
+
+// A buffer that grows past a few MiB becomes a mapping of its own with huge pages asked for, and grows
+// on by remapping: every byte written before each growth must survive it, in place.
+TEST(Util, ABigBufferKeepsEveryByteAcrossItsGrowths) {
+  mproc__buf b = {nullptr, 0, 0};
+  const size_t piece = 256 * 1024, total = 80u << 20; // through 1 MiB, 32 MiB and two doublings after
+  std::vector<char> chunk(piece);
+  for (size_t at = 0; at < total; at += piece) {
+    for (size_t i = 0; i < piece; i += 8) memcpy(&chunk[i], &at, sizeof at);
+    ASSERT_EQ(mproc__buf_append(&b, chunk.data(), piece), 0);
+  }
+  ASSERT_EQ(b.len, total);
+  EXPECT_GE(b.cap, total);
+  for (size_t at = 0; at < total; at += piece) {
+    size_t got = 0;
+    memcpy(&got, b.data + at + piece - 8, sizeof got);
+    ASSERT_EQ(got, at) << "the piece written at " << at;
+  }
+  mproc__buf_free(&b);
 }
 
 TEST(Util, LongMessagesAreTruncatedNotOverflowed) {

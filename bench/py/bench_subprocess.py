@@ -46,22 +46,27 @@ def main():
 
     helper = benchlib.sibling("mproc_helper")
     pinexec = benchlib.sibling("bench_pinexec")
-    each = (1 << 20) if b.smoke else (200 << 20)
     benchlib.print_cpu_map()
-    for cross in (False, True):
-        # two processes: the parent pins itself, the child is pinned by bench_pinexec (as in C)
-        name = b.pair_begin("subprocess.capture.both200m", cross)
-        if name is None:
-            continue
-        cpu = benchlib.side_cpu(cross, 1)
-        argv = [pinexec, str(cpu), helper, "out", str(each), "err", str(each)]
+    # both200m: 200 MiB on each stream (a rate); small: 4 KiB on each (a start and its capture)
+    for base, unit, each, iters in (("subprocess.capture.both200m", "MB/s", (1 << 20) if b.smoke else (200 << 20), 1),
+                                    ("subprocess.capture.small", "us/op", 4096, 200)):
+        for cross in (False, True):
+            # two processes: the parent pins itself, the child is pinned by bench_pinexec (as in C)
+            name = b.pair_begin(base, cross)
+            if name is None:
+                continue
+            cpu = benchlib.side_cpu(cross, 1)
+            argv = [pinexec, str(cpu), helper, "out", str(each), "err", str(each)]
 
-        def capture(iters, argv=argv):
-            for _ in range(iters):
-                r = subprocess.run(argv, capture_output=True)
-                assert len(r.stdout) == each and len(r.stderr) == each
+            def capture(n, argv=argv, each=each):
+                for _ in range(n):
+                    r = subprocess.run(argv, capture_output=True)
+                    assert len(r.stdout) == each and len(r.stderr) == each
 
-        b.run(name, "MB/s", capture, iters=1, smoke_iters=1, reps=5, bytes_per_op=2.0 * each)
+            if iters == 1:
+                b.run(name, unit, capture, iters=1, smoke_iters=1, reps=5, bytes_per_op=2.0 * each)
+            else:
+                b.run(name, unit, capture, iters=iters, smoke_iters=3)
     lines(b, "100k", 100000, 1)
     lines(b, "1m.batched", 1000000, 1024)
     benchlib.unpin()

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -103,6 +104,20 @@ int mproc__pal_process_cpu_count(void) {
 
 int64_t mproc__pal_getpid(void) { return (int64_t)getpid(); }
 int64_t mproc__pal_getppid(void) { return (int64_t)getppid(); }
+
+void mproc__pal_advise_huge(void *p, size_t len) {
+#ifdef MADV_HUGEPAGE
+  /* Every page that holds a byte of [p, p + len): a large block is a mapping of its own, and advice on
+   * the whole of it keeps it one mapping, which realloc can still grow with mremap (advice on a part
+   * would split it, and mremap refuses a range that spans two). */
+  uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+  uintptr_t from = (uintptr_t)p & ~(page - 1), to = ((uintptr_t)p + len + page - 1) & ~(page - 1);
+  (void)madvise((void *)from, to - from, MADV_HUGEPAGE); /* EINVAL where THP is absent: no matter */
+#else
+  (void)p;
+  (void)len;
+#endif
+}
 
 void mproc__pal_close(mproc_os_handle h) {
   if (h < 0) return;

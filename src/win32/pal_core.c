@@ -150,6 +150,11 @@ int64_t mproc__pal_getppid(void) {
   return (int64_t)parent;
 }
 
+void mproc__pal_advise_huge(void *p, size_t len) { /* large pages need SeLockMemoryPrivilege: none */
+  (void)p;
+  (void)len;
+}
+
 void mproc__pal_close(mproc_os_handle h) {
   if (h == MPROC_NO_HANDLE || h == 0) return;
   if (mproc__win32_close_socket(h)) return; /* a socket wants closesocket, which frees winsock's part too */
