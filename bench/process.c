@@ -6,8 +6,11 @@
  *                                                                                   (pins, exits in main) + waitpid
  *   process.child.forkserver.<placement>  the same with the forkserver method     | fork, pin, _exit, waitpid
  *                                         (the server is started before timing, on the parent's CPU)
+ *   process.child.<method>.<rss256m|rss1g>.<placement>
+ *                                         the same from a parent holding 256 MiB / 1 GiB of touched memory
  *   process.pingpong.conn.<placement>  1-byte round trip over a Pipe   | two raw pipes, 1-byte write/read
- *   process.bw.conn.1m.<placement>     1 MiB messages one way, then a 1-byte acknowledgement, GB/s:
+ *   process.bw.conn.<size>.<placement> messages of 4k, 64k, 1m or 16m bytes one way, then a 1-byte
+ *                                      acknowledgement, GB/s (the sweep the bandwidth chart draws):
  *                                      c-raw:      a socket pair with 1 MiB SO_SNDBUF/SO_RCVBUF (mproc's bulk
  *                                                  channel), 1 MiB writes, MSG_WAITALL reads
  *                                      c-raw-pipe: a pipe grown to 1 MiB, 1 MiB writes and reads
@@ -100,6 +103,7 @@ static void reexec_raw(void *vctx, int64_t iters) {
 typedef struct pair_ctx {
   mproc_connection *mine; /* our end */
   char *buf;
+  size_t msg; /* bw: the message size */
 } pair_ctx;
 
 /* mproc child: echo every message back (ping-pong), or acknowledge each batch of 1 MiB messages (bw). */
@@ -109,13 +113,20 @@ static int echo_child(const mproc_args *a) {
   return 0;
 }
 
+typedef struct pair_arg {
+  bench_placement pl;
+  size_t msg; /* bw: the message size */
+} pair_arg;
+
 static int sink_child(const mproc_args *a) {
-  bench_pin_side(*(const bench_placement *)a->data, 1);
+  pair_arg arg;
+  memcpy(&arg, a->data, sizeof arg);
+  bench_pin_side(arg.pl, 1);
   mproc_connection *c = a->connections[0];
-  char *buf = malloc(MSG_1M);
+  char *buf = malloc(arg.msg);
   size_t n;
   for (;;) { /* a 1-byte message ends a batch: acknowledge it */
-    if (mproc_connection_recv_bytes_into(c, buf, MSG_1M, MPROC_INFINITE, &n) != 0 || n == 0) break;
+    if (mproc_connection_recv_bytes_into(c, buf, arg.msg, MPROC_INFINITE, &n) != 0 || n == 0) break;
     if (n == 1 && mproc_connection_send_bytes(c, "k", 1, 0, 1) != 0) break;
   }
   free(buf);
@@ -129,33 +140,40 @@ static void bw_mproc(void *vctx, int64_t iters) {
   char b[8];
   size_t n;
   for (int64_t i = 0; i < iters; i++)
-    if (mproc_connection_send_bytes(c->mine, c->buf, MSG_1M, 0, MPROC_ALL) != 0) exit(1);
+    if (mproc_connection_send_bytes(c->mine, c->buf, c->msg, 0, MPROC_ALL) != 0) exit(1);
   if (mproc_connection_send_bytes(c->mine, "e", 1, 0, 1) != 0 ||
       mproc_connection_recv_bytes_into(c->mine, b, sizeof b, MPROC_INFINITE, &n) != 0)
     exit(1);
 }
 
-static int run_pair(const char *what, bench_placement pl, int64_t iters, double bytes, const char *unit) {
+/* what: "pingpong.conn", or "bw.conn.<size>" with msg bytes per message. */
+static int run_pair(const char *what, bench_placement pl, int64_t iters, size_t msg, const char *unit) {
   char name[96], prefix[64];
   snprintf(prefix, sizeof prefix, "process.%s", what);
   if (!bench_pair_begin(name, sizeof name, prefix, pl)) return 0;
   bool bw = strcmp(what, "pingpong.conn") != 0;
   int rc = 0;
-  pair_ctx c = {NULL, malloc(MSG_1M)};
+  if (!bw) msg = 1;
+  pair_ctx c = {NULL, malloc(msg), msg};
   if (c.buf == NULL) return 1;
   /* Real pages: an untouched calloc'ed buffer reads as the kernel's one zero page, always in cache,
    * which flatters every sender (most of all c-shm's memcpy). */
-  memset(c.buf, 'x', MSG_1M);
-  bench_spec spec = {
-      .name = name, .impl = "mproc", .unit = unit, .iters = iters, .smoke_iters = bw ? 4 : 100, .bytes_per_op = bytes};
+  memset(c.buf, 'x', msg);
+  bench_spec spec = {.name = name,
+                     .impl = "mproc",
+                     .unit = unit,
+                     .iters = iters,
+                     .smoke_iters = bw ? 4 : 100,
+                     .bytes_per_op = bw ? (double)msg : 0};
+  pair_arg arg = {pl, msg};
   /* mproc: a Pipe and a fork child */
   mproc_connection *a, *b;
   mproc_process *p;
   if (mproc_pipe(true, &a, &b) != 0) return 1;
   mproc_connection *conns[] = {b};
   if (mproc_process_create(&p, &(mproc_process_opts){.target = bw ? sink_child : echo_child,
-                                                     .arg = &pl,
-                                                     .arg_size = sizeof pl,
+                                                     .arg = &arg,
+                                                     .arg_size = sizeof arg,
                                                      .connections = conns,
                                                      .connection_count = 1,
                                                      .start_method = MPROC_START_FORK}) != 0 ||
@@ -170,14 +188,14 @@ static int run_pair(const char *what, bench_placement pl, int64_t iters, double 
   mproc_connection_destroy(b);
   if (!bw) {
     spec.impl = "c-raw";
-    rc |= bench_raw_pair(spec, pl, BENCH_RAW_PIPES, NULL);
+    rc |= bench_raw_pair(spec, pl, BENCH_RAW_PIPES, NULL, 0);
   } else {
     spec.impl = "c-raw";
-    rc |= bench_raw_pair(spec, pl, BENCH_RAW_SOCKET, c.buf);
+    rc |= bench_raw_pair(spec, pl, BENCH_RAW_SOCKET, c.buf, msg);
     spec.impl = "c-raw-pipe";
-    rc |= bench_raw_pair(spec, pl, BENCH_RAW_PIPES_1M, c.buf);
+    rc |= bench_raw_pair(spec, pl, BENCH_RAW_PIPES_1M, c.buf, msg);
     spec.impl = "c-shm";
-    rc |= bench_shm_bw(spec, pl, c.buf);
+    rc |= bench_shm_bw(spec, pl, c.buf, msg);
   }
   free(c.buf);
   bench_unpin();
@@ -199,6 +217,53 @@ static int run_child(const char *what, mproc_start_method method, bench_placemen
                      start_mproc, sc) < 0;
   rc |= bench_run(&(bench_spec){.name = name, .impl = "c-raw", .unit = "us/op", .iters = iters, .smoke_iters = 3}, raw,
                   sc) < 0;
+  return rc;
+}
+
+/* The starts again from a parent holding 256 MiB, then 1 GiB, of touched memory (the lines above are
+ * rss0): process.child.<method>.<rss256m|rss1g>.<placement>, fewer starts per repetition (a fork copies
+ * the parent's page tables: milliseconds at 1 GiB). The memory is real pages, written once. */
+static int starts_by_parent_size(start_ctx *sc) {
+  static const struct {
+    const char *tag;
+    size_t bytes;
+  } sizes[] = {{"rss256m", 256u << 20}, {"rss1g", 1u << 30}};
+  static const struct {
+    const char *method_name;
+    mproc_start_method method;
+    int64_t iters;
+    bench_fn raw;
+  } methods[] = {{"fork", MPROC_START_FORK, 100, fork_raw},
+                 {"spawn", MPROC_START_SPAWN, 50, reexec_raw},
+                 {"forkserver", MPROC_START_FORKSERVER, 100, fork_raw}};
+  int rc = 0;
+  char *mem = NULL;
+  size_t have = 0;
+  for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; ++k) {
+    bool wanted = false;
+    char what[64], name[96];
+    for (size_t m = 0; m < sizeof methods / sizeof methods[0]; ++m)
+      for (int pl = BENCH_SAME_CPU; pl <= BENCH_CROSS_CPU; ++pl) {
+        snprintf(name, sizeof name, "process.child.%s.%s.%s", methods[m].method_name, sizes[k].tag,
+                 pl == BENCH_SAME_CPU ? "same-cpu" : "cross-cpu");
+        wanted |= bench_wanted(name);
+      }
+    if (!wanted) continue;
+    size_t bytes = bench_smoke() ? sizes[k].bytes / 16 : sizes[k].bytes;
+    char *grown = realloc(mem, bytes);
+    if (!grown) break;
+    mem = grown;
+    memset(mem + have, 1, bytes - have);
+    have = bytes;
+    for (int pl = BENCH_SAME_CPU; pl <= BENCH_CROSS_CPU; ++pl)
+      for (size_t m = 0; m < sizeof methods / sizeof methods[0]; ++m) {
+        snprintf(what, sizeof what, "%s.%s", methods[m].method_name, sizes[k].tag);
+        rc |= run_child(what, methods[m].method, (bench_placement)pl, methods[m].iters, methods[m].raw, sc);
+      }
+    bench_unpin();
+  }
+  bench_sink += mem ? mem[have / 2] : 0;
+  free(mem);
   return rc;
 }
 
@@ -224,10 +289,21 @@ int main(int argc, char **argv) {
     rc |= run_child("forkserver", MPROC_START_FORKSERVER, (bench_placement)pl, 300, fork_raw, &sc);
   }
   bench_unpin();
+  rc |= starts_by_parent_size(&sc);
 
   for (int pl = BENCH_SAME_CPU; pl <= BENCH_CROSS_CPU; ++pl) {
     rc |= run_pair("pingpong.conn", (bench_placement)pl, 20000, 0, "us/op");
-    rc |= run_pair("bw.conn.1m", (bench_placement)pl, 2000, (double)MSG_1M, "GB/s");
+    /* about 512 MiB a repetition, 2 GiB from 1 MiB up (the 1m line's count since it was set) */
+    static const struct {
+      const char *what;
+      size_t msg;
+      int64_t iters;
+    } sweep[] = {{"bw.conn.4k", 4096, 131072},
+                 {"bw.conn.64k", 64 << 10, 8192},
+                 {"bw.conn.1m", MSG_1M, 2000},
+                 {"bw.conn.16m", 16u << 20, 128}};
+    for (size_t k = 0; k < sizeof sweep / sizeof sweep[0]; ++k)
+      rc |= run_pair(sweep[k].what, (bench_placement)pl, sweep[k].iters, sweep[k].msg, "GB/s");
   }
   return rc;
 }

@@ -477,9 +477,9 @@ static int run_bw(bench_placement pl, int64_t iters) {
   mproc_queue_destroy(c.q);
   mproc_queue_destroy(c.ack);
   spec.impl = "c-raw";
-  rc |= bench_raw_pair(spec, pl, BENCH_RAW_SOCKET, buf);
+  rc |= bench_raw_pair(spec, pl, BENCH_RAW_SOCKET, buf, BENCH_MSG_1M);
   spec.impl = "c-shm";
-  rc |= bench_shm_bw(spec, pl, buf);
+  rc |= bench_shm_bw(spec, pl, buf, BENCH_MSG_1M);
   free(buf);
   bench_unpin();
   return rc;

@@ -1,4 +1,4 @@
-/* The raw two-process exchanges of several areas: ping-pong over pipes, 1 MiB messages over a socket
+/* The raw two-process exchanges of several areas: ping-pong over pipes, bulk messages over a socket
  * pair, a pipe or shared memory. See rawpair.h. */
 #include "rawpair.h"
 
@@ -23,6 +23,7 @@ typedef struct raw_ctx {
   int to_child, from_child; /* our fds (a socket pair: the same fd twice) */
   shm_ring *ring;           /* c-shm */
   const char *buf;          /* bw: the message sent */
+  size_t msg;               /* bw: its size */
 } raw_ctx;
 
 /* Read exactly n bytes. On a socket MSG_WAITALL makes that one call per message while the sender
@@ -47,15 +48,15 @@ static void pingpong_raw(void *vctx, int64_t iters) {
     if (write(c->to_child, &b, 1) != 1 || read_full(c->from_child, &b, 1, false) != 0) exit(1);
 }
 
-/* bw: announce the batch (an 8-byte count), write `iters` 1 MiB messages, wait for the child's 1-byte
- * acknowledgement. */
+/* bw: announce the batch (an 8-byte count), write `iters` messages of c->msg bytes, wait for the child's
+ * 1-byte acknowledgement. */
 static void bw_raw(void *vctx, int64_t iters) {
   raw_ctx *c = (raw_ctx *)vctx;
   if (write(c->to_child, &iters, sizeof iters) != (ssize_t)sizeof iters) exit(1);
   for (int64_t i = 0; i < iters; i++) {
     size_t off = 0;
-    while (off < BENCH_MSG_1M) {
-      ssize_t w = write(c->to_child, c->buf + off, BENCH_MSG_1M - off);
+    while (off < c->msg) {
+      ssize_t w = write(c->to_child, c->buf + off, c->msg - off);
       if (w <= 0) exit(1);
       off += (size_t)w;
     }
@@ -64,9 +65,11 @@ static void bw_raw(void *vctx, int64_t iters) {
   if (read_full(c->from_child, &b, 1, false) != 0) exit(1); /* the child has read everything */
 }
 
-/* The raw child: ping-pong echoes bytes; bw reads `count` MiB per batch announced as an 8-byte count. */
-static void raw_child(int in, int out, bool bw, bool sock) {
-  char *buf = malloc(BENCH_MSG_1M);
+/* The raw child: ping-pong echoes bytes; bw reads `count` messages of msg bytes per batch announced as an
+ * 8-byte count. */
+static void raw_child(int in, int out, size_t msg, bool sock) {
+  bool bw = msg != 0;
+  char *buf = malloc(bw ? msg : 1);
   if (!bw) {
     char b;
     while (read_full(in, &b, 1, sock) == 0)
@@ -75,7 +78,7 @@ static void raw_child(int in, int out, bool bw, bool sock) {
     int64_t count;
     while (read_full(in, (char *)&count, sizeof count, sock) == 0) {
       for (int64_t i = 0; i < count; i++)
-        if (read_full(in, buf, BENCH_MSG_1M, sock) != 0) _exit(1);
+        if (read_full(in, buf, msg, sock) != 0) _exit(1);
       if (write(out, "k", 1) != 1) break;
     }
   }
@@ -83,9 +86,10 @@ static void raw_child(int in, int out, bool bw, bool sock) {
   _exit(0);
 }
 
-int bench_raw_pair(bench_spec spec, bench_placement pl, bench_raw_channel ch, const char *buf) {
+int bench_raw_pair(bench_spec spec, bench_placement pl, bench_raw_channel ch, const char *buf, size_t msg) {
   if (!bench_wanted(spec.name)) return 0;
   bool bw = buf != NULL;
+  if (!bw) msg = 0;
   int down[2], up[2]; /* [0] read end, [1] write end; a socket pair: down[1] = up[0] = ours */
   if (ch == BENCH_RAW_SOCKET) {
     int sv[2];
@@ -109,11 +113,11 @@ int bench_raw_pair(bench_spec spec, bench_placement pl, bench_raw_channel ch, co
     bench_pin_side(pl, 1);
     close(down[1]);
     if (ch != BENCH_RAW_SOCKET) close(up[0]);
-    raw_child(down[0], up[1], bw, ch == BENCH_RAW_SOCKET);
+    raw_child(down[0], up[1], msg, ch == BENCH_RAW_SOCKET);
   }
   close(down[0]);
   if (ch != BENCH_RAW_SOCKET) close(up[1]);
-  raw_ctx c = {down[1], up[0], NULL, buf};
+  raw_ctx c = {down[1], up[0], NULL, buf, msg};
   int rc = bench_run(&spec, bw ? bw_raw : pingpong_raw, &c) < 0;
   close(down[1]); /* EOF: the child leaves */
   if (ch != BENCH_RAW_SOCKET) close(up[0]);
@@ -181,13 +185,13 @@ static uint32_t shm_recv(shm_ring *r, char *p) {
 
 static void bw_shm(void *vctx, int64_t iters) {
   raw_ctx *c = (raw_ctx *)vctx;
-  for (int64_t i = 0; i < iters; i++) shm_send(c->ring, c->buf, BENCH_MSG_1M);
+  for (int64_t i = 0; i < iters; i++) shm_send(c->ring, c->buf, (uint32_t)c->msg);
   uint32_t acks = atomic_load(&c->ring->acks.value);
   shm_send(c->ring, "e", 1);
   while (atomic_load(&c->ring->acks.value) == acks) bench_seq_wait(&c->ring->acks, acks);
 }
 
-int bench_shm_bw(bench_spec spec, bench_placement pl, const char *buf) {
+int bench_shm_bw(bench_spec spec, bench_placement pl, const char *buf, size_t msg) {
   if (!bench_wanted(spec.name)) return 0;
   size_t size = SHM_HDR + (size_t)SHM_SLOTS * SHM_SLOT;
   int fd = memfd_create("mproc-bench-ring", MFD_CLOEXEC);
@@ -198,12 +202,12 @@ int bench_shm_bw(bench_spec spec, bench_placement pl, const char *buf) {
   void *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   close(fd);
   if (mem == MAP_FAILED) return 1;
-  raw_ctx c = {-1, -1, (shm_ring *)mem, buf};
+  raw_ctx c = {-1, -1, (shm_ring *)mem, buf, msg};
   pid_t pid = fork();
   if (pid < 0) return 1;
   if (pid == 0) {
     bench_pin_side(pl, 1);
-    char *in = malloc(BENCH_MSG_1M);
+    char *in = malloc(msg);
     for (;;) {
       uint32_t n = shm_recv(c.ring, in);
       if (n == 0) break;
@@ -218,9 +222,10 @@ int bench_shm_bw(bench_spec spec, bench_placement pl, const char *buf) {
   return rc;
 }
 #else
-int bench_shm_bw(bench_spec spec, bench_placement pl, const char *buf) {
+int bench_shm_bw(bench_spec spec, bench_placement pl, const char *buf, size_t msg) {
   (void)pl;
   (void)buf;
+  (void)msg;
   if (bench_wanted(spec.name))
     printf("# %s impl=%s: skipped, its ring wakes by futexes (Linux)\n", spec.name, spec.impl);
   return 0;

@@ -66,13 +66,14 @@ typedef enum bench_raw_channel {
   BENCH_RAW_SOCKET    /* a Unix stream socket pair, 1 MiB SO_SNDBUF and SO_RCVBUF on both ends (mproc's bulk channel) */
 } bench_raw_channel;
 
-/* bw (the child reads BENCH_MSG_1M-byte messages from buf's sender and acknowledges each batch) or, when
- * buf is NULL, ping-pong (the child echoes 1 byte). */
-int bench_raw_pair(bench_spec spec, bench_placement pl, bench_raw_channel ch, const char *buf);
+/* bw (the child reads msg-byte messages from buf's sender and acknowledges each batch) or, when buf is
+ * NULL, ping-pong (the child echoes 1 byte; msg is ignored). */
+int bench_raw_pair(bench_spec spec, bench_placement pl, bench_raw_channel ch, const char *buf, size_t msg);
 
-/* bw's physical ceiling (c-shm): two processes copying through a ring of 4 slots of 1 MiB in a shared
- * memfd, one memcpy in and one out, futex wake-ups only when the peer announced it sleeps, no spinning.
- * Linux; elsewhere it prints a "#" line and returns 0. */
-int bench_shm_bw(bench_spec spec, bench_placement pl, const char *buf);
+/* bw's physical ceiling (c-shm): two processes copying msg-byte messages through a ring of 4 slots of
+ * 1 MiB in a shared memfd (a longer message fills several slots, a shorter one takes one), one memcpy in and one out,
+ * futex wake-ups only when the peer announced it sleeps, no spinning. Linux; elsewhere it prints a "#" line and returns
+ * 0. */
+int bench_shm_bw(bench_spec spec, bench_placement pl, const char *buf, size_t msg);
 
 #endif /* MPROC_BENCH_RAWPAIR_H */

@@ -3,12 +3,16 @@
 # bench_<area> (mproc and the raw C primitive) and bench/py/bench_<area>.py (CPython), in one run, then the
 # ratio table (bench/report.py). See bench/README.md.
 #
-#   bench/run.sh [--smoke] [--reps N] [--filter SUBSTRING] [--build-dir DIR] [AREA...]
+#   bench/run.sh [--smoke] [--reps N] [--filter SUBSTRING] [--build-dir DIR] [--charts DIR] [--keep FILE] [AREA...]
 #
 #   --smoke       tiny counts, so CI proves every benchmark runs; the figures mean nothing
 #   --reps N      repetitions per result (default 7)
 #   --filter S    only results whose name contains S
 #   --build-dir   build here instead of build/release
+#   --charts DIR  also draw the charts (bench/report.py --charts; needs matplotlib, Debian's
+#                 python3-matplotlib: the first of the Python side's interpreter and /usr/bin/python3
+#                 that has it draws them)
+#   --keep FILE   keep the result lines in FILE (to draw charts or tables from later)
 #   AREA...       the areas to run (default: every mproc_add_bench() of bench/CMakeLists.txt)
 #   PYTHON=...    the interpreter for the Python side (default: the real one behind python3, which
 #                 may be a slow pyenv shim)
@@ -18,11 +22,15 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 opts=()
 areas=()
 build="$root/build/release"
+charts=""
+keep=""
 while (($#)); do
   case "$1" in
     --smoke) opts+=(--smoke) ;;
     --reps | --filter) opts+=("$1" "${2:?$1 needs a value}"); shift ;;
     --build-dir) build="$(realpath -m "${2:?--build-dir needs a value}")"; shift ;;
+    --charts) charts="$(realpath -m "${2:?--charts needs a value}")"; shift ;;
+    --keep) keep="$(realpath -m "${2:?--keep needs a value}")"; shift ;;
     -h | --help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     -*) echo "bench/run.sh: unknown option $1" >&2; exit 2 ;;
     *) areas+=("$1") ;;
@@ -71,8 +79,21 @@ for a in "${areas[@]}"; do
 done
 
 echo
+if [[ -n "$keep" ]]; then cp "$results" "$keep"; fi
 if [[ -n "$py" ]]; then
   "$py" "$root/bench/report.py" <"$results" || failed+=("bench/report.py")
+  if [[ -n "$charts" ]]; then
+    drawer=""
+    for p in "$py" /usr/bin/python3; do
+      if [[ -x "$p" ]] && "$p" -c 'import matplotlib' 2>/dev/null; then drawer="$p"; break; fi
+    done
+    if [[ -z "$drawer" ]]; then
+      echo "bench/run.sh: --charts needs matplotlib (Debian: python3-matplotlib)" >&2
+      failed+=("charts")
+    else
+      "$drawer" "$root/bench/report.py" --charts "$charts" <"$results" >/dev/null || failed+=("charts")
+    fi
+  fi
 else
   echo "# python3 not found: no ratio table"
 fi

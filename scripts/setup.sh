@@ -20,6 +20,8 @@
 #                                      sanitizer and libFuzzer runtimes are in libclang-rt-dev, only a
 #                                      recommendation of clang) and the MSVC-mode check (clang --driver-mode=cl)
 #   python3                            the Python side of the benchmarks and the ratio table
+#   python3-matplotlib                 the charts of docs/PERFORMANCE.md (bench/report.py --charts);
+#                                      the benchmarks and the table run without it
 #   musl-tools                         musl-gcc: the static_exe.musl.* tests (programs linked with musl,
 #                                      statically and dynamically; skipped without it)
 #   g++-mingw-w64-x86-64-posix         the Windows x64 cross compiler (posix threads: std::thread for gtest)
@@ -68,6 +70,7 @@ else
   missing+=(libclang-rt-dev)
 fi
 want python3 python3
+want python3-matplotlib /usr/lib/python3/dist-packages/matplotlib/__init__.py
 want musl-tools musl-gcc
 if ((!linux_only)); then
   want g++-mingw-w64-x86-64-posix x86_64-w64-mingw32-gcc-posix x86_64-w64-mingw32-g++-posix

@@ -25,12 +25,12 @@ def starter(ctx, cpu):
     return run
 
 
-def child_start(b, method, cross, iters):
-    name = b.pair_begin("process.child." + method, cross)
+def child_start(b, what, cross, iters, ctx=None):
+    name = b.pair_begin("process.child." + what, cross)
     if name is None:
         return
     cpu = benchlib.side_cpu(cross, 1)
-    b.run(name, "us/op", starter(mp.get_context(method), cpu), iters=iters, smoke_iters=2)
+    b.run(name, "us/op", starter(ctx or mp.get_context(what), cpu), iters=iters, smoke_iters=2)
 
 
 def echo_child(conn, cross):
@@ -38,9 +38,9 @@ def echo_child(conn, cross):
     benchlib.conn_echo(conn)
 
 
-def sink_child(conn, cross):
+def sink_child(conn, cross, msg):
     benchlib.pin_side(cross, 1)
-    buf = bytearray(MSG_1M)
+    buf = bytearray(msg)
     try:
         while True:
             n = conn.recv_bytes_into(buf)
@@ -52,16 +52,16 @@ def sink_child(conn, cross):
         pass
 
 
-def pair(b, what, cross, iters, unit, bytes_per_op=0.0):
+def pair(b, what, cross, iters, unit, msg=0):
     name = b.pair_begin("process." + what, cross)
     if name is None:
         return
     ctx = mp.get_context("fork")
     mine, theirs = ctx.Pipe()
     bw = what != "pingpong.conn"
-    p = ctx.Process(target=sink_child if bw else echo_child, args=(theirs, cross))
+    p = ctx.Process(target=sink_child if bw else echo_child, args=(theirs, cross, msg) if bw else (theirs, cross))
     p.start()
-    payload = bytes(MSG_1M)
+    payload = b"x" * msg
     small = bytearray(8)
 
     pingpong = benchlib.conn_pingpong(mine)
@@ -72,7 +72,7 @@ def pair(b, what, cross, iters, unit, bytes_per_op=0.0):
         mine.send_bytes(b"e")
         mine.recv_bytes_into(small)
 
-    b.run(name, unit, bulk if bw else pingpong, iters=iters, smoke_iters=4 if bw else 100, bytes_per_op=bytes_per_op)
+    b.run(name, unit, bulk if bw else pingpong, iters=iters, smoke_iters=4 if bw else 100, bytes_per_op=float(msg))
     mine.send_bytes(b"")
     p.join()
     mine.close()
@@ -86,9 +86,24 @@ def main():
         for method, iters in (("fork", 300), ("spawn", 20), ("forkserver", 100)):
             child_start(b, method, cross, iters)
     benchlib.unpin()
+    # the starts again from a parent holding 256 MiB, then 1 GiB, of touched memory (as in C)
+    held = bytearray()
+    for tag, size in (("rss256m", 256 << 20), ("rss1g", 1 << 30)):
+        if not any(b.wanted("process.child.%s.%s.%s" % (m, tag, pl)) for m in ("fork", "spawn", "forkserver")
+                   for pl in ("same-cpu", "cross-cpu")):
+            continue
+        size = size // 16 if b.smoke else size
+        held += b"\x01" * (size - len(held))
+        for cross in (False, True):
+            for method, iters in (("fork", 100), ("spawn", 10), ("forkserver", 50)):
+                child_start(b, method + "." + tag, cross, iters, mp.get_context(method))
+        benchlib.unpin()
+    del held
     for cross in (False, True):
         pair(b, "pingpong.conn", cross, 20000, "us/op")
-        pair(b, "bw.conn.1m", cross, 2000, "GB/s", float(MSG_1M))
+        # the sweep of bench/process.c (about 512 MiB a repetition; 2 GiB from 1 MiB up)
+        for size, msg, iters in (("4k", 4096, 131072), ("64k", 64 << 10, 8192), ("1m", MSG_1M, 2000), ("16m", 16 << 20, 128)):
+            pair(b, "bw.conn." + size, cross, iters, "GB/s", msg)
 
 
 if __name__ == "__main__":
