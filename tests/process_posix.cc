@@ -2,12 +2,16 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <thread>
 
 #ifdef __linux__
 #include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 #endif
@@ -180,6 +184,26 @@ TEST(ProcessLinux, ForkserverChildIsSignalledThroughItsPidfd) {
   EXPECT_EQ(count_pidfds(), before);
   mproc_connection_destroy(a);
   mproc_connection_destroy(b);
+}
+#endif
+
+#ifdef __linux__
+// The executable's identity is taken once per process (a stat of /proc/self/exe costs tens of us):
+// a touch of the running program (its time changes, nothing else can while it runs) must not make the
+// starts after it fail as "a different binary", under spawn (a fresh child stats the file) nor under
+// the forkserver (whose server took the identity before the touch).
+TEST(ProcessPosix, TouchingTheRunningProgramDoesNotFailItsStarts) {
+  for (mproc_start_method m : {MPROC_START_SPAWN, MPROC_START_FORKSERVER}) // identities taken before
+    ASSERT_EQ(run_child(mproc_process_opts{.target = t_nothing, .start_method = m}), 0) << mproc_last_error();
+  char self[4096];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  ASSERT_GT(n, 0);
+  self[n] = '\0';
+  struct timespec now[2] = {{0, UTIME_NOW}, {0, UTIME_NOW}};
+  ASSERT_EQ(utimensat(AT_FDCWD, self, now, 0), 0) << strerror(errno);
+  for (mproc_start_method m : {MPROC_START_SPAWN, MPROC_START_FORKSERVER, MPROC_START_FORK})
+    EXPECT_EQ(run_child(mproc_process_opts{.target = t_nothing, .start_method = m}), 0)
+        << "method " << m << ": " << mproc_last_error();
 }
 #endif
 

@@ -29,6 +29,7 @@
 #endif
 
 #include "../pal.h"
+#include "posix.h"
 
 bool mproc__pal_secure_exec(void) {
 #if defined(__linux__)
@@ -71,6 +72,8 @@ int mproc__pal_boot_link_check(mproc_os_handle h) {
   snprintf(path, sizeof path, "/proc/%ld/exe", (long)ppid);
   struct stat mine, theirs;
   if (stat("/proc/self/exe", &mine) != 0) return mproc__fail_os(MPROC_EPERM, errno, "cannot identify this executable");
+  uint64_t id[4];
+  mproc__posix_self_exe_known(&mine, id); /* the target's lookup, next, needs no stat of its own */
   if (stat(path, &theirs) != 0) return mproc__fail_os(MPROC_EPERM, errno, "cannot identify the parent's executable");
   if (mine.st_dev != theirs.st_dev || mine.st_ino != theirs.st_ino)
     return mproc__fail(MPROC_EPERM, "the parent runs another executable than this one");

@@ -33,6 +33,13 @@ extern pthread_mutex_t mproc__posix_global_mutex;
  * while pid cannot have been reaped: it is our child, not yet waited for. */
 int mproc__posix_pidfd_open(int64_t pid);
 
+/* The identity of this process's executable (/proc/self/exe): device, inode, size and 0 (no time: see
+ * process.c), as the targets' references carry it. Cached after the first call. 0 or MPROC_ENOENT.
+ * _known: the guard's own stat of /proc/self/exe, which fills the cache (and id). */
+struct stat;
+int mproc__posix_self_exe_identity(uint64_t id[4]);
+void mproc__posix_self_exe_known(const struct stat *st, uint64_t id[4]);
+
 struct iovec;
 /* writev that never raises SIGPIPE (pipe.c; a reader that has gone gives -1 with EPIPE): one system call,
  * pwritev2 with RWF_NOSIGNAL, where the kernel has it (Linux 6.18 and later; learnt on the first call),

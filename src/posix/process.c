@@ -199,7 +199,36 @@ static int file_identity(const char *path, uint64_t id[4]) {
   return 0;
 }
 
-static const char *exe_link(void) { return "/proc/self/exe"; }
+/* The running executable's identity (see posix.h), taken once per process image: a stat of
+ * /proc/self/exe costs about 30 us here, and every start locates its target in the parent and again in
+ * a spawned or fork-server child. The kernel refuses to write a file that a process executes
+ * (ETXTBSY), so device, inode and size cannot change while this process runs; the modification time
+ * can (touch) and is left out (0), so that touching a running program never fails its starts. A fork
+ * child shares the executable, and with it the cached value; exec starts afresh. */
+static uint64_t g_exe_id[4];
+static atomic_bool g_exe_id_known;
+
+void mproc__posix_self_exe_known(const struct stat *st, uint64_t id[4]) {
+  id[0] = (uint64_t)st->st_dev;
+  id[1] = (uint64_t)st->st_ino;
+  id[2] = (uint64_t)st->st_size;
+  id[3] = 0;
+  if (!atomic_load_explicit(&g_exe_id_known, memory_order_relaxed)) { /* two threads store the same value */
+    memcpy(g_exe_id, id, sizeof g_exe_id);
+    atomic_store_explicit(&g_exe_id_known, true, memory_order_release);
+  }
+}
+
+int mproc__posix_self_exe_identity(uint64_t id[4]) {
+  if (atomic_load_explicit(&g_exe_id_known, memory_order_acquire)) {
+    memcpy(id, g_exe_id, sizeof g_exe_id);
+    return 0;
+  }
+  struct stat st;
+  if (stat("/proc/self/exe", &st) != 0) return mproc__fail_os(MPROC_ENOENT, errno, "cannot identify this executable");
+  mproc__posix_self_exe_known(&st, id);
+  return 0;
+}
 
 /* Reference layout: u64 is_main | u64 offset | u64 id[4] | path bytes (to the end). */
 int mproc__pal_fn_locate(void *fn, mproc__buf *out) {
@@ -211,10 +240,10 @@ int mproc__pal_fn_locate(void *fn, mproc__buf *out) {
                        "in a spawned child",
                        fn);
   char resolved[PATH_MAX];
-  const char *path = f.is_main ? exe_link() : f.path;
+  const char *path = f.path;
   if (!f.is_main && realpath(f.path, resolved)) path = resolved;
   uint64_t hdr[6] = {f.is_main, (uint64_t)((uintptr_t)fn - f.base), 0, 0, 0, 0};
-  int rc = file_identity(path, hdr + 2);
+  int rc = f.is_main ? mproc__posix_self_exe_identity(hdr + 2) : file_identity(path, hdr + 2);
   if (rc) return rc;
   rc = mproc__buf_append(out, hdr, sizeof hdr);
   if (!rc && !f.is_main) rc = mproc__buf_append(out, path, strlen(path));
@@ -237,8 +266,7 @@ int mproc__pal_fn_resolve(const void *ref, size_t len, void **fn) {
   /* The module's identity first: nothing is loaded (no constructor runs) unless it is the very file the
    * parent had. */
   uint64_t id[4];
-  const char *idpath = hdr[0] ? exe_link() : path;
-  int rc = file_identity(idpath, id);
+  int rc = hdr[0] ? mproc__posix_self_exe_identity(id) : file_identity(path, id);
   if (rc) return rc;
   if (memcmp(id, hdr + 2, sizeof id) != 0)
     return mproc__fail(MPROC_ENOENT,
