@@ -29,6 +29,10 @@ extern "C" {
 typedef struct mproc_pool_backend {
   const char *name; /* for messages: "MPI" */
   size_t workers;   /* how many workers it offers (the pool's default size, and its most) */
+  /* A worker is sent up to 64 small tasks ahead while its tasks take less than this each, the trip
+   * there and back included (locally 100 us; a backend whose trip alone takes about that much says
+   * more here; a smaller value is ignored). */
+  int64_t quick_ns;
   /* Start worker `slot` (0 .. workers-1): carry `conn`'s messages both ways to a worker that runs
    * mproc_pool_worker_serve(its connection, boot, boot_len). 0: conn is the backend's (it destroys it
    * once the worker has ended); an mproc error code (with mproc_last_error's message): conn stays the

@@ -36,7 +36,8 @@
 
 enum { TAG = 7731, HDR = 9 };
 enum { OPEN = 'O', DATA = 'D', CLOSE = 'C', FIN = 'F' };
-#define SPIN_ROUNDS 200 /* polls (each after a sched_yield) before an idle bridge waits 1 ms at a time */
+#define QUICK_NS 1000000 /* tasks under 1 ms, the trip through the bridges included, are sent ahead */
+#define SPIN_ROUNDS 200  /* polls (each after a sched_yield) before an idle bridge waits 1 ms at a time */
 
 /* A send in flight. */
 typedef struct sending {
@@ -57,6 +58,7 @@ static struct {
   bool up;             /* the guard initialised mproc_mpi in a job of more than one rank */
   bool we_initialized; /* the guard called MPI_Init */
   bool finalized;
+  int64_t pid; /* the process the guard ran in (a fork child of it never finalizes) */
   int rank, size;
   MPI_Comm comm;
   int mismatch; /* the first rank whose executable differs (0: none) */
@@ -172,6 +174,27 @@ static void sleep_ms(int64_t ms) {
   nanosleep(&ts, NULL);
 }
 
+/* Send rank `to` every message connection c holds now, as 'D's of session s: true; false when c ended
+ * (or a message could not go): then rank `to` is sent the session's 'C'. */
+static bool forward(mproc_connection *c, int to, uint64_t s) {
+  for (;;) {
+    char *msg = NULL;
+    size_t len = 0;
+    int rc = mproc_connection_recv_bytes(c, 0, 0, &msg, &len);
+    if (rc == MPROC_ETIMEDOUT) { /* nothing more now (or a long message, part of it here) */
+      mproc_clear_error();
+      return true;
+    }
+    bool sent = rc == 0 && isend(to, message(DATA, s, msg, len), HDR + len);
+    mproc_free(msg);
+    if (sent) continue;
+    mproc_clear_error();
+    if (!isend(to, message(CLOSE, s, NULL, 0), HDR))
+      fprintf(stderr, "mproc_mpi: rank %d: the end of a session could not be sent to rank %d\n", g.rank, to);
+    return false;
+  }
+}
+
 /* ---- the same program ----------------------------------------------------------------------------- */
 
 /* FNV-1a 64 of this process's executable file (a non-cryptographic checksum), or 0. */
@@ -272,21 +295,9 @@ static void *bridge_main(void *arg) {
     if (mproc_wait(ws, n, ms, &nready) != 0) mproc_clear_error();
     for (size_t i = 0; i < n; ++i) {
       if (!ws[i].ready) continue;
-      char *msg = NULL;
-      size_t mlen = 0;
-      int rc = mproc_connection_recv_bytes(ws[i].object, 0, 0, &msg, &mlen);
-      if (rc == MPROC_ETIMEDOUT) { /* a long message, part of it here: more comes */
-        mproc_clear_error();
-        continue;
-      }
-      progress = true;
       idle = 0;
-      bool sent = rc == 0 && isend(who[i], message(DATA, sess[i], msg, mlen), HDR + mlen);
-      mproc_free(msg);
-      if (sent) continue;
-      mproc_clear_error(); /* the pool ended the worker (or its message could not go): end the session */
-      if (!isend(who[i], message(CLOSE, sess[i], NULL, 0), HDR))
-        fprintf(stderr, "mproc_mpi: could not end the session on rank %d\n", who[i]);
+      if (forward(ws[i].object, who[i], sess[i])) continue;
+      /* the pool ended the worker (or its message could not go): the session ends */
       pthread_mutex_lock(&g.mu);
       link *l = find_link(who[i], sess[i]);
       mproc_connection *gone = l ? unlink_session(l) : NULL;
@@ -353,6 +364,7 @@ static int backend_start(void *ctx, size_t slot, const void *boot, size_t boot_l
 }
 
 int mproc_mpi_finalize(void) {
+  if (mproc_getpid() != g.pid) return 0; /* a fork child (a local pool's worker): MPI is its parent's */
   pthread_mutex_lock(&g.mu);
   bool was = g.finalized;
   g.finalized = true;
@@ -511,20 +523,9 @@ static void serve(void) {
     if (mproc_wait(ws, n, ms, &nready) != 0) mproc_clear_error();
     for (size_t i = n; i-- > 0;) {
       if (!ws[i].ready) continue;
-      char *msg = NULL;
-      size_t mlen = 0;
-      int rc = mproc_connection_recv_bytes(ss[i]->mine, 0, 0, &msg, &mlen);
-      if (rc == MPROC_ETIMEDOUT) {
-        mproc_clear_error();
-        continue;
-      }
       idle = 0;
-      bool sent = rc == 0 && isend(0, message(DATA, ss[i]->id, msg, mlen), HDR + mlen);
-      mproc_free(msg);
-      if (sent) continue;
-      mproc_clear_error(); /* the worker loop ended by itself: tell rank 0 */
-      if (!isend(0, message(CLOSE, ss[i]->id, NULL, 0), HDR)) lost();
-      end_session(ss[i]);
+      if (forward(ss[i]->mine, 0, ss[i]->id)) continue;
+      end_session(ss[i]); /* the worker loop ended by itself (rank 0 was told) */
       ss[i] = ss[--n];
     }
   }
@@ -548,6 +549,7 @@ int mproc_mpi_main_guard(int *argc, char ***argv) {
   (void)mproc_main_guard(argc ? *argc : 0, argv ? *argv : NULL); /* a process mproc started runs its role */
   if (g.up || !mproc_pool_worker_may_serve()) return 0;
   int inited = 0, provided = 0;
+  g.pid = mproc_getpid();
   MPI_Initialized(&inited);
   if (!inited) {
     if (MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &provided) != MPI_SUCCESS) {
@@ -579,6 +581,7 @@ int mproc_mpi_main_guard(int *argc, char ***argv) {
   free(sums);
   g.backend.name = "MPI";
   g.backend.workers = (size_t)g.size - 1;
+  g.backend.quick_ns = QUICK_NS;
   g.backend.start = backend_start;
   g.backend.ctx = NULL;
   if (g.we_initialized) atexit(finalize_at_exit);

@@ -412,7 +412,8 @@ static bool has_room(const mproc_pool *p, const worker *w, const task *t) {
    * (so a send never waits on a worker that waits to send its reply: two full pipes). One ahead, or a
    * window of them when its tasks are quick, so a worker never waits for the parent between tasks and
    * the parent's sends, the worker's reads and the replies come many at a time. */
-  size_t most = w->avg_ns && w->avg_ns < QUICK_NS ? WINDOW : 2;
+  int64_t quick = p->o.backend && p->o.backend->quick_ns > QUICK_NS ? p->o.backend->quick_ns : QUICK_NS;
+  size_t most = w->avg_ns && w->avg_ns < quick ? WINDOW : 2;
   return w->ninflight < most && t->msg.len <= SMALL_TASK && w->inflight[0]->msg.len <= SMALL_TASK &&
          w->inbytes + t->msg.len <= WINDOW_BYTES;
 }
