@@ -37,7 +37,9 @@
 enum { TAG = 7731, HDR = 9 };
 enum { OPEN = 'O', DATA = 'D', CLOSE = 'C', FIN = 'F' };
 #define QUICK_NS 1000000 /* tasks under 1 ms, the trip through the bridges included, are sent ahead */
-#define SPIN_ROUNDS 200  /* polls (each after a sched_yield) before an idle bridge waits 1 ms at a time */
+#define SPIN_ROUNDS 10     /* polls right after a message (each after a sched_yield) */
+#define ACTIVE_NS 2000000L /* then naps of NAP_NS between polls, for 2 ms since the last message */
+#define NAP_NS 50000L
 
 /* A send in flight. */
 typedef struct sending {
@@ -158,15 +160,29 @@ static int irecv(int from, unsigned char **buf, size_t *len, int *src) {
   return 1;
 }
 
-/* How long an idle bridge waits on its local connections: 0 while it spins (yielding), then 1 ms. */
-static int64_t idle_wait(unsigned *idle, bool progress) {
-  if (progress) *idle = 0;
-  if (*idle < SPIN_ROUNDS) {
-    if (*idle) sched_yield();
-    ++*idle;
+/* How a bridge waits between its polls. Right after a message it polls again at once (SPIN_ROUNDS
+ * times, yielding the CPU in between); while messages came within ACTIVE_NS it naps NAP_NS between
+ * polls (a task's reply from another rank is noticed within about that); once quiet longer it waits on
+ * its local connections 1 ms at a time. */
+typedef struct pacer {
+  unsigned rounds; /* polls since the last progress */
+  int64_t last;    /* when the last progress was (mproc_monotonic_ns) */
+} pacer;
+
+/* The timeout for the next wait on the local connections (0 or 1 ms), after napping if it is time to. */
+static int64_t pace(pacer *p, bool progress) {
+  if (progress) {
+    p->rounds = 0;
+    p->last = mproc_monotonic_ns();
+  }
+  if (p->rounds < SPIN_ROUNDS) {
+    if (p->rounds++) sched_yield();
     return 0;
   }
-  return 1;
+  if (mproc_monotonic_ns() - p->last > ACTIVE_NS) return 1;
+  struct timespec ts = {0, NAP_NS};
+  nanosleep(&ts, NULL);
+  return 0;
 }
 
 static void sleep_ms(int64_t ms) {
@@ -239,7 +255,7 @@ static void *bridge_main(void *arg) {
   int *who = NULL;
   uint64_t *sess = NULL;
   size_t cap = 0;
-  unsigned idle = 0;
+  pacer pc = {0, 0};
   for (bool stop = false; !stop;) {
     bool progress = false;
     size_t n = 0;
@@ -287,7 +303,7 @@ static void *bridge_main(void *arg) {
     reap_sends();
     /* from the pool engine */
     size_t nready = 0;
-    int64_t ms = idle_wait(&idle, progress);
+    int64_t ms = pace(&pc, progress);
     if (n == 0) {
       if (ms) sleep_ms(ms);
       continue;
@@ -295,7 +311,7 @@ static void *bridge_main(void *arg) {
     if (mproc_wait(ws, n, ms, &nready) != 0) mproc_clear_error();
     for (size_t i = 0; i < n; ++i) {
       if (!ws[i].ready) continue;
-      idle = 0;
+      progress = true;
       if (forward(ws[i].object, who[i], sess[i])) continue;
       /* the pool ended the worker (or its message could not go): the session ends */
       pthread_mutex_lock(&g.mu);
@@ -387,7 +403,7 @@ static void end_workers(void) {
   for (int r = 1; r < g.size; ++r)
     if (!isend(r, message(FIN, 0, NULL, 0), HDR)) fprintf(stderr, "mproc_mpi: could not finalize rank %d\n", r);
   /* Take (and drop) what the ranks still send until each one answered 'F'; then ours are all taken. */
-  unsigned idle = 0;
+  pacer pc = {0, 0};
   for (int answered = 0; answered < g.size - 1 || g.nsends;) {
     unsigned char *b;
     size_t len;
@@ -399,7 +415,7 @@ static void end_workers(void) {
       free(b);
     }
     reap_sends();
-    int64_t ms = idle_wait(&idle, progress);
+    int64_t ms = pace(&pc, progress);
     if (ms) sleep_ms(ms);
   }
   free(g.sends);
@@ -475,7 +491,7 @@ static void serve(void) {
   session **ss = NULL;
   mproc_waitable *ws = NULL;
   size_t n = 0, cap = 0;
-  unsigned idle = 0;
+  pacer pc = {0, 0};
   for (bool fin = false; !fin;) {
     bool progress = false;
     unsigned char *b;
@@ -513,7 +529,7 @@ static void serve(void) {
     }
     reap_sends();
     if (fin) break;
-    int64_t ms = idle_wait(&idle, progress);
+    int64_t ms = pace(&pc, progress);
     if (!n) {
       if (ms) sleep_ms(ms);
       continue;
@@ -523,7 +539,7 @@ static void serve(void) {
     if (mproc_wait(ws, n, ms, &nready) != 0) mproc_clear_error();
     for (size_t i = n; i-- > 0;) {
       if (!ws[i].ready) continue;
-      idle = 0;
+      progress = true;
       if (forward(ss[i]->mine, 0, ss[i]->id)) continue;
       end_session(ss[i]); /* the worker loop ended by itself (rank 0 was told) */
       ss[i] = ss[--n];
@@ -533,9 +549,9 @@ static void serve(void) {
   free(ss);
   free(ws);
   if (!isend(0, message(FIN, 0, NULL, 0), HDR)) lost();
-  for (unsigned idle2 = 0; g.nsends;) { /* rank 0 takes everything until our 'F' */
+  for (pacer p2 = {0, 0}; g.nsends;) { /* rank 0 takes everything until our 'F' */
     reap_sends();
-    int64_t ms = idle_wait(&idle2, false);
+    int64_t ms = pace(&p2, false);
     if (ms) sleep_ms(ms);
   }
   MPI_Comm_free(&g.comm);
