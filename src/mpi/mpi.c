@@ -36,7 +36,7 @@
 
 enum { TAG = 7731, HDR = 9 };
 enum { OPEN = 'O', DATA = 'D', CLOSE = 'C', FIN = 'F' };
-#define QUICK_NS 1000000 /* tasks under 1 ms, the trip through the bridges included, are sent ahead */
+#define QUICK_NS 1000000   /* tasks under 1 ms, the trip through the bridges included, are sent ahead */
 #define SPIN_ROUNDS 10     /* polls right after a message (each after a sched_yield) */
 #define ACTIVE_NS 2000000L /* then naps of NAP_NS between polls, for 2 ms since the last message */
 #define NAP_NS 50000L

@@ -68,7 +68,8 @@ static int spin(const void *in, size_t len, mproc_task *t) { /* a task that take
   (void)len;
   volatile uint64_t x = 0;
   for (uint64_t i = 0; i < 20000000u; ++i) x += i;
-  return mproc_task_return(t, NULL, 0);
+  uint64_t y = x;
+  return mproc_task_return(t, &y, sizeof y);
 }
 
 static int die_on_rank2(const void *in, size_t len, mproc_task *t) {
