@@ -6,7 +6,7 @@
  *
  *   mpi.map.c1     a map of a trivial task over 100,000 items of 8 bytes, chunksize 1; op = one item
  *   mpi.map.sum    a CPU-bound map: 2,000 items, each xorshift64 run 200,000 times from its seed (about
- *                  0.3 ms), chunksize 1; the sum of the outputs is checked; op = one item
+ *                  half a millisecond of CPU), chunksize 1; the sum of the outputs is checked; op = one item
  *   mpi.map.*.local   the same on a local pool (fork) of three workers on rank 0, the other ranks idle
  *                  in mproc's serve loop (impl=mproc only; python's local pool is bench_pool.py's area)
  *
