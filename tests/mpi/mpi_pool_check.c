@@ -2,7 +2,10 @@
  * `mpirun -np 4` and alone (then both pools are local). Exit status 0 when every check passed.
  *
  *   mpi_pool_check            every Pool call, twice (two MPI pools in a row), 64 MiB in and out
- *   mpi_pool_check --kill     a map whose task kills rank 2: the job must end (mpirun names the rank) */
+ *   mpi_pool_check --kill     a map whose task kills rank 2: the job must end (mpirun names the rank)
+ *   mpi_pool_check --mismatch rank 0 with other ranks running a different file (mpirun's MPMD form,
+ *                             tests/mpi/mismatch.cmake): creating a pool over MPI must fail, naming
+ *                             the rank, and the job still ends cleanly */
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -295,6 +298,14 @@ int main(int argc, char **argv) {
     int rc = mproc_pool_map(p, die_on_rank2, in, 64, 1, MPROC_INFINITE, &r);
     printf("the map ended: %d %s\n", rc, rc ? mproc_last_error() : "");
     return 3; /* under mpirun the job ends before this */
+  }
+  if (argc > 1 && strcmp(argv[1], "--mismatch") == 0) {
+    mproc_pool *p = NULL;
+    int rc = make_pool(&p, mpi);
+    printf("pool_create over MPI: %d (%s)\n", rc, rc ? mproc_last_error() : "created");
+    mproc_pool_destroy(p);
+    mproc_mpi_finalize();
+    return mpi && rc == MPROC_EINVAL && strstr(mproc_last_error(), "rank 1 runs a different program") ? 0 : 1;
   }
   outcome local, remote;
   memset(&local, 0, sizeof local);
