@@ -256,8 +256,9 @@ static void *bridge_main(void *arg) {
   uint64_t *sess = NULL;
   size_t cap = 0;
   pacer pc = {0, 0};
-  for (bool stop = false; !stop;) {
-    bool progress = false;
+  for (bool stop = false, moved = false; !stop;) {
+    bool progress = moved; /* (a message forwarded last round counts) */
+    moved = false;
     size_t n = 0;
     pthread_mutex_lock(&g.mu);
     stop = g.stop;
@@ -311,7 +312,7 @@ static void *bridge_main(void *arg) {
     if (mproc_wait(ws, n, ms, &nready) != 0) mproc_clear_error();
     for (size_t i = 0; i < n; ++i) {
       if (!ws[i].ready) continue;
-      progress = true;
+      moved = true;
       if (forward(ws[i].object, who[i], sess[i])) continue;
       /* the pool ended the worker (or its message could not go): the session ends */
       pthread_mutex_lock(&g.mu);
@@ -492,8 +493,9 @@ static void serve(void) {
   mproc_waitable *ws = NULL;
   size_t n = 0, cap = 0;
   pacer pc = {0, 0};
-  for (bool fin = false; !fin;) {
-    bool progress = false;
+  for (bool fin = false, moved = false; !fin;) {
+    bool progress = moved;
+    moved = false;
     unsigned char *b;
     size_t len;
     int src;
@@ -539,7 +541,7 @@ static void serve(void) {
     if (mproc_wait(ws, n, ms, &nready) != 0) mproc_clear_error();
     for (size_t i = n; i-- > 0;) {
       if (!ws[i].ready) continue;
-      progress = true;
+      moved = true;
       if (forward(ss[i]->mine, 0, ss[i]->id)) continue;
       end_session(ss[i]); /* the worker loop ended by itself (rank 0 was told) */
       ss[i] = ss[--n];
