@@ -249,6 +249,66 @@ static mproc_connection *unlink_session(link *l) {
   return c;
 }
 
+/* What the bridge hands the writer thread: a message for a link's connection, or its end. */
+typedef struct outgoing {
+  struct outgoing *next;
+  mproc_connection *conn;
+  unsigned char *msg; /* a 'D' message (its payload from HDR on); NULL: destroy conn */
+  size_t len;
+} outgoing;
+
+/* The writer thread of rank 0: writes what comes from the ranks into the links' connections, so the
+ * bridge never waits on the pool engine. (Were the bridge to write, it could wait for the result thread
+ * to read a long reply while the result thread waits for the bridge to read a long task it sends to
+ * another worker: two full pipes.) Ends once stopped and its queue is empty. */
+static struct {
+  pthread_cond_t cv;
+  outgoing *head, *tail;
+  bool stop;
+  pthread_t thr;
+} w = {.cv = PTHREAD_COND_INITIALIZER};
+
+static void *writer_main(void *arg) {
+  (void)arg;
+  pthread_mutex_lock(&g.mu);
+  for (;;) {
+    while (!w.head && !w.stop) pthread_cond_wait(&w.cv, &g.mu);
+    outgoing *o = w.head;
+    if (!o) break;
+    w.head = o->next;
+    if (!w.head) w.tail = NULL;
+    pthread_mutex_unlock(&g.mu);
+    if (!o->msg)
+      mproc_connection_destroy(o->conn);
+    else if (mproc_connection_send_bytes(o->conn, o->msg + HDR, o->len - HDR, 0, o->len - HDR) != 0)
+      mproc_clear_error(); /* the engine ended the worker: the bridge sees the end */
+    free(o->msg);
+    free(o);
+    pthread_mutex_lock(&g.mu);
+  }
+  pthread_mutex_unlock(&g.mu);
+  return NULL;
+}
+
+/* With g.mu held: queue msg (taken; NULL: the end of conn) for the writer. */
+static void to_writer(mproc_connection *conn, unsigned char *msg, size_t len) {
+  outgoing *o = (outgoing *)calloc(1, sizeof *o);
+  if (!o) { /* out of memory: the message is lost and the worker's task never answered; end it instead */
+    fprintf(stderr, "mproc_mpi: out of memory: a message from a worker rank is lost\n");
+    free(msg);
+    return;
+  }
+  o->conn = conn;
+  o->msg = msg;
+  o->len = len;
+  if (w.tail)
+    w.tail->next = o;
+  else
+    w.head = o;
+  w.tail = o;
+  pthread_cond_signal(&w.cv);
+}
+
 static void *bridge_main(void *arg) {
   (void)arg;
   mproc_waitable *ws = NULL;
@@ -259,14 +319,34 @@ static void *bridge_main(void *arg) {
   for (bool stop = false, moved = false; !stop;) {
     bool progress = moved; /* (a message forwarded last round counts) */
     moved = false;
+    /* from the ranks: to the writer, in order (a session's end after its messages) */
+    unsigned char *b;
+    size_t len;
+    int src;
+    while (irecv(MPI_ANY_SOURCE, &b, &len, &src)) {
+      progress = true;
+      uint64_t s = len >= HDR ? get_le64(b + 1) : 0;
+      pthread_mutex_lock(&g.mu);
+      link *l = find_link(src, s);
+      if (l && b[0] == DATA) {
+        to_writer(l->conn, b, len);
+        b = NULL;
+      } else if (l && b[0] == CLOSE) { /* the worker loop ended by itself */
+        to_writer(unlink_session(l), NULL, 0);
+      }
+      pthread_mutex_unlock(&g.mu);
+      free(b);
+    }
+    reap_sends();
+    /* the sessions now (a link's connection is destroyed only by the writer, after the link is gone) */
     size_t n = 0;
     pthread_mutex_lock(&g.mu);
     stop = g.stop;
     if (cap < g.nlinks) { /* (out of memory: the sessions past cap wait) */
-      void *a = realloc(ws, g.nlinks * sizeof *ws), *b = a ? realloc(who, g.nlinks * sizeof *who) : NULL;
-      void *c = b ? realloc(sess, g.nlinks * sizeof *sess) : NULL;
+      void *a = realloc(ws, g.nlinks * sizeof *ws), *bb = a ? realloc(who, g.nlinks * sizeof *who) : NULL;
+      void *c = bb ? realloc(sess, g.nlinks * sizeof *sess) : NULL;
       ws = a ? (mproc_waitable *)a : ws;
-      who = b ? (int *)b : who;
+      who = bb ? (int *)bb : who;
       sess = c ? (uint64_t *)c : sess;
       cap = c ? g.nlinks : cap;
     }
@@ -283,25 +363,6 @@ static void *bridge_main(void *arg) {
       ws[n++] = mproc_waitable_connection(l->conn);
     }
     pthread_mutex_unlock(&g.mu);
-    /* from the ranks */
-    unsigned char *b;
-    size_t len;
-    int src;
-    while (irecv(MPI_ANY_SOURCE, &b, &len, &src)) {
-      progress = true;
-      uint64_t s = len >= HDR ? get_le64(b + 1) : 0;
-      pthread_mutex_lock(&g.mu);
-      link *l = find_link(src, s);
-      mproc_connection *c = l ? l->conn : NULL;
-      mproc_connection *gone = l && b[0] == CLOSE ? unlink_session(l) : NULL;
-      pthread_mutex_unlock(&g.mu);
-      /* Only this thread destroys a link's connection, so c stays valid outside the mutex. */
-      if (c && !gone && b[0] == DATA && mproc_connection_send_bytes(c, b + HDR, len - HDR, 0, len - HDR) != 0)
-        mproc_clear_error(); /* the engine ended the worker: its end comes through the wait below */
-      mproc_connection_destroy(gone);
-      free(b);
-    }
-    reap_sends();
     /* from the pool engine */
     size_t nready = 0;
     int64_t ms = pace(&pc, progress);
@@ -317,9 +378,8 @@ static void *bridge_main(void *arg) {
       /* the pool ended the worker (or its message could not go): the session ends */
       pthread_mutex_lock(&g.mu);
       link *l = find_link(who[i], sess[i]);
-      mproc_connection *gone = l ? unlink_session(l) : NULL;
+      if (l) to_writer(unlink_session(l), NULL, 0);
       pthread_mutex_unlock(&g.mu);
-      mproc_connection_destroy(gone);
     }
   }
   free(ws);
@@ -338,6 +398,19 @@ static bool grow_links(void) {
 }
 
 static void end_workers(void);
+
+/* With g.mu held: the bridge and its writer. */
+static bool start_bridge(void) {
+  if (pthread_create(&w.thr, NULL, writer_main, NULL) != 0) return false;
+  if (pthread_create(&g.bridge, NULL, bridge_main, NULL) == 0) return true;
+  w.stop = true;
+  pthread_cond_signal(&w.cv);
+  pthread_mutex_unlock(&g.mu);
+  pthread_join(w.thr, NULL);
+  pthread_mutex_lock(&g.mu);
+  w.stop = false;
+  return false;
+}
 
 static int backend_start(void *ctx, size_t slot, const void *boot, size_t boot_len, mproc_connection *conn) {
   (void)ctx;
@@ -358,8 +431,8 @@ static int backend_start(void *ctx, size_t slot, const void *boot, size_t boot_l
   } else if (g.nlinks == g.caplinks && !grow_links()) {
     snprintf(why, sizeof why, "mpi: out of memory");
     rc = MPROC_ENOMEM;
-  } else if (!g.bridge_running && pthread_create(&g.bridge, NULL, bridge_main, NULL) != 0) {
-    snprintf(why, sizeof why, "mpi: could not start the bridge thread");
+  } else if (!g.bridge_running && !start_bridge()) {
+    snprintf(why, sizeof why, "mpi: could not start the bridge's threads");
     rc = MPROC_ESYS;
   } else {
     g.bridge_running = true;
@@ -390,7 +463,14 @@ int mproc_mpi_finalize(void) {
   g.bridge_running = false;
   pthread_mutex_unlock(&g.mu);
   if (was) return 0;
-  if (running) pthread_join(g.bridge, NULL); /* every MPI call from here on is this thread's */
+  if (running) { /* every MPI call from here on is this thread's */
+    pthread_join(g.bridge, NULL);
+    pthread_mutex_lock(&g.mu);
+    w.stop = true; /* the writer ends once it wrote what it has */
+    pthread_cond_signal(&w.cv);
+    pthread_mutex_unlock(&g.mu);
+    pthread_join(w.thr, NULL);
+  }
   if (g.up) end_workers();
   if (g.we_initialized) MPI_Finalize();
   return 0;
