@@ -50,7 +50,9 @@
  *
  * ---- Waiting ----
  * Rank 0 runs one bridge thread that makes every MPI call of mproc's: it carries each worker's messages
- * between a local connection (which the pool engine uses as for any worker) and MPI. Neither it nor a
+ * between a local connection (which the pool engine uses as for any worker) and MPI, with a writer
+ * thread that writes what comes from the ranks into those connections (so the bridge never waits on the
+ * engine). Neither it nor a
  * worker rank ever blocks inside MPI (Open MPI's blocking calls spin at full CPU): they poll
  * (MPI_Iprobe, MPI_Test) while messages flow, yielding the CPU between polls, and once idle wait 1 ms
  * at a time on their local connections - so idle ranks use next to no CPU even oversubscribed, without

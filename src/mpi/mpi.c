@@ -3,8 +3,9 @@
  *
  * Rank 0: the pool engine sees each worker as a local connection (an mproc_pipe); the other end belongs
  * to the bridge thread, which makes every MPI call and carries the messages between the pipes and the
- * ranks. A worker rank: its main thread is the same kind of bridge, with the pool's worker loop
- * (mproc_pool_worker_serve) on a thread of its own over a local pipe, one session per pool.
+ * ranks (what comes from the ranks is written into the pipes by a writer thread). A worker rank: its main thread is the
+ * same kind of bridge, with the pool's worker loop (mproc_pool_worker_serve) on a thread of its own over a local pipe,
+ * one session per pool (several at once when pools overlap).
  *
  * The messages between rank 0 and rank r, on a duplicate of MPI_COMM_WORLD, one tag; each one
  * [u8 kind] [u64 session] [payload]:
@@ -12,13 +13,13 @@
  *   both    'D' one message of the session's connection
  *   both    'C' the session's connection ended (0 -> r: the pool ended the worker; r -> 0: the worker
  *               loop ended by itself)
- *   0 -> r  'F' finalize: r ends its session and answers 'F', then finalizes and exits
+ *   0 -> r  'F' finalize: r ends its sessions and answers 'F', then finalizes and exits
  * MPI keeps the order of messages between two ranks, so a session's messages come in order and a
  * session opened while the previous one still ends waits behind it. A 'D' of an old session is dropped.
  *
  * Nothing here blocks inside MPI (Open MPI's waits spin): the bridges poll with MPI_Iprobe and MPI_Test,
- * sends are MPI_Isend, and an idle bridge waits on its local connections with mproc_wait, 1 ms at a
- * time. */
+ * sends are MPI_Isend, and a bridge waits between polls as `pacer` says: at once, 50 us naps, 1 ms
+ * waits on its local connections (mproc_wait) once quiet. */
 #include <mpi.h>
 #include <pthread.h>
 #include <sched.h>
