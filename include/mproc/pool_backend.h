@@ -36,7 +36,8 @@ typedef struct mproc_pool_backend {
   /* Start worker `slot` (0 .. workers-1): carry `conn`'s messages both ways to a worker that runs
    * mproc_pool_worker_serve(its connection, boot, boot_len). 0: conn is the backend's (it destroys it
    * once the worker has ended); an mproc error code (with mproc_last_error's message): conn stays the
-   * caller's. Called from the pool's threads, never two at once for one pool. */
+   * caller's. Called from the pool's threads, never two at once for one pool, sometimes with the pool's lock
+   * held: it must not wait for the pool or call into it. */
   int (*start)(void *ctx, size_t slot, const void *boot, size_t boot_len, mproc_connection *conn);
   void *ctx;
 } mproc_pool_backend;
