@@ -39,14 +39,14 @@
  * whose checksum differs. Shared libraries that hold tasks must be the same on every node too.
  *
  * ---- What differs from the local pool ----
- * One MPI pool at a time (a second one while the first has workers: MPROC_ESTATE); processes 0 means
- * one worker per rank > 0. maxtasksperchild and task_timeout_ms give MPROC_ENOTSUP (a rank cannot be
- * replaced or a task killed without ending the job), as does the array path (mproc_pool_map_array*:
- * its records live in shared memory; map them as byte strings). terminate fails unfinished results
- * with MPROC_ECLOSED at once, without MPI_Abort; a task already running on a rank runs to its end there
- * (its output is dropped) before that rank serves the next pool. A message (a task's input or output)
- * is at most 2 GiB - 16 bytes. Open MPI 4.1 has no fault tolerance: a rank that dies ends the whole job
- * (mpirun kills the others and names the rank in its message, exit status non-zero).
+ * processes 0 means one worker per rank > 0 (more: MPROC_EINVAL). Pools may overlap: a rank then serves
+ * each with a worker thread of its own (they share its cores). maxtasksperchild and task_timeout_ms give
+ * MPROC_ENOTSUP (a rank cannot be replaced or a task killed without ending the job), as does the array
+ * path (mproc_pool_map_array*: its records live in shared memory; map them as byte strings). terminate
+ * fails unfinished results with MPROC_ECLOSED at once, without MPI_Abort; a task already running on a rank
+ * runs to its end there (its output is dropped; the rank's next pool starts beside it). A message (a task's
+ * input or output) is at most 2 GiB - 16 bytes. Open MPI 4.1 has no fault tolerance: a rank that dies ends
+ * the whole job (mpirun kills the others and names the rank in its message, exit status non-zero).
  *
  * ---- Waiting ----
  * Rank 0 runs one bridge thread that makes every MPI call of mproc's: it carries each worker's messages
