@@ -68,11 +68,33 @@ trap 'rm -f "$results"' EXIT
 failed=()
 for a in "${areas[@]}"; do
   echo "# ---- area $a"
-  if ! "$bin/bench_$a" "${opts[@]}" | tee -a "$results"; then failed+=("bench_$a"); fi
+  launch=()
+  pymod=()
+  py_area="$py"
+  if [[ $a == mpi ]]; then # the Pool over MPI: every implementation under mpirun, 4 ranks on the CPUs there are
+    if [[ ! -x "$bin/bench_mpi" ]] || ! command -v mpirun >/dev/null 2>&1; then
+      echo "# area mpi: skipped (no mproc::mpi or no mpirun; Debian: apt-get install openmpi-bin libopenmpi-dev)"
+      continue
+    fi
+    launch=(mpirun --allow-run-as-root --oversubscribe --mca mpi_yield_when_idle 1 -np 4)
+    pymod=(-m mpi4py.futures)
+    if [[ -n "$py" ]] && ! "$py" -c 'import mpi4py' >/dev/null 2>&1; then
+      if /usr/bin/python3 -c 'import mpi4py' >/dev/null 2>&1; then
+        py_area=/usr/bin/python3 # Debian's python3-mpi4py is for the system's interpreter (printed by benchlib)
+      else
+        echo "# area mpi: python skipped (no mpi4py; Debian: apt-get install python3-mpi4py)"
+        py_area=
+      fi
+    fi
+    if ! "${launch[@]}" "$bin/bench_$a" --raw "${opts[@]}" | tee -a "$results"; then failed+=("bench_$a --raw"); fi
+  fi
+  if ! "${launch[@]}" "$bin/bench_$a" "${opts[@]}" | tee -a "$results"; then failed+=("bench_$a"); fi
   if [[ -f "$root/bench/py/bench_$a.py" ]]; then
     if [[ -z "$py" ]]; then
       echo "# python3 not found: skipping bench/py/bench_$a.py"
-    elif ! "$py" "$root/bench/py/bench_$a.py" "${opts[@]}" | tee -a "$results"; then
+    elif [[ -z "$py_area" ]]; then
+      : # said above
+    elif ! "${launch[@]}" "$py_area" "${pymod[@]}" "$root/bench/py/bench_$a.py" "${opts[@]}" | tee -a "$results"; then
       failed+=("bench/py/bench_$a.py")
     fi
   fi

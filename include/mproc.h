@@ -15,6 +15,7 @@
 #include "mproc/object.h"
 #include "mproc/sync.h"
 #include "mproc/pool.h"
+#include "mproc/pool_backend.h" /* (mproc/mpi.h, the MPI backend, is in library mproc::mpi: include it yourself) */
 #include "mproc/queue.h"
 #include "mproc/shared.h"
 

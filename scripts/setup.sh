@@ -22,6 +22,9 @@
 #   python3                            the Python side of the benchmarks and the ratio table
 #   python3-matplotlib                 the charts of docs/PERFORMANCE.md (bench/report.py --charts);
 #                                      the benchmarks and the table run without it
+#   openmpi-bin libopenmpi-dev         Open MPI: mproc::mpi (the Pool over MPI ranks) and its tests under
+#                                      mpirun (without them mproc builds without mproc::mpi)
+#   python3-mpi4py                     mpi4py.futures for the Python side of `bench/run.sh mpi`
 #   musl-tools                         musl-gcc: the static_exe.musl.* tests (programs linked with musl,
 #                                      statically and dynamically; skipped without it)
 #   g++-mingw-w64-x86-64-posix         the Windows x64 cross compiler (posix threads: std::thread for gtest)
@@ -72,6 +75,9 @@ fi
 want python3 python3
 want python3-matplotlib /usr/lib/python3/dist-packages/matplotlib/__init__.py
 want musl-tools musl-gcc
+want openmpi-bin mpirun.openmpi
+want libopenmpi-dev "/usr/lib/$(gcc -dumpmachine 2>/dev/null || echo x86_64-linux-gnu)/openmpi/include/mpi.h"
+want python3-mpi4py /usr/lib/python3/dist-packages/mpi4py/__init__.py
 if ((!linux_only)); then
   want g++-mingw-w64-x86-64-posix x86_64-w64-mingw32-gcc-posix x86_64-w64-mingw32-g++-posix
   want wine wine wineserver

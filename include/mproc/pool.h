@@ -106,6 +106,11 @@ typedef struct mproc_pool_opts {
   const mproc_context *context;
   bool threads;            /* a ThreadPool: workers are threads of this process */
   int64_t task_timeout_ms; /* 0: none; else a task running longer fails with MPROC_ETIMEDOUT */
+  /* Where the workers live (mproc/pool_backend.h), e.g. mproc_mpi_pool_backend() for the ranks of an MPI
+   * job (mproc/mpi.h); NULL: processes (or threads) of this machine. With a backend, processes 0 means
+   * all its workers; maxtasksperchild and task_timeout_ms give MPROC_ENOTSUP, and so does the array
+   * path (mproc_pool_map_array*, mproc_pool_array_alloc). */
+  const struct mproc_pool_backend *backend;
 } mproc_pool_opts;
 
 /* Pool(...): start the workers. opts NULL gives the defaults. Errors: MPROC_EINVAL, MPROC_ENOTSUP (the

@@ -10,9 +10,13 @@ get_filename_component(SOURCE_PATH "${CMAKE_CURRENT_LIST_DIR}/../.." ABSOLUTE)
 
 # vcpkg_cmake_configure passes BUILD_SHARED_LIBS from VCPKG_LIBRARY_LINKAGE; the generated
 # mproc_export.h bakes the linkage in, so consumers need no -D flag either way.
+# Feature mpi: mproc::mpi (the Pool over MPI ranks); without it the library is built without MPI.
+vcpkg_check_features(OUT_FEATURE_OPTIONS FEATURE_OPTIONS FEATURES mpi MPROC_WITH_MPI)
+
 vcpkg_cmake_configure(
   SOURCE_PATH "${SOURCE_PATH}"
   OPTIONS
+    ${FEATURE_OPTIONS}
     -DMPROC_BUILD_TESTS=OFF
     -DMPROC_BUILD_EXAMPLES=OFF
     -DMPROC_BUILD_BENCH=OFF

@@ -16,6 +16,7 @@
 #include "../pal.h"
 #include "../process/zygote.h"
 #include "../wire.h"
+#include "mproc/pool_backend.h"
 #include "mproc/shared.h"
 #include "pool_internal.h"
 
@@ -411,7 +412,8 @@ static bool has_room(const mproc_pool *p, const worker *w, const task *t) {
    * (so a send never waits on a worker that waits to send its reply: two full pipes). One ahead, or a
    * window of them when its tasks are quick, so a worker never waits for the parent between tasks and
    * the parent's sends, the worker's reads and the replies come many at a time. */
-  size_t most = w->avg_ns && w->avg_ns < QUICK_NS ? WINDOW : 2;
+  int64_t quick = p->o.backend && p->o.backend->quick_ns > QUICK_NS ? p->o.backend->quick_ns : QUICK_NS;
+  size_t most = w->avg_ns && w->avg_ns < quick ? WINDOW : 2;
   return w->ninflight < most && t->msg.len <= SMALL_TASK && w->inflight[0]->msg.len <= SMALL_TASK &&
          w->inbytes + t->msg.len <= WINDOW_BYTES;
 }
@@ -517,7 +519,10 @@ static int start_worker(mproc_pool *p, size_t slot) {
   mproc_connection *mine = NULL, *theirs = NULL;
   int rc = mproc_pipe(true, &mine, &theirs);
   if (rc) return rc;
-  if (p->o.threads) {
+  if (p->o.backend) {
+    rc = p->o.backend->start(p->o.backend->ctx, slot, p->worker_arg.data, p->worker_arg.len, theirs);
+    if (!rc) theirs = NULL; /* the backend's */
+  } else if (p->o.threads) {
     thread_worker *tw = (thread_worker *)calloc(1, sizeof *tw);
     if (!tw) rc = mproc__fail(MPROC_ENOMEM, "pool: out of memory");
     if (!rc) {
@@ -946,16 +951,26 @@ int mproc_pool_create(mproc_pool **out, const mproc_pool_opts *opts) {
                    opts->initarg_size);
   MPROC__CHECK_ARG(opts && opts->threads && opts->task_timeout_ms > 0,
                    "a ThreadPool cannot end a task that runs too long (a thread cannot be killed)");
+  const mproc_pool_backend *be = opts ? opts->backend : NULL;
+  MPROC__CHECK_ARG(be && (!be->start || !be->workers), "the backend has no start or no workers");
+  MPROC__CHECK_ARG(be && opts->threads, "a ThreadPool has no backend");
+  MPROC__CHECK_ARG(be && opts->processes > be->workers, "%zu processes, and the %s backend has %zu workers",
+                   opts->processes, be->name ? be->name : "pool", be->workers);
+  if (be && (opts->maxtasksperchild || opts->task_timeout_ms))
+    return mproc__fail(MPROC_ENOTSUP,
+                       "pool_create: the %s backend cannot replace or kill its workers (maxtasksperchild, "
+                       "task_timeout_ms)",
+                       be->name ? be->name : "pool");
   mproc_pool *p = (mproc_pool *)calloc(1, sizeof *p);
   if (!p) return mproc__fail(MPROC_ENOMEM, "pool_create: out of memory");
   if (opts) p->o = *opts;
-  p->nw = p->o.processes ? p->o.processes : (size_t)mproc_process_cpu_count();
+  p->nw = p->o.processes ? p->o.processes : be ? be->workers : (size_t)mproc_process_cpu_count();
   int rc = core_new(&p->k);
   if (!rc) p->k->pool = p;
   if (!rc) rc = mproc_pipe(true, &p->wake_tx, &p->wake_rx);
   p->w = rc ? NULL : (worker *)calloc(p->nw, sizeof *p->w);
   if (!rc && !p->w) rc = mproc__fail(MPROC_ENOMEM, "pool_create: out of memory");
-  if (!rc && !p->o.threads) { /* the slots, and the workers' argument: maxtasks, the initializer, its argument */
+  if (!rc && !p->o.threads && !be) { /* the slots, and the workers' argument: maxtasks, the initializer, its argument */
     mproc_shared_opts so;
     memset(&so, 0, sizeof so);
     so.typecode = 'Q';
@@ -974,7 +989,7 @@ int mproc_pool_create(mproc_pool **out, const mproc_pool_opts *opts) {
     if (!rc && p->o.initarg_size) rc = mproc__buf_append(&p->worker_arg, p->o.initarg, p->o.initarg_size);
     mproc__buf_free(&ref);
   }
-  if (!rc && !p->o.threads && pool_method(p) == MPROC_START_FORK) rc = mproc__zygote_start(&p->zygote);
+  if (!rc && !p->o.threads && !be && pool_method(p) == MPROC_START_FORK) rc = mproc__zygote_start(&p->zygote);
   size_t started = 0;
   for (; !rc && started < p->nw; ++started) rc = start_worker(p, started);
   p->threaded = true;
@@ -1186,10 +1201,20 @@ static arena *lent_find(mproc_pool *p, const void *ptr, size_t len, size_t *off)
   return NULL;
 }
 
+/* The array path needs memory the workers share: a backend's need not. */
+static int array_unsupported(const mproc_pool *p, const char *call) {
+  const char *name = p->o.backend->name ? p->o.backend->name : "this";
+  return mproc__fail(MPROC_ENOTSUP,
+                     "%s: the array path needs shared memory, which the %s backend's workers do not have; "
+                     "map the records as byte strings",
+                     call, name);
+}
+
 int mproc_pool_array_alloc(mproc_pool *p, size_t size, void **buf) {
   MPROC__CHECK_ARG_AS("pool_array_alloc", !p || !buf, "pool and buf must be set");
   *buf = NULL;
   MPROC__CHECK_ARG_AS("pool_array_alloc", !size || size > SIZE_MAX / 2, "size %zu", size);
+  if (p->o.backend) return array_unsupported(p, "pool_array_alloc");
   arena *a = NULL;
   mproc__pal_mutex_lock(p->k->mu);
   int rc = arena_take(p, size, &a);
@@ -1228,6 +1253,7 @@ int mproc_pool_map_array_async(mproc_pool *p, mproc_record_fn fn, const mproc_ar
   MPROC__CHECK_ARG_AS(call, !m->in_size || !m->out_size, "a record size is 0 (in %zu, out %zu)", m->in_size,
                       m->out_size);
   MPROC__CHECK_ARG_AS(call, n && (!m->in || !m->out), "in or out is NULL with n %zu", n);
+  if (p->o.backend) return array_unsupported(p, call);
   size_t hdr = round64(mproc__pool_array_hdr_size(p->nw));
   MPROC__CHECK_ARG_AS(call, n > (SIZE_MAX / 4 - hdr) / m->in_size || n > (SIZE_MAX / 4 - hdr) / m->out_size,
                       "%zu records of %zu and %zu bytes are too many", n, m->in_size, m->out_size);

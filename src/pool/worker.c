@@ -7,6 +7,7 @@
 
 #include "../atomic.h"
 #include "../pal.h"
+#include "mproc/pool_backend.h"
 #include "mproc/shared.h"
 #include "../wire.h"
 #include "pool_internal.h"
@@ -227,6 +228,21 @@ int mproc__pool_worker_loop(mproc_connection *c, const mproc__pool_worker_cfg *c
   return rc;
 }
 
+/* The initializer and its argument, the tail of a worker's settings (pool_internal.h): 0, or -1 when they
+ * are malformed or the initializer is not found here. */
+static int read_initializer(mproc__wire_reader *r, mproc__pool_worker_cfg *cfg) {
+  size_t ref_len;
+  const void *ref = mproc__wire_get_bytes(r, &ref_len, "the initializer");
+  cfg->initarg = mproc__wire_get_bytes(r, &cfg->initarg_size, "the initializer's argument");
+  if (r->bad) return -1;
+  if (ref_len) {
+    void *fn = NULL;
+    if (mproc__pal_fn_resolve(ref, ref_len, &fn) != 0) return -1;
+    cfg->initializer = (void (*)(const void *, size_t))fn;
+  }
+  return 0;
+}
+
 int mproc__pool_worker_main(const mproc_args *a) {
   if (a->connection_count != 1 || a->object_count != 2) return 70;
   mproc__wire_reader r = mproc__wire_reader_make(a->data, a->size);
@@ -237,14 +253,23 @@ int mproc__pool_worker_main(const mproc_args *a) {
   mproc_value *slots = (mproc_value *)a->objects[1];
   if (r.bad || slot >= mproc_value_length(slots)) return 71;
   cfg.begun = (volatile uint64_t *)mproc_value_ptr(slots) + slot;
-  size_t ref_len;
-  const void *ref = mproc__wire_get_bytes(&r, &ref_len, "the initializer");
-  cfg.initarg = mproc__wire_get_bytes(&r, &cfg.initarg_size, "the initializer's argument");
-  if (r.bad) return 71;
-  if (ref_len) {
-    void *fn = NULL;
-    if (mproc__pal_fn_resolve(ref, ref_len, &fn) != 0) return 72;
-    cfg.initializer = (void (*)(const void *, size_t))fn;
-  }
+  if (read_initializer(&r, &cfg) != 0) return r.bad ? 71 : 72;
   return mproc__pool_worker_loop(a->connections[0], &cfg) ? 73 : 0;
 }
+
+int mproc_pool_worker_serve(mproc_connection *c, const void *boot, size_t boot_len) {
+  MPROC__CHECK_ARG(!c || (!boot && boot_len), "c and boot must be set");
+  mproc__wire_reader r = mproc__wire_reader_make(boot, boot_len);
+  mproc__pool_worker_cfg cfg;
+  memset(&cfg, 0, sizeof cfg);
+  cfg.maxtasks = mproc__wire_get_u64(&r, "maxtasks");
+  if (read_initializer(&r, &cfg) != 0)
+    return r.bad ? mproc__fail(MPROC_EINVAL, "pool_worker_serve: malformed settings (%s)", r.bad)
+                 : mproc__fail(MPROC_ENOENT, "pool_worker_serve: the initializer is not found here: %s",
+                               mproc_last_error());
+  return mproc__pool_worker_loop(c, &cfg);
+}
+
+bool mproc_pool_worker_may_serve(void) { return !mproc__pal_secure_exec(); }
+
+int mproc_pool_backend_fail(int code, const char *message) { return mproc__fail(code, "%s", message ? message : ""); }

@@ -1,0 +1,688 @@
+/* mproc_mpi (mproc/mpi.h): the Pool's workers on the ranks of an MPI job, as a pool backend
+ * (mproc/pool_backend.h). A library of its own over libmproc's public API, POSIX threads and MPI.
+ *
+ * Rank 0: the pool engine sees each worker as a local connection (an mproc_pipe); the other end belongs
+ * to the bridge thread, which makes every MPI call and carries the messages between the pipes and the
+ * ranks (what comes from the ranks is written into the pipes by a writer thread). A worker rank: its main thread is the
+ * same kind of bridge, with the pool's worker loop (mproc_pool_worker_serve) on a thread of its own over a local pipe,
+ * one session per pool (several at once when pools overlap).
+ *
+ * The messages between rank 0 and rank r, on a duplicate of MPI_COMM_WORLD, one tag; each one
+ * [u8 kind] [u64 session] [payload]:
+ *   0 -> r  'O' open session: the payload is the worker's settings (boot)
+ *   both    'D' one message of the session's connection
+ *   both    'C' the session's connection ended (0 -> r: the pool ended the worker; r -> 0: the worker
+ *               loop ended by itself)
+ *   0 -> r  'F' finalize: r ends its sessions and answers 'F', then finalizes and exits
+ * MPI keeps the order of messages between two ranks, so a session's messages come in order and a
+ * session opened while the previous one still ends waits behind it. A 'D' of an old session is dropped.
+ *
+ * Nothing here blocks inside MPI (Open MPI's waits spin): the bridges poll with MPI_Iprobe and MPI_Test,
+ * sends are MPI_Isend, and a bridge waits between polls as `pacer` says: at once, 50 us naps, 1 ms
+ * waits on its local connections (mproc_wait) once quiet. */
+#include <mpi.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "mproc/connection.h"
+#include "mproc/core.h"
+#include "mproc/mpi.h"
+#include "mproc/pool_backend.h"
+
+enum { TAG = 7731, HDR = 9 };
+enum { OPEN = 'O', DATA = 'D', CLOSE = 'C', FIN = 'F' };
+#define QUICK_NS 1000000   /* tasks under 1 ms, the trip through the bridges included, are sent ahead */
+#define SPIN_ROUNDS 10     /* polls right after a message (each after a sched_yield) */
+#define ACTIVE_NS 2000000L /* then naps of NAP_NS between polls, for 2 ms since the last message */
+#define NAP_NS 50000L
+
+/* A send in flight. */
+typedef struct sending {
+  MPI_Request req;
+  unsigned char *buf;
+} sending;
+
+/* A session with a worker rank, on rank 0: the far end of one of the engine's worker connections. */
+typedef struct link {
+  int rank;
+  uint64_t session;
+  mproc_connection *conn;
+  unsigned char *open; /* an 'O' still to send (made by start, sent by the bridge) */
+  size_t open_len;
+} link;
+
+static struct {
+  bool up;             /* the guard initialised mproc_mpi in a job of more than one rank */
+  bool we_initialized; /* the guard called MPI_Init */
+  bool finalized;
+  int64_t pid; /* the process the guard ran in (a fork child of it never finalizes) */
+  int rank, size;
+  MPI_Comm comm;
+  int mismatch; /* the first rank whose executable differs (0: none) */
+  uint64_t sum;
+  /* rank 0 */
+  pthread_mutex_t mu;
+  link *links; /* the live sessions */
+  size_t nlinks, caplinks;
+  uint64_t sessions;
+  bool bridge_running, stop;
+  pthread_t bridge;
+  mproc_pool_backend backend;
+  /* sends in flight (the bridge's thread, or the worker's main thread) */
+  sending *sends;
+  size_t nsends, capsends;
+} g = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+/* ---- sending and receiving ---------------------------------------------------------------------- */
+
+static void put_le64(unsigned char *p, uint64_t v) {
+  for (int i = 0; i < 8; ++i) p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint64_t get_le64(const unsigned char *p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v |= (uint64_t)p[i] << (8 * i);
+  return v;
+}
+
+/* A message [kind][session][payload] in a buffer of its own (malloc; NULL: out of memory). */
+static unsigned char *message(int kind, uint64_t session, const void *payload, size_t len) {
+  unsigned char *b = (unsigned char *)malloc(HDR + len);
+  if (!b) return NULL;
+  b[0] = (unsigned char)kind;
+  put_le64(b + 1, session);
+  if (len) memcpy(b + HDR, payload, len);
+  return b;
+}
+
+/* Send buf (taken: freed once sent) of len bytes to rank `to`, without waiting. false: it could not go
+ * (too long, out of memory, MPI refused): the caller ends the session. */
+static bool isend(int to, unsigned char *buf, size_t len) {
+  if (!buf) return false;
+  if (len > (size_t)INT32_MAX) {
+    free(buf);
+    return false;
+  }
+  if (g.nsends == g.capsends) {
+    size_t cap = g.capsends ? 2 * g.capsends : 16;
+    sending *more = (sending *)realloc(g.sends, cap * sizeof *more);
+    if (!more) {
+      free(buf);
+      return false;
+    }
+    g.sends = more;
+    g.capsends = cap;
+  }
+  sending *s = &g.sends[g.nsends];
+  if (MPI_Isend(buf, (int)len, MPI_BYTE, to, TAG, g.comm, &s->req) != MPI_SUCCESS) {
+    free(buf);
+    return false;
+  }
+  s->buf = buf;
+  ++g.nsends;
+  return true;
+}
+
+/* Free the sends that are done. */
+static void reap_sends(void) {
+  for (size_t i = 0; i < g.nsends;) {
+    int done = 0;
+    MPI_Test(&g.sends[i].req, &done, MPI_STATUS_IGNORE);
+    if (!done) {
+      ++i;
+      continue;
+    }
+    free(g.sends[i].buf);
+    g.sends[i] = g.sends[--g.nsends];
+  }
+}
+
+/* A message from `from` (MPI_ANY_SOURCE: anyone), if one is there: 1 with *buf (malloc), *len, *src; 0. */
+static int irecv(int from, unsigned char **buf, size_t *len, int *src) {
+  int flag = 0, count = 0;
+  MPI_Status st;
+  if (MPI_Iprobe(from, TAG, g.comm, &flag, &st) != MPI_SUCCESS || !flag) return 0;
+  MPI_Get_count(&st, MPI_BYTE, &count);
+  unsigned char *b = (unsigned char *)malloc(count > 0 ? (size_t)count : 1);
+  if (!b) { /* take it anyway, into nothing: the session it belongs to is lost */
+    fprintf(stderr, "mproc_mpi: out of memory for a message of %d bytes from rank %d\n", count, st.MPI_SOURCE);
+    abort();
+  }
+  MPI_Recv(b, count, MPI_BYTE, st.MPI_SOURCE, TAG, g.comm, MPI_STATUS_IGNORE);
+  *buf = b;
+  *len = (size_t)count;
+  *src = st.MPI_SOURCE;
+  return 1;
+}
+
+/* How a bridge waits between its polls. Right after a message it polls again at once (SPIN_ROUNDS
+ * times, yielding the CPU in between); while messages came within ACTIVE_NS it naps NAP_NS between
+ * polls (a task's reply from another rank is noticed within about that); once quiet longer it waits on
+ * its local connections 1 ms at a time. */
+typedef struct pacer {
+  unsigned rounds; /* polls since the last progress */
+  int64_t last;    /* when the last progress was (mproc_monotonic_ns) */
+} pacer;
+
+/* The timeout for the next wait on the local connections (0 or 1 ms), after napping if it is time to. */
+static int64_t pace(pacer *p, bool progress) {
+  if (progress) {
+    p->rounds = 0;
+    p->last = mproc_monotonic_ns();
+  }
+  if (p->rounds < SPIN_ROUNDS) {
+    if (p->rounds++) sched_yield();
+    return 0;
+  }
+  if (mproc_monotonic_ns() - p->last > ACTIVE_NS) return 1;
+  struct timespec ts = {0, NAP_NS};
+  nanosleep(&ts, NULL);
+  return 0;
+}
+
+static void sleep_ms(int64_t ms) {
+  struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+/* Send rank `to` every message connection c holds now, as 'D's of session s: true; false when c ended
+ * (or a message could not go): then rank `to` is sent the session's 'C'. */
+static bool forward(mproc_connection *c, int to, uint64_t s) {
+  for (;;) {
+    char *msg = NULL;
+    size_t len = 0;
+    int rc = mproc_connection_recv_bytes(c, 0, 0, &msg, &len);
+    if (rc == MPROC_ETIMEDOUT) { /* nothing more now (or a long message, part of it here) */
+      mproc_clear_error();
+      return true;
+    }
+    bool sent = rc == 0 && isend(to, message(DATA, s, msg, len), HDR + len);
+    mproc_free(msg);
+    if (sent) continue;
+    mproc_clear_error();
+    if (!isend(to, message(CLOSE, s, NULL, 0), HDR))
+      fprintf(stderr, "mproc_mpi: rank %d: the end of a session could not be sent to rank %d\n", g.rank, to);
+    return false;
+  }
+}
+
+/* ---- the same program ----------------------------------------------------------------------------- */
+
+/* FNV-1a 64 of this process's executable file (a non-cryptographic checksum), or 0. */
+static uint64_t exe_checksum(void) {
+  char *path = NULL;
+  if (mproc_self_exe(&path) != 0) {
+    mproc_clear_error();
+    return 0;
+  }
+  FILE *f = fopen(path, "rb");
+  mproc_free(path);
+  if (!f) return 0;
+  uint64_t h = 1469598103934665603ull;
+  unsigned char buf[1 << 16];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+    for (size_t i = 0; i < n; ++i) h = (h ^ buf[i]) * 1099511628211ull;
+  fclose(f);
+  return h;
+}
+
+/* ---- rank 0: the backend and its bridge -------------------------------------------------------------- */
+
+/* With g.mu held: the link of rank r's session s, or NULL. */
+static link *find_link(int r, uint64_t s) {
+  for (size_t i = 0; i < g.nlinks; ++i)
+    if (g.links[i].rank == r && g.links[i].session == s) return &g.links[i];
+  return NULL;
+}
+
+/* With g.mu held: forget link l; its connection for the caller to destroy (the engine sees the end). */
+static mproc_connection *unlink_session(link *l) {
+  mproc_connection *c = l->conn;
+  free(l->open);
+  *l = g.links[--g.nlinks];
+  return c;
+}
+
+/* What the bridge hands the writer thread: a message for a link's connection, or its end. */
+typedef struct outgoing {
+  struct outgoing *next;
+  mproc_connection *conn;
+  unsigned char *msg; /* a 'D' message (its payload from HDR on); NULL: destroy conn */
+  size_t len;
+} outgoing;
+
+/* The writer thread of rank 0: writes what comes from the ranks into the links' connections, so the
+ * bridge never waits on the pool engine. (Were the bridge to write, it could wait for the result thread
+ * to read a long reply while the result thread waits for the bridge to read a long task it sends to
+ * another worker: two full pipes.) Ends once stopped and its queue is empty. */
+static struct {
+  pthread_cond_t cv;
+  outgoing *head, *tail;
+  bool stop;
+  pthread_t thr;
+} w = {.cv = PTHREAD_COND_INITIALIZER};
+
+static void *writer_main(void *arg) {
+  (void)arg;
+  pthread_mutex_lock(&g.mu);
+  for (;;) {
+    while (!w.head && !w.stop) pthread_cond_wait(&w.cv, &g.mu);
+    outgoing *o = w.head;
+    if (!o) break;
+    w.head = o->next;
+    if (!w.head) w.tail = NULL;
+    pthread_mutex_unlock(&g.mu);
+    if (!o->msg)
+      mproc_connection_destroy(o->conn);
+    else if (mproc_connection_send_bytes(o->conn, o->msg + HDR, o->len - HDR, 0, o->len - HDR) != 0)
+      mproc_clear_error(); /* the engine ended the worker: the bridge sees the end */
+    free(o->msg);
+    free(o);
+    pthread_mutex_lock(&g.mu);
+  }
+  pthread_mutex_unlock(&g.mu);
+  return NULL;
+}
+
+/* With g.mu held: queue msg (taken; NULL: the end of conn) for the writer. */
+static void to_writer(mproc_connection *conn, unsigned char *msg, size_t len) {
+  outgoing *o = (outgoing *)calloc(1, sizeof *o);
+  if (!o) { /* out of memory: the message is lost and the worker's task never answered; end it instead */
+    fprintf(stderr, "mproc_mpi: out of memory: a message from a worker rank is lost\n");
+    free(msg);
+    return;
+  }
+  o->conn = conn;
+  o->msg = msg;
+  o->len = len;
+  if (w.tail)
+    w.tail->next = o;
+  else
+    w.head = o;
+  w.tail = o;
+  pthread_cond_signal(&w.cv);
+}
+
+static void *bridge_main(void *arg) {
+  (void)arg;
+  mproc_waitable *ws = NULL;
+  int *who = NULL;
+  uint64_t *sess = NULL;
+  size_t cap = 0;
+  pacer pc = {0, 0};
+  for (bool stop = false, moved = false; !stop;) {
+    bool progress = moved; /* (a message forwarded last round counts) */
+    moved = false;
+    /* from the ranks: to the writer, in order (a session's end after its messages) */
+    unsigned char *b;
+    size_t len;
+    int src;
+    while (irecv(MPI_ANY_SOURCE, &b, &len, &src)) {
+      progress = true;
+      uint64_t s = len >= HDR ? get_le64(b + 1) : 0;
+      pthread_mutex_lock(&g.mu);
+      link *l = find_link(src, s);
+      if (l && b[0] == DATA) {
+        to_writer(l->conn, b, len);
+        b = NULL;
+      } else if (l && b[0] == CLOSE) { /* the worker loop ended by itself */
+        to_writer(unlink_session(l), NULL, 0);
+      }
+      pthread_mutex_unlock(&g.mu);
+      free(b);
+    }
+    reap_sends();
+    /* the sessions now (a link's connection is destroyed only by the writer, after the link is gone) */
+    size_t n = 0;
+    pthread_mutex_lock(&g.mu);
+    stop = g.stop;
+    if (cap < g.nlinks) { /* (out of memory: the sessions past cap wait) */
+      void *a = realloc(ws, g.nlinks * sizeof *ws), *bb = a ? realloc(who, g.nlinks * sizeof *who) : NULL;
+      void *c = bb ? realloc(sess, g.nlinks * sizeof *sess) : NULL;
+      ws = a ? (mproc_waitable *)a : ws;
+      who = bb ? (int *)bb : who;
+      sess = c ? (uint64_t *)c : sess;
+      cap = c ? g.nlinks : cap;
+    }
+    for (size_t i = 0; i < g.nlinks && n < cap; ++i) {
+      link *l = &g.links[i];
+      if (l->open) { /* a new session: its 'O' goes first */
+        if (!isend(l->rank, l->open, l->open_len))
+          fprintf(stderr, "mproc_mpi: could not open a session on rank %d\n", l->rank);
+        l->open = NULL;
+        progress = true;
+      }
+      who[n] = l->rank;
+      sess[n] = l->session;
+      ws[n++] = mproc_waitable_connection(l->conn);
+    }
+    pthread_mutex_unlock(&g.mu);
+    /* from the pool engine */
+    size_t nready = 0;
+    int64_t ms = pace(&pc, progress);
+    if (n == 0) {
+      if (ms) sleep_ms(ms);
+      continue;
+    }
+    if (mproc_wait(ws, n, ms, &nready) != 0) mproc_clear_error();
+    for (size_t i = 0; i < n; ++i) {
+      if (!ws[i].ready) continue;
+      moved = true;
+      if (forward(ws[i].object, who[i], sess[i])) continue;
+      /* the pool ended the worker (or its message could not go): the session ends */
+      pthread_mutex_lock(&g.mu);
+      link *l = find_link(who[i], sess[i]);
+      if (l) to_writer(unlink_session(l), NULL, 0);
+      pthread_mutex_unlock(&g.mu);
+    }
+  }
+  free(ws);
+  free(who);
+  free(sess);
+  return NULL;
+}
+
+static bool grow_links(void) {
+  size_t cap = g.caplinks ? 2 * g.caplinks : 8;
+  link *more = (link *)realloc(g.links, cap * sizeof *more);
+  if (!more) return false;
+  g.links = more;
+  g.caplinks = cap;
+  return true;
+}
+
+static void end_workers(void);
+
+/* With g.mu held: the bridge and its writer. */
+static bool start_bridge(void) {
+  if (pthread_create(&w.thr, NULL, writer_main, NULL) != 0) return false;
+  if (pthread_create(&g.bridge, NULL, bridge_main, NULL) == 0) return true;
+  w.stop = true;
+  pthread_cond_signal(&w.cv);
+  pthread_mutex_unlock(&g.mu);
+  pthread_join(w.thr, NULL);
+  pthread_mutex_lock(&g.mu);
+  w.stop = false;
+  return false;
+}
+
+static int backend_start(void *ctx, size_t slot, const void *boot, size_t boot_len, mproc_connection *conn) {
+  (void)ctx;
+  char why[256];
+  int r = (int)slot + 1;
+  if (g.mismatch) {
+    snprintf(why, sizeof why,
+             "mpi: rank %d runs a different program than rank 0 (the checksums of their executables differ): "
+             "every rank must run the same build",
+             g.mismatch);
+    return mproc_pool_backend_fail(MPROC_EINVAL, why);
+  }
+  pthread_mutex_lock(&g.mu);
+  int rc = 0;
+  if (g.finalized || !g.up || r >= g.size) {
+    snprintf(why, sizeof why, "mpi: %s", g.finalized ? "finalized already" : "no such rank");
+    rc = MPROC_ESTATE;
+  } else if (g.nlinks == g.caplinks && !grow_links()) {
+    snprintf(why, sizeof why, "mpi: out of memory");
+    rc = MPROC_ENOMEM;
+  } else if (!g.bridge_running && !start_bridge()) {
+    snprintf(why, sizeof why, "mpi: could not start the bridge's threads");
+    rc = MPROC_ESYS;
+  } else {
+    g.bridge_running = true;
+    link *l = &g.links[g.nlinks];
+    l->open = message(OPEN, ++g.sessions, boot, boot_len);
+    if (!l->open) {
+      snprintf(why, sizeof why, "mpi: out of memory");
+      rc = MPROC_ENOMEM;
+    } else {
+      l->rank = r;
+      l->open_len = HDR + boot_len;
+      l->session = g.sessions;
+      l->conn = conn;
+      ++g.nlinks;
+    }
+  }
+  pthread_mutex_unlock(&g.mu);
+  return rc ? mproc_pool_backend_fail(rc, why) : 0;
+}
+
+int mproc_mpi_finalize(void) {
+  if (mproc_getpid() != g.pid) return 0; /* a fork child (a local pool's worker): MPI is its parent's */
+  pthread_mutex_lock(&g.mu);
+  bool was = g.finalized;
+  g.finalized = true;
+  g.stop = true;
+  bool running = g.bridge_running;
+  g.bridge_running = false;
+  pthread_mutex_unlock(&g.mu);
+  if (was) return 0;
+  if (running) { /* every MPI call from here on is this thread's */
+    pthread_join(g.bridge, NULL);
+    pthread_mutex_lock(&g.mu);
+    w.stop = true; /* the writer ends once it wrote what it has */
+    pthread_cond_signal(&w.cv);
+    pthread_mutex_unlock(&g.mu);
+    pthread_join(w.thr, NULL);
+  }
+  if (g.up) end_workers();
+  if (g.we_initialized) MPI_Finalize();
+  return 0;
+}
+
+/* Rank 0 at finalize: every worker rank ends its serve loop. */
+static void end_workers(void) {
+  while (g.nlinks) mproc_connection_destroy(unlink_session(&g.links[0]));
+  free(g.links);
+  g.links = NULL;
+  for (int r = 1; r < g.size; ++r)
+    if (!isend(r, message(FIN, 0, NULL, 0), HDR)) fprintf(stderr, "mproc_mpi: could not finalize rank %d\n", r);
+  /* Take (and drop) what the ranks still send until each one answered 'F'; then ours are all taken. */
+  pacer pc = {0, 0};
+  for (int answered = 0; answered < g.size - 1 || g.nsends;) {
+    unsigned char *b;
+    size_t len;
+    int src;
+    bool progress = false;
+    while (irecv(MPI_ANY_SOURCE, &b, &len, &src)) {
+      progress = true;
+      if (b[0] == FIN) ++answered;
+      free(b);
+    }
+    reap_sends();
+    int64_t ms = pace(&pc, progress);
+    if (ms) sleep_ms(ms);
+  }
+  free(g.sends);
+  g.sends = NULL;
+  MPI_Comm_free(&g.comm);
+}
+
+static void finalize_at_exit(void) { (void)mproc_mpi_finalize(); }
+
+const mproc_pool_backend *mproc_mpi_pool_backend(void) { return g.up && g.rank == 0 ? &g.backend : NULL; }
+
+int mproc_mpi_rank(void) { return g.up ? g.rank : 0; }
+
+int mproc_mpi_size(void) { return g.up ? g.size : 1; }
+
+/* ---- a worker rank ---------------------------------------------------------------------------------- */
+
+typedef struct session {
+  uint64_t id;
+  mproc_connection *mine, *theirs; /* the bridge's end, the worker loop's */
+  unsigned char *boot;             /* the 'O' message: the settings from HDR on */
+  size_t boot_len;
+  pthread_t thr;
+} session;
+
+static void *worker_thread(void *arg) {
+  session *s = (session *)arg;
+  int rc = mproc_pool_worker_serve(s->theirs, s->boot + HDR, s->boot_len - HDR);
+  if (rc && rc != MPROC_EPIPE) { /* (EPIPE: rank 0 ended the session while a task ran, terminate) */
+    fprintf(stderr, "mproc_mpi: rank %d: the pool's worker ended: %s\n", g.rank, mproc_last_error());
+    mproc_clear_error();
+  }
+  mproc_connection_destroy(s->theirs); /* the bridge sees the end */
+  s->theirs = NULL;
+  return NULL;
+}
+
+/* End session s and free it: its worker loop sees the end of its connection (after the task it runs). */
+static void end_session(session *s) {
+  mproc_connection_destroy(s->mine);
+  pthread_join(s->thr, NULL);
+  free(s->boot);
+  free(s);
+}
+
+/* A session for the 'O' message msg (taken), its worker loop started; NULL when it could not start. */
+static session *open_session(unsigned char *msg, size_t len) {
+  session *s = (session *)calloc(1, sizeof *s);
+  if (!s || mproc_pipe(true, &s->mine, &s->theirs) != 0) {
+    fprintf(stderr, "mproc_mpi: rank %d: %s\n", g.rank, s ? mproc_last_error() : "out of memory");
+    mproc_clear_error();
+    free(s);
+    free(msg);
+    return NULL;
+  }
+  s->id = get_le64(msg + 1);
+  s->boot = msg;
+  s->boot_len = len;
+  if (pthread_create(&s->thr, NULL, worker_thread, s) != 0) {
+    mproc_connection_destroy(s->mine);
+    mproc_connection_destroy(s->theirs);
+    free(msg);
+    free(s);
+    return NULL;
+  }
+  return s;
+}
+
+static void lost(void) { fprintf(stderr, "mproc_mpi: rank %d: a message to rank 0 could not go\n", g.rank); }
+
+/* A worker rank's life: the sessions rank 0 opens, until its 'F'. */
+static void serve(void) {
+  session **ss = NULL;
+  mproc_waitable *ws = NULL;
+  size_t n = 0, cap = 0;
+  pacer pc = {0, 0};
+  for (bool fin = false, moved = false; !fin;) {
+    bool progress = moved;
+    moved = false;
+    unsigned char *b;
+    size_t len;
+    int src;
+    while (!fin && irecv(0, &b, &len, &src)) {
+      progress = true;
+      uint64_t id = len >= HDR ? get_le64(b + 1) : 0;
+      fin = len >= HDR && b[0] == FIN;
+      if (len >= HDR && b[0] == OPEN) {
+        if (n == cap) {
+          size_t c = cap ? 2 * cap : 4;
+          session **m1 = (session **)realloc(ss, c * sizeof *ss);
+          ss = m1 ? m1 : ss;
+          mproc_waitable *m2 = m1 ? (mproc_waitable *)realloc(ws, c * sizeof *ws) : NULL;
+          ws = m2 ? m2 : ws;
+          cap = m2 ? c : cap;
+        }
+        session *x = n < cap ? open_session(b, len) : NULL;
+        if (x)
+          ss[n++] = x; /* b is the session's now */
+        else if (!isend(0, message(CLOSE, id, NULL, 0), HDR))
+          lost();
+        continue;
+      }
+      size_t i = 0;
+      while (i < n && ss[i]->id != id) ++i;
+      if (i < n && b[0] == DATA && mproc_connection_send_bytes(ss[i]->mine, b + HDR, len - HDR, 0, len - HDR) != 0)
+        mproc_clear_error(); /* the worker loop ended: its end comes through the wait below */
+      if (i < n && b[0] == CLOSE) {
+        end_session(ss[i]);
+        ss[i] = ss[--n];
+      }
+      free(b);
+    }
+    reap_sends();
+    if (fin) break;
+    int64_t ms = pace(&pc, progress);
+    if (!n) {
+      if (ms) sleep_ms(ms);
+      continue;
+    }
+    for (size_t i = 0; i < n; ++i) ws[i] = mproc_waitable_connection(ss[i]->mine);
+    size_t nready = 0;
+    if (mproc_wait(ws, n, ms, &nready) != 0) mproc_clear_error();
+    for (size_t i = n; i-- > 0;) {
+      if (!ws[i].ready) continue;
+      moved = true;
+      if (forward(ss[i]->mine, 0, ss[i]->id)) continue;
+      end_session(ss[i]); /* the worker loop ended by itself (rank 0 was told) */
+      ss[i] = ss[--n];
+    }
+  }
+  while (n) end_session(ss[--n]);
+  free(ss);
+  free(ws);
+  if (!isend(0, message(FIN, 0, NULL, 0), HDR)) lost();
+  for (pacer p2 = {0, 0}; g.nsends;) { /* rank 0 takes everything until our 'F' */
+    reap_sends();
+    int64_t ms = pace(&p2, false);
+    if (ms) sleep_ms(ms);
+  }
+  MPI_Comm_free(&g.comm);
+  MPI_Finalize();
+  exit(0);
+}
+
+/* ---- the guard ---------------------------------------------------------------------------------------- */
+
+int mproc_mpi_main_guard(int *argc, char ***argv) {
+  (void)mproc_main_guard(argc ? *argc : 0, argv ? *argv : NULL); /* a process mproc started runs its role */
+  if (g.up || !mproc_pool_worker_may_serve()) return 0;
+  int inited = 0, provided = 0;
+  g.pid = mproc_getpid();
+  MPI_Initialized(&inited);
+  if (!inited) {
+    if (MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &provided) != MPI_SUCCESS) {
+      return mproc_pool_backend_fail(MPROC_ESYS, "mpi: MPI_Init_thread failed");
+    }
+    g.we_initialized = true;
+  } else {
+    MPI_Query_thread(&provided);
+  }
+  MPI_Comm_rank(MPI_COMM_WORLD, &g.rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &g.size);
+  if (g.size < 2) { /* alone: the local backend (g.up stays false) */
+    if (g.we_initialized) atexit(finalize_at_exit);
+    return 0;
+  }
+  if (provided < MPI_THREAD_SERIALIZED)
+    fprintf(stderr, "mproc_mpi: rank %d: MPI gives thread level %d, less than MPI_THREAD_SERIALIZED\n", g.rank,
+            provided);
+  if (MPI_Comm_dup(MPI_COMM_WORLD, &g.comm) != MPI_SUCCESS)
+    return mproc_pool_backend_fail(MPROC_ESYS, "mpi: MPI_Comm_dup failed");
+  /* The same program: every rank's checksum to rank 0. */
+  g.sum = exe_checksum();
+  uint64_t *sums = g.rank == 0 ? (uint64_t *)calloc((size_t)g.size, sizeof *sums) : NULL;
+  MPI_Gather(&g.sum, 1, MPI_UINT64_T, sums, 1, MPI_UINT64_T, 0, g.comm);
+  g.up = true;
+  if (g.rank != 0) serve(); /* never returns */
+  for (int r = 1; sums && r < g.size && !g.mismatch; ++r)
+    if (sums[r] != sums[0] || !sums[0]) g.mismatch = r;
+  free(sums);
+  g.backend.name = "MPI";
+  g.backend.workers = (size_t)g.size - 1;
+  g.backend.quick_ns = QUICK_NS;
+  g.backend.start = backend_start;
+  g.backend.ctx = NULL;
+  if (g.we_initialized) atexit(finalize_at_exit);
+  return 0;
+}

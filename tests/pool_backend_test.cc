@@ -1,0 +1,192 @@
+// Pool backends (mproc/pool_backend.h): the seam through which a pool's workers live elsewhere (the MPI
+// ranks of mproc::mpi). Here a backend of threads of this process that run mproc_pool_worker_serve over
+// the connection the engine hands them: every call works through it, what a backend cannot do is
+// refused, a worker whose connection ends fails its task and its slot is started again, and a start
+// that fails fails the pool's creation. Both platforms.
+#include <atomic>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "mproc/pool_backend.h"
+#include "test_util.h"
+
+namespace {
+
+const int64_t kLong = 60000;
+
+int b_square(const void *in, size_t len, mproc_task *t) {
+  if (len != sizeof(int64_t)) return mproc_task_fail(t, "want 8 bytes, got %zu", len);
+  int64_t x;
+  std::memcpy(&x, in, sizeof x);
+  x *= x;
+  return mproc_task_return(t, &x, sizeof x);
+}
+
+int b_record(const void *in, void *out, mproc_task *) {
+  std::memcpy(out, in, 8);
+  return 0;
+}
+
+// A backend of threads: each start runs the worker loop on a thread of its own. With die_once, the
+// first worker of slot 0 instead ends its connection when its first task comes (as a rank that dies).
+struct ThreadBackend {
+  mproc_pool_backend b{};
+  std::mutex mu;
+  std::vector<std::thread> threads;
+  std::atomic<int> starts{0};
+  std::atomic<bool> die_once{false};
+  int fail_start = 0; // an mproc error code start returns
+  size_t boot_len = 0;
+
+  explicit ThreadBackend(size_t workers) {
+    b.name = "threads";
+    b.workers = workers;
+    b.start = &ThreadBackend::start;
+    b.ctx = this;
+  }
+  ~ThreadBackend() {
+    for (auto &t : threads) t.join();
+  }
+  static int start(void *ctx, size_t slot, const void *boot, size_t boot_len, mproc_connection *conn) {
+    auto *self = static_cast<ThreadBackend *>(ctx);
+    if (self->fail_start) return mproc_pool_backend_fail(self->fail_start, "threads: no room for a worker");
+    ++self->starts;
+    self->boot_len = boot_len;
+    std::string settings(static_cast<const char *>(boot), boot_len);
+    bool die = slot == 0 && self->die_once.exchange(false);
+    std::lock_guard<std::mutex> lock(self->mu);
+    self->threads.emplace_back([conn, settings, die] {
+      if (die) { // take messages until the first task, then end the connection without an answer
+        for (;;) {
+          char *m = nullptr;
+          size_t n = 0;
+          if (mproc_connection_recv_bytes(conn, 0, MPROC_INFINITE, &m, &n) != 0) break;
+          bool task = n && m[0] == 'T';
+          mproc_free(m);
+          if (task) break;
+        }
+      } else if (mproc_pool_worker_serve(conn, settings.data(), settings.size()) != 0) {
+        mproc_clear_error();
+      }
+      mproc_connection_destroy(conn);
+    });
+    return 0;
+  }
+};
+
+std::vector<int64_t> Squares(mproc_async_result *r) {
+  std::vector<int64_t> out;
+  for (size_t i = 0; i < mproc_async_result_count(r); ++i) {
+    const void *d = nullptr;
+    size_t len = 0;
+    EXPECT_EQ(mproc_async_result_item(r, i, &d, &len), 0) << mproc_last_error();
+    int64_t v = 0;
+    if (len == sizeof v) std::memcpy(&v, d, sizeof v);
+    out.push_back(v);
+  }
+  return out;
+}
+
+TEST(PoolBackend, EveryCallRunsThroughTheBackendsWorkers) {
+  ThreadBackend be(3);
+  mproc_pool_opts o{};
+  o.backend = &be.b;
+  mproc_pool *p = nullptr;
+  ASSERT_EQ(mproc_pool_create(&p, &o), 0) << mproc_last_error();
+  EXPECT_EQ(mproc_pool_size(p), 3u); // processes 0: all the backend's workers
+  EXPECT_EQ(be.starts.load(), 3);
+  EXPECT_GT(be.boot_len, 0u);
+  int64_t x = 12;
+  void *out = nullptr;
+  size_t len = 0;
+  ASSERT_EQ(mproc_pool_apply(p, b_square, &x, sizeof x, kLong, &out, &len), 0) << mproc_last_error();
+  ASSERT_EQ(len, sizeof x);
+  std::memcpy(&x, out, sizeof x);
+  mproc_free(out);
+  EXPECT_EQ(x, 144);
+  std::vector<int64_t> xs(500);
+  std::vector<mproc_bytes> in(xs.size());
+  for (size_t i = 0; i < xs.size(); ++i) {
+    xs[i] = (int64_t)i - 250;
+    in[i] = {&xs[i], sizeof xs[i]};
+  }
+  mproc_async_result *r = nullptr;
+  ASSERT_EQ(mproc_pool_map(p, b_square, in.data(), in.size(), 1, kLong, &r), 0) << mproc_last_error();
+  std::vector<int64_t> got = Squares(r);
+  mproc_async_result_destroy(r);
+  for (size_t i = 0; i < xs.size(); ++i) EXPECT_EQ(got[i], xs[i] * xs[i]) << i;
+  ASSERT_EQ(mproc_pool_imap(p, b_square, in.data(), in.size(), 7, false, &r), 0) << mproc_last_error();
+  size_t n = 0;
+  const void *d;
+  size_t idx;
+  while (mproc_async_result_next(r, kLong, &d, &len, &idx) == 0) ++n;
+  EXPECT_EQ(n, xs.size());
+  mproc_async_result_destroy(r);
+  EXPECT_EQ(mproc_pool_close(p), 0);
+  EXPECT_EQ(mproc_pool_join(p, kLong), 0);
+  mproc_pool_destroy(p);
+}
+
+TEST(PoolBackend, WhatABackendCannotDoIsRefused) {
+  ThreadBackend be(2);
+  mproc_pool_opts o{};
+  o.backend = &be.b;
+  mproc_pool *p = nullptr;
+  o.maxtasksperchild = 3;
+  EXPECT_EQ(mproc_pool_create(&p, &o), MPROC_ENOTSUP);
+  EXPECT_NE(std::string(mproc_last_error()).find("threads backend"), std::string::npos) << mproc_last_error();
+  o.maxtasksperchild = 0;
+  o.task_timeout_ms = 100;
+  EXPECT_EQ(mproc_pool_create(&p, &o), MPROC_ENOTSUP);
+  o.task_timeout_ms = 0;
+  o.processes = 3;
+  EXPECT_EQ(mproc_pool_create(&p, &o), MPROC_EINVAL);
+  o.processes = 0;
+  o.threads = true;
+  EXPECT_EQ(mproc_pool_create(&p, &o), MPROC_EINVAL);
+  o.threads = false;
+  EXPECT_EQ(be.starts.load(), 0);
+  ASSERT_EQ(mproc_pool_create(&p, &o), 0) << mproc_last_error();
+  int64_t in[4] = {1, 2, 3, 4}, out[4] = {0, 0, 0, 0};
+  mproc_array_map m{in, 8, out, 8, 4};
+  EXPECT_EQ(mproc_pool_map_array(p, b_record, &m, 0, kLong), MPROC_ENOTSUP);
+  void *buf = nullptr;
+  EXPECT_EQ(mproc_pool_array_alloc(p, 64, &buf), MPROC_ENOTSUP);
+  EXPECT_EQ(buf, nullptr);
+  mproc_pool_destroy(p);
+}
+
+TEST(PoolBackend, AWorkerWhoseConnectionEndsFailsItsTaskAndIsStartedAgain) {
+  ThreadBackend be(1);
+  be.die_once = true;
+  mproc_pool_opts o{};
+  o.backend = &be.b;
+  mproc_pool *p = nullptr;
+  ASSERT_EQ(mproc_pool_create(&p, &o), 0) << mproc_last_error();
+  int64_t x = 5;
+  void *out = nullptr;
+  size_t len = 0;
+  EXPECT_EQ(mproc_pool_apply(p, b_square, &x, sizeof x, kLong, &out, &len), MPROC_EWORKERDIED);
+  ASSERT_EQ(mproc_pool_apply(p, b_square, &x, sizeof x, kLong, &out, &len), 0) << mproc_last_error();
+  std::memcpy(&x, out, sizeof x);
+  mproc_free(out);
+  EXPECT_EQ(x, 25);
+  EXPECT_EQ(be.starts.load(), 2); // the slot was started again
+  mproc_pool_destroy(p);
+}
+
+TEST(PoolBackend, AStartThatFailsFailsTheCreation) {
+  ThreadBackend be(2);
+  be.fail_start = MPROC_ESTATE;
+  mproc_pool_opts o{};
+  o.backend = &be.b;
+  mproc_pool *p = nullptr;
+  EXPECT_EQ(mproc_pool_create(&p, &o), MPROC_ESTATE);
+  EXPECT_STREQ(mproc_last_error(), "threads: no room for a worker");
+  EXPECT_EQ(p, nullptr);
+}
+
+} // namespace
