@@ -1017,6 +1017,13 @@ int mproc_thread_pool_create(mproc_pool **out, size_t threads) {
   return mproc_pool_create(out, &o);
 }
 
+/* A map's chunksize when the caller gives none: as Python, about four chunks per worker (n / (4 x
+ * workers), rounded up), at least one record. */
+static size_t default_chunk(const mproc_pool *p, size_t n) {
+  size_t parts = p->nw * 4, chunk = n / parts;
+  return chunk == 0 || n % parts ? chunk + 1 : chunk;
+}
+
 size_t mproc_pool_size(const mproc_pool *p) { return p ? p->nw : 0; }
 
 /* ---- submitting ------------------------------------------------------------------------------------- */
@@ -1047,10 +1054,7 @@ static int submit(mproc_pool *p, mproc_task_fn fn, const mproc_bytes *in, size_t
     free(r);
     return mproc__fail(MPROC_ENOMEM, "%s: out of memory", call);
   }
-  if (!chunk) { /* as Python: about four chunks per worker */
-    chunk = n / (p->nw * 4);
-    if (n % (p->nw * 4)) ++chunk;
-  }
+  if (!chunk) chunk = default_chunk(p, n);
   /* the tasks, built before the pool is touched */
   task *first = NULL, *last = NULL, **link = &first;
   size_t ntasks = 0;
@@ -1257,11 +1261,7 @@ int mproc_pool_map_array_async(mproc_pool *p, mproc_record_fn fn, const mproc_ar
   size_t hdr = round64(mproc__pool_array_hdr_size(p->nw));
   MPROC__CHECK_ARG_AS(call, n > (SIZE_MAX / 4 - hdr) / m->in_size || n > (SIZE_MAX / 4 - hdr) / m->out_size,
                       "%zu records of %zu and %zu bytes are too many", n, m->in_size, m->out_size);
-  size_t chunk = o ? o->chunksize : 0;
-  if (!chunk) { /* as map: about four chunks per worker */
-    chunk = n / (p->nw * 4);
-    if (!chunk || n % (p->nw * 4)) ++chunk;
-  }
+  size_t chunk = o && o->chunksize ? o->chunksize : default_chunk(p, n);
   mproc_async_result *r = (mproc_async_result *)calloc(1, sizeof *r);
   if (!r) return mproc__fail(MPROC_ENOMEM, "%s: out of memory", call);
   r->flag = MPROC_NO_HANDLE;
