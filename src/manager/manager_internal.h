@@ -17,7 +17,7 @@
 
 typedef enum mproc__mgr_op {
   MGR_SHUTDOWN = 1,
-  MGR_CREATE, /* arg: u8 kind -> u64 id */
+  MGR_CREATE, /* u8 kind [, name (empty: none), the kind's parameters] -> u64 id (a condition: and its lock's) */
   MGR_DROP,
   MGR_DICT_GET, /* key [, default] -> value */
   MGR_DICT_SET,
@@ -45,13 +45,59 @@ typedef enum mproc__mgr_op {
   MGR_LIST_DEL,   /* i64 */
   MGR_LIST_SLICE, /* i64, i64 -> values */
   MGR_LIST_LEN,
-  MGR_LOCK_ACQUIRE, /* i64 timeout_ms */
+  MGR_LOCK_ACQUIRE, /* i64 timeout_ms (a Lock or an RLock) */
   MGR_LOCK_RELEASE,
+  MGR_SEM_ACQUIRE, /* i64 timeout_ms */
+  MGR_SEM_RELEASE,
+  MGR_SEM_VALUE, /* -> u64 */
+  MGR_EVENT_SET,
+  MGR_EVENT_CLEAR,
+  MGR_EVENT_IS_SET, /* -> u8 */
+  MGR_EVENT_WAIT,   /* i64 timeout_ms */
+  MGR_COND_WAIT,    /* i64 timeout_ms */
+  MGR_COND_NOTIFY,  /* i64 n (< 0: all) */
+  MGR_BARRIER_WAIT, /* i64 timeout_ms -> u64 index */
+  MGR_BARRIER_ABORT,
+  MGR_BARRIER_RESET,
+  MGR_BARRIER_STATE, /* -> u64 parties, u64 n_waiting, u8 broken */
+  MGR_VALUE_GET,     /* u8 type -> value */
+  MGR_VALUE_SET,     /* u8 type, value */
+  MGR_VALUE_ADD,     /* u8 type, 8-byte delta -> 8-byte new value */
+  MGR_ARRAY_GET,     /* i64 offset, i64 length -> bytes */
+  MGR_ARRAY_SET,     /* i64 offset, bytes */
+  MGR_ARRAY_LEN,     /* -> u64 */
+  MGR_QUEUE_PUT,     /* i64 timeout_ms, item */
+  MGR_QUEUE_GET,     /* i64 timeout_ms -> item */
+  MGR_QUEUE_SIZE,    /* -> u64 qsize, u64 maxsize (0: none) */
+  MGR_QUEUE_TASK_DONE,
+  MGR_QUEUE_JOIN, /* i64 timeout_ms */
   MGR_OP_END_
 } mproc__mgr_op;
 
-/* Object kinds in the server's table (MGR_CREATE's argument). */
-typedef enum mproc__mgr_kind { MGR_KIND_DICT = 1, MGR_KIND_LIST, MGR_KIND_NAMESPACE, MGR_KIND_LOCK } mproc__mgr_kind;
+/* Object kinds in the server's table (MGR_CREATE's argument), and the parameters MGR_CREATE takes after
+ * the name: a semaphore i64 value; a condition i64 lock id (0: a new RLock of its own); a barrier i64
+ * parties; a value u8 type and its initial bytes; an array its initial bytes; a queue i64 maxsize (0:
+ * none). The others none. */
+typedef enum mproc__mgr_kind {
+  MGR_KIND_DICT = 1,
+  MGR_KIND_LIST,
+  MGR_KIND_NAMESPACE,
+  MGR_KIND_LOCK,
+  MGR_KIND_RLOCK,
+  MGR_KIND_SEMAPHORE,
+  MGR_KIND_BOUNDED_SEMAPHORE,
+  MGR_KIND_EVENT,
+  MGR_KIND_CONDITION,
+  MGR_KIND_BARRIER,
+  MGR_KIND_VALUE,
+  MGR_KIND_ARRAY,
+  MGR_KIND_QUEUE,
+  MGR_KIND_JOINABLE_QUEUE,
+  MGR_KIND_END_
+} mproc__mgr_kind;
+
+/* A managed Value's type (MGR_VALUE_*'s first argument). */
+enum { MGR_VALUE_I64 = 1, MGR_VALUE_F64, MGR_VALUE_BYTES };
 
 #define MGR_REQ_HEADER 20
 #define MGR_REP_HEADER 12
