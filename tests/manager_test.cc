@@ -1054,6 +1054,11 @@ struct Ids {
   mproc_mlist l;
   mproc_mnamespace ns;
   mproc_mlock k;
+  mproc_mlock r;  // an rlock
+  mproc_mqueue q; // maxsize 4
+  mproc_mevent e;
+  mproc_mvalue sum; // an int64_t
+  mproc_mbarrier b; // 2 parties
   int n;
 };
 
@@ -1072,6 +1077,11 @@ class ManagerAcross : public ::testing::TestWithParam<mproc_start_method> {
     ASSERT_EQ(mproc_manager_list(m, &ids.l, kLong), 0);
     ASSERT_EQ(mproc_manager_namespace(m, &ids.ns, kLong), 0);
     ASSERT_EQ(mproc_manager_lock(m, &ids.k, kLong), 0);
+    ASSERT_EQ(mproc_manager_rlock(m, &ids.r, kLong), 0);
+    ASSERT_EQ(mproc_manager_queue(m, 4, &ids.q, kLong), 0);
+    ASSERT_EQ(mproc_manager_event(m, &ids.e, kLong), 0);
+    ASSERT_EQ(mproc_manager_value_i64(m, 0, &ids.sum, kLong), 0);
+    ASSERT_EQ(mproc_manager_barrier(m, 2, &ids.b, kLong), 0);
   }
   void TearDown() override { mproc_manager_destroy(m); }
   mproc_process *start(mproc_target target, int n, std::vector<mproc_object> more = {}) {
@@ -1170,6 +1180,68 @@ TEST_P(ManagerAcross, AClientKilledHoldingTheLockPassesItOnWithOwnerDead) {
   EXPECT_EQ(mproc_mlock_release(m, ids.k, kLong), 0);
   EXPECT_EQ(mproc_mlock_acquire(m, ids.k, 0), 0);
   mproc_event_destroy(held);
+}
+
+const int kItems = 300;
+
+// Waits for the event, then sums the queue's items into the value until an empty item.
+int t_consume(const mproc_args *a) {
+  mproc_manager *m = (mproc_manager *)a->objects[0];
+  const Ids *ids = (const Ids *)a->data;
+  if (mproc_mevent_wait(m, ids->e, kLong) != 0) return 10;
+  for (;;) {
+    char *v;
+    size_t n;
+    if (mproc_mqueue_get(m, ids->q, &v, &n, kLong) != 0) return 11;
+    int64_t x = n ? std::stoll(std::string(v, n)) : 0;
+    mproc_free(v);
+    if (!n) return 0;
+    if (mproc_mvalue_add_i64(m, ids->sum, x, nullptr, kLong) != 0) return 12;
+  }
+}
+
+TEST_P(ManagerAcross, ProcessesShareAQueueAnEventAndAValue) {
+  std::vector<mproc_process *> ps;
+  for (int i = 0; i < 3; ++i) ps.push_back(start(t_consume, i));
+  EXPECT_EQ(mproc_mevent_set(m, ids.e, kLong), 0);
+  for (int i = 1; i <= kItems; ++i) { // a bounded queue: puts wait for the consumers
+    std::string x = std::to_string(i);
+    ASSERT_EQ(mproc_mqueue_put(m, ids.q, x.data(), x.size(), kLong), 0) << mproc_last_error();
+  }
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(mproc_mqueue_put(m, ids.q, "", 0, kLong), 0);
+  for (mproc_process *p : ps) EXPECT_EQ(join(p), 0);
+  int64_t sum = 0;
+  EXPECT_EQ(mproc_mvalue_get_i64(m, ids.sum, &sum, kLong), 0);
+  EXPECT_EQ(sum, (int64_t)kItems * (kItems + 1) / 2);
+}
+
+// Holds the rlock (two levels), then waits at the barrier for ever.
+int t_hold_and_wait(const mproc_args *a) {
+  mproc_manager *m = (mproc_manager *)a->objects[0];
+  const Ids *ids = (const Ids *)a->data;
+  if (mproc_mlock_acquire(m, ids->r, kLong) != 0 || mproc_mlock_acquire(m, ids->r, kLong) != 0) return 10;
+  mproc_mbarrier_wait(m, ids->b, nullptr, MPROC_INFINITE);
+  return 11;
+}
+
+TEST_P(ManagerAcross, AClientKilledWaitingAndHoldingLeavesTheServerServing) {
+  mproc_process *p = start(t_hold_and_wait, 0);
+  ASSERT_NE(p, nullptr);
+  uint32_t n = 0;
+  bool broken = false;
+  do ASSERT_EQ(mproc_mbarrier_state(m, ids.b, nullptr, &n, &broken, kLong), 0);
+  while (n != 1); // it waits at the barrier, holding the rlock
+  EXPECT_EQ(mproc_mlock_acquire(m, ids.r, 0), MPROC_ETIMEDOUT);
+  ASSERT_EQ(mproc_process_kill(p), 0);
+  EXPECT_EQ(mproc_process_join(p, kLong), 0);
+  mproc_process_destroy(p);
+  EXPECT_EQ(mproc_mlock_acquire(m, ids.r, kLong), MPROC_EOWNERDEAD) << mproc_last_error();
+  EXPECT_EQ(mproc_mlock_release(m, ids.r, kLong), 0); // one level: ours
+  EXPECT_EQ(mproc_mbarrier_state(m, ids.b, nullptr, &n, &broken, kLong), 0);
+  EXPECT_TRUE(broken); // as a local barrier whose waiter died
+  EXPECT_EQ(n, 0u);
+  EXPECT_EQ(set(m, ids.d, "still", "serving"), 0);
+  EXPECT_EQ(get(m, ids.d, "still"), "serving");
 }
 
 INSTANTIATE_TEST_SUITE_P(Methods, ManagerAcross, ::testing::ValuesIn(methods()), method_name);

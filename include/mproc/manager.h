@@ -42,13 +42,13 @@
  * (mproc_wait) and answers each request in turn; a call that must wait (an acquire, a get, ...) is
  * answered later (deferred), when it can be or its timeout runs out, so a blocked call never stalls
  * the other clients. It also tries to accept every 100 ms whatever the wait says (under wine a
- * named-pipe listener's readiness was not always reported). A client's requests are answered in order: the server reads
- * no further request from a client whose call waits. A request longer than MPROC_MANAGER_MAX_MESSAGE, or one that
- * does not parse, closes that client's connection (what it held is let go) and nothing else; the server allocates in
- * proportion to what arrived. Replies are written with blocking sends: a client that stops reading its replies while
- * sending requests can hold the server up (clients have proved the authkey; see mproc/listener.h, SECURITY). The server
- * ends on mproc_manager_shutdown, on the destroy of the handle that started it, and when the process that started it
- * ends.
+ * named-pipe listener's readiness was not always reported). A client's requests are answered in order; a client whose
+ * call waits sends nothing until its reply (its connection is watched for its end only: a request then closes it). A
+ * request longer than MPROC_MANAGER_MAX_MESSAGE, or one that does not parse, closes that client's connection (what it
+ * held is let go) and nothing else; the server allocates in proportion to what arrived. Replies are written with
+ * blocking sends: a client that stops reading its replies while sending requests can hold the server up (clients have
+ * proved the authkey; see mproc/listener.h, SECURITY). The server ends on mproc_manager_shutdown, on the destroy of the
+ * handle that started it, and when the process that started it ends.
  *
  * SECURITY. Every client proves the authkey (by default the starter's process authkey, which its
  * children inherit) before anything is served; the default address is one only this user can reach

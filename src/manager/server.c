@@ -89,9 +89,9 @@ typedef struct obj {
   } u;
 } obj;
 
-/* A client whose request waits (a deferred reply) has waiting set: its requests are not read until it
- * is answered. wait_op is what it waits for on wait_obj: MGR_LOCK_ACQUIRE (a condition's waiter taking
- * its lock back too: wait_status is then its answer, wait_count the RLock count it gets back),
+/* A client whose request waits (a deferred reply) has waiting set: it sends nothing until answered (its
+ * connection is watched for its end only). wait_op is what it waits for on wait_obj: MGR_LOCK_ACQUIRE (a condition's
+ * waiter taking its lock back too: wait_status is then its answer, wait_count the RLock count it gets back),
  * MGR_SEM_ACQUIRE, MGR_EVENT_WAIT, MGR_COND_WAIT (a notify), MGR_BARRIER_WAIT (wait_count: its index),
  * MGR_QUEUE_GET, MGR_QUEUE_PUT (wait_item: the item), MGR_QUEUE_JOIN. Waiters are served in ticket
  * order. */
@@ -1356,11 +1356,8 @@ static int serve(server *s) {
       who[n++] = NULL;
     }
     for (size_t i = 0; i < s->ncl; ++i) {
-      if (s->cl[i]->waiting) {
-        if (s->cl[i]->deadline < deadline) deadline = s->cl[i]->deadline;
-        continue;
-      }
-      ws[n] = mproc_waitable_connection(s->cl[i]->conn);
+      if (s->cl[i]->waiting && s->cl[i]->deadline < deadline) deadline = s->cl[i]->deadline;
+      ws[n] = mproc_waitable_connection(s->cl[i]->conn); /* a waiting client's too: for its end */
       who[n++] = s->cl[i];
     }
     size_t nready;
@@ -1380,7 +1377,10 @@ static int serve(server *s) {
         char *msg;
         size_t len;
         int r = mproc_connection_recv_bytes(who[i]->conn, MPROC_MANAGER_MAX_MESSAGE, 0, &msg, &len);
-        if (r == 0) {
+        if (r == 0 && who[i]->waiting) { /* a request while its call waits: not this protocol */
+          who[i]->dead = true;
+          mproc_free(msg);
+        } else if (r == 0) {
           if (handle(s, who[i], msg, len) != 0) who[i]->dead = true;
           mproc_free(msg);
         } else if (r != MPROC_ETIMEDOUT) {
