@@ -65,7 +65,8 @@
  * MPROC_EOWNERDEAD; a barrier it waited at breaks (MPROC_EBROKEN for the others, as a local barrier whose
  * waiter died); a put it waited in is dropped with its item; semaphores have no holder (the count stays
  * as it was), and the tasks of a joinable queue it got stay unfinished (unlike mproc_queue's, which
- * writes a dead consumer's off): a join then waits for them.
+ * writes a dead consumer's off): a join then waits for them. An item given to a get whose process dies
+ * as the reply travels is lost with it, as in Python.
  *
  * Not yet here (issue 13): custom types (register).
  */

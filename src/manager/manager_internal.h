@@ -126,8 +126,8 @@ int mproc__manager_server_main(const mproc_args *a);
 
 /* The request handler alone, for the fuzz target: a server with no listener. feed hands one request
  * from the client on conn (the server owns conn from its first request on, and destroys it when it drops
- * the client): 0 (answered on conn), MPROC_ETIMEDOUT (an acquire waits: its requests are not read
- * until it is answered, and feed ignores them), or MPROC_ECLOSED (the client was dropped, conn
+ * the client): 0 (answered on conn), MPROC_ETIMEDOUT (a call waits: the client sends nothing until it
+ * is answered, and feed ignores what it does send), or MPROC_ECLOSED (the client was dropped, conn
  * destroyed: a request that does not parse, or a reply that could not be sent). */
 typedef struct mproc__mgr_server mproc__mgr_server;
 mproc__mgr_server *mproc__mgr_server_new(void);
