@@ -1244,6 +1244,111 @@ TEST_P(ManagerAcross, AClientKilledWaitingAndHoldingLeavesTheServerServing) {
   EXPECT_EQ(get(m, ids.d, "still"), "serving");
 }
 
+// ---- a custom type (BaseManager.register): a counter with a history, its methods run in the server ----
+
+struct Counter {
+  int64_t value;
+  std::string *log; // made by the first add, freed by the destroy
+};
+int counter_add(void *state, const mproc_bytes *args, size_t nargs, mproc_mreply *reply) {
+  Counter *c = (Counter *)state;
+  if (nargs != 1) return MPROC_EINVAL;
+  if (!c->log) c->log = new std::string();
+  std::string x((const char *)args[0].data, args[0].len);
+  c->value += std::stoll(x);
+  *c->log += x + ";";
+  std::string v = std::to_string(c->value);
+  return mproc_mreply_add(reply, v.data(), v.size());
+}
+int counter_get(void *state, const mproc_bytes *args, size_t nargs, mproc_mreply *reply) {
+  Counter *c = (Counter *)state;
+  std::string v = std::to_string(c->value), log = c->log ? *c->log : "";
+  int rc = mproc_mreply_add(reply, v.data(), v.size());
+  return rc ? rc : mproc_mreply_add(reply, log.data(), log.size());
+}
+int counter_refuse(void *, const mproc_bytes *, size_t, mproc_mreply *) { return MPROC_ESTATE; }
+void counter_destroy(void *state) { delete ((Counter *)state)->log; }
+const mproc_mmethod kCounterMethods[] = {{"add", counter_add}, {"get", counter_get}, {"refuse", counter_refuse}};
+const mproc_mtype kCounter = {"Counter", sizeof(Counter), counter_destroy, kCounterMethods, 3};
+
+std::vector<std::string> call(mproc_manager *m, mproc_mobject o, const char *method, std::vector<std::string> args,
+                              int *rc) {
+  std::vector<mproc_bytes> b;
+  for (const std::string &a : args) b.push_back({a.data(), a.size()});
+  mproc_bytes *out = nullptr;
+  size_t n = 0;
+  *rc = mproc_mobject_call(m, o, method, b.data(), b.size(), &out, &n, kLong);
+  return *rc ? std::vector<std::string>{} : strings(out, n);
+}
+
+// objects: the manager; adds n + 1 to the counter named "shared" three times
+int t_count(const mproc_args *a) {
+  mproc_manager *m = (mproc_manager *)a->objects[0];
+  mproc_mobject o;
+  if (mproc_manager_object_named(m, "shared", "Counter", &o, kLong) != 0) return 10;
+  std::string x = std::to_string(((const Ids *)a->data)->n + 1);
+  mproc_bytes arg = {x.data(), x.size()};
+  for (int i = 0; i < 3; ++i)
+    if (mproc_mobject_call(m, o, "add", &arg, 1, nullptr, nullptr, kLong) != 0) return 11;
+  return 0;
+}
+
+TEST_P(ManagerAcross, ACustomTypeRegisteredBeforeStartIsServedToEveryProcess) {
+  mproc_manager *c = nullptr; // its own server, with the type: under every start method
+  mproc_manager_opts o{};
+  o.start_method = GetParam();
+  o.types = &kCounter;
+  o.type_count = 1;
+  ASSERT_EQ(mproc_manager_start(&c, &o), 0) << mproc_last_error();
+  std::swap(c, m); // start() hands m to children
+  mproc_mobject k;
+  ASSERT_EQ(mproc_manager_object(m, "Counter", &k, kLong), 0) << mproc_last_error();
+  int rc = 0;
+  EXPECT_EQ(call(m, k, "add", {"5"}, &rc), (V{"5"}));
+  EXPECT_EQ(call(m, k, "add", {"-2"}, &rc), (V{"3"}));
+  EXPECT_EQ(call(m, k, "get", {}, &rc), (V{"3", "5;-2;"}));
+  call(m, k, "refuse", {}, &rc);
+  EXPECT_EQ(rc, MPROC_ESTATE);
+  EXPECT_NE(std::string(mproc_last_error()).find("method refuse of type Counter failed"), std::string::npos)
+      << mproc_last_error();
+  call(m, k, "nosuch", {}, &rc);
+  EXPECT_EQ(rc, MPROC_ENOENT);
+  call(m, k, "add", {}, &rc); // the method's own check
+  EXPECT_EQ(rc, MPROC_EINVAL);
+  mproc_mobject none;
+  EXPECT_EQ(mproc_manager_object(m, "Unregistered", &none, kLong), MPROC_ENOENT);
+  EXPECT_EQ(mproc_manager_drop(m, k.id, kLong), 0); // the destroy frees its log (ASan would say)
+  std::vector<mproc_process *> ps;
+  for (int i = 0; i < 3; ++i) ps.push_back(start(t_count, i));
+  for (mproc_process *p : ps) EXPECT_EQ(join(p), 0);
+  mproc_mobject shared;
+  ASSERT_EQ(mproc_manager_object_named(m, "shared", "Counter", &shared, kLong), 0);
+  std::vector<std::string> got = call(m, shared, "get", {}, &rc);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0], std::to_string(3 * (1 + 2 + 3)));
+  std::swap(c, m);
+  mproc_manager_destroy(c);
+}
+
+TEST(ManagerTypes, BadTypesAreRefusedAtStart) {
+  if (kNoCrypto) GTEST_SKIP() << "a build without libcrypto has no authkeys, so no manager";
+  mproc_mmethod nofn[] = {{"f", nullptr}};
+  mproc_mtype bad[] = {{"T", 0, nullptr, nofn, 1}};
+  mproc_manager_opts o{};
+  o.types = bad;
+  o.type_count = 1;
+  mproc_manager *m = nullptr;
+  EXPECT_EQ(mproc_manager_start(&m, &o), MPROC_EINVAL);
+  mproc_mtype twice[] = {kCounter, kCounter};
+  o.types = twice;
+  o.type_count = 2;
+  EXPECT_EQ(mproc_manager_start(&m, &o), MPROC_EINVAL);
+  mproc_mtype noname[] = {{"", 0, nullptr, nullptr, 0}};
+  o.types = noname;
+  o.type_count = 1;
+  EXPECT_EQ(mproc_manager_serve_forever(&o), MPROC_EINVAL);
+}
+
 INSTANTIATE_TEST_SUITE_P(Methods, ManagerAcross, ::testing::ValuesIn(methods()), method_name);
 
 } // namespace

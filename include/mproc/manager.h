@@ -68,7 +68,6 @@
  * writes a dead consumer's off): a join then waits for them. An item given to a get whose process dies
  * as the reply travels is lost with it, as in Python.
  *
- * Not yet here (issue 13): custom types (register).
  */
 #ifndef MPROC_MANAGER_H
 #define MPROC_MANAGER_H
@@ -108,6 +107,10 @@ typedef struct mproc_manager_opts {
   /* start: how the server process starts (DEFAULT: the context's, else the global method). */
   mproc_start_method start_method;
   const mproc_context *context;
+  /* start / serve_forever: custom types the server holds (BaseManager.register), type_count of them;
+   * read during the call. See "Custom types" below. */
+  const struct mproc_mtype *types;
+  size_t type_count;
   /* serve_forever: called once the server listens, with its address (for a generated one). */
   void (*on_listening)(const char *address, void *arg);
   void *on_listening_arg;
@@ -478,6 +481,51 @@ MPROC_API int mproc_mqueue_task_done(mproc_manager *m, mproc_mqueue q, int64_t t
 /* JoinableQueue.join(timeout): until every item put has been got and its task_done called: 0,
  * MPROC_ETIMEDOUT, MPROC_ESTATE (not joinable). */
 MPROC_API int mproc_mqueue_join(mproc_manager *m, mproc_mqueue q, int64_t timeout_ms);
+
+/* ---- Custom types: BaseManager.register ---------------------------------------------------------- */
+
+/* A method's reply under construction (the server's). */
+typedef struct mproc_mreply mproc_mreply;
+/* Append one byte string to the reply (a method may give any number). 0 or MPROC_ENOMEM. */
+MPROC_API int mproc_mreply_add(mproc_mreply *r, const void *data, size_t size);
+
+/* A method: runs in the server's one thread, on the object's state (state_size bytes, zeroed when the
+ * object is made), with the call's byte strings (pointing into the request: not NUL-terminated, valid
+ * during the call). 0, or an MPROC_E* code (negative) that the caller
+ * gets, with the message "method NAME of type TYPE failed". It must not block: every other client
+ * waits while it runs. */
+typedef int (*mproc_mmethod_fn)(void *state, const mproc_bytes *args, size_t nargs, mproc_mreply *reply);
+typedef struct mproc_mmethod {
+  const char *name;
+  mproc_mmethod_fn fn;
+} mproc_mmethod;
+/* A type: its name, the size of each object's state, an optional destroy (called with the state when
+ * the object is dropped or the server ends; it frees what methods allocated), its methods. The functions
+ * are ordinary functions of the program: the server process finds them again as a Process target is
+ * found (spawn: by module and offset), so start gives MPROC_ENOENT for one that cannot be (a function
+ * of a library loaded at run time elsewhere). Names are found on the wire; addresses never travel. */
+typedef struct mproc_mtype {
+  const char *name;
+  size_t state_size;
+  void (*destroy)(void *state);
+  const mproc_mmethod *methods;
+  size_t method_count;
+} mproc_mtype;
+
+typedef struct mproc_mobject {
+  uint64_t id;
+} mproc_mobject;
+
+/* A new object of the registered type `type` (by name): MPROC_ENOENT if the server has no such type.
+ * The _named form: the object of that name, made on first use. */
+MPROC_API int mproc_manager_object(mproc_manager *m, const char *type, mproc_mobject *out, int64_t timeout_ms);
+MPROC_API int mproc_manager_object_named(mproc_manager *m, const char *name, const char *type, mproc_mobject *out,
+                                         int64_t timeout_ms);
+/* Call method `method` of o with nargs byte strings: the reply's strings in one block *out, *count of
+ * them (mproc_free; NULL when none; out and count may be NULL to ignore them). MPROC_ENOENT: no such
+ * method; the method's own error otherwise. */
+MPROC_API int mproc_mobject_call(mproc_manager *m, mproc_mobject o, const char *method, const mproc_bytes *args,
+                                 size_t nargs, mproc_bytes **out, size_t *count, int64_t timeout_ms);
 
 #ifdef __cplusplus
 }

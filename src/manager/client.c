@@ -103,10 +103,14 @@ int mproc_manager_start(mproc_manager **out, const mproc_manager_opts *opts) {
   mproc_connection *theirs = NULL;
   mproc__buf arg = {0};
   size_t alen = opts->address ? strlen(opts->address) : 0;
-  if (!(rc = mproc__buf_reserve(&arg, 4 + alen))) {
+  if (!(rc = mproc__buf_reserve(&arg, 4))) {
     mproc__mgr_put_u32(&arg, (uint32_t)opts->family);
-    rc = mproc__buf_append(&arg, opts->address ? opts->address : "", alen);
+    rc = mproc__mgr_put_item(&arg, opts->address ? opts->address : "", alen);
   }
+  mproc__buf types = {0}; /* the types, as an item */
+  if (!rc) rc = mproc__mgr_types_encode(opts->types, opts->type_count, &types);
+  if (!rc) rc = mproc__mgr_put_item(&arg, types.data, types.len);
+  mproc__buf_free(&types);
   if (!rc) rc = mproc_pipe(true, &m->control, &theirs);
   if (!rc)
     rc = mproc_process_create(&m->server, &(mproc_process_opts){.target = mproc__manager_server_main,
@@ -1173,6 +1177,42 @@ int mproc_mqueue_task_done(mproc_manager *m, mproc_mqueue q, int64_t timeout_ms)
 int mproc_mqueue_join(mproc_manager *m, mproc_mqueue q, int64_t timeout_ms) {
   CHECK_M();
   return wait0(m, MGR_QUEUE_JOIN, q.id, timeout_ms);
+}
+
+/* ---- custom types ----------------------------------------------------------------------------- */
+
+int mproc_manager_object(mproc_manager *m, const char *type, mproc_mobject *out, int64_t timeout_ms) {
+  MPROC__CHECK_ARG(!type || !*type, "no type");
+  mproc_bytes p = {type, strlen(type)};
+  return create_p(m, MGR_KIND_CUSTOM, NULL, &p, 1, out ? &out->id : NULL, NULL, timeout_ms, "manager_object");
+}
+int mproc_manager_object_named(mproc_manager *m, const char *name, const char *type, mproc_mobject *out,
+                               int64_t timeout_ms) {
+  MPROC__CHECK_ARG(!name, "name is NULL");
+  MPROC__CHECK_ARG(!type || !*type, "no type");
+  mproc_bytes p = {type, strlen(type)};
+  return create_p(m, MGR_KIND_CUSTOM, name, &p, 1, out ? &out->id : NULL, NULL, timeout_ms, "manager_object_named");
+}
+int mproc_mobject_call(mproc_manager *m, mproc_mobject o, const char *method, const mproc_bytes *args, size_t nargs,
+                       mproc_bytes **out, size_t *count, int64_t timeout_ms) {
+  CHECK_M();
+  MPROC__CHECK_ARG(!method || !*method, "no method");
+  MPROC__CHECK_ARG(!args && nargs, "args is NULL with a count");
+  rq q = {0};
+  arg(&q, method, strlen(method));
+  for (size_t i = 0; i < nargs; ++i) {
+    MPROC__CHECK_ARG(!args[i].data && args[i].len, "args[%zu].data is NULL", i);
+    arg(&q, args[i].data, args[i].len);
+  }
+  mproc_bytes *b = NULL;
+  size_t n = 0;
+  int rc = list_call(m, &q, MGR_CUSTOM_CALL, o.id, &b, &n, timeout_ms);
+  if (!rc && out)
+    *out = b;
+  else
+    mproc_free(b);
+  if (!rc && count) *count = n;
+  return rc;
 }
 
 /* ---- shutdown, destroy -------------------------------------------------------------------------- */

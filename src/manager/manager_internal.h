@@ -70,7 +70,8 @@ typedef enum mproc__mgr_op {
   MGR_QUEUE_GET,     /* i64 timeout_ms -> item */
   MGR_QUEUE_SIZE,    /* -> u64 qsize, u64 maxsize (0: none) */
   MGR_QUEUE_TASK_DONE,
-  MGR_QUEUE_JOIN, /* i64 timeout_ms */
+  MGR_QUEUE_JOIN,  /* i64 timeout_ms */
+  MGR_CUSTOM_CALL, /* method name, args... -> the method's items */
   MGR_OP_END_
 } mproc__mgr_op;
 
@@ -93,6 +94,7 @@ typedef enum mproc__mgr_kind {
   MGR_KIND_ARRAY,
   MGR_KIND_QUEUE,
   MGR_KIND_JOINABLE_QUEUE,
+  MGR_KIND_CUSTOM, /* parameter: the type's name */
   MGR_KIND_END_
 } mproc__mgr_kind;
 
@@ -121,8 +123,19 @@ int mproc__mgr_item_i64(mproc__mgr_item it, int64_t *v);
 int mproc__mgr_parse_items(const char *p, size_t n, uint32_t count, mproc__mgr_item **items);
 
 /* The server (server.c). The server process's target: connections[0] is the control pipe to the
- * starter, the argument bytes are u32 family | address (may be empty). */
+ * starter, the argument bytes are u32 family | item address (may be empty) | the types
+ * (mproc__mgr_types_encode). */
 int mproc__manager_server_main(const mproc_args *a);
+
+/* Custom types for the server process: u32 count | items: per type its name, u64 state_size, the
+ * destroy's reference (mproc__pal_fn_locate; empty: none), u64 method count, then per method its name
+ * and its function's reference. encode: 0, MPROC_EINVAL (a NULL or empty name, no fn), MPROC_ENOENT
+ * (a function that cannot be found again), MPROC_ENOMEM. decode: a table to free with
+ * mproc__mgr_types_free, or an error (malformed, a function not found). */
+int mproc__mgr_types_check(const mproc_mtype *types, size_t n, const char *call); /* the arguments */
+int mproc__mgr_types_encode(const mproc_mtype *types, size_t n, mproc__buf *out);
+int mproc__mgr_types_decode(const char *p, size_t len, mproc_mtype **types, size_t *n);
+void mproc__mgr_types_free(mproc_mtype *types, size_t n);
 
 /* The request handler alone, for the fuzz target: a server with no listener. feed hands one request
  * from the client on conn (the server owns conn from its first request on, and destroys it when it drops
@@ -131,6 +144,7 @@ int mproc__manager_server_main(const mproc_args *a);
  * destroyed: a request that does not parse, or a reply that could not be sent). */
 typedef struct mproc__mgr_server mproc__mgr_server;
 mproc__mgr_server *mproc__mgr_server_new(void);
+void mproc__mgr_server_set_types(mproc__mgr_server *s, const mproc_mtype *types, size_t n); /* borrowed */
 int mproc__mgr_server_feed(mproc__mgr_server *s, mproc_connection *conn, const void *msg, size_t len);
 void mproc__mgr_server_free(mproc__mgr_server *s);
 

@@ -86,6 +86,10 @@ typedef struct obj {
     mbarrier bar;
     mvalue val;
     ring q;
+    struct {
+      const mproc_mtype *type;
+      void *state;
+    } cu;
   } u;
 } obj;
 
@@ -119,7 +123,9 @@ struct mproc__mgr_server {
   uint32_t free_head; /* index + 1 of a free slot, 0: none */
   dict names;         /* name -> the 8-byte id of the object it names */
   uint64_t seed, tickets;
-  int64_t next_accept; /* when accept is tried even if the listener was not reported ready */
+  int64_t next_accept;      /* when accept is tried even if the listener was not reported ready */
+  const mproc_mtype *types; /* custom types */
+  size_t ntypes;
   bool stop;
 };
 typedef struct mproc__mgr_server server;
@@ -359,8 +365,8 @@ static bool ring_full(const ring *q) { return q->maxsize && q->n >= q->maxsize; 
 /* ---- the table ---------------------------------------------------------------------------------- */
 
 static const char *const kind_names[MGR_KIND_END_] = {
-    "object", "dict",      "list",    "namespace", "lock",  "rlock", "semaphore",     "bounded semaphore",
-    "event",  "condition", "barrier", "value",     "array", "queue", "joinable queue"};
+    "object", "dict",      "list",    "namespace", "lock",  "rlock", "semaphore",      "bounded semaphore",
+    "event",  "condition", "barrier", "value",     "array", "queue", "joinable queue", "custom object"};
 
 static obj *lookup(server *s, uint64_t id, int kind, int kind2) {
   uint32_t idx = (uint32_t)id;
@@ -443,6 +449,21 @@ static int init_object(server *s, obj *o, int kind, const mproc__mgr_item *p, ui
       want = 1;
       if (!(rc = param(p, np, 0, 0, INT64_MAX, &v))) o->u.q.maxsize = (size_t)v;
       break;
+    case MGR_KIND_CUSTOM: {
+      want = 1;
+      const mproc_mtype *t = NULL;
+      for (size_t i = 0; np == 1 && i < s->ntypes && !t; ++i)
+        if (strlen(s->types[i].name) == p[0].n && !memcmp(s->types[i].name, p[0].p, p[0].n)) t = &s->types[i];
+      if (np == 1 && !t) {
+        rc = mproc__fail(MPROC_ENOENT, "manager: no type '%.*s' is registered", (int)(p[0].n > 200 ? 200 : p[0].n),
+                         p[0].p);
+      } else if (t && !(o->u.cu.state = calloc(1, t->state_size ? t->state_size : 1))) {
+        rc = mproc__fail(MPROC_ENOMEM, "manager: out of memory for a %s", t->name);
+      } else {
+        o->u.cu.type = t;
+      }
+      break;
+    }
   }
   if (!rc && np != want)
     rc = mproc__fail(MPROC_EINVAL, "manager: a %s takes %u parameters, not %u", kind_names[kind], want, np);
@@ -522,6 +543,12 @@ static void send_reply(client *c, uint32_t seq, int status, reply *r) {
   out->len = len;
   if (mproc_connection_send_bytes(c->conn, out->data, out->len, 0, MPROC_ALL) != 0) c->dead = true;
   mproc__buf_free(&b);
+}
+
+int mproc_mreply_add(mproc_mreply *r, const void *data, size_t size) {
+  MPROC__CHECK_ARG(!r, "the reply is NULL");
+  MPROC__CHECK_ARG(!data && size, "data is NULL with a size");
+  return rep_item((reply *)r, data, size);
 }
 
 static void reply_start(reply *r) {
@@ -750,6 +777,10 @@ static void queue_settle(server *s, obj *o) {
 
 /* The memory an object holds. */
 static void obj_free(obj *o) {
+  if (o->kind == MGR_KIND_CUSTOM && o->u.cu.state) {
+    if (o->u.cu.type->destroy) o->u.cu.type->destroy(o->u.cu.state);
+    free(o->u.cu.state);
+  }
   switch (o->kind) {
     case MGR_KIND_DICT:
     case MGR_KIND_NAMESPACE:
@@ -1222,6 +1253,30 @@ static int handle(server *s, client *c, const char *msg, size_t len) {
         if (o->u.q.n || o->u.q.got_undone) rc = defer(s, c, o, MGR_QUEUE_JOIN, seq, i1, "tasks remain unfinished");
       }
       break;
+    case MGR_CUSTOM_CALL: {
+      if (na < 1) NARGS(1u);
+      OBJ(MGR_KIND_CUSTOM, 0);
+      const mproc_mtype *t = o->u.cu.type;
+      const mproc_mmethod *f = NULL;
+      for (size_t i = 0; i < t->method_count && !f; ++i)
+        if (strlen(t->methods[i].name) == a[0].n && !memcmp(t->methods[i].name, a[0].p, a[0].n)) f = &t->methods[i];
+      if (!f) {
+        rc = mproc__fail(MPROC_ENOENT, "manager: type %s has no method '%.*s'", t->name,
+                         (int)(a[0].n > 200 ? 200 : a[0].n), a[0].p);
+        goto out;
+      }
+      mproc_bytes *args = na > 1 ? (mproc_bytes *)malloc((na - 1) * sizeof *args) : NULL;
+      if (na > 1 && !args) {
+        rc = mproc__fail(MPROC_ENOMEM, "manager: out of memory for %u arguments", na - 1);
+        goto out;
+      }
+      for (uint32_t i = 1; i < na; ++i) args[i - 1] = (mproc_bytes){a[i].p, a[i].n};
+      rc = f->fn(o->u.cu.state, args, na - 1, (mproc_mreply *)&r);
+      free(args);
+      if (rc > 0 || rc < MPROC_ERROR_MIN_) rc = MPROC_ESYS;
+      if (rc) rc = mproc__fail(rc, "manager: method %s of type %s failed (%s)", f->name, t->name, mproc_strerror(rc));
+      break;
+    }
     default:
       rc = mproc__fail(MPROC_EINVAL, "manager: no such request (%u)", op);
   }
@@ -1399,16 +1454,28 @@ static int serve(server *s) {
 }
 
 int mproc__manager_server_main(const mproc_args *a) {
-  if (a->connection_count != 1 || a->size < 4) return MPROC_EXIT_BOOT_FAILED;
+  mproc__mgr_item *it = NULL;
+  if (a->connection_count != 1 || a->size < 4 ||
+      mproc__mgr_parse_items((const char *)a->data + 4, a->size - 4, 2, &it) != 0)
+    return MPROC_EXIT_BOOT_FAILED;
   mproc_connection *control = a->connections[0];
   uint32_t family = mproc__mgr_get_u32((const char *)a->data);
-  char *address = NULL;
-  if (a->size > 4 && !(address = (char *)calloc(1, a->size - 3))) return MPROC_EXIT_BOOT_FAILED;
-  if (address) memcpy(address, (const char *)a->data + 4, a->size - 4);
+  char *address = it[0].n ? (char *)calloc(1, it[0].n + 1) : NULL;
+  mproc_mtype *types = NULL;
+  size_t ntypes = 0;
+  int trc = mproc__mgr_types_decode(it[1].p, it[1].n, &types, &ntypes);
+  if (address) memcpy(address, it[0].p, it[0].n);
+  bool bad = it[0].n && !address;
+  free(it);
+  if (bad) return MPROC_EXIT_BOOT_FAILED;
   server s = {0};
   s.control = control;
-  int rc = mproc_listener_create(
-      &s.l, &(mproc_listener_opts){.address = address, .family = (mproc_family)family, .process_authkey = true});
+  s.types = types;
+  s.ntypes = ntypes;
+  int rc = trc ? trc
+               : mproc_listener_create(
+                     &s.l, &(mproc_listener_opts){
+                               .address = address, .family = (mproc_family)family, .process_authkey = true});
   free(address);
   /* the answer: i32 status | the address, or the message */
   const char *text = rc ? mproc_last_error() : mproc_listener_address(s.l);
@@ -1419,17 +1486,25 @@ int mproc__manager_server_main(const mproc_args *a) {
   int sent = mproc_connection_send_bytes(control, b.data, b.len, 0, MPROC_ALL);
   mproc__buf_free(&b);
   if (!rc && sent) mproc_listener_destroy(s.l);
-  if (rc || sent) return 1;
-  mproc_listener *l = s.l; /* serve forgets it with the rest */
-  rc = serve(&s);
-  mproc_listener_destroy(l);
+  if (!rc && !sent) {
+    mproc_listener *l = s.l; /* serve forgets it with the rest */
+    rc = serve(&s);
+    mproc_listener_destroy(l);
+  } else {
+    rc = 1;
+  }
+  mproc__mgr_types_free(types, ntypes); /* after the objects, whose destroy it holds */
   return rc ? 1 : 0;
 }
 
 int mproc_manager_serve_forever(const mproc_manager_opts *opts) {
   const mproc_manager_opts none = {0};
   if (!opts) opts = &none;
+  int trc = mproc__mgr_types_check(opts->types, opts->type_count, "manager_serve_forever");
+  if (trc) return trc;
   server s = {0};
+  s.types = opts->types;
+  s.ntypes = opts->type_count;
   int rc =
       mproc_listener_create(&s.l, &(mproc_listener_opts){.address = opts->address,
                                                          .family = opts->family,
@@ -1444,12 +1519,138 @@ int mproc_manager_serve_forever(const mproc_manager_opts *opts) {
   return rc;
 }
 
+/* ---- custom types for the server process -------------------------------------------------------- */
+
+int mproc__mgr_types_check(const mproc_mtype *types, size_t n, const char *call) {
+  MPROC__CHECK_ARG_AS(call, !types && n, "types is NULL with a count");
+  for (size_t i = 0; i < n; ++i) {
+    const mproc_mtype *t = &types[i];
+    MPROC__CHECK_ARG_AS(call, !t->name || !*t->name, "types[%zu] has no name", i);
+    MPROC__CHECK_ARG_AS(call, !t->methods && t->method_count, "type %s: methods is NULL with a count", t->name);
+    for (size_t j = 0; j < i; ++j) MPROC__CHECK_ARG_AS(call, !strcmp(types[j].name, t->name), "type %s twice", t->name);
+    for (size_t k = 0; k < t->method_count; ++k)
+      MPROC__CHECK_ARG_AS(call, !t->methods[k].name || !*t->methods[k].name || !t->methods[k].fn,
+                          "type %s: methods[%zu] has no name or no function", t->name, k);
+  }
+  return 0;
+}
+
+/* An item holding a function's reference (empty for NULL). */
+static int put_fn(mproc__buf *b, void *fn) {
+  if (!fn) return mproc__mgr_put_item(b, NULL, 0);
+  mproc__buf ref = {0};
+  int rc = mproc__pal_fn_locate(fn, &ref);
+  if (!rc) rc = mproc__mgr_put_item(b, ref.data, ref.len);
+  mproc__buf_free(&ref);
+  return rc;
+}
+
+int mproc__mgr_types_encode(const mproc_mtype *types, size_t n, mproc__buf *out) {
+  int rc = mproc__mgr_types_check(types, n, "manager_start");
+  size_t count = 0, at = out->len;
+  if (!rc) rc = mproc__buf_reserve(out, 4);
+  if (rc) return rc;
+  out->len += 4;
+  for (size_t i = 0; i < n && !rc; ++i) {
+    const mproc_mtype *t = &types[i];
+    rc = mproc__mgr_put_item(out, t->name, strlen(t->name));
+    if (!rc) rc = mproc__mgr_put_i64_item(out, (int64_t)t->state_size);
+    if (!rc) rc = put_fn(out, *(void **)(void *)&t->destroy);
+    if (!rc) rc = mproc__mgr_put_i64_item(out, (int64_t)t->method_count);
+    count += 4;
+    for (size_t k = 0; k < t->method_count && !rc; ++k, count += 2)
+      if (!(rc = mproc__mgr_put_item(out, t->methods[k].name, strlen(t->methods[k].name))))
+        rc = put_fn(out, *(void **)(void *)&t->methods[k].fn);
+  }
+  if (rc == MPROC_ENOENT)
+    return mproc__fail_prefix(rc, "manager_start: a custom type's function cannot be found again");
+  size_t end = out->len;
+  out->len = at;
+  mproc__mgr_put_u32(out, (uint32_t)count);
+  out->len = end;
+  return rc;
+}
+
+/* A copy of an item as a string. */
+static char *item_str(mproc__mgr_item it) {
+  char *c = (char *)malloc(it.n + 1);
+  if (c) {
+    memcpy(c, it.p, it.n);
+    c[it.n] = 0;
+  }
+  return c;
+}
+
+int mproc__mgr_types_decode(const char *p, size_t len, mproc_mtype **types, size_t *n) {
+  *types = NULL;
+  *n = 0;
+  mproc__mgr_item *it = NULL;
+  if (len < 4 || mproc__mgr_parse_items(p + 4, len - 4, mproc__mgr_get_u32(p), &it) != 0)
+    return mproc__fail(MPROC_EINVAL, "manager: the custom types are malformed");
+  uint32_t count = mproc__mgr_get_u32(p), at = 0;
+  int rc = 0;
+  size_t cap = 0;
+  while (at < count && !rc) {
+    int64_t size = 0, nm = 0;
+    if (count - at < 4 || mproc__mgr_item_i64(it[at + 1], &size) || mproc__mgr_item_i64(it[at + 3], &nm) || nm < 0 ||
+        (uint64_t)nm > (count - at - 4) / 2) {
+      rc = mproc__fail(MPROC_EINVAL, "manager: the custom types are malformed");
+      break;
+    }
+    if (*n == cap) {
+      cap = cap ? 2 * cap : 4;
+      mproc_mtype *t = (mproc_mtype *)realloc(*types, cap * sizeof *t);
+      if (!t) {
+        rc = mproc__fail(MPROC_ENOMEM, "manager: out of memory for the custom types");
+        break;
+      }
+      *types = t;
+    }
+    mproc_mtype *t = &(*types)[(*n)++];
+    memset(t, 0, sizeof *t);
+    t->state_size = (size_t)size;
+    mproc_mmethod *ms = nm ? (mproc_mmethod *)calloc((size_t)nm, sizeof *ms) : NULL;
+    t->methods = ms;
+    if (!(t->name = item_str(it[at])) || (nm && !ms)) rc = mproc__fail(MPROC_ENOMEM, "manager: out of memory");
+    void *fn = NULL;
+    if (!rc && it[at + 2].n && !(rc = mproc__pal_fn_resolve(it[at + 2].p, it[at + 2].n, &fn)))
+      *(void **)(void *)&t->destroy = fn;
+    at += 4;
+    for (int64_t k = 0; k < nm && !rc; ++k, at += 2) {
+      t->method_count++;
+      if (!(ms[k].name = item_str(it[at]))) rc = mproc__fail(MPROC_ENOMEM, "manager: out of memory");
+      if (!rc && !(rc = mproc__pal_fn_resolve(it[at + 1].p, it[at + 1].n, &fn))) *(void **)(void *)&ms[k].fn = fn;
+    }
+  }
+  free(it);
+  if (rc) {
+    mproc__mgr_types_free(*types, *n);
+    *types = NULL;
+    *n = 0;
+  }
+  return rc;
+}
+
+void mproc__mgr_types_free(mproc_mtype *types, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    for (size_t k = 0; k < types[i].method_count; ++k) free((char *)types[i].methods[k].name);
+    free((void *)types[i].methods);
+    free((char *)types[i].name);
+  }
+  free(types);
+}
+
 /* ---- the request handler without the loop (tests/fuzz/fuzz_manager.c) --------------------------- */
 
 mproc__mgr_server *mproc__mgr_server_new(void) {
   server *s = (server *)calloc(1, sizeof *s);
   if (s) s->seed = 0x5eed;
   return s;
+}
+
+void mproc__mgr_server_set_types(mproc__mgr_server *s, const mproc_mtype *types, size_t n) {
+  s->types = types;
+  s->ntypes = n;
 }
 
 int mproc__mgr_server_feed(mproc__mgr_server *s, mproc_connection *conn, const void *msg, size_t len) {
