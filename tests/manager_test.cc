@@ -1260,7 +1260,7 @@ int counter_add(void *state, const mproc_bytes *args, size_t nargs, mproc_mreply
   std::string v = std::to_string(c->value);
   return mproc_mreply_add(reply, v.data(), v.size());
 }
-int counter_get(void *state, const mproc_bytes *args, size_t nargs, mproc_mreply *reply) {
+int counter_get(void *state, const mproc_bytes *, size_t, mproc_mreply *reply) {
   Counter *c = (Counter *)state;
   std::string v = std::to_string(c->value), log = c->log ? *c->log : "";
   int rc = mproc_mreply_add(reply, v.data(), v.size());
