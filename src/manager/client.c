@@ -1198,12 +1198,10 @@ int mproc_mobject_call(mproc_manager *m, mproc_mobject o, const char *method, co
   CHECK_M();
   MPROC__CHECK_ARG(!method || !*method, "no method");
   MPROC__CHECK_ARG(!args && nargs, "args is NULL with a count");
+  for (size_t i = 0; i < nargs; ++i) MPROC__CHECK_ARG(!args[i].data && args[i].len, "args[%zu].data is NULL", i);
   rq q = {0};
   arg(&q, method, strlen(method));
-  for (size_t i = 0; i < nargs; ++i) {
-    MPROC__CHECK_ARG(!args[i].data && args[i].len, "args[%zu].data is NULL", i);
-    arg(&q, args[i].data, args[i].len);
-  }
+  for (size_t i = 0; i < nargs; ++i) arg(&q, args[i].data, args[i].len);
   mproc_bytes *b = NULL;
   size_t n = 0;
   int rc = list_call(m, &q, MGR_CUSTOM_CALL, o.id, &b, &n, timeout_ms);
