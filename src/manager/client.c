@@ -503,11 +503,10 @@ int mproc_mdict_items(mproc_manager *m, mproc_mdict d, mproc_bytes **out, size_t
 int mproc_mdict_update(mproc_manager *m, mproc_mdict d, const mproc_bytes *pairs, size_t npairs, int64_t timeout_ms) {
   CHECK_M();
   MPROC__CHECK_ARG(!pairs && npairs, "pairs is NULL");
-  rq q = {0};
-  for (size_t i = 0; i < 2 * npairs; ++i) {
+  for (size_t i = 0; i < 2 * npairs; ++i)
     MPROC__CHECK_ARG(!pairs[i].data && pairs[i].len, "pairs[%zu].data is NULL", i);
-    arg(&q, pairs[i].data, pairs[i].len);
-  }
+  rq q = {0};
+  for (size_t i = 0; i < 2 * npairs; ++i) arg(&q, pairs[i].data, pairs[i].len);
   return exec0(m, &q, MGR_DICT_UPDATE, d.id, timeout_ms);
 }
 int mproc_mdict_clear(mproc_manager *m, mproc_mdict d, int64_t timeout_ms) {
@@ -559,11 +558,9 @@ int mproc_mlist_append(mproc_manager *m, mproc_mlist l, const void *value, size_
 int mproc_mlist_extend(mproc_manager *m, mproc_mlist l, const mproc_bytes *values, size_t count, int64_t timeout_ms) {
   CHECK_M();
   MPROC__CHECK_ARG(!values && count, "values is NULL");
+  for (size_t i = 0; i < count; ++i) MPROC__CHECK_ARG(!values[i].data && values[i].len, "values[%zu].data is NULL", i);
   rq q = {0};
-  for (size_t i = 0; i < count; ++i) {
-    MPROC__CHECK_ARG(!values[i].data && values[i].len, "values[%zu].data is NULL", i);
-    arg(&q, values[i].data, values[i].len);
-  }
+  for (size_t i = 0; i < count; ++i) arg(&q, values[i].data, values[i].len);
   return exec0(m, &q, MGR_LIST_EXTEND, l.id, timeout_ms);
 }
 int mproc_mlist_insert(mproc_manager *m, mproc_mlist l, int64_t index, const void *value, size_t value_size,
