@@ -442,26 +442,9 @@ std::string method_name(const ::testing::TestParamInfo<mproc_start_method> &i) {
 class QueueAcross : public ::testing::TestWithParam<mproc_start_method> {
  protected:
   mproc_process *start(mproc_target target, std::vector<mproc_object> objs, int n = 0) {
-    mproc_process_opts o{};
-    o.target = target;
-    o.objects = objs.data();
-    o.object_count = objs.size();
-    o.start_method = GetParam();
-    o.arg = &n;
-    o.arg_size = sizeof n;
-    mproc_process *p = nullptr;
-    EXPECT_EQ(mproc_process_create(&p, &o), 0) << mproc_last_error();
-    if (!p) return nullptr;
-    EXPECT_EQ(mproc_process_start(p), 0) << mproc_last_error();
-    return p;
+    return mproc_test::start_child(target, std::move(objs), &n, sizeof n, GetParam());
   }
-  static int join(mproc_process *p) {
-    EXPECT_EQ(mproc_process_join(p, kLong), 0);
-    int code = -1;
-    EXPECT_TRUE(mproc_process_exitcode(p, &code));
-    mproc_process_destroy(p);
-    return code;
-  }
+  static int join(mproc_process *p) { return mproc_test::join_child(p, kLong); }
 };
 
 const uint32_t kProducers = 4, kConsumers = 4;

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -236,6 +237,32 @@ inline Captured run_helper(std::vector<std::string> script, mproc_popen_opts opt
   if (r.stderr_data) c.err.assign(r.stderr_data, r.stderr_len);
   mproc_completed_free(&r);
   return c;
+}
+
+// A child running target under `method`, with these objects handed to it and arg[0..arg_size) as its
+// argument bytes: started, or nullptr with a failed expectation.
+inline mproc_process *start_child(mproc_target target, std::vector<mproc_object> objs, const void *arg, size_t arg_size,
+                                  mproc_start_method method) {
+  mproc_process_opts o{};
+  o.target = target;
+  o.objects = objs.data();
+  o.object_count = objs.size();
+  o.start_method = method;
+  o.arg = arg;
+  o.arg_size = arg_size;
+  mproc_process *p = nullptr;
+  EXPECT_EQ(mproc_process_create(&p, &o), 0) << mproc_last_error();
+  if (!p) return nullptr;
+  EXPECT_EQ(mproc_process_start(p), 0) << mproc_last_error();
+  return p;
+}
+// Join a child started so (up to timeout_ms) and destroy it: its exit code (-1: none).
+inline int join_child(mproc_process *p, int64_t timeout_ms) {
+  EXPECT_EQ(mproc_process_join(p, timeout_ms), 0);
+  int code = -1;
+  EXPECT_TRUE(mproc_process_exitcode(p, &code));
+  mproc_process_destroy(p);
+  return code;
 }
 
 } // namespace mproc_test

@@ -43,10 +43,28 @@ static void *drain(void *arg) {
   return NULL;
 }
 
+/* A custom type, "Counter": add counts its calls and echoes its arguments; fail fails; its state holds
+ * an allocation the destroy frees (a leak if an object's destroy were skipped). */
+static int counter_add(void *state, const mproc_bytes *args, size_t nargs, mproc_mreply *reply) {
+  void **p = (void **)state;
+  if (!*p && !(*p = malloc(8))) return MPROC_ENOMEM;
+  for (size_t i = 0; i < nargs; ++i)
+    if (mproc_mreply_add(reply, args[i].data, args[i].len) != 0) return MPROC_ENOMEM;
+  return 0;
+}
+static int counter_fail(void *state, const mproc_bytes *args, size_t nargs, mproc_mreply *reply) {
+  (void)state, (void)args, (void)nargs, (void)reply;
+  return MPROC_ESTATE;
+}
+static void counter_destroy(void *state) { free(*(void **)state); }
+static const mproc_mmethod kMethods[] = {{"add", counter_add}, {"fail", counter_fail}};
+static const mproc_mtype kCounter = {"Counter", sizeof(void *), counter_destroy, kMethods, 2};
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size > MAX_INPUT) size = MAX_INPUT;
   mproc__mgr_server *s = mproc__mgr_server_new();
   check(s != NULL);
+  mproc__mgr_server_set_types(s, &kCounter, 1);
   mproc_connection *srv[2], *cli[2];
   pthread_t th[2];
   bool open[2] = {true, true};
