@@ -693,14 +693,23 @@ mproc_value *int64s(size_t n, char tc = 'q') {
 }
 
 // Wait until *counter reaches target (the child's progress), at most kLong.
-bool wait_progress(volatile int64_t *counter, int64_t target) {
+// Wait until the child p has made `target` calls (counter), up to kLong: success, or a failure that
+// says where the child stands (ended, and how; or still running) and what the queue holds.
+::testing::AssertionResult wait_progress(volatile int64_t *counter, int64_t target, mproc_process *p, mproc_queue *q) {
   int64_t deadline = mproc__pal_monotonic_ns() + kLong * 1000000;
-  while (*counter < target)
-    if (mproc__pal_monotonic_ns() > deadline)
-      return false;
-    else
-      std::this_thread::yield();
-  return true;
+  while (*counter < target) {
+    bool ended = !mproc_process_is_alive(p);
+    if (ended || mproc__pal_monotonic_ns() > deadline) {
+      int code = 0;
+      bool has_code = mproc_process_exitcode(p, &code);
+      return ::testing::AssertionFailure()
+             << (ended ? "the child ended" : "no progress within kLong") << " after " << *counter << " of " << target
+             << " calls; exit code " << (has_code ? std::to_string(code) : std::string("none")) << "; queue qsize "
+             << mproc_queue_qsize(q) << ", full " << mproc_queue_full(q);
+    }
+    std::this_thread::yield();
+  }
+  return ::testing::AssertionSuccess();
 }
 
 int kill_rounds() { return mproc_test::kSanitizer ? 40 : kWindows ? 120 : 200; }
@@ -720,7 +729,7 @@ TEST_P(QueueAcross, ProducersKilledAtRandomMomentsLeaveNoHalfItemAndLoseNoPutIte
     SCOPED_TRACE(round);
     *returned = 0;
     mproc_process *p = start(t_produce_forever, {mproc_object_queue(q), mproc_object_value(ret)});
-    ASSERT_TRUE(wait_progress(returned, 1 + (seed = mix(seed)) % 40));
+    ASSERT_TRUE(wait_progress(returned, 1 + (seed = mix(seed)) % 40, p, q));
     ASSERT_EQ(mproc_process_kill(p), 0);
     EXPECT_NE(join(p), 10);
     int64_t at_least = *returned;
@@ -769,7 +778,7 @@ TEST_P(QueueAcross, ConsumersKilledAtRandomMomentsLeaveTheirItemForTheNextGet) {
     *returned = 0;
     mproc_process *c =
         start(t_consume_forever, {mproc_object_queue(q), mproc_object_value(ret), mproc_object_value(got)});
-    ASSERT_TRUE(wait_progress(returned, 1 + (seed = mix(seed)) % (per_round / 2)));
+    ASSERT_TRUE(wait_progress(returned, 1 + (seed = mix(seed)) % (per_round / 2), c, q));
     ASSERT_EQ(mproc_process_kill(c), 0);
     EXPECT_NE(join(c), 11);
     std::multiset<uint32_t> all;
