@@ -863,6 +863,45 @@ TEST_P(QueueAcross, AProducerKilledWhileWritingLeavesNoItemAndGivesBackItsRoom) 
   }
 }
 
+void die_at_reserved(int where) {
+  if (where == MPROC__QHOOK_RESERVED) std::_Exit(3);
+}
+
+// objects: queue. Dies in a put of the largest item the queue takes, its record reserved (the whole
+// store) and no place in the order taken yet.
+int t_die_reserved(const mproc_args *a) {
+  mproc_queue *q = (mproc_queue *)a->objects[0];
+  mproc__queue_test_hook = die_at_reserved;
+  put_item(q, 0, 0, mproc_queue_max_item(q));
+  return 11;
+}
+
+// A put that dies with its record reserved and before it has a place in the order: no get ever meets
+// that record, so what holds the store is found by the puts that wait for room, an item in place too
+// (it waits while the store is full). It used to sleep watching nobody, for ever: the killed-producer
+// test's rare stall.
+TEST_P(QueueAcross, ARecordOfAPutThatDiedBeforeItsPlaceIsGivenBackToTheNextPut) {
+  for (size_t len : {size_t{20}, size_t{4000}}) { // an item in place; a record
+    SCOPED_TRACE(len);
+    mproc_queue *q = nullptr;
+    mproc_queue_opts o{};
+    o.max_bytes = 64 << 10;
+    ASSERT_EQ(mproc_queue_create(&q, &o), 0);
+    EXPECT_EQ(join(start(t_die_reserved, {mproc_object_queue(q)})), 3);
+    EXPECT_TRUE(mproc_queue_full(q)); // the dead put's record fills the store
+    ASSERT_EQ(put_item(q, 1, 1, len, 5000), 0) << mproc_last_error();
+    std::vector<unsigned char> buf(1 << 20);
+    size_t n = 0;
+    uint32_t p, seq;
+    ASSERT_EQ(mproc_queue_get_into(q, buf.data(), buf.size(), 0, &n), 0);
+    ASSERT_TRUE(check_item(buf.data(), n, &p, &seq));
+    EXPECT_EQ(p, 1u);
+    EXPECT_EQ(mproc_queue_get_into(q, buf.data(), buf.size(), 0, &n), MPROC_EEMPTY);
+    EXPECT_EQ(mproc_queue_qsize(q), 0u);
+    mproc_queue_destroy(q);
+  }
+}
+
 // objects: queue. Dies in a get that has taken a record (TAKING), before copying it.
 int t_die_taking(const mproc_args *a) {
   mproc_queue *q = (mproc_queue *)a->objects[0];

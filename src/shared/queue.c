@@ -500,6 +500,20 @@ static bool taker_fn(mproc_queue *q, uint64_t pos, qslot *sl, uint64_t w, void *
   return true;
 }
 
+/* Who holds up room in the record store, under the lock: the oldest record's writer (a put that has
+ * not claimed its place yet) or its taker, or 0. A put waiting for room watches it, so that its death
+ * gives the room back (settle_dead): no get ever meets a record whose put died before taking a place. */
+static uint64_t room_watch(mproc_queue *q) {
+  queue_shared *s = qs(q);
+  uint64_t watch = 0;
+  const mproc__rec *front = s->pos.rpos < s->pos.wpos ? mproc__ring_at(&q->ring, s->pos.rpos) : NULL;
+  if (front && mproc__rec_state(front) == MPROC__REC_WRITING)
+    watch = front->owner;
+  else if (front)
+    each_slot(q, taker_fn, &watch);
+  return watch;
+}
+
 /* Write an item over MPROC_QUEUE_INLINE bytes into a record of its own, before it takes a place in the
  * order: reserve the record under the lock (waiting for room), copy outside it. 0 with *rp, or an error. */
 static int write_record(mproc_queue *q, const void *data, size_t len, uint64_t size, int64_t timeout_ms,
@@ -514,12 +528,7 @@ static int write_record(mproc_queue *q, const void *data, size_t len, uint64_t s
     if (*rp != UINT64_MAX) break;
     int rc = shut ? MPROC_ECLOSED : timeout_ms == 0 ? MPROC_EFULL : 0;
     if (!rc && counted) {
-      uint64_t watch = 0; /* room is held up by the oldest record: its writer, or its taker */
-      const mproc__rec *front = s->pos.rpos < s->pos.wpos ? mproc__ring_at(&q->ring, s->pos.rpos) : NULL;
-      if (front && mproc__rec_state(front) == MPROC__REC_WRITING)
-        watch = front->owner;
-      else if (front)
-        each_slot(q, taker_fn, &watch);
+      uint64_t watch = room_watch(q);
       q_unlock(q);
       counted = false;
       if (!*deadline) *deadline = mproc__deadline_from_timeout(timeout_ms);
@@ -546,6 +555,7 @@ static int write_record(mproc_queue *q, const void *data, size_t len, uint64_t s
   mproc__atomic_store32(&r->state, MPROC__REC_WRITING); /* killed from here to its slot's READY: settle_dead */
   mproc__ring_commit(&q->ring, *rp, size);
   q_unlock(q);
+  test_hook(MPROC__QHOOK_RESERVED);
   memcpy(r + 1, data, len);
   return 0;
 }
@@ -580,7 +590,13 @@ int mproc_queue_put(mproc_queue *q, const void *data, size_t len, int64_t timeou
   for (;;) {
     rc = mproc__atomic_load32(&s->shut) ? MPROC_ECLOSED : 0;
     uint64_t watch = 0;
-    if (!rc && !(inline_item && bytes_full(q)) && claim(q, me, &pos, &watch)) break;
+    bool no_bytes = !rc && inline_item && bytes_full(q);
+    if (!rc && !no_bytes && claim(q, me, &pos, &watch)) break;
+    if (no_bytes) { /* the store is full, an item in place waits with the records: watch what holds it */
+      q_lock(q);
+      watch = room_watch(q);
+      q_unlock(q);
+    }
     if (!rc && timeout_ms == 0) rc = MPROC_EFULL;
     if (!rc && !counted) { /* count in, then look again */
       seen = ec_in(&s->prod);

@@ -7,7 +7,8 @@
 
 enum {
   MPROC__QHOOK_PUBLISHING = 1, /* a put with its item written (a record: READY), its slot still WRITING */
-  MPROC__QHOOK_TAKING = 2      /* a get with a record's slot TAKING, nothing copied yet */
+  MPROC__QHOOK_TAKING = 2,     /* a get with a record's slot TAKING, nothing copied yet */
+  MPROC__QHOOK_RESERVED = 3    /* a put with its record reserved (WRITING), no place in the order yet */
 };
 /* Called at those moments in this process when set (a test ends the process there). */
 extern void (*mproc__queue_test_hook)(int where);
