@@ -709,7 +709,10 @@ static void take_reply(mproc_pool *p, worker *w, const char *msg, size_t len, ca
 static void worker_died(mproc_pool *p, worker *w, callback_call *cb) {
   char how[160];
   bool timed_out = w->timed_out;
+  mproc_connection *conn = w->conn; /* taken while the mutex is held: no other thread sends on it now */
+  w->conn = NULL;
   mproc__pal_mutex_unlock(p->k->mu); /* joining may take a moment */
+  mproc_connection_destroy(conn);
   reap_worker(w, how, sizeof how);
   mproc__pal_mutex_lock(p->k->mu);
   cb->r = NULL;
