@@ -497,7 +497,12 @@ typedef enum mproc_line_end {
  *   MPROC_ESTATE     that stream is not a pipe or terminal of this Popen (or communicate owns it);
  *   MPROC_ENOMEM, MPROC_ESYS.
  * Copies the line, and allocates only to grow the Popen's read-ahead buffer (about 64 KiB beyond the
- * longest line read). Not thread-safe with other calls on the same stream. */
+ * longest line read). Not thread-safe with other calls on the same stream.
+ * Speed (Linux): with MPROC_INFINITE, a read that finds the pipe empty yields the CPU once
+ * (sched_yield) before it sleeps, so a child writing line by line on the same CPU writes on and the
+ * reader takes lines in batches (2x faster than CPython there; docs/PERFORMANCE.md). No line that has
+ * arrived waits for it; while a busy program shares the CPU, a line written just after the yield may
+ * wait for the reader's next turn (a scheduler slice at most). */
 MPROC_API int mproc_popen_readline(mproc_popen *p, int which, char *buf, size_t cap, int64_t timeout_ms, size_t *len,
                                    mproc_line_end *end);
 

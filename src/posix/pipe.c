@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -55,6 +56,26 @@ static ssize_t read_nowait(int fd, void *buf, size_t cap) {
     ssize_t r = preadv2(fd, &v, 1, -1, RWF_NOWAIT);
     if (r >= 0 || errno != EOPNOTSUPP) return r;
     /* not a pipe (a terminal's master): such ends are non-blocking */
+  }
+#endif
+  return read(fd, buf, cap);
+}
+
+/* A read that may wait as long as it takes. On a blocking end (see g_read_nowait) that finds the pipe
+ * empty, it yields the CPU once before it sleeps in read(): a writer sharing this CPU then writes on
+ * instead of waking a reader per line, and the reader takes a batch at its next turn (a child writing
+ * 100,000 lines of 64 bytes, one write each, both on one CPU: 2.6x faster than a plain read loop).
+ * Only an empty pipe yields, so no byte that has arrived waits; with nothing else runnable on the CPU
+ * sched_yield returns at once, and across two CPUs it costs a system call per wake-up (measured: no
+ * change). The price: while a busy program shares the reader's CPU, a line written just after the
+ * yield is read at the reader's next turn (up to a scheduler slice) rather than at once. */
+static ssize_t read_waiting(int fd, void *buf, size_t cap) {
+#if HAVE_RWF
+  if (atomic_load_explicit(&g_read_nowait, memory_order_relaxed) > 0) {
+    struct iovec v = {buf, cap};
+    ssize_t r = preadv2(fd, &v, 1, -1, RWF_NOWAIT);
+    if (r >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EOPNOTSUPP)) return r;
+    if (errno != EOPNOTSUPP) (void)sched_yield(); /* else a terminal's master: non-blocking, read below */
   }
 #endif
   return read(fd, buf, cap);
@@ -138,8 +159,8 @@ int mproc__pal_read(mproc_os_handle h, void *buf, size_t cap, int64_t deadline, 
   int fd = (int)h;
   *n = 0;
   for (;;) {
-    /* with no deadline a blocking end sleeps in read() (see g_read_nowait) */
-    ssize_t r = deadline == INT64_MAX ? read(fd, buf, cap) : read_nowait(fd, buf, cap);
+    /* with no deadline a blocking end sleeps in read() (see read_waiting) */
+    ssize_t r = deadline == INT64_MAX ? read_waiting(fd, buf, cap) : read_nowait(fd, buf, cap);
     if (r >= 0) {
       *n = (size_t)r;
       return 0;
