@@ -33,6 +33,9 @@ void t_init(const void *arg, size_t size) {
   if (size == sizeof(int)) g_initialized += *(const int *)arg;
 }
 
+// An initializer that ends its worker: no worker ever runs a task.
+void t_init_exits(const void *, size_t) { std::exit(3); }
+
 int t_square(const void *in, size_t len, mproc_task *t) {
   if (len != sizeof(int64_t)) return mproc_task_fail(t, "want 8 bytes, got %zu", len);
   int64_t x;
@@ -209,6 +212,46 @@ TEST_P(Pool, ApplyAndApplyAsyncWithCallbacks) {
   std::sort(seen.ok.begin(), seen.ok.end());
   EXPECT_EQ(seen.ok, (std::vector<int64_t>{0, 2, 4, 6, 8, 10, 12, 14, 16, 18}));
   EXPECT_EQ(seen.errors, 10);
+}
+
+// CPython's Pool starts new workers for ever when its initializer fails, and a map waits for ever. Here
+// workers that keep dying before their first task break the pool: what waits fails, error callbacks
+// run, and later submissions fail at once, saying why.
+TEST_P(Pool, WorkersThatKeepDyingBeforeTheirFirstTaskBreakThePoolInsteadOfAHang) {
+  if (threads()) GTEST_SKIP() << "a thread's initializer that exits ends the whole process";
+  mproc_pool_opts o{};
+  o.initializer = t_init_exits;
+  mproc_pool *p = make(2, o);
+  ASSERT_NE(p, nullptr);
+  std::atomic<int> errors{0};
+  mproc_async_opts ao{};
+  ao.user = &errors;
+  ao.error_callback = [](void *u, mproc_async_result *) { ++*(std::atomic<int> *)u; };
+  std::vector<mproc_async_result *> rs;
+  for (int64_t i = 0; i < 5; ++i) {
+    mproc_async_result *r = nullptr;
+    ASSERT_EQ(mproc_pool_apply_async(p, t_square, &i, sizeof i, &ao, &r), 0) << mproc_last_error();
+    rs.push_back(r);
+  }
+  std::vector<int64_t> v(20);
+  std::vector<mproc_bytes> in = inputs_of(v);
+  mproc_async_result *m = nullptr;
+  int rc = mproc_pool_map(p, t_square, in.data(), in.size(), 1, kLong, &m);
+  // the map fails when it is submitted (the pool broke already) or as it waits
+  EXPECT_EQ(rc, MPROC_EWORKERDIED) << mproc_last_error();
+  EXPECT_NE(std::string(mproc_last_error()).find("before"), std::string::npos) << mproc_last_error();
+  mproc_async_result_destroy(m);
+  for (mproc_async_result *r : rs) {
+    EXPECT_EQ(mproc_async_result_get(r, kLong), MPROC_EWORKERDIED) << mproc_last_error();
+    mproc_async_result_destroy(r);
+  }
+  int64_t x = 1;
+  void *out = nullptr;
+  size_t n = 0;
+  EXPECT_EQ(mproc_pool_apply(p, t_square, &x, sizeof x, kLong, &out, &n), MPROC_EWORKERDIED);
+  EXPECT_NE(std::string(mproc_last_error()).find("exit"), std::string::npos) << mproc_last_error();
+  finish(p); // join: every callback has run
+  EXPECT_EQ(errors.load(), 5);
 }
 
 TEST_P(Pool, MapKeepsInputOrderForEveryChunksize) {

@@ -35,7 +35,12 @@
  * A worker that dies running a task (killed, crashed, exit() in the task) fails that task - or the map
  * it belongs to - with MPROC_EWORKERDIED, the message naming the exit code or signal; the worker is
  * replaced and every other task goes on (CPython's Pool hangs there). One that dies idle is replaced
- * silently. With opts.task_timeout_ms, a task that runs longer is ended by killing its worker (which is
+ * silently. Workers that keep ending before their first task - 8 in a row with no reply from any
+ * worker between (an initializer that fails or exits, a worker that cannot start), or the last worker
+ * gone with none able to start - break the pool instead of being restarted for ever (CPython's Pool
+ * then hangs every caller): every task not given to a live worker fails with MPROC_EWORKERDIED (error
+ * callbacks run), and so does every later submission, the message saying why; close, join and
+ * terminate work as before. With opts.task_timeout_ms, a task that runs longer is ended by killing its worker (which is
  * replaced) and fails with MPROC_ETIMEDOUT; a chunk of k items has k times the timeout.
  *
  * ---- Results and callbacks ----

@@ -25,6 +25,10 @@ enum { RUN = 0, CLOSED = 1, TERMINATED = 2 };
 #define WINDOW 64                /* tasks in flight to one worker whose tasks are quick */
 #define WINDOW_BYTES (32u << 10) /* and their bytes: never more than a connection's buffer holds */
 #define QUICK_NS 100000          /* quick: a worker's tasks took under 100 us each, lately */
+/* Workers that end before their first task, this many in a row with no reply between, break the pool
+ * (an initializer that fails, a worker that cannot start): restarting them for ever would hang every
+ * caller, as CPython's Pool does. */
+#define EARLY_DEATHS_MAX 8
 
 typedef struct core {
   mproc__mutex *mu;
@@ -145,7 +149,9 @@ struct mproc_pool {
   arena *lent;   /* arenas lent to the caller */
   uint64_t arena_ids;
   int state;
-  bool finished; /* the result thread has ended */
+  bool finished;       /* the result thread has ended */
+  size_t early_deaths; /* workers in a row that ended before their first task (EARLY_DEATHS_MAX) */
+  char broken[320];    /* why the pool takes no more work (its workers kept dying); "": it does */
 };
 
 /* ---- the core, results -------------------------------------------------------------------------- */
@@ -405,6 +411,14 @@ static int arena_take(mproc_pool *p, size_t need, arena **out) {
 
 static bool worker_live(const struct worker *w) { return w->conn && !w->broken; }
 
+/* Whether p takes new work (with the mutex held): 0, or why not. */
+static int takes_work(const mproc_pool *p, const char *call) {
+  if (p->state != RUN)
+    return mproc__fail(MPROC_ESTATE, "%s: the pool is %s", call, p->state == CLOSED ? "closed" : "terminated");
+  if (p->broken[0]) return mproc__fail(MPROC_EWORKERDIED, "%s: %s", call, p->broken);
+  return 0;
+}
+
 static bool has_room(const mproc_pool *p, const worker *w, const task *t) {
   if (!worker_live(w) || (p->o.maxtasksperchild && w->sent >= p->o.maxtasksperchild)) return false;
   if (w->ninflight == 0) return true;
@@ -633,11 +647,46 @@ static void run_later(mproc_pool *p) {
 }
 
 /* With the mutex held: the reply to w's oldest task. What to call back, in *cb (its reference kept). */
+/* Room for one more callback in p->later (with the mutex held): false when out of memory. */
+static bool later_room(mproc_pool *p) {
+  if (p->nlater < p->caplater) return true;
+  size_t cap = p->caplater * 2 + 4;
+  callback_call *more = (callback_call *)realloc(p->later, cap * sizeof *more);
+  if (!more) return false;
+  p->later = more;
+  p->caplater = cap;
+  return true;
+}
+
+/* Leave r's error callback for the result thread (room made by later_room); it holds a reference. */
+static void later_push(mproc_pool *p, mproc_async_result *r) {
+  ++r->tasks;
+  p->later[p->nlater].r = r;
+  p->later[p->nlater++].ok = false;
+}
+
+/* The pool broke (p->broken, with the mutex held, on the result thread): every pending task fails with
+ * MPROC_EWORKERDIED, its error callback left for the result thread (none where memory ran out). */
+static void fail_pending(mproc_pool *p) {
+  while (p->head) {
+    task *t = p->head;
+    p->head = t->next;
+    mproc_async_result *r = t->r;
+    bool calls_back = !r->ready && r->opts.error_callback && later_room(p);
+    if (result_fail(r, MPROC_EWORKERDIED, t->first, p->broken, calls_back) && calls_back) later_push(p, r);
+    task_free(t);
+    task_unref(p->k, r);
+  }
+  p->tail = NULL;
+  wake_result_thread(p);
+}
+
 static void take_reply(mproc_pool *p, worker *w, const char *msg, size_t len, callback_call *cb) {
   task *t = w->inflight[0];
   memmove(w->inflight, w->inflight + 1, --w->ninflight * sizeof *w->inflight);
   w->inbytes -= t->msg.len;
   ++w->replied;
+  p->early_deaths = 0;
   int64_t now = mproc__pal_monotonic_ns(), took = now - t->started;
   w->avg_ns = w->avg_ns ? (w->avg_ns * 7 + took) / 8 : took + 1;
   if (w->ninflight) w->inflight[0]->started = now;
@@ -718,6 +767,9 @@ static void worker_died(mproc_pool *p, worker *w, callback_call *cb) {
   cb->r = NULL;
   uint64_t begun = UINT64_MAX; /* what it had begun (threads: everything sent) */
   if (p->begun) mproc_array_get(p->begun, (size_t)(w - p->w), &begun);
+  /* before its first task (where the pool cannot see what it began: idle, never having replied) */
+  bool early = w->replied == 0 && (p->begun ? begun == 0 : w->ninflight == 0);
+  p->early_deaths = early ? p->early_deaths + 1 : 0;
   if (w->ninflight && begun <= w->replied) { /* it died before it began its next task: not that task's fault */
     for (size_t j = w->ninflight; j-- > 0;) {
       task *u = w->inflight[j];
@@ -762,8 +814,20 @@ static void worker_died(mproc_pool *p, worker *w, callback_call *cb) {
     }
   }
   if (p->state == TERMINATED) return;
-  int rc = start_worker(p, (size_t)(w - p->w)); /* the pool goes on with one worker less if this fails */
-  if (rc) mproc_clear_error();
+  if (!p->broken[0] && p->early_deaths >= EARLY_DEATHS_MAX)
+    snprintf(p->broken, sizeof p->broken,
+             "pool: %d workers in a row %s before their first task (does the initializer fail, or can a worker "
+             "not start?): the pool starts no more and takes no more work",
+             EARLY_DEATHS_MAX, how);
+  if (!p->broken[0] && start_worker(p, (size_t)(w - p->w)) != 0) { /* the pool goes on with one worker less */
+    bool any = false;
+    for (size_t i = 0; i < p->nw && !any; ++i) any = p->w[i].conn != NULL;
+    if (!any) /* none left to run what waits */
+      snprintf(p->broken, sizeof p->broken, "pool: its last worker %s and no other could start (%s)", how,
+               mproc_last_error());
+    mproc_clear_error();
+  }
+  if (p->broken[0]) fail_pending(p);
 }
 
 /* ---- the result thread ------------------------------------------------------------------------------- */
@@ -1063,8 +1127,7 @@ static int submit(mproc_pool *p, mproc_task_fn fn, const mproc_bytes *in, size_t
   size_t ntasks = 0;
   int rc = 0;
   mproc__pal_mutex_lock(p->k->mu);
-  if (p->state != RUN)
-    rc = mproc__fail(MPROC_ESTATE, "%s: the pool is %s", call, p->state == CLOSED ? "closed" : "terminated");
+  rc = takes_work(p, call);
   size_t fn_i = 0;
   if (!rc) rc = fn_index(p, (void *)fn, &fn_i);
   mproc__pal_mutex_unlock(p->k->mu);
@@ -1080,7 +1143,7 @@ static int submit(mproc_pool *p, mproc_task_fn fn, const mproc_bytes *in, size_t
   }
   if (!rc) {
     mproc__pal_mutex_lock(p->k->mu);
-    if (p->state != RUN) rc = mproc__fail(MPROC_ESTATE, "%s: the pool was closed", call); /* while building */
+    rc = takes_work(p, call); /* (closed, or broken, while building) */
     if (rc) mproc__pal_mutex_unlock(p->k->mu);
   }
   if (rc) {
@@ -1282,9 +1345,7 @@ int mproc_pool_map_array_async(mproc_pool *p, mproc_record_fn fn, const mproc_ar
   size_t off[3] = {0, 0, 0};                /* the header, in, out: offsets in their arenas */
   size_t fn_i = 0;
   mproc__pal_mutex_lock(p->k->mu);
-  int rc = p->state == RUN
-               ? 0
-               : mproc__fail(MPROC_ESTATE, "%s: the pool is %s", call, p->state == CLOSED ? "closed" : "terminated");
+  int rc = takes_work(p, call);
   if (!rc) rc = fn_index(p, (void *)fn, &fn_i);
   if (!rc && n) { /* in place where the caller's block holds them (held by the map's tasks from here) */
     lent[0] = lent_find(p, m->in, n * m->in_size, &off[1]);
@@ -1325,7 +1386,7 @@ int mproc_pool_map_array_async(mproc_pool *p, mproc_record_fn fn, const mproc_ar
     if (rc) rc = mproc__fail(MPROC_ENOMEM, "%s: out of memory", call);
   }
   mproc__pal_mutex_lock(p->k->mu);
-  if (!rc && p->state != RUN) rc = mproc__fail(MPROC_ESTATE, "%s: the pool was closed", call);
+  if (!rc) rc = takes_work(p, call);
   if (rc) {
     for (size_t i = 0; i < p->nw; ++i)
       if (ts[i]) task_free(ts[i]); /* no arena yet */
@@ -1503,14 +1564,17 @@ static void pull_inputs(mproc_async_result *r) {
   mproc__pal_mutex_lock(k->mu);
   r->pulling = false;
   mproc_pool *p = k->pool;
-  if (!r->ready && (!p || p->state != RUN) && (taken || status == 1)) {
-    status = MPROC_ECLOSED;
-    snprintf(msg, sizeof msg, "imap: the pool was closed before the input ended");
+  bool refused = false;
+  if (!r->ready && (!p || p->state != RUN || p->broken[0]) && (taken || status == 1)) {
+    refused = true;
+    status = p && p->state == RUN ? MPROC_EWORKERDIED : MPROC_ECLOSED;
+    snprintf(msg, sizeof msg, "imap: %s",
+             status == MPROC_ECLOSED ? "the pool was closed before the input ended" : p->broken);
   }
   for (task *t = head; t;) {
     task *next = t->next;
     t->next = NULL;
-    if (status == MPROC_ECLOSED || r->ready || t->n == 0) {
+    if (refused || r->ready || t->n == 0) {
       task_free(t);
     } else {
       for (size_t i = 0; i < t->n; ++i) item_at(r, t->first + i)->live = true;
@@ -1523,7 +1587,7 @@ static void pull_inputs(mproc_async_result *r) {
     }
     t = next;
   }
-  if (status != MPROC_ECLOSED && !r->ready) r->n += taken;
+  if (!refused && !r->ready) r->n += taken;
   if (status == 0) {
     r->input = NULL; /* the end */
     if (r->done == r->n && !r->ready) {
@@ -1560,8 +1624,7 @@ int mproc_pool_imap_lazy(mproc_pool *p, mproc_task_fn fn, mproc_input_fn input, 
   r->order = ordered ? NULL : (size_t *)calloc(window, sizeof *r->order);
   int rc = r->items && (ordered || r->order) ? 0 : mproc__fail(MPROC_ENOMEM, "pool_imap_lazy: out of memory");
   mproc__pal_mutex_lock(p->k->mu);
-  if (!rc && p->state != RUN)
-    rc = mproc__fail(MPROC_ESTATE, "pool_imap_lazy: the pool is %s", p->state == CLOSED ? "closed" : "terminated");
+  if (!rc) rc = takes_work(p, "pool_imap_lazy");
   if (!rc) rc = fn_index(p, (void *)fn, &r->fn);
   if (rc) {
     mproc__pal_mutex_unlock(p->k->mu);
@@ -1718,16 +1781,9 @@ int mproc_async_result_cancel(mproc_async_result *r) {
     mproc__pal_mutex_unlock(k->mu);
     return mproc__fail(MPROC_ESTATE, "async_result_cancel: the result is ready already");
   }
-  callback_call *later = NULL;
-  if (r->opts.error_callback && p->nlater == p->caplater) { /* room first: nothing is undone after */
-    size_t cap = p->caplater * 2 + 4;
-    later = (callback_call *)realloc(p->later, cap * sizeof *later);
-    if (!later) {
-      mproc__pal_mutex_unlock(k->mu);
-      return mproc__fail(MPROC_ENOMEM, "async_result_cancel: out of memory");
-    }
-    p->later = later;
-    p->caplater = cap;
+  if (r->opts.error_callback && !later_room(p)) { /* room first: nothing is undone after */
+    mproc__pal_mutex_unlock(k->mu);
+    return mproc__fail(MPROC_ENOMEM, "async_result_cancel: out of memory");
   }
   size_t dropped = 0, first = SIZE_MAX;
   for (task **at = &p->head, *prev = NULL; *at;) {
@@ -1752,9 +1808,7 @@ int mproc_async_result_cancel(mproc_async_result *r) {
   }
   result_fail(r, MPROC_ECANCELED, first, "pool: cancelled before it ran", true);
   if (r->opts.error_callback) { /* on the result thread, as every callback */
-    ++r->tasks;
-    p->later[p->nlater].r = r;
-    p->later[p->nlater++].ok = false;
+    later_push(p, r);
     wake_result_thread(p);
   }
   mproc__pal_mutex_unlock(k->mu);
