@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "../atomic.h"
+#include "../connection_internal.h"
 #include "../pal.h"
 #include "../process/zygote.h"
 #include "../wire.h"
@@ -120,6 +121,8 @@ typedef struct worker {
   uint64_t gen;     /* which worker of this slot (each replacement is the next) */
   uint64_t *arenas; /* the arenas sent to it ('S') */
   size_t narenas;
+  mproc__buf batch; /* tasks for it gathered in one pump ('B'), sent at its end */
+  size_t nbatch;
 } worker;
 
 typedef struct thread_worker { /* what a thread worker's thread gets */
@@ -457,8 +460,8 @@ static int send_arena(mproc_pool *p, worker *w, task *t) {
   return rc;
 }
 
-/* Send to w the definitions it lacks and t (with the mutex held). */
-static int send_task(mproc_pool *p, worker *w, task *t) {
+/* Send to w the definitions of functions up to t's that it lacks (with the mutex held). */
+static int send_defs(mproc_pool *p, worker *w, const task *t) {
   int rc = 0;
   for (; w->fns_known <= t->fn && !rc; ++w->fns_known) {
     mproc__buf d = {0};
@@ -468,6 +471,44 @@ static int send_task(mproc_pool *p, worker *w, task *t) {
     if (!rc) rc = mproc_connection_send_bytes(w->conn, d.data, d.len, 0, d.len);
     mproc__buf_free(&d);
   }
+  return rc;
+}
+
+/* Send w the tasks gathered for it ('B', or the one task as it is): one system call. */
+static int batch_flush(worker *w) {
+  if (!w->nbatch) return 0;
+  const size_t head = 1 + 8; /* 'B' [u64 k] */
+  mproc__buf *b = &w->batch;
+  int rc;
+  if (w->nbatch == 1) {
+    rc = mproc_connection_send_bytes(w->conn, b->data, b->len, head + 8, b->len - head - 8);
+  } else {
+    mproc__wire_put_le64((unsigned char *)b->data + 1, w->nbatch);
+    rc = mproc_connection_send_bytes(w->conn, b->data, b->len, 0, b->len);
+  }
+  w->nbatch = 0;
+  b->len = 0;
+  return rc;
+}
+
+/* Send t to w (with the mutex held): a plain task joins w's batch (sent at the end of the pump, in
+ * order); anything else goes now, after the batch. */
+static int send_task(mproc_pool *p, worker *w, task *t) {
+  int rc = send_defs(p, w, t); /* (a definition may go before the batch: it has no reply) */
+  if (!rc && !t->arena && t->msg.len && t->msg.data[0] == MPROC__POOL_TASK) {
+    mproc__buf *b = &w->batch;
+    size_t at = b->len;
+    unsigned char len[8];
+    mproc__wire_put_le64(len, t->msg.len);
+    if ((at || mproc__buf_append(b, "B\0\0\0\0\0\0\0\0", 9) == 0) && mproc__buf_append(b, len, 8) == 0 &&
+        mproc__buf_append(b, t->msg.data, t->msg.len) == 0) {
+      ++w->nbatch;
+      return 0;
+    }
+    b->len = at; /* out of memory: sent alone */
+    mproc_clear_error();
+  }
+  if (!rc) rc = batch_flush(w);
   if (!rc && t->arena) rc = send_arena(p, w, t);
   if (!rc) rc = mproc_connection_send_bytes(w->conn, t->msg.data, t->msg.len, 0, t->msg.len);
   return rc;
@@ -509,6 +550,11 @@ static void pump(mproc_pool *p) {
       sent = true;
     }
   }
+  for (size_t i = 0; i < p->nw; ++i)
+    if (p->w[i].nbatch && batch_flush(&p->w[i]) != 0) { /* it is dying: its tasks come back as it ends */
+      mproc_clear_error();
+      p->w[i].broken = true;
+    }
 }
 
 static void wake_result_thread(mproc_pool *p) {
@@ -528,6 +574,7 @@ static int start_worker(mproc_pool *p, size_t slot) {
   worker *w = &p->w[slot];
   uint64_t gen = w->gen;
   free(w->arenas); /* the new worker has none */
+  mproc__buf_free(&w->batch);
   memset(w, 0, sizeof *w);
   w->gen = gen + 1;
   mproc_connection *mine = NULL, *theirs = NULL;
@@ -896,33 +943,39 @@ static void result_thread(void *arg) {
     for (size_t j = 1; j < n; ++j) {
       if (!ws[j].ready) continue;
       worker *w = &p->w[who[j]];
-      if (w->gen != gen[j]) continue; /* replaced in this round */
-      callback_call cb = {NULL, false};
-      if (ws[j].kind == MPROC_WAIT_CONNECTION) {
-        if (!w->conn) continue;
-        char *msg = NULL;
-        size_t len = 0;
-        int r = mproc_connection_recv_bytes(w->conn, 0, 0, &msg, &len);
-        mproc__pal_mutex_lock(p->k->mu);
-        if (r == 0 && w->ninflight)
-          take_reply(p, w, msg, len, &cb);
-        else if (r != MPROC_ETIMEDOUT && w->conn)
-          worker_died(p, w, &cb); /* end of file, or a reply nobody asked for */
-        pump(p);
-        mproc__pal_mutex_unlock(p->k->mu);
-        mproc_free(msg);
-        mproc_clear_error();
-      } else { /* the process ended: take what it sent first */
-        mproc__pal_mutex_lock(p->k->mu);
-        if (w->proc && w->ninflight == 0) worker_died(p, w, &cb);
-        /* with a task in flight, its connection reports the end (after any last reply) */
-        pump(p);
-        mproc__pal_mutex_unlock(p->k->mu);
-      }
-      if (cb.r) {
-        run_callback(p->k, cb);
-        mproc__pal_mutex_lock(p->k->mu);
-        result_release(cb.r, false);
+      /* every reply w's connection has read ahead is taken in this round, not one per wait */
+      for (bool more = true; more;) {
+        more = false;
+        if (w->gen != gen[j]) break; /* replaced in this round */
+        callback_call cb = {NULL, false};
+        if (ws[j].kind == MPROC_WAIT_CONNECTION) {
+          if (!w->conn) break;
+          char *msg = NULL;
+          size_t len = 0;
+          int r = mproc_connection_recv_bytes(w->conn, 0, 0, &msg, &len);
+          mproc__pal_mutex_lock(p->k->mu);
+          if (r == 0 && w->ninflight) {
+            take_reply(p, w, msg, len, &cb);
+            more = w->ninflight && mproc__connection_buffered(w->conn);
+          } else if (r != MPROC_ETIMEDOUT && w->conn) {
+            worker_died(p, w, &cb); /* end of file, or a reply nobody asked for */
+          }
+          pump(p);
+          mproc__pal_mutex_unlock(p->k->mu);
+          mproc_free(msg);
+          mproc_clear_error();
+        } else { /* the process ended: take what it sent first */
+          mproc__pal_mutex_lock(p->k->mu);
+          if (w->proc && w->ninflight == 0) worker_died(p, w, &cb);
+          /* with a task in flight, its connection reports the end (after any last reply) */
+          pump(p);
+          mproc__pal_mutex_unlock(p->k->mu);
+        }
+        if (cb.r) {
+          run_callback(p->k, cb);
+          mproc__pal_mutex_lock(p->k->mu);
+          result_release(cb.r, false);
+        }
       }
     }
     mproc__pal_mutex_lock(p->k->mu);
@@ -991,7 +1044,10 @@ static void pool_free(mproc_pool *p) {
       *list = a->next;
       arena_free(a);
     }
-  for (size_t i = 0; p->w && i < p->nw; ++i) free(p->w[i].arenas);
+  for (size_t i = 0; p->w && i < p->nw; ++i) {
+    free(p->w[i].arenas);
+    mproc__buf_free(&p->w[i].batch);
+  }
   for (size_t i = 0; i < p->nfns; ++i) mproc__buf_free(&p->refs[i]);
   free(p->refs);
   free(p->fns);

@@ -4,6 +4,8 @@
  * Parent -> worker, one message each:
  *   'F' [u64 index] [the rest: a function reference, mproc__pal_fn_locate]   define function `index`
  *   'T' [u64 function index] [u64 n] n x ([u64 len] [bytes])                  run a task of n items
+ *   'B' [u64 k] k x ([u64 len] ['T' message])                                  k tasks, in this order
+ *        (the tasks one pump gives a worker: one message, one system call; each still has its reply)
  *   'S' [u64 arena id], then the arena itself (an object: a shared block)      keep arena `id` mapped
  *   'U' [u64 arena id]                                                          let arena `id` go
  *   'A' [u64 function index] [u64 slot] [u64 n] [u64 chunk] [u64 in_size] [u64 out_size] [u64 timed]
@@ -35,7 +37,7 @@
 
 enum { MPROC__POOL_DEFINE = 'F', MPROC__POOL_TASK = 'T', MPROC__POOL_QUIT = 'Q', MPROC__POOL_RESULT = 'R' };
 
-enum { MPROC__POOL_ARENA = 'S', MPROC__POOL_UNMAP = 'U', MPROC__POOL_ARRAY = 'A' };
+enum { MPROC__POOL_ARENA = 'S', MPROC__POOL_UNMAP = 'U', MPROC__POOL_ARRAY = 'A', MPROC__POOL_BATCH = 'B' };
 
 /* What a worker is doing in an array map, on a cache line of its own (one per worker slot). */
 typedef struct mproc__pool_claim {

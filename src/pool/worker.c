@@ -173,59 +173,84 @@ static int run_array(mproc_record_fn fn, mproc__wire_reader *r, const arenas *as
   return rc;
 }
 
+/* A worker loop's state. */
+typedef struct loop_state {
+  mproc_connection *c;
+  const mproc__pool_worker_cfg *cfg;
+  mproc_task_fn *fns; /* the functions defined to it ('F'), by index */
+  size_t nfns;
+  arenas as;
+  uint64_t done; /* tasks run */
+} loop_state;
+
+/* One message from the parent (pool_internal.h): 0 to go on, 1 at the end ('Q', or maxtasks run), or
+ * an error. A batch ('B') holds tasks only. */
+static int serve_message(loop_state *s, const char *msg, size_t len, bool in_batch) {
+  if (!in_batch && len == 1 && msg[0] == MPROC__POOL_QUIT) return 1;
+  mproc__wire_reader r = mproc__wire_reader_make(msg + (len > 0), len ? len - 1 : 0);
+  uint64_t index = mproc__wire_get_u64(&r, "a function index");
+  char kind = len && !r.bad ? msg[0] : 0;
+  if (in_batch && kind != MPROC__POOL_TASK) kind = 0;
+  int rc = 0;
+  if (kind == MPROC__POOL_BATCH) { /* index: how many tasks */
+    for (uint64_t i = 0; i < index && !rc; ++i) {
+      size_t tl;
+      const char *t = (const char *)mproc__wire_get_bytes(&r, &tl, "a task of a batch");
+      rc = r.bad ? 0 : serve_message(s, t, tl, true);
+      if (r.bad) break;
+    }
+    if (!rc && (r.bad || mproc__wire_left(&r))) rc = mproc__fail(MPROC_ESYS, "pool worker: a malformed batch");
+  } else if (kind == MPROC__POOL_DEFINE) {
+    void *fn = NULL;
+    rc = mproc__pal_fn_resolve(r.p + r.off, mproc__wire_left(&r), &fn);
+    mproc_task_fn *more = rc ? NULL : (mproc_task_fn *)realloc(s->fns, (size_t)(index + 1) * sizeof *s->fns);
+    if (!rc && !more) rc = mproc__fail(MPROC_ENOMEM, "pool worker: out of memory");
+    if (more) {
+      s->fns = more;
+      for (size_t i = s->nfns; i <= index; ++i) s->fns[i] = NULL;
+      s->nfns = s->nfns > index + 1 ? s->nfns : (size_t)index + 1;
+      s->fns[index] = (mproc_task_fn)fn;
+    }
+  } else if (kind == MPROC__POOL_ARENA) {
+    rc = arena_keep(s->c, &s->as, index);
+  } else if (kind == MPROC__POOL_UNMAP) {
+    arena_drop(&s->as, index);
+  } else if ((kind == MPROC__POOL_TASK || kind == MPROC__POOL_ARRAY) && index < s->nfns && s->fns[index]) {
+    mproc__buf reply = {0};
+    if (s->cfg->begun) mproc__atomic_store64(s->cfg->begun, s->done + 1);
+    if (kind == MPROC__POOL_TASK)
+      rc = run_task(s->fns[index], &r, &reply);
+    else
+      rc = run_array((mproc_record_fn)(void (*)(void))s->fns[index], &r, &s->as, &reply);
+    if (!rc) rc = mproc_connection_send_bytes(s->c, reply.data, reply.len, 0, reply.len);
+    mproc__buf_free(&reply);
+    ++s->done;
+    if (!rc && s->cfg->maxtasks && s->done >= s->cfg->maxtasks) return 1; /* replaced by a new worker */
+  } else {
+    rc = mproc__fail(MPROC_ESYS, "pool worker: a malformed message");
+  }
+  return rc;
+}
+
 int mproc__pool_worker_loop(mproc_connection *c, const mproc__pool_worker_cfg *cfg) {
   if (cfg->initializer) cfg->initializer(cfg->initarg, cfg->initarg_size);
-  mproc_task_fn *fns = NULL;
-  size_t nfns = 0;
-  arenas as = {NULL, 0};
+  loop_state s = {c, cfg, NULL, 0, {NULL, 0}, 0};
   int rc = 0;
-  for (uint64_t done = 0; !rc && (!cfg->maxtasks || done < cfg->maxtasks);) {
+  while (!rc) {
     char *msg = NULL;
     size_t len = 0;
     rc = mproc_connection_recv_bytes(c, 0, MPROC_INFINITE, &msg, &len);
-    if (rc == MPROC_EEOF || (!rc && len == 1 && msg[0] == MPROC__POOL_QUIT)) {
+    if (rc == MPROC_EEOF) {
+      rc = 1;
+    } else if (!rc) {
+      rc = serve_message(&s, msg, len, false);
       mproc_free(msg);
-      rc = 0;
-      break;
     }
-    if (rc) break;
-    mproc__wire_reader r = mproc__wire_reader_make(msg + (len > 0), len ? len - 1 : 0);
-    uint64_t index = mproc__wire_get_u64(&r, "a function index");
-    if (len && msg[0] == MPROC__POOL_DEFINE && !r.bad) {
-      void *fn = NULL;
-      rc = mproc__pal_fn_resolve(r.p + r.off, mproc__wire_left(&r), &fn);
-      mproc_task_fn *more = rc ? NULL : (mproc_task_fn *)realloc(fns, (size_t)(index + 1) * sizeof *fns);
-      if (!rc && !more) rc = mproc__fail(MPROC_ENOMEM, "pool worker: out of memory");
-      if (more) {
-        fns = more;
-        for (size_t i = nfns; i <= index; ++i) fns[i] = NULL;
-        nfns = nfns > index + 1 ? nfns : (size_t)index + 1;
-        fns[index] = (mproc_task_fn)fn;
-      }
-    } else if (len && msg[0] == MPROC__POOL_ARENA && !r.bad) {
-      rc = arena_keep(c, &as, index);
-    } else if (len && msg[0] == MPROC__POOL_UNMAP && !r.bad) {
-      arena_drop(&as, index);
-    } else if (len && (msg[0] == MPROC__POOL_TASK || msg[0] == MPROC__POOL_ARRAY) && !r.bad && index < nfns &&
-               fns[index]) {
-      mproc__buf reply = {0};
-      if (cfg->begun) mproc__atomic_store64(cfg->begun, done + 1);
-      if (msg[0] == MPROC__POOL_TASK)
-        rc = run_task(fns[index], &r, &reply);
-      else
-        rc = run_array((mproc_record_fn)(void (*)(void))fns[index], &r, &as, &reply);
-      if (!rc) rc = mproc_connection_send_bytes(c, reply.data, reply.len, 0, reply.len);
-      mproc__buf_free(&reply);
-      ++done;
-    } else {
-      rc = mproc__fail(MPROC_ESYS, "pool worker: a malformed message");
-    }
-    mproc_free(msg);
   }
-  free(fns);
-  while (as.n) arena_drop(&as, as.a[0].id);
-  free(as.a);
-  return rc;
+  free(s.fns);
+  while (s.as.n) arena_drop(&s.as, s.as.a[0].id);
+  free(s.as.a);
+  return rc == 1 ? 0 : rc;
 }
 
 /* The initializer and its argument, the tail of a worker's settings (pool_internal.h): 0, or -1 when they
