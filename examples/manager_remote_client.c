@@ -2,14 +2,14 @@
  * with the address and the key, finds the shared objects by name (the first client to ask creates
  * them), and adds its own entry under a managed Lock.
  *
- *   MANAGER_AUTHKEY=secret example_manager_remote_client HOST:PORT [--shutdown]
+ *   example_manager_remote_client HOST:PORT [--shutdown] < keyfile
  *
- * With --shutdown it then stops the server. Run with no arguments (as the tour does), it plays both
+ * The key is the first line of standard input (see examples/manager_remote_server.c). With --shutdown
+ * it then stops the server. Run with no arguments (as the tour does), it plays both
  * parts on this machine: it starts the server program beside it on the loopback with a key of its own,
  * reads the address from the server's first line, runs three clients one after the other, and shuts
  * the server down. */
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "mproc.h"
@@ -24,8 +24,8 @@ static int visit(const char *address, const char *key, const char *who, bool shu
     fprintf(stderr, "%s: connect to %s: %s\n", who, address, mproc_last_error());
     return 1;
   }
-  mproc_mdict visitors;
-  mproc_mlock lock;
+  mproc_mdict visitors = {0};
+  mproc_mlock lock = {0};
   int64_t n = 0;
   int rc = mproc_manager_dict_named(m, "visitors", &visitors, TIMEOUT);
   if (rc == 0) rc = mproc_manager_lock_named(m, "visitors.lock", &lock, TIMEOUT);
@@ -63,12 +63,12 @@ static int both_parts(const char *self) {
   const char *ext = strlen(self) > 4 && strcmp(self + strlen(self) - 4, ".exe") == 0 ? ".exe" : "";
   snprintf(server, sizeof server, "%.*sexample_manager_remote_server%s", dir, self, ext);
   const char *key = "a key for this run only";
-  char env_key[64];
-  snprintf(env_key, sizeof env_key, "MANAGER_AUTHKEY=%s", key);
   const char *argv[] = {server, "127.0.0.1:0", NULL};
   mproc_popen *p;
-  mproc_popen_opts po = {.argv = argv, .env_extra = (const char *[]){env_key, NULL}, .stdout_mode = MPROC_PIPE};
-  if (mproc_popen_create(&p, &po) != 0) {
+  mproc_popen_opts po = {.argv = argv, .stdin_mode = MPROC_PIPE, .stdout_mode = MPROC_PIPE};
+  size_t wrote;
+  if (mproc_popen_create(&p, &po) != 0 || mproc_popen_write(p, key, strlen(key), TIMEOUT, &wrote) != 0 ||
+      mproc_popen_write(p, "\n", 1, TIMEOUT, &wrote) != 0 || mproc_popen_close_stdin(p) != 0) {
     fprintf(stderr, "start %s: %s\n", server, mproc_last_error());
     return 1;
   }
@@ -76,7 +76,9 @@ static int both_parts(const char *self) {
   size_t len;
   mproc_line_end end;
   int rc = mproc_popen_readline(p, 1, line, sizeof line, TIMEOUT, &len, &end);
-  if (rc == 0 && sscanf(line, "listening on %255s", address) == 1) {
+  const char *said = "listening on ";
+  if (rc == 0 && strncmp(line, said, strlen(said)) == 0 && len > strlen(said)) {
+    snprintf(address, sizeof address, "%s", line + strlen(said));
     printf("the server says: %s\n", line);
     fflush(stdout);
     rc = visit(address, key, "first", false) || visit(address, key, "second", false) ||
@@ -100,13 +102,16 @@ static int both_parts(const char *self) {
 int main(int argc, char **argv) {
   mproc_main_guard(argc, argv);
   if (argc == 1) return both_parts(argv[0]);
-  const char *key = getenv("MANAGER_AUTHKEY");
+  char key[256];
   bool shutdown = argc == 3 && strcmp(argv[2], "--shutdown") == 0;
-  if (!key || argc > 3 || (argc == 3 && !shutdown)) {
-    fprintf(stderr, "usage: MANAGER_AUTHKEY=KEY %s HOST:PORT [--shutdown]\n       %s   (both parts, on the loopback)\n",
+  if (argc > 3 || (argc == 3 && !shutdown) || !fgets(key, sizeof key, stdin) || strcspn(key, "\r\n") == 0) {
+    fprintf(stderr,
+            "usage: %s HOST:PORT [--shutdown], the key on the first line of stdin\n"
+            "       %s   (both parts, on the loopback)\n",
             argv[0], argv[0]);
     return 2;
   }
+  key[strcspn(key, "\r\n")] = '\0';
   char who[64];
   snprintf(who, sizeof who, "client %ld", (long)mproc_getpid());
   return visit(argv[1], key, who, shutdown);

@@ -39,10 +39,10 @@ ip -n "$ns_srv" addr add 10.231.7.1/24 dev "${tag}s" && ip -n "$ns_srv" link set
   ip -n "$ns_cli" addr add 10.231.7.2/24 dev "${tag}c" && ip -n "$ns_cli" link set "${tag}c" up &&
   ip -n "$ns_cli" link set lo up || fail "could not configure the veth pair"
 
-export MANAGER_AUTHKEY="netns key $$ $RANDOM"
+key="netns key $$ $RANDOM" # the programs read it from their stdin
 
 # The server, on its namespace's address (port 0: it picks one and says which on its first line).
-coproc SRV { exec ip netns exec "$ns_srv" "$server" 10.231.7.1:0 2>&1; }
+coproc SRV { exec ip netns exec "$ns_srv" "$server" 10.231.7.1:0 2>&1 <<<"$key"; }
 srv_pid=$SRV_PID
 exec {srv_out}<&"${SRV[0]}" # bash forgets SRV once the server has ended: keep its output
 read -r -t 30 first <&"$srv_out" || fail "the server said nothing within 30 s"
@@ -51,7 +51,7 @@ echo "server: $first"
 address=${BASH_REMATCH[1]}
 port=${address##*:}
 
-in_cli() { ip netns exec "$ns_cli" "$@"; }
+in_cli() { ip netns exec "$ns_cli" "$@" <<<"$key"; }
 
 out=$(in_cli "$client" "$address" 2>&1) || fail "client 1: $out"
 echo "$out"
@@ -65,7 +65,7 @@ if out=$(in_cli "$client" "127.0.0.1:$port" 2>&1); then fail "a client reached 1
 echo "loopback of the client namespace (expected to fail): $out"
 
 # A wrong key is refused, and the server goes on serving.
-if out=$(MANAGER_AUTHKEY="not the key" in_cli "$client" "$address" 2>&1); then fail "a wrong key was accepted"; fi
+if out=$(ip netns exec "$ns_cli" "$client" "$address" <<<"not the key" 2>&1); then fail "a wrong key was accepted"; fi
 echo "wrong key (expected to fail): $out"
 [[ $out == *uthenticat* || $out == *key* || $out == *FAILURE* ]] || fail "a wrong key failed without saying why: $out"
 
