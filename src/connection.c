@@ -140,6 +140,10 @@ mproc_connection *mproc__connection_wrap_format(mproc__conn_end e, const mproc__
   c->e = e;
   c->readable = e.rd != MPROC_NO_HANDLE;
   c->writable = e.wr != MPROC_NO_HANDLE;
+  if (mproc__conn_shm_open(c)) {
+    free(c);
+    return NULL;
+  }
   return c;
 }
 

@@ -108,7 +108,8 @@ struct mproc_connection {
   bool msg_shm;
   size_t msg_ring;
   uint64_t msg_pos;
-  struct mproc__conn_shm *shm; /* the shared-memory rings of this end (connection_shm.c), or NULL */
+  struct mproc__conn_shm *shm; /* the shared-memory rings of this end (connection_shm.c), or NULL where it
+                                  can have none */
 };
 
 /* Wrap existing handles (see above), framing with mproc's format. NULL with an error set. */
@@ -140,6 +141,10 @@ mproc_os_handle mproc__connection_wait_handle(const mproc_connection *c);
 
 /* ---- large messages through shared memory (connection_shm.c) ------------------------------------ */
 
+/* Give a new connection its (empty) shared-memory state where it can have one: a format with a bulk
+ * mark, a bulk handle, a system that allows it (allocated up front: the send and the receive side of
+ * one end may run in two threads). 0 or MPROC_ENOMEM. */
+int mproc__conn_shm_open(mproc_connection *c);
 /* Whether a size-byte message on c goes through shared memory. */
 bool mproc__conn_shm_wants(const mproc_connection *c, size_t size);
 /* Send p[0..n) as one message through c's ring (set up on first use). 0 or the errors of send_bytes. */

@@ -102,14 +102,14 @@ static int ring_attach(ring *r, mproc_os_handle h, uint32_t tag, const char **wh
   return 0;
 }
 
-static struct mproc__conn_shm *state(mproc_connection *c) {
-  if (!c->shm) c->shm = (struct mproc__conn_shm *)calloc(1, sizeof *c->shm);
-  return c->shm;
+int mproc__conn_shm_open(mproc_connection *c) {
+  if (!c->fmt->has_bulk || c->e.bulk == MPROC_NO_HANDLE || !mproc__pal_shm_conn_ok()) return 0;
+  c->shm = (struct mproc__conn_shm *)calloc(1, sizeof *c->shm);
+  return c->shm ? 0 : mproc__fail(MPROC_ENOMEM, "connection: out of memory");
 }
 
 bool mproc__conn_shm_wants(const mproc_connection *c, size_t size) {
-  return size >= SHM_MIN && size <= RING_CAP && c->fmt->has_bulk && c->e.bulk != MPROC_NO_HANDLE &&
-         mproc__pal_shm_conn_ok();
+  return size >= SHM_MIN && size <= RING_CAP && c->shm;
 }
 
 /* A tag for a new ring: differs between the rings a receiver may meet (several copies of one end). */
@@ -147,8 +147,7 @@ static int wait_room(mproc_connection *c, ring_hdr *h, uint64_t head, uint64_t n
 }
 
 int mproc__conn_shm_send(mproc_connection *c, const void *p, size_t n) {
-  struct mproc__conn_shm *s = state(c);
-  if (!s) return mproc__fail(MPROC_ENOMEM, "send_bytes: out of memory");
+  struct mproc__conn_shm *s = c->shm;
   bool fresh = !s->out.h;
   if (fresh) {
     int rc = ring_create(&s->out);
@@ -226,12 +225,11 @@ static int take_announced(mproc_connection *c, struct mproc__conn_shm *s, uint32
 
 int mproc__conn_shm_accept(mproc_connection *c, const mproc__frame *fr, int64_t deadline, const char **why) {
   const mproc__frame_ticket *t = &fr->ticket;
-  if (c->e.bulk == MPROC_NO_HANDLE || !mproc__pal_shm_conn_ok()) {
+  struct mproc__conn_shm *s = c->shm;
+  if (!s) {
     *why = "a shared-memory frame came on a connection that cannot have one";
     return -1;
   }
-  struct mproc__conn_shm *s = state(c);
-  if (!s) return mproc__fail(MPROC_ENOMEM, "recv: out of memory");
   if (t->flags & MPROC__TICKET_NEW_RING) {
     int rc = take_announced(c, s, t->tag, deadline, why);
     if (rc) return rc;
@@ -318,8 +316,8 @@ int mproc__conn_shm_import(mproc_connection *c, const unsigned char *bytes, size
     if (k == 0 && bytes[0] == 0xFF) continue;
     if (bytes[k] >= nhandles || used[bytes[k]]) return mproc__fail(MPROC_ESYS, "%s", why);
   }
-  struct mproc__conn_shm *s = state(c);
-  if (!s) return mproc__fail(MPROC_ENOMEM, "out of memory");
+  struct mproc__conn_shm *s = c->shm;
+  if (!s) return mproc__fail(MPROC_ESYS, "a handed connection has shared-memory rings but cannot use them");
   int rc = 0;
   if (bytes[0] != 0xFF) {
     rc = ring_attach(&s->out, handles[bytes[0]], 0, &why);
