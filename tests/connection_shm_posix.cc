@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <random>
 #include <string>
 #include <thread>
@@ -55,14 +56,23 @@ int count_maps() {
   return n;
 }
 
-struct PipePair {
-  mproc_connection *a = nullptr, *b = nullptr;
-  explicit PipePair(bool duplex = true) { EXPECT_EQ(mproc_pipe(duplex, &a, &b), 0) << mproc_last_error(); }
-  ~PipePair() {
-    mproc_connection_destroy(a);
-    mproc_connection_destroy(b);
-  }
-};
+using mproc_test::PipePair;
+
+// A fork child running target with these connections, started; the parent closes its copies of
+// `close_here` (so the child holds the only ones).
+mproc_process *fork_child(mproc_target target, std::vector<mproc_connection *> conns, mproc_connection *close_here) {
+  mproc_process_opts o{};
+  o.target = target;
+  o.connections = conns.data();
+  o.connection_count = conns.size();
+  o.start_method = MPROC_START_FORK;
+  mproc_process *proc = nullptr;
+  EXPECT_EQ(mproc_process_create(&proc, &o), 0) << mproc_last_error();
+  if (!proc) return nullptr;
+  EXPECT_EQ(mproc_process_start(proc), 0) << mproc_last_error();
+  if (close_here) mproc_connection_close(close_here);
+  return proc;
+}
 
 bool recv_check(mproc_connection *c, size_t want, unsigned seed, bool into = false) {
   size_t n = 0;
@@ -183,16 +193,8 @@ int t_never_reads(const mproc_args *a) {
 // (as on a full socket), and it fails with MPROC_EPIPE once the reader is killed: never wedged.
 TEST(ConnectionShm, ASenderWaitingForAReaderThatIsKilledGetsBrokenPipe) {
   PipePair p, ctl;
-  mproc_connection *hand[] = {p.b, ctl.b};
-  mproc_process_opts o{};
-  o.target = t_never_reads;
-  o.connections = hand;
-  o.connection_count = 2;
-  o.start_method = MPROC_START_FORK;
-  mproc_process *proc = nullptr;
-  ASSERT_EQ(mproc_process_create(&proc, &o), 0) << mproc_last_error();
-  ASSERT_EQ(mproc_process_start(proc), 0) << mproc_last_error();
-  mproc_connection_close(p.b); // the child holds the only receiving end
+  mproc_process *proc = fork_child(t_never_reads, {p.b, ctl.b}, p.b); // it holds the only receiving end
+  ASSERT_NE(proc, nullptr);
   auto v = pattern(kMiB, 5);
   std::atomic<int> sent{0};
   int last = 0;
@@ -227,84 +229,63 @@ int t_reader(const mproc_args *a) {
   }
 }
 
-// A reader killed at random moments while large messages stream to it: the sender ends with
-// MPROC_EPIPE every time (a reader killed mid-copy holds room it never gives back), never wedged.
-TEST(ConnectionShm, AReaderKilledMidStreamNeverWedgesTheSender) {
-  std::mt19937 rng(11);
+// Rounds of a fork child running target on the far end of a Pipe, killed (kill -9) before a random
+// step of the parent's loop; step(c, i) on the near end gives 0 to go on; the loop must end with want.
+void kill_rounds(unsigned seed, mproc_target target, int want,
+                 const std::function<int(mproc_connection *, unsigned)> &step) {
+  std::mt19937 rng(seed);
   for (int round = 0; round < 12; ++round) {
     SCOPED_TRACE(round);
     PipePair p;
-    mproc_connection *hand[] = {p.b};
-    mproc_process_opts o{};
-    o.target = t_reader;
-    o.connections = hand;
-    o.connection_count = 1;
-    o.start_method = MPROC_START_FORK;
-    mproc_process *proc = nullptr;
-    ASSERT_EQ(mproc_process_create(&proc, &o), 0) << mproc_last_error();
-    ASSERT_EQ(mproc_process_start(proc), 0) << mproc_last_error();
-    mproc_connection_close(p.b);
-    auto v = pattern(kMiB + rng() % kMiB, round);
-    int kill_after = (int)(rng() % 20);
+    mproc_process *proc = fork_child(target, {p.b}, p.b);
+    ASSERT_NE(proc, nullptr);
+    unsigned kill_after = rng() % 16;
     int rc = 0;
-    for (int i = 0; i < 100000 && rc == 0; ++i) {
+    for (unsigned i = 0; rc == 0 && i < 100000; ++i) {
       if (i == kill_after) {
         ASSERT_EQ(mproc_process_kill(proc), 0);
       }
-      rc = mproc_connection_send_bytes(p.a, v.data(), v.size(), 0, MPROC_ALL);
+      rc = step(p.a, i);
     }
-    EXPECT_EQ(rc, MPROC_EPIPE) << mproc_last_error();
+    EXPECT_EQ(rc, want) << mproc_last_error();
     EXPECT_EQ(mproc_process_join(proc, kLong), 0);
     mproc_process_destroy(proc);
   }
 }
 
+size_t nth_size(unsigned i) { return kMiB + (i * 40503u) % (3 * kMiB); }
+
+// A reader killed at random moments while large messages stream to it: the sender ends with
+// MPROC_EPIPE every time (a reader killed mid-copy holds room it never gives back), never wedged.
+TEST(ConnectionShm, AReaderKilledMidStreamNeverWedgesTheSender) {
+  kill_rounds(11, t_reader, MPROC_EPIPE, [](mproc_connection *c, unsigned i) {
+    auto v = pattern(nth_size(i), i);
+    return mproc_connection_send_bytes(c, v.data(), v.size(), 0, MPROC_ALL);
+  });
+}
+
 // A sender that streams numbered large messages until killed.
 int t_streamer(const mproc_args *a) {
-  mproc_connection *c = a->connections[0];
   for (unsigned i = 0;; ++i) {
-    size_t n = kMiB + (i * 40503u) % (3 * kMiB);
-    auto v = pattern(n, i);
-    if (mproc_connection_send_bytes(c, v.data(), v.size(), 0, MPROC_ALL) != 0) return 1;
+    auto v = pattern(nth_size(i), i);
+    if (mproc_connection_send_bytes(a->connections[0], v.data(), v.size(), 0, MPROC_ALL) != 0) return 1;
   }
 }
 
 // A sender killed at random moments: every message the reader gets is whole and right, then end of
 // file; never part of one, never garbage, never a hang.
 TEST(ConnectionShm, ASenderKilledMidStreamLeavesWholeMessagesThenEndOfFile) {
-  std::mt19937 rng(13);
-  for (int round = 0; round < 12; ++round) {
-    SCOPED_TRACE(round);
-    PipePair p;
-    mproc_connection *hand[] = {p.b};
-    mproc_process_opts o{};
-    o.target = t_streamer;
-    o.connections = hand;
-    o.connection_count = 1;
-    o.start_method = MPROC_START_FORK;
-    mproc_process *proc = nullptr;
-    ASSERT_EQ(mproc_process_create(&proc, &o), 0) << mproc_last_error();
-    ASSERT_EQ(mproc_process_start(proc), 0) << mproc_last_error();
-    mproc_connection_close(p.b);
-    unsigned kill_after = rng() % 16;
-    int rc = 0;
-    for (unsigned i = 0; rc == 0; ++i) {
-      if (i == kill_after) {
-        ASSERT_EQ(mproc_process_kill(proc), 0);
-      }
-      char *m = nullptr;
-      size_t n = 0;
-      rc = mproc_connection_recv_bytes(p.a, 0, kLong, &m, &n);
-      if (rc) break;
-      size_t want = kMiB + (i * 40503u) % (3 * kMiB);
-      auto v = pattern(want, i);
-      ASSERT_TRUE(n == want && memcmp(m, v.data(), n) == 0) << "message " << i << " of " << n << " bytes";
-      mproc_free(m);
-    }
-    EXPECT_EQ(rc, MPROC_EEOF) << mproc_last_error();
-    EXPECT_EQ(mproc_process_join(proc, kLong), 0);
-    mproc_process_destroy(proc);
-  }
+  kill_rounds(13, t_streamer, MPROC_EEOF, [](mproc_connection *c, unsigned i) {
+    char *m = nullptr;
+    size_t n = 0;
+    int rc = mproc_connection_recv_bytes(c, 0, kLong, &m, &n);
+    if (rc) return rc;
+    auto v = pattern(nth_size(i), i);
+    bool ok = n == v.size() && memcmp(m, v.data(), n) == 0;
+    mproc_free(m);
+    EXPECT_TRUE(ok) << "message " << i << " of " << n << " bytes";
+    return ok ? 0 : -1;
+  });
 }
 
 // A spawn child given an end whose rings exist both ways: it receives through the ring its parent
