@@ -288,6 +288,34 @@ TEST(ConnectionShm, ASenderKilledMidStreamLeavesWholeMessagesThenEndOfFile) {
   });
 }
 
+// A fork child given the sending end before any large message: it sets up a ring of its own, then
+// sends again after its parent, whose copy of the end set up another, has sent.
+int t_second_sender(const mproc_args *a) {
+  auto v = pattern(2 * kMiB, 40);
+  if (mproc_connection_send_bytes(a->connections[0], v.data(), v.size(), 0, MPROC_ALL) != 0) return 1;
+  char *m = nullptr;
+  size_t n = 0;
+  if (mproc_connection_recv_bytes(a->connections[1], 0, kLong, &m, &n) != 0) return 2; // the go
+  mproc_free(m);
+  auto w = pattern(3 * kMiB, 42);
+  return mproc_connection_send_bytes(a->connections[0], w.data(), w.size(), 0, MPROC_ALL) != 0 ? 3 : 0;
+}
+
+TEST(ConnectionShm, TwoCopiesOfASendingEndEachWithARingTakeTurns) {
+  PipePair p, ctl;
+  mproc_process *proc = fork_child(t_second_sender, {p.a, ctl.b}, nullptr);
+  ASSERT_NE(proc, nullptr);
+  ASSERT_TRUE(recv_check(p.b, 2 * kMiB, 40)); // through the child's ring
+  auto v = pattern(kMiB + 5, 41);
+  ASSERT_EQ(mproc_connection_send_bytes(p.a, v.data(), v.size(), 0, MPROC_ALL), 0) << mproc_last_error();
+  ASSERT_TRUE(recv_check(p.b, v.size(), 41)); // through the parent's
+  ASSERT_EQ(mproc_connection_send_bytes(ctl.a, "go", 2, 0, MPROC_ALL), 0);
+  ASSERT_TRUE(recv_check(p.b, 3 * kMiB, 42)); // the child's again
+  EXPECT_EQ(mproc_test::join_child(proc, kLong), 0);
+  ASSERT_EQ(mproc_connection_send_bytes(p.a, v.data(), v.size(), 0, MPROC_ALL), 0) << mproc_last_error();
+  ASSERT_TRUE(recv_check(p.b, v.size(), 41)); // and the parent's
+}
+
 // A spawn child given an end whose rings exist both ways: it receives through the ring its parent
 // mapped, answers through the ring the parent's end set up, then sets nothing new up.
 int t_echo_big(const mproc_args *a) {
