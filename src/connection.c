@@ -7,10 +7,11 @@
  * CPython does), so messages of any size keep their boundaries. A message of BULK_MIN bytes or more on a
  * connection with a bulk handle is sent as 0xFFFFFFFE and the 8-byte length on wr, and its payload on
  * the bulk handle: the header first, so a receiver waiting on rd wakes and reads the payload while the
- * sender is still writing it. CPython's multiprocessing.connection format is the same shape big-endian,
- * with 0x7FFFFFFF the largest short length and no bulk mark. The receive side reads ahead into a
- * buffer, so a small message costs one system call on each side; large payloads are read straight into
- * the caller's memory. */
+ * sender is still writing it. On Linux a message of 1 to 4 MiB goes through the sending end's shared-memory
+ * ring instead (connection_shm.c): a shared-memory frame (the bulk mark, the length with bit 63 set, a
+ * ticket) follows its payload, which is in place by then. CPython's multiprocessing.connection format is the same shape
+ * big-endian, with 0x7FFFFFFF the largest short length and no bulk mark. The receive side reads ahead into a buffer, so
+ * a small message costs one system call on each side; large payloads are read straight into the caller's memory. */
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,8 +66,21 @@ size_t mproc__frame_put(const mproc__frame_format *f, unsigned char h[MPROC__FRA
   return 12;
 }
 
+#define SHM_BIT ((uint64_t)1 << 63) /* in a bulk-marked length: a shared-memory frame */
+
+size_t mproc__frame_put_shm(const mproc__frame_format *f, unsigned char h[MPROC__FRAME_HEADER_MAX], uint64_t len,
+                            const mproc__frame_ticket *t) {
+  put32(f, h, f->bulk_mark);
+  put64(f, h + 4, len | SHM_BIT);
+  put64(f, h + 12, t->pos);
+  put32(f, h + 20, t->tag);
+  put32(f, h + 24, t->flags);
+  return 28;
+}
+
 int mproc__frame_get(const mproc__frame_format *f, const unsigned char *p, size_t avail, mproc__frame *fr,
                      const char **why) {
+  memset(&fr->ticket, 0, sizeof fr->ticket);
   fr->hlen = 4;
   fr->len = 0;
   fr->kind = MPROC__FRAME_INLINE;
@@ -87,6 +101,15 @@ int mproc__frame_get(const mproc__frame_format *f, const unsigned char *p, size_
   if (avail < 12) return 0;
   fr->len = get64(f, p + 4);
   fr->kind = kind;
+  if (kind == MPROC__FRAME_BULK && (fr->len & SHM_BIT)) { /* its ticket follows */
+    fr->hlen = 28;
+    if (avail < 28) return 0;
+    fr->len &= ~SHM_BIT;
+    fr->kind = MPROC__FRAME_SHM;
+    fr->ticket.pos = get64(f, p + 12);
+    fr->ticket.tag = get32(f, p + 20);
+    fr->ticket.flags = get32(f, p + 24);
+  }
   return 1;
 }
 
@@ -118,6 +141,10 @@ mproc_connection *mproc__connection_wrap_format(mproc__conn_end e, const mproc__
   c->e = e;
   c->readable = e.rd != MPROC_NO_HANDLE;
   c->writable = e.wr != MPROC_NO_HANDLE;
+  if (mproc__conn_shm_open(c)) {
+    free(c);
+    return NULL;
+  }
   return c;
 }
 
@@ -165,6 +192,7 @@ int mproc_connection_send_bytes(mproc_connection *c, const void *buf, size_t buf
   if (size > buf_len - offset)
     return mproc__fail(MPROC_EINVAL, "send_bytes: offset %zu + size %zu is past the buffer (%zu bytes)", offset, size,
                        buf_len);
+  if (mproc__conn_shm_wants(c, size)) return mproc__conn_shm_send(c, (const char *)buf + offset, size);
   unsigned char small[MPROC__FRAME_HEADER_MAX + SMALL_SEND];
   bool bulk = size >= BULK_MIN && c->e.bulk != MPROC_NO_HANDLE && c->fmt->has_bulk;
   size_t hl = mproc__frame_put(c->fmt, small, size, bulk ? MPROC__FRAME_BULK : MPROC__FRAME_INLINE);
@@ -214,7 +242,7 @@ static bool header_buffered(const mproc_connection *c) {
 bool mproc__connection_buffered(const mproc_connection *c) {
   if (c->corrupt || c->eof) return true;
   if (!c->have_len) return header_buffered(c);
-  return c->msg_refused || c->mgot == c->msg_len || (!c->msg_bulk && c->rlen > c->rpos);
+  return c->msg_refused || c->msg_shm || c->mgot == c->msg_len || (!c->msg_bulk && c->rlen > c->rpos);
 }
 
 mproc_os_handle mproc__connection_wait_handle(const mproc_connection *c) {
@@ -272,6 +300,12 @@ static int next_header(mproc_connection *c, int64_t deadline) {
         if (fr.len > MAX_MSG) return corrupt(c, "a message header announces more bytes than a message can have");
         if (fr.kind == MPROC__FRAME_OBJECT && (fr.len < OBJ_FIXED || fr.len > OBJ_MAX))
           return corrupt(c, "an object frame's length is out of range");
+        if (fr.kind == MPROC__FRAME_SHM) { /* its payload is in the sender's ring (connection_shm.c) */
+          c->msg_len = fr.len;
+          int rc = mproc__conn_shm_accept(c, &fr, deadline, &why);
+          if (rc < 0) return corrupt(c, why);
+          if (rc) return rc == MPROC_ETIMEDOUT ? corrupt(c, "a shared-memory ring did not come in time") : rc;
+        }
         c->rpos += fr.hlen;
         c->msg_len = fr.len;
         c->msg_obj = fr.kind == MPROC__FRAME_OBJECT;
@@ -303,6 +337,12 @@ static void message_taken(mproc_connection *c) {
  * all on the bulk handle), then straight from the handle: no double copy of large messages. 0 once *got
  * reaches upto; MPROC_ETIMEDOUT at the deadline with *got telling what arrived; an error. */
 static int read_payload(mproc_connection *c, char *dst, size_t *got, size_t upto, int64_t deadline) {
+  if (c->msg_shm && *got < upto) { /* all there: copy it, and give the room back once all is copied */
+    mproc__conn_shm_copy(c, dst + *got, *got, upto - *got);
+    *got = upto;
+    if (upto == c->msg_len) mproc__conn_shm_release(c);
+    return 0;
+  }
   while (*got < upto) {
     size_t want = upto - *got, n = 0;
     if (!c->msg_bulk && c->rlen > c->rpos) {
@@ -362,7 +402,7 @@ int mproc__connection_recv_until(mproc_connection *c, size_t maxlength, int64_t 
   }
   size_t n = (size_t)c->msg_len;
   if (!c->mbuf) {
-    size_t cap = n < GROW_MIN ? n : GROW_MIN;
+    size_t cap = n < GROW_MIN || c->msg_shm ? n : GROW_MIN; /* a shared-memory payload has arrived whole */
     c->mbuf = (char *)malloc(cap + 1);
     if (!c->mbuf) return mproc__fail(MPROC_ENOMEM, "recv_bytes: out of memory (the message stays unread)");
     c->mcap = cap;
@@ -610,6 +650,7 @@ int mproc_connection_poll(mproc_connection *c, int64_t timeout_ms) {
 int mproc_connection_close(mproc_connection *c) {
   MPROC__CHECK_ARG(!c, "connection is NULL");
   mproc__conn_end_close(&c->e);
+  mproc__conn_shm_close(c);
   free(c->rbuf);
   c->rbuf = NULL;
   c->rpos = c->rlen = c->rcap = 0;
@@ -638,7 +679,8 @@ mproc_os_handle mproc_connection_send_handle(const mproc_connection *c) { return
 /* ---- handing a connection to another process (handable.h) ---------------------------------------- */
 
 /* The end's distinct handles, and one byte per role (rd, wr, bulk) naming its index among them (0xFF:
- * none), and the frame format (0 mproc's, 1 CPython's). */
+ * none), and the frame format (0 mproc's, 1 CPython's); then, when it has shared-memory rings, their
+ * handles and roles (mproc__conn_shm_export). */
 static int conn_export(const void *obj, mproc_os_handle *handles, size_t *nhandles, mproc__buf *bytes) {
   const mproc_connection *c = (const mproc_connection *)obj;
   mproc_os_handle roles[3] = {c->e.rd, c->e.wr, c->e.bulk};
@@ -655,13 +697,15 @@ static int conn_export(const void *obj, mproc_os_handle *handles, size_t *nhandl
     }
   }
   idx[3] = c->fmt == &mproc__frame_cpython ? 1 : 0;
+  int rc = mproc__buf_append(bytes, idx, sizeof idx);
+  if (!rc && c->shm) rc = mproc__conn_shm_export(c, handles, &n, MPROC__HANDABLE_MAX_HANDLES - n, bytes);
   *nhandles = n;
-  return mproc__buf_append(bytes, idx, sizeof idx);
+  return rc;
 }
 
 static int conn_import(const void *bytes, size_t len, const mproc_os_handle *handles, size_t nhandles, void **obj) {
   const unsigned char *idx = (const unsigned char *)bytes;
-  if (len != 4 || idx[3] > 1) return mproc__fail(MPROC_ESYS, "a handed connection is malformed");
+  if (len < 4 || len == 5 || idx[3] > 1) return mproc__fail(MPROC_ESYS, "a handed connection is malformed");
   mproc_os_handle roles[3];
   bool used[MPROC__HANDABLE_MAX_HANDLES] = {false};
   for (int k = 0; k < 3; ++k) {
@@ -674,8 +718,6 @@ static int conn_import(const void *bytes, size_t len, const mproc_os_handle *han
       return mproc__fail(MPROC_ESYS, "a handed connection names handle %d of %zu", idx[k], nhandles);
     }
   }
-  for (size_t j = 0; j < nhandles; ++j)
-    if (!used[j]) return mproc__fail(MPROC_ESYS, "a handed connection came with a handle it does not use");
   if (roles[0] == MPROC_NO_HANDLE && roles[1] == MPROC_NO_HANDLE)
     return mproc__fail(MPROC_ESYS, "a handed connection has no handle to receive or send on");
   for (int k = 0; k < 3; ++k) { /* pipes or sockets, the bulk one a socket (Windows: all pipes, no bulk) */
@@ -687,6 +729,14 @@ static int conn_import(const void *bytes, size_t len, const mproc_os_handle *han
   mproc__conn_end e = {roles[0], roles[1], roles[2]};
   mproc_connection *c = mproc__connection_wrap_format(e, idx[3] ? &mproc__frame_cpython : &mproc__frame_mproc);
   if (!c) return MPROC_ENOMEM;
+  int rc = len > 4 ? mproc__conn_shm_import(c, idx + 4, len - 4, handles, nhandles, used) : 0;
+  for (size_t j = 0; !rc && j < nhandles; ++j)
+    if (!used[j]) rc = mproc__fail(MPROC_ESYS, "a handed connection came with a handle it does not use");
+  if (rc) { /* its handles stay the caller's */
+    mproc__conn_shm_unmap(c);
+    free(c);
+    return rc;
+  }
   *obj = c;
   return 0;
 }

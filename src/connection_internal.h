@@ -14,7 +14,9 @@
  * this description (connection.c):
  *   mproc__frame_mproc    mproc's own: little-endian; a word up to 0xFFFFFFFC is the length;
  *                         0xFFFFFFFF + 8-byte length; 0xFFFFFFFE + 8-byte length = the payload comes on
- *                         the bulk handle; 0xFFFFFFFD + 8-byte length = an object frame: the body
+ *                         the bulk handle (with bit 63 of the length set: a shared-memory frame, the
+ *                         payload in the sender's ring and a 16-byte ticket after the length, see
+ *                         connection_shm.c); 0xFFFFFFFD + 8-byte length = an object frame: the body
  *                         carries an object or handles handed to the receiver (on the bulk handle where
  *                         the connection has one, else inline; see mproc__pal_conn_send_handles)
  *   mproc__frame_cpython  CPython's multiprocessing.connection (3.8+ _send_bytes/_recv_bytes): a
@@ -24,7 +26,7 @@
  * A long-form header may announce a length the short form could carry (both formats' readers accept
  * it); senders use the short form whenever it fits. Only connection.c parses frames. */
 
-#define MPROC__FRAME_HEADER_MAX 12
+#define MPROC__FRAME_HEADER_MAX 28 /* a shared-memory frame's: 12 and its 16-byte ticket */
 
 typedef struct mproc__frame_format {
   const char *name;   /* for messages */
@@ -45,20 +47,33 @@ extern const mproc__frame_format mproc__frame_cpython;
 typedef enum mproc__frame_kind {
   MPROC__FRAME_INLINE = 0, /* bytes, right after the header */
   MPROC__FRAME_BULK = 1,   /* bytes, on the bulk handle */
-  MPROC__FRAME_OBJECT = 2  /* an object frame's body (on the bulk handle where there is one) */
+  MPROC__FRAME_OBJECT = 2, /* an object frame's body (on the bulk handle where there is one) */
+  MPROC__FRAME_SHM = 3     /* bytes, in the sender's shared-memory ring (connection_shm.c) */
 } mproc__frame_kind;
+
+/* A shared-memory frame's ticket: where its payload lies in which of the sender's rings. */
+typedef struct mproc__frame_ticket {
+  uint64_t pos;   /* the payload's position in the ring */
+  uint32_t tag;   /* the ring's */
+  uint32_t flags; /* MPROC__TICKET_NEW_RING: the ring itself came just before, on the bulk handle */
+} mproc__frame_ticket;
+#define MPROC__TICKET_NEW_RING 1u
 
 /* One parsed header. */
 typedef struct mproc__frame {
-  size_t hlen;  /* the header's bytes: 4 or 12 */
+  size_t hlen;  /* the header's bytes: 4, 12, or 28 (a shared-memory frame) */
   uint64_t len; /* the payload's */
   mproc__frame_kind kind;
+  mproc__frame_ticket ticket; /* a shared-memory frame's */
 } mproc__frame;
 
 /* Write the header of a len-byte payload of that kind to h; its size. A kind the format lacks falls back
  * to INLINE (callers check has_bulk / has_objs first). */
 size_t mproc__frame_put(const mproc__frame_format *f, unsigned char h[MPROC__FRAME_HEADER_MAX], uint64_t len,
                         mproc__frame_kind kind);
+/* Write the header of a shared-memory frame (a format with has_bulk); its size (28). */
+size_t mproc__frame_put_shm(const mproc__frame_format *f, unsigned char h[MPROC__FRAME_HEADER_MAX], uint64_t len,
+                            const mproc__frame_ticket *t);
 /* Parse the header at p[0..avail): 1 with *fr; 0: more bytes needed (fr->hlen: how many the header has,
  * 4 until its first word is there); -1: no header of this format (*why says why). */
 int mproc__frame_get(const mproc__frame_format *f, const unsigned char *p, size_t avail, mproc__frame *fr,
@@ -88,6 +103,13 @@ struct mproc_connection {
   bool msg_obj;
   mproc_os_handle pfds[MPROC__HANDABLE_MAX_HANDLES];
   size_t npfds;
+  /* the current message's payload lies in shared memory (have_len and a shared-memory frame): in
+   * in-ring msg_ring (of shm) at msg_pos */
+  bool msg_shm;
+  size_t msg_ring;
+  uint64_t msg_pos;
+  struct mproc__conn_shm *shm; /* the shared-memory rings of this end (connection_shm.c), or NULL where it
+                                  can have none */
 };
 
 /* Wrap existing handles (see above), framing with mproc's format. NULL with an error set. */
@@ -116,5 +138,34 @@ bool mproc__connection_buffered(const mproc_connection *c);
 /* The handle on which the next bytes of this connection arrive: rd, or bulk while the payload of a large
  * message is being received. What poll and mproc_wait wait on. */
 mproc_os_handle mproc__connection_wait_handle(const mproc_connection *c);
+
+/* ---- large messages through shared memory (connection_shm.c) ------------------------------------ */
+
+/* Give a new connection its (empty) shared-memory state where it can have one: a format with a bulk
+ * mark, a bulk handle, a system that allows it (allocated up front: the send and the receive side of
+ * one end may run in two threads). 0 or MPROC_ENOMEM. */
+int mproc__conn_shm_open(mproc_connection *c);
+/* Whether a size-byte message on c goes through shared memory. */
+bool mproc__conn_shm_wants(const mproc_connection *c, size_t size);
+/* Send p[0..n) as one message through c's ring (set up on first use). 0 or the errors of send_bytes. */
+int mproc__conn_shm_send(mproc_connection *c, const void *p, size_t n);
+/* A shared-memory frame's header was parsed: take the ring it announces (from the bulk handle) if it
+ * does, find its ring and check the ticket; then set msg_shm, msg_ring, msg_pos. 0, or a reason (for
+ * corrupt()) in *why with -1; MPROC_ETIMEDOUT / an error reading the announcement. */
+int mproc__conn_shm_accept(mproc_connection *c, const mproc__frame *fr, int64_t deadline, const char **why);
+/* Copy n bytes of the current message's payload from offset `from` into dst. */
+void mproc__conn_shm_copy(const mproc_connection *c, char *dst, uint64_t from, size_t n);
+/* The current message has been copied out whole: give its room back to the sender. */
+void mproc__conn_shm_release(mproc_connection *c);
+/* Unmap and close every ring of c; or unmap only, leaving their handles open (an import that failed:
+ * they are its caller's). */
+void mproc__conn_shm_close(mproc_connection *c);
+void mproc__conn_shm_unmap(mproc_connection *c);
+/* The rings' handles for handing c (appended to handles[*n], at most `room` more) and their roles (appended to
+ * bytes); and back. */
+int mproc__conn_shm_export(const mproc_connection *c, mproc_os_handle *handles, size_t *n, size_t room,
+                           mproc__buf *bytes);
+int mproc__conn_shm_import(mproc_connection *c, const unsigned char *bytes, size_t len, const mproc_os_handle *handles,
+                           size_t nhandles, bool *used);
 
 #endif

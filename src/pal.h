@@ -420,6 +420,9 @@ int mproc__pal_conn_send(mproc_os_handle h, const void *p1, size_t n1, const voi
 /* Receive between 1 and cap bytes, waiting up to the deadline; *n = 0 with 0 means end of file;
  * MPROC_ETIMEDOUT if nothing arrived. */
 int mproc__pal_conn_recv(mproc_os_handle h, void *buf, size_t cap, int64_t deadline_ns, size_t *n);
+/* Whether no one can receive what is sent on the send handle h any more (every receiving end closed),
+ * without waiting. POSIX: poll reports POLLERR / POLLHUP; Windows: false (unused there). */
+bool mproc__pal_conn_peer_gone(mproc_os_handle h);
 
 /* Things mproc__pal_wait_ready can wait for. */
 typedef enum mproc__wait_kind {
@@ -523,6 +526,9 @@ typedef struct mproc__shm {
  * shm_open of a random name unlinked at once; Windows: a pagefile-backed mapping with a user-only
  * DACL. 0 or an error (MPROC_ENOMEM when the system has no room). */
 int mproc__pal_shm_anon(size_t size, mproc__shm *out);
+/* Whether anonymous blocks are sealed memfds and words can be waited on with futexes (Linux): what a
+ * connection's shared-memory path needs (connection_shm.c); elsewhere it keeps its byte streams. */
+bool mproc__pal_shm_conn_ok(void);
 /* Map a block handed from another process by its handle (now this process's, owned by *out on
  * success only): its size is the block's own (POSIX: fstat; Windows: the size the creator stored), and
  * must be at least `need`, else MPROC_ESYS. */

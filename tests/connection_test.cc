@@ -17,14 +17,7 @@
 
 namespace {
 
-struct PipePair {
-  mproc_connection *a = nullptr, *b = nullptr;
-  explicit PipePair(bool duplex = true) { EXPECT_EQ(mproc_pipe(duplex, &a, &b), 0) << mproc_last_error(); }
-  ~PipePair() {
-    mproc_connection_destroy(a);
-    mproc_connection_destroy(b);
-  }
-};
+using mproc_test::PipePair;
 
 std::vector<char> pattern(size_t n, unsigned seed) {
   std::vector<char> v(n);

@@ -300,6 +300,26 @@ TEST(FrameFormat, MprocHeadersAtTheBoundaries) {
   expect_parses(&mproc__frame_mproc, le32(0xFFFFFFFFu) + le64(5), 5, MPROC__FRAME_INLINE);
 }
 
+// A shared-memory frame: the bulk mark, the length with bit 63 set, then its ticket (position, ring tag,
+// flags); every proper prefix asks for more bytes, and the length comes back without the bit.
+TEST(FrameFormat, MprocSharedMemoryFrames) {
+  for (uint64_t n : kBoundaries) {
+    SCOPED_TRACE(n);
+    mproc__frame_ticket t = {0x0102030405060708ull + n, 0xA1B2C3D4u, MPROC__TICKET_NEW_RING};
+    unsigned char h[MPROC__FRAME_HEADER_MAX];
+    size_t hl = mproc__frame_put_shm(&mproc__frame_mproc, h, n, &t);
+    std::string want = le32(0xFFFFFFFEu) + le64(n | (uint64_t(1) << 63)) + le64(t.pos) + le32(t.tag) + le32(t.flags);
+    ASSERT_EQ(std::string((const char *)h, hl), want);
+    expect_parses(&mproc__frame_mproc, want, n, MPROC__FRAME_SHM);
+    mproc__frame fr;
+    const char *why = nullptr;
+    ASSERT_EQ(mproc__frame_get(&mproc__frame_mproc, h, hl, &fr, &why), 1);
+    EXPECT_EQ(fr.ticket.pos, t.pos);
+    EXPECT_EQ(fr.ticket.tag, t.tag);
+    EXPECT_EQ(fr.ticket.flags, t.flags);
+  }
+}
+
 TEST(FrameFormat, CPythonHeadersAtTheBoundaries) {
   for (uint64_t n : kBoundaries) {
     SCOPED_TRACE(n);

@@ -239,6 +239,16 @@ inline Captured run_helper(std::vector<std::string> script, mproc_popen_opts opt
   return c;
 }
 
+// Both ends of an mproc_pipe(duplex), destroyed with the pair.
+struct PipePair {
+  mproc_connection *a = nullptr, *b = nullptr;
+  explicit PipePair(bool duplex = true) { EXPECT_EQ(mproc_pipe(duplex, &a, &b), 0) << mproc_last_error(); }
+  ~PipePair() {
+    mproc_connection_destroy(a);
+    mproc_connection_destroy(b);
+  }
+};
+
 // A child running target under `method`, with these objects handed to it and arg[0..arg_size) as its
 // argument bytes: started, or nullptr with a failed expectation.
 inline mproc_process *start_child(mproc_target target, std::vector<mproc_object> objs, const void *arg, size_t arg_size,

@@ -27,6 +27,16 @@
  * bytes of the current message, or end of file, have arrived. A receive with timeout 0 after a ready
  * poll may still give MPROC_ETIMEDOUT for a message that is not complete yet; it loses nothing.
  *
+ * Transports. POSIX: a pipe each way; payloads from 48 KiB on a socket pair beside them. Linux: a
+ * message of 1 MiB to 4 MiB on a Pipe() goes through shared memory: the first one sets up a 4 MiB ring
+ * for its direction (an anonymous, sealed memfd: nothing is left behind after a crash), and each such
+ * message is copied into it whole before its header goes on the pipe, so boundaries, timeouts,
+ * readiness and end of file behave exactly as above (a sender killed mid-message leaves no part of
+ * it). A sender waits for room in the ring as on a full pipe; once no process holds the receiving end
+ * any more, it gets MPROC_EPIPE (a sender waiting for room notices within about 20 ms). Larger
+ * messages, other POSIX systems and Windows (a named pipe) keep the byte streams; Listener/Client
+ * connections keep CPython's framing. An end handed to another process takes its rings with it.
+ *
  * Thread-safety: one thread may send while another receives on the same connection; two threads
  * must not send (or receive) on the same connection at once.
  */

@@ -105,6 +105,14 @@ int mproc__pal_conn_send(mproc_os_handle h, const void *p1, size_t n1, const voi
   }
 }
 
+bool mproc__pal_conn_peer_gone(mproc_os_handle h) {
+  struct pollfd pfd = {(int)h, 0, 0};
+  int r;
+  do r = poll(&pfd, 1, 0);
+  while (r < 0 && errno == EINTR);
+  return r > 0 && (pfd.revents & (POLLERR | POLLHUP)) != 0;
+}
+
 static int poll_ms(int64_t deadline) {
   int64_t ms = mproc__ms_until(deadline);
   return ms > INT32_MAX ? INT32_MAX : (int)ms;

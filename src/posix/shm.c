@@ -50,6 +50,14 @@ static void scratch_name(char *buf, size_t cap) {
   snprintf(buf, cap, "/mproc-%ld-%u-%llx", (long)getpid(), n, (unsigned long long)mproc__pal_monotonic_ns());
 }
 
+bool mproc__pal_shm_conn_ok(void) {
+#if defined(__linux__) && defined(MFD_ALLOW_SEALING)
+  return true;
+#else
+  return false;
+#endif
+}
+
 int mproc__pal_shm_anon(size_t size, mproc__shm *out) {
   memset(out, 0, sizeof *out);
   out->h = MPROC_NO_HANDLE;

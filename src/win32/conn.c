@@ -72,6 +72,11 @@ int mproc__pal_conn_send(mproc_os_handle h, const void *p1, size_t n1, const voi
   return rc;
 }
 
+bool mproc__pal_conn_peer_gone(mproc_os_handle h) {
+  (void)h;
+  return false;
+}
+
 int mproc__pal_conn_recv(mproc_os_handle h, void *buf, size_t cap, int64_t deadline_ns, size_t *n) {
   return mproc__pal_read(h, buf, cap, deadline_ns, n);
 }

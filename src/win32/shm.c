@@ -80,6 +80,8 @@ static int create_mapping(const wchar_t *name, size_t size, const char *what, mp
   return 0;
 }
 
+bool mproc__pal_shm_conn_ok(void) { return false; } /* connections keep their named pipe (pal.h) */
+
 int mproc__pal_shm_anon(size_t size, mproc__shm *out) {
   memset(out, 0, sizeof *out);
   out->h = MPROC_NO_HANDLE;
