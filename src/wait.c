@@ -16,9 +16,10 @@
 
 static int connection_prepare(void *obj, mproc__wait_item *item, bool *ready_now) {
   mproc_connection *c = (mproc_connection *)obj;
-  int rc = mproc_connection_poll(c, 0); /* a buffered message, end of file: ready without waiting */
-  if (rc && rc != MPROC_ETIMEDOUT) return rc;
-  *ready_now = rc == 0;
+  /* A buffered message, end of file: ready without waiting. Whether its handle has data, the PAL's wait
+   * finds out for every handle at once (asking here too cost the Windows PAL a zero-byte read each). */
+  int rc = mproc__connection_wait_check(c, "wait", ready_now);
+  if (rc) return rc;
   item->h = mproc__connection_wait_handle(c);
   item->kind = MPROC__WAIT_CONN;
   return 0;

@@ -313,7 +313,9 @@ int mproc__pal_write(mproc_os_handle mh, const void *buf, size_t len, int64_t de
   OVERLAPPED ov;
   int rc = make_event(&ov);
   if (rc) return rc;
-  DWORD limit = write_limit(h);
+  /* Without a deadline nothing is cancelled, so any size is exact: no need to ask the pipe (a call to
+   * wine's server on every message sent on a connection). */
+  DWORD limit = deadline_ns == INT64_MAX ? MAX_IO : write_limit(h);
   while (*n < len) {
     DWORD got = 0, err = 0;
     int st = write_piece(h, &ov, (const char *)buf + *n, len - *n, limit, deadline_ns, &got, &err);

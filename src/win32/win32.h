@@ -10,7 +10,8 @@
  *   pty.h   - the pseudo console (pty.c) as spawn.c gives it to a child.
  * and helpers of section files declared here, since they need <windows.h>:
  *   mproc__win32_job_new (tree.c), used by spawn.c and process.c;
- *   mproc__win32_is_socket, _close_socket, _socket_send (listen.c), used by pal_core.c and conn.c. */
+ *   mproc__win32_is_socket, _close_socket, _socket_send (listen.c), used by pal_core.c and conn.c;
+ *   mproc__win32_zero_read_forget (conn.c), used by pal_core.c. */
 #ifndef MPROC_WIN32_H
 #define MPROC_WIN32_H
 
@@ -40,6 +41,9 @@ char *mproc__wide_to_utf8(const wchar_t *w, int n);
 bool mproc__win32_is_socket(mproc_os_handle h);
 bool mproc__win32_close_socket(mproc_os_handle h);
 int mproc__win32_socket_send(mproc_os_handle h, const void *p, size_t n);
+
+/* Cancel and drop the zero-byte read a wait left pending on h, if any (conn.c): before h is closed. */
+void mproc__win32_zero_read_forget(HANDLE h);
 
 /* A new job object (non-inheritable handle) with the JOBOBJECT_EXTENDED_LIMIT_INFORMATION limit flags
  * `limits`, holding `process` (tree.c). 0 with *job, or the Windows error (no message is set: callers
