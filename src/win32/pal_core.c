@@ -157,8 +157,8 @@ void mproc__pal_advise_huge(void *p, size_t len) { /* large pages need SeLockMem
 
 void mproc__pal_close(mproc_os_handle h) {
   if (h == MPROC_NO_HANDLE || h == 0) return;
-  mproc__win32_zero_read_forget(MPROC__H(h)); /* a wait's zero read still pending on it (conn.c) */
-  if (mproc__win32_close_socket(h)) return;   /* a socket wants closesocket, which frees winsock's part too */
+  mproc__win32_conn_forget(MPROC__H(h));    /* a wait's zero read still pending on it (conn.c) */
+  if (mproc__win32_close_socket(h)) return; /* a socket wants closesocket, which frees winsock's part too */
   CloseHandle(MPROC__H(h));
 }
 
