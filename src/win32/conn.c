@@ -60,7 +60,20 @@ typedef struct zero_read {
 static SRWLOCK g_zr_lock = SRWLOCK_INIT;
 static zero_read **g_zr; /* entries are never moved: the system writes into ov while a read is pending */
 static size_t g_zr_n, g_zr_cap;
-static volatile LONG g_zr_any; /* 1 once an entry was made: closing costs nothing in a process without */
+static volatile LONG g_zr_any;    /* 1 once an entry was made: closing costs nothing in a process without */
+static volatile LONG g_zr_events; /* the events the entries hold (mproc__win32_conn_kept_handles) */
+
+/* An event for an entry (lock held), counted; NULL with an error. */
+static HANDLE kept_event(void) {
+  HANDLE ev = CreateEventW(NULL, TRUE, FALSE, NULL);
+  if (!ev)
+    mproc__fail_os(0, (int)GetLastError(), "CreateEventW");
+  else
+    InterlockedIncrement(&g_zr_events);
+  return ev;
+}
+
+int mproc__win32_conn_kept_handles(void) { return (int)InterlockedCompareExchange(&g_zr_events, 0, 0); }
 
 static char g_zero_buf; /* never written: a zero-byte read moves nothing */
 
@@ -78,25 +91,22 @@ static int zr_get(HANDLE h, zero_read **out) {
   }
   zero_read *z = (zero_read *)calloc(1, sizeof *z);
   if (!z) return mproc__fail(MPROC_ENOMEM, "wait: out of memory");
-  if (!(z->ov.hEvent = CreateEventW(NULL, TRUE, FALSE, NULL))) {
-    free(z);
-    return mproc__fail_os(0, (int)GetLastError(), "wait: CreateEventW");
-  }
-  z->h = h;
+  z->h = h; /* its events are made on first use */
   g_zr[g_zr_n++] = *out = z;
   InterlockedExchange(&g_zr_any, 1);
   return 0;
 }
 
-/* Make sure a zero read waits on z's handle (lock held): true if the handle is ready now (data waiting,
- * end of file, or an error that the receive will report), false if the read is pending. */
-static bool zr_arm(zero_read *z) {
-  if (z->pending) return false;
+/* Make sure a zero read waits on z's handle (lock held): 1 if the handle is ready now (data waiting, end
+ * of file, or an error that the receive will report), 0 if the read is pending, or an error (no event). */
+static int zr_arm(zero_read *z) {
+  if (z->pending) return 0;
+  if (!z->ov.hEvent && !(z->ov.hEvent = kept_event())) return MPROC_ESYS;
   mproc__win32_overlapped_init(&z->ov, z->ov.hEvent);
-  if (ReadFile(z->h, &g_zero_buf, 0, NULL, &z->ov)) return true;
-  if (GetLastError() != ERROR_IO_PENDING) return true;
+  if (ReadFile(z->h, &g_zero_buf, 0, NULL, &z->ov)) return 1;
+  if (GetLastError() != ERROR_IO_PENDING) return 1;
   z->pending = true;
-  return false;
+  return 0;
 }
 
 /* Whether z's pending read has completed with the handle ready (lock held). Aborted (its thread ended,
@@ -125,9 +135,12 @@ void mproc__win32_conn_forget(HANDLE h) {
       CancelIoEx(h, &z->ov);
       GetOverlappedResult(h, &z->ov, &n, TRUE);
     }
-    CloseHandle(z->ov.hEvent);
-    for (int d = 0; d < 2; ++d)
-      if (z->io_ev[d]) CloseHandle(z->io_ev[d]);
+    HANDLE evs[3] = {z->ov.hEvent, z->io_ev[0], z->io_ev[1]};
+    for (int k = 0; k < 3; ++k)
+      if (evs[k]) {
+        CloseHandle(evs[k]);
+        InterlockedDecrement(&g_zr_events);
+      }
     free(z);
     g_zr[i] = g_zr[--g_zr_n];
     break;
@@ -142,7 +155,7 @@ static int io_event(HANDLE h, int dir, zero_read **z, HANDLE *ev) {
   AcquireSRWLockExclusive(&g_zr_lock);
   *ev = NULL;
   if (zr_get(h, z) == 0 && !(*z)->io_busy[dir]) {
-    if (!(*z)->io_ev[dir]) (*z)->io_ev[dir] = CreateEventW(NULL, TRUE, FALSE, NULL);
+    if (!(*z)->io_ev[dir]) (*z)->io_ev[dir] = kept_event();
     if ((*ev = (*z)->io_ev[dir]) != NULL) (*z)->io_busy[dir] = true;
   }
   ReleaseSRWLockExclusive(&g_zr_lock);
@@ -310,8 +323,12 @@ int mproc__pal_wait_ready(const mproc__wait_item *items, size_t n, int64_t deadl
       HANDLE h = MPROC__H(items[i].h);
       bool dup = false; /* WaitForMultipleObjects refuses a handle listed twice */
       if (items[i].kind == MPROC__WAIT_CONN) {
-        if ((rc = zr_get(h, &zr[i])) != 0) break;
-        if (zr_arm(zr[i])) ready[i] = any = true;
+        int st = (rc = zr_get(h, &zr[i])) != 0 ? rc : zr_arm(zr[i]);
+        if (st < 0) {
+          rc = st;
+          break;
+        }
+        if (st > 0) ready[i] = any = true;
         h = zr[i]->ov.hEvent;
         if (!zr[i]->pending) continue;
       }
