@@ -634,10 +634,16 @@ int mproc_connection_recv_connection(mproc_connection *c, int64_t timeout_ms, mp
   return rc;
 }
 
+int mproc__connection_wait_check(const mproc_connection *c, const char *call, bool *ready_now) {
+  int rc = usable(c, true, call);
+  *ready_now = !rc && mproc__connection_buffered(c);
+  return rc;
+}
+
 int mproc_connection_poll(mproc_connection *c, int64_t timeout_ms) {
-  int rc = usable(c, true, "poll");
-  if (rc) return rc;
-  if (mproc__connection_buffered(c)) return 0;
+  bool buffered;
+  int rc = mproc__connection_wait_check(c, "poll", &buffered);
+  if (rc || buffered) return rc;
   mproc__wait_item it = {mproc__connection_wait_handle(c), MPROC__WAIT_CONN};
   bool ready = false;
   rc = mproc__pal_wait_ready(&it, 1, mproc__deadline_from_timeout(timeout_ms), &ready);

@@ -135,6 +135,10 @@ int mproc__connection_recv_exact(mproc_connection *c, char *buf, size_t cap, int
 /* Whether a receive would make progress without waiting on a handle: buffered bytes, end of file, a
  * message refused for its size, a corrupt stream (a receive answers at once). */
 bool mproc__connection_buffered(const mproc_connection *c);
+/* What poll and mproc_wait check before they wait: c can be received on (else the error, naming call),
+ * and *ready_now whether a receive would make progress without waiting (mproc__connection_buffered).
+ * Whether the handle has data is the wait's to find out, for all of its handles in one call. */
+int mproc__connection_wait_check(const mproc_connection *c, const char *call, bool *ready_now);
 /* The handle on which the next bytes of this connection arrive: rd, or bulk while the payload of a large
  * message is being received. What poll and mproc_wait wait on. */
 mproc_os_handle mproc__connection_wait_handle(const mproc_connection *c);

@@ -76,7 +76,8 @@ int mproc__pal_set_cloexec(mproc_os_handle h, bool cloexec);
 bool mproc__pal_get_cloexec(mproc_os_handle h);
 /* The parent's own standard stream (0 stdin, 1 stdout, 2 stderr) as a handle, or MPROC_NO_HANDLE. */
 mproc_os_handle mproc__pal_std_handle(int which);
-/* Count of this process's open fds / handles (for leak tests); -1 if unknown. */
+/* Count of this process's open fds / handles (for leak tests); -1 if unknown. Windows leaves out the
+ * events its PAL keeps for open connection handles (win32/conn.c), which go with those handles. */
 int mproc__pal_handle_count(void);
 /* What kind of object a handle refers to, so that a handle received from another process is checked
  * before use. POSIX: from fstat; Windows: from GetFileType (a socket counts as a pipe there). */

@@ -16,9 +16,10 @@
 
 static int connection_prepare(void *obj, mproc__wait_item *item, bool *ready_now) {
   mproc_connection *c = (mproc_connection *)obj;
-  int rc = mproc_connection_poll(c, 0); /* a buffered message, end of file: ready without waiting */
-  if (rc && rc != MPROC_ETIMEDOUT) return rc;
-  *ready_now = rc == 0;
+  /* A buffered message, end of file: ready without waiting. Whether its handle has data, the PAL's wait
+   * finds out for every handle at once (asking here too cost the Windows PAL a zero-byte read each). */
+  int rc = mproc__connection_wait_check(c, "wait", ready_now);
+  if (rc) return rc;
   item->h = mproc__connection_wait_handle(c);
   item->kind = MPROC__WAIT_CONN;
   return 0;
@@ -53,6 +54,21 @@ static int check(const mproc_waitable *w, size_t i) {
   return 0;
 }
 
+/* Some objects are ready without waiting: look at the items of the others without waiting either (a
+ * deadline long past), so that every object ready is reported (a connection's end of file beside its
+ * process's end, say). items[] is reordered; ready[] ends up in the objects' places. */
+static int look_at_the_others(size_t count, const size_t *first, const bool *ready_now, mproc__wait_item *items,
+                              bool *ready) {
+  size_t m = 0;
+  for (size_t i = 0; i < count; ++i)
+    for (size_t k = first[i]; k < first[i + 1] && !ready_now[i]; ++k) items[m++] = items[k];
+  int rc = m ? mproc__pal_wait_ready(items, m, 0, ready) : MPROC_ETIMEDOUT;
+  if (rc && rc != MPROC_ETIMEDOUT) return rc;
+  for (size_t i = count; i-- > 0;) /* from the end: an item's place is never before its packed one */
+    for (size_t k = first[i + 1]; k-- > first[i];) ready[k] = !ready_now[i] && ready[--m] && rc == 0;
+  return 0;
+}
+
 int mproc_wait(mproc_waitable *objs, size_t count, int64_t timeout_ms, size_t *nready) {
   if (nready) *nready = 0;
   MPROC__CHECK_ARG(!objs || count == 0, "no objects");
@@ -78,10 +94,11 @@ int mproc_wait(mproc_waitable *objs, size_t count, int64_t timeout_ms, size_t *n
     if (!rc && ready_now[i]) ++pre;
   }
   if (!rc && !pre) rc = mproc__pal_wait_ready(items, nitems, deadline, ready);
+  if (!rc && pre) rc = look_at_the_others(count, first, ready_now, items, ready);
   size_t n = 0;
   for (size_t i = 0; i < count && !rc; ++i) {
     bool r = ready_now[i];
-    for (size_t k = first[i]; k < first[i + 1] && !pre; ++k) r = r || ready[k];
+    for (size_t k = first[i]; k < first[i + 1]; ++k) r = r || ready[k];
     if (r) {
       objs[i].ready = true;
       ++n;

@@ -19,7 +19,11 @@
  * second handle, connecting while the server waited on the first handle's connection, opened the pipe
  * and then timed out in its authkey handshake (the server never moved it along), in one of two runs; the
  * suite passed with the poll. Not yet told apart: the listener's ConnectNamedPipe event versus the
- * pending handshake's zero-byte read (src/win32/listen.c, src/win32/conn.c). */
+ * pending handshake's zero-byte read (src/win32/listen.c, src/win32/conn.c). Still needed once zero reads
+ * stayed pending between waits (issue 13's wine work, December 2026): with the poll off, this suite
+ * failed in 4 runs of 4 under wine (NamedObjectsAreFoundByEveryHandle every time; once also a test whose
+ * second handle timed out after 60 s); alone, that test passed, and the server's log showed every wait
+ * it made woken by what it expected. Not root-caused. */
 #define ACCEPT_POLL_NS (100 * 1000000LL)
 
 typedef struct bstr {

@@ -20,7 +20,9 @@
  * empty, completes on the peer's write, completes at once when data is waiting, fails with
  * ERROR_BROKEN_PIPE when either end's peer closes, and CancelIoEx gives ERROR_OPERATION_ABORTED).
  * Its event goes into WaitForMultipleObjects beside process handles (sentinels), so one call waits for
- * both. Afterwards every zero read still pending is cancelled and collected before returning.
+ * both. A zero read still pending when the wait ends is left for the next wait, and cancelled when its
+ * handle is closed (mproc__pal_close); a table of connection handles keeps it, with the events of the
+ * handle's receives and sends ("what is kept for a connection handle" below says why).
  * More than MAXIMUM_WAIT_OBJECTS handles: helper threads wait on groups of 63 (plus a shared stop
  * event) and the caller waits on the threads.
  */
@@ -32,6 +34,146 @@
 #include "win32.h"
 
 #define CONN_BUFFER MPROC__WIN32_CONN_BUFFER
+
+/* ---- what is kept for a connection handle --------------------------------------------------- */
+
+/* A zero-byte read waiting for a connection handle to become readable. It stays pending between waits:
+ * one made by a wait is left in place when that wait ends (only a read that completed is started again,
+ * by the next wait, to learn whether the data it saw is still there), and it is cancelled only when its
+ * handle is closed (mproc__pal_close calls mproc__win32_conn_forget). Cancelling costs a round trip
+ * through wine's server and the I/O's thread: about 0.7 ms each under wine 8 on a loaded machine (1-5 us
+ * on Windows), and a server waiting on many connections cancelled a read on each idle one at every
+ * wake-up, twice (mproc_wait's check of each connection, then its wait): the Manager's round trips cost
+ * 20-40x Linux's under wine. A read behind the zero read (a receive) completes in turn as data arrives,
+ * and a zero read whose thread ended is aborted (both verified under wine 8; Windows does the same), so
+ * the next wait starts it again. The reads live in a table of their handles, under one lock: a wait
+ * finds the read of its handle there, whichever thread made it. Each entry also keeps the events of the
+ * handle's receives and sends (io_event). */
+typedef struct zero_read {
+  HANDLE h;
+  OVERLAPPED ov; /* its event is the read's for the life of the entry */
+  bool pending;
+  HANDLE io_ev[2]; /* the events of receives (0) and sends (1) on h, made on first use (NULL: none yet) */
+  bool io_busy[2]; /* ... one is in use: a second receive or send at once makes an event of its own */
+} zero_read;
+
+static SRWLOCK g_zr_lock = SRWLOCK_INIT;
+static zero_read **g_zr; /* entries are never moved: the system writes into ov while a read is pending */
+static size_t g_zr_n, g_zr_cap;
+static volatile LONG g_zr_any;    /* 1 once an entry was made: closing costs nothing in a process without */
+static volatile LONG g_zr_events; /* the events the entries hold (mproc__win32_conn_kept_handles) */
+
+/* An event for an entry (lock held), counted; NULL with an error. */
+static HANDLE kept_event(void) {
+  HANDLE ev = CreateEventW(NULL, TRUE, FALSE, NULL);
+  if (!ev)
+    mproc__fail_os(0, (int)GetLastError(), "CreateEventW");
+  else
+    InterlockedIncrement(&g_zr_events);
+  return ev;
+}
+
+int mproc__win32_conn_kept_handles(void) { return (int)InterlockedCompareExchange(&g_zr_events, 0, 0); }
+
+static char g_zero_buf; /* never written: a zero-byte read moves nothing */
+
+/* h's entry in *out, made if it has none (lock held): 0 or an error. */
+static int zr_get(HANDLE h, zero_read **out) {
+  for (size_t i = 0; i < g_zr_n; ++i)
+    if ((*out = g_zr[i])->h == h) return 0;
+  *out = NULL;
+  if (g_zr_n == g_zr_cap) {
+    size_t cap = g_zr_cap ? 2 * g_zr_cap : 16;
+    zero_read **t = (zero_read **)realloc(g_zr, cap * sizeof *t);
+    if (!t) return mproc__fail(MPROC_ENOMEM, "wait: out of memory");
+    g_zr = t;
+    g_zr_cap = cap;
+  }
+  zero_read *z = (zero_read *)calloc(1, sizeof *z);
+  if (!z) return mproc__fail(MPROC_ENOMEM, "wait: out of memory");
+  z->h = h; /* its events are made on first use */
+  g_zr[g_zr_n++] = *out = z;
+  InterlockedExchange(&g_zr_any, 1);
+  return 0;
+}
+
+/* Make sure a zero read waits on z's handle (lock held): 1 if the handle is ready now (data waiting, end
+ * of file, or an error that the receive will report), 0 if the read is pending, or an error (no event). */
+static int zr_arm(zero_read *z) {
+  if (z->pending) return 0;
+  if (!z->ov.hEvent && !(z->ov.hEvent = kept_event())) return MPROC_ESYS;
+  mproc__win32_overlapped_init(&z->ov, z->ov.hEvent);
+  if (ReadFile(z->h, &g_zero_buf, 0, NULL, &z->ov)) return 1;
+  if (GetLastError() != ERROR_IO_PENDING) return 1;
+  z->pending = true;
+  return 0;
+}
+
+/* Whether z's pending read has completed with the handle ready (lock held). Aborted (its thread ended,
+ * or someone cancelled the handle's I/O) is not ready: the next zr_arm starts another. */
+static bool zr_ready(zero_read *z) {
+  DWORD n;
+  if (!z->pending) return false;
+  if (GetOverlappedResult(z->h, &z->ov, &n, FALSE)) {
+    z->pending = false;
+    return true;
+  }
+  DWORD e = GetLastError();
+  if (e == ERROR_IO_INCOMPLETE) return false;
+  z->pending = false;
+  return e != ERROR_OPERATION_ABORTED;
+}
+
+void mproc__win32_conn_forget(HANDLE h) {
+  if (!InterlockedCompareExchange(&g_zr_any, 0, 0)) return;
+  AcquireSRWLockExclusive(&g_zr_lock);
+  for (size_t i = 0; i < g_zr_n; ++i) {
+    zero_read *z = g_zr[i];
+    if (z->h != h) continue;
+    if (z->pending) { /* never leave a read pending on memory about to go */
+      DWORD n;
+      CancelIoEx(h, &z->ov);
+      GetOverlappedResult(h, &z->ov, &n, TRUE);
+    }
+    HANDLE evs[3] = {z->ov.hEvent, z->io_ev[0], z->io_ev[1]};
+    for (int k = 0; k < 3; ++k)
+      if (evs[k]) {
+        CloseHandle(evs[k]);
+        InterlockedDecrement(&g_zr_events);
+      }
+    free(z);
+    g_zr[i] = g_zr[--g_zr_n];
+    break;
+  }
+  ReleaseSRWLockExclusive(&g_zr_lock);
+}
+
+/* The event for one receive (dir 0) or send (dir 1) on h, in *ev: the one kept in h's entry (*z set), or
+ * a new one (*z NULL) when that is in use or cannot be kept. Making an event for every message cost two
+ * calls to wine's server per message (CreateEventW, CloseHandle) out of five. 0 or an error. */
+static int io_event(HANDLE h, int dir, zero_read **z, HANDLE *ev) {
+  AcquireSRWLockExclusive(&g_zr_lock);
+  *ev = NULL;
+  if (zr_get(h, z) == 0 && !(*z)->io_busy[dir]) {
+    if (!(*z)->io_ev[dir]) (*z)->io_ev[dir] = kept_event();
+    if ((*ev = (*z)->io_ev[dir]) != NULL) (*z)->io_busy[dir] = true;
+  }
+  ReleaseSRWLockExclusive(&g_zr_lock);
+  if (*ev) return 0;
+  *z = NULL;
+  if (!(*ev = CreateEventW(NULL, TRUE, FALSE, NULL))) return mproc__fail_os(0, (int)GetLastError(), "CreateEventW");
+  return 0;
+}
+
+static void io_event_done(HANDLE ev, int dir, zero_read *z) {
+  if (!z) {
+    CloseHandle(ev);
+    return;
+  }
+  AcquireSRWLockExclusive(&g_zr_lock);
+  z->io_busy[dir] = false;
+  ReleaseSRWLockExclusive(&g_zr_lock);
+}
 
 /* ---- connections ------------------------------------------------------------------------------ */
 
@@ -66,9 +208,14 @@ int mproc__pal_conn_send(mproc_os_handle h, const void *p1, size_t n1, const voi
     int rc = mproc__win32_socket_send(h, p1, n1);
     return rc ? rc : mproc__win32_socket_send(h, p2, n2);
   }
+  zero_read *z;
+  HANDLE ev;
+  int rc = io_event(MPROC__H(h), 1, &z, &ev);
+  if (rc) return rc;
   size_t n = 0;
-  int rc = mproc__pal_write(h, p1, n1, INT64_MAX, &n);
-  if (rc == 0) rc = mproc__pal_write(h, p2, n2, INT64_MAX, &n);
+  rc = mproc__win32_write_with(MPROC__H(h), ev, p1, n1, INT64_MAX, &n);
+  if (rc == 0) rc = mproc__win32_write_with(MPROC__H(h), ev, p2, n2, INT64_MAX, &n);
+  io_event_done(ev, 1, z);
   return rc;
 }
 
@@ -78,7 +225,15 @@ bool mproc__pal_conn_peer_gone(mproc_os_handle h) {
 }
 
 int mproc__pal_conn_recv(mproc_os_handle h, void *buf, size_t cap, int64_t deadline_ns, size_t *n) {
-  return mproc__pal_read(h, buf, cap, deadline_ns, n);
+  *n = 0;
+  if (cap == 0) return 0;
+  zero_read *z;
+  HANDLE ev;
+  int rc = io_event(MPROC__H(h), 0, &z, &ev);
+  if (rc) return rc;
+  rc = mproc__win32_read_with(MPROC__H(h), ev, buf, cap, deadline_ns, n);
+  io_event_done(ev, 0, z);
+  return rc;
 }
 
 mproc_os_handle mproc__pal_sentinel(const mproc__child *child, mproc_os_handle boot) {
@@ -154,43 +309,8 @@ static int wait_many(const HANDLE *hs, size_t n, int64_t deadline_ns) {
   return rc;
 }
 
-/* A zero-byte read waiting for a connection to become readable. */
-typedef struct zero_read {
-  OVERLAPPED ov;
-  bool pending;
-} zero_read;
-
-static char g_zero_buf; /* never written: a zero-byte read moves nothing */
-
-/* Start one: 1 if the connection is ready now (data waiting, end of file, or an error that the receive
- * will report), 0 if the read is pending, or an error (no event could be made). */
-static int zero_read_start(HANDLE h, zero_read *zr) {
-  mproc__win32_overlapped_init(&zr->ov, NULL);
-  zr->pending = false;
-  zr->ov.hEvent = CreateEventW(NULL, TRUE, FALSE, NULL); /* new: not signalled */
-  if (!zr->ov.hEvent) return mproc__fail_os(0, (int)GetLastError(), "wait: CreateEventW");
-  if (ReadFile(h, &g_zero_buf, 0, NULL, &zr->ov)) return 1;
-  if (GetLastError() != ERROR_IO_PENDING) return 1;
-  zr->pending = true;
-  return 0;
-}
-
-/* Finish one (cancelling it if it still waits): whether it saw the connection ready. */
-static bool zero_read_end(HANDLE h, zero_read *zr) {
-  bool ready = false;
-  if (zr->pending) {
-    DWORD n;
-    if (WaitForSingleObject(zr->ov.hEvent, 0) != WAIT_OBJECT_0) CancelIoEx(h, &zr->ov);
-    ready = GetOverlappedResult(h, &zr->ov, &n, TRUE) || GetLastError() != ERROR_OPERATION_ABORTED;
-    zr->pending = false;
-  }
-  if (zr->ov.hEvent) CloseHandle(zr->ov.hEvent);
-  zr->ov.hEvent = NULL;
-  return ready;
-}
-
 int mproc__pal_wait_ready(const mproc__wait_item *items, size_t n, int64_t deadline_ns, bool *ready) {
-  zero_read *zr = (zero_read *)calloc(n ? n : 1, sizeof *zr);
+  zero_read **zr = (zero_read **)calloc(n ? n : 1, sizeof *zr);
   HANDLE *hs = (HANDLE *)malloc((n ? n : 1) * sizeof *hs);
   if (!zr || !hs) {
     free(zr);
@@ -202,31 +322,38 @@ int mproc__pal_wait_ready(const mproc__wait_item *items, size_t n, int64_t deadl
     size_t nh = 0;
     bool any = false;
     rc = 0;
+    AcquireSRWLockExclusive(&g_zr_lock);
     for (size_t i = 0; i < n; ++i) {
       ready[i] = false;
       HANDLE h = MPROC__H(items[i].h);
+      bool dup = false; /* WaitForMultipleObjects refuses a handle listed twice */
       if (items[i].kind == MPROC__WAIT_CONN) {
-        int st = rc ? 0 : zero_read_start(h, &zr[i]);
-        if (st < 0) rc = st;
+        int st = (rc = zr_get(h, &zr[i])) != 0 ? rc : zr_arm(zr[i]);
+        if (st < 0) {
+          rc = st;
+          break;
+        }
         if (st > 0) ready[i] = any = true;
-        if (zr[i].pending) hs[nh++] = zr[i].ov.hEvent;
-      } else {
-        bool dup = false; /* WaitForMultipleObjects refuses a handle listed twice */
-        for (size_t j = 0; j < nh && !dup; ++j) dup = hs[j] == h;
-        if (!dup) hs[nh++] = h;
+        h = zr[i]->ov.hEvent;
+        if (!zr[i]->pending) continue;
       }
+      for (size_t j = 0; j < nh && !dup; ++j) dup = hs[j] == h;
+      if (!dup) hs[nh++] = h;
     }
-    if (!rc && !any && nh > 0) rc = wait_many(hs, nh, deadline_ns);
-    /* Whatever ended the wait, look at everything: several may be ready. Every zero read ends here. */
+    ReleaseSRWLockExclusive(&g_zr_lock);
+    if (rc) break;
+    if (!any && nh > 0) rc = wait_many(hs, nh, deadline_ns);
+    /* Whatever ended the wait, look at everything: several may be ready. Pending zero reads stay. */
+    AcquireSRWLockExclusive(&g_zr_lock);
     for (size_t i = 0; i < n; ++i) {
-      HANDLE h = MPROC__H(items[i].h);
       if (items[i].kind == MPROC__WAIT_CONN) {
-        if (zero_read_end(h, &zr[i])) ready[i] = true;
-      } else if (WaitForSingleObject(h, 0) == WAIT_OBJECT_0) {
+        if (zr_ready(zr[i])) ready[i] = true;
+      } else if (WaitForSingleObject(MPROC__H(items[i].h), 0) == WAIT_OBJECT_0) {
         ready[i] = true;
       }
       any = any || ready[i];
     }
+    ReleaseSRWLockExclusive(&g_zr_lock);
     if (rc < 0 && rc != MPROC_ETIMEDOUT) break; /* an error: reported even if something is ready */
     if (any) {
       rc = 0;
@@ -234,7 +361,7 @@ int mproc__pal_wait_ready(const mproc__wait_item *items, size_t n, int64_t deadl
     }
     if (rc == 0 && (nh == 0 || mproc__ms_until(deadline_ns) == 0)) rc = MPROC_ETIMEDOUT;
     if (rc) break;
-    /* woken with nothing ready (cannot happen as far as we know): wait again for the rest of the time */
+    /* woken with nothing ready (a zero read aborted, another thread's wait took a completion): again */
   }
   free(zr);
   free(hs);

@@ -271,14 +271,14 @@ static int make_event(OVERLAPPED *ov) {
 
 /* ---- read / write with a deadline ------------------------------------------------------------ */
 
-int mproc__pal_read(mproc_os_handle mh, void *buf, size_t cap, int64_t deadline_ns, size_t *n) {
-  HANDLE h = MPROC__H(mh);
+int mproc__win32_read_with(HANDLE h, HANDLE ev, void *buf, size_t cap, int64_t deadline_ns, size_t *n) {
   *n = 0;
   if (cap == 0) return 0;
   DWORD len = cap > MAX_IO ? MAX_IO : (DWORD)cap;
   OVERLAPPED ov;
-  int rc = make_event(&ov);
-  if (rc) return rc;
+  memset(&ov, 0, sizeof ov);
+  ov.hEvent = ev;
+  int rc = 0;
   for (;;) {
     DWORD got = 0, err = 0;
     bool expired = false;
@@ -302,18 +302,29 @@ int mproc__pal_read(mproc_os_handle mh, void *buf, size_t cap, int64_t deadline_
       break;
     }
   }
-  CloseHandle(ov.hEvent);
   return rc;
 }
 
-int mproc__pal_write(mproc_os_handle mh, const void *buf, size_t len, int64_t deadline_ns, size_t *n) {
-  HANDLE h = MPROC__H(mh);
+int mproc__pal_read(mproc_os_handle mh, void *buf, size_t cap, int64_t deadline_ns, size_t *n) {
+  *n = 0;
+  if (cap == 0) return 0;
+  OVERLAPPED ov;
+  int rc = make_event(&ov);
+  if (!rc) rc = mproc__win32_read_with(MPROC__H(mh), ov.hEvent, buf, cap, deadline_ns, n);
+  if (ov.hEvent) CloseHandle(ov.hEvent);
+  return rc;
+}
+
+int mproc__win32_write_with(HANDLE h, HANDLE ev, const void *buf, size_t len, int64_t deadline_ns, size_t *n) {
   *n = 0;
   if (len == 0) return 0;
   OVERLAPPED ov;
-  int rc = make_event(&ov);
-  if (rc) return rc;
-  DWORD limit = write_limit(h);
+  memset(&ov, 0, sizeof ov);
+  ov.hEvent = ev;
+  int rc = 0;
+  /* Without a deadline nothing is cancelled, so any size is exact: no need to ask the pipe (a call to
+   * wine's server on every message sent on a connection). */
+  DWORD limit = deadline_ns == INT64_MAX ? MAX_IO : write_limit(h);
   while (*n < len) {
     DWORD got = 0, err = 0;
     int st = write_piece(h, &ov, (const char *)buf + *n, len - *n, limit, deadline_ns, &got, &err);
@@ -331,7 +342,16 @@ int mproc__pal_write(mproc_os_handle mh, const void *buf, size_t len, int64_t de
       break;
     }
   }
-  CloseHandle(ov.hEvent);
+  return rc;
+}
+
+int mproc__pal_write(mproc_os_handle mh, const void *buf, size_t len, int64_t deadline_ns, size_t *n) {
+  *n = 0;
+  if (len == 0) return 0;
+  OVERLAPPED ov;
+  int rc = make_event(&ov);
+  if (!rc) rc = mproc__win32_write_with(MPROC__H(mh), ov.hEvent, buf, len, deadline_ns, n);
+  if (ov.hEvent) CloseHandle(ov.hEvent);
   return rc;
 }
 

@@ -29,4 +29,9 @@ int mproc__win32_pipe_pair(const wchar_t *prefix, DWORD open_mode, DWORD out_siz
  * pending (pipe.c says why: wine and sockets). conn.c's zero-byte reads use it too. */
 void mproc__win32_overlapped_init(OVERLAPPED *ov, HANDLE ev);
 
+/* mproc__pal_read and mproc__pal_write with the caller's event (manual-reset; reset here before each
+ * operation, and no operation is left pending on return): conn.c keeps one per connection handle. */
+int mproc__win32_read_with(HANDLE h, HANDLE ev, void *buf, size_t cap, int64_t deadline_ns, size_t *n);
+int mproc__win32_write_with(HANDLE h, HANDLE ev, const void *buf, size_t len, int64_t deadline_ns, size_t *n);
+
 #endif /* MPROC_WIN32_PIPE_H */

@@ -10,7 +10,8 @@
  *   pty.h   - the pseudo console (pty.c) as spawn.c gives it to a child.
  * and helpers of section files declared here, since they need <windows.h>:
  *   mproc__win32_job_new (tree.c), used by spawn.c and process.c;
- *   mproc__win32_is_socket, _close_socket, _socket_send (listen.c), used by pal_core.c and conn.c. */
+ *   mproc__win32_is_socket, _close_socket, _socket_send (listen.c), used by pal_core.c and conn.c;
+ *   mproc__win32_conn_forget, _conn_kept_handles (conn.c), used by pal_core.c. */
 #ifndef MPROC_WIN32_H
 #define MPROC_WIN32_H
 
@@ -40,6 +41,13 @@ char *mproc__wide_to_utf8(const wchar_t *w, int n);
 bool mproc__win32_is_socket(mproc_os_handle h);
 bool mproc__win32_close_socket(mproc_os_handle h);
 int mproc__win32_socket_send(mproc_os_handle h, const void *p, size_t n);
+
+/* Before h is closed: cancel the zero-byte read a wait left pending on it, and drop what conn.c kept for
+ * it (the read, the events of its receives and sends), if anything. */
+void mproc__win32_conn_forget(HANDLE h);
+/* How many events conn.c keeps for connection handles still open (a zero read's, a receive's, a send's):
+ * mproc__pal_handle_count leaves them out, since they go with their handles, which it counts. */
+int mproc__win32_conn_kept_handles(void);
 
 /* A new job object (non-inheritable handle) with the JOBOBJECT_EXTENDED_LIMIT_INFORMATION limit flags
  * `limits`, holding `process` (tree.c). 0 with *job, or the Windows error (no message is set: callers
