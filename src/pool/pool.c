@@ -638,8 +638,10 @@ static int start_worker(mproc_pool *p, size_t slot) {
 
 /* Wait for an ended (or ending) worker and release it: a description of how it ended. */
 static void reap_worker(worker *w, char *how, size_t size) {
-  mproc_connection_destroy(w->conn);
-  w->conn = NULL;
+  if (w->conn) { /* (worker_died takes it under the mutex first: no write here that pump could race) */
+    mproc_connection_destroy(w->conn);
+    w->conn = NULL;
+  }
   snprintf(how, size, "ended");
   if (w->thr) {
     mproc__pal_thread_join(w->thr);
