@@ -55,6 +55,19 @@ if [[ -z "${WINEPREFIX:-}" ]]; then
   trap 'wineserver -k >/dev/null 2>&1 || true; wineserver -w >/dev/null 2>&1 || true; rm -rf "$WINEPREFIX"' EXIT
 fi
 
+# Boot the wine prefix once, before a stage needs it: a fresh prefix takes tens of seconds to boot (more
+# on a loaded machine), and the first program run under wine would otherwise boot it inside a build's
+# test discovery and share that step's timeout (MPROC_DISCOVERY_TIMEOUT): a CI run saw three discoveries
+# of the mingw stage time out that way, having printed nothing.
+if [[ " ${stages[*]} " == *mingw* ]] && command -v wine >/dev/null 2>&1; then
+  bt=$SECONDS
+  if timeout 600 "$root/cmake/wine-run.sh" cmd /c exit 0 </dev/null >/dev/null 2>&1; then
+    echo "==== test-all: wine prefix $WINEPREFIX booted in $((SECONDS - bt)) s"
+  else
+    echo "==== test-all: booting the wine prefix $WINEPREFIX failed (status $?); the stages will try again"
+  fi
+fi
+
 logs="$(mktemp -d "${TMPDIR:-/tmp}/mproc-test-all.XXXXXX")"
 t0=$SECONDS
 failed=()
