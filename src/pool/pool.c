@@ -714,20 +714,24 @@ static void later_push(mproc_pool *p, mproc_async_result *r) {
   p->later[p->nlater++].ok = false;
 }
 
-/* The pool broke (p->broken, with the mutex held, on the result thread): every pending task fails with
- * MPROC_EWORKERDIED, its error callback left for the result thread (none where memory ran out). */
-static void fail_pending(mproc_pool *p) {
+/* Every pending task fails with code (with the mutex held): the pool broke (on the result thread, each
+ * error callback left for it: calls_back; none where memory ran out), or was terminated (no callback). */
+static void fail_pending(mproc_pool *p, int code, const char *message, bool calls_back) {
+  bool left = false;
   while (p->head) {
     task *t = p->head;
     p->head = t->next;
     mproc_async_result *r = t->r;
-    bool calls_back = !r->ready && r->opts.error_callback && later_room(p);
-    if (result_fail(r, MPROC_EWORKERDIED, t->first, p->broken, calls_back) && calls_back) later_push(p, r);
+    bool cb = calls_back && !r->ready && r->opts.error_callback && later_room(p);
+    if (result_fail(r, code, t->first, message, cb) && cb) {
+      later_push(p, r);
+      left = true;
+    }
     task_free(t);
     task_unref(p->k, r);
   }
   p->tail = NULL;
-  wake_result_thread(p);
+  if (left) wake_result_thread(p);
 }
 
 static void take_reply(mproc_pool *p, worker *w, const char *msg, size_t len, callback_call *cb) {
@@ -876,7 +880,7 @@ static void worker_died(mproc_pool *p, worker *w, callback_call *cb) {
                mproc_last_error());
     mproc_clear_error();
   }
-  if (p->broken[0]) fail_pending(p);
+  if (p->broken[0]) fail_pending(p, MPROC_EWORKERDIED, p->broken, true);
 }
 
 /* ---- the result thread ------------------------------------------------------------------------------- */
@@ -1526,15 +1530,7 @@ int mproc_pool_terminate(mproc_pool *p) {
       t->next = p->head;
       p->head = t;
     }
-  while (p->head) {
-    task *t = p->head;
-    p->head = t->next;
-    mproc_async_result *r = t->r;
-    result_fail(r, MPROC_ECLOSED, t->first, "pool: the pool was terminated", false);
-    task_free(t);
-    task_unref(p->k, r);
-  }
-  p->tail = NULL;
+  fail_pending(p, MPROC_ECLOSED, "pool: the pool was terminated", false);
   mproc__pal_mutex_unlock(p->k->mu);
   return 0;
 }
