@@ -132,6 +132,10 @@ void mproc__pal_unsetenv(const char *name);
 int mproc__pal_getenv(const char *name, char **value);
 /* Whether an environment variable is set (to anything, "" included); false on a bad name. */
 bool mproc__pal_env_is_set(const char *name);
+/* The environment variable that makes the dynamic linker bind every symbol when a program loads instead
+ * of at each first call (set to "1"), where the system binds lazily: "LD_BIND_NOW" (glibc and the other
+ * ELF systems). NULL where there is none to ask for (Windows, macOS). */
+const char *mproc__pal_eager_binding_var(void);
 
 /* ==== pipes, files, I/O (subprocess): src/posix/pipe.c, src/win32/pipe.c ================================ */
 
@@ -650,9 +654,9 @@ int mproc__pal_conn_recv_fds(mproc_os_handle h, void *buf, size_t cap, size_t *n
 bool mproc__pal_conn_tell_senders(mproc_os_handle h);
 
 /* Children's exits as an event, for a server that forks (src/process/forkserver.c): a handle that
- * becomes readable (MPROC__WAIT_CONN) when a child of this process may have ended (POSIX: a SIGCHLD
- * self-pipe; SIGINT is ignored too, since a Ctrl-C to the terminal's process group is for the children
- * to decide). MPROC_ENOTSUP without fork. */
+ * becomes readable (MPROC__WAIT_CONN) when a child of this process may have ended (POSIX: a signalfd of
+ * SIGCHLD on Linux, else a SIGCHLD self-pipe; SIGINT is ignored too, since a Ctrl-C to the terminal's process group is
+ * for the children to decide). MPROC_ENOTSUP without fork. */
 int mproc__pal_child_events_open(mproc_os_handle *h);
 /* In a fork child of such a server: put the signal dispositions back and close the event handles. */
 void mproc__pal_child_events_close(void);

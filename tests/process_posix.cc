@@ -89,6 +89,31 @@ int t_until_stopped(const mproc_args *a) {
   return 0;
 }
 
+// Whether the initial environment of process pid (what it was executed with) holds the entry `kv`.
+bool exec_env_has(pid_t pid, const char *kv) {
+  FILE *f = fopen(("/proc/" + std::to_string(pid) + "/environ").c_str(), "rb");
+  if (!f) return false;
+  std::string all, entry;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0) all.append(buf, n);
+  fclose(f);
+  for (size_t at = 0; at < all.size(); at += entry.size() + 1) {
+    entry = all.substr(at, all.find('\0', at) - at);
+    if (entry == kv) return true;
+  }
+  return false;
+}
+
+// A child's report on eager binding, as bits: 1 its OS parent (under forkserver: the server) was not
+// started with LD_BIND_NOW=1; 2 and 4 it has LD_BIND_NOW or mproc's marker in its own environment;
+// 8 it was itself executed with LD_BIND_NOW=1.
+int t_report_binding(const mproc_args *a) {
+  (void)a;
+  return (exec_env_has(getppid(), "LD_BIND_NOW=1") ? 0 : 1) | (getenv("LD_BIND_NOW") ? 2 : 0) |
+         (getenv("MPROC_EAGER_BINDING") ? 4 : 0) | (exec_env_has(getpid(), "LD_BIND_NOW=1") ? 8 : 0);
+}
+
 // The exit code of a child running t_report_pdeathsig: the parent-death signal it was given.
 int pdeathsig_of_child(mproc_start_method m, mproc_option kill) {
   return run_child(mproc_process_opts{.target = t_report_pdeathsig, .start_method = m, .kill_on_parent_death = kill});
@@ -184,6 +209,20 @@ TEST(ProcessLinux, ForkserverChildIsSignalledThroughItsPidfd) {
   EXPECT_EQ(count_pidfds(), before);
   mproc_connection_destroy(a);
   mproc_connection_destroy(b);
+}
+#endif
+
+#ifdef __linux__
+// The fork server is started with eager binding (LD_BIND_NOW=1), so that its children, forks of it, find
+// every library function resolved instead of each resolving lazily again the ones it calls; its guard
+// takes the setting out of its environment, so that neither its children nor what they start inherit it,
+// and a spawned child is not started with it.
+TEST(ProcessLinux, TheForkServerBindsEagerlyAndNothingItStartsInheritsTheSetting) {
+  if (getenv("LD_BIND_NOW")) GTEST_SKIP() << "LD_BIND_NOW is set for the test itself: everything binds eagerly";
+  // (a fork of the server has the memory of the server's initial environment: bit 8 is not for it)
+  EXPECT_EQ(run_child(mproc_process_opts{.target = t_report_binding, .start_method = MPROC_START_FORKSERVER}) & 7, 0);
+  EXPECT_EQ(run_child(mproc_process_opts{.target = t_report_binding, .start_method = MPROC_START_SPAWN}) & 14, 0);
+  EXPECT_EQ(getenv("LD_BIND_NOW"), nullptr);
 }
 #endif
 

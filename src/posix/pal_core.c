@@ -361,3 +361,11 @@ int mproc__pal_getenv(const char *name, char **value) {
 }
 
 bool mproc__pal_env_is_set(const char *name) { return name && *name && !strchr(name, '=') && getenv(name); }
+
+const char *mproc__pal_eager_binding_var(void) {
+#if defined(__APPLE__)
+  return NULL; /* dyld: not asked for */
+#else
+  return "LD_BIND_NOW";
+#endif
+}

@@ -241,7 +241,17 @@ int mproc__respawn_self(const char *flag, mproc_os_handle handle, const mproc_os
   char arg[64];
   snprintf(arg, sizeof arg, "%s%lld", flag, (long long)handle);
   const char *argv[] = {exe, arg, NULL};
-  const char *extra[] = {MPROC__SPAWN_ENV "=1", NULL};
+  const char *extra[] = {MPROC__SPAWN_ENV "=1", NULL, NULL, NULL};
+  /* The fork server binds every symbol at load (the dynamic linker's eager binding, asked for through
+   * the environment: only the server's, its guard takes it out again), so that its children do not each
+   * resolve again, lazily, every library function they call: a fork inherits the server's bindings. */
+  char eager[64];
+  const char *var = mproc__pal_eager_binding_var();
+  if (strcmp(flag, MPROC__FORKSERVER_FLAG) == 0 && var && !mproc__pal_env_is_set(var)) {
+    snprintf(eager, sizeof eager, "%s=1", var);
+    extra[1] = eager;
+    extra[2] = MPROC__EAGER_ENV "=1";
+  }
   mproc__spawn_req req = {.argv = argv,
                           .env_extra = extra,
                           .stdio = {MPROC_NO_HANDLE, MPROC_NO_HANDLE, MPROC_NO_HANDLE},

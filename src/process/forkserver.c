@@ -17,6 +17,7 @@
 #include "process_internal.h"
 
 #define EXIT_BOOT_FAILED MPROC_EXIT_BOOT_FAILED
+#define REQ_FIRST 4096 /* the request buffer's first size: a bootstrap message is a few hundred bytes */
 
 /* A fork server this process talks to: the one the forkserver start method uses (g_fs, started on
  * first use), or a pool's zygote (forked from this process, mproc__zygote_start). All under the global
@@ -309,6 +310,8 @@ typedef struct server {
     mproc_os_handle boot; /* our copy of the child's end of its boot link: its status goes there */
   } * kids;
   size_t nkids, capkids;
+  unsigned char *req; /* the request being served: its length (8 bytes), then its message */
+  size_t reqcap;
 } server;
 
 /* In the server: a child ended; tell its parent on the boot link ("X<code>"), and forget the link. */
@@ -336,16 +339,18 @@ static void reap_children(server *s) {
       }
 }
 
-/* Read exactly n bytes of a request (the descriptors that come with them are appended to fds). false at
- * end of file or on an error. Every byte must come from our parent (the process that started this server
- * and made the control socket, proven by the guard): where the kernel tells each sender, a byte from
- * anyone else (a process the parent's end leaked to) ends the server. */
-static bool read_request(server *s, unsigned char *p, size_t n, mproc_os_handle *fds, size_t *nfds) {
-  for (size_t got = 0; got < n;) {
+/* Read at least min and at most cap bytes of a request into p (*got: how many; the descriptors that come
+ * with them are appended to fds). false at end of file or on an error. Every byte must come from our
+ * parent (the process that started this server and made the control socket, proven by the guard): where
+ * the kernel tells each sender, a byte from anyone else (a process the parent's end leaked to) ends the
+ * server. Reading past one request is safe: a client sends the next only after our reply. */
+static bool read_request(server *s, unsigned char *p, size_t min, size_t cap, size_t *got, mproc_os_handle *fds,
+                         size_t *nfds) {
+  for (*got = 0; *got < min;) {
     size_t k = 0, kf = 0;
     int64_t sender = -1;
     mproc_os_handle f[MPROC__PAL_MAX_FDS];
-    int rc = mproc__pal_conn_recv_fds(s->ctl, p + got, n - got, &k, f, MPROC__PAL_MAX_FDS, &kf, &sender);
+    int rc = mproc__pal_conn_recv_fds(s->ctl, p + *got, cap - *got, &k, f, MPROC__PAL_MAX_FDS, &kf, &sender);
     if (s->check_sender && k && sender != mproc__pal_getppid()) {
       for (size_t i = 0; i < kf; ++i) mproc__pal_close(f[i]);
       mproc__pal_exit_now(MPROC_EXIT_GUARD_REFUSED);
@@ -357,7 +362,7 @@ static bool read_request(server *s, unsigned char *p, size_t n, mproc_os_handle 
         mproc__pal_close(f[i]);
     }
     if (rc != 0 || k == 0) return false;
-    got += k;
+    *got += k;
   }
   return true;
 }
@@ -373,15 +378,29 @@ static void serve_child(server *s, mproc_os_handle *fds, size_t nfds, char *msg,
   mproc__boot_run(link, msg, len, fds + 1, nfds - 1);
 }
 
-/* One request: fork its child and reply with its pid (and a pidfd of it where the system has them). */
+/* One request: fork its child and reply with its pid (and a pidfd of it where the system has them). The
+ * request usually comes whole with the first receive, into a buffer kept for the next. */
 static void serve_request(server *s) {
-  unsigned char hdr[8];
   mproc_os_handle fds[MPROC__PAL_MAX_FDS];
-  size_t nfds = 0;
-  if (!read_request(s, hdr, 8, fds, &nfds)) mproc__pal_exit_now(0); /* the client has gone */
-  uint64_t len = mproc__wire_get_le64(hdr);
-  char *msg = len < SIZE_MAX ? (char *)malloc((size_t)len + 1) : NULL;
-  if (!msg || !read_request(s, (unsigned char *)msg, (size_t)len, fds, &nfds)) mproc__pal_exit_now(EXIT_BOOT_FAILED);
+  size_t nfds = 0, got = 0;
+  if (!s->req) {
+    s->req = (unsigned char *)malloc(REQ_FIRST);
+    if (!s->req) mproc__pal_exit_now(EXIT_BOOT_FAILED);
+    s->reqcap = REQ_FIRST;
+  }
+  if (!read_request(s, s->req, 8, s->reqcap, &got, fds, &nfds)) mproc__pal_exit_now(got ? EXIT_BOOT_FAILED : 0);
+  uint64_t len = mproc__wire_get_le64(s->req);
+  if (len > SIZE_MAX - 16) mproc__pal_exit_now(EXIT_BOOT_FAILED);
+  size_t whole = 8 + (size_t)len, more = 0;
+  if (whole + 1 > s->reqcap) { /* room for a terminating byte too */
+    unsigned char *b = (unsigned char *)realloc(s->req, whole + 1);
+    if (!b) mproc__pal_exit_now(EXIT_BOOT_FAILED);
+    s->req = b;
+    s->reqcap = whole + 1;
+  }
+  if (got > whole || (got < whole && !read_request(s, s->req + got, whole - got, whole - got, &more, fds, &nfds)))
+    mproc__pal_exit_now(EXIT_BOOT_FAILED); /* (more than one request: not from our client) */
+  char *msg = (char *)s->req + 8;
   int64_t reply = -(int64_t)MPROC_EINVAL;
   mproc__child child = {.handle = MPROC_NO_HANDLE};
   if (nfds >= 1 && s->nkids == s->capkids) {
@@ -405,7 +424,6 @@ static void serve_request(server *s) {
       if (mproc__pal_fork_sentinel(&child) != 0) child.handle = MPROC_NO_HANDLE; /* not reaped: still ours */
     }
   }
-  free(msg);
   for (size_t i = 0; i < nfds; ++i) mproc__pal_close(fds[i]);
   unsigned char out[8];
   mproc__wire_put_le64(out, (uint64_t)reply);

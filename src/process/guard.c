@@ -23,6 +23,11 @@ static void refuse(const char *prefix, const char *why) {
  * made for us (see mproc_main_guard in core.h); otherwise the process ends here. */
 static mproc_os_handle trusted_handle(const char *flag, const char *prefix) {
   mproc__pal_unsetenv(MPROC__SPAWN_ENV);
+  if (mproc__pal_env_is_set(MPROC__EAGER_ENV)) { /* ours (mproc__respawn_self): not for what we start */
+    mproc__pal_unsetenv(MPROC__EAGER_ENV);
+    const char *var = mproc__pal_eager_binding_var();
+    if (var) mproc__pal_unsetenv(var);
+  }
   if (mproc__pal_secure_exec())
     refuse(prefix,
            "this program runs set-user-ID, set-group-ID or with file capabilities, and such a program "

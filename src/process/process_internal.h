@@ -30,6 +30,9 @@
 #define MPROC__FORKSERVER_FLAG "--mproc-forkserver="
 /* Set in every process mproc re-executes: a main() without the guard must not start children. */
 #define MPROC__SPAWN_ENV "MPROC_SPAWN_CHILD"
+/* Set beside the eager-binding variable (mproc__pal_eager_binding_var) when mproc added it for the fork
+ * server: its guard removes both, so that nothing the server starts inherits them. */
+#define MPROC__EAGER_ENV "MPROC_EAGER_BINDING"
 
 struct mproc_context {
   mproc_start_method method;

@@ -485,6 +485,8 @@ int mproc__pal_getenv(const char *name, char **value) {
   return rc;
 }
 
+const char *mproc__pal_eager_binding_var(void) { return NULL; /* the loader binds imports at load */ }
+
 bool mproc__pal_env_is_set(const char *name) {
   int rc = 0;
   wchar_t *w = env_name(name, &rc);
