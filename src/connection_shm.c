@@ -50,6 +50,7 @@
 #define IN_RINGS 4
 #define PEER_CHECK_NS (20 * 1000 * 1000LL)
 #define ANNOUNCE_LEN 16
+#define CHUNK ((uint64_t)1 << 20) /* a streamed message's chunks (the last may be shorter) */
 
 /* The ring's header, in shared memory: the sender's line, then the receiver's. */
 typedef struct ring_hdr {
@@ -109,7 +110,7 @@ int mproc__conn_shm_open(mproc_connection *c) {
 }
 
 bool mproc__conn_shm_wants(const mproc_connection *c, size_t size) {
-  return size >= SHM_MIN && size <= RING_CAP && c->shm;
+  return size >= SHM_MIN && c->shm;
 }
 
 /* A tag for a new ring: differs between the rings a receiver may meet (several copies of one end). */
@@ -146,6 +147,24 @@ static int wait_room(mproc_connection *c, ring_hdr *h, uint64_t head, uint64_t n
   }
 }
 
+/* Write p[0..n) at head (the room is there); the position after it. */
+static uint64_t ring_put(ring *r, uint64_t head, const void *p, uint64_t n) {
+  uint64_t at = head % RING_CAP, first = RING_CAP - at < n ? RING_CAP - at : n;
+  memcpy(r->data + at, p, (size_t)first);
+  if (first < n) memcpy(r->data, (const char *)p + first, (size_t)(n - first));
+  head += round_up(n);
+  mproc__atomic_store64(&r->h->head, head);
+  return head;
+}
+
+/* The frame of a chunk of n bytes at pos (the message's first: msg_len, flags; a later one: MORE). */
+static int send_frame(mproc_connection *c, uint64_t len, uint64_t pos, uint32_t flags) {
+  unsigned char hdr[MPROC__FRAME_HEADER_MAX];
+  mproc__frame_ticket t = {pos, c->shm->out.h->tag, flags};
+  size_t hl = mproc__frame_put_shm(c->fmt, hdr, len, &t);
+  return mproc__pal_conn_send(c->e.wr, hdr, hl, NULL, 0);
+}
+
 int mproc__conn_shm_send(mproc_connection *c, const void *p, size_t n) {
   struct mproc__conn_shm *s = c->shm;
   bool fresh = !s->out.h;
@@ -154,13 +173,12 @@ int mproc__conn_shm_send(mproc_connection *c, const void *p, size_t n) {
     if (rc) return rc;
   }
   ring_hdr *h = s->out.h;
-  uint64_t head = mproc__atomic_load64(&h->head), need = round_up(n);
-  int rc = wait_room(c, h, head, need);
+  bool stream = n > RING_CAP;
+  uint64_t head = mproc__atomic_load64(&h->head), k = stream ? CHUNK : n;
+  int rc = wait_room(c, h, head, round_up(k));
   if (rc) goto failed;
-  uint64_t at = head % RING_CAP, first = RING_CAP - at < n ? RING_CAP - at : n;
-  memcpy(s->out.data + at, p, (size_t)first);
-  if (first < n) memcpy(s->out.data, (const char *)p + first, (size_t)(n - first));
-  mproc__atomic_store64(&h->head, head + need);
+  uint64_t pos = head;
+  head = ring_put(&s->out, head, p, k);
   if (fresh) { /* the ring itself first, on the bulk socket: the receiver takes it before the ticket */
     unsigned char a[ANNOUNCE_LEN] = {0};
     mproc__wire_put_le32(a, RING_MAGIC);
@@ -169,10 +187,17 @@ int mproc__conn_shm_send(mproc_connection *c, const void *p, size_t n) {
     rc = mproc__pal_conn_send_fds(c->e.bulk, a, sizeof a, &s->out.m.h, 1);
     if (rc) goto failed;
   }
-  unsigned char hdr[MPROC__FRAME_HEADER_MAX];
-  mproc__frame_ticket t = {head, h->tag, fresh ? MPROC__TICKET_NEW_RING : 0};
-  size_t hl = mproc__frame_put_shm(c->fmt, hdr, n, &t);
-  return mproc__pal_conn_send(c->e.wr, hdr, hl, NULL, 0);
+  rc = send_frame(c, n, pos, (fresh ? MPROC__TICKET_NEW_RING : 0) | (stream ? MPROC__TICKET_STREAM : 0));
+  /* the rest of a stream, a chunk at a time as room comes back, each with its frame */
+  for (uint64_t off = k; !rc && off < n; off += k) {
+    k = n - off < CHUNK ? n - off : CHUNK;
+    rc = wait_room(c, h, head, round_up(k));
+    if (rc) break;
+    pos = head;
+    head = ring_put(&s->out, head, (const char *)p + off, k);
+    rc = send_frame(c, k, pos, MPROC__TICKET_MORE);
+  }
+  return rc;
 failed:
   if (fresh) ring_close(&s->out); /* never announced: no one else knows it */
   return rc;
@@ -241,30 +266,50 @@ int mproc__conn_shm_accept(mproc_connection *c, const mproc__frame *fr, int64_t 
     return -1;
   }
   ring_hdr *h = s->in[i - 1].h;
+  bool stream = (t->flags & MPROC__TICKET_STREAM) != 0;
+  uint64_t chunk = stream && fr->len > CHUNK ? CHUNK : fr->len;
   uint64_t tail = mproc__atomic_load64(&h->tail), head = mproc__atomic_load64(&h->head);
-  if (fr->len > RING_CAP || t->pos < tail || t->pos + round_up(fr->len) > head || head - tail > RING_CAP) {
+  if ((t->flags & MPROC__TICKET_MORE) || (fr->len > RING_CAP && !stream) || t->pos < tail ||
+      t->pos + round_up(chunk) > head || head - tail > RING_CAP) {
     *why = "a shared-memory frame's ticket is out of its ring";
     return -1;
   }
   c->msg_shm = true;
   c->msg_ring = i - 1;
   c->msg_pos = t->pos;
+  c->chunk_off = 0;
+  c->chunk_len = chunk;
+  return 0;
+}
+
+int mproc__conn_shm_more(mproc_connection *c, const mproc__frame *fr, const char **why) {
+  const mproc__frame_ticket *t = &fr->ticket;
+  ring_hdr *h = c->shm->in[c->msg_ring].h;
+  uint64_t off = c->chunk_off + c->chunk_len, head = mproc__atomic_load64(&h->head);
+  if (t->flags != MPROC__TICKET_MORE || t->tag != h->tag || t->pos != c->msg_pos + round_up(c->chunk_len) ||
+      fr->len == 0 || fr->len > CHUNK || fr->len > c->msg_len - off || t->pos + round_up(fr->len) > head) {
+    *why = "the next chunk of a streamed message does not follow the last";
+    return -1;
+  }
+  c->msg_pos = t->pos;
+  c->chunk_off = off;
+  c->chunk_len = fr->len;
   return 0;
 }
 
 void mproc__conn_shm_copy(const mproc_connection *c, char *dst, uint64_t from, size_t n) {
   const ring *r = &c->shm->in[c->msg_ring];
-  uint64_t at = (c->msg_pos + from) % RING_CAP, first = RING_CAP - at < n ? RING_CAP - at : n;
+  uint64_t at = (c->msg_pos + from - c->chunk_off) % RING_CAP, first = RING_CAP - at < n ? RING_CAP - at : n;
   memcpy(dst, r->data + at, (size_t)first);
   if (first < n) memcpy(dst + first, r->data, (size_t)(n - first));
 }
 
 void mproc__conn_shm_release(mproc_connection *c) {
   ring_hdr *h = c->shm->in[c->msg_ring].h;
-  mproc__atomic_store64(&h->tail, c->msg_pos + round_up(c->msg_len));
+  mproc__atomic_store64(&h->tail, c->msg_pos + round_up(c->chunk_len));
   mproc__atomic_add32(&h->freed, 1);
   mproc__pal_word_wake(MPROC_NO_HANDLE, &h->wq, &h->freed, 1);
-  c->msg_shm = false;
+  if (c->chunk_off + c->chunk_len == c->msg_len) c->msg_shm = false;
 }
 
 void mproc__conn_shm_unmap(mproc_connection *c) {
