@@ -7,9 +7,10 @@
  * CPython does), so messages of any size keep their boundaries. A message of BULK_MIN bytes or more on a
  * connection with a bulk handle is sent as 0xFFFFFFFE and the 8-byte length on wr, and its payload on
  * the bulk handle: the header first, so a receiver waiting on rd wakes and reads the payload while the
- * sender is still writing it. On Linux a message of 1 to 4 MiB goes through the sending end's shared-memory
- * ring instead (connection_shm.c): a shared-memory frame (the bulk mark, the length with bit 63 set, a
- * ticket) follows its payload, which is in place by then. CPython's multiprocessing.connection format is the same shape
+ * sender is still writing it. On Linux a message of 1 MiB or more goes through the sending end's
+ * shared-memory ring instead (connection_shm.c): a shared-memory frame (the bulk mark, the length with
+ * bit 63 set, a ticket) follows its payload, which is in place by then; one above the ring's 4 MiB
+ * comes in 1 MiB chunks, each followed by its frame. CPython's multiprocessing.connection format is the same shape
  * big-endian, with 0x7FFFFFFF the largest short length and no bulk mark. The receive side reads ahead into a buffer, so
  * a small message costs one system call on each side; large payloads are read straight into the caller's memory. */
 #include <stddef.h>

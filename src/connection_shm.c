@@ -3,12 +3,12 @@
  *
  * Design. Each sending end owns at most one ring: a sealed, anonymous memfd (no name, nothing left
  * after a crash) of RING_HDR bytes of counters and RING_CAP bytes of payloads. A message of SHM_MIN to
- * RING_CAP bytes is written into the ring whole, then a shared-memory frame goes on the send handle:
- * the bulk mark, the length with bit 63 set, and a 16-byte ticket (the payload's position, the ring's
- * tag, flags). So the pipe still carries every message's header in order: readiness (poll, mproc_wait
- * on the connection), deadlines and end of file work as before, and a message is complete in the ring
- * before its header can be read: a receive with a deadline never waits for a payload, a sender killed
- * while writing one leaves no header (the receiver sees nothing, then end of file), never part of one.
+ * RING_CAP bytes is written into the ring whole (a larger one is streamed through it: below), then a shared-memory
+ * frame goes on the send handle: the bulk mark, the length with bit 63 set, and a 16-byte ticket (the payload's
+ * position, the ring's tag, flags). So the pipe still carries every message's header in order: readiness (poll,
+ * mproc_wait on the connection), deadlines and end of file work as before, and a message is complete in the ring before
+ * its header can be read: a receive with a deadline never waits for a payload, a sender killed while writing one leaves
+ * no header (the receiver sees nothing, then end of file), never part of one.
  *
  * Set-up is lazy: the first such message creates the ring and sends it first, 16 bytes (magic, tag)
  * with the memfd attached (SCM_RIGHTS) on the bulk socket, its ticket flagged NEW_RING; the receiver
@@ -23,16 +23,40 @@
  * the wait with MPROC_EPIPE once no process holds the receiving end, exactly when a full socket would
  * have said so. While some process still holds it, the sender waits, as on a full socket.
  *
+ * Messages above RING_CAP are streamed through the same ring, in chunks of CHUNK (1 MiB) bytes: the
+ * sender writes the first chunk, then its frame (the message's length, the ticket flagged STREAM), then
+ * each further chunk as room comes back, each followed by a frame of its own (the chunk's length, the
+ * ticket flagged MORE, at the position right after the last chunk). Why frames per chunk rather than a
+ * counter in the ring that the receiver waits on: every byte the receiver may copy is still announced on
+ * the pipe after it is in place, so everything above holds unchanged inside a message. A receive waits
+ * for the next chunk as for any byte of the pipe, with its deadline (one that expires inside a message
+ * keeps what came and the next receive continues it, as on the byte streams); readiness waits on the
+ * same pipe (poll and mproc_wait, which cannot wait on a futex beside other handles); a sender killed
+ * inside a message closes the pipe, which is end of file inside a message: the stream is corrupt, as
+ * on the byte streams, and never gives garbage; a reader killed holding room is wait_room's case. The
+ * price is one 28-byte pipe write and wake-up per MiB, against a copy of the MiB on either side. The
+ * receiver gives each chunk's room back once it has copied it, so a message of any size needs the ring
+ * only (memory per sending end stays RING_HDR + RING_CAP).
+ *
  * Copies of an end in several processes: all the state lives in the ring, and tickets carry positions,
  * so an end used in turn by several processes (fork children share the mapping; handed ends carry the
  * rings' memfds, see mproc__conn_shm_export) stays consistent; a receiver that meets a ticket past its
  * tail (the sender died between writing a payload and its header, or a reader died after taking a
  * header) skips to it. Two copies of a sending end that each set up a ring (handed before the first
  * large message) give the receiver two rings: it keeps up to IN_RINGS, told apart by tag. Using one end
- * from two processes at once is as unsupported as on the byte streams.
+ * from two processes at once is as unsupported as on the byte streams. Taking turns cannot interleave a
+ * stream with another message: a send returns only once its last chunk is in the ring and framed. A
+ * copy that dies inside a stream while another copy sends on (in turn) would, on the byte streams, have
+ * the next message's bytes read as the rest of the cut one; here the frame that comes where the next
+ * chunk's was due is another message's (no MORE flag), so the receiver drops the cut message with an
+ * error and takes the next one whole (connection.c, next_chunk). A sender killed after writing a chunk
+ * but before its frame leaves that chunk's room taken until the next message's ticket skips past it:
+ * a whole message of more than RING_CAP - CHUNK bytes sent next would wait for room that never comes
+ * (a window of a pipe write; a streamed one needs only a chunk's room, and goes on).
  *
  * Sizes: RING_CAP (4 MiB) holds four 1 MiB messages in flight, as the c-shm ceiling of bench/
- * (process.bw.conn); a message above RING_CAP takes the bulk socket. */
+ * (process.bw.conn, whose 16 MiB messages also stream through 1 MiB slots of a 4 MiB ring). Windows and
+ * POSIX systems other than Linux keep the byte streams for every size (named pipes; the socket pair). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -109,9 +133,7 @@ int mproc__conn_shm_open(mproc_connection *c) {
   return c->shm ? 0 : mproc__fail(MPROC_ENOMEM, "connection: out of memory");
 }
 
-bool mproc__conn_shm_wants(const mproc_connection *c, size_t size) {
-  return size >= SHM_MIN && c->shm;
-}
+bool mproc__conn_shm_wants(const mproc_connection *c, size_t size) { return size >= SHM_MIN && c->shm; }
 
 /* A tag for a new ring: differs between the rings a receiver may meet (several copies of one end). */
 static uint32_t new_tag(const void *where) {

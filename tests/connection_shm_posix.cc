@@ -394,8 +394,8 @@ TEST(ConnectionShm, MessagesAboveTheRingStreamThroughItWholeAndRightBothWays) {
   }
   {
     PipePair p;
-    std::vector<size_t> ab = {4 * kMiB + 1, 5 * kMiB - 1, 2 * kMiB, 16 * kMiB, 7,         4 * kMiB,
-                              8 * kMiB + 3, kMiB,         4 * kMiB + 64, 64 * kMiB + 7, 16 * kMiB + 65};
+    std::vector<size_t> ab = {4 * kMiB + 1, 5 * kMiB - 1,  2 * kMiB,      16 * kMiB,     7, 4 * kMiB, 8 * kMiB + 3,
+                              kMiB,         4 * kMiB + 64, 64 * kMiB + 7, 16 * kMiB + 65};
     std::vector<size_t> ba = {16 * kMiB + 1, 3, 4 * kMiB + 1, 3 * kMiB, 12 * kMiB - 5, 4 * kMiB};
     std::thread sa([&] {
       for (size_t i = 0; i < ab.size(); ++i) ASSERT_EQ(send_pattern(p.a, ab[i], (unsigned)i), 0) << mproc_last_error();
