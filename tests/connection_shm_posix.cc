@@ -284,6 +284,19 @@ TEST(ConnectionShm, AReaderKilledMidStreamNeverWedgesTheSender) {
   });
 }
 
+// Receive a streamer's message i (of size_of(i) bytes) and check it: 0, the receive's error, or -1 (wrong).
+int recv_nth(mproc_connection *c, unsigned i, size_t (*size_of)(unsigned)) {
+  char *m = nullptr;
+  size_t n = 0;
+  int rc = mproc_connection_recv_bytes(c, 0, kLong, &m, &n);
+  if (rc) return rc;
+  auto v = pattern(size_of(i), i);
+  bool ok = n == v.size() && memcmp(m, v.data(), n) == 0;
+  mproc_free(m);
+  EXPECT_TRUE(ok) << "message " << i << " of " << n << " bytes";
+  return ok ? 0 : -1;
+}
+
 // A sender that streams numbered large messages until killed.
 int t_streamer(const mproc_args *a) {
   for (unsigned i = 0;; ++i) {
@@ -295,17 +308,7 @@ int t_streamer(const mproc_args *a) {
 // A sender killed at random moments: every message the reader gets is whole and right, then end of
 // file; never part of one, never garbage, never a hang.
 TEST(ConnectionShm, ASenderKilledMidStreamLeavesWholeMessagesThenEndOfFile) {
-  kill_rounds(13, t_streamer, {MPROC_EEOF}, [](mproc_connection *c, unsigned i) {
-    char *m = nullptr;
-    size_t n = 0;
-    int rc = mproc_connection_recv_bytes(c, 0, kLong, &m, &n);
-    if (rc) return rc;
-    auto v = pattern(nth_size(i), i);
-    bool ok = n == v.size() && memcmp(m, v.data(), n) == 0;
-    mproc_free(m);
-    EXPECT_TRUE(ok) << "message " << i << " of " << n << " bytes";
-    return ok ? 0 : -1;
-  });
+  kill_rounds(13, t_streamer, {MPROC_EEOF}, [](mproc_connection *c, unsigned i) { return recv_nth(c, i, nth_size); });
 }
 
 // A fork child given the sending end before any large message: it sets up a ring of its own, then
@@ -336,11 +339,16 @@ TEST(ConnectionShm, TwoCopiesOfASendingEndEachWithARingTakeTurns) {
   ASSERT_TRUE(recv_check(p.b, v.size(), 41)); // and the parent's
 }
 
-// A spawn child given an end whose rings exist both ways: it receives through the ring its parent
-// mapped, answers through the ring the parent's end set up, then sets nothing new up.
+// A child that echoes as many messages as its argument says (an int), then checks that it holds two
+// rings: given an end whose rings exist both ways, it receives through the ring its parent mapped and
+// answers through the ring the parent's end set up, setting nothing new up; given a fresh end, it maps
+// its parent's ring and sets up its own.
 int t_echo_big(const mproc_args *a) {
   mproc_connection *c = a->connections[0];
-  for (int i = 0; i < 6; ++i) {
+  int count = 0;
+  if (a->size != sizeof count) return 4;
+  memcpy(&count, a->data, sizeof count);
+  for (int i = 0; i < count; ++i) {
     char *m = nullptr;
     size_t n = 0;
     if (mproc_connection_recv_bytes(c, 0, kLong, &m, &n) != 0) return 1;
@@ -348,7 +356,7 @@ int t_echo_big(const mproc_args *a) {
     mproc_free(m);
     if (rc) return 2;
   }
-  return count_fds(true) == 2 ? 0 : 3; // the two rings it was handed, no other
+  return count_fds(true) == 2 ? 0 : 3;
 }
 
 TEST(ConnectionShm, AnEndHandedToASpawnChildKeepsItsRings) {
@@ -361,8 +369,9 @@ TEST(ConnectionShm, AnEndHandedToASpawnChildKeepsItsRings) {
     ASSERT_TRUE(recv_check(p.b, v.size(), 6));
     ASSERT_EQ(mproc_connection_send_bytes(p.b, v.data(), v.size(), 0, MPROC_ALL), 0);
     ASSERT_TRUE(recv_check(p.a, v.size(), 6));
-    mproc_process *proc =
-        mproc_test::start_child(t_echo_big, {mproc_object_make(MPROC_OBJECT_CONNECTION, p.b)}, nullptr, 0, method);
+    int count = 6;
+    mproc_process *proc = mproc_test::start_child(t_echo_big, {mproc_object_make(MPROC_OBJECT_CONNECTION, p.b)}, &count,
+                                                  sizeof count, method);
     ASSERT_NE(proc, nullptr);
     for (unsigned i = 0; i < 6; ++i) { // more than the ring holds, so room is given back across processes
       auto w = pattern(kMiB + i * 100003u, 20 + i);
@@ -481,19 +490,14 @@ int t_big_streamer(const mproc_args *a) {
 // streams); never garbage, never a hang.
 TEST(ConnectionShm, ASenderKilledMidStreamGivesAnErrorNeverGarbageNorAHang) {
   auto ends = kill_rounds(17, t_big_streamer, {MPROC_EEOF, MPROC_ESYS}, [](mproc_connection *c, unsigned i) {
-    char *m = nullptr;
-    size_t n = 0;
-    int rc = mproc_connection_recv_bytes(c, 0, kLong, &m, &n);
+    int rc = recv_nth(c, i, nth_stream_size);
     if (rc == MPROC_ESYS) {
       EXPECT_NE(strstr(mproc_last_error(), "in the middle of a message"), nullptr) << mproc_last_error();
+      char *m = nullptr;
+      size_t n = 0;
       EXPECT_EQ(mproc_connection_recv_bytes(c, 0, kLong, &m, &n), MPROC_ESYS);
     }
-    if (rc) return rc;
-    auto v = pattern(nth_stream_size(i), i);
-    bool ok = n == v.size() && memcmp(m, v.data(), n) == 0;
-    mproc_free(m);
-    EXPECT_TRUE(ok) << "message " << i << " of " << n << " bytes";
-    return ok ? 0 : -1;
+    return rc;
   });
   EXPECT_NE(std::find(ends.begin(), ends.end(), MPROC_ESYS), ends.end()) << "no sender was killed inside a message";
 }
@@ -534,27 +538,15 @@ TEST(ConnectionShm, AStreamCutByTheDeathOfACopyOfItsEndIsDroppedAndTheNextMessag
   mproc_process_destroy(proc);
 }
 
-// A spawn or forkserver child given a fresh end: messages above the ring stream both ways through the
-// rings each side sets up.
-int t_echo_streams(const mproc_args *a) {
-  mproc_connection *c = a->connections[0];
-  for (int i = 0; i < 3; ++i) {
-    char *m = nullptr;
-    size_t n = 0;
-    if (mproc_connection_recv_bytes(c, 0, kLong, &m, &n) != 0) return 1;
-    int rc = mproc_connection_send_bytes(c, m, n, 0, MPROC_ALL);
-    mproc_free(m);
-    if (rc) return 2;
-  }
-  return count_fds(true) == 2 ? 0 : 3; // its own ring and its parent's
-}
-
+// A spawn or forkserver child given a fresh end (t_echo_big): messages above the ring stream both ways
+// through the rings each side sets up.
 TEST(ConnectionShm, AnEndHandedToAChildStreamsBothWays) {
   for (mproc_start_method method : {MPROC_START_SPAWN, MPROC_START_FORKSERVER}) {
     SCOPED_TRACE(mproc_start_method_name(method));
     PipePair p;
-    mproc_process *proc =
-        mproc_test::start_child(t_echo_streams, {mproc_object_make(MPROC_OBJECT_CONNECTION, p.b)}, nullptr, 0, method);
+    int count = 3;
+    mproc_process *proc = mproc_test::start_child(t_echo_big, {mproc_object_make(MPROC_OBJECT_CONNECTION, p.b)}, &count,
+                                                  sizeof count, method);
     ASSERT_NE(proc, nullptr);
     const size_t sizes[] = {16 * kMiB + 5, 4 * kMiB + 1, 9 * kMiB};
     for (unsigned i = 0; i < 3; ++i) {
