@@ -10,9 +10,10 @@
  * sender is still writing it. On Linux a message of 1 MiB or more goes through the sending end's
  * shared-memory ring instead (connection_shm.c): a shared-memory frame (the bulk mark, the length with
  * bit 63 set, a ticket) follows its payload, which is in place by then; one above the ring's 4 MiB
- * comes in 1 MiB chunks, each followed by its frame. CPython's multiprocessing.connection format is the same shape
- * big-endian, with 0x7FFFFFFF the largest short length and no bulk mark. The receive side reads ahead into a buffer, so
- * a small message costs one system call on each side; large payloads are read straight into the caller's memory. */
+ * comes in 1 MiB chunks, each followed by its frame. CPython's multiprocessing.connection format is the
+ * same shape big-endian, with 0x7FFFFFFF the largest short length and no bulk mark. The receive side
+ * reads ahead into a buffer, so a small message costs one system call on each side; large payloads are
+ * read straight into the caller's memory. */
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>

@@ -162,8 +162,9 @@ bool mproc__conn_shm_wants(const mproc_connection *c, size_t size);
 /* Send p[0..n) as one message through c's ring (set up on first use). 0 or the errors of send_bytes. */
 int mproc__conn_shm_send(mproc_connection *c, const void *p, size_t n);
 /* A shared-memory frame's header was parsed: take the ring it announces (from the bulk handle) if it
- * does, find its ring and check the ticket; then set msg_shm, msg_ring, msg_pos. 0, or a reason (for
- * corrupt()) in *why with -1; MPROC_ETIMEDOUT / an error reading the announcement. */
+ * does, find its ring and check the ticket; then set msg_shm, msg_ring, msg_pos and the first chunk
+ * (chunk_off, chunk_len). 0, or a reason (for corrupt()) in *why with -1; MPROC_ETIMEDOUT / an error
+ * reading the announcement. */
 int mproc__conn_shm_accept(mproc_connection *c, const mproc__frame *fr, int64_t deadline, const char **why);
 /* The frame of the next chunk of the message being streamed was parsed: check it follows the current
  * chunk and make it current. 0, or -1 with a reason (for corrupt()) in *why. */

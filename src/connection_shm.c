@@ -1,14 +1,15 @@
 /* Large messages through shared memory on a Pipe()'s connection (POSIX: Linux; elsewhere, and on
  * Windows, large messages keep the byte streams: pal.h, mproc__pal_shm_conn_ok).
  *
- * Design. Each sending end owns at most one ring: a sealed, anonymous memfd (no name, nothing left
- * after a crash) of RING_HDR bytes of counters and RING_CAP bytes of payloads. A message of SHM_MIN to
- * RING_CAP bytes is written into the ring whole (a larger one is streamed through it: below), then a shared-memory
- * frame goes on the send handle: the bulk mark, the length with bit 63 set, and a 16-byte ticket (the payload's
- * position, the ring's tag, flags). So the pipe still carries every message's header in order: readiness (poll,
- * mproc_wait on the connection), deadlines and end of file work as before, and a message is complete in the ring before
- * its header can be read: a receive with a deadline never waits for a payload, a sender killed while writing one leaves
- * no header (the receiver sees nothing, then end of file), never part of one.
+ * Design. Each sending end owns at most one ring: a sealed, anonymous memfd (no name, nothing left after
+ * a crash) of RING_HDR bytes of counters and RING_CAP bytes of payloads. A message of SHM_MIN to RING_CAP
+ * bytes is written into the ring whole (a larger one is streamed through it: below), then a shared-memory
+ * frame goes on the send handle: the bulk mark, the length with bit 63 set, and a 16-byte ticket (the
+ * payload's position, the ring's tag, flags). So the pipe still carries every message's header in order:
+ * readiness (poll, mproc_wait on the connection), deadlines and end of file work as before, and a message
+ * is complete in the ring before its header can be read: a receive with a deadline never waits for a
+ * payload, a sender killed while writing one leaves no header (the receiver sees nothing, then end of
+ * file), never part of one.
  *
  * Set-up is lazy: the first such message creates the ring and sends it first, 16 bytes (magic, tag)
  * with the memfd attached (SCM_RIGHTS) on the bulk socket, its ticket flagged NEW_RING; the receiver
