@@ -7,11 +7,13 @@
  * CPython does), so messages of any size keep their boundaries. A message of BULK_MIN bytes or more on a
  * connection with a bulk handle is sent as 0xFFFFFFFE and the 8-byte length on wr, and its payload on
  * the bulk handle: the header first, so a receiver waiting on rd wakes and reads the payload while the
- * sender is still writing it. On Linux a message of 1 to 4 MiB goes through the sending end's shared-memory
- * ring instead (connection_shm.c): a shared-memory frame (the bulk mark, the length with bit 63 set, a
- * ticket) follows its payload, which is in place by then. CPython's multiprocessing.connection format is the same shape
- * big-endian, with 0x7FFFFFFF the largest short length and no bulk mark. The receive side reads ahead into a buffer, so
- * a small message costs one system call on each side; large payloads are read straight into the caller's memory. */
+ * sender is still writing it. On Linux a message of 1 MiB or more goes through the sending end's
+ * shared-memory ring instead (connection_shm.c): a shared-memory frame (the bulk mark, the length with
+ * bit 63 set, a ticket) follows its payload, which is in place by then; one above the ring's 4 MiB
+ * comes in 1 MiB chunks, each followed by its frame. CPython's multiprocessing.connection format is the
+ * same shape big-endian, with 0x7FFFFFFF the largest short length and no bulk mark. The receive side
+ * reads ahead into a buffer, so a small message costs one system call on each side; large payloads are
+ * read straight into the caller's memory. */
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -242,7 +244,9 @@ static bool header_buffered(const mproc_connection *c) {
 bool mproc__connection_buffered(const mproc_connection *c) {
   if (c->corrupt || c->eof) return true;
   if (!c->have_len) return header_buffered(c);
-  return c->msg_refused || c->msg_shm || c->mgot == c->msg_len || (!c->msg_bulk && c->rlen > c->rpos);
+  if (c->msg_refused || c->mgot == c->msg_len) return true;
+  if (c->msg_shm) return c->mgot < c->chunk_off + c->chunk_len || header_buffered(c); /* a chunk, or its frame */
+  return !c->msg_bulk && c->rlen > c->rpos;
 }
 
 mproc_os_handle mproc__connection_wait_handle(const mproc_connection *c) {
@@ -333,15 +337,55 @@ static void message_taken(mproc_connection *c) {
   c->npfds = 0;
 }
 
+/* A streamed message's next chunk: its frame is the next on rd. 0; MPROC_ETIMEDOUT; the peer closed
+ * in the middle of the message (corrupt, as on the byte streams); or another message's frame came
+ * instead: the sender stopped inside this message (it was killed, and a copy of its end has sent since;
+ * see connection_shm.c): what came of it is dropped, with an error, and the next receive takes that
+ * message. */
+static int next_chunk(mproc_connection *c, int64_t deadline) {
+  for (;;) {
+    size_t avail = c->rlen - c->rpos;
+    mproc__frame fr;
+    const char *why = NULL;
+    int st = avail < 4 ? 0 : mproc__frame_get(c->fmt, (const unsigned char *)c->rbuf + c->rpos, avail, &fr, &why);
+    if (st < 0) return corrupt(c, why);
+    if (st > 0 && fr.kind == MPROC__FRAME_SHM && (fr.ticket.flags & MPROC__TICKET_MORE)) {
+      if (mproc__conn_shm_more(c, &fr, &why)) return corrupt(c, why);
+      c->rpos += fr.hlen;
+      return 0;
+    }
+    if (st > 0) {
+      uint64_t len = c->msg_len, got = c->chunk_off + c->chunk_len;
+      c->msg_shm = false;
+      free(c->mbuf);
+      c->mbuf = NULL;
+      message_taken(c);
+      return mproc__fail(MPROC_ESYS,
+                         "recv: the sender of a %llu-byte message stopped after %llu bytes, and another message "
+                         "came: the first is dropped, the next receive takes the second",
+                         (unsigned long long)len, (unsigned long long)got);
+    }
+    if (c->eof) return corrupt(c, "the peer closed in the middle of a message");
+    int rc = fill(c, deadline);
+    if (rc) return rc;
+  }
+}
+
 /* Read payload bytes of the current message into dst[*got .. upto), from rbuf first (a bulk payload is
  * all on the bulk handle), then straight from the handle: no double copy of large messages. 0 once *got
  * reaches upto; MPROC_ETIMEDOUT at the deadline with *got telling what arrived; an error. */
 static int read_payload(mproc_connection *c, char *dst, size_t *got, size_t upto, int64_t deadline) {
-  if (c->msg_shm && *got < upto) { /* all there: copy it, and give the room back once all is copied */
-    mproc__conn_shm_copy(c, dst + *got, *got, upto - *got);
-    *got = upto;
-    if (upto == c->msg_len) mproc__conn_shm_release(c);
-    return 0;
+  while (c->msg_shm && *got < upto) { /* a chunk in the ring, there whole; the room goes back once copied */
+    uint64_t end = c->chunk_off + c->chunk_len;
+    if (*got < end) {
+      size_t k = (size_t)((upto < end ? upto : end) - *got);
+      mproc__conn_shm_copy(c, dst + *got, *got, k);
+      *got += k;
+      if (*got == end) mproc__conn_shm_release(c);
+    } else {
+      int rc = next_chunk(c, deadline);
+      if (rc) return rc;
+    }
   }
   while (*got < upto) {
     size_t want = upto - *got, n = 0;
@@ -402,7 +446,8 @@ int mproc__connection_recv_until(mproc_connection *c, size_t maxlength, int64_t 
   }
   size_t n = (size_t)c->msg_len;
   if (!c->mbuf) {
-    size_t cap = n < GROW_MIN || c->msg_shm ? n : GROW_MIN; /* a shared-memory payload has arrived whole */
+    /* a shared-memory payload has arrived whole, unless it is streamed */
+    size_t cap = n < GROW_MIN || (c->msg_shm && c->chunk_len == n) ? n : GROW_MIN;
     c->mbuf = (char *)malloc(cap + 1);
     if (!c->mbuf) return mproc__fail(MPROC_ENOMEM, "recv_bytes: out of memory (the message stays unread)");
     c->mcap = cap;

@@ -55,9 +55,15 @@ typedef enum mproc__frame_kind {
 typedef struct mproc__frame_ticket {
   uint64_t pos;   /* the payload's position in the ring */
   uint32_t tag;   /* the ring's */
-  uint32_t flags; /* MPROC__TICKET_NEW_RING: the ring itself came just before, on the bulk handle */
+  uint32_t flags; /* MPROC__TICKET_* */
 } mproc__frame_ticket;
+/* The ring itself came just before, on the bulk handle. */
 #define MPROC__TICKET_NEW_RING 1u
+/* A message larger than the ring, streamed: this frame's chunk is its first CHUNK bytes (connection_shm.c;
+ * the frame's len is the message's), and MORE frames bring the rest. */
+#define MPROC__TICKET_STREAM 2u
+/* The next chunk of the message being streamed (the frame's len is the chunk's), right after the last. */
+#define MPROC__TICKET_MORE 4u
 
 /* One parsed header. */
 typedef struct mproc__frame {
@@ -104,10 +110,12 @@ struct mproc_connection {
   mproc_os_handle pfds[MPROC__HANDABLE_MAX_HANDLES];
   size_t npfds;
   /* the current message's payload lies in shared memory (have_len and a shared-memory frame): in
-   * in-ring msg_ring (of shm) at msg_pos */
+   * in-ring msg_ring (of shm), its bytes [chunk_off, chunk_off + chunk_len) at msg_pos (the whole message
+   * unless it is streamed: larger than the ring, it comes in chunks, each with a frame of its own);
+   * msg_shm goes once the last chunk's room is given back */
   bool msg_shm;
   size_t msg_ring;
-  uint64_t msg_pos;
+  uint64_t msg_pos, chunk_off, chunk_len;
   struct mproc__conn_shm *shm; /* the shared-memory rings of this end (connection_shm.c), or NULL where it
                                   can have none */
 };
@@ -154,12 +162,17 @@ bool mproc__conn_shm_wants(const mproc_connection *c, size_t size);
 /* Send p[0..n) as one message through c's ring (set up on first use). 0 or the errors of send_bytes. */
 int mproc__conn_shm_send(mproc_connection *c, const void *p, size_t n);
 /* A shared-memory frame's header was parsed: take the ring it announces (from the bulk handle) if it
- * does, find its ring and check the ticket; then set msg_shm, msg_ring, msg_pos. 0, or a reason (for
- * corrupt()) in *why with -1; MPROC_ETIMEDOUT / an error reading the announcement. */
+ * does, find its ring and check the ticket; then set msg_shm, msg_ring, msg_pos and the first chunk
+ * (chunk_off, chunk_len). 0, or a reason (for corrupt()) in *why with -1; MPROC_ETIMEDOUT / an error
+ * reading the announcement. */
 int mproc__conn_shm_accept(mproc_connection *c, const mproc__frame *fr, int64_t deadline, const char **why);
-/* Copy n bytes of the current message's payload from offset `from` into dst. */
+/* The frame of the next chunk of the message being streamed was parsed: check it follows the current
+ * chunk and make it current. 0, or -1 with a reason (for corrupt()) in *why. */
+int mproc__conn_shm_more(mproc_connection *c, const mproc__frame *fr, const char **why);
+/* Copy n bytes of the current chunk from offset `from` of the message into dst. */
 void mproc__conn_shm_copy(const mproc_connection *c, char *dst, uint64_t from, size_t n);
-/* The current message has been copied out whole: give its room back to the sender. */
+/* The current chunk (the whole message unless streamed) has been copied out: give its room back to the
+ * sender; msg_shm goes with the last chunk. */
 void mproc__conn_shm_release(mproc_connection *c);
 /* Unmap and close every ring of c; or unmap only, leaving their handles open (an import that failed:
  * they are its caller's). */

@@ -1,14 +1,15 @@
 /* Large messages through shared memory on a Pipe()'s connection (POSIX: Linux; elsewhere, and on
  * Windows, large messages keep the byte streams: pal.h, mproc__pal_shm_conn_ok).
  *
- * Design. Each sending end owns at most one ring: a sealed, anonymous memfd (no name, nothing left
- * after a crash) of RING_HDR bytes of counters and RING_CAP bytes of payloads. A message of SHM_MIN to
- * RING_CAP bytes is written into the ring whole, then a shared-memory frame goes on the send handle:
- * the bulk mark, the length with bit 63 set, and a 16-byte ticket (the payload's position, the ring's
- * tag, flags). So the pipe still carries every message's header in order: readiness (poll, mproc_wait
- * on the connection), deadlines and end of file work as before, and a message is complete in the ring
- * before its header can be read: a receive with a deadline never waits for a payload, a sender killed
- * while writing one leaves no header (the receiver sees nothing, then end of file), never part of one.
+ * Design. Each sending end owns at most one ring: a sealed, anonymous memfd (no name, nothing left after
+ * a crash) of RING_HDR bytes of counters and RING_CAP bytes of payloads. A message of SHM_MIN to RING_CAP
+ * bytes is written into the ring whole (a larger one is streamed through it: below), then a shared-memory
+ * frame goes on the send handle: the bulk mark, the length with bit 63 set, and a 16-byte ticket (the
+ * payload's position, the ring's tag, flags). So the pipe still carries every message's header in order:
+ * readiness (poll, mproc_wait on the connection), deadlines and end of file work as before, and a message
+ * is complete in the ring before its header can be read: a receive with a deadline never waits for a
+ * payload, a sender killed while writing one leaves no header (the receiver sees nothing, then end of
+ * file), never part of one.
  *
  * Set-up is lazy: the first such message creates the ring and sends it first, 16 bytes (magic, tag)
  * with the memfd attached (SCM_RIGHTS) on the bulk socket, its ticket flagged NEW_RING; the receiver
@@ -23,16 +24,40 @@
  * the wait with MPROC_EPIPE once no process holds the receiving end, exactly when a full socket would
  * have said so. While some process still holds it, the sender waits, as on a full socket.
  *
+ * Messages above RING_CAP are streamed through the same ring, in chunks of CHUNK (1 MiB) bytes: the
+ * sender writes the first chunk, then its frame (the message's length, the ticket flagged STREAM), then
+ * each further chunk as room comes back, each followed by a frame of its own (the chunk's length, the
+ * ticket flagged MORE, at the position right after the last chunk). Why frames per chunk rather than a
+ * counter in the ring that the receiver waits on: every byte the receiver may copy is still announced on
+ * the pipe after it is in place, so everything above holds unchanged inside a message. A receive waits
+ * for the next chunk as for any byte of the pipe, with its deadline (one that expires inside a message
+ * keeps what came and the next receive continues it, as on the byte streams); readiness waits on the
+ * same pipe (poll and mproc_wait, which cannot wait on a futex beside other handles); a sender killed
+ * inside a message closes the pipe, which is end of file inside a message: the stream is corrupt, as
+ * on the byte streams, and never gives garbage; a reader killed holding room is wait_room's case. The
+ * price is one 28-byte pipe write and wake-up per MiB, against a copy of the MiB on either side. The
+ * receiver gives each chunk's room back once it has copied it, so a message of any size needs the ring
+ * only (memory per sending end stays RING_HDR + RING_CAP).
+ *
  * Copies of an end in several processes: all the state lives in the ring, and tickets carry positions,
  * so an end used in turn by several processes (fork children share the mapping; handed ends carry the
  * rings' memfds, see mproc__conn_shm_export) stays consistent; a receiver that meets a ticket past its
  * tail (the sender died between writing a payload and its header, or a reader died after taking a
  * header) skips to it. Two copies of a sending end that each set up a ring (handed before the first
  * large message) give the receiver two rings: it keeps up to IN_RINGS, told apart by tag. Using one end
- * from two processes at once is as unsupported as on the byte streams.
+ * from two processes at once is as unsupported as on the byte streams. Taking turns cannot interleave a
+ * stream with another message: a send returns only once its last chunk is in the ring and framed. A
+ * copy that dies inside a stream while another copy sends on (in turn) would, on the byte streams, have
+ * the next message's bytes read as the rest of the cut one; here the frame that comes where the next
+ * chunk's was due is another message's (no MORE flag), so the receiver drops the cut message with an
+ * error and takes the next one whole (connection.c, next_chunk). A sender killed after writing a chunk
+ * but before its frame leaves that chunk's room taken until the next message's ticket skips past it:
+ * a whole message of more than RING_CAP - CHUNK bytes sent next would wait for room that never comes
+ * (a window of a pipe write; a streamed one needs only a chunk's room, and goes on).
  *
  * Sizes: RING_CAP (4 MiB) holds four 1 MiB messages in flight, as the c-shm ceiling of bench/
- * (process.bw.conn); a message above RING_CAP takes the bulk socket. */
+ * (process.bw.conn, whose 16 MiB messages also stream through 1 MiB slots of a 4 MiB ring). Windows and
+ * POSIX systems other than Linux keep the byte streams for every size (named pipes; the socket pair). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,6 +75,7 @@
 #define IN_RINGS 4
 #define PEER_CHECK_NS (20 * 1000 * 1000LL)
 #define ANNOUNCE_LEN 16
+#define CHUNK ((uint64_t)1 << 20) /* a streamed message's chunks (the last may be shorter) */
 
 /* The ring's header, in shared memory: the sender's line, then the receiver's. */
 typedef struct ring_hdr {
@@ -108,9 +134,7 @@ int mproc__conn_shm_open(mproc_connection *c) {
   return c->shm ? 0 : mproc__fail(MPROC_ENOMEM, "connection: out of memory");
 }
 
-bool mproc__conn_shm_wants(const mproc_connection *c, size_t size) {
-  return size >= SHM_MIN && size <= RING_CAP && c->shm;
-}
+bool mproc__conn_shm_wants(const mproc_connection *c, size_t size) { return size >= SHM_MIN && c->shm; }
 
 /* A tag for a new ring: differs between the rings a receiver may meet (several copies of one end). */
 static uint32_t new_tag(const void *where) {
@@ -146,6 +170,24 @@ static int wait_room(mproc_connection *c, ring_hdr *h, uint64_t head, uint64_t n
   }
 }
 
+/* Write p[0..n) at head (the room is there); the position after it. */
+static uint64_t ring_put(ring *r, uint64_t head, const void *p, uint64_t n) {
+  uint64_t at = head % RING_CAP, first = RING_CAP - at < n ? RING_CAP - at : n;
+  memcpy(r->data + at, p, (size_t)first);
+  if (first < n) memcpy(r->data, (const char *)p + first, (size_t)(n - first));
+  head += round_up(n);
+  mproc__atomic_store64(&r->h->head, head);
+  return head;
+}
+
+/* The frame of a chunk of n bytes at pos (the message's first: msg_len, flags; a later one: MORE). */
+static int send_frame(mproc_connection *c, uint64_t len, uint64_t pos, uint32_t flags) {
+  unsigned char hdr[MPROC__FRAME_HEADER_MAX];
+  mproc__frame_ticket t = {pos, c->shm->out.h->tag, flags};
+  size_t hl = mproc__frame_put_shm(c->fmt, hdr, len, &t);
+  return mproc__pal_conn_send(c->e.wr, hdr, hl, NULL, 0);
+}
+
 int mproc__conn_shm_send(mproc_connection *c, const void *p, size_t n) {
   struct mproc__conn_shm *s = c->shm;
   bool fresh = !s->out.h;
@@ -154,13 +196,12 @@ int mproc__conn_shm_send(mproc_connection *c, const void *p, size_t n) {
     if (rc) return rc;
   }
   ring_hdr *h = s->out.h;
-  uint64_t head = mproc__atomic_load64(&h->head), need = round_up(n);
-  int rc = wait_room(c, h, head, need);
+  bool stream = n > RING_CAP;
+  uint64_t head = mproc__atomic_load64(&h->head), k = stream ? CHUNK : n;
+  int rc = wait_room(c, h, head, round_up(k));
   if (rc) goto failed;
-  uint64_t at = head % RING_CAP, first = RING_CAP - at < n ? RING_CAP - at : n;
-  memcpy(s->out.data + at, p, (size_t)first);
-  if (first < n) memcpy(s->out.data, (const char *)p + first, (size_t)(n - first));
-  mproc__atomic_store64(&h->head, head + need);
+  uint64_t pos = head;
+  head = ring_put(&s->out, head, p, k);
   if (fresh) { /* the ring itself first, on the bulk socket: the receiver takes it before the ticket */
     unsigned char a[ANNOUNCE_LEN] = {0};
     mproc__wire_put_le32(a, RING_MAGIC);
@@ -169,10 +210,17 @@ int mproc__conn_shm_send(mproc_connection *c, const void *p, size_t n) {
     rc = mproc__pal_conn_send_fds(c->e.bulk, a, sizeof a, &s->out.m.h, 1);
     if (rc) goto failed;
   }
-  unsigned char hdr[MPROC__FRAME_HEADER_MAX];
-  mproc__frame_ticket t = {head, h->tag, fresh ? MPROC__TICKET_NEW_RING : 0};
-  size_t hl = mproc__frame_put_shm(c->fmt, hdr, n, &t);
-  return mproc__pal_conn_send(c->e.wr, hdr, hl, NULL, 0);
+  rc = send_frame(c, n, pos, (fresh ? MPROC__TICKET_NEW_RING : 0) | (stream ? MPROC__TICKET_STREAM : 0));
+  /* the rest of a stream, a chunk at a time as room comes back, each with its frame */
+  for (uint64_t off = k; !rc && off < n; off += k) {
+    k = n - off < CHUNK ? n - off : CHUNK;
+    rc = wait_room(c, h, head, round_up(k));
+    if (rc) break;
+    pos = head;
+    head = ring_put(&s->out, head, (const char *)p + off, k);
+    rc = send_frame(c, k, pos, MPROC__TICKET_MORE);
+  }
+  return rc;
 failed:
   if (fresh) ring_close(&s->out); /* never announced: no one else knows it */
   return rc;
@@ -241,30 +289,50 @@ int mproc__conn_shm_accept(mproc_connection *c, const mproc__frame *fr, int64_t 
     return -1;
   }
   ring_hdr *h = s->in[i - 1].h;
+  bool stream = (t->flags & MPROC__TICKET_STREAM) != 0;
+  uint64_t chunk = stream && fr->len > CHUNK ? CHUNK : fr->len;
   uint64_t tail = mproc__atomic_load64(&h->tail), head = mproc__atomic_load64(&h->head);
-  if (fr->len > RING_CAP || t->pos < tail || t->pos + round_up(fr->len) > head || head - tail > RING_CAP) {
+  if ((t->flags & MPROC__TICKET_MORE) || (fr->len > RING_CAP && !stream) || t->pos < tail ||
+      t->pos + round_up(chunk) > head || head - tail > RING_CAP) {
     *why = "a shared-memory frame's ticket is out of its ring";
     return -1;
   }
   c->msg_shm = true;
   c->msg_ring = i - 1;
   c->msg_pos = t->pos;
+  c->chunk_off = 0;
+  c->chunk_len = chunk;
+  return 0;
+}
+
+int mproc__conn_shm_more(mproc_connection *c, const mproc__frame *fr, const char **why) {
+  const mproc__frame_ticket *t = &fr->ticket;
+  ring_hdr *h = c->shm->in[c->msg_ring].h;
+  uint64_t off = c->chunk_off + c->chunk_len, head = mproc__atomic_load64(&h->head);
+  if (t->flags != MPROC__TICKET_MORE || t->tag != h->tag || t->pos != c->msg_pos + round_up(c->chunk_len) ||
+      fr->len == 0 || fr->len > CHUNK || fr->len > c->msg_len - off || t->pos + round_up(fr->len) > head) {
+    *why = "the next chunk of a streamed message does not follow the last";
+    return -1;
+  }
+  c->msg_pos = t->pos;
+  c->chunk_off = off;
+  c->chunk_len = fr->len;
   return 0;
 }
 
 void mproc__conn_shm_copy(const mproc_connection *c, char *dst, uint64_t from, size_t n) {
   const ring *r = &c->shm->in[c->msg_ring];
-  uint64_t at = (c->msg_pos + from) % RING_CAP, first = RING_CAP - at < n ? RING_CAP - at : n;
+  uint64_t at = (c->msg_pos + from - c->chunk_off) % RING_CAP, first = RING_CAP - at < n ? RING_CAP - at : n;
   memcpy(dst, r->data + at, (size_t)first);
   if (first < n) memcpy(dst + first, r->data, (size_t)(n - first));
 }
 
 void mproc__conn_shm_release(mproc_connection *c) {
   ring_hdr *h = c->shm->in[c->msg_ring].h;
-  mproc__atomic_store64(&h->tail, c->msg_pos + round_up(c->msg_len));
+  mproc__atomic_store64(&h->tail, c->msg_pos + round_up(c->chunk_len));
   mproc__atomic_add32(&h->freed, 1);
   mproc__pal_word_wake(MPROC_NO_HANDLE, &h->wq, &h->freed, 1);
-  c->msg_shm = false;
+  if (c->chunk_off + c->chunk_len == c->msg_len) c->msg_shm = false;
 }
 
 void mproc__conn_shm_unmap(mproc_connection *c) {

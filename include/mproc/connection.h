@@ -28,14 +28,18 @@
  * poll may still give MPROC_ETIMEDOUT for a message that is not complete yet; it loses nothing.
  *
  * Transports. POSIX: a pipe each way; payloads from 48 KiB on a socket pair beside them. Linux: a
- * message of 1 MiB to 4 MiB on a Pipe() goes through shared memory: the first one sets up a 4 MiB ring
- * for its direction (an anonymous, sealed memfd: nothing is left behind after a crash), and each such
- * message is copied into it whole before its header goes on the pipe, so boundaries, timeouts,
- * readiness and end of file behave exactly as above (a sender killed mid-message leaves no part of
- * it). A sender waits for room in the ring as on a full pipe; once no process holds the receiving end
- * any more, it gets MPROC_EPIPE (a sender waiting for room notices within about 20 ms). Larger
- * messages, other POSIX systems and Windows (a named pipe) keep the byte streams; Listener/Client
- * connections keep CPython's framing. An end handed to another process takes its rings with it.
+ * message of 1 MiB or more on a Pipe() goes through shared memory: the first one sets up a 4 MiB ring
+ * for its direction (an anonymous, sealed memfd: nothing is left behind after a crash). A message of up
+ * to 4 MiB is copied into it whole before its header goes on the pipe (a sender killed mid-message
+ * leaves no part of it); a larger one streams through it in 1 MiB chunks, each announced on the pipe
+ * once it is in place, so the ring never grows. Boundaries, timeouts, readiness and end of file behave
+ * exactly as above (a sender killed inside a streamed message: the stream is corrupt, as on the socket;
+ * killed there while a copy of its end sends on: that receive gives MPROC_ESYS, the cut message is
+ * dropped, and the next receive gets the next message). A sender waits for room in the ring as on a
+ * full pipe; once no process holds the receiving end any more, it gets MPROC_EPIPE (a sender waiting
+ * for room notices within about 20 ms). Other POSIX systems and Windows (a named pipe) keep the byte
+ * streams for every size; Listener/Client connections keep CPython's framing. An end handed to another
+ * process takes its rings with it.
  *
  * Thread-safety: one thread may send while another receives on the same connection; two threads
  * must not send (or receive) on the same connection at once.
