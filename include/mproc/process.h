@@ -138,7 +138,10 @@ typedef struct mproc_process mproc_process;
 MPROC_API int mproc_process_create(mproc_process **out, const mproc_process_opts *opts);
 
 /* Process.start(). Returns once the child runs: under spawn, once its main guard has received the
- * target and found it; under forkserver, once the child the server forked has found it. Errors:
+ * target and found it; under forkserver, once the server has found the target and forked the child
+ * (where the system gives a pidfd of the child, Linux, start does not wait for the child's own answer:
+ * a failure after that, such as running out of memory rebuilding its handed objects, ends the child
+ * with exit code MPROC_EXIT_BOOT_FAILED). Errors:
  * MPROC_ESTATE (started twice; a daemon starting a child; a spawned child whose main guard has not
  * run yet: the missing-guard protection against fork bombs), MPROC_ENOTSUP (the method is not
  * available here), MPROC_ENOENT (the target cannot be found again in the child: not in a module of

@@ -3,10 +3,14 @@
  *   - the parent sends the bootstrap message over it (bootstrap.h: the target's reference, the argument
  *     bytes, names, the handles of the handed connections); the child's side (mproc__boot_run) finds the
  *     target and answers "ok" ("ok<pid>" from a forkserver child) or "E<code>:<message>", so start()
- *     returns only then, and start errors are reported in the parent (mproc__boot_answer);
- *   - the parent's end is the sentinel on POSIX: it reaches end of file when the child has gone;
+ *     returns only then, and start errors are reported in the parent (mproc__boot_answer); under
+ *     forkserver the server finds the target before it forks (or answers "E..." itself, forking none),
+ *     and where the parent has a pidfd of the child start does not wait for the "ok";
+ *   - the parent's end is the sentinel on POSIX (a forkserver child's pidfd where there is one): it
+ *     reaches end of file when the child has gone;
  *   - the child's end tells the child that the parent has gone (kill_on_parent_death: the watchdog);
- *   - under forkserver the server writes "X<exitcode>" on it once it has reaped the child (self.c).
+ *   - a forkserver child's last word on it is "x<exit status>", right before it ends; the server writes
+ *     "X<exit status>" on it once it has reaped the child (self.c reads the one that tells).
  * A spawned child is this program started again with a guard flag naming its end (mproc__respawn_self). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -141,47 +145,54 @@ static int adopt_objects(const mproc__boot *b, mproc_os_handle link, const mproc
   return 0;
 }
 
-/* A child that cannot run its target tells its parent why (the parent is trusted: the guard checked it)
- * and ends. */
-static void boot_failed(mproc_connection *link, bool forked, int rc) {
+/* Tell the parent on a boot link why the target cannot run: "E<code>:<the last error>". */
+void mproc__boot_tell_failure(mproc_connection *link, int rc) {
   char reply[1100];
   int n = snprintf(reply, sizeof reply, "E%d:%s", rc, mproc_last_error());
   size_t len = n < 0 ? 0 : (size_t)n < sizeof reply ? (size_t)n : sizeof reply - 1;
   mproc_connection_send_bytes(link, reply, len, 0, MPROC_ALL);
+}
+
+/* A child that cannot run its target tells its parent why (the parent is trusted: the guard checked it)
+ * and ends. */
+static void boot_failed(mproc_connection *link, bool forked, int rc) {
+  mproc__boot_tell_failure(link, rc);
   fflush(NULL);
   if (forked) mproc__pal_exit_now(EXIT_BOOT_FAILED);
   exit(EXIT_BOOT_FAILED);
 }
 
-/* "ok" and the decimal pid into out, without printf's machinery: a child of the fork server runs every
- * code page it touches for the first time (a page fault each, ~5 us here), and snprintf's are four. The
- * length. */
-static size_t ok_with_pid(char out[32], int64_t pid) {
+/* tag (two bytes at most) and the decimal v into out, without printf's machinery: a child of the fork
+ * server runs every code page it touches for the first time (a page fault each, ~5 us here), and
+ * snprintf's are four. The length. */
+static size_t tagged_number(char out[32], const char *tag, uint64_t v) {
   char digits[20];
-  size_t n = 0;
-  uint64_t v = pid > 0 ? (uint64_t)pid : 0;
+  size_t n = 0, t = strlen(tag);
   do {
     digits[n++] = (char)('0' + v % 10);
     v /= 10;
   } while (v);
-  for (size_t i = 0; i < n; ++i) out[2 + i] = digits[n - 1 - i];
-  out[2 + n] = '\0';
-  return 2 + n;
+  memcpy(out, tag, t);
+  for (size_t i = 0; i < n; ++i) out[t + i] = digits[n - 1 - i];
+  out[t + n] = '\0';
+  return t + n;
 }
 
 /* Run a child from its bootstrap message: find the target, acknowledge on the boot link ("ok" or an
  * error), run it, end. `fds` NULL (spawn): the handed connections are the handle numbers in the
- * message; else (forkserver) they are fds[i], received with the request. Never returns. */
-void mproc__boot_run(mproc_connection *link, const char *msg, size_t len, const mproc_os_handle *fds, size_t nfds) {
+ * message; else (forkserver) they are fds[i], received with the request, and fn is the target, which
+ * the server found before it forked; a forkserver child's last word on the link is "x<exit status>",
+ * right before it ends (self.c reads it once the pidfd says the child has gone). Never returns. */
+void mproc__boot_run(mproc_connection *link, const char *msg, size_t len, const mproc_os_handle *fds, size_t nfds,
+                     void *fn) {
   bool forked = fds != NULL;
   mproc__boot b;
   mproc_connection **conns = NULL;
   void **objs = NULL;
   size_t nconns = 0;
-  void *fn = NULL;
   int rc = mproc__boot_parse(msg, len, &b);
   if (!rc) rc = adopt_objects(&b, link->e.rd, fds, nfds, &objs, &conns, &nconns);
-  if (!rc) rc = mproc__pal_fn_resolve(b.ref, b.ref_len, &fn);
+  if (!rc && !fn) rc = mproc__pal_fn_resolve(b.ref, b.ref_len, &fn);
   if (rc) boot_failed(link, forked, rc);
   if (b.flags & MPROC__BOOT_KILL_ON_PARENT_DEATH) /* a forkserver child's OS parent is the server, whose one
                                                      thread forked it */
@@ -192,7 +203,7 @@ void mproc__boot_run(mproc_connection *link, const char *msg, size_t len, const 
   mproc__authkey_become(b.authkey, b.authkey_len);
   mproc__me.parent_link = link->e.rd;
   char ok[32] = "ok"; /* a forkserver child adds its pid: its parent may not have it from the server */
-  size_t ok_len = forked ? ok_with_pid(ok, mproc__pal_getpid()) : 2;
+  size_t ok_len = forked ? tagged_number(ok, "ok", (uint64_t)mproc__pal_getpid()) : 2;
   if (mproc_connection_send_bytes(link, ok, ok_len, 0, MPROC_ALL) != 0) {
     if (forked) mproc__pal_exit_now(EXIT_BOOT_FAILED);
     exit(EXIT_BOOT_FAILED);
@@ -200,7 +211,13 @@ void mproc__boot_run(mproc_connection *link, const char *msg, size_t len, const 
   if (b.flags & MPROC__BOOT_KILL_ON_PARENT_DEATH) mproc__parent_watch(link);
   mproc_args args = {b.arg, b.arg_len, conns, nconns, objs, b.nobjs};
   int code = ((mproc_target)fn)(&args);
-  if (forked) mproc__child_finish_fork(code); /* a fork of the server: the server's atexit handlers are not ours */
+  if (forked) { /* a fork of the server: the server's atexit handlers are not ours */
+    mproc__child_before_exit();
+    char x[32];
+    size_t x_len = tagged_number(x, "x", (unsigned)code & 255u); /* what the system will report */
+    mproc_connection_send_bytes(link, x, x_len, 0, MPROC_ALL);
+    mproc__pal_exit_now(code);
+  }
   fflush(NULL);
   exit(code); /* atexit: this child's own children are joined (at_exit is registered if it had any) */
 }

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../bootstrap.h"
 #include "../wire.h"
 #include "process_internal.h"
 
@@ -152,7 +153,7 @@ static int server_request(const mproc_process *p, const mproc__buf *req, const m
       server_drop(fs);
       *lost = true;
       rc = mproc__fail(MPROC_ESYS, "start '%s': the fork server died while starting it", p->name);
-    } else if (*pid <= 0) {
+    } else if (*pid < 0) {
       rc = mproc__fail(MPROC_ESYS, "start '%s': the fork server could not fork (%s)", p->name,
                        mproc_strerror((int)*pid));
     }
@@ -223,6 +224,15 @@ int mproc__start_forkserver(mproc_process *p, mproc_os_handle child_end) {
   p->child.handle = pidfd; /* signals reach this very process (mproc__pal_signal), never a reused pid */
   p->via_server = true;
   if (answered) return 0;
+  if (pid == 0) { /* no child: the server could not find the target, and says why on the boot link */
+    p->child.reaped = true;
+    rc = mproc__boot_answer(p, "forkserver", &answered_pid);
+    return rc ? rc : mproc__fail(MPROC_ESYS, "start '%s': the fork server forked no child", p->name);
+  }
+  /* The server found the target before it forked: with a pidfd, the child's "ok" is left for its end to
+   * read (self.c), and start returns now, one wake-up sooner. Without, the link is the child's sentinel,
+   * and the answer is taken now. */
+  if (pidfd != MPROC_NO_HANDLE) return 0;
   rc = mproc__boot_answer(p, "forkserver", &answered_pid); /* the child's answer, as under spawn */
   if (rc == 0 && answered_pid > 0) p->child.pid = answered_pid;
   return rc;
@@ -312,19 +322,29 @@ typedef struct server {
   size_t nkids, capkids;
   unsigned char *req; /* the request being served: its length (8 bytes), then its message */
   size_t reqcap;
+  mproc__buf last_ref; /* the target found last (its reference) and where: a pool asks for one again and again */
+  void *last_fn;
 } server;
 
-/* In the server: a child ended; tell its parent on the boot link ("X<code>"), and forget the link. */
-static void report_status(mproc_os_handle boot, int code) {
-  char buf[32];
-  int n = snprintf(buf, sizeof buf, "X%d", code);
+/* In the server: say `what` on a child's boot link (our copy of its end), then close our copy. */
+static void tell_and_close(mproc_os_handle boot, const char *what, int rc) {
   mproc_connection *c = mproc__connection_wrap(mproc__conn_end_link(boot));
   if (!c) {
     mproc__pal_close(boot);
     return;
   }
-  mproc_connection_send_bytes(c, buf, (size_t)n, 0, MPROC_ALL); /* the parent may have gone: no matter */
+  if (what) /* the parent may have gone: no matter */
+    mproc_connection_send_bytes(c, what, strlen(what), 0, MPROC_ALL);
+  else
+    mproc__boot_tell_failure(c, rc);
   mproc_connection_destroy(c);
+}
+
+/* In the server: a child ended; tell its parent on the boot link ("X<code>"), and forget the link. */
+static void report_status(mproc_os_handle boot, int code) {
+  char buf[32];
+  snprintf(buf, sizeof buf, "X%d", code);
+  tell_and_close(boot, buf, 0);
 }
 
 static void reap_children(server *s) {
@@ -368,18 +388,36 @@ static bool read_request(server *s, unsigned char *p, size_t min, size_t cap, si
 }
 
 /* In a child forked by the server: run the request. Never returns. */
-static void serve_child(server *s, mproc_os_handle *fds, size_t nfds, char *msg, size_t len) {
+static void serve_child(server *s, mproc_os_handle *fds, size_t nfds, char *msg, size_t len, void *fn) {
   mproc__pal_close(s->ctl);
   mproc__pal_child_events_close();
   for (size_t i = 0; i < s->nkids; ++i) mproc__pal_close(s->kids[i].boot);
   free(s->kids);
   mproc_connection *link = mproc__connection_wrap(mproc__conn_end_link(fds[0]));
   if (!link) mproc__pal_exit_now(EXIT_BOOT_FAILED);
-  mproc__boot_run(link, msg, len, fds + 1, nfds - 1);
+  mproc__boot_run(link, msg, len, fds + 1, nfds - 1, fn);
 }
 
-/* One request: fork its child and reply with its pid (and a pidfd of it where the system has them). The
- * request usually comes whole with the first receive, into a buffer kept for the next. */
+/* The target a bootstrap message names, found in this process (the child, a fork of it, has it at the
+ * same place): 0 with *fn, or an error (the message says why). */
+static int find_target(server *s, const char *msg, size_t len, void **fn) {
+  mproc__boot b;
+  int rc = mproc__boot_parse(msg, len, &b);
+  if (rc) return rc;
+  if (s->last_fn && b.ref_len == s->last_ref.len && memcmp(b.ref, s->last_ref.data, b.ref_len) == 0) {
+    *fn = s->last_fn;
+  } else if ((rc = mproc__pal_fn_resolve(b.ref, b.ref_len, fn)) == 0) {
+    s->last_ref.len = 0;
+    s->last_fn = mproc__buf_append(&s->last_ref, b.ref, b.ref_len) == 0 ? *fn : NULL;
+  }
+  mproc__boot_free(&b);
+  return rc;
+}
+
+/* One request: find its target, fork its child and reply with its pid (and a pidfd of it where the system
+ * has them). A target that cannot be found: no child, the reply is 0, and the parent reads why on the
+ * child's boot link, as a child would have told it. The request usually comes whole with the first
+ * receive, into a buffer kept for the next. */
 static void serve_request(server *s) {
   mproc_os_handle fds[MPROC__PAL_MAX_FDS];
   size_t nfds = 0, got = 0;
@@ -411,10 +449,16 @@ static void serve_request(server *s) {
       s->capkids = cap;
     }
   }
-  if (nfds >= 1 && s->nkids < s->capkids) {
+  void *fn = NULL;
+  int found = nfds >= 1 ? find_target(s, msg, (size_t)len, &fn) : 0;
+  if (found) {
+    tell_and_close(fds[0], NULL, found);
+    fds[0] = MPROC_NO_HANDLE;
+    reply = 0;
+  } else if (nfds >= 1 && s->nkids < s->capkids) {
     int64_t pid = 0;
     int rc = mproc__pal_fork(&pid);
-    if (rc == 0 && pid == 0) serve_child(s, fds, nfds, msg, (size_t)len);
+    if (rc == 0 && pid == 0) serve_child(s, fds, nfds, msg, (size_t)len, fn);
     reply = rc ? (int64_t)rc : pid;
     if (rc == 0) {
       s->kids[s->nkids].pid = pid;

@@ -127,6 +127,8 @@ void mproc__children_join_at_exit(void);
 /* The end of a fork child: join its own children (daemons terminated), flush stdio, exit with `code`
  * without running the parent's atexit handlers. */
 void mproc__child_finish_fork(int code);
+/* Its first part: what a child does before it ends (join its own children, flush stdio). */
+void mproc__child_before_exit(void);
 /* Release p's object (not its OS process). */
 void mproc__process_free(mproc_process *p);
 
@@ -144,7 +146,11 @@ void mproc__after_fork_run(void);
  * given (inherited under spawn, passed under forkserver). */
 int mproc__boot_message(const mproc_process *p, mproc__buf *b, mproc_os_handle **handles, size_t *nhandles);
 /* In a child: run it from its bootstrap message (see boot.c). Never returns. */
-void mproc__boot_run(mproc_connection *link, const char *msg, size_t len, const mproc_os_handle *fds, size_t nfds);
+void mproc__boot_run(mproc_connection *link, const char *msg, size_t len, const mproc_os_handle *fds, size_t nfds,
+                     void *fn);
+/* Send "E<rc>:<the last error>" on a boot link: why a target cannot run (a child's, or the fork
+ * server's for a child it does not fork). */
+void mproc__boot_tell_failure(mproc_connection *link, int rc);
 /* In the parent: wait for the child's answer on p->boot ("ok", "ok<pid>" from a forkserver child, or
  * "E<code>:<message>"), reading nothing after it. 0 with *pid_out (0 when the answer has none); else an
  * error naming why, the child reaped. `how`: "spawned" or "forkserver" (for messages). */

@@ -117,17 +117,34 @@ void mproc__children_remove(mproc_process *p) {
   mproc__pal_global_unlock();
 }
 
-/* A forkserver child's end: the server writes "X<code>" on the boot link once it has reaped it. End of
- * file without it means the server died first: the code is unknown, 255 (as CPython). */
+/* A forkserver child's end. With a pidfd of it (Linux): once that says the child has gone, its link holds
+ * its "ok" (which start did not wait for) and, when it ended by returning from its target, "x<status>",
+ * its last word before it ended; otherwise (a signal, an exit of its own) the server writes "X<status>"
+ * once it has reaped it. Without a pidfd only the server's "X" tells: "x" comes a moment before the end.
+ * End of file first means the server died before it could tell: the status is unknown, 255 (as CPython). */
 static int server_child_status(mproc_process *p, int64_t deadline) {
-  char *msg = NULL;
-  size_t len = 0;
-  int rc = mproc__connection_recv_until(p->boot, 64, deadline, mproc__ms_until(deadline), &msg, &len);
-  if (rc == MPROC_ETIMEDOUT) return rc;
-  p->child.returncode = rc == 0 && len > 1 && msg[0] == 'X' ? atoi(msg + 1) : 255;
-  p->child.reaped = true;
-  mproc_free(msg);
-  return 0;
+  bool pidfd = p->child.handle != MPROC_NO_HANDLE;
+  if (pidfd) {
+    mproc__wait_item gone = {p->child.handle, MPROC__WAIT_SENTINEL};
+    bool ready = false;
+    int rc = mproc__pal_wait_ready(&gone, 1, deadline, &ready);
+    if (rc) return rc;
+  }
+  for (;;) {
+    char *msg = NULL;
+    size_t len = 0;
+    int rc = mproc__connection_recv_until(p->boot, 2048, deadline, mproc__ms_until(deadline), &msg, &len);
+    if (rc == MPROC_ETIMEDOUT) return rc;
+    char kind = rc == 0 && len > 1 ? msg[0] : '\0';
+    if (kind == 'o' || kind == 'E' || (kind == 'x' && !pidfd)) { /* the start's answer, or not the last word */
+      mproc_free(msg);
+      continue;
+    }
+    p->child.returncode = kind == 'x' || kind == 'X' ? atoi(msg + 1) : 255;
+    p->child.reaped = true;
+    mproc_free(msg);
+    return 0;
+  }
 }
 
 int mproc__child_reap(mproc_process *p, int64_t deadline) {
@@ -160,9 +177,13 @@ void mproc__children_join_at_exit(void) {
   atexit(at_exit);
 }
 
-void mproc__child_finish_fork(int code) {
+void mproc__child_before_exit(void) {
   at_exit();
   fflush(NULL);
+}
+
+void mproc__child_finish_fork(int code) {
+  mproc__child_before_exit();
   mproc__pal_exit_now(code);
 }
 
