@@ -229,8 +229,12 @@ static int step_pending(mproc_listener *l, mproc_connection **conn) {
 }
 
 /* A client just taken off the listening socket: served at once (no authkey; the peer checked where
- * nothing else guards the address), or one more handshake. 0 with *conn, MPROC_ETIMEDOUT (its handshake
- * goes on), or a refusal. */
+ * nothing else guards the address), or one more handshake, whose challenge goes out here. 0 with *conn,
+ * MPROC_ETIMEDOUT (its handshake goes on), or a refusal. Its first step is its own: a handshake is left
+ * pending only once it waits for the client, because a wait for the listener waits for its connection to
+ * become readable; one left before its challenge went out (step_pending returning an older handshake
+ * that finished first) was never ready again, and its client waited out its timeout (issue 13: the
+ * Manager's second handle under wine, where the server then saw nothing until its next poll). */
 static int admit(mproc_listener *l, mproc_os_handle h, char *peer, mproc_connection **conn) {
   if (!l->has_key && l->check_peer) {
     int same = mproc__pal_peer_same_user(l->pal, h);
@@ -252,7 +256,10 @@ static int admit(mproc_listener *l, mproc_os_handle h, char *peer, mproc_connect
   p->peer = peer;
   p->deadline = mproc__deadline_from_timeout(l->handshake_ms);
   mproc__auth_init(&p->auth, MPROC__AUTH_SERVER, l->key, l->klen, l->legacy_md5, "listener_accept");
-  return MPROC_ETIMEDOUT; /* its challenge goes out with the next step */
+  int rc = mproc__auth_continue(&p->auth, c, NO_WAIT);
+  if (rc == MPROC_ETIMEDOUT) return rc;
+  l->pend[--l->npend] = (pending){0};
+  return rc == 0 ? accepted(l, c, peer, conn) : refused(rc, c, peer);
 }
 
 /* Drop the handshakes whose time is up; the nearest deadline of those left. */
@@ -299,7 +306,6 @@ int mproc_listener_accept(mproc_listener *l, int64_t timeout_ms, mproc_connectio
       rc = mproc__pal_listen_accept(l->pal, &h, &peer);
       if (rc == MPROC_ETIMEDOUT) break;
       if (rc == 0) rc = admit(l, h, peer, conn);
-      if (rc == MPROC_ETIMEDOUT) rc = step_pending(l, conn); /* its challenge goes out now */
     }
     if (rc != MPROC_ETIMEDOUT) return rc;
     int64_t nearest = expire_pending(l);

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -300,6 +301,35 @@ TEST_P(ListenerTest, WaitReportsAClientAndEveryHandshakeStep) {
   EXPECT_TRUE(both[1].ready);
   EXPECT_EQ(recv_str(s), "news");
   mproc_connection_destroy(s);
+  mproc_listener_destroy(l);
+}
+
+// Several clients at once, served by a loop that accepts only when the wait says so: a client admitted
+// in the same accept as an older handshake that finished must have its challenge sent then, or nothing
+// would wake the wait for it again (issue 13: the Manager's second handle timed out under wine).
+TEST_P(ListenerTest, WaitReportsEveryClientOfSeveralConnectingAtOnce) {
+  LISTEN_OR_SKIP(l, mproc_listener_opts{.authkey = kKey, .authkey_size = sizeof kKey});
+  mproc_waitable w[1] = {mproc_waitable_listener(l)};
+  for (int round = 0; round < 5; ++round) {
+    std::vector<std::unique_ptr<ClientThread>> clients;
+    for (int i = 0; i < 4; ++i)
+      clients.push_back(std::make_unique<ClientThread>(
+          mproc_listener_address(l), mproc_client_opts{.authkey = kKey, .authkey_size = sizeof kKey}));
+    std::vector<mproc_connection *> got;
+    while (got.size() < clients.size()) {
+      size_t nready = 0;
+      ASSERT_EQ(mproc_wait(w, 1, 20000, &nready), 0) << "round " << round << ", " << got.size() << " accepted";
+      mproc_connection *s = nullptr;
+      int rc = mproc_listener_accept(l, 0, &s);
+      ASSERT_TRUE(rc == 0 || rc == MPROC_ETIMEDOUT) << mproc_last_error();
+      if (s) got.push_back(s);
+    }
+    for (auto &c : clients) {
+      c->join();
+      EXPECT_EQ(c->rc, 0) << c->error;
+    }
+    for (mproc_connection *s : got) mproc_connection_destroy(s);
+  }
   mproc_listener_destroy(l);
 }
 

@@ -11,20 +11,11 @@
 #include "../pal.h"
 
 #define DEFERRED 1 /* a handler's result: the reply comes later */
-/* The server tries to accept at least this often, whatever mproc_wait says of the listener: under wine,
- * a named-pipe listener's readiness (a client's connect, the next message of a handshake) is sometimes
- * not reported to an mproc_wait that also waits on other connections, and a client would wait for ever
- * (seen with this module's tests; a blocking accept is not affected). Costs ten wake-ups a second.
- * Reproduced again with the poll off (wine 8, December 2026): Manager.SemaphoreAndBoundedSemaphore's
- * second handle, connecting while the server waited on the first handle's connection, opened the pipe
- * and then timed out in its authkey handshake (the server never moved it along), in one of two runs; the
- * suite passed with the poll. Not yet told apart: the listener's ConnectNamedPipe event versus the
- * pending handshake's zero-byte read (src/win32/listen.c, src/win32/conn.c). Still needed once zero reads
- * stayed pending between waits (issue 13's wine work, December 2026): with the poll off, this suite
- * failed in 4 runs of 4 under wine (NamedObjectsAreFoundByEveryHandle every time; once also a test whose
- * second handle timed out after 60 s); alone, that test passed, and the server's log showed every wait
- * it made woken by what it expected. Not root-caused. */
-#define ACCEPT_POLL_NS (100 * 1000000LL)
+/* The listener is accepted from only when mproc_wait reports it ready. Until December 2026 the server
+ * also tried every 100 ms whatever the wait said: without that, under wine, a second client's authkey
+ * handshake sometimes never moved. The cause was the Listener's (issue 13, src/listener.c's admit): a
+ * client admitted in the same accept as an older handshake that finished was left before its challenge
+ * went out, so its connection never became readable and no wait reported it. */
 
 typedef struct bstr {
   char *p;
@@ -132,7 +123,6 @@ struct mproc__mgr_server {
   uint32_t free_head; /* index + 1 of a free slot, 0: none */
   dict names;         /* name -> the 8-byte id of the object it names */
   uint64_t seed, tickets;
-  int64_t next_accept;      /* when accept is tried even if the listener was not reported ready */
   const mproc_mtype *types; /* custom types */
   size_t ntypes;
   bool stop;
@@ -1388,7 +1378,6 @@ static void server_release(server *s) {
 
 static void accept_one(server *s) {
   mproc_connection *conn;
-  s->next_accept = mproc_monotonic_ns() + ACCEPT_POLL_NS;
   if (mproc_listener_accept(s->l, 0, &conn) != 0) return; /* a refused client, or one still to finish */
   add_client(s, conn);
 }
@@ -1425,7 +1414,6 @@ static int serve(server *s) {
       who[n++] = s->cl[i];
     }
     size_t nready;
-    if (s->next_accept < deadline) deadline = s->next_accept;
     int w = mproc_wait(ws, n, mproc__ms_until(deadline), &nready);
     if (w != 0 && w != MPROC_ETIMEDOUT) {
       rc = w;
@@ -1452,7 +1440,6 @@ static int serve(server *s) {
         }
       }
     }
-    if (mproc_monotonic_ns() >= s->next_accept) accept_one(s);
     expire(s);
     sweep(s);
   }
