@@ -41,8 +41,8 @@
  * THE SERVER. One thread serves every client: it waits on the listener and every connection at once
  * (mproc_wait) and answers each request in turn; a call that must wait (an acquire, a get, ...) is
  * answered later (deferred), when it can be or its timeout runs out, so a blocked call never stalls
- * the other clients. It also tries to accept every 100 ms whatever the wait says (under wine a
- * named-pipe listener's readiness was not always reported). A client's requests are answered in order; a client whose
+ * the other clients; it accepts when the wait reports the listener ready (no polling). A client's requests
+ * are answered in order; a client whose
  * call waits sends nothing until its reply (its connection is watched for its end only: a request then closes it). A
  * request longer than MPROC_MANAGER_MAX_MESSAGE, or one that does not parse, closes that client's connection (what it
  * held is let go) and nothing else; the server allocates in proportion to what arrived. Replies are written with
