@@ -30,9 +30,7 @@
 
 int mproc__posix_pidfd_open(int64_t pid) {
 #if defined(__linux__) && defined(SYS_pidfd_open)
-  long fd = syscall(SYS_pidfd_open, (pid_t)pid, 0);
-  if (fd >= 0) (void)fcntl((int)fd, F_SETFD, FD_CLOEXEC);
-  return (int)fd;
+  return (int)syscall(SYS_pidfd_open, (pid_t)pid, 0); /* close-on-exec, always (pidfd_open(2)) */
 #else
   (void)pid;
   errno = ENOSYS;
