@@ -224,6 +224,19 @@ TEST(ProcessLinux, TheForkServerBindsEagerlyAndNothingItStartsInheritsTheSetting
   EXPECT_EQ(run_child(mproc_process_opts{.target = t_report_binding, .start_method = MPROC_START_SPAWN}) & 14, 0);
   EXPECT_EQ(getenv("LD_BIND_NOW"), nullptr);
 }
+
+// A program that cannot load with eager binding (a library of it refers to a symbol nothing defines)
+// still gets its fork server: the server that ends before its hello is started again, lazily.
+TEST(ProcessLinux, AProgramThatLoadsOnlyLazilyStillGetsItsForkServer) {
+  if (getenv("LD_BIND_NOW")) GTEST_SKIP() << "LD_BIND_NOW is set for the test itself: the program cannot load";
+  std::string prog = mproc_test::helper_path();
+  prog = prog.substr(0, prog.find_last_of('/') + 1) + "mproc_lazy_only";
+  const char *argv[] = {prog.c_str(), nullptr};
+  mproc_completed r{};
+  ASSERT_EQ(mproc_run(ptr(mproc_popen_opts{.argv = argv, .capture_output = true}), 60000, &r), 0) << mproc_last_error();
+  EXPECT_EQ(r.returncode, 7) << std::string(r.stderr_data ? r.stderr_data : "", r.stderr_len);
+  mproc_completed_free(&r);
+}
 #endif
 
 #ifdef __linux__

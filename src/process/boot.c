@@ -251,7 +251,7 @@ int mproc__boot_answer(mproc_process *p, const char *how, int64_t *pid_out) {
 }
 
 int mproc__respawn_self(const char *flag, mproc_os_handle handle, const mproc_os_handle *pass, size_t npass,
-                        bool signal_exitcodes, mproc__child *child) {
+                        bool signal_exitcodes, bool eager, mproc__child *child) {
   char *exe = NULL;
   int rc = mproc__pal_self_exe(&exe);
   if (rc) return rc;
@@ -259,14 +259,15 @@ int mproc__respawn_self(const char *flag, mproc_os_handle handle, const mproc_os
   snprintf(arg, sizeof arg, "%s%lld", flag, (long long)handle);
   const char *argv[] = {exe, arg, NULL};
   const char *extra[] = {MPROC__SPAWN_ENV "=1", NULL, NULL, NULL};
-  /* The fork server binds every symbol at load (the dynamic linker's eager binding, asked for through
-   * the environment: only the server's, its guard takes it out again), so that its children do not each
-   * resolve again, lazily, every library function they call: a fork inherits the server's bindings. */
-  char eager[64];
+  /* eager: the program binds every symbol at load (the dynamic linker's eager binding, asked for through
+   * the environment: only this process's, its guard takes it out again). The fork server is started so,
+   * so that its children do not each resolve again, lazily, every library function they call: a fork
+   * inherits the server's bindings. */
+  char bind_now[64];
   const char *var = mproc__pal_eager_binding_var();
-  if (strcmp(flag, MPROC__FORKSERVER_FLAG) == 0 && var && !mproc__pal_env_is_set(var)) {
-    snprintf(eager, sizeof eager, "%s=1", var);
-    extra[1] = eager;
+  if (eager && var && !mproc__pal_env_is_set(var)) {
+    snprintf(bind_now, sizeof bind_now, "%s=1", var);
+    extra[1] = bind_now;
     extra[2] = MPROC__EAGER_ENV "=1";
   }
   mproc__spawn_req req = {.argv = argv,

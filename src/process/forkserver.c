@@ -110,21 +110,30 @@ static int server_hello(fserver *fs, const char *why) {
 }
 
 /* Start the fork server: this program re-executed with FORKSERVER_FLAG; its guard says hello (its
- * pid) on the control socket. Under the global lock. */
+ * pid) on the control socket. It is asked to bind eagerly (mproc__respawn_self); a program that cannot
+ * load so (a library referring to a symbol nothing defines, harmless while never called) would end
+ * before its hello: then it is started again as programs load by default, and so on from then on.
+ * Under the global lock. */
 static int server_start(void) {
-  mproc_os_handle mine, theirs;
-  int rc = mproc__pal_conn_pair(true, &mine, &theirs);
-  if (rc) return rc;
-  rc = mproc__respawn_self(MPROC__FORKSERVER_FLAG, theirs, &theirs, 1, false, &g_fs.child);
-  mproc__pal_close(theirs);
-  if (rc) {
-    mproc__pal_close(mine);
-    return rc;
-  }
-  g_fs.ctl = mine;
-  return server_hello(&g_fs,
+  static bool lazy_only;
+  int rc = 0;
+  for (;;) {
+    mproc_os_handle mine, theirs;
+    if ((rc = mproc__pal_conn_pair(true, &mine, &theirs)) != 0) return rc;
+    rc = mproc__respawn_self(MPROC__FORKSERVER_FLAG, theirs, &theirs, 1, false, !lazy_only, &g_fs.child);
+    mproc__pal_close(theirs);
+    if (rc) {
+      mproc__pal_close(mine);
+      return rc;
+    }
+    g_fs.ctl = mine;
+    rc = server_hello(&g_fs,
                       "start: the fork server exited before serving: does the program's main() call "
                       "mproc_main_guard(argc, argv) first?");
+    if (rc == 0 || lazy_only) return rc;
+    lazy_only = true;
+    mproc_clear_error();
+  }
 }
 
 /* One request to p's server (the start method's: started if needed, restarted once if it had died; a

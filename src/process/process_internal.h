@@ -157,9 +157,10 @@ void mproc__boot_tell_failure(mproc_connection *link, int rc);
 int mproc__boot_answer(mproc_process *p, const char *how, int64_t *pid_out);
 /* kill_on_parent_death: a watchdog thread that ends this process when `link` reaches end of file. */
 void mproc__parent_watch(mproc_connection *link);
-/* Start this program again with "<flag><handle>" and SPAWN_ENV set, passing `pass` (handle first). */
+/* Start this program again with "<flag><handle>" and SPAWN_ENV set, passing `pass` (handle first);
+ * eager: with the dynamic linker's eager binding where the system binds lazily (see boot.c). */
 int mproc__respawn_self(const char *flag, mproc_os_handle handle, const mproc_os_handle *pass, size_t npass,
-                        bool signal_exitcodes, mproc__child *child);
+                        bool signal_exitcodes, bool eager, mproc__child *child);
 
 /* ---- the start methods -------------------------------------------------------------------------- */
 

@@ -15,7 +15,7 @@ int mproc__start_spawn(mproc_process *p, mproc_os_handle child_end) {
   if (!rc) {
     pass[0] = child_end; /* the boot link, then every handed object's handles, inherited by number */
     if (nh) memcpy(pass + 1, hs, nh * sizeof *hs);
-    rc = mproc__respawn_self(MPROC__SPAWN_FLAG, child_end, pass, 1 + nh, true, &p->child);
+    rc = mproc__respawn_self(MPROC__SPAWN_FLAG, child_end, pass, 1 + nh, true, false, &p->child);
     /* before the bootstrap goes: the child cannot run its target outside the job */
     if (!rc && p->kill_on_parent_death) mproc__pal_child_bind(&p->child);
   }
