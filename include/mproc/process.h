@@ -29,7 +29,12 @@
  *                      multi-threaded) process. The child sees the server's memory (what the program set
  *                      up before the guard), the argument bytes and the connections handed to it, like
  *                      a spawned child. If the server dies, the next start starts a new one; a child
- *                      whose server died before it ended gets exitcode 255 (as CPython).
+ *                      whose server died before it ended gets exitcode 255 (as CPython), except on Linux
+ *                      when it returned from its target: it tells its own status. The server is started
+ *                      with the dynamic linker's eager binding (LD_BIND_NOW=1, where the system binds
+ *                      lazily; not passed on to what it starts), so that its children do not each
+ *                      resolve the library functions again; a program that cannot load so gets a
+ *                      server started the usual way.
  * Why spawn is the default: a program behaves the same on every platform (nothing is inherited by
  * accident, no fork-with-threads deadlocks), which is what a cross-platform program is tested for.
  * Choose fork explicitly where its speed matters and the parent is single-threaded.
