@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "test_util.h"
+#include "tree_util.h"
 
 using mproc_test::kWindows;
 
@@ -466,6 +467,49 @@ TEST_P(Pool, ADeathAmongManyQuickTasksInFlightFailsOnlyItsTask) {
       mproc_async_result_destroy(rs[i]);
     }
   }
+  finish(p);
+}
+
+// A callback that holds the result thread until the worker that ran its task (t_pid) has ended.
+struct HeldUntilEnd {
+  bool ended = false;
+};
+void cb_until_worker_ends(void *user, mproc_async_result *r) {
+  const void *d = nullptr;
+  size_t len = 0;
+  int64_t pid = 0;
+  if (mproc_async_result_item(r, 0, &d, &len) != 0 || len != sizeof pid) return;
+  memcpy(&pid, d, sizeof pid);
+  mproc_test::Watch w(pid);
+  static_cast<HeldUntilEnd *>(user)->ended = w.ended((int)kLong);
+}
+
+// A reply the worker wrote before it died counts, though the pool took it only after the death: the
+// result thread is held in a callback while the worker runs the next task (its reply written) and dies
+// running the one after it.
+TEST_P(Pool, AReplyWrittenBeforeTheWorkerDiedCountsThoughThePoolTookItAfter) {
+  if (threads()) GTEST_SKIP() << "a thread worker cannot die alone";
+  NEED_WATCHES();
+  mproc_pool *p = make(1);
+  ASSERT_NE(p, nullptr);
+  HeldUntilEnd held;
+  mproc_async_opts o{};
+  o.callback = cb_until_worker_ends;
+  o.user = &held;
+  mproc_async_result *r[3] = {nullptr, nullptr, nullptr};
+  const char k = 'k', a = 'a';
+  ASSERT_EQ(mproc_pool_apply_async(p, t_pid, nullptr, 0, &o, &r[0]), 0) << mproc_last_error();
+  ASSERT_EQ(mproc_pool_apply_async(p, t_misbehave, &k, 1, nullptr, &r[1]), 0) << mproc_last_error();
+  ASSERT_EQ(mproc_pool_apply_async(p, t_misbehave, &a, 1, nullptr, &r[2]), 0) << mproc_last_error();
+  EXPECT_EQ(mproc_async_result_get(r[0], kLong), 0) << mproc_last_error();
+  EXPECT_TRUE(held.ended) << "the worker did not end while the callback held the result thread";
+  EXPECT_EQ(mproc_async_result_get(r[1], kLong), 0) << mproc_last_error();
+  const void *d = nullptr;
+  size_t len = 0;
+  EXPECT_EQ(mproc_async_result_item(r[1], 0, &d, &len), 0);
+  EXPECT_EQ(std::string((const char *)d, len), "k");
+  EXPECT_EQ(mproc_async_result_get(r[2], kLong), MPROC_EWORKERDIED);
+  for (auto *x : r) mproc_async_result_destroy(x);
   finish(p);
 }
 

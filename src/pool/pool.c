@@ -109,6 +109,8 @@ typedef struct worker {
   mproc_process *proc; /* a process worker */
   mproc__thread *thr;  /* a thread worker */
   mproc_connection *conn;
+  mproc__pool_ring *ring; /* its replies (or NULL: they come on conn) */
+  bool ended;             /* its connection ended, perhaps with replies left in the ring */
   task *inflight[WINDOW]; /* oldest first: [0] is running (or next to) */
   size_t ninflight;
   size_t inbytes;   /* the task messages in flight */
@@ -133,10 +135,11 @@ typedef struct thread_worker { /* what a thread worker's thread gets */
 struct mproc_pool {
   core *k;
   mproc_pool_opts o;
-  mproc__buf worker_arg; /* a process worker's argument bytes, but its slot */
-  mproc_value *begun;    /* process workers: the tasks each slot's worker has begun */
-  mproc__zygote *zygote; /* fork workers: forks those started once the result thread runs (zygote.h) */
-  bool threaded;         /* the result thread is (about to be) running */
+  mproc__buf worker_arg;   /* a process worker's argument bytes, but its slot */
+  mproc_value *slots;      /* process workers: each slot's reply ring (pool_internal.h), shared */
+  mproc__pool_ring *rings; /* those rings (a ThreadPool's: on the heap); NULL for a backend's workers */
+  mproc__zygote *zygote;   /* fork workers: forks those started once the result thread runs (zygote.h) */
+  bool threaded;           /* the result thread is (about to be) running */
   worker *w;
   size_t nw;
   task *head, *tail; /* pending */
@@ -430,8 +433,11 @@ static bool has_room(const mproc_pool *p, const worker *w, const task *t) {
    * window of them when its tasks are quick, so a worker never waits for the parent between tasks and
    * the parent's sends, the worker's reads and the replies come many at a time. */
   int64_t quick = p->o.backend && p->o.backend->quick_ns > QUICK_NS ? p->o.backend->quick_ns : QUICK_NS;
-  size_t most = w->avg_ns && w->avg_ns < quick ? WINDOW : 2;
-  return w->ninflight < most && t->msg.len <= SMALL_TASK && w->inflight[0]->msg.len <= SMALL_TASK &&
+  bool fast = w->avg_ns && w->avg_ns < quick;
+  /* A quick worker is topped up once half its window has come back, not after every reply: one send
+   * brings it many tasks (while the other half runs), where one a reply cost a system call a task. */
+  if (fast && !w->nbatch && w->ninflight > WINDOW / 2) return false;
+  return w->ninflight < (fast ? WINDOW : 2) && t->msg.len <= SMALL_TASK && w->inflight[0]->msg.len <= SMALL_TASK &&
          w->inbytes + t->msg.len <= WINDOW_BYTES;
 }
 
@@ -580,6 +586,10 @@ static int start_worker(mproc_pool *p, size_t slot) {
   mproc_connection *mine = NULL, *theirs = NULL;
   int rc = mproc_pipe(true, &mine, &theirs);
   if (rc) return rc;
+  if (p->rings) { /* no reply of the last worker of the slot is left: it was taken before it was replaced */
+    w->ring = &p->rings[slot];
+    memset(w->ring, 0, offsetof(mproc__pool_ring, slot));
+  }
   if (p->o.backend) {
     rc = p->o.backend->start(p->o.backend->ctx, slot, p->worker_arg.data, p->worker_arg.len, theirs);
     if (!rc) theirs = NULL; /* the backend's */
@@ -589,6 +599,7 @@ static int start_worker(mproc_pool *p, size_t slot) {
     if (!rc) {
       tw->conn = theirs;
       tw->cfg.maxtasks = p->o.maxtasksperchild;
+      tw->cfg.ring = w->ring;
       tw->cfg.initializer = p->o.initializer;
       tw->cfg.initarg = p->o.initarg;
       tw->cfg.initarg_size = p->o.initarg_size;
@@ -600,12 +611,10 @@ static int start_worker(mproc_pool *p, size_t slot) {
     }
   } else {
     mproc__buf arg = {0};
-    uint64_t zero = 0;
-    mproc_array_set(p->begun, slot, &zero);
     rc = mproc__buf_append(&arg, p->worker_arg.data, 8); /* maxtasks, then the slot */
     if (!rc) rc = put_u64(&arg, slot);
     if (!rc) rc = mproc__buf_append(&arg, p->worker_arg.data + 8, p->worker_arg.len - 8);
-    mproc_object objs[1] = {{MPROC_OBJECT_VALUE, p->begun}};
+    mproc_object objs[1] = {{MPROC_OBJECT_VALUE, p->slots}};
     mproc_process_opts po;
     memset(&po, 0, sizeof po);
     po.target = mproc__pool_worker_main;
@@ -818,10 +827,9 @@ static void worker_died(mproc_pool *p, worker *w, callback_call *cb) {
   reap_worker(w, how, sizeof how);
   mproc__pal_mutex_lock(p->k->mu);
   cb->r = NULL;
-  uint64_t begun = UINT64_MAX; /* what it had begun (threads: everything sent) */
-  if (p->begun) mproc_array_get(p->begun, (size_t)(w - p->w), &begun);
+  uint64_t begun = p->slots ? mproc__atomic_load64(&w->ring->begun) : UINT64_MAX; /* (threads: everything sent) */
   /* before its first task (where the pool cannot see what it began: idle, never having replied) */
-  bool early = w->replied == 0 && (p->begun ? begun == 0 : w->ninflight == 0);
+  bool early = w->replied == 0 && (p->slots ? begun == 0 : w->ninflight == 0);
   p->early_deaths = early ? p->early_deaths + 1 : 0;
   if (w->ninflight && begun <= w->replied) { /* it died before it began its next task: not that task's fault */
     for (size_t j = w->ninflight; j-- > 0;) {
@@ -905,20 +913,117 @@ static bool all_idle(const mproc_pool *p) {
   return true;
 }
 
+/* What next_reply found. */
+enum { REPLY_NONE, REPLY_RING, REPLY_CONN, REPLY_END };
+
+/* The next reply of w (on the result thread, outside the mutex): from its ring, in order, or from its
+ * connection, where a ring's slot may send it (and where a worker without a ring sends every reply).
+ * REPLY_RING: the ring's next reply, whose head the caller moves on once it took it: *data and *len lie
+ * in the ring, or in *msg (to free) when its slot sent it on the connection; REPLY_CONN: in *msg (a
+ * worker without a ring); REPLY_NONE: nothing now; REPLY_END: the connection ended, or said what
+ * it must not, with nothing left before it in the ring. *conn_ready: the connection was reported ready
+ * and not read since. */
+static int next_reply(worker *w, bool *conn_ready, const char **data, size_t *len, char **msg) {
+  for (;;) {
+    mproc__pool_ring *g = w->ring;
+    bool elsewhere = false; /* the ring's next reply is on the connection */
+    if (g && mproc__atomic_load64_relaxed(&g->head) != mproc__atomic_load64(&g->tail)) {
+      const mproc__pool_reply *r = &g->slot[g->head % MPROC__POOL_RING];
+      uint64_t l = r->len;
+      elsewhere = l == MPROC__POOL_RING_ELSEWHERE;
+      if (!elsewhere && l > sizeof r->data) return REPLY_END;
+      if (!elsewhere) {
+        *data = (const char *)r->data;
+        *len = (size_t)l;
+        return REPLY_RING;
+      }
+    }
+    if (w->ended) return REPLY_END;
+    if (!elsewhere && !*conn_ready && !mproc__connection_buffered(w->conn)) return REPLY_NONE;
+    *conn_ready = false;
+    int rc = mproc_connection_recv_bytes(w->conn, 0, 0, msg, len);
+    if (rc) mproc_clear_error();
+    if (rc == MPROC_ETIMEDOUT) return REPLY_NONE;
+    if (rc) { /* the end: what the ring got before it still counts */
+      w->ended = true;
+      continue;
+    }
+    if (g && *len == 1 && (*msg)[0] == 'W') { /* a wake-up: the ring has replies */
+      mproc_free(*msg);
+      *msg = NULL;
+      continue;
+    }
+    if (g && !elsewhere) return REPLY_END; /* a reply its ring does not announce */
+    *data = *msg;
+    return g ? REPLY_RING : REPLY_CONN;
+  }
+}
+
+/* Whether a worker's ring holds a reply not taken yet (on the result thread). */
+static bool ring_has(const worker *w) {
+  return w->ring && mproc__atomic_load64_relaxed(&w->ring->head) != mproc__atomic_load64(&w->ring->tail);
+}
+
+/* Tell every worker with a ring that the result thread is about to sleep (asleep true), or that it is
+ * awake again; going to sleep: whether a ring had a reply by then (then it must not). */
+static bool say_asleep(mproc_pool *p, bool asleep) {
+  bool any = false;
+  for (size_t i = 0; i < p->nw; ++i) {
+    worker *w = &p->w[i];
+    if (!w->ring) continue;
+    mproc__atomic_store32(&w->ring->asleep, asleep); /* then the tail is read: a reply after it wakes us */
+    any = any || (asleep && ring_has(w));
+  }
+  return any;
+}
+
+/* Take what worker w has for the result thread: its replies, its end. */
+static void serve_worker(mproc_pool *p, worker *w, bool conn_ready, bool proc_ended) {
+  const uint64_t gen = w->gen;
+  for (bool more = true; more && w->gen == gen && w->conn;) {
+    const char *data = NULL;
+    char *msg = NULL;
+    size_t len = 0;
+    int got = next_reply(w, &conn_ready, &data, &len, &msg);
+    callback_call cb = {NULL, false};
+    more = false;
+    mproc__pal_mutex_lock(p->k->mu);
+    if (got != REPLY_NONE && got != REPLY_END && w->ninflight) {
+      take_reply(p, w, data, len, &cb);
+      if (got == REPLY_RING) mproc__atomic_store64(&w->ring->head, w->ring->head + 1); /* its slot is free */
+      more = true;
+    } else if (got != REPLY_NONE || (proc_ended && w->proc && w->ninflight == 0)) {
+      worker_died(p, w, &cb); /* its end (or a reply nobody asked for); with a task in flight, a process's
+                                 end is seen on its connection, after any last reply */
+    }
+    pump(p);
+    mproc__pal_mutex_unlock(p->k->mu);
+    mproc_free(msg);
+    if (cb.r) {
+      run_callback(p->k, cb);
+      mproc__pal_mutex_lock(p->k->mu);
+      result_release(cb.r, false);
+    }
+  }
+}
+
 static void result_thread(void *arg) {
   mproc_pool *p = (mproc_pool *)arg;
   mproc__atomic_store32(&p->thr_id, mproc__pal_thread_id());
   mproc_waitable *ws = (mproc_waitable *)calloc(1 + 2 * p->nw, sizeof *ws);
   size_t *who = (size_t *)calloc(1 + 2 * p->nw, sizeof *who);
-  uint64_t *gen = (uint64_t *)calloc(1 + 2 * p->nw, sizeof *gen); /* the worker each entry was for */
+  uint64_t *gen = (uint64_t *)calloc(1 + 2 * p->nw, sizeof *gen);       /* the worker each entry was for */
+  unsigned char *ready = (unsigned char *)calloc(p->nw ? p->nw : 1, 1); /* per worker: 1 connection, 2 process */
   mproc__pal_mutex_lock(p->k->mu);
-  while (ws && who && gen) {
+  while (ws && who && gen && ready) {
     if (p->state == TERMINATED || (p->state == CLOSED && !p->head && all_idle(p))) break;
     size_t n = 0;
     ws[n++] = mproc_waitable_connection(p->wake_rx);
     int64_t soonest = INT64_MAX;
+    bool busy = false;
     for (size_t i = 0; i < p->nw; ++i) {
       worker *w = &p->w[i];
+      busy = busy || ring_has(w);
       if (w->conn) {
         who[n] = i;
         gen[n] = w->gen;
@@ -934,11 +1039,14 @@ static void result_thread(void *arg) {
         if (end < soonest) soonest = end;
       }
     }
+    bool slept = !busy && p->rings;
+    if (slept) busy = say_asleep(p, true);
     mproc__pal_mutex_unlock(p->k->mu);
-    int64_t ms = soonest == INT64_MAX ? MPROC_INFINITE : mproc__ms_until(soonest);
+    int64_t ms = busy ? 0 : soonest == INT64_MAX ? MPROC_INFINITE : mproc__ms_until(soonest);
     size_t nready = 0;
     int rc = mproc_wait(ws, n, ms, &nready);
     if (rc && rc != MPROC_ETIMEDOUT) mproc_clear_error();
+    if (slept) say_asleep(p, false);
     if (ws[0].ready) { /* drain the wake-ups */
       char *b = NULL;
       size_t bl = 0;
@@ -946,44 +1054,12 @@ static void result_thread(void *arg) {
       mproc_clear_error();
       run_later(p);
     }
-    for (size_t j = 1; j < n; ++j) {
-      if (!ws[j].ready) continue;
-      worker *w = &p->w[who[j]];
-      /* every reply w's connection has read ahead is taken in this round, not one per wait */
-      for (bool more = true; more;) {
-        more = false;
-        if (w->gen != gen[j]) break; /* replaced in this round */
-        callback_call cb = {NULL, false};
-        if (ws[j].kind == MPROC_WAIT_CONNECTION) {
-          if (!w->conn) break;
-          char *msg = NULL;
-          size_t len = 0;
-          int r = mproc_connection_recv_bytes(w->conn, 0, 0, &msg, &len);
-          mproc__pal_mutex_lock(p->k->mu);
-          if (r == 0 && w->ninflight) {
-            take_reply(p, w, msg, len, &cb);
-            more = w->ninflight && mproc__connection_buffered(w->conn);
-          } else if (r != MPROC_ETIMEDOUT && w->conn) {
-            worker_died(p, w, &cb); /* end of file, or a reply nobody asked for */
-          }
-          pump(p);
-          mproc__pal_mutex_unlock(p->k->mu);
-          mproc_free(msg);
-          mproc_clear_error();
-        } else { /* the process ended: take what it sent first */
-          mproc__pal_mutex_lock(p->k->mu);
-          if (w->proc && w->ninflight == 0) worker_died(p, w, &cb);
-          /* with a task in flight, its connection reports the end (after any last reply) */
-          pump(p);
-          mproc__pal_mutex_unlock(p->k->mu);
-        }
-        if (cb.r) {
-          run_callback(p->k, cb);
-          mproc__pal_mutex_lock(p->k->mu);
-          result_release(cb.r, false);
-        }
-      }
-    }
+    memset(ready, 0, p->nw);
+    for (size_t j = 1; j < n; ++j)
+      if (ws[j].ready && p->w[who[j]].gen == gen[j]) ready[who[j]] |= ws[j].kind == MPROC_WAIT_CONNECTION ? 1 : 2;
+    for (size_t i = 0; i < p->nw; ++i) /* every reply read ahead or in a ring is taken in this round */
+      if (ready[i] || ring_has(&p->w[i]) || (p->w[i].conn && mproc__connection_buffered(p->w[i].conn)))
+        serve_worker(p, &p->w[i], ready[i] & 1, ready[i] & 2);
     mproc__pal_mutex_lock(p->k->mu);
     int64_t now = mproc__pal_monotonic_ns();
     for (size_t i = 0; i < p->nw && p->o.task_timeout_ms > 0; ++i) {
@@ -1017,6 +1093,7 @@ static void result_thread(void *arg) {
   free(ws);
   free(who);
   free(gen);
+  free(ready);
 }
 
 /* ---- creating ----------------------------------------------------------------------------------------- */
@@ -1059,7 +1136,10 @@ static void pool_free(mproc_pool *p) {
   free(p->fns);
   free(p->w);
   mproc__buf_free(&p->worker_arg);
-  mproc_value_destroy(p->begun);
+  if (p->slots)
+    mproc_value_destroy(p->slots);
+  else
+    free(p->rings);
   mproc__zygote_stop(p->zygote); /* after the workers it forked */
   mproc_connection_destroy(p->wake_tx);
   mproc_connection_destroy(p->wake_rx);
@@ -1102,11 +1182,15 @@ int mproc_pool_create(mproc_pool **out, const mproc_pool_opts *opts) {
   if (!rc && !p->o.threads && !be) { /* the slots, and the workers' argument: maxtasks, the initializer, its argument */
     mproc_shared_opts so;
     memset(&so, 0, sizeof so);
-    so.typecode = 'Q';
+    so.elem_size = sizeof(mproc__pool_ring);
+    so.align = 64;
     so.length = p->nw;
     so.raw = true;
-    rc = mproc_shared_create(&p->begun, &so);
+    rc = mproc_shared_create(&p->slots, &so);
+    if (!rc) p->rings = (mproc__pool_ring *)mproc_value_ptr(p->slots);
   }
+  if (!rc && p->o.threads && !(p->rings = (mproc__pool_ring *)calloc(p->nw, sizeof *p->rings)))
+    rc = mproc__fail(MPROC_ENOMEM, "pool_create: out of memory");
   if (!rc && !p->o.threads) {
     mproc__buf ref = {0};
     if (p->o.initializer) rc = mproc__pal_fn_locate((void *)p->o.initializer, &ref);

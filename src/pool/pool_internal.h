@@ -16,6 +16,11 @@
  *   'R' [u64 0] [u64 n] n x ([u64 len] [bytes])                               the outputs
  *   'R' [u64 code] [u64 item] [u64 len] [message]                             item failed with code
  *   'R' [u64 0] [u64 0]                                                        an array map's part done
+ * A worker with a reply ring (below: a process or thread worker of a local pool; not a backend's) writes
+ * each reply into its ring, and one that does not fit a slot goes on the connection, its slot saying so;
+ * then the only other message it sends is
+ *   'W'                                                                        the ring has replies
+ * once after the parent said it sleeps.
  * A worker ends at 'Q' or the end of its connection; one that ran its maxtasksperchild tasks ends by
  * itself (the parent never sends it more).
  *
@@ -65,10 +70,36 @@ static inline size_t mproc__pool_array_hdr_size(size_t nw) {
   return offsetof(mproc__pool_array_hdr, claims) + (nw ? nw : 1) * sizeof(mproc__pool_claim);
 }
 
+/* A worker's replies, in memory it shares with the parent (a process pool's shared block, a ThreadPool's
+ * heap): a ring the worker writes and the parent reads, so a reply costs no system call and survives the
+ * worker's death once written. The parent never has more than MPROC__POOL_RING tasks in flight to a
+ * worker (its window), and a slot is free again once the parent took its reply, so the ring is never
+ * full. The parent sets `asleep` before it waits with the ring empty; the worker that publishes a reply
+ * and finds it set takes it back and sends 'W' on its connection (one wake-up per sleep, none while the
+ * parent is busy). One per worker slot, reset when the slot gets a new worker. */
+#define MPROC__POOL_RING 64
+#define MPROC__POOL_RING_SLOT 256             /* a slot's bytes, its length included */
+#define MPROC__POOL_RING_ELSEWHERE UINT64_MAX /* a slot's length: this reply is on the connection */
+typedef struct mproc__pool_reply {
+  volatile uint64_t len; /* (or MPROC__POOL_RING_ELSEWHERE) */
+  unsigned char data[MPROC__POOL_RING_SLOT - 8];
+} mproc__pool_reply;
+typedef struct mproc__pool_ring {
+  volatile uint64_t
+      begun; /* the tasks it has begun (so the parent tells a task it never began from one it died running) */
+  volatile uint64_t tail; /* replies written (the worker) */
+  unsigned char pad0[48];
+  volatile uint64_t head;   /* replies taken (the parent) */
+  volatile uint32_t asleep; /* the parent waits: the next reply wakes it */
+  unsigned char pad1[52];
+  mproc__pool_reply slot[MPROC__POOL_RING];
+} mproc__pool_ring;
+
 /* A worker's settings. */
 typedef struct mproc__pool_worker_cfg {
   uint64_t maxtasks;        /* 0: no limit */
   volatile uint64_t *begun; /* where it counts the tasks it has begun (shared with the parent), or NULL */
+  mproc__pool_ring *ring;   /* where it writes its replies, or NULL: on its connection */
   void (*initializer)(const void *arg, size_t size); /* NULL: none */
   const void *initarg;
   size_t initarg_size;
@@ -79,9 +110,8 @@ typedef struct mproc__pool_worker_cfg {
 int mproc__pool_worker_loop(mproc_connection *c, const mproc__pool_worker_cfg *cfg);
 
 /* A process worker's target: its argument bytes are [u64 maxtasks] [u64 slot] [u64 len][initializer
- * reference] [u64 len][initarg]; its connection is the parent's link, its object a raw 'Q' array of the
- * pool's slots, where slot `slot` counts the tasks it has begun (so the parent tells a task it never
- * began, to give to another worker, from one it died running). */
+ * reference] [u64 len][initarg]; its connection is the parent's link, its object a raw array of the
+ * pool's slots (mproc__pool_ring), of which `slot` is its own. */
 int mproc__pool_worker_main(const mproc_args *args);
 
 /* mproc_wait's result kind (wait.c): ready when a waiter can make progress: the result is ready (for

@@ -173,6 +173,24 @@ static int run_array(mproc_record_fn fn, mproc__wire_reader *r, const arenas *as
   return rc;
 }
 
+/* Send the parent a task's reply: into the worker's ring where it has one (pool_internal.h), else, or when
+ * it does not fit a slot, on its connection. */
+static int send_reply(mproc_connection *c, mproc__pool_ring *g, const mproc__buf *reply) {
+  if (!g) return mproc_connection_send_bytes(c, reply->data, reply->len, 0, reply->len);
+  uint64_t t = mproc__atomic_load64_relaxed(&g->tail); /* (its own) */
+  if (t - mproc__atomic_load64(&g->head) >= MPROC__POOL_RING)
+    return mproc__fail(MPROC_ESYS, "pool worker: more replies than tasks in flight");
+  mproc__pool_reply *s = &g->slot[t % MPROC__POOL_RING];
+  bool fits = reply->len <= sizeof s->data;
+  if (fits) memcpy(s->data, reply->data, reply->len);
+  s->len = fits ? reply->len : MPROC__POOL_RING_ELSEWHERE;
+  mproc__atomic_store64(&g->tail, t + 1); /* publishes it; and before `asleep` is read */
+  if (!fits) return mproc_connection_send_bytes(c, reply->data, reply->len, 0, reply->len); /* (wakes it) */
+  if (mproc__atomic_load32(&g->asleep) && mproc__atomic_xchg32(&g->asleep, 0))
+    return mproc_connection_send_bytes(c, "W", 1, 0, 1);
+  return 0;
+}
+
 /* A worker loop's state. */
 typedef struct loop_state {
   mproc_connection *c;
@@ -222,7 +240,7 @@ static int serve_message(loop_state *s, const char *msg, size_t len, bool in_bat
       rc = run_task(s->fns[index], &r, &reply);
     else
       rc = run_array((mproc_record_fn)(void (*)(void))s->fns[index], &r, &s->as, &reply);
-    if (!rc) rc = mproc_connection_send_bytes(s->c, reply.data, reply.len, 0, reply.len);
+    if (!rc) rc = send_reply(s->c, s->cfg->ring, &reply);
     mproc__buf_free(&reply);
     ++s->done;
     if (!rc && s->cfg->maxtasks && s->done >= s->cfg->maxtasks) return 1; /* replaced by a new worker */
@@ -276,8 +294,9 @@ int mproc__pool_worker_main(const mproc_args *a) {
   cfg.maxtasks = mproc__wire_get_u64(&r, "maxtasks");
   uint64_t slot = mproc__wire_get_u64(&r, "the slot");
   mproc_value *slots = (mproc_value *)a->objects[1];
-  if (r.bad || slot >= mproc_value_length(slots)) return 71;
-  cfg.begun = (volatile uint64_t *)mproc_value_ptr(slots) + slot;
+  if (r.bad || slot >= mproc_value_length(slots) || mproc_value_elem_size(slots) != sizeof *cfg.ring) return 71;
+  cfg.ring = (mproc__pool_ring *)mproc_value_ptr(slots) + slot;
+  cfg.begun = &cfg.ring->begun;
   if (read_initializer(&r, &cfg) != 0) return r.bad ? 71 : 72;
   return mproc__pool_worker_loop(a->connections[0], &cfg) ? 73 : 0;
 }
