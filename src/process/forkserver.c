@@ -359,6 +359,7 @@ static void report_status(mproc_os_handle boot, int code) {
 static void reap_children(server *s) {
   int64_t pid;
   int code;
+  mproc__pal_child_events_drain(); /* once: an exit after it makes the handle readable again */
   while (mproc__pal_reap_any(&pid, &code) == 1)
     for (size_t i = 0; i < s->nkids; ++i)
       if (s->kids[i].pid == pid) {
