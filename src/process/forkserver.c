@@ -335,25 +335,31 @@ typedef struct server {
   void *last_fn;
 } server;
 
-/* In the server: say `what` on a child's boot link (our copy of its end), then close our copy. */
-static void tell_and_close(mproc_os_handle boot, const char *what, int rc) {
+/* In the server: our copy of a child's end of its boot link, as a connection to say one thing on (the
+ * parent may have gone: no matter). NULL (the handle closed) when out of memory. */
+static mproc_connection *boot_link(mproc_os_handle boot) {
   mproc_connection *c = mproc__connection_wrap(mproc__conn_end_link(boot));
-  if (!c) {
-    mproc__pal_close(boot);
-    return;
-  }
-  if (what) /* the parent may have gone: no matter */
-    mproc_connection_send_bytes(c, what, strlen(what), 0, MPROC_ALL);
-  else
-    mproc__boot_tell_failure(c, rc);
+  if (!c) mproc__pal_close(boot);
+  return c;
+}
+
+/* In the server: a child ended; tell its parent on the boot link ("X<code>"), and close our copy. */
+static void report_status(mproc_os_handle boot, int code) {
+  mproc_connection *c = boot_link(boot);
+  if (!c) return;
+  char buf[32];
+  int n = snprintf(buf, sizeof buf, "X%d", code);
+  mproc_connection_send_bytes(c, buf, (size_t)n, 0, MPROC_ALL);
   mproc_connection_destroy(c);
 }
 
-/* In the server: a child ended; tell its parent on the boot link ("X<code>"), and forget the link. */
-static void report_status(mproc_os_handle boot, int code) {
-  char buf[32];
-  snprintf(buf, sizeof buf, "X%d", code);
-  tell_and_close(boot, buf, 0);
+/* In the server: no child for a request; tell its parent why on the boot link ("E<rc>:<the last error>",
+ * as a child would have), and close our copy. */
+static void report_failure(mproc_os_handle boot, int rc) {
+  mproc_connection *c = boot_link(boot);
+  if (!c) return;
+  mproc__boot_tell_failure(c, rc);
+  mproc_connection_destroy(c);
 }
 
 static void reap_children(server *s) {
@@ -462,7 +468,7 @@ static void serve_request(server *s) {
   void *fn = NULL;
   int found = nfds >= 1 ? find_target(s, msg, (size_t)len, &fn) : 0;
   if (found) {
-    tell_and_close(fds[0], NULL, found);
+    report_failure(fds[0], found);
     fds[0] = MPROC_NO_HANDLE;
     reply = 0;
   } else if (nfds >= 1 && s->nkids < s->capkids) {
