@@ -403,30 +403,32 @@ static bool read_request(server *s, unsigned char *p, size_t min, size_t cap, si
   return true;
 }
 
-/* In a child forked by the server: run the request. Never returns. */
-static void serve_child(server *s, mproc_os_handle *fds, size_t nfds, char *msg, size_t len, void *fn) {
+/* In a child forked by the server: run the request, parsed and its target found by the server (the child
+ * has copies of both). Never returns. */
+static void serve_child(server *s, mproc_os_handle *fds, size_t nfds, const mproc__boot *b, void *fn) {
   mproc__pal_close(s->ctl);
   mproc__pal_child_events_close();
   for (size_t i = 0; i < s->nkids; ++i) mproc__pal_close(s->kids[i].boot);
   free(s->kids);
   mproc_connection *link = mproc__connection_wrap(mproc__conn_end_link(fds[0]));
   if (!link) mproc__pal_exit_now(EXIT_BOOT_FAILED);
-  mproc__boot_run(link, msg, len, fds + 1, nfds - 1, fn);
+  mproc__boot_run_parsed(link, b, fds + 1, nfds - 1, fn);
 }
 
-/* The target a bootstrap message names, found in this process (the child, a fork of it, has it at the
- * same place): 0 with *fn, or an error (the message says why). */
-static int find_target(server *s, const char *msg, size_t len, void **fn) {
-  mproc__boot b;
-  int rc = mproc__boot_parse(msg, len, &b);
+/* Parse a bootstrap message (into *b, pointing into msg: the strict parser every child's bootstrap goes
+ * through) and find the target it names in this process (the child, a fork of it, has it at the same
+ * place): 0 with *b (mproc__boot_free it) and *fn, or an error (the message says why; *b is empty). */
+static int find_target(server *s, const char *msg, size_t len, mproc__boot *b, void **fn) {
+  int rc = mproc__boot_parse(msg, len, b);
   if (rc) return rc;
-  if (s->last_fn && b.ref_len == s->last_ref.len && memcmp(b.ref, s->last_ref.data, b.ref_len) == 0) {
+  if (s->last_fn && b->ref_len == s->last_ref.len && memcmp(b->ref, s->last_ref.data, b->ref_len) == 0) {
     *fn = s->last_fn;
-  } else if ((rc = mproc__pal_fn_resolve(b.ref, b.ref_len, fn)) == 0) {
+  } else if ((rc = mproc__pal_fn_resolve(b->ref, b->ref_len, fn)) == 0) {
     s->last_ref.len = 0;
-    s->last_fn = mproc__buf_append(&s->last_ref, b.ref, b.ref_len) == 0 ? *fn : NULL;
+    s->last_fn = mproc__buf_append(&s->last_ref, b->ref, b->ref_len) == 0 ? *fn : NULL;
+  } else {
+    mproc__boot_free(b);
   }
-  mproc__boot_free(&b);
   return rc;
 }
 
@@ -466,7 +468,9 @@ static void serve_request(server *s) {
     }
   }
   void *fn = NULL;
-  int found = nfds >= 1 ? find_target(s, msg, (size_t)len, &fn) : 0;
+  mproc__boot b;
+  memset(&b, 0, sizeof b);
+  int found = nfds >= 1 ? find_target(s, msg, (size_t)len, &b, &fn) : 0;
   if (found) {
     report_failure(fds[0], found);
     fds[0] = MPROC_NO_HANDLE;
@@ -474,7 +478,7 @@ static void serve_request(server *s) {
   } else if (nfds >= 1 && s->nkids < s->capkids) {
     int64_t pid = 0;
     int rc = mproc__pal_fork(&pid);
-    if (rc == 0 && pid == 0) serve_child(s, fds, nfds, msg, (size_t)len, fn);
+    if (rc == 0 && pid == 0) serve_child(s, fds, nfds, &b, fn);
     reply = rc ? (int64_t)rc : pid;
     if (rc == 0) {
       s->kids[s->nkids].pid = pid;
@@ -484,6 +488,7 @@ static void serve_request(server *s) {
       if (mproc__pal_fork_sentinel(&child) != 0) child.handle = MPROC_NO_HANDLE; /* not reaped: still ours */
     }
   }
+  mproc__boot_free(&b);
   for (size_t i = 0; i < nfds; ++i) mproc__pal_close(fds[i]);
   unsigned char out[8];
   mproc__wire_put_le64(out, (uint64_t)reply);
