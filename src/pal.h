@@ -444,9 +444,11 @@ typedef struct mproc__wait_item {
 int mproc__pal_wait_ready(const mproc__wait_item *items, size_t n, int64_t deadline_ns, bool *ready);
 
 /* The handle that signals the end of a started child for mproc__pal_wait_ready(MPROC__WAIT_SENTINEL):
- * POSIX: `boot` (the parent's end of the bootstrap connection, at EOF once the child has gone), or
- * for a fork child started without one, the pidfd of mproc__pal_fork_sentinel (child->handle);
- * Windows: the process handle child->handle. */
+ * the child's own handle, child->handle, where it has one (Windows: the process handle; Linux: a pidfd,
+ * the spawn's, mproc__pal_fork_sentinel's or the one a fork server sent), ready once the process has
+ * ended and not before (a forkserver child's boot link holds its unread answer to start while it runs);
+ * else (POSIX without pidfds) `boot`, the parent's end of the bootstrap connection, at end of file once
+ * the child has gone. */
 mproc_os_handle mproc__pal_sentinel(const mproc__child *child, mproc_os_handle boot);
 
 /* ==== processes running a function (process module): src/posix/process.c, src/win32/process.c =========== */

@@ -7,7 +7,7 @@
  *     forkserver the server parses the message and finds the target before it forks (or answers "E..."
  *     itself, forking none), and the child runs from what it parsed (mproc__boot_run_parsed);
  *     where the parent has a pidfd of the child start does not wait for the "ok";
- *   - the parent's end is the sentinel on POSIX (a forkserver child's pidfd where there is one): it
+ *   - the parent's end is the sentinel on POSIX where the child has no pidfd (mproc__pal_sentinel): it
  *     reaches end of file when the child has gone;
  *   - the child's end tells the child that the parent has gone (kill_on_parent_death: the watchdog);
  *   - a forkserver child's last word on it is "x<exit status>", right before it ends; the server writes
