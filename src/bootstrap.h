@@ -1,7 +1,8 @@
 /* The bootstrap message: what a parent sends a child started by spawn or forkserver (the target's
  * reference, the argument bytes, names, the authkey, flags and the objects handed to it: each its type, bytes and
  * OS handles, see handable.h), and the
- * strict parser the child's main guard runs on it. The parser is the one place that reads these bytes
+ * strict parser that the child's main guard runs on it (under forkserver the server does, before it
+ * forks: the child is handed the parsed result, parsed once). The parser is the one place that reads these bytes
  * (fuzzed: tests/fuzz/fuzz_bootstrap.c): it never trusts a length it has not checked against the data
  * that arrived, and it turns anything malformed into MPROC_ESYS. */
 #ifndef MPROC_BOOTSTRAP_H

@@ -444,9 +444,11 @@ typedef struct mproc__wait_item {
 int mproc__pal_wait_ready(const mproc__wait_item *items, size_t n, int64_t deadline_ns, bool *ready);
 
 /* The handle that signals the end of a started child for mproc__pal_wait_ready(MPROC__WAIT_SENTINEL):
- * POSIX: `boot` (the parent's end of the bootstrap connection, at EOF once the child has gone), or
- * for a fork child started without one, the pidfd of mproc__pal_fork_sentinel (child->handle);
- * Windows: the process handle child->handle. */
+ * the child's own handle, child->handle, where it has one (Windows: the process handle; Linux: a pidfd,
+ * the spawn's, mproc__pal_fork_sentinel's or the one a fork server sent), ready once the process has
+ * ended and not before (a forkserver child's boot link holds its unread answer to start while it runs);
+ * else (POSIX without pidfds) `boot`, the parent's end of the bootstrap connection, at end of file once
+ * the child has gone. */
 mproc_os_handle mproc__pal_sentinel(const mproc__child *child, mproc_os_handle boot);
 
 /* ==== processes running a function (process module): src/posix/process.c, src/win32/process.c =========== */
@@ -660,8 +662,12 @@ bool mproc__pal_conn_tell_senders(mproc_os_handle h);
 int mproc__pal_child_events_open(mproc_os_handle *h);
 /* In a fork child of such a server: put the signal dispositions back and close the event handles. */
 void mproc__pal_child_events_close(void);
-/* Take the pending events, then reap one ended child of this process, any: 1 with *pid and *code (exit
- * status, or -signal), 0 when none is left to reap. */
+/* Take the pending events, so that the handle becomes readable again only for an exit after this call.
+ * Once per wake-up, before the mproc__pal_reap_any loop (never after it: an exit in between would be
+ * taken and not reaped until the next). */
+void mproc__pal_child_events_drain(void);
+/* Reap one ended child of this process, any: 1 with *pid and *code (exit status, or -signal), 0 when
+ * none is left to reap. Called until 0: one event can stand for several exits. */
 int mproc__pal_reap_any(int64_t *pid, int *code);
 
 /* ==== listeners and clients (Listener/Client): src/posix/listen.c, src/win32/listen.c =================== */

@@ -191,9 +191,9 @@ MPROC_API bool mproc_process_daemon(const mproc_process *p);
 /* MPROC_ESTATE after start. */
 MPROC_API int mproc_process_set_daemon(mproc_process *p, bool daemon);
 /* A handle that becomes ready when the child ends (for mproc_wait or an OS wait), owned by p, valid
- * until close/destroy. POSIX: readable once the child has ended: a pidfd on Linux for a fork child
- * without kill_on_parent_death, else the parent's end of a private socket pair. Windows: the process
- * HANDLE. MPROC_NO_HANDLE before start. */
+ * until close/destroy. POSIX: readable once the child has ended: on Linux (5.3+) a pidfd of the child
+ * (every start method; a fork child with kill_on_parent_death excepted), else the parent's end of a
+ * private socket pair. Windows: the process HANDLE. MPROC_NO_HANDLE before start. */
 MPROC_API mproc_os_handle mproc_process_sentinel(const mproc_process *p);
 
 /* ---- this process ----------------------------------------------------------------------------- */

@@ -178,5 +178,5 @@ int mproc__pal_wait_ready(const mproc__wait_item *items, size_t n, int64_t deadl
 }
 
 mproc_os_handle mproc__pal_sentinel(const mproc__child *child, mproc_os_handle boot) {
-  return boot != MPROC_NO_HANDLE ? boot : child->handle;
+  return child->handle != MPROC_NO_HANDLE ? child->handle : boot;
 }

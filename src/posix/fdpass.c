@@ -239,10 +239,17 @@ void mproc__pal_child_events_close(void) {
   g_events[0] = g_events[1] = -1;
 }
 
+void mproc__pal_child_events_drain(void) {
+  if (g_events[0] < 0) return;
+  /* Pipe bytes, or signalfd records (128 bytes each; SIGCHLD, a standard signal, is pending once at most).
+   * A read that does not fill the buffer took all there was: no second read only to hear EAGAIN. */
+  char drain[256];
+  ssize_t n;
+  do n = read(g_events[0], drain, sizeof drain);
+  while (n == (ssize_t)sizeof drain || (n < 0 && errno == EINTR));
+}
+
 int mproc__pal_reap_any(int64_t *pid, int *code) {
-  char drain[256]; /* pipe bytes, or signalfd records (128 bytes each) */
-  while (g_events[0] >= 0 && read(g_events[0], drain, sizeof drain) > 0) {
-  }
   int st;
   pid_t p;
   do p = waitpid(-1, &st, WNOHANG);

@@ -4,9 +4,10 @@
  *     bytes, names, the handles of the handed connections); the child's side (mproc__boot_run) finds the
  *     target and answers "ok" ("ok<pid>" from a forkserver child) or "E<code>:<message>", so start()
  *     returns only then, and start errors are reported in the parent (mproc__boot_answer); under
- *     forkserver the server finds the target before it forks (or answers "E..." itself, forking none),
- *     and where the parent has a pidfd of the child start does not wait for the "ok";
- *   - the parent's end is the sentinel on POSIX (a forkserver child's pidfd where there is one): it
+ *     forkserver the server parses the message and finds the target before it forks (or answers "E..."
+ *     itself, forking none), and the child runs from what it parsed (mproc__boot_run_parsed);
+ *     where the parent has a pidfd of the child start does not wait for the "ok";
+ *   - the parent's end is the sentinel on POSIX where the child has no pidfd (mproc__pal_sentinel): it
  *     reaches end of file when the child has gone;
  *   - the child's end tells the child that the parent has gone (kill_on_parent_death: the watchdog);
  *   - a forkserver child's last word on it is "x<exit status>", right before it ends; the server writes
@@ -178,29 +179,27 @@ static size_t tagged_number(char out[32], const char *tag, uint64_t v) {
   return t + n;
 }
 
-/* Run a child from its bootstrap message: find the target, acknowledge on the boot link ("ok" or an
- * error), run it, end. `fds` NULL (spawn): the handed connections are the handle numbers in the
- * message; else (forkserver) they are fds[i], received with the request, and fn is the target, which
- * the server found before it forked; a forkserver child's last word on the link is "x<exit status>",
- * right before it ends (self.c reads it once the pidfd says the child has gone). Never returns. */
-void mproc__boot_run(mproc_connection *link, const char *msg, size_t len, const mproc_os_handle *fds, size_t nfds,
-                     void *fn) {
+/* Run a child from its parsed bootstrap: take the handed objects, acknowledge on the boot link ("ok" or
+ * an error), run the target, end. `fds` NULL (spawn): the handed objects' handles are the numbers in the
+ * message, and the target is resolved here; else (forkserver) they are fds[i], received with the
+ * request, and fn is the target, which the server found before it forked; a forkserver child's last
+ * word on the link is "x<exit status>", right before it ends (self.c reads it once the pidfd says the
+ * child has gone). b's strings are kept for life. Never returns. */
+void mproc__boot_run_parsed(mproc_connection *link, const mproc__boot *b, const mproc_os_handle *fds, size_t nfds,
+                            void *fn) {
   bool forked = fds != NULL;
-  mproc__boot b;
   mproc_connection **conns = NULL;
   void **objs = NULL;
   size_t nconns = 0;
-  int rc = mproc__boot_parse(msg, len, &b);
-  if (!rc) rc = adopt_objects(&b, link->e.rd, fds, nfds, &objs, &conns, &nconns);
-  if (!rc && !fn) rc = mproc__pal_fn_resolve(b.ref, b.ref_len, &fn);
+  int rc = adopt_objects(b, link->e.rd, fds, nfds, &objs, &conns, &nconns);
+  if (!rc && !fn) rc = mproc__pal_fn_resolve(b->ref, b->ref_len, &fn);
   if (rc) boot_failed(link, forked, rc);
-  if (b.flags & MPROC__BOOT_KILL_ON_PARENT_DEATH) /* a forkserver child's OS parent is the server, whose one
-                                                     thread forked it */
-    mproc__pal_die_with_parent(forked ? mproc__pal_getppid() : b.parent_pid,
-                               forked || (b.flags & MPROC__BOOT_MAIN_THREAD) != 0);
-  mproc__self_become(b.name, b.ident, b.parent_name, b.parent_pid,
-                     (b.flags & MPROC__BOOT_DAEMON) != 0); /* kept for life */
-  mproc__authkey_become(b.authkey, b.authkey_len);
+  if (b->flags & MPROC__BOOT_KILL_ON_PARENT_DEATH) /* a forkserver child's OS parent is the server, whose one
+                                                      thread forked it */
+    mproc__pal_die_with_parent(forked ? mproc__pal_getppid() : b->parent_pid,
+                               forked || (b->flags & MPROC__BOOT_MAIN_THREAD) != 0);
+  mproc__self_become(b->name, b->ident, b->parent_name, b->parent_pid, (b->flags & MPROC__BOOT_DAEMON) != 0);
+  mproc__authkey_become(b->authkey, b->authkey_len);
   mproc__me.parent_link = link->e.rd;
   char ok[32] = "ok"; /* a forkserver child adds its pid: its parent may not have it from the server */
   size_t ok_len = forked ? tagged_number(ok, "ok", (uint64_t)mproc__pal_getpid()) : 2;
@@ -208,8 +207,8 @@ void mproc__boot_run(mproc_connection *link, const char *msg, size_t len, const 
     if (forked) mproc__pal_exit_now(EXIT_BOOT_FAILED);
     exit(EXIT_BOOT_FAILED);
   }
-  if (b.flags & MPROC__BOOT_KILL_ON_PARENT_DEATH) mproc__parent_watch(link);
-  mproc_args args = {b.arg, b.arg_len, conns, nconns, objs, b.nobjs};
+  if (b->flags & MPROC__BOOT_KILL_ON_PARENT_DEATH) mproc__parent_watch(link);
+  mproc_args args = {b->arg, b->arg_len, conns, nconns, objs, b->nobjs};
   int code = ((mproc_target)fn)(&args);
   if (forked) { /* a fork of the server: the server's atexit handlers are not ours */
     mproc__child_before_exit();
@@ -220,6 +219,13 @@ void mproc__boot_run(mproc_connection *link, const char *msg, size_t len, const 
   }
   fflush(NULL);
   exit(code); /* atexit: this child's own children are joined (at_exit is registered if it had any) */
+}
+
+void mproc__boot_run(mproc_connection *link, const char *msg, size_t len) {
+  mproc__boot b;
+  int rc = mproc__boot_parse(msg, len, &b);
+  if (rc) boot_failed(link, false, rc);
+  mproc__boot_run_parsed(link, &b, NULL, 0, NULL);
 }
 
 int mproc__boot_answer(mproc_process *p, const char *how, int64_t *pid_out) {

@@ -335,30 +335,37 @@ typedef struct server {
   void *last_fn;
 } server;
 
-/* In the server: say `what` on a child's boot link (our copy of its end), then close our copy. */
-static void tell_and_close(mproc_os_handle boot, const char *what, int rc) {
+/* In the server: our copy of a child's end of its boot link, as a connection to say one thing on (the
+ * parent may have gone: no matter). NULL (the handle closed) when out of memory. */
+static mproc_connection *boot_link(mproc_os_handle boot) {
   mproc_connection *c = mproc__connection_wrap(mproc__conn_end_link(boot));
-  if (!c) {
-    mproc__pal_close(boot);
-    return;
-  }
-  if (what) /* the parent may have gone: no matter */
-    mproc_connection_send_bytes(c, what, strlen(what), 0, MPROC_ALL);
-  else
-    mproc__boot_tell_failure(c, rc);
+  if (!c) mproc__pal_close(boot);
+  return c;
+}
+
+/* In the server: a child ended; tell its parent on the boot link ("X<code>"), and close our copy. */
+static void report_status(mproc_os_handle boot, int code) {
+  mproc_connection *c = boot_link(boot);
+  if (!c) return;
+  char buf[32];
+  int n = snprintf(buf, sizeof buf, "X%d", code);
+  mproc_connection_send_bytes(c, buf, (size_t)n, 0, MPROC_ALL);
   mproc_connection_destroy(c);
 }
 
-/* In the server: a child ended; tell its parent on the boot link ("X<code>"), and forget the link. */
-static void report_status(mproc_os_handle boot, int code) {
-  char buf[32];
-  snprintf(buf, sizeof buf, "X%d", code);
-  tell_and_close(boot, buf, 0);
+/* In the server: no child for a request; tell its parent why on the boot link ("E<rc>:<the last error>",
+ * as a child would have), and close our copy. */
+static void report_failure(mproc_os_handle boot, int rc) {
+  mproc_connection *c = boot_link(boot);
+  if (!c) return;
+  mproc__boot_tell_failure(c, rc);
+  mproc_connection_destroy(c);
 }
 
 static void reap_children(server *s) {
   int64_t pid;
   int code;
+  mproc__pal_child_events_drain(); /* once: an exit after it makes the handle readable again */
   while (mproc__pal_reap_any(&pid, &code) == 1)
     for (size_t i = 0; i < s->nkids; ++i)
       if (s->kids[i].pid == pid) {
@@ -396,30 +403,32 @@ static bool read_request(server *s, unsigned char *p, size_t min, size_t cap, si
   return true;
 }
 
-/* In a child forked by the server: run the request. Never returns. */
-static void serve_child(server *s, mproc_os_handle *fds, size_t nfds, char *msg, size_t len, void *fn) {
+/* In a child forked by the server: run the request, parsed and its target found by the server (the child
+ * has copies of both). Never returns. */
+static void serve_child(server *s, mproc_os_handle *fds, size_t nfds, const mproc__boot *b, void *fn) {
   mproc__pal_close(s->ctl);
   mproc__pal_child_events_close();
   for (size_t i = 0; i < s->nkids; ++i) mproc__pal_close(s->kids[i].boot);
   free(s->kids);
   mproc_connection *link = mproc__connection_wrap(mproc__conn_end_link(fds[0]));
   if (!link) mproc__pal_exit_now(EXIT_BOOT_FAILED);
-  mproc__boot_run(link, msg, len, fds + 1, nfds - 1, fn);
+  mproc__boot_run_parsed(link, b, fds + 1, nfds - 1, fn);
 }
 
-/* The target a bootstrap message names, found in this process (the child, a fork of it, has it at the
- * same place): 0 with *fn, or an error (the message says why). */
-static int find_target(server *s, const char *msg, size_t len, void **fn) {
-  mproc__boot b;
-  int rc = mproc__boot_parse(msg, len, &b);
+/* Parse a bootstrap message (into *b, pointing into msg: the strict parser every child's bootstrap goes
+ * through) and find the target it names in this process (the child, a fork of it, has it at the same
+ * place): 0 with *b (mproc__boot_free it) and *fn, or an error (the message says why; *b is empty). */
+static int find_target(server *s, const char *msg, size_t len, mproc__boot *b, void **fn) {
+  int rc = mproc__boot_parse(msg, len, b);
   if (rc) return rc;
-  if (s->last_fn && b.ref_len == s->last_ref.len && memcmp(b.ref, s->last_ref.data, b.ref_len) == 0) {
+  if (s->last_fn && b->ref_len == s->last_ref.len && memcmp(b->ref, s->last_ref.data, b->ref_len) == 0) {
     *fn = s->last_fn;
-  } else if ((rc = mproc__pal_fn_resolve(b.ref, b.ref_len, fn)) == 0) {
+  } else if ((rc = mproc__pal_fn_resolve(b->ref, b->ref_len, fn)) == 0) {
     s->last_ref.len = 0;
-    s->last_fn = mproc__buf_append(&s->last_ref, b.ref, b.ref_len) == 0 ? *fn : NULL;
+    s->last_fn = mproc__buf_append(&s->last_ref, b->ref, b->ref_len) == 0 ? *fn : NULL;
+  } else {
+    mproc__boot_free(b);
   }
-  mproc__boot_free(&b);
   return rc;
 }
 
@@ -459,15 +468,17 @@ static void serve_request(server *s) {
     }
   }
   void *fn = NULL;
-  int found = nfds >= 1 ? find_target(s, msg, (size_t)len, &fn) : 0;
+  mproc__boot b;
+  memset(&b, 0, sizeof b);
+  int found = nfds >= 1 ? find_target(s, msg, (size_t)len, &b, &fn) : 0;
   if (found) {
-    tell_and_close(fds[0], NULL, found);
+    report_failure(fds[0], found);
     fds[0] = MPROC_NO_HANDLE;
     reply = 0;
   } else if (nfds >= 1 && s->nkids < s->capkids) {
     int64_t pid = 0;
     int rc = mproc__pal_fork(&pid);
-    if (rc == 0 && pid == 0) serve_child(s, fds, nfds, msg, (size_t)len, fn);
+    if (rc == 0 && pid == 0) serve_child(s, fds, nfds, &b, fn);
     reply = rc ? (int64_t)rc : pid;
     if (rc == 0) {
       s->kids[s->nkids].pid = pid;
@@ -477,6 +488,7 @@ static void serve_request(server *s) {
       if (mproc__pal_fork_sentinel(&child) != 0) child.handle = MPROC_NO_HANDLE; /* not reaped: still ours */
     }
   }
+  mproc__boot_free(&b);
   for (size_t i = 0; i < nfds; ++i) mproc__pal_close(fds[i]);
   unsigned char out[8];
   mproc__wire_put_le64(out, (uint64_t)reply);

@@ -56,7 +56,7 @@ static void spawned_child(mproc_os_handle h) {
     fprintf(stderr, "mproc: spawned child could not receive its bootstrap: %s\n", mproc_last_error());
     exit(EXIT_BOOT_FAILED);
   }
-  mproc__boot_run(link, msg, len, NULL, 0, NULL);
+  mproc__boot_run(link, msg, len);
 }
 
 static const struct {

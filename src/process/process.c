@@ -164,9 +164,6 @@ int mproc_process_set_daemon(mproc_process *p, bool daemon) {
 
 mproc_os_handle mproc_process_sentinel(const mproc_process *p) {
   if (!p || !p->started || p->closed) return MPROC_NO_HANDLE;
-  /* a forkserver child with a pidfd: that, since its link is readable before it ends (its "ok", its
-   * last word) */
-  if (p->via_server && p->child.handle != MPROC_NO_HANDLE) return p->child.handle;
   return mproc__pal_sentinel(&p->child, mproc_connection_handle(p->boot));
 }
 

@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../bootstrap.h"
 #include "../connection_internal.h"
 #include "../handable.h"
 #include "../internal.h"
@@ -145,9 +146,12 @@ void mproc__after_fork_run(void);
  * *nhandles of them) are their OS handles in the order the message names them: what the child must be
  * given (inherited under spawn, passed under forkserver). */
 int mproc__boot_message(const mproc_process *p, mproc__buf *b, mproc_os_handle **handles, size_t *nhandles);
-/* In a child: run it from its bootstrap message (see boot.c). Never returns. */
-void mproc__boot_run(mproc_connection *link, const char *msg, size_t len, const mproc_os_handle *fds, size_t nfds,
-                     void *fn);
+/* In a spawned child: run it from its bootstrap message (see boot.c), parsed here. Never returns. */
+void mproc__boot_run(mproc_connection *link, const char *msg, size_t len);
+/* In a child: run it from its bootstrap, parsed already (a forkserver child: by the server, which found
+ * the target fn and received the handed objects' fds[0..nfds) before it forked). Never returns. */
+void mproc__boot_run_parsed(mproc_connection *link, const mproc__boot *b, const mproc_os_handle *fds, size_t nfds,
+                            void *fn);
 /* Send "E<rc>:<the last error>" on a boot link: why a target cannot run (a child's, or the fork
  * server's for a child it does not fork). */
 void mproc__boot_tell_failure(mproc_connection *link, int rc);

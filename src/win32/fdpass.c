@@ -131,6 +131,8 @@ int mproc__pal_child_events_open(mproc_os_handle *h) {
 
 void mproc__pal_child_events_close(void) {}
 
+void mproc__pal_child_events_drain(void) {}
+
 int mproc__pal_reap_any(int64_t *pid, int *code) {
   *pid = 0;
   *code = 0;
