@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "mproc/core.h"
 
@@ -67,8 +68,15 @@ typedef struct mproc__buf {
 /* Make room for at least `extra` more bytes (keeps one spare byte for a NUL terminator).
  * Returns 0 or MPROC_ENOMEM (with the message set). */
 int mproc__buf_reserve(mproc__buf *b, size_t extra);
-/* Append bytes; 0 or MPROC_ENOMEM. */
-int mproc__buf_append(mproc__buf *b, const void *p, size_t n);
+/* Append bytes; 0 or MPROC_ENOMEM. Inline while there is room (the messages a pool encodes field by
+ * field); mproc__buf_grow_append otherwise. */
+int mproc__buf_grow_append(mproc__buf *b, const void *p, size_t n);
+static inline int mproc__buf_append(mproc__buf *b, const void *p, size_t n) {
+  if (!b->data || n >= b->cap - b->len) return mproc__buf_grow_append(b, p, n); /* (a spare byte stays) */
+  if (n) memcpy(b->data + b->len, p, n);
+  b->len += n;
+  return 0;
+}
 /* NUL-terminate without counting the NUL in len. Requires a prior successful reserve/append or
  * allocates one byte. 0 or MPROC_ENOMEM. */
 int mproc__buf_terminate(mproc__buf *b);

@@ -145,7 +145,7 @@ int mproc__buf_reserve(mproc__buf *b, size_t extra) {
   return 0;
 }
 
-int mproc__buf_append(mproc__buf *b, const void *p, size_t n) {
+int mproc__buf_grow_append(mproc__buf *b, const void *p, size_t n) {
   int rc = mproc__buf_reserve(b, n);
   if (rc) return rc;
   if (n) memcpy(b->data + b->len, p, n);

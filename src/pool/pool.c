@@ -73,9 +73,11 @@ struct mproc_async_result {
     void *data;
     size_t len;
     bool ready;
-    bool live; /* lazy imap: taken and not freed yet */
+    bool live;     /* lazy imap: taken and not freed yet */
+    bool borrowed; /* data lies in the block of its task's first item (which frees it) */
   } * items;
   bool ready, ok;
+  volatile uint32_t whole; /* ready and ok, not an imap: its items are final (read without the mutex) */
   int code;
   char *message;
   size_t failed_at; /* the first item that failed (SIZE_MAX: none) */
@@ -174,7 +176,8 @@ static void core_release(core *k) { /* with k->mu held; unlocks it */
 static void result_free_items(mproc_async_result *r) {
   if (r->flag != MPROC_NO_HANDLE) mproc__pal_close(r->flag);
   r->flag = MPROC_NO_HANDLE;
-  for (size_t i = 0; r->items && i < r->nslots; ++i) free(r->items[i].data);
+  for (size_t i = 0; r->items && i < r->nslots; ++i)
+    if (!r->items[i].borrowed) free(r->items[i].data);
   free(r->items);
   free(r->order);
   free(r->message);
@@ -228,6 +231,13 @@ static void result_notify(mproc_async_result *r) {
 
 /* With the mutex held: fail r (the first failure wins). Returns whether it became ready now. calls_back:
  * the caller has its error callback run (all but terminate, which runs none). */
+/* With the mutex held: r has every item (its callback, if any, still to run). */
+static void result_succeed(mproc_async_result *r) {
+  r->ready = r->ok = true;
+  r->calling = r->opts.callback != NULL;
+  if (!r->imap) mproc__atomic_store32(&r->whole, 1); /* after its items: they no longer change */
+}
+
 static bool result_fail(mproc_async_result *r, int code, size_t item, const char *message, bool calls_back) {
   if (r->ready) return false;
   r->ready = true;
@@ -760,12 +770,24 @@ static void take_reply(mproc_pool *p, worker *w, const char *msg, size_t len, ca
   if (!rd.bad && code == 0) {
     uint64_t n = mproc__wire_get_u64(&rd, "a count");
     if (n != t->n) rd.bad = "a count";
+    /* A chunk's outputs share one block (freed with the result), but a lazy imap's, freed one by one. */
+    size_t block = 0, at = 0;
+    for (mproc__wire_reader sizes = rd; !r->lazy && t->n > 1 && !sizes.bad && at < t->n; ++at) {
+      size_t olen;
+      (void)mproc__wire_get_bytes(&sizes, &olen, "an output");
+      block += (olen + 15) / 16 * 16 + 16 * (olen == 0); /* each output aligned as malloc's are */
+    }
+    char *base = NULL;
+    at = 0;
     for (size_t i = 0; i < t->n && !rd.bad; ++i) {
       size_t olen;
       const void *out = mproc__wire_get_bytes(&rd, &olen, "an output");
       if (rd.bad || r->ready) break;
       struct item *it = item_at(r, t->first + i);
-      it->data = malloc(olen ? olen : 1);
+      if (block && !base && i == 0) base = (char *)malloc(block); /* (the first item frees it) */
+      it->data = base ? base + at : malloc(olen ? olen : 1);
+      it->borrowed = base && i > 0;
+      at += (olen + 15) / 16 * 16 + 16 * (olen == 0);
       if (!it->data) {
         became = result_fail(r, MPROC_ENOMEM, t->first + i, "pool: out of memory for a task's output", true);
         break;
@@ -775,9 +797,8 @@ static void take_reply(mproc_pool *p, worker *w, const char *msg, size_t len, ca
       it->ready = true;
       if (r->order) r->order[r->norder++ % r->nslots] = t->first + i;
       if (++r->done == r->n && !r->input) {
-        r->ready = became = true;
-        r->ok = true;
-        r->calling = r->opts.callback != NULL;
+        result_succeed(r);
+        became = true;
       }
     }
     if (!rd.bad && t->arena && !r->ready && r->tasks == 1) { /* an array map's last part: done */
@@ -789,8 +810,8 @@ static void take_reply(mproc_pool *p, worker *w, const char *msg, size_t len, ca
         if (!r->user_gone && r->n && r->out_off != SIZE_MAX)
           memcpy(r->out, t->arena->base + r->out_off, r->n * r->out_size);
         r->done = r->n;
-        r->ready = became = r->ok = true;
-        r->calling = r->opts.callback != NULL;
+        result_succeed(r);
+        became = true;
       }
     }
     if (!rd.bad && (became || r->imap)) result_notify(r); /* get() waits for the whole, next() for items */
@@ -1307,8 +1328,7 @@ static int submit(mproc_pool *p, mproc_task_fn fn, const mproc_bytes *in, size_t
   r->tasks = ntasks;
   callback_call cb = {NULL, false};
   if (n == 0) { /* nothing to do: ready at once */
-    r->ready = r->ok = true;
-    r->calling = r->opts.callback != NULL;
+    result_succeed(r);
     if (r->opts.callback) {
       cb.r = r;
       cb.ok = true;
@@ -1849,6 +1869,11 @@ int mproc_async_result_item(mproc_async_result *r, size_t i, const void **data, 
   MPROC__CHECK_ARG(!r || !data || !len, "result, data and len must be set");
   MPROC__CHECK_ARG(r->lazy, "async_result_item: a lazy imap's items are read with mproc_async_result_next");
   MPROC__CHECK_ARG(i >= r->n, "item %zu of %zu", i, r->n);
+  if (mproc__atomic_load32(&r->whole)) { /* final: no lock per item for a caller reading a whole map */
+    *data = r->out ? (const void *)(r->out + i * r->out_size) : r->items[i].data;
+    *len = r->out ? r->out_size : r->items[i].len;
+    return 0;
+  }
   mproc__pal_mutex_lock(r->k->mu);
   bool there = r->out ? r->ready && r->ok : r->items[i].ready && (r->ok || !r->ready || r->imap);
   *data = !there ? NULL : r->out ? (const void *)(r->out + i * r->out_size) : r->items[i].data;

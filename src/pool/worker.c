@@ -41,8 +41,8 @@ static int put_u64(mproc__buf *b, uint64_t v) {
   return mproc__buf_append(b, w, 8);
 }
 
-/* Run the n items of a task; the reply in *reply. */
-static int run_task(mproc_task_fn fn, mproc__wire_reader *r, mproc__buf *reply) {
+/* Run the n items of a task; the reply in *reply. t: the task's output buffer, kept from item to item. */
+static int run_task(mproc_task_fn fn, mproc__wire_reader *r, mproc_task *t, mproc__buf *reply) {
   uint64_t n = mproc__wire_get_u64(r, "a task's item count");
   int rc = mproc__buf_append(reply, "R", 1);
   size_t at = reply->len;
@@ -52,26 +52,25 @@ static int run_task(mproc_task_fn fn, mproc__wire_reader *r, mproc__buf *reply) 
     size_t len;
     const void *in = mproc__wire_get_bytes(r, &len, "a task's item");
     if (r->bad) break;
-    mproc_task t;
-    memset(&t, 0, sizeof t);
-    int st = fn(in, len, &t);
+    t->out.len = 0;
+    int st = fn(in, len, t);
     if (st) { /* the first failure ends the task: the reply says which item and why */
       char msg[64];
-      if (!t.message) snprintf(msg, sizeof msg, "the task returned %d", st);
-      const char *m = t.message ? t.message : msg;
+      if (!t->message) snprintf(msg, sizeof msg, "the task returned %d", st);
+      const char *m = t->message ? t->message : msg;
       reply->len = at;
       rc = put_u64(reply, (uint64_t)-MPROC_ETASK);
       if (!rc) rc = put_u64(reply, i);
       if (!rc) rc = put_u64(reply, strlen(m));
       if (!rc) rc = mproc__buf_append(reply, m, strlen(m));
-      mproc__buf_free(&t.out);
-      free(t.message);
+      free(t->message);
+      t->message = NULL;
       return rc;
     }
-    rc = put_u64(reply, t.out.len);
-    if (!rc) rc = mproc__buf_append(reply, t.out.data, t.out.len);
-    mproc__buf_free(&t.out);
-    free(t.message);
+    rc = put_u64(reply, t->out.len);
+    if (!rc) rc = mproc__buf_append(reply, t->out.data, t->out.len);
+    free(t->message); /* (a message with success: nobody reads it) */
+    t->message = NULL;
   }
   if (r->bad) return mproc__fail(MPROC_ESYS, "pool worker: a malformed task (%s)", r->bad);
   return rc;
@@ -198,8 +197,17 @@ typedef struct loop_state {
   mproc_task_fn *fns; /* the functions defined to it ('F'), by index */
   size_t nfns;
   arenas as;
-  uint64_t done; /* tasks run */
+  uint64_t done;    /* tasks run */
+  mproc_task task;  /* a task's output, kept from task to task while it stays small */
+  mproc__buf reply; /* a reply, the same */
 } loop_state;
+
+#define KEEP_BUFFER (256u << 10) /* a buffer the loop keeps for the next task: at most this */
+
+static void keep_or_free(mproc__buf *b) {
+  b->len = 0;
+  if (b->cap > KEEP_BUFFER) mproc__buf_free(b);
+}
 
 /* One message from the parent (pool_internal.h): 0 to go on, 1 at the end ('Q', or maxtasks run), or
  * an error. A batch ('B') holds tasks only. */
@@ -234,14 +242,15 @@ static int serve_message(loop_state *s, const char *msg, size_t len, bool in_bat
   } else if (kind == MPROC__POOL_UNMAP) {
     arena_drop(&s->as, index);
   } else if ((kind == MPROC__POOL_TASK || kind == MPROC__POOL_ARRAY) && index < s->nfns && s->fns[index]) {
-    mproc__buf reply = {0};
+    mproc__buf *reply = &s->reply;
     if (s->cfg->begun) mproc__atomic_store64(s->cfg->begun, s->done + 1);
     if (kind == MPROC__POOL_TASK)
-      rc = run_task(s->fns[index], &r, &reply);
+      rc = run_task(s->fns[index], &r, &s->task, reply);
     else
-      rc = run_array((mproc_record_fn)(void (*)(void))s->fns[index], &r, &s->as, &reply);
-    if (!rc) rc = send_reply(s->c, s->cfg->ring, &reply);
-    mproc__buf_free(&reply);
+      rc = run_array((mproc_record_fn)(void (*)(void))s->fns[index], &r, &s->as, reply);
+    if (!rc) rc = send_reply(s->c, s->cfg->ring, reply);
+    keep_or_free(reply);
+    keep_or_free(&s->task.out);
     ++s->done;
     if (!rc && s->cfg->maxtasks && s->done >= s->cfg->maxtasks) return 1; /* replaced by a new worker */
   } else {
@@ -252,7 +261,10 @@ static int serve_message(loop_state *s, const char *msg, size_t len, bool in_bat
 
 int mproc__pool_worker_loop(mproc_connection *c, const mproc__pool_worker_cfg *cfg) {
   if (cfg->initializer) cfg->initializer(cfg->initarg, cfg->initarg_size);
-  loop_state s = {c, cfg, NULL, 0, {NULL, 0}, 0};
+  loop_state s;
+  memset(&s, 0, sizeof s);
+  s.c = c;
+  s.cfg = cfg;
   int rc = 0;
   while (!rc) {
     char *msg = NULL;
@@ -266,6 +278,8 @@ int mproc__pool_worker_loop(mproc_connection *c, const mproc__pool_worker_cfg *c
     }
   }
   free(s.fns);
+  mproc__buf_free(&s.task.out);
+  mproc__buf_free(&s.reply);
   while (s.as.n) arena_drop(&s.as, s.as.a[0].id);
   free(s.as.a);
   return rc == 1 ? 0 : rc;
