@@ -980,9 +980,13 @@ static int next_reply(worker *w, bool *conn_ready, const char **data, size_t *le
   }
 }
 
-/* Whether a worker's ring holds a reply not taken yet (on the result thread). */
+/* Whether a worker's ring holds a reply to take now (on the result thread): not one whose slot sends it on
+ * the connection, whose readiness tells when it has come (no spinning while a long one arrives). */
 static bool ring_has(const worker *w) {
-  return w->ring && mproc__atomic_load64_relaxed(&w->ring->head) != mproc__atomic_load64(&w->ring->tail);
+  if (!w->ring) return false;
+  uint64_t head = mproc__atomic_load64_relaxed(&w->ring->head);
+  return head != mproc__atomic_load64(&w->ring->tail) &&
+         w->ring->slot[head % MPROC__POOL_RING].len != MPROC__POOL_RING_ELSEWHERE;
 }
 
 /* Tell every worker with a ring that the result thread is about to sleep (asleep true), or that it is
