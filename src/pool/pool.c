@@ -229,8 +229,6 @@ static void result_notify(mproc_async_result *r) {
   }
 }
 
-/* With the mutex held: fail r (the first failure wins). Returns whether it became ready now. calls_back:
- * the caller has its error callback run (all but terminate, which runs none). */
 /* With the mutex held: r has every item (its callback, if any, still to run). */
 static void result_succeed(mproc_async_result *r) {
   r->ready = r->ok = true;
@@ -238,6 +236,8 @@ static void result_succeed(mproc_async_result *r) {
   if (!r->imap) mproc__atomic_store32(&r->whole, 1); /* after its items: they no longer change */
 }
 
+/* With the mutex held: fail r (the first failure wins). Returns whether it became ready now. calls_back:
+ * the caller has its error callback run (all but terminate, which runs none). */
 static bool result_fail(mproc_async_result *r, int code, size_t item, const char *message, bool calls_back) {
   if (r->ready) return false;
   r->ready = true;
