@@ -863,6 +863,32 @@ TEST_P(QueueAcross, AProducerKilledWhileWritingLeavesNoItemAndGivesBackItsRoom) 
   }
 }
 
+// A child of a process that used the queue first takes a table entry of its own (with fork, its
+// handle is a copy of its parent's, the parent's index in it): the slot it dies holding names the
+// child, whose death frees it, so the items put behind that slot are not held up for ever.
+TEST_P(QueueAcross, AChildOfAProcessThatUsedTheQueueTakesAnEntryOfItsOwn) {
+  mproc_queue *q = nullptr;
+  ASSERT_EQ(mproc_queue_create(&q, nullptr), 0);
+  std::vector<unsigned char> buf(1 << 20);
+  size_t n = 0;
+  uint32_t p, s;
+  ASSERT_EQ(put_item(q, 1, 0, 30, 0), 0); // the parent takes its entry
+  ASSERT_EQ(mproc_queue_get_into(q, buf.data(), buf.size(), 0, &n), 0);
+  EXPECT_EQ(join(start(t_die_publishing, {mproc_object_queue(q)}, 0)), 3);
+  for (uint32_t i = 0; i < 2; ++i) {
+    ASSERT_EQ(mproc_queue_get_into(q, buf.data(), buf.size(), kLong, &n), 0);
+    ASSERT_TRUE(check_item(buf.data(), n, &p, &s));
+    EXPECT_EQ(s, i);
+  }
+  ASSERT_EQ(put_item(q, 1, 3, 30, 0), 0); // behind the dead child's slot
+  ASSERT_EQ(mproc_queue_get_into(q, buf.data(), buf.size(), kLong, &n), 0);
+  ASSERT_TRUE(check_item(buf.data(), n, &p, &s));
+  EXPECT_EQ(p, 1u);
+  EXPECT_EQ(s, 3u);
+  EXPECT_EQ(mproc_queue_get_into(q, buf.data(), buf.size(), 0, &n), MPROC_EEMPTY);
+  mproc_queue_destroy(q);
+}
+
 void die_at_reserved(int where) {
   if (where == MPROC__QHOOK_RESERVED) std::_Exit(3);
 }

@@ -106,8 +106,9 @@ struct mproc_queue {
   mproc__ring ring;
   qslot *slots;
   uint64_t nslots;
-  uint32_t shift;       /* nslots a power of two: log2 of it (a place by mask and shift), else 64 (by division) */
-  volatile uint32_t me; /* this process's table index + 1, a hint (checked against the table) */
+  uint32_t shift;          /* nslots a power of two: log2 of it (a place by mask and shift), else 64 (by division) */
+  volatile uint32_t me;    /* this process's table index + 1, valid while me_id is this process's id */
+  volatile uint64_t me_id; /* the PAL id of the process that took `me` (a fork child finds its parent's) */
   volatile uint32_t closed;
 };
 
@@ -396,12 +397,23 @@ static void q_lock(mproc_queue *q) {
 static void q_unlock(mproc_queue *q) { mproc__lw_release(&q->o, &qs(q)->lock); }
 
 /* This process's index in the table + 1 (taken once, under the lock), or 0 with the error set when
- * every entry is held by a live process or a dead one with tasks still to report. */
-static uint32_t my_index(mproc_queue *q, const char *call) {
-  queue_shared *s = qs(q);
+ * every entry is held by a live process or a dead one with tasks still to report. An entry passes to
+ * another process only once its owner has ended, so the index this process took stays its own: a call
+ * checks the handle's me_id against its id (a fork child holds a copy of its parent's handle), not the
+ * table, whose line the call then need not read. */
+static uint32_t take_index(mproc_queue *q, uint64_t me, const char *call);
+static inline uint32_t my_index(mproc_queue *q, const char *call) {
   uint64_t me = mproc__pal_self_id();
-  uint32_t i = mproc__atomic_load32(&q->me);
-  if (i && mproc__atomic_load64(&s->procs[i - 1].owner) == me) return i;
+  if (mproc__atomic_load64(&q->me_id) == me) { /* me_id first, then me (stored in the other order) */
+    uint32_t i = mproc__atomic_load32(&q->me);
+    if (i) return i;
+  }
+  return take_index(q, me, call);
+}
+/* my_index's first call in a process: the entry found or taken under the lock. */
+static uint32_t take_index(mproc_queue *q, uint64_t me, const char *call) {
+  queue_shared *s = qs(q);
+  uint32_t i;
   q_lock(q);
   uint32_t n = s->nprocs, empty = n, dead = n;
   for (i = 0; i < n; ++i) {
@@ -426,6 +438,7 @@ static uint32_t my_index(mproc_queue *q, const char *call) {
     return 0;
   }
   mproc__atomic_store32(&q->me, i + 1);
+  mproc__atomic_store64(&q->me_id, me); /* after me: a thread that reads this id reads this index */
   return i + 1;
 }
 
