@@ -114,6 +114,9 @@ void mproc__self_become(const char *name, const char *ident, const char *parent_
  * or MPROC_ESYS. Become a child: its key is `key` (what the parent's Process object held). */
 int mproc__authkey_copy(unsigned char *buf, size_t *len);
 void mproc__authkey_become(const void *key, size_t len);
+/* The same in a fork child right after the fork, without the global lock: the child has one thread, and
+ * the lock was held across the fork, so what it sees is whole (and the lock's code is not faulted in). */
+void mproc__authkey_become_forked(const void *key, size_t len);
 
 /* The children this process started and has not destroyed (reaped or not). */
 void mproc__children_add(mproc_process *p);

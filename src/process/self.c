@@ -51,16 +51,25 @@ int mproc__authkey_copy(unsigned char *buf, size_t *len) {
   return rc;
 }
 
+/* Set the key unless it is `key` already (a fork child with its parent's key writes nothing: each page
+ * it writes is a copy-on-write fault). Compared byte by byte: memcmp would be one more library function
+ * a fork child may be the first to call, bound lazily in every child (a third of its page faults). */
+static void key_set(const unsigned char *key, size_t len) {
+  bool same = g_key_ready && g_key_len == len;
+  for (size_t i = 0; same && i < len; ++i) same = g_key[i] == key[i];
+  if (same) return;
+  if (len) memcpy(g_key, key, len);
+  g_key_len = len;
+  g_key_ready = true;
+}
+
 void mproc__authkey_become(const void *key, size_t len) {
   mproc__pal_global_lock();
-  /* a fork child with its parent's key writes nothing (each page it writes is a copy-on-write fault) */
-  if (!g_key_ready || g_key_len != len || (len && memcmp(g_key, key, len) != 0)) {
-    if (len) memcpy(g_key, key, len);
-    g_key_len = len;
-    g_key_ready = true;
-  }
+  key_set((const unsigned char *)key, len);
   mproc__pal_global_unlock();
 }
+
+void mproc__authkey_become_forked(const void *key, size_t len) { key_set((const unsigned char *)key, len); }
 
 int mproc_current_process_authkey(void *buf, size_t cap, size_t *len) {
   MPROC__CHECK_ARG(!len, "len is NULL");

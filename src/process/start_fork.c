@@ -17,7 +17,7 @@ int mproc__start_fork(mproc_process *p, mproc_os_handle child_end) {
     mproc__after_fork_run(); /* drop the parent's children, links and fork server */
     if (p->boot) mproc__conn_end_close(&p->boot->e);
     mproc__self_become(p->name, p->ident, mproc__me.name, parent_pid, p->daemon);
-    mproc__authkey_become(p->authkey, p->authkey_len);
+    mproc__authkey_become_forked(p->authkey, p->authkey_len);
     mproc__me.parent_link = child_end;
     if (p->kill_on_parent_death) {
       mproc__pal_die_with_parent(parent_pid, main_thread);
