@@ -10,6 +10,8 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,7 +104,75 @@ int mproc__pal_process_cpu_count(void) {
   return mproc__pal_cpu_count(); /* macOS/BSD: no per-process affinity query (untested here) */
 }
 
-int64_t mproc__pal_getpid(void) { return (int64_t)getpid(); }
+/* ---- state a fork child must not inherit: the global lock and the cached pid ---------------------
+ *
+ * On Linux (4.14+) both live in a page advised MADV_WIPEONFORK: every child the kernel makes of this
+ * process, by whatever fork, finds it zero-filled, while the parent's page is left out of the fork's
+ * copy-on-write. So
+ * - the pid is asked of the kernel once per process, not at each call (five calls a start and join), and
+ *   no fork can leave a child with its parent's pid (glibc dropped its own cache for want of that);
+ * - the global lock, held across mproc's forks (process.c), is released in the parent without a write
+ *   fault (a page copied while the child still shares it: about a tenth of a fork start's cost on one
+ *   CPU here), and is found unlocked in the child, where PTHREAD_MUTEX_INITIALIZER is all zero bytes
+ *   (glibc, musl; checked at run time).
+ * Elsewhere, or where the page cannot be had, a static mutex that the child of mproc__pal_fork makes
+ * fresh, and getpid() at each call. The choice is made once, before any thread can take the lock. */
+typedef struct wiped_state {
+  pthread_mutex_t lock;
+  _Atomic int64_t pid; /* 0: not known in this process yet */
+} wiped_state;
+
+static pthread_mutex_t g_static_lock = PTHREAD_MUTEX_INITIALIZER;
+#define WIPED_NONE ((wiped_state *)(uintptr_t)1)
+static wiped_state *_Atomic g_wiped; /* NULL: not chosen yet; WIPED_NONE: the static lock */
+
+static wiped_state *wiped(void) {
+  wiped_state *w = atomic_load_explicit(&g_wiped, memory_order_acquire);
+  if (w) return w;
+  wiped_state *mine = WIPED_NONE;
+#if defined(__linux__) && defined(MADV_WIPEONFORK)
+  static const pthread_mutex_t init = PTHREAD_MUTEX_INITIALIZER;
+  static const pthread_mutex_t zero;
+  size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  if (memcmp(&init, &zero, sizeof init) == 0) {
+    void *m = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m != MAP_FAILED && madvise(m, page, MADV_WIPEONFORK) == 0)
+      mine = (wiped_state *)m;
+    else if (m != MAP_FAILED)
+      munmap(m, page);
+  }
+#endif
+  w = NULL;
+  if (!atomic_compare_exchange_strong_explicit(&g_wiped, &w, mine, memory_order_acq_rel, memory_order_acquire)) {
+#if defined(__linux__) && defined(MADV_WIPEONFORK)
+    if (mine != WIPED_NONE) munmap(mine, page); /* another thread chose first */
+#endif
+    return w;
+  }
+  return mine;
+}
+
+static pthread_mutex_t *global_mutex(void) {
+  wiped_state *w = wiped();
+  return w == WIPED_NONE ? &g_static_lock : &w->lock;
+}
+
+void mproc__posix_global_lock_forked(void) {
+  /* A store, where it is needed at all: no call into the mutex code, whose page the child would fault in */
+  static const pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+  if (atomic_load_explicit(&g_wiped, memory_order_relaxed) == WIPED_NONE) g_static_lock = fresh;
+}
+
+int64_t mproc__pal_getpid(void) {
+  wiped_state *w = wiped();
+  if (w == WIPED_NONE) return (int64_t)getpid();
+  int64_t pid = atomic_load_explicit(&w->pid, memory_order_relaxed);
+  if (pid == 0) {
+    pid = (int64_t)getpid();
+    atomic_store_explicit(&w->pid, pid, memory_order_relaxed);
+  }
+  return pid;
+}
 int64_t mproc__pal_getppid(void) { return (int64_t)getppid(); }
 
 void mproc__pal_advise_huge(void *p, size_t len) {
@@ -220,9 +290,8 @@ mproc__thread_state *mproc__pal_thread_state(void) {
 
 /* ---- threads, the global lock, the environment --------------------------------------------------- */
 
-pthread_mutex_t mproc__posix_global_mutex = PTHREAD_MUTEX_INITIALIZER;
-void mproc__pal_global_lock(void) { pthread_mutex_lock(&mproc__posix_global_mutex); }
-void mproc__pal_global_unlock(void) { pthread_mutex_unlock(&mproc__posix_global_mutex); }
+void mproc__pal_global_lock(void) { pthread_mutex_lock(global_mutex()); }
+void mproc__pal_global_unlock(void) { pthread_mutex_unlock(global_mutex()); }
 
 typedef struct thread_start {
   void (*fn)(void *);

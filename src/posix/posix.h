@@ -25,9 +25,9 @@ typedef struct mproc__sigpipe_guard {
 void mproc__posix_sigpipe_block(mproc__sigpipe_guard *g);
 void mproc__posix_sigpipe_unblock(mproc__sigpipe_guard *g, bool got_epipe);
 
-/* The library's global lock (mproc__pal_global_lock, pal_core.c). mproc__pal_fork (process.c) stores a
- * fresh mutex in it in the child, which then holds it alone. */
-extern pthread_mutex_t mproc__posix_global_mutex;
+/* In the child of mproc__pal_fork (process.c), which held the library's global lock across the fork: make
+ * the lock the child's own, unlocked (pal_core.c: where it lives in a page the fork wiped, nothing to do). */
+void mproc__posix_global_lock_forked(void);
 
 /* A close-on-exec pidfd of pid (process.c; Linux 5.3+), or -1 (errno set; ENOSYS where there are none). Safe only
  * while pid cannot have been reaped: it is our child, not yet waited for. */

@@ -74,10 +74,8 @@ int mproc__pal_fork(int64_t *pid) {
   mproc__pal_global_lock(); /* never let the child inherit the lock held by another thread */
   pid_t p = fork();
   if (p == 0) {
-    /* The child is single-threaded and the lock is ours: a fresh one is the same as unlocking, and a
-     * store touches no code page the child would otherwise fault in (see set_identity). */
-    static const pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
-    mproc__posix_global_mutex = fresh;
+    /* The child is single-threaded and the lock is ours: a fresh one is the same as unlocking */
+    mproc__posix_global_lock_forked();
     *pid = 0;
     return 0;
   }
