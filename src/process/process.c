@@ -79,9 +79,13 @@ int mproc_process_create(mproc_process **out, const mproc_process_opts *o) {
                        o->connection_count);
 
   /* One block: the object, the connection list, the argument bytes (fewer pages written per start: after
-   * a fork each one the parent writes is a copy-on-write fault). */
-  mproc_process *p = (mproc_process *)calloc(1, sizeof *p + o->connection_count * sizeof *p->conns + o->arg_size);
+   * a fork each one the parent writes is a copy-on-write fault). malloc, not calloc: glibc's calloc
+   * bypasses its per-thread cache, so each start and destroy wrote the arena's state (in libc's data,
+   * one more page written after a fork). The list and the bytes are filled below. */
+  mproc_process *p =
+      (mproc_process *)malloc(sizeof *p + o->connection_count * sizeof(mproc_connection *) + o->arg_size);
   if (!p) return mproc__fail(MPROC_ENOMEM, "process_create: out of memory");
+  memset(p, 0, sizeof *p);
   p->conns = (mproc_connection **)(void *)(p + 1);
   p->arg = (char *)(p->conns + o->connection_count);
   p->child.handle = MPROC_NO_HANDLE;
@@ -103,16 +107,20 @@ int mproc_process_create(mproc_process **out, const mproc_process_opts *o) {
     mproc__process_free(p);
     return mproc__fail(MPROC_ENOMEM, "process_create: out of memory");
   }
-  unsigned char key[MPROC_AUTHKEY_MAX];
+  /* Python: the creator's config, copied (no key buffer on the stack: see mproc__authkey_dup) */
   size_t klen = o->authkey_size;
-  int rc = o->authkey ? 0 : mproc__authkey_copy(key, &klen); /* Python: the creator's config, copied */
-  if (!rc && o->authkey && klen) memcpy(key, o->authkey, klen);
-  p->authkey = rc ? NULL : (unsigned char *)malloc(klen ? klen : 1);
-  if (!p->authkey) {
-    mproc__process_free(p);
-    return rc ? rc : mproc__fail(MPROC_ENOMEM, "process_create: out of memory");
+  int rc = 0;
+  if (!o->authkey) {
+    rc = mproc__authkey_dup(&p->authkey, &klen);
+  } else if ((p->authkey = (unsigned char *)malloc(klen ? klen : 1)) == NULL) {
+    rc = mproc__fail(MPROC_ENOMEM, "process_create: out of memory");
+  } else if (klen) {
+    memcpy(p->authkey, o->authkey, klen);
   }
-  if (klen) memcpy(p->authkey, key, klen);
+  if (rc) {
+    mproc__process_free(p);
+    return rc;
+  }
   p->authkey_len = klen;
   if (o->arg_size) memcpy(p->arg, o->arg, o->arg_size);
   p->arg_size = o->arg_size;

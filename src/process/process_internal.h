@@ -113,6 +113,9 @@ void mproc__self_become(const char *name, const char *ident, const char *parent_
 /* This process's authkey into buf (room for MPROC_AUTHKEY_MAX bytes), drawn first if it was not yet: 0
  * or MPROC_ESYS. Become a child: its key is `key` (what the parent's Process object held). */
 int mproc__authkey_copy(unsigned char *buf, size_t *len);
+/* The same into a block of its own (malloc'ed, at least one byte): 0, MPROC_ESYS or MPROC_ENOMEM. No
+ * buffer of MPROC_AUTHKEY_MAX bytes on the stack (a page more written per start: see process_create). */
+int mproc__authkey_dup(unsigned char **out, size_t *len);
 void mproc__authkey_become(const void *key, size_t len);
 /* The same in a fork child right after the fork, without the global lock: the child has one thread, and
  * the lock was held across the fork, so what it sees is whole (and the lock's code is not faulted in). */

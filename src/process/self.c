@@ -36,19 +36,40 @@ static bool g_key_ready;
 
 #define AUTHKEY_DRAWN 32 /* os.urandom(32), as CPython's main process */
 
+/* Draw the main process's key if it was not yet; with the global lock held. 0 or MPROC_ESYS. */
+static int key_ready_locked(void) {
+  if (g_key_ready) return 0;
+  int rc = mproc__pal_random(g_key, AUTHKEY_DRAWN);
+  if (rc) return rc;
+  g_key_len = AUTHKEY_DRAWN;
+  g_key_ready = true;
+  return 0;
+}
+
 int mproc__authkey_copy(unsigned char *buf, size_t *len) {
-  int rc = 0;
   mproc__pal_global_lock();
-  if (!g_key_ready && (rc = mproc__pal_random(g_key, AUTHKEY_DRAWN)) == 0) {
-    g_key_len = AUTHKEY_DRAWN;
-    g_key_ready = true;
-  }
+  int rc = key_ready_locked();
   if (!rc) {
     memcpy(buf, g_key, g_key_len);
     *len = g_key_len;
   }
   mproc__pal_global_unlock();
   return rc;
+}
+
+int mproc__authkey_dup(unsigned char **out, size_t *len) {
+  unsigned char *key = NULL;
+  int rc = 0;
+  mproc__pal_global_lock();
+  if ((rc = key_ready_locked()) == 0 && (key = (unsigned char *)malloc(g_key_len ? g_key_len : 1)) != NULL) {
+    if (g_key_len) memcpy(key, g_key, g_key_len);
+    *len = g_key_len;
+  }
+  mproc__pal_global_unlock();
+  if (rc) return rc;
+  if (!key) return mproc__fail(MPROC_ENOMEM, "out of memory");
+  *out = key;
+  return 0;
 }
 
 /* Set the key unless it is `key` already (a fork child with its parent's key writes nothing: each page
