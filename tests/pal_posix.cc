@@ -5,7 +5,9 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 extern "C" {
 #include "internal.h"
@@ -89,3 +91,74 @@ TEST_P(NoSigpipe, ACallerThatBlocksSigpipeKeepsItsMask) {
 
 INSTANTIATE_TEST_SUITE_P(Ways, NoSigpipe, ::testing::Values(false, true),
                          [](const ::testing::TestParamInfo<bool> &i) { return i.param ? "guard" : "kernel"; });
+
+// The pid mproc keeps (pal_core.c) is the caller's in a child of any fork, mproc's or not, and in its
+// children: a fork child never answers with its parent's pid.
+TEST(ForkState, APlainForkChildAndGrandchildKnowTheirOwnPid) {
+  int64_t mine = mproc__pal_getpid();
+  ASSERT_EQ(mine, (int64_t)getpid());
+  ASSERT_EQ(mine, mproc__pal_getpid()); // kept now, if it is kept at all
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    if (mproc__pal_getpid() != (int64_t)getpid() || mproc__pal_getpid() == mine) _exit(1);
+    int64_t child = mproc__pal_getpid();
+    pid_t g = fork();
+    if (g < 0) _exit(2);
+    if (g == 0) _exit(mproc__pal_getpid() == (int64_t)getpid() && mproc__pal_getpid() != child ? 0 : 3);
+    int st = 0;
+    if (waitpid(g, &st, 0) != g || !WIFEXITED(st)) _exit(4);
+    _exit(WEXITSTATUS(st) ? 5 : 0);
+  }
+  int st = 0;
+  ASSERT_EQ(waitpid(pid, &st, 0), pid);
+  ASSERT_TRUE(WIFEXITED(st));
+  EXPECT_EQ(WEXITSTATUS(st), 0); // 1: the child's pid; 3, 5: the grandchild's; others: fork or wait failed
+  EXPECT_EQ(mproc__pal_getpid(), mine);
+}
+
+#if defined(__linux__)
+namespace {
+struct holder {
+  int held[2], release[2];
+};
+void *hold_global_lock(void *arg) {
+  holder *h = (holder *)arg;
+  char c = 0;
+  mproc__pal_global_lock();
+  (void)!write(h->held[1], "h", 1);
+  (void)!read(h->release[0], &c, 1);
+  mproc__pal_global_unlock();
+  return nullptr;
+}
+} // namespace
+
+// Linux: the global lock lives in a page every fork child finds zero-filled, so even a plain fork()
+// made while another thread holds the lock leaves the child a lock it can take (mproc's own forks hold
+// it across the fork on every system). The child would hang on a copy of the held lock: its alarm then
+// ends it by a signal, and the test fails instead of hanging.
+TEST(ForkState, APlainForkWhileAnotherThreadHoldsTheGlobalLockLeavesTheChildALockItCanTake) {
+  holder h;
+  ASSERT_EQ(pipe(h.held), 0);
+  ASSERT_EQ(pipe(h.release), 0);
+  pthread_t t;
+  ASSERT_EQ(pthread_create(&t, nullptr, hold_global_lock, &h), 0);
+  char c = 0;
+  ASSERT_EQ(read(h.held[0], &c, 1), 1); // the thread holds the lock now
+  pid_t pid = fork();
+  if (pid == 0) {
+    alarm(20);
+    mproc__pal_global_lock();
+    mproc__pal_global_unlock();
+    _exit(0);
+  }
+  int st = 0;
+  pid_t got = pid > 0 ? waitpid(pid, &st, 0) : -1;
+  EXPECT_EQ(write(h.release[1], "r", 1), 1);
+  pthread_join(t, nullptr);
+  for (int fd : {h.held[0], h.held[1], h.release[0], h.release[1]}) close(fd);
+  ASSERT_GT(pid, 0);
+  ASSERT_EQ(got, pid);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "the child could not take the lock (status " << st << ")";
+}
+#endif
