@@ -51,6 +51,9 @@ int64_t mproc__pal_monotonic_ns(void);
 int mproc__pal_cpu_count(void);
 int mproc__pal_process_cpu_count(void);
 int64_t mproc__pal_getpid(void);
+/* The same, asked of the system each time and kept nowhere: for a fork child that needs its pid once
+ * (POSIX: filling the kept pid, which every fork child finds blank, writes a page: two page faults). */
+int64_t mproc__pal_getpid_uncached(void);
 int64_t mproc__pal_getppid(void);
 /* Absolute UTF-8 path of the running executable, malloc'ed. 0 or an error. */
 int mproc__pal_self_exe(char **out);

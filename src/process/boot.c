@@ -166,7 +166,7 @@ static void boot_failed(mproc_connection *link, bool forked, int rc) {
 /* tag (two bytes at most) and the decimal v into out, without printf's machinery: a child of the fork
  * server runs every code page it touches for the first time (a page fault each, ~5 us here), and
  * snprintf's are four. The length. */
-static size_t tagged_number(char out[32], const char *tag, uint64_t v) {
+size_t mproc__tagged_number(char out[32], const char *tag, uint64_t v) {
   char digits[20];
   size_t n = 0, t = strlen(tag);
   do {
@@ -199,10 +199,13 @@ void mproc__boot_run_parsed(mproc_connection *link, const mproc__boot *b, const 
     mproc__pal_die_with_parent(forked ? mproc__pal_getppid() : b->parent_pid,
                                forked || (b->flags & MPROC__BOOT_MAIN_THREAD) != 0);
   mproc__self_become(b->name, b->ident, b->parent_name, b->parent_pid, (b->flags & MPROC__BOOT_DAEMON) != 0);
-  mproc__authkey_become(b->authkey, b->authkey_len);
+  if (forked) /* a fork of the server, whose one thread held the global lock across the fork */
+    mproc__authkey_become_forked(b->authkey, b->authkey_len);
+  else
+    mproc__authkey_become(b->authkey, b->authkey_len);
   mproc__me.parent_link = link->e.rd;
   char ok[32] = "ok"; /* a forkserver child adds its pid: its parent may not have it from the server */
-  size_t ok_len = forked ? tagged_number(ok, "ok", (uint64_t)mproc__pal_getpid()) : 2;
+  size_t ok_len = forked ? mproc__tagged_number(ok, "ok", (uint64_t)mproc__pal_getpid_uncached()) : 2;
   if (mproc_connection_send_bytes(link, ok, ok_len, 0, MPROC_ALL) != 0) {
     if (forked) mproc__pal_exit_now(EXIT_BOOT_FAILED);
     exit(EXIT_BOOT_FAILED);
@@ -213,7 +216,7 @@ void mproc__boot_run_parsed(mproc_connection *link, const mproc__boot *b, const 
   if (forked) { /* a fork of the server: the server's atexit handlers are not ours */
     mproc__child_before_exit();
     char x[32];
-    size_t x_len = tagged_number(x, "x", (unsigned)code & 255u); /* what the system will report */
+    size_t x_len = mproc__tagged_number(x, "x", (unsigned)code & 255u); /* what the system will report */
     mproc_connection_send_bytes(link, x, x_len, 0, MPROC_ALL);
     mproc__pal_exit_now(code);
   }

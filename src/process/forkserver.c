@@ -343,14 +343,17 @@ static mproc_connection *boot_link(mproc_os_handle boot) {
   return c;
 }
 
-/* In the server: a child ended; tell its parent on the boot link ("X<code>"), and close our copy. */
+/* In the server: a child ended; tell its parent on the boot link ("X<code>": one frame of the link's
+ * format, written straight to the handle), and close our copy. Nothing allocated: each page the server
+ * writes while its children share it is a copy-on-write fault. The parent has often closed its end by
+ * now (the child's own "x" told it): that failure is no news, and its message is dropped. */
 static void report_status(mproc_os_handle boot, int code) {
-  mproc_connection *c = boot_link(boot);
-  if (!c) return;
-  char buf[32];
-  int n = snprintf(buf, sizeof buf, "X%d", code);
-  mproc_connection_send_bytes(c, buf, (size_t)n, 0, MPROC_ALL);
-  mproc_connection_destroy(c);
+  char body[32];
+  size_t n = mproc__tagged_number(body, code < 0 ? "X-" : "X", code < 0 ? 0u - (unsigned)code : (unsigned)code);
+  unsigned char h[MPROC__FRAME_HEADER_MAX];
+  size_t hl = mproc__frame_put(&mproc__frame_mproc, h, n, MPROC__FRAME_INLINE);
+  if (mproc__pal_conn_send(boot, h, hl, body, n) != 0) mproc_clear_error();
+  mproc__pal_close(boot);
 }
 
 /* In the server: no child for a request; tell its parent why on the boot link ("E<rc>:<the last error>",
@@ -409,7 +412,8 @@ static void serve_child(server *s, mproc_os_handle *fds, size_t nfds, const mpro
   mproc__pal_close(s->ctl);
   mproc__pal_child_events_close();
   for (size_t i = 0; i < s->nkids; ++i) mproc__pal_close(s->kids[i].boot);
-  free(s->kids);
+  /* s->kids is not freed: a free writes the allocator's state, pages the child shares with the server
+   * (three page faults); the block stays reachable from the server's frame below us */
   mproc_connection *link = mproc__connection_wrap(mproc__conn_end_link(fds[0]));
   if (!link) mproc__pal_exit_now(EXIT_BOOT_FAILED);
   mproc__boot_run_parsed(link, b, fds + 1, nfds - 1, fn);

@@ -165,6 +165,9 @@ void mproc__boot_tell_failure(mproc_connection *link, int rc);
  * "E<code>:<message>"), reading nothing after it. 0 with *pid_out (0 when the answer has none); else an
  * error naming why, the child reaped. `how`: "spawned" or "forkserver" (for messages). */
 int mproc__boot_answer(mproc_process *p, const char *how, int64_t *pid_out);
+/* tag (two bytes at most) and the decimal v into out, NUL-terminated, without printf's machinery (see
+ * boot.c): the length. */
+size_t mproc__tagged_number(char out[32], const char *tag, uint64_t v);
 /* kill_on_parent_death: a watchdog thread that ends this process when `link` reaches end of file. */
 void mproc__parent_watch(mproc_connection *link);
 /* Start this program again with "<flag><handle>" and SPAWN_ENV set, passing `pass` (handle first);

@@ -128,6 +128,7 @@ int mproc__pal_process_cpu_count(void) {
 }
 
 int64_t mproc__pal_getpid(void) { return (int64_t)GetCurrentProcessId(); }
+int64_t mproc__pal_getpid_uncached(void) { return (int64_t)GetCurrentProcessId(); }
 
 int64_t mproc__pal_getppid(void) {
   /* The creator's pid as recorded at creation; walk a process snapshot (no ntdll internals). */
