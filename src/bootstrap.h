@@ -21,7 +21,8 @@
 /* flags */
 #define MPROC__BOOT_DAEMON 1u
 #define MPROC__BOOT_KILL_ON_PARENT_DEATH 2u
-#define MPROC__BOOT_MAIN_THREAD 4u /* started from the parent's main thread (mproc__pal_die_with_parent) */
+#define MPROC__BOOT_MAIN_THREAD \
+  4u /* started from the parent's main thread (mproc__pal_die_with_parent); set only with KILL_ON_PARENT_DEATH */
 #define MPROC__BOOT_FLAGS_ALL 7u
 
 /* At most this many handles go with one bootstrap (every object's together). */

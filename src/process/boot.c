@@ -54,7 +54,8 @@ int mproc__boot_message(const mproc_process *p, mproc__buf *b, mproc_os_handle *
   if (!rc) {
     uint32_t flags = (p->daemon ? MPROC__BOOT_DAEMON : 0u) |
                      (p->kill_on_parent_death ? MPROC__BOOT_KILL_ON_PARENT_DEATH : 0u) |
-                     (mproc__pal_is_main_thread() ? MPROC__BOOT_MAIN_THREAD : 0u);
+                     /* asked only where it counts: two system calls on Linux */
+                     (p->kill_on_parent_death && mproc__pal_is_main_thread() ? MPROC__BOOT_MAIN_THREAD : 0u);
     mproc__boot boot = {.ref = ref.data,
                         .ref_len = ref.len,
                         .arg = p->arg,

@@ -369,7 +369,8 @@ static void reap_children(server *s) {
   int64_t pid;
   int code;
   mproc__pal_child_events_drain(); /* once: an exit after it makes the handle readable again */
-  while (mproc__pal_reap_any(&pid, &code) == 1)
+  /* every child of ours is a kid: with none left there is none to reap (no waitpid only to hear ECHILD) */
+  while (s->nkids && mproc__pal_reap_any(&pid, &code) == 1)
     for (size_t i = 0; i < s->nkids; ++i)
       if (s->kids[i].pid == pid) {
         report_status(s->kids[i].boot, code);
