@@ -122,9 +122,10 @@ typedef struct wiped_state {
   _Atomic int64_t pid; /* 0: not known in this process yet */
 } wiped_state;
 
-static pthread_mutex_t g_static_lock = PTHREAD_MUTEX_INITIALIZER;
+pthread_mutex_t mproc__posix_static_lock = PTHREAD_MUTEX_INITIALIZER;
 #define WIPED_NONE ((wiped_state *)(uintptr_t)1)
 static wiped_state *_Atomic g_wiped; /* NULL: not chosen yet; WIPED_NONE: the static lock */
+_Atomic bool mproc__posix_static_lock_used;
 
 static wiped_state *wiped(void) {
   wiped_state *w = atomic_load_explicit(&g_wiped, memory_order_acquire);
@@ -142,6 +143,9 @@ static wiped_state *wiped(void) {
       munmap(m, page);
   }
 #endif
+  /* Before the choice is published: whoever sees it (acquire) sees this too, a fork child as well. Set by
+   * a thread whose choice loses, it only makes children reset a lock nobody uses. */
+  if (mine == WIPED_NONE) atomic_store_explicit(&mproc__posix_static_lock_used, true, memory_order_relaxed);
   w = NULL;
   if (!atomic_compare_exchange_strong_explicit(&g_wiped, &w, mine, memory_order_acq_rel, memory_order_acquire)) {
 #if defined(__linux__) && defined(MADV_WIPEONFORK)
@@ -154,13 +158,7 @@ static wiped_state *wiped(void) {
 
 static pthread_mutex_t *global_mutex(void) {
   wiped_state *w = wiped();
-  return w == WIPED_NONE ? &g_static_lock : &w->lock;
-}
-
-void mproc__posix_global_lock_forked(void) {
-  /* A store, where it is needed at all: no call into the mutex code, whose page the child would fault in */
-  static const pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
-  if (atomic_load_explicit(&g_wiped, memory_order_relaxed) == WIPED_NONE) g_static_lock = fresh;
+  return w == WIPED_NONE ? &mproc__posix_static_lock : &w->lock;
 }
 
 int64_t mproc__pal_getpid(void) {

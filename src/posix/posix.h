@@ -25,9 +25,19 @@ typedef struct mproc__sigpipe_guard {
 void mproc__posix_sigpipe_block(mproc__sigpipe_guard *g);
 void mproc__posix_sigpipe_unblock(mproc__sigpipe_guard *g, bool got_epipe);
 
-/* In the child of mproc__pal_fork (process.c), which held the library's global lock across the fork: make
- * the lock the child's own, unlocked (pal_core.c: where it lives in a page the fork wiped, nothing to do). */
-void mproc__posix_global_lock_forked(void);
+/* The library's global lock where it is not in the page every fork child finds wiped (pal_core.c), and
+ * whether it is used. In the child of mproc__pal_fork (process.c), which held the lock across the fork,
+ * mproc__posix_global_lock_forked makes it the child's own, unlocked: a store, where one is needed at
+ * all, and no call (each code page a fork child runs first is a page fault). */
+#ifndef __cplusplus /* (C11 atomics; the white-box tests in C++ need none of this) */
+#include <stdatomic.h>
+extern pthread_mutex_t mproc__posix_static_lock;
+extern _Atomic bool mproc__posix_static_lock_used;
+static inline void mproc__posix_global_lock_forked(void) {
+  static const pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+  if (atomic_load_explicit(&mproc__posix_static_lock_used, memory_order_relaxed)) mproc__posix_static_lock = fresh;
+}
+#endif
 
 /* A close-on-exec pidfd of pid (process.c; Linux 5.3+), or -1 (errno set; ENOSYS where there are none). Safe only
  * while pid cannot have been reaped: it is our child, not yet waited for. */
