@@ -211,11 +211,13 @@ int mproc_process_start(mproc_process *p) {
     }
   }
   mproc__children_join_at_exit();
+  mproc__children_add(p); /* listed before the child exists: see mproc__children_add */
   rc = p->zygote                     ? mproc__start_forkserver(p, child_end)
        : m == MPROC_START_FORK       ? mproc__start_fork(p, child_end)
        : m == MPROC_START_FORKSERVER ? mproc__start_forkserver(p, child_end)
                                      : mproc__start_spawn(p, child_end);
   if (rc) {
+    mproc__children_remove(p);
     mproc_connection_destroy(p->boot);
     p->boot = NULL;
     mproc__pal_child_release(&p->child);
@@ -225,7 +227,7 @@ int mproc_process_start(mproc_process *p) {
     return rc;
   }
   p->started = true;
-  mproc__children_add(p);
+  mproc__children_listed(p);
   return 0;
 }
 

@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../atomic.h"
 #include "../bootstrap.h"
 #include "../connection_internal.h"
 #include "../handable.h"
@@ -63,6 +64,9 @@ struct mproc_process {
   mproc__child child;
   mproc_connection *boot; /* the parent's end of the boot link */
   bool via_server;        /* forkserver: the server is the OS parent; the exit status comes on `boot` */
+  /* In the list of children (self.c) from the start on, before the child exists (see process_start); 1
+   * once the start has succeeded: only then is it one of our children to the list's readers (atomic.h). */
+  volatile uint32_t listed;
   struct mproc_process *next;
 };
 
@@ -103,6 +107,10 @@ typedef struct mproc__self {
   unsigned counter;            /* children created so far (for default names) */
   bool guard_ran;              /* mproc_main_guard was called */
   mproc_os_handle parent_link; /* in a child: our end of the boot link */
+  /* The processes this one is starting or started and has not destroyed (self.c). Here, beside the
+   * counter that every create writes, so that the list's head lives on a page written before each fork
+   * (a write after the fork would be a copy-on-write fault). */
+  struct mproc_process *children;
 } mproc__self;
 extern mproc__self mproc__me;
 
@@ -121,8 +129,11 @@ void mproc__authkey_become(const void *key, size_t len);
  * the lock was held across the fork, so what it sees is whole (and the lock's code is not faulted in). */
 void mproc__authkey_become_forked(const void *key, size_t len);
 
-/* The children this process started and has not destroyed (reaped or not). */
+/* The children this process started and has not destroyed (reaped or not). add: before the start, so
+ * that a fork child finds p listed (and closes its handles) and the list is not written after the fork;
+ * then, started, mproc__children_listed(p); a start that fails removes it. */
 void mproc__children_add(mproc_process *p);
+void mproc__children_listed(mproc_process *p);
 void mproc__children_remove(mproc_process *p);
 /* Reap p if it has ended by the deadline: 0 (reaped), MPROC_ETIMEDOUT, or an error. The one place that
  * learns that a child ended: its OS parent (us) waits for it, or its fork server tells us. */

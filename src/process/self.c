@@ -7,9 +7,8 @@
 
 #include "process_internal.h"
 
-mproc__self mproc__me = {"MainProcess", "", NULL, 0, false, 0, false, MPROC_NO_HANDLE};
+mproc__self mproc__me = {"MainProcess", "", NULL, 0, false, 0, false, MPROC_NO_HANDLE, NULL};
 
-static mproc_process *g_children; /* started and not destroyed (reaped or not) */
 static bool g_atexit_registered;
 
 void mproc__self_become(const char *name, const char *ident, const char *parent_name, int64_t parent_pid, bool daemon) {
@@ -120,25 +119,32 @@ int mproc_current_process_set_authkey(const void *key, size_t len) {
  * the numbers go too, so that no later close can hit a descriptor reused since. And our parent's link to
  * its own parent is not ours either. */
 static void forget_parents_children(void) {
-  for (mproc_process *q = g_children; q; q = q->next) {
+  for (mproc_process *q = mproc__me.children; q; q = q->next) {
     if (q->boot) mproc__conn_end_close(&q->boot->e);
-    mproc__pal_child_release(&q->child);
+    /* only where there is something to release: the one being started has nothing yet, and a write
+     * to its page would be a copy-on-write fault in every fork child */
+    if (q->child.handle != MPROC_NO_HANDLE || q->child.os) mproc__pal_child_release(&q->child);
   }
-  g_children = NULL;
+  mproc__me.children = NULL;
   mproc__pal_close(mproc__me.parent_link);
   mproc__me.parent_link = MPROC_NO_HANDLE;
 }
 
 void mproc__children_add(mproc_process *p) {
   mproc__pal_global_lock();
-  p->next = g_children;
-  g_children = p;
+  p->next = mproc__me.children;
+  mproc__me.children = p;
   mproc__pal_global_unlock();
 }
 
+void mproc__children_listed(mproc_process *p) { mproc__atomic_store32(&p->listed, 1); }
+
+/* Whether p is one of our children to the list's readers: started, not a start under way. */
+static bool started(mproc_process *p) { return mproc__atomic_load32(&p->listed) != 0; }
+
 void mproc__children_remove(mproc_process *p) {
   mproc__pal_global_lock();
-  for (mproc_process **pp = &g_children; *pp; pp = &(*pp)->next) {
+  for (mproc_process **pp = &mproc__me.children; *pp; pp = &(*pp)->next) {
     if (*pp == p) {
       *pp = p->next;
       break;
@@ -192,13 +198,14 @@ int mproc__child_signal(mproc_process *p, int sig) {
 
 /* At normal exit: terminate daemon children, then join every child (Python's _exit_function). */
 static void at_exit(void) {
-  if (!g_children) return; /* nothing started: not even the lock (a fork child's usual case) */
+  if (!mproc__me.children) return; /* nothing started: not even the lock (a fork child's usual case) */
   mproc__pal_global_lock();
-  mproc_process *list = g_children;
+  mproc_process *list = mproc__me.children;
   mproc__pal_global_unlock();
   for (mproc_process *p = list; p; p = p->next)
-    if (!p->child.reaped && p->daemon) mproc__child_signal(p, MPROC_SIGTERM);
-  for (mproc_process *p = list; p; p = p->next) mproc__child_reap(p, INT64_MAX);
+    if (started(p) && !p->child.reaped && p->daemon) mproc__child_signal(p, MPROC_SIGTERM);
+  for (mproc_process *p = list; p; p = p->next)
+    if (started(p)) mproc__child_reap(p, INT64_MAX);
 }
 
 void mproc__children_join_at_exit(void) {
@@ -223,11 +230,12 @@ int mproc_active_children(mproc_process ***list, size_t *count) {
   *count = 0;
   mproc__pal_global_lock();
   size_t n = 0;
-  for (mproc_process *p = g_children; p; p = p->next) ++n;
+  for (mproc_process *p = mproc__me.children; p; p = p->next) n += started(p);
   mproc_process **all = (mproc_process **)malloc((n ? n : 1) * sizeof *all);
   n = 0;
   if (all)
-    for (mproc_process *p = g_children; p; p = p->next) all[n++] = p;
+    for (mproc_process *p = mproc__me.children; p; p = p->next)
+      if (started(p)) all[n++] = p;
   mproc__pal_global_unlock();
   if (!all) return mproc__fail(MPROC_ENOMEM, "active_children: out of memory");
   size_t live = 0;
