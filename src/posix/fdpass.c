@@ -185,6 +185,7 @@ bool mproc__pal_conn_tell_senders(mproc_os_handle h) {
  * kernel reap the children before their status is read. */
 static int g_events[2] = {-1, -1}; /* the readable end (and the pipe's write end) */
 static struct sigaction g_old_chld, g_old_int;
+static bool g_chld_set; /* SIGCHLD's disposition was changed (and each child puts it back) */
 #if defined(__linux__)
 static sigset_t g_old_mask;
 #else
@@ -220,7 +221,15 @@ int mproc__pal_child_events_open(mproc_os_handle *h) {
   sa.sa_handler = on_sigchld;
   sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
 #endif
-  sigaction(SIGCHLD, &sa, &g_old_chld);
+#if defined(__linux__)
+  /* Already the default, and no SA_NOCLDWAIT: nothing to change, nor for each child to put back (a system
+   * call per start) */
+  struct sigaction cur;
+  g_chld_set = sigaction(SIGCHLD, NULL, &cur) != 0 || cur.sa_handler != SIG_DFL || (cur.sa_flags & SA_NOCLDWAIT);
+#else
+  g_chld_set = true;
+#endif
+  if (g_chld_set) sigaction(SIGCHLD, &sa, &g_old_chld);
   sa.sa_handler = SIG_IGN;
   sa.sa_flags = 0;
   sigaction(SIGINT, &sa, &g_old_int);
@@ -229,7 +238,7 @@ int mproc__pal_child_events_open(mproc_os_handle *h) {
 }
 
 void mproc__pal_child_events_close(void) {
-  sigaction(SIGCHLD, &g_old_chld, NULL);
+  if (g_chld_set) sigaction(SIGCHLD, &g_old_chld, NULL);
   sigaction(SIGINT, &g_old_int, NULL);
 #if defined(__linux__)
   sigprocmask(SIG_SETMASK, &g_old_mask, NULL);
