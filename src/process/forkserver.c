@@ -346,13 +346,14 @@ static mproc_connection *boot_link(mproc_os_handle boot) {
 /* In the server: a child ended; tell its parent on the boot link ("X<code>": one frame of the link's
  * format, written straight to the handle), and close our copy. Nothing allocated: each page the server
  * writes while its children share it is a copy-on-write fault. The parent has often closed its end by
- * now (the child's own "x" told it): that failure is no news, and its message is dropped. */
+ * now (the child's own "x" told it): then nothing is sent (a failed send would format its error, a few
+ * microseconds and a page of the locale's data). */
 static void report_status(mproc_os_handle boot, int code) {
   char body[32];
   size_t n = mproc__tagged_number(body, code < 0 ? "X-" : "X", code < 0 ? 0u - (unsigned)code : (unsigned)code);
   unsigned char h[MPROC__FRAME_HEADER_MAX];
   size_t hl = mproc__frame_put(&mproc__frame_mproc, h, n, MPROC__FRAME_INLINE);
-  if (mproc__pal_conn_send(boot, h, hl, body, n) != 0) mproc_clear_error();
+  if (!mproc__pal_conn_peer_gone(boot) && mproc__pal_conn_send(boot, h, hl, body, n) != 0) mproc_clear_error();
   mproc__pal_close(boot);
 }
 
