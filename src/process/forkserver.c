@@ -70,6 +70,12 @@ static bool recv_reply(mproc_os_handle h, int64_t *pid, mproc_os_handle *pidfd) 
   for (size_t got = 0; got < 8;) {
     size_t k = 0, nf = 0;
     mproc_os_handle f = MPROC_NO_HANDLE;
+    /* Wait for the reply by readiness first: a receive that sleeps is woken also when the server takes
+     * the request off the socket (the sender's write space: a context switch to sleep again, two on one
+     * CPU), a readiness wait only when the reply is there. */
+    mproc__wait_item it = {h, MPROC__WAIT_CONN};
+    bool ready = false;
+    if (mproc__pal_wait_ready(&it, 1, INT64_MAX, &ready) != 0) mproc_clear_error(); /* the receive says why */
     int rc = mproc__pal_conn_recv_fds(h, b + got, 8 - got, &k, &f, 1, &nf, NULL);
     if (nf) {
       mproc__pal_close(*pidfd);
