@@ -54,8 +54,8 @@ static uint64_t get64(const mproc__frame_format *f, const unsigned char *p) {
   return f->big_endian ? mproc__wire_get_be64(p) : mproc__wire_get_le64(p);
 }
 
-size_t mproc__frame_put(const mproc__frame_format *f, unsigned char h[MPROC__FRAME_HEADER_MAX], uint64_t len,
-                        mproc__frame_kind kind) {
+MPROC__CHILD_PATH size_t mproc__frame_put(const mproc__frame_format *f, unsigned char h[MPROC__FRAME_HEADER_MAX],
+                                          uint64_t len, mproc__frame_kind kind) {
   uint32_t mark = kind == MPROC__FRAME_BULK && f->has_bulk     ? f->bulk_mark
                   : kind == MPROC__FRAME_OBJECT && f->has_objs ? f->obj_mark
                                                                : f->long_mark;
@@ -129,11 +129,11 @@ mproc__conn_end mproc__conn_end_link(mproc_os_handle h) {
   return e;
 }
 
-mproc_connection *mproc__connection_wrap(mproc__conn_end e) {
+MPROC__CHILD_PATH mproc_connection *mproc__connection_wrap(mproc__conn_end e) {
   return mproc__connection_wrap_format(e, &mproc__frame_mproc);
 }
 
-mproc_connection *mproc__connection_wrap_format(mproc__conn_end e, const mproc__frame_format *fmt) {
+MPROC__CHILD_PATH mproc_connection *mproc__connection_wrap_format(mproc__conn_end e, const mproc__frame_format *fmt) {
   mproc_connection *c = (mproc_connection *)calloc(1, sizeof *c);
   if (!c) {
     mproc__fail(MPROC_ENOMEM, "connection: out of memory");
@@ -173,7 +173,7 @@ int mproc_pipe(bool duplex, mproc_connection **a, mproc_connection **b) {
   return 0;
 }
 
-static int usable(const mproc_connection *c, bool want_read, const char *call) {
+MPROC__CHILD_PATH static int usable(const mproc_connection *c, bool want_read, const char *call) {
   if (!c) return mproc__fail(MPROC_EINVAL, "%s: connection is NULL", call);
   if (mproc_connection_closed(c)) return mproc__fail(MPROC_ECLOSED, "%s: the connection is closed", call);
   if (want_read && !c->readable)
@@ -185,7 +185,8 @@ static int usable(const mproc_connection *c, bool want_read, const char *call) {
 
 /* ---- sending ------------------------------------------------------------------------------ */
 
-int mproc_connection_send_bytes(mproc_connection *c, const void *buf, size_t buf_len, size_t offset, size_t size) {
+MPROC__CHILD_PATH int mproc_connection_send_bytes(mproc_connection *c, const void *buf, size_t buf_len, size_t offset,
+                                                  size_t size) {
   int rc = usable(c, false, "send_bytes");
   if (rc) return rc;
   MPROC__CHECK_ARG(!buf && buf_len, "buf is NULL but buf_len is %zu", buf_len);

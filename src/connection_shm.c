@@ -128,13 +128,15 @@ static int ring_attach(ring *r, mproc_os_handle h, uint32_t tag, const char **wh
   return 0;
 }
 
-int mproc__conn_shm_open(mproc_connection *c) {
+MPROC__CHILD_PATH int mproc__conn_shm_open(mproc_connection *c) {
   if (!c->fmt->has_bulk || c->e.bulk == MPROC_NO_HANDLE || !mproc__pal_shm_conn_ok()) return 0;
   c->shm = (struct mproc__conn_shm *)calloc(1, sizeof *c->shm);
   return c->shm ? 0 : mproc__fail(MPROC_ENOMEM, "connection: out of memory");
 }
 
-bool mproc__conn_shm_wants(const mproc_connection *c, size_t size) { return size >= SHM_MIN && c->shm; }
+MPROC__CHILD_PATH bool mproc__conn_shm_wants(const mproc_connection *c, size_t size) {
+  return size >= SHM_MIN && c->shm;
+}
 
 /* A tag for a new ring: differs between the rings a receiver may meet (several copies of one end). */
 static uint32_t new_tag(const void *where) {

@@ -30,6 +30,16 @@ typedef struct mproc__thread_state {
   int oserr;
 } mproc__thread_state;
 
+/* Code a fork child runs between the fork and its target, and at its end (fork and forkserver starts),
+ * placed together: a fork does not copy the page tables of code, so a child faults in every 64 KiB
+ * window of code it runs for the first time (several microseconds each); spread over the library, the
+ * child path touched four windows of mproc's code, together one. ELF toolchains group `.text.hot.*`. */
+#if defined(__GNUC__) && defined(__ELF__)
+#define MPROC__CHILD_PATH __attribute__((section(".text.hot.mproc_child")))
+#else
+#define MPROC__CHILD_PATH
+#endif
+
 /* Record `code` with a formatted message as the calling thread's last error; returns `code`, so a
  * failing path reads `return mproc__fail(MPROC_EINVAL, "popen: argv is empty");`. */
 int mproc__fail(int code, const char *fmt, ...) MPROC__PRINTF(2, 3);

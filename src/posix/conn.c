@@ -75,7 +75,7 @@ int mproc__pal_conn_ends(bool duplex, mproc__conn_end *a, mproc__conn_end *b) {
   return 0;
 }
 
-int mproc__pal_conn_send(mproc_os_handle h, const void *p1, size_t n1, const void *p2, size_t n2) {
+MPROC__CHILD_PATH int mproc__pal_conn_send(mproc_os_handle h, const void *p1, size_t n1, const void *p2, size_t n2) {
   struct iovec iov[2] = {{(void *)p1, n1}, {(void *)p2, n2}};
   struct iovec *v = iov;
   int nv = 2;

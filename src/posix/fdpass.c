@@ -237,7 +237,7 @@ int mproc__pal_child_events_open(mproc_os_handle *h) {
   return 0;
 }
 
-void mproc__pal_child_events_close(void) {
+MPROC__CHILD_PATH void mproc__pal_child_events_close(void) {
   if (g_chld_set) sigaction(SIGCHLD, &g_old_chld, NULL);
   sigaction(SIGINT, &g_old_int, NULL);
 #if defined(__linux__)

@@ -171,7 +171,7 @@ int64_t mproc__pal_getpid(void) {
   }
   return pid;
 }
-int64_t mproc__pal_getpid_uncached(void) { return (int64_t)getpid(); }
+MPROC__CHILD_PATH int64_t mproc__pal_getpid_uncached(void) { return (int64_t)getpid(); }
 int64_t mproc__pal_getppid(void) { return (int64_t)getppid(); }
 
 void mproc__pal_advise_huge(void *p, size_t len) {

@@ -205,7 +205,7 @@ static _Atomic int g_nosignal;
 
 void mproc__posix_force_sigpipe_guard(bool force) { atomic_store(&g_nosignal, force ? -1 : 0); }
 
-ssize_t mproc__posix_writev_nosigpipe(int fd, const struct iovec *iov, int n) {
+MPROC__CHILD_PATH ssize_t mproc__posix_writev_nosigpipe(int fd, const struct iovec *iov, int n) {
 #if HAVE_RWF
   int known = atomic_load_explicit(&g_nosignal, memory_order_relaxed);
   if (known >= 0) {

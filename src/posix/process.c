@@ -70,7 +70,7 @@ int mproc__pal_fork_sentinel(mproc__child *child) {
 
 bool mproc__pal_fork_supported(void) { return true; }
 
-int mproc__pal_fork(int64_t *pid) {
+MPROC__CHILD_PATH int mproc__pal_fork(int64_t *pid) {
   mproc__pal_global_lock(); /* never let the child inherit the lock held by another thread */
   pid_t p = fork();
   if (p == 0) {
@@ -94,7 +94,7 @@ int mproc__pal_fork(int64_t *pid) {
  * (the parent never calls it): a symbol lookup that writes the GOT and runs through pages of the
  * linker, six page faults per child here, a third of a raw fork's. */
 static void (*volatile const g_exit)(int) = _exit;
-void mproc__pal_exit_now(int code) { g_exit(code); }
+MPROC__CHILD_PATH void mproc__pal_exit_now(int code) { g_exit(code); }
 
 /* ---- kill on parent death (the kernel's part; see pal.h) ------------------------------------------ */
 

@@ -106,8 +106,9 @@ void mproc__parent_watch(mproc_connection *link) { mproc__pal_thread_start(paren
  * handles are the numbers in the message, inherited; each must be an open handle other than the boot
  * link. Forkserver: they are fds[0..nfds), received with the request in the order the message names
  * them. *objs (all objects) and *conns (the connections among them) are malloc'ed, kept for life. */
-static int adopt_objects(const mproc__boot *b, mproc_os_handle link, const mproc_os_handle *fds, size_t nfds,
-                         void ***objs_out, mproc_connection ***conns_out, size_t *nconns) {
+MPROC__CHILD_PATH static int adopt_objects(const mproc__boot *b, mproc_os_handle link, const mproc_os_handle *fds,
+                                           size_t nfds, void ***objs_out, mproc_connection ***conns_out,
+                                           size_t *nconns) {
   const mproc_os_handle *hs = fds ? fds : b->handles;
   if (fds && nfds != b->nhandles)
     return mproc__fail(MPROC_ESYS, "child: %zu handles came with a bootstrap that names %zu", nfds, b->nhandles);
@@ -167,7 +168,7 @@ static void boot_failed(mproc_connection *link, bool forked, int rc) {
 /* tag (two bytes at most) and the decimal v into out, without printf's machinery: a child of the fork
  * server runs every code page it touches for the first time (a page fault each, ~5 us here), and
  * snprintf's are four. The length. */
-size_t mproc__tagged_number(char out[32], const char *tag, uint64_t v) {
+MPROC__CHILD_PATH size_t mproc__tagged_number(char out[32], const char *tag, uint64_t v) {
   char digits[20];
   size_t n = 0, t = strlen(tag);
   do {
@@ -186,8 +187,8 @@ size_t mproc__tagged_number(char out[32], const char *tag, uint64_t v) {
  * request, and fn is the target, which the server found before it forked; a forkserver child's last
  * word on the link is "x<exit status>", right before it ends (self.c reads it once the pidfd says the
  * child has gone). b's strings are kept for life. Never returns. */
-void mproc__boot_run_parsed(mproc_connection *link, const mproc__boot *b, const mproc_os_handle *fds, size_t nfds,
-                            void *fn) {
+MPROC__CHILD_PATH void mproc__boot_run_parsed(mproc_connection *link, const mproc__boot *b, const mproc_os_handle *fds,
+                                              size_t nfds, void *fn) {
   bool forked = fds != NULL;
   mproc_connection **conns = NULL;
   void **objs = NULL;

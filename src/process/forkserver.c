@@ -416,7 +416,8 @@ static bool read_request(server *s, unsigned char *p, size_t min, size_t cap, si
 
 /* In a child forked by the server: run the request, parsed and its target found by the server (the child
  * has copies of both). Never returns. */
-static void serve_child(server *s, mproc_os_handle *fds, size_t nfds, const mproc__boot *b, void *fn) {
+MPROC__CHILD_PATH static void serve_child(server *s, mproc_os_handle *fds, size_t nfds, const mproc__boot *b,
+                                          void *fn) {
   mproc__pal_close(s->ctl);
   mproc__pal_child_events_close();
   for (size_t i = 0; i < s->nkids; ++i) mproc__pal_close(s->kids[i].boot);
@@ -448,7 +449,7 @@ static int find_target(server *s, const char *msg, size_t len, mproc__boot *b, v
  * has them). A target that cannot be found: no child, the reply is 0, and the parent reads why on the
  * child's boot link, as a child would have told it. The request usually comes whole with the first
  * receive, into a buffer kept for the next. */
-static void serve_request(server *s) {
+MPROC__CHILD_PATH static void serve_request(server *s) {
   mproc_os_handle fds[MPROC__PAL_MAX_FDS];
   size_t nfds = 0, got = 0;
   if (!s->req) {

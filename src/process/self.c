@@ -11,7 +11,8 @@ mproc__self mproc__me = {"MainProcess", "", NULL, 0, false, 0, false, MPROC_NO_H
 
 static bool g_atexit_registered;
 
-void mproc__self_become(const char *name, const char *ident, const char *parent_name, int64_t parent_pid, bool daemon) {
+MPROC__CHILD_PATH void mproc__self_become(const char *name, const char *ident, const char *parent_name,
+                                          int64_t parent_pid, bool daemon) {
   mproc__me.name = name;
   mproc__me.ident = ident;
   mproc__me.parent_name = parent_name;
@@ -74,7 +75,7 @@ int mproc__authkey_dup(unsigned char **out, size_t *len) {
 /* Set the key unless it is `key` already (a fork child with its parent's key writes nothing: each page
  * it writes is a copy-on-write fault). Compared byte by byte: memcmp would be one more library function
  * a fork child may be the first to call, bound lazily in every child (a third of its page faults). */
-static void key_set(const unsigned char *key, size_t len) {
+MPROC__CHILD_PATH static void key_set(const unsigned char *key, size_t len) {
   bool same = g_key_ready && g_key_len == len;
   for (size_t i = 0; same && i < len; ++i) same = g_key[i] == key[i];
   if (same) return;
@@ -89,7 +90,9 @@ void mproc__authkey_become(const void *key, size_t len) {
   mproc__pal_global_unlock();
 }
 
-void mproc__authkey_become_forked(const void *key, size_t len) { key_set((const unsigned char *)key, len); }
+MPROC__CHILD_PATH void mproc__authkey_become_forked(const void *key, size_t len) {
+  key_set((const unsigned char *)key, len);
+}
 
 int mproc_current_process_authkey(void *buf, size_t cap, size_t *len) {
   MPROC__CHECK_ARG(!len, "len is NULL");
@@ -118,7 +121,7 @@ int mproc_current_process_set_authkey(const void *key, size_t len) {
 /* In a fork child: the parent's children are not ours. Close their links (and pidfds), and forget them;
  * the numbers go too, so that no later close can hit a descriptor reused since. And our parent's link to
  * its own parent is not ours either. */
-static void forget_parents_children(void) {
+MPROC__CHILD_PATH static void forget_parents_children(void) {
   for (mproc_process *q = mproc__me.children; q; q = q->next) {
     if (q->boot) mproc__conn_end_close(&q->boot->e);
     /* only where there is something to release: the one being started has nothing yet, and a write
@@ -197,7 +200,7 @@ int mproc__child_signal(mproc_process *p, int sig) {
 }
 
 /* At normal exit: terminate daemon children, then join every child (Python's _exit_function). */
-static void at_exit(void) {
+MPROC__CHILD_PATH static void at_exit(void) {
   if (!mproc__me.children) return; /* nothing started: not even the lock (a fork child's usual case) */
   mproc__pal_global_lock();
   mproc_process *list = mproc__me.children;
@@ -214,12 +217,12 @@ void mproc__children_join_at_exit(void) {
   atexit(at_exit);
 }
 
-void mproc__child_before_exit(void) {
+MPROC__CHILD_PATH void mproc__child_before_exit(void) {
   at_exit();
   fflush(NULL);
 }
 
-void mproc__child_finish_fork(int code) {
+MPROC__CHILD_PATH void mproc__child_finish_fork(int code) {
   mproc__child_before_exit();
   mproc__pal_exit_now(code);
 }
@@ -271,7 +274,7 @@ void mproc__after_fork_register(void (*fn)(void)) {
   mproc__pal_global_unlock();
 }
 
-void mproc__after_fork_run(void) {
+MPROC__CHILD_PATH void mproc__after_fork_run(void) {
   forget_parents_children(); /* this file's own, always first */
   for (size_t i = 0; i < g_after_fork_n; ++i) g_after_fork[i]();
 }

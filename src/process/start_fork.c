@@ -3,7 +3,7 @@
 
 #include "process_internal.h"
 
-int mproc__start_fork(mproc_process *p, mproc_os_handle child_end) {
+MPROC__CHILD_PATH int mproc__start_fork(mproc_process *p, mproc_os_handle child_end) {
   fflush(NULL); /* what the parent buffered must not be printed twice */
   int64_t parent_pid = mproc__pal_getpid();
   bool main_thread = p->kill_on_parent_death && mproc__pal_is_main_thread();
