@@ -47,6 +47,12 @@
 #include "ring.h"
 #include "shared_internal.h"
 
+#if defined(_MSC_VER)
+#define QUEUE_NOINLINE __declspec(noinline)
+#else
+#define QUEUE_NOINLINE __attribute__((noinline))
+#endif
+
 enum { FLAVOR_QUEUE = 1, FLAVOR_SIMPLE = 2, FLAVOR_JOINABLE = 3 };
 enum { S_FREE = 0, S_WRITING = 1, S_READY = 2, S_TAKING = 3 }; /* a slot's states */
 
@@ -419,7 +425,9 @@ static inline uint32_t my_index(mproc_queue *q, const char *call) {
 }
 /* This process's index + 1 when taken already, else 0. */
 static inline uint32_t my_index_now(const mproc_queue *q) {
-  return mproc__atomic_load64(&q->me_id) == mproc__pal_self_id() ? mproc__atomic_load32(&q->me) : 0;
+  uint64_t id = mproc__atomic_load64(&mproc__pal_self_id_cache);
+  if (!id) id = mproc__pal_self_id();
+  return mproc__atomic_load64(&q->me_id) == id ? mproc__atomic_load32(&q->me) : 0;
 }
 /* my_index's first call in a process: the entry found or taken under the lock. */
 static uint32_t take_index(mproc_queue *q, uint64_t me, const char *call) {
@@ -641,7 +649,7 @@ static void release_record(mproc_queue *q, uint64_t rp) {
 
 /* Fill the slot claimed at pos with the item (in place, or rp: its record) and publish it. 0, or
  * MPROC_ECLOSED with the slot dropped (and the record freed) when the queue was shut down meanwhile. */
-static int fill(mproc_queue *q, uint64_t pos, const void *data, size_t len, uint64_t rp) {
+static inline int fill(mproc_queue *q, uint64_t pos, const void *data, size_t len, uint64_t rp) {
   queue_shared *s = qs(q);
   if (mproc__atomic_load32(&s->shut)) { /* shut down meanwhile: a get may have ended seeing no claim */
     drop_slot(q, pos);
@@ -679,7 +687,7 @@ static int fill(mproc_queue *q, uint64_t pos, const void *data, size_t len, uint
  * the queue open, room in the store, and the position after this handle's last claim free: claimed
  * with one compare-and-swap, filled and published. 0 or an error of fill; 1: nothing done (the long
  * way). */
-static int put_fast(mproc_queue *q, const void *data, size_t len) {
+static inline int put_fast(mproc_queue *q, const void *data, size_t len) {
   queue_shared *s = qs(q);
   uint64_t pos;
   uint32_t me = my_index_now(q);
@@ -689,11 +697,8 @@ static int put_fast(mproc_queue *q, const void *data, size_t len) {
   return fill(q, pos, data, len, UINT64_MAX);
 }
 
-int mproc_queue_put(mproc_queue *q, const void *data, size_t len, int64_t timeout_ms) {
-  if (q && (data || !len) && len <= MPROC_QUEUE_INLINE) {
-    int rc = put_fast(q, data, len);
-    if (rc <= 0) return rc;
-  }
+/* Every put but put_fast's: out of line, so that the common one needs none of its frame. */
+static QUEUE_NOINLINE int put_long(mproc_queue *q, const void *data, size_t len, int64_t timeout_ms) {
   MPROC__CHECK_ARG_AS("queue_put", !q, "queue is NULL");
   MPROC__CHECK_ARG_AS("queue_put", !data && len, "data is NULL with len %zu", len);
   int rc = check_open(q, "queue_put");
@@ -742,6 +747,14 @@ int mproc_queue_put(mproc_queue *q, const void *data, size_t len, int64_t timeou
   }
   if (counted) ec_out(&s->prod);
   return fill(q, pos, data, len, rp);
+}
+
+int mproc_queue_put(mproc_queue *q, const void *data, size_t len, int64_t timeout_ms) {
+  if (q && (data || !len) && len <= MPROC_QUEUE_INLINE) {
+    int rc = put_fast(q, data, len);
+    if (rc <= 0) return rc;
+  }
+  return put_long(q, data, len, timeout_ms);
 }
 
 int mproc_queue_put_nowait(mproc_queue *q, const void *data, size_t len) { return mproc_queue_put(q, data, len, 0); }
@@ -797,7 +810,7 @@ static bool take_fn(mproc_queue *q, uint64_t pos, qslot *sl, uint64_t w, void *c
 
 /* After a get of the item at pos: head, room for producers (a record: bytes for every waiting put), the
  * flag. */
-static void after_get(mproc_queue *q, uint64_t pos, bool record) {
+static inline void after_get(mproc_queue *q, uint64_t pos, bool record) {
   queue_shared *s = qs(q);
   uint64_t h = pos;
   /* Got at head (the usual case): move it by one without reading the next slot, whose line the
@@ -822,7 +835,7 @@ static void after_get(mproc_queue *q, uint64_t pos, bool record) {
  * changed for anything else (head behind or at a slot in flight, a record, an empty queue, a joinable
  * queue, a buffer too small, this process's first call), which the long way (each_slot, take_fn)
  * handles. It takes the item the long way would take: the first READY one from head. */
-static bool get_fast(mproc_queue *q, void *buf, size_t cap, size_t *len) {
+static inline bool get_fast(mproc_queue *q, void *buf, size_t cap, size_t *len) {
   queue_shared *s = qs(q);
   if (s->flavor == FLAVOR_JOINABLE || !my_index_now(q) || mproc__atomic_load32(&q->closed)) return false;
   uint64_t h = mproc__atomic_load64(&s->hd.v);
@@ -835,7 +848,10 @@ static bool get_fast(mproc_queue *q, void *buf, size_t cap, size_t *len) {
   /* An item in place is not written while READY at this lap (it leaves it only for FREE at the next):
    * what is read now is what the compare-and-swap takes. */
   uint64_t words[INLINE_WORDS];
-  for (uint32_t i = 0; i < (n + 7) / 8; ++i) words[i] = mproc__atomic_load64_relaxed(&sl->data[i]);
+  if (n == 8)
+    words[0] = mproc__atomic_load64_relaxed(&sl->data[0]);
+  else
+    for (uint32_t i = 0; i < (n + 7) / 8; ++i) words[i] = mproc__atomic_load64_relaxed(&sl->data[i]);
   if (!mproc__atomic_cas64(&sl->word, &w, mkword(lap + 1, S_FREE, 0))) return false; /* the commit */
   if (n == 8)
     memcpy(buf, words, 8);
@@ -935,13 +951,18 @@ int mproc_queue_get(mproc_queue *q, int64_t timeout_ms, void **data, size_t *len
 
 int mproc_queue_get_nowait(mproc_queue *q, void **data, size_t *len) { return mproc_queue_get(q, 0, data, len); }
 
-int mproc_queue_get_into(mproc_queue *q, void *buf, size_t cap, int64_t timeout_ms, size_t *len) {
-  if (q && buf && len && get_fast(q, buf, cap, len)) return 0;
+/* Every get_into but get_fast's: out of line, so that the common one needs none of its frame. */
+static QUEUE_NOINLINE int get_into_long(mproc_queue *q, void *buf, size_t cap, int64_t timeout_ms, size_t *len) {
   MPROC__CHECK_ARG_AS("queue_get_into", !q || !len, "queue and len must be set");
   MPROC__CHECK_ARG_AS("queue_get_into", !buf && cap, "buf is NULL with cap %zu", cap);
   static unsigned char none;
   *len = 0;
   return queue_get(q, buf ? buf : &none, cap, timeout_ms, NULL, len, "queue_get_into");
+}
+
+int mproc_queue_get_into(mproc_queue *q, void *buf, size_t cap, int64_t timeout_ms, size_t *len) {
+  if (q && buf && len && get_fast(q, buf, cap, len)) return 0;
+  return get_into_long(q, buf, cap, timeout_ms, len);
 }
 
 /* ---- state -------------------------------------------------------------------------------------------- */
