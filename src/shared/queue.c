@@ -508,7 +508,7 @@ static uint64_t past_tail(const mproc_queue *q, uint64_t t, uint64_t steps) {
  * once every position below it is), so the first place tried is the one after this handle's last
  * claim (put_next): when its slot is free at that lap it is the first unclaimed position (and claimed
  * with one compare-and-swap; tail, which may lag behind the claims, is moved on once every
- * TAIL_EVERY claims); else the search starts at tail and reads its way over claimed slots. */
+ * TAIL_EVERY claims); else the search reads its way over claimed slots from tail (or put_next). */
 #define TAIL_EVERY 16u
 static inline bool claim_next(mproc_queue *q, uint32_t me, uint64_t *pos) {
   uint64_t t = mproc__atomic_load64_relaxed(&q->put_next);
@@ -524,7 +524,10 @@ static inline bool claim_next(mproc_queue *q, uint32_t me, uint64_t *pos) {
 static bool claim(mproc_queue *q, uint32_t me, uint64_t *pos, uint64_t *watch) {
   queue_shared *s = qs(q);
   if (claim_next(q, me, pos)) return true;
-  uint64_t t = mproc__atomic_load64(&s->tail.v);
+  /* Every position below tail is claimed, and below put_next (this handle's last claim + 1) too: the
+   * search reads on from the larger (tail lags the claims made by way of put_next). */
+  uint64_t t = mproc__atomic_load64(&s->tail.v), own = mproc__atomic_load64_relaxed(&q->put_next);
+  if (own > t) t = own;
   for (uint64_t steps = 1;; ++t, ++steps) {
     qslot *sl = slot_at(q, t);
     uint32_t lap = lap_of(q, t);
