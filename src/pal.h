@@ -569,6 +569,9 @@ int mproc__pal_shm_track(const char *name, bool track);
  * start time: Linux /proc/<pid>/stat; Windows GetProcessTimes), so that a recycled pid never passes for
  * the process that had it. Cached: no kernel call after the first (refreshed in a fork child). */
 uint64_t mproc__pal_self_id(void);
+/* Its cache: the id once mproc__pal_self_id has made it in this process, else 0 (a fork child starts
+ * at 0). For a check on a hot path that reads it (atomically) and calls mproc__pal_self_id on 0. */
+extern volatile uint64_t mproc__pal_self_id_cache;
 /* Whether the process an id names still runs: false once it has ended (a zombie counts as ended) or
  * its number now names another process. */
 bool mproc__pal_id_alive(uint64_t id);

@@ -567,6 +567,45 @@ TEST_P(QueueAcross, BoundedQueuesBlockAndTimeOutAtBothEnds) {
   mproc_queue_destroy(out);
 }
 
+// objects: queue; n: items. Puts n items (4-byte sequence numbers) and one more without waiting, which
+// must find the queue full; exit code 0, or 10 + the step that failed.
+int t_fill(const mproc_args *a) {
+  mproc_queue *q = (mproc_queue *)a->objects[0];
+  int n = arg(a);
+  for (int i = 0; i < n; ++i)
+    if (mproc_queue_put(q, &i, sizeof i, kLong) != 0) return 10;
+  return mproc_queue_put_nowait(q, &n, sizeof n) == MPROC_EFULL ? 0 : 11;
+}
+
+// A put moves tail on once every 16 claims, and otherwise claims the place after its own last one: a
+// process with a handle of its own (or a fork child's copy) finds the first free place from a tail that
+// lags laps behind in a ring of two slots, and qsize and full see what is there.
+TEST_P(QueueAcross, APutFindsItsPlaceWhileTailLagsLapsBehind) {
+  mproc_queue *q = nullptr;
+  mproc_queue_opts o{};
+  o.maxsize = 2;
+  ASSERT_EQ(mproc_queue_create(&q, &o), 0);
+  int v = 0;
+  size_t n = 0;
+  for (int i = 0; i < 37; ++i) { // tail moved at 16 and 32: five positions behind, two laps and a half
+    ASSERT_EQ(mproc_queue_put(q, &i, sizeof i, 0), 0);
+    ASSERT_EQ(mproc_queue_get_into(q, &v, sizeof v, 0, &n), 0);
+    ASSERT_EQ(v, i);
+  }
+  EXPECT_EQ(mproc_queue_qsize(q), 0u);
+  EXPECT_FALSE(mproc_queue_full(q));
+  EXPECT_EQ(join(start(t_fill, {mproc_object_queue(q)}, 2)), 0);
+  EXPECT_EQ(mproc_queue_qsize(q), 2u);
+  EXPECT_TRUE(mproc_queue_full(q));
+  EXPECT_EQ(mproc_queue_put_nowait(q, &v, sizeof v), MPROC_EFULL);
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_EQ(mproc_queue_get_into(q, &v, sizeof v, 0, &n), 0);
+    EXPECT_EQ(v, i);
+  }
+  EXPECT_EQ(mproc_queue_get_into(q, &v, sizeof v, 0, &n), MPROC_EEMPTY);
+  mproc_queue_destroy(q);
+}
+
 // objects: queue, event "put"; n: items. Puts n items, sets the event, and with n < 0 never returns.
 int t_put_then(const mproc_args *a) {
   mproc_queue *q = (mproc_queue *)a->objects[0];

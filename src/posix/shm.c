@@ -240,12 +240,12 @@ int mproc__pal_shm_track(const char *name, bool track) {
 
 /* ---- identity ------------------------------------------------------------------------------------- */
 
-static volatile uint64_t g_self_id; /* read and written atomically: threads race to fill it */
+volatile uint64_t mproc__pal_self_id_cache; /* read and written atomically: threads race to fill it */
 static pthread_once_t g_atfork_once = PTHREAD_ONCE_INIT;
 static __thread uint32_t t_tid;
 
 static void forget_ids(void) { /* in a fork child: another process, another thread */
-  mproc__atomic_store64(&g_self_id, 0);
+  mproc__atomic_store64(&mproc__pal_self_id_cache, 0);
   t_tid = 0;
 }
 static void register_atfork(void) { pthread_atfork(NULL, NULL, forget_ids); }
@@ -277,13 +277,13 @@ static uint64_t start_time(long pid) {
 }
 
 uint64_t mproc__pal_self_id(void) {
-  uint64_t id = mproc__atomic_load64(&g_self_id);
+  uint64_t id = mproc__atomic_load64(&mproc__pal_self_id_cache);
   if (id) return id;
   pthread_once(&g_atfork_once, register_atfork);
   long pid = (long)getpid();
   uint32_t token = (uint32_t)start_time(pid);
   id = ((uint64_t)(uint32_t)pid << 32) | (token ? token : 1);
-  mproc__atomic_store64(&g_self_id, id);
+  mproc__atomic_store64(&mproc__pal_self_id_cache, id);
   return id;
 }
 

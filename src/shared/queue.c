@@ -7,11 +7,17 @@
  * The order. Every item takes one slot, at a position that only grows (the slot is the position modulo
  * the slot count, its lap the quotient). A slot's word holds its lap, a state and, while the state is
  * WRITING or TAKING, the index of its owner in the process table (which names the process: the PAL's
- * id). A put claims the slot at `tail` with one compare-and-swap FREE(lap) -> WRITING(lap, me), moves
- * tail on, fills the slot (an item of up to 48 bytes in place; a larger one goes to the record ring and
- * the slot holds its position) and stores READY(lap). A get looks from `head` for the first READY slot:
+ * id). A put claims the first unclaimed position with one compare-and-swap FREE(lap) -> WRITING(lap,
+ * me), fills the slot (an item of up to 48 bytes in place; a larger one goes to the record ring and the
+ * slot holds its position) and stores READY(lap). Positions are claimed in order (one is claimed only
+ * once all below it are), so the first unclaimed is the position after the handle's last claim when
+ * that slot is free at its lap (put_next: one compare-and-swap, no other shared line written); else a
+ * put reads on from `tail` over claimed slots. tail only says that every position below it is claimed:
+ * it lags the claims (moved on, by compare-and-swap and never back, every TAIL_EVERY positions and by
+ * each put that read its way from it). A get looks from `head` for the first READY slot:
  * an item in place is copied out first and taken with one compare-and-swap READY(lap) -> FREE(lap + 1)
- * (the commit: a get killed after it has got the item); a record is claimed READY -> TAKING(lap, me),
+ * (the commit: a get killed after it has got the item; the common case, an item in place READY at
+ * head, is get_fast); a record is claimed READY -> TAKING(lap, me),
  * copied, and then freed with its slot under the lock. head moves over the slots got (a later lap). No
  * lock for items in place; the lock only for the record ring, for a process's first call (its index)
  * and for what is rare (a death, the flag of mproc_wait, JoinableQueue's task_done and join).
@@ -40,6 +46,12 @@
 #include "queue_testing.h"
 #include "ring.h"
 #include "shared_internal.h"
+
+#if defined(_MSC_VER)
+#define QUEUE_NOINLINE __declspec(noinline)
+#else
+#define QUEUE_NOINLINE __attribute__((noinline))
+#endif
 
 enum { FLAVOR_QUEUE = 1, FLAVOR_SIMPLE = 2, FLAVOR_JOINABLE = 3 };
 enum { S_FREE = 0, S_WRITING = 1, S_READY = 2, S_TAKING = 3 }; /* a slot's states */
@@ -110,6 +122,7 @@ struct mproc_queue {
   volatile uint32_t me;    /* this process's table index + 1, valid while me_id is this process's id */
   volatile uint64_t me_id; /* the PAL id of the process that took `me` (a fork child finds its parent's) */
   volatile uint32_t closed;
+  volatile uint64_t put_next; /* the position after this handle's last claim: where a put looks first */
 };
 
 static queue_shared *qs(const mproc_queue *q) { return (queue_shared *)q->o.shm.base; }
@@ -410,6 +423,12 @@ static inline uint32_t my_index(mproc_queue *q, const char *call) {
   }
   return take_index(q, me, call);
 }
+/* This process's index + 1 when taken already, else 0. */
+static inline uint32_t my_index_now(const mproc_queue *q) {
+  uint64_t id = mproc__atomic_load64(&mproc__pal_self_id_cache);
+  if (!id) id = mproc__pal_self_id();
+  return mproc__atomic_load64(&q->me_id) == id ? mproc__atomic_load32(&q->me) : 0;
+}
 /* my_index's first call in a process: the entry found or taken under the lock. */
 static uint32_t take_index(mproc_queue *q, uint64_t me, const char *call) {
   queue_shared *s = qs(q);
@@ -468,29 +487,78 @@ static int check_open(const mproc_queue *q, const char *call) {
 
 static bool bytes_full(const mproc_queue *q) { return q->ring.cap - mproc__ring_used(&q->ring) < MPROC__REC_ALIGN; }
 
-/* Claim the slot at tail for `me`: true with *pos, or false when the order is full (*watch: the owner
- * of the slot that holds the place, 0 for none). */
+/* Move tail on to `to` unless it is there or beyond already (tail never goes back: every position
+ * below it is claimed). */
+static void tail_to(queue_shared *s, uint64_t to) {
+  uint64_t t = mproc__atomic_load64(&s->tail.v);
+  while (t < to && !mproc__atomic_cas64(&s->tail.v, &t, to)) {
+  }
+}
+
+/* A search for the first unclaimed position, at t after `steps` slots read, all claimed: goes on at
+ * t, or (once a lap was read: others claimed as fast) from tail when tail has moved past it. */
+static uint64_t past_tail(const mproc_queue *q, uint64_t t, uint64_t steps) {
+  if (steps % q->nslots) return t;
+  uint64_t tail = mproc__atomic_load64(&qs(q)->tail.v);
+  return tail > t + 1 ? tail - 1 : t;
+}
+
+/* Claim a slot for `me`: true with *pos, or false when the order is full (*watch: the owner of the slot
+ * that holds the place, 0 for none). Claims are made in position order (a position is claimed only
+ * once every position below it is), so the first place tried is the one after this handle's last
+ * claim (put_next): when its slot is free at that lap it is the first unclaimed position (and claimed
+ * with one compare-and-swap; tail, which may lag behind the claims, is moved on once every
+ * TAIL_EVERY claims); else the search reads its way over claimed slots from tail (or put_next). */
+#define TAIL_EVERY 16u
+static inline bool claim_next(mproc_queue *q, uint32_t me, uint64_t *pos) {
+  uint64_t t = mproc__atomic_load64_relaxed(&q->put_next);
+  qslot *sl = slot_at(q, t);
+  uint32_t lap = lap_of(q, t);
+  uint64_t w = mproc__atomic_load64(&sl->word);
+  if (w != mkword(lap, S_FREE, 0) || !mproc__atomic_cas64(&sl->word, &w, mkword(lap, S_WRITING, me))) return false;
+  *pos = t;
+  mproc__atomic_store64_relaxed(&q->put_next, t + 1);
+  if ((t + 1) % TAIL_EVERY == 0) tail_to(qs(q), t + 1);
+  return true;
+}
 static bool claim(mproc_queue *q, uint32_t me, uint64_t *pos, uint64_t *watch) {
   queue_shared *s = qs(q);
-  for (;;) {
-    uint64_t t = mproc__atomic_load64(&s->tail.v);
+  if (claim_next(q, me, pos)) return true;
+  /* Every position below tail is claimed, and below put_next (this handle's last claim + 1) too: the
+   * search reads on from the larger (tail lags the claims made by way of put_next). */
+  uint64_t t = mproc__atomic_load64(&s->tail.v), own = mproc__atomic_load64_relaxed(&q->put_next);
+  if (own > t) t = own;
+  for (uint64_t steps = 1;; ++t, ++steps) {
     qslot *sl = slot_at(q, t);
     uint32_t lap = lap_of(q, t);
     uint64_t w = mproc__atomic_load64(&sl->word);
     int32_t c = lap_cmp(w, lap);
     if (c == 0 && w_state(w) == S_FREE) {
-      if (!mproc__atomic_cas64(&sl->word, &w, mkword(lap, S_WRITING, me))) continue;
+      if (!mproc__atomic_cas64(&sl->word, &w, mkword(lap, S_WRITING, me))) {
+        --t; /* taken meanwhile: read on from it */
+        continue;
+      }
       *pos = t;
-      mproc__atomic_cas64(&s->tail.v, &t, t + 1); /* failing: another moved it on for us */
+      mproc__atomic_store64_relaxed(&q->put_next, t + 1);
+      tail_to(s, t + 1);
       return true;
     }
-    if (c >= 0) { /* claimed at this lap: tail is behind, move it on */
-      mproc__atomic_cas64(&s->tail.v, &t, t + 1);
-      continue;
+    if (c < 0) { /* the last lap's item is still there, and every position below t is claimed: full */
+      *watch = w_state(w) == S_READY ? 0 : owner_id(q, w);
+      return false;
     }
-    if (mproc__atomic_load64(&s->tail.v) != t) continue;
-    *watch = w_state(w) == S_READY ? 0 : owner_id(q, w); /* the last lap's item is still there: full */
-    return false;
+    t = past_tail(q, t, steps); /* claimed at this lap, or got: read on */
+  }
+}
+
+/* The first position not yet claimed (tail may lag behind it; approximate, as others claim meanwhile). */
+static uint64_t tail_now(const mproc_queue *q) {
+  uint64_t t = mproc__atomic_load64(&qs(q)->tail.v);
+  for (uint64_t steps = 1;; ++t, ++steps) {
+    uint64_t w = mproc__atomic_load64(&slot_at(q, t)->word);
+    int32_t c = lap_cmp(w, lap_of(q, t));
+    if (c < 0 || (c == 0 && w_state(w) == S_FREE)) return t;
+    t = past_tail(q, t, steps);
   }
 }
 
@@ -582,7 +650,58 @@ static void release_record(mproc_queue *q, uint64_t rp) {
   ec_wake(q, &qs(q)->room, UINT32_MAX);
 }
 
-int mproc_queue_put(mproc_queue *q, const void *data, size_t len, int64_t timeout_ms) {
+/* Fill the slot claimed at pos with the item (in place, or rp: its record) and publish it. 0, or
+ * MPROC_ECLOSED with the slot dropped (and the record freed) when the queue was shut down meanwhile. */
+static inline int fill(mproc_queue *q, uint64_t pos, const void *data, size_t len, uint64_t rp) {
+  queue_shared *s = qs(q);
+  if (mproc__atomic_load32(&s->shut)) { /* shut down meanwhile: a get may have ended seeing no claim */
+    drop_slot(q, pos);
+    if (rp != UINT64_MAX) release_record(q, rp);
+    return mproc__fail(MPROC_ECLOSED, "queue_put: the queue was shut down");
+  }
+  qslot *sl = slot_at(q, pos);
+  if (rp == UINT64_MAX && len == 8) { /* a word: the copy inline */
+    uint64_t word;
+    memcpy(&word, data, 8);
+    mproc__atomic_store64_relaxed(&sl->data[0], word);
+  } else if (rp == UINT64_MAX) {
+    uint64_t words[INLINE_WORDS] = {0};
+    if (len) memcpy(words, data, len);
+    for (uint32_t i = 0; i < (len + 7) / 8; ++i) mproc__atomic_store64_relaxed(&sl->data[i], words[i]);
+  } else {
+    mproc__rec *r = mproc__ring_at(&q->ring, rp);
+    mproc__atomic_store64_relaxed(&sl->data[0], rp);
+    mproc__atomic_store32(&r->tag, (uint32_t)pos);
+    mproc__atomic_store32(&r->state, MPROC__REC_READY); /* killed from here to the slot's READY: its drop frees it */
+  }
+  mproc__atomic_store64_relaxed(&sl->len, len);
+  test_hook(MPROC__QHOOK_PUBLISHING);
+  mproc__atomic_store64(&sl->word, mkword(lap_of(q, pos), S_READY, 0)); /* the commit */
+  ec_wake(q, &s->cons, 1);
+  if (mproc__atomic_load32(&s->poll_waiters)) {
+    q_lock(q);
+    flag_update(q);
+    q_unlock(q);
+  }
+  return 0;
+}
+
+/* The common put: an item in place (len <= MPROC_QUEUE_INLINE), this process's table index taken,
+ * the queue open, room in the store, and the position after this handle's last claim free: claimed
+ * with one compare-and-swap, filled and published. 0 or an error of fill; 1: nothing done (the long
+ * way). */
+static inline int put_fast(mproc_queue *q, const void *data, size_t len) {
+  queue_shared *s = qs(q);
+  uint64_t pos;
+  uint32_t me = my_index_now(q);
+  if (!me || mproc__atomic_load32(&q->closed) || mproc__atomic_load32(&s->shut) || bytes_full(q) ||
+      !claim_next(q, me, &pos))
+    return 1;
+  return fill(q, pos, data, len, UINT64_MAX);
+}
+
+/* Every put but put_fast's: out of line, so that the common one needs none of its frame. */
+static QUEUE_NOINLINE int put_long(mproc_queue *q, const void *data, size_t len, int64_t timeout_ms) {
   MPROC__CHECK_ARG_AS("queue_put", !q, "queue is NULL");
   MPROC__CHECK_ARG_AS("queue_put", !data && len, "data is NULL with len %zu", len);
   int rc = check_open(q, "queue_put");
@@ -630,32 +749,15 @@ int mproc_queue_put(mproc_queue *q, const void *data, size_t len, int64_t timeou
     }
   }
   if (counted) ec_out(&s->prod);
-  if (mproc__atomic_load32(&s->shut)) { /* shut down meanwhile: a get may have ended seeing no claim */
-    drop_slot(q, pos);
-    if (rp != UINT64_MAX) release_record(q, rp);
-    return mproc__fail(MPROC_ECLOSED, "queue_put: the queue was shut down");
+  return fill(q, pos, data, len, rp);
+}
+
+int mproc_queue_put(mproc_queue *q, const void *data, size_t len, int64_t timeout_ms) {
+  if (q && (data || !len) && len <= MPROC_QUEUE_INLINE) {
+    int rc = put_fast(q, data, len);
+    if (rc <= 0) return rc;
   }
-  qslot *sl = slot_at(q, pos);
-  if (inline_item) {
-    uint64_t words[INLINE_WORDS] = {0};
-    if (len) memcpy(words, data, len);
-    for (uint32_t i = 0; i < (len + 7) / 8; ++i) mproc__atomic_store64_relaxed(&sl->data[i], words[i]);
-  } else {
-    mproc__rec *r = mproc__ring_at(&q->ring, rp);
-    mproc__atomic_store64_relaxed(&sl->data[0], rp);
-    mproc__atomic_store32(&r->tag, (uint32_t)pos);
-    mproc__atomic_store32(&r->state, MPROC__REC_READY); /* killed from here to the slot's READY: its drop frees it */
-  }
-  mproc__atomic_store64_relaxed(&sl->len, len);
-  test_hook(MPROC__QHOOK_PUBLISHING);
-  mproc__atomic_store64(&sl->word, mkword(lap_of(q, pos), S_READY, 0)); /* the commit */
-  ec_wake(q, &s->cons, 1);
-  if (mproc__atomic_load32(&s->poll_waiters)) {
-    q_lock(q);
-    flag_update(q);
-    q_unlock(q);
-  }
-  return 0;
+  return put_long(q, data, len, timeout_ms);
 }
 
 int mproc_queue_put_nowait(mproc_queue *q, const void *data, size_t len) { return mproc_queue_put(q, data, len, 0); }
@@ -711,7 +813,7 @@ static bool take_fn(mproc_queue *q, uint64_t pos, qslot *sl, uint64_t w, void *c
 
 /* After a get of the item at pos: head, room for producers (a record: bytes for every waiting put), the
  * flag. */
-static void after_get(mproc_queue *q, uint64_t pos, bool record) {
+static inline void after_get(mproc_queue *q, uint64_t pos, bool record) {
   queue_shared *s = qs(q);
   uint64_t h = pos;
   /* Got at head (the usual case): move it by one without reading the next slot, whose line the
@@ -729,6 +831,38 @@ static void after_get(mproc_queue *q, uint64_t pos, bool record) {
     flag_update(q);
     q_unlock(q);
   }
+}
+
+/* The common get: the item at head is in place and READY and fits buf; it is copied out and taken
+ * with one compare-and-swap (the commit), and head moved on. True with *len; false with nothing
+ * changed for anything else (head behind or at a slot in flight, a record, an empty queue, a joinable
+ * queue, a buffer too small, this process's first call), which the long way (each_slot, take_fn)
+ * handles. It takes the item the long way would take: the first READY one from head. */
+static inline bool get_fast(mproc_queue *q, void *buf, size_t cap, size_t *len) {
+  queue_shared *s = qs(q);
+  if (s->flavor == FLAVOR_JOINABLE || !my_index_now(q) || mproc__atomic_load32(&q->closed)) return false;
+  uint64_t h = mproc__atomic_load64(&s->hd.v);
+  qslot *sl = slot_at(q, h);
+  uint32_t lap = lap_of(q, h);
+  uint64_t w = mproc__atomic_load64(&sl->word);
+  if (w != mkword(lap, S_READY, 0)) return false;
+  uint64_t n = mproc__atomic_load64_relaxed(&sl->len);
+  if (n > MPROC_QUEUE_INLINE || n > cap) return false;
+  /* An item in place is not written while READY at this lap (it leaves it only for FREE at the next):
+   * what is read now is what the compare-and-swap takes. */
+  uint64_t words[INLINE_WORDS];
+  if (n == 8)
+    words[0] = mproc__atomic_load64_relaxed(&sl->data[0]);
+  else
+    for (uint32_t i = 0; i < (n + 7) / 8; ++i) words[i] = mproc__atomic_load64_relaxed(&sl->data[i]);
+  if (!mproc__atomic_cas64(&sl->word, &w, mkword(lap + 1, S_FREE, 0))) return false; /* the commit */
+  if (n == 8)
+    memcpy(buf, words, 8);
+  else if (n)
+    memcpy(buf, words, n);
+  *len = (size_t)n;
+  after_get(q, h, false);
+  return true;
 }
 
 /* get: into buf (cap bytes) when buf is set, else into an allocation (*out). */
@@ -820,12 +954,18 @@ int mproc_queue_get(mproc_queue *q, int64_t timeout_ms, void **data, size_t *len
 
 int mproc_queue_get_nowait(mproc_queue *q, void **data, size_t *len) { return mproc_queue_get(q, 0, data, len); }
 
-int mproc_queue_get_into(mproc_queue *q, void *buf, size_t cap, int64_t timeout_ms, size_t *len) {
+/* Every get_into but get_fast's: out of line, so that the common one needs none of its frame. */
+static QUEUE_NOINLINE int get_into_long(mproc_queue *q, void *buf, size_t cap, int64_t timeout_ms, size_t *len) {
   MPROC__CHECK_ARG_AS("queue_get_into", !q || !len, "queue and len must be set");
   MPROC__CHECK_ARG_AS("queue_get_into", !buf && cap, "buf is NULL with cap %zu", cap);
   static unsigned char none;
   *len = 0;
   return queue_get(q, buf ? buf : &none, cap, timeout_ms, NULL, len, "queue_get_into");
+}
+
+int mproc_queue_get_into(mproc_queue *q, void *buf, size_t cap, int64_t timeout_ms, size_t *len) {
+  if (q && buf && len && get_fast(q, buf, cap, len)) return 0;
+  return get_into_long(q, buf, cap, timeout_ms, len);
 }
 
 /* ---- state -------------------------------------------------------------------------------------------- */
@@ -834,13 +974,13 @@ size_t mproc_queue_qsize(const mproc_queue *q) {
   if (!q) return 0;
   const queue_shared *s = qs(q);
   advance_head((mproc_queue *)q); /* over slots got behind one got last */
-  uint64_t h = mproc__atomic_load64(&s->hd.v), t = mproc__atomic_load64(&s->tail.v);
+  uint64_t h = mproc__atomic_load64(&s->hd.v), t = tail_now(q);
   return t > h ? (size_t)(t - h) : 0;
 }
 bool mproc_queue_empty(const mproc_queue *q) { return !q || !look_now((mproc_queue *)q).ready; }
 bool mproc_queue_full(const mproc_queue *q) {
   if (!q) return false;
-  uint64_t t = mproc__atomic_load64(&qs(q)->tail.v);
+  uint64_t t = tail_now(q);
   return lap_cmp(mproc__atomic_load64(&slot_at(q, t)->word), lap_of(q, t)) < 0 || bytes_full(q);
 }
 size_t mproc_queue_max_item(const mproc_queue *q) { return q ? (size_t)(q->ring.cap - MPROC__REC_HEADER) : 0; }

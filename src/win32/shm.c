@@ -140,7 +140,7 @@ int mproc__pal_shm_track(const char *name, bool track) {
 
 /* ---- identity ------------------------------------------------------------------------------------- */
 
-static volatile uint64_t g_self_id;
+volatile uint64_t mproc__pal_self_id_cache; /* read and written atomically: threads race to fill it */
 
 static uint32_t birth_token(HANDLE proc) {
   FILETIME c, x, k, u;
@@ -151,10 +151,10 @@ static uint32_t birth_token(HANDLE proc) {
 }
 
 uint64_t mproc__pal_self_id(void) {
-  uint64_t id = mproc__atomic_load64(&g_self_id);
+  uint64_t id = mproc__atomic_load64(&mproc__pal_self_id_cache);
   if (id) return id;
   id = ((uint64_t)(GetCurrentProcessId() >> 2) << 32) | birth_token(GetCurrentProcess());
-  mproc__atomic_store64(&g_self_id, id);
+  mproc__atomic_store64(&mproc__pal_self_id_cache, id);
   return id;
 }
 
