@@ -55,14 +55,21 @@ typedef struct arena {
 typedef struct task {
   struct task *next;
   mproc_async_result *r;
-  size_t fn;       /* index in the pool's table */
-  size_t first, n; /* the result's items it computes (an array task: none) */
-  mproc__buf msg;  /* the task message */
-  int64_t started; /* when its worker began it */
-  arena *arena;    /* an array task ('A'): its map's arena (the header, and what was copied) */
-  arena *lent[2];  /* ... and the caller's blocks where its inputs, its outputs lie (or NULL) */
-  size_t chunk;    /* an array task: the records per claim */
+  size_t fn;                /* index in the pool's table */
+  size_t first, n;          /* the result's items it computes (an array task: none) */
+  mproc__buf msg;           /* the task message */
+  int64_t started;          /* when its worker began it */
+  arena *arena;             /* an array task ('A'): its map's arena (the header, and what was copied) */
+  arena *lent[2];           /* ... and the caller's blocks where its inputs, its outputs lie (or NULL) */
+  size_t chunk;             /* an array task: the records per claim */
+  struct task_block *block; /* a map's tasks built at once: the block it and its message lie in (or NULL) */
 } task;
+
+/* A map's tasks and their messages in one allocation (task_block_new): one malloc for a map of many
+ * small tasks instead of two per task. Freed with its last task. */
+typedef struct task_block {
+  volatile uint64_t live; /* its tasks not freed yet */
+} task_block;
 
 struct mproc_async_result {
   core *k;
@@ -295,6 +302,10 @@ static void task_free(task *t) {
   if (t->arena) arena_unuse(t->arena);
   for (int i = 0; i < 2; ++i)
     if (t->lent[i]) arena_unuse(t->lent[i]);
+  if (t->block) {
+    if (mproc__atomic_add64(&t->block->live, (uint64_t)-1) == 1) free(t->block);
+    return;
+  }
   mproc__buf_free(&t->msg);
   free(t);
 }
@@ -332,6 +343,50 @@ static task *task_new(mproc_async_result *r, size_t fn, size_t first, size_t n, 
       t = NULL;
     }
   return t;
+}
+
+#define BLOCK_MAX ((size_t)16 << 20) /* a map whose task messages take more: a buffer per task */
+
+/* The tasks of r's inputs in[0..n), `chunk` a task, in one block, linked from *first; how many there are
+ * in *ntasks. 0; 1 when they would take more than BLOCK_MAX (build them one by one instead); or
+ * MPROC_ENOMEM. */
+static int task_block_new(mproc_async_result *r, size_t fn, const mproc_bytes *in, size_t n, size_t chunk, task **first,
+                          size_t *ntasks) {
+  size_t nt = (n + chunk - 1) / chunk, head = (sizeof(task_block) + sizeof(task) - 1) / sizeof(task) * sizeof(task);
+  size_t bytes = head + nt * sizeof(task);
+  for (size_t i = 0; i < n; ++i) {
+    bytes += 8 + in[i].len;
+    if (bytes > BLOCK_MAX) return 1;
+  }
+  bytes += nt * 17; /* each message's head: 'T', the function, the count */
+  task_block *b = (task_block *)calloc(1, bytes);
+  if (!b) return MPROC_ENOMEM;
+  b->live = nt;
+  task *ts = (task *)(void *)((unsigned char *)b + head);
+  char *at = (char *)(ts + nt);
+  for (size_t k = 0, i = 0; k < nt; ++k) {
+    task *t = &ts[k];
+    t->r = r;
+    t->fn = fn;
+    t->first = i;
+    t->n = n - i < chunk ? n - i : chunk;
+    t->block = b;
+    t->next = k + 1 < nt ? &ts[k + 1] : NULL;
+    t->msg.data = at;
+    *at = MPROC__POOL_TASK;
+    mproc__wire_put_le64((unsigned char *)at + 1, fn);
+    mproc__wire_put_le64((unsigned char *)at + 9, t->n);
+    at += 17;
+    for (size_t e = i + t->n; i < e; ++i) {
+      mproc__wire_put_le64((unsigned char *)at, in[i].len);
+      if (in[i].len) memcpy(at + 8, in[i].data, in[i].len);
+      at += 8 + in[i].len;
+    }
+    t->msg.len = t->msg.cap = (size_t)(at - t->msg.data);
+  }
+  *first = ts;
+  *ntasks = nt;
+  return 0;
 }
 
 static bool worker_live(const struct worker *w);
@@ -1302,7 +1357,10 @@ static int submit(mproc_pool *p, mproc_task_fn fn, const mproc_bytes *in, size_t
   size_t fn_i = 0;
   if (!rc) rc = fn_index(p, (void *)fn, &fn_i);
   mproc__pal_mutex_unlock(p->k->mu);
-  for (size_t at = 0; at < n && !rc; at += chunk) {
+  int blocked = rc || !n ? 1 : task_block_new(r, fn_i, in, n, chunk, &first, &ntasks);
+  if (blocked == MPROC_ENOMEM) rc = mproc__fail(MPROC_ENOMEM, "%s: out of memory", call);
+  if (!blocked) last = &first[ntasks - 1];
+  for (size_t at = 0; at < n && !rc && blocked == 1; at += chunk) {
     task *t = task_new(r, fn_i, at, n - at < chunk ? n - at : chunk, in + at);
     if (!t) {
       rc = mproc__fail(MPROC_ENOMEM, "%s: out of memory", call);
