@@ -118,9 +118,10 @@ typedef struct worker {
   mproc_process *proc; /* a process worker */
   mproc__thread *thr;  /* a thread worker */
   mproc_connection *conn;
-  mproc__pool_ring *ring; /* its replies (or NULL: they come on conn) */
-  bool ended;             /* its connection ended, perhaps with replies left in the ring */
-  task *inflight[WINDOW]; /* oldest first: [0] is running (or next to) */
+  mproc__pool_ring *ring;      /* its replies (or NULL: they come on conn) */
+  mproc_pool_replies *replies; /* a backend's worker's ring, shared with the backend (or NULL) */
+  bool ended;                  /* its connection ended, perhaps with replies left in the ring */
+  task *inflight[WINDOW];      /* oldest first: [0] is running (or next to) */
   size_t ninflight;
   size_t inbytes;   /* the task messages in flight */
   int64_t avg_ns;   /* how long its tasks took lately (from its previous reply, or the send, to the reply) */
@@ -147,6 +148,7 @@ struct mproc_pool {
   mproc__buf worker_arg;   /* a process worker's argument bytes, but its slot */
   mproc_value *slots;      /* process workers: each slot's reply ring (pool_internal.h), shared */
   mproc__pool_ring *rings; /* those rings (a ThreadPool's: on the heap); NULL for a backend's workers */
+  bool ringed;             /* the workers reply through rings (rings, or a backend's hands_replies) */
   mproc__zygote *zygote;   /* fork workers: forks those started once the result thread runs (zygote.h) */
   bool threaded;           /* the result thread is (about to be) running */
   worker *w;
@@ -641,10 +643,27 @@ static void thread_worker_main(void *arg) {
   free(tw);
 }
 
+/* A backend's worker's ring (mproc/pool_backend.h), with a reference for the engine and one for the
+ * backend. */
+struct mproc_pool_replies {
+  volatile uint32_t refs;
+  mproc__pool_ring ring;
+};
+
+int mproc_pool_replies_put(mproc_pool_replies *r, const void *reply, size_t len) {
+  MPROC__CHECK_ARG(!r || (!reply && len), "r and reply must be set");
+  return mproc__pool_ring_put(&r->ring, reply, len);
+}
+
+void mproc_pool_replies_release(mproc_pool_replies *r) {
+  if (r && mproc__atomic_add32(&r->refs, (uint32_t)-1) == 1) free(r);
+}
+
 static int start_worker(mproc_pool *p, size_t slot) {
   worker *w = &p->w[slot];
   uint64_t gen = w->gen;
-  free(w->arenas); /* the new worker has none */
+  mproc_pool_replies_release(w->replies); /* the last worker's: every reply in it was taken */
+  free(w->arenas);                        /* the new worker has none */
   mproc__buf_free(&w->batch);
   memset(w, 0, sizeof *w);
   w->gen = gen + 1;
@@ -656,8 +675,21 @@ static int start_worker(mproc_pool *p, size_t slot) {
     memset(w->ring, 0, offsetof(mproc__pool_ring, slot));
   }
   if (p->o.backend) {
-    rc = p->o.backend->start(p->o.backend->ctx, slot, p->worker_arg.data, p->worker_arg.len, theirs);
-    if (!rc) theirs = NULL; /* the backend's */
+    mproc_pool_replies *rep = NULL;
+    if (p->o.backend->hands_replies) {
+      rep = (mproc_pool_replies *)calloc(1, sizeof *rep);
+      if (!rep) {
+        mproc_connection_destroy(mine);
+        mproc_connection_destroy(theirs);
+        return mproc__fail(MPROC_ENOMEM, "pool: out of memory");
+      }
+      rep->refs = 2;
+      w->replies = rep;
+      w->ring = &rep->ring;
+    }
+    rc = p->o.backend->start(p->o.backend->ctx, slot, p->worker_arg.data, p->worker_arg.len, theirs, rep);
+    if (!rc) theirs = NULL; /* the backend's, and its reference to rep */
+    if (rc) mproc_pool_replies_release(rep);
   } else if (p->o.threads) {
     thread_worker *tw = (thread_worker *)calloc(1, sizeof *tw);
     if (!tw) rc = mproc__fail(MPROC_ENOMEM, "pool: out of memory");
@@ -1119,7 +1151,7 @@ static void result_thread(void *arg) {
         if (end < soonest) soonest = end;
       }
     }
-    bool slept = !busy && p->rings;
+    bool slept = !busy && p->ringed;
     if (slept) busy = say_asleep(p, true);
     mproc__pal_mutex_unlock(p->k->mu);
     int64_t ms = busy ? 0 : soonest == INT64_MAX ? MPROC_INFINITE : mproc__ms_until(soonest);
@@ -1208,6 +1240,7 @@ static void pool_free(mproc_pool *p) {
       arena_free(a);
     }
   for (size_t i = 0; p->w && i < p->nw; ++i) {
+    mproc_pool_replies_release(p->w[i].replies);
     free(p->w[i].arenas);
     mproc__buf_free(&p->w[i].batch);
   }
@@ -1271,6 +1304,7 @@ int mproc_pool_create(mproc_pool **out, const mproc_pool_opts *opts) {
   }
   if (!rc && p->o.threads && !(p->rings = (mproc__pool_ring *)calloc(p->nw, sizeof *p->rings)))
     rc = mproc__fail(MPROC_ENOMEM, "pool_create: out of memory");
+  p->ringed = p->rings || (be && be->hands_replies);
   if (!rc && !p->o.threads) {
     mproc__buf ref = {0};
     if (p->o.initializer) rc = mproc__pal_fn_locate((void *)p->o.initializer, &ref);
