@@ -1104,6 +1104,12 @@ static void serve_worker(mproc_pool *p, worker *w, bool conn_ready, bool proc_en
       take_reply(p, w, data, len, &cb);
       if (got == REPLY_RING) mproc__atomic_store64(&w->ring->head, w->ring->head + 1); /* its slot is free */
       more = true;
+      /* the ring's next replies too, while no callback waits: one lock and one pump for a run of them */
+      while (!cb.r && w->ninflight && w->gen == gen && ring_has(w) &&
+             next_reply(w, &conn_ready, &data, &len, &msg) == REPLY_RING) {
+        take_reply(p, w, data, len, &cb);
+        mproc__atomic_store64(&w->ring->head, w->ring->head + 1);
+      }
     } else if (got != REPLY_NONE || (proc_ended && w->proc && w->ninflight == 0)) {
       worker_died(p, w, &cb); /* its end (or a reply nobody asked for); with a task in flight, a process's
                                  end is seen on its connection, after any last reply */
