@@ -840,6 +840,10 @@ static void fail_pending(mproc_pool *p, int code, const char *message, bool call
   if (left) wake_result_thread(p);
 }
 
+/* The room an output of olen bytes takes in its chunk's block: aligned as malloc's blocks are, and never
+ * none (each item's data is its own address). */
+static size_t output_room(size_t olen) { return (olen + 15) / 16 * 16 + 16 * (olen == 0); }
+
 static void take_reply(mproc_pool *p, worker *w, const char *msg, size_t len, callback_call *cb) {
   task *t = w->inflight[0];
   memmove(w->inflight, w->inflight + 1, --w->ninflight * sizeof *w->inflight);
@@ -862,7 +866,7 @@ static void take_reply(mproc_pool *p, worker *w, const char *msg, size_t len, ca
     for (mproc__wire_reader sizes = rd; !r->lazy && t->n > 1 && !sizes.bad && at < t->n; ++at) {
       size_t olen;
       (void)mproc__wire_get_bytes(&sizes, &olen, "an output");
-      block += (olen + 15) / 16 * 16 + 16 * (olen == 0); /* each output aligned as malloc's are */
+      block += output_room(olen);
     }
     char *base = NULL;
     at = 0;
@@ -874,7 +878,7 @@ static void take_reply(mproc_pool *p, worker *w, const char *msg, size_t len, ca
       if (block && !base && i == 0) base = (char *)malloc(block); /* (the first item frees it) */
       it->data = base ? base + at : malloc(olen ? olen : 1);
       it->borrowed = base && i > 0;
-      at += (olen + 15) / 16 * 16 + 16 * (olen == 0);
+      at += output_room(olen);
       if (!it->data) {
         became = result_fail(r, MPROC_ENOMEM, t->first + i, "pool: out of memory for a task's output", true);
         break;
@@ -1021,6 +1025,15 @@ static bool all_idle(const mproc_pool *p) {
   return true;
 }
 
+/* The slot of w's ring that holds its next reply, or NULL: no ring, or nothing in it (on the result thread,
+ * its only reader). */
+static const mproc__pool_reply *ring_head(const worker *w) {
+  const mproc__pool_ring *g = w->ring;
+  if (!g) return NULL;
+  uint64_t head = mproc__atomic_load64_relaxed(&g->head);
+  return head != mproc__atomic_load64(&g->tail) ? &g->slot[head % MPROC__POOL_RING] : NULL;
+}
+
 /* What next_reply found. */
 enum { REPLY_NONE, REPLY_RING, REPLY_CONN, REPLY_END };
 
@@ -1035,8 +1048,8 @@ static int next_reply(worker *w, bool *conn_ready, const char **data, size_t *le
   for (;;) {
     mproc__pool_ring *g = w->ring;
     bool elsewhere = false; /* the ring's next reply is on the connection */
-    if (g && mproc__atomic_load64_relaxed(&g->head) != mproc__atomic_load64(&g->tail)) {
-      const mproc__pool_reply *r = &g->slot[g->head % MPROC__POOL_RING];
+    const mproc__pool_reply *r = ring_head(w);
+    if (r) {
       uint64_t l = r->len;
       elsewhere = l == MPROC__POOL_RING_ELSEWHERE;
       if (!elsewhere && l > sizeof r->data) return REPLY_END;
@@ -1070,10 +1083,8 @@ static int next_reply(worker *w, bool *conn_ready, const char **data, size_t *le
 /* Whether a worker's ring holds a reply to take now (on the result thread): not one whose slot sends it on
  * the connection, whose readiness tells when it has come (no spinning while a long one arrives). */
 static bool ring_has(const worker *w) {
-  if (!w->ring) return false;
-  uint64_t head = mproc__atomic_load64_relaxed(&w->ring->head);
-  return head != mproc__atomic_load64(&w->ring->tail) &&
-         w->ring->slot[head % MPROC__POOL_RING].len != MPROC__POOL_RING_ELSEWHERE;
+  const mproc__pool_reply *r = ring_head(w);
+  return r && r->len != MPROC__POOL_RING_ELSEWHERE;
 }
 
 /* Tell every worker with a ring that the result thread is about to sleep (asleep true), or that it is
