@@ -121,7 +121,11 @@ typedef struct worker {
   mproc__pool_ring *ring;      /* its replies (or NULL: they come on conn) */
   mproc_pool_replies *replies; /* a backend's worker's ring, shared with the backend (or NULL) */
   bool ended;                  /* its connection ended, perhaps with replies left in the ring */
-  task *inflight[WINDOW];      /* oldest first: [0] is running (or next to) */
+  /* A reply its ring's slot sends on the connection, received before the replies ahead of it in the ring
+   * were taken (the ring looked empty, then filled while the message came): kept until its slot is next. */
+  char *held;
+  size_t held_len;
+  task *inflight[WINDOW]; /* oldest first: [0] is running (or next to) */
   size_t ninflight;
   size_t inbytes;   /* the task messages in flight */
   int64_t avg_ns;   /* how long its tasks took lately (from its previous reply, or the send, to the reply) */
@@ -665,6 +669,7 @@ static int start_worker(mproc_pool *p, size_t slot) {
   mproc_pool_replies_release(w->replies); /* the last worker's: every reply in it was taken */
   free(w->arenas);                        /* the new worker has none */
   mproc__buf_free(&w->batch);
+  mproc_free(w->held); /* (NULL: whatever the last worker sent was taken, unless it ended inside a run) */
   memset(w, 0, sizeof *w);
   w->gen = gen + 1;
   mproc_connection *mine = NULL, *theirs = NULL;
@@ -1058,6 +1063,12 @@ static int next_reply(worker *w, bool *conn_ready, const char **data, size_t *le
         *len = (size_t)l;
         return REPLY_RING;
       }
+      if (w->held) { /* it came already */
+        *data = *msg = w->held;
+        *len = w->held_len;
+        w->held = NULL;
+        return REPLY_RING;
+      }
     }
     if (w->ended) return REPLY_END;
     if (!elsewhere && !*conn_ready && !mproc__connection_buffered(w->conn)) return REPLY_NONE;
@@ -1074,7 +1085,18 @@ static int next_reply(worker *w, bool *conn_ready, const char **data, size_t *le
       *msg = NULL;
       continue;
     }
-    if (g && !elsewhere) return REPLY_END; /* a reply its ring does not announce */
+    if (g && !elsewhere) {
+      /* The ring was empty when read; the worker puts a reply in its slot before it sends it, so the slot is
+       * there now, perhaps behind replies put in the ring since: the message waits for its turn. */
+      r = ring_head(w);
+      if (!r) return REPLY_END; /* a reply its ring does not announce */
+      if (r->len != MPROC__POOL_RING_ELSEWHERE) {
+        w->held = *msg;
+        w->held_len = *len;
+        *msg = NULL;
+        continue;
+      }
+    }
     *data = *msg;
     return g ? REPLY_RING : REPLY_CONN;
   }
@@ -1084,7 +1106,7 @@ static int next_reply(worker *w, bool *conn_ready, const char **data, size_t *le
  * the connection, whose readiness tells when it has come (no spinning while a long one arrives). */
 static bool ring_has(const worker *w) {
   const mproc__pool_reply *r = ring_head(w);
-  return r && r->len != MPROC__POOL_RING_ELSEWHERE;
+  return r && (r->len != MPROC__POOL_RING_ELSEWHERE || w->held);
 }
 
 /* Tell every worker with a ring that the result thread is about to sleep (asleep true), or that it is
@@ -1116,8 +1138,10 @@ static void serve_worker(mproc_pool *p, worker *w, bool conn_ready, bool proc_en
       if (got == REPLY_RING) mproc__atomic_store64(&w->ring->head, w->ring->head + 1); /* its slot is free */
       more = true;
       /* the ring's next replies too, while no callback waits: one lock and one pump for a run of them */
-      while (!cb.r && w->ninflight && w->gen == gen && ring_has(w) &&
-             next_reply(w, &conn_ready, &data, &len, &msg) == REPLY_RING) {
+      while (!cb.r && w->ninflight && w->gen == gen && ring_has(w)) {
+        mproc_free(msg); /* (a reply taken: a held one may come next) */
+        msg = NULL;
+        if (next_reply(w, &conn_ready, &data, &len, &msg) != REPLY_RING) break;
         take_reply(p, w, data, len, &cb);
         mproc__atomic_store64(&w->ring->head, w->ring->head + 1);
       }
@@ -1260,6 +1284,7 @@ static void pool_free(mproc_pool *p) {
     mproc_pool_replies_release(p->w[i].replies);
     free(p->w[i].arenas);
     mproc__buf_free(&p->w[i].batch);
+    mproc_free(p->w[i].held);
   }
   for (size_t i = 0; i < p->nfns; ++i) mproc__buf_free(&p->refs[i]);
   free(p->refs);
