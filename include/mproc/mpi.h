@@ -40,22 +40,24 @@
  *
  * ---- What differs from the local pool ----
  * processes 0 means one worker per rank > 0 (more: MPROC_EINVAL). Pools may overlap: a rank then serves
- * each with a worker thread of its own (they share its cores). maxtasksperchild and task_timeout_ms give
- * MPROC_ENOTSUP (a rank cannot be replaced or a task killed without ending the job), as does the array
- * path (mproc_pool_map_array*: its records live in shared memory; map them as byte strings). terminate
- * fails unfinished results with MPROC_ECLOSED at once, without MPI_Abort; a task already running on a rank
- * runs to its end there (its output is dropped; the rank's next pool starts beside it). A message (a task's
- * input or output) is at most 2 GiB - 16 bytes. Open MPI 4.1 has no fault tolerance: a rank that dies ends
- * the whole job (mpirun kills the others and names the rank in its message, exit status non-zero).
+ * them in turn on its one thread (a task of one waits while a task of another runs there). maxtasksperchild and
+ * task_timeout_ms give MPROC_ENOTSUP (a rank cannot be replaced or a task killed without ending the job), as does the
+ * array path (mproc_pool_map_array*: its records live in shared memory; map them as byte strings). terminate fails
+ * unfinished results with MPROC_ECLOSED at once, without MPI_Abort; a task already running on a rank runs to its end
+ * there (its output is dropped; the rank's next pool's first task waits for it). A message (a task's input or output)
+ * is at most 2 GiB - 16 bytes. Open MPI 4.1 has no fault tolerance: a rank that dies ends the whole job (mpirun kills
+ * the others and names the rank in its message, exit status non-zero).
  *
  * ---- Waiting ----
- * Rank 0 runs one bridge thread that makes every MPI call of mproc's: it carries each worker's messages
- * between a local connection (which the pool engine uses as for any worker) and MPI, with a writer
- * thread that writes what comes from the ranks into those connections (so the bridge never waits on the
- * engine). Neither it nor a
- * worker rank ever blocks inside MPI (Open MPI's blocking calls spin at full CPU): they poll
- * (MPI_Iprobe, MPI_Test) while messages flow, yielding the CPU between polls, and once idle wait 1 ms
- * at a time on their local connections - so idle ranks use next to no CPU even oversubscribed, without
+ * Rank 0 runs one bridge thread that makes every MPI call of mproc's: it sends the tasks the pool engine
+ * writes on each worker's local connection to the worker's rank, and puts the replies that come back
+ * straight into the engine's reply ring for that worker (mproc/pool_backend.h, hands_replies), with a
+ * writer thread for what must still go on a connection (so the bridge never waits on the engine). A
+ * worker rank reads MPI on its main thread and runs the tasks there, sending the replies of a batch of
+ * tasks back in one message (at most 32 replies, or 50 us, held). Neither side ever blocks inside MPI
+ * (Open MPI's blocking calls spin at full CPU): they poll (MPI_Iprobe, MPI_Test), yielding the CPU
+ * between polls for 200 us after a message, then nap 50 us between polls until 2 ms, and once idle
+ * wait 1 ms at a time - so idle ranks use next to no CPU even oversubscribed, without
  * `--mca mpi_yield_when_idle 1` (which still helps the MPI_Init and MPI_Finalize of an oversubscribed
  * job).
  */

@@ -12,12 +12,22 @@
  * slot is started again). The engine never kills a backend's worker: a pool with a backend refuses
  * maxtasksperchild and task_timeout_ms (MPROC_ENOTSUP) and the array path (MPROC_ENOTSUP: its records
  * live in shared memory, which a backend's workers need not share).
+ *
+ * Two shortcuts for a backend that moves many small tasks:
+ * - replies: a backend that sets hands_replies gets, with each worker, the pool's reply ring for it
+ *   (mproc_pool_replies) and hands the worker's replies there (mproc_pool_replies_put) instead of
+ *   writing them on the connection: no system call and no wake-up of the pool per reply while the pool
+ *   is busy. The connection still carries the tasks, the end, and what put says to send.
+ * - a worker driven by its caller (mproc_pool_worker_open / _feed / _close): the worker loop without a
+ *   connection, for a backend whose far side has its own way to wait for messages (MPI): each message
+ *   from the engine goes in with feed, each reply comes out through a callback.
  */
 #ifndef MPROC_POOL_BACKEND_H
 #define MPROC_POOL_BACKEND_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "mproc/connection.h"
 #include "mproc/mproc_export.h"
@@ -25,6 +35,10 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* A worker's reply ring in the pool (the shortcut above), shared by the engine and the backend: each holds
+ * a reference, and the ring lives until both let it go. */
+typedef struct mproc_pool_replies mproc_pool_replies;
 
 typedef struct mproc_pool_backend {
   const char *name; /* for messages: "MPI" */
@@ -34,19 +48,57 @@ typedef struct mproc_pool_backend {
    * more here; a smaller value is ignored). */
   int64_t quick_ns;
   /* Start worker `slot` (0 .. workers-1): carry `conn`'s messages both ways to a worker that runs
-   * mproc_pool_worker_serve(its connection, boot, boot_len). 0: conn is the backend's (it destroys it
-   * once the worker has ended); an mproc error code (with mproc_last_error's message): conn stays the
-   * caller's. Called from the pool's threads, never two at once for one pool, sometimes with the pool's lock
-   * held: it must not wait for the pool or call into it. */
-  int (*start)(void *ctx, size_t slot, const void *boot, size_t boot_len, mproc_connection *conn);
+   * mproc_pool_worker_serve(its connection, boot, boot_len), or mproc_pool_worker_open with them. 0:
+   * conn (and replies) are the backend's (it destroys conn once the worker has ended, and releases
+   * replies once it will hand no more replies there); an mproc error code (with mproc_last_error's
+   * message): both stay the caller's. replies: NULL unless hands_replies; then every reply of the worker
+   * goes through mproc_pool_replies_put, none on conn but what put says to send. Called from the pool's
+   * threads, never two at once for one pool, sometimes with the pool's lock held: it must not wait for
+   * the pool or call into it. */
+  int (*start)(void *ctx, size_t slot, const void *boot, size_t boot_len, mproc_connection *conn,
+               mproc_pool_replies *replies);
   void *ctx;
+  bool hands_replies; /* start gets each worker's replies (above); false: every reply comes on conn */
 } mproc_pool_backend;
+
+/* What mproc_pool_replies_put asks of the caller, besides nothing. */
+enum {
+  MPROC_POOL_REPLY_TAKEN = 0, /* the reply is in the ring: nothing else to do */
+  MPROC_POOL_REPLY_WAKE = 1,  /* in the ring, and the pool sleeps: send a 1-byte message "W" on the worker's
+                                 connection (once is enough for every reply put until then) */
+  MPROC_POOL_REPLY_SEND = 2   /* too long for the ring, which keeps its place: send it on the connection,
+                                 after what was sent before and before anything sent after */
+};
+
+/* Hand the pool one reply of the worker (the bytes the worker loop gave: its reply message), in the
+ * order the worker gave them, from one thread at a time: a MPROC_POOL_REPLY_ value, or MPROC_ESTATE
+ * when the ring holds more replies than the pool sent tasks (a worker that answers what it was not
+ * asked; the caller ends the worker). Never blocks, never calls into the pool. */
+MPROC_API int mproc_pool_replies_put(mproc_pool_replies *r, const void *reply, size_t len);
+
+/* Let go of the backend's reference (NULL: nothing). */
+MPROC_API void mproc_pool_replies_release(mproc_pool_replies *r);
 
 /* A backend's worker: the pool's worker loop on c, with the settings in boot (what start was given),
  * until the pool ends the connection: 0, or the error that ended it. The task functions and the
  * initializer are found in this process as a Process target is found (so this must be the pool's
  * program, or one built from the same sources with the same layout). */
 MPROC_API int mproc_pool_worker_serve(mproc_connection *c, const void *boot, size_t boot_len);
+
+/* A worker driven by its caller: the same worker as mproc_pool_worker_serve's, without a connection.
+ * The initializer runs here, in open. Every message from the engine goes in with mproc_pool_worker_feed,
+ * which runs what it asks (a batch of tasks, one after the other) and gives each reply to
+ * reply(ctx, bytes, len) as soon as it is made, in order; the bytes are lent for the call. A reply that
+ * returns non-zero ends the worker: feed returns that. */
+typedef struct mproc_pool_worker mproc_pool_worker;
+typedef int (*mproc_pool_reply_fn)(void *ctx, const void *reply, size_t len);
+MPROC_API int mproc_pool_worker_open(const void *boot, size_t boot_len, mproc_pool_reply_fn reply, void *ctx,
+                                     mproc_pool_worker **out);
+/* 0: go on; 1: the worker has ended (the engine said so, or it ran its tasks): close it; an error code
+ * (a malformed message, a reply that failed, out of memory): close it. A message that needs a
+ * connection (shared memory of the array path) is an error here. */
+MPROC_API int mproc_pool_worker_feed(mproc_pool_worker *w, const void *msg, size_t len);
+MPROC_API void mproc_pool_worker_close(mproc_pool_worker *w); /* NULL: nothing */
 
 /* false when this process runs in secure-execution mode (set-user-ID, set-group-ID, file
  * capabilities): such a process never serves as a worker for another. */

@@ -1,25 +1,29 @@
 /* mproc_mpi (mproc/mpi.h): the Pool's workers on the ranks of an MPI job, as a pool backend
  * (mproc/pool_backend.h). A library of its own over libmproc's public API, POSIX threads and MPI.
  *
- * Rank 0: the pool engine sees each worker as a local connection (an mproc_pipe); the other end belongs
- * to the bridge thread, which makes every MPI call and carries the messages between the pipes and the
- * ranks (what comes from the ranks is written into the pipes by a writer thread). A worker rank: its main thread is the
- * same kind of bridge, with the pool's worker loop (mproc_pool_worker_serve) on a thread of its own over a local pipe,
- * one session per pool (several at once when pools overlap).
+ * Rank 0: the pool engine sees each worker as a local connection (an mproc_pipe) that carries its
+ * tasks, and a reply ring (mproc_pool_replies, the backend's hands_replies). The bridge thread makes
+ * every MPI call: it sends what the engine writes on a worker's connection to the worker's rank, and puts
+ * the replies that come back into the worker's ring; what must still go on the connection (a reply too
+ * long for the ring, the "W" that wakes a sleeping engine, the end) is written by a writer thread, so
+ * the bridge never waits on the engine. A worker rank: its main thread reads MPI itself and runs each
+ * pool's worker (mproc_pool_worker_open/_feed) on the messages, one session per pool (several at once
+ * when pools overlap, served in turn); it sends the replies of a batch of tasks back together.
  *
  * The messages between rank 0 and rank r, on a duplicate of MPI_COMM_WORLD, one tag; each one
  * [u8 kind] [u64 session] [payload]:
  *   0 -> r  'O' open session: the payload is the worker's settings (boot)
- *   both    'D' one message of the session's connection
- *   both    'C' the session's connection ended (0 -> r: the pool ended the worker; r -> 0: the worker
- *               loop ended by itself)
+ *   0 -> r  'D' one message of the session's connection
+ *   r -> 0  'R' replies: [u64 k] k x ([u64 len] [a reply])
+ *   both    'C' the session ended (0 -> r: the pool ended the worker; r -> 0: the worker ended by itself)
  *   0 -> r  'F' finalize: r ends its sessions and answers 'F', then finalizes and exits
  * MPI keeps the order of messages between two ranks, so a session's messages come in order and a
- * session opened while the previous one still ends waits behind it. A 'D' of an old session is dropped.
+ * session opened while the previous one still ends waits behind it. A message of an old session is
+ * dropped.
  *
- * Nothing here blocks inside MPI (Open MPI's waits spin): the bridges poll with MPI_Iprobe and MPI_Test,
- * sends are MPI_Isend, and a bridge waits between polls as `pacer` says: at once, 50 us naps, 1 ms
- * waits on its local connections (mproc_wait) once quiet. */
+ * Nothing here blocks inside MPI (Open MPI's waits spin without end): the bridges poll with MPI_Iprobe
+ * and MPI_Test, sends are MPI_Isend, and a bridge waits between polls as `pacer` says: it yields the CPU
+ * while messages flow, naps 50 us once they paused, and waits 1 ms at a time once quiet. */
 #include <mpi.h>
 #include <pthread.h>
 #include <sched.h>
@@ -36,11 +40,13 @@
 #include "mproc/pool_backend.h"
 
 enum { TAG = 7731, HDR = 9 };
-enum { OPEN = 'O', DATA = 'D', CLOSE = 'C', FIN = 'F' };
+enum { OPEN = 'O', DATA = 'D', REPLIES = 'R', CLOSE = 'C', FIN = 'F' };
 #define QUICK_NS 1000000   /* tasks under 1 ms, the trip through the bridges included, are sent ahead */
-#define SPIN_ROUNDS 10     /* polls right after a message (each after a sched_yield) */
-#define ACTIVE_NS 2000000L /* then naps of NAP_NS between polls, for 2 ms since the last message */
+#define SPIN_NS 200000L    /* polls with a yield of the CPU between them, for 200 us since the last message */
+#define ACTIVE_NS 2000000L /* then naps of NAP_NS between polls, until 2 ms since the last message */
 #define NAP_NS 50000L
+#define HOLD_NS 50000L /* a worker rank sends its replies once a batch ends, or the oldest waited this long */
+#define HOLD_MAX 32    /* or this many are held */
 
 /* A send in flight. */
 typedef struct sending {
@@ -53,7 +59,8 @@ typedef struct link {
   int rank;
   uint64_t session;
   mproc_connection *conn;
-  unsigned char *open; /* an 'O' still to send (made by start, sent by the bridge) */
+  mproc_pool_replies *replies; /* the worker's ring in the engine */
+  unsigned char *open;         /* an 'O' still to send (made by start, sent by the bridge) */
   size_t open_len;
 } link;
 
@@ -161,26 +168,23 @@ static int irecv(int from, unsigned char **buf, size_t *len, int *src) {
   return 1;
 }
 
-/* How a bridge waits between its polls. Right after a message it polls again at once (SPIN_ROUNDS
- * times, yielding the CPU in between); while messages came within ACTIVE_NS it naps NAP_NS between
- * polls (a task's reply from another rank is noticed within about that); once quiet longer it waits on
- * its local connections 1 ms at a time. */
+/* How a bridge waits between its polls. For SPIN_NS after a message it polls again at once, yielding
+ * the CPU in between (the replies of quick tasks come every few microseconds, and a nap would leave the
+ * worker ranks idle); until ACTIVE_NS it naps NAP_NS between polls (a task's reply from another rank is
+ * noticed within about that); once quiet longer it waits on its local connections 1 ms at a time. */
 typedef struct pacer {
-  unsigned rounds; /* polls since the last progress */
-  int64_t last;    /* when the last progress was (mproc_monotonic_ns) */
+  int64_t last; /* when the last progress was (mproc_monotonic_ns) */
 } pacer;
 
 /* The timeout for the next wait on the local connections (0 or 1 ms), after napping if it is time to. */
 static int64_t pace(pacer *p, bool progress) {
-  if (progress) {
-    p->rounds = 0;
-    p->last = mproc_monotonic_ns();
-  }
-  if (p->rounds < SPIN_ROUNDS) {
-    if (p->rounds++) sched_yield();
+  int64_t now = mproc_monotonic_ns();
+  if (progress) p->last = now;
+  if (now - p->last < SPIN_NS) {
+    if (!progress) sched_yield();
     return 0;
   }
-  if (mproc_monotonic_ns() - p->last > ACTIVE_NS) return 1;
+  if (now - p->last > ACTIVE_NS) return 1;
   struct timespec ts = {0, NAP_NS};
   nanosleep(&ts, NULL);
   return 0;
@@ -245,6 +249,7 @@ static link *find_link(int r, uint64_t s) {
 /* With g.mu held: forget link l; its connection for the caller to destroy (the engine sees the end). */
 static mproc_connection *unlink_session(link *l) {
   mproc_connection *c = l->conn;
+  mproc_pool_replies_release(l->replies); /* (the bridge puts no more there) */
   free(l->open);
   *l = g.links[--g.nlinks];
   return c;
@@ -291,13 +296,14 @@ static void *writer_main(void *arg) {
   return NULL;
 }
 
-/* With g.mu held: queue msg (taken; NULL: the end of conn) for the writer. */
-static void to_writer(mproc_connection *conn, unsigned char *msg, size_t len) {
+/* With g.mu held: queue msg (taken; NULL: the end of conn) for the writer. false: out of memory (the
+ * message is lost: the caller ends the session). */
+static bool to_writer(mproc_connection *conn, unsigned char *msg, size_t len) {
   outgoing *o = (outgoing *)calloc(1, sizeof *o);
-  if (!o) { /* out of memory: the message is lost and the worker's task never answered; end it instead */
+  if (!o) {
     fprintf(stderr, "mproc_mpi: out of memory: a message from a worker rank is lost\n");
     free(msg);
-    return;
+    return false;
   }
   o->conn = conn;
   o->msg = msg;
@@ -308,6 +314,36 @@ static void to_writer(mproc_connection *conn, unsigned char *msg, size_t len) {
     w.head = o;
   w.tail = o;
   pthread_cond_signal(&w.cv);
+  return true;
+}
+
+/* With g.mu held: hand the replies of b (an 'R' message of len bytes for link l) to the worker's ring,
+ * and to the writer what must go on its connection. false: b is malformed, or more replies came than
+ * tasks went, or memory ran out: the caller ends the session. */
+static bool put_replies(link *l, const unsigned char *b, size_t len) {
+  const unsigned char *at = b + HDR, *end = b + len;
+  if (end - at < 8) return false;
+  uint64_t k = get_le64(at);
+  at += 8;
+  bool wake = false;
+  for (uint64_t i = 0; i < k; ++i) {
+    if (end - at < 8) return false;
+    uint64_t n = get_le64(at);
+    at += 8;
+    if ((uint64_t)(end - at) < n) return false;
+    int act = mproc_pool_replies_put(l->replies, at, (size_t)n);
+    if (act == MPROC_POOL_REPLY_WAKE) {
+      wake = true;
+    } else if (act == MPROC_POOL_REPLY_SEND) {
+      if (!to_writer(l->conn, message(DATA, l->session, at, (size_t)n), HDR + (size_t)n)) return false;
+    } else if (act != MPROC_POOL_REPLY_TAKEN) {
+      fprintf(stderr, "mproc_mpi: rank %d: %s\n", l->rank, mproc_last_error());
+      mproc_clear_error();
+      return false;
+    }
+    at += n;
+  }
+  return at == end && (!wake || to_writer(l->conn, message(DATA, l->session, "W", 1), HDR + 1));
 }
 
 static void *bridge_main(void *arg) {
@@ -316,7 +352,7 @@ static void *bridge_main(void *arg) {
   int *who = NULL;
   uint64_t *sess = NULL;
   size_t cap = 0;
-  pacer pc = {0, 0};
+  pacer pc = {0};
   for (bool stop = false, moved = false; !stop;) {
     bool progress = moved; /* (a message forwarded last round counts) */
     moved = false;
@@ -329,10 +365,11 @@ static void *bridge_main(void *arg) {
       uint64_t s = len >= HDR ? get_le64(b + 1) : 0;
       pthread_mutex_lock(&g.mu);
       link *l = find_link(src, s);
-      if (l && b[0] == DATA) {
-        to_writer(l->conn, b, len);
-        b = NULL;
-      } else if (l && b[0] == CLOSE) { /* the worker loop ended by itself */
+      if (l && b[0] == REPLIES && !put_replies(l, b, len)) { /* the worker is ended (it is told) */
+        to_writer(unlink_session(l), NULL, 0);
+        if (!isend(src, message(CLOSE, s, NULL, 0), HDR))
+          fprintf(stderr, "mproc_mpi: the end of a session could not be sent to rank %d\n", src);
+      } else if (l && b[0] == CLOSE) { /* the worker ended by itself */
         to_writer(unlink_session(l), NULL, 0);
       }
       pthread_mutex_unlock(&g.mu);
@@ -413,7 +450,8 @@ static bool start_bridge(void) {
   return false;
 }
 
-static int backend_start(void *ctx, size_t slot, const void *boot, size_t boot_len, mproc_connection *conn) {
+static int backend_start(void *ctx, size_t slot, const void *boot, size_t boot_len, mproc_connection *conn,
+                         mproc_pool_replies *replies) {
   (void)ctx;
   char why[256];
   int r = (int)slot + 1;
@@ -447,6 +485,7 @@ static int backend_start(void *ctx, size_t slot, const void *boot, size_t boot_l
       l->open_len = HDR + boot_len;
       l->session = g.sessions;
       l->conn = conn;
+      l->replies = replies;
       ++g.nlinks;
     }
   }
@@ -485,7 +524,7 @@ static void end_workers(void) {
   for (int r = 1; r < g.size; ++r)
     if (!isend(r, message(FIN, 0, NULL, 0), HDR)) fprintf(stderr, "mproc_mpi: could not finalize rank %d\n", r);
   /* Take (and drop) what the ranks still send until each one answered 'F'; then ours are all taken. */
-  pacer pc = {0, 0};
+  pacer pc = {0};
   for (int answered = 0; answered < g.size - 1 || g.nsends;) {
     unsigned char *b;
     size_t len;
@@ -515,96 +554,124 @@ int mproc_mpi_size(void) { return g.up ? g.size : 1; }
 
 /* ---- a worker rank ---------------------------------------------------------------------------------- */
 
+/* A pool's worker on this rank. Its replies are gathered into one 'R' message (out) and sent once the
+ * message that asked for them has been served, or once HOLD_MAX are held or the oldest is HOLD_NS old. */
 typedef struct session {
   uint64_t id;
-  mproc_connection *mine, *theirs; /* the bridge's end, the worker loop's */
-  unsigned char *boot;             /* the 'O' message: the settings from HDR on */
-  size_t boot_len;
-  pthread_t thr;
+  mproc_pool_worker *w;
+  unsigned char *out; /* [R][id][k], then k x ([len][reply]) */
+  size_t len, cap;
+  uint64_t k;
+  int64_t first; /* when the oldest held reply was made */
+  bool lost;     /* replies could not go: the session ends */
 } session;
 
-static void *worker_thread(void *arg) {
-  session *s = (session *)arg;
-  int rc = mproc_pool_worker_serve(s->theirs, s->boot + HDR, s->boot_len - HDR);
-  if (rc && rc != MPROC_EPIPE) { /* (EPIPE: rank 0 ended the session while a task ran, terminate) */
-    fprintf(stderr, "mproc_mpi: rank %d: the pool's worker ended: %s\n", g.rank, mproc_last_error());
-    mproc_clear_error();
+static void lost(void) { fprintf(stderr, "mproc_mpi: rank %d: a message to rank 0 could not go\n", g.rank); }
+
+/* Send the replies s holds. */
+static void flush(session *s) {
+  if (!s->k) return;
+  put_le64(s->out + HDR, s->k);
+  if (!isend(0, s->out, s->len)) {
+    lost();
+    s->lost = true;
   }
-  mproc_connection_destroy(s->theirs); /* the bridge sees the end */
-  s->theirs = NULL;
-  return NULL;
+  s->out = NULL;
+  s->len = s->cap = 0;
+  s->k = 0;
 }
 
-/* End session s and free it: its worker loop sees the end of its connection (after the task it runs). */
+/* The worker's reply function (mproc_pool_reply_fn): hold the reply. */
+static int hold(void *ctx, const void *reply, size_t n) {
+  session *s = (session *)ctx;
+  if (s->lost) return MPROC_EPIPE;
+  if (!s->k) s->len = HDR + 8;
+  if (s->cap - s->len < 8 + n || !s->out) {
+    size_t cap = s->cap ? s->cap : 4096;
+    while (cap - s->len < 8 + n) cap *= 2;
+    unsigned char *more = (unsigned char *)realloc(s->out, cap);
+    if (!more) return mproc_pool_backend_fail(MPROC_ENOMEM, "mpi: out of memory for a reply");
+    s->out = more;
+    s->cap = cap;
+  }
+  if (!s->k) {
+    s->out[0] = REPLIES;
+    put_le64(s->out + 1, s->id);
+    s->first = mproc_monotonic_ns();
+  }
+  put_le64(s->out + s->len, n);
+  memcpy(s->out + s->len + 8, reply, n);
+  s->len += 8 + n;
+  if (++s->k >= HOLD_MAX || mproc_monotonic_ns() - s->first >= HOLD_NS) flush(s);
+  return s->lost ? MPROC_EPIPE : 0;
+}
+
 static void end_session(session *s) {
-  mproc_connection_destroy(s->mine);
-  pthread_join(s->thr, NULL);
-  free(s->boot);
+  mproc_pool_worker_close(s->w);
+  free(s->out);
   free(s);
 }
 
-/* A session for the 'O' message msg (taken), its worker loop started; NULL when it could not start. */
-static session *open_session(unsigned char *msg, size_t len) {
+/* A session for the 'O' message b (len bytes), its worker open; NULL when it could not open (said why). */
+static session *open_session(const unsigned char *b, size_t len) {
   session *s = (session *)calloc(1, sizeof *s);
-  if (!s || mproc_pipe(true, &s->mine, &s->theirs) != 0) {
-    fprintf(stderr, "mproc_mpi: rank %d: %s\n", g.rank, s ? mproc_last_error() : "out of memory");
-    mproc_clear_error();
-    free(s);
-    free(msg);
+  if (!s) {
+    fprintf(stderr, "mproc_mpi: rank %d: out of memory\n", g.rank);
     return NULL;
   }
-  s->id = get_le64(msg + 1);
-  s->boot = msg;
-  s->boot_len = len;
-  if (pthread_create(&s->thr, NULL, worker_thread, s) != 0) {
-    mproc_connection_destroy(s->mine);
-    mproc_connection_destroy(s->theirs);
-    free(msg);
+  s->id = get_le64(b + 1);
+  if (mproc_pool_worker_open(b + HDR, len - HDR, hold, s, &s->w) != 0) {
+    fprintf(stderr, "mproc_mpi: rank %d: the pool's worker could not start: %s\n", g.rank, mproc_last_error());
+    mproc_clear_error();
     free(s);
     return NULL;
   }
   return s;
 }
 
-static void lost(void) { fprintf(stderr, "mproc_mpi: rank %d: a message to rank 0 could not go\n", g.rank); }
+/* Serve message b of session s (a 'D'): false once the session has ended (then rank 0 is told). */
+static bool serve_data(session *s, const unsigned char *b, size_t len) {
+  int rc = mproc_pool_worker_feed(s->w, b + HDR, len - HDR);
+  flush(s);
+  if (!rc && !s->lost) return true;
+  if (rc != 1 && !s->lost) { /* (1: the engine said it ends) */
+    fprintf(stderr, "mproc_mpi: rank %d: the pool's worker ended: %s\n", g.rank, mproc_last_error());
+    mproc_clear_error();
+  }
+  if (!isend(0, message(CLOSE, s->id, NULL, 0), HDR)) lost();
+  return false;
+}
 
 /* A worker rank's life: the sessions rank 0 opens, until its 'F'. */
 static void serve(void) {
   session **ss = NULL;
-  mproc_waitable *ws = NULL;
   size_t n = 0, cap = 0;
-  pacer pc = {0, 0};
-  for (bool fin = false, moved = false; !fin;) {
-    bool progress = moved;
-    moved = false;
+  pacer pc = {0};
+  for (bool fin = false; !fin;) {
+    bool progress = false;
     unsigned char *b;
     size_t len;
     int src;
     while (!fin && irecv(0, &b, &len, &src)) {
       progress = true;
       uint64_t id = len >= HDR ? get_le64(b + 1) : 0;
-      fin = len >= HDR && b[0] == FIN;
-      if (len >= HDR && b[0] == OPEN) {
+      int kind = len >= HDR ? b[0] : 0;
+      fin = kind == FIN;
+      size_t i = 0;
+      while (i < n && ss[i]->id != id) ++i;
+      if (kind == OPEN) {
         if (n == cap) {
           size_t c = cap ? 2 * cap : 4;
-          session **m1 = (session **)realloc(ss, c * sizeof *ss);
-          ss = m1 ? m1 : ss;
-          mproc_waitable *m2 = m1 ? (mproc_waitable *)realloc(ws, c * sizeof *ws) : NULL;
-          ws = m2 ? m2 : ws;
-          cap = m2 ? c : cap;
+          session **more = (session **)realloc(ss, c * sizeof *ss);
+          ss = more ? more : ss;
+          cap = more ? c : cap;
         }
         session *x = n < cap ? open_session(b, len) : NULL;
         if (x)
-          ss[n++] = x; /* b is the session's now */
+          ss[n++] = x;
         else if (!isend(0, message(CLOSE, id, NULL, 0), HDR))
           lost();
-        continue;
-      }
-      size_t i = 0;
-      while (i < n && ss[i]->id != id) ++i;
-      if (i < n && b[0] == DATA && mproc_connection_send_bytes(ss[i]->mine, b + HDR, len - HDR, 0, len - HDR) != 0)
-        mproc_clear_error(); /* the worker loop ended: its end comes through the wait below */
-      if (i < n && b[0] == CLOSE) {
+      } else if (i < n && ((kind == DATA && !serve_data(ss[i], b, len)) || kind == CLOSE)) {
         end_session(ss[i]);
         ss[i] = ss[--n];
       }
@@ -613,26 +680,12 @@ static void serve(void) {
     reap_sends();
     if (fin) break;
     int64_t ms = pace(&pc, progress);
-    if (!n) {
-      if (ms) sleep_ms(ms);
-      continue;
-    }
-    for (size_t i = 0; i < n; ++i) ws[i] = mproc_waitable_connection(ss[i]->mine);
-    size_t nready = 0;
-    if (mproc_wait(ws, n, ms, &nready) != 0) mproc_clear_error();
-    for (size_t i = n; i-- > 0;) {
-      if (!ws[i].ready) continue;
-      moved = true;
-      if (forward(ss[i]->mine, 0, ss[i]->id)) continue;
-      end_session(ss[i]); /* the worker loop ended by itself (rank 0 was told) */
-      ss[i] = ss[--n];
-    }
+    if (ms) sleep_ms(ms);
   }
   while (n) end_session(ss[--n]);
   free(ss);
-  free(ws);
   if (!isend(0, message(FIN, 0, NULL, 0), HDR)) lost();
-  for (pacer p2 = {0, 0}; g.nsends;) { /* rank 0 takes everything until our 'F' */
+  for (pacer p2 = {0}; g.nsends;) { /* rank 0 takes everything until our 'F' */
     reap_sends();
     int64_t ms = pace(&p2, false);
     if (ms) sleep_ms(ms);
@@ -683,6 +736,7 @@ int mproc_mpi_main_guard(int *argc, char ***argv) {
   g.backend.quick_ns = QUICK_NS;
   g.backend.start = backend_start;
   g.backend.ctx = NULL;
+  g.backend.hands_replies = true;
   if (g.we_initialized) atexit(finalize_at_exit);
   return 0;
 }

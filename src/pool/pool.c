@@ -55,14 +55,21 @@ typedef struct arena {
 typedef struct task {
   struct task *next;
   mproc_async_result *r;
-  size_t fn;       /* index in the pool's table */
-  size_t first, n; /* the result's items it computes (an array task: none) */
-  mproc__buf msg;  /* the task message */
-  int64_t started; /* when its worker began it */
-  arena *arena;    /* an array task ('A'): its map's arena (the header, and what was copied) */
-  arena *lent[2];  /* ... and the caller's blocks where its inputs, its outputs lie (or NULL) */
-  size_t chunk;    /* an array task: the records per claim */
+  size_t fn;                /* index in the pool's table */
+  size_t first, n;          /* the result's items it computes (an array task: none) */
+  mproc__buf msg;           /* the task message */
+  int64_t started;          /* when its worker began it */
+  arena *arena;             /* an array task ('A'): its map's arena (the header, and what was copied) */
+  arena *lent[2];           /* ... and the caller's blocks where its inputs, its outputs lie (or NULL) */
+  size_t chunk;             /* an array task: the records per claim */
+  struct task_block *block; /* a map's tasks built at once: the block it and its message lie in (or NULL) */
 } task;
+
+/* A map's tasks and their messages in one allocation (task_block_new): one malloc for a map of many
+ * small tasks instead of two per task. Freed with its last task. */
+typedef struct task_block {
+  volatile uint64_t live; /* its tasks not freed yet */
+} task_block;
 
 struct mproc_async_result {
   core *k;
@@ -111,8 +118,13 @@ typedef struct worker {
   mproc_process *proc; /* a process worker */
   mproc__thread *thr;  /* a thread worker */
   mproc_connection *conn;
-  mproc__pool_ring *ring; /* its replies (or NULL: they come on conn) */
-  bool ended;             /* its connection ended, perhaps with replies left in the ring */
+  mproc__pool_ring *ring;      /* its replies (or NULL: they come on conn) */
+  mproc_pool_replies *replies; /* a backend's worker's ring, shared with the backend (or NULL) */
+  bool ended;                  /* its connection ended, perhaps with replies left in the ring */
+  /* A reply its ring's slot sends on the connection, received before the replies ahead of it in the ring
+   * were taken (the ring looked empty, then filled while the message came): kept until its slot is next. */
+  char *held;
+  size_t held_len;
   task *inflight[WINDOW]; /* oldest first: [0] is running (or next to) */
   size_t ninflight;
   size_t inbytes;   /* the task messages in flight */
@@ -140,6 +152,7 @@ struct mproc_pool {
   mproc__buf worker_arg;   /* a process worker's argument bytes, but its slot */
   mproc_value *slots;      /* process workers: each slot's reply ring (pool_internal.h), shared */
   mproc__pool_ring *rings; /* those rings (a ThreadPool's: on the heap); NULL for a backend's workers */
+  bool ringed;             /* the workers reply through rings (rings, or a backend's hands_replies) */
   mproc__zygote *zygote;   /* fork workers: forks those started once the result thread runs (zygote.h) */
   bool threaded;           /* the result thread is (about to be) running */
   worker *w;
@@ -295,6 +308,10 @@ static void task_free(task *t) {
   if (t->arena) arena_unuse(t->arena);
   for (int i = 0; i < 2; ++i)
     if (t->lent[i]) arena_unuse(t->lent[i]);
+  if (t->block) {
+    if (mproc__atomic_add64(&t->block->live, (uint64_t)-1) == 1) free(t->block);
+    return;
+  }
   mproc__buf_free(&t->msg);
   free(t);
 }
@@ -332,6 +349,50 @@ static task *task_new(mproc_async_result *r, size_t fn, size_t first, size_t n, 
       t = NULL;
     }
   return t;
+}
+
+#define BLOCK_MAX ((size_t)16 << 20) /* a map whose task messages take more: a buffer per task */
+
+/* The tasks of r's inputs in[0..n), `chunk` a task, in one block, linked from *first; how many there are
+ * in *ntasks. 0; 1 when they would take more than BLOCK_MAX (build them one by one instead); or
+ * MPROC_ENOMEM. */
+static int task_block_new(mproc_async_result *r, size_t fn, const mproc_bytes *in, size_t n, size_t chunk, task **first,
+                          size_t *ntasks) {
+  size_t nt = (n + chunk - 1) / chunk, head = (sizeof(task_block) + sizeof(task) - 1) / sizeof(task) * sizeof(task);
+  size_t bytes = head + nt * sizeof(task);
+  for (size_t i = 0; i < n; ++i) {
+    bytes += 8 + in[i].len;
+    if (bytes > BLOCK_MAX) return 1;
+  }
+  bytes += nt * 17; /* each message's head: 'T', the function, the count */
+  task_block *b = (task_block *)calloc(1, bytes);
+  if (!b) return MPROC_ENOMEM;
+  b->live = nt;
+  task *ts = (task *)(void *)((unsigned char *)b + head);
+  char *at = (char *)(ts + nt);
+  for (size_t k = 0, i = 0; k < nt; ++k) {
+    task *t = &ts[k];
+    t->r = r;
+    t->fn = fn;
+    t->first = i;
+    t->n = n - i < chunk ? n - i : chunk;
+    t->block = b;
+    t->next = k + 1 < nt ? &ts[k + 1] : NULL;
+    t->msg.data = at;
+    *at = MPROC__POOL_TASK;
+    mproc__wire_put_le64((unsigned char *)at + 1, fn);
+    mproc__wire_put_le64((unsigned char *)at + 9, t->n);
+    at += 17;
+    for (size_t e = i + t->n; i < e; ++i) {
+      mproc__wire_put_le64((unsigned char *)at, in[i].len);
+      if (in[i].len) memcpy(at + 8, in[i].data, in[i].len);
+      at += 8 + in[i].len;
+    }
+    t->msg.len = t->msg.cap = (size_t)(at - t->msg.data);
+  }
+  *first = ts;
+  *ntasks = nt;
+  return 0;
 }
 
 static bool worker_live(const struct worker *w);
@@ -586,11 +647,29 @@ static void thread_worker_main(void *arg) {
   free(tw);
 }
 
+/* A backend's worker's ring (mproc/pool_backend.h), with a reference for the engine and one for the
+ * backend. */
+struct mproc_pool_replies {
+  volatile uint32_t refs;
+  mproc__pool_ring ring;
+};
+
+int mproc_pool_replies_put(mproc_pool_replies *r, const void *reply, size_t len) {
+  MPROC__CHECK_ARG(!r || (!reply && len), "r and reply must be set");
+  return mproc__pool_ring_put(&r->ring, reply, len);
+}
+
+void mproc_pool_replies_release(mproc_pool_replies *r) {
+  if (r && mproc__atomic_add32(&r->refs, (uint32_t)-1) == 1) free(r);
+}
+
 static int start_worker(mproc_pool *p, size_t slot) {
   worker *w = &p->w[slot];
   uint64_t gen = w->gen;
-  free(w->arenas); /* the new worker has none */
+  mproc_pool_replies_release(w->replies); /* the last worker's: every reply in it was taken */
+  free(w->arenas);                        /* the new worker has none */
   mproc__buf_free(&w->batch);
+  mproc_free(w->held); /* (NULL: whatever the last worker sent was taken, unless it ended inside a run) */
   memset(w, 0, sizeof *w);
   w->gen = gen + 1;
   mproc_connection *mine = NULL, *theirs = NULL;
@@ -601,8 +680,21 @@ static int start_worker(mproc_pool *p, size_t slot) {
     memset(w->ring, 0, offsetof(mproc__pool_ring, slot));
   }
   if (p->o.backend) {
-    rc = p->o.backend->start(p->o.backend->ctx, slot, p->worker_arg.data, p->worker_arg.len, theirs);
-    if (!rc) theirs = NULL; /* the backend's */
+    mproc_pool_replies *rep = NULL;
+    if (p->o.backend->hands_replies) {
+      rep = (mproc_pool_replies *)calloc(1, sizeof *rep);
+      if (!rep) {
+        mproc_connection_destroy(mine);
+        mproc_connection_destroy(theirs);
+        return mproc__fail(MPROC_ENOMEM, "pool: out of memory");
+      }
+      rep->refs = 2;
+      w->replies = rep;
+      w->ring = &rep->ring;
+    }
+    rc = p->o.backend->start(p->o.backend->ctx, slot, p->worker_arg.data, p->worker_arg.len, theirs, rep);
+    if (!rc) theirs = NULL; /* the backend's, and its reference to rep */
+    if (rc) mproc_pool_replies_release(rep);
   } else if (p->o.threads) {
     thread_worker *tw = (thread_worker *)calloc(1, sizeof *tw);
     if (!tw) rc = mproc__fail(MPROC_ENOMEM, "pool: out of memory");
@@ -753,6 +845,10 @@ static void fail_pending(mproc_pool *p, int code, const char *message, bool call
   if (left) wake_result_thread(p);
 }
 
+/* The room an output of olen bytes takes in its chunk's block: aligned as malloc's blocks are, and never
+ * none (each item's data is its own address). */
+static size_t output_room(size_t olen) { return (olen + 15) / 16 * 16 + 16 * (olen == 0); }
+
 static void take_reply(mproc_pool *p, worker *w, const char *msg, size_t len, callback_call *cb) {
   task *t = w->inflight[0];
   memmove(w->inflight, w->inflight + 1, --w->ninflight * sizeof *w->inflight);
@@ -775,7 +871,7 @@ static void take_reply(mproc_pool *p, worker *w, const char *msg, size_t len, ca
     for (mproc__wire_reader sizes = rd; !r->lazy && t->n > 1 && !sizes.bad && at < t->n; ++at) {
       size_t olen;
       (void)mproc__wire_get_bytes(&sizes, &olen, "an output");
-      block += (olen + 15) / 16 * 16 + 16 * (olen == 0); /* each output aligned as malloc's are */
+      block += output_room(olen);
     }
     char *base = NULL;
     at = 0;
@@ -787,7 +883,7 @@ static void take_reply(mproc_pool *p, worker *w, const char *msg, size_t len, ca
       if (block && !base && i == 0) base = (char *)malloc(block); /* (the first item frees it) */
       it->data = base ? base + at : malloc(olen ? olen : 1);
       it->borrowed = base && i > 0;
-      at += (olen + 15) / 16 * 16 + 16 * (olen == 0);
+      at += output_room(olen);
       if (!it->data) {
         became = result_fail(r, MPROC_ENOMEM, t->first + i, "pool: out of memory for a task's output", true);
         break;
@@ -934,6 +1030,15 @@ static bool all_idle(const mproc_pool *p) {
   return true;
 }
 
+/* The slot of w's ring that holds its next reply, or NULL: no ring, or nothing in it (on the result thread,
+ * its only reader). */
+static const mproc__pool_reply *ring_head(const worker *w) {
+  const mproc__pool_ring *g = w->ring;
+  if (!g) return NULL;
+  uint64_t head = mproc__atomic_load64_relaxed(&g->head);
+  return head != mproc__atomic_load64(&g->tail) ? &g->slot[head % MPROC__POOL_RING] : NULL;
+}
+
 /* What next_reply found. */
 enum { REPLY_NONE, REPLY_RING, REPLY_CONN, REPLY_END };
 
@@ -948,14 +1053,20 @@ static int next_reply(worker *w, bool *conn_ready, const char **data, size_t *le
   for (;;) {
     mproc__pool_ring *g = w->ring;
     bool elsewhere = false; /* the ring's next reply is on the connection */
-    if (g && mproc__atomic_load64_relaxed(&g->head) != mproc__atomic_load64(&g->tail)) {
-      const mproc__pool_reply *r = &g->slot[g->head % MPROC__POOL_RING];
+    const mproc__pool_reply *r = ring_head(w);
+    if (r) {
       uint64_t l = r->len;
       elsewhere = l == MPROC__POOL_RING_ELSEWHERE;
       if (!elsewhere && l > sizeof r->data) return REPLY_END;
       if (!elsewhere) {
         *data = (const char *)r->data;
         *len = (size_t)l;
+        return REPLY_RING;
+      }
+      if (w->held) { /* it came already */
+        *data = *msg = w->held;
+        *len = w->held_len;
+        w->held = NULL;
         return REPLY_RING;
       }
     }
@@ -974,7 +1085,18 @@ static int next_reply(worker *w, bool *conn_ready, const char **data, size_t *le
       *msg = NULL;
       continue;
     }
-    if (g && !elsewhere) return REPLY_END; /* a reply its ring does not announce */
+    if (g && !elsewhere) {
+      /* The ring was empty when read; the worker puts a reply in its slot before it sends it, so the slot is
+       * there now, perhaps behind replies put in the ring since: the message waits for its turn. */
+      r = ring_head(w);
+      if (!r) return REPLY_END; /* a reply its ring does not announce */
+      if (r->len != MPROC__POOL_RING_ELSEWHERE) {
+        w->held = *msg;
+        w->held_len = *len;
+        *msg = NULL;
+        continue;
+      }
+    }
     *data = *msg;
     return g ? REPLY_RING : REPLY_CONN;
   }
@@ -983,10 +1105,8 @@ static int next_reply(worker *w, bool *conn_ready, const char **data, size_t *le
 /* Whether a worker's ring holds a reply to take now (on the result thread): not one whose slot sends it on
  * the connection, whose readiness tells when it has come (no spinning while a long one arrives). */
 static bool ring_has(const worker *w) {
-  if (!w->ring) return false;
-  uint64_t head = mproc__atomic_load64_relaxed(&w->ring->head);
-  return head != mproc__atomic_load64(&w->ring->tail) &&
-         w->ring->slot[head % MPROC__POOL_RING].len != MPROC__POOL_RING_ELSEWHERE;
+  const mproc__pool_reply *r = ring_head(w);
+  return r && (r->len != MPROC__POOL_RING_ELSEWHERE || w->held);
 }
 
 /* Tell every worker with a ring that the result thread is about to sleep (asleep true), or that it is
@@ -1017,6 +1137,14 @@ static void serve_worker(mproc_pool *p, worker *w, bool conn_ready, bool proc_en
       take_reply(p, w, data, len, &cb);
       if (got == REPLY_RING) mproc__atomic_store64(&w->ring->head, w->ring->head + 1); /* its slot is free */
       more = true;
+      /* the ring's next replies too, while no callback waits: one lock and one pump for a run of them */
+      while (!cb.r && w->ninflight && w->gen == gen && ring_has(w)) {
+        mproc_free(msg); /* (a reply taken: a held one may come next) */
+        msg = NULL;
+        if (next_reply(w, &conn_ready, &data, &len, &msg) != REPLY_RING) break;
+        take_reply(p, w, data, len, &cb);
+        mproc__atomic_store64(&w->ring->head, w->ring->head + 1);
+      }
     } else if (got != REPLY_NONE || (proc_ended && w->proc && w->ninflight == 0)) {
       worker_died(p, w, &cb); /* its end (or a reply nobody asked for); with a task in flight, a process's
                                  end is seen on its connection, after any last reply */
@@ -1064,7 +1192,7 @@ static void result_thread(void *arg) {
         if (end < soonest) soonest = end;
       }
     }
-    bool slept = !busy && p->rings;
+    bool slept = !busy && p->ringed;
     if (slept) busy = say_asleep(p, true);
     mproc__pal_mutex_unlock(p->k->mu);
     int64_t ms = busy ? 0 : soonest == INT64_MAX ? MPROC_INFINITE : mproc__ms_until(soonest);
@@ -1153,8 +1281,10 @@ static void pool_free(mproc_pool *p) {
       arena_free(a);
     }
   for (size_t i = 0; p->w && i < p->nw; ++i) {
+    mproc_pool_replies_release(p->w[i].replies);
     free(p->w[i].arenas);
     mproc__buf_free(&p->w[i].batch);
+    mproc_free(p->w[i].held);
   }
   for (size_t i = 0; i < p->nfns; ++i) mproc__buf_free(&p->refs[i]);
   free(p->refs);
@@ -1216,6 +1346,7 @@ int mproc_pool_create(mproc_pool **out, const mproc_pool_opts *opts) {
   }
   if (!rc && p->o.threads && !(p->rings = (mproc__pool_ring *)calloc(p->nw, sizeof *p->rings)))
     rc = mproc__fail(MPROC_ENOMEM, "pool_create: out of memory");
+  p->ringed = p->rings || (be && be->hands_replies);
   if (!rc && !p->o.threads) {
     mproc__buf ref = {0};
     if (p->o.initializer) rc = mproc__pal_fn_locate((void *)p->o.initializer, &ref);
@@ -1302,7 +1433,10 @@ static int submit(mproc_pool *p, mproc_task_fn fn, const mproc_bytes *in, size_t
   size_t fn_i = 0;
   if (!rc) rc = fn_index(p, (void *)fn, &fn_i);
   mproc__pal_mutex_unlock(p->k->mu);
-  for (size_t at = 0; at < n && !rc; at += chunk) {
+  int blocked = rc || !n ? 1 : task_block_new(r, fn_i, in, n, chunk, &first, &ntasks);
+  if (blocked == MPROC_ENOMEM) rc = mproc__fail(MPROC_ENOMEM, "%s: out of memory", call);
+  if (!blocked) last = &first[ntasks - 1];
+  for (size_t at = 0; at < n && !rc && blocked == 1; at += chunk) {
     task *t = task_new(r, fn_i, at, n - at < chunk ? n - at : chunk, in + at);
     if (!t) {
       rc = mproc__fail(MPROC_ENOMEM, "%s: out of memory", call);

@@ -16,9 +16,9 @@
  *   'R' [u64 0] [u64 n] n x ([u64 len] [bytes])                               the outputs
  *   'R' [u64 code] [u64 item] [u64 len] [message]                             item failed with code
  *   'R' [u64 0] [u64 0]                                                        an array map's part done
- * A worker with a reply ring (below: a process or thread worker of a local pool; not a backend's) writes
- * each reply into its ring, and one that does not fit a slot goes on the connection, its slot saying so;
- * then the only other message it sends is
+ * A worker with a reply ring (below: a process or thread worker of a local pool, or a backend's that
+ * hands replies, mproc/pool_backend.h) writes each reply into its ring, and one that does not fit a
+ * slot goes on the connection, its slot saying so; then the only other message it sends is
  *   'W'                                                                        the ring has replies
  * once after the parent said it sleeps.
  * A worker ends at 'Q' or the end of its connection; one that ran its maxtasksperchild tasks ends by
@@ -94,6 +94,11 @@ typedef struct mproc__pool_ring {
   unsigned char pad1[52];
   mproc__pool_reply slot[MPROC__POOL_RING];
 } mproc__pool_ring;
+
+/* Write one reply into ring g, as its writer (the worker, or a backend for it): a MPROC_POOL_REPLY_
+ * value (mproc/pool_backend.h: what else the writer must send on the connection), or MPROC_ESTATE when
+ * the ring is full (more replies than tasks in flight). */
+int mproc__pool_ring_put(mproc__pool_ring *g, const void *reply, size_t len);
 
 /* A worker's settings. */
 typedef struct mproc__pool_worker_cfg {

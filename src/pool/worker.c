@@ -172,28 +172,26 @@ static int run_array(mproc_record_fn fn, mproc__wire_reader *r, const arenas *as
   return rc;
 }
 
-/* Send the parent a task's reply: into the worker's ring where it has one (pool_internal.h), else, or when
- * it does not fit a slot, on its connection. */
-static int send_reply(mproc_connection *c, mproc__pool_ring *g, const mproc__buf *reply) {
-  if (!g) return mproc_connection_send_bytes(c, reply->data, reply->len, 0, reply->len);
-  uint64_t t = mproc__atomic_load64_relaxed(&g->tail); /* (its own) */
+int mproc__pool_ring_put(mproc__pool_ring *g, const void *reply, size_t len) {
+  uint64_t t = mproc__atomic_load64_relaxed(&g->tail); /* (the writer's own) */
   if (t - mproc__atomic_load64(&g->head) >= MPROC__POOL_RING)
-    return mproc__fail(MPROC_ESYS, "pool worker: more replies than tasks in flight");
+    return mproc__fail(MPROC_ESTATE, "pool worker: more replies than tasks in flight");
   mproc__pool_reply *s = &g->slot[t % MPROC__POOL_RING];
-  bool fits = reply->len <= sizeof s->data;
-  if (fits) memcpy(s->data, reply->data, reply->len);
-  s->len = fits ? reply->len : MPROC__POOL_RING_ELSEWHERE;
-  mproc__atomic_store64(&g->tail, t + 1); /* publishes it; and before `asleep` is read */
-  if (!fits) return mproc_connection_send_bytes(c, reply->data, reply->len, 0, reply->len); /* (wakes it) */
-  if (mproc__atomic_load32(&g->asleep) && mproc__atomic_xchg32(&g->asleep, 0))
-    return mproc_connection_send_bytes(c, "W", 1, 0, 1);
-  return 0;
+  bool fits = len <= sizeof s->data;
+  if (fits) memcpy(s->data, reply, len);
+  s->len = fits ? len : MPROC__POOL_RING_ELSEWHERE;
+  mproc__atomic_store64(&g->tail, t + 1);  /* publishes it; and before `asleep` is read */
+  if (!fits) return MPROC_POOL_REPLY_SEND; /* (its message wakes the parent) */
+  if (mproc__atomic_load32(&g->asleep) && mproc__atomic_xchg32(&g->asleep, 0)) return MPROC_POOL_REPLY_WAKE;
+  return MPROC_POOL_REPLY_TAKEN;
 }
 
 /* A worker loop's state. */
 typedef struct loop_state {
-  mproc_connection *c;
+  mproc_connection *c; /* (NULL: a worker driven by its caller, which gets the replies from reply) */
   const mproc__pool_worker_cfg *cfg;
+  mproc_pool_reply_fn reply_fn;
+  void *reply_ctx;
   mproc_task_fn *fns; /* the functions defined to it ('F'), by index */
   size_t nfns;
   arenas as;
@@ -201,6 +199,16 @@ typedef struct loop_state {
   mproc_task task;  /* a task's output, kept from task to task while it stays small */
   mproc__buf reply; /* a reply, the same */
 } loop_state;
+
+/* Send the parent a task's reply: to the caller's function, or into the worker's ring where it has one
+ * (pool_internal.h), else, or when it does not fit a slot, on its connection. */
+static int send_reply(loop_state *s, const mproc__buf *reply) {
+  if (s->reply_fn) return s->reply_fn(s->reply_ctx, reply->data, reply->len);
+  int act = s->cfg->ring ? mproc__pool_ring_put(s->cfg->ring, reply->data, reply->len) : MPROC_POOL_REPLY_SEND;
+  if (act == MPROC_POOL_REPLY_SEND) return mproc_connection_send_bytes(s->c, reply->data, reply->len, 0, reply->len);
+  if (act == MPROC_POOL_REPLY_WAKE) return mproc_connection_send_bytes(s->c, "W", 1, 0, 1);
+  return act;
+}
 
 #define KEEP_BUFFER (256u << 10) /* a buffer the loop keeps for the next task: at most this */
 
@@ -238,7 +246,8 @@ static int serve_message(loop_state *s, const char *msg, size_t len, bool in_bat
       s->fns[index] = (mproc_task_fn)fn;
     }
   } else if (kind == MPROC__POOL_ARENA) {
-    rc = arena_keep(s->c, &s->as, index);
+    rc = s->c ? arena_keep(s->c, &s->as, index)
+              : mproc__fail(MPROC_ENOTSUP, "pool worker: shared memory (the array path) needs a connection");
   } else if (kind == MPROC__POOL_UNMAP) {
     arena_drop(&s->as, index);
   } else if ((kind == MPROC__POOL_TASK || kind == MPROC__POOL_ARRAY) && index < s->nfns && s->fns[index]) {
@@ -248,7 +257,7 @@ static int serve_message(loop_state *s, const char *msg, size_t len, bool in_bat
       rc = run_task(s->fns[index], &r, &s->task, reply);
     else
       rc = run_array((mproc_record_fn)(void (*)(void))s->fns[index], &r, &s->as, reply);
-    if (!rc) rc = send_reply(s->c, s->cfg->ring, reply);
+    if (!rc) rc = send_reply(s, reply);
     keep_or_free(reply);
     keep_or_free(&s->task.out);
     ++s->done;
@@ -259,12 +268,24 @@ static int serve_message(loop_state *s, const char *msg, size_t len, bool in_bat
   return rc;
 }
 
-int mproc__pool_worker_loop(mproc_connection *c, const mproc__pool_worker_cfg *cfg) {
+static void loop_begin(loop_state *s, mproc_connection *c, const mproc__pool_worker_cfg *cfg) {
+  memset(s, 0, sizeof *s);
+  s->c = c;
+  s->cfg = cfg;
   if (cfg->initializer) cfg->initializer(cfg->initarg, cfg->initarg_size);
+}
+
+static void loop_end(loop_state *s) {
+  free(s->fns);
+  mproc__buf_free(&s->task.out);
+  mproc__buf_free(&s->reply);
+  while (s->as.n) arena_drop(&s->as, s->as.a[0].id);
+  free(s->as.a);
+}
+
+int mproc__pool_worker_loop(mproc_connection *c, const mproc__pool_worker_cfg *cfg) {
   loop_state s;
-  memset(&s, 0, sizeof s);
-  s.c = c;
-  s.cfg = cfg;
+  loop_begin(&s, c, cfg);
   int rc = 0;
   while (!rc) {
     char *msg = NULL;
@@ -277,11 +298,7 @@ int mproc__pool_worker_loop(mproc_connection *c, const mproc__pool_worker_cfg *c
       mproc_free(msg);
     }
   }
-  free(s.fns);
-  mproc__buf_free(&s.task.out);
-  mproc__buf_free(&s.reply);
-  while (s.as.n) arena_drop(&s.as, s.as.a[0].id);
-  free(s.as.a);
+  loop_end(&s);
   return rc == 1 ? 0 : rc;
 }
 
@@ -315,17 +332,55 @@ int mproc__pool_worker_main(const mproc_args *a) {
   return mproc__pool_worker_loop(a->connections[0], &cfg) ? 73 : 0;
 }
 
+/* A backend's worker's settings (what its start was given, pool_internal.h): 0, or an error. */
+static int read_boot(const void *boot, size_t boot_len, mproc__pool_worker_cfg *cfg, const char *call) {
+  mproc__wire_reader r = mproc__wire_reader_make(boot, boot_len);
+  memset(cfg, 0, sizeof *cfg);
+  cfg->maxtasks = mproc__wire_get_u64(&r, "maxtasks");
+  if (read_initializer(&r, cfg) == 0) return 0;
+  return r.bad ? mproc__fail(MPROC_EINVAL, "%s: malformed settings (%s)", call, r.bad)
+               : mproc__fail(MPROC_ENOENT, "%s: the initializer is not found here: %s", call, mproc_last_error());
+}
+
 int mproc_pool_worker_serve(mproc_connection *c, const void *boot, size_t boot_len) {
   MPROC__CHECK_ARG(!c || (!boot && boot_len), "c and boot must be set");
-  mproc__wire_reader r = mproc__wire_reader_make(boot, boot_len);
   mproc__pool_worker_cfg cfg;
-  memset(&cfg, 0, sizeof cfg);
-  cfg.maxtasks = mproc__wire_get_u64(&r, "maxtasks");
-  if (read_initializer(&r, &cfg) != 0)
-    return r.bad ? mproc__fail(MPROC_EINVAL, "pool_worker_serve: malformed settings (%s)", r.bad)
-                 : mproc__fail(MPROC_ENOENT, "pool_worker_serve: the initializer is not found here: %s",
-                               mproc_last_error());
-  return mproc__pool_worker_loop(c, &cfg);
+  int rc = read_boot(boot, boot_len, &cfg, "pool_worker_serve");
+  return rc ? rc : mproc__pool_worker_loop(c, &cfg);
+}
+
+struct mproc_pool_worker {
+  mproc__pool_worker_cfg cfg;
+  loop_state s;
+};
+
+int mproc_pool_worker_open(const void *boot, size_t boot_len, mproc_pool_reply_fn reply, void *ctx,
+                           mproc_pool_worker **out) {
+  MPROC__CHECK_ARG(!out || !reply || (!boot && boot_len), "out, reply and boot must be set");
+  *out = NULL;
+  mproc_pool_worker *w = (mproc_pool_worker *)calloc(1, sizeof *w);
+  if (!w) return mproc__fail(MPROC_ENOMEM, "pool_worker_open: out of memory");
+  int rc = read_boot(boot, boot_len, &w->cfg, "pool_worker_open");
+  if (rc) {
+    free(w);
+    return rc;
+  }
+  loop_begin(&w->s, NULL, &w->cfg);
+  w->s.reply_fn = reply;
+  w->s.reply_ctx = ctx;
+  *out = w;
+  return 0;
+}
+
+int mproc_pool_worker_feed(mproc_pool_worker *w, const void *msg, size_t len) {
+  MPROC__CHECK_ARG(!w || (!msg && len), "w and msg must be set");
+  return serve_message(&w->s, (const char *)msg, len, false);
+}
+
+void mproc_pool_worker_close(mproc_pool_worker *w) {
+  if (!w) return;
+  loop_end(&w->s);
+  free(w);
 }
 
 bool mproc_pool_worker_may_serve(void) { return !mproc__pal_secure_exec(); }
