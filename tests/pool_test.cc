@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstddef>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -213,6 +215,66 @@ TEST_P(Pool, ApplyAndApplyAsyncWithCallbacks) {
   std::sort(seen.ok.begin(), seen.ok.end());
   EXPECT_EQ(seen.ok, (std::vector<int64_t>{0, 2, 4, 6, 8, 10, 12, 14, 16, 18}));
   EXPECT_EQ(seen.errors, 10);
+}
+
+// A burst of applies with outputs of many sizes (small ones fit where a result could keep them itself, a
+// way to save allocations that was measured: docs/PERFORMANCE.md): each comes back whole, aligned and its
+// result's own while others are destroyed around it (some before their reply came), their memory free
+// to serve later ones; mproc_pool_apply hands over a block the caller frees.
+TEST_P(Pool, ApplyOutputsOfEverySizeStayTheirResultsOwn) {
+  mproc_pool *p = make();
+  ASSERT_NE(p, nullptr);
+  auto pattern = [](size_t i, size_t len) {
+    std::string s(len, '\0');
+    for (size_t j = 0; j < len; ++j) s[j] = (char)(i * 31 + j * 7 + 1);
+    return s;
+  };
+  const size_t sizes[] = {0, 1, 7, 8, 15, 16, 17, 32, 255, 1000, 5000};
+  std::vector<std::string> ins;
+  for (size_t round = 0; round < 30; ++round)
+    for (size_t len : sizes) ins.push_back(pattern(ins.size(), len));
+  std::vector<mproc_async_result *> rs(ins.size());
+  for (size_t i = 0; i < ins.size(); ++i)
+    ASSERT_EQ(mproc_pool_apply_async(p, t_echo, ins[i].data(), ins[i].size(), nullptr, &rs[i]), 0)
+        << mproc_last_error();
+  for (size_t i = 0; i < rs.size(); i += 3) { // destroyed at once, most before their reply
+    mproc_async_result_destroy(rs[i]);
+    rs[i] = nullptr;
+  }
+  std::set<const void *> seen;
+  for (size_t i = 0; i < rs.size(); ++i) {
+    if (!rs[i]) continue;
+    ASSERT_EQ(mproc_async_result_get(rs[i], kLong), 0) << mproc_last_error();
+    const void *d = nullptr;
+    size_t len = 0;
+    ASSERT_EQ(mproc_async_result_item(rs[i], 0, &d, &len), 0);
+    ASSERT_EQ(std::string((const char *)d, len), ins[i]) << "result " << i;
+    EXPECT_EQ((uintptr_t)d % alignof(std::max_align_t), 0u) << "result " << i;
+    EXPECT_TRUE(seen.insert(d).second) << "result " << i << " shares its output with one still held";
+    if (i % 3 == 1) { // destroyed now (its memory may serve a later one): the results still held keep theirs
+      seen.erase(d);
+      mproc_async_result_destroy(rs[i]);
+      rs[i] = nullptr;
+    }
+  }
+  for (size_t i = 0; i < rs.size(); ++i) {
+    if (!rs[i]) continue;
+    const void *d = nullptr;
+    size_t len = 0;
+    ASSERT_EQ(mproc_async_result_item(rs[i], 0, &d, &len), 0);
+    EXPECT_EQ(std::string((const char *)d, len), ins[i]) << "result " << i;
+    mproc_async_result_destroy(rs[i]);
+  }
+  for (size_t len : sizes) { // the synchronous call hands its output over: the caller frees it
+    std::string in = pattern(len, len);
+    void *out = nullptr;
+    size_t out_len = 99;
+    ASSERT_EQ(mproc_pool_apply(p, t_echo, in.data(), in.size(), kLong, &out, &out_len), 0) << mproc_last_error();
+    ASSERT_NE(out, nullptr);
+    EXPECT_EQ(std::string((const char *)out, out_len), in);
+    mproc_free(out);
+  }
+  finish(p);
 }
 
 // CPython's Pool starts new workers for ever when its initializer fails, and a map waits for ever. Here

@@ -63,6 +63,7 @@ typedef struct task {
   arena *lent[2];           /* ... and the caller's blocks where its inputs, its outputs lie (or NULL) */
   size_t chunk;             /* an array task: the records per claim */
   struct task_block *block; /* a map's tasks built at once: the block it and its message lie in (or NULL) */
+  bool lone;                /* its result's only task (pump: that result cannot fail while it waits) */
 } task;
 
 /* A map's tasks and their messages in one allocation (task_block_new): one malloc for a map of many
@@ -358,7 +359,7 @@ static task *task_new(mproc_async_result *r, size_t fn, size_t first, size_t n, 
  * MPROC_ENOMEM. */
 static int task_block_new(mproc_async_result *r, size_t fn, const mproc_bytes *in, size_t n, size_t chunk, task **first,
                           size_t *ntasks) {
-  size_t nt = (n + chunk - 1) / chunk, head = (sizeof(task_block) + sizeof(task) - 1) / sizeof(task) * sizeof(task);
+  size_t nt = (n + chunk - 1) / chunk, head = (sizeof(task_block) + 15) / 16 * 16; /* (a task's alignment divides 16) */
   size_t bytes = head + nt * sizeof(task);
   for (size_t i = 0; i < n; ++i) {
     bytes += 8 + in[i].len;
@@ -603,7 +604,9 @@ static void pump(mproc_pool *p) {
       worker *w = &p->w[i];
       task *t = p->head;
       if (!has_room(p, w, t) || (idle_only && w->ninflight)) continue;
-      if (t->r->ready) { /* its result failed already (another chunk): drop it */
+      /* Its result failed already (another chunk): drop it. (A result's lone task: the result fails only
+       * once its task is dropped or running, and its line, cold when many tasks wait, is not read.) */
+      if (!t->lone && t->r->ready) {
         p->head = t->next;
         if (!p->head) p->tail = NULL;
         mproc_async_result *r = t->r;
@@ -1464,6 +1467,7 @@ static int submit(mproc_pool *p, mproc_task_fn fn, const mproc_bytes *in, size_t
   r->k = p->k;
   ++p->k->refs;
   r->tasks = ntasks;
+  if (ntasks == 1) first->lone = true;
   callback_call cb = {NULL, false};
   if (n == 0) { /* nothing to do: ready at once */
     result_succeed(r);
