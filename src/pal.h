@@ -669,12 +669,13 @@ int mproc__pal_child_events_open(mproc_os_handle *h);
 /* In a fork child of such a server: put the signal dispositions back and close the event handles. */
 void mproc__pal_child_events_close(void);
 /* Take the pending events, so that the handle becomes readable again only for an exit after this call.
- * Once per wake-up, before the mproc__pal_reap_any loop (never after it: an exit in between would be
+ * Once per wake-up, before the mproc__pal_reap loop (never after it: an exit in between would be
  * taken and not reaped until the next). */
 void mproc__pal_child_events_drain(void);
-/* Reap one ended child of this process, any: 1 with *pid and *code (exit status, or -signal), 0 when
- * none is left to reap. Called until 0: one event can stand for several exits. */
-int mproc__pal_reap_any(int64_t *pid, int *code);
+/* Reap one ended child of this process without waiting: `which` (a pid), or any (-1). 1 with *pid and
+ * *code (exit status, or -signal), 0 when none is left to reap (or `which` runs still, or is not ours).
+ * For any, called until 0: one event can stand for several exits. */
+int mproc__pal_reap(int64_t which, int64_t *pid, int *code);
 
 /* ==== listeners and clients (Listener/Client): src/posix/listen.c, src/win32/listen.c =================== */
 

@@ -1,16 +1,20 @@
 // Processes on POSIX only: what the fork start method promises about stdio and atexit.
 #include <gtest/gtest.h>
 
+#include <csignal>
 #include <cstdio>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <chrono>
 #include <thread>
+#include <vector>
 
 #ifdef __linux__
 #include <dirent.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/stat.h>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -209,6 +213,77 @@ TEST(ProcessLinux, ForkserverChildIsSignalledThroughItsPidfd) {
   EXPECT_EQ(count_pidfds(), before);
   mproc_connection_destroy(a);
   mproc_connection_destroy(b);
+}
+#endif
+
+#ifdef __linux__
+int t_abort(const mproc_args *a) {
+  (void)a;
+  abort();
+}
+
+// On Linux a child's sentinel is a pidfd under every start method: once poll says it is readable, the
+// child can be reaped, so join(0) succeeds and the exitcode is known, however the child ended. Under
+// forkserver the server, busy with starts, reaps lazily: the parent asks it for the status of a child
+// that could not leave its own on its link (a signal), instead of waiting for the server's next sweep.
+TEST(ProcessLinux, AReadySentinelMeansJoinSucceedsAtOnceHoweverTheChildEnded) {
+  for (mproc_start_method m : {MPROC_START_FORK, MPROC_START_SPAWN, MPROC_START_FORKSERVER}) {
+    for (int round = 0; round < 5; ++round) {
+      for (int how = 0; how < 3; ++how) {
+        SCOPED_TRACE(std::string(mproc_start_method_name(m)) + ", round " + std::to_string(round) + ", end " +
+                     std::to_string(how));
+        mproc_connection *a = nullptr, *b = nullptr;
+        ASSERT_EQ(mproc_pipe(true, &a, &b), 0);
+        mproc_connection *conns[] = {b};
+        mproc_process *p = nullptr;
+        ASSERT_EQ(mproc_process_create(&p, ptr(mproc_process_opts{
+                                               .target = how == 0 ? t_nothing : how == 1 ? t_abort : t_until_stopped,
+                                               .connections = conns,
+                                               .connection_count = 1,
+                                               .start_method = m})),
+                  0);
+        ASSERT_EQ(mproc_process_start(p), 0) << mproc_last_error();
+        if (how == 2) {
+          ASSERT_EQ(mproc_process_kill(p), 0) << mproc_last_error();
+        }
+        struct pollfd pfd = {(int)mproc_process_sentinel(p), POLLIN, 0};
+        ASSERT_EQ(poll(&pfd, 1, 60000), 1);
+        ASSERT_EQ(mproc_process_join(p, 0), 0) << mproc_last_error();
+        int code = 1;
+        EXPECT_TRUE(mproc_process_exitcode(p, &code));
+        static const int expected[] = {0, -SIGABRT, -SIGKILL};
+        EXPECT_EQ(code, expected[how]);
+        mproc_process_destroy(p);
+        mproc_connection_destroy(a);
+        mproc_connection_destroy(b);
+      }
+    }
+  }
+}
+
+// A fork server that is busy starting children reaps the ended ones at its next request (the parent has
+// their status from the child, or asks for it), and once no request has come for a while: a child that
+// ended does not stay a zombie after its parent stopped starting children.
+TEST(ProcessLinux, TheForkServerReapsItsEndedChildrenThoughNoStartFollows) {
+  std::vector<int64_t> pids;
+  for (int i = 0; i < 3; ++i) {
+    mproc_process *p = nullptr;
+    ASSERT_EQ(mproc_process_create(&p, ptr(mproc_process_opts{.target = t_nothing,
+                                                              .start_method = MPROC_START_FORKSERVER})),
+              0);
+    ASSERT_EQ(mproc_process_start(p), 0) << mproc_last_error();
+    ASSERT_EQ(mproc_process_join(p, MPROC_INFINITE), 0);
+    pids.push_back(mproc_process_pid(p));
+    mproc_process_destroy(p);
+  }
+  // no notice comes of a reap by another process: look until the kernel has forgotten each pid
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  for (int64_t pid : pids) {
+    const std::string stat = "/proc/" + std::to_string(pid) + "/stat";
+    while (access(stat.c_str(), F_OK) == 0 && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    EXPECT_NE(access(stat.c_str(), F_OK), 0) << "child " << pid << " is still a zombie of the fork server";
+  }
 }
 #endif
 

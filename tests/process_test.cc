@@ -322,6 +322,44 @@ TEST_P(ProcessTest, WaitOnARunningChildTimesOutUntilItEnds) {
   EXPECT_EQ(code, 0);
 }
 
+// Once the waitable says the child has ended, a join that does not wait succeeds and the exitcode is
+// known, however the child ended: by returning, by exit() in its target, by a signal of its own (abort) or
+// killed. Under forkserver the server, busy with starts, reaps lazily, and the parent asks it for the
+// status of a child that could not leave its own on its link.
+TEST_P(ProcessTest, AReadyWaitableMeansJoinSucceedsAtOnceHoweverTheChildEnded) {
+  for (int round = 0; round < 5; ++round) {
+    for (int how = 0; how < 4; ++how) {
+      SCOPED_TRACE("round " + std::to_string(round) + ", end " + std::to_string(how));
+      mproc_connection *a = nullptr;
+      mproc_process *p = nullptr;
+      auto o = opts(how == 0 ? t_return_arg_as_code : how == 1 ? t_exit_in_target : t_abort);
+      o.arg = "5";
+      o.arg_size = 1;
+      if (how == 3) {
+        p = start_linked(t_block_forever, &a); // destroyed at the end of the test
+        ASSERT_NE(p, nullptr);
+        ASSERT_EQ(mproc_process_kill(p), 0) << mproc_last_error();
+      } else {
+        p = start(o);
+        ASSERT_NE(p, nullptr);
+      }
+      mproc_waitable w[1] = {mproc_waitable_process(p)};
+      size_t nready = 0;
+      ASSERT_EQ(mproc_wait(w, 1, 60000, &nready), 0) << mproc_last_error();
+      ASSERT_EQ(mproc_process_join(p, 0), 0) << mproc_last_error();
+      int code = 0;
+      EXPECT_TRUE(mproc_process_exitcode(p, &code));
+      if (how == 2 && kWindows) {
+        EXPECT_TRUE(mproc_test::is_windows_abort_status(code)) << code; // 3, or 0xC0000409 under the UCRT
+      } else {
+        static const int expected[] = {5, 3, -6, -9};
+        EXPECT_EQ(code, expected[how]);
+      }
+      if (how != 3) mproc_process_destroy(p);
+    }
+  }
+}
+
 TEST_P(ProcessTest, MisuseIsAStateError) {
   mproc_process *p = nullptr;
   ASSERT_EQ(mproc_process_create(&p, ptr(opts(t_return_arg_as_code))), 0);

@@ -258,10 +258,10 @@ void mproc__pal_child_events_drain(void) {
   while (n == (ssize_t)sizeof drain || (n < 0 && errno == EINTR));
 }
 
-int mproc__pal_reap_any(int64_t *pid, int *code) {
+int mproc__pal_reap(int64_t which, int64_t *pid, int *code) {
   int st;
   pid_t p;
-  do p = waitpid(-1, &st, WNOHANG);
+  do p = waitpid(which > 0 ? (pid_t)which : -1, &st, WNOHANG);
   while (p < 0 && errno == EINTR);
   if (p <= 0) return 0;
   *pid = p;

@@ -4,11 +4,21 @@
  * message with the child's boot end and the handed connections' descriptors attached; the server forks,
  * replies with the child's pid (and a pidfd of it where the system has them), and the child answers
  * "ok<pid>" on the boot link as under spawn. The server is the OS parent, so it reaps the child and
- * writes "X<exitcode>" on the boot link (self.c reads it).
+ * writes "X<exitcode>" on the boot link (self.c reads it, where the child's own "x" did not tell).
+ *
+ * When it reaps. Where the parent has a pidfd of every child (Linux), an exit does not wake the server
+ * while it is busy: a start on one CPU is three processes taking turns, and that wake-up was a quarter
+ * of the server's time per start. It reaps the ended children at each request, instead, and when no
+ * request has come for LAZY_NS (then it waits for exits again, until the next request, so an idle
+ * server wakes for nothing else). A parent whose child ended without its "x" (a signal, an exit of its
+ * own) and who has not had the "X" asks for it: a status request, which the server answers once it has
+ * reaped that child and written its "X" (or at once where the child is not its own, or not reapable,
+ * the "X" to come with the next sweep). Without pidfds every exit wakes the server, as it must.
  *
  * Protocol on the control socket: the server first sends its pid (8 bytes, little-endian); a request is
  * a u64 length and that many bytes; the reply is the child's pid (8 bytes; negative: -errno, the fork
- * failed). The server exits at end of file on it, and accepts requests from its parent alone. */
+ * failed). A status request is one u64: STATUS_ASK with the child's pid, and the reply 8 zero bytes.
+ * The server exits at end of file on it, and accepts requests from its parent alone. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +29,8 @@
 
 #define EXIT_BOOT_FAILED MPROC_EXIT_BOOT_FAILED
 #define REQ_FIRST 4096 /* the request buffer's first size: a bootstrap message is a few hundred bytes */
+#define STATUS_ASK (UINT64_C(1) << 63) /* in a request's length: a status request, the pid in the rest */
+#define LAZY_NS 50000000                /* with no request for this long, exits wake the server again */
 
 /* A fork server this process talks to: the one the forkserver start method uses (g_fs, started on
  * first use), or a pool's zygote (forked from this process, mproc__zygote_start). All under the global
@@ -178,6 +190,23 @@ static int server_request(const mproc_process *p, const mproc__buf *req, const m
   return rc;
 }
 
+void mproc__forkserver_ask_status(const mproc_process *p) {
+  fserver *fs = p->zygote ? p->zygote : &g_fs;
+  unsigned char ask[8];
+  mproc__wire_put_le64(ask, STATUS_ASK | (uint64_t)p->child.pid);
+  mproc__pal_global_lock();
+  int64_t zero = 0;
+  mproc_os_handle none = MPROC_NO_HANDLE;
+  /* a server gone: nobody holds the child's link but us, and its end of file tells */
+  if (fs->ctl != MPROC_NO_HANDLE &&
+      (mproc__pal_conn_send(fs->ctl, ask, 8, NULL, 0) != 0 || !recv_reply(fs->ctl, &zero, &none))) {
+    mproc_clear_error();
+    server_drop(fs);
+  }
+  mproc__pal_close(none);
+  mproc__pal_global_unlock();
+}
+
 int mproc__start_forkserver(mproc_process *p, mproc_os_handle child_end) {
   mproc__after_fork_register(forget_server); /* not under the global lock, which it takes */
   mproc_os_handle fds[MPROC__PAL_MAX_FDS];
@@ -333,8 +362,10 @@ typedef struct server {
   struct kid {
     int64_t pid;
     mproc_os_handle boot; /* our copy of the child's end of its boot link: its status goes there */
+    bool watched;         /* the parent has a pidfd of it: it asks for a status it needs at once */
   } * kids;
   size_t nkids, capkids;
+  size_t unwatched; /* kids without: every exit must wake us while there is one */
   unsigned char *req; /* the request being served: its length (8 bytes), then its message */
   size_t reqcap;
   mproc__buf last_ref; /* the target found last (its reference) and where: a pool asks for one again and again */
@@ -372,18 +403,34 @@ static void report_failure(mproc_os_handle boot, int rc) {
   mproc_connection_destroy(c);
 }
 
-static void reap_children(server *s) {
+/* Reap `which` (a kid's pid), or every child of ours that has ended (-1), and tell each one's parent. */
+static void reap_children(server *s, int64_t which) {
   int64_t pid;
   int code;
-  mproc__pal_child_events_drain(); /* once: an exit after it makes the handle readable again */
+  if (which < 0) mproc__pal_child_events_drain(); /* once: an exit after it makes the handle readable again */
   /* every child of ours is a kid: with none left there is none to reap (no waitpid only to hear ECHILD) */
-  while (s->nkids && mproc__pal_reap_any(&pid, &code) == 1)
+  while (s->nkids && mproc__pal_reap(which, &pid, &code) == 1) {
     for (size_t i = 0; i < s->nkids; ++i)
       if (s->kids[i].pid == pid) {
         report_status(s->kids[i].boot, code);
+        s->unwatched -= !s->kids[i].watched;
         s->kids[i] = s->kids[--s->nkids];
         break;
       }
+    if (which >= 0) break;
+  }
+}
+
+/* A status request for `pid`: reap it if it is a kid of ours (its "X" is on its link before our reply),
+ * then reply. */
+static void serve_status(server *s, uint64_t pid) {
+  for (size_t i = 0; i < s->nkids; ++i)
+    if ((uint64_t)s->kids[i].pid == pid) {
+      reap_children(s, s->kids[i].pid);
+      break;
+    }
+  static const unsigned char zero[8];
+  if (mproc__pal_conn_send(s->ctl, zero, 8, NULL, 0) != 0) mproc__pal_exit_now(0);
 }
 
 /* Read at least min and at most cap bytes of a request into p (*got: how many; the descriptors that come
@@ -459,6 +506,13 @@ MPROC__CHILD_PATH static void serve_request(server *s) {
   }
   if (!read_request(s, s->req, 8, s->reqcap, &got, fds, &nfds)) mproc__pal_exit_now(got ? EXIT_BOOT_FAILED : 0);
   uint64_t len = mproc__wire_get_le64(s->req);
+  if (s->nkids) reap_children(s, -1); /* the children that ended since the last request */
+  if (len & STATUS_ASK) {
+    for (size_t i = 0; i < nfds; ++i) mproc__pal_close(fds[i]);
+    if (got != 8 || nfds) mproc__pal_exit_now(EXIT_BOOT_FAILED); /* not from our client */
+    serve_status(s, len & ~STATUS_ASK);
+    return;
+  }
   if (len > SIZE_MAX - 16) mproc__pal_exit_now(EXIT_BOOT_FAILED);
   size_t whole = 8 + (size_t)len, more = 0;
   if (whole + 1 > s->reqcap) { /* room for a terminating byte too */
@@ -494,11 +548,17 @@ MPROC__CHILD_PATH static void serve_request(server *s) {
     if (rc == 0 && pid == 0) serve_child(s, fds, nfds, &b, fn);
     reply = rc ? (int64_t)rc : pid;
     if (rc == 0) {
-      s->kids[s->nkids].pid = pid;
-      s->kids[s->nkids++].boot = fds[0];
-      fds[0] = MPROC_NO_HANDLE;
       child.pid = pid;
-      if (mproc__pal_fork_sentinel(&child) != 0) child.handle = MPROC_NO_HANDLE; /* not reaped: still ours */
+      if (mproc__pal_fork_sentinel(&child) != 0) { /* not reaped: still ours */
+        mproc_clear_error();
+        child.handle = MPROC_NO_HANDLE;
+      }
+      struct kid *k = &s->kids[s->nkids++];
+      k->pid = pid;
+      k->boot = fds[0];
+      k->watched = child.handle != MPROC_NO_HANDLE;
+      s->unwatched += !k->watched;
+      fds[0] = MPROC_NO_HANDLE;
     }
   }
   mproc__boot_free(&b);
@@ -518,11 +578,22 @@ void mproc__forkserver_serve(mproc_os_handle ctl) {
   unsigned char hello[8]; /* our pid: the client knows then that we serve */
   mproc__wire_put_le64(hello, (uint64_t)mproc__pal_getpid());
   if (mproc__pal_conn_send(ctl, hello, 8, NULL, 0) != 0) mproc__pal_exit_now(0);
+  bool busy = false; /* a request came less than LAZY_NS ago: exits of watched kids wait for the next */
   for (;;) {
     mproc__wait_item items[2] = {{ctl, MPROC__WAIT_CONN}, {s.events, MPROC__WAIT_CONN}};
     bool ready[2] = {false, false};
-    if (mproc__pal_wait_ready(items, 2, INT64_MAX, ready) != 0) mproc__pal_exit_now(EXIT_BOOT_FAILED);
-    if (ready[1]) reap_children(&s);
-    if (ready[0]) serve_request(&s);
+    bool lazy = busy && s.unwatched == 0;
+    int rc = mproc__pal_wait_ready(items, lazy ? 1 : 2, lazy ? mproc__pal_monotonic_ns() + LAZY_NS : INT64_MAX, ready);
+    if (rc == MPROC_ETIMEDOUT) {
+      busy = false;
+      if (s.nkids) reap_children(&s, -1);
+      continue;
+    }
+    if (rc != 0) mproc__pal_exit_now(EXIT_BOOT_FAILED);
+    if (ready[1]) reap_children(&s, -1);
+    if (ready[0]) {
+      serve_request(&s);
+      busy = true;
+    }
   }
 }

@@ -194,6 +194,9 @@ int mproc__respawn_self(const char *flag, mproc_os_handle handle, const mproc_os
 int mproc__start_fork(mproc_process *p, mproc_os_handle child_end);
 int mproc__start_spawn(mproc_process *p, mproc_os_handle child_end);
 int mproc__start_forkserver(mproc_process *p, mproc_os_handle child_end);
+/* A forkserver child that its pidfd says has ended, and whose link holds no status: ask its server to
+ * reap it now, so that its "X" is on the link when this returns (forkserver.c, head comment). */
+void mproc__forkserver_ask_status(const mproc_process *p);
 /* The fork server's role (guard.c runs it): serve on control socket ctl. Never returns. */
 void mproc__forkserver_serve(mproc_os_handle ctl);
 

@@ -159,10 +159,12 @@ void mproc__children_remove(mproc_process *p) {
 /* A forkserver child's end. With a pidfd of it (Linux): once that says the child has gone, its link holds
  * its "ok" (which start did not wait for) and, when it ended by returning from its target, "x<status>",
  * its last word before it ended; otherwise (a signal, an exit of its own) the server writes "X<status>"
- * once it has reaped it. Without a pidfd only the server's "X" tells: "x" comes a moment before the end.
- * End of file first means the server died before it could tell: the status is unknown, 255 (as CPython). */
+ * once it has reaped it, which a busy server does lazily: if the link holds no status, we ask for it
+ * (forkserver.c, head comment). Without a pidfd only the server's "X" tells: "x" comes a moment before the
+ * end. End of file first means the server died before it could tell: the status is unknown, 255 (as
+ * CPython). */
 static int server_child_status(mproc_process *p, int64_t deadline) {
-  bool pidfd = p->child.handle != MPROC_NO_HANDLE;
+  bool pidfd = p->child.handle != MPROC_NO_HANDLE, asked = !pidfd;
   if (pidfd) {
     mproc__wait_item gone = {p->child.handle, MPROC__WAIT_SENTINEL};
     bool ready = false;
@@ -172,7 +174,14 @@ static int server_child_status(mproc_process *p, int64_t deadline) {
   for (;;) {
     char *msg = NULL;
     size_t len = 0;
-    int rc = mproc__connection_recv_until(p->boot, 2048, deadline, mproc__ms_until(deadline), &msg, &len);
+    int64_t until = asked ? deadline : 0; /* the child has gone: what it said is on the link already */
+    int rc = mproc__connection_recv_until(p->boot, 2048, until, mproc__ms_until(until), &msg, &len);
+    if (rc == MPROC_ETIMEDOUT && !asked) {
+      mproc_clear_error();
+      mproc__forkserver_ask_status(p);
+      asked = true;
+      continue;
+    }
     if (rc == MPROC_ETIMEDOUT) return rc;
     char kind = rc == 0 && len > 1 ? msg[0] : '\0';
     if (kind == 'o' || kind == 'E' || (kind == 'x' && !pidfd)) { /* the start's answer, or not the last word */

@@ -133,7 +133,8 @@ void mproc__pal_child_events_close(void) {}
 
 void mproc__pal_child_events_drain(void) {}
 
-int mproc__pal_reap_any(int64_t *pid, int *code) {
+int mproc__pal_reap(int64_t which, int64_t *pid, int *code) {
+  (void)which;
   *pid = 0;
   *code = 0;
   return 0;
