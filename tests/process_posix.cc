@@ -236,11 +236,12 @@ TEST(ProcessLinux, AReadySentinelMeansJoinSucceedsAtOnceHoweverTheChildEnded) {
         ASSERT_EQ(mproc_pipe(true, &a, &b), 0);
         mproc_connection *conns[] = {b};
         mproc_process *p = nullptr;
-        ASSERT_EQ(mproc_process_create(&p, ptr(mproc_process_opts{
-                                               .target = how == 0 ? t_nothing : how == 1 ? t_abort : t_until_stopped,
-                                               .connections = conns,
-                                               .connection_count = 1,
-                                               .start_method = m})),
+        ASSERT_EQ(mproc_process_create(&p, ptr(mproc_process_opts{.target = how == 0   ? t_nothing
+                                                                            : how == 1 ? t_abort
+                                                                                       : t_until_stopped,
+                                                                  .connections = conns,
+                                                                  .connection_count = 1,
+                                                                  .start_method = m})),
                   0);
         ASSERT_EQ(mproc_process_start(p), 0) << mproc_last_error();
         if (how == 2) {
@@ -268,9 +269,9 @@ TEST(ProcessLinux, TheForkServerReapsItsEndedChildrenThoughNoStartFollows) {
   std::vector<int64_t> pids;
   for (int i = 0; i < 3; ++i) {
     mproc_process *p = nullptr;
-    ASSERT_EQ(mproc_process_create(&p, ptr(mproc_process_opts{.target = t_nothing,
-                                                              .start_method = MPROC_START_FORKSERVER})),
-              0);
+    ASSERT_EQ(
+        mproc_process_create(&p, ptr(mproc_process_opts{.target = t_nothing, .start_method = MPROC_START_FORKSERVER})),
+        0);
     ASSERT_EQ(mproc_process_start(p), 0) << mproc_last_error();
     ASSERT_EQ(mproc_process_join(p, MPROC_INFINITE), 0);
     pids.push_back(mproc_process_pid(p));

@@ -28,9 +28,9 @@
 #include "process_internal.h"
 
 #define EXIT_BOOT_FAILED MPROC_EXIT_BOOT_FAILED
-#define REQ_FIRST 4096 /* the request buffer's first size: a bootstrap message is a few hundred bytes */
+#define REQ_FIRST 4096                 /* the request buffer's first size: a bootstrap message is a few hundred bytes */
 #define STATUS_ASK (UINT64_C(1) << 63) /* in a request's length: a status request, the pid in the rest */
-#define LAZY_NS 50000000                /* with no request for this long, exits wake the server again */
+#define LAZY_NS 50000000               /* with no request for this long, exits wake the server again */
 
 /* A fork server this process talks to: the one the forkserver start method uses (g_fs, started on
  * first use), or a pool's zygote (forked from this process, mproc__zygote_start). All under the global
@@ -365,7 +365,7 @@ typedef struct server {
     bool watched;         /* the parent has a pidfd of it: it asks for a status it needs at once */
   } * kids;
   size_t nkids, capkids;
-  size_t unwatched; /* kids without: every exit must wake us while there is one */
+  size_t unwatched;   /* kids without: every exit must wake us while there is one */
   unsigned char *req; /* the request being served: its length (8 bytes), then its message */
   size_t reqcap;
   mproc__buf last_ref; /* the target found last (its reference) and where: a pool asks for one again and again */
