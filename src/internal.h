@@ -68,6 +68,31 @@ int mproc__fail_arg(const char *func, const char *fmt, ...) MPROC__PRINTF(2, 3);
 int mproc__fail_os(int code, int oserr, const char *fmt, ...) MPROC__PRINTF(3, 4);
 int mproc__vfail_os(int code, int oserr, const char *fmt, va_list ap);
 
+/* memcpy for copies that are mostly a few bytes (a pool's 8-byte items): up to 16 bytes inline, as two
+ * overlapping moves, where memcpy of a length the compiler cannot see is a library call; more through
+ * memcpy. */
+static inline void mproc__copy(void *dst, const void *src, size_t n) {
+  unsigned char *d = (unsigned char *)dst;
+  const unsigned char *s = (const unsigned char *)src;
+  if (n > 16) {
+    memcpy(d, s, n);
+  } else if (n >= 8) {
+    uint64_t a, b;
+    memcpy(&a, s, 8);
+    memcpy(&b, s + n - 8, 8);
+    memcpy(d, &a, 8);
+    memcpy(d + n - 8, &b, 8);
+  } else if (n >= 4) {
+    uint32_t a, b;
+    memcpy(&a, s, 4);
+    memcpy(&b, s + n - 4, 4);
+    memcpy(d, &a, 4);
+    memcpy(d + n - 4, &b, 4);
+  } else {
+    for (size_t i = 0; i < n; ++i) d[i] = s[i];
+  }
+}
+
 /* Growable byte buffer used for captured output. */
 typedef struct mproc__buf {
   char *data;
@@ -83,7 +108,7 @@ int mproc__buf_reserve(mproc__buf *b, size_t extra);
 int mproc__buf_grow_append(mproc__buf *b, const void *p, size_t n);
 static inline int mproc__buf_append(mproc__buf *b, const void *p, size_t n) {
   if (!b->data || n >= b->cap - b->len) return mproc__buf_grow_append(b, p, n); /* (a spare byte stays) */
-  if (n) memcpy(b->data + b->len, p, n);
+  mproc__copy(b->data + b->len, p, n);
   b->len += n;
   return 0;
 }

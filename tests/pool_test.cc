@@ -111,6 +111,25 @@ int t_count_args(const void *in, size_t len, mproc_task *t) {
   return mproc_task_return(t, &k, sizeof k);
 }
 
+// By input i: i % 3 == 0 returns nothing; 1 returns a long output, then i itself (the later return
+// stands); 2 returns i doubled, once. An input of 1000 returns first, then fails.
+int t_returns_variously(const void *in, size_t len, mproc_task *t) {
+  int64_t x = 0;
+  std::memcpy(&x, in, std::min(len, sizeof x));
+  if (x == 1000) {
+    mproc_task_return(t, "an output that the failure drops", 32);
+    return mproc_task_fail(t, "failed after its return");
+  }
+  if (x % 3 == 0) return 0;
+  if (x % 3 == 1) {
+    std::string first(300 + (size_t)x, 'q'); // longer than the later one, and than a reply slot
+    if (int rc = mproc_task_return(t, first.data(), first.size())) return rc;
+    return mproc_task_return(t, &x, sizeof x);
+  }
+  int64_t y = 2 * x;
+  return mproc_task_return(t, &y, sizeof y);
+}
+
 int64_t as_i64(const void *p) {
   int64_t v;
   std::memcpy(&v, p, sizeof v);
@@ -347,6 +366,42 @@ TEST_P(Pool, MapKeepsInputOrderForEveryChunksize) {
   EXPECT_EQ(mproc_pool_map(p, t_fail_odd, win.data(), win.size(), 1, kLong, &r), MPROC_ETASK);
   EXPECT_EQ(r, nullptr);
   EXPECT_NE(std::string(mproc_last_error()).find("odd input 5"), std::string::npos);
+  finish(p);
+}
+
+TEST_P(Pool, AnOutputIsTheTasksLastReturnOrEmptyAndAFailureKeepsNone) {
+  mproc_pool *p = make();
+  ASSERT_NE(p, nullptr);
+  std::vector<int64_t> v(300);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = (int64_t)i;
+  std::vector<mproc_bytes> in = inputs_of(v);
+  for (size_t chunk : {size_t(1), size_t(0), size_t(300)}) { // a task per item, a few chunks, one chunk
+    SCOPED_TRACE(chunk);
+    mproc_async_result *r = nullptr;
+    ASSERT_EQ(mproc_pool_map(p, t_returns_variously, in.data(), in.size(), chunk, kLong, &r), 0) << mproc_last_error();
+    for (size_t i = 0; i < v.size(); ++i) {
+      SCOPED_TRACE(i);
+      const void *d = nullptr;
+      size_t n = 99;
+      ASSERT_EQ(mproc_async_result_item(r, i, &d, &n), 0);
+      ASSERT_EQ(n, i % 3 == 0 ? 0u : 8u);
+      if (n) {
+        EXPECT_EQ(as_i64(d), i % 3 == 1 ? (int64_t)i : 2 * (int64_t)i);
+      }
+    }
+    mproc_async_result_destroy(r);
+  }
+  int64_t bad[3] = {1, 1000, 2};
+  mproc_bytes bin[3] = {{&bad[0], 8}, {&bad[1], 8}, {&bad[2], 8}};
+  mproc_async_result *r = nullptr;
+  EXPECT_EQ(mproc_pool_map(p, t_returns_variously, bin, 3, 3, kLong, &r), MPROC_ETASK);
+  EXPECT_NE(std::string(mproc_last_error()).find("failed after its return"), std::string::npos) << mproc_last_error();
+  void *out = nullptr;
+  size_t len = 0;
+  ASSERT_EQ(mproc_pool_apply(p, t_returns_variously, &bad[0], 8, kLong, &out, &len), 0) << mproc_last_error();
+  ASSERT_EQ(len, 8u);
+  EXPECT_EQ(as_i64(out), 1);
+  mproc_free(out);
   finish(p);
 }
 

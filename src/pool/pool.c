@@ -366,8 +366,9 @@ static int task_block_new(mproc_async_result *r, size_t fn, const mproc_bytes *i
     if (bytes > BLOCK_MAX) return 1;
   }
   bytes += nt * 17; /* each message's head: 'T', the function, the count */
-  task_block *b = (task_block *)calloc(1, bytes);
+  task_block *b = (task_block *)malloc(bytes);
   if (!b) return MPROC_ENOMEM;
+  memset(b, 0, head + nt * sizeof(task)); /* (every byte of the messages is written below) */
   b->live = nt;
   task *ts = (task *)(void *)((unsigned char *)b + head);
   char *at = (char *)(ts + nt);
@@ -386,7 +387,7 @@ static int task_block_new(mproc_async_result *r, size_t fn, const mproc_bytes *i
     at += 17;
     for (size_t e = i + t->n; i < e; ++i) {
       mproc__wire_put_le64((unsigned char *)at, in[i].len);
-      if (in[i].len) memcpy(at + 8, in[i].data, in[i].len);
+      mproc__copy(at + 8, in[i].data, in[i].len);
       at += 8 + in[i].len;
     }
     t->msg.len = t->msg.cap = (size_t)(at - t->msg.data);
@@ -891,7 +892,7 @@ static void take_reply(mproc_pool *p, worker *w, const char *msg, size_t len, ca
         became = result_fail(r, MPROC_ENOMEM, t->first + i, "pool: out of memory for a task's output", true);
         break;
       }
-      if (olen) memcpy(it->data, out, olen);
+      mproc__copy(it->data, out, olen);
       it->len = olen;
       it->ready = true;
       if (r->order) r->order[r->norder++ % r->nslots] = t->first + i;

@@ -13,14 +13,17 @@
 #include "pool_internal.h"
 
 struct mproc_task {
-  mproc__buf out;
-  char *message; /* mproc_task_fail's */
+  mproc__buf *reply; /* where an item's output goes: its reply, after the output's length word */
+  size_t mark;       /* ... at this offset (the output so far: reply->len - mark) */
+  mproc__buf own;    /* (no reply: an array map's record task, whose output is its record) */
+  char *message;     /* mproc_task_fail's */
 };
 
 int mproc_task_return(mproc_task *t, const void *data, size_t len) {
   MPROC__CHECK_ARG(!t || (!data && len), "task and data must be set");
-  t->out.len = 0;
-  return mproc__buf_append(&t->out, data, len);
+  mproc__buf *b = t->reply ? t->reply : &t->own;
+  b->len = t->reply ? t->mark : 0; /* (a second return replaces the first) */
+  return mproc__buf_append(b, data, len);
 }
 
 int mproc_task_fail(mproc_task *t, const char *fmt, ...) {
@@ -52,8 +55,12 @@ static int run_task(mproc_task_fn fn, mproc__wire_reader *r, mproc_task *t, mpro
     size_t len;
     const void *in = mproc__wire_get_bytes(r, &len, "a task's item");
     if (r->bad) break;
-    t->out.len = 0;
+    rc = put_u64(reply, 0); /* the output's length, filled in after it */
+    if (rc) break;
+    t->reply = reply; /* the output is written into the reply where it belongs: no copy */
+    t->mark = reply->len;
     int st = fn(in, len, t);
+    t->reply = NULL;
     if (st) { /* the first failure ends the task: the reply says which item and why */
       char msg[64];
       if (!t->message) snprintf(msg, sizeof msg, "the task returned %d", st);
@@ -67,10 +74,11 @@ static int run_task(mproc_task_fn fn, mproc__wire_reader *r, mproc_task *t, mpro
       t->message = NULL;
       return rc;
     }
-    rc = put_u64(reply, t->out.len);
-    if (!rc) rc = mproc__buf_append(reply, t->out.data, t->out.len);
-    free(t->message); /* (a message with success: nobody reads it) */
-    t->message = NULL;
+    mproc__wire_put_le64(reply->data + t->mark - 8, reply->len - t->mark);
+    if (t->message) { /* (a message with success: nobody reads it) */
+      free(t->message);
+      t->message = NULL;
+    }
   }
   if (r->bad) return mproc__fail(MPROC_ESYS, "pool worker: a malformed task (%s)", r->bad);
   return rc;
@@ -167,7 +175,7 @@ static int run_array(mproc_record_fn fn, mproc__wire_reader *r, const arenas *as
   }
   mproc__atomic_store64(&claim->at, 0);
   mproc__atomic_add64(&h->parts, 1); /* after every output it wrote */
-  mproc__buf_free(&t.out);
+  mproc__buf_free(&t.own);
   free(t.message);
   return rc;
 }
@@ -196,7 +204,7 @@ typedef struct loop_state {
   size_t nfns;
   arenas as;
   uint64_t done;    /* tasks run */
-  mproc_task task;  /* a task's output, kept from task to task while it stays small */
+  mproc_task task;  /* a task's state (its output goes into the reply) */
   mproc__buf reply; /* a reply, the same */
 } loop_state;
 
@@ -259,7 +267,7 @@ static int serve_message(loop_state *s, const char *msg, size_t len, bool in_bat
       rc = run_array((mproc_record_fn)(void (*)(void))s->fns[index], &r, &s->as, reply);
     if (!rc) rc = send_reply(s, reply);
     keep_or_free(reply);
-    keep_or_free(&s->task.out);
+    keep_or_free(&s->task.own);
     ++s->done;
     if (!rc && s->cfg->maxtasks && s->done >= s->cfg->maxtasks) return 1; /* replaced by a new worker */
   } else {
@@ -277,7 +285,7 @@ static void loop_begin(loop_state *s, mproc_connection *c, const mproc__pool_wor
 
 static void loop_end(loop_state *s) {
   free(s->fns);
-  mproc__buf_free(&s->task.out);
+  mproc__buf_free(&s->task.own);
   mproc__buf_free(&s->reply);
   while (s->as.n) arena_drop(&s->as, s->as.a[0].id);
   free(s->as.a);
