@@ -29,7 +29,7 @@
  * ---- Workers ----
  * Process workers are mproc processes started with the pool's start method; each is fed through a
  * connection of its own, one task (or one chunk of a map) at a time, with a second small task sent
- * ahead so a worker never waits for the parent between tasks - up to 64 small ones (32 KiB of them)
+ * ahead so a worker never waits for the parent between tasks - up to 256 small ones (32 KiB of them)
  * while its tasks take under 100 us each. Thread workers (a ThreadPool:
  * mproc_thread_pool_create or opts.threads) run the same loop over in-process connections: one API.
  * A worker that dies running a task (killed, crashed, exit() in the task) fails that task - or the map

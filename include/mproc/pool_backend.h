@@ -43,7 +43,7 @@ typedef struct mproc_pool_replies mproc_pool_replies;
 typedef struct mproc_pool_backend {
   const char *name; /* for messages: "MPI" */
   size_t workers;   /* how many workers it offers (the pool's default size, and its most) */
-  /* A worker is sent up to 64 small tasks ahead while its tasks take less than this each, the trip
+  /* A worker is sent up to 256 small tasks ahead while its tasks take less than this each, the trip
    * there and back included (locally 100 us; a backend whose trip alone takes about that much says
    * more here; a smaller value is ignored). */
   int64_t quick_ns;

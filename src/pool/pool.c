@@ -23,7 +23,7 @@
 
 enum { RUN = 0, CLOSED = 1, TERMINATED = 2 };
 #define SMALL_TASK (16u << 10)   /* a task is sent ahead of another only when both are at most this */
-#define WINDOW 64                /* tasks in flight to one worker whose tasks are quick */
+#define WINDOW MPROC__POOL_RING  /* tasks in flight to one worker whose tasks are quick (its ring's slots) */
 #define WINDOW_BYTES (32u << 10) /* and their bytes: never more than a connection's buffer holds */
 #define QUICK_NS 100000          /* quick: a worker's tasks took under 100 us each, lately */
 /* Workers that end before their first task, this many in a row with no reply between, break the pool
@@ -131,7 +131,8 @@ typedef struct worker {
    * were taken (the ring looked empty, then filled while the message came): kept until its slot is next. */
   char *held;
   size_t held_len;
-  task *inflight[WINDOW]; /* oldest first: [0] is running (or next to) */
+  task *inflight[WINDOW]; /* a circle, oldest first from infirst: inflight_at(w, 0) is running (or next to) */
+  size_t infirst;
   size_t ninflight;
   size_t inbytes;   /* the task messages in flight */
   int64_t avg_ns;   /* how long its tasks took lately (from its previous reply, or the send, to the reply) */
@@ -146,6 +147,9 @@ typedef struct worker {
   mproc__buf batch; /* tasks for it gathered in one pump ('B'), sent at its end */
   size_t nbatch;
 } worker;
+
+/* w's i-th task in flight, oldest first. */
+static inline task *inflight_at(const worker *w, size_t i) { return w->inflight[(w->infirst + i) % WINDOW]; }
 
 typedef struct thread_worker { /* what a thread worker's thread gets */
   mproc_connection *conn;
@@ -528,7 +532,7 @@ static bool has_room(const mproc_pool *p, const worker *w, const task *t) {
   /* A quick worker is topped up once half its window has come back, not after every reply: one send
    * brings it many tasks (while the other half runs), where one a reply cost a system call a task. */
   if (fast && !w->nbatch && w->ninflight > WINDOW / 2) return false;
-  return w->ninflight < (fast ? WINDOW : 2) && t->msg.len <= SMALL_TASK && w->inflight[0]->msg.len <= SMALL_TASK &&
+  return w->ninflight < (fast ? WINDOW : 2) && t->msg.len <= SMALL_TASK && inflight_at(w, 0)->msg.len <= SMALL_TASK &&
          w->inbytes + t->msg.len <= WINDOW_BYTES;
 }
 
@@ -643,7 +647,7 @@ static void pump(mproc_pool *p) {
       if (!p->head) p->tail = NULL;
       t->next = NULL;
       if (w->ninflight == 0) t->started = mproc__pal_monotonic_ns();
-      w->inflight[w->ninflight++] = t;
+      w->inflight[(w->infirst + w->ninflight++) % WINDOW] = t;
       w->inbytes += t->msg.len;
       ++w->sent;
       sent = true;
@@ -898,14 +902,15 @@ static void *output_alloc(mproc_async_result *r, size_t olen, bool *borrowed) {
  * the first of the run counts the run's time, the others none, which averages the same). What to call
  * back, in *cb (its reference kept). */
 static void take_reply(mproc_pool *p, worker *w, const char *msg, size_t len, int64_t now, callback_call *cb) {
-  task *t = w->inflight[0];
-  memmove(w->inflight, w->inflight + 1, --w->ninflight * sizeof *w->inflight);
+  task *t = inflight_at(w, 0);
+  w->infirst = (w->infirst + 1) % WINDOW;
+  --w->ninflight;
   w->inbytes -= t->msg.len;
   ++w->replied;
   p->early_deaths = 0;
   int64_t took = now - t->started;
   w->avg_ns = w->avg_ns ? (w->avg_ns * 7 + took) / 8 : took + 1;
-  if (w->ninflight) w->inflight[0]->started = now;
+  if (w->ninflight) inflight_at(w, 0)->started = now;
   mproc_async_result *r = t->r;
   mproc__wire_reader rd = mproc__wire_reader_make(msg + 1, len ? len - 1 : 0);
   uint64_t code = mproc__wire_get_u64(&rd, "a status");
@@ -1002,7 +1007,7 @@ static void worker_died(mproc_pool *p, worker *w, callback_call *cb) {
   p->early_deaths = early ? p->early_deaths + 1 : 0;
   if (w->ninflight && begun <= w->replied) { /* it died before it began its next task: not that task's fault */
     for (size_t j = w->ninflight; j-- > 0;) {
-      task *u = w->inflight[j];
+      task *u = inflight_at(w, j);
       u->next = p->head;
       p->head = u;
       if (!p->tail) p->tail = u;
@@ -1011,7 +1016,7 @@ static void worker_died(mproc_pool *p, worker *w, callback_call *cb) {
   }
   w->inbytes = 0;
   if (w->ninflight) {
-    task *t = w->inflight[0];
+    task *t = inflight_at(w, 0);
     mproc_async_result *r = t->r;
     char msg[256];
     if (timed_out)
@@ -1029,7 +1034,7 @@ static void worker_died(mproc_pool *p, worker *w, callback_call *cb) {
     }
     bool became = result_fail(r, timed_out ? MPROC_ETIMEDOUT : MPROC_EWORKERDIED, item, msg, true);
     for (size_t j = w->ninflight; j-- > 1;) { /* not started: back to the front, in order */
-      task *u = w->inflight[j];
+      task *u = inflight_at(w, j);
       u->next = p->head;
       p->head = u;
       if (!p->tail) p->tail = u;
@@ -1066,7 +1071,7 @@ static void worker_died(mproc_pool *p, worker *w, callback_call *cb) {
  * array task's, from when its worker claimed its chunk (or, when it has none claimed, when to look
  * again). */
 static int64_t task_deadline(const mproc_pool *p, const worker *w) {
-  const task *t = w->inflight[0];
+  const task *t = inflight_at(w, 0);
   int64_t per = p->o.task_timeout_ms * 1000000;
   if (!t->arena) return t->started + per * (int64_t)t->n;
   const mproc__pool_claim *c = &((mproc__pool_array_hdr *)(void *)t->arena->base)->claims[w - p->w];
@@ -1812,8 +1817,8 @@ int mproc_pool_terminate(mproc_pool *p) {
   p->state = TERMINATED;
   for (size_t i = 0; i < p->nw; ++i)               /* array maps fail now, so their workers claim no more (a thread */
     for (size_t j = 0; j < p->w[i].ninflight; ++j) /* worker is joined, not killed) */
-      if (p->w[i].inflight[j]->arena)
-        result_fail(p->w[i].inflight[j]->r, MPROC_ECLOSED, 0, "pool: the pool was terminated", false);
+      if (inflight_at(&p->w[i], j)->arena)
+        result_fail(inflight_at(&p->w[i], j)->r, MPROC_ECLOSED, 0, "pool: the pool was terminated", false);
   wake_result_thread(p);
   mproc__pal_mutex_unlock(p->k->mu);
   mproc__pal_thread_join(p->thr); /* it kills and reaps the workers */
@@ -1822,7 +1827,7 @@ int mproc_pool_terminate(mproc_pool *p) {
   mproc__pal_mutex_lock(p->k->mu);
   for (size_t i = 0; i < p->nw; ++i)
     for (size_t j = 0; j < p->w[i].ninflight; ++j) {
-      task *t = p->w[i].inflight[j];
+      task *t = inflight_at(&p->w[i], j);
       t->next = p->head;
       p->head = t;
     }

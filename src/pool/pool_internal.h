@@ -77,7 +77,7 @@ static inline size_t mproc__pool_array_hdr_size(size_t nw) {
  * full. The parent sets `asleep` before it waits with the ring empty; the worker that publishes a reply
  * and finds it set takes it back and sends 'W' on its connection (one wake-up per sleep, none while the
  * parent is busy). One per worker slot, reset when the slot gets a new worker. */
-#define MPROC__POOL_RING 64
+#define MPROC__POOL_RING 256
 #define MPROC__POOL_RING_SLOT 256             /* a slot's bytes, its length included */
 #define MPROC__POOL_RING_ELSEWHERE UINT64_MAX /* a slot's length: this reply is on the connection */
 typedef struct mproc__pool_reply {
