@@ -22,6 +22,15 @@
 #define MPROC__PRINTF(f, a)
 #endif
 
+/* A function kept out of line: the slow path of a call whose fast path is short. */
+#if defined(__GNUC__) || defined(__clang__)
+#define MPROC__NOINLINE __attribute__((noinline))
+#elif defined(_MSC_VER)
+#define MPROC__NOINLINE __declspec(noinline)
+#else
+#define MPROC__NOINLINE
+#endif
+
 #define MPROC__ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 /* Per-thread error state (see mproc__pal_thread_state). */

@@ -1261,6 +1261,16 @@ TEST(PoolArgs, BadArgumentsAreErrors) {
   EXPECT_EQ(mproc_pool_apply_async(p, (mproc_task_fn)(void *)fake.data(), "x", 1, nullptr, &r), MPROC_ENOENT);
   ASSERT_EQ(mproc_pool_apply_async(p, t_echo, "x", 1, nullptr, &r), 0);
   EXPECT_EQ(mproc_async_result_next(r, 0, nullptr, nullptr, nullptr), MPROC_EINVAL);
+  ASSERT_EQ(mproc_async_result_get(r, kLong), 0);
+  const void *d = nullptr;
+  size_t n = 0;
+  EXPECT_EQ(mproc_async_result_item(r, 1, &d, &n), MPROC_EINVAL); // one item: 0 only
+  EXPECT_STREQ(mproc_last_error(), "async_result_item: item 1 of 1");
+  EXPECT_EQ(mproc_async_result_item(nullptr, 0, &d, &n), MPROC_EINVAL);
+  EXPECT_EQ(mproc_async_result_item(r, 0, nullptr, &n), MPROC_EINVAL);
+  EXPECT_EQ(mproc_async_result_item(r, 0, &d, nullptr), MPROC_EINVAL);
+  ASSERT_EQ(mproc_async_result_item(r, 0, &d, &n), 0);
+  EXPECT_EQ(n, 1u);
   mproc_async_result_destroy(r);
   mproc_pool_destroy(p);
   mproc_pool_destroy(nullptr);

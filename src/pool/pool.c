@@ -377,17 +377,15 @@ static task *task_new(mproc_async_result *r, size_t fn, size_t first, size_t n, 
 #define BLOCK_MAX ((size_t)16 << 20) /* a map whose task messages take more: a buffer per task */
 
 /* The tasks of r's inputs in[0..n), `chunk` a task, in one block, linked from *first; how many there are
- * in *ntasks. 0; 1 when they would take more than BLOCK_MAX (build them one by one instead); or
- * MPROC_ENOMEM. */
-static int task_block_new(mproc_async_result *r, size_t fn, const mproc_bytes *in, size_t n, size_t chunk, task **first,
-                          size_t *ntasks) {
+ * in *ntasks. in_bytes: the bytes the inputs take in messages, their length words included (more than
+ * BLOCK_MAX for any count above it). 0; 1 when the block would take more than BLOCK_MAX (build them one
+ * by one instead); or MPROC_ENOMEM. */
+static int task_block_new(mproc_async_result *r, size_t fn, const mproc_bytes *in, size_t n, size_t chunk,
+                          size_t in_bytes, task **first, size_t *ntasks) {
   size_t nt = (n + chunk - 1) / chunk, head = (sizeof(task_block) + 15) / 16 * 16; /* (a task's alignment divides 16) */
   size_t bytes = head + nt * sizeof(task);
-  for (size_t i = 0; i < n; ++i) {
-    bytes += 8 + in[i].len;
-    if (bytes > BLOCK_MAX) return 1;
-  }
-  bytes += nt * 17; /* each message's head: 'T', the function, the count */
+  if (in_bytes > BLOCK_MAX || bytes + in_bytes > BLOCK_MAX) return 1;
+  bytes += in_bytes + nt * 17; /* each message's head: 'T', the function, the count */
   task_block *b = (task_block *)malloc(bytes);
   if (!b) return MPROC_ENOMEM;
   memset(b, 0, head + nt * sizeof(task)); /* (every byte of the messages is written below) */
@@ -1463,8 +1461,11 @@ static int submit(mproc_pool *p, mproc_task_fn fn, const mproc_bytes *in, size_t
   MPROC__CHECK_ARG_AS(call, !p || !fn || !out, "pool, fn and out must be set");
   *out = NULL;
   MPROC__CHECK_ARG_AS(call, !in && n, "inputs is NULL with n %zu", n);
-  for (size_t i = 0; i < n; ++i)
+  size_t in_bytes = 0; /* task_block_new's, counted in the same pass over the inputs */
+  for (size_t i = 0; i < n; ++i) {
     MPROC__CHECK_ARG_AS(call, !in[i].data && in[i].len, "inputs[%zu] is NULL with len %zu", i, in[i].len);
+    if (in_bytes <= BLOCK_MAX) in_bytes += in[i].len > BLOCK_MAX ? BLOCK_MAX + 1 : 8 + in[i].len;
+  }
   mproc_async_result *r = (mproc_async_result *)calloc(1, sizeof *r);
   if (!r) return mproc__fail(MPROC_ENOMEM, "%s: out of memory", call);
   r->flag = MPROC_NO_HANDLE;
@@ -1491,7 +1492,7 @@ static int submit(mproc_pool *p, mproc_task_fn fn, const mproc_bytes *in, size_t
   size_t fn_i = 0;
   if (!rc) rc = fn_index(p, (void *)fn, &fn_i);
   mproc__pal_mutex_unlock(p->k->mu);
-  int blocked = rc || !n ? 1 : task_block_new(r, fn_i, in, n, chunk, &first, &ntasks);
+  int blocked = rc || !n ? 1 : task_block_new(r, fn_i, in, n, chunk, in_bytes, &first, &ntasks);
   if (blocked == MPROC_ENOMEM) rc = mproc__fail(MPROC_ENOMEM, "%s: out of memory", call);
   if (!blocked) last = &first[ntasks - 1];
   for (size_t at = 0; at < n && !rc && blocked == 1; at += chunk) {
@@ -2062,21 +2063,28 @@ size_t mproc_async_result_count(const mproc_async_result *r) {
   return n;
 }
 
-int mproc_async_result_item(mproc_async_result *r, size_t i, const void **data, size_t *len) {
-  MPROC__CHECK_ARG(!r || !data || !len, "result, data and len must be set");
-  MPROC__CHECK_ARG(r->lazy, "async_result_item: a lazy imap's items are read with mproc_async_result_next");
-  MPROC__CHECK_ARG(i >= r->n, "item %zu of %zu", i, r->n);
-  if (mproc__atomic_load32(&r->whole)) { /* final: no lock per item for a caller reading a whole map */
-    *data = r->out ? (const void *)(r->out + i * r->out_size) : r->items[i].data;
-    *len = r->out ? r->out_size : r->items[i].len;
-    return 0;
-  }
+/* mproc_async_result_item of an item that is not final yet, or with bad arguments. */
+static MPROC__NOINLINE int result_item_locked(mproc_async_result *r, size_t i, const void **data, size_t *len) {
+  const char *call = "mproc_async_result_item";
+  MPROC__CHECK_ARG_AS(call, !r || !data || !len, "result, data and len must be set");
+  MPROC__CHECK_ARG_AS(call, r->lazy, "a lazy imap's items are read with mproc_async_result_next");
+  MPROC__CHECK_ARG_AS(call, i >= r->n, "item %zu of %zu", i, r->n);
   mproc__pal_mutex_lock(r->k->mu);
   bool there = r->out ? r->ready && r->ok : r->items[i].ready && (r->ok || !r->ready || r->imap);
   *data = !there ? NULL : r->out ? (const void *)(r->out + i * r->out_size) : r->items[i].data;
   *len = !there ? 0 : r->out ? r->out_size : r->items[i].len;
   mproc__pal_mutex_unlock(r->k->mu);
   return there ? 0 : mproc__fail(MPROC_ESTATE, "async_result_item: item %zu is not ready", i);
+}
+
+int mproc_async_result_item(mproc_async_result *r, size_t i, const void **data, size_t *len) {
+  /* final: no lock per item for a caller reading a whole map (and no more than this on its way) */
+  if (r && data && len && !r->lazy && i < r->n && mproc__atomic_load32(&r->whole)) {
+    *data = r->out ? (const void *)(r->out + i * r->out_size) : r->items[i].data;
+    *len = r->out ? r->out_size : r->items[i].len;
+    return 0;
+  }
+  return result_item_locked(r, i, data, len);
 }
 
 int mproc_async_result_next(mproc_async_result *r, int64_t timeout_ms, const void **data, size_t *len, size_t *index) {
