@@ -84,6 +84,13 @@ struct mproc_async_result {
     bool live;     /* lazy imap: taken and not freed yet */
     bool borrowed; /* data lies in the block of its task's first item (which frees it), or in a slab */
   } * items;
+  /* A result of one item (an apply) keeps it here, and its output too where it fits: an apply_async
+   * allocated four blocks, two of them this small. */
+  struct item one;
+  union {
+    long double align; /* (as malloc aligns: an output is any type's) */
+    unsigned char b[16];
+  } one_out;
   /* Small outputs of lone-item tasks (a map at chunksize 1) are carved from slabs the result frees as a
    * whole: a malloc and a free per item were a third of such a map's time. */
   struct slab *slabs; /* the current one first */
@@ -214,7 +221,7 @@ static void result_free_items(mproc_async_result *r) {
     r->slabs = s->next;
     free(s);
   }
-  free(r->items);
+  if (r->items != &r->one) free(r->items);
   free(r->order);
   free(r->message);
 }
@@ -877,7 +884,8 @@ static size_t output_room(size_t olen) { return (olen + 15) / 16 * 16 + 16 * (ol
  * its own. NULL: out of memory. */
 static void *output_alloc(mproc_async_result *r, size_t olen, bool *borrowed) {
   size_t room = output_room(olen);
-  *borrowed = false;
+  *borrowed = r->items == &r->one && olen <= sizeof r->one_out.b;
+  if (*borrowed) return r->one_out.b;
   if (r->lazy || r->n < 2 || olen > SLAB_OUTPUT_MAX) return malloc(olen ? olen : 1);
   if (r->slab_left < room) { /* a new slab, for the items still to come as far as they fit */
     size_t left = r->n - r->done, size = left < SLAB_BYTES / room ? left * room : SLAB_BYTES;
@@ -1475,7 +1483,7 @@ static int submit(mproc_pool *p, mproc_task_fn fn, const mproc_bytes *in, size_t
   r->imap = imap;
   r->ordered = ordered;
   if (o) r->opts = *o;
-  r->items = (struct item *)calloc(n ? n : 1, sizeof *r->items);
+  r->items = n == 1 ? &r->one : (struct item *)calloc(n ? n : 1, sizeof *r->items);
   r->order = imap && !ordered ? (size_t *)calloc(n ? n : 1, sizeof *r->order) : NULL;
   if (!r->items || (imap && !ordered && !r->order)) {
     result_free_items(r);
@@ -1605,10 +1613,13 @@ int mproc_pool_apply(mproc_pool *p, mproc_task_fn fn, const void *in, size_t len
   if (!rc) rc = mproc_async_result_get(r, timeout_ms);
   if (!rc) {
     mproc__pal_mutex_lock(r->k->mu);
-    *out = r->items[0].data; /* taken over */
-    *out_len = r->items[0].len;
-    r->items[0].data = NULL;
+    struct item *it = &r->items[0];
+    *out = it->borrowed ? malloc(it->len ? it->len : 1) : it->data; /* taken over, or copied out */
+    *out_len = it->len;
+    if (it->borrowed && *out) mproc__copy(*out, it->data, it->len);
+    if (!it->borrowed) it->data = NULL;
     mproc__pal_mutex_unlock(r->k->mu);
+    if (!*out) rc = mproc__fail(MPROC_ENOMEM, "pool_apply: out of memory for the output");
   }
   if (r) {
     char msg[1024];
