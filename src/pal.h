@@ -50,6 +50,8 @@ mproc__thread_state *mproc__pal_thread_state(void);
 int64_t mproc__pal_monotonic_ns(void);
 int mproc__pal_cpu_count(void);
 int mproc__pal_process_cpu_count(void);
+/* The CPU this thread runs on now (it may move at any time: a hint), or -1 where the OS does not say. */
+int mproc__pal_current_cpu(void);
 int64_t mproc__pal_getpid(void);
 /* The same, asked of the system each time and kept nowhere: for a fork child that needs its pid once
  * (POSIX: filling the kept pid, which every fork child finds blank, writes a page: two page faults). */

@@ -14,6 +14,10 @@
 #include <thread>
 #include <vector>
 
+#ifdef __linux__
+#include <sched.h>
+#endif
+
 #include "test_util.h"
 #include "tree_util.h"
 
@@ -89,6 +93,12 @@ int t_gate(const void *in, size_t len, mproc_task *t) {
   bool opened = open->load() != 0;
   mproc_shared_memory_destroy(m);
   return opened ? mproc_task_return(t, "g", 1) : mproc_task_fail(t, "the gate never opened");
+}
+
+// "q": return it at once; anything else: t_gate's gate name
+int t_quick_or_gate(const void *in, size_t len, mproc_task *t) {
+  if (len == 1 && *(const char *)in == 'q') return mproc_task_return(t, in, len);
+  return t_gate(in, len, t);
 }
 
 // starmap: the sum of two 8-byte arguments
@@ -1276,6 +1286,63 @@ TEST(PoolArgs, BadArgumentsAreErrors) {
   mproc_pool_destroy(nullptr);
   mproc_async_result_destroy(nullptr);
 }
+
+#ifdef __linux__
+void pin_worker(const void *arg, size_t size) {
+  int cpu = 0;
+  if (size == sizeof cpu) std::memcpy(&cpu, arg, sizeof cpu);
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(cpu, &one);
+  sched_setaffinity(0, sizeof one, &one);
+}
+
+// A worker whose tasks are quick may hold its replies to the end of a batch while the result thread
+// sleeps on the worker's CPU (pool_internal.h 'K'). A slow task in such a batch must not hold back the
+// replies of the quick tasks before it: here the pool, its result thread and its worker share one CPU,
+// and an imap's quick items reach the caller while its last task waits at a gate.
+TEST_P(Pool, QuickRepliesReachTheCallerWhileASlowTaskOfTheirBatchRuns) {
+  cpu_set_t before;
+  ASSERT_EQ(sched_getaffinity(0, sizeof before, &before), 0);
+  int cpu = sched_getcpu();
+  ASSERT_GE(cpu, 0);
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(cpu, &one);
+  ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0); // (the result thread starts pinned with us)
+  mproc_pool_opts o{};
+  o.initializer = pin_worker;
+  o.initarg = &cpu;
+  o.initarg_size = sizeof cpu;
+  mproc_pool *p = make(1, o);
+  ASSERT_NE(p, nullptr);
+  std::vector<mproc_bytes> quick(64, mproc_bytes{"q", 1});
+  mproc_async_result *r = nullptr;
+  for (int i = 0; i < 3; ++i) { // the worker's tasks are quick now
+    ASSERT_EQ(mproc_pool_map(p, t_quick_or_gate, quick.data(), quick.size(), 1, kLong, &r), 0) << mproc_last_error();
+    mproc_async_result_destroy(r);
+  }
+  Gate gate; // more tasks than a worker's window: the last ones (and the gate) come in the result thread's top-ups
+  std::vector<mproc_bytes> in(1000, mproc_bytes{"q", 1});
+  in.push_back({gate.name.data(), gate.name.size()});
+  ASSERT_EQ(mproc_pool_imap(p, t_quick_or_gate, in.data(), in.size(), 1, true, &r), 0) << mproc_last_error();
+  for (size_t i = 0; i + 1 < in.size(); ++i) { // while the gate is shut
+    const void *d = nullptr;
+    size_t n = 0;
+    ASSERT_EQ(mproc_async_result_next(r, 10000, &d, &n, nullptr), 0) << "item " << i << ": " << mproc_last_error();
+    EXPECT_EQ(std::string((const char *)d, n), "q");
+  }
+  EXPECT_FALSE(mproc_async_result_ready(r));
+  gate.lift();
+  const void *d = nullptr;
+  size_t n = 0;
+  ASSERT_EQ(mproc_async_result_next(r, kLong, &d, &n, nullptr), 0) << mproc_last_error();
+  EXPECT_EQ(std::string((const char *)d, n), "g");
+  mproc_async_result_destroy(r);
+  finish(p);
+  EXPECT_EQ(sched_setaffinity(0, sizeof before, &before), 0);
+}
+#endif
 
 #ifndef _WIN32
 // A lock of the program's own: a fork child of a process where another thread holds it inherits it held.

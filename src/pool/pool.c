@@ -26,6 +26,7 @@ enum { RUN = 0, CLOSED = 1, TERMINATED = 2 };
 #define WINDOW MPROC__POOL_RING  /* tasks in flight to one worker whose tasks are quick (its ring's slots) */
 #define WINDOW_BYTES (32u << 10) /* and their bytes: never more than a connection's buffer holds */
 #define QUICK_NS 100000          /* quick: a worker's tasks took under 100 us each, lately */
+#define HOLD_MS 1                /* the result thread looks at its rings this often while a quick worker works */
 /* Workers that end before their first task, this many in a row with no reply between, break the pool
  * (an initializer that fails, a worker that cannot start): restarting them for ever would hang every
  * caller, as CPython's Pool does. */
@@ -35,6 +36,7 @@ typedef struct core {
   mproc__mutex *mu;
   mproc__cond *cv;
   size_t refs;             /* the pool and each result */
+  bool calling_back;       /* the result thread runs a callback */
   struct mproc_pool *pool; /* NULL once the pool is freed (results outlive it) */
 } core;
 
@@ -64,6 +66,7 @@ typedef struct task {
   size_t chunk;             /* an array task: the records per claim */
   struct task_block *block; /* a map's tasks built at once: the block it and its message lie in (or NULL) */
   bool lone;                /* its result's only task (pump: that result cannot fail while it waits) */
+  bool inner;               /* it and its message lie in its result's block (submit: a small apply) */
 } task;
 
 /* A map's tasks and their messages in one allocation (task_block_new): one malloc for a map of many
@@ -153,6 +156,7 @@ typedef struct worker {
   size_t narenas;
   mproc__buf batch; /* tasks for it gathered in one pump ('B'), sent at its end */
   size_t nbatch;
+  bool fed; /* pump(ahead false): gets tasks in this pump */
 } worker;
 
 /* w's i-th task in flight, oldest first. */
@@ -342,6 +346,7 @@ static void task_free(task *t) {
     if (mproc__atomic_add64(&t->block->live, (uint64_t)-1) == 1) free(t->block);
     return;
   }
+  if (t->inner) return; /* (its result, which outlives it, frees it) */
   mproc__buf_free(&t->msg);
   free(t);
 }
@@ -383,6 +388,41 @@ static task *task_new(mproc_async_result *r, size_t fn, size_t first, size_t n, 
 
 #define BLOCK_MAX ((size_t)16 << 20) /* a map whose task messages take more: a buffer per task */
 
+/* The bytes an input takes in a task message: its length word, then itself. */
+static size_t task_input_bytes(size_t len) { return 8 + len; }
+
+#define TASK_HEAD 17 /* a task message's head: 'T', the function, the count */
+
+/* Write a task message's head ('T', the function, the count) at `at`, then the inputs in[0..n) after it;
+ * returns the end. */
+static char *task_message_put(char *at, size_t fn, const mproc_bytes *in, size_t n) {
+  *at = MPROC__POOL_TASK;
+  mproc__wire_put_le64((unsigned char *)at + 1, fn);
+  mproc__wire_put_le64((unsigned char *)at + 9, n);
+  at += TASK_HEAD;
+  for (size_t i = 0; i < n; ++i) {
+    mproc__wire_put_le64((unsigned char *)at, in[i].len);
+    mproc__copy(at + 8, in[i].data, in[i].len);
+    at += task_input_bytes(in[i].len);
+  }
+  return at;
+}
+
+#define INNER_INPUT_MAX 128 /* an apply's input up to this: its task lies in its result's block */
+_Static_assert(_Alignof(struct mproc_async_result) % _Alignof(task) == 0, "a task may follow a result");
+
+/* The task of r's one input, in r's block after r itself (room made by submit; zeroed). */
+static task *task_inner(mproc_async_result *r, size_t fn, const mproc_bytes *in) {
+  task *t = (task *)(void *)(r + 1); /* (r's size is a multiple of its alignment, which a task's divides) */
+  t->r = r;
+  t->fn = fn;
+  t->n = 1;
+  t->inner = true;
+  t->msg.data = (char *)(t + 1);
+  t->msg.len = t->msg.cap = (size_t)(task_message_put(t->msg.data, fn, in, 1) - t->msg.data);
+  return t;
+}
+
 /* The tasks of r's inputs in[0..n), `chunk` a task, in one block, linked from *first; how many there are
  * in *ntasks. in_bytes: the bytes the inputs take in messages, their length words included (more than
  * BLOCK_MAX for any count above it). 0; 1 when the block would take more than BLOCK_MAX (build them one
@@ -392,7 +432,7 @@ static int task_block_new(mproc_async_result *r, size_t fn, const mproc_bytes *i
   size_t nt = (n + chunk - 1) / chunk, head = (sizeof(task_block) + 15) / 16 * 16; /* (a task's alignment divides 16) */
   size_t bytes = head + nt * sizeof(task);
   if (in_bytes > BLOCK_MAX || bytes + in_bytes > BLOCK_MAX) return 1;
-  bytes += in_bytes + nt * 17; /* each message's head: 'T', the function, the count */
+  bytes += in_bytes + nt * TASK_HEAD;
   task_block *b = (task_block *)malloc(bytes);
   if (!b) return MPROC_ENOMEM;
   memset(b, 0, head + nt * sizeof(task)); /* (every byte of the messages is written below) */
@@ -408,15 +448,8 @@ static int task_block_new(mproc_async_result *r, size_t fn, const mproc_bytes *i
     t->block = b;
     t->next = k + 1 < nt ? &ts[k + 1] : NULL;
     t->msg.data = at;
-    *at = MPROC__POOL_TASK;
-    mproc__wire_put_le64((unsigned char *)at + 1, fn);
-    mproc__wire_put_le64((unsigned char *)at + 9, t->n);
-    at += 17;
-    for (size_t e = i + t->n; i < e; ++i) {
-      mproc__wire_put_le64((unsigned char *)at, in[i].len);
-      mproc__copy(at + 8, in[i].data, in[i].len);
-      at += 8 + in[i].len;
-    }
+    at = task_message_put(at, fn, in + i, t->n);
+    i += t->n;
     t->msg.len = t->msg.cap = (size_t)(at - t->msg.data);
   }
   *first = ts;
@@ -525,6 +558,12 @@ static int takes_work(const mproc_pool *p, const char *call) {
   return 0;
 }
 
+/* Whether w's tasks took less than the pool's `quick` lately. */
+static bool worker_quick(const mproc_pool *p, const worker *w) {
+  int64_t quick = p->o.backend && p->o.backend->quick_ns > QUICK_NS ? p->o.backend->quick_ns : QUICK_NS;
+  return w->avg_ns && w->avg_ns < quick;
+}
+
 static bool has_room(const mproc_pool *p, const worker *w, const task *t) {
   if (!worker_live(w) || (p->o.maxtasksperchild && w->sent >= p->o.maxtasksperchild)) return false;
   if (w->ninflight == 0) return true;
@@ -532,8 +571,7 @@ static bool has_room(const mproc_pool *p, const worker *w, const task *t) {
    * (so a send never waits on a worker that waits to send its reply: two full pipes). One ahead, or a
    * window of them when its tasks are quick, so a worker never waits for the parent between tasks and
    * the parent's sends, the worker's reads and the replies come many at a time. */
-  int64_t quick = p->o.backend && p->o.backend->quick_ns > QUICK_NS ? p->o.backend->quick_ns : QUICK_NS;
-  bool fast = w->avg_ns && w->avg_ns < quick;
+  bool fast = worker_quick(p, w);
   /* A quick worker is topped up once half its window has come back, not after every reply: one send
    * brings it many tasks (while the other half runs), where one a reply cost a system call a task. */
   if (fast && !w->nbatch && w->ninflight > WINDOW / 2) return false;
@@ -580,8 +618,8 @@ static int send_defs(mproc_pool *p, worker *w, const task *t) {
   return rc;
 }
 
-/* Send w the tasks gathered for it ('B', or the one task as it is): one system call. */
-static int batch_flush(worker *w) {
+/* Send w the tasks gathered for it ('B', 'K' to a quick worker, or the one task as it is): one system call. */
+static int batch_flush(const mproc_pool *p, worker *w) {
   if (!w->nbatch) return 0;
   const size_t head = 1 + 8; /* 'B' [u64 k] */
   mproc__buf *b = &w->batch;
@@ -589,6 +627,7 @@ static int batch_flush(worker *w) {
   if (w->nbatch == 1) {
     rc = mproc_connection_send_bytes(w->conn, b->data, b->len, head + 8, b->len - head - 8);
   } else {
+    b->data[0] = worker_quick(p, w) ? MPROC__POOL_QUICK_BATCH : MPROC__POOL_BATCH;
     mproc__wire_put_le64((unsigned char *)b->data + 1, w->nbatch);
     rc = mproc_connection_send_bytes(w->conn, b->data, b->len, 0, b->len);
   }
@@ -614,15 +653,19 @@ static int send_task(mproc_pool *p, worker *w, task *t) {
     b->len = at; /* out of memory: sent alone */
     mproc_clear_error();
   }
-  if (!rc) rc = batch_flush(w);
+  if (!rc) rc = batch_flush(p, w);
   if (!rc && t->arena) rc = send_arena(p, w, t);
   if (!rc) rc = mproc_connection_send_bytes(w->conn, t->msg.data, t->msg.len, 0, t->msg.len);
   return rc;
 }
 
 /* Hand pending tasks to workers with room (with the mutex held): idle workers first, and a task ahead to a
- * busy one only when none is idle (else a task would wait behind a long one while a worker idles). */
-static void pump(mproc_pool *p) {
+ * busy one only when none is idle (else a task would wait behind a long one while a worker idles).
+ * ahead false (a caller's submit): a busy worker whose tasks are quick gets nothing; the result thread,
+ * which pumps after it takes replies, tops it up: one send then carries what many calls gave, where a
+ * send per call woke the worker, and with it the result thread, at every call. */
+static void pump(mproc_pool *p, bool ahead) {
+  for (size_t i = 0; i < p->nw && !ahead; ++i) p->w[i].fed = p->w[i].ninflight == 0 || !worker_quick(p, &p->w[i]);
   for (bool sent = true; sent && p->head;) {
     sent = false;
     bool idle_only = false;
@@ -631,7 +674,7 @@ static void pump(mproc_pool *p) {
     for (size_t i = 0; i < p->nw && p->head; ++i) {
       worker *w = &p->w[i];
       task *t = p->head;
-      if (!has_room(p, w, t) || (idle_only && w->ninflight)) continue;
+      if (!has_room(p, w, t) || (idle_only && w->ninflight) || (!ahead && !w->fed)) continue;
       /* Its result failed already (another chunk): drop it. (A result's lone task: the result fails only
        * once its task is dropped or running, and its line, cold when many tasks wait, is not read.) */
       if (!t->lone && t->r->ready) {
@@ -659,7 +702,7 @@ static void pump(mproc_pool *p) {
     }
   }
   for (size_t i = 0; i < p->nw; ++i)
-    if (p->w[i].nbatch && batch_flush(&p->w[i]) != 0) { /* it is dying: its tasks come back as it ends */
+    if (p->w[i].nbatch && batch_flush(p, &p->w[i]) != 0) { /* it is dying: its tasks come back as it ends */
       mproc_clear_error();
       p->w[i].broken = true;
     }
@@ -687,7 +730,7 @@ struct mproc_pool_replies {
 
 int mproc_pool_replies_put(mproc_pool_replies *r, const void *reply, size_t len) {
   MPROC__CHECK_ARG(!r || (!reply && len), "r and reply must be set");
-  return mproc__pool_ring_put(&r->ring, reply, len);
+  return mproc__pool_ring_put(&r->ring, reply, len, true);
 }
 
 void mproc_pool_replies_release(mproc_pool_replies *r) {
@@ -709,6 +752,7 @@ static int start_worker(mproc_pool *p, size_t slot) {
   if (p->rings) { /* no reply of the last worker of the slot is left: it was taken before it was replaced */
     w->ring = &p->rings[slot];
     memset(w->ring, 0, offsetof(mproc__pool_ring, slot));
+    w->ring->asleep_cpu = UINT32_MAX;
   }
   if (p->o.backend) {
     mproc_pool_replies *rep = NULL;
@@ -811,11 +855,13 @@ static void run_callback(core *k, callback_call c) {
   if (!c.r) return;
   mproc__pal_mutex_lock(k->mu);
   c.r->cb_thread = mproc__pal_thread_id(); /* its calls do not wait for the callback */
+  k->calling_back = true;
   mproc__pal_mutex_unlock(k->mu);
   const mproc_async_opts *o = &c.r->opts;
   if (c.ok && o->callback) o->callback(o->user, c.r);
   if (!c.ok && o->error_callback) o->error_callback(o->user, c.r);
   mproc__pal_mutex_lock(k->mu);
+  k->calling_back = false;
   c.r->calling = false;
   result_notify(c.r);
   mproc__pal_mutex_unlock(k->mu);
@@ -915,7 +961,8 @@ static void take_reply(mproc_pool *p, worker *w, const char *msg, size_t len, in
   ++w->replied;
   p->early_deaths = 0;
   int64_t took = now - t->started;
-  w->avg_ns = w->avg_ns ? (w->avg_ns * 7 + took) / 8 : took + 1;
+  int64_t avg = w->avg_ns ? (w->avg_ns * 7 + took) / 8 : took;
+  w->avg_ns = avg > 0 ? avg : 1; /* (0: not measured yet; the replies of a run after the first count 0) */
   if (w->ninflight) inflight_at(w, 0)->started = now;
   mproc_async_result *r = t->r;
   mproc__wire_reader rd = mproc__wire_reader_make(msg + 1, len ? len - 1 : 0);
@@ -991,6 +1038,9 @@ static void take_reply(mproc_pool *p, worker *w, const char *msg, size_t len, in
   }
   if (rd.bad) became = result_fail(r, MPROC_ESYS, t->first, "pool: a worker sent a malformed reply", true);
   task_free(t);
+  /* A result with a callback to run is left to the caller, with the task's reference; one without is done
+   * here (its waiters were woken), so a run of replies goes on under one lock. */
+  became = became && r->calling;
   cb->r = became ? r : NULL;
   cb->ok = became && r->ok;
   if (!became) task_unref(p->k, r);
@@ -1173,12 +1223,16 @@ static bool ring_has(const worker *w) {
 }
 
 /* Tell every worker with a ring that the result thread is about to sleep (asleep true), or that it is
- * awake again; going to sleep: whether a ring had a reply by then (then it must not). */
-static bool say_asleep(mproc_pool *p, bool asleep) {
+ * awake again; going to sleep: whether a ring had a reply by then (then it must not). timed: it sleeps
+ * HOLD_MS at most, and says on which CPU (a quick batch's worker there may hold its replies till the end
+ * of the batch); otherwise it says none, and a worker wakes it at its first reply. */
+static bool say_asleep(mproc_pool *p, bool asleep, bool timed) {
   bool any = false;
+  int cpu = asleep && timed ? mproc__pal_current_cpu() : -1;
   for (size_t i = 0; i < p->nw; ++i) {
     worker *w = &p->w[i];
     if (!w->ring) continue;
+    if (asleep) mproc__atomic_store32(&w->ring->asleep_cpu, (uint32_t)cpu);
     mproc__atomic_store32(&w->ring->asleep, asleep); /* then the tail is read: a reply after it wakes us */
     any = any || (asleep && ring_has(w));
   }
@@ -1213,7 +1267,7 @@ static void serve_worker(mproc_pool *p, worker *w, bool conn_ready, bool proc_en
       worker_died(p, w, &cb); /* its end (or a reply nobody asked for); with a task in flight, a process's
                                  end is seen on its connection, after any last reply */
     }
-    pump(p);
+    pump(p, true);
     mproc__pal_mutex_unlock(p->k->mu);
     mproc_free(msg);
     if (cb.r) {
@@ -1237,10 +1291,11 @@ static void result_thread(void *arg) {
     size_t n = 0;
     ws[n++] = mproc_waitable_connection(p->wake_rx);
     int64_t soonest = INT64_MAX;
-    bool busy = false;
+    bool busy = false, held = false;
     for (size_t i = 0; i < p->nw; ++i) {
       worker *w = &p->w[i];
       busy = busy || ring_has(w);
+      held = held || (w->ring && !w->replies && w->ninflight && worker_quick(p, w));
       if (w->conn) {
         who[n] = i;
         gen[n] = w->gen;
@@ -1257,13 +1312,14 @@ static void result_thread(void *arg) {
       }
     }
     bool slept = !busy && p->ringed;
-    if (slept) busy = say_asleep(p, true);
+    if (slept) busy = say_asleep(p, true, held);
     mproc__pal_mutex_unlock(p->k->mu);
     int64_t ms = busy ? 0 : soonest == INT64_MAX ? MPROC_INFINITE : mproc__ms_until(soonest);
+    if (held && (ms < 0 || ms > HOLD_MS)) ms = HOLD_MS; /* (replies a worker may hold: pool_internal.h 'K') */
     size_t nready = 0;
     int rc = mproc_wait(ws, n, ms, &nready);
     if (rc && rc != MPROC_ETIMEDOUT) mproc_clear_error();
-    if (slept) say_asleep(p, false);
+    if (slept) say_asleep(p, false, false);
     if (ws[0].ready) { /* drain the wake-ups */
       char *b = NULL;
       size_t bl = 0;
@@ -1472,9 +1528,13 @@ static int submit(mproc_pool *p, mproc_task_fn fn, const mproc_bytes *in, size_t
   size_t in_bytes = 0; /* task_block_new's, counted in the same pass over the inputs */
   for (size_t i = 0; i < n; ++i) {
     MPROC__CHECK_ARG_AS(call, !in[i].data && in[i].len, "inputs[%zu] is NULL with len %zu", i, in[i].len);
-    if (in_bytes <= BLOCK_MAX) in_bytes += in[i].len > BLOCK_MAX ? BLOCK_MAX + 1 : 8 + in[i].len;
+    if (in_bytes <= BLOCK_MAX) in_bytes += in[i].len > BLOCK_MAX ? BLOCK_MAX + 1 : task_input_bytes(in[i].len);
   }
-  mproc_async_result *r = (mproc_async_result *)calloc(1, sizeof *r);
+  /* A small apply: its task and the message lie in the result's block, made here, and the pool's lock is
+   * taken once (an apply_async took three blocks, two of them freed by another thread, and the lock twice). */
+  bool inner = n == 1 && in[0].len <= INNER_INPUT_MAX;
+  size_t inner_bytes = inner ? sizeof(task) + TASK_HEAD + task_input_bytes(in[0].len) : 0;
+  mproc_async_result *r = (mproc_async_result *)calloc(1, sizeof *r + inner_bytes);
   if (!r) return mproc__fail(MPROC_ENOMEM, "%s: out of memory", call);
   r->flag = MPROC_NO_HANDLE;
   r->n = r->nslots = n;
@@ -1499,24 +1559,29 @@ static int submit(mproc_pool *p, mproc_task_fn fn, const mproc_bytes *in, size_t
   rc = takes_work(p, call);
   size_t fn_i = 0;
   if (!rc) rc = fn_index(p, (void *)fn, &fn_i);
-  mproc__pal_mutex_unlock(p->k->mu);
-  int blocked = rc || !n ? 1 : task_block_new(r, fn_i, in, n, chunk, in_bytes, &first, &ntasks);
-  if (blocked == MPROC_ENOMEM) rc = mproc__fail(MPROC_ENOMEM, "%s: out of memory", call);
-  if (!blocked) last = &first[ntasks - 1];
-  for (size_t at = 0; at < n && !rc && blocked == 1; at += chunk) {
-    task *t = task_new(r, fn_i, at, n - at < chunk ? n - at : chunk, in + at);
-    if (!t) {
-      rc = mproc__fail(MPROC_ENOMEM, "%s: out of memory", call);
-      break;
+  if (inner && !rc) { /* built under the lock: a few stores */
+    first = last = task_inner(r, fn_i, &in[0]);
+    ntasks = 1;
+  } else {
+    mproc__pal_mutex_unlock(p->k->mu);
+    int blocked = rc || !n ? 1 : task_block_new(r, fn_i, in, n, chunk, in_bytes, &first, &ntasks);
+    if (blocked == MPROC_ENOMEM) rc = mproc__fail(MPROC_ENOMEM, "%s: out of memory", call);
+    if (!blocked) last = &first[ntasks - 1];
+    for (size_t at = 0; at < n && !rc && blocked == 1; at += chunk) {
+      task *t = task_new(r, fn_i, at, n - at < chunk ? n - at : chunk, in + at);
+      if (!t) {
+        rc = mproc__fail(MPROC_ENOMEM, "%s: out of memory", call);
+        break;
+      }
+      *link = last = t;
+      link = &t->next;
+      ++ntasks;
     }
-    *link = last = t;
-    link = &t->next;
-    ++ntasks;
-  }
-  if (!rc) {
-    mproc__pal_mutex_lock(p->k->mu);
-    rc = takes_work(p, call); /* (closed, or broken, while building) */
-    if (rc) mproc__pal_mutex_unlock(p->k->mu);
+    if (!rc) {
+      mproc__pal_mutex_lock(p->k->mu);
+      rc = takes_work(p, call); /* (closed, or broken, while building) */
+      if (rc) mproc__pal_mutex_unlock(p->k->mu);
+    }
   }
   if (rc) {
     while (first) {
@@ -1548,7 +1613,7 @@ static int submit(mproc_pool *p, mproc_task_fn fn, const mproc_bytes *in, size_t
       p->head = first;
     p->tail = last;
   }
-  pump(p);
+  pump(p, p->k->calling_back);                         /* (a callback holds the result thread: it pumps later) */
   if (p->o.task_timeout_ms > 0) wake_result_thread(p); /* it waits for the earliest deadline */
   mproc__pal_mutex_unlock(p->k->mu);
   if (cb.r) { /* an empty map's callback: here, as there is no task to report it */
@@ -1792,7 +1857,7 @@ int mproc_pool_map_array_async(mproc_pool *p, mproc_record_fn fn, const mproc_ar
     p->tail = t;
   }
   free(ts);
-  pump(p);
+  pump(p, true);
   if (p->o.task_timeout_ms > 0) wake_result_thread(p);
   mproc__pal_mutex_unlock(p->k->mu);
   *out = r;
@@ -1966,7 +2031,7 @@ static void pull_inputs(mproc_async_result *r) {
     result_fail(r, status, r->n, msg, true);
   }
   if (p && p->state == RUN) {
-    pump(p);
+    pump(p, p->k->calling_back);
     if (p->o.task_timeout_ms > 0) wake_result_thread(p);
   }
   mproc__pal_cond_broadcast(k->cv); /* another next() may wait for this one's inputs */
@@ -2032,6 +2097,7 @@ int mproc_async_result_wait(mproc_async_result *r, int64_t timeout_ms) {
 
 int mproc_async_result_get(mproc_async_result *r, int64_t timeout_ms) {
   MPROC__CHECK_ARG(!r, "result is NULL");
+  if (!r->opts.callback && mproc__atomic_load32(&r->whole)) return 0; /* done, and no callback to wait for */
   mproc__pal_mutex_lock(r->k->mu);
   int rc = wait_ready(r, timeout_ms);
   if (rc) {

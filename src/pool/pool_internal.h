@@ -6,6 +6,7 @@
  *   'T' [u64 function index] [u64 n] n x ([u64 len] [bytes])                  run a task of n items
  *   'B' [u64 k] k x ([u64 len] ['T' message])                                  k tasks, in this order
  *        (the tasks one pump gives a worker: one message, one system call; each still has its reply)
+ *   'K' the same, to a worker whose tasks are quick (below: its replies may wait for the batch's end)
  *   'S' [u64 arena id], then the arena itself (an object: a shared block)      keep arena `id` mapped
  *   'U' [u64 arena id]                                                          let arena `id` go
  *   'A' [u64 function index] [u64 slot] [u64 n] [u64 chunk] [u64 in_size] [u64 out_size] [u64 timed]
@@ -20,7 +21,11 @@
  * hands replies, mproc/pool_backend.h) writes each reply into its ring, and one that does not fit a
  * slot goes on the connection, its slot saying so; then the only other message it sends is
  *   'W'                                                                        the ring has replies
- * once after the parent said it sleeps.
+ * once after the parent said it sleeps. In a 'K' batch, while the parent sleeps on the CPU the worker runs
+ * on, the worker sends that 'W' once the batch ends instead (the parent could not have run before on that
+ * CPU, and woken at the first reply it took the CPU for one reply at a time). The parent says its CPU
+ * only when it sleeps HOLD_MS at most, as it does while a quick worker has tasks (a quick batch may hold
+ * a slow task).
  * A worker ends at 'Q' or the end of its connection; one that ran its maxtasksperchild tasks ends by
  * itself (the parent never sends it more).
  *
@@ -43,6 +48,7 @@
 enum { MPROC__POOL_DEFINE = 'F', MPROC__POOL_TASK = 'T', MPROC__POOL_QUIT = 'Q', MPROC__POOL_RESULT = 'R' };
 
 enum { MPROC__POOL_ARENA = 'S', MPROC__POOL_UNMAP = 'U', MPROC__POOL_ARRAY = 'A', MPROC__POOL_BATCH = 'B' };
+enum { MPROC__POOL_QUICK_BATCH = 'K' };
 
 /* What a worker is doing in an array map, on a cache line of its own (one per worker slot). */
 typedef struct mproc__pool_claim {
@@ -91,14 +97,19 @@ typedef struct mproc__pool_ring {
   unsigned char pad0[48];
   volatile uint64_t head;   /* replies taken (the parent) */
   volatile uint32_t asleep; /* the parent waits: the next reply wakes it */
-  unsigned char pad1[52];
+  volatile uint32_t asleep_cpu; /* the CPU it sleeps on, set before `asleep` (UINT32_MAX: not known) */
+  unsigned char pad1[48];
   mproc__pool_reply slot[MPROC__POOL_RING];
 } mproc__pool_ring;
 
 /* Write one reply into ring g, as its writer (the worker, or a backend for it): a MPROC_POOL_REPLY_
  * value (mproc/pool_backend.h: what else the writer must send on the connection), or MPROC_ESTATE when
- * the ring is full (more replies than tasks in flight). */
-int mproc__pool_ring_put(mproc__pool_ring *g, const void *reply, size_t len);
+ * the ring is full (more replies than tasks in flight). wake false: never MPROC_POOL_REPLY_WAKE; the
+ * writer calls mproc__pool_ring_wake later (before it waits for more tasks). */
+int mproc__pool_ring_put(mproc__pool_ring *g, const void *reply, size_t len, bool wake);
+
+/* MPROC_POOL_REPLY_WAKE when the parent sleeps (it is then awake: send 'W'), else MPROC_POOL_REPLY_TAKEN. */
+int mproc__pool_ring_wake(mproc__pool_ring *g);
 
 /* A worker's settings. */
 typedef struct mproc__pool_worker_cfg {

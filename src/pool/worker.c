@@ -180,7 +180,7 @@ static int run_array(mproc_record_fn fn, mproc__wire_reader *r, const arenas *as
   return rc;
 }
 
-int mproc__pool_ring_put(mproc__pool_ring *g, const void *reply, size_t len) {
+int mproc__pool_ring_put(mproc__pool_ring *g, const void *reply, size_t len, bool wake) {
   uint64_t t = mproc__atomic_load64_relaxed(&g->tail); /* (the writer's own) */
   if (t - mproc__atomic_load64(&g->head) >= MPROC__POOL_RING)
     return mproc__fail(MPROC_ESTATE, "pool worker: more replies than tasks in flight");
@@ -190,6 +190,10 @@ int mproc__pool_ring_put(mproc__pool_ring *g, const void *reply, size_t len) {
   s->len = fits ? len : MPROC__POOL_RING_ELSEWHERE;
   mproc__atomic_store64(&g->tail, t + 1);  /* publishes it; and before `asleep` is read */
   if (!fits) return MPROC_POOL_REPLY_SEND; /* (its message wakes the parent) */
+  return wake ? mproc__pool_ring_wake(g) : MPROC_POOL_REPLY_TAKEN;
+}
+
+int mproc__pool_ring_wake(mproc__pool_ring *g) {
   if (mproc__atomic_load32(&g->asleep) && mproc__atomic_xchg32(&g->asleep, 0)) return MPROC_POOL_REPLY_WAKE;
   return MPROC_POOL_REPLY_TAKEN;
 }
@@ -203,19 +207,46 @@ typedef struct loop_state {
   mproc_task_fn *fns; /* the functions defined to it ('F'), by index */
   size_t nfns;
   arenas as;
-  uint64_t done;    /* tasks run */
+  uint64_t done; /* tasks run */
+  bool quick;    /* running a quick batch's tasks ('K') */
+  bool unwoken;  /* replies are in the ring that the parent was not woken for */
   mproc_task task;  /* a task's state (its output goes into the reply) */
   mproc__buf reply; /* a reply, the same */
 } loop_state;
 
-/* Send the parent a task's reply: to the caller's function, or into the worker's ring where it has one
- * (pool_internal.h), else, or when it does not fit a slot, on its connection. */
-static int send_reply(loop_state *s, const mproc__buf *reply) {
-  if (s->reply_fn) return s->reply_fn(s->reply_ctx, reply->data, reply->len);
-  int act = s->cfg->ring ? mproc__pool_ring_put(s->cfg->ring, reply->data, reply->len) : MPROC_POOL_REPLY_SEND;
+/* What ring_put or ring_wake said: the message to send, if any. */
+static int reply_act(loop_state *s, int act, const mproc__buf *reply) {
   if (act == MPROC_POOL_REPLY_SEND) return mproc_connection_send_bytes(s->c, reply->data, reply->len, 0, reply->len);
   if (act == MPROC_POOL_REPLY_WAKE) return mproc_connection_send_bytes(s->c, "W", 1, 0, 1);
   return act;
+}
+
+/* Wake the parent for the replies put in the ring without it, if it sleeps. */
+static int wake_parent(loop_state *s) {
+  if (!s->unwoken) return 0;
+  s->unwoken = false;
+  return reply_act(s, mproc__pool_ring_wake(s->cfg->ring), NULL);
+}
+
+/* Whether the parent sleeps on the CPU this worker runs on. */
+static bool parent_here(const mproc__pool_ring *g) {
+  int cpu = mproc__pal_current_cpu();
+  return cpu >= 0 && mproc__atomic_load32(&g->asleep_cpu) == (uint32_t)cpu;
+}
+
+/* Send the parent a task's reply: to the caller's function, or into the worker's ring where it has one
+ * (pool_internal.h), else, or when it does not fit a slot, on its connection. In a quick batch, with the
+ * parent asleep on this CPU, it is woken once the batch ends (pool_internal.h 'K'). */
+static int send_reply(loop_state *s, const mproc__buf *reply) {
+  if (s->reply_fn) return s->reply_fn(s->reply_ctx, reply->data, reply->len);
+  mproc__pool_ring *g = s->cfg->ring;
+  int act = g ? mproc__pool_ring_put(g, reply->data, reply->len, false) : MPROC_POOL_REPLY_SEND;
+  if (act != MPROC_POOL_REPLY_TAKEN) {
+    if (act == MPROC_POOL_REPLY_SEND) s->unwoken = false; /* (its message wakes the parent) */
+    return reply_act(s, act, reply);
+  }
+  s->unwoken = true;
+  return s->quick && parent_here(g) ? 0 : wake_parent(s);
 }
 
 #define KEEP_BUFFER (256u << 10) /* a buffer the loop keeps for the next task: at most this */
@@ -226,7 +257,7 @@ static void keep_or_free(mproc__buf *b) {
 }
 
 /* One message from the parent (pool_internal.h): 0 to go on, 1 at the end ('Q', or maxtasks run), or
- * an error. A batch ('B') holds tasks only. */
+ * an error. A batch ('B', 'K') holds tasks only. */
 static int serve_message(loop_state *s, const char *msg, size_t len, bool in_batch) {
   if (!in_batch && len == 1 && msg[0] == MPROC__POOL_QUIT) return 1;
   mproc__wire_reader r = mproc__wire_reader_make(msg + (len > 0), len ? len - 1 : 0);
@@ -234,13 +265,17 @@ static int serve_message(loop_state *s, const char *msg, size_t len, bool in_bat
   char kind = len && !r.bad ? msg[0] : 0;
   if (in_batch && kind != MPROC__POOL_TASK) kind = 0;
   int rc = 0;
-  if (kind == MPROC__POOL_BATCH) { /* index: how many tasks */
+  if (kind == MPROC__POOL_BATCH || kind == MPROC__POOL_QUICK_BATCH) { /* index: how many tasks */
+    s->quick = kind == MPROC__POOL_QUICK_BATCH;
     for (uint64_t i = 0; i < index && !rc; ++i) {
       size_t tl;
       const char *t = (const char *)mproc__wire_get_bytes(&r, &tl, "a task of a batch");
       rc = r.bad ? 0 : serve_message(s, t, tl, true);
       if (r.bad) break;
     }
+    s->quick = false;
+    int woke = wake_parent(s); /* (also after a failure: the replies put are the parent's) */
+    if (!rc) rc = woke;
     if (!rc && (r.bad || mproc__wire_left(&r))) rc = mproc__fail(MPROC_ESYS, "pool worker: a malformed batch");
   } else if (kind == MPROC__POOL_DEFINE) {
     void *fn = NULL;

@@ -2,7 +2,7 @@
  * handle flags, threads, the global lock and the environment.
  * Tested on Linux (glibc). The macOS/BSD branches are written to their documentation but untested. */
 #if defined(__linux__) && !defined(_GNU_SOURCE)
-#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT, sched_getcpu */
 #endif
 
 #include <dirent.h>
@@ -102,6 +102,14 @@ int mproc__pal_process_cpu_count(void) {
     /* more than CPU_SETSIZE CPUs: fall back to the machine count */
 #endif
   return mproc__pal_cpu_count(); /* macOS/BSD: no per-process affinity query (untested here) */
+}
+
+int mproc__pal_current_cpu(void) {
+#if defined(__linux__)
+  return sched_getcpu(); /* (glibc: from the thread's rseq area, no system call) */
+#else
+  return -1;
+#endif
 }
 
 /* ---- state a fork child must not inherit: the global lock and the cached pid ---------------------

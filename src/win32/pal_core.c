@@ -127,6 +127,12 @@ int mproc__pal_process_cpu_count(void) {
   return n;
 }
 
+int mproc__pal_current_cpu(void) {
+  PROCESSOR_NUMBER n;
+  GetCurrentProcessorNumberEx(&n);
+  return (int)n.Group * 64 + (int)n.Number;
+}
+
 int64_t mproc__pal_getpid(void) { return (int64_t)GetCurrentProcessId(); }
 int64_t mproc__pal_getpid_uncached(void) { return (int64_t)GetCurrentProcessId(); }
 
