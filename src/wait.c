@@ -73,11 +73,15 @@ int mproc_wait(mproc_waitable *objs, size_t count, int64_t timeout_ms, size_t *n
   if (nready) *nready = 0;
   MPROC__CHECK_ARG(!objs || count == 0, "no objects");
   int64_t deadline = mproc__deadline_from_timeout(timeout_ms);
-  /* a wait on a few objects (a pool's result thread waits on a handful at each round) uses no heap */
+  /* A wait on a few objects (a pool's result thread waits on a handful at each round) uses no heap: its
+   * arrays lie in two blocks on the stack (where the objects' items begin; then the items, whether each
+   * item is ready, whether each object was ready at once), or, for more, on the heap. */
   enum { SMALL = 16 };
   size_t first_small[SMALL + 1];
-  mproc__wait_item items_small[2 * SMALL];
-  bool ready_small[2 * SMALL], ready_now_small[SMALL];
+  union {
+    mproc__wait_item items[2 * SMALL];
+    unsigned char bytes[2 * SMALL * sizeof(mproc__wait_item) + 2 * SMALL + SMALL];
+  } small;
   size_t *first = count <= SMALL ? first_small : (size_t *)malloc((count + 1) * sizeof *first);
   int rc =
       first ? 0 : mproc__fail(MPROC_ENOMEM, "wait: out of memory"); /* objects[i]'s items: [first[i], first[i+1]) */
@@ -88,17 +92,12 @@ int mproc_wait(mproc_waitable *objs, size_t count, int64_t timeout_ms, size_t *n
     if (!rc) first[i + 1] = first[i] + (k_kinds[objs[i].kind].count ? k_kinds[objs[i].kind].count(objs[i].object) : 1);
   }
   size_t nitems = rc ? 0 : first[count];
-  bool few = nitems <= 2 * SMALL && count <= SMALL;
-  mproc__wait_item *items = rc    ? NULL
-                            : few ? items_small
-                                  : (mproc__wait_item *)malloc((nitems ? nitems : 1) * sizeof *items);
-  bool *ready = rc ? NULL : few ? ready_small : (bool *)malloc((nitems ? nitems : 1) * sizeof *ready);
-  bool *ready_now = rc ? NULL : few ? ready_now_small : (bool *)malloc(count * sizeof *ready_now);
-  if (!rc && (!items || !ready || !ready_now)) rc = mproc__fail(MPROC_ENOMEM, "wait: out of memory");
-  if (!rc) {
-    memset(ready, 0, (nitems ? nitems : 1) * sizeof *ready);
-    memset(ready_now, 0, count * sizeof *ready_now);
-  }
+  size_t bytes = nitems * sizeof(mproc__wait_item) + (nitems + count) * sizeof(bool);
+  void *block = rc ? NULL : bytes <= sizeof small ? (void *)&small : malloc(bytes);
+  if (!rc && !block) rc = mproc__fail(MPROC_ENOMEM, "wait: out of memory");
+  mproc__wait_item *items = (mproc__wait_item *)block;
+  bool *ready = block ? (bool *)(void *)(items + nitems) : NULL, *ready_now = ready ? ready + nitems : NULL;
+  if (block) memset(ready, 0, (nitems + count) * sizeof *ready);
   size_t pre = 0;      /* ready without waiting */
   size_t prepared = 0; /* objects whose prepare succeeded */
   for (size_t i = 0; i < count && !rc; ++i) {
@@ -121,9 +120,7 @@ int mproc_wait(mproc_waitable *objs, size_t count, int64_t timeout_ms, size_t *n
   for (size_t i = 0; i < prepared; ++i)
     if (k_kinds[objs[i].kind].done) k_kinds[objs[i].kind].done(objs[i].object);
   if (first != first_small) free(first);
-  if (items != items_small) free(items);
-  if (ready != ready_small) free(ready);
-  if (ready_now != ready_now_small) free(ready_now);
+  if (block != (void *)&small) free(block);
   if (rc == MPROC_ETIMEDOUT) return mproc__fail(rc, "wait: nothing became ready within %lld ms", (long long)timeout_ms);
   if (nready) *nready = n;
   return rc;

@@ -277,7 +277,7 @@ MPROC_API int mproc_async_result_next(mproc_async_result *r, int64_t timeout_ms,
  * MPROC_ECANCELED (its error_callback runs on the result thread); a task already given to a worker
  * runs on, its output discarded. 0, or MPROC_ESTATE when r is ready already or every task of it has
  * been given to a worker (a task that may have begun is never cancelled; a worker takes up to two
- * small tasks ahead). */
+ * small tasks ahead, or up to 256 while its tasks are quick). */
 MPROC_API int mproc_async_result_cancel(mproc_async_result *r);
 /* Free a result (one still running is dropped when it finishes; its callbacks still run). NULL is
  * ignored. Not from its own callback. */
