@@ -95,12 +95,6 @@ int t_gate(const void *in, size_t len, mproc_task *t) {
   return opened ? mproc_task_return(t, "g", 1) : mproc_task_fail(t, "the gate never opened");
 }
 
-// "q": return it at once; anything else: t_gate's gate name
-int t_quick_or_gate(const void *in, size_t len, mproc_task *t) {
-  if (len == 1 && *(const char *)in == 'q') return mproc_task_return(t, in, len);
-  return t_gate(in, len, t);
-}
-
 // starmap: the sum of two 8-byte arguments
 int t_add(const void *in, size_t len, mproc_task *t) {
   mproc_bytes a[3];
@@ -1288,6 +1282,12 @@ TEST(PoolArgs, BadArgumentsAreErrors) {
 }
 
 #ifdef __linux__
+// "q": return it at once; anything else: t_gate's gate name
+int t_quick_or_gate(const void *in, size_t len, mproc_task *t) {
+  if (len == 1 && *(const char *)in == 'q') return mproc_task_return(t, in, len);
+  return t_gate(in, len, t);
+}
+
 void pin_worker(const void *arg, size_t size) {
   int cpu = 0;
   if (size == sizeof cpu) std::memcpy(&cpu, arg, sizeof cpu);
