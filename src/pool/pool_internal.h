@@ -95,8 +95,8 @@ typedef struct mproc__pool_ring {
       begun; /* the tasks it has begun (so the parent tells a task it never began from one it died running) */
   volatile uint64_t tail; /* replies written (the worker) */
   unsigned char pad0[48];
-  volatile uint64_t head;   /* replies taken (the parent) */
-  volatile uint32_t asleep; /* the parent waits: the next reply wakes it */
+  volatile uint64_t head;       /* replies taken (the parent) */
+  volatile uint32_t asleep;     /* the parent waits: the next reply wakes it */
   volatile uint32_t asleep_cpu; /* the CPU it sleeps on, set before `asleep` (UINT32_MAX: not known) */
   unsigned char pad1[48];
   mproc__pool_reply slot[MPROC__POOL_RING];

@@ -207,9 +207,9 @@ typedef struct loop_state {
   mproc_task_fn *fns; /* the functions defined to it ('F'), by index */
   size_t nfns;
   arenas as;
-  uint64_t done; /* tasks run */
-  bool quick;    /* running a quick batch's tasks ('K') */
-  bool unwoken;  /* replies are in the ring that the parent was not woken for */
+  uint64_t done;    /* tasks run */
+  bool quick;       /* running a quick batch's tasks ('K') */
+  bool unwoken;     /* replies are in the ring that the parent was not woken for */
   mproc_task task;  /* a task's state (its output goes into the reply) */
   mproc__buf reply; /* a reply, the same */
 } loop_state;
