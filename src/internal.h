@@ -77,6 +77,16 @@ int mproc__fail_arg(const char *func, const char *fmt, ...) MPROC__PRINTF(2, 3);
 int mproc__fail_os(int code, int oserr, const char *fmt, ...) MPROC__PRINTF(3, 4);
 int mproc__vfail_os(int code, int oserr, const char *fmt, va_list ap);
 
+/* mproc__copy of w <= n <= 2w bytes (w 4 or 8): the first w and the last w, which may overlap; with w a
+ * constant, each copy is one load or store. */
+static inline void mproc__copy_ends(unsigned char *d, const unsigned char *s, size_t n, size_t w) {
+  unsigned char a[8], b[8];
+  memcpy(a, s, w);
+  memcpy(b, s + n - w, w);
+  memcpy(d, a, w);
+  memcpy(d + n - w, b, w);
+}
+
 /* memcpy for copies that are mostly a few bytes (a pool's 8-byte items): up to 16 bytes inline, as two
  * overlapping moves, where memcpy of a length the compiler cannot see is a library call; more through
  * memcpy. */
@@ -86,17 +96,9 @@ static inline void mproc__copy(void *dst, const void *src, size_t n) {
   if (n > 16) {
     memcpy(d, s, n);
   } else if (n >= 8) {
-    uint64_t a, b;
-    memcpy(&a, s, 8);
-    memcpy(&b, s + n - 8, 8);
-    memcpy(d, &a, 8);
-    memcpy(d + n - 8, &b, 8);
+    mproc__copy_ends(d, s, n, 8);
   } else if (n >= 4) {
-    uint32_t a, b;
-    memcpy(&a, s, 4);
-    memcpy(&b, s + n - 4, 4);
-    memcpy(d, &a, 4);
-    memcpy(d + n - 4, &b, 4);
+    mproc__copy_ends(d, s, n, 4);
   } else {
     for (size_t i = 0; i < n; ++i) d[i] = s[i];
   }

@@ -38,6 +38,7 @@
 #include "mproc/core.h"
 #include "mproc/mpi.h"
 #include "mproc/pool_backend.h"
+#include "../wire.h"
 
 enum { TAG = 7731, HDR = 9 };
 enum { OPEN = 'O', DATA = 'D', REPLIES = 'R', CLOSE = 'C', FIN = 'F' };
@@ -88,22 +89,12 @@ static struct {
 
 /* ---- sending and receiving ---------------------------------------------------------------------- */
 
-static void put_le64(unsigned char *p, uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint64_t get_le64(const unsigned char *p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v |= (uint64_t)p[i] << (8 * i);
-  return v;
-}
-
 /* A message [kind][session][payload] in a buffer of its own (malloc; NULL: out of memory). */
 static unsigned char *message(int kind, uint64_t session, const void *payload, size_t len) {
   unsigned char *b = (unsigned char *)malloc(HDR + len);
   if (!b) return NULL;
   b[0] = (unsigned char)kind;
-  put_le64(b + 1, session);
+  mproc__wire_put_le64(b + 1, session);
   if (len) memcpy(b + HDR, payload, len);
   return b;
 }
@@ -323,12 +314,12 @@ static bool to_writer(mproc_connection *conn, unsigned char *msg, size_t len) {
 static bool put_replies(link *l, const unsigned char *b, size_t len) {
   const unsigned char *at = b + HDR, *end = b + len;
   if (end - at < 8) return false;
-  uint64_t k = get_le64(at);
+  uint64_t k = mproc__wire_get_le64(at);
   at += 8;
   bool wake = false;
   for (uint64_t i = 0; i < k; ++i) {
     if (end - at < 8) return false;
-    uint64_t n = get_le64(at);
+    uint64_t n = mproc__wire_get_le64(at);
     at += 8;
     if ((uint64_t)(end - at) < n) return false;
     int act = mproc_pool_replies_put(l->replies, at, (size_t)n);
@@ -362,7 +353,7 @@ static void *bridge_main(void *arg) {
     int src;
     while (irecv(MPI_ANY_SOURCE, &b, &len, &src)) {
       progress = true;
-      uint64_t s = len >= HDR ? get_le64(b + 1) : 0;
+      uint64_t s = len >= HDR ? mproc__wire_get_le64(b + 1) : 0;
       pthread_mutex_lock(&g.mu);
       link *l = find_link(src, s);
       if (l && b[0] == REPLIES && !put_replies(l, b, len)) { /* the worker is ended (it is told) */
@@ -571,7 +562,7 @@ static void lost(void) { fprintf(stderr, "mproc_mpi: rank %d: a message to rank 
 /* Send the replies s holds. */
 static void flush(session *s) {
   if (!s->k) return;
-  put_le64(s->out + HDR, s->k);
+  mproc__wire_put_le64(s->out + HDR, s->k);
   if (!isend(0, s->out, s->len)) {
     lost();
     s->lost = true;
@@ -596,10 +587,10 @@ static int hold(void *ctx, const void *reply, size_t n) {
   }
   if (!s->k) {
     s->out[0] = REPLIES;
-    put_le64(s->out + 1, s->id);
+    mproc__wire_put_le64(s->out + 1, s->id);
     s->first = mproc_monotonic_ns();
   }
-  put_le64(s->out + s->len, n);
+  mproc__wire_put_le64(s->out + s->len, n);
   memcpy(s->out + s->len + 8, reply, n);
   s->len += 8 + n;
   if (++s->k >= HOLD_MAX || mproc_monotonic_ns() - s->first >= HOLD_NS) flush(s);
@@ -619,7 +610,7 @@ static session *open_session(const unsigned char *b, size_t len) {
     fprintf(stderr, "mproc_mpi: rank %d: out of memory\n", g.rank);
     return NULL;
   }
-  s->id = get_le64(b + 1);
+  s->id = mproc__wire_get_le64(b + 1);
   if (mproc_pool_worker_open(b + HDR, len - HDR, hold, s, &s->w) != 0) {
     fprintf(stderr, "mproc_mpi: rank %d: the pool's worker could not start: %s\n", g.rank, mproc_last_error());
     mproc_clear_error();
@@ -654,7 +645,7 @@ static void serve(void) {
     int src;
     while (!fin && irecv(0, &b, &len, &src)) {
       progress = true;
-      uint64_t id = len >= HDR ? get_le64(b + 1) : 0;
+      uint64_t id = len >= HDR ? mproc__wire_get_le64(b + 1) : 0;
       int kind = len >= HDR ? b[0] : 0;
       fin = kind == FIN;
       size_t i = 0;
