@@ -26,7 +26,10 @@ enum { RUN = 0, CLOSED = 1, TERMINATED = 2 };
 #define WINDOW MPROC__POOL_RING  /* tasks in flight to one worker whose tasks are quick (its ring's slots) */
 #define WINDOW_BYTES (32u << 10) /* and their bytes: never more than a connection's buffer holds */
 #define QUICK_NS 100000          /* quick: a worker's tasks took under 100 us each, lately */
-#define HOLD_MS 1                /* the result thread looks at its rings this often while a quick worker works */
+/* While a quick worker has tasks, the result thread looks at the rings HOLD_MS after it last found a reply
+ * there, then at twice the interval while it finds none (a slow task runs), up to HOLD_MS_MAX. */
+#define HOLD_MS 1
+#define HOLD_MS_MAX 16
 /* Workers that end before their first task, this many in a row with no reply between, break the pool
  * (an initializer that fails, a worker that cannot start): restarting them for ever would hang every
  * caller, as CPython's Pool does. */
@@ -1223,8 +1226,8 @@ static bool ring_has(const worker *w) {
 }
 
 /* Tell every worker with a ring that the result thread is about to sleep (asleep true), or that it is
- * awake again; going to sleep: whether a ring had a reply by then (then it must not). timed: it sleeps
- * HOLD_MS at most, and says on which CPU (a quick batch's worker there may hold its replies till the end
+ * awake again; going to sleep: whether a ring had a reply by then (then it must not). timed: its sleep
+ * is bounded (hold_ms), and it says on which CPU (a quick batch's worker there may hold its replies till the end
  * of the batch); otherwise it says none, and a worker wakes it at its first reply. */
 static bool say_asleep(mproc_pool *p, bool asleep, bool timed) {
   bool any = false;
@@ -1285,6 +1288,7 @@ static void result_thread(void *arg) {
   size_t *who = (size_t *)calloc(1 + 2 * p->nw, sizeof *who);
   uint64_t *gen = (uint64_t *)calloc(1 + 2 * p->nw, sizeof *gen);       /* the worker each entry was for */
   unsigned char *ready = (unsigned char *)calloc(p->nw ? p->nw : 1, 1); /* per worker: 1 connection, 2 process */
+  int64_t hold_ms = HOLD_MS;
   mproc__pal_mutex_lock(p->k->mu);
   while (ws && who && gen && ready) {
     if (p->state == TERMINATED || (p->state == CLOSED && !p->head && all_idle(p))) break;
@@ -1315,10 +1319,16 @@ static void result_thread(void *arg) {
     if (slept) busy = say_asleep(p, true, held);
     mproc__pal_mutex_unlock(p->k->mu);
     int64_t ms = busy ? 0 : soonest == INT64_MAX ? MPROC_INFINITE : mproc__ms_until(soonest);
-    if (held && (ms < 0 || ms > HOLD_MS)) ms = HOLD_MS; /* (replies a worker may hold: pool_internal.h 'K') */
+    if (held && (ms < 0 || ms > hold_ms)) ms = hold_ms; /* (replies a worker may hold: pool_internal.h 'K') */
     size_t nready = 0;
     int rc = mproc_wait(ws, n, ms, &nready);
     if (rc && rc != MPROC_ETIMEDOUT) mproc_clear_error();
+    bool rung = false; /* a ring has replies */
+    for (size_t i = 0; i < p->nw && !rung; ++i) rung = ring_has(&p->w[i]);
+    if (rung || !held)
+      hold_ms = HOLD_MS;
+    else if (rc == MPROC_ETIMEDOUT && hold_ms < HOLD_MS_MAX)
+      hold_ms *= 2;
     if (slept) say_asleep(p, false, false);
     if (ws[0].ready) { /* drain the wake-ups */
       char *b = NULL;

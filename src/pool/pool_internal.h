@@ -24,8 +24,8 @@
  * once after the parent said it sleeps. In a 'K' batch, while the parent sleeps on the CPU the worker runs
  * on, the worker sends that 'W' once the batch ends instead (the parent could not have run before on that
  * CPU, and woken at the first reply it took the CPU for one reply at a time). The parent says its CPU
- * only when it sleeps HOLD_MS at most, as it does while a quick worker has tasks (a quick batch may hold
- * a slow task).
+ * only when its sleep is bounded, as it is while a quick worker has tasks (a quick batch may hold a slow
+ * task): 1 ms after it last found a reply in a ring, up to 16 ms while it finds none.
  * A worker ends at 'Q' or the end of its connection; one that ran its maxtasksperchild tasks ends by
  * itself (the parent never sends it more).
  *
