@@ -1323,12 +1323,6 @@ static void result_thread(void *arg) {
     size_t nready = 0;
     int rc = mproc_wait(ws, n, ms, &nready);
     if (rc && rc != MPROC_ETIMEDOUT) mproc_clear_error();
-    bool rung = false; /* a ring has replies */
-    for (size_t i = 0; i < p->nw && !rung; ++i) rung = ring_has(&p->w[i]);
-    if (rung || !held)
-      hold_ms = HOLD_MS;
-    else if (rc == MPROC_ETIMEDOUT && hold_ms < HOLD_MS_MAX)
-      hold_ms *= 2;
     if (slept) say_asleep(p, false, false);
     if (ws[0].ready) { /* drain the wake-ups */
       char *b = NULL;
@@ -1340,9 +1334,17 @@ static void result_thread(void *arg) {
     memset(ready, 0, p->nw);
     for (size_t j = 1; j < n; ++j)
       if (ws[j].ready && p->w[who[j]].gen == gen[j]) ready[who[j]] |= ws[j].kind == MPROC_WAIT_CONNECTION ? 1 : 2;
-    for (size_t i = 0; i < p->nw; ++i) /* every reply read ahead or in a ring is taken in this round */
-      if (ready[i] || ring_has(&p->w[i]) || (p->w[i].conn && mproc__connection_buffered(p->w[i].conn)))
+    bool rung = false;                   /* a ring had replies */
+    for (size_t i = 0; i < p->nw; ++i) { /* every reply read ahead or in a ring is taken in this round */
+      bool has = ring_has(&p->w[i]);
+      rung = rung || has;
+      if (ready[i] || has || (p->w[i].conn && mproc__connection_buffered(p->w[i].conn)))
         serve_worker(p, &p->w[i], ready[i] & 1, ready[i] & 2);
+    }
+    if (rung || !held)
+      hold_ms = HOLD_MS;
+    else if (rc == MPROC_ETIMEDOUT && hold_ms < HOLD_MS_MAX)
+      hold_ms *= 2;
     mproc__pal_mutex_lock(p->k->mu);
     int64_t now = p->o.task_timeout_ms > 0 ? mproc__pal_monotonic_ns() : 0;
     for (size_t i = 0; i < p->nw && p->o.task_timeout_ms > 0; ++i) {
