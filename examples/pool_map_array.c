@@ -6,7 +6,8 @@
  * pool lends (mproc_pool_array_alloc), the lengths go to another, and each worker claims a thousand
  * points at a time from a counter in shared memory and writes their lengths in place: nothing is copied
  * and no message travels per chunk. The same call also takes ordinary arrays (then the pool copies the
- * inputs in and the outputs back once). */
+ * inputs in and the outputs back once). mproc_pool_map_array_chunks does the same with a function that
+ * gets a whole chunk of points and loops over them itself: one call per thousand points, not per point. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -23,6 +24,15 @@ static int norm(const void *in, void *out, mproc_task *t) {
   if (p.x != p.x || p.y != p.y) return mproc_task_fail(t, "not a number");
   double len = sqrt(p.x * p.x + p.y * p.y);
   memcpy(out, &len, sizeof len);
+  return 0;
+}
+
+/* The same over a chunk: `count` points in, `count` lengths out. */
+static int norms(const void *in, void *out, size_t count, mproc_task *t) {
+  for (size_t i = 0; i < count; ++i) {
+    int rc = norm((const point *)in + i, (double *)out + i, t);
+    if (rc) return rc;
+  }
   return 0;
 }
 
@@ -56,10 +66,21 @@ int main(int argc, char **argv) {
   }
   printf("%zu lengths on %zu workers, sum %.0f: %s\n", n, mproc_pool_size(pool), sum, ok ? "right" : "WRONG");
 
+  /* a function per chunk of a thousand points */
+  memset(out, 0, n * sizeof(double));
+  rc = mproc_pool_map_array_chunks(pool, norms, &m, 1000, MPROC_INFINITE);
+  if (rc) fprintf(stderr, "map_array_chunks: %s\n", mproc_last_error());
+  ok &= rc == 0;
+  for (size_t i = 0; ok && i < n; ++i) ok = len[i] == (double)(i % 1000) * 5;
+  printf("again, a call per chunk: %s\n", ok ? "right" : "WRONG");
+
   /* a failing record fails the map with its message */
   pts[123456].x = NAN;
   rc = mproc_pool_map_array(pool, norm, &m, 1000, MPROC_INFINITE);
   printf("with a NaN: %s (%s)\n", mproc_strerror(rc), mproc_last_error());
+  ok &= rc == MPROC_ETASK;
+  rc = mproc_pool_map_array_chunks(pool, norms, &m, 1000, MPROC_INFINITE); /* its chunk is named */
+  printf("with a NaN, a call per chunk: %s (%s)\n", mproc_strerror(rc), mproc_last_error());
   ok &= rc == MPROC_ETASK;
 
   mproc_pool_array_free(pool, in);

@@ -1026,6 +1026,22 @@ mproc_array_map array_of(std::vector<Rec> &in, std::vector<int64_t> &out) {
   return mproc_array_map{in.data(), sizeof(Rec), out.data(), sizeof(int64_t), in.size()};
 }
 
+// A function per chunk: each output record is {x, x * x, the number of records of its chunk}.
+int c_square(const void *in, void *out, size_t count, mproc_task *) {
+  for (size_t i = 0; i < count; ++i) {
+    int64_t x = as_i64((const char *)in + i * 8), o[3] = {x, x * x, (int64_t)count};
+    std::memcpy((char *)out + i * sizeof o, o, sizeof o);
+  }
+  return 0;
+}
+
+// r_misbehave over a chunk, stopping at the first record that fails.
+int c_misbehave(const void *in, void *out, size_t count, mproc_task *t) {
+  for (size_t i = 0; i < count; ++i)
+    if (int st = r_misbehave((const char *)in + i * sizeof(Rec), (char *)out + i * sizeof(int64_t), t)) return st;
+  return 0;
+}
+
 TEST_P(Pool, MapArrayComputesEveryRecordForEveryChunksize) {
   mproc_pool *p = make(2);
   ASSERT_NE(p, nullptr);
@@ -1040,6 +1056,16 @@ TEST_P(Pool, MapArrayComputesEveryRecordForEveryChunksize) {
       ASSERT_EQ(mproc_pool_map_array(p, r_square, &m, chunk, kLong), 0) << mproc_last_error();
       for (size_t i = 0; i < n; ++i)
         ASSERT_TRUE(out[2 * i] == in[i] && out[2 * i + 1] == in[i] * in[i]) << "record " << i;
+      // a function per chunk (c_square): called once per chunk, with the chunk's records
+      size_t c = chunk ? chunk : (n + 7) / 8; // the default: four chunks per worker, rounded up
+      std::vector<int64_t> out3(3 * n, -1);
+      mproc_array_map m3{in.data(), sizeof(int64_t), out3.data(), 3 * sizeof(int64_t), n};
+      ASSERT_EQ(mproc_pool_map_array_chunks(p, c_square, &m3, chunk, kLong), 0) << mproc_last_error();
+      for (size_t i = 0; i < n; ++i) {
+        size_t first = i / c * c, count = std::min(c, n - first); // record i's chunk
+        ASSERT_TRUE(out3[3 * i] == in[i] && out3[3 * i + 1] == in[i] * in[i]) << "record " << i;
+        ASSERT_EQ(out3[3 * i + 2], (int64_t)count) << "record " << i << ": its chunk's count";
+      }
     }
   }
   // async, with a callback; its items point at the output records
@@ -1133,20 +1159,63 @@ TEST_P(Pool, MapArrayInThePoolsBlocksWorksInPlace) {
   finish(p);
 }
 
+// A function per chunk, in place and async with a callback: as a function per record
+TEST_P(Pool, MapArrayChunksInPlaceWithACallback) {
+  mproc_pool *p = make(2);
+  ASSERT_NE(p, nullptr);
+  const size_t n = 5000;
+  void *a = nullptr, *b = nullptr;
+  ASSERT_EQ(mproc_pool_array_alloc(p, n * 8, &a), 0) << mproc_last_error();
+  ASSERT_EQ(mproc_pool_array_alloc(p, n * 24, &b), 0) << mproc_last_error();
+  for (size_t i = 0; i < n; ++i) ((int64_t *)a)[i] = (int64_t)i;
+  mproc_array_map m{a, 8, b, 24, n};
+  g_callback_done = 0;
+  mproc_async_opts cb{};
+  cb.callback = slow_callback;
+  cb.chunksize = 100;
+  mproc_async_result *r = nullptr;
+  ASSERT_EQ(mproc_pool_map_array_chunks_async(p, c_square, &m, &cb, &r), 0) << mproc_last_error();
+  ASSERT_EQ(mproc_async_result_get(r, kLong), 0) << mproc_last_error();
+  EXPECT_EQ(g_callback_done.load(), 1);
+  const void *item = nullptr;
+  size_t len = 0;
+  ASSERT_EQ(mproc_async_result_item(r, n - 1, &item, &len), 0);
+  EXPECT_EQ(item, (const void *)((char *)b + (n - 1) * 24));
+  EXPECT_EQ(((const int64_t *)item)[1], (int64_t)((n - 1) * (n - 1)));
+  EXPECT_EQ(((const int64_t *)item)[2], 100);
+  mproc_async_result_destroy(r);
+  mproc_pool_array_free(p, a);
+  mproc_pool_array_free(p, b);
+  finish(p);
+}
+
+// The array map of the failure tests: a function per record, or per chunk (c_misbehave).
+int map_misbehaving(mproc_pool *p, bool chunks, const mproc_array_map &m, size_t chunksize) {
+  return chunks ? mproc_pool_map_array_chunks(p, c_misbehave, &m, chunksize, kLong)
+                : mproc_pool_map_array(p, r_misbehave, &m, chunksize, kLong);
+}
+
 TEST_P(Pool, MapArrayFailsAsAWholeAndLeavesTheOutputUntouched) {
   mproc_pool *p = make(2);
   ASSERT_NE(p, nullptr);
-  std::vector<Rec> in = recs(5000);
-  in[4321].op = 1;
-  std::vector<int64_t> out;
-  mproc_array_map m = array_of(in, out);
-  EXPECT_EQ(mproc_pool_map_array(p, r_misbehave, &m, 16, kLong), MPROC_ETASK);
-  EXPECT_NE(std::string(mproc_last_error()).find("record 4321: record 12964 says no"), std::string::npos)
-      << mproc_last_error();
-  EXPECT_EQ(std::count(out.begin(), out.end(), -7), (long)out.size()) << "a failed map writes nothing";
-  in[4321].op = 0; // the pool still serves
-  ASSERT_EQ(mproc_pool_map_array(p, r_misbehave, &m, 0, kLong), 0) << mproc_last_error();
-  EXPECT_EQ(out[4321], 4321 * 3 + 1);
+  for (bool chunks : {false, true}) {
+    SCOPED_TRACE(chunks ? "a function per chunk" : "a function per record");
+    std::vector<Rec> in = recs(5000);
+    in[4321].op = 1;
+    std::vector<int64_t> out;
+    mproc_array_map m = array_of(in, out);
+    EXPECT_EQ(map_misbehaving(p, chunks, m, 16), MPROC_ETASK);
+    std::string want = chunks ? "records 4320 to 4335: " : "record 4321: "; // the chunk, or the record
+    EXPECT_NE(std::string(mproc_last_error()).find(want + "record 12964 says no"), std::string::npos)
+        << mproc_last_error();
+    EXPECT_EQ(std::count(out.begin(), out.end(), -7), (long)out.size()) << "a failed map writes nothing";
+    EXPECT_EQ(map_misbehaving(p, chunks, m, 1), MPROC_ETASK); // a chunk of one names its record
+    EXPECT_NE(std::string(mproc_last_error()).find("record 4321: record 12964 says no"), std::string::npos)
+        << mproc_last_error();
+    in[4321].op = 0; // the pool still serves
+    ASSERT_EQ(map_misbehaving(p, chunks, m, 0), 0) << mproc_last_error();
+    EXPECT_EQ(out[4321], 4321 * 3 + 1);
+  }
   finish(p);
 }
 
@@ -1156,20 +1225,21 @@ TEST_P(Pool, MapArrayWorkerDeathAndTimeoutFailTheMapAndThePoolGoesOn) {
   o.task_timeout_ms = 300;
   mproc_pool *p = make(2, o);
   ASSERT_NE(p, nullptr);
-  for (int op : {2, 3}) {
-    SCOPED_TRACE(op);
-    std::vector<Rec> in = recs(3000);
-    in[1234].op = op;
-    std::vector<int64_t> out;
-    mproc_array_map m = array_of(in, out);
-    EXPECT_EQ(mproc_pool_map_array(p, r_misbehave, &m, 10, kLong), op == 2 ? MPROC_EWORKERDIED : MPROC_ETIMEDOUT);
-    std::string msg = mproc_last_error();
-    EXPECT_NE(msg.find(op == 2 ? "the worker running the task" : "ran out of its time"), std::string::npos) << msg;
-    EXPECT_NE(msg.find("(in the chunk from record 1230)"), std::string::npos) << msg; // chunks of 10
-    in[1234].op = 0;
-    ASSERT_EQ(mproc_pool_map_array(p, r_misbehave, &m, 1, kLong), 0) << mproc_last_error();
-    EXPECT_EQ(out[2999], 2999 * 3 + 1);
-  }
+  for (bool chunks : {false, true})
+    for (int op : {2, 3}) {
+      SCOPED_TRACE(std::string(chunks ? "per chunk, op " : "per record, op ") + std::to_string(op));
+      std::vector<Rec> in = recs(3000);
+      in[1234].op = op;
+      std::vector<int64_t> out;
+      mproc_array_map m = array_of(in, out);
+      EXPECT_EQ(map_misbehaving(p, chunks, m, 10), op == 2 ? MPROC_EWORKERDIED : MPROC_ETIMEDOUT);
+      std::string msg = mproc_last_error();
+      EXPECT_NE(msg.find(op == 2 ? "the worker running the task" : "ran out of its time"), std::string::npos) << msg;
+      EXPECT_NE(msg.find("(in the chunk from record 1230)"), std::string::npos) << msg; // chunks of 10
+      in[1234].op = 0;
+      ASSERT_EQ(map_misbehaving(p, chunks, m, 1), 0) << mproc_last_error();
+      EXPECT_EQ(out[2999], 2999 * 3 + 1);
+    }
   finish(p);
 }
 
@@ -1217,6 +1287,9 @@ TEST(PoolArgs, MapArrayBadArguments) {
   EXPECT_EQ(mproc_pool_map_array_async(p, nullptr, &m, nullptr, &r), MPROC_EINVAL);
   EXPECT_EQ(mproc_pool_map_array_async(p, r_square, nullptr, nullptr, &r), MPROC_EINVAL);
   EXPECT_EQ(mproc_pool_map_array_async(p, r_square, &m, nullptr, nullptr), MPROC_EINVAL);
+  EXPECT_EQ(mproc_pool_map_array_chunks_async(p, nullptr, &m, nullptr, &r), MPROC_EINVAL);
+  EXPECT_EQ(mproc_pool_map_array_chunks_async(p, c_square, nullptr, nullptr, &r), MPROC_EINVAL);
+  EXPECT_EQ(mproc_pool_map_array_chunks(p, nullptr, &m, 0, kLong), MPROC_EINVAL);
   mproc_array_map bad = m;
   bad.in_size = 0;
   EXPECT_EQ(mproc_pool_map_array(p, r_square, &bad, 0, kLong), MPROC_EINVAL);
@@ -1228,6 +1301,7 @@ TEST(PoolArgs, MapArrayBadArguments) {
   EXPECT_EQ(mproc_pool_map_array(p, r_square, &bad, 0, kLong), MPROC_EINVAL);
   ASSERT_EQ(mproc_pool_close(p), 0);
   EXPECT_EQ(mproc_pool_map_array(p, r_square, &m, 0, kLong), MPROC_ESTATE);
+  EXPECT_EQ(mproc_pool_map_array_chunks(p, c_square, &m, 0, kLong), MPROC_ESTATE);
   mproc_pool_destroy(p);
 }
 

@@ -38,8 +38,8 @@ enum { RUN = 0, CLOSED = 1, TERMINATED = 2 };
 typedef struct core {
   mproc__mutex *mu;
   mproc__cond *cv;
-  size_t refs;             /* the pool and each result */
-  bool calling_back;       /* the result thread runs a callback */
+  size_t refs;       /* the pool and each result */
+  bool calling_back; /* the result thread runs a callback */
   struct mproc_pool *pool; /* NULL once the pool is freed (results outlive it) */
 } core;
 
@@ -1029,11 +1029,10 @@ static void take_reply(mproc_pool *p, worker *w, const char *msg, size_t len, in
     size_t mlen;
     const char *m = (const char *)mproc__wire_get_bytes(&rd, &mlen, "a message");
     if (!rd.bad) {
-      char *text = (char *)malloc(mlen + 48);
-      if (text) { /* an array map's failure names its record */
-        int at = t->arena ? snprintf(text, 48, "record %llu: ", (unsigned long long)item) : 0;
-        memcpy(text + at, m, mlen);
-        text[at + mlen] = 0;
+      char *text = (char *)malloc(mlen + 1);
+      if (text) { /* (an array map's worker names the record or chunk) */
+        memcpy(text, m, mlen);
+        text[mlen] = 0;
       }
       became = result_fail(r, (int)-(int64_t)code, t->first + (size_t)item, text ? text : "the task failed", true);
       free(text);
@@ -1766,9 +1765,9 @@ void mproc_pool_array_free(mproc_pool *p, void *buf) {
   mproc__pal_mutex_unlock(p->k->mu);
 }
 
-int mproc_pool_map_array_async(mproc_pool *p, mproc_record_fn fn, const mproc_array_map *m, const mproc_async_opts *o,
-                               mproc_async_result **out) {
-  const char *call = "pool_map_array";
+/* map_array_async and map_array_chunks_async: fn runs per record, or per chunk (`chunks`). */
+static int map_array(mproc_pool *p, const char *call, void *fn, bool chunks, const mproc_array_map *m,
+                     const mproc_async_opts *o, mproc_async_result **out) {
   MPROC__CHECK_ARG_AS(call, !p || !fn || !m || !out, "pool, fn, the array and out must be set");
   *out = NULL;
   size_t n = m->n;
@@ -1798,7 +1797,7 @@ int mproc_pool_map_array_async(mproc_pool *p, mproc_record_fn fn, const mproc_ar
   size_t fn_i = 0;
   mproc__pal_mutex_lock(p->k->mu);
   int rc = takes_work(p, call);
-  if (!rc) rc = fn_index(p, (void *)fn, &fn_i);
+  if (!rc) rc = fn_index(p, fn, &fn_i);
   if (!rc && n) { /* in place where the caller's block holds them (held by the map's tasks from here) */
     lent[0] = lent_find(p, m->in, n * m->in_size, &off[1]);
     lent[1] = lent_find(p, m->out, n * m->out_size, &off[2]);
@@ -1826,7 +1825,8 @@ int mproc_pool_map_array_async(mproc_pool *p, mproc_record_fn fn, const mproc_ar
     t->r = r;
     t->fn = fn_i;
     t->chunk = chunk;
-    uint64_t v[13] = {fn_i, 0, n, chunk, m->in_size, m->out_size, p->o.task_timeout_ms > 0};
+    uint64_t how = (p->o.task_timeout_ms > 0 ? MPROC__POOL_ARRAY_TIMED : 0) | (chunks ? MPROC__POOL_ARRAY_CHUNKS : 0);
+    uint64_t v[13] = {fn_i, 0, n, chunk, m->in_size, m->out_size, how};
     for (int j = 0; j < 3; ++j) { /* where each part lies: (arena id, offset), or (0, an address) */
       const arena *x = j && lent[j - 1] ? lent[j - 1] : a;
       v[7 + 2 * j] = x->v ? x->id : 0;
@@ -1876,16 +1876,37 @@ int mproc_pool_map_array_async(mproc_pool *p, mproc_record_fn fn, const mproc_ar
   return 0;
 }
 
-int mproc_pool_map_array(mproc_pool *p, mproc_record_fn fn, const mproc_array_map *m, size_t chunksize,
-                         int64_t timeout_ms) {
+int mproc_pool_map_array_async(mproc_pool *p, mproc_record_fn fn, const mproc_array_map *m, const mproc_async_opts *o,
+                               mproc_async_result **out) {
+  return map_array(p, "pool_map_array", (void *)fn, false, m, o, out);
+}
+
+int mproc_pool_map_array_chunks_async(mproc_pool *p, mproc_chunk_fn fn, const mproc_array_map *m,
+                                      const mproc_async_opts *o, mproc_async_result **out) {
+  return map_array(p, "pool_map_array_chunks", (void *)fn, true, m, o, out);
+}
+
+/* map_array and map_array_chunks: start it, then wait. */
+static int map_array_sync(mproc_pool *p, const char *call, void *fn, bool chunks, const mproc_array_map *m,
+                          size_t chunksize, int64_t timeout_ms) {
   mproc_async_opts o;
   memset(&o, 0, sizeof o);
   o.chunksize = chunksize;
   mproc_async_result *r = NULL;
-  int rc = mproc_pool_map_array_async(p, fn, m, &o, &r);
+  int rc = map_array(p, call, fn, chunks, m, &o, &r);
   if (!rc) rc = finish_sync(&r, timeout_ms); /* a failed result is destroyed there */
   mproc_async_result_destroy(r);
   return rc;
+}
+
+int mproc_pool_map_array(mproc_pool *p, mproc_record_fn fn, const mproc_array_map *m, size_t chunksize,
+                         int64_t timeout_ms) {
+  return map_array_sync(p, "pool_map_array", (void *)fn, false, m, chunksize, timeout_ms);
+}
+
+int mproc_pool_map_array_chunks(mproc_pool *p, mproc_chunk_fn fn, const mproc_array_map *m, size_t chunksize,
+                                int64_t timeout_ms) {
+  return map_array_sync(p, "pool_map_array_chunks", (void *)fn, true, m, chunksize, timeout_ms);
 }
 
 /* ---- lifecycle ---------------------------------------------------------------------------------------- */

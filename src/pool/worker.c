@@ -125,14 +125,35 @@ static void arena_drop(arenas *as, uint64_t id) {
     }
 }
 
-/* Run an array map's part ('A'): claim chunks and run fn on their records where they lie; the reply in
- * *reply. */
-static int run_array(mproc_record_fn fn, mproc__wire_reader *r, const arenas *as, mproc__buf *reply) {
+/* An array map failed with status st at records first..last (one record, or a chunk): the reply says so,
+ * naming them. */
+static int array_failed(mproc__buf *reply, int st, const mproc_task *t, uint64_t first, uint64_t last) {
+  char msg[64];
+  if (!t->message) snprintf(msg, sizeof msg, "the task returned %d", st);
+  const char *m = t->message ? t->message : msg;
+  char head[80];
+  int at = first == last ? snprintf(head, sizeof head, "record %llu: ", (unsigned long long)first)
+                         : snprintf(head, sizeof head, "records %llu to %llu: ", (unsigned long long)first,
+                                    (unsigned long long)last);
+  reply->len = 1;
+  int rc = put_u64(reply, (uint64_t)-MPROC_ETASK);
+  if (!rc) rc = put_u64(reply, first);
+  if (!rc) rc = put_u64(reply, (uint64_t)at + strlen(m));
+  if (!rc) rc = mproc__buf_append(reply, head, (size_t)at);
+  if (!rc) rc = mproc__buf_append(reply, m, strlen(m));
+  return rc;
+}
+
+/* Run an array map's part ('A'): claim chunks and run fn on their records where they lie (on each record,
+ * or once on the chunk); the reply in *reply. */
+static int run_array(void (*fn)(void), mproc__wire_reader *r, const arenas *as, mproc__buf *reply) {
   uint64_t v[12];
   for (int i = 0; i < 12; ++i) v[i] = mproc__wire_get_u64(r, "an array map's field");
   if (r->bad) return mproc__fail(MPROC_ESYS, "pool worker: a malformed array map (%s)", r->bad);
   uint64_t slot = v[0], n = v[1], chunk = v[2] ? v[2] : 1, in_size = v[3], out_size = v[4];
-  bool timed = v[5] != 0;
+  bool timed = (v[5] & MPROC__POOL_ARRAY_TIMED) != 0;
+  mproc_record_fn per_record = (v[5] & MPROC__POOL_ARRAY_CHUNKS) ? NULL : (mproc_record_fn)fn;
+  mproc_chunk_fn per_chunk = (mproc_chunk_fn)fn;
   unsigned char *at[3]; /* the header, the inputs, the outputs: arena id and offset (id 0: an address) */
   for (int i = 0; i < 3; ++i) {
     uint64_t id = v[6 + 2 * i];
@@ -157,20 +178,18 @@ static int run_array(mproc_record_fn fn, mproc__wire_reader *r, const arenas *as
     uint64_t e = n - s < chunk ? n : s + chunk;
     if (timed) mproc__atomic_store64_relaxed(&claim->since, (uint64_t)mproc__pal_monotonic_ns());
     mproc__atomic_store64_relaxed(&claim->at, s + 1); /* read by the parent for a death or a timeout only */
-    for (uint64_t i = s; i < e; ++i) {
-      int st = fn(in + i * in_size, out + i * out_size, &t);
-      if (!st) continue;
+    uint64_t i = s;                                   /* (per record: the one that failed) */
+    int st = 0;
+    if (per_record) {
+      for (; i < e; ++i)
+        if ((st = per_record(in + i * in_size, out + i * out_size, &t)) != 0) break;
+    } else {
+      st = per_chunk(in + s * in_size, out + s * out_size, (size_t)(e - s), &t);
+    }
+    if (st) {
       mproc__atomic_store32(&h->stop, 1); /* the map fails: the others claim no more */
-      char msg[64];
-      if (!t.message) snprintf(msg, sizeof msg, "the task returned %d", st);
-      const char *m = t.message ? t.message : msg;
-      reply->len = 1;
-      rc = put_u64(reply, (uint64_t)-MPROC_ETASK);
-      if (!rc) rc = put_u64(reply, i);
-      if (!rc) rc = put_u64(reply, strlen(m));
-      if (!rc) rc = mproc__buf_append(reply, m, strlen(m));
+      rc = array_failed(reply, st, &t, i, per_record ? i : e - 1);
       failed = true;
-      break;
     }
   }
   mproc__atomic_store64(&claim->at, 0);
@@ -299,7 +318,7 @@ static int serve_message(loop_state *s, const char *msg, size_t len, bool in_bat
     if (kind == MPROC__POOL_TASK)
       rc = run_task(s->fns[index], &r, &s->task, reply);
     else
-      rc = run_array((mproc_record_fn)(void (*)(void))s->fns[index], &r, &s->as, reply);
+      rc = run_array((void (*)(void))s->fns[index], &r, &s->as, reply);
     if (!rc) rc = send_reply(s, reply);
     keep_or_free(reply);
     keep_or_free(&s->task.own);

@@ -97,6 +97,11 @@ static int twice_record(const void *in, void *out, mproc_task *t) {
   return 0;
 }
 
+static int twice_chunk(const void *in, void *out, size_t count, mproc_task *t) {
+  for (size_t i = 0; i < count; ++i) twice_record((const char *)in + 8 * i, (char *)out + 8 * i, t);
+  return 0;
+}
+
 /* ---- callbacks ---- */
 
 static int called, errored;
@@ -219,6 +224,12 @@ static void run_pool(mproc_pool *p, bool mpi, outcome *o) {
     CHECK(arc == MPROC_ENOTSUP, "map_array over MPI: %d", arc);
   else
     CHECK(arc == 0 && rec_out[N - 1] == 2 * in[N - 1], "map_array: %d", arc);
+  rec_out[N - 1] = 0;
+  arc = mproc_pool_map_array_chunks(p, twice_chunk, &m, 0, MPROC_INFINITE);
+  if (mpi)
+    CHECK(arc == MPROC_ENOTSUP, "map_array_chunks over MPI: %d", arc);
+  else
+    CHECK(arc == 0 && rec_out[N - 1] == 2 * in[N - 1], "map_array_chunks: %d", arc);
   /* where the tasks ran: on the other ranks over MPI, here otherwise */
   int seen[64] = {0};
   for (int k = 0; k < 200; ++k) {
