@@ -40,6 +40,9 @@ typedef struct core {
   mproc__cond *cv;
   size_t refs;       /* the pool and each result */
   bool calling_back; /* the result thread runs a callback */
+  /* The result thread takes replies: a broadcast of cv waits until it lets go of mu (result_notify), so a
+   * waiter it wakes does not at once sleep again on the mutex. */
+  bool notify_later, notify_due;
   struct mproc_pool *pool; /* NULL once the pool is freed (results outlive it) */
 } core;
 
@@ -272,7 +275,10 @@ static bool result_can_progress(const mproc_async_result *r) {
 /* With the mutex held: r changed (an item or its end came): wake its waiters, and its flag for mproc_wait
  * when they can make progress now. */
 static void result_notify(mproc_async_result *r) {
-  mproc__pal_cond_broadcast(r->k->cv);
+  if (r->k->notify_later)
+    r->k->notify_due = true;
+  else
+    mproc__pal_cond_broadcast(r->k->cv);
   if (r->flag != MPROC_NO_HANDLE && !r->flag_set && result_can_progress(r)) {
     mproc__pal_flag_set(r->flag);
     r->flag_set = true;
@@ -1252,6 +1258,7 @@ static void serve_worker(mproc_pool *p, worker *w, bool conn_ready, bool proc_en
     callback_call cb = {NULL, false};
     more = false;
     mproc__pal_mutex_lock(p->k->mu);
+    p->k->notify_later = true;
     if (got != REPLY_NONE && got != REPLY_END && w->ninflight) {
       int64_t now = mproc__pal_monotonic_ns();
       take_reply(p, w, data, len, now, &cb);
@@ -1270,7 +1277,10 @@ static void serve_worker(mproc_pool *p, worker *w, bool conn_ready, bool proc_en
                                  end is seen on its connection, after any last reply */
     }
     pump(p, true);
+    bool notify = p->k->notify_due;
+    p->k->notify_later = p->k->notify_due = false;
     mproc__pal_mutex_unlock(p->k->mu);
+    if (notify) mproc__pal_cond_broadcast(p->k->cv); /* (the core outlives the result thread) */
     mproc_free(msg);
     if (cb.r) {
       run_callback(p->k, cb);
