@@ -10,10 +10,13 @@
  *   pool.create_join.spawn.<placement>  op = the whole; the same with spawn
  *   pool.map.c1.array.<placement>       map over an array of 100,000 records of 8 bytes into an array of
  *   pool.map.default.array.<placement>  100,000 records, chunksize 1 / the default; op = one item (mproc:
- *                                       mproc_pool_map_array with the inputs and outputs in blocks of
- *                                       mproc_pool_array_alloc, filled once, as c-raw's mapping: nothing
- *                                       copied; MPROC_BENCH_ARRAY_COPY=1 maps from and to the heap instead,
- *                                       the inputs and outputs then copied once each per map)
+ *                                       mproc_pool_map_array_chunks, whose function loops over its chunk's
+ *                                       records as c-raw's worker does, with the inputs and outputs in
+ *                                       blocks of mproc_pool_array_alloc, filled once, as c-raw's mapping:
+ *                                       nothing copied; MPROC_BENCH_ARRAY_COPY=1 maps from and to the heap
+ *                                       instead, the inputs and outputs then copied once each per map;
+ *                                       impl=mproc-record-fn: mproc_pool_map_array, a function per record,
+ *                                       which calls the task: two indirect calls a record)
  *
  * The task: bench_trivial_task (bench.c: 8 bytes in, the input plus one out), called through a pointer in
  * every implementation (python: a module-level function doing the same on 8-byte bytes). Every output is
@@ -101,6 +104,7 @@ typedef struct mproc_ctx {
   int cpu;                   /* the workers' */
   mproc_async_result **rs;   /* apply_async */
   uint64_t *in, *out;        /* the array lines' records */
+  bool per_record;           /* the array lines: mproc_pool_map_array (else _chunks) */
 } mproc_ctx;
 
 static void check(uint64_t i, uint64_t y) {
@@ -129,10 +133,23 @@ static int rec_mproc(const void *in, void *out, mproc_task *t) {
   return 0;
 }
 
+static int chunk_mproc(const void *in, void *out, size_t count, mproc_task *t) {
+  (void)t;
+  for (size_t i = 0; i < count; ++i) {
+    uint64_t x;
+    memcpy(&x, (const char *)in + i * sizeof x, sizeof x);
+    x = trivial(x);
+    memcpy((char *)out + i * sizeof x, &x, sizeof x);
+  }
+  return 0;
+}
+
 static void map_array_mproc(void *vctx, int64_t iters) {
   mproc_ctx *c = (mproc_ctx *)vctx;
   mproc_array_map m = {c->in, sizeof *c->in, c->out, sizeof *c->out, (size_t)iters};
-  if (mproc_pool_map_array(c->pool, rec_mproc, &m, c->chunk, MPROC_INFINITE) != 0) die("map_array");
+  if ((c->per_record ? mproc_pool_map_array(c->pool, rec_mproc, &m, c->chunk, MPROC_INFINITE)
+                     : mproc_pool_map_array_chunks(c->pool, chunk_mproc, &m, c->chunk, MPROC_INFINITE)) != 0)
+    die("map_array");
   for (int64_t i = 0; i < iters; ++i) check((uint64_t)i, c->out[i]);
 }
 
@@ -474,7 +491,7 @@ static int run_array(const char *line, bench_placement pl, size_t chunk) {
   if (!bench_pair_begin(name, sizeof name, prefix, pl)) return 0;
   bench_spec spec = {.name = name, .impl = "mproc", .unit = "ns/op", .iters = MAP_ITEMS, .smoke_iters = 100};
   int cpu = bench_side_cpu(pl, 1);
-  mproc_ctx c = {new_pool(MPROC_START_FORK, cpu), chunk, MPROC_START_FORK, cpu, NULL, g_x, g_raw_out};
+  mproc_ctx c = {new_pool(MPROC_START_FORK, cpu), chunk, MPROC_START_FORK, cpu, NULL, g_x, g_raw_out, false};
   const char *copy = getenv("MPROC_BENCH_ARRAY_COPY");
   void *in = NULL, *out = NULL;
   if (!(copy && *copy == '1')) {
@@ -486,6 +503,9 @@ static int run_array(const char *line, bench_placement pl, size_t chunk) {
     c.out = (uint64_t *)out;
   }
   int rc = bench_run(&spec, map_array_mproc, &c) < 0;
+  spec.impl = "mproc-record-fn";
+  c.per_record = true;
+  rc |= bench_run(&spec, map_array_mproc, &c) < 0;
   mproc_pool_array_free(c.pool, in);
   mproc_pool_array_free(c.pool, out);
   if (mproc_pool_close(c.pool) != 0 || mproc_pool_join(c.pool, MPROC_INFINITE) != 0) die("close/join");
@@ -508,7 +528,7 @@ static int run_bytes(const char *line, bench_placement pl, size_t chunk, int64_t
   if (!bench_pair_begin(name, sizeof name, prefix, pl)) return 0;
   int cpu = bench_side_cpu(pl, 1), rc = 0;
   bench_spec spec = {.name = name, .impl = "mproc", .unit = "ns/op", .iters = iters, .smoke_iters = 100};
-  mproc_ctx c = {new_pool(MPROC_START_FORK, cpu), chunk, MPROC_START_FORK, cpu, NULL, NULL, NULL};
+  mproc_ctx c = {new_pool(MPROC_START_FORK, cpu), chunk, MPROC_START_FORK, cpu, NULL, NULL, NULL, false};
   if (apply && !(c.rs = calloc((size_t)iters, sizeof *c.rs))) exit(1);
   rc |= bench_run(&spec, apply ? apply_mproc : map_mproc, &c) < 0;
   if (mproc_pool_close(c.pool) != 0 || mproc_pool_join(c.pool, MPROC_INFINITE) != 0) die("close/join");
@@ -533,7 +553,7 @@ static int run_create_join(const char *what, mproc_start_method method, bench_pl
   if (!bench_pair_begin(name, sizeof name, prefix, pl)) return 0;
   int cpu = bench_side_cpu(pl, 1);
   bench_spec spec = {.name = name, .impl = "mproc", .unit = "us/op", .iters = iters, .smoke_iters = 2};
-  mproc_ctx c = {NULL, 1, method, cpu, NULL, NULL, NULL};
+  mproc_ctx c = {NULL, 1, method, cpu, NULL, NULL, NULL, false};
   int rc = bench_run(&spec, create_join_mproc, &c) < 0;
   raw_cj_ctx rc_ctx = {cpu, method == MPROC_START_SPAWN, ""};
   snprintf(rc_ctx.self, sizeof rc_ctx.self, "%s", self);
