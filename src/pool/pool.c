@@ -40,9 +40,11 @@ typedef struct core {
   mproc__cond *cv;
   size_t refs;       /* the pool and each result */
   bool calling_back; /* the result thread runs a callback */
-  /* The result thread takes replies: a broadcast of cv waits until it lets go of mu (result_notify), so a
-   * waiter it wakes does not at once sleep again on the mutex. */
-  bool notify_later, notify_due;
+  /* While the result thread takes replies (its id here), its broadcasts of cv wait until it lets go of mu
+   * (result_notify, notify_due), so a waiter it wakes does not at once sleep again on the mutex. Other
+   * threads broadcast at once (the result thread may let go of mu midway, as worker_died does). */
+  uint32_t notify_later;
+  bool notify_due;
   struct mproc_pool *pool; /* NULL once the pool is freed (results outlive it) */
 } core;
 
@@ -275,7 +277,7 @@ static bool result_can_progress(const mproc_async_result *r) {
 /* With the mutex held: r changed (an item or its end came): wake its waiters, and its flag for mproc_wait
  * when they can make progress now. */
 static void result_notify(mproc_async_result *r) {
-  if (r->k->notify_later)
+  if (r->k->notify_later && r->k->notify_later == mproc__pal_thread_id())
     r->k->notify_due = true;
   else
     mproc__pal_cond_broadcast(r->k->cv);
@@ -1258,7 +1260,7 @@ static void serve_worker(mproc_pool *p, worker *w, bool conn_ready, bool proc_en
     callback_call cb = {NULL, false};
     more = false;
     mproc__pal_mutex_lock(p->k->mu);
-    p->k->notify_later = true;
+    p->k->notify_later = mproc__pal_thread_id();
     if (got != REPLY_NONE && got != REPLY_END && w->ninflight) {
       int64_t now = mproc__pal_monotonic_ns();
       take_reply(p, w, data, len, now, &cb);
@@ -1278,7 +1280,8 @@ static void serve_worker(mproc_pool *p, worker *w, bool conn_ready, bool proc_en
     }
     pump(p, true);
     bool notify = p->k->notify_due;
-    p->k->notify_later = p->k->notify_due = false;
+    p->k->notify_later = 0;
+    p->k->notify_due = false;
     mproc__pal_mutex_unlock(p->k->mu);
     if (notify) mproc__pal_cond_broadcast(p->k->cv); /* (the core outlives the result thread) */
     mproc_free(msg);

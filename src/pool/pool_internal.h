@@ -34,8 +34,8 @@
  * blocks for a ThreadPool. 'A' gives header, in and out each as an offset in an arena (id 0: an address
  * in this process, a thread worker's). Every
  * worker gets one 'A' per map and claims `chunk` records at a time from the header's counter, running
- * fn on each record where it lies (or once on the chunk: MPROC__POOL_ARRAY_CHUNKS), until the counter passes n or
- * `stop` is set; then it replies. No message per chunk, no copy per record. */
+ * fn on each record where it lies (or once on the chunk: MPROC__POOL_ARRAY_CHUNKS), until the counter
+ * passes n or `stop` is set; then it replies. No message per chunk, no copy per record. */
 #ifndef MPROC_POOL_INTERNAL_H
 #define MPROC_POOL_INTERNAL_H
 
@@ -49,7 +49,7 @@ enum { MPROC__POOL_DEFINE = 'F', MPROC__POOL_TASK = 'T', MPROC__POOL_QUIT = 'Q',
 
 enum { MPROC__POOL_ARENA = 'S', MPROC__POOL_UNMAP = 'U', MPROC__POOL_ARRAY = 'A', MPROC__POOL_BATCH = 'B' };
 enum { MPROC__POOL_QUICK_BATCH = 'K' };
-/* 'A''s flags: the per-task timeout applies (the claims say when); fn takes a chunk (mproc_chunk_fn). */
+/* The flags of 'A': the per-task timeout applies (the claims say when); fn takes a chunk (mproc_chunk_fn). */
 enum { MPROC__POOL_ARRAY_TIMED = 1, MPROC__POOL_ARRAY_CHUNKS = 2 };
 
 /* What a worker is doing in an array map, on a cache line of its own (one per worker slot). */
