@@ -31,6 +31,11 @@ int b_record(const void *in, void *out, mproc_task *) {
   return 0;
 }
 
+int b_chunk(const void *in, void *out, size_t count, mproc_task *) {
+  std::memcpy(out, in, 8 * count);
+  return 0;
+}
+
 // A task whose reply is as long as its input says (int64 n: n bytes of n % 251), so that some replies
 // fit the pool's reply ring and some do not.
 int b_sized(const void *in, size_t len, mproc_task *t) {
@@ -218,6 +223,7 @@ TEST(PoolBackend, WhatABackendCannotDoIsRefused) {
   int64_t in[4] = {1, 2, 3, 4}, out[4] = {0, 0, 0, 0};
   mproc_array_map m{in, 8, out, 8, 4};
   EXPECT_EQ(mproc_pool_map_array(p, b_record, &m, 0, kLong), MPROC_ENOTSUP);
+  EXPECT_EQ(mproc_pool_map_array_chunks(p, b_chunk, &m, 0, kLong), MPROC_ENOTSUP);
   void *buf = nullptr;
   EXPECT_EQ(mproc_pool_array_alloc(p, 64, &buf), MPROC_ENOTSUP);
   EXPECT_EQ(buf, nullptr);

@@ -991,7 +991,7 @@ TEST_P(Pool, ImapLazyInputFailureAndCloseEndTheIteration) {
 // ---- the array path (issue 12, item 4) ------------------------------------------------------------------
 
 // A record of the array tests: op 0 squares x; 1 fails the task; 2 aborts; 3 loops until its worker is
-// killed; 4 waits on the gate named in `gate`.
+// killed; 4 waits on the gate named in `gate`; 5 returns 5 with no message; 6 sets a message but succeeds.
 struct Rec {
   int64_t op, x;
   char gate[48];
@@ -1011,6 +1011,8 @@ int r_misbehave(const void *in, void *out, mproc_task *t) {
   if (r.op == 3)
     for (;;) std::this_thread::sleep_for(std::chrono::milliseconds(10)); // killed for its time
   if (r.op == 4 && t_gate(r.gate, std::strlen(r.gate), t) != 0) return MPROC_ETASK;
+  if (r.op == 5) return 5;
+  if (r.op == 6) mproc_task_fail(t, "a message nobody reads");
   std::atomic_ref<int64_t>(*(int64_t *)out).store(r.x); // (a test reads it while the map runs)
   return 0;
 }
@@ -1057,7 +1059,7 @@ TEST_P(Pool, MapArrayComputesEveryRecordForEveryChunksize) {
       for (size_t i = 0; i < n; ++i)
         ASSERT_TRUE(out[2 * i] == in[i] && out[2 * i + 1] == in[i] * in[i]) << "record " << i;
       // a function per chunk (c_square): called once per chunk, with the chunk's records
-      size_t c = chunk ? chunk : (n + 7) / 8; // the default: four chunks per worker, rounded up
+      size_t parts = 4 * mproc_pool_size(p), c = chunk ? chunk : (n + parts - 1) / parts; // the default: as Python
       std::vector<int64_t> out3(3 * n, -1);
       mproc_array_map m3{in.data(), sizeof(int64_t), out3.data(), 3 * sizeof(int64_t), n};
       ASSERT_EQ(mproc_pool_map_array_chunks(p, c_square, &m3, chunk, kLong), 0) << mproc_last_error();
@@ -1216,6 +1218,27 @@ TEST_P(Pool, MapArrayFailsAsAWholeAndLeavesTheOutputUntouched) {
     ASSERT_EQ(map_misbehaving(p, chunks, m, 0), 0) << mproc_last_error();
     EXPECT_EQ(out[4321], 4321 * 3 + 1);
   }
+  finish(p);
+}
+
+// A failure without a message says what the function returned; a message set by a call that succeeded
+// names nothing (one worker: the records run in order, in one claim after another).
+TEST_P(Pool, MapArrayAFailureWithoutAMessageSaysWhatTheFunctionReturned) {
+  mproc_pool *p = make(1);
+  ASSERT_NE(p, nullptr);
+  std::vector<Rec> in = recs(100);
+  in[10].op = 6;
+  in[20].op = 5;
+  std::vector<int64_t> out;
+  mproc_array_map m = array_of(in, out);
+  EXPECT_EQ(map_misbehaving(p, false, m, 0), MPROC_ETASK);
+  EXPECT_NE(std::string(mproc_last_error()).find("record 20: the task returned 5"), std::string::npos)
+      << mproc_last_error();
+  EXPECT_EQ(map_misbehaving(p, true, m, 5), MPROC_ETASK);
+  EXPECT_NE(std::string(mproc_last_error()).find("records 20 to 24: the task returned 5"), std::string::npos)
+      << mproc_last_error();
+  in[20].op = 0;
+  ASSERT_EQ(map_misbehaving(p, true, m, 5), 0) << mproc_last_error();
   finish(p);
 }
 

@@ -196,9 +196,9 @@ typedef int (*mproc_record_fn)(const void *in, void *out, mproc_task *t);
 /* A task of the array path that takes a whole chunk: the `count` (1 or more) consecutive input records at
  * `in` that a worker claimed (chunksize of them, fewer at the end), and their output records at `out`,
  * each record of the map's in_size / out_size bytes, as mproc_record_fn's. Return 0 for success, anything
- * else to fail the map (MPROC_ETASK, the message "records A to B: " and mproc_task_fail's, or "the task
- * returned N"). One call per chunk instead of one per record: the loop over the records is the
- * function's own, so a trivial record costs no call of its own (and the loop may use SIMD). */
+ * else to fail the map (MPROC_ETASK, the message "records A to B: " - "record N: " for a chunk of one - and
+ * mproc_task_fail's, or "the task returned N"). One call per chunk instead of one per record: the loop over the records
+ * is the function's own, so a trivial record costs no call of its own (and the loop may use SIMD). */
 typedef int (*mproc_chunk_fn)(const void *in, void *out, size_t count, mproc_task *t);
 
 /* An array to map: n records of in_size bytes at `in`, into n records of out_size bytes at `out` (both
@@ -231,7 +231,7 @@ MPROC_API int mproc_pool_map_array_async(mproc_pool *p, mproc_record_fn fn, cons
                                          const mproc_async_opts *opts, mproc_async_result **out);
 /* map_async over fixed-size records, with fn run once per claimed chunk (mproc_chunk_fn) instead of once
  * per record: otherwise exactly mproc_pool_map_array_async (arenas, in place, chunksize, failures,
- * timeouts, errors). The chunk that failed is named: "records A to B: ". */
+ * timeouts, errors). The chunk that failed is named: "records A to B: " ("record N: " if it has one). */
 MPROC_API int mproc_pool_map_array_chunks_async(mproc_pool *p, mproc_chunk_fn fn, const mproc_array_map *m,
                                                 const mproc_async_opts *opts, mproc_async_result **out);
 /* Memory the array path uses where it lies: a block of `size` bytes of shared memory (a heap block for a

@@ -9,13 +9,15 @@
  *   'K' the same, to a worker whose tasks are quick (below: its replies may wait for the batch's end)
  *   'S' [u64 arena id], then the arena itself (an object: a shared block)      keep arena `id` mapped
  *   'U' [u64 arena id]                                                          let arena `id` go
- *   'A' [u64 function index] [u64 slot] [u64 n] [u64 chunk] [u64 in_size] [u64 out_size] [u64 timed]
+ *   'A' [u64 function index] [u64 slot] [u64 n] [u64 chunk] [u64 in_size] [u64 out_size] [u64 flags]
  *       3 x ([u64 arena id] [u64 offset]): the header, the inputs, the outputs   an array map (below)
  *   'Q'                                                                        end (the end of the
  *        connection may never come: a fork child holds copies of the parent's other descriptors)
  * Worker -> parent, one per task, in the order the tasks came:
  *   'R' [u64 0] [u64 n] n x ([u64 len] [bytes])                               the outputs
  *   'R' [u64 code] [u64 item] [u64 len] [message]                             item failed with code
+ *        (an array map's: the first record of the failure, its message naming it: "record N: " or
+ *        "records A to B: ")
  *   'R' [u64 0] [u64 0]                                                        an array map's part done
  * A worker with a reply ring (below: a process or thread worker of a local pool, or a backend's that
  * hands replies, mproc/pool_backend.h) writes each reply into its ring, and one that does not fit a

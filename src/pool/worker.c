@@ -38,6 +38,19 @@ int mproc_task_fail(mproc_task *t, const char *fmt, ...) {
   return MPROC_ETASK;
 }
 
+/* The message of a task that failed with status st: mproc_task_fail's, or "the task returned N" (in buf). */
+static const char *failure_text(const mproc_task *t, int st, char buf[64]) {
+  if (t->message) return t->message;
+  snprintf(buf, 64, "the task returned %d", st);
+  return buf;
+}
+
+/* A task succeeded: a message it set is read by nobody (and must not name a later failure). */
+static void drop_message(mproc_task *t) {
+  free(t->message);
+  t->message = NULL;
+}
+
 static int put_u64(mproc__buf *b, uint64_t v) {
   unsigned char w[8];
   mproc__wire_put_le64(w, v);
@@ -62,23 +75,18 @@ static int run_task(mproc_task_fn fn, mproc__wire_reader *r, mproc_task *t, mpro
     int st = fn(in, len, t);
     t->reply = NULL;
     if (st) { /* the first failure ends the task: the reply says which item and why */
-      char msg[64];
-      if (!t->message) snprintf(msg, sizeof msg, "the task returned %d", st);
-      const char *m = t->message ? t->message : msg;
+      char buf[64];
+      const char *m = failure_text(t, st, buf);
       reply->len = at;
       rc = put_u64(reply, (uint64_t)-MPROC_ETASK);
       if (!rc) rc = put_u64(reply, i);
       if (!rc) rc = put_u64(reply, strlen(m));
       if (!rc) rc = mproc__buf_append(reply, m, strlen(m));
-      free(t->message);
-      t->message = NULL;
+      drop_message(t);
       return rc;
     }
     mproc__wire_put_le64(reply->data + t->mark - 8, reply->len - t->mark);
-    if (t->message) { /* (a message with success: nobody reads it) */
-      free(t->message);
-      t->message = NULL;
-    }
+    if (t->message) drop_message(t);
   }
   if (r->bad) return mproc__fail(MPROC_ESYS, "pool worker: a malformed task (%s)", r->bad);
   return rc;
@@ -128,9 +136,8 @@ static void arena_drop(arenas *as, uint64_t id) {
 /* An array map failed with status st at records first..last (one record, or a chunk): the reply says so,
  * naming them. */
 static int array_failed(mproc__buf *reply, int st, const mproc_task *t, uint64_t first, uint64_t last) {
-  char msg[64];
-  if (!t->message) snprintf(msg, sizeof msg, "the task returned %d", st);
-  const char *m = t->message ? t->message : msg;
+  char buf[64];
+  const char *m = failure_text(t, st, buf);
   char head[80];
   int at = first == last ? snprintf(head, sizeof head, "record %llu: ", (unsigned long long)first)
                          : snprintf(head, sizeof head, "records %llu to %llu: ", (unsigned long long)first,
@@ -181,10 +188,13 @@ static int run_array(void (*fn)(void), mproc__wire_reader *r, const arenas *as, 
     uint64_t i = s;                                   /* (per record: the one that failed) */
     int st = 0;
     if (per_record) {
-      for (; i < e; ++i)
+      for (; i < e; ++i) {
         if ((st = per_record(in + i * in_size, out + i * out_size, &t)) != 0) break;
+        if (t.message) drop_message(&t);
+      }
     } else {
       st = per_chunk(in + s * in_size, out + s * out_size, (size_t)(e - s), &t);
+      if (!st && t.message) drop_message(&t);
     }
     if (st) {
       mproc__atomic_store32(&h->stop, 1); /* the map fails: the others claim no more */
