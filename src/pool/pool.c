@@ -983,41 +983,39 @@ static void take_reply(mproc_pool *p, worker *w, const char *msg, size_t len, in
   if (!rd.bad && code == 0) {
     uint64_t n = mproc__wire_get_u64(&rd, "a count");
     if (n != t->n) rd.bad = "a count";
-    /* A chunk's outputs share one block (freed with the result), but a lazy imap's, freed one by one. */
-    size_t block = 0, at = 0;
-    for (mproc__wire_reader sizes = rd; !r->lazy && t->n > 1 && !sizes.bad && at < t->n; ++at) {
-      size_t olen;
-      (void)mproc__wire_get_bytes(&sizes, &olen, "an output");
-      block += output_room(olen);
-    }
+    /* A chunk's outputs share one block (freed with the result, through its first item), but a lazy
+     * imap's, freed one by one. The block is sized from the reply: its outputs' rooms come to at most the
+     * bytes left plus 8 an item (an output of olen bytes takes 8 + olen there, output_room(olen) <= olen +
+     * 16 here), so one pass over the reply does. */
     char *base = NULL;
-    at = 0;
-    for (size_t i = 0; i < t->n && !rd.bad; ++i) {
+    if (!rd.bad && !r->lazy && n > 1 && !r->ready) base = (char *)malloc(rd.n - rd.off + 8 * n);
+    size_t at = 0, first = t->first;
+    for (size_t i = 0; i < n && !rd.bad && !r->ready; ++i) {
       size_t olen;
       const void *out = mproc__wire_get_bytes(&rd, &olen, "an output");
-      if (rd.bad || r->ready) break;
-      struct item *it = item_at(r, t->first + i);
-      if (block && !base && i == 0) base = (char *)malloc(block); /* (the first item frees it) */
+      if (rd.bad) break;
+      struct item *it = item_at(r, first + i);
       if (base) {
         it->data = base + at;
         it->borrowed = i > 0;
+        at += output_room(olen);
       } else {
         it->data = output_alloc(r, olen, &it->borrowed);
       }
-      at += output_room(olen);
       if (!it->data) {
-        became = result_fail(r, MPROC_ENOMEM, t->first + i, "pool: out of memory for a task's output", true);
+        became = result_fail(r, MPROC_ENOMEM, first + i, "pool: out of memory for a task's output", true);
         break;
       }
       mproc__copy(it->data, out, olen);
       it->len = olen;
       it->ready = true;
-      if (r->order) r->order[r->norder++ % r->nslots] = t->first + i;
+      if (r->order) r->order[r->norder++ % r->nslots] = first + i;
       if (++r->done == r->n && !r->input) {
         result_succeed(r);
         became = true;
       }
     }
+    if (base && at == 0) free(base);                         /* (no item took it) */
     if (!rd.bad && t->arena && !r->ready && r->tasks == 1) { /* an array map's last part: done */
       const mproc__pool_array_hdr *h = (const mproc__pool_array_hdr *)(const void *)t->arena->base;
       (void)mproc__atomic_load64(&h->parts); /* after every worker's outputs */
