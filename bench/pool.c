@@ -15,8 +15,9 @@
  *                                       blocks of mproc_pool_array_alloc, filled once, as c-raw's mapping:
  *                                       nothing copied; MPROC_BENCH_ARRAY_COPY=1 maps from and to the heap
  *                                       instead, the inputs and outputs then copied once each per map;
- *                                       impl=mproc-record-fn: mproc_pool_map_array, a function per record,
- *                                       which calls the task: two indirect calls a record)
+ *                                       the variant .record-fn, mproc only: mproc_pool_map_array on the same
+ *                                       pool and arrays, a function per record, which calls the task: two
+ *                                       indirect calls a record)
  *
  * The task: bench_trivial_task (bench.c: 8 bytes in, the input plus one out), called through a pointer in
  * every implementation (python: a module-level function doing the same on 8-byte bytes). Every output is
@@ -503,9 +504,14 @@ static int run_array(const char *line, bench_placement pl, size_t chunk) {
     c.out = (uint64_t *)out;
   }
   int rc = bench_run(&spec, map_array_mproc, &c) < 0;
-  spec.impl = "mproc-record-fn";
-  c.per_record = true;
-  rc |= bench_run(&spec, map_array_mproc, &c) < 0;
+  char record_name[112]; /* the same map with a function per record: a variant of the line, mproc only */
+  snprintf(record_name, sizeof record_name, "pool.%s.record-fn.%s", line, bench_placement_name(pl));
+  if (bench_wanted(record_name)) {
+    bench_spec rs = spec;
+    rs.name = record_name;
+    c.per_record = true;
+    rc |= bench_run(&rs, map_array_mproc, &c) < 0;
+  }
   mproc_pool_array_free(c.pool, in);
   mproc_pool_array_free(c.pool, out);
   if (mproc_pool_close(c.pool) != 0 || mproc_pool_join(c.pool, MPROC_INFINITE) != 0) die("close/join");
