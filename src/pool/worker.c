@@ -38,13 +38,6 @@ int mproc_task_fail(mproc_task *t, const char *fmt, ...) {
   return MPROC_ETASK;
 }
 
-/* The message of a task that failed with status st: mproc_task_fail's, or "the task returned N" (in buf). */
-static const char *failure_text(const mproc_task *t, int st, char buf[64]) {
-  if (t->message) return t->message;
-  snprintf(buf, 64, "the task returned %d", st);
-  return buf;
-}
-
 /* A task succeeded: a message it set is read by nobody (and must not name a later failure). */
 static void drop_message(mproc_task *t) {
   free(t->message);
@@ -55,6 +48,21 @@ static int put_u64(mproc__buf *b, uint64_t v) {
   unsigned char w[8];
   mproc__wire_put_le64(w, v);
   return mproc__buf_append(b, w, 8);
+}
+
+/* A task failed with status st at `item`: its reply, from offset `at` of *reply on (after the 'R'), says
+ * so: MPROC_ETASK, the item, and the message - `head`, then mproc_task_fail's or "the task returned N". */
+static int failure_reply(mproc__buf *reply, size_t at, int st, const mproc_task *t, uint64_t item, const char *head) {
+  char buf[64];
+  if (!t->message) snprintf(buf, sizeof buf, "the task returned %d", st);
+  const char *m = t->message ? t->message : buf;
+  reply->len = at;
+  int rc = put_u64(reply, (uint64_t)-MPROC_ETASK);
+  if (!rc) rc = put_u64(reply, item);
+  if (!rc) rc = put_u64(reply, strlen(head) + strlen(m));
+  if (!rc) rc = mproc__buf_append(reply, head, strlen(head));
+  if (!rc) rc = mproc__buf_append(reply, m, strlen(m));
+  return rc;
 }
 
 /* Run the n items of a task; the reply in *reply. t: the task's output buffer, kept from item to item. */
@@ -75,13 +83,7 @@ static int run_task(mproc_task_fn fn, mproc__wire_reader *r, mproc_task *t, mpro
     int st = fn(in, len, t);
     t->reply = NULL;
     if (st) { /* the first failure ends the task: the reply says which item and why */
-      char buf[64];
-      const char *m = failure_text(t, st, buf);
-      reply->len = at;
-      rc = put_u64(reply, (uint64_t)-MPROC_ETASK);
-      if (!rc) rc = put_u64(reply, i);
-      if (!rc) rc = put_u64(reply, strlen(m));
-      if (!rc) rc = mproc__buf_append(reply, m, strlen(m));
+      rc = failure_reply(reply, at, st, t, i, "");
       drop_message(t);
       return rc;
     }
@@ -133,22 +135,15 @@ static void arena_drop(arenas *as, uint64_t id) {
     }
 }
 
-/* An array map failed with status st at records first..last (one record, or a chunk): the reply says so,
- * naming them. */
+/* An array map failed with status st at records first..last (one record, or a chunk): its reply, naming
+ * them. */
 static int array_failed(mproc__buf *reply, int st, const mproc_task *t, uint64_t first, uint64_t last) {
-  char buf[64];
-  const char *m = failure_text(t, st, buf);
   char head[80];
-  int at = first == last ? snprintf(head, sizeof head, "record %llu: ", (unsigned long long)first)
-                         : snprintf(head, sizeof head, "records %llu to %llu: ", (unsigned long long)first,
-                                    (unsigned long long)last);
-  reply->len = 1;
-  int rc = put_u64(reply, (uint64_t)-MPROC_ETASK);
-  if (!rc) rc = put_u64(reply, first);
-  if (!rc) rc = put_u64(reply, (uint64_t)at + strlen(m));
-  if (!rc) rc = mproc__buf_append(reply, head, (size_t)at);
-  if (!rc) rc = mproc__buf_append(reply, m, strlen(m));
-  return rc;
+  if (first == last)
+    snprintf(head, sizeof head, "record %llu: ", (unsigned long long)first);
+  else
+    snprintf(head, sizeof head, "records %llu to %llu: ", (unsigned long long)first, (unsigned long long)last);
+  return failure_reply(reply, 1, st, t, first, head);
 }
 
 /* Run an array map's part ('A'): claim chunks and run fn on their records where they lie (on each record,
