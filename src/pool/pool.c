@@ -35,6 +35,9 @@ enum { RUN = 0, CLOSED = 1, TERMINATED = 2 };
  * caller, as CPython's Pool does. */
 #define EARLY_DEATHS_MAX 8
 
+#define INNER_INPUT_MAX 128        /* an apply's input up to this: its task lies in its result's block */
+#define CACHE_KEEP_NS 1000000000LL /* kept result blocks go back once the pool is idle this long */
+
 typedef struct core {
   mproc__mutex *mu;
   mproc__cond *cv;
@@ -46,6 +49,14 @@ typedef struct core {
   uint32_t notify_later;
   bool notify_due;
   struct mproc_pool *pool; /* NULL once the pool is freed (results outlive it) */
+  /* The blocks of small applies' results, kept for the next ones once freed (result_block): one list per
+   * class of the input's room, 16 bytes a class. A burst of calls then reuses the last burst's blocks,
+   * warm, instead of the allocator's, which gave the freed heap back to the system and took it again,
+   * a page fault every few calls. Given back once the pool has been idle CACHE_KEEP_NS (result_thread). */
+  void *cache[INNER_INPUT_MAX / 16 + 1];
+  size_t cached;
+  uint64_t cache_takes;
+  bool cache_watch; /* the result thread sleeps idle with the cache empty: the next block kept wakes it */
 } core;
 
 /* An array map's arena (pool_internal.h): a shared block a process pool keeps and reuses, or a heap block
@@ -108,6 +119,7 @@ struct mproc_async_result {
   char *slab_at;
   size_t slab_left;
   bool ready, ok;
+  unsigned char cls;       /* a small apply's block: its class in the core's cache + 1 (0: not such a block) */
   volatile uint32_t whole; /* ready and ok, not an imap: its items are final (read without the mutex) */
   int code;
   char *message;
@@ -206,6 +218,8 @@ struct mproc_pool {
 
 /* ---- the core, results -------------------------------------------------------------------------- */
 
+static void wake_result_thread(mproc_pool *p);
+
 static void core_release(core *k) { /* with k->mu held; unlocks it */
   bool last = --k->refs == 0;
   mproc__pal_mutex_unlock(k->mu);
@@ -238,6 +252,41 @@ static void result_free_items(mproc_async_result *r) {
   free(r->message);
 }
 
+/* With k's mutex held: free r's block, or keep it for the next small apply while the pool takes work (its
+ * first bytes then link the class's list). */
+static void result_block_free(core *k, mproc_async_result *r) {
+  if (!r->cls || !k->pool || k->pool->state != RUN) {
+    free(r);
+    return;
+  }
+  void **list = &k->cache[r->cls - 1];
+  memcpy((void *)r, (const void *)list, sizeof *list);
+  *list = r;
+  ++k->cached;
+  if (k->cache_watch) { /* (the result thread gives it back once the pool has been idle long enough) */
+    k->cache_watch = false;
+    wake_result_thread(k->pool);
+  }
+}
+
+/* With k's mutex held: free the kept blocks. */
+static void cache_drain(core *k) {
+  for (size_t c = 0; c < sizeof k->cache / sizeof k->cache[0]; ++c)
+    while (k->cache[c]) {
+      void *b = k->cache[c];
+      memcpy((void *)&k->cache[c], b, sizeof k->cache[c]);
+      free(b);
+    }
+  k->cached = 0;
+}
+
+size_t mproc__pool_kept_blocks(mproc_pool *p) {
+  mproc__pal_mutex_lock(p->k->mu);
+  size_t n = p->k->cached;
+  mproc__pal_mutex_unlock(p->k->mu);
+  return n;
+}
+
 /* With the mutex held: drop one reference (a task's or the user's); the last frees it. Unlocks. */
 static void result_release(mproc_async_result *r, bool user) {
   core *k = r->k;
@@ -247,7 +296,7 @@ static void result_release(mproc_async_result *r, bool user) {
     --r->tasks;
   if (r->user_gone && r->tasks == 0) {
     result_free_items(r);
-    free(r);
+    result_block_free(k, r);
     core_release(k);
     return;
   }
@@ -258,7 +307,7 @@ static void result_release(mproc_async_result *r, bool user) {
 static void task_unref(core *k, mproc_async_result *r) {
   if (--r->tasks || !r->user_gone) return;
   result_free_items(r);
-  free(r);
+  result_block_free(k, r);
   --k->refs; /* never the last: the pool holds one */
 }
 
@@ -419,7 +468,6 @@ static char *task_message_put(char *at, size_t fn, const mproc_bytes *in, size_t
   return at;
 }
 
-#define INNER_INPUT_MAX 128 /* an apply's input up to this: its task lies in its result's block */
 _Static_assert(_Alignof(struct mproc_async_result) % _Alignof(task) == 0, "a task may follow a result");
 
 /* The task of r's one input, in r's block after r itself (room made by submit; zeroed). */
@@ -432,6 +480,39 @@ static task *task_inner(mproc_async_result *r, size_t fn, const mproc_bytes *in)
   t->msg.data = (char *)(t + 1);
   t->msg.len = t->msg.cap = (size_t)(task_message_put(t->msg.data, fn, in, 1) - t->msg.data);
   return t;
+}
+
+/* A new result of n items (r from calloc, or result_block; NULL: nothing): false when r is NULL or memory
+ * ran out (then the caller frees r, result_free_items first). */
+static bool result_init(mproc_async_result *r, size_t n, bool imap, bool ordered, const mproc_async_opts *o) {
+  if (!r) return false;
+  r->flag = MPROC_NO_HANDLE;
+  r->n = r->nslots = n;
+  r->held = SIZE_MAX;
+  r->failed_at = SIZE_MAX;
+  r->imap = imap;
+  r->ordered = ordered;
+  if (o) r->opts = *o;
+  r->items = n == 1 ? &r->one : (struct item *)calloc(n ? n : 1, sizeof *r->items);
+  r->order = imap && !ordered ? (size_t *)calloc(n ? n : 1, sizeof *r->order) : NULL;
+  return r->items && (!imap || ordered || r->order);
+}
+
+/* With k's mutex held: a small apply's result block, for an input of len bytes (up to INNER_INPUT_MAX),
+ * its result and task zeroed: a kept one (result_block_free) or a new one. NULL: out of memory. */
+static mproc_async_result *result_block(core *k, size_t len) {
+  size_t c = (len + 15) / 16;
+  mproc_async_result *r = (mproc_async_result *)k->cache[c];
+  if (r) {
+    memcpy((void *)&k->cache[c], (const void *)r, sizeof k->cache[c]);
+    --k->cached;
+    ++k->cache_takes;
+    memset(r, 0, sizeof *r + sizeof(task)); /* (its message is written whole) */
+  } else {
+    r = (mproc_async_result *)calloc(1, sizeof *r + sizeof(task) + TASK_HEAD + task_input_bytes(c * 16));
+  }
+  if (r) r->cls = (unsigned char)(c + 1);
+  return r;
 }
 
 /* The tasks of r's inputs in[0..n), `chunk` a task, in one block, linked from *first; how many there are
@@ -1299,6 +1380,8 @@ static void result_thread(void *arg) {
   uint64_t *gen = (uint64_t *)calloc(1 + 2 * p->nw, sizeof *gen);       /* the worker each entry was for */
   unsigned char *ready = (unsigned char *)calloc(p->nw ? p->nw : 1, 1); /* per worker: 1 connection, 2 process */
   int64_t hold_ms = HOLD_MS;
+  int64_t keep_since = 0; /* the pool idle, blocks kept: since when none was taken (cache_drain) */
+  uint64_t keep_takes = 0;
   mproc__pal_mutex_lock(p->k->mu);
   while (ws && who && gen && ready) {
     if (p->state == TERMINATED || (p->state == CLOSED && !p->head && all_idle(p))) break;
@@ -1324,6 +1407,22 @@ static void result_thread(void *arg) {
         int64_t end = task_deadline(p, w);
         if (end < soonest) soonest = end;
       }
+    }
+    /* The result blocks kept for small applies go back once the pool has been idle CACHE_KEEP_NS with none
+     * taken; while it is idle with none kept, the first one kept wakes this thread to time it. */
+    bool idle = !p->head && all_idle(p);
+    p->k->cache_watch = idle && !p->k->cached;
+    if (!idle || !p->k->cached) {
+      keep_since = 0;
+    } else {
+      int64_t now = mproc__pal_monotonic_ns();
+      if (!keep_since || keep_takes != p->k->cache_takes) {
+        keep_since = now;
+        keep_takes = p->k->cache_takes;
+      } else if (now - keep_since >= CACHE_KEEP_NS) {
+        cache_drain(p->k);
+      }
+      if (p->k->cached && keep_since + CACHE_KEEP_NS < soonest) soonest = keep_since + CACHE_KEEP_NS;
     }
     bool slept = !busy && p->ringed;
     if (slept) busy = say_asleep(p, true, held);
@@ -1366,7 +1465,8 @@ static void result_thread(void *arg) {
       }
     }
   }
-  /* closed and done, or terminated: end the workers */
+  /* closed and done, or terminated: end the workers (and give back the kept blocks: no call comes) */
+  cache_drain(p->k);
   for (size_t i = 0; i < p->nw; ++i) {
     worker *w = &p->w[i];
     if (p->state == TERMINATED && w->proc && mproc_process_kill(w->proc) != 0) mproc_clear_error();
@@ -1416,6 +1516,12 @@ static mproc_start_method pool_method(const mproc_pool *p) {
 }
 
 static void pool_free(mproc_pool *p) {
+  if (p->k) { /* the results that outlive the pool see it no more (nor keep blocks for it, nor wake it) */
+    mproc__pal_mutex_lock(p->k->mu);
+    p->k->pool = NULL;
+    cache_drain(p->k);
+    mproc__pal_mutex_unlock(p->k->mu);
+  }
   for (arena **list = &p->arenas; list; list = list == &p->arenas ? &p->lent : NULL)
     while (*list) { /* the workers are gone: nothing to tell them */
       arena *a = *list;
@@ -1443,7 +1549,6 @@ static void pool_free(mproc_pool *p) {
   free(p->later);
   if (p->k) {
     mproc__pal_mutex_lock(p->k->mu);
-    p->k->pool = NULL;
     core_release(p->k);
   }
   free(p);
@@ -1552,23 +1657,13 @@ static int submit(mproc_pool *p, mproc_task_fn fn, const mproc_bytes *in, size_t
     MPROC__CHECK_ARG_AS(call, !in[i].data && in[i].len, "inputs[%zu] is NULL with len %zu", i, in[i].len);
     if (in_bytes <= BLOCK_MAX) in_bytes += in[i].len > BLOCK_MAX ? BLOCK_MAX + 1 : task_input_bytes(in[i].len);
   }
-  /* A small apply: its task and the message lie in the result's block, made here, and the pool's lock is
-   * taken once (an apply_async took three blocks, two of them freed by another thread, and the lock twice). */
+  /* A small apply: its task and the message lie in the result's block (result_block: one kept from an
+   * earlier call, or a new one), made under the pool's lock, which is taken once (an apply_async took three
+   * blocks, two of them freed by another thread, and the lock twice). */
   bool inner = n == 1 && in[0].len <= INNER_INPUT_MAX;
-  size_t inner_bytes = inner ? sizeof(task) + TASK_HEAD + task_input_bytes(in[0].len) : 0;
-  mproc_async_result *r = (mproc_async_result *)calloc(1, sizeof *r + inner_bytes);
-  if (!r) return mproc__fail(MPROC_ENOMEM, "%s: out of memory", call);
-  r->flag = MPROC_NO_HANDLE;
-  r->n = r->nslots = n;
-  r->held = SIZE_MAX;
-  r->failed_at = SIZE_MAX;
-  r->imap = imap;
-  r->ordered = ordered;
-  if (o) r->opts = *o;
-  r->items = n == 1 ? &r->one : (struct item *)calloc(n ? n : 1, sizeof *r->items);
-  r->order = imap && !ordered ? (size_t *)calloc(n ? n : 1, sizeof *r->order) : NULL;
-  if (!r->items || (imap && !ordered && !r->order)) {
-    result_free_items(r);
+  mproc_async_result *r = NULL;
+  if (!inner && !result_init(r = (mproc_async_result *)calloc(1, sizeof *r), n, imap, ordered, o)) {
+    if (r) result_free_items(r);
     free(r);
     return mproc__fail(MPROC_ENOMEM, "%s: out of memory", call);
   }
@@ -1581,9 +1676,15 @@ static int submit(mproc_pool *p, mproc_task_fn fn, const mproc_bytes *in, size_t
   rc = takes_work(p, call);
   size_t fn_i = 0;
   if (!rc) rc = fn_index(p, (void *)fn, &fn_i);
-  if (inner && !rc) { /* built under the lock: a few stores */
-    first = last = task_inner(r, fn_i, &in[0]);
-    ntasks = 1;
+  if (inner) { /* built under the lock: a few stores */
+    if (!rc && !result_init(r = result_block(p->k, in[0].len), n, imap, ordered, o))
+      rc = mproc__fail(MPROC_ENOMEM, "%s: out of memory", call);
+    if (!rc) {
+      first = last = task_inner(r, fn_i, &in[0]);
+      ntasks = 1;
+    } else {
+      mproc__pal_mutex_unlock(p->k->mu);
+    }
   } else {
     mproc__pal_mutex_unlock(p->k->mu);
     int blocked = rc || !n ? 1 : task_block_new(r, fn_i, in, n, chunk, in_bytes, &first, &ntasks);
@@ -1611,7 +1712,7 @@ static int submit(mproc_pool *p, mproc_task_fn fn, const mproc_bytes *in, size_t
       first = t->next;
       task_free(t);
     }
-    result_free_items(r);
+    if (r) result_free_items(r);
     free(r);
     return rc;
   }

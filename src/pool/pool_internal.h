@@ -134,6 +134,9 @@ int mproc__pool_worker_loop(mproc_connection *c, const mproc__pool_worker_cfg *c
  * pool's slots (mproc__pool_ring), of which `slot` is its own. */
 int mproc__pool_worker_main(const mproc_args *args);
 
+/* The result blocks pool p keeps for its next small applies (pool.c, result_block): for tests. */
+size_t mproc__pool_kept_blocks(mproc_pool *p);
+
 /* mproc_wait's result kind (wait.c): ready when a waiter can make progress: the result is ready (for
  * imap: the next item, the end or the failure is there). */
 int mproc__pool_result_wait_prepare(void *obj, mproc__wait_item *item, bool *ready_now);
