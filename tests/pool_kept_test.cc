@@ -47,16 +47,27 @@ TEST(PoolKeptBlocks, ASmallApplysBlockServesTheNextCallsAndGoesBackOnceThePoolIs
   mproc_pool *p = nullptr;
   ASSERT_EQ(0, mproc_thread_pool_create(&p, 2)) << mproc_last_error();
   const size_t n = 64;
+  int64_t x = 3;
+  mproc_async_result *late = nullptr; // destroyed once the others have gone back
+  ASSERT_EQ(0, mproc_pool_apply_async(p, t_echo, &x, sizeof x, nullptr, &late));
+  ASSERT_EQ(0, mproc_async_result_get(late, kLong));
   std::set<const void *> first = burst(p, n, 8);
   EXPECT_EQ(n, mproc__pool_kept_blocks(p)); // (each result's last reference was the caller's)
   std::set<const void *> second = burst(p, n, 8);
   EXPECT_EQ(first, second); // the same blocks, none new
   EXPECT_EQ(n, mproc__pool_kept_blocks(p));
-  // Idle: given back within about a second (CACHE_KEEP_NS); the deadline is for a loaded machine.
-  auto end = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (mproc__pool_kept_blocks(p) && std::chrono::steady_clock::now() < end)
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  EXPECT_EQ(0u, mproc__pool_kept_blocks(p));
+  // Idle: given back within about a second (CACHE_KEEP_NS); the deadline is for a loaded machine. A block
+  // kept after that, the pool still idle, goes back too.
+  for (int round = 0; round < 2; ++round) {
+    auto end = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (mproc__pool_kept_blocks(p) && std::chrono::steady_clock::now() < end)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    EXPECT_EQ(0u, mproc__pool_kept_blocks(p));
+    if (round == 0) {
+      mproc_async_result_destroy(late);
+      EXPECT_EQ(1u, mproc__pool_kept_blocks(p));
+    }
+  }
   ASSERT_EQ(0, mproc_pool_close(p));
   ASSERT_EQ(0, mproc_pool_join(p, kLong));
   mproc_pool_destroy(p);

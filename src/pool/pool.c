@@ -1411,7 +1411,6 @@ static void result_thread(void *arg) {
     /* The result blocks kept for small applies go back once the pool has been idle CACHE_KEEP_NS with none
      * taken; while it is idle with none kept, the first one kept wakes this thread to time it. */
     bool idle = !p->head && all_idle(p);
-    p->k->cache_watch = idle && !p->k->cached;
     if (!idle || !p->k->cached) {
       keep_since = 0;
     } else {
@@ -1421,9 +1420,11 @@ static void result_thread(void *arg) {
         keep_takes = p->k->cache_takes;
       } else if (now - keep_since >= CACHE_KEEP_NS) {
         cache_drain(p->k);
+        keep_since = 0; /* (a block kept from now on is timed from when it was kept) */
       }
       if (p->k->cached && keep_since + CACHE_KEEP_NS < soonest) soonest = keep_since + CACHE_KEEP_NS;
     }
+    p->k->cache_watch = idle && !p->k->cached;
     bool slept = !busy && p->ringed;
     if (slept) busy = say_asleep(p, true, held);
     mproc__pal_mutex_unlock(p->k->mu);
