@@ -1,5 +1,6 @@
-// A pool keeps the blocks of its small applies' results for the next calls (pool.c, result_block) and
-// gives them back once it has been idle a second: whitebox, through mproc__pool_kept_blocks.
+// A pool keeps the blocks of its one-input results (an apply's) for the next calls (pool.c, result_block)
+// and gives them back once it has been idle a while (a second; the tests set it): whitebox, through
+// mproc__pool_kept_blocks and mproc__pool_set_keep_ns.
 #include <chrono>
 #include <cstdint>
 #include <cstring>
@@ -43,37 +44,66 @@ std::set<const void *> burst(mproc_pool *p, size_t n, size_t len) {
   return at;
 }
 
-TEST(PoolKeptBlocks, ASmallApplysBlockServesTheNextCallsAndGoesBackOnceThePoolIsIdle) {
+// How long an idle pool keeps its blocks, for one test (every pool of it).
+struct KeepFor {
+  explicit KeepFor(uint64_t ns) { mproc__pool_set_keep_ns(ns); }
+  ~KeepFor() { mproc__pool_set_keep_ns(0); }
+};
+const uint64_t kHour = 3600ull * 1000 * 1000 * 1000; // (no give-back while a test counts)
+
+// Whether p keeps no block within 30 s (a loaded machine).
+bool gives_all_back(mproc_pool *p) {
+  auto end = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (mproc__pool_kept_blocks(p) && std::chrono::steady_clock::now() < end)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  return mproc__pool_kept_blocks(p) == 0;
+}
+
+TEST(PoolKeptBlocks, AOneInputResultsBlockServesTheNextCalls) {
+  KeepFor keep(kHour);
   mproc_pool *p = nullptr;
   ASSERT_EQ(0, mproc_thread_pool_create(&p, 2)) << mproc_last_error();
   const size_t n = 64;
-  int64_t x = 3;
-  mproc_async_result *late = nullptr; // destroyed once the others have gone back
-  ASSERT_EQ(0, mproc_pool_apply_async(p, t_echo, &x, sizeof x, nullptr, &late));
-  ASSERT_EQ(0, mproc_async_result_get(late, kLong));
   std::set<const void *> first = burst(p, n, 8);
   EXPECT_EQ(n, mproc__pool_kept_blocks(p)); // (each result's last reference was the caller's)
   std::set<const void *> second = burst(p, n, 8);
   EXPECT_EQ(first, second); // the same blocks, none new
   EXPECT_EQ(n, mproc__pool_kept_blocks(p));
-  // Idle: given back within about a second (CACHE_KEEP_NS); the deadline is for a loaded machine. A block
-  // kept after that, the pool still idle, goes back too.
-  for (int round = 0; round < 2; ++round) {
-    auto end = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    while (mproc__pool_kept_blocks(p) && std::chrono::steady_clock::now() < end)
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    EXPECT_EQ(0u, mproc__pool_kept_blocks(p));
-    if (round == 0) {
-      mproc_async_result_destroy(late);
-      EXPECT_EQ(1u, mproc__pool_kept_blocks(p));
-    }
-  }
+  // A map of one input takes the same path.
+  int64_t x = 9;
+  mproc_bytes in = {&x, sizeof x};
+  mproc_async_result *r = nullptr;
+  ASSERT_EQ(0, mproc_pool_map_async(p, t_echo, &in, 1, nullptr, &r));
+  EXPECT_EQ(n - 1, mproc__pool_kept_blocks(p));
+  ASSERT_EQ(0, mproc_async_result_get(r, kLong));
+  mproc_async_result_destroy(r);
+  EXPECT_EQ(n, mproc__pool_kept_blocks(p));
+  ASSERT_EQ(0, mproc_pool_close(p));
+  ASSERT_EQ(0, mproc_pool_join(p, kLong));
+  mproc_pool_destroy(p);
+}
+
+TEST(PoolKeptBlocks, AnIdlePoolGivesItsBlocksBackAndThoseKeptLater) {
+  KeepFor keep(300ull * 1000 * 1000);
+  mproc_pool *p = nullptr;
+  ASSERT_EQ(0, mproc_thread_pool_create(&p, 2)) << mproc_last_error();
+  int64_t x = 3;
+  mproc_async_result *late = nullptr; // destroyed once the others have gone back
+  ASSERT_EQ(0, mproc_pool_apply_async(p, t_echo, &x, sizeof x, nullptr, &late));
+  ASSERT_EQ(0, mproc_async_result_get(late, kLong));
+  burst(p, 64, 8);
+  EXPECT_TRUE(gives_all_back(p));
+  // The pool has been idle: its result thread sleeps for good, and the block kept now wakes it.
+  mproc_async_result_destroy(late);
+  EXPECT_LE(mproc__pool_kept_blocks(p), 1u);
+  EXPECT_TRUE(gives_all_back(p));
   ASSERT_EQ(0, mproc_pool_close(p));
   ASSERT_EQ(0, mproc_pool_join(p, kLong));
   mproc_pool_destroy(p);
 }
 
 TEST(PoolKeptBlocks, EachInputSizeUpTo128BytesHasItsBlocksLargerOnesNone) {
+  KeepFor keep(kHour);
   mproc_pool *p = nullptr;
   ASSERT_EQ(0, mproc_thread_pool_create(&p, 2)) << mproc_last_error();
   burst(p, 4, 0);
@@ -89,6 +119,7 @@ TEST(PoolKeptBlocks, EachInputSizeUpTo128BytesHasItsBlocksLargerOnesNone) {
 }
 
 TEST(PoolKeptBlocks, AClosedPoolGivesItsBlocksBackAndKeepsNoMore) {
+  KeepFor keep(kHour);
   mproc_pool *p = nullptr;
   ASSERT_EQ(0, mproc_thread_pool_create(&p, 2)) << mproc_last_error();
   burst(p, 8, 8);

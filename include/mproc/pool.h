@@ -47,11 +47,11 @@
  * Every submission gives an mproc_async_result, owned by the caller (mproc_async_result_destroy); it
  * outlives its pool (a result not finished when the pool is terminated or destroyed fails with
  * MPROC_ECLOSED). Its outputs belong to it: pointers from mproc_async_result_item / _next stay valid
- * until it is destroyed. The result of a small apply (an input of up to 128 bytes) is one block, which
- * the pool keeps once the result is destroyed and gives to its next such call: a burst of calls reuses
- * the last burst's memory. The pool gives the kept blocks back once it has been idle for a second, and
- * once it is closed or terminated and its result thread has ended (join); from close on, and after the
- * pool is destroyed, a destroyed result is freed at once.
+ * until it is destroyed. The result of one input of up to 128 bytes (an apply, or a map of one input) is
+ * one block, which the pool keeps once the result is destroyed and gives to its next such call: a burst
+ * of calls reuses the last burst's memory. The pool gives the kept blocks back once it has been idle
+ * for a second with none taken, and once it is closed or terminated and its work has ended; from close
+ * on, and after the pool is freed, a destroyed result is freed at once.
  * Callbacks run in the parent on the pool's one result thread, one at a time;
  * they may submit more work, but mproc_pool_terminate, _join and _destroy called from a callback give
  * MPROC_ESTATE.

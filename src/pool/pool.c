@@ -35,8 +35,9 @@ enum { RUN = 0, CLOSED = 1, TERMINATED = 2 };
  * caller, as CPython's Pool does. */
 #define EARLY_DEATHS_MAX 8
 
-#define INNER_INPUT_MAX 128        /* an apply's input up to this: its task lies in its result's block */
+#define INNER_INPUT_MAX 128        /* a one-input submission's input up to this: its task lies in its result's block */
 #define CACHE_KEEP_NS 1000000000LL /* kept result blocks go back once the pool is idle this long */
+static volatile uint64_t keep_ns = CACHE_KEEP_NS; /* (tests set it: mproc__pool_set_keep_ns) */
 
 typedef struct core {
   mproc__mutex *mu;
@@ -49,14 +50,16 @@ typedef struct core {
   uint32_t notify_later;
   bool notify_due;
   struct mproc_pool *pool; /* NULL once the pool is freed (results outlive it) */
-  /* The blocks of small applies' results, kept for the next ones once freed (result_block): one list per
-   * class of the input's room, 16 bytes a class. A burst of calls then reuses the last burst's blocks,
-   * warm, instead of the allocator's, which gave the freed heap back to the system and took it again,
-   * a page fault every few calls. Given back once the pool has been idle CACHE_KEEP_NS (result_thread). */
+  /* The blocks of one-input results (an apply's), kept for the next ones once freed (result_block): one
+   * list per class of the input's room, 16 bytes a class. A burst of calls then reuses the last burst's
+   * blocks, warm, instead of the allocator's, which gave the freed heap back to the system and took it
+   * again, a page fault every few calls. Given back once the pool has been idle keep_ns (result_thread). */
   void *cache[INNER_INPUT_MAX / 16 + 1];
   size_t cached;
   uint64_t cache_takes;
-  bool cache_watch; /* the result thread sleeps idle with the cache empty: the next block kept wakes it */
+  /* The result thread sleeps for good, the pool idle a whole keep_ns and nothing kept: the next block kept
+   * wakes it (once), to be given back keep_ns later. */
+  bool cache_watch;
 } core;
 
 /* An array map's arena (pool_internal.h): a shared block a process pool keeps and reuses, or a heap block
@@ -85,7 +88,7 @@ typedef struct task {
   size_t chunk;             /* an array task: the records per claim */
   struct task_block *block; /* a map's tasks built at once: the block it and its message lie in (or NULL) */
   bool lone;                /* its result's only task (pump: that result cannot fail while it waits) */
-  bool inner;               /* it and its message lie in its result's block (submit: a small apply) */
+  bool inner;               /* it and its message lie in its result's block (submit: one small input) */
 } task;
 
 /* A map's tasks and their messages in one allocation (task_block_new): one malloc for a map of many
@@ -119,7 +122,7 @@ struct mproc_async_result {
   char *slab_at;
   size_t slab_left;
   bool ready, ok;
-  unsigned char cls;       /* a small apply's block: its class in the core's cache + 1 (0: not such a block) */
+  unsigned char cls;       /* a one-input result's block: its class in the core's cache + 1 (0: not such a block) */
   volatile uint32_t whole; /* ready and ok, not an imap: its items are final (read without the mutex) */
   int code;
   char *message;
@@ -252,8 +255,8 @@ static void result_free_items(mproc_async_result *r) {
   free(r->message);
 }
 
-/* With k's mutex held: free r's block, or keep it for the next small apply while the pool takes work (its
- * first bytes then link the class's list). */
+/* With k's mutex held: free r's block, or keep it for the next one-input submission while the pool takes work
+ * (its first bytes then link the class's list). */
 static void result_block_free(core *k, mproc_async_result *r) {
   if (!r->cls || !k->pool || k->pool->state != RUN) {
     free(r);
@@ -263,21 +266,32 @@ static void result_block_free(core *k, mproc_async_result *r) {
   memcpy((void *)r, (const void *)list, sizeof *list);
   *list = r;
   ++k->cached;
-  if (k->cache_watch) { /* (the result thread gives it back once the pool has been idle long enough) */
+  if (k->cache_watch) { /* (the result thread sleeps for good: it gives the block back keep_ns from now) */
     k->cache_watch = false;
     wake_result_thread(k->pool);
   }
 }
 
+/* With k's mutex held: a kept block of class c, off its list, or NULL. */
+static void *cache_pop(core *k, size_t c) {
+  void *b = k->cache[c];
+  if (!b) return NULL;
+  memcpy((void *)&k->cache[c], b, sizeof k->cache[c]);
+  --k->cached;
+  return b;
+}
+
 /* With k's mutex held: free the kept blocks. */
 static void cache_drain(core *k) {
-  for (size_t c = 0; c < sizeof k->cache / sizeof k->cache[0]; ++c)
-    while (k->cache[c]) {
-      void *b = k->cache[c];
-      memcpy((void *)&k->cache[c], b, sizeof k->cache[c]);
-      free(b);
-    }
-  k->cached = 0;
+  for (size_t c = 0; c < MPROC__ARRAY_LEN(k->cache); ++c)
+    for (void *b; (b = cache_pop(k, c)) != NULL;) free(b);
+}
+
+/* A result submit made and gives up (NULL: none). */
+static void result_discard(mproc_async_result *r) {
+  if (!r) return;
+  result_free_items(r);
+  free(r);
 }
 
 size_t mproc__pool_kept_blocks(mproc_pool *p) {
@@ -286,6 +300,8 @@ size_t mproc__pool_kept_blocks(mproc_pool *p) {
   mproc__pal_mutex_unlock(p->k->mu);
   return n;
 }
+
+void mproc__pool_set_keep_ns(uint64_t ns) { mproc__atomic_store64(&keep_ns, ns ? ns : CACHE_KEEP_NS); }
 
 /* With the mutex held: drop one reference (a task's or the user's); the last frees it. Unlocks. */
 static void result_release(mproc_async_result *r, bool user) {
@@ -498,14 +514,13 @@ static bool result_init(mproc_async_result *r, size_t n, bool imap, bool ordered
   return r->items && (!imap || ordered || r->order);
 }
 
-/* With k's mutex held: a small apply's result block, for an input of len bytes (up to INNER_INPUT_MAX),
- * its result and task zeroed: a kept one (result_block_free) or a new one. NULL: out of memory. */
+/* With k's mutex held: a one-input result's block, for an input of len bytes (up to INNER_INPUT_MAX), its
+ * result and task zeroed: a kept one (result_block_free) or a new one (allocated under the lock: the first
+ * burst's calls). NULL: out of memory. */
 static mproc_async_result *result_block(core *k, size_t len) {
   size_t c = (len + 15) / 16;
-  mproc_async_result *r = (mproc_async_result *)k->cache[c];
+  mproc_async_result *r = (mproc_async_result *)cache_pop(k, c);
   if (r) {
-    memcpy((void *)&k->cache[c], (const void *)r, sizeof k->cache[c]);
-    --k->cached;
     ++k->cache_takes;
     memset(r, 0, sizeof *r + sizeof(task)); /* (its message is written whole) */
   } else {
@@ -1380,7 +1395,7 @@ static void result_thread(void *arg) {
   uint64_t *gen = (uint64_t *)calloc(1 + 2 * p->nw, sizeof *gen);       /* the worker each entry was for */
   unsigned char *ready = (unsigned char *)calloc(p->nw ? p->nw : 1, 1); /* per worker: 1 connection, 2 process */
   int64_t hold_ms = HOLD_MS;
-  int64_t keep_since = 0; /* the pool idle, blocks kept: since when none was taken (cache_drain) */
+  int64_t keep_since = 0; /* the pool idle: since when (and no kept block taken since: keep_takes) */
   uint64_t keep_takes = 0;
   mproc__pal_mutex_lock(p->k->mu);
   while (ws && who && gen && ready) {
@@ -1408,23 +1423,26 @@ static void result_thread(void *arg) {
         if (end < soonest) soonest = end;
       }
     }
-    /* The result blocks kept for small applies go back once the pool has been idle CACHE_KEEP_NS with none
-     * taken; while it is idle with none kept, the first one kept wakes this thread to time it. */
-    bool idle = !p->head && all_idle(p);
-    if (!idle || !p->k->cached) {
-      keep_since = 0;
-    } else {
-      int64_t now = mproc__pal_monotonic_ns();
-      if (!keep_since || keep_takes != p->k->cache_takes) {
-        keep_since = now;
-        keep_takes = p->k->cache_takes;
-      } else if (now - keep_since >= CACHE_KEEP_NS) {
-        cache_drain(p->k);
-        keep_since = 0; /* (a block kept from now on is timed from when it was kept) */
+    /* The kept result blocks go back once the pool has been idle keep_ns with none taken; then this thread
+     * sleeps for good, and the next block kept wakes it to time that one (cache_watch). A pool in use, even
+     * one call at a time, is never woken for them. */
+    if (!p->head && all_idle(p)) {
+      if (!p->k->cache_watch) {
+        int64_t now = mproc__pal_monotonic_ns(), keep = (int64_t)mproc__atomic_load64(&keep_ns);
+        if (!keep_since || keep_takes != p->k->cache_takes) {
+          keep_since = now;
+          keep_takes = p->k->cache_takes;
+        } else if (now - keep_since >= keep) {
+          cache_drain(p->k);
+          p->k->cache_watch = true;
+          keep_since = 0;
+        }
+        if (keep_since && keep_since + keep < soonest) soonest = keep_since + keep;
       }
-      if (p->k->cached && keep_since + CACHE_KEEP_NS < soonest) soonest = keep_since + CACHE_KEEP_NS;
+    } else {
+      keep_since = 0;
+      p->k->cache_watch = false;
     }
-    p->k->cache_watch = idle && !p->k->cached;
     bool slept = !busy && p->ringed;
     if (slept) busy = say_asleep(p, true, held);
     mproc__pal_mutex_unlock(p->k->mu);
@@ -1658,14 +1676,13 @@ static int submit(mproc_pool *p, mproc_task_fn fn, const mproc_bytes *in, size_t
     MPROC__CHECK_ARG_AS(call, !in[i].data && in[i].len, "inputs[%zu] is NULL with len %zu", i, in[i].len);
     if (in_bytes <= BLOCK_MAX) in_bytes += in[i].len > BLOCK_MAX ? BLOCK_MAX + 1 : task_input_bytes(in[i].len);
   }
-  /* A small apply: its task and the message lie in the result's block (result_block: one kept from an
+  /* One small input (an apply): its task and the message lie in the result's block (result_block: one kept from an
    * earlier call, or a new one), made under the pool's lock, which is taken once (an apply_async took three
    * blocks, two of them freed by another thread, and the lock twice). */
   bool inner = n == 1 && in[0].len <= INNER_INPUT_MAX;
-  mproc_async_result *r = NULL;
-  if (!inner && !result_init(r = (mproc_async_result *)calloc(1, sizeof *r), n, imap, ordered, o)) {
-    if (r) result_free_items(r);
-    free(r);
+  mproc_async_result *r = inner ? NULL : (mproc_async_result *)calloc(1, sizeof *r);
+  if (!inner && !result_init(r, n, imap, ordered, o)) {
+    result_discard(r);
     return mproc__fail(MPROC_ENOMEM, "%s: out of memory", call);
   }
   if (!chunk) chunk = default_chunk(p, n);
@@ -1678,8 +1695,8 @@ static int submit(mproc_pool *p, mproc_task_fn fn, const mproc_bytes *in, size_t
   size_t fn_i = 0;
   if (!rc) rc = fn_index(p, (void *)fn, &fn_i);
   if (inner) { /* built under the lock: a few stores */
-    if (!rc && !result_init(r = result_block(p->k, in[0].len), n, imap, ordered, o))
-      rc = mproc__fail(MPROC_ENOMEM, "%s: out of memory", call);
+    if (!rc) r = result_block(p->k, in[0].len);
+    if (!rc && !result_init(r, n, imap, ordered, o)) rc = mproc__fail(MPROC_ENOMEM, "%s: out of memory", call);
     if (!rc) {
       first = last = task_inner(r, fn_i, &in[0]);
       ntasks = 1;
@@ -1713,8 +1730,7 @@ static int submit(mproc_pool *p, mproc_task_fn fn, const mproc_bytes *in, size_t
       first = t->next;
       task_free(t);
     }
-    if (r) result_free_items(r);
-    free(r);
+    result_discard(r);
     return rc;
   }
   r->k = p->k;

@@ -134,8 +134,10 @@ int mproc__pool_worker_loop(mproc_connection *c, const mproc__pool_worker_cfg *c
  * pool's slots (mproc__pool_ring), of which `slot` is its own. */
 int mproc__pool_worker_main(const mproc_args *args);
 
-/* The result blocks pool p keeps for its next small applies (pool.c, result_block): for tests. */
+/* For tests: the result blocks pool p keeps for its next one-input submissions (pool.c, result_block), and
+ * how long an idle pool keeps them (every pool; 0: the default, a second). */
 size_t mproc__pool_kept_blocks(mproc_pool *p);
+void mproc__pool_set_keep_ns(uint64_t ns);
 
 /* mproc_wait's result kind (wait.c): ready when a waiter can make progress: the result is ready (for
  * imap: the next item, the end or the failure is there). */
