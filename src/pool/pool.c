@@ -782,6 +782,7 @@ static void pump(mproc_pool *p, bool ahead) {
       worker *w = &p->w[i];
       task *t = p->head;
       if (!has_room(p, w, t) || (idle_only && w->ninflight) || (!ahead && !w->fed)) continue;
+      if (t->next) MPROC__PREFETCH(t->next, sizeof *t->next + 64); /* (and its message, when it follows) */
       /* Its result failed already (another chunk): drop it. (A result's lone task: the result fails only
        * once its task is dropped or running, and its line, cold when many tasks wait, is not read.) */
       if (!t->lone && t->r->ready) {
@@ -1070,7 +1071,11 @@ static void take_reply(mproc_pool *p, worker *w, const char *msg, size_t len, in
   int64_t took = now - t->started;
   int64_t avg = w->avg_ns ? (w->avg_ns * 7 + took) / 8 : took;
   w->avg_ns = avg > 0 ? avg : 1; /* (0: not measured yet; the replies of a run after the first count 0) */
-  if (w->ninflight) inflight_at(w, 0)->started = now;
+  if (w->ninflight) {
+    task *next = inflight_at(w, 0);
+    next->started = now;
+    MPROC__PREFETCH(next->r, sizeof *next->r); /* its reply comes next: its result, made long ago, is cold */
+  }
   mproc_async_result *r = t->r;
   mproc__wire_reader rd = mproc__wire_reader_make(msg + 1, len ? len - 1 : 0);
   uint64_t code = mproc__wire_get_u64(&rd, "a status");
