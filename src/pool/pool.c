@@ -287,7 +287,7 @@ static void cache_drain(core *k) {
     for (void *b; (b = cache_pop(k, c)) != NULL;) free(b);
 }
 
-/* A result submit made and gives up (NULL: none). */
+/* Free a result that submit made and will not hand out (NULL: nothing). */
 static void result_discard(mproc_async_result *r) {
   if (!r) return;
   result_free_items(r);
@@ -499,7 +499,7 @@ static task *task_inner(mproc_async_result *r, size_t fn, const mproc_bytes *in)
 }
 
 /* A new result of n items (r from calloc, or result_block; NULL: nothing): false when r is NULL or memory
- * ran out (then the caller frees r, result_free_items first). */
+ * ran out (then the caller lets r go: result_discard). */
 static bool result_init(mproc_async_result *r, size_t n, bool imap, bool ordered, const mproc_async_opts *o) {
   if (!r) return false;
   r->flag = MPROC_NO_HANDLE;
