@@ -55,10 +55,9 @@ typedef struct core {
    * blocks, warm, instead of the allocator's, which gave the freed heap back to the system and took it
    * again, a page fault every few calls. Given back once the pool has been idle keep_ns (result_thread). */
   void *cache[INNER_INPUT_MAX / 16 + 1];
-  size_t cached;
   uint64_t cache_takes;
-  /* The result thread sleeps for good, the pool idle a whole keep_ns and nothing kept: the next block kept
-   * wakes it (once), to be given back keep_ns later. */
+  /* The result thread sleeps for good, the pool idle a whole keep_ns and its kept blocks given back: the next
+   * block kept wakes it (once), to be given back keep_ns later. */
   bool cache_watch;
 } core;
 
@@ -265,7 +264,6 @@ static void result_block_free(core *k, mproc_async_result *r) {
   void **list = &k->cache[r->cls - 1];
   memcpy((void *)r, (const void *)list, sizeof *list);
   *list = r;
-  ++k->cached;
   if (k->cache_watch) { /* (the result thread sleeps for good: it gives the block back keep_ns from now) */
     k->cache_watch = false;
     wake_result_thread(k->pool);
@@ -277,7 +275,6 @@ static void *cache_pop(core *k, size_t c) {
   void *b = k->cache[c];
   if (!b) return NULL;
   memcpy((void *)&k->cache[c], b, sizeof k->cache[c]);
-  --k->cached;
   return b;
 }
 
@@ -295,8 +292,10 @@ static void result_discard(mproc_async_result *r) {
 }
 
 size_t mproc__pool_kept_blocks(mproc_pool *p) {
+  size_t n = 0;
   mproc__pal_mutex_lock(p->k->mu);
-  size_t n = p->k->cached;
+  for (size_t c = 0; c < MPROC__ARRAY_LEN(p->k->cache); ++c)
+    for (void *b = p->k->cache[c]; b; memcpy(&b, b, sizeof b)) ++n;
   mproc__pal_mutex_unlock(p->k->mu);
   return n;
 }
