@@ -59,6 +59,24 @@ typedef struct mproc_pool_backend {
                mproc_pool_replies *replies);
   void *ctx;
   bool hands_replies; /* start gets each worker's replies (above); false: every reply comes on conn */
+  /* Two optional hooks, both or neither (and then hands_replies), for a backend that carries the
+   * engine's messages on the pool's own threads, with no thread of its own between (MPI):
+   * - send: carry msg (len bytes, lent for the call) to the worker whose ring start was given as
+   *   replies, in order after what went before; the engine then writes nothing on the worker's
+   *   connection (which still carries what comes back: the end, what put says to send). msg NULL: the
+   *   engine ends that worker (it sends it nothing more; conn stays the backend's, to destroy once the
+   *   worker is gone).
+   *   0, or an mproc error code: then the worker counts as dying, and the backend must end conn.
+   *   Called from the pool's threads (a caller's submit, the result thread), sometimes with the pool's
+   *   lock held: it must not wait for the pool or call into it.
+   * - poll: while a worker of the backend has a task in flight, the engine's result thread calls poll
+   *   between its waits instead of sleeping until woken (for replies that cannot wake a wait: MPI's
+   *   cannot): poll hands what came to the rings (mproc_pool_replies_put) and returns the longest the
+   *   engine may wait before it calls poll again, in milliseconds (0: at once); it may pause the
+   *   thread briefly itself (a yield, a nap of microseconds). *last is the caller's, 0 at first: when
+   *   poll last saw progress (mproc_monotonic_ns), which poll keeps. Outside the pool's lock. */
+  int (*send)(void *ctx, mproc_pool_replies *replies, const void *msg, size_t len);
+  int64_t (*poll)(void *ctx, int64_t *last);
 } mproc_pool_backend;
 
 /* What mproc_pool_replies_put asks of the caller, besides nothing. */

@@ -1,14 +1,17 @@
 /* mproc_mpi (mproc/mpi.h): the Pool's workers on the ranks of an MPI job, as a pool backend
  * (mproc/pool_backend.h). A library of its own over libmproc's public API, POSIX threads and MPI.
  *
- * Rank 0: the pool engine sees each worker as a local connection (an mproc_pipe) that carries its
- * tasks, and a reply ring (mproc_pool_replies, the backend's hands_replies). The bridge thread makes
- * every MPI call: it sends what the engine writes on a worker's connection to the worker's rank, and puts
- * the replies that come back into the worker's ring; what must still go on the connection (a reply too
- * long for the ring, the "W" that wakes a sleeping engine, the end) is written by a writer thread, so
- * the bridge never waits on the engine. A worker rank: its main thread reads MPI itself and runs each
- * pool's worker (mproc_pool_worker_open/_feed) on the messages, one session per pool (several at once
- * when pools overlap, served in turn); it sends the replies of a batch of tasks back together.
+ * Rank 0: the pool engine's threads make the MPI calls themselves (the backend's send and poll): a
+ * task message goes out with MPI_Isend from the thread that hands it to the worker, and the engine's
+ * result thread, while a task is in flight, polls MPI instead of sleeping and puts the replies that
+ * came into the workers' reply rings (mproc_pool_replies, the backend's hands_replies) - whichever
+ * pool's they are. Each worker still has a local connection (an mproc_pipe) to the engine, for what
+ * must come back on it: a reply too long for the ring, the "W" that wakes a sleeping engine (another
+ * pool's poll took its replies), the end. A writer thread writes those, so a thread that polls never
+ * waits on an engine. Every MPI call is made under g.mu (MPI_THREAD_SERIALIZED). A worker rank: its
+ * main thread reads MPI itself and runs each pool's worker (mproc_pool_worker_open/_feed) on the
+ * messages, one session per pool (several at once when pools overlap, served in turn); it sends the
+ * replies of a batch of tasks back together.
  *
  * The messages between rank 0 and rank r, on a duplicate of MPI_COMM_WORLD, one tag; each one
  * [u8 kind] [u64 session] [payload]:
@@ -21,8 +24,8 @@
  * session opened while the previous one still ends waits behind it. A message of an old session is
  * dropped.
  *
- * Nothing here blocks inside MPI (Open MPI's waits spin without end): the bridges poll with MPI_Iprobe
- * and MPI_Test, sends are MPI_Isend, and a bridge waits between polls as `pacer` says: it yields the CPU
+ * Nothing here blocks inside MPI (Open MPI's waits spin without end): both sides poll with MPI_Iprobe
+ * and MPI_Test, sends are MPI_Isend, and a poller waits between polls as `pace` says: it yields the CPU
  * while messages flow, naps 50 us once they paused, and waits 1 ms at a time once quiet. */
 #include <mpi.h>
 #include <pthread.h>
@@ -42,7 +45,7 @@
 
 enum { TAG = 7731, HDR = 9 };
 enum { OPEN = 'O', DATA = 'D', REPLIES = 'R', CLOSE = 'C', FIN = 'F' };
-#define QUICK_NS 1000000   /* tasks under 1 ms, the trip through the bridges included, are sent ahead */
+#define QUICK_NS 1000000   /* tasks under 1 ms, the trip there and back included, are sent ahead */
 #define SPIN_NS 200000L    /* polls with a yield of the CPU between them, for 200 us since the last message */
 #define ACTIVE_NS 2000000L /* then naps of NAP_NS between polls, until 2 ms since the last message */
 #define NAP_NS 50000L
@@ -61,8 +64,6 @@ typedef struct link {
   uint64_t session;
   mproc_connection *conn;
   mproc_pool_replies *replies; /* the worker's ring in the engine */
-  unsigned char *open;         /* an 'O' still to send (made by start, sent by the bridge) */
-  size_t open_len;
 } link;
 
 static struct {
@@ -74,15 +75,15 @@ static struct {
   MPI_Comm comm;
   int mismatch; /* the first rank whose executable differs (0: none) */
   uint64_t sum;
-  /* rank 0 */
+  /* rank 0: g.mu guards the rest, and every MPI call once the guard returned */
   pthread_mutex_t mu;
   link *links; /* the live sessions */
   size_t nlinks, caplinks;
   uint64_t sessions;
-  bool bridge_running, stop;
-  pthread_t bridge;
+  bool writer_running;
+  int64_t sent_at; /* when a task message last went (mproc_monotonic_ns): the polls spin from there */
   mproc_pool_backend backend;
-  /* sends in flight (the bridge's thread, or the worker's main thread) */
+  /* sends in flight (rank 0's, or the worker's main thread's) */
   sending *sends;
   size_t nsends, capsends;
 } g = {.mu = PTHREAD_MUTEX_INITIALIZER};
@@ -159,23 +160,20 @@ static int irecv(int from, unsigned char **buf, size_t *len, int *src) {
   return 1;
 }
 
-/* How a bridge waits between its polls. For SPIN_NS after a message it polls again at once, yielding
- * the CPU in between (the replies of quick tasks come every few microseconds, and a nap would leave the
+/* How a poller waits between its polls, from *last, when the last progress was (mproc_monotonic_ns; 0:
+ * none yet), which progress now moves. For SPIN_NS after a message it polls again at once, yielding the
+ * CPU in between (the replies of quick tasks come every few microseconds, and a nap would leave the
  * worker ranks idle); until ACTIVE_NS it naps NAP_NS between polls (a task's reply from another rank is
- * noticed within about that); once quiet longer it waits on its local connections 1 ms at a time. */
-typedef struct pacer {
-  int64_t last; /* when the last progress was (mproc_monotonic_ns) */
-} pacer;
-
-/* The timeout for the next wait on the local connections (0 or 1 ms), after napping if it is time to. */
-static int64_t pace(pacer *p, bool progress) {
+ * noticed within about that); once quiet longer it waits 1 ms at a time. The timeout of its next wait
+ * (0 or 1 ms), after napping or yielding if it is time to. */
+static int64_t pace(int64_t *last, bool progress) {
   int64_t now = mproc_monotonic_ns();
-  if (progress) p->last = now;
-  if (now - p->last < SPIN_NS) {
+  if (progress) *last = now;
+  if (now - *last < SPIN_NS) {
     if (!progress) sched_yield();
     return 0;
   }
-  if (now - p->last > ACTIVE_NS) return 1;
+  if (now - *last > ACTIVE_NS) return 1;
   struct timespec ts = {0, NAP_NS};
   nanosleep(&ts, NULL);
   return 0;
@@ -184,27 +182,6 @@ static int64_t pace(pacer *p, bool progress) {
 static void sleep_ms(int64_t ms) {
   struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
   nanosleep(&ts, NULL);
-}
-
-/* Send rank `to` every message connection c holds now, as 'D's of session s: true; false when c ended
- * (or a message could not go): then rank `to` is sent the session's 'C'. */
-static bool forward(mproc_connection *c, int to, uint64_t s) {
-  for (;;) {
-    char *msg = NULL;
-    size_t len = 0;
-    int rc = mproc_connection_recv_bytes(c, 0, 0, &msg, &len);
-    if (rc == MPROC_ETIMEDOUT) { /* nothing more now (or a long message, part of it here) */
-      mproc_clear_error();
-      return true;
-    }
-    bool sent = rc == 0 && isend(to, message(DATA, s, msg, len), HDR + len);
-    mproc_free(msg);
-    if (sent) continue;
-    mproc_clear_error();
-    if (!isend(to, message(CLOSE, s, NULL, 0), HDR))
-      fprintf(stderr, "mproc_mpi: rank %d: the end of a session could not be sent to rank %d\n", g.rank, to);
-    return false;
-  }
 }
 
 /* ---- the same program ----------------------------------------------------------------------------- */
@@ -228,7 +205,7 @@ static uint64_t exe_checksum(void) {
   return h;
 }
 
-/* ---- rank 0: the backend and its bridge -------------------------------------------------------------- */
+/* ---- rank 0: the backend ------------------------------------------------------------------------------ */
 
 /* With g.mu held: the link of rank r's session s, or NULL. */
 static link *find_link(int r, uint64_t s) {
@@ -237,16 +214,22 @@ static link *find_link(int r, uint64_t s) {
   return NULL;
 }
 
+/* With g.mu held: the link whose ring is r, or NULL. */
+static link *find_ring(const mproc_pool_replies *r) {
+  for (size_t i = 0; i < g.nlinks; ++i)
+    if (g.links[i].replies == r) return &g.links[i];
+  return NULL;
+}
+
 /* With g.mu held: forget link l; its connection for the caller to destroy (the engine sees the end). */
 static mproc_connection *unlink_session(link *l) {
   mproc_connection *c = l->conn;
-  mproc_pool_replies_release(l->replies); /* (the bridge puts no more there) */
-  free(l->open);
+  mproc_pool_replies_release(l->replies); /* (nothing is put there any more) */
   *l = g.links[--g.nlinks];
   return c;
 }
 
-/* What the bridge hands the writer thread: a message for a link's connection, or its end. */
+/* What a poll hands the writer thread: a message for a link's connection, or its end. */
 typedef struct outgoing {
   struct outgoing *next;
   mproc_connection *conn;
@@ -254,10 +237,10 @@ typedef struct outgoing {
   size_t len;
 } outgoing;
 
-/* The writer thread of rank 0: writes what comes from the ranks into the links' connections, so the
- * bridge never waits on the pool engine. (Were the bridge to write, it could wait for the result thread
- * to read a long reply while the result thread waits for the bridge to read a long task it sends to
- * another worker: two full pipes.) Ends once stopped and its queue is empty. */
+/* The writer thread of rank 0: writes what must come from the ranks on the links' connections, so a
+ * poll never waits on a pool engine. (A result thread that wrote a long reply on its own worker's
+ * connection would wait for itself to read it; one that wrote another pool's would wait for that
+ * pool's result thread.) Ends once stopped and its queue is empty. */
 static struct {
   pthread_cond_t cv;
   outgoing *head, *tail;
@@ -278,7 +261,7 @@ static void *writer_main(void *arg) {
     if (!o->msg)
       mproc_connection_destroy(o->conn);
     else if (mproc_connection_send_bytes(o->conn, o->msg + HDR, o->len - HDR, 0, o->len - HDR) != 0)
-      mproc_clear_error(); /* the engine ended the worker: the bridge sees the end */
+      mproc_clear_error(); /* the engine ended the worker (and said so: send) */
     free(o->msg);
     free(o);
     pthread_mutex_lock(&g.mu);
@@ -337,84 +320,58 @@ static bool put_replies(link *l, const unsigned char *b, size_t len) {
   return at == end && (!wake || to_writer(l->conn, message(DATA, l->session, "W", 1), HDR + 1));
 }
 
-static void *bridge_main(void *arg) {
-  (void)arg;
-  mproc_waitable *ws = NULL;
-  int *who = NULL;
-  uint64_t *sess = NULL;
-  size_t cap = 0;
-  pacer pc = {0};
-  for (bool stop = false, moved = false; !stop;) {
-    bool progress = moved; /* (a message forwarded last round counts) */
-    moved = false;
-    /* from the ranks: to the writer, in order (a session's end after its messages) */
-    unsigned char *b;
-    size_t len;
-    int src;
-    while (irecv(MPI_ANY_SOURCE, &b, &len, &src)) {
-      progress = true;
-      uint64_t s = len >= HDR ? mproc__wire_get_le64(b + 1) : 0;
-      pthread_mutex_lock(&g.mu);
-      link *l = find_link(src, s);
-      if (l && b[0] == REPLIES && !put_replies(l, b, len)) { /* the worker is ended (it is told) */
-        to_writer(unlink_session(l), NULL, 0);
-        if (!isend(src, message(CLOSE, s, NULL, 0), HDR))
-          fprintf(stderr, "mproc_mpi: the end of a session could not be sent to rank %d\n", src);
-      } else if (l && b[0] == CLOSE) { /* the worker ended by itself */
-        to_writer(unlink_session(l), NULL, 0);
-      }
-      pthread_mutex_unlock(&g.mu);
-      free(b);
-    }
-    reap_sends();
-    /* the sessions now (a link's connection is destroyed only by the writer, after the link is gone) */
-    size_t n = 0;
-    pthread_mutex_lock(&g.mu);
-    stop = g.stop;
-    if (cap < g.nlinks) { /* (out of memory: the sessions past cap wait) */
-      void *a = realloc(ws, g.nlinks * sizeof *ws), *bb = a ? realloc(who, g.nlinks * sizeof *who) : NULL;
-      void *c = bb ? realloc(sess, g.nlinks * sizeof *sess) : NULL;
-      ws = a ? (mproc_waitable *)a : ws;
-      who = bb ? (int *)bb : who;
-      sess = c ? (uint64_t *)c : sess;
-      cap = c ? g.nlinks : cap;
-    }
-    for (size_t i = 0; i < g.nlinks && n < cap; ++i) {
-      link *l = &g.links[i];
-      if (l->open) { /* a new session: its 'O' goes first */
-        if (!isend(l->rank, l->open, l->open_len))
-          fprintf(stderr, "mproc_mpi: could not open a session on rank %d\n", l->rank);
-        l->open = NULL;
-        progress = true;
-      }
-      who[n] = l->rank;
-      sess[n] = l->session;
-      ws[n++] = mproc_waitable_connection(l->conn);
-    }
-    pthread_mutex_unlock(&g.mu);
-    /* from the pool engine */
-    size_t nready = 0;
-    int64_t ms = pace(&pc, progress);
-    if (n == 0) {
-      if (ms) sleep_ms(ms);
-      continue;
-    }
-    if (mproc_wait(ws, n, ms, &nready) != 0) mproc_clear_error();
-    for (size_t i = 0; i < n; ++i) {
-      if (!ws[i].ready) continue;
-      moved = true;
-      if (forward(ws[i].object, who[i], sess[i])) continue;
-      /* the pool ended the worker (or its message could not go): the session ends */
-      pthread_mutex_lock(&g.mu);
-      link *l = find_link(who[i], sess[i]);
-      if (l) to_writer(unlink_session(l), NULL, 0);
-      pthread_mutex_unlock(&g.mu);
-    }
+/* With g.mu held: end link l's session from rank 0's side (the engine ended the worker, or a message to
+ * it could not go): its rank is told, and the engine sees the end of the connection once the writer
+ * wrote what it still has for it. */
+static void end_link(link *l) {
+  int r = l->rank;
+  uint64_t s = l->session;
+  to_writer(unlink_session(l), NULL, 0);
+  if (!isend(r, message(CLOSE, s, NULL, 0), HDR))
+    fprintf(stderr, "mproc_mpi: the end of a session could not be sent to rank %d\n", r);
+}
+
+/* With g.mu held: take what the ranks sent, whichever pool's: replies to the rings (and to the writer
+ * what must go on a connection), ends. true: something came. */
+static bool take_messages(void) {
+  bool got = false;
+  unsigned char *b;
+  size_t len;
+  int src;
+  while (irecv(MPI_ANY_SOURCE, &b, &len, &src)) {
+    got = true;
+    link *l = len >= HDR ? find_link(src, mproc__wire_get_le64(b + 1)) : NULL;
+    if (l && b[0] == REPLIES && !put_replies(l, b, len)) /* the worker is ended (and told) */
+      end_link(l);
+    else if (l && b[0] == CLOSE) /* the worker ended by itself */
+      to_writer(unlink_session(l), NULL, 0);
+    free(b);
   }
-  free(ws);
-  free(who);
-  free(sess);
-  return NULL;
+  reap_sends();
+  return got;
+}
+
+/* The backend's poll (mproc/pool_backend.h), on a pool's result thread. */
+static int64_t backend_poll(void *ctx, int64_t *last) {
+  (void)ctx;
+  pthread_mutex_lock(&g.mu);
+  bool got = !g.finalized && take_messages();
+  int64_t sent = g.sent_at;
+  pthread_mutex_unlock(&g.mu);
+  if (sent > *last) *last = sent; /* (tasks went: their replies are due) */
+  return pace(last, got);
+}
+
+/* The backend's send: a message of the engine to the worker's rank, or (msg NULL) the worker's end. */
+static int backend_send(void *ctx, mproc_pool_replies *replies, const void *msg, size_t len) {
+  (void)ctx;
+  pthread_mutex_lock(&g.mu);
+  link *l = g.finalized ? NULL : find_ring(replies); /* (none: the session ended, its end on its way) */
+  bool sent = !msg || (l && isend(l->rank, message(DATA, l->session, msg, len), HDR + len));
+  if (l && (!msg || !sent)) end_link(l);
+  if (msg && sent) g.sent_at = mproc_monotonic_ns();
+  pthread_mutex_unlock(&g.mu);
+  return sent ? 0 : mproc_pool_backend_fail(MPROC_EPIPE, "mpi: the worker's session has ended");
 }
 
 static bool grow_links(void) {
@@ -427,19 +384,6 @@ static bool grow_links(void) {
 }
 
 static void end_workers(void);
-
-/* With g.mu held: the bridge and its writer. */
-static bool start_bridge(void) {
-  if (pthread_create(&w.thr, NULL, writer_main, NULL) != 0) return false;
-  if (pthread_create(&g.bridge, NULL, bridge_main, NULL) == 0) return true;
-  w.stop = true;
-  pthread_cond_signal(&w.cv);
-  pthread_mutex_unlock(&g.mu);
-  pthread_join(w.thr, NULL);
-  pthread_mutex_lock(&g.mu);
-  w.stop = false;
-  return false;
-}
 
 static int backend_start(void *ctx, size_t slot, const void *boot, size_t boot_len, mproc_connection *conn,
                          mproc_pool_replies *replies) {
@@ -461,23 +405,20 @@ static int backend_start(void *ctx, size_t slot, const void *boot, size_t boot_l
   } else if (g.nlinks == g.caplinks && !grow_links()) {
     snprintf(why, sizeof why, "mpi: out of memory");
     rc = MPROC_ENOMEM;
-  } else if (!g.bridge_running && !start_bridge()) {
-    snprintf(why, sizeof why, "mpi: could not start the bridge's threads");
+  } else if (!g.writer_running && pthread_create(&w.thr, NULL, writer_main, NULL) != 0) {
+    snprintf(why, sizeof why, "mpi: could not start the writer thread");
     rc = MPROC_ESYS;
   } else {
-    g.bridge_running = true;
-    link *l = &g.links[g.nlinks];
-    l->open = message(OPEN, ++g.sessions, boot, boot_len);
-    if (!l->open) {
-      snprintf(why, sizeof why, "mpi: out of memory");
-      rc = MPROC_ENOMEM;
+    g.writer_running = true;
+    if (!isend(r, message(OPEN, g.sessions + 1, boot, boot_len), HDR + boot_len)) {
+      snprintf(why, sizeof why, "mpi: could not open a session on rank %d", r);
+      rc = MPROC_ESYS;
     } else {
+      link *l = &g.links[g.nlinks++];
       l->rank = r;
-      l->open_len = HDR + boot_len;
-      l->session = g.sessions;
+      l->session = ++g.sessions;
       l->conn = conn;
       l->replies = replies;
-      ++g.nlinks;
     }
   }
   pthread_mutex_unlock(&g.mu);
@@ -488,20 +429,14 @@ int mproc_mpi_finalize(void) {
   if (mproc_getpid() != g.pid) return 0; /* a fork child (a local pool's worker): MPI is its parent's */
   pthread_mutex_lock(&g.mu);
   bool was = g.finalized;
-  g.finalized = true;
-  g.stop = true;
-  bool running = g.bridge_running;
-  g.bridge_running = false;
+  g.finalized = true; /* no pool makes an MPI call from here on: every one is this thread's */
+  bool running = g.writer_running;
+  g.writer_running = false;
+  w.stop = true; /* the writer ends once it wrote what it has */
+  pthread_cond_signal(&w.cv);
   pthread_mutex_unlock(&g.mu);
   if (was) return 0;
-  if (running) { /* every MPI call from here on is this thread's */
-    pthread_join(g.bridge, NULL);
-    pthread_mutex_lock(&g.mu);
-    w.stop = true; /* the writer ends once it wrote what it has */
-    pthread_cond_signal(&w.cv);
-    pthread_mutex_unlock(&g.mu);
-    pthread_join(w.thr, NULL);
-  }
+  if (running) pthread_join(w.thr, NULL);
   if (g.up) end_workers();
   if (g.we_initialized) MPI_Finalize();
   return 0;
@@ -509,13 +444,16 @@ int mproc_mpi_finalize(void) {
 
 /* Rank 0 at finalize: every worker rank ends its serve loop. */
 static void end_workers(void) {
+  pthread_mutex_lock(&g.mu); /* (a pool's thread may still look: it finds nothing) */
   while (g.nlinks) mproc_connection_destroy(unlink_session(&g.links[0]));
   free(g.links);
   g.links = NULL;
+  g.caplinks = 0;
+  pthread_mutex_unlock(&g.mu);
   for (int r = 1; r < g.size; ++r)
     if (!isend(r, message(FIN, 0, NULL, 0), HDR)) fprintf(stderr, "mproc_mpi: could not finalize rank %d\n", r);
   /* Take (and drop) what the ranks still send until each one answered 'F'; then ours are all taken. */
-  pacer pc = {0};
+  int64_t last = 0;
   for (int answered = 0; answered < g.size - 1 || g.nsends;) {
     unsigned char *b;
     size_t len;
@@ -527,7 +465,7 @@ static void end_workers(void) {
       free(b);
     }
     reap_sends();
-    int64_t ms = pace(&pc, progress);
+    int64_t ms = pace(&last, progress);
     if (ms) sleep_ms(ms);
   }
   free(g.sends);
@@ -637,7 +575,7 @@ static bool serve_data(session *s, const unsigned char *b, size_t len) {
 static void serve(void) {
   session **ss = NULL;
   size_t n = 0, cap = 0;
-  pacer pc = {0};
+  int64_t last = 0;
   for (bool fin = false; !fin;) {
     bool progress = false;
     unsigned char *b;
@@ -670,15 +608,15 @@ static void serve(void) {
     }
     reap_sends();
     if (fin) break;
-    int64_t ms = pace(&pc, progress);
+    int64_t ms = pace(&last, progress);
     if (ms) sleep_ms(ms);
   }
   while (n) end_session(ss[--n]);
   free(ss);
   if (!isend(0, message(FIN, 0, NULL, 0), HDR)) lost();
-  for (pacer p2 = {0}; g.nsends;) { /* rank 0 takes everything until our 'F' */
+  for (last = 0; g.nsends;) { /* rank 0 takes everything until our 'F' */
     reap_sends();
-    int64_t ms = pace(&p2, false);
+    int64_t ms = pace(&last, false);
     if (ms) sleep_ms(ms);
   }
   MPI_Comm_free(&g.comm);
@@ -728,6 +666,8 @@ int mproc_mpi_main_guard(int *argc, char ***argv) {
   g.backend.start = backend_start;
   g.backend.ctx = NULL;
   g.backend.hands_replies = true;
+  g.backend.send = backend_send;
+  g.backend.poll = backend_poll;
   if (g.we_initialized) atexit(finalize_at_exit);
   return 0;
 }

@@ -198,6 +198,7 @@ struct mproc_pool {
   bool ringed;             /* the workers reply through rings (rings, or a backend's hands_replies) */
   mproc__zygote *zygote;   /* fork workers: forks those started once the result thread runs (zygote.h) */
   bool threaded;           /* the result thread is (about to be) running */
+  bool polls;              /* the result thread polls the backend (backend->poll: a task is in flight) */
   worker *w;
   size_t nw;
   task *head, *tail; /* pending */
@@ -685,6 +686,20 @@ static bool has_room(const mproc_pool *p, const worker *w, const task *t) {
          w->inbytes + t->msg.len <= WINDOW_BYTES;
 }
 
+/* Send w a message of the engine: on its connection, or through the backend's send. */
+static int worker_send(const mproc_pool *p, worker *w, const char *msg, size_t len) {
+  const mproc_pool_backend *be = p->o.backend;
+  if (be && be->send) return be->send(be->ctx, w->replies, msg, len);
+  return mproc_connection_send_bytes(w->conn, msg, len, 0, len);
+}
+
+/* End the engine's side c of w's connection (NULL: nothing); a backend that sends is told first. */
+static void worker_conn_end(const mproc_pool *p, const worker *w, mproc_connection *c) {
+  const mproc_pool_backend *be = p->o.backend;
+  if (c && be && be->send && be->send(be->ctx, w->replies, NULL, 0) != 0) mproc_clear_error();
+  mproc_connection_destroy(c);
+}
+
 /* Send arena a to worker w unless w has it. */
 static int send_one_arena(worker *w, arena *a) {
   if (!a || !a->v) return 0; /* a ThreadPool's: addresses */
@@ -718,7 +733,7 @@ static int send_defs(mproc_pool *p, worker *w, const task *t) {
     rc = mproc__buf_append(&d, "F", 1);
     if (!rc) rc = put_u64(&d, w->fns_known);
     if (!rc) rc = mproc__buf_append(&d, p->refs[w->fns_known].data, p->refs[w->fns_known].len);
-    if (!rc) rc = mproc_connection_send_bytes(w->conn, d.data, d.len, 0, d.len);
+    if (!rc) rc = worker_send(p, w, d.data, d.len);
     mproc__buf_free(&d);
   }
   return rc;
@@ -731,11 +746,11 @@ static int batch_flush(const mproc_pool *p, worker *w) {
   mproc__buf *b = &w->batch;
   int rc;
   if (w->nbatch == 1) {
-    rc = mproc_connection_send_bytes(w->conn, b->data, b->len, head + 8, b->len - head - 8);
+    rc = worker_send(p, w, b->data + head + 8, b->len - head - 8);
   } else {
     b->data[0] = worker_quick(p, w) ? MPROC__POOL_QUICK_BATCH : MPROC__POOL_BATCH;
     mproc__wire_put_le64((unsigned char *)b->data + 1, w->nbatch);
-    rc = mproc_connection_send_bytes(w->conn, b->data, b->len, 0, b->len);
+    rc = worker_send(p, w, b->data, b->len);
   }
   w->nbatch = 0;
   b->len = 0;
@@ -761,7 +776,7 @@ static int send_task(mproc_pool *p, worker *w, task *t) {
   }
   if (!rc) rc = batch_flush(p, w);
   if (!rc && t->arena) rc = send_arena(p, w, t);
-  if (!rc) rc = mproc_connection_send_bytes(w->conn, t->msg.data, t->msg.len, 0, t->msg.len);
+  if (!rc) rc = worker_send(p, w, t->msg.data, t->msg.len);
   return rc;
 }
 
@@ -772,6 +787,7 @@ static int send_task(mproc_pool *p, worker *w, task *t) {
  * send per call woke the worker, and with it the result thread, at every call. */
 static void pump(mproc_pool *p, bool ahead) {
   for (size_t i = 0; i < p->nw && !ahead; ++i) p->w[i].fed = p->w[i].ninflight == 0 || !worker_quick(p, &p->w[i]);
+  bool any = false; /* a task went to a worker */
   for (bool sent = true; sent && p->head;) {
     sent = false;
     bool idle_only = false;
@@ -805,7 +821,7 @@ static void pump(mproc_pool *p, bool ahead) {
       w->inflight[(w->infirst + w->ninflight++) % WINDOW] = t;
       w->inbytes += t->msg.len;
       ++w->sent;
-      sent = true;
+      sent = any = true;
     }
   }
   for (size_t i = 0; i < p->nw; ++i)
@@ -813,6 +829,11 @@ static void pump(mproc_pool *p, bool ahead) {
       mproc_clear_error();
       p->w[i].broken = true;
     }
+  /* A backend polled for its replies: a result thread that does not poll yet (it sleeps until woken) must. */
+  if (any && !p->polls && p->o.backend && p->o.backend->poll) {
+    p->polls = true;
+    wake_result_thread(p);
+  }
 }
 
 static void wake_result_thread(mproc_pool *p) {
@@ -930,9 +951,9 @@ static int start_worker(mproc_pool *p, size_t slot) {
 }
 
 /* Wait for an ended (or ending) worker and release it: a description of how it ended. */
-static void reap_worker(worker *w, char *how, size_t size) {
+static void reap_worker(const mproc_pool *p, worker *w, char *how, size_t size) {
   if (w->conn) { /* (worker_died takes it under the mutex first: no write here that pump could race) */
-    mproc_connection_destroy(w->conn);
+    worker_conn_end(p, w, w->conn);
     w->conn = NULL;
   }
   snprintf(how, size, "ended");
@@ -1161,8 +1182,8 @@ static void worker_died(mproc_pool *p, worker *w, callback_call *cb) {
   mproc_connection *conn = w->conn; /* taken while the mutex is held: no other thread sends on it now */
   w->conn = NULL;
   mproc__pal_mutex_unlock(p->k->mu); /* joining may take a moment */
-  mproc_connection_destroy(conn);
-  reap_worker(w, how, sizeof how);
+  worker_conn_end(p, w, conn);
+  reap_worker(p, w, how, sizeof how);
   mproc__pal_mutex_lock(p->k->mu);
   cb->r = NULL;
   uint64_t begun = p->slots ? mproc__atomic_load64(&w->ring->begun) : UINT64_MAX; /* (threads: everything sent) */
@@ -1401,6 +1422,9 @@ static void result_thread(void *arg) {
   int64_t hold_ms = HOLD_MS;
   int64_t keep_since = 0; /* the pool idle: since when (and no kept block taken since: keep_takes) */
   uint64_t keep_takes = 0;
+  const mproc_pool_backend *be = p->o.backend;
+  bool polling = false;               /* a polled backend (be->poll) has a task in flight */
+  int64_t poll_last = 0, poll_ms = 0; /* its state, and how long to wait before polling it again */
   mproc__pal_mutex_lock(p->k->mu);
   while (ws && who && gen && ready) {
     if (p->state == TERMINATED || (p->state == CLOSED && !p->head && all_idle(p))) break;
@@ -1447,16 +1471,21 @@ static void result_thread(void *arg) {
       keep_since = 0;
       p->k->cache_watch = false;
     }
+    bool polls = be && be->poll && !all_idle(p);
+    if (polls && !polling) poll_ms = 0; /* (tasks went out: the first poll comes at once) */
+    polling = p->polls = polls;
     bool slept = !busy && p->ringed;
     if (slept) busy = say_asleep(p, true, held);
     mproc__pal_mutex_unlock(p->k->mu);
     int64_t ms = busy ? 0 : soonest == INT64_MAX ? MPROC_INFINITE : mproc__ms_until(soonest);
     if (held && (ms < 0 || ms > hold_ms)) ms = hold_ms; /* (replies a worker may hold: pool_internal.h 'K') */
+    if (polling && (ms < 0 || ms > poll_ms)) ms = poll_ms;
     size_t nready = 0;
     int rc = mproc_wait(ws, n, ms, &nready);
     if (rc && rc != MPROC_ETIMEDOUT) mproc_clear_error();
     if (slept) say_asleep(p, false, false);
-    if (ws[0].ready) { /* drain the wake-ups */
+    if (polling) poll_ms = be->poll(be->ctx, &poll_last); /* (what it put in the rings is taken below) */
+    if (ws[0].ready) {                                    /* drain the wake-ups */
       char *b = NULL;
       size_t bl = 0;
       while (mproc_connection_recv_bytes(p->wake_rx, 0, 0, &b, &bl) == 0) mproc_free(b);
@@ -1493,15 +1522,14 @@ static void result_thread(void *arg) {
   for (size_t i = 0; i < p->nw; ++i) {
     worker *w = &p->w[i];
     if (p->state == TERMINATED && w->proc && mproc_process_kill(w->proc) != 0) mproc_clear_error();
-    if (w->conn && mproc_connection_send_bytes(w->conn, "Q", 1, 0, 1) != 0)
-      mproc_clear_error(); /* idle: never blocks */
-    mproc_connection_destroy(w->conn);
+    if (w->conn && worker_send(p, w, "Q", 1) != 0) mproc_clear_error(); /* idle: never blocks */
+    worker_conn_end(p, w, w->conn);
     w->conn = NULL;
   }
   mproc__pal_mutex_unlock(p->k->mu);
   for (size_t i = 0; i < p->nw; ++i) {
     char how[160];
-    reap_worker(&p->w[i], how, sizeof how);
+    reap_worker(p, &p->w[i], how, sizeof how);
   }
   run_later(p);
   mproc__pal_mutex_lock(p->k->mu);
@@ -1587,6 +1615,8 @@ int mproc_pool_create(mproc_pool **out, const mproc_pool_opts *opts) {
                    "a ThreadPool cannot end a task that runs too long (a thread cannot be killed)");
   const mproc_pool_backend *be = opts ? opts->backend : NULL;
   MPROC__CHECK_ARG(be && (!be->start || !be->workers), "the backend has no start or no workers");
+  MPROC__CHECK_ARG(be && (!be->send != !be->poll || (be->poll && !be->hands_replies)),
+                   "the backend has one of send and poll without the other, or poll without hands_replies");
   MPROC__CHECK_ARG(be && opts->threads, "a ThreadPool has no backend");
   MPROC__CHECK_ARG(be && opts->processes > be->workers, "%zu processes, and the %s backend has %zu workers",
                    opts->processes, be->name ? be->name : "pool", be->workers);
@@ -1637,9 +1667,7 @@ int mproc_pool_create(mproc_pool **out, const mproc_pool_opts *opts) {
     for (size_t i = 0; i < started; ++i) {
       char how[160];
       if (p->w[i].proc && mproc_process_kill(p->w[i].proc) != 0) mproc_clear_error();
-      mproc_connection_destroy(p->w[i].conn);
-      p->w[i].conn = NULL;
-      reap_worker(&p->w[i], how, sizeof how);
+      reap_worker(p, &p->w[i], how, sizeof how);
     }
     pool_free(p);
     return rc;
