@@ -16,7 +16,8 @@
  * mproc_main_guard (a process mproc started locally runs its role there), then initialises MPI with
  * MPI_Init_thread(MPI_THREAD_SERIALIZED) unless MPI_Initialized says the program did already (then it
  * needs at least MPI_THREAD_SERIALIZED, and MPI_THREAD_MULTIPLE if the program makes MPI calls while a
- * pool runs: mproc's calls come from its own thread). Rank 0 returns 0 and runs the program. With more
+ * pool runs: mproc's calls come from the pool's result thread and from the threads that submit work,
+ * one at a time under a lock of mproc's). Rank 0 returns 0 and runs the program. With more
  * than one rank, every other rank becomes a worker and never returns: it serves one pool after another
  * until rank 0 finalizes, then calls MPI_Finalize and exits with status 0. A rank enters that role only
  * when MPI_Init succeeded in a job of more than one rank and the process is not in secure-execution mode
@@ -49,15 +50,18 @@
  * the others and names the rank in its message, exit status non-zero).
  *
  * ---- Waiting ----
- * Rank 0 runs one bridge thread that makes every MPI call of mproc's: it sends the tasks the pool engine
- * writes on each worker's local connection to the worker's rank, and puts the replies that come back
- * straight into the engine's reply ring for that worker (mproc/pool_backend.h, hands_replies), with a
- * writer thread for what must still go on a connection (so the bridge never waits on the engine). A
+ * Rank 0 makes mproc's MPI calls on the pool's own threads, one at a time: a task goes out (MPI_Isend)
+ * from the thread that hands it to a worker (the caller's submit, or the pool's result thread), and
+ * while a task is in flight the result thread polls MPI instead of sleeping, putting the replies that
+ * come back straight into the engine's reply ring for their worker (mproc/pool_backend.h: send, poll,
+ * hands_replies). A writer thread writes what must still go on a worker's local connection (a reply
+ * too long for the ring, the end), so a polling thread never waits on an engine. A
  * worker rank reads MPI on its main thread and runs the tasks there, sending the replies of a batch of
  * tasks back in one message (at most 32 replies, or 50 us, held). Neither side ever blocks inside MPI
  * (Open MPI's blocking calls spin at full CPU): they poll (MPI_Iprobe, MPI_Test), yielding the CPU
- * between polls for 200 us after a message, then nap 50 us between polls until 2 ms, and once idle
- * wait 1 ms at a time - so idle ranks use next to no CPU even oversubscribed, without
+ * between polls for 200 us after a message, then nap 50 us between polls until 2 ms, and then wait
+ * 1 ms at a time; rank 0 polls only while a task is in flight - so idle ranks use next to no CPU even
+ * oversubscribed, without
  * `--mca mpi_yield_when_idle 1` (which still helps the MPI_Init and MPI_Finalize of an oversubscribed
  * job).
  */

@@ -21,6 +21,10 @@
  * - a worker driven by its caller (mproc_pool_worker_open / _feed / _close): the worker loop without a
  *   connection, for a backend whose far side has its own way to wait for messages (MPI): each message
  *   from the engine goes in with feed, each reply comes out through a callback.
+ * - no thread of the backend's between (send and poll, below): the engine hands its messages to the
+ *   backend's send instead of writing them on the connection, and its result thread polls the backend
+ *   while tasks are out, so a backend whose replies cannot wake a wait (MPI's cannot) needs no thread
+ *   of its own that polls and relays: the engine's threads carry the tasks out and the replies in.
  */
 #ifndef MPROC_POOL_BACKEND_H
 #define MPROC_POOL_BACKEND_H

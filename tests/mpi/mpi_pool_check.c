@@ -270,8 +270,8 @@ static void run_big(mproc_pool *p) {
     CHECK(l == len && memcmp(d, src, len) == 0, "64 MiB item %zu differs", k);
   }
   mproc_async_result_destroy(r);
-  /* More long tasks than workers: long tasks go out while long replies come back (a bridge that waited
-   * on one to write the other would hang here). */
+  /* More long tasks than workers: long tasks go out while long replies come back (a thread of rank 0
+   * that waited on one to write the other would hang here). */
   enum { MANY = 9 };
   size_t part = (size_t)8 << 20;
   mproc_bytes many[MANY];
@@ -314,6 +314,46 @@ static int make_pool(mproc_pool **p, bool mpi) {
   o.processes = mpi ? 0 : 2;
   o.backend = mpi ? mproc_mpi_pool_backend() : NULL;
   return mproc_pool_create(p, &o);
+}
+
+/* Two pools at once on the same ranks: each one's result thread polls MPI and takes whatever came,
+ * the other pool's replies too (which it hands to that pool's ring, waking it): both maps complete,
+ * right, while the other runs. */
+static void run_overlap(bool mpi) {
+  enum { M = 2000 };
+  static int64_t xs[M];
+  static mproc_bytes in[M];
+  for (int i = 0; i < M; ++i) {
+    xs[i] = i;
+    in[i] = (mproc_bytes){&xs[i], 8};
+  }
+  mproc_pool *a = NULL, *b = NULL;
+  CHECK(make_pool(&a, mpi) == 0 && make_pool(&b, mpi) == 0, "two pools at once");
+  mproc_async_result *ra = NULL, *rb = NULL, *rs = NULL;
+  if (a && b) {
+    CHECK(mproc_pool_map_async(a, square, in, M, NULL, &ra) == 0, "map_async on pool a");
+    CHECK(mproc_pool_apply_async(b, spin, NULL, 0, NULL, &rs) == 0, "a long apply on pool b");
+    CHECK(mproc_pool_map_async(b, square, in, M, NULL, &rb) == 0, "map_async on pool b");
+  }
+  mproc_async_result *rr[2] = {ra, rb};
+  for (int k = 0; k < 2; ++k) {
+    CHECK(rr[k] && mproc_async_result_get(rr[k], MPROC_INFINITE) == 0, "overlapping map %d: %s", k, mproc_last_error());
+    for (int i = 0; rr[k] && i < M; ++i) {
+      const void *d;
+      size_t l;
+      int64_t y = 0;
+      if (mproc_async_result_item(rr[k], (size_t)i, &d, &l) == 0 && l == 8) memcpy(&y, d, 8);
+      if (y != xs[i] * xs[i]) {
+        CHECK(false, "overlapping map %d, item %d: %lld", k, i, (long long)y);
+        break;
+      }
+    }
+    mproc_async_result_destroy(rr[k]);
+  }
+  CHECK(rs && mproc_async_result_get(rs, MPROC_INFINITE) == 0, "the long apply beside them");
+  mproc_async_result_destroy(rs);
+  mproc_pool_destroy(a);
+  mproc_pool_destroy(b);
 }
 
 int main(int argc, char **argv) {
@@ -360,6 +400,7 @@ int main(int argc, char **argv) {
     }
     mproc_pool_destroy(p);
   }
+  run_overlap(mpi);
   /* a pool right after a terminated one still works */
   p = NULL;
   CHECK(make_pool(&p, mpi) == 0, "pool after terminate");
