@@ -473,8 +473,9 @@ struct PostedBackend {
     return 0;
   }
 
-  static int64_t Poll(void *ctx, int64_t *last) {
+  static int64_t Poll(void *ctx, int64_t *last, bool *more) {
     auto *self = static_cast<PostedBackend *>(ctx);
+    *more = false; // (a start needs no confirming here)
     std::lock_guard<std::mutex> lock(self->mu);
     ++self->polls;
     if (self->poll_threads == 0 || self->poll_thread != std::this_thread::get_id()) {

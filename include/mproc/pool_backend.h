@@ -13,11 +13,12 @@
  * maxtasksperchild and task_timeout_ms (MPROC_ENOTSUP) and the array path (MPROC_ENOTSUP: its records
  * live in shared memory, which a backend's workers need not share).
  *
- * Two shortcuts for a backend that moves many small tasks:
+ * Shortcuts for a backend that moves many small tasks:
  * - replies: a backend that sets hands_replies gets, with each worker, the pool's reply ring for it
  *   (mproc_pool_replies) and hands the worker's replies there (mproc_pool_replies_put) instead of
  *   writing them on the connection: no system call and no wake-up of the pool per reply while the pool
- *   is busy. The connection still carries the tasks, the end, and what put says to send.
+ *   is busy. The connection still carries the tasks (unless send, below), the end, and what put says
+ *   to send.
  * - a worker driven by its caller (mproc_pool_worker_open / _feed / _close): the worker loop without a
  *   connection, for a backend whose far side has its own way to wait for messages (MPI): each message
  *   from the engine goes in with feed, each reply comes out through a callback.
@@ -73,14 +74,19 @@ typedef struct mproc_pool_backend {
    *   0, or an mproc error code: then the worker counts as dying, and the backend must end conn.
    *   Called from the pool's threads (a caller's submit, the result thread), sometimes with the pool's
    *   lock held: it must not wait for the pool or call into it.
-   * - poll: while a worker of the backend has a task in flight, the engine's result thread calls poll
-   *   between its waits instead of sleeping until woken (for replies that cannot wake a wait: MPI's
-   *   cannot): poll hands what came to the rings (mproc_pool_replies_put) and returns the longest the
-   *   engine may wait before it calls poll again, in milliseconds (0: at once); it may pause the
-   *   thread briefly itself (a yield, a nap of microseconds). *last is the caller's, 0 at first: when
-   *   poll last saw progress (mproc_monotonic_ns), which poll keeps. Outside the pool's lock. */
+   *   A worker the backend ended may still be sent to (send then fails) or ended (NULL: nothing to do).
+   * - poll: while a worker of the backend has a task in flight, after a start, and while the last poll
+   *   set *more, the engine's result thread calls poll between its waits instead of sleeping until
+   *   woken (for replies that cannot wake a wait: MPI's cannot): poll hands what came to the rings
+   *   (mproc_pool_replies_put) and ends the connections of workers that ended, and returns the longest
+   *   the engine may wait before it calls poll again, in milliseconds (0: at once); it may pause the
+   *   thread briefly itself (a yield, a nap of microseconds). *more: true while the backend awaits
+   *   something with no task out (a worker's start to be confirmed, a send to complete), else false; a
+   *   worker that ends with no task out and nothing awaited is seen at the next poll of any pool, or
+   *   when it is next sent a task. *last is the caller's, 0 at first: when poll last saw progress
+   *   (mproc_monotonic_ns), which poll keeps. Outside the pool's lock. */
   int (*send)(void *ctx, mproc_pool_replies *replies, const void *msg, size_t len);
-  int64_t (*poll)(void *ctx, int64_t *last);
+  int64_t (*poll)(void *ctx, int64_t *last, bool *more);
 } mproc_pool_backend;
 
 /* What mproc_pool_replies_put asks of the caller, besides nothing. */

@@ -17,7 +17,7 @@
  * [u8 kind] [u64 session] [payload]:
  *   0 -> r  'O' open session: the payload is the worker's settings (boot)
  *   0 -> r  'D' one message of the session's connection
- *   r -> 0  'R' replies: [u64 k] k x ([u64 len] [a reply])
+ *   r -> 0  'R' replies: [u64 k] k x ([u64 len] [a reply]); the first, with k = 0, says the session opened
  *   both    'C' the session ended (0 -> r: the pool ended the worker; r -> 0: the worker ended by itself)
  *   0 -> r  'F' finalize: r ends its sessions and answers 'F', then finalizes and exits
  * MPI keeps the order of messages between two ranks, so a session's messages come in order and a
@@ -64,6 +64,7 @@ typedef struct link {
   uint64_t session;
   mproc_connection *conn;
   mproc_pool_replies *replies; /* the worker's ring in the engine */
+  bool confirmed;              /* the rank answered (its worker opened: an empty 'R'; or it ended) */
 } link;
 
 static struct {
@@ -341,6 +342,7 @@ static bool take_messages(void) {
   while (irecv(MPI_ANY_SOURCE, &b, &len, &src)) {
     got = true;
     link *l = len >= HDR ? find_link(src, mproc__wire_get_le64(b + 1)) : NULL;
+    if (l) l->confirmed = true;
     if (l && b[0] == REPLIES && !put_replies(l, b, len)) /* the worker is ended (and told) */
       end_link(l);
     else if (l && b[0] == CLOSE) /* the worker ended by itself */
@@ -352,10 +354,12 @@ static bool take_messages(void) {
 }
 
 /* The backend's poll (mproc/pool_backend.h), on a pool's result thread. */
-static int64_t backend_poll(void *ctx, int64_t *last) {
+static int64_t backend_poll(void *ctx, int64_t *last, bool *more) {
   (void)ctx;
   pthread_mutex_lock(&g.mu);
   bool got = !g.finalized && take_messages();
+  *more = !g.finalized && g.nsends; /* (a send to complete, a start to confirm: polls go on) */
+  for (size_t i = 0; i < g.nlinks && !*more; ++i) *more = !g.links[i].confirmed;
   int64_t sent = g.sent_at;
   pthread_mutex_unlock(&g.mu);
   if (sent > *last) *last = sent; /* (tasks went: their replies are due) */
@@ -419,6 +423,7 @@ static int backend_start(void *ctx, size_t slot, const void *boot, size_t boot_l
       l->session = ++g.sessions;
       l->conn = conn;
       l->replies = replies;
+      l->confirmed = false;
     }
   }
   pthread_mutex_unlock(&g.mu);
@@ -596,10 +601,9 @@ static void serve(void) {
           cap = more ? c : cap;
         }
         session *x = n < cap ? open_session(b, len) : NULL;
-        if (x)
-          ss[n++] = x;
-        else if (!isend(0, message(CLOSE, id, NULL, 0), HDR))
-          lost();
+        static const unsigned char none[8]; /* k = 0: the session opened */
+        if (x) ss[n++] = x;
+        if (!isend(0, message(x ? REPLIES : CLOSE, id, none, x ? sizeof none : 0), HDR + (x ? sizeof none : 0))) lost();
       } else if (i < n && ((kind == DATA && !serve_data(ss[i], b, len)) || kind == CLOSE)) {
         end_session(ss[i]);
         ss[i] = ss[--n];

@@ -199,6 +199,7 @@ struct mproc_pool {
   mproc__zygote *zygote;   /* fork workers: forks those started once the result thread runs (zygote.h) */
   bool threaded;           /* the result thread is (about to be) running */
   bool polls;              /* the result thread polls the backend (backend->poll: a task is in flight) */
+  bool poll_due;           /* a backend's worker was started: the result thread polls (backend->poll) */
   worker *w;
   size_t nw;
   task *head, *tail; /* pending */
@@ -896,7 +897,8 @@ static int start_worker(mproc_pool *p, size_t slot) {
       w->ring = &rep->ring;
     }
     rc = p->o.backend->start(p->o.backend->ctx, slot, p->worker_arg.data, p->worker_arg.len, theirs, rep);
-    if (!rc) theirs = NULL; /* the backend's, and its reference to rep */
+    if (!rc) theirs = NULL;                            /* the backend's, and its reference to rep */
+    if (!rc) p->poll_due = p->o.backend->poll != NULL; /* (until the backend awaits nothing: its start) */
     if (rc) mproc_pool_replies_release(rep);
   } else if (p->o.threads) {
     thread_worker *tw = (thread_worker *)calloc(1, sizeof *tw);
@@ -1423,8 +1425,8 @@ static void result_thread(void *arg) {
   int64_t keep_since = 0; /* the pool idle: since when (and no kept block taken since: keep_takes) */
   uint64_t keep_takes = 0;
   const mproc_pool_backend *be = p->o.backend;
-  bool polling = false;               /* a polled backend (be->poll) has a task in flight */
-  int64_t poll_last = 0, poll_ms = 0; /* its state, and how long to wait before polling it again */
+  bool polling = false, poll_more = false; /* a polled backend (be->poll): polled now; it awaits more */
+  int64_t poll_last = 0, poll_ms = 0;      /* its state, and how long to wait before polling it again */
   mproc__pal_mutex_lock(p->k->mu);
   while (ws && who && gen && ready) {
     if (p->state == TERMINATED || (p->state == CLOSED && !p->head && all_idle(p))) break;
@@ -1471,9 +1473,12 @@ static void result_thread(void *arg) {
       keep_since = 0;
       p->k->cache_watch = false;
     }
-    bool polls = be && be->poll && !all_idle(p);
-    if (polls && !polling) poll_ms = 0; /* (tasks went out: the first poll comes at once) */
-    polling = p->polls = polls;
+    if (be && be->poll) {
+      bool polls = p->poll_due || poll_more || !all_idle(p);
+      if (polls && !polling) poll_ms = 0; /* (tasks went out: the first poll comes at once) */
+      polling = p->polls = polls;
+      p->poll_due = false;
+    }
     bool slept = !busy && p->ringed;
     if (slept) busy = say_asleep(p, true, held);
     mproc__pal_mutex_unlock(p->k->mu);
@@ -1484,8 +1489,8 @@ static void result_thread(void *arg) {
     int rc = mproc_wait(ws, n, ms, &nready);
     if (rc && rc != MPROC_ETIMEDOUT) mproc_clear_error();
     if (slept) say_asleep(p, false, false);
-    if (polling) poll_ms = be->poll(be->ctx, &poll_last); /* (what it put in the rings is taken below) */
-    if (ws[0].ready) {                                    /* drain the wake-ups */
+    if (polling) poll_ms = be->poll(be->ctx, &poll_last, &poll_more); /* (its replies are taken below) */
+    if (ws[0].ready) {                                                /* drain the wake-ups */
       char *b = NULL;
       size_t bl = 0;
       while (mproc_connection_recv_bytes(p->wake_rx, 0, 0, &b, &bl) == 0) mproc_free(b);
