@@ -148,6 +148,13 @@ struct ThreadBackend {
   }
 };
 
+// The inputs of a map over xs: each element as its 8 bytes (lent: xs must outlive them).
+std::vector<mproc_bytes> BytesOf(const std::vector<int64_t> &xs) {
+  std::vector<mproc_bytes> in(xs.size());
+  for (size_t i = 0; i < xs.size(); ++i) in[i] = {&xs[i], sizeof xs[i]};
+  return in;
+}
+
 std::vector<int64_t> Squares(mproc_async_result *r) {
   std::vector<int64_t> out;
   for (size_t i = 0; i < mproc_async_result_count(r); ++i) {
@@ -184,11 +191,8 @@ TEST(PoolBackend, EveryCallRunsThroughTheBackendsWorkers) {
   EXPECT_GT(be.boot_len, 0u);
   EXPECT_EQ(Square(p, 12), 144);
   std::vector<int64_t> xs(500);
-  std::vector<mproc_bytes> in(xs.size());
-  for (size_t i = 0; i < xs.size(); ++i) {
-    xs[i] = (int64_t)i - 250;
-    in[i] = {&xs[i], sizeof xs[i]};
-  }
+  for (size_t i = 0; i < xs.size(); ++i) xs[i] = (int64_t)i - 250;
+  std::vector<mproc_bytes> in = BytesOf(xs);
   mproc_async_result *r = nullptr;
   ASSERT_EQ(mproc_pool_map(p, b_square, in.data(), in.size(), 1, kLong, &r), 0) << mproc_last_error();
   std::vector<int64_t> got = Squares(r);
@@ -272,11 +276,8 @@ TEST(PoolBackend, ADrivenWorkerHandsItsRepliesThroughThePoolsRing) {
   EXPECT_EQ(Square(p, 9), 81);
   // Many quick tasks, one in 16 with a reply too long for the ring: every reply in its place.
   std::vector<int64_t> sizes(3000);
-  std::vector<mproc_bytes> in(sizes.size());
-  for (size_t i = 0; i < sizes.size(); ++i) {
-    sizes[i] = i % 16 == 5 ? 300 + (int64_t)i : (int64_t)(i % 40);
-    in[i] = {&sizes[i], sizeof sizes[i]};
-  }
+  for (size_t i = 0; i < sizes.size(); ++i) sizes[i] = i % 16 == 5 ? 300 + (int64_t)i : (int64_t)(i % 40);
+  std::vector<mproc_bytes> in = BytesOf(sizes);
   mproc_async_result *r = nullptr;
   ASSERT_EQ(mproc_pool_map(p, b_sized, in.data(), in.size(), 1, kLong, &r), 0) << mproc_last_error();
   ASSERT_EQ(mproc_async_result_count(r), sizes.size());
@@ -602,11 +603,8 @@ TEST(PoolBackend, WithSendAndPollEveryMessageGoesThroughSendAndEveryReplyThrough
   EXPECT_EQ(Square(p, 12, kWait), 144);
   size_t tasks = 1;
   std::vector<int64_t> xs(500);
-  std::vector<mproc_bytes> in(xs.size());
-  for (size_t i = 0; i < xs.size(); ++i) {
-    xs[i] = (int64_t)i - 250;
-    in[i] = {&xs[i], sizeof xs[i]};
-  }
+  for (size_t i = 0; i < xs.size(); ++i) xs[i] = (int64_t)i - 250;
+  std::vector<mproc_bytes> in = BytesOf(xs);
   mproc_async_result *r = nullptr;
   for (size_t chunk : {1, 7}) {
     ASSERT_EQ(mproc_pool_map(p, b_square, in.data(), in.size(), chunk, kWait, &r), 0)
@@ -645,11 +643,8 @@ TEST(PoolBackend, WithSendAndPollEveryMessageGoesThroughSendAndEveryReplyThrough
   ++tasks;
   // Replies of every size, one in 10 too long for the ring.
   std::vector<int64_t> sizes(200);
-  in.resize(sizes.size());
-  for (size_t i = 0; i < sizes.size(); ++i) {
-    sizes[i] = i % 10 == 3 ? 300 + (int64_t)i : (int64_t)(i % 40);
-    in[i] = {&sizes[i], sizeof sizes[i]};
-  }
+  for (size_t i = 0; i < sizes.size(); ++i) sizes[i] = i % 10 == 3 ? 300 + (int64_t)i : (int64_t)(i % 40);
+  in = BytesOf(sizes);
   ASSERT_EQ(mproc_pool_map(p, b_sized, in.data(), in.size(), 1, kWait, &r), 0) << mproc_last_error();
   for (size_t i = 0; i < sizes.size(); ++i) {
     ASSERT_EQ(mproc_async_result_item(r, i, &d, &len), 0) << mproc_last_error();
@@ -800,11 +795,8 @@ TEST(PoolBackend, WithSendASendThatFailsEndsTheWorkerAndItsSlotIsStartedAgain) {
   }
   EXPECT_EQ(Square(p, 6, kWait), 36);
   std::vector<int64_t> xs(100);
-  std::vector<mproc_bytes> in(xs.size());
-  for (size_t i = 0; i < xs.size(); ++i) {
-    xs[i] = (int64_t)i;
-    in[i] = {&xs[i], sizeof xs[i]};
-  }
+  for (size_t i = 0; i < xs.size(); ++i) xs[i] = (int64_t)i;
+  std::vector<mproc_bytes> in = BytesOf(xs);
   mproc_async_result *r = nullptr;
   ASSERT_EQ(mproc_pool_map(p, b_square, in.data(), in.size(), 1, kWait, &r), 0) << mproc_last_error();
   std::vector<int64_t> got = Squares(r);
