@@ -57,7 +57,11 @@
  * hands_replies). A writer thread writes what must still go on a worker's local connection (a reply
  * too long for the ring, the end), so a polling thread never waits on an engine. A
  * worker rank reads MPI on its main thread and runs the tasks there, sending the replies of a batch of
- * tasks back in one message (at most 32 replies, or 50 us, held). Neither side ever blocks inside MPI
+ * quick tasks back in one message (at most 32 replies, or 50 us, held; the reply of a task that took
+ * 50 us or more goes at once), and it sees each message it sends gone before it runs the next task (a
+ * long reply crosses TCP only while its sender makes MPI calls). Rank 0 receives without waiting for a
+ * message to be in (MPI_Improbe, MPI_Imrecv): a long reply on its way holds up no other rank's.
+ * Neither side ever blocks inside MPI
  * (Open MPI's blocking calls spin at full CPU): they poll (MPI_Iprobe, MPI_Test), yielding the CPU
  * between polls for 200 us after a message, then nap 50 us between polls until 2 ms, and then wait
  * 1 ms at a time; rank 0 polls only while a task is in flight - so idle ranks use next to no CPU even

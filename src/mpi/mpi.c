@@ -26,7 +26,9 @@
  *
  * Nothing here blocks inside MPI (Open MPI's waits spin without end): both sides poll with MPI_Iprobe
  * and MPI_Test, sends are MPI_Isend, and a poller waits between polls as `pace` says: it yields the CPU
- * while messages flow, naps 50 us once they paused, and waits 1 ms at a time once quiet. */
+ * while messages flow, naps 50 us once they paused, and waits 1 ms at a time once quiet. Rank 0 receives
+ * with MPI_Improbe and MPI_Imrecv, so a long message on its way holds up nothing else; a worker rank,
+ * which has nothing else to do, takes a message it found with MPI_Recv. */
 #include <mpi.h>
 #include <pthread.h>
 #include <sched.h>
@@ -58,6 +60,14 @@ typedef struct sending {
   unsigned char *buf;
 } sending;
 
+/* A message rank 0 receives: matched (MPI_Improbe) and on its way in (MPI_Imrecv). */
+typedef struct receiving {
+  MPI_Request req;
+  unsigned char *buf;
+  size_t len;
+  int src;
+} receiving;
+
 /* A session with a worker rank, on rank 0: the far end of one of the engine's worker connections. */
 typedef struct link {
   int rank;
@@ -87,6 +97,10 @@ static struct {
   /* sends in flight (rank 0's, or the worker's main thread's) */
   sending *sends;
   size_t nsends, capsends;
+  /* rank 0: receives in flight, in the order they matched; and the worker ranks that answered 'F' */
+  receiving *recvs;
+  size_t nrecvs, caprecvs;
+  int fins;
 } g = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 /* ---- sending and receiving ---------------------------------------------------------------------- */
@@ -143,22 +157,76 @@ static void reap_sends(void) {
   }
 }
 
-/* A message from `from` (MPI_ANY_SOURCE: anyone), if one is there: 1 with *buf (malloc), *len, *src; 0. */
-static int irecv(int from, unsigned char **buf, size_t *len, int *src) {
-  int flag = 0, count = 0;
-  MPI_Status st;
-  if (MPI_Iprobe(from, TAG, g.comm, &flag, &st) != MPI_SUCCESS || !flag) return 0;
-  MPI_Get_count(&st, MPI_BYTE, &count);
+/* A message of `count` bytes from rank `src`: its buffer (malloc). Out of memory: there is no way to
+ * take the message without one, and the session it belongs to would be lost: the process aborts. */
+static unsigned char *message_buffer(int count, int src) {
   unsigned char *b = (unsigned char *)malloc(count > 0 ? (size_t)count : 1);
-  if (!b) { /* take it anyway, into nothing: the session it belongs to is lost */
-    fprintf(stderr, "mproc_mpi: out of memory for a message of %d bytes from rank %d\n", count, st.MPI_SOURCE);
+  if (!b) {
+    fprintf(stderr, "mproc_mpi: out of memory for a message of %d bytes from rank %d\n", count, src);
     abort();
   }
-  MPI_Recv(b, count, MPI_BYTE, st.MPI_SOURCE, TAG, g.comm, MPI_STATUS_IGNORE);
-  *buf = b;
+  return b;
+}
+
+/* A worker rank: the next message from rank 0, if one is there: 1 with *buf (malloc) and *len; 0. (It
+ * waits in MPI_Recv while a long one comes: its main thread has nothing else to do.) */
+static int irecv(unsigned char **buf, size_t *len) {
+  int flag = 0, count = 0;
+  MPI_Status st;
+  if (MPI_Iprobe(0, TAG, g.comm, &flag, &st) != MPI_SUCCESS || !flag) return 0;
+  MPI_Get_count(&st, MPI_BYTE, &count);
+  *buf = message_buffer(count, 0);
+  MPI_Recv(*buf, count, MPI_BYTE, 0, TAG, g.comm, MPI_STATUS_IGNORE);
   *len = (size_t)count;
-  *src = st.MPI_SOURCE;
   return 1;
+}
+
+/* Rank 0, with g.mu held: start receiving every message that has come, from any rank: matched, so the
+ * next probe finds the next one, and not waited for, so a long message on its way (a rank that sent it
+ * may run a task before its MPI moves the rest) holds up neither the other ranks' messages nor the
+ * threads that wait for g.mu. */
+static void start_receives(void) {
+  for (;;) {
+    int flag = 0, count = 0;
+    MPI_Message m;
+    MPI_Status st;
+    if (g.nrecvs == g.caprecvs) {
+      size_t cap = g.caprecvs ? 2 * g.caprecvs : 16;
+      receiving *more = (receiving *)realloc(g.recvs, cap * sizeof *more);
+      if (!more) return; /* (the messages wait) */
+      g.recvs = more;
+      g.caprecvs = cap;
+    }
+    if (MPI_Improbe(MPI_ANY_SOURCE, TAG, g.comm, &flag, &m, &st) != MPI_SUCCESS || !flag) return;
+    MPI_Get_count(&st, MPI_BYTE, &count);
+    receiving *x = &g.recvs[g.nrecvs++];
+    x->buf = message_buffer(count, st.MPI_SOURCE);
+    x->len = (size_t)count;
+    x->src = st.MPI_SOURCE;
+    MPI_Imrecv(x->buf, count, MPI_BYTE, &m, &x->req);
+  }
+}
+
+/* Rank 0, with g.mu held: hand `take` the messages that are in, each once every message its rank sent
+ * before it was (MPI's order between two ranks kept); the others stay. The number handed. */
+static size_t take_received(void (*take)(int src, const unsigned char *b, size_t len)) {
+  size_t kept = 0, taken = 0;
+  for (size_t i = 0; i < g.nrecvs; ++i) {
+    receiving x = g.recvs[i];
+    bool behind = false; /* an earlier message of its rank is still on its way */
+    for (size_t j = 0; j < kept && !behind; ++j) behind = g.recvs[j].src == x.src;
+    int done = 0;
+    if (!behind) MPI_Test(&x.req, &done, MPI_STATUS_IGNORE);
+    if (!done) {
+      g.recvs[kept++] = x;
+      continue;
+    }
+    take(x.src, x.buf, x.len);
+    free(x.buf);
+    ++taken;
+  }
+  g.nrecvs = kept;
+  return taken;
 }
 
 /* How a poller waits between its polls, from *last, when the last progress was (mproc_monotonic_ns; 0:
@@ -332,23 +400,22 @@ static void end_link(link *l) {
     fprintf(stderr, "mproc_mpi: the end of a session could not be sent to rank %d\n", r);
 }
 
-/* With g.mu held: take what the ranks sent, whichever pool's: replies to the rings (and to the writer
- * what must go on a connection), ends. true: something came. */
+/* With g.mu held: one message b (len bytes) from rank src, whichever pool's: replies to the rings (and
+ * to the writer what must go on a connection), ends; 'F', a worker rank's answer at finalize, counted. */
+static void take_message(int src, const unsigned char *b, size_t len) {
+  link *l = len >= HDR ? find_link(src, mproc__wire_get_le64(b + 1)) : NULL;
+  g.fins += len >= HDR && b[0] == FIN;
+  if (l) l->confirmed = true;
+  if (l && b[0] == REPLIES && !put_replies(l, b, len)) /* the worker is ended (and told) */
+    end_link(l);
+  else if (l && b[0] == CLOSE) /* the worker ended by itself */
+    to_writer(unlink_session(l), NULL, 0);
+}
+
+/* With g.mu held: take what the ranks sent; free the sends that are done. true: something came. */
 static bool take_messages(void) {
-  bool got = false;
-  unsigned char *b;
-  size_t len;
-  int src;
-  while (irecv(MPI_ANY_SOURCE, &b, &len, &src)) {
-    got = true;
-    link *l = len >= HDR ? find_link(src, mproc__wire_get_le64(b + 1)) : NULL;
-    if (l) l->confirmed = true;
-    if (l && b[0] == REPLIES && !put_replies(l, b, len)) /* the worker is ended (and told) */
-      end_link(l);
-    else if (l && b[0] == CLOSE) /* the worker ended by itself */
-      to_writer(unlink_session(l), NULL, 0);
-    free(b);
-  }
+  start_receives();
+  bool got = take_received(take_message) > 0;
   reap_sends();
   return got;
 }
@@ -358,7 +425,7 @@ static int64_t backend_poll(void *ctx, int64_t *last, bool *more) {
   (void)ctx;
   pthread_mutex_lock(&g.mu);
   bool got = !g.finalized && take_messages();
-  *more = !g.finalized && g.nsends; /* (a send to complete, a start to confirm: polls go on) */
+  *more = !g.finalized && (g.nsends || g.nrecvs); /* (a send or receive to complete, a start to confirm) */
   for (size_t i = 0; i < g.nlinks && !*more; ++i) *more = !g.links[i].confirmed;
   int64_t sent = g.sent_at;
   pthread_mutex_unlock(&g.mu);
@@ -459,22 +526,18 @@ static void end_workers(void) {
     if (!isend(r, message(FIN, 0, NULL, 0), HDR)) fprintf(stderr, "mproc_mpi: could not finalize rank %d\n", r);
   /* Take (and drop) what the ranks still send until each one answered 'F'; then ours are all taken. */
   int64_t last = 0;
-  for (int answered = 0; answered < g.size - 1 || g.nsends;) {
-    unsigned char *b;
-    size_t len;
-    int src;
-    bool progress = false;
-    while (irecv(MPI_ANY_SOURCE, &b, &len, &src)) {
-      progress = true;
-      if (b[0] == FIN) ++answered;
-      free(b);
-    }
-    reap_sends();
+  for (bool done = false; !done;) {
+    pthread_mutex_lock(&g.mu);
+    bool progress = take_messages(); /* (no link is left: each is dropped, an 'F' counted) */
+    done = g.fins == g.size - 1 && !g.nsends && !g.nrecvs;
+    pthread_mutex_unlock(&g.mu);
     int64_t ms = pace(&last, progress);
-    if (ms) sleep_ms(ms);
+    if (ms && !done) sleep_ms(ms);
   }
   free(g.sends);
   g.sends = NULL;
+  free(g.recvs);
+  g.recvs = NULL;
   MPI_Comm_free(&g.comm);
 }
 
@@ -488,8 +551,10 @@ int mproc_mpi_size(void) { return g.up ? g.size : 1; }
 
 /* ---- a worker rank ---------------------------------------------------------------------------------- */
 
-/* A pool's worker on this rank. Its replies are gathered into one 'R' message (out) and sent once the
- * message that asked for them has been served, or once HOLD_MAX are held or the oldest is HOLD_NS old. */
+/* A pool's worker on this rank. The replies of quick tasks are gathered into one 'R' message (out), sent
+ * once the message that asked for them has been served, or once HOLD_MAX are held or the oldest is
+ * HOLD_NS old; a reply whose task took HOLD_NS or longer goes at once (with those held), so no reply
+ * waits for the next task of a batch to end when that one is long too. */
 typedef struct session {
   uint64_t id;
   mproc_pool_worker *w;
@@ -497,12 +562,25 @@ typedef struct session {
   size_t len, cap;
   uint64_t k;
   int64_t first; /* when the oldest held reply was made */
+  int64_t mark;  /* when the task running now began: its message came in, or the reply before it was made */
   bool lost;     /* replies could not go: the session ends */
 } session;
 
 static void lost(void) { fprintf(stderr, "mproc_mpi: rank %d: a message to rank 0 could not go\n", g.rank); }
 
-/* Send the replies s holds. */
+/* A worker rank: wait until every message it sent is gone. A long one moves only while this rank makes
+ * MPI calls (over TCP MPI sends it in parts, as rank 0 asks for them), so it must be gone before a task
+ * runs, else it waits for the task. */
+static void send_out(void) {
+  for (int64_t last = 0;;) {
+    reap_sends();
+    if (!g.nsends) return;
+    int64_t ms = pace(&last, false);
+    if (ms) sleep_ms(ms);
+  }
+}
+
+/* Send the replies s holds, and see them gone. */
 static void flush(session *s) {
   if (!s->k) return;
   mproc__wire_put_le64(s->out + HDR, s->k);
@@ -513,11 +591,14 @@ static void flush(session *s) {
   s->out = NULL;
   s->len = s->cap = 0;
   s->k = 0;
+  send_out();
 }
 
 /* The worker's reply function (mproc_pool_reply_fn): hold the reply. */
 static int hold(void *ctx, const void *reply, size_t n) {
   session *s = (session *)ctx;
+  int64_t now = mproc_monotonic_ns(), began = s->mark;
+  s->mark = now;
   if (s->lost) return MPROC_EPIPE;
   if (!s->k) s->len = HDR + 8;
   if (s->cap - s->len < 8 + n || !s->out) {
@@ -531,12 +612,12 @@ static int hold(void *ctx, const void *reply, size_t n) {
   if (!s->k) {
     s->out[0] = REPLIES;
     mproc__wire_put_le64(s->out + 1, s->id);
-    s->first = mproc_monotonic_ns();
+    s->first = now;
   }
   mproc__wire_put_le64(s->out + s->len, n);
   memcpy(s->out + s->len + 8, reply, n);
   s->len += 8 + n;
-  if (++s->k >= HOLD_MAX || mproc_monotonic_ns() - s->first >= HOLD_NS) flush(s);
+  if (++s->k >= HOLD_MAX || now - s->first >= HOLD_NS || now - began >= HOLD_NS) flush(s);
   return s->lost ? MPROC_EPIPE : 0;
 }
 
@@ -565,6 +646,7 @@ static session *open_session(const unsigned char *b, size_t len) {
 
 /* Serve message b of session s (a 'D'): false once the session has ended (then rank 0 is told). */
 static bool serve_data(session *s, const unsigned char *b, size_t len) {
+  s->mark = mproc_monotonic_ns();
   int rc = mproc_pool_worker_feed(s->w, b + HDR, len - HDR);
   flush(s);
   if (!rc && !s->lost) return true;
@@ -585,8 +667,7 @@ static void serve(void) {
     bool progress = false;
     unsigned char *b;
     size_t len;
-    int src;
-    while (!fin && irecv(0, &b, &len, &src)) {
+    while (!fin && irecv(&b, &len)) {
       progress = true;
       uint64_t id = len >= HDR ? mproc__wire_get_le64(b + 1) : 0;
       int kind = len >= HDR ? b[0] : 0;
@@ -618,11 +699,7 @@ static void serve(void) {
   while (n) end_session(ss[--n]);
   free(ss);
   if (!isend(0, message(FIN, 0, NULL, 0), HDR)) lost();
-  for (last = 0; g.nsends;) { /* rank 0 takes everything until our 'F' */
-    reap_sends();
-    int64_t ms = pace(&last, false);
-    if (ms) sleep_ms(ms);
-  }
+  send_out(); /* (rank 0 takes everything until our 'F') */
   MPI_Comm_free(&g.comm);
   MPI_Finalize();
   exit(0);

@@ -2,15 +2,18 @@
  * `mpirun -np 4` and alone (then both pools are local). Exit status 0 when every check passed.
  *
  *   mpi_pool_check            every Pool call, twice (two MPI pools in a row), 64 MiB in and out
+ *   mpi_pool_check --held     a reply of 4 MiB does not wait for the task after it (run over TCP)
  *   mpi_pool_check --kill     a map whose task kills rank 2: the job must end (mpirun names the rank)
  *   mpi_pool_check --mismatch rank 0 with other ranks running a different file (mpirun's MPMD form,
  *                             tests/mpi/mismatch.cmake): creating a pool over MPI must fail, naming
  *                             the rank, and the job still ends cleanly */
+#define _POSIX_C_SOURCE 200809L /* nanosleep */
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "mproc/mpi.h"
 #include "mproc/pool.h"
@@ -86,6 +89,37 @@ static int die_on_rank2(const void *in, size_t len, mproc_task *t) {
   (void)len;
   if (mproc_mpi_rank() == 2) raise(SIGKILL);
   return mproc_task_return(t, NULL, 0);
+}
+
+/* Two tasks in one: 'A' [u64 n]: take a few milliseconds, then return n bytes (i % 251); 'W' [path]: wait
+ * until the file at path exists, for up to HELD_WAIT_NS, and return "came" or "late". */
+#define HELD_WAIT_NS 20000000000ll
+static int a_then_wait(const void *in, size_t len, mproc_task *t) {
+  const char *b = (const char *)in;
+  if (len == 9 && b[0] == 'A') {
+    uint64_t n;
+    memcpy(&n, b + 1, 8);
+    int64_t until = mproc_monotonic_ns() + 3000000;
+    while (mproc_monotonic_ns() < until) {
+    }
+    unsigned char *out = (unsigned char *)malloc(n ? n : 1);
+    if (!out) return mproc_task_fail(t, "out of memory");
+    for (uint64_t i = 0; i < n; ++i) out[i] = (unsigned char)(i % 251);
+    int rc = mproc_task_return(t, out, n);
+    free(out);
+    return rc;
+  }
+  if (len < 2 || b[0] != 'W' || memchr(b, 0, len) != b + len - 1) return mproc_task_fail(t, "a malformed input");
+  for (int64_t until = mproc_monotonic_ns() + HELD_WAIT_NS; mproc_monotonic_ns() < until;) {
+    FILE *f = fopen(b + 1, "rb"); /* (polled: the file is the only news from rank 0 this task can see) */
+    if (f) {
+      fclose(f);
+      return mproc_task_return(t, "came", 4);
+    }
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
+  }
+  return mproc_task_return(t, "late", 4);
 }
 
 static int twice_record(const void *in, void *out, mproc_task *t) {
@@ -356,6 +390,48 @@ static void run_overlap(bool mpi) {
   mproc_pool_destroy(b);
 }
 
+/* A reply does not wait for the task after it (the next of the same message to the worker): one worker,
+ * two tasks sent together; the first returns `n` bytes after a few milliseconds, the second waits until
+ * rank 0 has the first's result (it makes a file then). Under TCP with n long, MPI moves the reply only
+ * while the rank makes MPI calls: it must be gone before the second task runs. */
+static void run_held(bool mpi, size_t n) {
+  char path[256], a[9] = {'A'}, w[260];
+  snprintf(path, sizeof path, "%s/mpi_pool_check.%lld.%zu", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+           (long long)mproc_getpid(), n);
+  remove(path);
+  uint64_t n64 = n;
+  memcpy(a + 1, &n64, 8);
+  snprintf(w, sizeof w, "W%s", path);
+  mproc_bytes in[2] = {{a, sizeof a}, {w, strlen(w) + 1}};
+  mproc_pool_opts o;
+  memset(&o, 0, sizeof o);
+  o.processes = 1;
+  o.backend = mpi ? mproc_mpi_pool_backend() : NULL;
+  mproc_pool *p = NULL;
+  mproc_async_result *r = NULL;
+  CHECK(mproc_pool_create(&p, &o) == 0, "a pool of one worker");
+  CHECK(p && mproc_pool_imap(p, a_then_wait, in, 2, 1, true, &r) == 0, "imap");
+  const void *d = NULL;
+  size_t l = 0, at = 9;
+  int got = r ? mproc_async_result_next(r, HELD_WAIT_NS / 1000000 + 30000, &d, &l, &at) : -1;
+  CHECK(got == 0 && at == 0 && l == n, "the first result (%zu bytes, index %zu): %d", l, at, got);
+  for (size_t i = 0; got == 0 && i < l; ++i)
+    if (((const unsigned char *)d)[i] != i % 251) {
+      CHECK(false, "byte %zu of the first result", i);
+      break;
+    }
+  FILE *f = fopen(path, "wb");
+  CHECK(f != NULL, "make %s", path);
+  if (f) fclose(f);
+  got = r ? mproc_async_result_next(r, HELD_WAIT_NS / 1000000 + 30000, &d, &l, &at) : -1;
+  CHECK(got == 0 && at == 1 && l == 4 && memcmp(d, "came", 4) == 0,
+        "the second task saw the file (%d, %.*s): the first's reply came only after it", got, (int)l,
+        got == 0 ? (const char *)d : "");
+  mproc_async_result_destroy(r);
+  mproc_pool_destroy(p);
+  remove(path);
+}
+
 int main(int argc, char **argv) {
   if (mproc_mpi_main_guard(&argc, &argv) != 0) fprintf(stderr, "MPI: %s\n", mproc_last_error());
   bool mpi = mproc_mpi_pool_backend() != NULL;
@@ -369,6 +445,12 @@ int main(int argc, char **argv) {
     int rc = mproc_pool_map(p, die_on_rank2, in, 64, 1, MPROC_INFINITE, &r);
     printf("the map ended: %d %s\n", rc, rc ? mproc_last_error() : "");
     return 3; /* under mpirun the job ends before this */
+  }
+  if (argc > 1 && strcmp(argv[1], "--held") == 0) { /* (tests/CMakeLists.txt runs it over TCP) */
+    run_held(mpi, (size_t)4 << 20);
+    printf("%d passed, %d failed\n", checks - failures, failures);
+    mproc_mpi_finalize();
+    return failures ? 1 : 0;
   }
   if (argc > 1 && strcmp(argv[1], "--mismatch") == 0) {
     mproc_pool *p = NULL;
@@ -401,6 +483,7 @@ int main(int argc, char **argv) {
     mproc_pool_destroy(p);
   }
   run_overlap(mpi);
+  run_held(mpi, 64);
   /* a pool right after a terminated one still works */
   p = NULL;
   CHECK(make_pool(&p, mpi) == 0, "pool after terminate");
