@@ -46,7 +46,8 @@
  * array path (mproc_pool_map_array*: its records live in shared memory; map them as byte strings). terminate fails
  * unfinished results with MPROC_ECLOSED at once, without MPI_Abort; a task already running on a rank runs to its end
  * there (its output is dropped; the rank's next pool's first task waits for it). A message (a task's input or output)
- * is at most 2 GiB - 16 bytes. Open MPI 4.1 has no fault tolerance: a rank that dies ends the whole job (mpirun kills
+ * may be longer than an MPI count of bytes says (2 GiB): it then goes as its length and a body of
+ * 1 GiB parts. Open MPI 4.1 has no fault tolerance: a rank that dies ends the whole job (mpirun kills
  * the others and names the rank in its message, exit status non-zero).
  *
  * ---- Waiting ----

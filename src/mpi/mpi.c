@@ -20,6 +20,9 @@
  *   r -> 0  'R' replies: [u64 k] k x ([u64 len] [a reply]); the first, with k = 0, says the session opened
  *   both    'C' the session ended (0 -> r: the pool ended the worker; r -> 0: the worker ended by itself)
  *   0 -> r  'F' finalize: r ends its sessions and answers 'F', then finalizes and exits
+ *   both    'L' [u64 n] (its session 0): the next message is n bytes long, more than an MPI count of bytes
+ *           may say (a part, g.part, of 1 GiB): it comes on TAG_BODY as one send of a datatype of whole
+ *           parts and the rest, and then counts as if it had come in the place of its 'L'
  * MPI keeps the order of messages between two ranks, so a session's messages come in order and a
  * session opened while the previous one still ends waits behind it. A message of an old session is
  * dropped.
@@ -45,8 +48,8 @@
 #include "mproc/pool_backend.h"
 #include "../wire.h"
 
-enum { TAG = 7731, HDR = 9 };
-enum { OPEN = 'O', DATA = 'D', REPLIES = 'R', CLOSE = 'C', FIN = 'F' };
+enum { TAG = 7731, TAG_BODY = 7732, HDR = 9 };
+enum { OPEN = 'O', DATA = 'D', REPLIES = 'R', CLOSE = 'C', FIN = 'F', LONG = 'L' };
 #define QUICK_NS 1000000   /* tasks under 1 ms, the trip there and back included, are sent ahead */
 #define SPIN_NS 200000L    /* polls with a yield of the CPU between them, for 200 us since the last message */
 #define ACTIVE_NS 2000000L /* then naps of NAP_NS between polls, until 2 ms since the last message */
@@ -60,12 +63,14 @@ typedef struct sending {
   unsigned char *buf;
 } sending;
 
-/* A message rank 0 receives: matched (MPI_Improbe) and on its way in (MPI_Imrecv). */
+/* A message rank 0 receives: matched (MPI_Improbe) and on its way in (MPI_Imrecv), or the body an 'L'
+ * announced (MPI_Irecv). */
 typedef struct receiving {
   MPI_Request req;
   unsigned char *buf;
   size_t len;
   int src;
+  bool body;
 } receiving;
 
 /* A session with a worker rank, on rank 0: the far end of one of the engine's worker connections. */
@@ -97,11 +102,12 @@ static struct {
   /* sends in flight (rank 0's, or the worker's main thread's) */
   sending *sends;
   size_t nsends, capsends;
+  size_t part; /* a message longer than this goes as an 'L' and a body (tests lower it) */
   /* rank 0: receives in flight, in the order they matched; and the worker ranks that answered 'F' */
   receiving *recvs;
   size_t nrecvs, caprecvs;
   int fins;
-} g = {.mu = PTHREAD_MUTEX_INITIALIZER};
+} g = {.mu = PTHREAD_MUTEX_INITIALIZER, .part = (size_t)1 << 30};
 
 /* ---- sending and receiving ---------------------------------------------------------------------- */
 
@@ -115,32 +121,69 @@ static unsigned char *message(int kind, uint64_t session, const void *payload, s
   return b;
 }
 
-/* Send buf (taken: freed once sent) of len bytes to rank `to`, without waiting. false: it could not go
- * (too long, out of memory, MPI refused): the caller ends the session. */
-static bool isend(int to, unsigned char *buf, size_t len) {
-  if (!buf) return false;
-  if (len > (size_t)INT32_MAX) {
-    free(buf);
-    return false;
-  }
-  if (g.nsends == g.capsends) {
-    size_t cap = g.capsends ? 2 * g.capsends : 16;
-    sending *more = (sending *)realloc(g.sends, cap * sizeof *more);
-    if (!more) {
-      free(buf);
-      return false;
-    }
-    g.sends = more;
-    g.capsends = cap;
-  }
+/* Room for one more of the n items at *items (each `size` bytes; *cap of them): the array (moved, and
+ * *cap grown, when it was full), or NULL when out of memory (then the array and *cap are as they were). */
+static void *room(void *items, size_t *cap, size_t n, size_t size) {
+  if (n < *cap) return items;
+  size_t c = *cap ? 2 * *cap : 8;
+  void *more = realloc(items, c * size);
+  if (more) *cap = c;
+  return more;
+}
+
+/* The datatype of a body of len bytes (more than g.part): its whole parts, then the rest; committed. */
+static bool body_type(size_t len, MPI_Datatype *type) {
+  MPI_Datatype part = MPI_DATATYPE_NULL;
+  int lens[2] = {(int)(len / g.part), (int)(len % g.part)};
+  MPI_Aint at[2] = {0, (MPI_Aint)(len - len % g.part)};
+  bool ok = len / g.part <= (size_t)INT32_MAX && MPI_Type_contiguous((int)g.part, MPI_BYTE, &part) == MPI_SUCCESS;
+  MPI_Datatype types[2] = {part, MPI_BYTE};
+  ok = ok && MPI_Type_create_struct(lens[1] ? 2 : 1, lens, at, types, type) == MPI_SUCCESS;
+  if (part != MPI_DATATYPE_NULL) MPI_Type_free(&part);
+  return ok && MPI_Type_commit(type) == MPI_SUCCESS;
+}
+
+/* Room for two more sends (a long message's 'L' and body). */
+static bool send_room(void) {
+  sending *more = (sending *)room(g.sends, &g.capsends, g.nsends + 1, sizeof *more);
+  if (more) g.sends = more;
+  return more != NULL;
+}
+
+/* Start the send of buf (taken: freed once sent) to rank `to`, in a place send_room made: len bytes as
+ * they are, or (longer than a part) as one element of body_type. */
+static bool isend_one(int to, int tag, unsigned char *buf, size_t len) {
   sending *s = &g.sends[g.nsends];
-  if (MPI_Isend(buf, (int)len, MPI_BYTE, to, TAG, g.comm, &s->req) != MPI_SUCCESS) {
+  MPI_Datatype type = MPI_BYTE;
+  bool ok = len <= g.part || body_type(len, &type);
+  ok = ok && MPI_Isend(buf, len <= g.part ? (int)len : 1, type, to, tag, g.comm, &s->req) == MPI_SUCCESS;
+  if (type != MPI_BYTE) MPI_Type_free(&type); /* (MPI keeps it until the send no longer needs it) */
+  if (!ok) {
     free(buf);
     return false;
   }
   s->buf = buf;
   ++g.nsends;
   return true;
+}
+
+/* Send buf (taken: freed once sent) of len bytes to rank `to`, without waiting: at once, or an 'L' and
+ * then the body. false: it could not go (out of memory, MPI refused): the caller ends the session. */
+static bool isend(int to, unsigned char *buf, size_t len) {
+  unsigned char n[8];
+  mproc__wire_put_le64(n, len);
+  bool long_one = len > g.part;
+  unsigned char *l = long_one ? message(LONG, 0, n, sizeof n) : NULL;
+  if (!buf || !send_room() || (long_one && !l)) {
+    free(buf);
+    free(l);
+    return false;
+  }
+  if (long_one && !isend_one(to, TAG, l, HDR + sizeof n)) {
+    free(buf);
+    return false;
+  }
+  return isend_one(to, long_one ? TAG_BODY : TAG, buf, len);
 }
 
 /* Free the sends that are done. */
@@ -157,15 +200,36 @@ static void reap_sends(void) {
   }
 }
 
-/* A message of `count` bytes from rank `src`: its buffer (malloc). Out of memory: there is no way to
- * take the message without one, and the session it belongs to would be lost: the process aborts. */
-static unsigned char *message_buffer(int count, int src) {
-  unsigned char *b = (unsigned char *)malloc(count > 0 ? (size_t)count : 1);
+/* A message of n bytes from rank `src`: its buffer (malloc). Out of memory: there is no way to take the
+ * message without one, and the session it belongs to would be lost: the process aborts. */
+static unsigned char *message_buffer(size_t n, int src) {
+  unsigned char *b = (unsigned char *)malloc(n ? n : 1);
   if (!b) {
-    fprintf(stderr, "mproc_mpi: out of memory for a message of %d bytes from rank %d\n", count, src);
+    fprintf(stderr, "mproc_mpi: out of memory for a message of %zu bytes from rank %d\n", n, src);
     abort();
   }
   return b;
+}
+
+/* If b (len bytes) is an 'L': the length of the body it announces, else 0. */
+static size_t announced(const unsigned char *b, size_t len) {
+  return len == HDR + 8 && b[0] == LONG ? (size_t)mproc__wire_get_le64(b + HDR) : 0;
+}
+
+/* Receive the body of n bytes an 'L' from rank src announced into *buf (malloc): started in *req (req
+ * NULL: received before it returns). */
+static void recv_body(int src, size_t n, unsigned char **buf, MPI_Request *req) {
+  MPI_Datatype type;
+  *buf = message_buffer(n, src);
+  if (!body_type(n, &type)) {
+    fprintf(stderr, "mproc_mpi: no datatype for a message of %zu bytes from rank %d\n", n, src);
+    abort();
+  }
+  if (req)
+    MPI_Irecv(*buf, 1, type, src, TAG_BODY, g.comm, req);
+  else
+    MPI_Recv(*buf, 1, type, src, TAG_BODY, g.comm, MPI_STATUS_IGNORE);
+  MPI_Type_free(&type);
 }
 
 /* A worker rank: the next message from rank 0, if one is there: 1 with *buf (malloc) and *len; 0. (It
@@ -175,9 +239,15 @@ static int irecv(unsigned char **buf, size_t *len) {
   MPI_Status st;
   if (MPI_Iprobe(0, TAG, g.comm, &flag, &st) != MPI_SUCCESS || !flag) return 0;
   MPI_Get_count(&st, MPI_BYTE, &count);
-  *buf = message_buffer(count, 0);
+  *buf = message_buffer((size_t)count, 0);
   MPI_Recv(*buf, count, MPI_BYTE, 0, TAG, g.comm, MPI_STATUS_IGNORE);
   *len = (size_t)count;
+  size_t n = announced(*buf, *len);
+  if (n) {
+    free(*buf);
+    recv_body(0, n, buf, NULL);
+    *len = n;
+  }
   return 1;
 }
 
@@ -190,19 +260,16 @@ static void start_receives(void) {
     int flag = 0, count = 0;
     MPI_Message m;
     MPI_Status st;
-    if (g.nrecvs == g.caprecvs) {
-      size_t cap = g.caprecvs ? 2 * g.caprecvs : 16;
-      receiving *more = (receiving *)realloc(g.recvs, cap * sizeof *more);
-      if (!more) return; /* (the messages wait) */
-      g.recvs = more;
-      g.caprecvs = cap;
-    }
+    receiving *more = (receiving *)room(g.recvs, &g.caprecvs, g.nrecvs, sizeof *more);
+    if (!more) return; /* (the messages wait) */
+    g.recvs = more;
     if (MPI_Improbe(MPI_ANY_SOURCE, TAG, g.comm, &flag, &m, &st) != MPI_SUCCESS || !flag) return;
     MPI_Get_count(&st, MPI_BYTE, &count);
     receiving *x = &g.recvs[g.nrecvs++];
-    x->buf = message_buffer(count, st.MPI_SOURCE);
+    x->buf = message_buffer((size_t)count, st.MPI_SOURCE);
     x->len = (size_t)count;
     x->src = st.MPI_SOURCE;
+    x->body = false;
     MPI_Imrecv(x->buf, count, MPI_BYTE, &m, &x->req);
   }
 }
@@ -217,6 +284,14 @@ static size_t take_received(void (*take)(int src, const unsigned char *b, size_t
     for (size_t j = 0; j < kept && !behind; ++j) behind = g.recvs[j].src == x.src;
     int done = 0;
     if (!behind) MPI_Test(&x.req, &done, MPI_STATUS_IGNORE);
+    size_t n = done && !x.body ? announced(x.buf, x.len) : 0;
+    if (n) { /* an 'L': its body, on its way, takes its place */
+      free(x.buf);
+      recv_body(x.src, n, &x.buf, &x.req);
+      x.len = n;
+      x.body = true;
+      done = 0;
+    }
     if (!done) {
       g.recvs[kept++] = x;
       continue;
@@ -446,12 +521,9 @@ static int backend_send(void *ctx, mproc_pool_replies *replies, const void *msg,
 }
 
 static bool grow_links(void) {
-  size_t cap = g.caplinks ? 2 * g.caplinks : 8;
-  link *more = (link *)realloc(g.links, cap * sizeof *more);
-  if (!more) return false;
-  g.links = more;
-  g.caplinks = cap;
-  return true;
+  link *more = (link *)room(g.links, &g.caplinks, g.nlinks, sizeof *more);
+  if (more) g.links = more;
+  return more != NULL;
 }
 
 static void end_workers(void);
@@ -473,7 +545,7 @@ static int backend_start(void *ctx, size_t slot, const void *boot, size_t boot_l
   if (g.finalized || !g.up || r >= g.size) {
     snprintf(why, sizeof why, "mpi: %s", g.finalized ? "finalized already" : "no such rank");
     rc = MPROC_ESTATE;
-  } else if (g.nlinks == g.caplinks && !grow_links()) {
+  } else if (!grow_links()) {
     snprintf(why, sizeof why, "mpi: out of memory");
     rc = MPROC_ENOMEM;
   } else if (!g.writer_running && pthread_create(&w.thr, NULL, writer_main, NULL) != 0) {
@@ -540,6 +612,10 @@ static void end_workers(void) {
   g.recvs = NULL;
   MPI_Comm_free(&g.comm);
 }
+
+/* Tests: the longest message that goes as it is (0: 1 GiB), on every rank before the guard. */
+void mproc__mpi_set_part(size_t bytes);
+void mproc__mpi_set_part(size_t bytes) { g.part = bytes && bytes <= (size_t)INT32_MAX ? bytes : (size_t)1 << 30; }
 
 static void finalize_at_exit(void) { (void)mproc_mpi_finalize(); }
 
@@ -675,13 +751,9 @@ static void serve(void) {
       size_t i = 0;
       while (i < n && ss[i]->id != id) ++i;
       if (kind == OPEN) {
-        if (n == cap) {
-          size_t c = cap ? 2 * cap : 4;
-          session **more = (session **)realloc(ss, c * sizeof *ss);
-          ss = more ? more : ss;
-          cap = more ? c : cap;
-        }
-        session *x = n < cap ? open_session(b, len) : NULL;
+        session **more = (session **)room(ss, &cap, n, sizeof *ss);
+        ss = more ? more : ss;
+        session *x = more ? open_session(b, len) : NULL;
         static const unsigned char none[8]; /* k = 0: the session opened */
         if (x) ss[n++] = x;
         if (!isend(0, message(x ? REPLIES : CLOSE, id, none, x ? sizeof none : 0), HDR + (x ? sizeof none : 0))) lost();

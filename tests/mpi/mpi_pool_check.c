@@ -2,6 +2,8 @@
  * `mpirun -np 4` and alone (then both pools are local). Exit status 0 when every check passed.
  *
  *   mpi_pool_check            every Pool call, twice (two MPI pools in a row), 64 MiB in and out
+ *   mpi_pool_check --part N ...  the same with messages longer than N bytes sent as MPI sends them
+ *                             when longer than a count of bytes can say (2 GiB): their length, then a body
  *   mpi_pool_check --held     a reply of 4 MiB does not wait for the task after it (run over TCP)
  *   mpi_pool_check --kill     a map whose task kills rank 2: the job must end (mpirun names the rank)
  *   mpi_pool_check --mismatch rank 0 with other ranks running a different file (mpirun's MPMD form,
@@ -432,7 +434,15 @@ static void run_held(bool mpi, size_t n) {
   remove(path);
 }
 
+void mproc__mpi_set_part(size_t bytes); /* (src/mpi/mpi.c, for tests) */
+
 int main(int argc, char **argv) {
+  if (argc > 2 && strcmp(argv[1], "--part") == 0) { /* every rank, before the guard */
+    mproc__mpi_set_part((size_t)strtoull(argv[2], NULL, 10));
+    argv[2] = argv[0];
+    argc -= 2;
+    argv += 2;
+  }
   if (mproc_mpi_main_guard(&argc, &argv) != 0) fprintf(stderr, "MPI: %s\n", mproc_last_error());
   bool mpi = mproc_mpi_pool_backend() != NULL;
   printf("mpi_pool_check: %d rank(s), %s\n", mproc_mpi_size(), mpi ? "the MPI backend" : "local pools only");
@@ -483,7 +493,7 @@ int main(int argc, char **argv) {
     mproc_pool_destroy(p);
   }
   run_overlap(mpi);
-  run_held(mpi, 64);
+  run_held(mpi, (size_t)64 << 10);
   /* a pool right after a terminated one still works */
   p = NULL;
   CHECK(make_pool(&p, mpi) == 0, "pool after terminate");
