@@ -56,11 +56,15 @@ enum { OPEN = 'O', DATA = 'D', REPLIES = 'R', CLOSE = 'C', FIN = 'F', LONG = 'L'
 #define NAP_NS 50000L
 #define HOLD_NS 50000L /* a worker rank sends its replies once a batch ends, or the oldest waited this long */
 #define HOLD_MAX 32    /* or this many are held */
+/* Longer than the eager limits of Open MPI's transports (shared memory 4 KiB, TCP 64 KiB): a message that
+ * moves only while its sender makes MPI calls (a worker rank sees it gone before it runs a task). */
+#define EAGER_MAX (64 * 1024)
 
 /* A send in flight. */
 typedef struct sending {
   MPI_Request req;
   unsigned char *buf;
+  bool long_one; /* longer than EAGER_MAX */
 } sending;
 
 /* A message rank 0 receives: matched (MPI_Improbe) and on its way in (MPI_Imrecv), or the body an 'L'
@@ -101,8 +105,8 @@ static struct {
   mproc_pool_backend backend;
   /* sends in flight (rank 0's, or the worker's main thread's) */
   sending *sends;
-  size_t nsends, capsends;
-  size_t part; /* a message longer than this goes as an 'L' and a body (tests lower it) */
+  size_t nsends, capsends, nlong; /* (nlong: those longer than EAGER_MAX) */
+  size_t part;                    /* a message longer than this goes as an 'L' and a body (tests lower it) */
   /* rank 0: receives in flight, in the order they matched; and the worker ranks that answered 'F' */
   receiving *recvs;
   size_t nrecvs, caprecvs;
@@ -163,6 +167,8 @@ static bool isend_one(int to, int tag, unsigned char *buf, size_t len) {
     return false;
   }
   s->buf = buf;
+  s->long_one = len > EAGER_MAX;
+  g.nlong += s->long_one;
   ++g.nsends;
   return true;
 }
@@ -195,6 +201,7 @@ static void reap_sends(void) {
       ++i;
       continue;
     }
+    g.nlong -= g.sends[i].long_one;
     free(g.sends[i].buf);
     g.sends[i] = g.sends[--g.nsends];
   }
@@ -644,19 +651,21 @@ typedef struct session {
 
 static void lost(void) { fprintf(stderr, "mproc_mpi: rank %d: a message to rank 0 could not go\n", g.rank); }
 
-/* A worker rank: wait until every message it sent is gone. A long one moves only while this rank makes
- * MPI calls (over TCP MPI sends it in parts, as rank 0 asks for them), so it must be gone before a task
- * runs, else it waits for the task. */
-static void send_out(void) {
-  for (int64_t last = 0;;) {
+/* A worker rank: wait until the messages it sent are gone: every one (all), or the long ones, which move
+ * only while this rank makes MPI calls (over TCP MPI sends them in parts, as rank 0 asks for them): gone
+ * before a task runs, or they would wait for the task. (A short one goes as it is sent; waiting for MPI
+ * to say so would cost a trip to rank 0 a message, and even asking costs: a test that finds nothing
+ * done yields the CPU under mpi_yield_when_idle.) */
+static void send_out(bool all) {
+  int64_t last = mproc_monotonic_ns(); /* (it polls at once, yielding, then naps) */
+  while (all ? g.nsends : g.nlong) {
     reap_sends();
-    if (!g.nsends) return;
-    int64_t ms = pace(&last, false);
+    int64_t ms = (all ? g.nsends : g.nlong) ? pace(&last, false) : 0;
     if (ms) sleep_ms(ms);
   }
 }
 
-/* Send the replies s holds, and see them gone. */
+/* Send the replies s holds, and see a long message gone. */
 static void flush(session *s) {
   if (!s->k) return;
   mproc__wire_put_le64(s->out + HDR, s->k);
@@ -667,7 +676,7 @@ static void flush(session *s) {
   s->out = NULL;
   s->len = s->cap = 0;
   s->k = 0;
-  send_out();
+  send_out(false);
 }
 
 /* The worker's reply function (mproc_pool_reply_fn): hold the reply. */
@@ -771,7 +780,7 @@ static void serve(void) {
   while (n) end_session(ss[--n]);
   free(ss);
   if (!isend(0, message(FIN, 0, NULL, 0), HDR)) lost();
-  send_out(); /* (rank 0 takes everything until our 'F') */
+  send_out(true); /* (rank 0 takes everything until our 'F') */
   MPI_Comm_free(&g.comm);
   MPI_Finalize();
   exit(0);
