@@ -60,13 +60,12 @@
  * worker rank reads MPI on its main thread and runs the tasks there, sending the replies of a batch of
  * quick tasks back in one message (at most 32 replies, or 50 us, held; the reply of a task that took
  * 50 us or more goes at once), and it sees a message over 64 KiB gone before it runs the next task (a
- * message beyond MPI's eager limit crosses TCP only while its sender makes MPI calls). Rank 0 receives without waiting for a
- * message to be in (MPI_Improbe, MPI_Imrecv): a long reply on its way holds up no other rank's.
- * Neither side ever blocks inside MPI
- * (Open MPI's blocking calls spin at full CPU): they poll (MPI_Iprobe, MPI_Test), yielding the CPU
- * between polls for 200 us after a message, then nap 50 us between polls until 2 ms, and then wait
- * 1 ms at a time; rank 0 polls only while a task is in flight - so idle ranks use next to no CPU even
- * oversubscribed, without
+ * message beyond MPI's eager limit crosses TCP only while its sender makes MPI calls). Rank 0 receives
+ * without waiting for a message to be in (MPI_Improbe, MPI_Imrecv): a long reply on its way holds up
+ * no other rank's. Neither side ever blocks inside MPI (Open MPI's blocking calls spin at full CPU):
+ * they poll (MPI_Iprobe, MPI_Test), yielding the CPU between polls for 200 us after a message, then nap
+ * 50 us between polls until 2 ms, and then wait 1 ms at a time; rank 0 polls only while a task is in
+ * flight - so idle ranks use next to no CPU even oversubscribed, without
  * `--mca mpi_yield_when_idle 1` (which still helps the MPI_Init and MPI_Finalize of an oversubscribed
  * job).
  */
