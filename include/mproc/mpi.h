@@ -59,7 +59,7 @@
  * too long for the ring, the end), so a polling thread never waits on an engine. A
  * worker rank reads MPI on its main thread and runs the tasks there, sending the replies of a batch of
  * quick tasks back in one message (at most 32 replies, or 50 us, held; the reply of a task that took
- * 50 us or more goes at once), and it sees a message over 64 KiB gone before it runs the next task (a
+ * 50 us or more goes at once), and it sees a message over 8 KiB gone before it runs the next task (a
  * message beyond MPI's eager limit crosses TCP only while its sender makes MPI calls). Rank 0 receives
  * without waiting for a message to be in (MPI_Improbe, MPI_Imrecv): a long reply on its way holds up
  * no other rank's. Neither side ever blocks inside MPI (Open MPI's blocking calls spin at full CPU):

@@ -56,9 +56,11 @@ enum { OPEN = 'O', DATA = 'D', REPLIES = 'R', CLOSE = 'C', FIN = 'F', LONG = 'L'
 #define NAP_NS 50000L
 #define HOLD_NS 50000L /* a worker rank sends its replies once a batch ends, or the oldest waited this long */
 #define HOLD_MAX 32    /* or this many are held */
-/* Longer than the eager limits of Open MPI's transports (shared memory 4 KiB, TCP 64 KiB): a message that
- * moves only while its sender makes MPI calls (a worker rank sees it gone before it runs a task). */
-#define EAGER_MAX (64 * 1024)
+/* Longer than this, a message may move only while its sender makes MPI calls (a worker rank sees it gone
+ * before it runs a task): Open MPI sends a message at once only up to its transport's eager limit less a
+ * header (TCP 64 KiB; shared memory 4 KiB, and 32 KiB in a first fragment, the rest by the sender when it
+ * cannot copy from the sender's memory itself; UCX and InfiniBand about 8-12 KiB). */
+#define EAGER_MAX (8 * 1024)
 
 /* A send in flight. */
 typedef struct sending {
@@ -107,6 +109,7 @@ static struct {
   sending *sends;
   size_t nsends, capsends, nlong; /* (nlong: those longer than EAGER_MAX) */
   size_t part;                    /* a message longer than this goes as an 'L' and a body (tests lower it) */
+  uint64_t nlongs;                /* such messages sent and received (tests read it) */
   /* rank 0: receives in flight, in the order they matched; and the worker ranks that answered 'F' */
   receiving *recvs;
   size_t nrecvs, caprecvs;
@@ -130,21 +133,26 @@ static unsigned char *message(int kind, uint64_t session, const void *payload, s
 static void *room(void *items, size_t *cap, size_t n, size_t size) {
   if (n < *cap) return items;
   size_t c = *cap ? 2 * *cap : 8;
+  if (c > SIZE_MAX / size) return NULL;
   void *more = realloc(items, c * size);
   if (more) *cap = c;
   return more;
 }
 
-/* The datatype of a body of len bytes (more than g.part): its whole parts, then the rest; committed. */
+/* The datatype of a body of len bytes (more than g.part): its whole parts, then the rest. true: *type is
+ * committed (the caller frees it); false: there is nothing to free. */
 static bool body_type(size_t len, MPI_Datatype *type) {
-  MPI_Datatype part = MPI_DATATYPE_NULL;
+  MPI_Datatype part;
+  if (len / g.part > (size_t)INT32_MAX || MPI_Type_contiguous((int)g.part, MPI_BYTE, &part) != MPI_SUCCESS)
+    return false;
   int lens[2] = {(int)(len / g.part), (int)(len % g.part)};
   MPI_Aint at[2] = {0, (MPI_Aint)(len - len % g.part)};
-  bool ok = len / g.part <= (size_t)INT32_MAX && MPI_Type_contiguous((int)g.part, MPI_BYTE, &part) == MPI_SUCCESS;
   MPI_Datatype types[2] = {part, MPI_BYTE};
-  ok = ok && MPI_Type_create_struct(lens[1] ? 2 : 1, lens, at, types, type) == MPI_SUCCESS;
-  if (part != MPI_DATATYPE_NULL) MPI_Type_free(&part);
-  return ok && MPI_Type_commit(type) == MPI_SUCCESS;
+  bool made = MPI_Type_create_struct(lens[1] ? 2 : 1, lens, at, types, type) == MPI_SUCCESS;
+  MPI_Type_free(&part);
+  if (made && MPI_Type_commit(type) == MPI_SUCCESS) return true;
+  if (made) MPI_Type_free(type);
+  return false;
 }
 
 /* Room for two more sends (a long message's 'L' and body). */
@@ -154,15 +162,11 @@ static bool send_room(void) {
   return more != NULL;
 }
 
-/* Start the send of buf (taken: freed once sent) to rank `to`, in a place send_room made: len bytes as
- * they are, or (longer than a part) as one element of body_type. */
-static bool isend_one(int to, int tag, unsigned char *buf, size_t len) {
+/* Start the send of buf (taken: freed once sent; len bytes) to rank `to`, in a place send_room made:
+ * `count` elements of `type`. */
+static bool isend_one(int to, int tag, unsigned char *buf, size_t len, int count, MPI_Datatype type) {
   sending *s = &g.sends[g.nsends];
-  MPI_Datatype type = MPI_BYTE;
-  bool ok = len <= g.part || body_type(len, &type);
-  ok = ok && MPI_Isend(buf, len <= g.part ? (int)len : 1, type, to, tag, g.comm, &s->req) == MPI_SUCCESS;
-  if (type != MPI_BYTE) MPI_Type_free(&type); /* (MPI keeps it until the send no longer needs it) */
-  if (!ok) {
+  if (MPI_Isend(buf, count, type, to, tag, g.comm, &s->req) != MPI_SUCCESS) {
     free(buf);
     return false;
   }
@@ -174,22 +178,27 @@ static bool isend_one(int to, int tag, unsigned char *buf, size_t len) {
 }
 
 /* Send buf (taken: freed once sent) of len bytes to rank `to`, without waiting: at once, or an 'L' and
- * then the body. false: it could not go (out of memory, MPI refused): the caller ends the session. */
+ * then the body (what can fail is done before the 'L' goes: a receiver waits for the body it
+ * announces). false: it could not go (out of memory, MPI refused): the caller ends the session. */
 static bool isend(int to, unsigned char *buf, size_t len) {
+  bool long_one = len > g.part;
   unsigned char n[8];
   mproc__wire_put_le64(n, len);
-  bool long_one = len > g.part;
   unsigned char *l = long_one ? message(LONG, 0, n, sizeof n) : NULL;
-  if (!buf || !send_room() || (long_one && !l)) {
+  MPI_Datatype type = MPI_BYTE;
+  if (!buf || !send_room() || (long_one && (!l || !body_type(len, &type)))) {
     free(buf);
     free(l);
     return false;
   }
-  if (long_one && !isend_one(to, TAG, l, HDR + sizeof n)) {
+  bool ok = !long_one || isend_one(to, TAG, l, HDR + sizeof n, HDR + sizeof n, MPI_BYTE);
+  g.nlongs += ok && long_one;
+  if (ok)
+    ok = isend_one(to, long_one ? TAG_BODY : TAG, buf, len, long_one ? 1 : (int)len, type);
+  else
     free(buf);
-    return false;
-  }
-  return isend_one(to, long_one ? TAG_BODY : TAG, buf, len);
+  if (type != MPI_BYTE) MPI_Type_free(&type); /* (MPI keeps it until the send no longer needs it) */
+  return ok;
 }
 
 /* Free the sends that are done. */
@@ -237,6 +246,7 @@ static void recv_body(int src, size_t n, unsigned char **buf, MPI_Request *req) 
   else
     MPI_Recv(*buf, 1, type, src, TAG_BODY, g.comm, MPI_STATUS_IGNORE);
   MPI_Type_free(&type);
+  ++g.nlongs;
 }
 
 /* A worker rank: the next message from rank 0, if one is there: 1 with *buf (malloc) and *len; 0. (It
@@ -509,9 +519,10 @@ static int64_t backend_poll(void *ctx, int64_t *last, bool *more) {
   bool got = !g.finalized && take_messages();
   *more = !g.finalized && (g.nsends || g.nrecvs); /* (a send or receive to complete, a start to confirm) */
   for (size_t i = 0; i < g.nlinks && !*more; ++i) *more = !g.links[i].confirmed;
-  int64_t sent = g.sent_at;
+  /* (tasks went: their replies are due; a message is coming in: it moves as fast as we poll) */
+  int64_t busy = g.nrecvs ? mproc_monotonic_ns() : g.sent_at;
   pthread_mutex_unlock(&g.mu);
-  if (sent > *last) *last = sent; /* (tasks went: their replies are due) */
+  if (busy > *last) *last = busy;
   return pace(last, got);
 }
 
@@ -600,29 +611,40 @@ static void end_workers(void) {
   free(g.links);
   g.links = NULL;
   g.caplinks = 0;
-  pthread_mutex_unlock(&g.mu);
   for (int r = 1; r < g.size; ++r)
     if (!isend(r, message(FIN, 0, NULL, 0), HDR)) fprintf(stderr, "mproc_mpi: could not finalize rank %d\n", r);
+  pthread_mutex_unlock(&g.mu);
   /* Take (and drop) what the ranks still send until each one answered 'F'; then ours are all taken. */
   int64_t last = 0;
   for (bool done = false; !done;) {
     pthread_mutex_lock(&g.mu);
     bool progress = take_messages(); /* (no link is left: each is dropped, an 'F' counted) */
     done = g.fins == g.size - 1 && !g.nsends && !g.nrecvs;
+    if (g.nrecvs) last = mproc_monotonic_ns(); /* (a message coming in moves as fast as we poll) */
     pthread_mutex_unlock(&g.mu);
     int64_t ms = pace(&last, progress);
     if (ms && !done) sleep_ms(ms);
   }
   free(g.sends);
   g.sends = NULL;
+  g.nsends = g.capsends = 0;
   free(g.recvs);
   g.recvs = NULL;
+  g.caprecvs = 0;
   MPI_Comm_free(&g.comm);
 }
 
-/* Tests: the longest message that goes as it is (0: 1 GiB), on every rank before the guard. */
+/* Tests: the longest message that goes as it is (0: 1 GiB), on every rank before the guard; and how many
+ * longer ones this rank has sent and received. */
 void mproc__mpi_set_part(size_t bytes);
+uint64_t mproc__mpi_long_messages(void);
 void mproc__mpi_set_part(size_t bytes) { g.part = bytes && bytes <= (size_t)INT32_MAX ? bytes : (size_t)1 << 30; }
+uint64_t mproc__mpi_long_messages(void) {
+  pthread_mutex_lock(&g.mu);
+  uint64_t n = g.nlongs;
+  pthread_mutex_unlock(&g.mu);
+  return n;
+}
 
 static void finalize_at_exit(void) { (void)mproc_mpi_finalize(); }
 
@@ -657,8 +679,8 @@ static void lost(void) { fprintf(stderr, "mproc_mpi: rank %d: a message to rank 
  * to say so would cost a trip to rank 0 a message, and even asking costs: a test that finds nothing
  * done yields the CPU under mpi_yield_when_idle.) */
 static void send_out(bool all) {
-  int64_t last = mproc_monotonic_ns(); /* (it polls at once, yielding, then naps) */
-  while (all ? g.nsends : g.nlong) {
+  for (int64_t last = 0; all ? g.nsends : g.nlong;) {
+    if (!last) last = mproc_monotonic_ns(); /* (it polls at once, yielding, then naps) */
     reap_sends();
     int64_t ms = (all ? g.nsends : g.nlong) ? pace(&last, false) : 0;
     if (ms) sleep_ms(ms);
@@ -702,7 +724,10 @@ static int hold(void *ctx, const void *reply, size_t n) {
   mproc__wire_put_le64(s->out + s->len, n);
   memcpy(s->out + s->len + 8, reply, n);
   s->len += 8 + n;
-  if (++s->k >= HOLD_MAX || now - s->first >= HOLD_NS || now - began >= HOLD_NS) flush(s);
+  if (++s->k >= HOLD_MAX || now - s->first >= HOLD_NS || now - began >= HOLD_NS) {
+    flush(s);
+    s->mark = mproc_monotonic_ns(); /* (the next task begins after the wait for a long message) */
+  }
   return s->lost ? MPROC_EPIPE : 0;
 }
 

@@ -4,7 +4,8 @@
  *   mpi_pool_check            every Pool call, twice (two MPI pools in a row), 64 MiB in and out
  *   mpi_pool_check --part N ...  the same with messages longer than N bytes sent as MPI sends them
  *                             when longer than a count of bytes can say (2 GiB): their length, then a body
- *   mpi_pool_check --held     a reply of 4 MiB does not wait for the task after it (run over TCP)
+ *   mpi_pool_check --held     a reply of 4 MiB, and one just under 64 KiB, does not wait for the task
+ *                             after it (run over TCP)
  *   mpi_pool_check --kill     a map whose task kills rank 2: the job must end (mpirun names the rank)
  *   mpi_pool_check --mismatch rank 0 with other ranks running a different file (mpirun's MPMD form,
  *                             tests/mpi/mismatch.cmake): creating a pool over MPI must fail, naming
@@ -435,9 +436,11 @@ static void run_held(bool mpi, size_t n) {
 }
 
 void mproc__mpi_set_part(size_t bytes); /* (src/mpi/mpi.c, for tests) */
+uint64_t mproc__mpi_long_messages(void);
 
 int main(int argc, char **argv) {
-  if (argc > 2 && strcmp(argv[1], "--part") == 0) { /* every rank, before the guard */
+  bool parts = argc > 2 && strcmp(argv[1], "--part") == 0;
+  if (parts) { /* every rank, before the guard */
     mproc__mpi_set_part((size_t)strtoull(argv[2], NULL, 10));
     argv[2] = argv[0];
     argc -= 2;
@@ -458,6 +461,7 @@ int main(int argc, char **argv) {
   }
   if (argc > 1 && strcmp(argv[1], "--held") == 0) { /* (tests/CMakeLists.txt runs it over TCP) */
     run_held(mpi, (size_t)4 << 20);
+    run_held(mpi, 65480); /* (a message just under TCP's eager limit of 64 KiB, past it with MPI's header) */
     printf("%d passed, %d failed\n", checks - failures, failures);
     mproc_mpi_finalize();
     return failures ? 1 : 0;
@@ -493,7 +497,7 @@ int main(int argc, char **argv) {
     mproc_pool_destroy(p);
   }
   run_overlap(mpi);
-  run_held(mpi, (size_t)64 << 10);
+  run_held(mpi, 50000); /* (past the 32 KiB that shared memory sends at once when it cannot copy) */
   /* a pool right after a terminated one still works */
   p = NULL;
   CHECK(make_pool(&p, mpi) == 0, "pool after terminate");
@@ -507,6 +511,8 @@ int main(int argc, char **argv) {
     mproc_free(out);
     mproc_pool_destroy(p);
   }
+  if (parts && mpi) /* (the messages longer than a part went as their length and a body) */
+    CHECK(mproc__mpi_long_messages() > 0, "no message went in parts");
   printf("%d passed, %d failed\n", checks - failures, failures);
   mproc_mpi_finalize();
   return failures ? 1 : 0;
