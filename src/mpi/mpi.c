@@ -107,9 +107,9 @@ static struct {
   mproc_pool_backend backend;
   /* sends in flight (rank 0's, or the worker's main thread's) */
   sending *sends;
-  size_t nsends, capsends, nlong; /* (nlong: those longer than EAGER_MAX) */
-  size_t part;                    /* a message longer than this goes as an 'L' and a body (tests lower it) */
-  uint64_t nlongs;                /* such messages sent and received (tests read it) */
+  size_t nsends, capsends, long_out; /* (long_out: those longer than EAGER_MAX) */
+  size_t part;                       /* a message longer than this goes as an 'L' and a body (tests lower it) */
+  uint64_t parted;                   /* such messages sent and received (tests read it) */
   /* rank 0: receives in flight, in the order they matched; and the worker ranks that answered 'F' */
   receiving *recvs;
   size_t nrecvs, caprecvs;
@@ -172,7 +172,7 @@ static bool isend_one(int to, int tag, unsigned char *buf, size_t len, int count
   }
   s->buf = buf;
   s->long_one = len > EAGER_MAX;
-  g.nlong += s->long_one;
+  g.long_out += s->long_one;
   ++g.nsends;
   return true;
 }
@@ -192,7 +192,7 @@ static bool isend(int to, unsigned char *buf, size_t len) {
     return false;
   }
   bool ok = !long_one || isend_one(to, TAG, l, HDR + sizeof n, HDR + sizeof n, MPI_BYTE);
-  g.nlongs += ok && long_one;
+  g.parted += ok && long_one;
   if (ok)
     ok = isend_one(to, long_one ? TAG_BODY : TAG, buf, len, long_one ? 1 : (int)len, type);
   else
@@ -210,7 +210,7 @@ static void reap_sends(void) {
       ++i;
       continue;
     }
-    g.nlong -= g.sends[i].long_one;
+    g.long_out -= g.sends[i].long_one;
     free(g.sends[i].buf);
     g.sends[i] = g.sends[--g.nsends];
   }
@@ -246,7 +246,7 @@ static void recv_body(int src, size_t n, unsigned char **buf, MPI_Request *req) 
   else
     MPI_Recv(*buf, 1, type, src, TAG_BODY, g.comm, MPI_STATUS_IGNORE);
   MPI_Type_free(&type);
-  ++g.nlongs;
+  ++g.parted;
 }
 
 /* A worker rank: the next message from rank 0, if one is there: 1 with *buf (malloc) and *len; 0. (It
@@ -291,9 +291,11 @@ static void start_receives(void) {
   }
 }
 
-/* Rank 0, with g.mu held: hand `take` the messages that are in, each once every message its rank sent
- * before it was (MPI's order between two ranks kept); the others stay. The number handed. */
-static size_t take_received(void (*take)(int src, const unsigned char *b, size_t len)) {
+static void take_message(int src, const unsigned char *b, size_t len);
+
+/* Rank 0, with g.mu held: take the messages that are in (take_message), each once every message its rank
+ * sent before it was (MPI's order between two ranks kept); the others stay. The number taken. */
+static size_t take_received(void) {
   size_t kept = 0, taken = 0;
   for (size_t i = 0; i < g.nrecvs; ++i) {
     receiving x = g.recvs[i];
@@ -313,7 +315,7 @@ static size_t take_received(void (*take)(int src, const unsigned char *b, size_t
       g.recvs[kept++] = x;
       continue;
     }
-    take(x.src, x.buf, x.len);
+    take_message(x.src, x.buf, x.len);
     free(x.buf);
     ++taken;
   }
@@ -507,7 +509,7 @@ static void take_message(int src, const unsigned char *b, size_t len) {
 /* With g.mu held: take what the ranks sent; free the sends that are done. true: something came. */
 static bool take_messages(void) {
   start_receives();
-  bool got = take_received(take_message) > 0;
+  bool got = take_received() > 0;
   reap_sends();
   return got;
 }
@@ -641,7 +643,7 @@ uint64_t mproc__mpi_long_messages(void);
 void mproc__mpi_set_part(size_t bytes) { g.part = bytes && bytes <= (size_t)INT32_MAX ? bytes : (size_t)1 << 30; }
 uint64_t mproc__mpi_long_messages(void) {
   pthread_mutex_lock(&g.mu);
-  uint64_t n = g.nlongs;
+  uint64_t n = g.parted;
   pthread_mutex_unlock(&g.mu);
   return n;
 }
@@ -679,10 +681,10 @@ static void lost(void) { fprintf(stderr, "mproc_mpi: rank %d: a message to rank 
  * to say so would cost a trip to rank 0 a message, and even asking costs: a test that finds nothing
  * done yields the CPU under mpi_yield_when_idle.) */
 static void send_out(bool all) {
-  for (int64_t last = 0; all ? g.nsends : g.nlong;) {
+  for (int64_t last = 0; all ? g.nsends : g.long_out;) {
     if (!last) last = mproc_monotonic_ns(); /* (it polls at once, yielding, then naps) */
     reap_sends();
-    int64_t ms = (all ? g.nsends : g.nlong) ? pace(&last, false) : 0;
+    int64_t ms = (all ? g.nsends : g.long_out) ? pace(&last, false) : 0;
     if (ms) sleep_ms(ms);
   }
 }
