@@ -1527,7 +1527,8 @@ static void result_thread(void *arg) {
   for (size_t i = 0; i < p->nw; ++i) {
     worker *w = &p->w[i];
     if (p->state == TERMINATED && w->proc && mproc_process_kill(w->proc) != 0) mproc_clear_error();
-    if (w->conn && worker_send(p, w, "Q", 1) != 0) mproc_clear_error(); /* idle: never blocks */
+    /* a 'Q' (idle: never blocks), but where the backend carries the messages: its end alone says it */
+    if (w->conn && !(be && be->send) && worker_send(p, w, "Q", 1) != 0) mproc_clear_error();
     worker_conn_end(p, w, w->conn);
     w->conn = NULL;
   }
