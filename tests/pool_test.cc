@@ -1051,7 +1051,7 @@ TEST_P(Pool, MapArrayComputesEveryRecordForEveryChunksize) {
   for (size_t n : {size_t(10000), size_t(0), size_t(1), size_t(100000), size_t(37)}) {
     std::vector<int64_t> in(n);
     for (size_t i = 0; i < n; ++i) in[i] = (int64_t)i - 500;
-    for (size_t chunk : {size_t(1), size_t(0), size_t(7), n + 5}) {
+    for (size_t chunk : {size_t(1), size_t(0), size_t(7), n + 5, SIZE_MAX}) { // SIZE_MAX: one chunk, no wrap
       SCOPED_TRACE(std::to_string(n) + " records, chunksize " + std::to_string(chunk));
       std::vector<int64_t> out(2 * n, -1);
       mproc_array_map m{in.data(), sizeof(int64_t), out.data(), 2 * sizeof(int64_t), n};
@@ -1501,6 +1501,107 @@ TEST(PoolFork, AReplacementWorkerIsForkedFromTheZygoteNotFromTheThreadedParent) 
   mproc_pool_destroy(p);
 }
 #endif
+
+// A chunksize beyond any input ("one chunk"): (n + chunk - 1) / chunk wrapped to no task at all (a crash).
+TEST_P(Pool, AChunksizeOfSizeMaxIsOneChunk) {
+  mproc_pool *p = make(2);
+  ASSERT_NE(p, nullptr);
+  std::vector<int64_t> v = {3, 4, 5};
+  std::vector<mproc_bytes> in = inputs_of(v);
+  mproc_async_result *r = nullptr;
+  ASSERT_EQ(mproc_pool_map(p, t_square, in.data(), in.size(), SIZE_MAX, kLong, &r), 0) << mproc_last_error();
+  ASSERT_EQ(mproc_async_result_count(r), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    const void *d = nullptr;
+    size_t n = 0;
+    ASSERT_EQ(mproc_async_result_item(r, i, &d, &n), 0) << mproc_last_error();
+    EXPECT_EQ(as_i64(d), v[i] * v[i]);
+  }
+  mproc_async_result_destroy(r);
+  finish(p);
+}
+
+// A task timeout too long for nanoseconds in 64 bits (here about 292 years and more) is no timeout that
+// fired at once: the deadline saturates.
+TEST_P(Pool, AVeryLongTaskTimeoutNeverFiresAtOnce) {
+  if (threads()) GTEST_SKIP() << "a thread pool has no per-task timeout";
+  mproc_pool_opts o{};
+  o.task_timeout_ms = INT64_MAX / 1000;
+  mproc_pool *p = make(1, o);
+  ASSERT_NE(p, nullptr);
+  int64_t x = 9;
+  void *out = nullptr;
+  size_t len = 0;
+  ASSERT_EQ(mproc_pool_apply(p, t_square, &x, sizeof x, kLong, &out, &len), 0) << mproc_last_error();
+  EXPECT_EQ(as_i64(out), 81);
+  mproc_free(out);
+  finish(p);
+}
+
+// join on one thread and terminate on another: each returns once the workers are gone (both joined the
+// result thread: a hang, or a double free).
+TEST_P(Pool, JoinAndTerminateFromTwoThreadsBothReturn) {
+  for (int round = 0; round < 3; ++round) {
+    mproc_pool *p = make(2);
+    ASSERT_NE(p, nullptr);
+    int64_t x = 2;
+    mproc_async_result *r = nullptr;
+    ASSERT_EQ(mproc_pool_apply_async(p, t_square, &x, sizeof x, nullptr, &r), 0) << mproc_last_error();
+    ASSERT_EQ(mproc_pool_close(p), 0);
+    std::atomic<int> joined{1};
+    std::thread joiner([&] { joined = mproc_pool_join(p, kLong); });
+    EXPECT_EQ(mproc_pool_terminate(p), 0);
+    joiner.join();
+    EXPECT_EQ(joined.load(), 0) << mproc_last_error();
+    mproc_async_result_destroy(r);
+    mproc_pool_destroy(p);
+  }
+}
+
+// A call that waits, from a callback of the same pool, would wait for ever (the result thread runs the
+// callback): it is refused. An _async call from a callback still works.
+TEST_P(Pool, AWaitingCallFromACallbackIsRefused) {
+  mproc_pool *p = make(2);
+  ASSERT_NE(p, nullptr);
+  struct Seen {
+    mproc_pool *p;
+    int apply = 1, map = 1, starmap = 1, array = 1, async = 1;
+    mproc_async_result *r = nullptr;
+  } seen{p};
+  mproc_async_opts ao{};
+  ao.user = &seen;
+  ao.callback = [](void *u, mproc_async_result *) {
+    Seen *s = (Seen *)u;
+    int64_t y = 3;
+    void *out = nullptr;
+    size_t len = 0;
+    s->apply = mproc_pool_apply(s->p, t_square, &y, sizeof y, 1000, &out, &len);
+    mproc_bytes b = {&y, sizeof y};
+    mproc_async_result *m = nullptr;
+    s->map = mproc_pool_map(s->p, t_square, &b, 1, 1, 1000, &m);
+    mproc_async_result_destroy(m);
+    mproc_bytes args[2] = {{&y, sizeof y}, {&y, sizeof y}};
+    s->starmap = mproc_pool_starmap(s->p, t_add, args, 2, 1, 1, 1000, &m);
+    mproc_async_result_destroy(m);
+    int64_t rec = 4, res[2] = {0, 0};
+    mproc_array_map am{&rec, sizeof rec, res, sizeof res, 1};
+    s->array = mproc_pool_map_array(s->p, r_square, &am, 1, 1000);
+    s->async = mproc_pool_apply_async(s->p, t_square, &y, sizeof y, nullptr, &s->r);
+  };
+  int64_t x = 2;
+  mproc_async_result *r = nullptr;
+  ASSERT_EQ(mproc_pool_apply_async(p, t_square, &x, sizeof x, &ao, &r), 0) << mproc_last_error();
+  ASSERT_EQ(mproc_async_result_wait(r, kLong), 0) << mproc_last_error();
+  EXPECT_EQ(seen.apply, MPROC_ESTATE);
+  EXPECT_EQ(seen.map, MPROC_ESTATE);
+  EXPECT_EQ(seen.starmap, MPROC_ESTATE);
+  EXPECT_EQ(seen.array, MPROC_ESTATE);
+  ASSERT_EQ(seen.async, 0);
+  ASSERT_EQ(mproc_async_result_get(seen.r, kLong), 0) << mproc_last_error();
+  mproc_async_result_destroy(seen.r);
+  mproc_async_result_destroy(r);
+  finish(p);
+}
 
 INSTANTIATE_TEST_SUITE_P(Kinds, Pool, ::testing::ValuesIn(kinds()), kind_name);
 

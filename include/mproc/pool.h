@@ -53,8 +53,10 @@
  * for a second with none taken, and once it is closed or terminated and its work has ended; from close
  * on, and after the pool is freed, a destroyed result is freed at once.
  * Callbacks run in the parent on the pool's one result thread, one at a time;
- * they may submit more work, but mproc_pool_terminate, _join and _destroy called from a callback give
- * MPROC_ESTATE.
+ * they may submit more work with the _async calls, but a call that waits for a result of the same pool
+ * (apply, map, starmap, map_array and _chunks: the result thread, running the callback, would never take
+ * it) and mproc_pool_terminate, _join and _destroy called from a callback give MPROC_ESTATE. A chunksize
+ * larger than the input is one chunk.
  *
  * ---- Lifecycle ----
  * close: no more submissions (MPROC_ESTATE after), the workers end once the work is done. terminate:

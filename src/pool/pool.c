@@ -1254,18 +1254,24 @@ static void worker_died(mproc_pool *p, worker *w, callback_call *cb) {
 
 /* ---- the result thread ------------------------------------------------------------------------------- */
 
+/* base + per x k (base, per >= 0), INT64_MAX where that would not fit: a long timeout is never a past one. */
+static int64_t deadline_add(int64_t base, int64_t per, uint64_t k) {
+  if (k && (uint64_t)per > (uint64_t)(INT64_MAX - base) / k) return INT64_MAX;
+  return base + per * (int64_t)k;
+}
+
 /* When w's running task runs out of time (with the mutex held): its time per item from when it began; an
  * array task's, from when its worker claimed its chunk (or, when it has none claimed, when to look
  * again). */
 static int64_t task_deadline(const mproc_pool *p, const worker *w) {
   const task *t = inflight_at(w, 0);
-  int64_t per = p->o.task_timeout_ms * 1000000;
-  if (!t->arena) return t->started + per * (int64_t)t->n;
+  int64_t per = deadline_add(0, 1000000, (uint64_t)p->o.task_timeout_ms);
+  if (!t->arena) return deadline_add(t->started, per, t->n);
   const mproc__pool_claim *c = &((mproc__pool_array_hdr *)(void *)t->arena->base)->claims[w - p->w];
   uint64_t at = mproc__atomic_load64(&c->at);
   int64_t since = (int64_t)mproc__atomic_load64(&c->since);
-  if (!at) return mproc__pal_monotonic_ns() + per; /* (the header is zeroed for each map) */
-  return since + per * (int64_t)t->chunk;
+  if (!at) return deadline_add(mproc__pal_monotonic_ns(), per, 1); /* (the header is zeroed for each map) */
+  return deadline_add(since, per, t->chunk);
 }
 
 static bool all_idle(const mproc_pool *p) {
@@ -1724,6 +1730,7 @@ static int submit(mproc_pool *p, mproc_task_fn fn, const mproc_bytes *in, size_t
     return mproc__fail(MPROC_ENOMEM, "%s: out of memory", call);
   }
   if (!chunk) chunk = default_chunk(p, n);
+  if (chunk > n) chunk = n ? n : 1; /* (one chunk: (n + chunk - 1) / chunk must not wrap) */
   /* the tasks, built before the pool is touched */
   task *first = NULL, *last = NULL, **link = &first;
   size_t ntasks = 0;
@@ -1823,6 +1830,16 @@ int mproc_pool_imap(mproc_pool *p, mproc_task_fn fn, const mproc_bytes *inputs, 
 
 /* A synchronous call's end: wait for *out; a result that fails (or is not ready in time) is destroyed and
  * its error returned. */
+/* A call that waits for its result, made from one of p's callbacks: refused, since the result thread that
+ * runs the callback is the one that would take the result (the _async form and a callback do). */
+static int refuse_sync_in_callback(mproc_pool *p, const char *call) {
+  if (!p || !in_callback(p)) return 0;
+  return mproc__fail(MPROC_ESTATE,
+                     "%s: called from a callback of the same pool, it would wait for ever (use the "
+                     "_async form)",
+                     call);
+}
+
 static int finish_sync(mproc_async_result **out, int64_t timeout_ms) {
   int rc = mproc_async_result_get(*out, timeout_ms);
   if (rc) {
@@ -1842,7 +1859,8 @@ int mproc_pool_map(mproc_pool *p, mproc_task_fn fn, const mproc_bytes *inputs, s
   mproc_async_opts o;
   memset(&o, 0, sizeof o);
   o.chunksize = chunksize;
-  int rc = submit(p, fn, inputs, n, chunksize, &o, false, false, out, "pool_map");
+  int rc = refuse_sync_in_callback(p, "pool_map");
+  if (!rc) rc = submit(p, fn, inputs, n, chunksize, &o, false, false, out, "pool_map");
   return rc ? rc : finish_sync(out, timeout_ms);
 }
 
@@ -1852,7 +1870,8 @@ int mproc_pool_apply(mproc_pool *p, mproc_task_fn fn, const void *in, size_t len
   *out = NULL;
   *out_len = 0;
   mproc_async_result *r = NULL;
-  int rc = mproc_pool_apply_async(p, fn, in, len, NULL, &r);
+  int rc = refuse_sync_in_callback(p, "pool_apply");
+  if (!rc) rc = mproc_pool_apply_async(p, fn, in, len, NULL, &r);
   if (!rc) rc = mproc_async_result_get(r, timeout_ms);
   if (!rc) {
     mproc__pal_mutex_lock(r->k->mu);
@@ -1946,6 +1965,7 @@ static int map_array(mproc_pool *p, const char *call, void *fn, bool chunks, con
   MPROC__CHECK_ARG_AS(call, n > (SIZE_MAX / 4 - hdr) / m->in_size || n > (SIZE_MAX / 4 - hdr) / m->out_size,
                       "%zu records of %zu and %zu bytes are too many", n, m->in_size, m->out_size);
   size_t chunk = o && o->chunksize ? o->chunksize : default_chunk(p, n);
+  if (chunk > n) chunk = n ? n : 1; /* (a worker's claims must not wrap the counter) */
   mproc_async_result *r = (mproc_async_result *)calloc(1, sizeof *r);
   if (!r) return mproc__fail(MPROC_ENOMEM, "%s: out of memory", call);
   r->flag = MPROC_NO_HANDLE;
@@ -2060,7 +2080,8 @@ static int map_array_sync(mproc_pool *p, const char *call, void *fn, bool chunks
   memset(&o, 0, sizeof o);
   o.chunksize = chunksize;
   mproc_async_result *r = NULL;
-  int rc = map_array(p, call, fn, chunks, m, &o, &r);
+  int rc = refuse_sync_in_callback(p, call);
+  if (!rc) rc = map_array(p, call, fn, chunks, m, &o, &r);
   if (!rc) rc = finish_sync(&r, timeout_ms); /* a failed result is destroyed there */
   mproc_async_result_destroy(r);
   return rc;
@@ -2087,6 +2108,18 @@ int mproc_pool_close(mproc_pool *p) {
   return 0;
 }
 
+/* Wait until the result thread has ended, and join it: whichever of join, terminate and destroy takes it
+ * (under the mutex) joins it; one that finds it taken waits for its end (p->finished) instead, so two
+ * threads never join it both. */
+static void end_result_thread(mproc_pool *p) {
+  mproc__pal_mutex_lock(p->k->mu);
+  mproc__thread *thr = p->thr;
+  p->thr = NULL;
+  while (!thr && !p->finished) mproc__pal_cond_wait(p->k->cv, p->k->mu, INT64_MAX);
+  mproc__pal_mutex_unlock(p->k->mu);
+  if (thr) mproc__pal_thread_join(thr);
+}
+
 int mproc_pool_terminate(mproc_pool *p) {
   MPROC__CHECK_ARG(!p, "pool is NULL");
   if (in_callback(p)) return mproc__fail(MPROC_ESTATE, "pool_terminate: called from a callback");
@@ -2098,8 +2131,7 @@ int mproc_pool_terminate(mproc_pool *p) {
         result_fail(inflight_at(&p->w[i], j)->r, MPROC_ECLOSED, 0, "pool: the pool was terminated", false);
   wake_result_thread(p);
   mproc__pal_mutex_unlock(p->k->mu);
-  mproc__pal_thread_join(p->thr); /* it kills and reaps the workers */
-  p->thr = NULL;
+  end_result_thread(p); /* it kills and reaps the workers */
   /* what was not done fails; tasks let go of their results */
   mproc__pal_mutex_lock(p->k->mu);
   for (size_t i = 0; i < p->nw; ++i)
@@ -2126,8 +2158,7 @@ int mproc_pool_join(mproc_pool *p, int64_t timeout_ms) {
   while (!p->finished && !rc) rc = mproc__pal_cond_wait(p->k->cv, p->k->mu, deadline);
   mproc__pal_mutex_unlock(p->k->mu);
   if (rc) return mproc__fail(rc, "pool_join: the workers still run after %lld ms", (long long)timeout_ms);
-  mproc__pal_thread_join(p->thr);
-  p->thr = NULL;
+  end_result_thread(p);
   return 0;
 }
 
@@ -2242,7 +2273,7 @@ int mproc_pool_imap_lazy(mproc_pool *p, mproc_task_fn fn, mproc_input_fn input, 
   MPROC__CHECK_ARG(!p || !fn || !input || !out, "pool, fn, input and out must be set");
   *out = NULL;
   size_t chunk = chunksize ? chunksize : 1;
-  if (!window) window = 4 * chunk * p->nw;
+  if (!window) window = chunk > SIZE_MAX / 4 / p->nw ? SIZE_MAX : 4 * chunk * p->nw; /* (too large: refused below) */
   MPROC__CHECK_ARG(window > SIZE_MAX / 2 / sizeof(struct item), "window %zu is too large", window);
   mproc_async_result *r = (mproc_async_result *)calloc(1, sizeof *r);
   if (!r) return mproc__fail(MPROC_ENOMEM, "pool_imap_lazy: out of memory");
@@ -2554,6 +2585,7 @@ int mproc_pool_starmap(mproc_pool *p, mproc_task_fn fn, const mproc_bytes *args,
   mproc_async_opts o;
   memset(&o, 0, sizeof o);
   o.chunksize = chunksize;
-  int rc = mproc_pool_starmap_async(p, fn, args, nargs, n, &o, out);
+  int rc = refuse_sync_in_callback(p, "pool_starmap");
+  if (!rc) rc = mproc_pool_starmap_async(p, fn, args, nargs, n, &o, out);
   return rc ? rc : finish_sync(out, timeout_ms);
 }
