@@ -49,6 +49,7 @@
 #include "../wire.h"
 
 enum { TAG = 7731, TAG_BODY = 7732, HDR = 9 };
+#define FIN_TRIES_NS 10000000000ll /* end_workers: how long an 'F' that cannot go is tried again */
 enum { OPEN = 'O', DATA = 'D', REPLIES = 'R', CLOSE = 'C', FIN = 'F', LONG = 'L' };
 #define QUICK_NS 1000000   /* tasks under 1 ms, the trip there and back included, are sent ahead */
 #define SPIN_NS 200000L    /* polls with a yield of the CPU between them, for 200 us since the last message */
@@ -454,6 +455,12 @@ static bool to_writer(mproc_connection *conn, unsigned char *msg, size_t len) {
   return true;
 }
 
+/* With g.mu held: a 'D' of n bytes for link l's connection, to the writer. false when it could not (out of
+ * memory): the caller ends the session (a NULL message would tell the writer to destroy the connection). */
+static bool to_writer_data(link *l, const void *p, size_t n) {
+  unsigned char *m = message(DATA, l->session, p, n);
+  return m && to_writer(l->conn, m, HDR + n);
+}
 /* With g.mu held: hand the replies of b (an 'R' message of len bytes for link l) to the worker's ring,
  * and to the writer what must go on its connection. false: b is malformed, or more replies came than
  * tasks went, or memory ran out: the caller ends the session. */
@@ -472,7 +479,7 @@ static bool put_replies(link *l, const unsigned char *b, size_t len) {
     if (act == MPROC_POOL_REPLY_WAKE) {
       wake = true;
     } else if (act == MPROC_POOL_REPLY_SEND) {
-      if (!to_writer(l->conn, message(DATA, l->session, at, (size_t)n), HDR + (size_t)n)) return false;
+      if (!to_writer_data(l, at, (size_t)n)) return false;
     } else if (act != MPROC_POOL_REPLY_TAKEN) {
       fprintf(stderr, "mproc_mpi: rank %d: %s\n", l->rank, mproc_last_error());
       mproc_clear_error();
@@ -480,7 +487,7 @@ static bool put_replies(link *l, const unsigned char *b, size_t len) {
     }
     at += n;
   }
-  return at == end && (!wake || to_writer(l->conn, message(DATA, l->session, "W", 1), HDR + 1));
+  return at == end && (!wake || to_writer_data(l, "W", 1));
 }
 
 /* With g.mu held: end link l's session from rank 0's side (the engine ended the worker, or a message to
@@ -613,15 +620,21 @@ static void end_workers(void) {
   free(g.links);
   g.links = NULL;
   g.caplinks = 0;
-  for (int r = 1; r < g.size; ++r)
-    if (!isend(r, message(FIN, 0, NULL, 0), HDR)) fprintf(stderr, "mproc_mpi: could not finalize rank %d\n", r);
   pthread_mutex_unlock(&g.mu);
-  /* Take (and drop) what the ranks still send until each one answered 'F'; then ours are all taken. */
-  int64_t last = 0;
+  /* Send each rank its 'F' (one that could not go, out of memory, is tried again at each round, for up to
+   * FIN_TRIES_NS: then the job is aborted rather than left waiting); take (and drop) what the ranks still
+   * send until each one answered 'F'; then ours are all taken. */
+  int64_t last = 0, began = mproc_monotonic_ns();
+  int told = 1; /* the ranks below have their 'F' */
   for (bool done = false; !done;) {
     pthread_mutex_lock(&g.mu);
+    while (told < g.size && isend(told, message(FIN, 0, NULL, 0), HDR)) ++told;
+    if (told < g.size && mproc_monotonic_ns() - began > FIN_TRIES_NS) {
+      fprintf(stderr, "mproc_mpi: could not finalize rank %d (out of memory): aborting the job\n", told);
+      MPI_Abort(g.comm, 1);
+    }
     bool progress = take_messages(); /* (no link is left: each is dropped, an 'F' counted) */
-    done = g.fins == g.size - 1 && !g.nsends && !g.nrecvs;
+    done = told == g.size && g.fins == g.size - 1 && !g.nsends && !g.nrecvs;
     if (g.nrecvs) last = mproc_monotonic_ns(); /* (a message coming in moves as fast as we poll) */
     pthread_mutex_unlock(&g.mu);
     int64_t ms = pace(&last, progress);
