@@ -461,6 +461,7 @@ static bool to_writer_data(link *l, const void *p, size_t n) {
   unsigned char *m = message(DATA, l->session, p, n);
   return m && to_writer(l->conn, m, HDR + n);
 }
+
 /* With g.mu held: hand the replies of b (an 'R' message of len bytes for link l) to the worker's ring,
  * and to the writer what must go on its connection. false: b is malformed, or more replies came than
  * tasks went, or memory ran out: the caller ends the session. */

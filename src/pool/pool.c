@@ -1828,8 +1828,6 @@ int mproc_pool_imap(mproc_pool *p, mproc_task_fn fn, const mproc_bytes *inputs, 
   return submit(p, fn, inputs, n, chunksize ? chunksize : 1, NULL, true, ordered, out, "pool_imap");
 }
 
-/* A synchronous call's end: wait for *out; a result that fails (or is not ready in time) is destroyed and
- * its error returned. */
 /* A call that waits for its result, made from one of p's callbacks: refused, since the result thread that
  * runs the callback is the one that would take the result (the _async form and a callback do). */
 static int refuse_sync_in_callback(mproc_pool *p, const char *call) {
@@ -1840,6 +1838,8 @@ static int refuse_sync_in_callback(mproc_pool *p, const char *call) {
                      call);
 }
 
+/* A synchronous call's end: wait for *out; a result that fails (or is not ready in time) is destroyed and
+ * its error returned. */
 static int finish_sync(mproc_async_result **out, int64_t timeout_ms) {
   int rc = mproc_async_result_get(*out, timeout_ms);
   if (rc) {
